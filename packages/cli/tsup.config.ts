@@ -1,0 +1,3 @@
+import { makeConfig } from "../../tsup.base";
+
+export default makeConfig({ entry: ["src/index.ts", "src/main.ts"], platform: "node" });

@@ -1,0 +1,1 @@
+export type { Backend, GemmArgs, KernelName, QuantFormat, QuantizedLinear, ScaleDtype } from "./types";
