@@ -1,1 +1,1 @@
-export type { Backend, GemmArgs, KernelName, QuantFormat, QuantizedLinear, ScaleDtype } from "./types";
+export type { Backend, GemmArgs, KernelName, Linear, QuantFormat, QuantizedLinear, ScaleDtype } from "./types";

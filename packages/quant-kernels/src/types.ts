@@ -118,3 +118,24 @@ export interface Backend {
   /** Releases workers and memory. The backend must not be used afterwards. */
   dispose(): void;
 }
+
+/**
+ * The one inference-time linear interface every model layer goes through: float, quantized or
+ * LoRA-wrapped (house style: "every linear goes through one Linear interface").
+ * Training (autograd) wraps a `Linear` in a differentiable op one layer up.
+ */
+export interface Linear {
+  /** K. */
+  readonly inFeatures: number;
+  /** N. */
+  readonly outFeatures: number;
+  /**
+   * `y[rows×N] = x[rows×K] · Wᵀ`. Writes into `y`, allocates nothing per call.
+   * ```
+   * for r, n: y[r*N + n] = Σ_k x[r*K + k] * W[n, k]
+   * ```
+   */
+  forward(x: Float32Array, rows: number, y: Float32Array): void;
+  /** Bytes held by this layer's parameters (packed words, scales, zeros, float weights, adapters). */
+  bytes(): number;
+}
