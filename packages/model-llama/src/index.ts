@@ -1,3 +1,3 @@
-// @int21/model-llama: LLaMA models: load llama2.c / Hugging Face checkpoints, tokenize, run, generate, evaluate, and train through @int21/autograd.
-// Re-exports only. The API lands with its issue; see README.md.
-export {};
+// @int21/model-llama: LLaMA models — load, tokenize, run, generate, evaluate, train.
+export { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
+export { type LayerWeights, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
