@@ -43,7 +43,9 @@ export async function timeAsync(name, fn, { minTimeMs = 500, minRuns = 3, maxRun
 }
 
 export function resultsDir() {
-  return process.env.INT21_BENCH_OUT ? resolve(process.env.INT21_BENCH_OUT) : join(repoRoot, "benchmarks", "results");
+  return process.env.INT21_BENCH_OUT
+    ? resolve(process.env.INT21_BENCH_OUT)
+    : join(repoRoot, "benchmarks", "results");
 }
 
 function fmt(v) {
@@ -75,10 +77,19 @@ export function barChartSvg(title, labels, values, unit = "") {
 }
 
 export function lineChartSvg(title, series, axes = {}) {
-  const w = 760, h = 420, l = 70, r = 160, t = 36, b = 46;
+  const w = 760,
+    h = 420,
+    l = 70,
+    r = 160,
+    t = 36,
+    b = 46;
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const x0 = Math.min(...xs, 0), x1 = Math.max(...xs, 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
+  const xs = pts.map((p) => p[0]),
+    ys = pts.map((p) => p[1]);
+  const x0 = Math.min(...xs, 0),
+    x1 = Math.max(...xs, 1),
+    y0 = Math.min(...ys),
+    y1 = Math.max(...ys, y0 + 1e-9);
   const X = (x) => l + ((w - l - r) * (x - x0)) / (x1 - x0 || 1);
   const Y = (y) => h - b - ((h - t - b) * (y - y0)) / (y1 - y0 || 1);
   const colors = ["#4a7ebb", "#d1603d", "#3f9e4d", "#8b5fbf", "#c9a227", "#555555"];
@@ -86,15 +97,19 @@ export function lineChartSvg(title, series, axes = {}) {
   s += `<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`;
   s += `<line x1="${l}" y1="${h - b}" x2="${w - r}" y2="${h - b}" stroke="black"/><line x1="${l}" y1="${t}" x2="${l}" y2="${h - b}" stroke="black"/>`;
   for (let i = 0; i <= 4; i++) {
-    const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
+    const yv = y0 + ((y1 - y0) * i) / 4,
+      xv = x0 + ((x1 - x0) * i) / 4;
     s += `<text x="${l - 4}" y="${Y(yv) + 4}" text-anchor="end">${esc(fmt(yv))}</text>`;
     s += `<text x="${X(xv)}" y="${h - b + 14}" text-anchor="middle">${esc(fmt(xv))}</text>`;
   }
   if (axes.x) s += `<text x="${(l + w - r) / 2}" y="${h - 8}" text-anchor="middle">${esc(axes.x)}</text>`;
-  if (axes.y) s += `<text x="14" y="${(t + h - b) / 2}" transform="rotate(-90 14 ${(t + h - b) / 2})" text-anchor="middle">${esc(axes.y)}</text>`;
+  if (axes.y)
+    s += `<text x="14" y="${(t + h - b) / 2}" transform="rotate(-90 14 ${(t + h - b) / 2})" text-anchor="middle">${esc(axes.y)}</text>`;
   series.forEach((ser, i) => {
     const c = colors[i % colors.length];
-    const p = ser.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`);
+    const p = ser.points
+      .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+      .map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`);
     if (p.length) s += `<polyline fill="none" stroke="${c}" stroke-width="1.5" points="${p.join(" ")}"/>`;
     s += `<rect x="${w - r + 10}" y="${t + i * 16}" width="10" height="10" fill="${c}"/><text x="${w - r + 24}" y="${t + 9 + i * 16}">${esc(ser.name)}</text>`;
   });
@@ -119,7 +134,15 @@ export function report(suite, rows, opts = {}) {
   if (opts.chart) {
     const { title, value, unit = "", label = "name" } = opts.chart;
     const rs = rows.filter((r) => typeof r[value] === "number");
-    writeFileSync(file.replace(/\.json$/, ".svg"), barChartSvg(title, rs.map((r) => String(r[label])), rs.map((r) => r[value]), unit));
+    writeFileSync(
+      file.replace(/\.json$/, ".svg"),
+      barChartSvg(
+        title,
+        rs.map((r) => String(r[label])),
+        rs.map((r) => r[value]),
+        unit,
+      ),
+    );
   }
   return file;
 }

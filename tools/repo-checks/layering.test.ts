@@ -5,7 +5,10 @@ import { describe, expect, it } from "vitest";
 import { checkPackage, importsOf } from "./layering";
 
 const repoRoot = resolve(__dirname, "..", "..");
-const layers = JSON.parse(readFileSync(join(repoRoot, "tools", "layers.json"), "utf8")) as Record<string, number>;
+const layers = JSON.parse(readFileSync(join(repoRoot, "tools", "layers.json"), "utf8")) as Record<
+  string,
+  number
+>;
 
 describe("package layering", () => {
   const names = readdirSync(join(repoRoot, "packages"));
@@ -31,9 +34,15 @@ describe("package layering", () => {
     const low = join(root, "packages", "low");
     const high = join(root, "packages", "high");
     for (const d of [low, high]) mkdirSync(join(d, "src"), { recursive: true });
-    writeFileSync(join(low, "package.json"), JSON.stringify({ name: "@int21/low", dependencies: { "@int21/high": "*" } }));
+    writeFileSync(
+      join(low, "package.json"),
+      JSON.stringify({ name: "@int21/low", dependencies: { "@int21/high": "*" } }),
+    );
     writeFileSync(join(high, "package.json"), JSON.stringify({ name: "@int21/high" }));
-    writeFileSync(join(low, "src", "a.ts"), `import { x } from "@int21/high";\nimport { y } from "../../high/src/y";\n`);
+    writeFileSync(
+      join(low, "src", "a.ts"),
+      `import { x } from "@int21/high";\nimport { y } from "../../high/src/y";\n`,
+    );
     const v = checkPackage(root, low, { "@int21/low": 0, "@int21/high": 1 });
     expect(v.map((x) => x.reason)).toEqual([
       "depends on layer 1 from layer 0",

@@ -10,7 +10,8 @@ export interface Violation {
   reason: string;
 }
 
-const IMPORT_RE = /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|require\s*\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g;
+const IMPORT_RE =
+  /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|require\s*\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g;
 
 function* walk(dir: string): Generator<string> {
   for (const name of readdirSync(dir)) {
@@ -35,12 +36,17 @@ export function checkPackage(repoRoot: string, pkgDir: string, layers: Record<st
     dependencies?: Record<string, string>;
   };
   const own = layers[pkg.name];
-  if (own === undefined) return [{ file: pkgDir, specifier: pkg.name, reason: "package missing from tools/layers.json" }];
+  if (own === undefined)
+    return [{ file: pkgDir, specifier: pkg.name, reason: "package missing from tools/layers.json" }];
   const out: Violation[] = [];
   for (const dep of Object.keys(pkg.dependencies ?? {})) {
     const l = layers[dep];
     if (l !== undefined && l >= own)
-      out.push({ file: join(pkgDir, "package.json"), specifier: dep, reason: `depends on layer ${l} from layer ${own}` });
+      out.push({
+        file: join(pkgDir, "package.json"),
+        specifier: dep,
+        reason: `depends on layer ${l} from layer ${own}`,
+      });
   }
   const packagesRoot = resolve(repoRoot, "packages");
   for (const file of walk(pkgDir)) {
@@ -51,14 +57,22 @@ export function checkPackage(repoRoot: string, pkgDir: string, layers: Record<st
         const l = layers[name];
         if (l === undefined) continue; // private tools (shared-data) are allowed in tests
         if (name !== pkg.name && l >= own)
-          out.push({ file, specifier: spec, reason: `imports layer ${l} (${name}) from layer ${own} (${pkg.name})` });
+          out.push({
+            file,
+            specifier: spec,
+            reason: `imports layer ${l} (${name}) from layer ${own} (${pkg.name})`,
+          });
         if (name === pkg.name && !/\.(test|bench)\.ts$/.test(file) && !file.includes(`${sep}bench${sep}`))
           out.push({ file, specifier: spec, reason: "a package's source imports itself by name" });
       } else if (spec.startsWith(".")) {
         const target = resolve(file, "..", spec);
         const rel = relative(packagesRoot, target);
         if (!rel.startsWith("..") && !target.startsWith(pkgDir + sep) && target !== pkgDir)
-          out.push({ file, specifier: spec, reason: "reaches into another package's files instead of importing its package name" });
+          out.push({
+            file,
+            specifier: spec,
+            reason: "reaches into another package's files instead of importing its package name",
+          });
       }
     }
   }

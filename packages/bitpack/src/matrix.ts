@@ -1,5 +1,13 @@
 import { getUnchecked, unpackUnchecked } from "./stream";
-import { type Bits, type IntArrayLike, type UnpackTarget, assertBits, assertCapacity, assertCount, assertValue } from "./validate";
+import {
+  type Bits,
+  type IntArrayLike,
+  type UnpackTarget,
+  assertBits,
+  assertCapacity,
+  assertCount,
+  assertValue,
+} from "./validate";
 
 /**
  * A row-major matrix of `rows × cols` unsigned `bits`-wide integers, packed along the columns
@@ -47,7 +55,9 @@ export function packMatrix(
   assertCount(rows, "rows");
   const wpr = matrixWordsPerRow(cols, bits);
   if (values.length !== rows * cols) {
-    throw new RangeError(`bitpack: packMatrix expected ${rows}×${cols} = ${rows * cols} values, got ${values.length}`);
+    throw new RangeError(
+      `bitpack: packMatrix expected ${rows}×${cols} = ${rows * cols} values, got ${values.length}`,
+    );
   }
   for (let i = 0; i < values.length; i++) assertValue(values[i], bits, i);
   const words = out ?? new Uint32Array(rows * wpr);
@@ -83,7 +93,9 @@ export function packedMatrixView(words: Uint32Array, rows: number, cols: number,
 /** Reads element `(r, c)`. Throws a RangeError outside the matrix. */
 export function getMatrix(m: PackedMatrix, r: number, c: number): number {
   if (!Number.isInteger(r) || !Number.isInteger(c) || r < 0 || c < 0 || r >= m.rows || c >= m.cols) {
-    throw new RangeError(`bitpack: element (${String(r)}, ${String(c)}) is outside a ${m.rows}×${m.cols} matrix`);
+    throw new RangeError(
+      `bitpack: element (${String(r)}, ${String(c)}) is outside a ${m.rows}×${m.cols} matrix`,
+    );
   }
   return getUnchecked(m.words, m.bits, c, r * m.wordsPerRow);
 }
@@ -101,6 +113,7 @@ export function unpackMatrixRow(m: PackedMatrix, r: number, out: UnpackTarget, o
 /** Unpacks the whole matrix row-major into `out` (`rows * cols` elements). Allocates nothing. */
 export function unpackMatrix(m: PackedMatrix, out: UnpackTarget): UnpackTarget {
   assertCapacity(out.length, m.rows * m.cols, "output buffer");
-  for (let r = 0; r < m.rows; r++) unpackUnchecked(m.words, m.bits, m.cols, out, r * m.wordsPerRow, r * m.cols);
+  for (let r = 0; r < m.rows; r++)
+    unpackUnchecked(m.words, m.bits, m.cols, out, r * m.wordsPerRow, r * m.cols);
   return out;
 }

@@ -32,7 +32,9 @@ export function fromOffsetBinary(u: number, bits: Bits): number {
 /** Converts an array of signed values to offset-binary codes in `out` (no allocation). */
 export function encodeSigned(values: ArrayLike<number>, bits: Bits, out: Uint8Array): Uint8Array {
   if (out.length < values.length) {
-    throw new RangeError(`bitpack: output buffer too small: needs ${values.length} elements, has ${out.length}`);
+    throw new RangeError(
+      `bitpack: output buffer too small: needs ${values.length} elements, has ${out.length}`,
+    );
   }
   for (let i = 0; i < values.length; i++) out[i] = toOffsetBinary(values[i], bits);
   return out;
@@ -46,7 +48,9 @@ export function decodeSigned(
 ): typeof out {
   const { offset } = signedRange(bits);
   if (out.length < codes.length) {
-    throw new RangeError(`bitpack: output buffer too small: needs ${codes.length} elements, has ${out.length}`);
+    throw new RangeError(
+      `bitpack: output buffer too small: needs ${codes.length} elements, has ${out.length}`,
+    );
   }
   for (let i = 0; i < codes.length; i++) out[i] = codes[i] - offset;
   return out;

@@ -1,4 +1,12 @@
-import { type Bits, type IntArrayLike, type UnpackTarget, assertBits, assertCapacity, assertCount, assertValue } from "./validate";
+import {
+  type Bits,
+  type IntArrayLike,
+  type UnpackTarget,
+  assertBits,
+  assertCapacity,
+  assertCount,
+  assertValue,
+} from "./validate";
 
 /**
  * Flat stream layout (little-endian bit stream).
@@ -53,7 +61,9 @@ export function packStream(values: IntArrayLike, bits: Bits, out?: Uint32Array, 
 export function getStream(words: Uint32Array, bits: Bits, i: number, wordOffset = 0): number {
   assertBits(bits);
   if (!Number.isInteger(i) || i < 0 || wordOffset * 32 + (i + 1) * bits > words.length * 32) {
-    throw new RangeError(`bitpack: index ${String(i)} is outside a ${bits}-bit stream of ${words.length} words`);
+    throw new RangeError(
+      `bitpack: index ${String(i)} is outside a ${bits}-bit stream of ${words.length} words`,
+    );
   }
   return getUnchecked(words, bits, i, wordOffset);
 }
