@@ -1,3 +1,4 @@
 // @int21/model-llama: LLaMA models — load, tokenize, run, generate, evaluate, train.
 export { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
 export { type LayerWeights, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+export { type EncodeOptions, Llama2cTokenizer, type StreamDecoder, type Tokenizer } from "./tokenizer";
