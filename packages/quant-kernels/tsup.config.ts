@@ -1,3 +1,3 @@
 import { makeConfig } from "../../tsup.base";
 
-export default makeConfig();
+export default makeConfig({ entry: { index: "src/index.ts", testing: "src/testing/index.ts" } });

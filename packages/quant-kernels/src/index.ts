@@ -1,1 +1,44 @@
-export type { Backend, GemmArgs, KernelName, Linear, QuantFormat, QuantizedLinear, ScaleDtype } from "./types";
+export type {
+  Backend,
+  GemmArgs,
+  KernelName,
+  Linear,
+  QuantFormat,
+  QuantizedLinear,
+  ScaleDtype,
+} from "./types";
+export { f16BitsToF32, f32ToF16Bits, isF16Exact, roundToF16, roundUpToF16 } from "./f16";
+export {
+  type FormatBits,
+  type FormatRecord,
+  type FormatSpec,
+  type GroupParams,
+  type GroupSize,
+  NOMINAL_K,
+  formatId,
+  formatName,
+} from "./formats/format";
+export { INT2_FORMATS } from "./formats/int2";
+export { INT3_FORMATS } from "./formats/int3";
+export { INT4_FORMATS } from "./formats/int4";
+export { INT8_FORMATS } from "./formats/int8";
+export { FORMATS, formatNames, getFormat, makeFormat } from "./formats/registry";
+export {
+  type QuantizedLinearInit,
+  bitsPerWeight,
+  bytes,
+  createQuantizedLinear,
+  groupCount,
+  packQuantizedLinear,
+} from "./quantized-linear";
+export { type ResolvedGemm, checkQuantCall, resolveGemm } from "./check-args";
+export { createReferenceBackend } from "./reference/backend";
+export { plainBlockedSgemm } from "./reference/blocked-sgemm";
+export { referenceDequantize } from "./reference/dequantize";
+export { referenceQmatmul } from "./reference/qmatmul";
+export { referenceQmatmulT } from "./reference/qmatmul-t";
+export { referenceSgemm } from "./reference/sgemm";
+export { codeAt, groupOf, weightAt } from "./reference/weight-at";
+export { type QuantizeOptions, type Quantizer, checkWeight } from "./quantizer";
+export { type RtnOptions, createRtnQuantizer, findGroupParams, groupMembers, rtnQuantize } from "./rtn";
+export { type Hessian, type HessianOptions, createHessian } from "./hessian";
