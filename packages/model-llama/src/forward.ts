@@ -1,0 +1,227 @@
+import { headSize, kvDim } from "./config";
+import type { RunState } from "./run-state";
+import type { LlamaWeights } from "./weights";
+
+// ---------------------------------------------------------------------------------------------
+// Blocks. Each writes into buffers it is given and allocates nothing.
+
+/**
+ * RMSNorm of `rows` rows of width `n`: `out[r,j] = w[j] · x[r,j] / sqrt(mean_j x[r,j]² + eps)`.
+ * `out` may alias `x`.
+ */
+export function rmsnorm(
+  out: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  rows: number,
+  n: number,
+  eps: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let ss = 0;
+    for (let j = 0; j < n; j++) ss += x[o + j] * x[o + j];
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let j = 0; j < n; j++) out[o + j] = w[j] * (inv * x[o + j]);
+  }
+}
+
+/**
+ * Rotary embedding in place over `rows` rows of width `width` (a multiple of `hs`), row r at
+ * position `pos + r`. Pairs (i, i+1), i even, inside each head rotate by angle `pos · θ^(−(i mod hs)/hs)`:
+ * ```
+ * v[i]   = v[i]·cos − v[i+1]·sin
+ * v[i+1] = v[i]·sin + v[i+1]·cos
+ * ```
+ */
+export function rope(
+  v: Float32Array,
+  rows: number,
+  width: number,
+  hs: number,
+  pos: number,
+  state: RunState,
+): void {
+  const half = hs / 2;
+  for (let r = 0; r < rows; r++) {
+    const t = (pos + r) * half;
+    const o = r * width;
+    for (let i = 0; i < width; i += 2) {
+      const j = t + ((i % hs) >> 1);
+      const c = state.ropeCos[j];
+      const s = state.ropeSin[j];
+      const v0 = v[o + i];
+      const v1 = v[o + i + 1];
+      v[o + i] = v0 * c - v1 * s;
+      v[o + i + 1] = v0 * s + v1 * c;
+    }
+  }
+}
+
+/**
+ * Causal grouped-query attention for `rows` queries at positions `pos..pos+rows-1` of layer `l`,
+ * reading keys/values `0..pos+r` from the cache. Query head h reads kv head `h / (nHeads/nKvHeads)`.
+ * ```
+ * att[t]      = q[r,h]·k[t,g] / sqrt(hs)           t ≤ pos + r
+ * out[r,h,:]  = Σ_t softmax(att)[t] · v[t,g,:]
+ * ```
+ */
+export function attention(state: RunState, l: number, rows: number, pos: number, out: Float32Array): void {
+  const c = state.config;
+  const { dim, nHeads, seqLen } = c;
+  const hs = headSize(c);
+  const kv = kvDim(c);
+  const group = nHeads / c.nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  const { q, att, keyCache, valueCache } = state;
+  const loff = l * seqLen * kv;
+  for (let r = 0; r < rows; r++) {
+    const last = pos + r;
+    for (let h = 0; h < nHeads; h++) {
+      const qo = r * dim + h * hs;
+      const ho = loff + Math.floor(h / group) * hs;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let t = 0; t <= last; t++) {
+        const ko = ho + t * kv;
+        let s = 0;
+        for (let i = 0; i < hs; i++) s += q[qo + i] * keyCache[ko + i];
+        s *= scale;
+        att[t] = s;
+        if (s > max) max = s;
+      }
+      let sum = 0;
+      for (let t = 0; t <= last; t++) {
+        const e = Math.exp(att[t] - max);
+        att[t] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      const oo = r * dim + h * hs;
+      for (let i = 0; i < hs; i++) out[oo + i] = 0;
+      for (let t = 0; t <= last; t++) {
+        const a = att[t] * inv;
+        const vo = ho + t * kv;
+        for (let i = 0; i < hs; i++) out[oo + i] += a * valueCache[vo + i];
+      }
+    }
+  }
+}
+
+/** `h[i] = silu(h[i]) · g[i] = h[i] / (1 + e^(−h[i])) · g[i]` for the first n entries. */
+export function swiglu(h: Float32Array, g: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const a = h[i];
+    h[i] = (a / (1 + Math.exp(-a))) * g[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transformer.
+
+/** Which logits {@link forward} computes. */
+export type LogitsMode = "last" | "all" | "none";
+
+function checkWeights(w: LlamaWeights, state: RunState): void {
+  if (w.config !== state.config) {
+    const a = JSON.stringify(w.config);
+    const b = JSON.stringify(state.config);
+    if (a !== b) throw new Error(`forward: run state was made for config ${b}, weights have ${a}`);
+  }
+}
+
+/**
+ * Runs `tokens` (positions `pos .. pos + tokens.length − 1`) through the model, writing their keys and
+ * values into the cache, and returns logits: with `"last"` (default) a `[vocabSize]` view for the last
+ * token; with `"all"` a `[tokens.length × vocabSize]` view (needs `tokens.length ≤ maxRows`); with
+ * `"none"` an empty view (cache only). Views alias `state.logits` and are overwritten by the next call.
+ *
+ * Chunks of up to `state.maxRows` tokens go through `Linear.forward` with `rows > 1` (the GEMM path,
+ * prefill); one token is the matvec path (decode).
+ *
+ * Per layer, llama2.c's order:
+ * ```
+ * xb = rmsnorm(x, attnNorm);  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ;  rope(q), rope(k);  cache ← k, v
+ * x += attention(q, cache)·Woᵀ
+ * xb = rmsnorm(x, ffnNorm);  x += (silu(xb·W1ᵀ) ⊙ xb·W3ᵀ)·W2ᵀ
+ * ```
+ * then `logits = rmsnorm(x, finalNorm)·Wclsᵀ`.
+ */
+export function forward(
+  weights: LlamaWeights,
+  state: RunState,
+  tokens: ArrayLike<number>,
+  pos: number,
+  mode: LogitsMode = "last",
+): Float32Array {
+  checkWeights(weights, state);
+  const c = state.config;
+  const n = tokens.length;
+  if (n === 0) throw new Error("forward: no tokens");
+  if (!Number.isSafeInteger(pos) || pos < 0 || pos + n > c.seqLen)
+    throw new Error(`forward: positions ${pos}..${pos + n - 1} are outside the context [0, ${c.seqLen})`);
+  if (mode === "all" && n > state.maxRows)
+    throw new Error(
+      `forward: "all" logits for ${n} tokens need maxRows ≥ ${n}, the run state has ${state.maxRows}`,
+    );
+  for (let i = 0; i < n; i++) {
+    const t = tokens[i];
+    if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+      throw new Error(`forward: token ${String(t)} at index ${i} is outside [0, ${c.vocabSize})`);
+  }
+  for (let start = 0; start < n; start += state.maxRows) {
+    const rows = Math.min(state.maxRows, n - start);
+    forwardChunk(weights, state, tokens, start, rows, pos + start);
+  }
+  const V = c.vocabSize;
+  if (mode === "none") return state.logits.subarray(0, 0);
+  const lastRows = n - Math.floor((n - 1) / state.maxRows) * state.maxRows;
+  if (mode === "all") {
+    rmsnorm(state.xb, state.x, weights.finalNorm, n, c.dim, c.normEps);
+    weights.classifier.forward(state.xb, n, state.logits);
+    return state.logits.subarray(0, n * V);
+  }
+  const off = (lastRows - 1) * c.dim;
+  rmsnorm(state.xb, state.x.subarray(off, off + c.dim), weights.finalNorm, 1, c.dim, c.normEps);
+  weights.classifier.forward(state.xb, 1, state.logits);
+  return state.logits.subarray(0, V);
+}
+
+function forwardChunk(
+  w: LlamaWeights,
+  s: RunState,
+  tokens: ArrayLike<number>,
+  start: number,
+  rows: number,
+  pos: number,
+): void {
+  const c = s.config;
+  const { dim, hiddenDim, seqLen, normEps } = c;
+  const hs = headSize(c);
+  const kv = kvDim(c);
+  const { x, xb, xb2, hb, hb2, q, k, v } = s;
+  for (let r = 0; r < rows; r++) {
+    const t = tokens[start + r];
+    x.set(w.tokenEmbedding.subarray(t * dim, (t + 1) * dim), r * dim);
+  }
+  for (let l = 0; l < c.nLayers; l++) {
+    const L = w.layers[l];
+    rmsnorm(xb, x, L.attnNorm, rows, dim, normEps);
+    L.wq.forward(xb, rows, q);
+    L.wk.forward(xb, rows, k);
+    L.wv.forward(xb, rows, v);
+    rope(q, rows, dim, hs, pos, s);
+    rope(k, rows, kv, hs, pos, s);
+    const loff = l * seqLen * kv + pos * kv;
+    s.keyCache.set(k.subarray(0, rows * kv), loff);
+    s.valueCache.set(v.subarray(0, rows * kv), loff);
+    attention(s, l, rows, pos, xb);
+    L.wo.forward(xb, rows, xb2);
+    for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
+    rmsnorm(xb, x, L.ffnNorm, rows, dim, normEps);
+    L.w1.forward(xb, rows, hb);
+    L.w3.forward(xb, rows, hb2);
+    swiglu(hb, hb2, rows * hiddenDim);
+    L.w2.forward(hb, rows, xb2);
+    for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
+  }
+}

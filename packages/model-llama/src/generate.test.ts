@@ -1,0 +1,71 @@
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { describe, expect, it } from "vitest";
+import { generate } from "./generate";
+import { stories260K } from "./testing/stories260k";
+import { Llama2cTokenizer } from "./tokenizer";
+
+const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+
+/** llama2.c doc/stories260K.md: `./run stories260K.bin -z tok512.bin -t 0.0` (256 steps). */
+const GREEDY =
+  "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\n" +
+  "Lily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. She said, \"I want to play with your ball, but I can't find it.\"\n" +
+  "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n" +
+  "Lily didn't want to help her mom, so she said, \"I'm sorry, mom. I didn't know what to do.\" Her mom said, \"Don't worry, Lily. We can help you.";
+
+/** The same doc: `-t 1.0 -p 0.9 -s 133742`. */
+const SAMPLED =
+  "Once upon a time, there was a little boy named Timmy. Timmy loved to play with his toys and eat sandwiches. One day, Timmy's mom told him it was time to rest for a while. Timmy's friend Billy came over and took him a down.\n" +
+  "Timmy's mom saw that Timmy was sad, but Timmy said, \"I didn't understand what is it! We need to find some leafs.\" Timmy thought about it and took a deep breath on a spoon. He hoped it was important to be kind and continued to find its image next time.\n" +
+  "After they finished getting, Timmy's dad came up to his house and promised to help Timmy.";
+
+describe("generate on stories260K", () => {
+  it("greedy from BOS reproduces llama2.c's published sample token for token", () => {
+    const pieces: string[] = [];
+    const r = generate(stories260K(), tok, { temperature: 0, steps: 256, onToken: (p) => pieces.push(p) });
+    expect(r.text).toBe(GREEDY);
+    expect(r.generatedTokens).toBe(256);
+    expect(pieces.join("")).toBe(GREEDY);
+  });
+
+  it("seeded top-p sampling reproduces llama2.c's published sample", () => {
+    const r = generate(stories260K(), tok, { temperature: 1, topP: 0.9, seed: 133742, steps: 256 });
+    expect(r.text).toBe(SAMPLED);
+  });
+});
+
+describe("generate: prompts, stops and errors", () => {
+  it("continues a prompt through the prefill path exactly like token-by-token feeding", () => {
+    const w = stories260K();
+    const a = generate(w, tok, { prompt: "Once upon a time, Tim", temperature: 0, steps: 60, maxRows: 64 });
+    const b = generate(w, tok, { prompt: "Once upon a time, Tim", temperature: 0, steps: 60, maxRows: 1 });
+    expect(a.tokens).toEqual(b.tokens);
+    expect(a.text.startsWith("Once upon a time, Tim")).toBe(true);
+    expect(a.promptTokens).toBe(tok.encode("Once upon a time, Tim", { bos: true }).length);
+    expect(a.generatedTokens).toBe(60 - a.promptTokens + 1);
+    expect(a.text).toBe(`Once upon a time, Tim${a.generatedText}`);
+    expect(a.prefillTokensPerSec).toBeGreaterThan(0);
+    expect(a.decodeTokensPerSec).toBeGreaterThan(0);
+  });
+
+  it("the same seed gives the same tokens, another seed other tokens; topK=1 is greedy", () => {
+    const w = stories260K();
+    const s1 = generate(w, tok, { temperature: 1, topP: 0, seed: 7, steps: 40 });
+    const s2 = generate(w, tok, { temperature: 1, topP: 0, seed: 7, steps: 40 });
+    const s3 = generate(w, tok, { temperature: 1, topP: 0, seed: 8, steps: 40 });
+    expect(s1.tokens).toEqual(s2.tokens);
+    expect(s1.tokens).not.toEqual(s3.tokens);
+    const g = generate(w, tok, { temperature: 0, steps: 40 });
+    const k1 = generate(w, tok, { temperature: 1.5, topK: 1, seed: 3, steps: 40 });
+    expect(k1.tokens).toEqual(g.tokens);
+  });
+
+  it("rejects prompts longer than the steps and mismatched tokenizers", () => {
+    const w = stories260K();
+    expect(() => generate(w, tok, { prompt: "Once upon a time there was", steps: 3 })).toThrow(
+      /prompt is \d+ tokens \(with BOS\) but only 3 positions/,
+    );
+    const big = Llama2cTokenizer.fromFile(sharedPath(SHARED.llama2Tokenizer));
+    expect(() => generate(w, big, {})).toThrow(/tokenizer has 32000 tokens, model vocabSize is 512/);
+  });
+});
