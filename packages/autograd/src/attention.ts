@@ -1,0 +1,349 @@
+// LLaMA attention pieces: fused causal grouped-query attention and rotary position embedding (RoPE).
+import { defineOp, type OpDef } from "./engine";
+import { denseOf } from "./linalg";
+import { scratch } from "./memory";
+import { output } from "./strided";
+import { fmtShape, type Tensor } from "./tensor";
+
+/** Options of {@link attention}. */
+export interface AttentionOptions {
+  /** Query heads H; q's last dimension is `H·headSize`. */
+  nHeads: number;
+  /** Key/value heads (grouped-query attention: H must be a multiple); default `nHeads`. */
+  nKvHeads?: number;
+  /** Causal mask: query t (of T) sees keys `j ≤ t + (S − T)`. Default true. */
+  causal?: boolean;
+  /** Score scale; default `1/sqrt(headSize)`. */
+  scale?: number;
+}
+
+interface AttnPlan {
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  hs: number;
+  causal: boolean;
+  scale: number;
+}
+
+const attentionOp: OpDef<AttnPlan> = {
+  name: "attention",
+  forward(ctx, [q, k, v], p) {
+    const { B, T, S, H, Hkv, hs, causal, scale } = p;
+    const be = ctx.backend;
+    const Dq = H * hs;
+    const Dk = Hkv * hs;
+    const group = H / Hkv;
+    const [qd, qo] = denseOf(q);
+    const [kd, ko] = denseOf(k);
+    const [vd, vo] = denseOf(v);
+    const out = new Float32Array(B * T * Dq);
+    // P (softmax probabilities) for every (b, h) is what backward needs; keep it only when recording.
+    const probs = ctx.recording ? new Float32Array(B * H * T * S) : null;
+    const tmp = probs ? null : scratch(T * S);
+    const shift = S - T;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / group);
+        const P = probs ?? tmp!.data;
+        const po = probs ? (b * H + h) * T * S : 0;
+        be.sgemm({
+          M: T,
+          N: S,
+          K: hs,
+          A: qd,
+          aOffset: qo + b * T * Dq + h * hs,
+          lda: Dq,
+          B: kd,
+          bOffset: ko + b * S * Dk + kvh * hs,
+          ldb: Dk,
+          transB: true,
+          C: P,
+          cOffset: po,
+          ldc: S,
+          alpha: scale,
+        });
+        for (let t = 0; t < T; t++) {
+          const r = po + t * S;
+          const n = causal ? Math.min(S, t + shift + 1) : S;
+          let m = Number.NEGATIVE_INFINITY;
+          for (let j = 0; j < n; j++) if (P[r + j] > m) m = P[r + j];
+          let s = 0;
+          for (let j = 0; j < n; j++) {
+            const e = Math.exp(P[r + j] - m);
+            P[r + j] = e;
+            s += e;
+          }
+          const inv = 1 / s;
+          for (let j = 0; j < n; j++) P[r + j] *= inv;
+          for (let j = n; j < S; j++) P[r + j] = 0;
+        }
+        be.sgemm({
+          M: T,
+          N: hs,
+          K: S,
+          A: P,
+          aOffset: po,
+          lda: S,
+          B: vd,
+          bOffset: vo + b * S * Dk + kvh * hs,
+          ldb: Dk,
+          C: out,
+          cOffset: b * T * Dq + h * hs,
+          ldc: Dq,
+        });
+      }
+    }
+    tmp?.free();
+    if (probs) {
+      ctx.save(q, k, v);
+      ctx.saveBuffer(probs, [B, H, T, S]);
+    }
+    return output(out, q.shape);
+  },
+  backward(ctx, gy, [gq, gk, gv], p) {
+    const { B, T, S, H, Hkv, hs, scale } = p;
+    const be = ctx.backend;
+    const [q, k, v, probsT] = ctx.saved;
+    const Dq = H * hs;
+    const Dk = Hkv * hs;
+    const group = H / Hkv;
+    const [qd, qo] = denseOf(q);
+    const [kd, ko] = denseOf(k);
+    const [vd, vo] = denseOf(v);
+    const P = probsT.data;
+    const g = gy.values();
+    const dPs = scratch(T * S);
+    const dP = dPs.data;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / group);
+        const po = (b * H + h) * T * S;
+        const gOff = b * T * Dq + h * hs;
+        const kOff = b * S * Dk + kvh * hs;
+        if (gv) {
+          // dV[S×hs] += Pᵀ · dO
+          be.sgemm({
+            M: S,
+            N: hs,
+            K: T,
+            A: P,
+            aOffset: po,
+            lda: S,
+            transA: true,
+            B: g,
+            bOffset: gOff,
+            ldb: Dq,
+            C: gv.data,
+            cOffset: kOff,
+            ldc: Dk,
+            beta: 1,
+          });
+        }
+        if (!gq && !gk) continue;
+        // dP[T×S] = dO · Vᵀ
+        be.sgemm({
+          M: T,
+          N: S,
+          K: hs,
+          A: g,
+          aOffset: gOff,
+          lda: Dq,
+          B: vd,
+          bOffset: vo + kOff,
+          ldb: Dk,
+          transB: true,
+          C: dP,
+          ldc: S,
+        });
+        // dS = scale · P ⊙ (dP − Σ_j dP⊙P)
+        for (let t = 0; t < T; t++) {
+          const r = t * S;
+          let dot = 0;
+          for (let j = 0; j < S; j++) dot += dP[r + j] * P[po + r + j];
+          for (let j = 0; j < S; j++) dP[r + j] = scale * P[po + r + j] * (dP[r + j] - dot);
+        }
+        if (gq) {
+          // dQ[T×hs] += dS · K
+          be.sgemm({
+            M: T,
+            N: hs,
+            K: S,
+            A: dP,
+            lda: S,
+            B: kd,
+            bOffset: ko + kOff,
+            ldb: Dk,
+            C: gq.data,
+            cOffset: gOff,
+            ldc: Dq,
+            beta: 1,
+          });
+        }
+        if (gk) {
+          // dK[S×hs] += dSᵀ · Q
+          be.sgemm({
+            M: S,
+            N: hs,
+            K: T,
+            A: dP,
+            lda: S,
+            transA: true,
+            B: qd,
+            bOffset: qo + gOff,
+            ldb: Dq,
+            C: gk.data,
+            cOffset: kOff,
+            ldc: Dk,
+            beta: 1,
+          });
+        }
+      }
+    }
+    dPs.free();
+  },
+};
+const applyAttention = defineOp(attentionOp);
+
+/**
+ * Fused multi-head attention with grouped-query heads and a causal mask: for each batch entry and head h
+ * (kv head `⌊h / (H/Hkv)⌋`), `O_h = softmax(scale · Q_h K_hᵀ + mask) · V_h`.
+ * `q` is `[..., T, H·hs]`, `k` and `v` are `[..., S, Hkv·hs]` (S ≥ T allows a KV prefix), output
+ * `[..., T, H·hs]`. Saves q, k, v and the probabilities (`B·H·T·S` floats) for backward.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
+  const H = opts.nHeads;
+  const Hkv = opts.nKvHeads ?? H;
+  const bad = (why: string) =>
+    new Error(
+      `autograd: attention: ${why} (q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}, nHeads ${H}, nKvHeads ${Hkv})`,
+    );
+  if (!Number.isInteger(H) || !Number.isInteger(Hkv) || H <= 0 || Hkv <= 0 || H % Hkv !== 0) {
+    throw bad("nHeads must be a positive multiple of nKvHeads");
+  }
+  if (q.ndim < 2 || k.ndim !== q.ndim || v.ndim !== q.ndim) throw bad("q, k, v need the same rank ≥ 2");
+  const lead = q.shape.slice(0, -2);
+  if (
+    k.shape.slice(0, -2).some((d, i) => d !== lead[i]) ||
+    v.shape.slice(0, -2).some((d, i) => d !== lead[i])
+  ) {
+    throw bad("leading (batch) dimensions differ");
+  }
+  const T = q.shape[q.ndim - 2];
+  const S = k.shape[k.ndim - 2];
+  const Dq = q.shape[q.ndim - 1];
+  if (Dq % H !== 0) throw bad(`q's last dimension ${Dq} is not divisible by nHeads`);
+  const hs = Dq / H;
+  if (k.shape[k.ndim - 1] !== Hkv * hs || v.shape[v.ndim - 1] !== Hkv * hs)
+    throw bad(`k and v need last dimension nKvHeads·headSize = ${Hkv * hs}`);
+  if (v.shape[v.ndim - 2] !== S) throw bad("k and v need the same length");
+  const causal = opts.causal ?? true;
+  if (causal && S < T) throw bad("causal attention needs key length ≥ query length");
+  if (S === 0) throw bad("empty key sequence");
+  let B = 1;
+  for (const d of lead) B *= d;
+  const scale = opts.scale ?? 1 / Math.sqrt(hs);
+  return applyAttention([q, k, v], { B, T, S, H, Hkv, hs, causal, scale });
+}
+
+/** Options of {@link rope}. */
+export interface RopeOptions {
+  /** Head size; x's last dimension must be a multiple. Must be even. */
+  headSize: number;
+  /** Position of each of the T rows (length T), or the first position (rows get start, start+1, ...). Default 0. */
+  positions?: ArrayLike<number> | number;
+  /** Base; default 10000. */
+  theta?: number;
+  /**
+   * Which elements form a rotated pair within each head: `adjacent` (i, i+1) as llama2.c (default), or
+   * `half` (i, i + headSize/2) as Hugging Face `rotate_half`.
+   */
+  layout?: "adjacent" | "half";
+}
+
+interface RopePlan {
+  T: number;
+  D: number;
+  hs: number;
+  pos: Float64Array;
+  theta: number;
+  half: boolean;
+}
+
+function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: number): void {
+  const { T, D, hs, pos, theta, half } = p;
+  const np = hs / 2;
+  const cos = new Float64Array(T * np);
+  const sin = new Float64Array(T * np);
+  for (let t = 0; t < T; t++) {
+    for (let m = 0; m < np; m++) {
+      const a = pos[t] * theta ** (-(2 * m) / hs);
+      cos[t * np + m] = Math.cos(a);
+      sin[t * np + m] = sign * Math.sin(a);
+    }
+  }
+  const rows = src.length / D;
+  for (let r = 0; r < rows; r++) {
+    const t = r % T;
+    for (let h0 = r * D; h0 < (r + 1) * D; h0 += hs) {
+      for (let m = 0; m < np; m++) {
+        const i0 = half ? h0 + m : h0 + 2 * m;
+        const i1 = half ? i0 + np : i0 + 1;
+        const c = cos[t * np + m];
+        const s = sin[t * np + m];
+        const x0 = src[i0];
+        const x1 = src[i1];
+        dst[i0] = x0 * c - x1 * s;
+        dst[i1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+const ropeOp: OpDef<RopePlan> = {
+  name: "rope",
+  forward(_ctx, [x], p) {
+    const out = new Float32Array(x.size);
+    ropeApply(x.values(), out, p, 1);
+    return output(out, x.shape); // a rotation: backward needs nothing saved
+  },
+  backward(_ctx, gy, [gx], p) {
+    const tmp = scratch(gy.size);
+    ropeApply(gy.values(), tmp.data, p, -1); // the inverse (transposed) rotation
+    const d = gx!.data;
+    for (let i = 0; i < tmp.data.length; i++) d[i] += tmp.data[i];
+    tmp.free();
+  },
+};
+const applyRope = defineOp(ropeOp);
+
+/**
+ * Rotary position embedding on `x` `[..., T, nHeads·headSize]`: within each head, pair m (elements
+ * `(2m, 2m+1)`, or `(m, m + hs/2)` with `layout: "half"`) at position `pos` is rotated by the angle
+ * `pos · theta^(−2m/headSize)`, i.e. freq `theta^(−(i mod hs)/hs)` for the pair's first index i as llama2.c.
+ */
+export function rope(x: Tensor, opts: RopeOptions): Tensor {
+  const hs = opts.headSize;
+  if (x.ndim < 2)
+    throw new Error(`autograd: rope: x ${fmtShape(x.shape)} needs shape [..., T, nHeads·headSize]`);
+  const D = x.shape[x.ndim - 1];
+  const T = x.shape[x.ndim - 2];
+  if (!Number.isInteger(hs) || hs <= 0 || hs % 2 !== 0 || D % hs !== 0) {
+    throw new Error(
+      `autograd: rope: headSize ${hs} must be even and divide the last dimension of ${fmtShape(x.shape)}`,
+    );
+  }
+  const pos = new Float64Array(T);
+  const given = opts.positions ?? 0;
+  if (typeof given === "number") for (let t = 0; t < T; t++) pos[t] = given + t;
+  else {
+    if (given.length !== T)
+      throw new Error(`autograd: rope: ${given.length} positions for ${T} rows of ${fmtShape(x.shape)}`);
+    for (let t = 0; t < T; t++) pos[t] = given[t];
+  }
+  return applyRope([x], { T, D, hs, pos, theta: opts.theta ?? 10000, half: opts.layout === "half" });
+}
+
+export const attentionOps = { attentionOp, ropeOp };
