@@ -75,19 +75,25 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
   const scale = 1 / Math.sqrt(hs);
   const { q, att, keyCache, valueCache } = state;
   const loff = l * seqLen * kv;
+  const hs4 = hs - (hs % 4);
   for (let r = 0; r < rows; r++) {
     const last = pos + r;
     for (let h = 0; h < nHeads; h++) {
       const qo = r * dim + h * hs;
       const ho = loff + Math.floor(h / group) * hs;
       let max = Number.NEGATIVE_INFINITY;
-      for (let t = 0; t <= last; t++) {
-        const ko = ho + t * kv;
-        let s = 0;
-        for (let i = 0; i < hs; i++) s += q[qo + i] * keyCache[ko + i];
-        s *= scale;
-        att[t] = s;
-        if (s > max) max = s;
+      for (let t = 0, ko = ho; t <= last; t++, ko += kv) {
+        let s0 = 0;
+        let s1 = 0;
+        let i = 0;
+        for (; i < hs4; i += 4) {
+          s0 += q[qo + i] * keyCache[ko + i] + q[qo + i + 2] * keyCache[ko + i + 2];
+          s1 += q[qo + i + 1] * keyCache[ko + i + 1] + q[qo + i + 3] * keyCache[ko + i + 3];
+        }
+        for (; i < hs; i++) s0 += q[qo + i] * keyCache[ko + i];
+        const sc = (s0 + s1) * scale;
+        att[t] = sc;
+        if (sc > max) max = sc;
       }
       let sum = 0;
       for (let t = 0; t <= last; t++) {
@@ -98,10 +104,16 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
       const inv = 1 / sum;
       const oo = r * dim + h * hs;
       for (let i = 0; i < hs; i++) out[oo + i] = 0;
-      for (let t = 0; t <= last; t++) {
+      for (let t = 0, vo = ho; t <= last; t++, vo += kv) {
         const a = att[t] * inv;
-        const vo = ho + t * kv;
-        for (let i = 0; i < hs; i++) out[oo + i] += a * valueCache[vo + i];
+        let i = 0;
+        for (; i < hs4; i += 4) {
+          out[oo + i] += a * valueCache[vo + i];
+          out[oo + i + 1] += a * valueCache[vo + i + 1];
+          out[oo + i + 2] += a * valueCache[vo + i + 2];
+          out[oo + i + 3] += a * valueCache[vo + i + 3];
+        }
+        for (; i < hs; i++) out[oo + i] += a * valueCache[vo + i];
       }
     }
   }

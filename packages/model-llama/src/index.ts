@@ -6,3 +6,12 @@ export { type RunState, type RunStateOptions, createRunState } from "./run-state
 export { attention, forward, type LogitsMode, rmsnorm, rope, swiglu } from "./forward";
 export { Sampler, type SamplerOptions, XorShiftRng, argmax, softmaxInPlace } from "./sampler";
 export { type GenerateOptions, type GenerateResult, generate } from "./generate";
+export {
+  type NllOptions,
+  type NllResult,
+  type ProgressFn,
+  type StoriesOptions,
+  evaluateNll,
+  evaluateStories,
+  tokenNll,
+} from "./eval";

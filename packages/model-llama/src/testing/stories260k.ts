@@ -20,7 +20,33 @@ export class DenseLinear implements Linear {
     const K = this.inFeatures;
     const N = this.outFeatures;
     const w = this.weight;
-    for (let r = 0; r < rows; r++) {
+    let r = 0;
+    // four rows share each weight row
+    for (; r + 4 <= rows; r += 4) {
+      const x0 = r * K;
+      const x1 = x0 + K;
+      const x2 = x1 + K;
+      const x3 = x2 + K;
+      for (let n = 0; n < N; n++) {
+        const wo = n * K;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const wk = w[wo + k];
+          s0 += x[x0 + k] * wk;
+          s1 += x[x1 + k] * wk;
+          s2 += x[x2 + k] * wk;
+          s3 += x[x3 + k] * wk;
+        }
+        y[r * N + n] = s0;
+        y[(r + 1) * N + n] = s1;
+        y[(r + 2) * N + n] = s2;
+        y[(r + 3) * N + n] = s3;
+      }
+    }
+    for (; r < rows; r++) {
       for (let n = 0; n < N; n++) {
         let s = 0;
         for (let k = 0; k < K; k++) s += x[r * K + k] * w[n * K + k];

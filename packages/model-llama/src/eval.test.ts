@@ -1,0 +1,104 @@
+import { readFileSync } from "node:fs";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { describe, expect, it } from "vitest";
+import { evaluateNll, evaluateStories, tokenNll } from "./eval";
+import { forward } from "./forward";
+import { createRunState } from "./run-state";
+import { stories260K } from "./testing/stories260k";
+import { Llama2cTokenizer } from "./tokenizer";
+
+const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+const valid = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
+
+describe("evaluateStories", () => {
+  it("stories260K on the first 40 TinyStories validation stories: 1.27 ± 0.02 nats over 12,802 tokens", () => {
+    const progress: number[] = [];
+    const r = evaluateStories(stories260K(), tok, valid, {
+      maxStories: 40,
+      onProgress: (d) => progress.push(d),
+    });
+    expect(r.tokens).toBe(12802);
+    expect(r.windows).toBe(40);
+    expect(Math.abs(r.meanNll - 1.27)).toBeLessThan(0.02);
+    expect(r.perplexity).toBeCloseTo(Math.exp(r.meanNll), 10);
+    expect(progress.length).toBe(40);
+    expect(progress[39]).toBe(12802);
+    expect(r.tokensPerSec).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("rejects text without stories", () => {
+    expect(() => evaluateStories(stories260K(), tok, " <|endoftext|> \n")).toThrow(/no stories/);
+  });
+});
+
+describe("evaluateNll", () => {
+  const w = stories260K();
+  const tokens = tok.encode(valid.slice(0, 3000), { bos: true }).slice(0, 130);
+
+  /** Plain definition: each target j scored once with context tokens[ctxStart(j)..j). */
+  function direct(ctxStart: (j: number) => number, targets: number[]): number {
+    const st = createRunState(w.config, { maxRows: 64 });
+    let s = 0;
+    for (const j of targets) {
+      const lg = forward(w, st, tokens.slice(ctxStart(j), j), 0, "last");
+      s += tokenNll(lg, 0, 512, tokens[j]);
+    }
+    return s / targets.length;
+  }
+
+  it("non-overlapping windows score every token but the first of each window", () => {
+    const r = evaluateNll(w, tokens, { ctx: 48 });
+    // windows [0,48) [48,96) [96,130): targets exclude 0, 48, 96
+    const targets = [...Array(130).keys()].filter((j) => j % 48 !== 0);
+    expect(r.tokens).toBe(targets.length);
+    expect(r.windows).toBe(3);
+    expect(r.meanNll).toBeCloseTo(
+      direct((j) => Math.floor(j / 48) * 48, targets),
+      5,
+    );
+  });
+
+  it("strided windows score each new token once with at least ctx − stride context", () => {
+    const ctx = 40;
+    const stride = 16;
+    const r = evaluateNll(w, tokens, { ctx, stride });
+    expect(r.tokens).toBe(129);
+    // the window that first covers j starts at the largest multiple of stride with begin + ctx > j
+    const start = (j: number) => (j < ctx ? 0 : (Math.floor((j - ctx) / stride) + 1) * stride);
+    expect(r.meanNll).toBeCloseTo(
+      direct(
+        start,
+        [...Array(129).keys()].map((j) => j + 1),
+      ),
+      5,
+    );
+  });
+
+  it("ctx 2, stride 1 is the bigram loss (each token predicted from the previous one alone)", () => {
+    const r = evaluateNll(w, tokens.slice(0, 30), { ctx: 2, stride: 1 });
+    expect(r.tokens).toBe(29);
+    expect(r.meanNll).toBeCloseTo(
+      direct(
+        (j) => j - 1,
+        [...Array(29).keys()].map((j) => j + 1),
+      ),
+      5,
+    );
+  });
+
+  it("encodes text with the tokenizer and rejects bad options", () => {
+    const text = valid.slice(0, 800);
+    const a = evaluateNll(w, text, { tokenizer: tok, ctx: 128 });
+    const b = evaluateNll(w, tok.encode(text, { bos: true }), { ctx: 128 });
+    expect(a.meanNll).toBe(b.meanNll);
+    expect(() => evaluateNll(w, text)).toThrow(/needs opts.tokenizer/);
+    expect(() => evaluateNll(w, tokens, { ctx: 1000 })).toThrow(
+      /ctx must be an integer in \[2, seqLen = 512\]/,
+    );
+    expect(() => evaluateNll(w, tokens, { ctx: 64, stride: 65 })).toThrow(
+      /stride must be an integer in \[1, ctx = 64\]/,
+    );
+    expect(() => evaluateNll(w, [1])).toThrow(/at least 2 tokens/);
+    expect(() => evaluateNll(w, [1, 600])).toThrow(/token 600 at index 1/);
+  });
+});

@@ -1,0 +1,215 @@
+import { forward } from "./forward";
+import { type RunState, createRunState } from "./run-state";
+import type { Tokenizer } from "./tokenizer";
+import type { LlamaWeights } from "./weights";
+
+/** What an evaluation reports. */
+export interface NllResult {
+  /** Mean negative log-likelihood of the scored tokens, in nats. */
+  meanNll: number;
+  /** exp(meanNll). */
+  perplexity: number;
+  /** Number of scored (predicted) tokens. */
+  tokens: number;
+  /** Tokens pushed through the model per second (scored or context-only), wall clock. */
+  tokensPerSec: number;
+  /** Windows (or stories) evaluated. */
+  windows: number;
+}
+
+/** Progress callback: scored tokens so far, of the total to score. */
+export type ProgressFn = (done: number, total: number) => void;
+
+/** Options of {@link evaluateNll}. */
+export interface NllOptions {
+  /** Window length in tokens (default and maximum: the model's seqLen). */
+  ctx?: number;
+  /** Start-to-start distance of windows (default ctx: non-overlapping windows). 1 ≤ stride ≤ ctx. */
+  stride?: number;
+  /** Encodes a text input (with BOS); required when `input` is a string. */
+  tokenizer?: Tokenizer;
+  onProgress?: ProgressFn;
+  /** Reused run state (its maxRows is the forward chunk height). */
+  state?: RunState;
+}
+
+/** `−log softmax(logits)[target]` in float64 (log-sum-exp with the max subtracted). */
+export function tokenNll(logits: Float32Array, offset: number, vocab: number, target: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let v = 0; v < vocab; v++) if (logits[offset + v] > max) max = logits[offset + v];
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v] - max);
+  const nll = Math.log(sum) + max - logits[offset + target];
+  if (!Number.isFinite(nll))
+    throw new Error(`evaluate: non-finite logits (NLL of token ${target} is ${nll})`);
+  return nll;
+}
+
+/**
+ * Runs one sequence `tokens[begin..end)` from position 0 and adds the NLL of every target j with
+ * `from ≤ j < end` (predicted from `tokens[begin..j)`) to `acc`. Forward chunks of `state.maxRows`.
+ */
+function scoreWindow(
+  w: LlamaWeights,
+  state: RunState,
+  tokens: ArrayLike<number>,
+  begin: number,
+  end: number,
+  from: number,
+  acc: { sum: number; count: number },
+): void {
+  const V = w.config.vocabSize;
+  const R = state.maxRows;
+  const seq = Array.prototype.slice.call(tokens, begin, end) as number[];
+  for (let p = 0; p < seq.length; p += R) {
+    const chunk = seq.slice(p, p + R);
+    // positions p..p+len-1 of the window predict tokens at window positions p+1..p+len
+    const firstTarget = begin + p + 1;
+    const lastTarget = begin + p + chunk.length; // exclusive bound is end
+    const needed = lastTarget >= from && firstTarget < end;
+    const lg = forward(w, state, chunk, p, needed ? "all" : "none");
+    if (!needed) continue;
+    for (let r = 0; r < chunk.length; r++) {
+      const j = begin + p + r + 1;
+      if (j < from || j >= end) continue;
+      acc.sum += tokenNll(lg, r * V, V, tokens[j] as number);
+      acc.count++;
+    }
+  }
+}
+
+/**
+ * Mean next-token NLL and perplexity `exp(mean NLL)` of a token stream (or of a text, encoded with
+ * BOS by `opts.tokenizer`), with the sliding-window protocol of Hugging Face's perplexity guide:
+ *
+ * ```
+ * for begin = 0, stride, 2·stride, …:         end = min(begin + ctx, N)
+ *   run tokens[begin..end) from position 0
+ *   score every target j in [max(prevEnd, begin + 1), end), predicted from tokens[begin..j)
+ *   prevEnd = end;  stop once end = N
+ * ```
+ * With `stride = ctx` (default) windows do not overlap and the first token of each window is context
+ * only (never scored). With `stride < ctx` only the new tokens of each window are scored, each with at
+ * least `ctx − stride` tokens of context. Every token after the first is scored exactly once in
+ * the strided case; in the non-overlapping case tokens `ctx, 2·ctx, …` are skipped.
+ */
+export function evaluateNll(
+  weights: LlamaWeights,
+  input: ArrayLike<number> | string,
+  opts: NllOptions = {},
+): NllResult {
+  const c = weights.config;
+  let tokens: ArrayLike<number>;
+  if (typeof input === "string") {
+    if (!opts.tokenizer) throw new Error("evaluateNll: a text input needs opts.tokenizer");
+    tokens = opts.tokenizer.encode(input, { bos: true });
+  } else tokens = input;
+  const ctx = opts.ctx ?? c.seqLen;
+  const stride = opts.stride ?? ctx;
+  if (!Number.isSafeInteger(ctx) || ctx < 2 || ctx > c.seqLen)
+    throw new Error(
+      `evaluateNll: ctx must be an integer in [2, seqLen = ${c.seqLen}], got ${String(opts.ctx)}`,
+    );
+  if (!Number.isSafeInteger(stride) || stride < 1 || stride > ctx)
+    throw new Error(
+      `evaluateNll: stride must be an integer in [1, ctx = ${ctx}], got ${String(opts.stride)}`,
+    );
+  const N = tokens.length;
+  if (N < 2) throw new Error(`evaluateNll: need at least 2 tokens, got ${N}`);
+  for (let i = 0; i < N; i++) {
+    const t = tokens[i];
+    if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+      throw new Error(`evaluateNll: token ${String(t)} at index ${i} is outside [0, ${c.vocabSize})`);
+  }
+  // count the targets first so progress has a total
+  const plan: [number, number, number][] = [];
+  let total = 0;
+  let prevEnd = 0;
+  for (let begin = 0; ; begin += stride) {
+    const end = Math.min(begin + ctx, N);
+    const from = Math.max(prevEnd, begin + 1);
+    if (end > from) {
+      plan.push([begin, end, from]);
+      total += end - from;
+    }
+    prevEnd = end;
+    if (end === N) break;
+  }
+  const state = opts.state ?? createRunState(c);
+  const acc = { sum: 0, count: 0 };
+  let pushed = 0;
+  const t0 = performance.now();
+  for (const [begin, end, from] of plan) {
+    scoreWindow(weights, state, tokens, begin, end, from, acc);
+    pushed += end - begin;
+    opts.onProgress?.(acc.count, total);
+  }
+  const secs = Math.max((performance.now() - t0) / 1000, 1e-9);
+  const meanNll = acc.sum / acc.count;
+  return {
+    meanNll,
+    perplexity: Math.exp(meanNll),
+    tokens: acc.count,
+    tokensPerSec: pushed / secs,
+    windows: plan.length,
+  };
+}
+
+/** Options of {@link evaluateStories}. */
+export interface StoriesOptions {
+  /** Evaluate only the first `maxStories` stories (default all). */
+  maxStories?: number;
+  /** Each story is cut to its first `ctx` tokens, BOS included (default seqLen). */
+  ctx?: number;
+  /** Story separator (default `<|endoftext|>`). */
+  separator?: string;
+  onProgress?: ProgressFn;
+  state?: RunState;
+}
+
+/**
+ * The per-story protocol behind the stories260K reference loss: the text is split on `separator`,
+ * each piece trimmed (empty ones dropped); every story is encoded as `[BOS] + encode(story)` (with
+ * llama2.c's dummy-prefix space), cut to `ctx` tokens, run from position 0, and every token after BOS
+ * is scored. The result is the mean over all scored tokens of all stories (not a mean of means).
+ */
+export function evaluateStories(
+  weights: LlamaWeights,
+  tokenizer: Tokenizer,
+  text: string,
+  opts: StoriesOptions = {},
+): NllResult {
+  const c = weights.config;
+  const ctx = opts.ctx ?? c.seqLen;
+  if (!Number.isSafeInteger(ctx) || ctx < 2 || ctx > c.seqLen)
+    throw new Error(
+      `evaluateStories: ctx must be an integer in [2, seqLen = ${c.seqLen}], got ${String(opts.ctx)}`,
+    );
+  let stories = text
+    .split(opts.separator ?? "<|endoftext|>")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (opts.maxStories !== undefined) stories = stories.slice(0, opts.maxStories);
+  if (stories.length === 0) throw new Error("evaluateStories: the text holds no stories");
+  const encoded = stories.map((s) => tokenizer.encode(s, { bos: true }).slice(0, ctx));
+  const total = encoded.reduce((a, t) => a + t.length - 1, 0);
+  const state = opts.state ?? createRunState(c);
+  const acc = { sum: 0, count: 0 };
+  let pushed = 0;
+  const t0 = performance.now();
+  for (const t of encoded) {
+    if (t.length < 2) continue;
+    scoreWindow(weights, state, t, 0, t.length, 1, acc);
+    pushed += t.length;
+    opts.onProgress?.(acc.count, total);
+  }
+  const secs = Math.max((performance.now() - t0) / 1000, 1e-9);
+  const meanNll = acc.sum / acc.count;
+  return {
+    meanNll,
+    perplexity: Math.exp(meanNll),
+    tokens: acc.count,
+    tokensPerSec: pushed / secs,
+    windows: encoded.length,
+  };
+}
