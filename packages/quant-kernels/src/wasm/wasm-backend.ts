@@ -1,0 +1,112 @@
+// The fast CPU backend: WebAssembly SIMD kernels (wasm/*.c) plus worker threads over a shared
+// WebAssembly.Memory. Node (worker_threads) and browsers (Worker; threads > 1 needs a
+// cross-origin isolated page).
+import type { Backend, GemmArgs, KernelName, QuantFormat, QuantizedLinear } from "../types";
+import { wasmDequantize } from "./wasm-dequantize";
+import { wasmQmatmul, wasmQmatmulT } from "./wasm-qmatmul";
+import { ResidentCache } from "./wasm-resident";
+import { WasmRuntime, sharedMemoryAvailable } from "./wasm-runtime";
+import { wasmSgemm } from "./wasm-sgemm";
+
+/** Options of {@link createWasmBackend}. */
+export interface WasmBackendOptions {
+  /**
+   * Threads including the caller's (default: `min(available cores, 4)`, or 1 where shared memory
+   * is unavailable). `1` starts no worker at all.
+   */
+  threads?: number;
+}
+
+/** The wasm backend: a {@link Backend} plus memory helpers. */
+export interface WasmBackend extends Backend {
+  /** Threads including the caller's. */
+  readonly threads: number;
+  /**
+   * A `Float32Array` of `n` floats inside wasm memory: kernels read and write it in place (no copy).
+   * With shared memory (threads > 1, or Node) it stays valid until {@link freeF32}; without shared
+   * memory a heap growth detaches it, so use it only for short-lived buffers there.
+   */
+  allocF32(n: number): Float32Array;
+  /** Releases a view from {@link allocF32}. */
+  freeF32(view: Float32Array): void;
+  /** Drops the resident copy of a quantized layer or a `bConst` float array now. */
+  evict(key: QuantizedLinear | Float32Array): void;
+  /** Bytes of wasm memory in use (resident weights, scratch, allocF32 blocks). */
+  memoryBytes(): number;
+}
+
+function defaultThreads(): number {
+  if (!sharedMemoryAvailable()) return 1;
+  const g = globalThis as {
+    navigator?: { hardwareConcurrency?: number };
+    process?: { getBuiltinModule?: (id: string) => unknown };
+  };
+  let cores = g.navigator?.hardwareConcurrency;
+  if (cores === undefined) {
+    const os = g.process?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+    cores = os?.availableParallelism?.();
+  }
+  return Math.max(1, Math.min(cores ?? 1, 4));
+}
+
+function supportsFormat(f: QuantFormat): boolean {
+  return (
+    Number.isInteger(f.bits) &&
+    f.bits >= 1 &&
+    f.bits <= 8 &&
+    (f.groupSize === -1 || (Number.isSafeInteger(f.groupSize) && f.groupSize >= 1))
+  );
+}
+
+/**
+ * Creates the WebAssembly SIMD backend. Every kernel runs natively for every format (1–8 bits,
+ * any group size, act-order `gIdx` through a slower dequantize-a-row path). Calls are synchronous:
+ * the caller's thread runs its share and waits for the workers.
+ *
+ * Inputs are copied into wasm memory per call, except views from {@link WasmBackend.allocF32};
+ * quantized layers and `bConst` arrays are kept resident, keyed by identity.
+ * Call `dispose()` to stop the workers.
+ */
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const threads = opts.threads ?? defaultThreads();
+  if (!Number.isSafeInteger(threads) || threads < 1 || threads > 64) {
+    throw new Error(`quant-kernels: createWasmBackend: threads must be an integer in 1..64, got ${String(threads)}`);
+  }
+  const rt = await WasmRuntime.create(threads);
+  const cache = new ResidentCache(rt);
+  const views = new WeakMap<Float32Array, number>();
+  return {
+    name: `wasm-simd-${threads}t`,
+    threads,
+    supports(kernel: KernelName, format?: QuantFormat): boolean {
+      if (!["sgemm", "dequantize", "qmatmul", "qmatmulT"].includes(kernel)) return false;
+      if (format === undefined || kernel === "sgemm") return true;
+      return supportsFormat(format);
+    },
+    sgemm: (args: GemmArgs) => wasmSgemm(rt, cache, args),
+    dequantize: (q, out) => wasmDequantize(rt, cache, q, out),
+    qmatmul: (x, rows, q, y) => wasmQmatmul(rt, cache, x, rows, q, y),
+    qmatmulT: (g, rows, q, dx) => wasmQmatmulT(rt, cache, g, rows, q, dx),
+    allocF32(n: number): Float32Array {
+      rt.check("allocF32");
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`quant-kernels: allocF32: n must be a non-negative integer, got ${n}`);
+      const addr = rt.heap.alloc(n * 4);
+      rt.heap.refresh();
+      const v = new Float32Array(rt.heap.memory.buffer, addr, n);
+      views.set(v, addr);
+      return v;
+    },
+    freeF32(view: Float32Array): void {
+      const addr = views.get(view);
+      if (addr === undefined) throw new Error("quant-kernels: freeF32: not a view from allocF32 (or freed already)");
+      views.delete(view);
+      rt.heap.release(addr);
+    },
+    evict: (key) => cache.evict(key),
+    memoryBytes: () => rt.heap.usedBytes(),
+    dispose(): void {
+      cache.dispose();
+      rt.dispose();
+    },
+  };
+}

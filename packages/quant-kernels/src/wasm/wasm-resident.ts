@@ -1,0 +1,189 @@
+// Resident wasm copies of immutable inputs, keyed by object identity: quantized layers (re-packed
+// into the lane-interleaved container layout the fused kernels read, see wasm/kernels.h) and
+// constant float weights (`GemmArgs.bConst`). Freed when the key is garbage-collected or evicted.
+import type { QuantizedLinear } from "../types";
+import {
+  D_BITS,
+  D_CB,
+  D_GIDX,
+  D_GS,
+  D_K,
+  D_KP,
+  D_N,
+  D_NG,
+  D_SCALES,
+  D_SIZE,
+  D_WORDS,
+  D_WPR,
+  D_ZEROS,
+} from "./layout";
+import type { WasmRuntime } from "./wasm-runtime";
+
+/** A quantized layer living in wasm memory. */
+export interface ResidentQuant {
+  /** Byte address of the descriptor. */
+  readonly desc: number;
+  readonly N: number;
+  readonly K: number;
+  /** K padded to whole 128-bit blocks of codes. */
+  readonly Kp: number;
+  readonly nGroups: number;
+  /** Whether the fused vector paths apply (no act-order, group length a multiple of 4). */
+  readonly fast: boolean;
+  /** Bytes held in wasm memory. */
+  readonly bytes: number;
+}
+
+interface Entry {
+  res: ResidentQuant;
+  blocks: number[];
+}
+
+/** Container width for a code width: 1–2 → 2, 3–4 → 4, 5–8 → 8 bits. */
+export function containerBits(bits: number): 2 | 4 | 8 {
+  return bits <= 2 ? 2 : bits <= 4 ? 4 : 8;
+}
+
+function fail(msg: string): never {
+  throw new Error(`quant-kernels: wasm backend: ${msg}`);
+}
+
+/** Checks the parts of a record a kernel reads, so that no call reads outside its arrays. */
+function checkRecord(q: QuantizedLinear): { ng: number; gs: number } {
+  const { format, outFeatures: N, inFeatures: K, qweight: w } = q;
+  const bits = format.bits;
+  if (!Number.isInteger(bits) || bits < 1 || bits > 8) fail(`format ${format.name}: bits must be 1..8, got ${bits}`);
+  const gsz = format.groupSize;
+  if (!(gsz === -1 || (Number.isSafeInteger(gsz) && gsz >= 1))) {
+    fail(`format ${format.name}: groupSize must be -1 or a positive integer, got ${gsz}`);
+  }
+  if (w.bits !== bits || w.rows !== N || w.cols !== K) {
+    fail(`qweight is ${w.rows}×${w.cols} at ${w.bits} bits, expected ${N}×${K} at ${bits} bits`);
+  }
+  const wpr = Math.ceil((K * bits) / 32);
+  if (w.wordsPerRow !== wpr || w.words.length < N * wpr) fail(`qweight needs ${N * wpr} words, has ${w.words.length}`);
+  const ng = gsz === -1 ? 1 : Math.ceil(K / gsz);
+  if (q.scales.length < N * ng) fail(`scales needs ${N}×${ng} = ${N * ng} entries, has ${q.scales.length}`);
+  if (q.zeros.length < N * ng) fail(`zeros needs ${N}×${ng} = ${N * ng} entries, has ${q.zeros.length}`);
+  if (q.gIdx !== undefined) {
+    if (q.gIdx.length < K) fail(`gIdx needs ${K} entries, has ${q.gIdx.length}`);
+    for (let k = 0; k < K; k++) {
+      const g = q.gIdx[k];
+      if (!(g >= 0 && g < ng)) fail(`gIdx[${k}] = ${g} is outside [0, ${ng})`);
+    }
+  }
+  return { ng, gs: gsz };
+}
+
+/** Cache of resident layers and constant float arrays for one runtime. */
+export class ResidentCache {
+  private readonly quant = new WeakMap<QuantizedLinear, Entry>();
+  private readonly floats = new WeakMap<Float32Array, number>();
+  private readonly registry: FinalizationRegistry<number[]>;
+  private readonly rt: WasmRuntime;
+  private alive = true;
+
+  constructor(rt: WasmRuntime) {
+    this.rt = rt;
+    this.registry = new FinalizationRegistry((blocks) => {
+      if (this.alive) for (const b of blocks) rt.heap.release(b);
+    });
+  }
+
+  /** The resident copy of `q`, made on first use. */
+  quantized(q: QuantizedLinear): ResidentQuant {
+    const hit = this.quant.get(q);
+    if (hit !== undefined) return hit.res;
+    const { ng, gs } = checkRecord(q);
+    const N = q.outFeatures;
+    const K = q.inFeatures;
+    const bits = q.format.bits;
+    const cb = containerBits(bits);
+    const per = 32 / cb;
+    const bw = 4 * per;
+    const Kp = Math.ceil(K / bw) * bw;
+    const wpr = Kp / per;
+    const heap = this.rt.heap;
+    const blocks: number[] = [];
+    const take = (bytes: number) => {
+      const a = heap.alloc(bytes);
+      blocks.push(a);
+      return a;
+    };
+    try {
+      const desc = take(D_SIZE * 4);
+      const words = take(N * wpr * 4);
+      const scales = take(N * ng * 4);
+      const zeros = take(N * ng * 4);
+      const gidx = q.gIdx !== undefined ? take(K * 4) : 0;
+      const src = heap.alloc(q.qweight.words.length * 4);
+      heap.refresh();
+      const d = desc >> 2;
+      const i32 = heap.i32;
+      i32[d + D_BITS] = bits;
+      i32[d + D_CB] = cb;
+      i32[d + D_N] = N;
+      i32[d + D_K] = K;
+      i32[d + D_KP] = Kp;
+      i32[d + D_WPR] = wpr;
+      i32[d + D_NG] = ng;
+      i32[d + D_GS] = gs === -1 ? Kp : gs;
+      i32[d + D_WORDS] = words;
+      i32[d + D_SCALES] = scales;
+      i32[d + D_ZEROS] = zeros;
+      i32[d + D_GIDX] = gidx;
+      heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
+      heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
+      heap.f32.set(q.zeros.subarray(0, N * ng), zeros >> 2);
+      if (q.gIdx !== undefined) heap.i32.set(q.gIdx.subarray(0, K), gidx >> 2);
+      heap.u32.set(q.qweight.words, src >> 2);
+      this.rt.repack(desc, src, q.qweight.wordsPerRow);
+      heap.release(src);
+      const fast = q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
+      const bytes = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0)) * 4;
+      const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes };
+      this.quant.set(q, { res, blocks });
+      this.registry.register(q, blocks, q);
+      return res;
+    } catch (e) {
+      for (const b of blocks) heap.release(b);
+      throw e;
+    }
+  }
+
+  /** Byte address of a resident copy of the whole of `a` (a constant float array). */
+  floatConst(a: Float32Array): number {
+    const hit = this.floats.get(a);
+    if (hit !== undefined) return hit;
+    const heap = this.rt.heap;
+    const addr = heap.alloc(a.length * 4);
+    heap.refresh();
+    heap.f32.set(a, addr >> 2);
+    this.floats.set(a, addr);
+    this.registry.register(a, [addr], a);
+    return addr;
+  }
+
+  /** Drops the resident copy of `key` now (it is rebuilt if used again). */
+  evict(key: QuantizedLinear | Float32Array): void {
+    const heap = this.rt.heap;
+    if (key instanceof Float32Array) {
+      const addr = this.floats.get(key);
+      if (addr === undefined) return;
+      this.floats.delete(key);
+      this.registry.unregister(key);
+      heap.release(addr);
+      return;
+    }
+    const e = this.quant.get(key);
+    if (e === undefined) return;
+    this.quant.delete(key);
+    this.registry.unregister(key);
+    for (const b of e.blocks) heap.release(b);
+  }
+
+  /** Stops releasing on collection (the memory goes away with the backend). */
+  dispose(): void {
+    this.alive = false;
+  }
+}

@@ -1,0 +1,161 @@
+// The instantiated kernel module: memory, heap, worker pool, the job record and the per-call
+// scratch. Kernel files (wasm-sgemm.ts, wasm-qmatmul.ts, wasm-dequantize.ts) build on it.
+import { KERNELS_WASM_SINGLE, KERNELS_WASM_THREADS } from "./kernels-wasm.generated";
+import { GEMM_SCRATCH_FLOATS, J_OP, J_SCRATCH, J_STRIDE, NC } from "./layout";
+import { WasmHeap } from "./wasm-heap";
+import { CONTROL_BYTES, WorkerPool } from "./worker-pool";
+
+interface KernelExports {
+  __stack_pointer: WebAssembly.Global;
+  __heap_base: WebAssembly.Global;
+  qk_run(job: number, tid: number, nth: number): void;
+  qk_repack(desc: number, src: number, srcWordsPerRow: number): void;
+}
+
+const PAGE = 65536;
+const STACK_BYTES = 64 * 1024;
+const JOB_BYTES = 256;
+
+function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Whether shared memory (and so worker threads) is available here. */
+export function sharedMemoryAvailable(): boolean {
+  if (typeof SharedArrayBuffer === "undefined") return false;
+  const g = globalThis as { crossOriginIsolated?: boolean };
+  return g.crossOriginIsolated !== false;
+}
+
+/** The module plus everything kernels share. */
+export class WasmRuntime {
+  /** Bytes below which a job stays on the calling thread is decided per kernel; see `threadsFor`. */
+  readonly heap: WasmHeap;
+  readonly shared: boolean;
+  private readonly ex: KernelExports;
+  private readonly pool: WorkerPool | null;
+  private readonly job: number;
+  private scratch = 0;
+  private scratchStride = 0;
+  private arena = 0;
+  private arenaBytes = 0;
+  private arenaUsed = 0;
+  private disposed = false;
+
+  private constructor(heap: WasmHeap, ex: KernelExports, pool: WorkerPool | null, job: number, shared: boolean) {
+    this.heap = heap;
+    this.ex = ex;
+    this.pool = pool;
+    this.job = job;
+    this.shared = shared;
+  }
+
+  /** Instantiates the module; starts `threads - 1` workers when `threads > 1`. */
+  static async create(threads: number): Promise<WasmRuntime> {
+    const shared = sharedMemoryAvailable();
+    if (threads > 1 && !shared) {
+      throw new Error(
+        "quant-kernels: createWasmBackend: threads > 1 needs SharedArrayBuffer (in browsers: a cross-origin isolated page); use threads: 1",
+      );
+    }
+    const bytes = decodeBase64(shared ? KERNELS_WASM_THREADS : KERNELS_WASM_SINGLE);
+    const module = await WebAssembly.compile(bytes);
+    const initial = 64; // 4 MiB; grows on demand
+    const memory = shared
+      ? new WebAssembly.Memory({ initial, maximum: 65536, shared: true })
+      : new WebAssembly.Memory({ initial, maximum: 65536 });
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const ex = instance.exports as unknown as KernelExports;
+    const heapBase = ex.__heap_base.value as number;
+    if (heapBase > initial * PAGE) throw new Error("quant-kernels: wasm module data exceeds the initial memory");
+    const heap = new WasmHeap(memory, heapBase);
+    const job = heap.alloc(JOB_BYTES);
+    let pool: WorkerPool | null = null;
+    const runLocal = (j: number, tid: number, nth: number) => ex.qk_run(j, tid, nth);
+    if (threads > 1) {
+      const ctrl = heap.alloc(CONTROL_BYTES);
+      heap.refresh();
+      heap.i32.fill(0, ctrl >> 2, (ctrl + CONTROL_BYTES) >> 2);
+      const stacks: number[] = [];
+      for (let t = 1; t < threads; t++) stacks.push(heap.alloc(STACK_BYTES) + STACK_BYTES);
+      pool = await WorkerPool.start(module, memory, threads, ctrl, stacks, runLocal);
+    }
+    return new WasmRuntime(heap, ex, pool, job, shared);
+  }
+
+  /** Threads including the caller's. */
+  get threads(): number {
+    return this.pool?.threads ?? 1;
+  }
+
+  /** Throws after {@link dispose}. */
+  check(kernel: string): void {
+    if (this.disposed) throw new Error(`quant-kernels: wasm backend ${kernel}: the backend was disposed`);
+  }
+
+  /** Re-packs a bitpack matrix into a resident descriptor's words (see wasm/quant.c). */
+  repack(desc: number, src: number, srcWordsPerRow: number): void {
+    this.ex.qk_repack(desc, src, srcWordsPerRow);
+  }
+
+  /**
+   * Starts a call: resets the per-call arena, which then holds at least `arenaBytes`, and makes
+   * sure every thread has `tmpFloats` floats of row buffer after the GEMM blocks.
+   */
+  begin(arenaBytes: number, tmpFloats: number): void {
+    const stride = Math.ceil(((GEMM_SCRATCH_FLOATS + Math.max(tmpFloats, NC) + 64) * 4) / 64) * 64;
+    if (stride > this.scratchStride) {
+      if (this.scratch !== 0) this.heap.release(this.scratch);
+      this.scratch = 0;
+      this.scratch = this.heap.alloc(stride * this.threads);
+      this.scratchStride = stride;
+    }
+    if (arenaBytes > this.arenaBytes) {
+      if (this.arena !== 0) this.heap.release(this.arena);
+      this.arena = 0;
+      const bytes = Math.ceil(arenaBytes * 1.25);
+      this.arena = this.heap.alloc(bytes);
+      this.arenaBytes = bytes;
+    }
+    this.arenaUsed = 0;
+    this.heap.refresh();
+  }
+
+  /** Takes `bytes` (64-aligned) from the arena reserved by {@link begin}. */
+  take(bytes: number): number {
+    const size = Math.ceil(bytes / 64) * 64;
+    if (this.arenaUsed + size > this.arenaBytes) throw new Error("quant-kernels: wasm arena overflow (internal error)");
+    const a = this.arena + this.arenaUsed;
+    this.arenaUsed += size;
+    return a;
+  }
+
+  /** Writes the job header and returns the job's int32 slots (index `job/4 + slot`). */
+  jobSlots(op: number): { i32: Int32Array; f32: Float32Array; base: number } {
+    const h = this.heap;
+    h.refresh();
+    const base = this.job >> 2;
+    h.i32[base + J_OP] = op;
+    h.i32[base + J_SCRATCH] = this.scratch;
+    h.i32[base + J_STRIDE] = this.scratchStride;
+    return { i32: h.i32, f32: h.f32, base };
+  }
+
+  /** Runs the job written by {@link jobSlots} on up to `nth` threads. */
+  run(nth: number): void {
+    const n = Math.max(1, Math.min(nth, this.threads));
+    if (this.pool === null || n === 1) this.ex.qk_run(this.job, 0, 1);
+    else this.pool.run(this.job, n);
+    this.heap.refresh();
+  }
+
+  /** Stops workers; the memory is dropped with this object. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pool?.dispose();
+  }
+}

@@ -1,0 +1,77 @@
+// Shared definitions of the quant-kernels WebAssembly kernels (C, wasm32 + simd128, no libc).
+//
+// Everything the JavaScript side writes into wasm memory is described here: the job record that
+// `qk_run` reads, and the resident quantized-weight descriptor. The TypeScript mirror of these
+// indices lives in src/wasm/layout.ts; keep the two in step.
+#ifndef QK_KERNELS_H
+#define QK_KERNELS_H
+
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#define QK_EXPORT(name) __attribute__((export_name(#name)))
+#define QK_INLINE static inline __attribute__((always_inline))
+
+// ---- Job record: int32 slots at the job pointer ------------------------------------------------
+// Common header.
+#define J_OP 0          // operation id (OP_*)
+#define J_SCRATCH 1     // byte address of thread 0's scratch; thread t uses SCRATCH + t*STRIDE
+#define J_STRIDE 2      // bytes of scratch per thread
+// Operation ids.
+#define OP_SGEMM 1      // C = alpha*op(A)*op(B) + beta*C (M > 1 or any shape)
+#define OP_SGEMV 2      // M == 1 float matvec
+#define OP_QMATVEC 3    // fused y[r] = x[r]·Wᵀ, one x row at a time
+#define OP_QMATMUL 4    // tiled: gemm with B panels dequantized from W (transposed)
+#define OP_QMATMUL_T 5  // tiled: dx = g·W, gemm with B panels dequantized from W
+#define OP_QMATVEC_T 6  // fused dx = g·W for few rows
+#define OP_DEQUANT 7    // out[N×K] = W
+
+// OP_SGEMM / OP_SGEMV slots.
+#define G_M 4
+#define G_N 5
+#define G_K 6
+#define G_A 7      // byte address of A[aOffset]
+#define G_LDA 8
+#define G_TA 9
+#define G_B 10     // byte address of B[bOffset]
+#define G_LDB 11
+#define G_TB 12
+#define G_C 13     // byte address of C[cOffset]
+#define G_LDC 14
+#define G_ALPHA 15 // f32 bits
+#define G_BETA 16  // f32 bits
+
+// OP_QMATVEC / OP_QMATMUL / OP_QMATMUL_T / OP_QMATVEC_T / OP_DEQUANT slots.
+#define Q_DESC 4   // byte address of the resident descriptor
+#define Q_X 5      // input rows (x: rows×Kp padded with zeros, or g: rows×N)
+#define Q_ROWS 6
+#define Q_Y 7      // output rows (y: rows×N, dx: rows×K, or dequantized N×K)
+
+// ---- Resident quantized weight descriptor: int32 slots ----------------------------------------
+// Codes are re-packed into "containers" of CB = 2, 4 or 8 bits (3-bit codes live in 4-bit
+// containers) in a lane-interleaved layout: each row is Kp = ceil(K / (4*PER))*4*PER values
+// (PER = 32/CB codes per word), stored as blocks of 4 words (one v128). In block b, word j holds
+// at bits [t*CB, t*CB+CB) the code of column k = b*4*PER + 4*t + j. So shifting a v128 block right
+// by t*CB and masking yields the codes of 4 consecutive columns 4t..4t+3, lined up with x.
+#define D_BITS 0
+#define D_CB 1
+#define D_N 2
+#define D_K 3
+#define D_KP 4
+#define D_WPR 5    // words per resident row = Kp*CB/32
+#define D_NG 6     // groups per row
+#define D_GS 7     // group length in columns (groupSize, or Kp for per-channel); 0 with gIdx
+#define D_WORDS 8  // byte addresses
+#define D_SCALES 9
+#define D_ZEROS 10
+#define D_GIDX 11  // 0 when absent
+#define D_SIZE 12
+
+// Blocking of the float GEMM (floats): A block MC×KC, B block KC×NC, micro-kernel MR×NR.
+#define MR 4
+#define NR 8
+#define MC 128
+#define KC 256
+#define NC 2048
+
+#endif

@@ -1,0 +1,189 @@
+// Resident quantized weights: re-packing into lane-interleaved containers (see kernels.h),
+// tile dequantization, and the fused matvec kernels
+//   y[n]  = Σ_g s[n,g] · Σ_{k∈g} (q[n,k] − z[n,g])·x[k]
+//   dx[k] = Σ_n g[n] · s[n,g(k)] · (q[n,k] − z[n,g(k)]).
+#include "quant.h"
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+static inline int log2_per(int cb) { return cb == 2 ? 4 : cb == 4 ? 3 : 2; }
+
+int qk_fast(const int32_t* d) { return d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 3) == 0; }
+
+static inline uint32_t code_at(const uint32_t* w, int cb, int lp, int k) {
+  int bw = 4 << lp;
+  int blk = k >> (lp + 2);
+  int rem = k & (bw - 1);
+  return (w[blk * 4 + (rem & 3)] >> ((rem >> 2) * cb)) & ((1u << cb) - 1u);
+}
+
+static inline int group_of(const int32_t* d, int k) {
+  const int32_t* gidx = (const int32_t*)(uintptr_t)d[D_GIDX];
+  return gidx ? gidx[k] : k / d[D_GS];
+}
+
+// Re-packs a bitpack matrix (LSB-first stream per row, rows word-aligned, srcWpr words per row)
+// into the resident container layout. The destination must be zeroed.
+QK_EXPORT(qk_repack) void qk_repack(const int32_t* d, const uint32_t* src, int srcWpr) {
+  int bits = d[D_BITS], cb = d[D_CB], lp = log2_per(cb), N = d[D_N], K = d[D_K], wpr = d[D_WPR];
+  uint32_t* words = (uint32_t*)(uintptr_t)d[D_WORDS];
+  uint32_t mask = (1u << bits) - 1u;
+  int bw = 4 << lp;
+  for (int n = 0; n < N; n++) {
+    const uint32_t* s = src + (uint32_t)n * (uint32_t)srcWpr;
+    uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    for (int k = 0; k < K; k++) {
+      uint32_t bit = (uint32_t)k * (uint32_t)bits;
+      uint32_t wi = bit >> 5, sh = bit & 31;
+      uint32_t v = s[wi] >> sh;
+      if (sh + bits > 32) v |= s[wi + 1] << (32 - sh);
+      v &= mask;
+      int blk = k >> (lp + 2), rem = k & (bw - 1);
+      w[blk * 4 + (rem & 3)] |= v << ((rem >> 2) * cb);
+    }
+  }
+}
+
+void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
+  int cb = d[D_CB], lp = log2_per(cb), ng = d[D_NG], gs = d[D_GS];
+  const uint32_t* w = (const uint32_t*)(uintptr_t)d[D_WORDS] + (uint32_t)row * (uint32_t)d[D_WPR];
+  const float* sc = (const float*)(uintptr_t)d[D_SCALES] + (uint32_t)row * (uint32_t)ng;
+  const float* ze = (const float*)(uintptr_t)d[D_ZEROS] + (uint32_t)row * (uint32_t)ng;
+  int k = k0;
+  if (qk_fast(d) && (k0 & 3) == 0) {
+    v128_t m = wasm_i32x4_splat((1 << cb) - 1);
+    int per = 1 << lp;
+    while (k + 4 <= k1) {
+      int g = k / gs;
+      int end = imin((g + 1) * gs, k1);
+      int ve = k + ((end - k) & ~3);
+      if (ve == k) break;
+      v128_t s = wasm_f32x4_splat(sc[g]), z = wasm_f32x4_splat(ze[g]);
+      for (; k < ve; k += 4) {
+        v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
+        v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
+        wasm_v128_store(out + (k - k0), wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(q), z), s));
+      }
+    }
+  }
+  for (; k < k1; k++) {
+    int g = group_of(d, k);
+    out[k - k0] = sc[g] * ((float)code_at(w, cb, lp, k) - ze[g]);
+  }
+}
+
+static inline float hsum(v128_t v) {
+  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
+         wasm_f32x4_extract_lane(v, 3);
+}
+
+#define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+
+// Σ_{k in [k0,k1)} (q[k] − z)·x[k] for 4-aligned k0, k1.
+static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp, int k0, int k1, v128_t z) {
+  v128_t m = wasm_i32x4_splat((1 << cb) - 1);
+  v128_t a = wasm_f32x4_splat(0.0f);
+  int per = 1 << lp;
+  for (int k = k0; k < k1; k += 4) {
+    v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
+    v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
+    FMA(a, wasm_f32x4_sub(wasm_f32x4_convert_i32x4(q), z), wasm_v128_load(x + k));
+  }
+  return a;
+}
+
+// One weight row, container width CB (a compile-time constant after inlining):
+//   y = Σ_g s[g] · Σ_{k∈g} (q[k] − z[g])·x[k].
+// (q − z) is formed before the product rather than using s·(Σqx − z·Σx): that form cancels badly
+// when most codes sit near the zero point (per-channel scales stretched by outliers).
+#define DEFINE_ROW(CB, LP)                                                                                    \
+  static float row_##CB(const uint32_t* w, const float* x, const float* sc, const float* ze, int ng, int gs,     \
+                        int Kp) {                                                                               \
+    const int per = 1 << LP, bw = 4 << LP;                                                                      \
+    v128_t m = wasm_i32x4_splat((1 << CB) - 1);                                                                 \
+    v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
+    for (int g = 0; g < ng; g++) {                                                                              \
+      int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
+      v128_t z = wasm_f32x4_splat(ze[g]);                                                                       \
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;                                                              \
+      if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
+        for (int b = k0 >> (LP + 2); b < (k1 >> (LP + 2)); b++) {                                               \
+          v128_t v = wasm_v128_load(w + b * 4);                                                                 \
+          const float* xb = x + b * bw;                                                                         \
+          _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                 \
+            v128_t q0 = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, t * CB), m));                  \
+            v128_t q1 = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, (t + 1) * CB), m));            \
+            FMA(a0, wasm_f32x4_sub(q0, z), wasm_v128_load(xb + 4 * t));                                         \
+            FMA(a1, wasm_f32x4_sub(q1, z), wasm_v128_load(xb + 4 * t + 4));                                     \
+          }                                                                                                     \
+        }                                                                                                       \
+      } else {                                                                                                  \
+        a0 = dot_steps(w, x, CB, LP, k0, k1, z);                                                                \
+      }                                                                                                         \
+      FMA(tot, wasm_f32x4_add(a0, a1), wasm_f32x4_splat(sc[g]));                                                \
+    }                                                                                                           \
+    return hsum(tot);                                                                                           \
+  }
+DEFINE_ROW(2, 4)
+DEFINE_ROW(4, 3)
+DEFINE_ROW(8, 2)
+
+void qk_qmatvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1, float* tmp) {
+  int cb = d[D_CB], ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], K = d[D_K], wpr = d[D_WPR];
+  const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)d[D_SCALES];
+  const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
+  if (!qk_fast(d)) {
+    // Act-order or odd group length: dequantize one row at a time, then dot.
+    for (int n = n0; n < n1; n++) {
+      qk_dequant_range(d, n, 0, K, tmp);
+      v128_t a = wasm_f32x4_splat(0.0f);
+      int k = 0;
+      for (; k + 4 <= K; k += 4) FMA(a, wasm_v128_load(tmp + k), wasm_v128_load(x + k));
+      float s = hsum(a);
+      for (; k < K; k++) s += tmp[k] * x[k];
+      y[n] = s;
+    }
+    return;
+  }
+  for (int n = n0; n < n1; n++) {
+    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+    const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
+    y[n] = cb == 2   ? row_2(w, x, sc, ze, ng, gs, Kp)
+           : cb == 4 ? row_4(w, x, sc, ze, ng, gs, Kp)
+                     : row_8(w, x, sc, ze, ng, gs, Kp);
+  }
+}
+
+void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int k1, float* tmp) {
+  int cb = d[D_CB], lp = log2_per(cb), ng = d[D_NG], gs = d[D_GS], K = d[D_K], N = d[D_N], wpr = d[D_WPR];
+  int per = 1 << lp;
+  const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)d[D_SCALES];
+  const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
+  v128_t m = wasm_i32x4_splat((1 << cb) - 1);
+  for (int k = k0; k < k1; k += 4) wasm_v128_store(tmp + (k - k0), wasm_f32x4_splat(0.0f));
+  for (int n = 0; n < N; n++) {
+    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+    const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
+    float c = g[n];
+    int k = k0;
+    while (k < k1) {
+      int gi = k / gs;
+      int end = imin((gi + 1) * gs, k1);
+      float cs = c * sc[gi];
+      v128_t a = wasm_f32x4_splat(cs), b = wasm_f32x4_splat(-cs * ze[gi]);
+      for (; k < end; k += 4) {
+        v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
+        v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
+        float* t = tmp + (k - k0);
+        wasm_v128_store(t, wasm_f32x4_add(wasm_v128_load(t),
+                                          wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(q), a), b)));
+      }
+    }
+  }
+  int kend = imin(k1, K);
+  for (int k = k0; k < kend; k++) dx[k] = tmp[k - k0];
+}
