@@ -15,3 +15,4 @@ export {
   evaluateStories,
   tokenNll,
 } from "./eval";
+export { HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";
