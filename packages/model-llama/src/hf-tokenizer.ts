@@ -112,7 +112,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decodeAll(tokens: readonly number[]): string {
-    tokens.forEach((t) => this.checkId(t));
+    for (const t of tokens) this.checkId(t);
     return this.text(tokens.slice());
   }
 
