@@ -1,7 +1,7 @@
 // Losses (fused, numerically stable): cross-entropy with integer targets, KL(teacher‖student), MSE.
 import { defineOp, detach, type OpDef } from "./engine";
 import { logSumExpRows } from "./norm";
-import { broadcastShapes, output } from "./strided";
+import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
 
 /** How per-token losses are combined. */
@@ -215,8 +215,7 @@ const applyMse = defineOp(mseOp);
 
 /** Mean (default) or sum of squared differences `(a − b)²` over all elements; `a` and `b` have the same shape. */
 export function mse(a: Tensor, b: Tensor, reduction: Reduction = "mean"): Tensor {
-  const shape = broadcastShapes("mse", a.shape, b.shape);
-  if (shape.length !== a.ndim || a.shape.some((d, i) => d !== b.shape[i]) || a.ndim !== b.ndim) {
+  if (a.shape.some((d, i) => d !== b.shape[i]) || a.ndim !== b.ndim) {
     throw new Error(`autograd: mse: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} must be equal`);
   }
   if (reduction !== "mean" && reduction !== "sum")

@@ -1,0 +1,124 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { add, exp, log, mul, neg, scale, silu, sub } from "./elementwise";
+import { gradCheck } from "./gradcheck";
+import { broadcastShapes } from "./strided";
+import { shapeSize, tensor } from "./tensor";
+import { broadcastIndex, expectClose, FC, leaf, unravel, useReferenceBackend } from "./test-utils";
+import { transpose } from "./view";
+
+useReferenceBackend();
+
+/** An output shape and two operand shapes that broadcast to it. */
+const broadcastPair = fc
+  .array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 })
+  .chain((out) =>
+    fc.tuple(
+      fc.constant(out),
+      fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }),
+      fc.integer({ min: 0, max: out.length - 1 }),
+      fc.integer({ min: 1, max: 1000 }),
+    ),
+  )
+  .map(([out, ones, drop, seed]) => {
+    const b = out.map((d, i) => (ones[i] ? 1 : d)).slice(drop);
+    return { a: out, b, seed };
+  });
+
+function refBinary(
+  f: (x: number, y: number) => number,
+  a: Float32Array,
+  as: number[],
+  b: Float32Array,
+  bs: number[],
+) {
+  const out = broadcastShapes("ref", as, bs);
+  const r = new Float64Array(shapeSize(out));
+  for (let i = 0; i < r.length; i++) {
+    const idx = unravel(i, out);
+    r[i] = f(a[broadcastIndex(idx, as)], b[broadcastIndex(idx, bs)]);
+  }
+  return r;
+}
+
+describe("add / mul (broadcasting)", () => {
+  it("forward matches a plain broadcast loop and backward matches finite differences (both orders)", () => {
+    fc.assert(
+      fc.property(broadcastPair, ({ a: as, b: bs, seed }) => {
+        for (const [sa, sb] of [
+          [as, bs],
+          [bs, as],
+        ]) {
+          const a = leaf(sa, seed);
+          const b = leaf(sb, seed + 1);
+          expectClose(
+            add(a, b).toArray(),
+            refBinary((x, y) => x + y, a.values(), sa, b.values(), sb),
+          );
+          expectClose(
+            mul(a, b).toArray(),
+            refBinary((x, y) => x * y, a.values(), sa, b.values(), sb),
+          );
+          gradCheck(add, [a, b]);
+          gradCheck(mul, [a, b]);
+          gradCheck(sub, [a, b]);
+        }
+      }),
+      FC,
+    );
+  });
+
+  it("reads strided (transposed) operands", () => {
+    const a = leaf([3, 4], 1);
+    const b = leaf([4, 3], 2);
+    const y = add(a, transpose(b));
+    const ref = new Float64Array(12);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 4; j++) ref[i * 4 + j] = a.get(i, j) + b.get(j, i);
+    expectClose(y.toArray(), ref);
+    gradCheck((x, z) => mul(x, transpose(z)), [a, b]);
+  });
+
+  it("rejects shapes that do not broadcast, naming both", () => {
+    expect(() => add(leaf([2, 3], 1), leaf([4], 2))).toThrow(/add: shapes \[2, 3\] and \[4\]/);
+    expect(() => mul(leaf([2, 3], 1), leaf([3, 2], 2))).toThrow(/\[2, 3\] and \[3, 2\]/);
+  });
+});
+
+describe("unary ops", () => {
+  const shapes = fc.tuple(
+    fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 3 }),
+    fc.integer({ min: 1, max: 999 }),
+  );
+  const cases: [
+    string,
+    (t: ReturnType<typeof leaf>) => ReturnType<typeof leaf>,
+    (x: number) => number,
+    number,
+  ][] = [
+    ["scale", (t) => scale(t, -2.5), (x) => -2.5 * x, 0],
+    ["neg", neg, (x) => -x, 0],
+    ["exp", exp, Math.exp, 0],
+    ["log", log, Math.log, 3],
+    ["silu", silu, (x) => x / (1 + Math.exp(-x)), 0],
+  ];
+  for (const [name, op, ref, offset] of cases) {
+    it(`${name}: forward and finite-difference backward`, () => {
+      fc.assert(
+        fc.property(shapes, ([shape, seed]) => {
+          const x = leaf(shape, seed, { offset, std: offset ? 0.5 : 1 });
+          expectClose(op(x).toArray(), Array.from(x.values(), ref));
+          gradCheck(op, [x]);
+        }),
+        FC,
+      );
+    });
+  }
+
+  it("log of a non-positive value throws instead of returning NaN", () => {
+    expect(() => log(tensor([1, 0, 2]))).toThrow(/log: .*non-positive value 0 at 1/);
+  });
+
+  it("scale rejects a non-finite factor", () => {
+    expect(() => scale(tensor([1]), Number.NaN)).toThrow(/scale: factor NaN/);
+  });
+});
