@@ -1,3 +1,33 @@
 // @int21/lora: LoRA adapters over float or packed quantized linears: stacking, merging, PEFT-format save/load.
-// Re-exports only. The API lands with its issue; see README.md.
-export {};
+// Re-exports only; see README.md.
+export {
+  canonicalTarget,
+  LLAMA2C_ALIASES,
+  LLAMA_TARGETS,
+  matchesTarget,
+  selectTargets,
+  type TargetChoice,
+  type TargetSpec,
+} from "./targets";
+export { hashSeed, LoRAAdapter, type LoRAAdapterOptions, LoRALinear, mulberry32 } from "./lora-linear";
+export { type AdapterRecord, applyLoRA, type LoRAConfig, LoRAModel } from "./lora-model";
+export {
+  attachPeftAdapter,
+  decodePeftAdapter,
+  loadPeftAdapter,
+  PEFT_CONFIG_FILE,
+  PEFT_WEIGHTS_FILE,
+  type PeftAdapter,
+  type PeftAttachOptions,
+  peftConfig,
+  peftKey,
+  type PeftLoraConfig,
+  type PeftSaveOptions,
+  peftTargets,
+  peftTensors,
+  parsePeftAdapter,
+  parsePeftConfig,
+  readPeftAdapter,
+  savePeftAdapter,
+  serializePeftAdapter,
+} from "./peft";
