@@ -42,3 +42,13 @@ export { codeAt, groupOf, weightAt } from "./reference/weight-at";
 export { type QuantizeOptions, type Quantizer, checkWeight } from "./quantizer";
 export { type RtnOptions, createRtnQuantizer, findGroupParams, groupMembers, rtnQuantize } from "./rtn";
 export { type Hessian, type HessianOptions, createHessian } from "./hessian";
+export { choleskyLowerInPlace, upperCholeskyOfInverse } from "./cholesky";
+export {
+  type GptqInfo,
+  type GptqOptions,
+  createGptqQuantizer,
+  gptqQuantize,
+  gptqQuantizeWithInfo,
+} from "./gptq";
+export { relativeOutputError } from "./output-error";
+export { type FloatLinear, type QuantLinear, createFloatLinear, createQuantLinear } from "./linear";

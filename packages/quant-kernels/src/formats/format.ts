@@ -63,7 +63,8 @@ export interface FormatRecord extends QuantFormat {
   value(q: number, scale: number, zero: number): number;
   /**
    * Largest |w − ŵ| round-to-nearest may leave in a group whose values span `[lo, hi]`: half a
-   * quantization step (× (1 + 2^-10) for the f16 round-up of the scale) plus float32 slack.
+   * quantization step (× (1 + 2^-10) for the f16 round-up of the scale) plus float32 slack and
+   * the smallest stored scale.
    * Tests use it as the quantize → dequantize bound.
    */
   errorBound(lo: number, hi: number): number;
@@ -164,7 +165,8 @@ export function defineFormat(s: FormatSpec): FormatRecord {
     hi = Math.max(hi, 0);
     const step = symmetric ? Math.max(-lo / half, hi / (half - 1)) : (hi - lo) / qmax;
     const mag = Math.max(-lo, hi);
-    return 0.5 * step * (f16 ? 1 + 2 ** -10 : 1 + 2 ** -20) + (f16 ? 2 ** -24 : 0) + mag * 2 ** -22;
+    // The absolute term covers the smallest stored scale (2^-24 for f16, 2^-126 for f32).
+    return 0.5 * step * (f16 ? 1 + 2 ** -10 : 1 + 2 ** -20) + (f16 ? 2 ** -24 : 2 ** -126) + mag * 2 ** -22;
   };
 
   const record: FormatRecord = {
