@@ -16,3 +16,66 @@ export {
   tokenNll,
 } from "./eval";
 export { HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";
+export { type ByteSource, bytesSource, fileSource } from "./load-source";
+export {
+  type LoadOptions,
+  type QuantizeSpec,
+  type TensorSpec,
+  WeightAssembler,
+  llamaTensorSpecs,
+} from "./load-assemble";
+export { type LinearParts, linearParts } from "./linear-parts";
+export {
+  LLAMA2C_MAGIC,
+  type Llama2cEntry,
+  type Llama2cLayout,
+  encodeLlama2c,
+  loadLlama2c,
+  loadLlama2cBytes,
+  loadLlama2cFrom,
+  parseLlama2cHeader,
+} from "./load-llama2c";
+export {
+  hfConfigToLlama,
+  hfTensorName,
+  llamaToHfConfig,
+  loadHf,
+  loadHfBytes,
+  permuteHfRows,
+  unpermuteHfRows,
+} from "./load-hf";
+export {
+  type CheckpointAdapters,
+  INT21_CHECKPOINT_FORMAT,
+  INT21_CHECKPOINT_VERSION,
+  type Int21Checkpoint,
+  checkpointTensors,
+  loadInt21Checkpoint,
+  loadInt21CheckpointBytes,
+  saveInt21Checkpoint,
+  serializeInt21Checkpoint,
+} from "./checkpoint";
+export {
+  type LinearErrorReport,
+  type QuantizeModelOptions,
+  type QuantizeModelResult,
+  type QuantizeProgress,
+  calibrationHiddenStates,
+  calibrationWindows,
+  quantizeModel,
+  relOutputError,
+} from "./quantize-model";
+export {
+  type SyntheticModelName,
+  type SyntheticOptions,
+  syntheticConfig,
+  syntheticWeights,
+} from "./synthetic";
+export { type LoadedModel, type ModelFileKind, detectModelFile, loadModel } from "./model-files";
+export {
+  type DifferentiableLinear,
+  type LinearOpHook,
+  type TrainForwardOptions,
+  applyLinear,
+  trainForward,
+} from "./train-forward";

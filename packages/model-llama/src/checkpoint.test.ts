@@ -1,0 +1,170 @@
+import { mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseSafetensors, serializeSafetensors } from "@int21/io";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { createGptqQuantizer, createHessian } from "@int21/quant-kernels";
+import { describe, expect, it } from "vitest";
+import {
+  INT21_CHECKPOINT_FORMAT,
+  loadInt21Checkpoint,
+  loadInt21CheckpointBytes,
+  saveInt21Checkpoint,
+  serializeInt21Checkpoint,
+} from "./checkpoint";
+import { llamaTensorSpecs } from "./load-assemble";
+import { loadLlama2c } from "./load-llama2c";
+import { linearParts } from "./linear-parts";
+import { syntheticConfig, syntheticWeights } from "./synthetic";
+import type { LlamaWeights } from "./weights";
+import { createQuantLinear, createReferenceBackend } from "@int21/quant-kernels";
+
+const tmp = mkdtempSync(join(tmpdir(), "int21-ckpt-"));
+const stories = loadLlama2c(sharedPath(SHARED.stories260K));
+
+/** Asserts two models hold bitwise the same parameters (float arrays, packed words, scales, zeros, gIdx). */
+function expectBitExact(a: LlamaWeights, b: LlamaWeights): void {
+  expect(b.config).toEqual(a.config);
+  const get = (w: LlamaWeights, name: string) => {
+    if (name === "tokenEmbedding") return w.tokenEmbedding;
+    if (name === "finalNorm") return w.finalNorm;
+    if (name === "classifier") return w.classifier;
+    const [, l, f] = name.split(".");
+    return w.layers[Number(l)][f as keyof LlamaWeights["layers"][number]];
+  };
+  for (const spec of llamaTensorSpecs(a.config)) {
+    const x = get(a, spec.name);
+    const y = get(b, spec.name);
+    if (x instanceof Float32Array) {
+      expect(
+        new Uint32Array((y as Float32Array).buffer, (y as Float32Array).byteOffset, x.length),
+        spec.name,
+      ).toEqual(new Uint32Array(x.buffer, x.byteOffset, x.length));
+      continue;
+    }
+    const px = linearParts(x as never, spec.name);
+    const py = linearParts(y as never, spec.name);
+    expect(py.kind, spec.name).toBe(px.kind);
+    if (px.kind === "float" && py.kind === "float") expect(py.weight, spec.name).toEqual(px.weight);
+    if (px.kind === "quant" && py.kind === "quant") {
+      expect(py.q.format.id).toBe(px.q.format.id);
+      expect(py.q.qweight.words, spec.name).toEqual(px.q.qweight.words);
+      expect(py.q.scales, spec.name).toEqual(px.q.scales);
+      expect(py.q.zeros, spec.name).toEqual(px.q.zeros);
+      expect(py.q.gIdx, spec.name).toEqual(px.q.gIdx);
+    }
+  }
+}
+
+describe("int21 checkpoints", () => {
+  it("a float model round-trips bit for bit", async () => {
+    const p = join(tmp, "float.safetensors");
+    await saveInt21Checkpoint(p, stories);
+    const back = await loadInt21Checkpoint(p);
+    expectBitExact(stories, back.weights);
+    expect(back.adapters).toBeUndefined();
+    const meta = parseSafetensors(readFileSync(p)).metadata;
+    expect(meta.format).toBe(INT21_CHECKPOINT_FORMAT);
+    expect(JSON.parse(meta.config)).toEqual(stories.config);
+    expect(JSON.parse(meta.roles)["layers.0.wq.weight"]).toBe("float-weight");
+  });
+
+  it("packed models (f16 and f32 scales, symmetric, act-order gIdx) round-trip bit for bit", async () => {
+    for (const format of ["int2-g32-asym-f16", "int3-g64-sym-f32", "int8-pc-asym-f32"]) {
+      const q = loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format } });
+      const bytes = serializeInt21Checkpoint(q);
+      const back = await loadInt21CheckpointBytes(bytes);
+      expectBitExact(q, back.weights);
+    }
+    // act-order GPTQ on one projection gives a gIdx to store.
+    const w = (linearParts(stories.layers[1].w2, "w2") as { weight: Float32Array }).weight;
+    const H = createHessian(172);
+    const x = new Float32Array(300 * 172).map((_, i) => Math.sin(i * 0.37) * (1 + (i % 172) / 50));
+    H.add(x, 300);
+    const qAct = createGptqQuantizer({ actOrder: true }).quantize(w, 64, 172, "int4-g32-asym-f16", {
+      hessian: H,
+    });
+    expect(qAct.gIdx).toBeDefined();
+    const model: LlamaWeights = {
+      ...stories,
+      layers: stories.layers.map((L, l) =>
+        l === 1 ? { ...L, w2: createQuantLinear({ q: qAct, backend: createReferenceBackend() }) } : L,
+      ),
+    };
+    const p = join(tmp, "act.safetensors");
+    await saveInt21Checkpoint(p, model);
+    const back = await loadInt21Checkpoint(p);
+    expectBitExact(model, back.weights);
+    expect(JSON.parse(parseSafetensors(readFileSync(p)).metadata.linears)["layers.1.w2"]).toMatchObject({
+      actOrder: true,
+    });
+  });
+
+  it("stores opaque adapters and a separate classifier", async () => {
+    const cfg = { ...syntheticConfig("stories260K"), nLayers: 2, sharedClassifier: false };
+    const model = syntheticWeights(cfg, { seed: 5, format: "int4-g64-asym-f16" });
+    const adapters = {
+      tensors: {
+        "layers.0.wq.loraA": { shape: [4, 64], data: new Float32Array(256).map((_, i) => i / 7) },
+        "layers.0.wq.loraB": { shape: [64, 4], data: new Float32Array(256) },
+      },
+      meta: { r: 4, alpha: 8, targets: ["wq"] },
+    };
+    const p = join(tmp, "adapters.safetensors");
+    await saveInt21Checkpoint(p, model, { adapters });
+    const back = await loadInt21Checkpoint(p);
+    expectBitExact(model, back.weights);
+    expect(back.adapters).toEqual(adapters);
+    expect(linearParts(back.weights.classifier, "classifier").kind).toBe("quant");
+  });
+
+  it("refuses foreign, truncated and inconsistent files, naming file and tensor", async () => {
+    const good = serializeInt21Checkpoint(
+      loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format: "int4-g32-asym-f16" } }),
+    );
+    const p = join(tmp, "cut.safetensors");
+    writeFileSync(p, good);
+    truncateSync(p, good.byteLength - 100);
+    await expect(loadInt21Checkpoint(p)).rejects.toThrow(/cut\.safetensors.*(truncated|past the end)/);
+
+    const plain = join(tmp, "plain.safetensors");
+    writeFileSync(plain, serializeSafetensors({ a: { dtype: "F32", shape: [1], data: [1] } }));
+    await expect(loadInt21Checkpoint(plain)).rejects.toThrow(/plain\.safetensors: not an int21 checkpoint/);
+
+    // Rewrite one tensor with the wrong shape / remove one; keep the metadata.
+    const f = parseSafetensors(good, "good");
+    const tensors: Record<
+      string,
+      { dtype: "F32" | "F16" | "U32"; shape: number[]; data: ArrayLike<number> }
+    > = {};
+    for (const n of f.names) {
+      const r = f.readRaw(n);
+      tensors[n] = {
+        dtype: r.dtype as "F32" | "F16" | "U32",
+        shape: [...r.shape],
+        data: r.data as ArrayLike<number>,
+      };
+    }
+    const { "layers.2.w1.scales": scales, ...rest } = tensors;
+    await expect(
+      loadInt21CheckpointBytes(serializeSafetensors(rest, f.metadata), { name: "gone.safetensors" }),
+    ).rejects.toThrow(/gone\.safetensors: missing tensor layers\.2\.w1\.scales/);
+    const wrong = { ...tensors, "layers.2.w1.scales": { ...scales, shape: [2, 172] } };
+    await expect(
+      loadInt21CheckpointBytes(serializeSafetensors(wrong, f.metadata), { name: "shape.safetensors" }),
+    ).rejects.toThrow(
+      /shape\.safetensors: tensor layers\.2\.w1\.scales has shape \[2×172\], expected \[172×2\]/,
+    );
+    // A zero scale is caught by the quantized-record validation, named with the tensor.
+    const zeroScale = {
+      ...tensors,
+      "layers.4.wo.scales": { ...tensors["layers.4.wo.scales"], data: new Uint16Array(128) },
+    };
+    await expect(
+      loadInt21CheckpointBytes(serializeSafetensors(zeroScale, f.metadata), { name: "zero.safetensors" }),
+    ).rejects.toThrow(/zero\.safetensors: tensor layers\.4\.wo: .*scales\[0\]/);
+    await expect(
+      loadInt21CheckpointBytes(good, { quantize: { format: "int2-g32-asym-f16" } }),
+    ).rejects.toThrow(/no quantize option/);
+  });
+});

@@ -1,0 +1,341 @@
+import {
+  type SafetensorsInfo,
+  type SafetensorsTypedArray,
+  type SafetensorsWriteTensor,
+  f16ToF32,
+  openSafetensors,
+  parseSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+} from "@int21/io";
+import { packedMatrixView } from "@int21/bitpack";
+import {
+  type Linear,
+  type QuantizedLinear,
+  createQuantizedLinear,
+  getFormat,
+  groupCount,
+} from "@int21/quant-kernels";
+import { type LlamaConfig, validateConfig } from "./config";
+import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
+import { linearParts } from "./linear-parts";
+import type { LlamaWeights } from "./weights";
+
+/** `__metadata__.format` of an int21 checkpoint. */
+export const INT21_CHECKPOINT_FORMAT = "int21-llama";
+
+/** Version of the checkpoint layout written by this package (bumped on incompatible changes). */
+export const INT21_CHECKPOINT_VERSION = 1;
+
+/**
+ * Extra float tensors stored beside the model, opaque to this package (the lora package stores its
+ * adapters here): tensors are written as `adapter.<name>` (F32) and `meta` as a JSON string.
+ */
+export interface CheckpointAdapters {
+  tensors: Record<string, { shape: number[]; data: Float32Array }>;
+  /** Any JSON-serialisable description (ranks, alpha, target modules…); round-trips through JSON. */
+  meta?: unknown;
+}
+
+/** What {@link loadInt21Checkpoint} returns. */
+export interface Int21Checkpoint {
+  weights: LlamaWeights;
+  /** Present when the checkpoint was saved with adapters. */
+  adapters?: CheckpointAdapters;
+}
+
+/** How each projection is stored, kept in `__metadata__.linears`. */
+type LinearRecord =
+  | { kind: "float" }
+  | { kind: "quant"; format: string; formatId: number; actOrder: boolean };
+
+/**
+ * Builds the safetensors tensors and metadata of a checkpoint.
+ *
+ * Layout (all little-endian):
+ * ```
+ * tokenEmbedding, finalNorm, layers.{i}.attnNorm/ffnNorm           F32
+ * <linear>.weight                     F32 [N, K]            float projection
+ * <linear>.qweight                    U32 [N, wordsPerRow]  bitpack rows of codes (packed along K)
+ * <linear>.scales / .zeros            F16|F32 [N, nGroups]  per format.scaleDtype (zeros absent if symmetric)
+ * <linear>.g_idx                      I32 [K]               act-order group of each input column
+ * adapter.<name>                      F32                   opaque adapter tensors
+ * __metadata__: format "int21-llama", int21_version, config (JSON LlamaConfig),
+ *               linears (JSON {name: {kind, format, formatId, actOrder}}), roles (JSON {tensor: role}),
+ *               adapters (JSON meta, when adapters are given)
+ * ```
+ * `<linear>` is `layers.{i}.wq` … `layers.{i}.w3`, and `classifier` when it is not shared.
+ */
+export function checkpointTensors(
+  weights: LlamaWeights,
+  adapters?: CheckpointAdapters,
+): { tensors: Record<string, SafetensorsWriteTensor>; metadata: Record<string, string> } {
+  const config = validateConfig(weights.config, "checkpoint config");
+  const tensors: Record<string, SafetensorsWriteTensor> = {};
+  const roles: Record<string, string> = {};
+  const linears: Record<string, LinearRecord> = {};
+  const f32 = (name: string, shape: number[], data: Float32Array, role: string) => {
+    if (data.length !== numel(shape))
+      throw new Error(`checkpoint: tensor ${name} has ${data.length} values, expected [${shape.join("×")}]`);
+    tensors[name] = { dtype: "F32", shape, data };
+    roles[name] = role;
+  };
+  const byName = new Map<string, Float32Array | Linear>();
+  byName.set("tokenEmbedding", weights.tokenEmbedding);
+  byName.set("finalNorm", weights.finalNorm);
+  if (!config.sharedClassifier) byName.set("classifier", weights.classifier);
+  weights.layers.forEach((layer, l) => {
+    for (const [k, v] of Object.entries(layer)) byName.set(`layers.${l}.${k}`, v as Float32Array | Linear);
+  });
+  if (weights.layers.length !== config.nLayers) {
+    throw new Error(
+      `checkpoint: weights have ${weights.layers.length} layers, config says ${config.nLayers}`,
+    );
+  }
+  for (const spec of llamaTensorSpecs(config)) {
+    const v = byName.get(spec.name);
+    if (v === undefined) throw new Error(`checkpoint: weights have no ${spec.name}`);
+    if (v instanceof Float32Array) {
+      f32(spec.name, spec.shape, v, spec.name === "tokenEmbedding" ? "embedding" : "norm");
+      continue;
+    }
+    const [N, K] = spec.shape;
+    if (v.outFeatures !== N || v.inFeatures !== K) {
+      throw new Error(`checkpoint: ${spec.name} is ${v.outFeatures}×${v.inFeatures}, expected ${N}×${K}`);
+    }
+    const parts = linearParts(v, spec.name);
+    if (parts.kind === "float") {
+      f32(`${spec.name}.weight`, [N, K], parts.weight, "float-weight");
+      linears[spec.name] = { kind: "float" };
+      continue;
+    }
+    const q = parts.q;
+    const f = getFormat(q.format);
+    const nG = groupCount(f, K);
+    const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
+    tensors[`${spec.name}.qweight`] = {
+      dtype: "U32",
+      shape: [N, q.qweight.wordsPerRow],
+      data: q.qweight.words,
+    };
+    roles[`${spec.name}.qweight`] = "qweight";
+    tensors[`${spec.name}.scales`] = { dtype: pdt, shape: [N, nG], data: q.scales };
+    roles[`${spec.name}.scales`] = "scales";
+    if (!f.symmetric) {
+      tensors[`${spec.name}.zeros`] = { dtype: pdt, shape: [N, nG], data: q.zeros };
+      roles[`${spec.name}.zeros`] = "zeros";
+    }
+    if (q.gIdx) {
+      tensors[`${spec.name}.g_idx`] = { dtype: "I32", shape: [K], data: q.gIdx };
+      roles[`${spec.name}.g_idx`] = "g_idx";
+    }
+    linears[spec.name] = { kind: "quant", format: f.name, formatId: f.id, actOrder: q.gIdx !== undefined };
+  }
+  const metadata: Record<string, string> = {
+    format: INT21_CHECKPOINT_FORMAT,
+    int21_version: String(INT21_CHECKPOINT_VERSION),
+    config: JSON.stringify(config),
+    linears: JSON.stringify(linears),
+  };
+  if (adapters) {
+    for (const [name, t] of Object.entries(adapters.tensors)) {
+      if (!(t.data instanceof Float32Array))
+        throw new Error(`checkpoint: adapter tensor ${name} must be a Float32Array`);
+      f32(`adapter.${name}`, t.shape, t.data, "adapter");
+    }
+    metadata.adapters = JSON.stringify(adapters.meta ?? null);
+  }
+  metadata.roles = JSON.stringify(roles);
+  return { tensors, metadata };
+}
+
+/**
+ * Saves a (packed or float) model, plus optional adapters, as one safetensors file that
+ * {@link loadInt21Checkpoint} reloads bit for bit. Written under a temporary name and renamed into
+ * place, so a failed save never leaves a half-written checkpoint. Layout: see {@link checkpointTensors}.
+ */
+export async function saveInt21Checkpoint(
+  path: string,
+  weights: LlamaWeights,
+  opts: { adapters?: CheckpointAdapters } = {},
+): Promise<void> {
+  const { tensors, metadata } = checkpointTensors(weights, opts.adapters);
+  await writeSafetensors(path, tensors, metadata);
+}
+
+/** {@link saveInt21Checkpoint} into bytes in memory (browsers). */
+export function serializeInt21Checkpoint(
+  weights: LlamaWeights,
+  opts: { adapters?: CheckpointAdapters } = {},
+): Uint8Array {
+  const { tensors, metadata } = checkpointTensors(weights, opts.adapters);
+  return serializeSafetensors(tensors, metadata);
+}
+
+/** A reader both the file and the in-memory paths provide. */
+interface RawReader {
+  info: SafetensorsInfo;
+  readRaw(name: string): Promise<SafetensorsTypedArray>;
+}
+
+/**
+ * Loads an int21 checkpoint written by {@link saveInt21Checkpoint}. The metadata, every tensor's name,
+ * dtype and shape are checked against the stored config before any data is read; packed records are
+ * re-validated by `createQuantizedLinear`. Throws an Error naming the file and tensor.
+ * `opts.quantize` is not allowed (the checkpoint fixes each projection's format).
+ */
+export async function loadInt21Checkpoint(path: string, opts: LoadOptions = {}): Promise<Int21Checkpoint> {
+  const f = await openSafetensors(path);
+  try {
+    return await loadFrom({ info: f, readRaw: async (n) => (await f.readRaw(n)).data }, path, opts);
+  } finally {
+    await f.close();
+  }
+}
+
+/** {@link loadInt21Checkpoint} from bytes in memory. */
+export async function loadInt21CheckpointBytes(
+  bytes: Uint8Array,
+  opts: LoadOptions & { name?: string } = {},
+): Promise<Int21Checkpoint> {
+  const name = opts.name ?? "<int21 checkpoint bytes>";
+  const f = parseSafetensors(bytes, name);
+  return loadFrom({ info: f, readRaw: async (n) => f.readRaw(n).data }, name, opts);
+}
+
+function parseMeta<T>(meta: Readonly<Record<string, string>>, key: string, file: string): T {
+  const text = meta[key];
+  if (text === undefined) throw new Error(`${file}: int21 checkpoint metadata has no "${key}"`);
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new Error(
+      `${file}: int21 checkpoint metadata "${key}" is not valid JSON (${(e as Error).message})`,
+    );
+  }
+}
+
+async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<Int21Checkpoint> {
+  if (opts.quantize)
+    throw new Error(`${file}: loadInt21Checkpoint takes no quantize option (formats are stored)`);
+  const meta = r.info.metadata;
+  if (meta.format !== INT21_CHECKPOINT_FORMAT) {
+    throw new Error(`${file}: not an int21 checkpoint (metadata format is ${JSON.stringify(meta.format)})`);
+  }
+  if (meta.int21_version !== String(INT21_CHECKPOINT_VERSION)) {
+    throw new Error(
+      `${file}: int21 checkpoint version ${meta.int21_version} is not supported (expected ${INT21_CHECKPOINT_VERSION})`,
+    );
+  }
+  const config = validateConfig(parseMeta<LlamaConfig>(meta, "config", file), `${file} (config metadata)`);
+  const linears = parseMeta<Record<string, LinearRecord>>(meta, "linears", file);
+  const tensors = r.info.tensors;
+  const expect = (name: string, dtype: string, shape: number[]) => {
+    const t = tensors[name];
+    if (!t) throw new Error(`${file}: missing tensor ${name}`);
+    if (t.dtype !== dtype) throw new Error(`${file}: tensor ${name} has dtype ${t.dtype}, expected ${dtype}`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(
+        `${file}: tensor ${name} has shape [${t.shape.join("×")}], expected [${shape.join("×")}]`,
+      );
+    }
+  };
+
+  // Validate everything first.
+  const used = new Set<string>();
+  const plan: { name: string; shape: number[]; rec?: LinearRecord }[] = [];
+  for (const spec of llamaTensorSpecs(config)) {
+    if (!WeightAssembler.isLinear(spec.name)) {
+      expect(spec.name, "F32", spec.shape);
+      used.add(spec.name);
+      plan.push(spec);
+      continue;
+    }
+    const rec = linears[spec.name];
+    if (!rec) throw new Error(`${file}: metadata "linears" has no entry for ${spec.name}`);
+    const [N, K] = spec.shape;
+    if (rec.kind === "float") {
+      expect(`${spec.name}.weight`, "F32", [N, K]);
+      used.add(`${spec.name}.weight`);
+    } else if (rec.kind === "quant") {
+      const f = getFormat(rec.format);
+      if (f.id !== rec.formatId)
+        throw new Error(
+          `${file}: ${spec.name}: format ${rec.format} has id ${f.id}, metadata says ${rec.formatId}`,
+        );
+      const nG = groupCount(f, K);
+      const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
+      const wpr = Math.ceil((K * f.bits) / 32);
+      expect(`${spec.name}.qweight`, "U32", [N, wpr]);
+      expect(`${spec.name}.scales`, pdt, [N, nG]);
+      used.add(`${spec.name}.qweight`).add(`${spec.name}.scales`);
+      if (!f.symmetric) {
+        expect(`${spec.name}.zeros`, pdt, [N, nG]);
+        used.add(`${spec.name}.zeros`);
+      }
+      if (rec.actOrder) {
+        expect(`${spec.name}.g_idx`, "I32", [K]);
+        used.add(`${spec.name}.g_idx`);
+      }
+    } else {
+      throw new Error(
+        `${file}: ${spec.name}: unknown linear kind ${JSON.stringify((rec as { kind: unknown }).kind)}`,
+      );
+    }
+    plan.push({ ...spec, rec });
+  }
+  const adapterNames = r.info.names.filter((n) => n.startsWith("adapter."));
+  for (const n of adapterNames) {
+    if (tensors[n].dtype !== "F32")
+      throw new Error(`${file}: adapter tensor ${n} has dtype ${tensors[n].dtype}, expected F32`);
+    used.add(n);
+  }
+  for (const n of r.info.names) if (!used.has(n)) throw new Error(`${file}: unexpected tensor ${n}`);
+
+  // Then read.
+  const asm = new WeightAssembler(config, file, opts);
+  const toF32 = (a: SafetensorsTypedArray): Float32Array => {
+    if (a instanceof Float32Array) return a;
+    if (a instanceof Uint16Array) return f16ToF32(a, new Float32Array(a.length));
+    throw new Error(`${file}: internal: unexpected array type`);
+  };
+  for (const p of plan) {
+    if (!p.rec) {
+      asm.put(p.name, (await r.readRaw(p.name)) as Float32Array);
+    } else if (p.rec.kind === "float") {
+      asm.put(p.name, (await r.readRaw(`${p.name}.weight`)) as Float32Array);
+    } else {
+      const [N, K] = p.shape;
+      const f = getFormat(p.rec.format);
+      let q: QuantizedLinear;
+      try {
+        q = createQuantizedLinear({
+          format: f,
+          outFeatures: N,
+          inFeatures: K,
+          qweight: packedMatrixView((await r.readRaw(`${p.name}.qweight`)) as Uint32Array, N, K, f.bits),
+          scales: toF32(await r.readRaw(`${p.name}.scales`)),
+          zeros: f.symmetric ? undefined : toF32(await r.readRaw(`${p.name}.zeros`)),
+          gIdx: p.rec.actOrder ? ((await r.readRaw(`${p.name}.g_idx`)) as Int32Array) : undefined,
+        });
+      } catch (e) {
+        throw new Error(`${file}: tensor ${p.name}: ${(e as Error).message}`);
+      }
+      asm.putQuantized(p.name, q);
+    }
+  }
+  const weights = asm.finish();
+  if (meta.adapters === undefined) {
+    if (adapterNames.length > 0)
+      throw new Error(`${file}: adapter tensors present but no "adapters" metadata`);
+    return { weights };
+  }
+  const adapters: CheckpointAdapters = { tensors: {}, meta: parseMeta<unknown>(meta, "adapters", file) };
+  for (const n of adapterNames) {
+    adapters.tensors[n.slice("adapter.".length)] = {
+      shape: [...tensors[n].shape],
+      data: (await r.readRaw(n)) as Float32Array,
+    };
+  }
+  return { weights, adapters };
+}

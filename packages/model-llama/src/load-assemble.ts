@@ -1,0 +1,223 @@
+import {
+  type Backend,
+  createFloatLinear,
+  type Linear,
+  createQuantLinear,
+  type QuantFormat,
+  type QuantizedLinear,
+  createReferenceBackend,
+  getFormat,
+  rtnQuantize,
+} from "@int21/quant-kernels";
+import { type LlamaConfig, kvDim } from "./config";
+import { LINEAR_NAMES, type LayerWeights, type LinearName, type LlamaWeights } from "./weights";
+
+/** Quantize every layer projection while loading (round-to-nearest, tensor by tensor). */
+export interface QuantizeSpec {
+  /** A format record or its registry name, e.g. `"int4-g128-asym-f16"`. */
+  format: QuantFormat | string;
+  /** Also quantize a separate (unshared) classifier; default false (lm_head stays float, as in GPTQ). */
+  classifier?: boolean;
+}
+
+/** Options every loader takes. */
+export interface LoadOptions {
+  /** Backend the returned linears run on (default: a new reference backend). */
+  backend?: Backend;
+  /** Quantize each projection as soon as it is read, dropping its float copy. */
+  quantize?: QuantizeSpec;
+}
+
+/** The field names of a layer's norms. */
+export const NORM_NAMES = ["attnNorm", "ffnNorm"] as const;
+
+/** Shape of one model tensor under its int21 name (`tokenEmbedding`, `layers.3.wq`, …). */
+export interface TensorSpec {
+  name: string;
+  /** `[rows, cols]` for matrices (weights `[out, in]`), `[n]` for norms. */
+  shape: number[];
+}
+
+/**
+ * Every tensor a model of `config` has, in llama2.c order, named as the {@link LlamaWeights} fields
+ * (`tokenEmbedding`, `layers.{i}.attnNorm`, `layers.{i}.wq` … `layers.{i}.w3`, `finalNorm`, and
+ * `classifier` only when it is not shared).
+ */
+export function llamaTensorSpecs(config: LlamaConfig): TensorSpec[] {
+  const { dim, hiddenDim, vocabSize, nLayers } = config;
+  const kv = kvDim(config);
+  const shapes: Record<LinearName, number[]> = {
+    wq: [dim, dim],
+    wk: [kv, dim],
+    wv: [kv, dim],
+    wo: [dim, dim],
+    w1: [hiddenDim, dim],
+    w2: [dim, hiddenDim],
+    w3: [hiddenDim, dim],
+  };
+  const out: TensorSpec[] = [{ name: "tokenEmbedding", shape: [vocabSize, dim] }];
+  for (let l = 0; l < nLayers; l++) {
+    for (const n of NORM_NAMES) out.push({ name: `layers.${l}.${n}`, shape: [dim] });
+    for (const n of Object.keys(LINEAR_NAMES) as LinearName[])
+      out.push({ name: `layers.${l}.${n}`, shape: shapes[n] });
+  }
+  out.push({ name: "finalNorm", shape: [dim] });
+  if (!config.sharedClassifier) out.push({ name: "classifier", shape: [vocabSize, dim] });
+  return out;
+}
+
+/** Number of elements of a shape. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Resolves a format name or record through the quant-kernels registry. */
+export function resolveFormat(format: QuantFormat | string): QuantFormat {
+  if (typeof format !== "string") return format;
+  return getFormat(format);
+}
+
+/** Throws naming `source` and `tensor` when `data` holds a NaN or an infinity. */
+export function assertFinite(data: Float32Array, source: string, tensor: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0)
+      throw new Error(`${source}: tensor ${tensor} holds a non-finite value (${v}) at element ${i}`);
+  }
+}
+
+/**
+ * Collects float tensors (in any order) into a {@link LlamaWeights}, wrapping each projection as a
+ * `FloatLinear` or, with `opts.quantize`, quantizing it at once (RTN) so that its float copy can be
+ * dropped. Every tensor is checked for name, shape and finiteness; `finish()` checks that none is missing.
+ * Loaders throw before returning anything, so a failed load leaves nothing half-built behind.
+ */
+export class WeightAssembler {
+  readonly config: LlamaConfig;
+  readonly source: string;
+  readonly backend: Backend;
+  private readonly specs = new Map<string, number[]>();
+  private readonly seen = new Map<string, Float32Array | Linear>();
+  private readonly format?: QuantFormat;
+  private readonly quantizeClassifier: boolean;
+
+  constructor(config: LlamaConfig, source: string, opts: LoadOptions = {}) {
+    this.config = config;
+    this.source = source;
+    this.backend = opts.backend ?? createReferenceBackend();
+    if (opts.quantize) this.format = resolveFormat(opts.quantize.format);
+    this.quantizeClassifier = opts.quantize?.classifier ?? false;
+    for (const s of llamaTensorSpecs(config)) this.specs.set(s.name, s.shape);
+  }
+
+  /** Shape expected for `name`; throws naming the source when the model has no such tensor. */
+  shapeOf(name: string): number[] {
+    const s = this.specs.get(name);
+    if (!s) throw new Error(`${this.source}: unexpected tensor ${name} for this model config`);
+    return s;
+  }
+
+  /** Whether `name` is a projection (a `Linear`) rather than a norm or the embedding. */
+  static isLinear(name: string): boolean {
+    if (name === "classifier") return true;
+    const m = /^layers\.\d+\.(\w+)$/.exec(name);
+    return m !== null && m[1] in LINEAR_NAMES;
+  }
+
+  /**
+   * Adds a float tensor (row-major); `file` names it in errors (default: the assembler's source).
+   * The array is kept (norms, embedding, float linears) or dropped after quantizing. */
+  put(name: string, data: Float32Array, file = this.source): void {
+    const shape = this.checkNew(name);
+    if (data.length !== numel(shape)) {
+      throw new Error(
+        `${file}: tensor ${name} has ${data.length} elements, expected [${shape.join("×")}] = ${numel(shape)}`,
+      );
+    }
+    assertFinite(data, file, name);
+    if (!WeightAssembler.isLinear(name)) {
+      this.seen.set(name, data);
+      return;
+    }
+    const [N, K] = shape;
+    const quantize = this.format !== undefined && (name !== "classifier" || this.quantizeClassifier);
+    if (quantize)
+      this.seen.set(
+        name,
+        createQuantLinear({ q: rtnQuantize(data, N, K, this.format!), backend: this.backend }),
+      );
+    else
+      this.seen.set(
+        name,
+        createFloatLinear({ weight: data, outFeatures: N, inFeatures: K, backend: this.backend }),
+      );
+  }
+
+  /** Adds an already-quantized projection (int21 checkpoints). */
+  putQuantized(name: string, q: QuantizedLinear): void {
+    const [N, K] = this.checkNew(name);
+    if (!WeightAssembler.isLinear(name))
+      throw new Error(`${this.source}: tensor ${name} cannot be quantized`);
+    if (q.outFeatures !== N || q.inFeatures !== K) {
+      throw new Error(
+        `${this.source}: tensor ${name} is ${q.outFeatures}×${q.inFeatures}, expected ${N}×${K}`,
+      );
+    }
+    this.seen.set(name, createQuantLinear({ q, backend: this.backend }));
+  }
+
+  /** Names expected but not yet added. */
+  missing(): string[] {
+    return [...this.specs.keys()].filter((n) => !this.seen.has(n));
+  }
+
+  /** Builds the weights; throws listing the missing tensors when any is absent. */
+  finish(): LlamaWeights {
+    const missing = this.missing();
+    if (missing.length > 0) {
+      const more = missing.length > 5 ? ` and ${missing.length - 5} more` : "";
+      throw new Error(`${this.source}: missing tensor(s) ${missing.slice(0, 5).join(", ")}${more}`);
+    }
+    const get = (n: string) => this.seen.get(n)!;
+    const layers: LayerWeights[] = [];
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const p = `layers.${l}.`;
+      layers.push({
+        attnNorm: get(`${p}attnNorm`) as Float32Array,
+        wq: get(`${p}wq`) as Linear,
+        wk: get(`${p}wk`) as Linear,
+        wv: get(`${p}wv`) as Linear,
+        wo: get(`${p}wo`) as Linear,
+        ffnNorm: get(`${p}ffnNorm`) as Float32Array,
+        w1: get(`${p}w1`) as Linear,
+        w2: get(`${p}w2`) as Linear,
+        w3: get(`${p}w3`) as Linear,
+      });
+    }
+    const tokenEmbedding = get("tokenEmbedding") as Float32Array;
+    const { vocabSize, dim } = this.config;
+    const classifier = this.config.sharedClassifier
+      ? createFloatLinear({
+          weight: tokenEmbedding,
+          outFeatures: vocabSize,
+          inFeatures: dim,
+          backend: this.backend,
+        })
+      : (get("classifier") as Linear);
+    return {
+      config: this.config,
+      tokenEmbedding,
+      layers,
+      finalNorm: get("finalNorm") as Float32Array,
+      classifier,
+    };
+  }
+
+  private checkNew(name: string): number[] {
+    const shape = this.shapeOf(name);
+    if (this.seen.has(name)) throw new Error(`${this.source}: tensor ${name} appears twice`);
+    return shape;
+  }
+}

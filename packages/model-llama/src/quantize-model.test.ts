@@ -1,0 +1,154 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { rtnQuantize } from "@int21/quant-kernels";
+import { describe, expect, it } from "vitest";
+import { loadLlama2c } from "./load-llama2c";
+import { linearParts } from "./linear-parts";
+import { forward, rmsnorm } from "./forward";
+import {
+  type QuantizeProgress,
+  calibrationHiddenStates,
+  calibrationWindows,
+  quantizeModel,
+} from "./quantize-model";
+import { createRunState } from "./run-state";
+import { Llama2cTokenizer } from "./tokenizer";
+
+const stories = loadLlama2c(sharedPath(SHARED.stories260K));
+const tmp = mkdtempSync(join(tmpdir(), "int21-quantize-"));
+
+/** Calibration: real TinyStories validation text, tokenized with the model's own tokenizer. */
+function tinyStoriesWindows(count: number, length: number): Int32Array[] {
+  const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+  const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
+  const stories40 = text.split("<|endoftext|>").slice(0, 40).join("\n");
+  const ids = tok.encode(stories40);
+  return calibrationWindows(ids, count, length, tok.bosId);
+}
+
+describe("quantizeModel on the real stories260K", () => {
+  const calib = tinyStoriesWindows(8, 128);
+
+  it("GPTQ's layer output error is below RTN's on all 35 projections at 2, 3 and 4 bits", () => {
+    const table: Record<string, Record<string, { gptq: number; rtn: number; ratio: number }>> = {};
+    for (const bits of [2, 3, 4]) {
+      const format = `int${bits}-g32-asym-f16`;
+      const { weights, report } = quantizeModel(stories, { format, method: "gptq", calib });
+      expect(report).toHaveLength(35);
+      table[format] = {};
+      for (const r of report) {
+        const key = `layers.${r.layer}.${r.name}`;
+        expect(r.relError, `${format} ${key}`).toBeLessThan(r.rtnRelError!);
+        expect(r.relError).toBeGreaterThan(0);
+        table[format][key] = { gptq: r.relError!, rtn: r.rtnRelError!, ratio: r.relError! / r.rtnRelError! };
+        expect(linearParts(weights.layers[r.layer][r.name], key).kind).toBe("quant");
+      }
+      const ratios = Object.values(table[format]).map((v) => v.ratio);
+      console.log(
+        `${format}: GPTQ/RTN output-error ratio per projection — mean ${(ratios.reduce((a, b) => a + b) / ratios.length).toFixed(3)}, ` +
+          `max ${Math.max(...ratios).toFixed(3)}\n` +
+          Object.entries(table[format])
+            .map(
+              ([k, v]) =>
+                `  ${k.padEnd(12)} gptq ${v.gptq.toFixed(4)}  rtn ${v.rtn.toFixed(4)}  ratio ${v.ratio.toFixed(3)}`,
+            )
+            .join("\n"),
+      );
+    }
+    writeFileSync(join(tmp, "gptq-vs-rtn.json"), JSON.stringify(table, null, 2));
+    console.log(`per-layer ratios written to ${join(tmp, "gptq-vs-rtn.json")}`);
+    // Fewer bits, more error.
+    const mean = (f: string) => Object.values(table[f]).reduce((s, v) => s + v.gptq, 0) / 35;
+    expect(mean("int2-g32-asym-f16")).toBeGreaterThan(mean("int3-g32-asym-f16"));
+    expect(mean("int3-g32-asym-f16")).toBeGreaterThan(mean("int4-g32-asym-f16"));
+  }, 60_000);
+
+  it("RTN without calibration is rtnQuantize per projection; progress reaches 35 of 35", () => {
+    const seen: QuantizeProgress[] = [];
+    const { weights, report } = quantizeModel(stories, {
+      format: { bits: 4, groupSize: 64 },
+      method: "rtn",
+      onProgress: (p) => seen.push(p),
+    });
+    expect(seen).toHaveLength(35);
+    expect(seen[34]).toMatchObject({ done: 35, total: 35, layer: 4, name: "w2", etaMs: 0 });
+    expect(report.every((r) => r.relError === undefined)).toBe(true);
+    const w = (linearParts(stories.layers[2].w3, "w3") as { weight: Float32Array }).weight;
+    const p = linearParts(weights.layers[2].w3, "w3");
+    expect(p.kind === "quant" && p.q.qweight.words).toEqual(
+      rtnQuantize(w, 172, 64, "int4-g64-asym-f16").qweight.words,
+    );
+    expect(weights.tokenEmbedding).toBe(stories.tokenEmbedding);
+    expect(linearParts(stories.layers[2].w3, "w3").kind).toBe("float"); // the input model is untouched
+  });
+
+  it("GPTQ with act-order stores gIdx; 8-bit errors are tiny", () => {
+    const { weights, report } = quantizeModel(stories, {
+      format: "int8-g32-asym-f16",
+      method: "gptq",
+      actOrder: true,
+      calib: calib.slice(0, 2),
+    });
+    const p = linearParts(weights.layers[0].w2, "w2");
+    expect(p.kind === "quant" && p.q.gIdx?.length).toBe(172);
+    for (const r of report) expect(r.relError).toBeLessThan(0.01);
+  });
+
+  it("rejects GPTQ without calibration, bad windows and already-quantized models", () => {
+    expect(() => quantizeModel(stories, { format: "int4-g32-asym-f16", method: "gptq" })).toThrow(
+      /GPTQ needs calibration/,
+    );
+    expect(() =>
+      quantizeModel(stories, {
+        format: "int4-g32-asym-f16",
+        method: "gptq",
+        calib: [new Int32Array([1, 999])],
+      }),
+    ).toThrow(/window 0 token 1 = 999 is outside \[0, 512\)/);
+    const q = quantizeModel(stories, { format: "int4-g32-asym-f16", method: "rtn" }).weights;
+    expect(() => quantizeModel(q, { format: "int4-g32-asym-f16", method: "rtn" })).toThrow(
+      /layers\.0\.wq is already quantized/,
+    );
+  });
+});
+
+describe("the calibration forward", () => {
+  it("matches the inference forward's logits on real windows", () => {
+    const windows = tinyStoriesWindows(2, 40);
+    const x = calibrationHiddenStates(stories, windows);
+    const { dim, vocabSize } = stories.config;
+    for (let i = 0; i < windows.length; i++) {
+      const state = createRunState(stories.config, { maxRows: 40 });
+      const logits = forward(stories, state, windows[i], 0, "all");
+      const xn = new Float32Array(40 * dim);
+      rmsnorm(
+        xn,
+        x.subarray(i * 40 * dim, (i + 1) * 40 * dim),
+        stories.finalNorm,
+        40,
+        dim,
+        stories.config.normEps,
+      );
+      const mine = new Float32Array(40 * vocabSize);
+      stories.classifier.forward(xn, 40, mine);
+      let maxDiff = 0;
+      for (let j = 0; j < mine.length; j++) maxDiff = Math.max(maxDiff, Math.abs(mine[j] - logits[j]));
+      expect(maxDiff).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe("calibrationWindows", () => {
+  it("cuts evenly spaced windows, BOS first", () => {
+    const ids = Array.from({ length: 100 }, (_, i) => i + 10);
+    const w = calibrationWindows(ids, 3, 11, 1);
+    expect(w.map((x) => [x[0], x[1], x[10]])).toEqual([
+      [1, 10, 19],
+      [1, 55, 64],
+      [1, 100, 109],
+    ]);
+    expect(() => calibrationWindows(ids, 2, 200)).toThrow(/shorter than one window/);
+  });
+});

@@ -1,0 +1,366 @@
+import {
+  type Backend,
+  createFloatLinear,
+  type Linear,
+  createQuantLinear,
+  type QuantFormat,
+  type QuantizedLinear,
+  type Quantizer,
+  createGptqQuantizer,
+  createHessian,
+  createReferenceBackend,
+  makeFormat,
+  rtnQuantize,
+} from "@int21/quant-kernels";
+import { type LlamaConfig, headSize, kvDim } from "./config";
+import { attention, rmsnorm, rope, swiglu } from "./forward";
+import { resolveFormat } from "./load-assemble";
+import { linearParts } from "./linear-parts";
+import { createRunState } from "./run-state";
+import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
+
+/** Progress of {@link quantizeModel}, reported after each projection. */
+export interface QuantizeProgress {
+  /** Projections quantized so far. */
+  done: number;
+  total: number;
+  layer: number;
+  name: LinearName;
+  elapsedMs: number;
+  /** Linear extrapolation of the remaining time. */
+  etaMs: number;
+}
+
+/** Options of {@link quantizeModel}. */
+export interface QuantizeModelOptions {
+  /** Target format (record or registry name), or its parameters (`symmetric` false, `scaleDtype` f16 by default). */
+  format:
+    | QuantFormat
+    | string
+    | { bits: 2 | 3 | 4 | 8; groupSize: 32 | 64 | 128 | -1; symmetric?: boolean; scaleDtype?: "f16" | "f32" };
+  /** `rtn`: round-to-nearest per projection. `gptq`: sequential GPTQ over calibration activations. */
+  method: "rtn" | "gptq";
+  /** GPTQ: quantize columns in order of decreasing Hessian diagonal (stores `gIdx`). */
+  actOrder?: boolean;
+  /** GPTQ: Hessian dampening as a fraction of its mean diagonal (quant-kernels default when omitted). */
+  damp?: number;
+  /**
+   * Calibration token windows (each at most `seqLen` tokens). Required for GPTQ; with RTN they are only
+   * used to measure the per-projection output error.
+   */
+  calib?: ArrayLike<number>[];
+  /** Backend for the forward passes, Hessians and returned linears (default: a new reference backend). */
+  backend?: Backend;
+  onProgress?: (p: QuantizeProgress) => void;
+}
+
+/** Output error of one quantized projection over the calibration inputs it saw. */
+export interface LinearErrorReport {
+  layer: number;
+  name: LinearName;
+  /** ‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F for this method's Ŵ (absent without calibration). */
+  relError?: number;
+  /** The same for round-to-nearest Ŵ on the same X (GPTQ runs only): the baseline GPTQ should beat. */
+  rtnRelError?: number;
+}
+
+/** What {@link quantizeModel} returns. */
+export interface QuantizeModelResult {
+  weights: LlamaWeights;
+  report: LinearErrorReport[];
+}
+
+const ORDER: LinearName[] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
+
+function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
+  if (typeof f === "string" || "id" in f) return resolveFormat(f as QuantFormat | string);
+  return makeFormat({
+    bits: f.bits,
+    groupSize: f.groupSize,
+    symmetric: f.symmetric ?? false,
+    scaleDtype: f.scaleDtype ?? "f16",
+  });
+}
+
+/**
+ * Quantizes every layer projection of a float model (embedding, norms and classifier stay as they are).
+ *
+ * RTN: each projection independently. GPTQ (Frantar et al. 2022), "true sequential" as in its LLaMA
+ * script: the calibration windows run through the model layer by layer; inside a layer the inputs of
+ * q/k/v, then o, then gate/up, then down are captured (each a Hessian `H = 2XᵀX/n`), the projections
+ * are quantized, and the *quantized* sub-block's outputs feed the next capture and the next layer.
+ * The report gives each projection's relative output error on the inputs it was calibrated on and,
+ * for GPTQ, round-to-nearest's error on the same inputs.
+ */
+export function quantizeModel(weights: LlamaWeights, opts: QuantizeModelOptions): QuantizeModelResult {
+  const format = toFormat(opts.format);
+  const backend = opts.backend ?? createReferenceBackend();
+  const config = weights.config;
+  const total = config.nLayers * ORDER.length;
+  const t0 = Date.now();
+  let done = 0;
+  const tick = (layer: number, name: LinearName) => {
+    done++;
+    const elapsedMs = Date.now() - t0;
+    opts.onProgress?.({ done, total, layer, name, elapsedMs, etaMs: (elapsedMs / done) * (total - done) });
+  };
+  const floatOf = (l: number, n: LinearName) => {
+    const p = linearParts(weights.layers[l][n], `layers.${l}.${n}`);
+    if (p.kind !== "float")
+      throw new Error(`quantizeModel: layers.${l}.${n} is already quantized; start from a float model`);
+    return p.weight;
+  };
+  const calib = opts.calib ?? [];
+  if (opts.method === "gptq" && calib.length === 0)
+    throw new Error("quantizeModel: GPTQ needs calibration windows (opts.calib)");
+  if (opts.method !== "gptq" && opts.method !== "rtn")
+    throw new Error(`quantizeModel: unknown method ${String(opts.method)}`);
+
+  const quantizer: Quantizer =
+    opts.method === "gptq"
+      ? createGptqQuantizer({
+          actOrder: opts.actOrder ?? false,
+          ...(opts.damp !== undefined ? { percDamp: opts.damp } : {}),
+        })
+      : { name: "rtn", quantize: (w, N, K, f) => rtnQuantize(w, N, K, f) };
+  const report: LinearErrorReport[] = [];
+  const layers: LayerWeights[] = weights.layers.map((L) => ({ ...L }));
+
+  if (calib.length === 0) {
+    for (let l = 0; l < config.nLayers; l++) {
+      for (const n of ORDER) {
+        const L = layers[l][n];
+        layers[l][n] = createQuantLinear({
+          q: quantizer.quantize(floatOf(l, n), L.outFeatures, L.inFeatures, format),
+          backend,
+        });
+        report.push({ layer: l, name: n });
+        tick(l, n);
+      }
+    }
+    return { weights: { ...weights, layers }, report };
+  }
+
+  // Calibration runs on float twins of each layer: the original float projections, replaced by
+  // their dequantized weights as they are quantized (same values as the packed kernels compute, at
+  // float-GEMM speed). The returned model holds the packed projections.
+  const ref = createReferenceBackend();
+  const dense = (q: QuantizedLinear, N: number, K: number) => {
+    const w = new Float32Array(N * K);
+    (backend.supports("dequantize", q.format) ? backend : ref).dequantize(q, w);
+    return createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
+  };
+  const cal = new Calibration(weights, calib);
+  for (let l = 0; l < config.nLayers; l++) {
+    const L = layers[l];
+    const twin: LayerWeights = { ...weights.layers[l] };
+    const quantizeGroup = (names: LinearName[], X: Float32Array, K: number) => {
+      const H = createHessian(K, { backend });
+      H.add(X, cal.rows);
+      for (const n of names) {
+        const w = floatOf(l, n);
+        const N = L[n].outFeatures;
+        const q = quantizer.quantize(w, N, K, format, { hessian: H, backend });
+        const f = createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
+        twin[n] = dense(q, N, K);
+        const entry: LinearErrorReport = {
+          layer: l,
+          name: n,
+          relError: relOutputError(f, twin[n], X, cal.rows),
+        };
+        if (opts.method === "gptq") {
+          entry.rtnRelError = relOutputError(f, dense(rtnQuantize(w, N, K, format), N, K), X, cal.rows);
+        }
+        L[n] = createQuantLinear({ q, backend });
+        report.push(entry);
+        tick(l, n);
+      }
+    };
+    quantizeGroup(["wq", "wk", "wv"], cal.attnInput(twin), config.dim);
+    quantizeGroup(["wo"], cal.attention(twin), config.dim);
+    quantizeGroup(["w1", "w3"], cal.ffnInput(twin), config.dim);
+    quantizeGroup(["w2"], cal.ffnHidden(twin), config.hiddenDim);
+    cal.finishLayer(twin);
+  }
+  return { weights: { ...weights, layers }, report };
+}
+
+/** `‖X·Aᵀ − X·Bᵀ‖_F / ‖X·Aᵀ‖_F` over `rows` rows of X. */
+export function relOutputError(a: Linear, b: Linear, X: Float32Array, rows: number): number {
+  const ya = new Float32Array(rows * a.outFeatures);
+  const yb = new Float32Array(rows * b.outFeatures);
+  a.forward(X, rows, ya);
+  b.forward(X, rows, yb);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ya.length; i++) {
+    const d = ya[i] - yb[i];
+    num += d * d;
+    den += ya[i] * ya[i];
+  }
+  return Math.sqrt(num / den);
+}
+
+/**
+ * The calibration activations of every window, advanced one sub-block at a time (all windows stacked
+ * into one `[rows × width]` matrix so each projection is one GEMM; attention runs window by window).
+ */
+class Calibration {
+  readonly rows: number;
+  private readonly config: LlamaConfig;
+  private readonly starts: number[] = [];
+  private readonly lengths: number[] = [];
+  /** `[rows × dim]` residual stream of every window, at the current layer boundary. */
+  x: Float32Array;
+  private xn: Float32Array;
+  private att: Float32Array;
+  private hid: Float32Array;
+  private readonly state: ReturnType<typeof createRunState>;
+
+  constructor(weights: LlamaWeights, windows: ArrayLike<number>[]) {
+    const c = weights.config;
+    this.config = c;
+    let rows = 0;
+    let maxLen = 0;
+    windows.forEach((w, i) => {
+      if (w.length < 1 || w.length > c.seqLen)
+        throw new Error(
+          `quantizeModel: calibration window ${i} has ${w.length} tokens, expected 1..${c.seqLen}`,
+        );
+      for (let j = 0; j < w.length; j++) {
+        const t = w[j];
+        if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+          throw new Error(
+            `quantizeModel: calibration window ${i} token ${j} = ${t} is outside [0, ${c.vocabSize})`,
+          );
+      }
+      this.starts.push(rows);
+      this.lengths.push(w.length);
+      rows += w.length;
+      maxLen = Math.max(maxLen, w.length);
+    });
+    this.rows = rows;
+    this.x = new Float32Array(rows * c.dim);
+    windows.forEach((w, i) => {
+      for (let j = 0; j < w.length; j++) {
+        const t = w[j];
+        this.x.set(weights.tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), (this.starts[i] + j) * c.dim);
+      }
+    });
+    this.xn = new Float32Array(rows * c.dim);
+    this.att = new Float32Array(rows * c.dim);
+    this.hid = new Float32Array(rows * c.hiddenDim);
+    // A one-layer run state, one window high: its KV cache holds one window of one layer at a time.
+    this.state = createRunState({ ...c, nLayers: 1, vocabSize: 1, seqLen: maxLen }, { maxRows: maxLen });
+  }
+
+  /** `rmsnorm(x, attnNorm)`: the input of q/k/v. */
+  attnInput(L: LayerWeights): Float32Array {
+    rmsnorm(this.xn, this.x, L.attnNorm, this.rows, this.config.dim, this.config.normEps);
+    return this.xn;
+  }
+
+  /** Attention output (input of o) with the layer's current q/k/v. */
+  attention(L: LayerWeights): Float32Array {
+    const c = this.config;
+    const { dim } = c;
+    const kv = kvDim(c);
+    const hs = headSize(c);
+    const Q = new Float32Array(this.rows * dim);
+    const Kt = new Float32Array(this.rows * kv);
+    const V = new Float32Array(this.rows * kv);
+    L.wq.forward(this.xn, this.rows, Q);
+    L.wk.forward(this.xn, this.rows, Kt);
+    L.wv.forward(this.xn, this.rows, V);
+    const s = this.state;
+    for (let i = 0; i < this.starts.length; i++) {
+      const r0 = this.starts[i];
+      const T = this.lengths[i];
+      s.q.set(Q.subarray(r0 * dim, (r0 + T) * dim));
+      rope(s.q, T, dim, hs, 0, s);
+      const k = Kt.subarray(r0 * kv, (r0 + T) * kv);
+      rope(k, T, kv, hs, 0, s);
+      s.keyCache.set(k);
+      s.valueCache.set(V.subarray(r0 * kv, (r0 + T) * kv));
+      attention(s, 0, T, 0, this.att.subarray(r0 * dim, (r0 + T) * dim));
+    }
+    return this.att;
+  }
+
+  /** `x += att·Woᵀ`, then `rmsnorm(x, ffnNorm)`: the input of gate/up. */
+  ffnInput(L: LayerWeights): Float32Array {
+    const c = this.config;
+    addProjection(L.wo, this.att, this.rows, this.x);
+    rmsnorm(this.xn, this.x, L.ffnNorm, this.rows, c.dim, c.normEps);
+    return this.xn;
+  }
+
+  /** `silu(xn·W1ᵀ) ⊙ xn·W3ᵀ`: the input of down. */
+  ffnHidden(L: LayerWeights): Float32Array {
+    const up = new Float32Array(this.rows * this.config.hiddenDim);
+    L.w1.forward(this.xn, this.rows, this.hid);
+    L.w3.forward(this.xn, this.rows, up);
+    swiglu(this.hid, up, this.hid.length);
+    return this.hid;
+  }
+
+  /** `x += hid·W2ᵀ`: the residual stream entering the next layer. */
+  finishLayer(L: LayerWeights): void {
+    addProjection(L.w2, this.hid, this.rows, this.x);
+  }
+}
+
+/**
+ * The residual stream after the last layer for each calibration window, stacked `[Σ lengths × dim]`,
+ * computed by the same batched forward GPTQ calibrates with (float weights as given). Tests compare it
+ * with the inference forward.
+ */
+export function calibrationHiddenStates(weights: LlamaWeights, windows: ArrayLike<number>[]): Float32Array {
+  const cal = new Calibration(weights, windows);
+  for (const L of weights.layers) {
+    cal.attnInput(L);
+    cal.attention(L);
+    cal.ffnInput(L);
+    cal.ffnHidden(L);
+    cal.finishLayer(L);
+  }
+  return cal.x;
+}
+
+function addProjection(lin: Linear, input: Float32Array, rows: number, x: Float32Array): void {
+  const y = new Float32Array(rows * lin.outFeatures);
+  lin.forward(input, rows, y);
+  for (let i = 0; i < y.length; i++) x[i] += y[i];
+}
+
+/**
+ * `count` calibration windows of `length` tokens cut from one long token stream at evenly spaced
+ * offsets (deterministic), each starting with `bos` when given (as llama2.c training windows do not,
+ * but inference from BOS does).
+ */
+export function calibrationWindows(
+  tokens: ArrayLike<number>,
+  count: number,
+  length: number,
+  bos?: number,
+): Int32Array[] {
+  const body = bos === undefined ? length : length - 1;
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(length) || body < 1) {
+    throw new Error(
+      `calibrationWindows: need count ≥ 1 and length ≥ ${bos === undefined ? 1 : 2}, got ${count}, ${length}`,
+    );
+  }
+  if (tokens.length < body)
+    throw new Error(`calibrationWindows: ${tokens.length} tokens is shorter than one window (${body})`);
+  const span = tokens.length - body;
+  const out: Int32Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = count === 1 ? 0 : Math.floor((i * span) / (count - 1));
+    const w = new Int32Array(length);
+    let o = 0;
+    if (bos !== undefined) w[o++] = bos;
+    for (let j = 0; j < body; j++) w[o++] = tokens[start + j];
+    out.push(w);
+  }
+  return out;
+}

@@ -1,0 +1,90 @@
+import { rtnQuantize } from "@int21/quant-kernels";
+import { describe, expect, it } from "vitest";
+import { kvDim, validateConfig } from "./config";
+import { linearParts } from "./linear-parts";
+import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "./synthetic";
+
+describe("syntheticConfig", () => {
+  it("gives the published LLaMA shapes", () => {
+    const names: SyntheticModelName[] = ["stories260K", "stories15M", "stories110M", "1.1B", "7B"];
+    for (const n of names) validateConfig(syntheticConfig(n), n);
+    expect(syntheticConfig("stories15M")).toMatchObject({
+      dim: 288,
+      hiddenDim: 768,
+      nLayers: 6,
+      nHeads: 6,
+      vocabSize: 32000,
+      seqLen: 256,
+    });
+    expect(syntheticConfig("stories110M")).toMatchObject({
+      dim: 768,
+      hiddenDim: 2048,
+      nLayers: 12,
+      nHeads: 12,
+      seqLen: 1024,
+    });
+    expect(syntheticConfig("1.1B")).toMatchObject({
+      dim: 2048,
+      hiddenDim: 5632,
+      nLayers: 22,
+      nHeads: 32,
+      nKvHeads: 4,
+      seqLen: 2048,
+    });
+    expect(kvDim(syntheticConfig("1.1B"))).toBe(256);
+    expect(syntheticConfig("7B")).toMatchObject({
+      dim: 4096,
+      hiddenDim: 11008,
+      nLayers: 32,
+      nHeads: 32,
+      nKvHeads: 32,
+      vocabSize: 32000,
+    });
+    expect(() => syntheticConfig("13B" as SyntheticModelName)).toThrow(/unknown model "13B"/);
+  });
+});
+
+describe("syntheticWeights", () => {
+  const config = { ...syntheticConfig("stories260K"), nLayers: 2, sharedClassifier: false };
+
+  it("is deterministic in the seed", () => {
+    const a = syntheticWeights(config, { seed: 3 });
+    const b = syntheticWeights(config, { seed: 3 });
+    const c = syntheticWeights(config, { seed: 4 });
+    const wOf = (w: typeof a) => (linearParts(w.layers[1].w2, "w2") as { weight: Float32Array }).weight;
+    expect(wOf(a)).toEqual(wOf(b));
+    expect(wOf(a)).not.toEqual(wOf(c));
+    expect(a.layers[1].w2.outFeatures).toBe(64);
+    expect(a.layers[1].w2.inFeatures).toBe(172);
+  });
+
+  it("packs block by block exactly as RTN on the whole float matrix", () => {
+    const float = syntheticWeights(config, { seed: 9 });
+    // Blocks of 3 rows (3·64 = 192 elements for K = 64; 1 row for K = 172): many partial blocks.
+    const packed = syntheticWeights(config, { seed: 9, format: "int3-g32-asym-f16", blockElements: 192 });
+    for (const n of ["wq", "wk", "w1", "w2"] as const) {
+      const w = (linearParts(float.layers[1][n], n) as { weight: Float32Array }).weight;
+      const L = float.layers[1][n];
+      const ref = rtnQuantize(w, L.outFeatures, L.inFeatures, "int3-g32-asym-f16");
+      const p = linearParts(packed.layers[1][n], n);
+      expect(p.kind).toBe("quant");
+      if (p.kind === "quant") {
+        expect(p.q.qweight.words, n).toEqual(ref.qweight.words);
+        expect(p.q.scales, n).toEqual(ref.scales);
+        expect(p.q.zeros, n).toEqual(ref.zeros);
+      }
+    }
+    expect(linearParts(packed.classifier, "classifier").kind).toBe("quant");
+    expect(packed.tokenEmbedding).toEqual(float.tokenEmbedding);
+  });
+
+  it("builds a full-width 1.1B layer (GQA) in packed form", () => {
+    const big = { ...syntheticConfig("1.1B"), nLayers: 1, vocabSize: 8 };
+    const w = syntheticWeights(big, { seed: 1, format: "int2-g64-asym-f16" });
+    const p = linearParts(w.layers[0].w2, "w2");
+    expect(p.kind).toBe("quant");
+    if (p.kind === "quant") expect(p.q.qweight.words.length).toBe(2048 * ((5632 * 2) / 32));
+    expect(w.layers[0].w1.bytes()).toBeLessThan((5632 * 2048 * 4) / 12);
+    expect(w.layers[0].wk.outFeatures).toBe(256);
+  }, 30_000);
+});
