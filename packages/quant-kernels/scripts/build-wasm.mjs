@@ -25,7 +25,18 @@ const check = process.argv.includes("--check");
 const clang = process.env.CLANG ?? "clang";
 const wasmLd = process.env.WASM_LD ?? "wasm-ld";
 
-const CFLAGS = ["--target=wasm32", "-msimd128", "-mmutable-globals", "-O3", "-nostdlib", "-ffreestanding", "-g0", "-Wall", "-Wextra", "-Werror"];
+const CFLAGS = [
+  "--target=wasm32",
+  "-msimd128",
+  "-mmutable-globals",
+  "-O3",
+  "-nostdlib",
+  "-ffreestanding",
+  "-g0",
+  "-Wall",
+  "-Wextra",
+  "-Werror",
+];
 const VARIANTS = {
   threads: {
     cflags: ["-matomics", "-mbulk-memory"],
@@ -36,18 +47,32 @@ const VARIANTS = {
     ldflags: ["--max-memory=4294967296"],
   },
 };
-const LDFLAGS = ["--no-entry", "--import-memory", "--strip-all", "--export=__stack_pointer", "--export=__heap_base", "-z", "stack-size=65536"];
+const LDFLAGS = [
+  "--no-entry",
+  "--import-memory",
+  "--strip-all",
+  "--export=__stack_pointer",
+  "--export=__heap_base",
+  "-z",
+  "stack-size=65536",
+];
 
 function build(variant, tmp) {
-  const sources = readdirSync(srcDir).filter((f) => f.endsWith(".c")).sort();
+  const sources = readdirSync(srcDir)
+    .filter((f) => f.endsWith(".c"))
+    .sort();
   const objects = [];
   for (const f of sources) {
     const obj = join(tmp, `${variant}-${f.replace(/\.c$/, ".o")}`);
-    execFileSync(clang, [...CFLAGS, ...VARIANTS[variant].cflags, "-c", join(srcDir, f), "-o", obj], { stdio: "inherit" });
+    execFileSync(clang, [...CFLAGS, ...VARIANTS[variant].cflags, "-c", join(srcDir, f), "-o", obj], {
+      stdio: "inherit",
+    });
     objects.push(obj);
   }
   const out = join(tmp, `${variant}.wasm`);
-  execFileSync(wasmLd, [...LDFLAGS, ...VARIANTS[variant].ldflags, ...objects, "-o", out], { stdio: "inherit" });
+  execFileSync(wasmLd, [...LDFLAGS, ...VARIANTS[variant].ldflags, ...objects, "-o", out], {
+    stdio: "inherit",
+  });
   return readFileSync(out);
 }
 
@@ -78,13 +103,17 @@ try {
       // missing file: reported below
     }
     if (old !== text) {
-      console.error(`build-wasm: ${outFile} is out of date with wasm/*.c; run \`npm run build:wasm\` and commit it.`);
+      console.error(
+        `build-wasm: ${outFile} is out of date with wasm/*.c; run \`npm run build:wasm\` and commit it.`,
+      );
       process.exit(1);
     }
     console.log("build-wasm: generated module is up to date");
   } else {
     writeFileSync(outFile, text);
-    console.log(`build-wasm: wrote ${outFile} (threads ${bins.threads.length} B, single ${bins.single.length} B)`);
+    console.log(
+      `build-wasm: wrote ${outFile} (threads ${bins.threads.length} B, single ${bins.single.length} B)`,
+    );
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });

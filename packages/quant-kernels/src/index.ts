@@ -33,6 +33,7 @@ export {
 } from "./quantized-linear";
 export { type ResolvedGemm, checkQuantCall, resolveGemm } from "./check-args";
 export { createReferenceBackend } from "./reference/backend";
+export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./wasm/wasm-backend";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
 export { referenceQmatmul } from "./reference/qmatmul";

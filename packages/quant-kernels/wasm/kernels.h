@@ -51,8 +51,9 @@
 // Codes are re-packed into "containers" of CB = 2, 4 or 8 bits (3-bit codes live in 4-bit
 // containers) in a lane-interleaved layout: each row is Kp = ceil(K / (4*PER))*4*PER values
 // (PER = 32/CB codes per word), stored as blocks of 4 words (one v128). In block b, word j holds
-// at bits [t*CB, t*CB+CB) the code of column k = b*4*PER + 4*t + j. So shifting a v128 block right
-// by t*CB and masking yields the codes of 4 consecutive columns 4t..4t+3, lined up with x.
+// at bits [t*CB, t*CB+CB) the centred code u = q − 2^(bits−1) (two's complement in CB bits) of
+// column k = b*4*PER + 4*t + j. So one shl and one arithmetic shr of a v128 block yield the codes
+// of 4 consecutive columns 4t..4t+3, lined up with x. Resident zeros are centred the same way.
 #define D_BITS 0
 #define D_CB 1
 #define D_N 2

@@ -1,7 +1,10 @@
 // Resident quantized weights: re-packing into lane-interleaved containers (see kernels.h),
-// tile dequantization, and the fused matvec kernels
-//   y[n]  = Σ_g s[n,g] · Σ_{k∈g} (q[n,k] − z[n,g])·x[k]
-//   dx[k] = Σ_n g[n] · s[n,g(k)] · (q[n,k] − z[n,g(k)]).
+// tile dequantization, and the fused kernels
+//   y[n]  = Σ_g s[n,g] · (Σ_{k∈g} u[n,k]·x[k] − z'[n,g] · Σ_{k∈g} x[k])
+//   dx[k] = Σ_n g[n] · s[n,g(k)] · (u[n,k] − z'[n,g(k)])
+// with centred codes u = q − c and zeros z' = z − c, c = 2^(bits−1). Centring keeps the two terms
+// of the matvec small (symmetric formats have z' = 0 exactly, so nothing cancels), and signed
+// codes decode with two shifts (shl, shr_s) and no mask.
 #include "quant.h"
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
@@ -10,11 +13,18 @@ static inline int log2_per(int cb) { return cb == 2 ? 4 : cb == 4 ? 3 : 2; }
 
 int qk_fast(const int32_t* d) { return d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 3) == 0; }
 
-static inline uint32_t code_at(const uint32_t* w, int cb, int lp, int k) {
+// Centred code of column k of a resident row.
+static inline int32_t code_at(const uint32_t* w, int cb, int lp, int k) {
   int bw = 4 << lp;
   int blk = k >> (lp + 2);
   int rem = k & (bw - 1);
-  return (w[blk * 4 + (rem & 3)] >> ((rem >> 2) * cb)) & ((1u << cb) - 1u);
+  int t = rem >> 2;
+  return ((int32_t)(w[blk * 4 + (rem & 3)] << (32 - (t + 1) * cb))) >> (32 - cb);
+}
+
+// The four centred codes of step t of a v128 block.
+static inline v128_t decode(v128_t v, int t, int cb) {
+  return wasm_i32x4_shr(wasm_i32x4_shl(v, 32 - (t + 1) * cb), 32 - cb);
 }
 
 static inline int group_of(const int32_t* d, int k) {
@@ -23,11 +33,11 @@ static inline int group_of(const int32_t* d, int k) {
 }
 
 // Re-packs a bitpack matrix (LSB-first stream per row, rows word-aligned, srcWpr words per row)
-// into the resident container layout. The destination must be zeroed.
+// into the resident container layout, centring each code. The destination must be zeroed.
 QK_EXPORT(qk_repack) void qk_repack(const int32_t* d, const uint32_t* src, int srcWpr) {
   int bits = d[D_BITS], cb = d[D_CB], lp = log2_per(cb), N = d[D_N], K = d[D_K], wpr = d[D_WPR];
   uint32_t* words = (uint32_t*)(uintptr_t)d[D_WORDS];
-  uint32_t mask = (1u << bits) - 1u;
+  uint32_t mask = (1u << bits) - 1u, cmask = (1u << cb) - 1u, c = 1u << (bits - 1);
   int bw = 4 << lp;
   for (int n = 0; n < N; n++) {
     const uint32_t* s = src + (uint32_t)n * (uint32_t)srcWpr;
@@ -37,7 +47,7 @@ QK_EXPORT(qk_repack) void qk_repack(const int32_t* d, const uint32_t* src, int s
       uint32_t wi = bit >> 5, sh = bit & 31;
       uint32_t v = s[wi] >> sh;
       if (sh + bits > 32) v |= s[wi + 1] << (32 - sh);
-      v &= mask;
+      v = ((v & mask) - c) & cmask;
       int blk = k >> (lp + 2), rem = k & (bw - 1);
       w[blk * 4 + (rem & 3)] |= v << ((rem >> 2) * cb);
     }
@@ -51,7 +61,6 @@ void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
   const float* ze = (const float*)(uintptr_t)d[D_ZEROS] + (uint32_t)row * (uint32_t)ng;
   int k = k0;
   if (qk_fast(d) && (k0 & 3) == 0) {
-    v128_t m = wasm_i32x4_splat((1 << cb) - 1);
     int per = 1 << lp;
     while (k + 4 <= k1) {
       int g = k / gs;
@@ -61,7 +70,7 @@ void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
       v128_t s = wasm_f32x4_splat(sc[g]), z = wasm_f32x4_splat(ze[g]);
       for (; k < ve; k += 4) {
         v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
-        v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
+        v128_t q = decode(v, (k >> 2) & (per - 1), cb);
         wasm_v128_store(out + (k - k0), wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_convert_i32x4(q), z), s));
       }
     }
@@ -79,50 +88,43 @@ static inline float hsum(v128_t v) {
 
 #define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
 
-// Σ_{k in [k0,k1)} (q[k] − z)·x[k] for 4-aligned k0, k1.
-static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp, int k0, int k1, v128_t z) {
-  v128_t m = wasm_i32x4_splat((1 << cb) - 1);
+// Σ_{k in [k0,k1)} u[k]·x[k] for 4-aligned k0, k1.
+static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp, int k0, int k1) {
   v128_t a = wasm_f32x4_splat(0.0f);
   int per = 1 << lp;
   for (int k = k0; k < k1; k += 4) {
     v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
-    v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
-    FMA(a, wasm_f32x4_sub(wasm_f32x4_convert_i32x4(q), z), wasm_v128_load(x + k));
+    FMA(a, wasm_f32x4_convert_i32x4(decode(v, (k >> 2) & (per - 1), cb)), wasm_v128_load(x + k));
   }
   return a;
 }
 
-// One weight row, container width CB (a compile-time constant after inlining):
-//   y = Σ_g s[g] · Σ_{k∈g} (q[k] − z[g])·x[k].
-// (q − z) is formed before the product rather than using s·(Σqx − z·Σx): that form cancels badly
-// when most codes sit near the zero point (per-channel scales stretched by outliers).
+// One weight row, container width CB (a compile-time constant after inlining).
 #define DEFINE_ROW(CB, LP)                                                                                    \
-  static float row_##CB(const uint32_t* w, const float* x, const float* sc, const float* ze, int ng, int gs,     \
-                        int Kp) {                                                                               \
+  static float row_##CB(const uint32_t* w, const float* x, const float* xs, const float* sc, const float* ze,    \
+                        int ng, int gs, int Kp) {                                                               \
     const int per = 1 << LP, bw = 4 << LP;                                                                      \
-    v128_t m = wasm_i32x4_splat((1 << CB) - 1);                                                                 \
     v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
+    float corr = 0.0f;                                                                                          \
     for (int g = 0; g < ng; g++) {                                                                              \
       int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
-      v128_t z = wasm_f32x4_splat(ze[g]);                                                                       \
       v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;                                                              \
       if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
         for (int b = k0 >> (LP + 2); b < (k1 >> (LP + 2)); b++) {                                               \
           v128_t v = wasm_v128_load(w + b * 4);                                                                 \
           const float* xb = x + b * bw;                                                                         \
           _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                 \
-            v128_t q0 = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, t * CB), m));                  \
-            v128_t q1 = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, (t + 1) * CB), m));            \
-            FMA(a0, wasm_f32x4_sub(q0, z), wasm_v128_load(xb + 4 * t));                                         \
-            FMA(a1, wasm_f32x4_sub(q1, z), wasm_v128_load(xb + 4 * t + 4));                                     \
+            FMA(a0, wasm_f32x4_convert_i32x4(decode(v, t, CB)), wasm_v128_load(xb + 4 * t));                    \
+            FMA(a1, wasm_f32x4_convert_i32x4(decode(v, t + 1, CB)), wasm_v128_load(xb + 4 * t + 4));            \
           }                                                                                                     \
         }                                                                                                       \
       } else {                                                                                                  \
-        a0 = dot_steps(w, x, CB, LP, k0, k1, z);                                                                \
+        a0 = dot_steps(w, x, CB, LP, k0, k1);                                                                   \
       }                                                                                                         \
       FMA(tot, wasm_f32x4_add(a0, a1), wasm_f32x4_splat(sc[g]));                                                \
+      corr += sc[g] * ze[g] * xs[g];                                                                            \
     }                                                                                                           \
-    return hsum(tot);                                                                                           \
+    return hsum(tot) - corr;                                                                                    \
   }
 DEFINE_ROW(2, 4)
 DEFINE_ROW(4, 3)
@@ -146,13 +148,20 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1,
     }
     return;
   }
+  float* xs = tmp;
+  for (int g = 0; g < ng; g++) {
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
+    v128_t a = wasm_f32x4_splat(0.0f);
+    for (int k = k0; k < k1; k += 4) a = wasm_f32x4_add(a, wasm_v128_load(x + k));
+    xs[g] = hsum(a);
+  }
   for (int n = n0; n < n1; n++) {
     const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
     const float* sc = scales + (uint32_t)n * (uint32_t)ng;
     const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
-    y[n] = cb == 2   ? row_2(w, x, sc, ze, ng, gs, Kp)
-           : cb == 4 ? row_4(w, x, sc, ze, ng, gs, Kp)
-                     : row_8(w, x, sc, ze, ng, gs, Kp);
+    y[n] = cb == 2   ? row_2(w, x, xs, sc, ze, ng, gs, Kp)
+           : cb == 4 ? row_4(w, x, xs, sc, ze, ng, gs, Kp)
+                     : row_8(w, x, xs, sc, ze, ng, gs, Kp);
   }
 }
 
@@ -162,7 +171,6 @@ void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int 
   const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];
   const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
-  v128_t m = wasm_i32x4_splat((1 << cb) - 1);
   for (int k = k0; k < k1; k += 4) wasm_v128_store(tmp + (k - k0), wasm_f32x4_splat(0.0f));
   for (int n = 0; n < N; n++) {
     const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
@@ -177,10 +185,9 @@ void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int 
       v128_t a = wasm_f32x4_splat(cs), b = wasm_f32x4_splat(-cs * ze[gi]);
       for (; k < end; k += 4) {
         v128_t v = wasm_v128_load(w + (k >> (lp + 2)) * 4);
-        v128_t q = wasm_v128_and(wasm_u32x4_shr(v, ((k >> 2) & (per - 1)) * cb), m);
+        v128_t q = wasm_f32x4_convert_i32x4(decode(v, (k >> 2) & (per - 1), cb));
         float* t = tmp + (k - k0);
-        wasm_v128_store(t, wasm_f32x4_add(wasm_v128_load(t),
-                                          wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(q), a), b)));
+        wasm_v128_store(t, wasm_f32x4_add(wasm_v128_load(t), wasm_f32x4_add(wasm_f32x4_mul(q, a), b)));
       }
     }
   }

@@ -20,125 +20,129 @@ function maxRelErr(got: Float32Array, want: Float32Array): number {
   return e / Math.max(scale, 1e-30);
 }
 
-describe.each([1, 2])("wasm backend, %i thread(s), shapes that take the threaded and tiled paths", (threads) => {
-  let be: WasmBackend;
-  beforeAll(async () => {
-    be = await createWasmBackend({ threads });
-  });
-  afterAll(() => be.dispose());
+describe.each([1, 2])(
+  "wasm backend, %i thread(s), shapes that take the threaded and tiled paths",
+  (threads) => {
+    let be: WasmBackend;
+    beforeAll(async () => {
+      be = await createWasmBackend({ threads });
+    });
+    afterAll(() => be.dispose());
 
-  it("reports its thread count and supports every registered format", () => {
-    expect(be.threads).toBe(threads);
-    for (const f of FORMATS) {
-      for (const k of ["sgemm", "dequantize", "qmatmul", "qmatmulT"] as const) expect(be.supports(k, f)).toBe(true);
-    }
-  });
-
-  it("sgemm 300×520×260 (several KC blocks, edges, parallel split) matches the reference", () => {
-    const M = 300;
-    const N = 520;
-    const K = 260;
-    const A = randomUniform(M * K, 1);
-    const B = randomUniform(N * K, 2);
-    const want = randomUniform(M * N, 3);
-    const got = want.slice();
-    ref.sgemm({ M, N, K, A, B, C: want, transB: true, alpha: 0.5, beta: -1 });
-    be.sgemm({ M, N, K, A, B, C: got, transB: true, alpha: 0.5, beta: -1 });
-    expect(maxRelErr(got, want)).toBeLessThan(1e-5);
-  });
-
-  it("matvec 1×1030×700 with bConst keeps B resident and matches after B's first use", () => {
-    const N = 1030;
-    const K = 700;
-    const x = randomUniform(K, 4);
-    const B = randomUniform(N * K, 5);
-    const want = new Float32Array(N);
-    ref.sgemm({ M: 1, N, K, A: x, B, C: want, transB: true });
-    const before = be.memoryBytes();
-    for (let i = 0; i < 2; i++) {
-      const got = new Float32Array(N);
-      be.sgemm({ M: 1, N, K, A: x, B, C: got, transB: true, bConst: true });
-      expect(maxRelErr(got, want)).toBeLessThan(1e-5);
-    }
-    expect(be.memoryBytes()).toBeGreaterThanOrEqual(before + N * K * 4);
-    be.evict(B);
-    expect(be.memoryBytes()).toBeLessThan(before + N * K * 4);
-  });
-
-  it.each(["int2-g64-asym-f16", "int3-g128-asym-f16", "int4-g128-sym-f32", "int8-pc-asym-f32"])(
-    "%s: fused and tiled qmatmul / qmatmulT on 520×1000 match the reference",
-    (name) => {
-      const f = getFormat(name);
-      const N = 520;
-      const K = 1000;
-      const q = rtnQuantize(randomWeights(N * K, 7), N, K, f);
-      for (const rows of [1, 2, 9]) {
-        const x = randomUniform(rows * K, 8 + rows);
-        const want = new Float32Array(rows * N);
-        const got = new Float32Array(rows * N);
-        ref.qmatmul(x, rows, q, want);
-        be.qmatmul(x, rows, q, got);
-        expect(maxRelErr(got, want)).toBeLessThan(1e-5);
-        const g = randomUniform(rows * N, 20 + rows);
-        const dwant = new Float32Array(rows * K);
-        const dgot = new Float32Array(rows * K);
-        ref.qmatmulT(g, rows, q, dwant);
-        be.qmatmulT(g, rows, q, dgot);
-        expect(maxRelErr(dgot, dwant)).toBeLessThan(1e-5);
+    it("reports its thread count and supports every registered format", () => {
+      expect(be.threads).toBe(threads);
+      for (const f of FORMATS) {
+        for (const k of ["sgemm", "dequantize", "qmatmul", "qmatmulT"] as const)
+          expect(be.supports(k, f)).toBe(true);
       }
-    },
-  );
+    });
 
-  it("act-order gIdx: qmatmul, qmatmulT and dequantize match the reference (property)", () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 70 }),
-        fc.integer({ min: 1, max: 300 }),
-        fc.integer({ min: 1, max: 5 }),
-        fc.constantFrom(...FORMATS.filter((f) => f.groupSize !== -1)),
-        fc.integer({ min: 0, max: 1000 }),
-        (N, K, rows, f, seed) => {
-          const gIdx = randomGIdx(K, f.groupSize, seed);
-          const q: QuantizedLinear = rtnQuantize(randomWeights(N * K, seed), N, K, f, { gIdx });
-          const x = randomUniform(rows * K, seed + 1);
+    it("sgemm 300×520×260 (several KC blocks, edges, parallel split) matches the reference", () => {
+      const M = 300;
+      const N = 520;
+      const K = 260;
+      const A = randomUniform(M * K, 1);
+      const B = randomUniform(N * K, 2);
+      const want = randomUniform(M * N, 3);
+      const got = want.slice();
+      ref.sgemm({ M, N, K, A, B, C: want, transB: true, alpha: 0.5, beta: -1 });
+      be.sgemm({ M, N, K, A, B, C: got, transB: true, alpha: 0.5, beta: -1 });
+      expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+    });
+
+    it("matvec 1×1030×700 with bConst keeps B resident and matches after B's first use", () => {
+      const N = 1030;
+      const K = 700;
+      const x = randomUniform(K, 4);
+      const B = randomUniform(N * K, 5);
+      const want = new Float32Array(N);
+      ref.sgemm({ M: 1, N, K, A: x, B, C: want, transB: true });
+      const before = be.memoryBytes();
+      for (let i = 0; i < 2; i++) {
+        const got = new Float32Array(N);
+        be.sgemm({ M: 1, N, K, A: x, B, C: got, transB: true, bConst: true });
+        expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+      }
+      expect(be.memoryBytes()).toBeGreaterThanOrEqual(before + N * K * 4);
+      be.evict(B);
+      expect(be.memoryBytes()).toBeLessThan(before + N * K * 4);
+    });
+
+    it.each(["int2-g64-asym-f16", "int3-g128-asym-f16", "int4-g128-sym-f32", "int8-pc-asym-f32"])(
+      "%s: fused and tiled qmatmul / qmatmulT on 520×1000 match the reference",
+      (name) => {
+        const f = getFormat(name);
+        const N = 520;
+        const K = 1000;
+        const q = rtnQuantize(randomWeights(N * K, 7), N, K, f);
+        for (const rows of [1, 2, 9]) {
+          const x = randomUniform(rows * K, 8 + rows);
           const want = new Float32Array(rows * N);
           const got = new Float32Array(rows * N);
           ref.qmatmul(x, rows, q, want);
           be.qmatmul(x, rows, q, got);
           expect(maxRelErr(got, want)).toBeLessThan(1e-5);
-          const g = randomUniform(rows * N, seed + 2);
+          const g = randomUniform(rows * N, 20 + rows);
           const dwant = new Float32Array(rows * K);
           const dgot = new Float32Array(rows * K);
           ref.qmatmulT(g, rows, q, dwant);
           be.qmatmulT(g, rows, q, dgot);
           expect(maxRelErr(dgot, dwant)).toBeLessThan(1e-5);
-          const w0 = new Float32Array(N * K);
-          const w1 = new Float32Array(N * K);
-          ref.dequantize(q, w0);
-          be.dequantize(q, w1);
-          expect(maxRelErr(w1, w0)).toBeLessThan(1e-6);
-        },
-      ),
-      { seed: 42, numRuns: 25 },
+        }
+      },
     );
-  });
 
-  it("allocF32 views are used in place (zero-copy) and give the same result", () => {
-    const N = 64;
-    const K = 96;
-    const q = rtnQuantize(randomWeights(N * K, 11), N, K, "int4-g32-asym-f16");
-    const x = be.allocF32(K);
-    const y = be.allocF32(N);
-    x.set(randomUniform(K, 12));
-    const want = new Float32Array(N);
-    ref.qmatmul(x, 1, q, want);
-    be.qmatmul(x, 1, q, y);
-    expect(maxRelErr(y, want)).toBeLessThan(1e-5);
-    be.freeF32(x);
-    be.freeF32(y);
-    expect(() => be.freeF32(y)).toThrow(/allocF32/);
-  });
-});
+    it("act-order gIdx: qmatmul, qmatmulT and dequantize match the reference (property)", () => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 70 }),
+          fc.integer({ min: 1, max: 300 }),
+          fc.integer({ min: 1, max: 5 }),
+          fc.constantFrom(...FORMATS.filter((f) => f.groupSize !== -1)),
+          fc.integer({ min: 0, max: 1000 }),
+          (N, K, rows, f, seed) => {
+            const gIdx = randomGIdx(K, f.groupSize, seed);
+            const q: QuantizedLinear = rtnQuantize(randomWeights(N * K, seed), N, K, f, { gIdx });
+            const x = randomUniform(rows * K, seed + 1);
+            const want = new Float32Array(rows * N);
+            const got = new Float32Array(rows * N);
+            ref.qmatmul(x, rows, q, want);
+            be.qmatmul(x, rows, q, got);
+            expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+            const g = randomUniform(rows * N, seed + 2);
+            const dwant = new Float32Array(rows * K);
+            const dgot = new Float32Array(rows * K);
+            ref.qmatmulT(g, rows, q, dwant);
+            be.qmatmulT(g, rows, q, dgot);
+            expect(maxRelErr(dgot, dwant)).toBeLessThan(1e-5);
+            const w0 = new Float32Array(N * K);
+            const w1 = new Float32Array(N * K);
+            ref.dequantize(q, w0);
+            be.dequantize(q, w1);
+            expect(maxRelErr(w1, w0)).toBeLessThan(1e-6);
+          },
+        ),
+        { seed: 42, numRuns: 25 },
+      );
+    });
+
+    it("allocF32 views are used in place (zero-copy) and give the same result", () => {
+      const N = 64;
+      const K = 96;
+      const q = rtnQuantize(randomWeights(N * K, 11), N, K, "int4-g32-asym-f16");
+      const x = be.allocF32(K);
+      const y = be.allocF32(N);
+      x.set(randomUniform(K, 12));
+      const want = new Float32Array(N);
+      ref.qmatmul(x, 1, q, want);
+      be.qmatmul(x, 1, q, y);
+      expect(maxRelErr(y, want)).toBeLessThan(1e-5);
+      be.freeF32(x);
+      be.freeF32(y);
+      expect(() => be.freeF32(y)).toThrow(/allocF32/);
+    });
+  },
+);
 
 describe("wasm backend lifecycle", () => {
   it("rejects a bad thread count with a clear error", async () => {
@@ -147,8 +151,8 @@ describe("wasm backend lifecycle", () => {
   it("throws after dispose instead of touching freed workers", async () => {
     const be = await createWasmBackend({ threads: 2 });
     be.dispose();
-    expect(() => be.sgemm({ M: 1, N: 1, K: 1, A: new Float32Array(1), B: new Float32Array(1), C: new Float32Array(1) })).toThrow(
-      /disposed/,
-    );
+    expect(() =>
+      be.sgemm({ M: 1, N: 1, K: 1, A: new Float32Array(1), B: new Float32Array(1), C: new Float32Array(1) }),
+    ).toThrow(/disposed/);
   });
 });

@@ -43,7 +43,9 @@ function defaultThreads(): number {
   };
   let cores = g.navigator?.hardwareConcurrency;
   if (cores === undefined) {
-    const os = g.process?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+    const os = g.process?.getBuiltinModule?.("node:os") as
+      | { availableParallelism?: () => number }
+      | undefined;
     cores = os?.availableParallelism?.();
   }
   return Math.max(1, Math.min(cores ?? 1, 4));
@@ -70,7 +72,9 @@ function supportsFormat(f: QuantFormat): boolean {
 export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isSafeInteger(threads) || threads < 1 || threads > 64) {
-    throw new Error(`quant-kernels: createWasmBackend: threads must be an integer in 1..64, got ${String(threads)}`);
+    throw new Error(
+      `quant-kernels: createWasmBackend: threads must be an integer in 1..64, got ${String(threads)}`,
+    );
   }
   const rt = await WasmRuntime.create(threads);
   const cache = new ResidentCache(rt);
@@ -89,7 +93,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     qmatmulT: (g, rows, q, dx) => wasmQmatmulT(rt, cache, g, rows, q, dx),
     allocF32(n: number): Float32Array {
       rt.check("allocF32");
-      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`quant-kernels: allocF32: n must be a non-negative integer, got ${n}`);
+      if (!Number.isSafeInteger(n) || n < 0)
+        throw new Error(`quant-kernels: allocF32: n must be a non-negative integer, got ${n}`);
       const addr = rt.heap.alloc(n * 4);
       rt.heap.refresh();
       const v = new Float32Array(rt.heap.memory.buffer, addr, n);
@@ -98,7 +103,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     freeF32(view: Float32Array): void {
       const addr = views.get(view);
-      if (addr === undefined) throw new Error("quant-kernels: freeF32: not a view from allocF32 (or freed already)");
+      if (addr === undefined)
+        throw new Error("quant-kernels: freeF32: not a view from allocF32 (or freed already)");
       views.delete(view);
       rt.heap.release(addr);
     },

@@ -13,12 +13,20 @@ export const DEQUANT_PARALLEL = 1 << 19;
  * for n, k: out[n*K + k] = scales[n,g(k)] * (q[n,k] - zeros[n,g(k)])
  * ```
  */
-export function wasmDequantize(rt: WasmRuntime, cache: ResidentCache, q: QuantizedLinear, out: Float32Array): void {
+export function wasmDequantize(
+  rt: WasmRuntime,
+  cache: ResidentCache,
+  q: QuantizedLinear,
+  out: Float32Array,
+): void {
   rt.check("dequantize");
   if (q === null || typeof q !== "object" || q.qweight === undefined) {
-    throw new Error("quant-kernels: dequantize: q must be a QuantizedLinear (build it with createQuantizedLinear)");
+    throw new Error(
+      "quant-kernels: dequantize: q must be a QuantizedLinear (build it with createQuantizedLinear)",
+    );
   }
-  if (!(out instanceof Float32Array)) throw new Error("quant-kernels: dequantize: out must be a Float32Array");
+  if (!(out instanceof Float32Array))
+    throw new Error("quant-kernels: dequantize: out must be a Float32Array");
   const N = q.outFeatures;
   const K = q.inFeatures;
   if (out.length < N * K) {

@@ -52,7 +52,8 @@ function fail(msg: string): never {
 function checkRecord(q: QuantizedLinear): { ng: number; gs: number } {
   const { format, outFeatures: N, inFeatures: K, qweight: w } = q;
   const bits = format.bits;
-  if (!Number.isInteger(bits) || bits < 1 || bits > 8) fail(`format ${format.name}: bits must be 1..8, got ${bits}`);
+  if (!Number.isInteger(bits) || bits < 1 || bits > 8)
+    fail(`format ${format.name}: bits must be 1..8, got ${bits}`);
   const gsz = format.groupSize;
   if (!(gsz === -1 || (Number.isSafeInteger(gsz) && gsz >= 1))) {
     fail(`format ${format.name}: groupSize must be -1 or a positive integer, got ${gsz}`);
@@ -61,7 +62,8 @@ function checkRecord(q: QuantizedLinear): { ng: number; gs: number } {
     fail(`qweight is ${w.rows}×${w.cols} at ${w.bits} bits, expected ${N}×${K} at ${bits} bits`);
   }
   const wpr = Math.ceil((K * bits) / 32);
-  if (w.wordsPerRow !== wpr || w.words.length < N * wpr) fail(`qweight needs ${N * wpr} words, has ${w.words.length}`);
+  if (w.wordsPerRow !== wpr || w.words.length < N * wpr)
+    fail(`qweight needs ${N * wpr} words, has ${w.words.length}`);
   const ng = gsz === -1 ? 1 : Math.ceil(K / gsz);
   if (q.scales.length < N * ng) fail(`scales needs ${N}×${ng} = ${N * ng} entries, has ${q.scales.length}`);
   if (q.zeros.length < N * ng) fail(`zeros needs ${N}×${ng} = ${N * ng} entries, has ${q.zeros.length}`);
@@ -134,7 +136,11 @@ export class ResidentCache {
       i32[d + D_GIDX] = gidx;
       heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
       heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
-      heap.f32.set(q.zeros.subarray(0, N * ng), zeros >> 2);
+      // Centred zeros z' = z − 2^(bits−1), matching the centred codes qk_repack stores.
+      const c = 2 ** (bits - 1);
+      const zf = heap.f32;
+      const z0 = zeros >> 2;
+      for (let i = 0; i < N * ng; i++) zf[z0 + i] = q.zeros[i] - c;
       if (q.gIdx !== undefined) heap.i32.set(q.gIdx.subarray(0, K), gidx >> 2);
       heap.u32.set(q.qweight.words, src >> 2);
       this.rt.repack(desc, src, q.qweight.wordsPerRow);

@@ -45,7 +45,13 @@ export class WasmRuntime {
   private arenaUsed = 0;
   private disposed = false;
 
-  private constructor(heap: WasmHeap, ex: KernelExports, pool: WorkerPool | null, job: number, shared: boolean) {
+  private constructor(
+    heap: WasmHeap,
+    ex: KernelExports,
+    pool: WorkerPool | null,
+    job: number,
+    shared: boolean,
+  ) {
     this.heap = heap;
     this.ex = ex;
     this.pool = pool;
@@ -70,7 +76,8 @@ export class WasmRuntime {
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const ex = instance.exports as unknown as KernelExports;
     const heapBase = ex.__heap_base.value as number;
-    if (heapBase > initial * PAGE) throw new Error("quant-kernels: wasm module data exceeds the initial memory");
+    if (heapBase > initial * PAGE)
+      throw new Error("quant-kernels: wasm module data exceeds the initial memory");
     const heap = new WasmHeap(memory, heapBase);
     const job = heap.alloc(JOB_BYTES);
     let pool: WorkerPool | null = null;
@@ -127,7 +134,8 @@ export class WasmRuntime {
   /** Takes `bytes` (64-aligned) from the arena reserved by {@link begin}. */
   take(bytes: number): number {
     const size = Math.ceil(bytes / 64) * 64;
-    if (this.arenaUsed + size > this.arenaBytes) throw new Error("quant-kernels: wasm arena overflow (internal error)");
+    if (this.arenaUsed + size > this.arenaBytes)
+      throw new Error("quant-kernels: wasm arena overflow (internal error)");
     const a = this.arena + this.arenaUsed;
     this.arenaUsed += size;
     return a;

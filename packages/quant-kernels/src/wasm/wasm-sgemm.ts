@@ -96,6 +96,8 @@ export function wasmSgemm(rt: WasmRuntime, cache: ResidentCache, args: GemmArgs)
     const out = heap.f32;
     const c0 = c >> 2;
     if (r.ldc === N) r.C.set(out.subarray(c0, c0 + M * N), r.cOffset);
-    else for (let i = 0; i < M; i++) r.C.set(out.subarray(c0 + i * r.ldc, c0 + i * r.ldc + N), r.cOffset + i * r.ldc);
+    else
+      for (let i = 0; i < M; i++)
+        r.C.set(out.subarray(c0 + i * r.ldc, c0 + i * r.ldc + N), r.cOffset + i * r.ldc);
   }
 }

@@ -58,8 +58,11 @@ function workerMain(init: WorkerInit, post: (m: unknown) => void): void {
   }
 }
 
-const NODE_SOURCE = `const { parentPort, workerData } = require("node:worker_threads");
-(${workerMain.toString()})(workerData, (m) => parentPort.postMessage(m));`;
+// Dynamic import works whether Node evaluates the source as CommonJS or as a module (a worker
+// inherits the parent's --input-type).
+const NODE_SOURCE = `import("node:worker_threads").then(({ parentPort, workerData }) => {
+  (${workerMain.toString()})(workerData, (m) => parentPort.postMessage(m));
+});`;
 
 const BROWSER_SOURCE = `self.onmessage = (e) => { (${workerMain.toString()})(e.data, (m) => self.postMessage(m)); };`;
 
@@ -70,10 +73,7 @@ interface AnyWorker {
 type NodeWorker = AnyWorker & { once(ev: string, f: (x: unknown) => void): void; unref(): void };
 
 interface NodeWorkerCtor {
-  new (
-    src: string,
-    opts: { eval: boolean; workerData: unknown },
-  ): NodeWorker;
+  new (src: string, opts: { eval: boolean; workerData: unknown }): NodeWorker;
 }
 
 async function nodeWorkerCtor(): Promise<NodeWorkerCtor> {
@@ -203,7 +203,8 @@ export class WorkerPool {
       if (this.block) Atomics.wait(c, C_DONE, d, 50);
     }
     if (err !== undefined) throw err;
-    if (Atomics.load(c, C_ERROR) !== 0) throw new Error("quant-kernels: a wasm worker trapped while running a kernel");
+    if (Atomics.load(c, C_ERROR) !== 0)
+      throw new Error("quant-kernels: a wasm worker trapped while running a kernel");
   }
 
   /** Stops the workers. */
