@@ -31,3 +31,12 @@ export {
   savePeftAdapter,
   serializePeftAdapter,
 } from "./peft";
+export {
+  adapterTensors,
+  dropoutMask,
+  type FrozenLinear,
+  frozenLinear,
+  type LinearForwardOptions,
+  linearForward,
+  loraParameters,
+} from "./lora-op";
