@@ -1,7 +1,13 @@
 import { type Bits, getMatrix } from "@int21/bitpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { buildFloatLayout, codesPerFloat, floatLayoutCode, floatLayoutOf, groupIndexOf } from "./float-layout";
+import {
+  buildFloatLayout,
+  codesPerFloat,
+  floatLayoutCode,
+  floatLayoutOf,
+  groupIndexOf,
+} from "./float-layout";
 import { randomLayer } from "./test-fixtures";
 
 describe("float layout", () => {
@@ -59,8 +65,14 @@ describe("float layout", () => {
 
   it("rejects a record whose packed matrix or group parameters disagree with its shape", () => {
     const q = randomLayer({ N: 2, K: 16, bits: 2, groupSize: 32, seed: 1 });
-    expect(() => buildFloatLayout({ ...q, inFeatures: 17 })).toThrow(/qweight is 2×16 at 2 bits, but the layer is 2×17/);
-    expect(() => buildFloatLayout({ ...q, scales: new Float32Array(1) })).toThrow(/needs 2 scales and zeros, got 1/);
-    expect(() => buildFloatLayout({ ...q, gIdx: new Int32Array(16).fill(3) })).toThrow(/gIdx\[0\] = 3 is outside \[0, 1\)/);
+    expect(() => buildFloatLayout({ ...q, inFeatures: 17 })).toThrow(
+      /qweight is 2×16 at 2 bits, but the layer is 2×17/,
+    );
+    expect(() => buildFloatLayout({ ...q, scales: new Float32Array(1) })).toThrow(
+      /needs 2 scales and zeros, got 1/,
+    );
+    expect(() => buildFloatLayout({ ...q, gIdx: new Int32Array(16).fill(3) })).toThrow(
+      /gIdx\[0\] = 3 is outside \[0, 1\)/,
+    );
   });
 });

@@ -58,7 +58,8 @@ export function groupIndexOf(q: QuantizedLinear): Int32Array {
   const K = q.inFeatures;
   const G = groupCountOf(q);
   if (q.gIdx) {
-    if (q.gIdx.length !== K) throw new RangeError(`gpu: gIdx has ${q.gIdx.length} entries, expected K = ${K}`);
+    if (q.gIdx.length !== K)
+      throw new RangeError(`gpu: gIdx has ${q.gIdx.length} entries, expected K = ${K}`);
     for (let k = 0; k < K; k++) {
       const g = q.gIdx[k];
       if (g < 0 || g >= G) throw new RangeError(`gpu: gIdx[${k}] = ${g} is outside [0, ${G})`);
@@ -80,7 +81,9 @@ export function assertPacked(q: QuantizedLinear): void {
   }
   const wpr = Math.ceil((m.cols * m.bits) / 32);
   if (m.wordsPerRow !== wpr || m.words.length < m.rows * wpr) {
-    throw new RangeError(`gpu: qweight holds ${m.words.length} words, a ${m.rows}×${m.cols} matrix needs ${m.rows * wpr}`);
+    throw new RangeError(
+      `gpu: qweight holds ${m.words.length} words, a ${m.rows}×${m.cols} matrix needs ${m.rows * wpr}`,
+    );
   }
 }
 

@@ -26,7 +26,8 @@ export interface ResolvedGemm {
 }
 
 function nonNegInt(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 0) throw new RangeError(`gpu: sgemm: ${name} must be a non-negative integer, got ${String(v)}`);
+  if (!Number.isInteger(v) || v < 0)
+    throw new RangeError(`gpu: sgemm: ${name} must be a non-negative integer, got ${String(v)}`);
   return v;
 }
 

@@ -18,7 +18,8 @@ const gpujsMissing = await import("gpu.js").then(
   () => null,
   (e: Error) => e.message.split("\n")[0],
 );
-if (gpujsMissing) console.warn(`[@int21/gpu] skipping gpu.js tests: gpu.js is not installed (${gpujsMissing})`);
+if (gpujsMissing)
+  console.warn(`[@int21/gpu] skipping gpu.js tests: gpu.js is not installed (${gpujsMissing})`);
 
 // float32 accumulation over K ≤ 200 terms of |x·w| ≤ 0.8: a relative 1e-5 of (1 + |want|) is ample.
 const TOL = 1e-5;
@@ -39,7 +40,9 @@ describe.skipIf(gpujsMissing !== null).each(MODES)("gpu.js backend, mode %s", (m
     expect(warnings).toEqual([]);
     expect(backend.mode).toBe(mode);
     expect(backend.name).toBe(`gpujs-${mode}`);
-    expect(backend.supports("qmatmul", randomLayer({ N: 1, K: 1, bits: 3, groupSize: 32, seed: 0 }).format)).toBe(true);
+    expect(
+      backend.supports("qmatmul", randomLayer({ N: 1, K: 1, bits: 3, groupSize: 32, seed: 0 }).format),
+    ).toBe(true);
   });
 
   const layerArb = fc.record({
@@ -142,11 +145,22 @@ describe.skipIf(gpujsMissing !== null).each(MODES)("gpu.js backend, mode %s", (m
   it("rejects short buffers with an error naming the tensor", async () => {
     backend = await ready;
     const q = randomLayer({ N: 4, K: 10, bits: 4, groupSize: 32, seed: 1 });
-    expect(() => backend.qmatmul(new Float32Array(10), 1, q, new Float32Array(3))).toThrow(/qmatmul: y needs 4 floats, has 3/);
-    expect(() => backend.qmatmulT(new Float32Array(3), 1, q, new Float32Array(10))).toThrow(/qmatmulT: g needs 1×4 = 4 floats/);
+    expect(() => backend.qmatmul(new Float32Array(10), 1, q, new Float32Array(3))).toThrow(
+      /qmatmul: y needs 4 floats, has 3/,
+    );
+    expect(() => backend.qmatmulT(new Float32Array(3), 1, q, new Float32Array(10))).toThrow(
+      /qmatmulT: g needs 1×4 = 4 floats/,
+    );
     expect(() => backend.dequantize(q, new Float32Array(39))).toThrow(/dequantize: out needs 40 floats/);
     expect(() =>
-      backend.sgemm({ M: 2, N: 2, K: 2, A: new Float32Array(3), B: new Float32Array(4), C: new Float32Array(4) }),
+      backend.sgemm({
+        M: 2,
+        N: 2,
+        K: 2,
+        A: new Float32Array(3),
+        B: new Float32Array(4),
+        C: new Float32Array(4),
+      }),
     ).toThrow(/sgemm: A needs 4 elements, has 3/);
   });
 });

@@ -1,6 +1,13 @@
 // The gpu.js backend: synchronous Backend kernels over gpu.js (WebGL, headless-gl, WebAssembly or CPU
 // modes), reading QuantizedLinear records through their float32-safe layout.
-import type { Backend, GemmArgs, KernelName, QuantFormat, QuantizedLinear } from "@int21/quant-kernels";
+import {
+  type Backend,
+  createReferenceBackend,
+  type GemmArgs,
+  type KernelName,
+  type QuantFormat,
+  type QuantizedLinear,
+} from "@int21/quant-kernels";
 import { floatLayoutOf, type FloatLayout } from "./float-layout";
 import { gemmEpilogue, resolveGemm } from "./gemm-args";
 import { DEQUANTIZE_SOURCE, GEMM_SOURCE, QMATMUL_SOURCE, QMATMUL_T_SOURCE } from "./gpujs-kernels";
@@ -37,9 +44,9 @@ export interface GpuJsBackendOptions {
   mode?: GpuJsMode;
   /**
    * The CPU backend that runs everything when gpu.js or the mode is unavailable, and oversized problems.
-   * It stays the caller's: `dispose()` does not dispose it.
+   * Default: `createReferenceBackend()`. It stays the caller's: `dispose()` does not dispose it.
    */
-  fallback: Backend;
+  fallback?: Backend;
   /** The gpu.js module, if already imported (browsers with a bundler); otherwise `import("gpu.js")`. */
   gpujs?: GpuJsModule;
   /** Where the one-time "falling back" notice goes. Default `console.warn`. */
@@ -65,7 +72,9 @@ function gpuConstructor(mod: GpuJsModule): new (settings: { mode?: string }) => 
 function toFloat32(r: unknown, len: number, what: string): Float32Array {
   if (r instanceof Float32Array && r.length >= len) return r;
   if (Array.isArray(r) && r.length >= len) return Float32Array.from(r as number[]);
-  throw new Error(`gpu: gpu.js ${what} kernel returned ${Object.prototype.toString.call(r)} of length ${(r as { length?: number })?.length}, expected ${len} floats`);
+  throw new Error(
+    `gpu: gpu.js ${what} kernel returned ${Object.prototype.toString.call(r)} of length ${(r as { length?: number })?.length}, expected ${len} floats`,
+  );
 }
 
 /** Synchronous kernels over one gpu.js instance. */
@@ -80,7 +89,12 @@ class GpuJsKernels {
     this.mode = requested;
   }
 
-  private kernel(key: string, source: string, length: number, constants: Record<string, number>): GpuJsKernel {
+  private kernel(
+    key: string,
+    source: string,
+    length: number,
+    constants: Record<string, number>,
+  ): GpuJsKernel {
     const id = `${key}:${length}:${JSON.stringify(constants)}`;
     let k = this.kernels.get(id);
     if (k) {
@@ -188,7 +202,8 @@ function probe(k: GpuJsKernels): void {
   };
   const y = k.qmatmul(x, 1, layout);
   for (let n = 0; n < N; n++) {
-    if (y[n] !== want[n]) throw new Error(`probe kernel gave ${y[n]} for output ${n}, expected ${want[n]} (mode ${k.mode})`);
+    if (y[n] !== want[n])
+      throw new Error(`probe kernel gave ${y[n]} for output ${n}, expected ${want[n]} (mode ${k.mode})`);
   }
 }
 
@@ -202,8 +217,8 @@ function probe(k: GpuJsKernels): void {
  * each QuantizedLinear through its cached float32-safe {@link FloatLayout}. Problems with an index at or
  * above 2^24 run on the fallback.
  */
-export async function createGpuJsBackend(options: GpuJsBackendOptions): Promise<GpuJsBackend> {
-  const { fallback } = options;
+export async function createGpuJsBackend(options: GpuJsBackendOptions = {}): Promise<GpuJsBackend> {
+  const fallback = options.fallback ?? createReferenceBackend();
   const mode = options.mode ?? "gpu";
   const warn = options.warn ?? ((m: string) => console.warn(m));
   let kernels: GpuJsKernels | null = null;
@@ -243,7 +258,10 @@ export async function createGpuJsBackend(options: GpuJsBackendOptions): Promise<
     },
     sgemm(args: GemmArgs): void {
       const g = resolveGemm(args);
-      if (!k || tooBig(g.aEnd, g.bEnd, g.M * g.N)) return fallback.sgemm(args);
+      if (!k || tooBig(g.aEnd, g.bEnd, g.M * g.N)) {
+        fallback.sgemm(args);
+        return;
+      }
       if (g.M === 0 || g.N === 0) return;
       const len = g.M * g.N;
       const acc =
@@ -269,25 +287,43 @@ export async function createGpuJsBackend(options: GpuJsBackendOptions): Promise<
     },
     dequantize(q: QuantizedLinear, out: Float32Array): void {
       assertQuantArgs("dequantize", q, 0, null, out);
-      if (!k || !backend.supports("dequantize", q.format)) return fallback.dequantize(q, out);
+      if (!k || !backend.supports("dequantize", q.format)) {
+        fallback.dequantize(q, out);
+        return;
+      }
       const l = floatLayoutOf(q);
-      if (layoutTooBig(l, 0)) return fallback.dequantize(q, out);
+      if (layoutTooBig(l, 0)) {
+        fallback.dequantize(q, out);
+        return;
+      }
       out.set(k.dequantize(l).subarray(0, q.outFeatures * q.inFeatures));
     },
     qmatmul(x: Float32Array, rows: number, q: QuantizedLinear, y: Float32Array): void {
       assertQuantArgs("qmatmul", q, rows, x, y);
-      if (!k || !backend.supports("qmatmul", q.format)) return fallback.qmatmul(x, rows, q, y);
+      if (!k || !backend.supports("qmatmul", q.format)) {
+        fallback.qmatmul(x, rows, q, y);
+        return;
+      }
       const l = floatLayoutOf(q);
       if (rows === 0) return;
-      if (layoutTooBig(l, rows) || tooBig(x.length)) return fallback.qmatmul(x, rows, q, y);
+      if (layoutTooBig(l, rows) || tooBig(x.length)) {
+        fallback.qmatmul(x, rows, q, y);
+        return;
+      }
       y.set(k.qmatmul(x, rows, l).subarray(0, rows * q.outFeatures));
     },
     qmatmulT(g: Float32Array, rows: number, q: QuantizedLinear, dx: Float32Array): void {
       assertQuantArgs("qmatmulT", q, rows, g, dx);
-      if (!k || !backend.supports("qmatmulT", q.format)) return fallback.qmatmulT(g, rows, q, dx);
+      if (!k || !backend.supports("qmatmulT", q.format)) {
+        fallback.qmatmulT(g, rows, q, dx);
+        return;
+      }
       const l = floatLayoutOf(q);
       if (rows === 0) return;
-      if (layoutTooBig(l, rows) || tooBig(g.length)) return fallback.qmatmulT(g, rows, q, dx);
+      if (layoutTooBig(l, rows) || tooBig(g.length)) {
+        fallback.qmatmulT(g, rows, q, dx);
+        return;
+      }
       dx.set(k.qmatmulT(g, rows, l).subarray(0, rows * q.inFeatures));
     },
     dispose(): void {

@@ -20,7 +20,8 @@ export function assertQuantArgs(
   groupCountOf(q);
   const N = q.outFeatures;
   const K = q.inFeatures;
-  if (!Number.isInteger(rows) || rows < 0) throw new RangeError(`gpu: ${kernel}: rows must be a non-negative integer, got ${rows}`);
+  if (!Number.isInteger(rows) || rows < 0)
+    throw new RangeError(`gpu: ${kernel}: rows must be a non-negative integer, got ${rows}`);
   const [inLen, inName, outLen, outName] =
     kernel === "qmatmul"
       ? [rows * K, "x", rows * N, "y"]
@@ -28,7 +29,10 @@ export function assertQuantArgs(
         ? [rows * N, "g", rows * K, "dx"]
         : [0, "", N * K, "out"];
   if (input && input.length < inLen) {
-    throw new RangeError(`gpu: ${kernel}: ${inName} needs ${rows}×${kernel === "qmatmul" ? K : N} = ${inLen} floats, has ${input.length}`);
+    throw new RangeError(
+      `gpu: ${kernel}: ${inName} needs ${rows}×${kernel === "qmatmul" ? K : N} = ${inLen} floats, has ${input.length}`,
+    );
   }
-  if (out.length < outLen) throw new RangeError(`gpu: ${kernel}: ${outName} needs ${outLen} floats, has ${out.length}`);
+  if (out.length < outLen)
+    throw new RangeError(`gpu: ${kernel}: ${outName} needs ${outLen} floats, has ${out.length}`);
 }

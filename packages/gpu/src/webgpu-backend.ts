@@ -1,0 +1,407 @@
+// The WebGPU backend: WGSL kernels reading packed u32 words exactly, asynchronous readback.
+/// <reference types="@webgpu/types" />
+import {
+  type Backend,
+  createReferenceBackend,
+  type GemmArgs,
+  type KernelName,
+  type QuantFormat,
+  type QuantizedLinear,
+} from "@int21/quant-kernels";
+import type { AsyncBackend } from "./async-backend";
+import { assertPacked, groupCountOf, groupIndexOf } from "./float-layout";
+import { gemmEpilogue, type ResolvedGemm, resolveGemm } from "./gemm-args";
+import { assertQuantArgs } from "./quant-args";
+import { requestWebGpuDevice, type WebGpuContext, type WebGpuDeviceOptions } from "./webgpu-device";
+import {
+  dequantizeWgsl,
+  GEMM_TILE,
+  qmatmulTWgsl,
+  qmatmulWgsl,
+  ROW_TILE,
+  SGEMM_WGSL,
+  WORKGROUP,
+} from "./webgpu-shaders";
+
+export interface WebGpuBackendOptions extends WebGpuDeviceOptions {
+  /** A device already made with {@link requestWebGpuDevice} (shared between backends). */
+  context?: WebGpuContext;
+  /**
+   * The CPU backend that runs everything when no WebGPU device can be made, and problems beyond the
+   * device's limits. Default: `createReferenceBackend()`. It stays the caller's: `dispose()` leaves it.
+   */
+  fallback?: Backend;
+  /** Where the one-time "falling back" notice goes. Default `console.warn`. */
+  warn?: (message: string) => void;
+}
+
+/** An {@link AsyncBackend} on a WebGPU device, or on its CPU fallback (see `fallbackReason`). */
+export interface WebGpuBackend extends AsyncBackend {
+  /** The device and where it came from, or null on fallback. */
+  readonly context: WebGpuContext | null;
+  /** Why the backend runs on its fallback, or null when WebGPU runs it. */
+  readonly fallbackReason: string | null;
+}
+
+/** A QuantizedLinear resident on the device. */
+interface ResidentLayer {
+  qw: GPUBuffer;
+  /** `scales[N·G] | zeros[N·G] | groupOf[K]` as f32. */
+  prm: GPUBuffer;
+  G: number;
+  wpr: number;
+}
+
+const STORAGE = 0x0080; // GPUBufferUsage.STORAGE
+const COPY_SRC = 0x0004;
+const COPY_DST = 0x0008;
+const MAP_READ = 0x0001;
+const UNIFORM = 0x0040;
+const MAP_MODE_READ = 0x0001; // GPUMapMode.READ
+
+/** The device-side half: pipelines, resident buffers, dispatch and readback. */
+class WebGpuKernels {
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly layers = new WeakMap<QuantizedLinear, ResidentLayer>();
+  private readonly constB = new WeakMap<Float32Array, GPUBuffer>();
+  /** Every resident buffer, destroyed by dispose() or when its record is collected. */
+  private readonly resident = new Set<GPUBuffer>();
+  private readonly collected = new FinalizationRegistry<GPUBuffer[]>((bufs) => {
+    for (const b of bufs) {
+      if (this.resident.delete(b)) b.destroy();
+    }
+  });
+  readonly device: GPUDevice;
+  private readonly maxBinding: number;
+  private readonly maxGroups: number;
+
+  constructor(readonly ctx: WebGpuContext) {
+    this.device = ctx.device;
+    this.maxBinding = Math.min(
+      this.device.limits.maxStorageBufferBindingSize,
+      this.device.limits.maxBufferSize,
+    );
+    this.maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+  }
+
+  /** Whether `floats` f32 values fit one storage binding. */
+  fits(...floats: number[]): boolean {
+    return floats.every((f) => f * 4 <= this.maxBinding);
+  }
+
+  /** Whether a dispatch of `groupsX` workgroups along x is allowed (y is grid-strided in the shaders). */
+  dispatchable(groupsX: number): boolean {
+    return groupsX <= this.maxGroups;
+  }
+
+  private pipeline(key: string, code: string): Promise<GPUComputePipeline> {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code, label: key });
+      p = this.device.createComputePipelineAsync({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+        label: key,
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  private upload(data: Float32Array | Uint32Array, usage = STORAGE): GPUBuffer {
+    const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+    const buf = this.device.createBuffer({ size, usage, mappedAtCreation: true });
+    const range = buf.getMappedRange();
+    if (data instanceof Float32Array) new Float32Array(range).set(data);
+    else new Uint32Array(range).set(data);
+    buf.unmap();
+    return buf;
+  }
+
+  private keep(owner: object, bufs: GPUBuffer[]): void {
+    for (const b of bufs) this.resident.add(b);
+    this.collected.register(owner, bufs);
+  }
+
+  layer(q: QuantizedLinear): ResidentLayer {
+    let l = this.layers.get(q);
+    if (l) return l;
+    assertPacked(q);
+    const N = q.outFeatures;
+    const K = q.inFeatures;
+    const G = groupCountOf(q);
+    const wpr = q.qweight.wordsPerRow;
+    const prm = new Float32Array(2 * N * G + K);
+    prm.set(q.scales.subarray(0, N * G), 0);
+    prm.set(q.zeros.subarray(0, N * G), N * G);
+    const gi = groupIndexOf(q);
+    for (let k = 0; k < K; k++) prm[2 * N * G + k] = gi[k];
+    l = { qw: this.upload(q.qweight.words.subarray(0, N * wpr)), prm: this.upload(prm), G, wpr };
+    this.keep(q, [l.qw, l.prm]);
+    this.layers.set(q, l);
+    return l;
+  }
+
+  /**
+   * Binds `buffers` (binding index → buffer; binding 0 is the uniform made from `params`), dispatches
+   * `groups`, and copies `outFloats` floats of `out` into `dst`. Throws on a validation or out-of-memory
+   * error instead of returning garbage.
+   */
+  async run(
+    key: string,
+    code: string,
+    params: Uint32Array,
+    buffers: Record<number, GPUBuffer>,
+    out: GPUBuffer,
+    groups: [number, number],
+    dst: Float32Array,
+    outFloats: number,
+  ): Promise<void> {
+    const pipeline = await this.pipeline(key, code);
+    const d = this.device;
+    d.pushErrorScope("validation");
+    d.pushErrorScope("out-of-memory");
+    const uniform = this.upload(params, UNIFORM);
+    const bytes = outFloats * 4;
+    const staging = d.createBuffer({ size: Math.max(4, bytes), usage: MAP_READ | COPY_DST });
+    try {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+      for (const [b, buffer] of Object.entries(buffers))
+        entries.push({ binding: Number(b), resource: { buffer } });
+      const bind = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      const enc = d.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bind);
+      pass.dispatchWorkgroups(groups[0], groups[1]);
+      pass.end();
+      if (bytes > 0) enc.copyBufferToBuffer(out, 0, staging, 0, bytes);
+      d.queue.submit([enc.finish()]);
+      const oom = await d.popErrorScope();
+      const invalid = await d.popErrorScope();
+      const err = invalid ?? oom;
+      if (err) throw new Error(`gpu: WebGPU ${key}: ${err.message}`);
+      await staging.mapAsync(MAP_MODE_READ);
+      dst.set(new Float32Array(staging.getMappedRange(), 0, outFloats));
+      staging.unmap();
+    } finally {
+      staging.destroy();
+      uniform.destroy();
+    }
+  }
+
+  output(floats: number): GPUBuffer {
+    return this.device.createBuffer({ size: Math.max(4, floats * 4), usage: STORAGE | COPY_SRC });
+  }
+
+  input(data: Float32Array): GPUBuffer {
+    return this.upload(data);
+  }
+
+  /** B of an sgemm: resident when the caller marked it constant (keyed by the array). */
+  gemmB(g: ResolvedGemm): { buf: GPUBuffer; off: number; temp: boolean } {
+    if (g.bConst && this.fits(g.B.length)) {
+      let buf = this.constB.get(g.B);
+      if (!buf) {
+        buf = this.upload(g.B);
+        this.keep(g.B, [buf]);
+        this.constB.set(g.B, buf);
+      }
+      return { buf, off: g.bOffset, temp: false };
+    }
+    return { buf: this.upload(g.B.subarray(g.bOffset, g.bEnd)), off: 0, temp: true };
+  }
+
+  dispose(): void {
+    for (const b of this.resident) b.destroy();
+    this.resident.clear();
+    this.pipelines.clear();
+    this.device.destroy();
+  }
+}
+
+function quantParams(q: QuantizedLinear, l: ResidentLayer, rows: number): Uint32Array {
+  const N = q.outFeatures;
+  const K = q.inFeatures;
+  return Uint32Array.of(N, K, rows, l.G, l.wpr, N * l.G, 2 * N * l.G, Math.ceil(rows / ROW_TILE));
+}
+
+/**
+ * Creates the WebGPU backend: requests a device ({@link requestWebGpuDevice}: `navigator.gpu`, or Dawn
+ * through the optional `webgpu` package in Node, falling back from its default backend to OpenGL ES on
+ * Mesa), and compiles WGSL kernels on first use, one pipeline per kernel and bit width.
+ *
+ * When no device can be made, the backend says why once (through `warn`) and runs every kernel on
+ * `fallback`. Kernels are asynchronous ({@link AsyncBackend}): each resolves once the caller's output
+ * buffer holds the result. QuantizedLinear records (packed words as u32, scales, zeros, group indices)
+ * stay resident on the device, keyed by identity; so does sgemm's B when `bConst` is set.
+ */
+export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  const fallback = options.fallback ?? createReferenceBackend();
+  const warn = options.warn ?? ((m: string) => console.warn(m));
+  let reason: string | null = null;
+  let k: WebGpuKernels | null = null;
+  const got = options.context ?? (await requestWebGpuDevice(options));
+  if (typeof got === "string") {
+    reason = `no WebGPU device (${got})`;
+    warn(`@int21/gpu: ${reason}; running on the ${fallback.name} backend instead.`);
+  } else {
+    k = new WebGpuKernels(got);
+  }
+  const dev = k;
+  const bitsOk = (f?: QuantFormat) => !f || (Number.isInteger(f.bits) && f.bits >= 1 && f.bits <= 8);
+
+  const backend: WebGpuBackend = {
+    name: dev ? "webgpu" : `webgpu-fallback-${fallback.name}`,
+    context: dev ? dev.ctx : null,
+    fallbackReason: reason,
+    supports: (kernel: KernelName, format?: QuantFormat) => !!dev && (kernel === "sgemm" || bitsOk(format)),
+
+    async sgemmAsync(args: GemmArgs): Promise<void> {
+      const g = resolveGemm(args);
+      const tilesN = Math.ceil(g.N / GEMM_TILE);
+      if (!dev?.fits(g.aEnd - g.aOffset, g.bEnd - g.bOffset, g.M * g.N) || !dev.dispatchable(tilesN)) {
+        fallback.sgemm(args);
+        return;
+      }
+      if (g.M === 0 || g.N === 0) return;
+      const acc = new Float32Array(g.M * g.N);
+      if (g.K > 0) {
+        const a = dev.input(g.A.subarray(g.aOffset, g.aEnd));
+        const b = dev.gemmB(g);
+        const out = dev.output(g.M * g.N);
+        const tilesM = Math.ceil(g.M / GEMM_TILE);
+        const params = Uint32Array.of(
+          g.M,
+          g.N,
+          g.K,
+          0,
+          g.transA ? 1 : g.lda,
+          g.transA ? g.lda : 1,
+          b.off,
+          g.transB ? 1 : g.ldb,
+          g.transB ? g.ldb : 1,
+          tilesM,
+          0,
+          0,
+        );
+        try {
+          await dev.run(
+            "sgemm",
+            SGEMM_WGSL,
+            params,
+            { 1: a, 2: b.buf, 3: out },
+            out,
+            [tilesN, Math.min(tilesM, 65535)],
+            acc,
+            g.M * g.N,
+          );
+        } finally {
+          a.destroy();
+          if (b.temp) b.buf.destroy();
+          out.destroy();
+        }
+      }
+      gemmEpilogue(g, acc);
+    },
+
+    async dequantizeAsync(q: QuantizedLinear, out: Float32Array): Promise<void> {
+      assertQuantArgs("dequantize", q, 0, null, out);
+      const N = q.outFeatures;
+      const K = q.inFeatures;
+      if (!dev || !bitsOk(q.format) || !dev.fits(N * K) || !dev.dispatchable(Math.ceil(K / WORKGROUP))) {
+        fallback.dequantize(q, out);
+        return;
+      }
+      const l = dev.layer(q);
+      const o = dev.output(N * K);
+      try {
+        await dev.run(
+          `dequantize${q.format.bits}`,
+          dequantizeWgsl(q.format.bits),
+          quantParams(q, l, 0),
+          { 2: l.qw, 3: l.prm, 4: o },
+          o,
+          [Math.ceil(K / WORKGROUP), Math.min(N, 65535)],
+          out,
+          N * K,
+        );
+      } finally {
+        o.destroy();
+      }
+    },
+
+    async qmatmulAsync(x: Float32Array, rows: number, q: QuantizedLinear, y: Float32Array): Promise<void> {
+      assertQuantArgs("qmatmul", q, rows, x, y);
+      const N = q.outFeatures;
+      const K = q.inFeatures;
+      if (
+        !dev ||
+        !bitsOk(q.format) ||
+        !dev.fits(rows * K, rows * N) ||
+        !dev.dispatchable(Math.ceil(N / WORKGROUP))
+      ) {
+        fallback.qmatmul(x, rows, q, y);
+        return;
+      }
+      if (rows === 0) return;
+      const l = dev.layer(q);
+      const xb = dev.input(x.subarray(0, rows * K));
+      const o = dev.output(rows * N);
+      try {
+        await dev.run(
+          `qmatmul${q.format.bits}`,
+          qmatmulWgsl(q.format.bits),
+          quantParams(q, l, rows),
+          { 1: xb, 2: l.qw, 3: l.prm, 4: o },
+          o,
+          [Math.ceil(N / WORKGROUP), Math.min(Math.ceil(rows / ROW_TILE), 65535)],
+          y,
+          rows * N,
+        );
+      } finally {
+        xb.destroy();
+        o.destroy();
+      }
+    },
+
+    async qmatmulTAsync(g: Float32Array, rows: number, q: QuantizedLinear, dx: Float32Array): Promise<void> {
+      assertQuantArgs("qmatmulT", q, rows, g, dx);
+      const N = q.outFeatures;
+      const K = q.inFeatures;
+      if (
+        !dev ||
+        !bitsOk(q.format) ||
+        !dev.fits(rows * K, rows * N) ||
+        !dev.dispatchable(Math.ceil(K / WORKGROUP))
+      ) {
+        fallback.qmatmulT(g, rows, q, dx);
+        return;
+      }
+      if (rows === 0) return;
+      const l = dev.layer(q);
+      const gb = dev.input(g.subarray(0, rows * N));
+      const o = dev.output(rows * K);
+      try {
+        await dev.run(
+          `qmatmulT${q.format.bits}`,
+          qmatmulTWgsl(q.format.bits),
+          quantParams(q, l, rows),
+          { 1: gb, 2: l.qw, 3: l.prm, 4: o },
+          o,
+          [Math.ceil(K / WORKGROUP), Math.min(Math.ceil(rows / ROW_TILE), 65535)],
+          dx,
+          rows * K,
+        );
+      } finally {
+        gb.destroy();
+        o.destroy();
+      }
+    },
+
+    dispose(): void {
+      dev?.dispose();
+    },
+  };
+  return backend;
+}
