@@ -40,3 +40,14 @@ export {
   linearForward,
   loraParameters,
 } from "./lora-op";
+export {
+  isLoRALinear,
+  mergeAdapters,
+  mergeAndUnload,
+  mergeAndUnloadModel,
+  type MergeOptions,
+  type MergeReport,
+  mergeModel,
+  unmergeAdapters,
+  unmergeModel,
+} from "./merge";
