@@ -51,3 +51,28 @@ export {
   unmergeAdapters,
   unmergeModel,
 } from "./merge";
+export { checkSchedule, learningRate, type ScheduleOptions } from "./schedule";
+export {
+  type Batch,
+  batchIndices,
+  collate,
+  type Example,
+  IGNORE_INDEX,
+  permutation,
+  splitExamples,
+  type TextDatasetOptions,
+  textDataset,
+  type TextEncoder,
+  textWindows,
+  type WindowOptions,
+} from "./dataset";
+export {
+  ALPACA_PROMPT_NO_INPUT,
+  ALPACA_PROMPT_WITH_INPUT,
+  type AlpacaExamples,
+  type AlpacaOptions,
+  type AlpacaRecord,
+  alpacaExamples,
+  alpacaPrompt,
+  parseAlpaca,
+} from "./alpaca";

@@ -1,0 +1,185 @@
+// Instruction data in the Alpaca format (JSON array or JSONL of {instruction, input, output}), the
+// Alpaca prompt template, and tokenization with prompt tokens masked out unless `trainOnInputs`.
+import { type Example, IGNORE_INDEX, type TextEncoder } from "./dataset";
+
+/** One Alpaca record. `input` is optional (empty means "no input"). */
+export interface AlpacaRecord {
+  instruction: string;
+  input?: string;
+  output: string;
+}
+
+/** The Stanford Alpaca prompt with an input. */
+export const ALPACA_PROMPT_WITH_INPUT =
+  "Below is an instruction that describes a task, paired with an input that provides further context. " +
+  "Write a response that appropriately completes the request.\n\n" +
+  "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n";
+
+/** The Stanford Alpaca prompt without an input. */
+export const ALPACA_PROMPT_NO_INPUT =
+  "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
+  "### Instruction:\n{instruction}\n\n### Response:\n";
+
+/** The prompt of a record (everything before the response). */
+export function alpacaPrompt(r: AlpacaRecord): string {
+  const input = r.input ?? "";
+  return input.length > 0
+    ? ALPACA_PROMPT_WITH_INPUT.replace("{instruction}", () => r.instruction).replace("{input}", () => input)
+    : ALPACA_PROMPT_NO_INPUT.replace("{instruction}", () => r.instruction);
+}
+
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function checkRecord(v: unknown, where: string): AlpacaRecord {
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw new Error(`${where}: a record must be a JSON object`);
+  const o = v as Record<string, unknown>;
+  for (const k of ["instruction", "output"] as const) {
+    if (typeof o[k] !== "string")
+      throw new Error(
+        `${where}: "${k}" must be a string, got ${o[k] === undefined ? "nothing" : JSON.stringify(o[k])}`,
+      );
+  }
+  if (o.input !== undefined && o.input !== null && typeof o.input !== "string") {
+    throw new Error(`${where}: "input" must be a string, got ${JSON.stringify(o.input)}`);
+  }
+  if ((o.instruction as string).trim().length === 0) throw new Error(`${where}: "instruction" is empty`);
+  return {
+    instruction: o.instruction as string,
+    input: (o.input as string | null | undefined) ?? "",
+    output: o.output as string,
+  };
+}
+
+/** Start offsets of the top-level elements of a JSON array text (strings and nesting skipped). */
+function elementOffsets(text: string): number[] {
+  const out: number[] = [];
+  let depth = 0;
+  let inString = false;
+  let expecting = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (depth === 1 && expecting && !/\s/.test(c) && c !== "]") {
+      out.push(i);
+      expecting = false;
+    }
+    if (c === '"') inString = true;
+    else if (c === "[" || c === "{") {
+      depth++;
+      if (depth === 1) expecting = true;
+    } else if (c === "]" || c === "}") depth--;
+    else if (c === "," && depth === 1) expecting = true;
+  }
+  return out;
+}
+
+/**
+ * Parses Alpaca data: a JSON array of records, or JSONL (one record per line; blank lines skipped).
+ * Each record needs string `instruction` (non-empty) and `output`, and an optional string `input`.
+ * A malformed record or line throws an Error naming `file` and its line number.
+ */
+export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
+  const first = text.search(/\S/);
+  if (first < 0) throw new Error(`${file}: no records (the file is empty)`);
+  if (text[first] === "[") {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(text);
+    } catch (e) {
+      const m = /position (\d+)/.exec((e as Error).message);
+      const line = m ? `:${lineAt(text, Number(m[1]))}` : "";
+      throw new Error(`${file}${line}: invalid JSON (${(e as Error).message})`);
+    }
+    if (!Array.isArray(arr)) throw new Error(`${file}: expected a JSON array of records`);
+    const offs = elementOffsets(text);
+    const recs = arr.map((v, i) => checkRecord(v, `${file}:${lineAt(text, offs[i] ?? first)} (record ${i})`));
+    if (recs.length === 0) throw new Error(`${file}: no records (empty array)`);
+    return recs;
+  }
+  const out: AlpacaRecord[] = [];
+  const lines = text.split("\n");
+  lines.forEach((raw, i) => {
+    const line = raw.trim();
+    if (line.length === 0) return;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw new Error(`${file}:${i + 1}: invalid JSON line (${(e as Error).message})`);
+    }
+    out.push(checkRecord(v, `${file}:${i + 1}`));
+  });
+  return out;
+}
+
+/** Options of {@link alpacaExamples}. */
+export interface AlpacaOptions {
+  /** Longest example in tokens (inputs); longer ones are truncated from the end. */
+  maxLen: number;
+  /** Train on the prompt tokens too (default false: only the response and EOS are trained). */
+  trainOnInputs?: boolean;
+  /** Append EOS after the response. Default true. */
+  eos?: boolean;
+}
+
+/** Examples plus what was dropped. */
+export interface AlpacaExamples {
+  examples: Example[];
+  /** Records cut to `maxLen`. */
+  truncated: number;
+  /** Records dropped because no response token survived truncation. */
+  dropped: number;
+}
+
+/**
+ * Tokenizes records as `BOS prompt response EOS`. The prompt's length is that of `encode(prompt)` alone
+ * (as alpaca-lora does); with `trainOnInputs` false its targets are {@link IGNORE_INDEX}.
+ */
+export function alpacaExamples(
+  records: readonly AlpacaRecord[],
+  tokenizer: TextEncoder,
+  opts: AlpacaOptions,
+): AlpacaExamples {
+  const { maxLen } = opts;
+  if (!Number.isSafeInteger(maxLen) || maxLen < 1)
+    throw new Error(`lora: alpacaExamples: maxLen must be a positive integer, got ${maxLen}`);
+  const examples: Example[] = [];
+  let truncated = 0;
+  let dropped = 0;
+  for (const r of records) {
+    const prompt = alpacaPrompt(r);
+    const promptLen = tokenizer.encode(prompt, { bos: true }).length;
+    let ids = tokenizer.encode(prompt + r.output, { bos: true, eos: opts.eos ?? true });
+    if (ids.length > maxLen + 1) {
+      ids = ids.slice(0, maxLen + 1);
+      truncated++;
+    }
+    const T = ids.length - 1;
+    if (T < 1) {
+      dropped++;
+      continue;
+    }
+    const input = Int32Array.from(ids.slice(0, T));
+    const target = Int32Array.from(ids.slice(1));
+    let trained = 0;
+    for (let t = 0; t < T; t++) {
+      if (opts.trainOnInputs !== true && t + 1 < promptLen) target[t] = IGNORE_INDEX;
+      else trained++;
+    }
+    if (trained === 0) {
+      dropped++;
+      continue;
+    }
+    examples.push({ input, target });
+  }
+  return { examples, truncated, dropped };
+}
