@@ -33,3 +33,30 @@ export {
   type ShardedTensor,
   type ShardedTensorInfo,
 } from "./safetensors-index";
+export { type GgmlType, type GgmlTypeName, GGML_TYPES, ggmlTypeById } from "./ggml-types";
+export {
+  dequantizeQ2_K,
+  dequantizeQ3_K,
+  dequantizeQ4_0,
+  dequantizeQ4_1,
+  dequantizeQ4_K,
+  dequantizeQ5_K,
+  dequantizeQ6_K,
+  dequantizeQ8_0,
+} from "./ggml-dequant";
+export { quantizeQ4_0, quantizeQ4_1, quantizeQ8_0 } from "./ggml-quantize";
+export {
+  GGML_MAX_DIMS,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_VALUE_TYPES,
+  type GgufArray,
+  type GgufArrayItems,
+  type GgufHeader,
+  type GgufTensorInfo,
+  type GgufValue,
+  type GgufValueType,
+  ggufGet,
+  parseGgufHeader,
+} from "./gguf-format";
+export { type GgufBytes, type GgufFile, type GgufInfo, openGguf, parseGguf } from "./gguf-reader";
+export { type GgufWriteInput, type GgufWriteTensor, serializeGguf, writeGguf } from "./gguf-writer";
