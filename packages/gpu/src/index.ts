@@ -1,4 +1,5 @@
 // @int21/gpu: GPU backends for @int21/quant-kernels (gpu.js and WebGPU), both optional peers.
+/// <reference types="@webgpu/types" />
 export { type AsyncBackend, asyncBackendFrom } from "./async-backend";
 export {
   buildFloatLayout,
