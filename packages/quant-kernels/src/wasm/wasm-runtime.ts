@@ -70,9 +70,22 @@ export class WasmRuntime {
     const bytes = decodeBase64(shared ? KERNELS_WASM_THREADS : KERNELS_WASM_SINGLE);
     const module = await WebAssembly.compile(bytes);
     const initial = 64; // 4 MiB; grows on demand
-    const memory = shared
-      ? new WebAssembly.Memory({ initial, maximum: 65536, shared: true })
-      : new WebAssembly.Memory({ initial, maximum: 65536 });
+    let memory: WebAssembly.Memory | undefined;
+    // Shared memory reserves its maximum up front: ask for 4 GiB, then less where that is refused
+    // (32-bit or memory-constrained browsers).
+    for (const maximum of [65536, 16384, 4096]) {
+      try {
+        memory = new WebAssembly.Memory({ initial, maximum, shared });
+        break;
+      } catch (e) {
+        if (maximum === 4096) {
+          throw new Error(
+            `quant-kernels: createWasmBackend: cannot create wasm memory: ${(e as Error).message}`,
+          );
+        }
+      }
+    }
+    if (memory === undefined) throw new Error("quant-kernels: createWasmBackend: cannot create wasm memory");
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const ex = instance.exports as unknown as KernelExports;
     const heapBase = ex.__heap_base.value as number;
