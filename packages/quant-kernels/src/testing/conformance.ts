@@ -281,8 +281,8 @@ export function checkSgemmCase(backend: Backend, c: GemmCase, tolerance: Toleran
  *   random shapes;
  * - clear errors on short buffers.
  *
+ * Usage in a backend's test file (import it from the package's `/testing` subpath):
  * ```ts
- * import { runBackendConformance } from "@int21/quant-kernels/testing";
  * runBackendConformance("wasm", () => createWasmBackend());
  * ```
  */
