@@ -9,6 +9,9 @@ import { type WasmBackend, createWasmBackend } from "./wasm-backend";
 
 runBackendConformance("wasm (1 thread)", () => createWasmBackend({ threads: 1 }));
 runBackendConformance("wasm (2 threads)", () => createWasmBackend({ threads: 2 }));
+runBackendConformance("wasm (ordinary memory, as in non-isolated browsers)", () =>
+  createWasmBackend({ threads: 1, sharedMemory: false }),
+);
 
 const ref = createReferenceBackend();
 
@@ -147,6 +150,13 @@ describe.each([1, 2])(
 describe("wasm backend lifecycle", () => {
   it("rejects a bad thread count with a clear error", async () => {
     await expect(createWasmBackend({ threads: 0 })).rejects.toThrow(/threads/);
+    await expect(createWasmBackend({ threads: 2, sharedMemory: false })).rejects.toThrow(/SharedArrayBuffer/);
+  });
+  it("threads: 1 and the ordinary-memory module report themselves", async () => {
+    const be = await createWasmBackend({ sharedMemory: false });
+    expect(be.threads).toBe(1);
+    expect(be.name).toBe("wasm-simd-1t");
+    be.dispose();
   });
   it("throws after dispose instead of touching freed workers", async () => {
     const be = await createWasmBackend({ threads: 2 });

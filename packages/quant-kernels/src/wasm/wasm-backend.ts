@@ -15,6 +15,11 @@ export interface WasmBackendOptions {
    * is unavailable). `1` starts no worker at all.
    */
   threads?: number;
+  /**
+   * Use the shared-memory module (default: wherever `SharedArrayBuffer` is available). `false`
+   * selects the ordinary-memory module that non-isolated browser pages get; it allows 1 thread only.
+   */
+  sharedMemory?: boolean;
 }
 
 /** The wasm backend: a {@link Backend} plus memory helpers. */
@@ -70,13 +75,13 @@ function supportsFormat(f: QuantFormat): boolean {
  * Call `dispose()` to stop the workers.
  */
 export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-  const threads = opts.threads ?? defaultThreads();
+  const threads = opts.threads ?? (opts.sharedMemory === false ? 1 : defaultThreads());
   if (!Number.isSafeInteger(threads) || threads < 1 || threads > 64) {
     throw new Error(
       `quant-kernels: createWasmBackend: threads must be an integer in 1..64, got ${String(threads)}`,
     );
   }
-  const rt = await WasmRuntime.create(threads);
+  const rt = await WasmRuntime.create(threads, opts.sharedMemory);
   const cache = new ResidentCache(rt);
   const views = new WeakMap<Float32Array, number>();
   return {

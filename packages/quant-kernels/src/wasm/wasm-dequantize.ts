@@ -5,7 +5,7 @@ import type { ResidentCache } from "./wasm-resident";
 import type { WasmRuntime } from "./wasm-runtime";
 
 /** Elements above which dequantization is split across threads. */
-export const DEQUANT_PARALLEL = 1 << 19;
+export const DEQUANT_PARALLEL = 1 << 20;
 
 /**
  * `out[N×K] = W`.

@@ -10,7 +10,7 @@ import type { WasmRuntime } from "./wasm-runtime";
 /** Up to this many rows, qmatmul / qmatmulT use the fused matvec kernels. */
 export const FUSED_MAX_ROWS = 2;
 /** Weights × rows above which a fused matvec is split across threads. */
-export const QMATVEC_PARALLEL = 1 << 19;
+export const QMATVEC_PARALLEL = 1 << 21;
 /** Multiply-adds above which a tiled qmatmul is split across threads. */
 export const QMATMUL_PARALLEL = 1 << 22;
 

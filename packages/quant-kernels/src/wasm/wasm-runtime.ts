@@ -60,11 +60,16 @@ export class WasmRuntime {
   }
 
   /** Instantiates the module; starts `threads - 1` workers when `threads > 1`. */
-  static async create(threads: number): Promise<WasmRuntime> {
-    const shared = sharedMemoryAvailable();
+  static async create(threads: number, sharedMemory?: boolean): Promise<WasmRuntime> {
+    const shared = sharedMemory ?? sharedMemoryAvailable();
+    if (shared && !sharedMemoryAvailable()) {
+      throw new Error(
+        "quant-kernels: createWasmBackend: sharedMemory: true, but SharedArrayBuffer is unavailable here",
+      );
+    }
     if (threads > 1 && !shared) {
       throw new Error(
-        "quant-kernels: createWasmBackend: threads > 1 needs SharedArrayBuffer (in browsers: a cross-origin isolated page); use threads: 1",
+        "quant-kernels: createWasmBackend: threads > 1 needs shared memory (SharedArrayBuffer; in browsers a cross-origin isolated page); use threads: 1",
       );
     }
     const bytes = decodeBase64(shared ? KERNELS_WASM_THREADS : KERNELS_WASM_SINGLE);

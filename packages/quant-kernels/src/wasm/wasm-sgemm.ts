@@ -25,7 +25,7 @@ import type { WasmRuntime } from "./wasm-runtime";
 /** Multiply-adds above which a GEMM is split across threads (~0.1 ms of work; dispatch ~50 µs). */
 export const GEMM_PARALLEL_MACS = 1 << 22;
 /** Matrix elements above which a GEMV is split across threads. */
-export const GEMV_PARALLEL_ELEMS = 1 << 18;
+export const GEMV_PARALLEL_ELEMS = 1 << 20;
 
 function span(rows: number, cols: number, ld: number): number {
   return rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
