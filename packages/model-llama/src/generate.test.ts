@@ -1,6 +1,8 @@
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { describe, expect, it } from "vitest";
+import { createReferenceBackend, createWasmBackend } from "@int21/quant-kernels";
+import { afterAll, describe, expect, it } from "vitest";
 import { generate } from "./generate";
+import { loadLlama2c } from "./load-llama2c";
 import { stories260K } from "./testing/stories260k";
 import { Llama2cTokenizer } from "./tokenizer";
 
@@ -68,4 +70,35 @@ describe("generate: prompts, stops and errors", () => {
     const big = Llama2cTokenizer.fromFile(sharedPath(SHARED.llama2Tokenizer));
     expect(() => generate(w, big, {})).toThrow(/tokenizer has 32000 tokens, model vocabSize is 512/);
   });
+});
+
+describe("generate through the loader and the quant-kernels backends", () => {
+  const disposers: (() => void)[] = [];
+  afterAll(() => disposers.forEach((d) => d()));
+
+  it("loadLlama2c + FloatLinear on the reference and wasm (1 and 2 threads) backends give the golden sample", async () => {
+    const backends = [
+      createReferenceBackend(),
+      await createWasmBackend({ threads: 1 }),
+      await createWasmBackend({ threads: 2 }),
+    ];
+    for (const backend of backends) {
+      disposers.push(() => backend.dispose());
+      const w = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
+      expect(generate(w, tok, { temperature: 0, steps: 256 }).text).toBe(GREEDY);
+    }
+  }, 60_000);
+
+  it("an INT8-quantized stories260K (RTN on load) still starts the golden sample", async () => {
+    const backend = await createWasmBackend({ threads: 1 });
+    disposers.push(() => backend.dispose());
+    const w = loadLlama2c(sharedPath(SHARED.stories260K), {
+      backend,
+      quantize: { format: "int8-g32-asym-f16" },
+    });
+    expect(w.layers[0].wq.bytes()).toBeLessThan(64 * 64 * 4 * 0.4);
+    const r = generate(w, tok, { temperature: 0, steps: 40 });
+    expect(r.text).toBe(GREEDY.slice(0, r.text.length));
+    expect(r.text.length).toBeGreaterThan(100);
+  }, 60_000);
 });
