@@ -104,7 +104,7 @@ const attentionOp: OpDef<AttnPlan> = {
     return output(out, q.shape);
   },
   backward(ctx, gy, [gq, gk, gv], p) {
-    const { B, T, S, H, Hkv, hs, scale } = p;
+    const { B, T, S, H, Hkv, hs, scale, causal } = p;
     const be = ctx.backend;
     const [q, k, v, probsT] = ctx.saved;
     const Dq = H * hs;
@@ -161,9 +161,11 @@ const attentionOp: OpDef<AttnPlan> = {
         // dS = scale · P ⊙ (dP − Σ_j dP⊙P)
         for (let t = 0; t < T; t++) {
           const r = t * S;
+          const n = causal ? Math.min(S, t + S - T + 1) : S; // P is 0 past the mask
           let dot = 0;
-          for (let j = 0; j < S; j++) dot += dP[r + j] * P[po + r + j];
-          for (let j = 0; j < S; j++) dP[r + j] = scale * P[po + r + j] * (dP[r + j] - dot);
+          for (let j = 0; j < n; j++) dot += dP[r + j] * P[po + r + j];
+          for (let j = 0; j < n; j++) dP[r + j] = scale * P[po + r + j] * (dP[r + j] - dot);
+          for (let j = n; j < S; j++) dP[r + j] = 0;
         }
         if (gq) {
           // dQ[T×hs] += dS · K
