@@ -62,7 +62,7 @@ describe("text datasets", () => {
       { input: Int32Array.from([5, 6, 7]), target: Int32Array.from([6, 7, 8]) },
       { input: Int32Array.from([9]), target: Int32Array.from([IGNORE_INDEX]) },
     ]);
-    expect(b).toMatchObject({ batch: 2, seqLen: 3, tokens: 3 });
+    expect(b).toMatchObject({ batch: 2, seqLen: 3, tokens: 3, inputTokens: 4 });
     expect(Array.from(b.input)).toEqual([5, 6, 7, 9, 0, 0]);
     expect(Array.from(b.target)).toEqual([6, 7, 8, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]);
     expect(() => collate([])).toThrow(/empty batch/);

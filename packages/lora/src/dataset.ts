@@ -120,8 +120,10 @@ export interface Batch {
   input: Int32Array;
   /** `[B × T]` target ids (`IGNORE_INDEX` on padding and untrained positions). */
   target: Int32Array;
-  /** Number of trained targets (tokens that count toward the loss and tokens/s). */
+  /** Number of trained targets (tokens that count toward the loss). */
   tokens: number;
+  /** Number of real (unpadded) input tokens (what tokens/s counts). */
+  inputTokens: number;
 }
 
 /** Pads examples to the longest one and stacks them. */
@@ -132,6 +134,7 @@ export function collate(examples: readonly Example[], padId = 0): Batch {
   const input = new Int32Array(B * T).fill(padId);
   const target = new Int32Array(B * T).fill(IGNORE_INDEX);
   let tokens = 0;
+  let inputTokens = 0;
   examples.forEach((e, b) => {
     if (e.target.length !== e.input.length) {
       throw new Error(
@@ -139,10 +142,11 @@ export function collate(examples: readonly Example[], padId = 0): Batch {
       );
     }
     input.set(e.input, b * T);
+    inputTokens += e.input.length;
     target.set(e.target, b * T);
     for (const t of e.target) if (t !== IGNORE_INDEX) tokens++;
   });
-  return { batch: B, seqLen: T, input, target, tokens };
+  return { batch: B, seqLen: T, input, target, tokens, inputTokens };
 }
 
 /**

@@ -76,3 +76,15 @@ export {
   alpacaPrompt,
   parseAlpaca,
 } from "./alpaca";
+export { type ChartSeries, lineChartSvg, niceTicks } from "./loss-chart";
+export {
+  formatProgress,
+  type LossInfo,
+  lossChartSvg,
+  type Progress,
+  TRAINER_CHECKPOINT_FILE,
+  Trainer,
+  type TrainerOptions,
+  type TrainHistory,
+  type TrainResult,
+} from "./trainer";
