@@ -133,11 +133,25 @@ export function swiglu(h: Float32Array, g: Float32Array, n: number): void {
 /** Which logits {@link forward} computes. */
 export type LogitsMode = "last" | "all" | "none";
 
+const CONFIG_KEYS = [
+  "dim",
+  "hiddenDim",
+  "nLayers",
+  "nHeads",
+  "nKvHeads",
+  "vocabSize",
+  "seqLen",
+  "ropeTheta",
+  "normEps",
+] as const;
+
 function checkWeights(w: LlamaWeights, state: RunState): void {
-  if (w.config !== state.config) {
-    const a = JSON.stringify(w.config);
-    const b = JSON.stringify(state.config);
-    if (a !== b) throw new Error(`forward: run state was made for config ${b}, weights have ${a}`);
+  if (w.config === state.config) return;
+  for (const k of CONFIG_KEYS) {
+    if (w.config[k] !== state.config[k])
+      throw new Error(
+        `forward: run state was made for config ${JSON.stringify(state.config)}, weights have ${JSON.stringify(w.config)} (${k} differs)`,
+      );
   }
 }
 
