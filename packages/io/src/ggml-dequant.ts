@@ -40,7 +40,7 @@ function checkSizes(
  */
 export function dequantizeQ8_0(src: Uint8Array, out: Float32Array, count: number): Float32Array {
   checkSizes("Q8_0", src, out, count, 32, 34);
-  for (let b = 0, o = 0, y = 0; y < count; b++, o += 34) {
+  for (let o = 0, y = 0; y < count; o += 34) {
     const d = half(src, o);
     for (let j = 0; j < 32; j++) out[y++] = d * ((src[o + 2 + j] << 24) >> 24);
   }

@@ -16,6 +16,15 @@ function putHalf(out: Uint8Array, o: number, x: number): void {
   out[o + 1] = h >> 8;
 }
 
+/** Throws unless `x` fits an f16 (|x| <= 65504), so a block scale never silently becomes infinite. */
+function assertHalfRange(name: string, what: string, x: number, block: number): void {
+  if (Math.abs(x) > 65504) {
+    throw new RangeError(
+      `io: quantize ${name}: block ${block}: ${what} ${x} overflows f16 (values too large for ${name})`,
+    );
+  }
+}
+
 /** C `roundf`: rounds half away from zero. */
 function roundAway(x: number): number {
   return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
@@ -53,6 +62,7 @@ export function quantizeQ8_0(src: Float32Array, out: Uint8Array): Uint8Array {
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[x + j]));
     const d = fr(amax / 127);
+    assertHalfRange("Q8_0", "scale", d, b);
     const id = d !== 0 ? fr(1 / d) : 0;
     putHalf(out, o, d);
     for (let j = 0; j < 32; j++) out[o + 2 + j] = roundAway(fr(src[x + j] * id)) & 255;
@@ -82,6 +92,7 @@ export function quantizeQ4_0(src: Float32Array, out: Uint8Array): Uint8Array {
       }
     }
     const d = fr(max / -8);
+    assertHalfRange("Q4_0", "scale", d, b);
     const id = d !== 0 ? fr(1 / d) : 0;
     putHalf(out, o, d);
     for (let j = 0; j < 16; j++) {
@@ -111,6 +122,8 @@ export function quantizeQ4_1(src: Float32Array, out: Uint8Array): Uint8Array {
       max = Math.max(max, src[x + j]);
     }
     const d = fr(fr(max - min) / 15);
+    assertHalfRange("Q4_1", "scale", d, b);
+    assertHalfRange("Q4_1", "minimum", min, b);
     const id = d !== 0 ? fr(1 / d) : 0;
     putHalf(out, o, d);
     putHalf(out, o + 2, min);
