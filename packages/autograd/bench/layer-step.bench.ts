@@ -50,7 +50,13 @@ function counting(inner: Backend) {
 }
 
 /** One forward + backward of `layers` stacked layers; returns the loss. */
-function step(layers: ReturnType<typeof initLayer>[], x: Tensor, r: Tensor, c: LayerConfig, ckpt: boolean): number {
+function step(
+  layers: ReturnType<typeof initLayer>[],
+  x: Tensor,
+  r: Tensor,
+  c: LayerConfig,
+  ckpt: boolean,
+): number {
   return tidy(() => {
     let h: Tensor = x;
     for (const w of layers) {
@@ -102,7 +108,9 @@ try {
         den += w[j] ** 2;
       }
       if (!(Math.sqrt(num / Math.max(den, 1e-30)) < 1e-4)) {
-        throw new Error(`${b.name}: gradient ${i} differs from the reference (relative L2 ${Math.sqrt(num / den)})`);
+        throw new Error(
+          `${b.name}: gradient ${i} differs from the reference (relative L2 ${Math.sqrt(num / den)})`,
+        );
       }
     });
   }
