@@ -209,10 +209,12 @@ export function gptqQuantizeWithInfo(
       }
     }
     if (i2 < K) {
+      // Ublk = U[i1:i2, i2:]ᵀ (rest × cnt), so the GEMM runs in the weight layout (transB): every
+      // output is a dot product of two contiguous rows.
       const rest = K - i2;
       for (let r = 0; r < cnt; r++) {
         const src = (i1 + r) * K + i2;
-        for (let c = 0; c < rest; c++) Ublk[r * rest + c] = U[src + c];
+        for (let c = 0; c < rest; c++) Ublk[c * cnt + r] = U[src + c];
       }
       gemm({
         M: N,
@@ -221,7 +223,8 @@ export function gptqQuantizeWithInfo(
         A: Err,
         lda: B,
         B: Ublk,
-        ldb: rest,
+        ldb: cnt,
+        transB: true,
         C: Wp,
         cOffset: i2,
         ldc: K,

@@ -12,7 +12,7 @@ const PB = 256; // depth per tile
  * ```
  * C = beta·C (beta 0: C = 0)
  * B not transposed:  for tiles (j, i, p): for i, p: a = alpha·a(i,p); for j: C[i,j] += a·B[p,j]
- * B transposed:      for i, j: C[i,j] += alpha · Σ_p a(i,p)·B[j,p]   (4-way unrolled dot products)
+ * B transposed:      for i, j: C[i,j] += alpha · Σ_p a(i,p)·B[j,p]   (2×2 blocks of dot products)
  * ```
  */
 export function plainBlockedSgemm(args: GemmArgs): void {
@@ -53,8 +53,52 @@ export function plainBlockedSgemm(args: GemmArgs): void {
     }
     return;
   }
-  // B transposed (weight layout [N×K]): dot products of rows.
-  for (let i = 0; i < M; i++) {
+  // B transposed (weight layout [N×K]): dot products of rows, 2×2 blocks of C when A is not
+  // transposed (each loaded element feeds two products).
+  let i = 0;
+  if (!transA) {
+    for (; i + 1 < M; i += 2) {
+      const a0 = aOffset + i * lda;
+      const a1 = a0 + lda;
+      const c0 = cOffset + i * ldc;
+      const c1 = c0 + ldc;
+      let j = 0;
+      for (; j + 1 < N; j += 2) {
+        const b0 = bOffset + j * ldb;
+        const b1 = b0 + ldb;
+        let s00 = 0;
+        let s01 = 0;
+        let s10 = 0;
+        let s11 = 0;
+        for (let p = 0; p < K; p++) {
+          const x0 = A[a0 + p];
+          const x1 = A[a1 + p];
+          const y0 = B[b0 + p];
+          const y1 = B[b1 + p];
+          s00 += x0 * y0;
+          s01 += x0 * y1;
+          s10 += x1 * y0;
+          s11 += x1 * y1;
+        }
+        C[c0 + j] += alpha * s00;
+        C[c0 + j + 1] += alpha * s01;
+        C[c1 + j] += alpha * s10;
+        C[c1 + j + 1] += alpha * s11;
+      }
+      if (j < N) {
+        const b0 = bOffset + j * ldb;
+        let s0 = 0;
+        let s1 = 0;
+        for (let p = 0; p < K; p++) {
+          s0 += A[a0 + p] * B[b0 + p];
+          s1 += A[a1 + p] * B[b0 + p];
+        }
+        C[c0 + j] += alpha * s0;
+        C[c1 + j] += alpha * s1;
+      }
+    }
+  }
+  for (; i < M; i++) {
     const cr = cOffset + i * ldc;
     for (let j = 0; j < N; j++) {
       const br = bOffset + j * ldb;
