@@ -2,7 +2,7 @@
 // 12 heads, seq 256): ms per step, the share of time inside backend.sgemm, and peak tensor bytes with
 // and without gradient checkpointing. Baseline: the plain TypeScript blocked sgemm, same run.
 // INT21_BENCH_QUICK=1: a small shape that finishes in seconds.
-import { consume, report, time } from "@int21/bench-utils";
+import { consume, report } from "@int21/bench-utils";
 import {
   type Backend,
   createReferenceBackend,
@@ -25,7 +25,7 @@ const cfg: LayerConfig = quick
   : { dim: 768, hidden: 2048, nHeads: 12, nKvHeads: 12 };
 const T = quick ? 32 : 256;
 const shape = `d${cfg.dim}-h${cfg.hidden}-nh${cfg.nHeads}-t${T}`;
-const timing = { minTimeMs: quick ? 50 : 2000, minRuns: quick ? 2 : 3, maxRuns: quick ? 5 : 5 };
+const timing = { minTimeMs: quick ? 50 : 2000, minRuns: 3, maxRuns: quick ? 5 : 7 };
 
 /** Wraps a backend so time spent in sgemm (and its flops) is counted. */
 function counting(inner: Backend) {
@@ -121,25 +121,43 @@ const x = randn([1, T, cfg.dim], { seed: 8, requiresGrad: true });
 const r = randn([1, T, cfg.dim], { seed: 9 });
 const rows: { name: string; [k: string]: number | string }[] = [];
 let baselineMs = 0;
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 for (const inner of backends) {
   const { backend, c } = counting(inner);
   setBackend(backend);
   step([layer], x, r, cfg, false); // warm-up, allocates gradients
-  c.ms = 0;
-  c.flops = 0;
-  c.calls = 0;
-  const t = time(`${inner.name}`, () => consume(step([layer], x, r, cfg, false)), timing);
-  const runs = t.runs + 1; // time() warms up once more
-  const mmMs = c.ms / runs;
-  if (baselineMs === 0) baselineMs = t.medianMs;
+  const stepMs: number[] = [];
+  const mmMs: number[] = [];
+  let flops = 0;
+  let calls = 0;
+  const t0 = performance.now();
+  while (
+    stepMs.length < timing.minRuns ||
+    (performance.now() - t0 < timing.minTimeMs && stepMs.length < timing.maxRuns)
+  ) {
+    c.ms = 0;
+    c.flops = 0;
+    c.calls = 0;
+    const s0 = performance.now();
+    consume(step([layer], x, r, cfg, false));
+    stepMs.push(performance.now() - s0);
+    mmMs.push(c.ms);
+    flops = c.flops;
+    calls = c.calls;
+  }
+  const ms = median(stepMs);
+  const mm = median(mmMs);
+  if (baselineMs === 0) baselineMs = ms;
   rows.push({
     name: `autograd:layer-step:${inner.name}:${shape}`,
-    stepMs: t.medianMs,
-    matmulMs: mmMs,
-    matmulShare: mmMs / t.medianMs,
-    sgemmCallsPerStep: c.calls / runs,
-    matmulGflops: c.flops / runs / (mmMs * 1e6),
-    speedupVsPlainTs: baselineMs / t.medianMs,
+    stepMs: ms,
+    matmulMs: mm,
+    matmulShare: median(stepMs.map((s, i) => mmMs[i] / s)),
+    nonMatmulMs: median(stepMs.map((s, i) => s - mmMs[i])),
+    runs: stepMs.length,
+    sgemmCallsPerStep: calls,
+    matmulGflops: flops / (mm * 1e6),
+    speedupVsPlainTs: baselineMs / ms,
   });
 }
 
@@ -147,7 +165,7 @@ for (const inner of backends) {
 // one layer, and a stack of layers, with and without checkpointing.
 const fastest = backends[backends.length - 1];
 setBackend(fastest);
-const nStack = quick ? 4 : 2;
+const nStack = 4;
 const stack = [layer, ...Array.from({ length: nStack - 1 }, (_, i) => initLayer(cfg, 20 + i))];
 const stackParams = [x, ...stack.flatMap(layerParams)];
 for (const layers of [[layer], stack]) {
@@ -171,7 +189,7 @@ for (const b of backends) b.dispose();
 report("autograd-layer-step", rows, {
   notes: [
     `one LLaMA layer (pre-norm attention + SwiGLU FFN, RoPE, causal) ${shape}, batch 1; forward + backward of sum(y ⊙ r)`,
-    "matmulShare = time inside backend.sgemm / step time; speedupVsPlainTs = plain-TS blocked sgemm step time / this step time",
+    "medians over runs; matmulShare = time inside backend.sgemm / step time (per run); speedupVsPlainTs = plain-TS blocked sgemm step time / this step time",
     `peak rows: ledger peak above weights and gradients, measured with the ${fastest.name} backend`,
   ],
   chart: { title: `autograd: one LLaMA layer training step (${shape})`, value: "stepMs", unit: "ms" },

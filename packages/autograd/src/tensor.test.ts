@@ -54,7 +54,7 @@ describe("tidy", () => {
       return [inner.a, inner.b[0]];
     });
     expect(memory().liveBytes - base).toBe(4 * (10 + 2 + 3));
-    out.forEach((t) => t.dispose());
+    for (const t of out) t.dispose();
     kept!.dispose();
     expect(memory().liveBytes).toBe(base);
   });
