@@ -20,6 +20,8 @@ import {
   qmatmulWgsl,
   ROW_TILE,
   SGEMM_WGSL,
+  SGEMV_WGSL,
+  GEMV_MAX_ROWS,
   WORKGROUP,
 } from "./webgpu-shaders";
 
@@ -259,8 +261,10 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
 
     async sgemmAsync(args: GemmArgs): Promise<void> {
       const g = resolveGemm(args);
-      const tilesN = Math.ceil(g.N / GEMM_TILE);
-      if (!dev?.fits(g.aEnd - g.aOffset, g.bEnd - g.bOffset, g.M * g.N) || !dev.dispatchable(tilesN)) {
+      // Skinny products (the decoding matvec) take the one-column-per-invocation kernel.
+      const skinny = g.M <= GEMV_MAX_ROWS;
+      const groupsX = skinny ? Math.ceil(g.N / WORKGROUP) : Math.ceil(g.N / GEMM_TILE);
+      if (!dev?.fits(g.aEnd - g.aOffset, g.bEnd - g.bOffset, g.M * g.N) || !dev.dispatchable(groupsX)) {
         fallback.sgemm(args);
         return;
       }
@@ -270,7 +274,7 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         const a = dev.input(g.A.subarray(g.aOffset, g.aEnd));
         const b = dev.gemmB(g);
         const out = dev.output(g.M * g.N);
-        const tilesM = Math.ceil(g.M / GEMM_TILE);
+        const tilesM = Math.ceil(g.M / (skinny ? ROW_TILE : GEMM_TILE));
         const params = Uint32Array.of(
           g.M,
           g.N,
@@ -287,12 +291,12 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         );
         try {
           await dev.run(
-            "sgemm",
-            SGEMM_WGSL,
+            skinny ? "sgemv" : "sgemm",
+            skinny ? SGEMV_WGSL : SGEMM_WGSL,
             params,
             { 1: a, 2: b.buf, 3: out },
             out,
-            [tilesN, Math.min(tilesM, 65535)],
+            [groupsX, Math.min(tilesM, 65535)],
             acc,
             g.M * g.N,
           );

@@ -223,3 +223,54 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   }
 }
 `;
+
+/**
+ * Skinny sgemm (M ≤ {@link GEMV_MAX_ROWS}, e.g. the decoding matvec): `acc[m·N + n] = Σ_k op(A)[m, k] · op(B)[k, n]`.
+ * The 32×32 tile kernel would spend 31/32 of its work on padding at M = 1, so here one invocation owns
+ * one column n for 4 rows at once (vec4 lanes); op(A) for a chunk of 64 k is staged in workgroup
+ * memory. Same uniform block as {@link SGEMM_WGSL} (tilesM counts 4-row tiles here).
+ */
+export const SGEMV_WGSL = `
+struct Params { M: u32, N: u32, K: u32, aOff: u32, sAm: u32, sAk: u32, bOff: u32, sBk: u32, sBn: u32, tilesM: u32, _p0: u32, _p1: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+var<workgroup> as4: array<vec4<f32>, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let t = lid.x;
+  let n = wid.x * ${WORKGROUP}u + t;
+  let nn = min(n, p.N - 1u);
+  for (var tile = wid.y; tile < p.tilesM; tile += nwg.y) {
+    let m0 = tile * 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.K; k0 += ${WORKGROUP}u) {
+      let k = k0 + t;
+      var v = vec4<f32>(0.0);
+      if (k < p.K) {
+        for (var i = 0u; i < 4u; i++) {
+          if (m0 + i < p.M) { v[i] = A[p.aOff + (m0 + i) * p.sAm + k * p.sAk]; }
+        }
+      }
+      as4[t] = v;
+      workgroupBarrier();
+      let kEnd = min(${WORKGROUP}u, p.K - k0);
+      for (var kk = 0u; kk < kEnd; kk++) {
+        acc += as4[kk] * B[p.bOff + (k0 + kk) * p.sBk + nn * p.sBn];
+      }
+      workgroupBarrier();
+    }
+    if (n < p.N) {
+      for (var i = 0u; i < 4u; i++) {
+        if (m0 + i < p.M) { C[(m0 + i) * p.N + n] = acc[i]; }
+      }
+    }
+  }
+}
+`;
+
+/** Row count up to which sgemm takes the {@link SGEMV_WGSL} path. */
+export const GEMV_MAX_ROWS = 8;
