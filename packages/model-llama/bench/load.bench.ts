@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { report, timeAsync } from "@int21/bench-utils";
+import { type Row, report, timeAsync } from "@int21/bench-utils";
 import { type SafetensorsWriteTensor, writeSafetensors } from "@int21/io";
 import {
   type LlamaConfig,
@@ -113,7 +113,7 @@ const hfInt4 = await timeAsync(
   opts,
 );
 
-const rows = [
+const rows: Row[] = [
   {
     name: `model-llama:read-raw:${shape}`,
     fileMB: hfBytes / 1e6,

@@ -26,6 +26,8 @@ export interface LoadOptions {
   backend?: Backend;
   /** Quantize each projection as soon as it is read, dropping its float copy. */
   quantize?: QuantizeSpec;
+  /** Called after each tensor is added (`done` of `total` model tensors), e.g. for a progress bar. */
+  onProgress?: (p: { tensor: string; done: number; total: number }) => void;
 }
 
 /** The field names of a layer's norms. */
@@ -102,6 +104,7 @@ export class WeightAssembler {
   private readonly seen = new Map<string, Float32Array | Linear>();
   private readonly format?: QuantFormat;
   private readonly quantizeClassifier: boolean;
+  private readonly onProgress?: LoadOptions["onProgress"];
 
   constructor(config: LlamaConfig, source: string, opts: LoadOptions = {}) {
     this.config = config;
@@ -109,6 +112,7 @@ export class WeightAssembler {
     this.backend = opts.backend ?? createReferenceBackend();
     if (opts.quantize) this.format = resolveFormat(opts.quantize.format);
     this.quantizeClassifier = opts.quantize?.classifier ?? false;
+    this.onProgress = opts.onProgress;
     for (const s of llamaTensorSpecs(config)) this.specs.set(s.name, s.shape);
   }
 
@@ -128,7 +132,8 @@ export class WeightAssembler {
 
   /**
    * Adds a float tensor (row-major); `file` names it in errors (default: the assembler's source).
-   * The array is kept (norms, embedding, float linears) or dropped after quantizing. */
+   * The array is kept (norms, embedding, float linears) or dropped after quantizing.
+   */
   put(name: string, data: Float32Array, file = this.source): void {
     const shape = this.checkNew(name);
     if (data.length !== numel(shape)) {
@@ -139,20 +144,19 @@ export class WeightAssembler {
     assertFinite(data, file, name);
     if (!WeightAssembler.isLinear(name)) {
       this.seen.set(name, data);
-      return;
+    } else {
+      const [N, K] = shape;
+      const quantize = this.format !== undefined && (name !== "classifier" || this.quantizeClassifier);
+      const lin = quantize
+        ? createQuantLinear({ q: rtnQuantize(data, N, K, this.format!), backend: this.backend })
+        : createFloatLinear({ weight: data, outFeatures: N, inFeatures: K, backend: this.backend });
+      this.seen.set(name, lin);
     }
-    const [N, K] = shape;
-    const quantize = this.format !== undefined && (name !== "classifier" || this.quantizeClassifier);
-    if (quantize)
-      this.seen.set(
-        name,
-        createQuantLinear({ q: rtnQuantize(data, N, K, this.format!), backend: this.backend }),
-      );
-    else
-      this.seen.set(
-        name,
-        createFloatLinear({ weight: data, outFeatures: N, inFeatures: K, backend: this.backend }),
-      );
+    this.progress(name);
+  }
+
+  private progress(tensor: string): void {
+    this.onProgress?.({ tensor, done: this.seen.size, total: this.specs.size });
   }
 
   /** Adds an already-quantized projection (int21 checkpoints). */
@@ -166,6 +170,7 @@ export class WeightAssembler {
       );
     }
     this.seen.set(name, createQuantLinear({ q, backend: this.backend }));
+    this.progress(name);
   }
 
   /** Names expected but not yet added. */

@@ -100,8 +100,19 @@ describe("loadLlama2c on the real stories260K", () => {
     );
   });
 
-  it("loads identically from bytes", () => {
-    expectSameWeights(w, loadLlama2cBytes(fileBytes, { name: "stories260K.bin" }));
+  it("loads identically from bytes, reporting progress tensor by tensor", () => {
+    const seen: string[] = [];
+    const b = loadLlama2cBytes(fileBytes, {
+      name: "stories260K.bin",
+      onProgress: (p) => {
+        expect(p.done).toBe(seen.length + 1);
+        expect(p.total).toBe(1 + 5 * 9 + 1);
+        seen.push(p.tensor);
+      },
+    });
+    expectSameWeights(w, b);
+    expect(seen.slice(0, 3)).toEqual(["tokenEmbedding", "layers.0.attnNorm", "layers.1.attnNorm"]);
+    expect(seen).toHaveLength(47);
   });
 
   it("loads a version-1 (ak42) export of the same weights identically", () => {
