@@ -233,6 +233,10 @@ describe("loadHf rejects bad checkpoints naming the file and tensor", () => {
       /model\.norm\.weight is listed in the index under model-00001-of-00002\.safetensors/,
     );
 
+    delete index.weight_map["model.norm.weight"];
+    writeFileSync(join(idx, "model.safetensors.index.json"), JSON.stringify(index));
+    await expect(loadHf(idx)).rejects.toThrow(/tensor model\.norm\.weight is not listed in the index's weight_map/);
+
     const nan = join(root, "nan");
     const t3 = new Map(t);
     const bad = t.get("layers.0.wo")!.slice();

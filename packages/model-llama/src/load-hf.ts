@@ -267,8 +267,9 @@ async function loadHfFrom(src: HfSource, opts: LoadOptions): Promise<LlamaWeight
     for (const s of shards) {
       for (const t of s.info.names) {
         if (indexText !== undefined && weightMap.get(t) !== s.rel) {
-          if (weightMap.get(t) === undefined)
+          if (weightMap.get(t) === undefined && !t.endsWith(".rotary_emb.inv_freq")) {
             throw new Error(`${s.file}: tensor ${t} is not listed in the index's weight_map`);
+          }
           continue; // listed under another shard: that one is authoritative
         }
         byName.set(t, s);
