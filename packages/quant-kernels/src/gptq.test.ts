@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { upperCholeskyOfInverse } from "./cholesky";
+import { choleskyLowerInPlace, upperCholeskyOfInverse } from "./cholesky";
 import { getFormat } from "./formats/registry";
 import { gptqQuantize, gptqQuantizeWithInfo } from "./gptq";
 import { createHessian } from "./hessian";
@@ -109,33 +109,75 @@ function naiveObq(W: Float32Array, N: number, K: number, formatName: string, H: 
   return out;
 }
 
-describe("upperCholeskyOfInverse", () => {
-  it("gives U with Uᵀ·U·H = I for random SPD matrices (property)", () => {
+function randomSpd(n: number, seed: number): Float64Array {
+  const x = randomWeights(3 * n * n, seed, 1, 0);
+  const A = new Float64Array(n * n);
+  for (let r = 0; r < 3 * n; r++)
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) A[i * n + j] += x[r * n + i] * x[r * n + j];
+  for (let i = 0; i < n; i++) A[i * n + i] += 0.1;
+  return A;
+}
+
+describe("blocked Cholesky helpers", () => {
+  it("choleskyLowerInPlace: L·Lᵀ = A for every panel width (property)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 24 }), fc.integer({ min: 0, max: 1e9 }), (n, seed) => {
-        const x = randomWeights(3 * n * n, seed, 1, 0);
-        const A = new Float64Array(n * n);
-        for (let r = 0; r < 3 * n; r++)
-          for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) A[i * n + j] += x[r * n + i] * x[r * n + j];
-        for (let i = 0; i < n; i++) A[i * n + i] += 0.1;
-        const U = new Float64Array(n * n);
-        expect(upperCholeskyOfInverse((i, j) => A[i * n + j], n, U, new Float64Array(n * n))).toBe(true);
-        for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(U[i * n + j]).toBe(0);
-        for (let i = 0; i < n; i++) {
-          for (let j = 0; j < n; j++) {
-            let s = 0; // (Uᵀ U A)[i, j]
+      fc.property(
+        fc.integer({ min: 1, max: 41 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 0, max: 1e9 }),
+        (n, nb, seed) => {
+          const A = randomSpd(n, seed);
+          const L = A.slice();
+          expect(choleskyLowerInPlace(L, n, nb)).toBe(true);
+          for (let i = 0; i < n; i++) {
+            for (let j = 0; j <= i; j++) {
+              let s = 0;
+              for (let p = 0; p <= j; p++) s += L[i * n + p] * L[j * n + p];
+              expect(Math.abs(s - A[i * n + j])).toBeLessThan(1e-9 * (1 + Math.abs(A[i * n + j])));
+            }
+          }
+        },
+      ),
+      { seed: 42, numRuns: 40 },
+    );
+  });
+
+  it("upperCholeskyOfInverse: upper U with Uᵀ·U·A = I for every panel width (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 41 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 0, max: 1e9 }),
+        (n, nb, seed) => {
+          const A = randomSpd(n, seed);
+          const U = new Float64Array(n * n);
+          expect(upperCholeskyOfInverse((i, j) => A[i * n + j], n, U, new Float64Array(n * n), nb)).toBe(
+            true,
+          );
+          for (let i = 0; i < n; i++) {
+            expect(U[i * n + i]).toBeGreaterThan(0);
+            for (let j = 0; j < i; j++) expect(U[i * n + j]).toBe(0);
+          }
+          const UtU = new Float64Array(n * n);
+          for (let i = 0; i < n; i++)
             for (let k = 0; k < n; k++) {
               let uu = 0;
               for (let p = 0; p < n; p++) uu += U[p * n + i] * U[p * n + k];
-              s += uu * A[k * n + j];
+              UtU[i * n + k] = uu;
             }
-            expect(Math.abs(s - (i === j ? 1 : 0))).toBeLessThan(1e-8);
+          for (let i = 0; i < n; i++) {
+            for (let j = 0; j < n; j++) {
+              let s = 0;
+              for (let k = 0; k < n; k++) s += UtU[i * n + k] * A[k * n + j];
+              expect(Math.abs(s - (i === j ? 1 : 0))).toBeLessThan(1e-8);
+            }
           }
-        }
-      }),
-      { seed: 42, numRuns: 25 },
+        },
+      ),
+      { seed: 42, numRuns: 40 },
     );
   });
+
   it("returns false for an indefinite matrix", () => {
     const A = new Float64Array([1, 2, 2, 1]);
     expect(upperCholeskyOfInverse((i, j) => A[i * 2 + j], 2, new Float64Array(4), new Float64Array(4))).toBe(

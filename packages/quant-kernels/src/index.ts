@@ -43,7 +43,7 @@ export { codeAt, groupOf, weightAt } from "./reference/weight-at";
 export { type QuantizeOptions, type Quantizer, checkWeight } from "./quantizer";
 export { type RtnOptions, createRtnQuantizer, findGroupParams, groupMembers, rtnQuantize } from "./rtn";
 export { type Hessian, type HessianOptions, createHessian } from "./hessian";
-export { choleskyLowerInPlace, upperCholeskyOfInverse } from "./cholesky";
+export { choleskyLowerInPlace, lowerInverseTransposed, upperCholeskyOfInverse } from "./cholesky";
 export {
   type GptqInfo,
   type GptqOptions,
