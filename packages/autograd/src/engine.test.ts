@@ -79,6 +79,10 @@ describe("graph recording", () => {
     backward(l);
     expect(() => backward(l)).toThrow(/already consumed/);
     expect(() => backward(scale(w, 2), [1, 2])).toThrow(/gradient has 2 values, root has shape \[3\]/);
+    const h = scale(w, 2);
+    backward(sum(h));
+    expect(() => backward(sum(mul(h, h)))).toThrow(/comes from a graph already consumed/);
+    expect(() => backward(sum(mul(detach(h), w)))).not.toThrow();
   });
 });
 

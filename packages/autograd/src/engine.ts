@@ -181,7 +181,7 @@ export function backward(root: Tensor, grad?: Tensor | ArrayLike<number>): void 
       `autograd: backward: ${root} does not require grad (no input of its graph requires grad)`,
     );
   }
-  if (root.node === null && root.grad === null && (root as { consumed?: boolean }).consumed) {
+  if (root.node === null && root.consumed) {
     throw new Error(`autograd: backward: the graph of ${root} was already consumed by an earlier backward()`);
   }
   let g: Tensor;
@@ -216,7 +216,14 @@ export function backward(root: Tensor, grad?: Tensor | ArrayLike<number>): void 
     if (gy) {
       const gradInputs = node.inputs.map((x, i) => {
         if (!node.ctx.needsInputGrad[i]) return null;
-        if (x.node === null) return leafGrad(x);
+        if (x.node === null) {
+          if (x.consumed) {
+            throw new Error(
+              `autograd: backward: ${x} comes from a graph already consumed by an earlier backward()`,
+            );
+          }
+          return leafGrad(x);
+        }
         let gx = grads.get(x);
         if (!gx) {
           gx = untracked(() => zeros(x.shape, { tag: "backward" }));
@@ -229,7 +236,7 @@ export function backward(root: Tensor, grad?: Tensor | ArrayLike<number>): void 
       gy.dispose();
     }
     node.ctx.releaseSaved();
-    (node.output as { consumed?: boolean }).consumed = true;
+    node.output.consumed = true;
     node.output.node = null;
   }
   for (const left of grads.values()) left.dispose();

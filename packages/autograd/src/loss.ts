@@ -113,15 +113,19 @@ const klDivOp: OpDef<KlPlan> = {
     const sv = student.values();
     const lt = new Float32Array(rows);
     const ls = new Float32Array(rows);
-    const scaled = (x: Float32Array, r: number, out: Float32Array) => {
-      const row = new Float32Array(V);
-      for (let j = 0; j < V; j++) row[j] = x[r * V + j] / tau;
-      logSumExpRows(row, 0, 1, V, out.subarray(r, r + 1));
+    // log-sum-exp of row r of x/τ (max-subtracted, float64 sum)
+    const lseScaled = (x: Float32Array, r: number): number => {
+      const o = r * V;
+      let m = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < V; j++) if (x[o + j] > m) m = x[o + j];
+      let s = 0;
+      for (let j = 0; j < V; j++) s += Math.exp((x[o + j] - m) / tau);
+      return m / tau + Math.log(s);
     };
     let kl = 0;
     for (let r = 0; r < rows; r++) {
-      scaled(tv, r, lt);
-      scaled(sv, r, ls);
+      lt[r] = lseScaled(tv, r);
+      ls[r] = lseScaled(sv, r);
       const o = r * V;
       let k = 0;
       for (let j = 0; j < V; j++) {

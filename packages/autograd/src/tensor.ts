@@ -77,6 +77,8 @@ export class Tensor {
   /** The op application that produced this tensor (null for leaves and untracked results). */
   node: Node | null = null;
   name: string | undefined;
+  /** Set when a backward() has consumed the node that produced this tensor (internal). */
+  consumed = false;
   private _requiresGrad: boolean;
   private alive = true;
 
