@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { gradCheck } from "./gradcheck";
 import { embedding } from "./embedding";
 import { backward } from "./engine";
 import { linear } from "./linear";
@@ -13,6 +14,18 @@ import { useReferenceBackend } from "./test-utils";
 useReferenceBackend();
 
 describe("a one-layer LLaMA transformer", () => {
+  it("the composed layer (GQA, RoPE, SwiGLU, RMSNorm) passes finite differences for input and weights", () => {
+    const cfg = { dim: 8, hidden: 12, nHeads: 4, nKvHeads: 2 };
+    const w = initLayer(cfg, 5);
+    const x = randn([2, 5, cfg.dim], { seed: 6, requiresGrad: true });
+    gradCheck(
+      (a, wq, wk, wv, wo, w1, w2, w3, n1, n2) =>
+        llamaLayer(a, { wq, wk, wv, wo, w1, w2, w3, attnNorm: n1, ffnNorm: n2 }, cfg),
+      [x, w.wq, w.wk, w.wv, w.wo, w.w1, w.w2, w.w3, w.attnNorm, w.ffnNorm],
+      { maxPerInput: 12 },
+    );
+  });
+
   it("learns a copy task (second half repeats the first) to a low loss", () => {
     const V = 8;
     const half = 6;
