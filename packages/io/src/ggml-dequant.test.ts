@@ -258,7 +258,7 @@ const scale = fc.double({ min: -4, max: 4, noNaN: true });
 function check(fn: (s: Uint8Array, o: Float32Array, n: number) => Float32Array, cases: Case[]): void {
   const bytes = cases[0].block.length;
   const src = new Uint8Array(bytes * cases.length);
-  cases.forEach((c, i) => src.set(c.block, i * bytes));
+  for (const [i, c] of cases.entries()) src.set(c.block, i * bytes);
   const out = fn(src, new Float32Array(256 * cases.length), 256 * cases.length);
   for (let i = 0; i < out.length; i++) {
     const want = cases[i >> 8].want[i & 255];
