@@ -2,12 +2,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { choleskyLowerInPlace, upperCholeskyOfInverse } from "./cholesky";
 import { getFormat } from "./formats/registry";
-import { gptqQuantize, gptqQuantizeWithInfo } from "./gptq";
+import { createGptqQuantizer, gptqQuantize, gptqQuantizeWithInfo } from "./gptq";
 import { createHessian } from "./hessian";
 import { relativeOutputError } from "./output-error";
 import { createReferenceBackend } from "./reference/backend";
 import { referenceDequantize } from "./reference/dequantize";
-import { rtnQuantize } from "./rtn";
+import type { Quantizer } from "./quantizer";
+import { createRtnQuantizer, rtnQuantize } from "./rtn";
 import { gaussian, makeRng, randomWeights } from "./testing/random";
 
 /** Correlated activations: rows of Z·M + noise, with per-column scales spanning 30× (like LLM inputs). */
@@ -276,6 +277,20 @@ describe("gptqQuantize", () => {
     });
     const ea = relativeOutputError(X, rows, W, a);
     expect(Math.abs(relativeOutputError(X, rows, W, b) - ea)).toBeLessThan(0.02 * ea);
+  });
+
+  it("RTN and GPTQ are swappable behind the Quantizer interface", () => {
+    const quantizers: Quantizer[] = [
+      createRtnQuantizer(),
+      createRtnQuantizer({ mseClip: true }),
+      createGptqQuantizer({ actOrder: true }),
+    ];
+    const errs = quantizers.map((qz) =>
+      relativeOutputError(X, rows, W, qz.quantize(W, N, K, "int3-g32-asym-f16", { hessian: h })),
+    );
+    expect(quantizers.map((qz) => qz.name)).toEqual(["rtn", "rtn-mse", "gptq"]);
+    expect(errs[2]).toBeLessThan(errs[0]);
+    expect(() => createGptqQuantizer().quantize(W, N, K, "int3-g32-asym-f16")).toThrow(/needs opts.hessian/);
   });
 
   it("rejects bad input with errors naming the problem", () => {
