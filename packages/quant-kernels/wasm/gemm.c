@@ -43,6 +43,30 @@ static void pack_a(const float* A, int lda, int ta, int i0, int mc, int p0, int 
   }
 }
 
+static const float ZERO_ROW[KC] = {0};
+
+// dst[kk][j] = rows[j][kk] for kk < kc, j < NR: an NR-column panel from NR contiguous rows,
+// transposed 4×4 at a time.
+static void pack_rows_t(const float* const* rows, int kc, float* dst) {
+  int kk = 0;
+  for (; kk + 4 <= kc; kk += 4) {
+    for (int h = 0; h < NR; h += 4) {
+      v128_t v0 = wasm_v128_load(rows[h] + kk), v1 = wasm_v128_load(rows[h + 1] + kk);
+      v128_t v2 = wasm_v128_load(rows[h + 2] + kk), v3 = wasm_v128_load(rows[h + 3] + kk);
+      v128_t t0 = wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(v2, v3, 0, 4, 1, 5);
+      v128_t t2 = wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7), t3 = wasm_i32x4_shuffle(v2, v3, 2, 6, 3, 7);
+      float* d = dst + kk * NR + h;
+      wasm_v128_store(d, wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5));
+      wasm_v128_store(d + NR, wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
+      wasm_v128_store(d + 2 * NR, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
+      wasm_v128_store(d + 3 * NR, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
+    }
+  }
+  for (; kk < kc; kk++) {
+    for (int j = 0; j < NR; j++) dst[kk * NR + j] = rows[j][kk];
+  }
+}
+
 // bp[panel][kk][j] = opB[p0 + kk][j0 + panel*NR + j], columns past nc zero.
 static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, float* tmp) {
   if (s->kind == B_FLOAT) {
@@ -62,14 +86,9 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
           }
         }
       } else {
-        for (int j = 0; j < NR; j++) {
-          if (j < nr) {
-            const float* src = B + (uint32_t)(j0 + q + j) * (uint32_t)ldb + p0;
-            for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-          } else {
-            for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
-          }
-        }
+        const float* rows[NR];
+        for (int j = 0; j < NR; j++) rows[j] = j < nr ? B + (uint32_t)(j0 + q + j) * (uint32_t)ldb + p0 : ZERO_ROW;
+        pack_rows_t(rows, kc, dst);
       }
     }
   } else if (s->kind == B_QUANT_T) {
@@ -77,15 +96,16 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
     const int32_t* d = s->desc;
     for (int q = 0; q < nc; q += NR) {
       int nr = imin(NR, nc - q);
-      float* dst = bp + q * kc;
+      const float* rows[NR];
       for (int j = 0; j < NR; j++) {
         if (j < nr) {
-          qk_dequant_range(d, j0 + q + j, p0, p0 + kc, tmp);
-          for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = tmp[kk];
+          qk_dequant_range(d, j0 + q + j, p0, p0 + kc, tmp + j * KC);
+          rows[j] = tmp + j * KC;
         } else {
-          for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
+          rows[j] = ZERO_ROW;
         }
       }
+      pack_rows_t(rows, kc, bp + q * kc);
     }
   } else {
     // opB[k][n] = W[k][n]: dequantize NC columns of each of KC weight rows.
