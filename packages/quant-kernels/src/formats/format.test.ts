@@ -135,6 +135,14 @@ describe("format registry", () => {
     );
   });
 
+  it("throws a clear error when an f16 scale would overflow", () => {
+    const f = getFormat("int2-g32-asym-f16");
+    expect(() => f.quantizeGroup(new Float32Array([0, 3e5]), 0, 2, 1, new Uint8Array(2), 0)).toThrow(
+      /int2-g32-asym-f16: a group needs scale 100000.*max 65504/,
+    );
+    expect(getFormat("int2-g32-asym-f32").params(0, 3e5).scale).toBe(1e5);
+  });
+
   it("the bound is tight: half a step is reached on evenly spread values", () => {
     const f = getFormat("int2-g32-asym-f32");
     const w = Float32Array.from({ length: 32 }, (_, i) => -1 + (3 * i) / 31);

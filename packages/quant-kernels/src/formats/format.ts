@@ -119,8 +119,8 @@ function bytesFor(bits: number, len: number, symmetric: boolean, paramBytes: num
 }
 
 /** Builds the record of one format. Only the family files call this; use {@link getFormat} elsewhere. */
-export function defineFormat(s: FormatSpec): FormatRecord {
-  const { bits, groupSize, symmetric, scaleDtype } = s;
+export function defineFormat(spec: FormatSpec): FormatRecord {
+  const { bits, groupSize, symmetric, scaleDtype } = spec;
   const qmax = (1 << bits) - 1;
   const half = 1 << (bits - 1);
   const paramBytes: 2 | 4 = scaleDtype === "f16" ? 2 : 4;
@@ -136,8 +136,16 @@ export function defineFormat(s: FormatSpec): FormatRecord {
     (groupSize === -1 ? ` (one group per row; shown for K = ${NOMINAL_K})` : "");
 
   // Rounded up for f16 (the stored step never shrinks); never 0, so every stored scale is positive.
-  const storeScale = (x: number): number =>
-    f16 ? Math.max(roundUpToF16(x), 2 ** -24) : Math.max(Math.fround(x), 2 ** -126);
+  const storeScale = (x: number): number => {
+    const s = f16 ? Math.max(roundUpToF16(x), 2 ** -24) : Math.max(Math.fround(x), 2 ** -126);
+    if (!Number.isFinite(s)) {
+      throw new Error(
+        `quant-kernels: format ${formatName(spec)}: a group needs scale ${x}, beyond the ${scaleDtype} range` +
+          (f16 ? " (max 65504); use an f32-scale format" : ""),
+      );
+    }
+    return s;
+  };
 
   const params = (lo: number, hi: number, shrink = 1): GroupParams => {
     lo = Math.min(lo, 0) * shrink;
@@ -170,8 +178,8 @@ export function defineFormat(s: FormatSpec): FormatRecord {
   };
 
   const record: FormatRecord = {
-    id: formatId(s),
-    name: formatName(s),
+    id: formatId(spec),
+    name: formatName(spec),
     bits: bits as Bits & FormatBits,
     groupSize,
     symmetric,
