@@ -1,4 +1,5 @@
 import { type Tensor, add, backward, linear, mul, parameter, sum, tensor, tidy } from "@int21/autograd";
+import { LoRALinear, adapterTensors } from "@int21/lora";
 import { type Linear, type QuantizedLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { forward } from "./forward";
@@ -192,5 +193,28 @@ describe("trainForward", () => {
     expect(() => trainForward(w, [1, 2, 3], { batch: 2 })).toThrow(/3 tokens do not split into batch = 2/);
     expect(() => trainForward(w, [[1, 512]])).toThrow(/token 512 at index 1/);
     expect(() => trainForward(w, [new Array(513).fill(1)])).toThrow(/513 tokens exceed seqLen 512/);
+  });
+});
+
+describe("trainForward with @int21/lora layers", () => {
+  it("routes LoRALinear through lora's linearForward: equals inference, gradients reach A and B", () => {
+    const base = stories260K();
+    const lora = new LoRALinear(base.layers[2].wv);
+    const a = lora.addAdapter({ r: 4, alpha: 8, seed: 3 });
+    for (let i = 0; i < a.loraB.length; i++) a.loraB[i] = Math.cos(i) * 0.05; // a non-zero delta
+    const w: LlamaWeights = {
+      ...base,
+      layers: base.layers.map((L, l) => (l === 2 ? { ...L, wv: lora } : L)),
+    };
+    const { loraA, loraB } = adapterTensors(a);
+    tidy(() => {
+      const logits = trainForward(w, seqs);
+      expect(maxDiffToInference(w, logits)).toBeLessThan(1e-4);
+      expect(maxDiffToInference(base, logits)).toBeGreaterThan(1e-3); // the adapter changed the output
+      backward(sum(logits));
+    });
+    expect(loraA.grad).not.toBeNull();
+    expect(loraB.grad).not.toBeNull();
+    expect(Math.max(...loraB.grad!.values().map(Math.abs))).toBeGreaterThan(0);
   });
 });

@@ -16,6 +16,7 @@ import {
   silu,
   tensor,
 } from "@int21/autograd";
+import { isLoRALinear, linearForward } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
 import { headSize } from "./config";
 import type { LlamaWeights } from "./weights";
@@ -43,6 +44,8 @@ export interface TrainForwardOptions {
   checkpoint?: boolean;
   /** Custom autograd op per linear, tried before the defaults (see {@link trainForward}). */
   linearOp?: LinearOpHook;
+  /** Training mode for `@int21/lora` layers (adapter dropout on). Default false. */
+  training?: boolean;
 }
 
 interface FrozenTensors {
@@ -103,19 +106,27 @@ const linearOp = defineOp<Linear & { inputGrad?: (g: Float32Array, rows: number,
 /**
  * `y = x·Wᵀ` through autograd for one model `Linear`, choosing in order:
  * 1. `hook(lin, x, name)` when it returns a tensor;
- * 2. `lin.apply(x)` ({@link DifferentiableLinear}, e.g. LoRA);
- * 3. a quantized layer (`lin.q` a `QuantizedLinear`): autograd's fused `linear(x, q)` op;
- * 4. a float layer (`lin.weight` `[N·K]`): autograd's `linear` with a frozen `[N, K]` parameter;
- * 5. any other `Linear`: `lin.forward` forward, `lin.inputGrad` backward.
+ * 2. an `@int21/lora` `LoRALinear`: lora's `linearForward(lin, x, { training })` (frozen base + adapters);
+ * 3. `lin.apply(x)` (any other {@link DifferentiableLinear});
+ * 4. a quantized layer (`lin.q` a `QuantizedLinear`): autograd's fused `linear(x, q)` op;
+ * 5. a float layer (`lin.weight` `[N·K]`): autograd's `linear` with a frozen `[N, K]` parameter;
+ * 6. any other `Linear`: `lin.forward` forward, `lin.inputGrad` backward.
  * (A bias, when the layer has one, is added after 3 and 4.)
  */
-export function applyLinear(lin: Linear, x: Tensor, name: string, hook?: LinearOpHook): Tensor {
+export function applyLinear(
+  lin: Linear,
+  x: Tensor,
+  name: string,
+  hook?: LinearOpHook,
+  training = false,
+): Tensor {
   if (x.shape[x.ndim - 1] !== lin.inFeatures)
     throw new Error(
       `trainForward: ${name} expects inputs of width ${lin.inFeatures}, got shape [${x.shape.join(", ")}]`,
     );
   const fromHook = hook?.(lin, x, name);
   if (fromHook) return fromHook;
+  if (isLoRALinear(lin)) return linearForward(lin, x, { training });
   const any = lin as Partial<DifferentiableLinear> & { q?: unknown; weight?: unknown; bias?: unknown };
   if (typeof any.apply === "function") return any.apply(x);
   let y: Tensor | undefined;
@@ -194,7 +205,7 @@ export function trainForward(
   let x = embedding(f.embedding, ids, [B, T]);
   weights.layers.forEach((L, l) => {
     const lin = (name: keyof typeof L, h: Tensor) =>
-      applyLinear(L[name] as Linear, h, `layers.${l}.${name}`, hook);
+      applyLinear(L[name] as Linear, h, `layers.${l}.${name}`, hook, opts.training);
     const block = (xin: Tensor): Tensor => {
       const h = rmsNorm(xin, f.attnNorm[l], c.normEps);
       const q = rope(lin("wq", h), { headSize: hs, theta: c.ropeTheta });
@@ -207,5 +218,11 @@ export function trainForward(
     };
     x = opts.checkpoint === false ? block(x) : checkpoint(block, [x]);
   });
-  return applyLinear(weights.classifier, rmsNorm(x, f.finalNorm, c.normEps), "classifier", hook);
+  return applyLinear(
+    weights.classifier,
+    rmsNorm(x, f.finalNorm, c.normEps),
+    "classifier",
+    hook,
+    opts.training,
+  );
 }

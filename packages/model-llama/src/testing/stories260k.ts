@@ -54,6 +54,19 @@ export class DenseLinear implements Linear {
       }
     }
   }
+  /** `dx[r,k] = Σ_n g[r,n]·w[n,k]`: the input gradient (the weight is frozen). */
+  inputGrad(g: Float32Array, rows: number, dx: Float32Array): void {
+    const K = this.inFeatures;
+    const N = this.outFeatures;
+    const w = this.weight;
+    dx.fill(0, 0, rows * K);
+    for (let r = 0; r < rows; r++) {
+      for (let n = 0; n < N; n++) {
+        const gv = g[r * N + n];
+        for (let k = 0; k < K; k++) dx[r * K + k] += gv * w[n * K + k];
+      }
+    }
+  }
   bytes(): number {
     return this.weight.byteLength;
   }
