@@ -67,5 +67,7 @@ describe("checkpoint", () => {
     expect(w.grad!.toArray()).toEqual(x.toArray());
     expect(noGrad(() => checkpoint((t) => mul(t, w), [x])).requiresGrad).toBe(false);
     expect(checkpoint((t) => mul(t, t), [x]).requiresGrad).toBe(false);
+    expect(() => checkpoint(() => w, [x])).toThrow(/checkpoint: the block returned an existing tensor/);
+    expect(() => checkpoint((t) => t, [x])).toThrow(/existing tensor/);
   });
 });

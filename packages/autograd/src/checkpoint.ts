@@ -55,6 +55,11 @@ const checkpointOp: OpDef<Block> = {
 export function checkpoint(fn: Block, inputs: readonly Tensor[]): Tensor {
   if (!isGradEnabled()) return fn(...inputs);
   const { result: out, touched } = watchGrad(() => noGrad(() => tidy(() => fn(...inputs))));
+  if (out.requiresGrad || inputs.includes(out)) {
+    throw new Error(
+      `autograd: checkpoint: the block returned an existing tensor (${out}); it must compute its output with ops`,
+    );
+  }
   if (!touched) return out; // nothing inside needs a gradient
   const ctx = new OpContext(
     getBackend(),
