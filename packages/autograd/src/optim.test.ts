@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { backward } from "./engine";
+import { linear } from "./linear";
+import { mse } from "./loss";
 import { memory } from "./memory";
+import { slice } from "./view";
 import { Adam, AdamW, clipGradNorm, SGD, scaleGrads } from "./optim";
 import { parameter, type Tensor, tensor } from "./tensor";
 import { expectClose, leaf } from "./test-utils";
@@ -143,6 +147,22 @@ describe("Adam / AdamW / SGD", () => {
     expect(p.grad!.toArray()).toEqual([0, 0]);
     opt.zeroGrad({ free: true });
     expect(p.grad).toBeNull();
+  });
+});
+
+describe("gradient accumulation", () => {
+  it("two half-batches with scaleGrads(1/2) give the full batch's mean-loss gradient", () => {
+    const w = leaf([3, 4], 1);
+    const x = leaf([4, 4], 2, { grad: false });
+    const y = leaf([4, 3], 3, { grad: false });
+    backward(mse(linear(x, w), y));
+    const full = w.grad!.toArray();
+    const opt = new SGD([w]);
+    opt.zeroGrad();
+    for (const half of [0, 2])
+      backward(mse(linear(slice(x, 0, half, half + 2), w), slice(y, 0, half, half + 2)));
+    scaleGrads([w], 0.5);
+    expectClose(w.grad!.toArray(), full, 1e-6, 1e-5);
   });
 });
 

@@ -174,6 +174,13 @@ export class Adam extends Optimizer {
   constructor(params: readonly Tensor[], opts: AdamOptions = {}, kind = "adam") {
     super(params, kind, ["m", "v"]);
     checkLr(kind, { ...opts });
+    for (const [k, v] of [
+      ["beta1", opts.beta1],
+      ["beta2", opts.beta2],
+    ] as const) {
+      if (v !== undefined && !(v >= 0 && v < 1))
+        throw new Error(`autograd: ${kind}: option ${k} = ${v} must be in [0, 1)`);
+    }
     this.lr = opts.lr ?? 1e-3;
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
