@@ -65,8 +65,18 @@ const mulOp: OpDef = {
   },
   backward(ctx, gy, [ga, gb]) {
     let k = 0;
-    if (ga) accumulateBroadcast(ga, binary(MUL, gy, ctx.saved[k++], gy.shape), gy.shape);
-    if (gb) accumulateBroadcast(gb, binary(MUL, gy, ctx.saved[k++], gy.shape), gy.shape);
+    for (const gx of [ga, gb]) {
+      if (!gx) continue;
+      const other = ctx.saved[k++];
+      if (gx.size === gy.size && other.size === gy.size && other.isContiguous()) {
+        // same shape: gx += gy ⊙ other without a temporary
+        const g = gy.values();
+        const o = other.data;
+        const oo = other.offset;
+        const d = gx.data;
+        for (let i = 0; i < g.length; i++) d[i] += g[i] * o[oo + i];
+      } else accumulateBroadcast(gx, binary(MUL, gy, other, gy.shape), gy.shape);
+    }
   },
 };
 
