@@ -348,4 +348,5 @@ export function rope(x: Tensor, opts: RopeOptions): Tensor {
   return applyRope([x], { T, D, hs, pos, theta: opts.theta ?? 10000, half: opts.layout === "half" });
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const attentionOps = { attentionOp, ropeOp };

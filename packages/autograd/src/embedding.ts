@@ -52,4 +52,5 @@ export function embedding(table: Tensor, ids: ArrayLike<number>, shape?: readonl
   return applyEmbedding([table], { ids: idx, shape: s });
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const embeddingOps = { embeddingOp };

@@ -240,4 +240,5 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return applyMatmul([a, b], plan(a, b, opts));
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const linalgOps = { matmulOp };

@@ -227,4 +227,5 @@ export function mse(a: Tensor, b: Tensor, reduction: Reduction = "mean"): Tensor
   return applyMse([a, b], reduction === "sum" ? 1 : a.size === 0 ? 0 : 1 / a.size);
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const lossOps = { crossEntropyOp, klDivOp, mseOp };

@@ -171,4 +171,5 @@ export function logSoftmax(x: Tensor): Tensor {
   return applyLogSoftmax([x]);
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const normOps = { rmsNormOp, softmaxOp, logSoftmaxOp };

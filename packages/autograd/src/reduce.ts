@@ -75,4 +75,5 @@ export function mean(x: Tensor, axis?: number, keepDims = false): Tensor {
   return scale(sum(x, axis, keepDims), 1 / n);
 }
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const reduceOps = { sumOp };

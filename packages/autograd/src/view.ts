@@ -153,4 +153,5 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 }
 const applyConcat = defineOp(concatOp);
 
+/** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const viewOps = { reshapeOp, permuteOp, sliceOp, concatOp };
