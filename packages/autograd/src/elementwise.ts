@@ -201,6 +201,5 @@ export function silu(x: Tensor): Tensor {
   return applySilu([x]);
 }
 
-/** The op records, for introspection and the primitive table. */
 /** The op records of this family (forward/backward pairs), for introspection and tests. */
 export const elementwiseOps = { addOp, mulOp, scaleOp, expOp, logOp, siluOp };
