@@ -254,7 +254,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 export interface RopeOptions {
   /** Head size; x's last dimension must be a multiple. Must be even. */
   headSize: number;
-  /** Position of each of the T rows (length T), or the first position (rows get start, start+1, ...). Default 0. */
+  /** Position of each of the T sequence indices (length T, shared by all batch entries), or the first position (start, start+1, ...). Default 0. */
   positions?: ArrayLike<number> | number;
   /** Base; default 10000. */
   theta?: number;
