@@ -132,6 +132,10 @@ for (const shape of shapes) {
         decodeTokPerSec: DECODE / (td.medianMs / 1000),
         maxRelErrVsReference: err,
       });
+      const last = rows[rows.length - 1];
+      console.error(
+        `${last.name}: prefill ${(last.prefillTokPerSec as number).toFixed(1)} tok/s, decode ${(last.decodeTokPerSec as number).toFixed(1)} tok/s`,
+      );
       backend.dispose();
     }
   }
