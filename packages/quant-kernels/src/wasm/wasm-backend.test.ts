@@ -71,6 +71,20 @@ describe.each([1, 2])(
       expect(be.memoryBytes()).toBeLessThan(before + N * K * 4);
     });
 
+    it("matvec with B not transposed, 1×1100×1000 (split across threads; kernels use per-thread C stacks)", () => {
+      const N = 1100;
+      const K = 1000;
+      const x = randomUniform(K, 30);
+      const B = randomUniform(K * N, 31);
+      const want = new Float32Array(N);
+      const got = new Float32Array(N);
+      for (let i = 0; i < 3; i++) {
+        ref.sgemm({ M: 1, N, K, A: x, B, C: want, alpha: 2 });
+        be.sgemm({ M: 1, N, K, A: x, B, C: got, alpha: 2 });
+        expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+      }
+    });
+
     it.each(["int2-g64-asym-f16", "int3-g128-asym-f16", "int4-g128-sym-f32", "int8-pc-asym-f32"])(
       "%s: fused and tiled qmatmul / qmatmulT on 520×1000 match the reference",
       (name) => {
