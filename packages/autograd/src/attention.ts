@@ -269,23 +269,41 @@ interface RopePlan {
   T: number;
   D: number;
   hs: number;
-  pos: Float64Array;
-  theta: number;
   half: boolean;
+  /** cos and ±sin of every (position, pair), `[T, hs/2]`. */
+  cos: Float64Array;
+  sin: Float64Array;
 }
 
-function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: number): void {
-  const { T, D, hs, pos, theta, half } = p;
+const ropeTables = new Map<string, { cos: Float64Array; sin: Float64Array }>();
+
+/** cos/sin tables for positions `pos`, cached (a few entries) when positions are `start + t`. */
+function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | null) {
+  const hit = key === null ? undefined : ropeTables.get(key);
+  if (hit) return hit;
+  const T = pos.length;
   const np = hs / 2;
   const cos = new Float64Array(T * np);
   const sin = new Float64Array(T * np);
-  for (let t = 0; t < T; t++) {
-    for (let m = 0; m < np; m++) {
-      const a = pos[t] * theta ** (-(2 * m) / hs);
+  for (let m = 0; m < np; m++) {
+    const freq = theta ** (-(2 * m) / hs);
+    for (let t = 0; t < T; t++) {
+      const a = pos[t] * freq;
       cos[t * np + m] = Math.cos(a);
-      sin[t * np + m] = sign * Math.sin(a);
+      sin[t * np + m] = Math.sin(a);
     }
   }
+  const table = { cos, sin };
+  if (key !== null) {
+    if (ropeTables.size >= 16) ropeTables.delete(ropeTables.keys().next().value!);
+    ropeTables.set(key, table);
+  }
+  return table;
+}
+
+function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: number): void {
+  const { T, D, hs, half, cos, sin } = p;
+  const np = hs / 2;
   const rows = src.length / D;
   for (let r = 0; r < rows; r++) {
     const t = r % T;
@@ -294,7 +312,7 @@ function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: numb
         const i0 = half ? h0 + m : h0 + 2 * m;
         const i1 = half ? i0 + np : i0 + 1;
         const c = cos[t * np + m];
-        const s = sin[t * np + m];
+        const s = sign * sin[t * np + m];
         const x0 = src[i0];
         const x1 = src[i1];
         dst[i0] = x0 * c - x1 * s;
@@ -345,7 +363,11 @@ export function rope(x: Tensor, opts: RopeOptions): Tensor {
       throw new Error(`autograd: rope: ${given.length} positions for ${T} rows of ${fmtShape(x.shape)}`);
     for (let t = 0; t < T; t++) pos[t] = given[t];
   }
-  return applyRope([x], { T, D, hs, pos, theta: opts.theta ?? 10000, half: opts.layout === "half" });
+  const theta = opts.theta ?? 10000;
+  if (!(theta > 0)) throw new Error(`autograd: rope: theta ${theta} must be > 0`);
+  const key = typeof given === "number" ? `${T}:${hs}:${theta}:${given}` : null;
+  const { cos, sin } = ropeTable(pos, hs, theta, key);
+  return applyRope([x], { T, D, hs, half: opts.layout === "half", cos, sin });
 }
 
 /** The op records of this family (forward/backward pairs), for introspection and tests. */
