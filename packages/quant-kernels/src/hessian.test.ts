@@ -21,13 +21,12 @@ describe("createHessian", () => {
         fc.integer({ min: 1, max: 70 }),
         fc.integer({ min: 1, max: 3 }),
         fc.boolean(),
+        fc.integer({ min: 1, max: 16 }),
         fc.integer({ min: 0, max: 1e9 }),
-        (K, rows, chunkRows, parts, withBackend, seed) => {
+        (K, rows, chunkRows, parts, withBackend, panelRows, seed) => {
           const x = randomUniform(rows * K, seed);
-          const h = createHessian(K, {
-            chunkRows,
-            backend: withBackend ? createReferenceBackend() : undefined,
-          });
+          const backend = withBackend ? createReferenceBackend() : undefined;
+          const h = createHessian(K, { chunkRows, backend, panelRows });
           const cut = Math.floor(rows / parts);
           h.add(x.subarray(0, cut * K), cut);
           h.add(x.subarray(cut * K), rows - cut);
@@ -45,6 +44,7 @@ describe("createHessian", () => {
 
   it("rejects bad input with errors naming the problem", () => {
     expect(() => createHessian(0)).toThrow(/K must be a positive integer/);
+    expect(() => createHessian(4, { panelRows: 0 })).toThrow(/panelRows/);
     const h = createHessian(3);
     expect(() => h.matrix()).toThrow(/no calibration rows/);
     expect(() => h.add(new Float32Array(5), 2)).toThrow(/rows×K = 2×3/);

@@ -25,12 +25,14 @@ export interface HessianOptions {
   backend?: Backend;
   /** Rows per chunk (default 64 for the TypeScript kernel, 1024 with a backend). */
   chunkRows?: number;
+  /** Rows of H per backend `sgemm` call (default 256); each call covers only the upper block triangle. */
+  panelRows?: number;
 }
 
 /**
  * Creates an empty accumulator. `S = Σ xᵀx` is kept unscaled in float64 (upper triangle); `matrix()`
  * returns `2S/n`, the Hessian of the layer-wise objective `‖XWᵀ − XŴᵀ‖²/n` (Frantar et al. 2022).
- * Memory: 8·K² bytes (+ 4·K² with a backend, + 8·K·chunkRows scratch).
+ * Memory: 8·K² bytes (+ 4·K² + 4·K·chunkRows with a backend, else 8·K·chunkRows scratch).
  */
 export function createHessian(K: number, opts: HessianOptions = {}): Hessian {
   if (!Number.isSafeInteger(K) || K < 1)
@@ -84,21 +86,39 @@ export function createHessian(K: number, opts: HessianOptions = {}): Hessian {
     }
   };
 
+  // With a backend: Xᵀ of the chunk (K × t), then the upper block triangle of Xᵀ·X as row panels
+  // C[i0:i1, i0:K] = Xᵀ[i0:i1]·Xᵀ[i0:K]ᵀ in the weight layout (transB), about half the full product.
+  const PANEL = opts.panelRows ?? 256;
+  if (!Number.isSafeInteger(PANEL) || PANEL < 1) {
+    throw new Error(`quant-kernels: createHessian: panelRows must be a positive integer, got ${PANEL}`);
+  }
+  let xt32: Float32Array | null = null;
   const addChunkBackend = (b: Backend, x: Float32Array, r0: number, t: number): void => {
     if (c32 === null) c32 = new Float32Array(K * K);
-    b.sgemm({
-      M: K,
-      N: K,
-      K: t,
-      A: x,
-      B: x,
-      C: c32,
-      transA: true,
-      aOffset: r0 * K,
-      bOffset: r0 * K,
-      lda: K,
-      ldb: K,
-    });
+    if (xt32 === null) xt32 = new Float32Array(K * T);
+    const XT = xt32;
+    for (let tt = 0; tt < t; tt++) {
+      const xr = (r0 + tt) * K;
+      for (let i = 0; i < K; i++) XT[i * t + tt] = x[xr + i];
+    }
+    for (let i0 = 0; i0 < K; i0 += PANEL) {
+      const rowsP = Math.min(PANEL, K - i0);
+      b.sgemm({
+        M: rowsP,
+        N: K - i0,
+        K: t,
+        A: XT,
+        aOffset: i0 * t,
+        lda: t,
+        B: XT,
+        bOffset: i0 * t,
+        ldb: t,
+        transB: true,
+        C: c32,
+        cOffset: i0 * K + i0,
+        ldc: K,
+      });
+    }
     for (let i = 0; i < K; i++) {
       for (let j = i; j < K; j++) S[i * K + j] += c32[i * K + j];
     }
