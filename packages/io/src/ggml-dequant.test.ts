@@ -6,6 +6,8 @@ import {
   dequantizeQ4_0,
   dequantizeQ4_1,
   dequantizeQ4_K,
+  dequantizeQ5_0,
+  dequantizeQ5_1,
   dequantizeQ5_K,
   dequantizeQ6_K,
   dequantizeQ8_0,
@@ -57,6 +59,29 @@ describe("golden blocks, 32-weight formats", () => {
     b[4] = 0x3a; // weight 0: 10 → 4; weight 16: 3 → 0.5
     const y = run(dequantizeQ4_1, b, 32);
     expect([y[0], y[16], y[1]]).toEqual([4, 0.5, -1]);
+  });
+});
+
+describe("golden blocks, 5-bit formats", () => {
+  it("Q5_0: bit j of qh is bit 4 of weight j, bit j + 16 of weight j + 16; value d * (q - 16)", () => {
+    const b = new Uint8Array(22);
+    putHalf(b, 0, 0.5);
+    b[2] = 0b1; // qh bit 0 → weight 0
+    b[5] = 0b10000000; // qh bit 31 → weight 31
+    b[6] = 0x3f; // weight 0: 15 | 16 = 31 → 7.5; weight 16: 3 → -6.5
+    b[21] = 0xa0; // weight 15: 0 → -8; weight 31: 10 | 16 = 26 → 5
+    const y = run(dequantizeQ5_0, b, 32);
+    expect([y[0], y[16], y[15], y[31]]).toEqual([7.5, -6.5, -8, 5]);
+  });
+
+  it("Q5_1: d * q + m with 5-bit q", () => {
+    const b = new Uint8Array(24);
+    putHalf(b, 0, 0.25);
+    putHalf(b, 2, 1);
+    b[4 + 2] = 0b1; // qh bit 16 → weight 16
+    b[8] = 0x12; // weight 0: 2 → 1.5; weight 16: 1 | 16 = 17 → 5.25
+    const y = run(dequantizeQ5_1, b, 32);
+    expect([y[0], y[16], y[1]]).toEqual([1.5, 5.25, 1]);
   });
 });
 

@@ -84,6 +84,44 @@ export function dequantizeQ4_1(src: Uint8Array, out: Float32Array, count: number
 }
 
 /**
+ * Q5_0, 32 weights in 22 bytes (5.5 bpw):
+ * `d: f16 | qh: u32 | qs: u8[16]`; weight j (< 16) is the low nibble of `qs[j]` plus bit `j` of `qh` as bit 4,
+ * weight `j + 16` the high nibble plus bit `j + 16`; `y = d * (q - 16)`.
+ */
+export function dequantizeQ5_0(src: Uint8Array, out: Float32Array, count: number): Float32Array {
+  checkSizes("Q5_0", src, out, count, 32, 22);
+  for (let o = 0, y = 0; y < count; o += 22, y += 32) {
+    const d = half(src, o);
+    const qh = (src[o + 2] | (src[o + 3] << 8) | (src[o + 4] << 16) | (src[o + 5] << 24)) >>> 0;
+    for (let j = 0; j < 16; j++) {
+      const q = src[o + 6 + j];
+      out[y + j] = d * (((q & 15) | (((qh >>> j) & 1) << 4)) - 16);
+      out[y + j + 16] = d * (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16);
+    }
+  }
+  return out;
+}
+
+/**
+ * Q5_1, 32 weights in 24 bytes (6 bpw):
+ * `d: f16 | m: f16 | qh: u32 | qs: u8[16]`; 5-bit quants as Q5_0; `y = d * q + m`.
+ */
+export function dequantizeQ5_1(src: Uint8Array, out: Float32Array, count: number): Float32Array {
+  checkSizes("Q5_1", src, out, count, 32, 24);
+  for (let o = 0, y = 0; y < count; o += 24, y += 32) {
+    const d = half(src, o);
+    const m = half(src, o + 2);
+    const qh = (src[o + 4] | (src[o + 5] << 8) | (src[o + 6] << 16) | (src[o + 7] << 24)) >>> 0;
+    for (let j = 0; j < 16; j++) {
+      const q = src[o + 8 + j];
+      out[y + j] = d * ((q & 15) | (((qh >>> j) & 1) << 4)) + m;
+      out[y + j + 16] = d * ((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) + m;
+    }
+  }
+  return out;
+}
+
+/**
  * Q2_K, 256 weights in 84 bytes (2.625 bpw), 16 sub-blocks of 16:
  * `scales: u8[16] | qs: u8[64] | d: f16 | dmin: f16`.
  * Weight `i = 128h + 32s + l` (h in 0..1, s in 0..3, l in 0..31) has the 2-bit quant

@@ -230,4 +230,33 @@ describe("GGUF reader validation", () => {
     expect([...(await f.readTensorF32("w"))]).toEqual([1, 2, 3, 4]);
     await f.close();
   });
+
+  it("reads a tensor beyond 4 GiB of a sparse 6 GB file", async () => {
+    const { openSync, writeSync, closeSync, ftruncateSync } = await import("node:fs");
+    const big = 1_500_000_000; // 6 GB of F32, never read
+    const header = file(
+      [
+        { name: "big", dims: [big], type: 0, offset: 0 },
+        { name: "small", dims: [2], type: 0, offset: 4 * big },
+      ],
+      0,
+    );
+    const path = join(dir, "sparse.gguf");
+    const fd = openSync(path, "w");
+    try {
+      writeSync(fd, header, 0, header.length, 0);
+      ftruncateSync(fd, header.length + 4 * big);
+      writeSync(fd, new Uint8Array(new Float32Array([3, -4]).buffer), 0, 8, header.length + 4 * big);
+    } finally {
+      closeSync(fd);
+    }
+    const f = await openGguf(path);
+    try {
+      expect(f.tensors.small.byteOffset).toBe(header.length + 4 * big);
+      expect([...(await f.readTensorF32("small"))]).toEqual([3, -4]);
+    } finally {
+      await f.close();
+      rmSync(path);
+    }
+  });
 });

@@ -32,7 +32,7 @@ export interface GgufInfo {
 export interface GgufFile extends GgufInfo {
   /**
    * Reads a tensor as float32 in row-major order (`shape`), dequantizing F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-   * Q2_K, Q3_K, Q4_K, Q5_K and Q6_K; into `out` when given.
+   * Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K; into `out` when given.
    */
   readTensorF32(name: string, out?: Float32Array): Promise<Float32Array>;
   /** Reads a tensor's raw bytes (ggml blocks) as stored. */

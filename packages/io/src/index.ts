@@ -40,6 +40,8 @@ export {
   dequantizeQ4_0,
   dequantizeQ4_1,
   dequantizeQ4_K,
+  dequantizeQ5_0,
+  dequantizeQ5_1,
   dequantizeQ5_K,
   dequantizeQ6_K,
   dequantizeQ8_0,
@@ -60,3 +62,4 @@ export {
 } from "./gguf-format";
 export { type GgufBytes, type GgufFile, type GgufInfo, openGguf, parseGguf } from "./gguf-reader";
 export { type GgufWriteInput, type GgufWriteTensor, serializeGguf, writeGguf } from "./gguf-writer";
+export { type GgufTokenizer, readGgufTokenizer } from "./gguf-tokenizer";

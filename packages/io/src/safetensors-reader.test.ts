@@ -292,3 +292,34 @@ describe("safetensors corruption", () => {
     await expect(openSafetensors(path)).rejects.toThrow(`io: cannot open ${path}`);
   });
 });
+
+describe("safetensors past 4 GiB", () => {
+  it("reads a tensor beyond 4 GiB of a sparse 6 GB file without touching the rest", async () => {
+    const { openSync, writeSync, closeSync, ftruncateSync } = await import("node:fs");
+    const big = 1_500_000_000; // 6 GB of F32, never read
+    const text = JSON.stringify({
+      big: { dtype: "F32", shape: [big], data_offsets: [0, 4 * big] },
+      small: { dtype: "F32", shape: [2], data_offsets: [4 * big, 4 * big + 8] },
+    });
+    const header = new Uint8Array(8 + text.length);
+    new DataView(header.buffer).setBigUint64(0, BigInt(text.length), true);
+    header.set(new TextEncoder().encode(text), 8);
+    const path = join(dir, "sparse.safetensors");
+    const fd = openSync(path, "w");
+    try {
+      writeSync(fd, header, 0, header.length, 0);
+      ftruncateSync(fd, header.length + 4 * big);
+      writeSync(fd, new Uint8Array(new Float32Array([1.5, -2]).buffer), 0, 8, header.length + 4 * big);
+    } finally {
+      closeSync(fd);
+    }
+    const f = await openSafetensors(path);
+    try {
+      expect(f.tensors.small.byteOffset).toBe(header.length + 4 * big);
+      expect([...(await f.readF32("small"))]).toEqual([1.5, -2]);
+    } finally {
+      await f.close();
+      rmSync(path);
+    }
+  });
+});
