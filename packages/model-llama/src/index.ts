@@ -20,8 +20,10 @@ export { type ByteSource, bytesSource, fileSource } from "./load-source";
 export {
   type LoadOptions,
   type QuantizeSpec,
+  type TensorReader,
   type TensorSpec,
   WeightAssembler,
+  assembleFromReader,
   llamaTensorSpecs,
 } from "./load-assemble";
 export { type LinearParts, linearParts } from "./linear-parts";
@@ -33,6 +35,7 @@ export {
   loadLlama2c,
   loadLlama2cBytes,
   loadLlama2cFrom,
+  openLlama2cReader,
   parseLlama2cHeader,
 } from "./load-llama2c";
 export {
@@ -41,6 +44,7 @@ export {
   llamaToHfConfig,
   loadHf,
   loadHfBytes,
+  openHfReader,
   permuteHfRows,
   unpermuteHfRows,
 } from "./load-hf";
@@ -62,6 +66,7 @@ export {
   type QuantizeProgress,
   calibrationHiddenStates,
   calibrationWindows,
+  quantizeCheckpoint,
   quantizeModel,
   relOutputError,
 } from "./quantize-model";

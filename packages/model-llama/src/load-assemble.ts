@@ -226,3 +226,34 @@ export class WeightAssembler {
     return shape;
   }
 }
+
+/**
+ * A validated checkpoint opened for reading one tensor at a time, under int21 names and in llama2.c's
+ * layout (HF q/k rows already un-permuted). Shapes, dtypes and sizes were checked when it was opened.
+ */
+export interface TensorReader {
+  readonly config: LlamaConfig;
+  /** The checkpoint's path or label. */
+  readonly source: string;
+  /** Every model tensor (see {@link llamaTensorSpecs}) in the order that reads the files front to back. */
+  readonly order: readonly string[];
+  /** The file holding `name`, for messages. */
+  fileOf(name: string): string;
+  /** A fresh float32 array of `name` (not yet checked for finiteness). */
+  read(name: string): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** Reads every tensor of `reader` in file order into a {@link WeightAssembler}; closes the reader. */
+export async function assembleFromReader(
+  reader: TensorReader,
+  opts: LoadOptions = {},
+): Promise<LlamaWeights> {
+  try {
+    const asm = new WeightAssembler(reader.config, reader.source, opts);
+    for (const name of reader.order) asm.put(name, await reader.read(name), reader.fileOf(name));
+    return asm.finish();
+  } finally {
+    await reader.close();
+  }
+}

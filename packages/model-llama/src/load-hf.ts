@@ -1,6 +1,6 @@
 import { type SafetensorsInfo, openSafetensors, parseSafetensors } from "@int21/io";
 import { type LlamaConfig, headSize, validateConfig } from "./config";
-import { type LoadOptions, WeightAssembler, llamaTensorSpecs } from "./load-assemble";
+import { type LoadOptions, type TensorReader, assembleFromReader, llamaTensorSpecs } from "./load-assemble";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
 /** Float dtypes a Hugging Face checkpoint may store weights in. */
@@ -157,40 +157,45 @@ interface HfSource {
  * projection is quantized at once and its float copy dropped (a 7B model never exists in float).
  */
 export async function loadHf(dir: string, opts: LoadOptions = {}): Promise<LlamaWeights> {
+  return assembleFromReader(await openHfReader(dir), opts);
+}
+
+/**
+ * Opens and validates a Hugging Face directory (as {@link loadHf} does) without reading any weight:
+ * a {@link TensorReader} that reads one tensor at a time (GPTQ streams a model layer by layer with it).
+ */
+export async function openHfReader(dir: string): Promise<TensorReader> {
   const { access, readFile } = await import("node:fs/promises");
   const { join } = await import("node:path");
-  return loadHfFrom(
-    {
-      label: dir,
-      async has(file) {
-        try {
-          await access(join(dir, file));
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      async readText(file) {
-        try {
-          return await readFile(join(dir, file), "utf8");
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-          throw new Error(`${join(dir, file)}: cannot read (${(e as Error).message})`);
-        }
-      },
-      async openShard(file) {
-        const f = await openSafetensors(join(dir, file));
-        return {
-          file: join(dir, file),
-          rel: file,
-          info: f,
-          readF32: (n) => f.readF32(n),
-          close: () => f.close(),
-        };
-      },
+  return openHfReaderFrom({
+    label: dir,
+    async has(file) {
+      try {
+        await access(join(dir, file));
+        return true;
+      } catch {
+        return false;
+      }
     },
-    opts,
-  );
+    async readText(file) {
+      try {
+        return await readFile(join(dir, file), "utf8");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw new Error(`${join(dir, file)}: cannot read (${(e as Error).message})`);
+      }
+    },
+    async openShard(file) {
+      const f = await openSafetensors(join(dir, file));
+      return {
+        file: join(dir, file),
+        rel: file,
+        info: f,
+        readF32: (n) => f.readF32(n),
+        close: () => f.close(),
+      };
+    },
+  });
 }
 
 /**
@@ -202,26 +207,24 @@ export async function loadHfBytes(
   opts: LoadOptions = {},
 ): Promise<LlamaWeights> {
   const dec = new TextDecoder();
-  return loadHfFrom(
-    {
-      label: "<hf bytes>",
-      async has(file) {
-        return Object.hasOwn(files, file);
-      },
-      async readText(file) {
-        return Object.hasOwn(files, file) ? dec.decode(files[file]) : undefined;
-      },
-      async openShard(file) {
-        if (!Object.hasOwn(files, file)) throw new Error(`<hf bytes>: shard ${file} is missing`);
-        const f = parseSafetensors(files[file], file);
-        return { file, rel: file, info: f, readF32: (n) => f.readF32(n), close() {} };
-      },
+  const reader = await openHfReaderFrom({
+    label: "<hf bytes>",
+    async has(file) {
+      return Object.hasOwn(files, file);
     },
-    opts,
-  );
+    async readText(file) {
+      return Object.hasOwn(files, file) ? dec.decode(files[file]) : undefined;
+    },
+    async openShard(file) {
+      if (!Object.hasOwn(files, file)) throw new Error(`<hf bytes>: shard ${file} is missing`);
+      const f = parseSafetensors(files[file], file);
+      return { file, rel: file, info: f, readF32: (n) => f.readF32(n), close() {} };
+    },
+  });
+  return assembleFromReader(reader, opts);
 }
 
-async function loadHfFrom(src: HfSource, opts: LoadOptions): Promise<LlamaWeights> {
+async function openHfReaderFrom(src: HfSource): Promise<TensorReader> {
   const cfgText = await src.readText("config.json");
   if (cfgText === undefined)
     throw new Error(`${src.label}: no config.json (not a Hugging Face model directory)`);
@@ -261,6 +264,7 @@ async function loadHfFrom(src: HfSource, opts: LoadOptions): Promise<LlamaWeight
 
   // Open and validate every shard header before reading any weight.
   const shards: Shard[] = [];
+  let ok = false;
   try {
     for (const f of shardFiles) shards.push(await src.openShard(f));
     const byName = new Map<string, Shard>();
@@ -303,24 +307,39 @@ async function loadHfFrom(src: HfSource, opts: LoadOptions): Promise<LlamaWeight
       throw new Error(`${byName.get(t)!.file}: unexpected tensor ${t} for a LLaMA model`);
     }
 
-    // Stream: shard by shard, tensor by tensor in file order.
-    const asm = new WeightAssembler(config, src.label, opts);
-    const hs = headSize(config);
+    // File order: shard by shard, tensor by tensor.
+    const order: string[] = [];
+    const fileOf = new Map<string, Shard>();
     for (const s of shards) {
       for (const t of s.info.names) {
         const name = wanted.get(t);
         if (name === undefined || byName.get(t) !== s) continue;
-        let data = await s.readF32(t);
+        order.push(name);
+        fileOf.set(name, s);
+      }
+    }
+    const hs = headSize(config);
+    ok = true;
+    return {
+      config,
+      source: src.label,
+      order,
+      fileOf: (name) => fileOf.get(name)?.file ?? src.label,
+      async read(name) {
+        const s = fileOf.get(name);
+        if (!s) throw new Error(`${src.label}: no tensor ${name} in this model`);
+        let data = await s.readF32(hfTensorName(name));
         if (/\.w[qk]$/.test(name)) {
           const rows = data.length / config.dim;
           data = unpermuteHfRows(data, rows / hs, rows, config.dim);
         }
-        asm.put(name, data, s.file);
-      }
-      await s.close();
-    }
-    return asm.finish();
+        return data;
+      },
+      async close() {
+        for (const s of shards) await s.close();
+      },
+    };
   } finally {
-    for (const s of shards) await s.close();
+    if (!ok) for (const s of shards) await s.close();
   }
 }

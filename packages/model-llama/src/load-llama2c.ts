@@ -1,5 +1,5 @@
 import { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
-import { type LoadOptions, WeightAssembler, numel } from "./load-assemble";
+import { type LoadOptions, type TensorReader, WeightAssembler, numel } from "./load-assemble";
 import { type ByteSource, bytesSource, fileSource } from "./load-source";
 import type { LlamaWeights } from "./weights";
 
@@ -136,13 +136,8 @@ function llama2cEntries(c: LlamaConfig, version: 0 | 1): Llama2cEntry[] {
   return entries;
 }
 
-/**
- * Loads a llama2.c checkpoint from a {@link ByteSource}, tensor by tensor. The exact file size is
- * checked against the header before any weight is read (a truncated file names the first tensor that
- * does not fit); each weight is checked to be finite. With `opts.quantize` each projection is quantized
- * as soon as it is read, so the float model is never held whole.
- */
-export function loadLlama2cFrom(src: ByteSource, opts: LoadOptions = {}): LlamaWeights {
+/** Checks the exact size of a llama2.c source against its header; returns the layout. */
+function checkedLayout(src: ByteSource): Llama2cLayout {
   const head = src.read(0, Math.min(src.size, LLAMA2C_V1_HEADER_BYTES));
   const layout = parseLlama2cHeader(head, src.name);
   if (src.size !== layout.totalBytes) {
@@ -158,6 +153,48 @@ export function loadLlama2cFrom(src: ByteSource, opts: LoadOptions = {}): LlamaW
         `(${src.size - layout.totalBytes} unexpected trailing bytes; wrong header or shared-classifier flag?)`,
     );
   }
+  return layout;
+}
+
+/**
+ * Opens a llama2.c file (size checked against the header) as a {@link TensorReader} that reads one
+ * tensor at a time; GPTQ streams a model layer by layer with it.
+ */
+export function openLlama2cReader(path: string): TensorReader {
+  const src = fileSource(path);
+  let layout: Llama2cLayout;
+  try {
+    layout = checkedLayout(src);
+  } catch (e) {
+    src.close();
+    throw e;
+  }
+  const byName = new Map(layout.entries.map((e) => [e.name, e]));
+  return {
+    config: layout.config,
+    source: path,
+    order: layout.entries.filter((e) => !e.name.startsWith("freqCis")).map((e) => e.name),
+    fileOf: () => path,
+    async read(name) {
+      const e = byName.get(name);
+      if (!e || name.startsWith("freqCis")) throw new Error(`${path}: no tensor ${name} in this model`);
+      const bytes = src.read(e.offset, numel(e.shape) * 4);
+      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    },
+    async close() {
+      src.close();
+    },
+  };
+}
+
+/**
+ * Loads a llama2.c checkpoint from a {@link ByteSource}, tensor by tensor. The exact file size is
+ * checked against the header before any weight is read (a truncated file names the first tensor that
+ * does not fit); each weight is checked to be finite. With `opts.quantize` each projection is quantized
+ * as soon as it is read, so the float model is never held whole.
+ */
+export function loadLlama2cFrom(src: ByteSource, opts: LoadOptions = {}): LlamaWeights {
+  const layout = checkedLayout(src);
   const asm = new WeightAssembler(layout.config, src.name, opts);
   for (const e of layout.entries) {
     if (e.name.startsWith("freqCis")) continue; // RoPE tables: recomputed at run time

@@ -1,9 +1,13 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serializeSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { type WasmBackend, createWasmBackend, rtnQuantize } from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { saveInt21Checkpoint } from "./checkpoint";
+import { llamaTensorSpecs } from "./load-assemble";
+import { hfTensorName, llamaToHfConfig, permuteHfRows } from "./load-hf";
 import { loadLlama2c } from "./load-llama2c";
 import { linearParts } from "./linear-parts";
 import { forward, rmsnorm } from "./forward";
@@ -11,10 +15,12 @@ import {
   type QuantizeProgress,
   calibrationHiddenStates,
   calibrationWindows,
+  quantizeCheckpoint,
   quantizeModel,
 } from "./quantize-model";
 import { createRunState } from "./run-state";
 import { Llama2cTokenizer } from "./tokenizer";
+import type { LlamaWeights } from "./weights";
 
 const stories = loadLlama2c(sharedPath(SHARED.stories260K));
 const tmp = mkdtempSync(join(tmpdir(), "int21-quantize-"));
@@ -118,6 +124,55 @@ describe("quantizeModel on the real stories260K", () => {
       /layers\.0\.wq is already quantized/,
     );
   });
+});
+
+describe("quantizeCheckpoint", () => {
+  it("streams llama2.c and Hugging Face files layer by layer, bit-identical to quantizeModel", async () => {
+    const calib = tinyStoriesWindows(2, 64);
+    const opts = { format: "int3-g32-asym-f16", method: "gptq", calib } as const;
+    const ref = quantizeModel(stories, opts);
+    const words = (w: LlamaWeights) =>
+      w.layers.flatMap((L) =>
+        (["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const).map((n) => {
+          const p = linearParts(L[n], n);
+          return p.kind === "quant" ? [...p.q.qweight.words, ...p.q.scales] : [];
+        }),
+      );
+    const fromBin = await quantizeCheckpoint(sharedPath(SHARED.stories260K), opts);
+    expect(words(fromBin.weights)).toEqual(words(ref.weights));
+    expect(fromBin.report).toEqual(ref.report);
+    expect(fromBin.weights.tokenEmbedding).toEqual(stories.tokenEmbedding);
+
+    const dir = join(tmp, "hf");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "config.json"), JSON.stringify(llamaToHfConfig(stories.config)));
+    const st: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+    for (const spec of llamaTensorSpecs(stories.config)) {
+      const [, l, f] = spec.name.split(".");
+      let d =
+        spec.name === "tokenEmbedding"
+          ? stories.tokenEmbedding
+          : spec.name === "finalNorm"
+            ? stories.finalNorm
+            : ((v) =>
+                v instanceof Float32Array
+                  ? v
+                  : (linearParts(v, spec.name) as { weight: Float32Array }).weight)(
+                stories.layers[Number(l)][f as "wq"],
+              );
+      if (/\.w[qk]$/.test(spec.name)) d = permuteHfRows(d, spec.shape[0] / 8, spec.shape[0], spec.shape[1]);
+      st[hfTensorName(spec.name)] = { dtype: "F32", shape: spec.shape, data: d };
+    }
+    writeFileSync(join(dir, "model.safetensors"), serializeSafetensors(st));
+    const fromHf = await quantizeCheckpoint(dir, opts);
+    expect(words(fromHf.weights)).toEqual(words(ref.weights));
+
+    const ck = join(tmp, "q.safetensors");
+    await saveInt21Checkpoint(ck, ref.weights);
+    await expect(quantizeCheckpoint(ck, opts)).rejects.toThrow(
+      /q\.safetensors: an int21 checkpoint is already quantized/,
+    );
+  }, 30_000);
 });
 
 describe("the calibration forward", () => {

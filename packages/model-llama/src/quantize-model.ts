@@ -14,7 +14,10 @@ import {
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim } from "./config";
 import { attention, rmsnorm, rope, swiglu } from "./forward";
-import { resolveFormat } from "./load-assemble";
+import { assertFinite, llamaTensorSpecs, resolveFormat } from "./load-assemble";
+import { openHfReader } from "./load-hf";
+import { openLlama2cReader } from "./load-llama2c";
+import { detectModelFile } from "./model-files";
 import { linearParts } from "./linear-parts";
 import { createRunState } from "./run-state";
 import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
@@ -97,96 +100,184 @@ function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
  * with 1,024 tokens: 3.4 MB; a 7B shape with 16 × 512 tokens: about 1.9 GB), plus one K×K Hessian.
  */
 export function quantizeModel(weights: LlamaWeights, opts: QuantizeModelOptions): QuantizeModelResult {
-  const format = toFormat(opts.format);
-  const backend = opts.backend ?? createReferenceBackend();
-  const config = weights.config;
-  const total = config.nLayers * ORDER.length;
-  const t0 = Date.now();
-  let done = 0;
-  const tick = (layer: number, name: LinearName) => {
-    done++;
-    const elapsedMs = Date.now() - t0;
-    opts.onProgress?.({ done, total, layer, name, elapsedMs, etaMs: (elapsedMs / done) * (total - done) });
-  };
-  const floatOf = (l: number, n: LinearName) => {
-    const p = linearParts(weights.layers[l][n], `layers.${l}.${n}`);
-    if (p.kind !== "float")
-      throw new Error(`quantizeModel: layers.${l}.${n} is already quantized; start from a float model`);
-    return p.weight;
-  };
-  const calib = opts.calib ?? [];
-  if (opts.method === "gptq" && calib.length === 0)
-    throw new Error("quantizeModel: GPTQ needs calibration windows (opts.calib)");
-  if (opts.method !== "gptq" && opts.method !== "rtn")
-    throw new Error(`quantizeModel: unknown method ${String(opts.method)}`);
+  const lq = new LayerQuantizer(weights.config, weights.tokenEmbedding, opts);
+  const layers = weights.layers.map((L, l) => lq.quantizeLayer(l, L));
+  return { weights: { ...weights, layers }, report: lq.report };
+}
 
-  const quantizer: Quantizer =
-    opts.method === "gptq"
-      ? createGptqQuantizer({
-          actOrder: opts.actOrder ?? false,
-          ...(opts.damp !== undefined ? { percDamp: opts.damp } : {}),
-        })
-      : { name: "rtn", quantize: (w, N, K, f) => rtnQuantize(w, N, K, f) };
-  const report: LinearErrorReport[] = [];
-  const layers: LayerWeights[] = weights.layers.map((L) => ({ ...L }));
-
-  if (calib.length === 0) {
+/**
+ * {@link quantizeModel} straight from a float checkpoint (a llama2.c `.bin` or a Hugging Face
+ * directory), reading one layer's float weights at a time: the float model never exists whole, so
+ * GPTQ fits models whose float form does not fit in memory. The embedding, norms and classifier are
+ * read once and kept float. Gives bit-identical results to `quantizeModel(loadModel(path))`.
+ */
+export async function quantizeCheckpoint(
+  path: string,
+  opts: QuantizeModelOptions,
+): Promise<QuantizeModelResult> {
+  const kind = await detectModelFile(path);
+  if (kind === "int21")
+    throw new Error(`${path}: an int21 checkpoint is already quantized; start from a float one`);
+  const reader = kind === "hf" ? await openHfReader(path) : openLlama2cReader(path);
+  try {
+    const { config, source } = reader;
+    const backend = opts.backend ?? createReferenceBackend();
+    const read = async (name: string, n: number) => {
+      const data = await reader.read(name);
+      if (data.length !== n)
+        throw new Error(`${reader.fileOf(name)}: tensor ${name} has ${data.length} values, expected ${n}`);
+      assertFinite(data, reader.fileOf(name), name);
+      return data;
+    };
+    const { dim, vocabSize } = config;
+    const tokenEmbedding = await read("tokenEmbedding", vocabSize * dim);
+    const finalNorm = await read("finalNorm", dim);
+    const classifier = createFloatLinear({
+      weight: config.sharedClassifier ? tokenEmbedding : await read("classifier", vocabSize * dim),
+      outFeatures: vocabSize,
+      inFeatures: dim,
+      backend,
+    });
+    const specs = new Map(llamaTensorSpecs(config).map((t) => [t.name, t.shape]));
+    const lq = new LayerQuantizer(config, tokenEmbedding, { ...opts, backend }, source);
+    const layers: LayerWeights[] = [];
     for (let l = 0; l < config.nLayers; l++) {
-      for (const n of ORDER) {
-        const L = layers[l][n];
-        layers[l][n] = createQuantLinear({
-          q: quantizer.quantize(floatOf(l, n), L.outFeatures, L.inFeatures, format),
+      const p = `layers.${l}.`;
+      const norm = (n: string) => read(p + n, dim);
+      const lin = async (n: LinearName) => {
+        const [N, K] = specs.get(p + n)!;
+        return createFloatLinear({
+          weight: await read(p + n, N * K),
+          outFeatures: N,
+          inFeatures: K,
           backend,
         });
-        report.push({ layer: l, name: n });
-        tick(l, n);
-      }
+      };
+      const float: LayerWeights = {
+        attnNorm: await norm("attnNorm"),
+        wq: await lin("wq"),
+        wk: await lin("wk"),
+        wv: await lin("wv"),
+        wo: await lin("wo"),
+        ffnNorm: await norm("ffnNorm"),
+        w1: await lin("w1"),
+        w2: await lin("w2"),
+        w3: await lin("w3"),
+      };
+      layers.push(lq.quantizeLayer(l, float));
     }
-    return { weights: { ...weights, layers }, report };
+    return { weights: { config, tokenEmbedding, layers, finalNorm, classifier }, report: lq.report };
+  } finally {
+    await reader.close();
+  }
+}
+
+/** Quantizes one layer at a time, carrying the calibration activations from layer to layer. */
+class LayerQuantizer {
+  readonly report: LinearErrorReport[] = [];
+  private readonly format: QuantFormat;
+  private readonly backend: Backend;
+  private readonly ref = createReferenceBackend();
+  private readonly quantizer: Quantizer;
+  private readonly cal?: Calibration;
+  private readonly total: number;
+  private readonly t0 = Date.now();
+  private done = 0;
+
+  constructor(
+    private readonly config: LlamaConfig,
+    tokenEmbedding: Float32Array,
+    private readonly opts: QuantizeModelOptions,
+    private readonly source = "quantizeModel",
+  ) {
+    this.format = toFormat(opts.format);
+    this.backend = opts.backend ?? createReferenceBackend();
+    this.total = config.nLayers * ORDER.length;
+    const calib = opts.calib ?? [];
+    if (opts.method !== "gptq" && opts.method !== "rtn")
+      throw new Error(`quantizeModel: unknown method ${String(opts.method)}`);
+    if (opts.method === "gptq" && calib.length === 0)
+      throw new Error("quantizeModel: GPTQ needs calibration windows (opts.calib)");
+    this.quantizer =
+      opts.method === "gptq"
+        ? createGptqQuantizer({
+            actOrder: opts.actOrder ?? false,
+            ...(opts.damp !== undefined ? { percDamp: opts.damp } : {}),
+          })
+        : { name: "rtn", quantize: (w, N, K, f) => rtnQuantize(w, N, K, f) };
+    if (calib.length > 0) this.cal = new Calibration(config, tokenEmbedding, calib);
   }
 
-  // Calibration runs on float twins of each layer: the original float projections, replaced by
-  // their dequantized weights as they are quantized (same values as the packed kernels compute, at
-  // float-GEMM speed). The returned model holds the packed projections.
-  const ref = createReferenceBackend();
-  const dense = (q: QuantizedLinear, N: number, K: number) => {
+  private tick(layer: number, name: LinearName): void {
+    this.done++;
+    const elapsedMs = Date.now() - this.t0;
+    const etaMs = (elapsedMs / this.done) * (this.total - this.done);
+    this.opts.onProgress?.({ done: this.done, total: this.total, layer, name, elapsedMs, etaMs });
+  }
+
+  /** Float32 values of a dequantized record, as a float linear (the calibration's view of Ŵ). */
+  private dense(q: QuantizedLinear, N: number, K: number): Linear {
     const w = new Float32Array(N * K);
-    (backend.supports("dequantize", q.format) ? backend : ref).dequantize(q, w);
-    return createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
-  };
-  const cal = new Calibration(weights, calib);
-  for (let l = 0; l < config.nLayers; l++) {
-    const L = layers[l];
-    const twin: LayerWeights = { ...weights.layers[l] };
+    (this.backend.supports("dequantize", q.format) ? this.backend : this.ref).dequantize(q, w);
+    return createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend: this.backend });
+  }
+
+  /** Quantizes layer `l` (float projections) and advances the calibration past it; returns the packed layer. */
+  quantizeLayer(l: number, floatLayer: LayerWeights): LayerWeights {
+    const { backend, format, quantizer } = this;
+    const floatOf = (n: LinearName) => {
+      const p = linearParts(floatLayer[n], `layers.${l}.${n}`);
+      if (p.kind !== "float") {
+        throw new Error(`${this.source}: layers.${l}.${n} is already quantized; start from a float model`);
+      }
+      return p.weight;
+    };
+    const out: LayerWeights = { ...floatLayer };
+    const cal = this.cal;
+    if (!cal) {
+      for (const n of ORDER) {
+        const L = floatLayer[n];
+        const q = quantizer.quantize(floatOf(n), L.outFeatures, L.inFeatures, format);
+        out[n] = createQuantLinear({ q, backend });
+        this.report.push({ layer: l, name: n });
+        this.tick(l, n);
+      }
+      return out;
+    }
+    // Calibration runs on a float twin of the layer: the original float projections, replaced by
+    // their dequantized weights as they are quantized (the values the packed kernels compute, at
+    // float-GEMM speed). The returned layer holds the packed projections.
+    const twin: LayerWeights = { ...floatLayer };
     const quantizeGroup = (names: LinearName[], X: Float32Array, K: number) => {
       const H = createHessian(K, { backend });
       H.add(X, cal.rows);
       for (const n of names) {
-        const w = floatOf(l, n);
-        const N = L[n].outFeatures;
+        const w = floatOf(n);
+        const N = floatLayer[n].outFeatures;
         const q = quantizer.quantize(w, N, K, format, { hessian: H, backend });
         const f = createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
-        twin[n] = dense(q, N, K);
+        twin[n] = this.dense(q, N, K);
         const entry: LinearErrorReport = {
           layer: l,
           name: n,
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
-        if (opts.method === "gptq") {
-          entry.rtnRelError = relOutputError(f, dense(rtnQuantize(w, N, K, format), N, K), X, cal.rows);
+        if (this.opts.method === "gptq") {
+          const r = this.dense(rtnQuantize(w, N, K, format), N, K);
+          entry.rtnRelError = relOutputError(f, r, X, cal.rows);
         }
-        L[n] = createQuantLinear({ q, backend });
-        report.push(entry);
-        tick(l, n);
+        out[n] = createQuantLinear({ q, backend });
+        this.report.push(entry);
+        this.tick(l, n);
       }
     };
-    quantizeGroup(["wq", "wk", "wv"], cal.attnInput(twin), config.dim);
-    quantizeGroup(["wo"], cal.attention(twin), config.dim);
-    quantizeGroup(["w1", "w3"], cal.ffnInput(twin), config.dim);
-    quantizeGroup(["w2"], cal.ffnHidden(twin), config.hiddenDim);
+    quantizeGroup(["wq", "wk", "wv"], cal.attnInput(twin), this.config.dim);
+    quantizeGroup(["wo"], cal.attention(twin), this.config.dim);
+    quantizeGroup(["w1", "w3"], cal.ffnInput(twin), this.config.dim);
+    quantizeGroup(["w2"], cal.ffnHidden(twin), this.config.hiddenDim);
     cal.finishLayer(twin);
+    return out;
   }
-  return { weights: { ...weights, layers }, report };
 }
 
 /** `‖X·Aᵀ − X·Bᵀ‖_F / ‖X·Aᵀ‖_F` over `rows` rows of X. */
@@ -221,8 +312,7 @@ class Calibration {
   private hid: Float32Array;
   private readonly state: ReturnType<typeof createRunState>;
 
-  constructor(weights: LlamaWeights, windows: ArrayLike<number>[]) {
-    const c = weights.config;
+  constructor(c: LlamaConfig, tokenEmbedding: Float32Array, windows: ArrayLike<number>[]) {
     this.config = c;
     let rows = 0;
     let maxLen = 0;
@@ -248,7 +338,7 @@ class Calibration {
     windows.forEach((w, i) => {
       for (let j = 0; j < w.length; j++) {
         const t = w[j];
-        this.x.set(weights.tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), (this.starts[i] + j) * c.dim);
+        this.x.set(tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), (this.starts[i] + j) * c.dim);
       }
     });
     this.xn = new Float32Array(rows * c.dim);
@@ -320,7 +410,7 @@ class Calibration {
  * with the inference forward.
  */
 export function calibrationHiddenStates(weights: LlamaWeights, windows: ArrayLike<number>[]): Float32Array {
-  const cal = new Calibration(weights, windows);
+  const cal = new Calibration(weights.config, weights.tokenEmbedding, windows);
   for (const L of weights.layers) {
     cal.attnInput(L);
     cal.attention(L);
