@@ -44,8 +44,22 @@ export function f32BitsToF16(x: number): number {
   return sign | r; // r == 1024 is exactly the smallest normal half, which this encodes correctly
 }
 
+/** Every half's float value, built on first use (256 KiB): decoding is then one table lookup. */
+let halfTable: Float32Array | undefined;
+function buildHalfTable(): Float32Array {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) t[h] = decodeHalf(h);
+  halfTable = t;
+  return t;
+}
+
 /** The float value of one binary16 bit pattern. */
 export function f16BitsToF32(h: number): number {
+  return (halfTable ?? buildHalfTable())[h & 0xffff];
+}
+
+/** Decodes a binary16 bit pattern arithmetically (the table's reference). */
+function decodeHalf(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
@@ -85,7 +99,8 @@ export function f32ToF16(src: Float32Array, out: Uint16Array): Uint16Array {
  */
 export function f16ToF32(src: Uint16Array, out: Float32Array): Float32Array {
   assertSameLength(src, out, "f16ToF32");
-  for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]);
+  const table = halfTable ?? buildHalfTable();
+  for (let i = 0; i < src.length; i++) out[i] = table[src[i]];
   return out;
 }
 
