@@ -4,6 +4,7 @@
 // - fused qmatmul with 128 rows vs dequantize-then-float-GEMM (2 threads);
 // - float32 GEMM 1024³ on 1 and 2 threads vs the plain blocked TypeScript loop.
 // Every kernel is validated against the reference (or the plain loop) before it is timed.
+import { cpus, loadavg } from "node:os";
 import { consume, report, time } from "@int21/bench-utils";
 import {
   type QuantizedLinear,
@@ -16,6 +17,7 @@ import {
 } from "../src/index";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";
+const loadStart = loadavg()[0].toFixed(2);
 const opts = { minTimeMs: quick ? 30 : 1500, minRuns: 3 };
 const THREADS = 2;
 
@@ -121,6 +123,7 @@ for (const { N, K, label } of SHAPES) {
   rows.push({
     name: `quant-kernels:matvec:plain-ts-f32:${label}`,
     medianMs: tPlain.medianMs,
+    minMs: tPlain.minMs,
     gflops: flops / tPlain.medianMs / 1e6,
     weightBytes: N * K * 4,
     speedupVsWasmF32: tF32.medianMs / tPlain.medianMs,
@@ -130,6 +133,7 @@ for (const { N, K, label } of SHAPES) {
     name: `quant-kernels:matvec:wasm-f32:${label}`,
     threads: THREADS,
     medianMs: tF32.medianMs,
+    minMs: tF32.minMs,
     gflops: flops / tF32.medianMs / 1e6,
     weightBytes: N * K * 4,
     speedupVsWasmF32: 1,
@@ -151,6 +155,7 @@ for (const { N, K, label } of SHAPES) {
       name: `quant-kernels:qmatvec:${tag}:${label}`,
       threads: THREADS,
       medianMs: t.medianMs,
+      minMs: t.minMs,
       gflops: flops / t.medianMs / 1e6,
       weightBytes: q.qweight.words.length * 4 + q.scales.length * 4,
       speedupVsWasmF32: speed,
@@ -196,6 +201,7 @@ for (const { N, K, label } of SHAPES) {
       name: `quant-kernels:qmatmul:${tag}:rows${QROWS}:${label}`,
       threads: THREADS,
       medianMs: tFused.medianMs,
+      minMs: tFused.minMs,
       gflops: flops / tFused.medianMs / 1e6,
       baselineMs: tBase.medianMs,
       timeVsDequantGemm: ratio,
@@ -229,6 +235,7 @@ for (const { N, K, label } of SHAPES) {
     name: `quant-kernels:sgemm:plain-ts-blocked:${M}x${M}x${M}`,
     threads: 1,
     medianMs: tPlain.medianMs,
+    minMs: tPlain.minMs,
     gflops: flops / tPlain.medianMs / 1e6,
     speedupVsPlainTs: 1,
   });
@@ -244,6 +251,7 @@ for (const { N, K, label } of SHAPES) {
       name: `quant-kernels:sgemm:wasm-${threads}t:${M}x${M}x${M}`,
       threads,
       medianMs: t.medianMs,
+      minMs: t.minMs,
       gflops,
       speedupVsPlainTs: tPlain.medianMs / t.medianMs,
       targetGflops: target,
@@ -255,12 +263,13 @@ for (const { N, K, label } of SHAPES) {
 
 be1.dispose();
 be2.dispose();
-const { loadavg, cpus } = await import("node:os");
 report("quant-kernels-wasm", rows, {
   notes: [
-    `${THREADS} threads unless noted; median times; load average at the end ${loadavg()
+    `${THREADS} threads unless noted; gflops and ratios from median times (minMs: fastest run); load average ${loadStart} at the start, ${loadavg()
       .map((v) => v.toFixed(2))
-      .join(" ")} on ${cpus().length} cores (the machine is shared: compare ratios from the same run).`,
+      .join(
+        " ",
+      )} at the end (1/5/15 min) on ${cpus().length} cores (the machine is shared: compare ratios from the same run).`,
     "qmatvec speedupVsWasmF32 = wasm float32 matvec time / fused matvec time (targets INT2 ≥ 1.6, INT4 ≥ 1.3).",
     "qmatmul timeVsDequantGemm = fused time / (dequantize + float GEMM) time (target ≤ 1.3); fused builds no full float weight.",
     "sgemm targets: ≥ 35 GFLOP/s on 1 thread, ≥ 65 on 2 (1024³).",
