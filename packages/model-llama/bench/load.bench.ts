@@ -47,7 +47,7 @@ for (let s = 0; s < 2; s++) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const w = new Float32Array(n);
     for (let i = 0; i < n; i++) w[i] = rand() * 0.1;
-    if (quick) tensorsForBin.set(spec.name, w);
+    tensorsForBin.set(spec.name, w);
     const data = /\.w[qk]$/.test(spec.name)
       ? permuteHfRows(w, spec.shape[0] / hs, spec.shape[0], spec.shape[1])
       : w;
@@ -61,6 +61,11 @@ writeFileSync(
   join(hfDir, "model.safetensors.index.json"),
   JSON.stringify({ metadata: {}, weight_map: weightMap }),
 );
+// The same weights as a llama2.c legacy file (float32).
+const bin = join(dir, "model.bin");
+writeFileSync(bin, encodeLlama2c(config, tensorsForBin, 0));
+tensorsForBin.clear();
+const binBytes = statSync(bin).size;
 const shardFiles = Object.values(weightMap).filter((v, i, a) => a.indexOf(v) === i);
 const hfBytes = shardFiles.reduce((s, f) => s + statSync(join(hfDir, f)).size, 0);
 const params = specs.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
@@ -141,10 +146,7 @@ const rows: Row[] = [
     largestFloatTensorMB: largestTensorMB,
   },
 ];
-if (quick) {
-  const bin = join(dir, "model.bin");
-  writeFileSync(bin, encodeLlama2c(config, tensorsForBin, 0));
-  const binBytes = statSync(bin).size;
+{
   const t = await timeAsync("llama2c f32", async () => loadLlama2c(bin), opts);
   rows.push({
     name: `model-llama:load-llama2c:f32:${shape}`,
