@@ -1,6 +1,6 @@
 import { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
 import { type LoadOptions, type TensorReader, WeightAssembler, numel } from "./load-assemble";
-import { type ByteSource, bytesSource, fileSource } from "./load-source";
+import { type ByteSource, assertLittleEndianHost, bytesSource, fileSource } from "./load-source";
 import type { LlamaWeights } from "./weights";
 
 /** `"ak42"` read as a little-endian uint32: the magic of llama2.c version ≥ 1 files. */
@@ -138,6 +138,7 @@ function llama2cEntries(c: LlamaConfig, version: 0 | 1): Llama2cEntry[] {
 
 /** Checks the exact size of a llama2.c source against its header; returns the layout. */
 function checkedLayout(src: ByteSource): Llama2cLayout {
+  assertLittleEndianHost(src.name);
   const head = src.read(0, Math.min(src.size, LLAMA2C_V1_HEADER_BYTES));
   const layout = parseLlama2cHeader(head, src.name);
   if (src.size !== layout.totalBytes) {

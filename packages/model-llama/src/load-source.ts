@@ -73,12 +73,9 @@ function checkRange(name: string, size: number, offset: number, length: number):
   }
 }
 
-/** Reinterprets little-endian float32 bytes (any alignment) as a fresh Float32Array. */
-export function f32FromBytes(bytes: Uint8Array): Float32Array {
-  if (bytes.byteLength % 4 !== 0)
-    throw new Error(`f32FromBytes: ${bytes.byteLength} bytes is not a multiple of 4`);
-  if (bytes.byteOffset % 4 === 0) {
-    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice();
-  }
-  return new Float32Array(bytes.slice().buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Throws naming `file` on a big-endian platform (checkpoint floats are little-endian and read in place). */
+export function assertLittleEndianHost(file: string): void {
+  if (!LITTLE_ENDIAN) throw new Error(`${file}: big-endian platforms are not supported`);
 }
