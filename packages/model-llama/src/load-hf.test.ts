@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SafetensorsWriteTensor, bf16ToF32, f32ToBf16, writeSafetensors } from "@int21/io";
@@ -223,6 +223,11 @@ describe("loadHf rejects bad checkpoints naming the file and tensor", () => {
     const shard = join(cut, "model-00002-of-00002.safetensors");
     truncateSync(shard, readFileSync(shard).byteLength - 10);
     await expect(loadHf(cut)).rejects.toThrow(/model-00002-of-00002\.safetensors.*(truncated|past the end)/);
+
+    const gone = join(root, "gone");
+    await writeHfDir(gone, cfg, t, "BF16", 2);
+    rmSync(join(gone, "model-00001-of-00002.safetensors"));
+    await expect(loadHf(gone)).rejects.toThrow(/gone[/\\]model-00001-of-00002\.safetensors/);
 
     const idx = join(root, "idx");
     await writeHfDir(idx, cfg, t, "F32", 2);
