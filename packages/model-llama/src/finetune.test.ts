@@ -1,0 +1,126 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { noGrad, setBackend, tidy } from "@int21/autograd";
+import {
+  type AlpacaRecord,
+  alpacaExamples,
+  collate,
+  type Example,
+  IGNORE_INDEX,
+  LoRALinear,
+  LoRAModel,
+  loadPeftAdapter,
+} from "@int21/lora";
+import { type Backend, type QuantLinear, createWasmBackend } from "@int21/quant-kernels";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRunState } from "./run-state";
+import { addLlamaLoRA, finetune, llamaLoss, llamaModules, setLlamaModules } from "./finetune";
+import { forward } from "./forward";
+import { loadLlama2c } from "./load-llama2c";
+import { Llama2cTokenizer } from "./tokenizer";
+
+let backend: Backend;
+const dirs: string[] = [];
+beforeAll(async () => {
+  backend = await createWasmBackend({ threads: 1 });
+  setBackend(backend);
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  backend?.dispose();
+});
+
+const FORMAT = "int4-g64-asym-f16";
+const load = () => loadLlama2c(sharedPath(SHARED.stories260K), { backend, quantize: { format: FORMAT } });
+
+function meanLoss(w: ReturnType<typeof load>, examples: readonly Example[]): number {
+  const loss = llamaLoss(w);
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < examples.length; i += 4) {
+    const b = collate(examples.slice(i, i + 4));
+    s += noGrad(() => tidy(() => loss(b, { training: false }).item())) * b.tokens;
+    n += b.tokens;
+  }
+  return s / n;
+}
+
+/**
+ * An instruction-style dataset built from TinyStories: the Alpaca template with
+ * "Continue the story: <first sentence>" as the instruction and the story's second sentence as the response.
+ */
+function storyRecords(): AlpacaRecord[] {
+  const stories = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").split("<|endoftext|>");
+  const out: AlpacaRecord[] = [];
+  for (const s of stories) {
+    const sentences = s.trim().split(/(?<=[.!?])\s+/);
+    if (sentences.length >= 2)
+      out.push({ instruction: `Continue the story: ${sentences[0]}`, output: sentences[1] });
+  }
+  return out;
+}
+
+describe("finetune (real data: stories260K INT4 + LoRA, instruction data from TinyStories)", () => {
+  it("lowers training and held-out loss; the saved PEFT adapter reloads to the same outputs", async () => {
+    const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512), 512);
+    const recs = storyRecords();
+    const train = alpacaExamples(recs.slice(0, 600), tok, { maxLen: 256 }).examples;
+    const heldOut = alpacaExamples(recs.slice(-40), tok, { maxLen: 256 }).examples;
+    // only the response (and EOS) is trained on
+    expect(train[0].target.filter((t) => t !== IGNORE_INDEX).length).toBeLessThan(train[0].target.length / 2);
+    const trainProbe = train.slice(0, 40);
+    const w = load();
+    const words = (w.layers[0].wq as QuantLinear).q.qweight.words.slice();
+    const trainBefore = meanLoss(w, trainProbe);
+    const heldBefore = meanLoss(w, heldOut);
+    const dir = mkdtempSync(join(tmpdir(), "int21-finetune-"));
+    dirs.push(dir);
+    const res = await finetune(
+      w,
+      { train, heldOut },
+      {
+        lora: { targetModules: ["q_proj", "v_proj"], r: 8, alpha: 16, baseModel: "stories260K" },
+        steps: 200,
+        schedule: { lr: 5e-3, warmupSteps: 10 },
+        evalEvery: 100,
+        seed: 1,
+        adapterDir: join(dir, "adapter"),
+        lossChart: join(dir, "loss.svg"),
+      },
+    );
+    expect(res.steps).toBe(200);
+    expect(res.history.eval.map(([s]) => s)).toEqual([100, 200]);
+    const trainAfter = meanLoss(w, trainProbe);
+    const heldAfter = res.history.eval[1][1];
+    expect(meanLoss(w, heldOut)).toBeCloseTo(heldAfter, 6);
+    // measured (nats per response token): training probe 3.04 → 1.61, held-out 2.98 → 1.94
+    expect(trainAfter).toBeLessThan(trainBefore - 0.5);
+    expect(heldAfter).toBeLessThan(heldBefore - 0.3);
+    // the packed base is frozen
+    const wq = w.layers[0].wq as LoRALinear;
+    expect(wq).toBeInstanceOf(LoRALinear);
+    expect((wq.base as QuantLinear).q.qweight.words).toEqual(words);
+    expect(readFileSync(join(dir, "loss.svg"), "utf8")).toContain("<polyline");
+    expect(existsSync(join(dir, "adapter", "adapter_config.json"))).toBe(true);
+
+    // reload into a freshly loaded INT4 model: the same logits through the inference forward
+    const w2 = load();
+    const model2 = new LoRAModel(llamaModules(w2));
+    await loadPeftAdapter(join(dir, "adapter"), model2);
+    setLlamaModules(w2, model2.modules);
+    const prompt = Array.from(heldOut[0].input);
+    const l1 = forward(w, createRunState(w.config, { maxRows: 256 }), prompt, 0, "all");
+    const l2 = forward(w2, createRunState(w2.config, { maxRows: 256 }), prompt, 0, "all");
+    expect(l2).toEqual(l1);
+    const l0 = forward(load(), createRunState(w.config, { maxRows: 256 }), prompt, 0, "all");
+    expect(l0).not.toEqual(l1);
+  }, 180_000);
+
+  it("addLlamaLoRA rejects targets the model does not have", () => {
+    expect(() => addLlamaLoRA(load(), { targetModules: ["c_attn"], r: 4 })).toThrow(
+      /"c_attn" match no module/,
+    );
+  });
+});

@@ -1,0 +1,163 @@
+// EMEF fine-tuning of a LLaMA model: LoRA adapters (@int21/lora) on a frozen, possibly packed, base,
+// trained through `trainForward` (per-layer checkpointing) with the lora package's Trainer.
+import { Adam, AdamW, crossEntropy, type Tensor } from "@int21/autograd";
+import {
+  type Batch,
+  type Example,
+  type LoRAConfig,
+  LoRALinear,
+  LoRAModel,
+  linearForward,
+  loraParameters,
+  lossChartSvg,
+  savePeftAdapter,
+  Trainer,
+  type TrainerOptions,
+  type TrainResult,
+} from "@int21/lora";
+import type { Linear } from "@int21/quant-kernels";
+import { trainForward } from "./train-forward";
+import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+
+/**
+ * The model's projections under their Hugging Face / PEFT module names:
+ * `model.layers.{i}.self_attn.q_proj` … `model.layers.{i}.mlp.down_proj`, and `lm_head`.
+ */
+export function llamaModules(weights: LlamaWeights): Map<string, Linear> {
+  const m = new Map<string, Linear>();
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES))
+      m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
+  });
+  m.set("lm_head", weights.classifier);
+  return m;
+}
+
+/** Puts the layers of `modules` (as from {@link llamaModules}, possibly LoRA-wrapped) back into `weights`. */
+export function setLlamaModules(weights: LlamaWeights, modules: ReadonlyMap<string, Linear>): void {
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES)) {
+      const l = modules.get(`model.layers.${i}.${hf}`);
+      if (l !== undefined) L[short as LinearName] = l;
+    }
+  });
+  const head = modules.get("lm_head");
+  if (head !== undefined) weights.classifier = head;
+}
+
+/**
+ * Adds a LoRA adapter to `weights` (in place: the targeted projections become `LoRALinear`s, which the
+ * inference `forward`, `generate` and `trainForward` all use). Stack more with `model.addAdapter` +
+ * {@link setLlamaModules}, or load PEFT adapters with `loadPeftAdapter(dir, model)` + `setLlamaModules`.
+ */
+export function addLlamaLoRA(weights: LlamaWeights, config: LoRAConfig): LoRAModel {
+  const model = new LoRAModel(llamaModules(weights));
+  model.addAdapter(config);
+  setLlamaModules(weights, model.modules);
+  return model;
+}
+
+/**
+ * The training loss of a batch: mean next-token cross-entropy of `trainForward` logits over the trained
+ * targets (`-100` targets ignored). LoRA layers run their differentiable op (dropout when training).
+ */
+export function llamaLoss(weights: LlamaWeights, opts: { checkpoint?: boolean } = {}) {
+  return (batch: Batch, info: { training: boolean }): Tensor => {
+    const logits = trainForward(weights, batch.input, {
+      batch: batch.batch,
+      checkpoint: opts.checkpoint ?? true,
+      linearOp: (lin, x) =>
+        lin instanceof LoRALinear ? linearForward(lin, x, { training: info.training }) : undefined,
+    });
+    return crossEntropy(logits, batch.target);
+  };
+}
+
+/** Options of {@link finetune}. */
+export interface FinetuneOptions
+  extends Omit<
+    TrainerOptions,
+    "optimizer" | "loss" | "train" | "heldOut" | "beforeMicroBatch" | "onCheckpoint"
+  > {
+  /** The adapter to train (e.g. `{ targetModules: ["q_proj", "v_proj"], r: 8, alpha: 16 }`). */
+  lora: LoRAConfig;
+  /** Peak learning rate (also `schedule.lr` when a schedule is given without one). Default 1e-3. */
+  lr?: number;
+  /** `adamw` (decoupled decay, default) or `adam` (L2 decay folded into the gradient). */
+  optimizer?: "adam" | "adamw";
+  weightDecay?: number;
+  /** Per-layer activation checkpointing. Default true. */
+  checkpointLayers?: boolean;
+  /** Save the adapter in PEFT format here at every checkpoint and at the end. */
+  adapterDir?: string;
+  /** Write the loss curves (SVG) here at the end. */
+  lossChart?: string;
+  /** Resume from `checkpointDir` when it holds a checkpoint. Default true. */
+  resume?: boolean;
+}
+
+/** What {@link finetune} returns. */
+export interface FinetuneResult extends TrainResult {
+  /** The adapters on the model (the trained one is `opts.lora.name ?? "default"`). */
+  model: LoRAModel;
+  trainer: Trainer;
+  /** Whether the run continued from a checkpoint. */
+  resumed: boolean;
+}
+
+/**
+ * EMEF: trains a LoRA adapter on `weights` (frozen float or packed base; adapters are float32) on token
+ * examples (`textDataset` / `alpacaExamples` from @int21/lora), with per-layer checkpointing, Adam/AdamW,
+ * accumulation, schedule, periodic evaluation and checkpoint/resume. The adapter stays on `weights`.
+ */
+export async function finetune(
+  weights: LlamaWeights,
+  data: { train: readonly Example[]; heldOut?: readonly Example[] },
+  opts: FinetuneOptions,
+): Promise<FinetuneResult> {
+  for (const e of [...data.train, ...(data.heldOut ?? [])]) {
+    if (e.input.length > weights.config.seqLen) {
+      throw new Error(
+        `finetune: an example has ${e.input.length} tokens, more than the model's seqLen ${weights.config.seqLen}`,
+      );
+    }
+  }
+  const model = addLlamaLoRA(weights, opts.lora);
+  const name = opts.lora.name ?? "default";
+  const params = loraParameters(model, name);
+  const lr = opts.lr ?? opts.schedule?.lr ?? 1e-3;
+  const optimizer =
+    opts.optimizer === "adam"
+      ? new Adam(params, { lr, weightDecay: opts.weightDecay ?? 0 })
+      : new AdamW(params, { lr, weightDecay: opts.weightDecay ?? 0 });
+  const {
+    lora: _l,
+    lr: _r,
+    optimizer: _o,
+    weightDecay: _w,
+    checkpointLayers,
+    adapterDir,
+    lossChart,
+    resume,
+    ...rest
+  } = opts;
+  const trainer = new Trainer({
+    ...rest,
+    ...(opts.schedule ? { schedule: { ...opts.schedule, lr: opts.schedule.lr ?? lr } } : {}),
+    optimizer,
+    loss: llamaLoss(weights, { checkpoint: checkpointLayers ?? true }),
+    train: data.train,
+    ...(data.heldOut ? { heldOut: data.heldOut } : {}),
+    beforeMicroBatch: (micro) => model.setDropoutStep(micro),
+    ...(adapterDir ? { onCheckpoint: () => savePeftAdapter(adapterDir, model, { name }) } : {}),
+  });
+  let resumed = false;
+  if (opts.checkpointDir && resume !== false) resumed = await trainer.resume(opts.checkpointDir);
+  const result = await trainer.run();
+  if (adapterDir) await savePeftAdapter(adapterDir, model, { name });
+  if (lossChart) {
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(lossChart, lossChartSvg(result.history, `EMEF fine-tuning (${result.steps} steps)`));
+  }
+  return { ...result, model, trainer, resumed };
+}
