@@ -156,6 +156,9 @@ function q3kScale(b: Uint8Array, o: number, k: number): number {
   return (low | (high << 4)) - 32;
 }
 
+/** Per-block scratch for the 16 scaled sub-block scales (module-level, so the kernel allocates nothing). */
+const q3kScratch = new Float64Array(16);
+
 /**
  * Q3_K, 256 weights in 110 bytes (3.4375 bpw), 16 sub-blocks of 16:
  * `hmask: u8[32] | qs: u8[64] | scales: u8[12] (16 × 6 bits) | d: f16`.
@@ -164,15 +167,17 @@ function q3kScale(b: Uint8Array, o: number, k: number): number {
  */
 export function dequantizeQ3_K(src: Uint8Array, out: Float32Array, count: number): Float32Array {
   checkSizes("Q3_K", src, out, count, 256, 110);
+  const scales = q3kScratch;
   for (let o = 0, y = 0; y < count; o += 110, y += 256) {
     const d = half(src, o + 108);
+    for (let k = 0; k < 16; k++) scales[k] = d * q3kScale(src, o + 96, k);
     for (let i = 0; i < 256; i++) {
       const h = i >> 7;
       const s = (i >> 5) & 3;
       const l = i & 31;
       const low = (src[o + 32 + 32 * h + l] >> (2 * s)) & 3;
       const high = (src[o + l] >> (4 * h + s)) & 1;
-      out[y + i] = d * q3kScale(src, o + 96, i >> 4) * (low - (high ? 0 : 4));
+      out[y + i] = scales[i >> 4] * (low - (high ? 0 : 4));
     }
   }
   return out;
