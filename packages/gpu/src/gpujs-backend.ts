@@ -27,7 +27,7 @@ export const GPUJS_MAX_INDEX = 2 ** 24;
 interface GpuJsKernel {
   (...args: unknown[]): unknown;
   destroy?: (removeCanvasReferences?: boolean) => void;
-  kernel?: { constructor: { mode?: string } };
+  kernel?: { constructor: { name: string; mode?: string } };
 }
 interface GpuJsInstance {
   createKernel(source: string, settings: Record<string, unknown>): GpuJsKernel;
@@ -62,6 +62,15 @@ export interface GpuJsBackend extends Backend {
 }
 
 const MAX_KERNELS = 32;
+
+/** gpu.js kernel classes → the mode names this backend reports. */
+const KERNEL_CLASS_MODES: Record<string, string> = {
+  HeadlessGLKernel: "headlessgl",
+  WebGL2Kernel: "webgl2",
+  WebGLKernel: "webgl",
+  WebAssemblyKernel: "webasm",
+  CPUKernel: "cpu",
+};
 
 function gpuConstructor(mod: GpuJsModule): new (settings: { mode?: string }) => GpuJsInstance {
   const ctor = mod.GPU ?? mod.default?.GPU;
@@ -120,7 +129,9 @@ class GpuJsKernels {
 
   private run(k: GpuJsKernel, args: unknown[], len: number, what: string): Float32Array {
     const r = toFloat32(k(...args), len, what);
-    const actual = k.kernel?.constructor.mode;
+    const ctor = k.kernel?.constructor;
+    // gpu.js's GL kernels all report mode "gpu"; the class name tells which one auto mode picked.
+    const actual = (ctor && KERNEL_CLASS_MODES[ctor.name]) ?? ctor?.mode;
     if (actual) this.mode = actual;
     return r;
   }
