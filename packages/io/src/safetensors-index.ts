@@ -151,15 +151,19 @@ export async function openSafetensorsIndex(dirOrIndexPath: string): Promise<Safe
       return (await shardFile(lookup(name).shard)).readRaw(name);
     },
     async *tensorsByShard() {
-      for (const [shard, names] of byShard) {
-        const file = await shardFile(shard);
-        const mapped = new Set(names);
-        for (const name of file.names) {
-          if (mapped.has(name)) yield { name, shard, info: file.tensors[name], file };
+      try {
+        for (const [shard, names] of byShard) {
+          const file = await shardFile(shard);
+          const mapped = new Set(names);
+          for (const name of file.names) {
+            if (mapped.has(name)) yield { name, shard, info: file.tensors[name], file };
+          }
         }
+      } finally {
+        // Also on an early `break` out of the loop: the open shard is closed.
+        await open?.file.close();
+        open = undefined;
       }
-      await open?.file.close();
-      open = undefined;
     },
     async close() {
       await open?.file.close();
