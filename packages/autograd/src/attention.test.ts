@@ -118,7 +118,7 @@ describe("rope", () => {
         const h0 = i - hi;
         const m = half ? hi % (hs / 2) : Math.floor(hi / 2);
         const first = half ? hi < hs / 2 : hi % 2 === 0;
-        const a = pos[t] * 10000 ** (-(2 * m) / hs);
+        const a = pos[t] * theta ** (-(2 * m) / hs);
         const i0 = half ? h0 + m : h0 + 2 * m;
         const i1 = half ? i0 + hs / 2 : i0 + 1;
         const x0 = x[r * D + (i0 - h0) + h0];
@@ -147,8 +147,8 @@ describe("rope", () => {
           expectClose(y.toArray(), refRope(x.values(), T, nh * hs, hs, pos, half), 1e-5, 1e-4);
           const explicit = pos.map((p) => p * 3);
           expectClose(
-            rope(x, { headSize: hs, positions: explicit, layout }).toArray(),
-            refRope(x.values(), T, nh * hs, hs, explicit, half),
+            rope(x, { headSize: hs, positions: explicit, layout, theta: 500 }).toArray(),
+            refRope(x.values(), T, nh * hs, hs, explicit, half, 500),
             1e-5,
             1e-4,
           );
