@@ -26,16 +26,20 @@ const stories = loadLlama2c(sharedPath(SHARED.stories260K));
 const tmp = mkdtempSync(join(tmpdir(), "int21-quantize-"));
 
 /** Calibration: real TinyStories validation text, tokenized with the model's own tokenizer. */
-function tinyStoriesWindows(count: number, length: number): Int32Array[] {
+function tinyStoriesWindows(count: number, length: number, first = 0): Int32Array[] {
   const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
   const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
-  const stories40 = text.split("<|endoftext|>").slice(0, 40).join("\n");
+  const stories40 = text
+    .split("<|endoftext|>")
+    .slice(first, first + 40)
+    .join("\n");
   const ids = tok.encode(stories40);
   return calibrationWindows(ids, count, length, tok.bosId);
 }
 
 describe("quantizeModel on the real stories260K", () => {
   const calib = tinyStoriesWindows(8, 128);
+  const heldOut = tinyStoriesWindows(4, 128, 500); // stories 500..539, never seen in calibration
   // The WebAssembly backend (one thread) runs the calibration GEMMs ~8× faster than the reference.
   let wasm: WasmBackend;
   beforeAll(async () => {
@@ -43,28 +47,52 @@ describe("quantizeModel on the real stories260K", () => {
   });
   afterAll(() => wasm.dispose());
 
-  it("GPTQ's layer output error is below RTN's on all 35 projections at 2, 3 and 4 bits", () => {
-    const table: Record<string, Record<string, { gptq: number; rtn: number; ratio: number }>> = {};
+  it("GPTQ's layer output error is below RTN's on all 35 projections at 2, 3 and 4 bits, held-out too", () => {
+    type Row = {
+      gptq: number;
+      rtn: number;
+      ratio: number;
+      heldOutGptq: number;
+      heldOutRtn: number;
+      heldOutRatio: number;
+    };
+    const table: Record<string, Record<string, Row>> = {};
     for (const bits of [2, 3, 4]) {
       const format = `int${bits}-g32-asym-f16`;
-      const { weights, report } = quantizeModel(stories, { format, method: "gptq", calib, backend: wasm });
+      const { weights, report } = quantizeModel(stories, {
+        format,
+        method: "gptq",
+        calib,
+        heldOut,
+        backend: wasm,
+      });
       expect(report).toHaveLength(35);
       table[format] = {};
       for (const r of report) {
         const key = `layers.${r.layer}.${r.name}`;
         expect(r.relError, `${format} ${key}`).toBeLessThan(r.rtnRelError!);
+        // ... and on activations of held-out stories, propagated through the same quantized layers.
+        expect(r.heldOutRelError, `${format} ${key} held-out`).toBeLessThan(r.heldOutRtnRelError!);
         expect(r.relError).toBeGreaterThan(0);
-        table[format][key] = { gptq: r.relError!, rtn: r.rtnRelError!, ratio: r.relError! / r.rtnRelError! };
+        table[format][key] = {
+          gptq: r.relError!,
+          rtn: r.rtnRelError!,
+          ratio: r.relError! / r.rtnRelError!,
+          heldOutGptq: r.heldOutRelError!,
+          heldOutRtn: r.heldOutRtnRelError!,
+          heldOutRatio: r.heldOutRelError! / r.heldOutRtnRelError!,
+        };
         expect(linearParts(weights.layers[r.layer][r.name], key).kind).toBe("quant");
       }
       const ratios = Object.values(table[format]).map((v) => v.ratio);
       console.log(
         `${format}: GPTQ/RTN output-error ratio per projection — mean ${(ratios.reduce((a, b) => a + b) / ratios.length).toFixed(3)}, ` +
-          `max ${Math.max(...ratios).toFixed(3)}\n` +
+          `max ${Math.max(...ratios).toFixed(3)}; held-out max ${Math.max(...Object.values(table[format]).map((v) => v.heldOutRatio)).toFixed(3)}\n` +
           Object.entries(table[format])
             .map(
               ([k, v]) =>
-                `  ${k.padEnd(12)} gptq ${v.gptq.toFixed(4)}  rtn ${v.rtn.toFixed(4)}  ratio ${v.ratio.toFixed(3)}`,
+                `  ${k.padEnd(12)} gptq ${v.gptq.toFixed(4)}  rtn ${v.rtn.toFixed(4)}  ratio ${v.ratio.toFixed(3)}` +
+                `  | held-out gptq ${v.heldOutGptq.toFixed(4)}  rtn ${v.heldOutRtn.toFixed(4)}  ratio ${v.heldOutRatio.toFixed(3)}`,
             )
             .join("\n"),
       );
@@ -119,6 +147,9 @@ describe("quantizeModel on the real stories260K", () => {
         calib: [new Int32Array([1, 999])],
       }),
     ).toThrow(/window 0 token 1 = 999 is outside \[0, 512\)/);
+    expect(() =>
+      quantizeModel(stories, { format: "int4-g32-asym-f16", method: "rtn", heldOut: calib }),
+    ).toThrow(/heldOut windows need calibration windows/);
     const q = quantizeModel(stories, { format: "int4-g32-asym-f16", method: "rtn" }).weights;
     expect(() => quantizeModel(q, { format: "int4-g32-asym-f16", method: "rtn" })).toThrow(
       /layers\.0\.wq is already quantized/,

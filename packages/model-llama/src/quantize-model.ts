@@ -52,6 +52,11 @@ export interface QuantizeModelOptions {
    * used to measure the per-projection output error.
    */
   calib?: ArrayLike<number>[];
+  /**
+   * Held-out token windows: their activations go through the same (quantized) layers and every
+   * projection's error is also measured on them (`heldOutRelError`, `heldOutRtnRelError`). Needs `calib`.
+   */
+  heldOut?: ArrayLike<number>[];
   /** Backend for the forward passes, Hessians and returned linears (default: a new reference backend). */
   backend?: Backend;
   onProgress?: (p: QuantizeProgress) => void;
@@ -65,6 +70,10 @@ export interface LinearErrorReport {
   relError?: number;
   /** The same for round-to-nearest Ŵ on the same X (GPTQ runs only): the baseline GPTQ should beat. */
   rtnRelError?: number;
+  /** `relError` on the held-out windows' activations (when `heldOut` is given). */
+  heldOutRelError?: number;
+  /** `rtnRelError` on the held-out windows' activations (GPTQ runs with `heldOut`). */
+  heldOutRtnRelError?: number;
 }
 
 /** What {@link quantizeModel} returns. */
@@ -180,6 +189,7 @@ class LayerQuantizer {
   private readonly ref = createReferenceBackend();
   private readonly quantizer: Quantizer;
   private readonly cal?: Calibration;
+  private readonly heldOut?: Calibration;
   private readonly total: number;
   private readonly t0 = Date.now();
   private done = 0;
@@ -206,6 +216,11 @@ class LayerQuantizer {
           })
         : { name: "rtn", quantize: (w, N, K, f) => rtnQuantize(w, N, K, f) };
     if (calib.length > 0) this.cal = new Calibration(config, tokenEmbedding, calib);
+    if (opts.heldOut && opts.heldOut.length > 0) {
+      if (!this.cal)
+        throw new Error("quantizeModel: heldOut windows need calibration windows (opts.calib) too");
+      this.heldOut = new Calibration(config, tokenEmbedding, opts.heldOut);
+    }
   }
 
   private tick(layer: number, name: LinearName): void {
@@ -248,7 +263,10 @@ class LayerQuantizer {
     // their dequantized weights as they are quantized (the values the packed kernels compute, at
     // float-GEMM speed). The returned layer holds the packed projections.
     const twin: LayerWeights = { ...floatLayer };
-    const quantizeGroup = (names: LinearName[], X: Float32Array, K: number) => {
+    const ev = this.heldOut;
+    const quantizeGroup = (names: LinearName[], stage: (c: Calibration) => Float32Array, K: number) => {
+      const X = stage(cal);
+      const Xe = ev ? stage(ev) : undefined;
       const H = createHessian(K, { backend });
       H.add(X, cal.rows);
       for (const n of names) {
@@ -262,20 +280,24 @@ class LayerQuantizer {
           name: n,
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
+        if (ev && Xe) entry.heldOutRelError = relOutputError(f, twin[n], Xe, ev.rows);
         if (this.opts.method === "gptq") {
           const r = this.dense(rtnQuantize(w, N, K, format), N, K);
           entry.rtnRelError = relOutputError(f, r, X, cal.rows);
+          if (ev && Xe) entry.heldOutRtnRelError = relOutputError(f, r, Xe, ev.rows);
         }
         out[n] = createQuantLinear({ q, backend });
         this.report.push(entry);
         this.tick(l, n);
       }
     };
-    quantizeGroup(["wq", "wk", "wv"], cal.attnInput(twin), this.config.dim);
-    quantizeGroup(["wo"], cal.attention(twin), this.config.dim);
-    quantizeGroup(["w1", "w3"], cal.ffnInput(twin), this.config.dim);
-    quantizeGroup(["w2"], cal.ffnHidden(twin), this.config.hiddenDim);
+    const { dim, hiddenDim } = this.config;
+    quantizeGroup(["wq", "wk", "wv"], (c) => c.attnInput(twin), dim);
+    quantizeGroup(["wo"], (c) => c.attention(twin), dim);
+    quantizeGroup(["w1", "w3"], (c) => c.ffnInput(twin), dim);
+    quantizeGroup(["w2"], (c) => c.ffnHidden(twin), hiddenDim);
     cal.finishLayer(twin);
+    ev?.finishLayer(twin);
     return out;
   }
 }
