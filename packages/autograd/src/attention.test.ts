@@ -108,6 +108,7 @@ describe("rope", () => {
     hs: number,
     pos: number[],
     half: boolean,
+    theta = 10000,
   ): Float64Array {
     const out = new Float64Array(x.length);
     for (let r = 0; r < x.length / D; r++) {
