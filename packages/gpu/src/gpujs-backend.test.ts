@@ -1,7 +1,7 @@
 import type { Bits } from "@int21/bitpack";
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createGpuJsBackend, type GpuJsBackend, type GpuJsMode } from "./gpujs-backend";
+import { createGpuJsBackend, GPUJS_MAX_INDEX, type GpuJsBackend, type GpuJsMode } from "./gpujs-backend";
 import {
   loopBackend,
   randomFloats,
@@ -162,6 +162,22 @@ describe.skipIf(gpujsMissing !== null).each(MODES)("gpu.js backend, mode %s", (m
         C: new Float32Array(4),
       }),
     ).toThrow(/sgemm: A needs 4 elements, has 3/);
+  });
+});
+
+describe.skipIf(gpujsMissing !== null)("gpu.js backend size limit", () => {
+  it("runs problems with an index at or above 2^24 on the fallback (float32 indices would round)", async () => {
+    const fallback = loopBackend();
+    const b = await createGpuJsBackend({ mode: "cpu", fallback, warn: () => {} });
+    const A = new Float32Array(GPUJS_MAX_INDEX);
+    A[GPUJS_MAX_INDEX - 1] = 3;
+    const C = new Float32Array(1);
+    b.sgemm({ M: 1, N: 1, K: 1, A, B: new Float32Array([2]), C, aOffset: GPUJS_MAX_INDEX - 1 });
+    expect(C[0]).toBe(6);
+    expect(fallback.calls).toBe(1);
+    b.sgemm({ M: 1, N: 1, K: 1, A, B: new Float32Array([2]), C, aOffset: 5 });
+    expect(fallback.calls).toBe(1);
+    b.dispose();
   });
 });
 

@@ -11,6 +11,7 @@ import {
 import { floatLayoutOf, type FloatLayout } from "./float-layout";
 import { gemmEpilogue, resolveGemm } from "./gemm-args";
 import { DEQUANTIZE_SOURCE, GEMM_SOURCE, QMATMUL_SOURCE, QMATMUL_T_SOURCE } from "./gpujs-kernels";
+import { optionalImport } from "./optional-import";
 import { assertQuantArgs } from "./quant-args";
 
 /**
@@ -235,7 +236,7 @@ export async function createGpuJsBackend(options: GpuJsBackendOptions = {}): Pro
   let kernels: GpuJsKernels | null = null;
   let reason: string | null = null;
   try {
-    const mod = options.gpujs ?? ((await import("gpu.js")) as GpuJsModule);
+    const mod = options.gpujs ?? ((await optionalImport("gpu.js")) as GpuJsModule);
     const GPU = gpuConstructor(mod);
     kernels = new GpuJsKernels(new GPU({ mode }), mode);
     probe(kernels);

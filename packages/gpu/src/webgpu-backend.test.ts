@@ -134,6 +134,16 @@ describe.skipIf(missing !== null)("WebGPU backend", () => {
     );
   });
 
+  it("calls in flight together each get their own result", async () => {
+    await ready;
+    const jobs = [2, 3, 4, 8].map(async (bits, i) => {
+      const f = getFormat(`int${bits}-g32-asym-f16`);
+      const q = rtnQuantize(randomWeights(40 * 90, 100 + i), 40, 90, f);
+      await checkQuantKernelsAsync(backend, q, [1, 5], FLOAT32_TOLERANCES, 200 + i);
+    });
+    await Promise.all(jobs);
+  });
+
   it("rejects short buffers with an error naming the tensor", async () => {
     await ready;
     const q = rtnQuantize(randomWeights(5 * 40, 1), 5, 40, "int4-g32-asym-f16");

@@ -179,8 +179,10 @@ class WebGpuKernels {
       pass.end();
       if (bytes > 0) enc.copyBufferToBuffer(out, 0, staging, 0, bytes);
       d.queue.submit([enc.finish()]);
-      const oom = await d.popErrorScope();
-      const invalid = await d.popErrorScope();
+      // Pop both scopes before awaiting anything: error scopes are a per-device stack, and another call
+      // in flight must not push between this call's push and pop.
+      const popped = [d.popErrorScope(), d.popErrorScope()];
+      const [oom, invalid] = await Promise.all(popped);
       const err = invalid ?? oom;
       if (err) throw new Error(`gpu: WebGPU ${key}: ${err.message}`);
       await staging.mapAsync(MAP_MODE_READ);

@@ -1,5 +1,6 @@
 // Getting a WebGPU device: the page's `navigator.gpu`, or in Node the `webgpu` package (Dawn).
 /// <reference types="@webgpu/types" />
+import { optionalImport } from "./optional-import";
 
 /** Where the device came from and what it is. */
 export interface WebGpuContext {
@@ -95,7 +96,7 @@ export async function requestWebGpuDevice(opts: WebGpuDeviceOptions = {}): Promi
     return reasons.length > 0 ? reasons.join("; ") : "no navigator.gpu (WebGPU is not available here)";
   let mod: WebGpuModule;
   try {
-    mod = opts.webgpu ?? ((await import("webgpu")) as unknown as WebGpuModule);
+    mod = opts.webgpu ?? ((await optionalImport("webgpu")) as WebGpuModule);
   } catch (e) {
     reasons.push(`the webgpu package is not installed (${(e as Error).message.split("\n")[0]})`);
     return reasons.join("; ");
