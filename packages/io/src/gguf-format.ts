@@ -379,3 +379,41 @@ export function ggufGet(
 ): GgufValue["value"] | undefined {
   return Object.hasOwn(metadata, key) ? metadata[key].value : undefined;
 }
+
+/**
+ * A numeric metadata entry as a number (`undefined` if absent), for config mapping: any integer or float type;
+ * u64/i64 values must be safe integers.
+ * @throws Error naming the file and key when the entry is not a number
+ */
+export function ggufNumber(
+  metadata: Readonly<Record<string, GgufValue>>,
+  key: string,
+  file = "<gguf>",
+): number | undefined {
+  if (!Object.hasOwn(metadata, key)) return undefined;
+  const v = metadata[key];
+  if (typeof v.value === "number") return v.value;
+  if (typeof v.value === "bigint") {
+    if (v.value > BigInt(Number.MAX_SAFE_INTEGER) || v.value < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new Error(`gguf: ${file}: metadata "${key}" = ${v.value} is too large for a number`);
+    }
+    return Number(v.value);
+  }
+  throw new Error(`gguf: ${file}: metadata "${key}" must be a number, got ${v.type}`);
+}
+
+/**
+ * A string metadata entry (`undefined` if absent).
+ * @throws Error naming the file and key when the entry is not a string
+ */
+export function ggufString(
+  metadata: Readonly<Record<string, GgufValue>>,
+  key: string,
+  file = "<gguf>",
+): string | undefined {
+  if (!Object.hasOwn(metadata, key)) return undefined;
+  const v = metadata[key];
+  if (v.type !== "string")
+    throw new Error(`gguf: ${file}: metadata "${key}" must be a string, got ${v.type}`);
+  return v.value;
+}

@@ -260,3 +260,34 @@ describe("GGUF reader validation", () => {
     }
   });
 });
+
+describe("typed metadata accessors", () => {
+  it("converts numbers (including safe u64) and strings, naming the key otherwise", async () => {
+    const { ggufNumber, ggufString } = await import("./gguf-format");
+    const m = parseGguf(
+      serializeGguf({
+        metadata: {
+          "llama.block_count": { type: "u32", value: 22 },
+          "llama.rope.freq_base": { type: "f32", value: 10000 },
+          "general.parameter_count": { type: "u64", value: 1100048384n },
+          huge: { type: "u64", value: 2n ** 60n },
+          "general.name": { type: "string", value: "TinyLlama" },
+        },
+        tensors: [],
+      }),
+      "m.gguf",
+    ).metadata;
+    expect(ggufNumber(m, "llama.block_count")).toBe(22);
+    expect(ggufNumber(m, "llama.rope.freq_base")).toBe(10000);
+    expect(ggufNumber(m, "general.parameter_count")).toBe(1100048384);
+    expect(ggufNumber(m, "absent")).toBeUndefined();
+    expect(() => ggufNumber(m, "huge", "m.gguf")).toThrow(
+      /m.gguf: metadata "huge" = 1152921504606846976 is too large/,
+    );
+    expect(() => ggufNumber(m, "general.name", "m.gguf")).toThrow(
+      /metadata "general.name" must be a number, got string/,
+    );
+    expect(ggufString(m, "general.name")).toBe("TinyLlama");
+    expect(() => ggufString(m, "llama.block_count", "m.gguf")).toThrow(/must be a string, got u32/);
+  });
+});

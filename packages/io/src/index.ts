@@ -58,6 +58,8 @@ export {
   type GgufValue,
   type GgufValueType,
   ggufGet,
+  ggufNumber,
+  ggufString,
   parseGgufHeader,
 } from "./gguf-format";
 export { type GgufBytes, type GgufFile, type GgufInfo, openGguf, parseGguf } from "./gguf-reader";
