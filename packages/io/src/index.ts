@@ -32,6 +32,8 @@ export {
   type SafetensorsIndex,
   type ShardedTensor,
   type ShardedTensorInfo,
+  type ShardOptions,
+  writeSafetensorsSharded,
 } from "./safetensors-index";
 export { type GgmlType, type GgmlTypeName, GGML_TYPES, ggmlTypeById } from "./ggml-types";
 export {

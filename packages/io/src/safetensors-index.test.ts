@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openSafetensorsIndex } from "./safetensors-index";
+import { openSafetensorsIndex, writeSafetensorsSharded } from "./safetensors-index";
 import { writeSafetensors } from "./safetensors-writer";
 
 const root = mkdtempSync(join(tmpdir(), "int21-io-idx-"));
@@ -81,5 +81,47 @@ describe("openSafetensorsIndex", () => {
     writeFileSync(join(dir, "model.safetensors.index.json"), "{}");
     await expect(openSafetensorsIndex(dir)).rejects.toThrow(/"weight_map" must be an object/);
     await expect(openSafetensorsIndex(join(root, "nowhere"))).rejects.toThrow(/cannot open .*nowhere/);
+  });
+});
+
+describe("writeSafetensorsSharded", () => {
+  const tensors = Object.fromEntries(
+    ["a", "b", "c", "d", "e"].map((name, i) => [
+      name,
+      { dtype: "F32" as const, shape: [10], data: Float32Array.from({ length: 10 }, (_, j) => i * 10 + j) },
+    ]),
+  );
+
+  it("splits greedily at maxShardBytes and writes an index openSafetensorsIndex reads back", async () => {
+    const dir = join(root, "sharded");
+    mkdirSync(dir);
+    const files = await writeSafetensorsSharded(dir, tensors, {
+      maxShardBytes: 100,
+      metadata: { format: "pt" },
+    });
+    // 40 bytes per tensor: a+b (80), c+d (80), e (40).
+    expect(files).toEqual([
+      "model-00001-of-00003.safetensors",
+      "model-00002-of-00003.safetensors",
+      "model-00003-of-00003.safetensors",
+      "model.safetensors.index.json",
+    ]);
+    const index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8"));
+    expect(index.metadata.total_size).toBe(200);
+    expect(index.weight_map.c).toBe("model-00002-of-00003.safetensors");
+    const idx = await openSafetensorsIndex(dir);
+    for (const [name, t] of Object.entries(tensors)) expect(await idx.readF32(name)).toEqual(t.data);
+    await idx.close();
+  });
+
+  it("writes a single model.safetensors when everything fits, and gives an oversized tensor its own shard", async () => {
+    const one = join(root, "one");
+    mkdirSync(one);
+    expect(await writeSafetensorsSharded(one, tensors)).toEqual(["model.safetensors"]);
+    expect(existsSync(join(one, "model.safetensors.index.json"))).toBe(false);
+    const big = join(root, "big");
+    mkdirSync(big);
+    const files = await writeSafetensorsSharded(big, tensors, { maxShardBytes: 30 });
+    expect(files.length).toBe(6); // five shards of one tensor each, plus the index
   });
 });

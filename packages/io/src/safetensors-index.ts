@@ -4,7 +4,9 @@
 
 import { openFileSource } from "./file-source";
 import type { SafetensorsTensorInfo } from "./safetensors-format";
+import { SAFETENSORS_DTYPES, shapeSize } from "./safetensors-format";
 import { openSafetensors, type RawTensor, type SafetensorsFile } from "./safetensors-reader";
+import { type SafetensorsWriteInput, writeSafetensors } from "./safetensors-writer";
 
 /** The default index file name inside a checkpoint directory. */
 export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
@@ -170,4 +172,74 @@ export async function openSafetensorsIndex(dirOrIndexPath: string): Promise<Safe
       open = undefined;
     },
   };
+}
+
+/** Options for {@link writeSafetensorsSharded}. */
+export interface ShardOptions {
+  /** Largest shard in tensor bytes (default 5 GB, as the Hugging Face writer); a larger single tensor gets its own shard. */
+  readonly maxShardBytes?: number;
+  /** `__metadata__` for every shard (for example `{ format: "pt" }`). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** File name prefix (default `"model"`). */
+  readonly prefix?: string;
+}
+
+/**
+ * Writes tensors as a sharded checkpoint in `dir`: `model-00001-of-0000N.safetensors` files (tensors in the
+ * order given, a new shard whenever the next tensor would pass `maxShardBytes`) and `model.safetensors.index.json`
+ * with `metadata.total_size` and `weight_map`. With a single shard it writes just `model.safetensors`, as the
+ * Hugging Face writer does. Returns the names of the files written.
+ */
+export async function writeSafetensorsSharded(
+  dir: string,
+  tensors: SafetensorsWriteInput,
+  options: ShardOptions = {},
+): Promise<string[]> {
+  const { maxShardBytes = 5_000_000_000, metadata, prefix = "model" } = options;
+  if (!(maxShardBytes > 0))
+    throw new RangeError(`safetensors: maxShardBytes must be positive, got ${maxShardBytes}`);
+  const shards: string[][] = [];
+  let size = 0;
+  let total = 0;
+  for (const name of Object.keys(tensors)) {
+    const t = tensors[name];
+    if (!Object.hasOwn(SAFETENSORS_DTYPES, t.dtype))
+      throw new Error(`safetensors: tensor "${name}": unknown dtype ${t.dtype}`);
+    const bytes = shapeSize(t.shape, `safetensors: tensor "${name}"`) * SAFETENSORS_DTYPES[t.dtype].bytes;
+    if (shards.length === 0 || (size + bytes > maxShardBytes && size > 0)) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1].push(name);
+    size += bytes;
+    total += bytes;
+  }
+  if (shards.length <= 1) {
+    const file = `${prefix}.safetensors`;
+    await writeSafetensors(joinPath(dir, file), tensors, metadata);
+    return [file];
+  }
+  const n = String(shards.length).padStart(5, "0");
+  const files = shards.map((_, i) => `${prefix}-${String(i + 1).padStart(5, "0")}-of-${n}.safetensors`);
+  const weightMap: Record<string, string> = {};
+  for (const [i, names] of shards.entries()) {
+    const part: Record<string, SafetensorsWriteInput[string]> = {};
+    for (const name of names) {
+      part[name] = tensors[name];
+      weightMap[name] = files[i];
+    }
+    await writeSafetensors(joinPath(dir, files[i]), part, metadata);
+  }
+  const { writeFile } = await import("node:fs/promises");
+  const index = `${prefix}.safetensors.index.json`;
+  const sorted = Object.fromEntries(
+    Object.keys(weightMap)
+      .sort()
+      .map((k) => [k, weightMap[k]]),
+  );
+  await writeFile(
+    joinPath(dir, index),
+    `${JSON.stringify({ metadata: { total_size: total }, weight_map: sorted }, null, 2)}\n`,
+  );
+  return [...files, index];
 }
