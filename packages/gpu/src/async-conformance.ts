@@ -134,6 +134,7 @@ export interface AsyncGemmCase {
   seed: number;
 }
 
+/** Runs one {@link AsyncGemmCase} on `b` and the reference; throws an Error naming the case when they differ. */
 export async function checkSgemmCaseAsync(
   b: AsyncBackend,
   c: AsyncGemmCase,

@@ -40,6 +40,7 @@ export interface GpuJsModule {
   default?: { GPU?: new (settings: { mode?: string }) => GpuJsInstance };
 }
 
+/** Options of {@link createGpuJsBackend}. */
 export interface GpuJsBackendOptions {
   /** Default `"gpu"` (gpu.js picks the best mode it can run). */
   mode?: GpuJsMode;

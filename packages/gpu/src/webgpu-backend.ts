@@ -25,6 +25,7 @@ import {
   WORKGROUP,
 } from "./webgpu-shaders";
 
+/** Options of {@link createWebGpuBackend} (device options as in {@link requestWebGpuDevice}). */
 export interface WebGpuBackendOptions extends WebGpuDeviceOptions {
   /** A device already made with {@link requestWebGpuDevice} (shared between backends). */
   context?: WebGpuContext;

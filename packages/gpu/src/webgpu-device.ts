@@ -18,6 +18,7 @@ export interface WebGpuContext {
   readonly keepAlive: unknown;
 }
 
+/** Options of {@link requestWebGpuDevice}. */
 export interface WebGpuDeviceOptions {
   /** A `GPU` (e.g. `navigator.gpu`, or the result of the `webgpu` package's `create([...])`). */
   gpu?: GPU;
