@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { add, mul, scale } from "./elementwise";
-import { backward, defineOp, detach, noGrad, type OpDef } from "./engine";
+import { backward, defineOp, detach, noGrad, type OpDef, releaseGraph } from "./engine";
 import { linear } from "./linear";
 import { memory } from "./memory";
 import { sum } from "./reduce";
@@ -87,6 +87,19 @@ describe("graph recording", () => {
 });
 
 describe("tidy and the ledger", () => {
+  it("releaseGraph drops the saved activations of a graph that will not be back-propagated", () => {
+    const w = leaf([32, 32], 1);
+    const x = leaf([4, 32], 2, { grad: false });
+    const base = memory().liveBytes;
+    const y = tidy(() => linear(linear(x, w), w));
+    expect(memory().liveBytes - base).toBe(2 * 4 * 32 * 4); // y + the saved middle activation
+    releaseGraph(y);
+    expect(memory().liveBytes - base).toBe(4 * 32 * 4);
+    expect(() => tidy(() => backward(sum(y)))).toThrow(/already consumed/);
+    y.dispose();
+    expect(memory().liveBytes).toBe(base);
+  });
+
   it("disposes intermediates, keeps returned tensors, and backward releases saved activations", () => {
     const w = leaf([64, 64], 1);
     const x = leaf([8, 64], 2, { grad: false });

@@ -210,36 +210,39 @@ export function backward(root: Tensor, grad?: Tensor | ArrayLike<number>): void 
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, g);
-  for (let n = order.length - 1; n >= 0; n--) {
-    const node = order[n];
-    const gy = grads.get(node.output);
-    if (gy) {
-      const gradInputs = node.inputs.map((x, i) => {
-        if (!node.ctx.needsInputGrad[i]) return null;
-        if (x.node === null) {
-          if (x.consumed) {
-            throw new Error(
-              `autograd: backward: ${x} comes from a graph already consumed by an earlier backward()`,
-            );
+  try {
+    for (let n = order.length - 1; n >= 0; n--) {
+      const node = order[n];
+      const gy = grads.get(node.output);
+      if (gy) {
+        const gradInputs = node.inputs.map((x, i) => {
+          if (!node.ctx.needsInputGrad[i]) return null;
+          if (x.node === null) {
+            if (x.consumed) {
+              throw new Error(
+                `autograd: backward: ${x} comes from a graph already consumed by an earlier backward()`,
+              );
+            }
+            return leafGrad(x);
           }
-          return leafGrad(x);
-        }
-        let gx = grads.get(x);
-        if (!gx) {
-          gx = untracked(() => zeros(x.shape, { tag: "backward" }));
-          grads.set(x, gx);
-        }
-        return gx;
-      });
-      node.def.backward(node.ctx, gy, gradInputs, node.attrs as never);
-      grads.delete(node.output);
-      gy.dispose();
+          let gx = grads.get(x);
+          if (!gx) {
+            gx = untracked(() => zeros(x.shape, { tag: "backward" }));
+            grads.set(x, gx);
+          }
+          return gx;
+        });
+        node.def.backward(node.ctx, gy, gradInputs, node.attrs as never);
+        grads.delete(node.output);
+        gy.dispose();
+      }
+      node.ctx.releaseSaved();
+      node.output.consumed = true;
+      node.output.node = null;
     }
-    node.ctx.releaseSaved();
-    node.output.consumed = true;
-    node.output.node = null;
+  } finally {
+    for (const left of grads.values()) left.dispose(); // also on an error
   }
-  for (const left of grads.values()) left.dispose();
 }
 
 function leafGrad(x: Tensor): Tensor {
@@ -257,4 +260,17 @@ function accumulateLeaf(x: Tensor, g: Tensor): void {
 /** A new tensor sharing `t`'s storage, cut from the graph (no grad). */
 export function detach(t: Tensor): Tensor {
   return new Tensor(t.storage, t.shape, t.strides, t.offset, false);
+}
+
+/**
+ * Drops the graph behind `root` without back-propagating: every node's saved tensors are released (the
+ * ledger stops counting them) and the graph is marked consumed. Use it for a loss computed with grad
+ * recording on that will not be back-propagated (or compute such losses under {@link noGrad}).
+ */
+export function releaseGraph(root: Tensor): void {
+  for (const node of topoOrder(root)) {
+    node.ctx.releaseSaved();
+    node.output.consumed = true;
+    node.output.node = null;
+  }
 }

@@ -11,6 +11,7 @@ export {
   type Node,
   OpContext,
   type OpDef,
+  releaseGraph,
 } from "./engine";
 export { type MemoryStats, memory, resetPeak } from "./memory";
 export { createRng, type Rng } from "./random";
