@@ -17,7 +17,7 @@ describe("flat stream", () => {
           const out = new Uint8Array(xs.length);
           unpackStream(words, bits, xs.length, out);
           expect(Array.from(out)).toEqual(xs);
-          for (let i = 0; i < xs.length; i++) expect(getStream(words, bits, i)).toBe(xs[i]);
+          expect(xs.map((_, i) => getStream(words, bits, i))).toEqual(xs);
         }),
         { seed: SEED, numRuns: 150 },
       );
@@ -45,7 +45,7 @@ describe("flat stream", () => {
         expect(Array.from(out.subarray(oo, oo + xs.length))).toEqual(xs);
         expect(Array.from(out.subarray(0, oo))).toEqual(new Array(oo).fill(-7));
         expect(out[oo + xs.length]).toBe(-7);
-        for (let i = 0; i < xs.length; i++) expect(getStream(words, bits, i, wo)).toBe(xs[i]);
+        expect(xs.map((_, i) => getStream(words, bits, i, wo))).toEqual(xs);
       }),
       { seed: SEED, numRuns: 150 },
     );
