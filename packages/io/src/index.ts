@@ -67,3 +67,4 @@ export {
 export { type GgufBytes, type GgufFile, type GgufInfo, openGguf, parseGguf } from "./gguf-reader";
 export { type GgufWriteInput, type GgufWriteTensor, serializeGguf, writeGguf } from "./gguf-writer";
 export { type GgufTokenizer, readGgufTokenizer } from "./gguf-tokenizer";
+export { GGML_GROUP_TYPES, type GgmlGroups, ggmlToGroups } from "./ggml-groups";
