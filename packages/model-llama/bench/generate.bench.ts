@@ -25,6 +25,7 @@ import {
 } from "@int21/model-llama";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";
+const loadAtStart = (await import("node:os")).loadavg()[0].toFixed(2);
 const shapes: SyntheticModelName[] = quick ? ["stories260K"] : ["stories260K", "stories15M", "stories110M"];
 const FORMATS = ["f32", "int8-g64-asym-f16", "int4-g64-asym-f16", "int2-g64-asym-f16"] as const;
 type Fmt = (typeof FORMATS)[number];
@@ -90,6 +91,25 @@ function maxRelErr(a: Float32Array, b: Float32Array): number {
   return err / mag;
 }
 
+/**
+ * bench-utils `time` (median wall time) plus the process CPU time per run over the same runs: on a
+ * machine shared with other work, tokens per CPU-second of a 1-thread run estimates the unloaded rate.
+ */
+function timeWithCpu(name: string, fn: () => unknown): { medianMs: number; cpuMsPerRun: number } {
+  const c0 = process.cpuUsage();
+  let runs = 0;
+  const t = time(
+    name,
+    () => {
+      runs++;
+      return fn();
+    },
+    opts,
+  );
+  const c = process.cpuUsage(c0);
+  return { medianMs: t.medianMs, cpuMsPerRun: (c.user + c.system) / 1000 / runs };
+}
+
 const rows: Parameters<typeof report>[1] = [];
 const backends: { name: string; threads: number; make: () => Promise<Backend> }[] = [
   { name: "wasm", threads: 1, make: () => createWasmBackend({ threads: 1 }) },
@@ -111,16 +131,12 @@ for (const shape of shapes) {
         throw new Error(`${shape} ${fmt} ${b.name}×${b.threads}: logits differ from the reference by ${err}`);
       const st = createRunState(c, { maxRows: PREFILL });
       const toks = prompt(PREFILL, c.vocabSize);
-      const tp = time(`${shape}:${fmt}:prefill`, () => forward(w, st, toks, 0, "last")[0], opts);
-      const td = time(
-        `${shape}:${fmt}:decode`,
-        () => {
-          let t = 1;
-          for (let p = 0; p < DECODE; p++) t = argmax(forward(w, st, [t], PREFILL + p), c.vocabSize);
-          return t;
-        },
-        opts,
-      );
+      const tp = timeWithCpu(`${shape}:${fmt}:prefill`, () => forward(w, st, toks, 0, "last")[0]);
+      const td = timeWithCpu(`${shape}:${fmt}:decode`, () => {
+        let t = 1;
+        for (let p = 0; p < DECODE; p++) t = argmax(forward(w, st, [t], PREFILL + p), c.vocabSize);
+        return t;
+      });
       consume(st.logits[0]);
       rows.push({
         name: `model-llama:generate:${shape}:${fmt}:${b.name}x${b.threads}`,
@@ -130,6 +146,8 @@ for (const shape of shapes) {
         threads: b.threads,
         prefillTokPerSec: PREFILL / (tp.medianMs / 1000),
         decodeTokPerSec: DECODE / (td.medianMs / 1000),
+        prefillTokPerCpuSec: PREFILL / (tp.cpuMsPerRun / 1000),
+        decodeTokPerCpuSec: DECODE / (td.cpuMsPerRun / 1000),
         maxRelErrVsReference: err,
       });
       const last = rows[rows.length - 1];
@@ -156,6 +174,8 @@ report("model-llama-generate", rows, {
     "synthetic weights (syntheticWeights, seed 7); quantized rows quantize every projection and the classifier (RTN)",
     "llama2.c run.c -Ofast on this 2-core machine (issue 5): stories15M ~355 tok/s, stories110M ~60 tok/s on one thread",
     "targets: stories15M float32 decode >= 250 tok/s, stories110M >= 35; INT4/INT2 decode faster than float32",
+    "*TokPerCpuSec: tokens per second of process CPU time (all threads); for 1-thread rows on a busy machine it estimates the unloaded rate",
+    `load average at start: ${loadAtStart}`,
   ],
   chart: { title: "decode tokens/s", value: "decodeTokPerSec", unit: "tok/s" },
 });
