@@ -1,0 +1,132 @@
+// Fused classifier + cross-entropy over a frozen Linear, a chunk of rows at a time: the [rows × vocab]
+// logits never exist whole (at seq 512 and a 32k vocabulary they are 65 MB, plus their gradient).
+import { defineOp, fmtShape, type OpDef, Tensor, tensor } from "@int21/autograd";
+import type { Linear } from "@int21/quant-kernels";
+import { IGNORE_INDEX } from "./dataset";
+import type { FrozenLinear } from "./lora-op";
+
+interface Plan {
+  lin: FrozenLinear;
+  targets: Int32Array;
+  rows: number;
+  chunk: number;
+  /** 1 / (number of trained targets), or 0 when there are none. */
+  factor: number;
+}
+
+/** Row-wise log-sum-exp of `logits[c × V]` into `lse[c]`, max-shifted, float64 sums. */
+function logSumExp(logits: Float32Array, c: number, V: number, lse: Float64Array): void {
+  for (let r = 0; r < c; r++) {
+    const o = r * V;
+    let m = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < V; j++) if (logits[o + j] > m) m = logits[o + j];
+    let s = 0;
+    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j] - m);
+    lse[r] = m + Math.log(s);
+  }
+}
+
+const op: OpDef<Plan> = {
+  name: "linearCrossEntropy",
+  forward(ctx, [x], p) {
+    const { lin, targets, rows, chunk, factor } = p;
+    const K = lin.inFeatures;
+    const V = lin.outFeatures;
+    const xv = x.values();
+    const logits = new Float32Array(Math.min(chunk, rows) * V);
+    const lse = new Float64Array(chunk);
+    let loss = 0;
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const c = Math.min(chunk, rows - r0);
+      lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
+      logSumExp(logits, c, V, lse);
+      for (let r = 0; r < c; r++) {
+        const t = targets[r0 + r];
+        if (t !== IGNORE_INDEX) loss += lse[r] - logits[r * V + t];
+      }
+    }
+    ctx.save(x); // backward recomputes each chunk's logits from x
+    return tensor(new Float32Array([loss * factor]), [], { tag: "activation" });
+  },
+  backward(ctx, gy, [gx], p) {
+    if (!gx) return;
+    const { lin, targets, rows, chunk, factor } = p;
+    const K = lin.inFeatures;
+    const V = lin.outFeatures;
+    const xv = ctx.saved[0].values();
+    const g = gy.data[gy.offset] * factor;
+    const logits = new Float32Array(Math.min(chunk, rows) * V);
+    const dx = new Float32Array(Math.min(chunk, rows) * K);
+    const lse = new Float64Array(chunk);
+    const d = gx.data;
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const c = Math.min(chunk, rows - r0);
+      lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
+      logSumExp(logits, c, V, lse);
+      // dlogits = g · (softmax − onehot(target)); ignored rows get 0
+      for (let r = 0; r < c; r++) {
+        const o = r * V;
+        const t = targets[r0 + r];
+        if (t === IGNORE_INDEX) {
+          logits.fill(0, o, o + V);
+          continue;
+        }
+        for (let j = 0; j < V; j++) logits[o + j] = g * Math.exp(logits[o + j] - lse[r]);
+        logits[o + t] -= g;
+      }
+      lin.inputGrad(logits.subarray(0, c * V), c, dx);
+      for (let i = 0; i < c * K; i++) d[r0 * K + i] += dx[i];
+    }
+  },
+};
+const apply = defineOp(op);
+
+/**
+ * Mean cross-entropy of the logits `x·Wᵀ` of a frozen `classifier` against integer `targets`
+ * (`IGNORE_INDEX` rows skipped), without building the `[rows × vocab]` logits at once:
+ * ```
+ * loss = (1/n) Σ_{r: t_r ≠ -100} (logsumexp_j (x_r·W_jᵀ) − x_r·W_{t_r}ᵀ)
+ * dx_r = (1/n) (softmax(x_r·Wᵀ) − onehot(t_r)) · W            (chunk by chunk, logits recomputed)
+ * ```
+ * `x` is `[..., K]` with one row per target. Only `x` gets a gradient (the classifier is frozen, so a
+ * LoRA-wrapped classifier must go through `linearForward` + `crossEntropy` instead). Memory: two
+ * `chunk × vocab` buffers; cost: the classifier forward runs twice.
+ */
+export function linearCrossEntropy(
+  x: Tensor,
+  classifier: Linear,
+  targets: ArrayLike<number>,
+  opts: { chunk?: number } = {},
+): Tensor {
+  const lin = classifier as FrozenLinear;
+  if (typeof lin.inputGrad !== "function") {
+    throw new Error(
+      "lora: linearCrossEntropy: the classifier has no inputGrad(g, rows, dx) (a LoRA-wrapped classifier is not frozen)",
+    );
+  }
+  const K = lin.inFeatures;
+  const V = lin.outFeatures;
+  if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== K) {
+    throw new Error(
+      `lora: linearCrossEntropy: x ${x instanceof Tensor ? fmtShape(x.shape) : String(x)} needs last dimension ${K}`,
+    );
+  }
+  const rows = x.size / K;
+  if (targets.length !== rows)
+    throw new Error(`lora: linearCrossEntropy: ${targets.length} targets for ${rows} rows`);
+  const t = Int32Array.from(targets);
+  let n = 0;
+  for (let i = 0; i < rows; i++) {
+    if (t[i] === IGNORE_INDEX) continue;
+    if (!Number.isInteger(t[i]) || t[i] < 0 || t[i] >= V) {
+      throw new Error(
+        `lora: linearCrossEntropy: target ${t[i]} at row ${i} is outside [0, ${V}) and is not ${IGNORE_INDEX}`,
+      );
+    }
+    n++;
+  }
+  const chunk = opts.chunk ?? 128;
+  if (!Number.isSafeInteger(chunk) || chunk < 1)
+    throw new Error(`lora: linearCrossEntropy: chunk must be a positive integer, got ${chunk}`);
+  return apply([x], { lin, targets: t, rows, chunk, factor: n > 0 ? 1 / n : 0 });
+}
