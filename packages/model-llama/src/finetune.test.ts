@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { noGrad, setBackend, tidy } from "@int21/autograd";
+import { backward, noGrad, setBackend, tidy } from "@int21/autograd";
 import {
   type AlpacaRecord,
   alpacaExamples,
@@ -11,6 +11,7 @@ import {
   LoRALinear,
   LoRAModel,
   loadPeftAdapter,
+  loraParameters,
 } from "@int21/lora";
 import { type Backend, type QuantLinear, createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
@@ -19,6 +20,7 @@ import { createRunState } from "./run-state";
 import { addLlamaLoRA, finetune, llamaLoss, llamaModules, setLlamaModules } from "./finetune";
 import { forward } from "./forward";
 import { loadLlama2c } from "./load-llama2c";
+import { syntheticConfig, syntheticWeights } from "./synthetic";
 import { Llama2cTokenizer } from "./tokenizer";
 
 let backend: Backend;
@@ -117,6 +119,47 @@ describe("finetune (real data: stories260K INT4 + LoRA, instruction data from Ti
     const l0 = forward(load(), createRunState(w.config, { maxRows: 256 }), prompt, 0, "all");
     expect(l0).not.toEqual(l1);
   }, 180_000);
+
+  it("the fused chunked classifier loss equals the full-logits loss, value and LoRA gradients", () => {
+    const w = syntheticWeights(syntheticConfig("stories260K"), {
+      backend,
+      format: "int4-g32-asym-f16",
+      seed: 3,
+    });
+    const model = addLlamaLoRA(w, {
+      targetModules: ["q_proj", "v_proj", "down_proj"],
+      r: 4,
+      alpha: 8,
+      seed: 2,
+    });
+    for (const [, a] of model.adapters())
+      a.loraB.set(a.loraA.subarray(0, a.loraB.length).map((v) => v * 0.5));
+    const params = loraParameters(model);
+    const T = 24;
+    const input = Int32Array.from({ length: 2 * T }, (_, i) => (i * 37 + 5) % 512);
+    const target = Int32Array.from({ length: 2 * T }, (_, i) =>
+      i % 5 === 0 ? IGNORE_INDEX : (i * 11 + 1) % 512,
+    );
+    const batch = { batch: 2, seqLen: T, input, target, tokens: 0, inputTokens: 2 * T };
+    const run = (chunk: number) => {
+      for (const p of params) p.grad = null;
+      const v = tidy(() => {
+        const l = llamaLoss(w, { chunk })(batch, { training: true });
+        backward(l);
+        return l.item();
+      });
+      return { v, g: params.map((p) => Array.from(p.grad!.data)) };
+    };
+    const full = run(0);
+    const fused = run(7);
+    expect(fused.v).toBeCloseTo(full.v, 4);
+    fused.g.forEach((g, i) => {
+      let m = 0;
+      for (let j = 0; j < g.length; j++) m = Math.max(m, Math.abs(full.g[i][j]));
+      for (let j = 0; j < g.length; j++)
+        expect(Math.abs(g[j] - full.g[i][j])).toBeLessThanOrEqual(1e-4 * (1 + m));
+    });
+  });
 
   it("addLlamaLoRA rejects targets the model does not have", () => {
     expect(() => addLlamaLoRA(load(), { targetModules: ["c_attn"], r: 4 })).toThrow(

@@ -7,6 +7,7 @@ import {
   type LoRAConfig,
   LoRALinear,
   LoRAModel,
+  linearCrossEntropy,
   linearForward,
   loraParameters,
   lossChartSvg,
@@ -57,19 +58,41 @@ export function addLlamaLoRA(weights: LlamaWeights, config: LoRAConfig): LoRAMod
   return model;
 }
 
+/** Options of {@link llamaLoss}. */
+export interface LlamaLossOptions {
+  /** Per-layer activation checkpointing. Default true. */
+  checkpoint?: boolean;
+  /**
+   * Rows per chunk of the fused classifier + cross-entropy (`linearCrossEntropy`): the
+   * `[B·T × vocab]` logits are never built whole. 0 builds the full logits. Default 128.
+   * (A LoRA-wrapped classifier always builds full logits.)
+   */
+  chunk?: number;
+}
+
 /**
- * The training loss of a batch: mean next-token cross-entropy of `trainForward` logits over the trained
- * targets (`-100` targets ignored). LoRA layers run their differentiable op (dropout when training).
+ * The training loss of a batch: mean next-token cross-entropy of the `trainForward` logits over the
+ * trained targets (`-100` targets ignored). LoRA layers run their differentiable op (dropout when
+ * training). The frozen classifier and the loss are fused and chunked (see {@link LlamaLossOptions.chunk}):
+ * the `trainForward` hook returns the loss itself for the classifier, which is then trainForward's result.
  */
-export function llamaLoss(weights: LlamaWeights, opts: { checkpoint?: boolean } = {}) {
+export function llamaLoss(weights: LlamaWeights, opts: LlamaLossOptions = {}) {
+  const chunk = opts.chunk ?? 128;
   return (batch: Batch, info: { training: boolean }): Tensor => {
-    const logits = trainForward(weights, batch.input, {
+    let fused: Tensor | undefined;
+    const out = trainForward(weights, batch.input, {
       batch: batch.batch,
       checkpoint: opts.checkpoint ?? true,
-      linearOp: (lin, x) =>
-        lin instanceof LoRALinear ? linearForward(lin, x, { training: info.training }) : undefined,
+      linearOp: (lin, x, name) => {
+        if (lin instanceof LoRALinear) return linearForward(lin, x, { training: info.training });
+        if (name === "classifier" && chunk > 0) {
+          fused = linearCrossEntropy(x, lin, batch.target, { chunk });
+          return fused;
+        }
+        return undefined;
+      },
     });
-    return crossEntropy(logits, batch.target);
+    return fused ?? crossEntropy(out, batch.target);
   };
 }
 
