@@ -84,3 +84,13 @@ export {
   applyLinear,
   trainForward,
 } from "./train-forward";
+export {
+  type FinetuneOptions,
+  type FinetuneResult,
+  type LlamaLossOptions,
+  addLlamaLoRA,
+  finetune,
+  llamaLoss,
+  llamaModules,
+  setLlamaModules,
+} from "./finetune";
