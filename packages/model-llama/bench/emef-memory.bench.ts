@@ -1,8 +1,9 @@
 // EMEF memory, the INT2.1 headline: peak RSS of ONE training step (batch 1, seq 512, LoRA r = 8 on
 // q_proj and v_proj, per-layer checkpointing on, AdamW) with synthetic weights generated straight into
 // packed form, float32 LoRA vs INT4 / INT2 EMEF, at the stories110M, 1.1B and LLaMA-7B shapes.
-// Each case runs in its own child process and reports `process.resourceUsage().maxRSS`, so one case's
-// memory never counts toward another's. Step time is reported beside it.
+// Each case runs in its own plain-Node child process (emef-step-child.mjs, on the built packages, so no
+// TypeScript loader is measured) and reports `process.resourceUsage().maxRSS`, so one case's memory
+// never counts toward another's. Step time is reported beside it.
 //
 // Backend: the wasm backend keeps resident copies of packed layers (and of constant float weights);
 // a case would then hold every weight twice. The cases run it through `evicting()`, which drops each
@@ -14,21 +15,10 @@
 //   INT21_EMEF_CASES=7B:int2,7B:int4 npx tsx …                      (only these cases)
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { AdamW, backward, memory, setBackend, tidy } from "@int21/autograd";
 import { report } from "@int21/bench-utils";
-import { loraParameters } from "@int21/lora";
-import {
-  type Backend,
-  bitsPerWeight,
-  createWasmBackend,
-  type QuantLinear,
-  type WasmBackend,
-} from "@int21/quant-kernels";
-import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "@int21/model-llama";
-import { addLlamaLoRA, llamaLoss } from "../src/finetune";
+import type { SyntheticModelName } from "@int21/model-llama";
 
-const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" } as const;
-type Fmt = keyof typeof FORMATS;
+type Fmt = "f32" | "int4" | "int2";
 
 interface Case {
   shape: SyntheticModelName;
@@ -36,8 +26,10 @@ interface Case {
   seq: number;
 }
 
+/** What emef-step-child.mjs prints. */
 interface CaseResult extends Case {
   peakRssBytes: number;
+  rssAfterWeights: number;
   stepMs: number;
   genMs: number;
   weightBytes: number;
@@ -45,92 +37,6 @@ interface CaseResult extends Case {
   ledgerPeakBytes: number;
   loss: number;
   threads: number;
-}
-
-/** A backend that drops the resident wasm copy of a packed layer / constant float weight after each call. */
-function evicting(be: WasmBackend): Backend {
-  return {
-    name: `${be.name}+evict`,
-    supports: (k, f) => be.supports(k, f),
-    sgemm(args) {
-      be.sgemm(args);
-      if (args.bConst === true) be.evict(args.B);
-    },
-    dequantize(q, out) {
-      be.dequantize(q, out);
-      be.evict(q);
-    },
-    qmatmul(x, rows, q, y) {
-      be.qmatmul(x, rows, q, y);
-      be.evict(q);
-    },
-    qmatmulT(g, rows, q, dx) {
-      be.qmatmulT(g, rows, q, dx);
-      be.evict(q);
-    },
-    dispose: () => be.dispose(),
-  };
-}
-
-async function runCase(c: Case): Promise<CaseResult> {
-  const wasm = await createWasmBackend();
-  const backend = evicting(wasm);
-  setBackend(backend);
-  const config = syntheticConfig(c.shape);
-  const t0 = performance.now();
-  const w = syntheticWeights(config, {
-    backend,
-    seed: 1,
-    ...(FORMATS[c.fmt] ? { format: FORMATS[c.fmt] } : {}),
-  });
-  const genMs = performance.now() - t0;
-  let weightBytes = w.tokenEmbedding.byteLength + w.finalNorm.byteLength;
-  let linBytes = 0;
-  let linParams = 0;
-  for (const L of w.layers) {
-    weightBytes += L.attnNorm.byteLength + L.ffnNorm.byteLength;
-    for (const l of [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]) {
-      linBytes += l.bytes();
-      linParams += l.inFeatures * l.outFeatures;
-    }
-  }
-  weightBytes += linBytes + (config.sharedClassifier ? 0 : w.classifier.bytes());
-  const bpw = FORMATS[c.fmt] ? bitsPerWeight((w.layers[0].wq as QuantLinear).q) : null;
-  const model = addLlamaLoRA(w, { targetModules: ["q_proj", "v_proj"], r: 8, alpha: 16, seed: 1 });
-  const opt = new AdamW(loraParameters(model), { lr: 1e-4 });
-  const T = c.seq;
-  const input = new Int32Array(T);
-  const target = new Int32Array(T);
-  for (let t = 0; t <= T; t++) {
-    const id = ((1 + Math.imul(t + 1, 2654435761)) >>> 0) % config.vocabSize;
-    if (t < T) input[t] = id;
-    if (t > 0) target[t - 1] = id;
-  }
-  const loss = llamaLoss(w, { checkpoint: true });
-  const t1 = performance.now();
-  opt.zeroGrad();
-  const value = tidy(() => {
-    const l = loss({ batch: 1, seqLen: T, input, target, tokens: T, inputTokens: T }, { training: true });
-    backward(l);
-    return l.item();
-  });
-  opt.step();
-  const stepMs = performance.now() - t1;
-  if (!Number.isFinite(value)) throw new Error(`emef-memory: loss is ${value} for ${c.shape} ${c.fmt}`);
-  const res: CaseResult = {
-    ...c,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    stepMs,
-    genMs,
-    weightBytes,
-    bitsPerWeight: bpw,
-    ledgerPeakBytes: memory().peakBytes,
-    loss: value,
-    threads: wasm.threads,
-  };
-  void linParams;
-  wasm.dispose();
-  return res;
 }
 
 function cases(): Case[] {
@@ -159,23 +65,27 @@ function cases(): Case[] {
 const GB = 1e9;
 
 async function main(): Promise<void> {
-  if (process.argv[2] === "--case") {
-    const r = await runCase(JSON.parse(process.argv[3]) as Case);
-    process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
-    return;
-  }
-  const self = fileURLToPath(import.meta.url);
+  const child = fileURLToPath(new URL("./emef-step-child.mjs", import.meta.url));
   const results: CaseResult[] = [];
   for (const c of cases()) {
-    const p = spawnSync(process.execPath, [...process.execArgv, self, "--case", JSON.stringify(c)], {
-      encoding: "utf8",
-      maxBuffer: 1 << 24,
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const line = p.stdout.split("\n").find((l) => l.startsWith("RESULT "));
-    if (p.status !== 0 || !line)
-      throw new Error(`emef-memory: case ${c.shape}:${c.fmt} failed (exit ${p.status}, signal ${p.signal})`);
-    const r = JSON.parse(line.slice(7)) as CaseResult;
+    let line: string | undefined;
+    for (let attempt = 1; attempt <= 2 && line === undefined; attempt++) {
+      const p = spawnSync(process.execPath, [child, JSON.stringify(c)], {
+        encoding: "utf8",
+        maxBuffer: 1 << 24,
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      line = p.stdout.split("\n").find((l) => l.startsWith("RESULT "));
+      if (p.status !== 0 || !line) {
+        line = undefined;
+        if (attempt === 2)
+          throw new Error(
+            `emef-memory: case ${c.shape}:${c.fmt} failed (exit ${p.status}, signal ${p.signal})`,
+          );
+        console.error(`emef-memory: case ${c.shape}:${c.fmt} failed (exit ${p.status}), retrying once`);
+      }
+    }
+    const r = JSON.parse((line as string).slice(7)) as CaseResult;
     results.push(r);
     console.error(
       `${r.shape} ${r.fmt}: peak RSS ${(r.peakRssBytes / GB).toFixed(3)} GB, step ${(r.stepMs / 1000).toFixed(1)} s, weights ${(r.weightBytes / GB).toFixed(3)} GB, loss ${r.loss.toFixed(3)}`,
