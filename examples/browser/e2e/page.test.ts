@@ -1,0 +1,186 @@
+// End to end: build the page, serve it with `vite preview` on 127.0.0.1, drive it in Debian's headless
+// Chromium (playwright-core, no browser download): load → generate → train, then take a screenshot.
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { build, type PreviewServer, preview } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const CHROMIUM = process.env.INT21_CHROMIUM ?? "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const root = fileURLToPath(new URL("..", import.meta.url));
+const configFile = join(root, "vite.config.ts");
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) {
+  console.log(`SKIP examples/browser e2e: ${CHROMIUM} is absent (install it with .ci/browser-setup.sh)`);
+}
+
+/** Words any TinyStories sentence is made of. */
+const COMMON = [
+  "once",
+  "upon",
+  "time",
+  "there",
+  "was",
+  "a",
+  "the",
+  "she",
+  "he",
+  "and",
+  "to",
+  "little",
+  "named",
+  "day",
+];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (typeof a === "object" && a ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Clicks a button and waits until the page is no longer busy; fails on an error state. */
+async function press(page: Page, id: string, timeout = 60_000): Promise<string> {
+  await page.click(`#${id}`);
+  await page.waitForFunction(() => document.body.dataset.state !== "busy", undefined, { timeout });
+  const status = (await page.textContent("#status")) ?? "";
+  expect(await page.getAttribute("body", "data-state"), status).toBe("ready");
+  return status;
+}
+
+async function loadAs(page: Page, format: "float32" | "int4" | "int2"): Promise<void> {
+  await page.selectOption("#format", format);
+  await press(page, "load");
+}
+
+async function generated(page: Page): Promise<string> {
+  await press(page, "generate");
+  return (await page.textContent("#output")) ?? "";
+}
+
+describe.skipIf(!haveChromium)("examples/browser in headless Chromium", () => {
+  let server: PreviewServer | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let url: string;
+  const pageErrors: string[] = [];
+  const outDir = process.env.INT21_E2E_OUT ?? mkdtempSync(join(tmpdir(), "int21-browser-e2e-"));
+
+  beforeAll(async () => {
+    await build({ configFile, logLevel: "warn" });
+    const port = await freePort();
+    server = await preview({
+      configFile,
+      logLevel: "warn",
+      preview: { host: "127.0.0.1", port, strictPort: true },
+    });
+    url = `http://127.0.0.1:${port}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: FLAGS,
+      headless: true,
+      timeout: 60_000,
+    });
+    page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    page.setDefaultTimeout(60_000);
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => {
+      if (m.type() === "error") pageErrors.push(m.text());
+    });
+    page.on("response", (r) => {
+      if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()} for ${r.url()}`);
+    });
+    await page.goto(url, { timeout: 30_000 });
+    await page.waitForFunction(() => document.body.dataset.state !== "starting", undefined, {
+      timeout: 30_000,
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise<void>((r) => (server ? server.httpServer.close(() => r()) : r()));
+  });
+
+  it("starts cross-origin isolated, on wasm SIMD with worker threads", async () => {
+    expect(await page.getAttribute("body", "data-state")).toBe("ready");
+    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
+    const threads = Number(await page.getAttribute("#backend", "data-threads"));
+    expect(threads).toBeGreaterThanOrEqual(1);
+    expect(await page.textContent("#backend")).toContain("wasm SIMD");
+  });
+
+  it("float32 stories260K, greedy from BOS, tells the llama2.c story", async () => {
+    await loadAs(page, "float32");
+    expect(await page.getAttribute("#model-info", "data-format")).toBe("float32");
+    const text = await generated(page);
+    expect(text.startsWith("Once upon a time, there was a little girl named Lily.")).toBe(true);
+  });
+
+  it("INT2 loads 8x+ smaller and still generates", async () => {
+    await loadAs(page, "int2");
+    expect(await page.textContent("#model-info")).toMatch(
+      /int2-g32-asym-f16: projections .*\((?:float32 [^,]+), (\d+\.\d)× smaller/,
+    );
+    const text = await generated(page);
+    expect(text.length).toBeGreaterThan(20);
+  });
+
+  it("INT4: generates real words, trains 20 LoRA steps with falling loss, takes a screenshot", async () => {
+    await loadAs(page, "int4");
+    expect(await page.getAttribute("#model-info", "data-format")).toBe("int4-g32-asym-f16");
+    const text = await generated(page);
+    expect(text.startsWith("Once upon a time")).toBe(true);
+    const words = text.toLowerCase().match(/[a-z]+/g) ?? [];
+    expect(words.filter((w) => COMMON.includes(w)).length).toBeGreaterThanOrEqual(10);
+    const decode = Number(await page.getAttribute("#tps", "data-decode"));
+    expect(decode).toBeGreaterThan(0);
+
+    await press(page, "train", 120_000);
+    const losses = (await page.$$eval("#losses li", (lis) =>
+      lis.map((li) => Number(li.dataset.loss)),
+    )) as number[];
+    expect(losses).toHaveLength(20);
+    for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+    const falls = losses.slice(1).filter((l, i) => l < losses[i]).length;
+    expect(falls).toBeGreaterThanOrEqual(15);
+    expect(losses[19]).toBeLessThan(0.5 * losses[0]);
+    expect(Number(await page.getAttribute("#tps", "data-train"))).toBeGreaterThan(0);
+
+    const after = await generated(page);
+    expect(after.length).toBeGreaterThan(20);
+    expect(await page.textContent("#tps")).toContain("+ LoRA");
+    expect(await page.textContent("#memory")).toMatch(
+      /JS heap [\d.]+ MiB · wasm [\d.]+ [KM]iB · training peak/,
+    );
+    expect(pageErrors).toEqual([]);
+
+    mkdirSync(outDir, { recursive: true });
+    const shot = join(outDir, "examples-browser.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`screenshot: ${shot}`);
+    console.log(`webgpu: ${await page.textContent("#webgpu")}`);
+    console.log(`backend: ${await page.textContent("#backend")}`);
+    console.log(`model: ${await page.textContent("#model-info")}`);
+    console.log(`tokens/s: ${await page.textContent("#tps")}`);
+    console.log(`memory: ${await page.textContent("#memory")}`);
+    console.log(`losses: ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+    console.log(`after LoRA: ${after.slice(0, 160)}`);
+    expect(existsSync(shot)).toBe(true);
+  });
+});
