@@ -1,4 +1,5 @@
 // The page: wires the buttons to the Engine and keeps the readouts current.
+import { lineChartSvg } from "@int21/lora";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
 import { Engine, FORMAT_CHOICES, type FormatChoice, LORA_SETUP } from "./engine";
 import { webGpuCheck } from "./webgpu-check";
@@ -23,6 +24,8 @@ const ui = {
   webgpu: $("webgpu"),
   modelInfo: $("model-info"),
   tps: $("tps"),
+  trainTps: $("train-tps"),
+  lossChart: $("loss-chart"),
   memory: $("memory"),
   status: $("status"),
   output: $("output"),
@@ -37,6 +40,8 @@ let engine: Engine;
 let wasm: WasmBackend;
 let trainText: string | null = null;
 let lastPeak = 0;
+/** Every training step's loss since the model was loaded. */
+let lossPoints: [number, number][] = [];
 
 function setState(state: "ready" | "busy" | "error", message: string): void {
   document.body.dataset.state = state;
@@ -89,7 +94,11 @@ ui.load.addEventListener("click", () =>
     const r = engine.load(model, tok, format, [modelName, tokName]);
     const c = r.config;
     lastPeak = 0;
+    lossPoints = [];
     ui.losses.replaceChildren();
+    ui.lossChart.replaceChildren();
+    ui.tps.textContent = "—";
+    ui.trainTps.textContent = "—";
     ui.output.textContent = "";
     ui.modelInfo.textContent =
       `${modelName}: dim ${c.dim}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv), vocab ${c.vocabSize}, ` +
@@ -100,13 +109,14 @@ ui.load.addEventListener("click", () =>
     const linears = engine.weights!.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]);
     const g = await webGpuCheck(wasm, linears);
     ui.webgpu.dataset.available = String(g.available);
+    const on = g.adapter ? ` [adapter: ${g.adapter}]` : "";
     ui.webgpu.textContent = !g.available
       ? `not available (${g.reason}): everything runs on wasm`
       : g.reason
-        ? `device found; ${g.reason}`
+        ? `device found${on}; ${g.reason}`
         : `qmatvec on ${g.layers} packed projections checked against wasm: max rel. error ${g.maxRelError.toExponential(1)}, ` +
           `${g.gpuUsPerCall.toFixed(0)} µs/call incl. readback (wasm ${g.wasmUsPerCall.toFixed(0)} µs). ` +
-          `Generation and training stay on wasm (synchronous Linear interface).`;
+          `Generation and training stay on wasm (synchronous Linear interface).${on}`;
     return `loaded ${modelName} as ${r.format}`;
   }),
 );
@@ -119,7 +129,7 @@ ui.generate.addEventListener("click", () =>
     ui.output.textContent = r.text;
     ui.tps.dataset.decode = String(r.decodeTokensPerSec);
     ui.tps.textContent =
-      `generate: ${r.decodeTokensPerSec.toFixed(0)} tokens/s decode, ${r.prefillTokensPerSec.toFixed(0)} tokens/s prefill ` +
+      `${r.decodeTokensPerSec.toFixed(0)} tokens/s decode, ${r.prefillTokensPerSec.toFixed(0)} tokens/s prefill ` +
       `(${r.tokens} tokens in ${r.ms.toFixed(0)} ms, ${engine.format}${r.withAdapter ? " + LoRA" : ""})`;
     return `generated ${r.tokens} tokens (stop: ${r.stop})`;
   }),
@@ -143,12 +153,20 @@ ui.train.addEventListener("click", () =>
         ui.losses.append(li);
         lastPeak = Math.max(lastPeak, s.peakBytes);
         tps = s.tokensPerSec;
-        ui.tps.textContent = `train: ${s.tokensPerSec.toFixed(0)} tokens/s (step ${s.step}, forward + backward + AdamW)`;
+        ui.trainTps.textContent =
+          `${s.tokensPerSec.toFixed(0)} tokens/s, ${s.ms.toFixed(0)} ms/step (step ${s.step}: forward + backward + AdamW, ` +
+          `${engine.format})`;
+        lossPoints.push([s.step, s.loss]);
+        ui.lossChart.innerHTML = lineChartSvg(
+          `LoRA training loss (${engine.format} base)`,
+          [{ name: "train loss", points: lossPoints }],
+          { x: "step", y: "cross-entropy (nats)" },
+        );
         showMemory();
         await paint();
       },
     });
-    ui.tps.dataset.train = String(tps);
+    ui.trainTps.dataset.train = String(tps);
     return `trained ${engine.trainedSteps} LoRA steps; Generate now uses the adapter`;
   }),
 );

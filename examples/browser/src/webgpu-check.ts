@@ -11,6 +11,8 @@ export interface WebGpuCheck {
   available: boolean;
   /** Why not, when not. */
   reason: string | null;
+  /** The adapter (vendor, architecture, device, description), e.g. `google, swiftshader` for the software one. */
+  adapter: string | null;
   /** Packed projections multiplied. */
   layers: number;
   /** Largest `max|y_gpu − y_wasm| / max|y_wasm|` over the layers. */
@@ -31,9 +33,13 @@ export function webGpuBackend(wasm: WasmBackend): Promise<WebGpuBackend> {
 /** Multiplies one random row through every packed projection on WebGPU and on wasm, and compares. */
 export async function webGpuCheck(wasm: WasmBackend, linears: readonly Linear[]): Promise<WebGpuCheck> {
   const none = { layers: 0, maxRelError: Number.NaN, gpuUsPerCall: Number.NaN, wasmUsPerCall: Number.NaN };
-  if (!("gpu" in navigator)) return { available: false, reason: "navigator.gpu is absent", ...none };
+  if (!("gpu" in navigator))
+    return { available: false, reason: "navigator.gpu is absent", adapter: null, ...none };
   const b = await webGpuBackend(wasm);
-  if (b.fallbackReason !== null) return { available: false, reason: b.fallbackReason, ...none };
+  if (b.fallbackReason !== null || b.context === null) {
+    return { available: false, reason: b.fallbackReason, adapter: null, ...none };
+  }
+  const adapter = b.context.adapter;
   const packed = linears
     .map((l) => (l as { q?: QuantizedLinear }).q)
     .filter((q): q is QuantizedLinear => q !== undefined);
@@ -41,6 +47,7 @@ export async function webGpuCheck(wasm: WasmBackend, linears: readonly Linear[])
     return {
       available: true,
       reason: "the model is float32: load INT4 or INT2 to check packed kernels",
+      adapter,
       ...none,
     };
   }
@@ -72,6 +79,7 @@ export async function webGpuCheck(wasm: WasmBackend, linears: readonly Linear[])
   return {
     available: true,
     reason: null,
+    adapter,
     layers: packed.length,
     maxRelError: maxRel,
     gpuUsPerCall: (gpuMs / calls) * 1000,
