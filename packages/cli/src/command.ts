@@ -1,0 +1,94 @@
+// Running one commander program as a function `(argv, io) → exit code`.
+import { setBackend } from "@int21/autograd";
+import { type Backend, createReferenceBackend, createWasmBackend } from "@int21/quant-kernels";
+import { type Command, CommanderError, Option } from "commander";
+import { type CliIo, CliError, EXIT } from "./cli-io";
+import { intIn } from "./options";
+
+/** What an action receives: positional arguments (parsed), options, and the io. */
+export type Action = (
+  args: unknown[],
+  opts: Record<string, unknown>,
+  io: CliIo,
+) => Promise<number | undefined>;
+
+/**
+ * Parses `argv` (arguments after the command name) with `program` and runs `action`. Help prints to
+ * stdout with code 0; command-line errors print to stderr with code 2; a {@link CliError} prints its
+ * message with its code; any other error prints `int21 <name>: <message>` with code 1.
+ */
+export async function runProgram(
+  program: Command,
+  argv: readonly string[],
+  io: CliIo,
+  action: Action,
+): Promise<number> {
+  let code: number = EXIT.ok;
+  program
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(s),
+    })
+    .action(async function (this: Command) {
+      code = (await action(this.processedArgs as unknown[], this.opts(), io)) ?? EXIT.ok;
+    });
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === "commander.helpDisplayed" ||
+        e.code === "commander.version" ||
+        e.code === "commander.help"
+      )
+        return EXIT.ok;
+      return EXIT.usage;
+    }
+    const name = program.name();
+    if (e instanceof CliError) {
+      io.stderr.write(`int21 ${name}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    io.stderr.write(`int21 ${name}: ${(e as Error)?.message ?? String(e)}\n`);
+    return EXIT.failure;
+  }
+}
+
+/** `--threads <n>`: WebAssembly kernel threads (`0` = the plain reference backend). */
+export function threadsOption(): Option {
+  return new Option(
+    "--threads <n>",
+    "WebAssembly kernel threads (0 = plain JavaScript reference kernels)",
+  ).argParser(intIn(0, 64));
+}
+
+/**
+ * Runs `fn` with a kernel backend (WebAssembly with `threads` threads, default up to 4; `0` the
+ * reference backend), installed as autograd's backend too, and disposes of it afterwards.
+ */
+export async function withBackend<T>(
+  threads: number | undefined,
+  fn: (backend: Backend) => Promise<T>,
+): Promise<T> {
+  const backend =
+    threads === 0
+      ? createReferenceBackend()
+      : await createWasmBackend(threads === undefined ? {} : { threads });
+  const previous = setBackend(backend);
+  try {
+    return await fn(backend);
+  } finally {
+    setBackend(previous);
+    backend.dispose();
+  }
+}
+
+/** Writes `value` as one JSON document (and a newline) to stdout. */
+export function writeJson(io: CliIo, value: unknown): void {
+  io.stdout.write(
+    `${JSON.stringify(value, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 2)}\n`,
+  );
+}

@@ -1,0 +1,228 @@
+// `int21 quantize <model> --bits 2|3|4|8 --group 64 --method rtn|gptq [--act-order] --calib <text> -o <out>`
+import { copyFileSync, existsSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import {
+  type LinearErrorReport,
+  calibrationWindows,
+  detectModelFile,
+  openHfReader,
+  openLlama2cReader,
+  quantizeCheckpoint,
+  saveInt21Checkpoint,
+} from "@int21/model-llama";
+import { makeFormat } from "@int21/quant-kernels";
+import { Command, Option } from "commander";
+import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
+import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { formatBytes, textTable } from "../format-table";
+import { findTokenizer, loadTokenizer, resolveModelPath } from "../model-loading";
+import { intIn, intOneOf } from "../options";
+import { progressBar } from "../progress";
+
+/** The options of `int21 quantize` (commander program; also the source of its `--help`). */
+export function quantizeProgram(): Command {
+  return new Command("quantize")
+    .description(
+      "quantize a float model (llama2.c .bin or Hugging Face directory/id) into an int21 packed checkpoint",
+    )
+    .argument("<model>", "float model: llama2.c .bin, Hugging Face directory, or Hugging Face id")
+    .addOption(
+      new Option("--bits <n>", "bits per weight code").argParser(intOneOf([2, 3, 4, 8] as const)).default(2),
+    )
+    .addOption(
+      new Option("--group <n>", "input columns per scale group (-1 = one group per row)")
+        .argParser(intOneOf([32, 64, 128, -1] as const))
+        .default(64),
+    )
+    .addOption(
+      new Option(
+        "--method <name>",
+        "rtn: round to nearest; gptq: error-compensating GPTQ on calibration data",
+      )
+        .choices(["rtn", "gptq"])
+        .default("gptq"),
+    )
+    .option("--act-order", "GPTQ: quantize columns by decreasing Hessian diagonal", false)
+    .option("--sym", "symmetric codes (no stored zero points)", false)
+    .option(
+      "--calib <text>",
+      "calibration text file (required for gptq; with rtn it only measures the error)",
+    )
+    .addOption(
+      new Option("--calib-windows <n>", "calibration windows cut from the text")
+        .argParser(intIn(1, 4096))
+        .default(16),
+    )
+    .addOption(
+      new Option("--calib-len <n>", "tokens per calibration window (default: min(256, seqLen))").argParser(
+        intIn(2),
+      ),
+    )
+    .option("--tokenizer <file>", "tokenizer for --calib (default: found beside the model)")
+    .requiredOption("-o, --output <file>", "the int21 checkpoint to write (.safetensors)")
+    .addOption(threadsOption())
+    .option("--json", "print the result as JSON", false)
+    .option("--quiet", "no progress bars", false);
+}
+
+/** Options of {@link quantize}, as parsed. */
+interface QuantizeOpts {
+  bits: 2 | 3 | 4 | 8;
+  group: 32 | 64 | 128 | -1;
+  method: "rtn" | "gptq";
+  actOrder: boolean;
+  sym: boolean;
+  calib?: string;
+  calibWindows: number;
+  calibLen?: number;
+  tokenizer?: string;
+  output: string;
+  threads?: number;
+  json: boolean;
+  quiet: boolean;
+}
+
+/**
+ * `int21 quantize`: quantizes every layer projection (RTN or GPTQ), writes the int21 checkpoint, copies
+ * the tokenizer beside it when none is there, and prints the file size, bits per weight and each
+ * projection's relative output error on the calibration windows. Returns the exit code.
+ */
+export function quantize(argv: readonly string[], io: CliIo): Promise<number> {
+  return runProgram(quantizeProgram(), argv, io, async ([model], o) =>
+    run(model as string, o as unknown as QuantizeOpts, io),
+  );
+}
+
+async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
+  if (o.method === "gptq" && o.calib === undefined)
+    throw new UsageError("--calib <text> is required with --method gptq");
+  if (o.actOrder && o.method !== "gptq") throw new UsageError("--act-order needs --method gptq");
+  if (o.calib !== undefined && !existsSync(o.calib)) throw new CliError(`--calib ${o.calib}: no such file`);
+  const path = await resolveModelPath(spec, io, { quiet: o.quiet });
+  const kind = await detectModelFile(path).catch((e: Error) => {
+    throw new CliError(e.message);
+  });
+  if (kind === "int21")
+    throw new CliError(`${path}: an int21 checkpoint is already quantized; start from a float model`);
+  const format = makeFormat({ bits: o.bits, groupSize: o.group, symmetric: o.sym, scaleDtype: "f16" });
+
+  return withBackend(o.threads, async (backend) => {
+    let calib: Int32Array[] | undefined;
+    let tokPath: string | undefined;
+    // the config (vocabulary, context) from the header only
+    const reader = kind === "hf" ? await openHfReader(path) : openLlama2cReader(path);
+    const config = reader.config;
+    await reader.close();
+    try {
+      tokPath = findTokenizer(path, config.vocabSize, o.tokenizer);
+    } catch (e) {
+      if (o.calib !== undefined) throw e;
+    }
+    if (o.calib !== undefined && tokPath !== undefined) {
+      const tok = loadTokenizer(tokPath, config.vocabSize);
+      const len = o.calibLen ?? Math.min(256, config.seqLen);
+      if (len > config.seqLen)
+        throw new UsageError(`--calib-len ${len} is longer than the model's context (${config.seqLen})`);
+      const ids = tok.encode(readFileSync(o.calib, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: false });
+      try {
+        calib = calibrationWindows(ids, o.calibWindows, len, tok.bosId);
+      } catch (e) {
+        throw new CliError(`--calib ${o.calib}: ${(e as Error).message}`);
+      }
+    }
+    const bar = progressBar(io, `${o.method} ${format.name}`, { quiet: o.quiet });
+    const t0 = performance.now();
+    let res: Awaited<ReturnType<typeof quantizeCheckpoint>>;
+    try {
+      res = await quantizeCheckpoint(path, {
+        format,
+        method: o.method,
+        actOrder: o.actOrder,
+        ...(calib ? { calib } : {}),
+        backend,
+        onProgress: (p) => bar.update(p.done, p.total, `layer ${p.layer} ${p.name}`),
+      });
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    bar.finish();
+    const seconds = (performance.now() - t0) / 1000;
+    await saveInt21Checkpoint(o.output, res.weights);
+    let tokenizerCopied: string | undefined;
+    if (tokPath !== undefined) {
+      const target = join(dirname(o.output), basename(tokPath));
+      if (!existsSync(target)) {
+        copyFileSync(tokPath, target);
+        tokenizerCopied = target;
+      }
+    }
+    const c = res.weights.config;
+    let projWeights = 0;
+    let projBits = 0;
+    for (const L of res.weights.layers) {
+      for (const l of [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]) {
+        projWeights += l.outFeatures * l.inFeatures;
+        projBits += format.bitsPerWeightAt(l.inFeatures) * l.outFeatures * l.inFeatures;
+      }
+    }
+    const floatParams =
+      c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2) + c.dim * (2 * c.nLayers + 1) + projWeights;
+    const fileBytes = statSync(o.output).size;
+    const summary = {
+      output: o.output,
+      format: format.name,
+      method: o.method,
+      actOrder: o.actOrder,
+      calibrationTokens: calib ? calib.reduce((a, w) => a + w.length, 0) : 0,
+      fileBytes,
+      float32Bytes: floatParams * 4,
+      projectionBitsPerWeight: projBits / projWeights,
+      modelBitsPerWeight: (fileBytes * 8) / floatParams,
+      seconds,
+      tokenizer: tokenizerCopied,
+      layers: res.report,
+    };
+    if (o.json) writeJson(io, summary);
+    else printSummary(io, summary, res.report);
+    return EXIT.ok;
+  });
+}
+
+function printSummary(
+  io: CliIo,
+  s: {
+    output: string;
+    format: string;
+    method: string;
+    fileBytes: number;
+    float32Bytes: number;
+    projectionBitsPerWeight: number;
+    modelBitsPerWeight: number;
+    seconds: number;
+    tokenizer?: string;
+  },
+  report: LinearErrorReport[],
+): void {
+  const out = io.stdout;
+  out.write(`wrote ${s.output} (${s.format}, ${s.method}, ${s.seconds.toFixed(1)} s)\n`);
+  out.write(
+    `size ${formatBytes(s.fileBytes)} (float32 ${formatBytes(s.float32Bytes)}, ${(s.float32Bytes / s.fileBytes).toFixed(2)}× smaller); ` +
+      `${s.projectionBitsPerWeight.toFixed(3)} bits per projection weight, ${s.modelBitsPerWeight.toFixed(3)} bits per model parameter (embedding and norms stay float32)\n`,
+  );
+  if (s.tokenizer) out.write(`copied the tokenizer to ${s.tokenizer}\n`);
+  if (report.some((r) => r.relError !== undefined)) {
+    const gptq = report.some((r) => r.rtnRelError !== undefined);
+    out.write("\nrelative output error ‖XWᵀ − XŴᵀ‖ / ‖XWᵀ‖ on the calibration activations:\n");
+    out.write(
+      textTable(
+        gptq ? ["layer", "proj", "error", "rtn error"] : ["layer", "proj", "error"],
+        report.map((r) => [
+          r.layer,
+          r.name,
+          (r.relError ?? Number.NaN).toFixed(4),
+          ...(gptq ? [(r.rtnRelError ?? Number.NaN).toFixed(4)] : []),
+        ]),
+      ),
+    );
+  } else out.write("(pass --calib <text> to measure each projection's output error)\n");
+}

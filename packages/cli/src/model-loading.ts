@@ -1,0 +1,234 @@
+// Resolving `<model>` arguments (path or Hugging Face id), tokenizers found beside a model, and adapters.
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { basename, dirname, extname, join } from "node:path";
+import type { SafetensorsInfo } from "@int21/io";
+import {
+  LoRAModel,
+  attachPeftAdapter,
+  decodePeftAdapter,
+  loadPeftAdapter,
+  type PeftLoraConfig,
+  peftConfig,
+  peftTensors,
+} from "@int21/lora";
+import {
+  type CheckpointAdapters,
+  HfTokenizer,
+  LINEAR_NAMES,
+  type LinearName,
+  Llama2cTokenizer,
+  type LlamaWeights,
+  type LoadOptions,
+  type LoadedModel,
+  type Tokenizer,
+  loadModel,
+} from "@int21/model-llama";
+import type { Linear } from "@int21/quant-kernels";
+import { type CliIo, CliError } from "./cli-io";
+import { LOCAL_MODEL_HINT, downloadHfModel, isHfId } from "./hf-download";
+import { progressBar } from "./progress";
+
+/**
+ * The local path of a `<model>` argument: an existing file or directory as given; otherwise a Hugging
+ * Face id (`owner/name`) is downloaded to the cache ({@link downloadHfModel}). Throws naming `spec`.
+ */
+export async function resolveModelPath(
+  spec: string,
+  io: CliIo,
+  opts: { quiet?: boolean; what?: string } = {},
+): Promise<string> {
+  if (existsSync(spec)) return spec;
+  if (isHfId(spec)) {
+    io.stderr.write(`${spec}: not a local path; downloading it from Hugging Face\n`);
+    return downloadHfModel(spec, io, { quiet: opts.quiet });
+  }
+  throw new CliError(`${opts.what ?? "model"} ${spec}: no such file or directory; ${LOCAL_MODEL_HINT}`);
+}
+
+/** A model loaded for a command: where it came from and its weights (adapters stored in it attached). */
+export interface OpenedModel extends LoadedModel {
+  path: string;
+  /** The LoRA adapters attached from the checkpoint or `--adapter`, when any. */
+  lora?: LoRAModel;
+}
+
+/**
+ * Loads `spec` ({@link resolveModelPath}, then `loadModel`) with a progress bar; adapters stored in an
+ * int21 checkpoint ({@link checkpointAdaptersOf}) are attached.
+ */
+export async function openModel(
+  spec: string,
+  io: CliIo,
+  opts: LoadOptions & { quiet?: boolean; what?: string } = {},
+): Promise<OpenedModel> {
+  const path = await resolveModelPath(spec, io, opts);
+  const bar = progressBar(io, `load ${basename(path)}`, { quiet: opts.quiet });
+  let m: LoadedModel;
+  try {
+    m = await loadModel(path, { ...opts, onProgress: (p) => bar.update(p.done, p.total) });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  bar.finish();
+  const opened: OpenedModel = { ...m, path };
+  if (m.adapters) opened.lora = attachCheckpointAdapters(m.weights, m.adapters, path);
+  return opened;
+}
+
+/** The model's projections under their Hugging Face / PEFT module names (`model.layers.{i}.self_attn.q_proj`…, `lm_head`). */
+export function llamaModules(weights: LlamaWeights): Map<string, Linear> {
+  const m = new Map<string, Linear>();
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES))
+      m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
+  });
+  m.set("lm_head", weights.classifier);
+  return m;
+}
+
+/** Puts the (possibly LoRA-wrapped) layers of `modules` back into `weights`. */
+export function setLlamaModules(weights: LlamaWeights, modules: ReadonlyMap<string, Linear>): void {
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES)) {
+      const l = modules.get(`model.layers.${i}.${hf}`);
+      if (l !== undefined) L[short as LinearName] = l;
+    }
+  });
+  const head = modules.get("lm_head");
+  if (head !== undefined) weights.classifier = head;
+}
+
+/** The LoRA view of `weights`, reusing `existing` when given. */
+export function loraModelOf(weights: LlamaWeights, existing?: LoRAModel): LoRAModel {
+  return existing ?? new LoRAModel(llamaModules(weights));
+}
+
+/** Stacks the PEFT adapter directory `dir` onto `weights` (in place). Throws naming `dir`. */
+export async function attachAdapterDir(
+  weights: LlamaWeights,
+  dir: string,
+  existing?: LoRAModel,
+): Promise<LoRAModel> {
+  if (!existsSync(dir)) throw new CliError(`adapter ${dir}: no such directory`);
+  const model = loraModelOf(weights, existing);
+  try {
+    await loadPeftAdapter(dir, model, { name: `adapter${model.adapterNames().length}` });
+  } catch (e) {
+    throw new CliError(`adapter ${dir}: ${(e as Error).message}`);
+  }
+  setLlamaModules(weights, model.modules);
+  return model;
+}
+
+/** The `meta` int21 stores with adapters: the PEFT config of each stored adapter, by name. */
+interface AdapterMeta {
+  int21Adapters: { name: string; prefix: string; config: PeftLoraConfig }[];
+}
+
+/**
+ * Adapters of `model` as int21 checkpoint adapters: each adapter's PEFT tensors under `<name>/<key>`,
+ * and its PEFT config in `meta`. {@link attachCheckpointAdapters} reads them back.
+ */
+export function checkpointAdaptersOf(model: LoRAModel, names = model.adapterNames()): CheckpointAdapters {
+  const tensors: CheckpointAdapters["tensors"] = {};
+  const meta: AdapterMeta = { int21Adapters: [] };
+  for (const name of names) {
+    const prefix = `${name}/`;
+    for (const [k, t] of Object.entries(peftTensors(model, { name })))
+      tensors[prefix + k] = { shape: [...t.shape], data: t.data as Float32Array };
+    meta.int21Adapters.push({ name, prefix, config: peftConfig(model, { name }) });
+  }
+  return { tensors, meta };
+}
+
+/** Attaches adapters stored by {@link checkpointAdaptersOf} to `weights`. Throws naming `file`. */
+export function attachCheckpointAdapters(
+  weights: LlamaWeights,
+  adapters: CheckpointAdapters,
+  file: string,
+): LoRAModel {
+  const meta = adapters.meta as Partial<AdapterMeta> | undefined;
+  if (!meta || !Array.isArray(meta.int21Adapters))
+    throw new CliError(`${file}: holds adapters int21 cannot attach (no int21Adapters metadata)`);
+  const model = new LoRAModel(llamaModules(weights));
+  for (const a of meta.int21Adapters) {
+    const keys = Object.keys(adapters.tensors).filter((k) => k.startsWith(a.prefix));
+    const tensors: Record<string, { dtype: "F32"; shape: number[]; byteLength: number; byteOffset: number }> =
+      {};
+    for (const k of keys) {
+      const t = adapters.tensors[k];
+      tensors[k.slice(a.prefix.length)] = {
+        dtype: "F32",
+        shape: t.shape,
+        byteLength: t.data.byteLength,
+        byteOffset: 0,
+      };
+    }
+    const info: SafetensorsInfo = { path: file, metadata: {}, tensors, names: Object.keys(tensors) };
+    try {
+      const peft = decodePeftAdapter(
+        JSON.stringify(a.config),
+        info,
+        (k) => adapters.tensors[a.prefix + k].data,
+        `${file} (adapter ${a.name})`,
+      );
+      attachPeftAdapter(model, peft, { name: a.name });
+    } catch (e) {
+      throw new CliError(`${file}: adapter ${a.name}: ${(e as Error).message}`);
+    }
+  }
+  setLlamaModules(weights, model.modules);
+  return model;
+}
+
+function tokenizerCandidates(dir: string, vocabSize: number): string[] {
+  const names = [`tok${vocabSize}.bin`, "tokenizer.bin", "tokenizer.json"];
+  const out = names.map((n) => join(dir, n)).filter((p) => existsSync(p));
+  if (out.length > 0) return out;
+  try {
+    return readdirSync(dir)
+      .filter((n) => /^tok.*\.bin$/.test(n))
+      .map((n) => join(dir, n));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The tokenizer file for `modelPath`: `explicit` when given, else the first of `tok<vocab>.bin`,
+ * `tokenizer.bin`, `tokenizer.json` (then any `tok*.bin`) inside a model directory or beside a model file.
+ */
+export function findTokenizer(modelPath: string, vocabSize: number, explicit?: string): string {
+  if (explicit !== undefined) {
+    if (!existsSync(explicit)) throw new CliError(`tokenizer ${explicit}: no such file`);
+    return explicit;
+  }
+  const dir = statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath);
+  const found = tokenizerCandidates(dir, vocabSize);
+  if (found.length === 0)
+    throw new CliError(
+      `${modelPath}: no tokenizer beside the model (looked for tok${vocabSize}.bin, tokenizer.bin, tokenizer.json in ${dir}); pass --tokenizer <file>`,
+    );
+  return found[0];
+}
+
+/** Loads a llama2.c `tokenizer.bin` or a Hugging Face `tokenizer.json` for a model of `vocabSize` tokens. */
+export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
+  try {
+    if (extname(path) === ".json") {
+      const cfgPath = join(dirname(path), "tokenizer_config.json");
+      let config: Record<string, unknown> | undefined;
+      if (existsSync(cfgPath)) {
+        config = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
+      }
+      const tok = HfTokenizer.fromFile(path, config ? { config } : {});
+      if (tok.vocabSize !== vocabSize)
+        throw new Error(`has ${tok.vocabSize} tokens, the model's vocabulary has ${vocabSize}`);
+      return tok;
+    }
+    return Llama2cTokenizer.fromFile(path, vocabSize);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new CliError(msg.includes(path) ? msg : `tokenizer ${path}: ${msg}`);
+  }
+}
