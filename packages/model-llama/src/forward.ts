@@ -81,17 +81,22 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
     for (let h = 0; h < nHeads; h++) {
       const qo = r * dim + h * hs;
       const ho = loff + Math.floor(h / group) * hs;
+      // scores q·k / sqrt(hs), four partial sums
       let max = Number.NEGATIVE_INFINITY;
       for (let t = 0, ko = ho; t <= last; t++, ko += kv) {
         let s0 = 0;
         let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
         let i = 0;
         for (; i < hs4; i += 4) {
-          s0 += q[qo + i] * keyCache[ko + i] + q[qo + i + 2] * keyCache[ko + i + 2];
-          s1 += q[qo + i + 1] * keyCache[ko + i + 1] + q[qo + i + 3] * keyCache[ko + i + 3];
+          s0 += q[qo + i] * keyCache[ko + i];
+          s1 += q[qo + i + 1] * keyCache[ko + i + 1];
+          s2 += q[qo + i + 2] * keyCache[ko + i + 2];
+          s3 += q[qo + i + 3] * keyCache[ko + i + 3];
         }
         for (; i < hs; i++) s0 += q[qo + i] * keyCache[ko + i];
-        const sc = (s0 + s1) * scale;
+        const sc = (s0 + s1 + (s2 + s3)) * scale;
         att[t] = sc;
         if (sc > max) max = sc;
       }
@@ -102,18 +107,30 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
         sum += e;
       }
       const inv = 1 / sum;
+      // weighted sum of values, four output columns at a time held in registers
       const oo = r * dim + h * hs;
-      for (let i = 0; i < hs; i++) out[oo + i] = 0;
-      for (let t = 0, vo = ho; t <= last; t++, vo += kv) {
-        const a = att[t] * inv;
-        let i = 0;
-        for (; i < hs4; i += 4) {
-          out[oo + i] += a * valueCache[vo + i];
-          out[oo + i + 1] += a * valueCache[vo + i + 1];
-          out[oo + i + 2] += a * valueCache[vo + i + 2];
-          out[oo + i + 3] += a * valueCache[vo + i + 3];
+      let i = 0;
+      for (; i < hs4; i += 4) {
+        let a0 = 0;
+        let a1 = 0;
+        let a2 = 0;
+        let a3 = 0;
+        for (let t = 0, vo = ho + i; t <= last; t++, vo += kv) {
+          const a = att[t];
+          a0 += a * valueCache[vo];
+          a1 += a * valueCache[vo + 1];
+          a2 += a * valueCache[vo + 2];
+          a3 += a * valueCache[vo + 3];
         }
-        for (; i < hs; i++) out[oo + i] += a * valueCache[vo + i];
+        out[oo + i] = a0 * inv;
+        out[oo + i + 1] = a1 * inv;
+        out[oo + i + 2] = a2 * inv;
+        out[oo + i + 3] = a3 * inv;
+      }
+      for (; i < hs; i++) {
+        let a0 = 0;
+        for (let t = 0, vo = ho + i; t <= last; t++, vo += kv) a0 += att[t] * valueCache[vo];
+        out[oo + i] = a0 * inv;
       }
     }
   }
