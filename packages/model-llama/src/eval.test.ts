@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import { SHARED, sharedPath } from "@int21/shared-data";
+import { createWasmBackend } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { evaluateNll, evaluateStories, tokenNll } from "./eval";
 import { forward } from "./forward";
+import { loadLlama2c } from "./load-llama2c";
 import { createRunState } from "./run-state";
 import { stories260K } from "./testing/stories260k";
 import { Llama2cTokenizer } from "./tokenizer";
