@@ -52,6 +52,17 @@ export default defineConfig({
   },
   server: { headers: isolation },
   preview: { headers: isolation },
-  build: { target: "es2022", outDir: join(here, "dist"), emptyOutDir: true },
+  build: {
+    target: "es2022",
+    outDir: join(here, "dist"),
+    emptyOutDir: true,
+    rolldownOptions: {
+      onwarn(warning, warn) {
+        // lora / model-llama import fs both statically and dynamically; both land on the stub, as intended.
+        if (warning.code === "INEFFECTIVE_DYNAMIC_IMPORT" && warning.message.includes("node-builtins-stub")) return;
+        warn(warning);
+      },
+    },
+  },
   worker: { format: "es" },
 });
