@@ -13,12 +13,13 @@ const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
 const valid = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
 
 describe("evaluateStories", () => {
-  it("stories260K on the first 40 TinyStories validation stories: 1.27 ± 0.02 nats over 12,802 tokens", () => {
+  it("stories260K on the first 40 TinyStories validation stories: 1.27 ± 0.02 nats over 12,802 tokens", async () => {
+    // the real loader and the wasm backend: the production path
+    const backend = await createWasmBackend({ threads: 1 });
+    const model = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
     const progress: number[] = [];
-    const r = evaluateStories(stories260K(), tok, valid, {
-      maxStories: 40,
-      onProgress: (d) => progress.push(d),
-    });
+    const r = evaluateStories(model, tok, valid, { maxStories: 40, onProgress: (d) => progress.push(d) });
+    backend.dispose();
     expect(r.tokens).toBe(12802);
     expect(r.windows).toBe(40);
     expect(Math.abs(r.meanNll - 1.27)).toBeLessThan(0.02);
