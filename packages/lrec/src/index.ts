@@ -1,3 +1,58 @@
 // @int21/lrec: Low-rank error correction (LREC): train LoRA layers so a packed 2-8 bit LLaMA matches its float teacher.
-// Re-exports only. The API lands with its issue; see README.md.
-export {};
+// Re-exports only; see README.md.
+export {
+  type LossReduction,
+  type LrecLoss,
+  type LrecLossOptions,
+  lrecLoss,
+  type TopKLogits,
+  topKFromLogits,
+  topKKl,
+} from "./loss";
+export {
+  type CalibInputs,
+  type Svd,
+  type SvdInitOptions,
+  type SvdInitResult,
+  svdInit,
+  symmetricEigen,
+  type TruncatedSvdOptions,
+  truncatedSvd,
+} from "./svd-init";
+export {
+  addLrecAdapter,
+  effectiveBits,
+  LREC_TARGETS,
+  llamaModuleMap,
+  type LrecAdapterOptions,
+  loraModelOf,
+  projectionInputs,
+  type SvdInitReport,
+  syncModules,
+} from "./adapter";
+export {
+  type LrecBatch,
+  type LrecData,
+  type TeacherSampleOptions,
+  teacherSample,
+  type WindowDataOptions,
+  windowData,
+} from "./data";
+export { TeacherCache, type TeacherCacheBuildOptions } from "./teacher-cache";
+export {
+  formatLrecProgress,
+  type LrecOptions,
+  type LrecProgress,
+  type LrecResult,
+  type LrecStep,
+  lrecChartSvg,
+  runLrec,
+} from "./run-lrec";
+export {
+  type StoryTokensOptions,
+  type StudentEval,
+  storyTokens,
+  type TeacherReference,
+  evaluateStudent,
+  teacherReference,
+} from "./evaluate";

@@ -1,0 +1,200 @@
+// The LREC adapter on a LLaMA model: module names, adding the adapter (zero or SVD start), calibration
+// inputs per projection, and the effective bits per weight of a packed model with its adapters.
+import { noGrad, tidy } from "@int21/autograd";
+import { type LoRAConfig, LoRALinear, LoRAModel, selectTargets } from "@int21/lora";
+import {
+  LINEAR_NAMES,
+  type LinearName,
+  type LlamaWeights,
+  linearParts,
+  trainForward,
+} from "@int21/model-llama";
+import { type Backend, type Linear, referenceDequantize } from "@int21/quant-kernels";
+import { type CalibInputs, svdInit } from "./svd-init";
+
+/** The reference's LREC targets: every projection of every block (q, k, v, o, gate, up, down). */
+export const LREC_TARGETS: readonly string[] = Object.freeze([
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+]);
+
+/** The block projections of `weights` under their Hugging Face / PEFT names (`model.layers.{i}.self_attn.q_proj` …). */
+export function llamaModuleMap(weights: LlamaWeights): Map<string, Linear> {
+  const m = new Map<string, Linear>();
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES)) m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
+  });
+  return m;
+}
+
+/** Puts the (possibly LoRA-wrapped) modules of `model` back into `weights`, in place. */
+export function syncModules(weights: LlamaWeights, model: LoRAModel): void {
+  weights.layers.forEach((L, i) => {
+    for (const [short, hf] of Object.entries(LINEAR_NAMES)) {
+      const l = model.modules.get(`model.layers.${i}.${hf}`);
+      if (l !== undefined) L[short as LinearName] = l;
+    }
+  });
+}
+
+/** The LoRA state of `weights` (adapters already on it are picked up); modules are synced back on change. */
+export function loraModelOf(weights: LlamaWeights): LoRAModel {
+  return new LoRAModel(llamaModuleMap(weights));
+}
+
+function toModuleName(name: string): string {
+  // "layers.3.wq" (trainForward's names) → "model.layers.3.self_attn.q_proj"
+  const m = /^layers\.(\d+)\.(wq|wk|wv|wo|w1|w2|w3)$/.exec(name);
+  if (!m) return name;
+  return `model.layers.${m[1]}.${LINEAR_NAMES[m[2] as LinearName]}`;
+}
+
+/**
+ * The inputs every block projection of `weights` sees on `windows` (token rows), by module name:
+ * `x` `[Σ rows × K]`. Run on the float teacher to weight the SVD init by real activations.
+ */
+export function projectionInputs(
+  weights: LlamaWeights,
+  windows: readonly (readonly number[])[],
+): Map<string, CalibInputs> {
+  const parts = new Map<string, Float32Array[]>();
+  noGrad(() =>
+    tidy(() => {
+      for (const w of windows) {
+        trainForward(weights, [w as number[]], {
+          checkpoint: false,
+          linearOp: (_lin, x, name) => {
+            const key = toModuleName(name);
+            const list = parts.get(key) ?? [];
+            list.push(x.toFloat32Array());
+            parts.set(key, list);
+            return undefined;
+          },
+        });
+      }
+    }),
+  );
+  const out = new Map<string, CalibInputs>();
+  for (const [k, list] of parts) {
+    const len = list.reduce((s, a) => s + a.length, 0);
+    const x = new Float32Array(len);
+    let o = 0;
+    for (const a of list) {
+      x.set(a, o);
+      o += a.length;
+    }
+    const lin = llamaModuleMap(weights).get(k);
+    out.set(k, { x, rows: lin ? len / lin.inFeatures : 0 });
+  }
+  return out;
+}
+
+/** Options of {@link addLrecAdapter}. */
+export interface LrecAdapterOptions {
+  /** Rank. */
+  r: number;
+  /** α; the adapter adds (α / r)·B·A. Default `r` (scaling 1). */
+  alpha?: number;
+  /** Module suffixes (default {@link LREC_TARGETS}). */
+  targets?: readonly string[];
+  /** Adapter name. Default `lrec`. */
+  name?: string;
+  /** Seed of the Kaiming-uniform A (zero init) and of the SVD's random start. Default 0. */
+  seed?: number;
+  /** `zero` (LoRA's standard start: B = 0) or `svd` (truncated SVD of W − Ŵ; needs `teacher`). Default `zero`. */
+  init?: "zero" | "svd";
+  /** The float model whose weights W the SVD init corrects towards. */
+  teacher?: LlamaWeights;
+  /** Token windows run through the teacher to weight the SVD by activations (see {@link svdInit}). */
+  calib?: readonly (readonly number[])[];
+  /** SVD weighting with `calib`. Default `cholesky`. */
+  weighting?: "cholesky" | "diagonal";
+  /** Backend for the SVD's products. */
+  backend?: Backend;
+  /** Whether the optimizer trains it. Default true. */
+  trainable?: boolean;
+}
+
+/** Per-module SVD-init errors (in the metric it minimises). */
+export interface SvdInitReport {
+  module: string;
+  error: number;
+  zeroError: number;
+}
+
+/**
+ * Adds the LREC adapter to `student` (in place: its projections become `LoRALinear`s) and returns the
+ * LoRA state and, for the SVD start, each module's error before and after.
+ */
+export function addLrecAdapter(
+  student: LlamaWeights,
+  opts: LrecAdapterOptions,
+): { model: LoRAModel; init: SvdInitReport[] } {
+  const model = loraModelOf(student);
+  const config: LoRAConfig = {
+    name: opts.name ?? "lrec",
+    targetModules: opts.targets ?? LREC_TARGETS,
+    r: opts.r,
+    alpha: opts.alpha ?? opts.r,
+    seed: opts.seed ?? 0,
+    trainable: opts.trainable ?? true,
+  };
+  const targets = selectTargets(model.modules.keys(), config);
+  const report: SvdInitReport[] = [];
+  let init: ((m: string) => { loraA: Float32Array; loraB: Float32Array }) | undefined;
+  if ((opts.init ?? "zero") === "svd") {
+    const teacher = opts.teacher;
+    if (!teacher) throw new Error("lrec: addLrecAdapter: init 'svd' needs the float `teacher` weights");
+    const tmods = llamaModuleMap(teacher);
+    const calib = opts.calib && opts.calib.length > 0 ? projectionInputs(teacher, opts.calib) : undefined;
+    init = (module) => {
+      const t = targets.find((c) => c.module === module)!;
+      const lin = model.modules.get(module)!;
+      const base = lin instanceof LoRALinear ? lin.base : lin;
+      const tl = tmods.get(module);
+      if (!tl) throw new Error(`lrec: addLrecAdapter: the teacher has no module ${module}`);
+      const tp = linearParts(tl, module);
+      if (tp.kind !== "float") throw new Error(`lrec: addLrecAdapter: teacher module ${module} is not float`);
+      const N = base.outFeatures;
+      const K = base.inFeatures;
+      const sp = linearParts(base, module);
+      const What = sp.kind === "float" ? sp.weight : new Float32Array(N * K);
+      if (sp.kind === "quant") referenceDequantize(sp.q, What);
+      const c = calib?.get(module);
+      const r = svdInit(tp.weight, What, N, K, {
+        rank: t.r,
+        scaling: t.alpha / t.r,
+        seed: opts.seed ?? 0,
+        ...(c ? { calib: c, weighting: opts.weighting ?? "cholesky" } : {}),
+        ...(opts.backend ? { backend: opts.backend } : {}),
+      });
+      report.push({ module, error: r.error, zeroError: r.zeroError });
+      return { loraA: r.loraA, loraB: r.loraB };
+    };
+  }
+  model.attachAdapter(config, targets, init);
+  syncModules(student, model);
+  return { model, init: report };
+}
+
+/**
+ * Effective bits per weight of the block projections of `weights`: 8 · Σ `Linear.bytes()` / Σ N·K, so
+ * packed codes, scales, zeros (f16 or f32 as stored), act-order indices and every LoRA adapter on a
+ * projection (float32, as stored) all count. A float32 model gives 32.
+ */
+export function effectiveBits(weights: LlamaWeights): number {
+  let bytes = 0;
+  let n = 0;
+  for (const L of weights.layers) {
+    for (const k of Object.keys(LINEAR_NAMES) as LinearName[]) {
+      bytes += L[k].bytes();
+      n += L[k].inFeatures * L[k].outFeatures;
+    }
+  }
+  return (8 * bytes) / n;
+}
