@@ -51,6 +51,7 @@ export {
   unmergeAdapters,
   unmergeModel,
 } from "./merge";
+export { type AdapterTensors, adaptersFromCheckpoint, adaptersToCheckpoint } from "./checkpoint-adapters";
 export { linearCrossEntropy } from "./linear-cross-entropy";
 export { checkSchedule, learningRate, type ScheduleOptions } from "./schedule";
 export {
