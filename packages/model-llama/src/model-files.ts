@@ -1,4 +1,5 @@
 import { type CheckpointAdapters, INT21_CHECKPOINT_FORMAT, loadInt21Checkpoint } from "./checkpoint";
+import { loadGguf } from "./gguf-model";
 import type { LoadOptions } from "./load-assemble";
 import { loadHf } from "./load-hf";
 import { LLAMA2C_MAGIC, loadLlama2c, parseLlama2cHeader } from "./load-llama2c";
@@ -6,7 +7,7 @@ import { fileSource } from "./load-source";
 import type { LlamaWeights } from "./weights";
 
 /** The checkpoint kinds {@link loadModel} recognises. */
-export type ModelFileKind = "llama2c" | "hf" | "int21";
+export type ModelFileKind = "llama2c" | "hf" | "int21" | "gguf";
 
 /** What {@link loadModel} returns. */
 export interface LoadedModel {
@@ -19,7 +20,7 @@ export interface LoadedModel {
 /**
  * Tells what `path` is, from its first bytes only: a directory holding `config.json` → `hf`; a
  * safetensors file whose metadata says `int21-llama` → `int21`; a file starting with the `ak42` magic,
- * or starting with a valid legacy llama2.c header → `llama2c`. Throws naming the path otherwise.
+ * or starting with a valid legacy llama2.c header → `llama2c`; the `GGUF` magic → `gguf`. Throws naming the path otherwise.
  */
 export async function detectModelFile(path: string): Promise<ModelFileKind> {
   const { stat, access } = await import("node:fs/promises");
@@ -43,6 +44,7 @@ export async function detectModelFile(path: string): Promise<ModelFileKind> {
     const head = src.read(0, Math.min(src.size, 256));
     if (head.byteLength >= 4 && new DataView(head.buffer).getUint32(0, true) === LLAMA2C_MAGIC)
       return "llama2c";
+    if (head.byteLength >= 4 && new TextDecoder().decode(head.subarray(0, 4)) === "GGUF") return "gguf";
     if (head.byteLength >= 9 && head[8] === 0x7b) {
       const dv = new DataView(head.buffer);
       const n = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
@@ -77,13 +79,14 @@ export async function detectModelFile(path: string): Promise<ModelFileKind> {
 }
 
 /**
- * Loads any supported checkpoint: a llama2.c `.bin`, a Hugging Face directory, or an int21 checkpoint
+ * Loads any supported checkpoint: a llama2.c `.bin`, a Hugging Face directory, a llama.cpp GGUF, or an int21 checkpoint
  * (see {@link detectModelFile}). `opts.quantize` applies to the float formats.
  */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const kind = await detectModelFile(path);
   if (kind === "llama2c") return { kind, weights: loadLlama2c(path, opts) };
   if (kind === "hf") return { kind, weights: await loadHf(path, opts) };
+  if (kind === "gguf") return { kind, weights: (await loadGguf(path, opts)).weights };
   const ck = await loadInt21Checkpoint(path, opts);
   return { kind, weights: ck.weights, ...(ck.adapters ? { adapters: ck.adapters } : {}) };
 }

@@ -1,0 +1,776 @@
+// GGUF ↔ LLaMA: llama.cpp's `llama.*` metadata and `blk.N.*` tensor names mapped to LlamaConfig / LlamaWeights,
+// ggml blocks mapped to int21 packed records where that is exact, the GGUF tokenizer to a Llama2cTokenizer.
+//
+// Row order of attn_q / attn_k: llama.cpp's convert_hf_to_gguf undoes Hugging Face's rotate-half permutation
+// (its LlamaModel.permute reshapes each head to (2, hs/2) and swaps the axes), so a GGUF file holds q/k rows in
+// Meta's / llama2.c's interleaved order — the order int21 uses. No permutation is applied either way.
+import {
+  GGML_GROUP_TYPES,
+  GGML_TYPES,
+  type GgmlTypeName,
+  type GgufBytes,
+  type GgufFile,
+  type GgufTokenizer,
+  type GgufValue,
+  type GgufWriteTensor,
+  ggmlToGroups,
+  ggufNumber,
+  ggufString,
+  openGguf,
+  parseGguf,
+  readGgufTokenizer,
+  serializeGguf,
+  writeGguf,
+} from "@int21/io";
+import { type MergeReport, isLoRALinear, mergeAndUnload } from "@int21/lora";
+import {
+  type Linear,
+  type QuantizedLinear,
+  codeAt,
+  f32ToF16Bits,
+  isF16Exact,
+  packQuantizedLinear,
+  referenceDequantize,
+} from "@int21/quant-kernels";
+import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
+import { linearParts } from "./linear-parts";
+import { Llama2cTokenizer } from "./tokenizer";
+import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+
+/** llama.cpp's tensor names of the seven projections (`blk.{i}.<name>.weight`). */
+export const GGUF_LINEAR_NAMES: Readonly<Record<LinearName, string>> = Object.freeze({
+  wq: "attn_q",
+  wk: "attn_k",
+  wv: "attn_v",
+  wo: "attn_output",
+  w1: "ffn_gate",
+  w2: "ffn_down",
+  w3: "ffn_up",
+});
+
+/**
+ * The GGUF (llama.cpp) tensor name of an int21 tensor name: `tokenEmbedding` → `token_embd.weight`,
+ * `layers.3.wq` → `blk.3.attn_q.weight`, `layers.3.attnNorm` → `blk.3.attn_norm.weight`,
+ * `finalNorm` → `output_norm.weight`, `classifier` → `output.weight`.
+ */
+export function ggufTensorName(name: string): string {
+  if (name === "tokenEmbedding") return "token_embd.weight";
+  if (name === "finalNorm") return "output_norm.weight";
+  if (name === "classifier") return "output.weight";
+  const m = /^layers\.(\d+)\.(\w+)$/.exec(name);
+  if (m) {
+    const [, l, field] = m;
+    if (field === "attnNorm") return `blk.${l}.attn_norm.weight`;
+    if (field === "ffnNorm") return `blk.${l}.ffn_norm.weight`;
+    if (field in GGUF_LINEAR_NAMES) return `blk.${l}.${GGUF_LINEAR_NAMES[field as LinearName]}.weight`;
+  }
+  throw new Error(`ggufTensorName: unknown tensor ${name}`);
+}
+
+type Metadata = Readonly<Record<string, GgufValue>>;
+
+/**
+ * Maps llama.cpp's LLaMA metadata to a {@link LlamaConfig}: `general.architecture` must be `llama`;
+ * `llama.embedding_length`, `llama.feed_forward_length`, `llama.block_count`, `llama.attention.head_count`,
+ * `llama.context_length` are required; `llama.attention.head_count_kv` defaults to the head count,
+ * `llama.rope.freq_base` to 10000, `llama.attention.layer_norm_rms_epsilon` to 1e-5. The vocabulary is
+ * `llama.vocab_size`, else the tokenizer's token count, else `vocabRows` (token_embd's rows); the classifier is
+ * shared when the file has no `output.weight` (`hasOutput` false). Refuses RoPE scaling, experts and a
+ * `llama.rope.dimension_count` other than the head size. Throws naming `file` and the key.
+ */
+export function ggufConfigToLlama(
+  metadata: Metadata,
+  opts: { file?: string; vocabRows?: number; hasOutput?: boolean } = {},
+): LlamaConfig {
+  const file = opts.file ?? "<gguf>";
+  const arch = ggufString(metadata, "general.architecture", file);
+  if (arch !== "llama") {
+    throw new Error(
+      `gguf: ${file}: general.architecture is ${arch === undefined ? "missing" : `"${arch}"`}; only "llama" is supported`,
+    );
+  }
+  const num = (key: string, dflt?: number): number => {
+    const v = ggufNumber(metadata, key, file) ?? dflt;
+    if (v === undefined) throw new Error(`gguf: ${file}: metadata "${key}" is missing`);
+    return Object.hasOwn(metadata, key) && metadata[key].type === "f32" ? shortestF32Decimal(v) : v;
+  };
+  const scaling = ggufString(metadata, "llama.rope.scaling.type", file);
+  if (scaling !== undefined && scaling !== "none")
+    throw new Error(`gguf: ${file}: llama.rope.scaling.type "${scaling}" is not supported`);
+  const experts = ggufNumber(metadata, "llama.expert_count", file) ?? 0;
+  if (experts > 0)
+    throw new Error(`gguf: ${file}: llama.expert_count ${experts}: mixture-of-experts is not supported`);
+  const tokens = metadata["tokenizer.ggml.tokens"];
+  const tokenCount =
+    tokens !== undefined && tokens.type === "array" ? (tokens.value as unknown[]).length : undefined;
+  const nHeads = num("llama.attention.head_count");
+  const config: LlamaConfig = {
+    dim: num("llama.embedding_length"),
+    hiddenDim: num("llama.feed_forward_length"),
+    nLayers: num("llama.block_count"),
+    nHeads,
+    nKvHeads: num("llama.attention.head_count_kv", nHeads),
+    vocabSize: num("llama.vocab_size", tokenCount ?? opts.vocabRows),
+    seqLen: num("llama.context_length"),
+    ropeTheta: num("llama.rope.freq_base", 10000),
+    normEps: num("llama.attention.layer_norm_rms_epsilon", 1e-5),
+    sharedClassifier: opts.hasOutput === false,
+  };
+  validateConfig(config, file);
+  const rotDim = ggufNumber(metadata, "llama.rope.dimension_count", file);
+  if (rotDim !== undefined && rotDim !== headSize(config)) {
+    throw new Error(
+      `gguf: ${file}: llama.rope.dimension_count ${rotDim} differs from the head size ${headSize(config)} (partial RoPE is not supported)`,
+    );
+  }
+  return config;
+}
+
+/**
+ * The shortest decimal that rounds to the float32 `x` (as numpy prints a float32): llama.cpp stores
+ * `layer_norm_rms_epsilon` and `freq_base` as f32, so 1e-5 is read back as 1e-5, not 9.99999974e-6.
+ */
+function shortestF32Decimal(x: number): number {
+  for (let p = 1; p <= 9; p++) {
+    const v = Number(x.toPrecision(p));
+    if (Math.fround(v) === x) return v;
+  }
+  return x;
+}
+
+/** llama.cpp's `general.file_type` (`LlamaFileType`) of a whole-model type. */
+const FILE_TYPES: Record<GgufModelType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7 };
+
+/** The tensor types {@link saveGguf} writes the projections in. */
+export type GgufModelType = "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
+
+/**
+ * The GGUF metadata llama.cpp reads for a LLaMA of `config` (architecture keys, in its writer's order):
+ * `general.architecture`, `general.name`, `general.file_type`, `llama.vocab_size`, `llama.context_length`,
+ * `llama.embedding_length`, `llama.block_count`, `llama.feed_forward_length`, `llama.rope.dimension_count`,
+ * `llama.attention.head_count`, `llama.attention.head_count_kv`, `llama.attention.layer_norm_rms_epsilon`,
+ * `llama.rope.freq_base`, and `general.quantization_version` 2 for quantized types.
+ */
+export function llamaToGgufMetadata(
+  config: LlamaConfig,
+  opts: { type?: GgufModelType; name?: string } = {},
+): Record<string, GgufValue> {
+  const type = opts.type ?? "F32";
+  const u32 = (value: number): GgufValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufValue => ({ type: "f32", value });
+  const md: Record<string, GgufValue> = {
+    "general.architecture": { type: "string", value: "llama" },
+    "general.name": { type: "string", value: opts.name ?? "int21-llama" },
+    "general.file_type": u32(FILE_TYPES[type]),
+    "llama.vocab_size": u32(config.vocabSize),
+    "llama.context_length": u32(config.seqLen),
+    "llama.embedding_length": u32(config.dim),
+    "llama.block_count": u32(config.nLayers),
+    "llama.feed_forward_length": u32(config.hiddenDim),
+    "llama.rope.dimension_count": u32(headSize(config)),
+    "llama.attention.head_count": u32(config.nHeads),
+    "llama.attention.head_count_kv": u32(config.nKvHeads),
+    "llama.attention.layer_norm_rms_epsilon": f32(config.normEps),
+    "llama.rope.freq_base": f32(config.ropeTheta),
+  };
+  if (type !== "F32" && type !== "F16") md["general.quantization_version"] = u32(2);
+  return md;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tokenizer
+
+const SPACE = "\u2581"; // SentencePiece's "▁"
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const BYTE_TOKEN = /^<0x[0-9A-Fa-f]{2}>$/;
+
+/**
+ * The `tokenizer.ggml.*` metadata of a llama2.c tokenizer, as llama.cpp's SentencePiece ("llama") vocabulary:
+ * pieces with spaces as `▁`, `<unk>` / `<s>` / `</s>` for ids 0 / 1 / 2 (llama2.c stores BOS and EOS as
+ * `"\n<s>\n"` / `"\n</s>\n"`), scores, token types (1 normal, 2 unknown, 3 control, 6 byte), BOS/EOS/UNK ids,
+ * `add_bos_token` true, `add_eos_token` false.
+ */
+export function llama2cTokenizerToGguf(tok: Llama2cTokenizer): Record<string, GgufValue> {
+  const tokens: string[] = [];
+  const types = new Int32Array(tok.vocabSize);
+  for (let i = 0; i < tok.vocabSize; i++) {
+    let s: string;
+    try {
+      s = decoder.decode(tok.pieces[i]);
+    } catch {
+      throw new Error(`gguf tokenizer: piece ${i} is not valid UTF-8 (GGUF stores tokens as UTF-8 strings)`);
+    }
+    if (i === 0) {
+      tokens.push("<unk>");
+      types[i] = 2;
+    } else if (i === tok.bosId) {
+      tokens.push("<s>");
+      types[i] = 3;
+    } else if (i === tok.eosId) {
+      tokens.push("</s>");
+      types[i] = 3;
+    } else {
+      tokens.push(s.replaceAll(" ", SPACE));
+      types[i] = BYTE_TOKEN.test(s) ? 6 : 1;
+    }
+  }
+  return {
+    "tokenizer.ggml.model": { type: "string", value: "llama" },
+    "tokenizer.ggml.tokens": { type: "array", itemType: "string", value: tokens },
+    "tokenizer.ggml.scores": { type: "array", itemType: "f32", value: Float32Array.from(tok.scores) },
+    "tokenizer.ggml.token_type": { type: "array", itemType: "i32", value: types },
+    "tokenizer.ggml.bos_token_id": { type: "u32", value: tok.bosId },
+    "tokenizer.ggml.eos_token_id": { type: "u32", value: tok.eosId },
+    "tokenizer.ggml.unknown_token_id": { type: "u32", value: 0 },
+    "tokenizer.ggml.add_bos_token": { type: "bool", value: true },
+    "tokenizer.ggml.add_eos_token": { type: "bool", value: false },
+  };
+}
+
+/**
+ * A {@link Llama2cTokenizer} from a GGUF SentencePiece vocabulary (`tokenizer.ggml.model` = `llama`): pieces
+ * with `▁` turned back into spaces, control tokens `<s>` / `</s>` written as llama2.c's `"\n<s>\n"` /
+ * `"\n</s>\n"`, scores as stored. llama2.c's encoder fixes BOS = 1, EOS = 2 and byte pieces `<0x00>`..`<0xFF>`
+ * at ids 3..258: a vocabulary laid out otherwise (or without scores, or a BPE "gpt2" model) is refused,
+ * naming `file`.
+ */
+export function ggufTokenizerToLlama2c(tok: GgufTokenizer, file = "<gguf>"): Llama2cTokenizer {
+  if (tok.model !== "llama") {
+    throw new Error(
+      `gguf: ${file}: tokenizer.ggml.model "${tok.model}" is not a SentencePiece ("llama") vocabulary; only those convert to a llama2.c tokenizer`,
+    );
+  }
+  if (tok.scores === undefined) throw new Error(`gguf: ${file}: tokenizer.ggml.scores is missing`);
+  if ((tok.bosId ?? 1) !== 1 || (tok.eosId ?? 2) !== 2) {
+    throw new Error(
+      `gguf: ${file}: BOS ${tok.bosId} / EOS ${tok.eosId}: a llama2.c tokenizer needs BOS 1 and EOS 2`,
+    );
+  }
+  const enc = new TextEncoder();
+  const pieces = tok.tokens.map((t, i) => {
+    const control = tok.tokenTypes !== undefined ? tok.tokenTypes[i] === 3 : i === 1 || i === 2;
+    if (control && (t === "<s>" || t === "</s>")) return enc.encode(`\n${t}\n`);
+    return enc.encode(t.replaceAll(SPACE, " "));
+  });
+  let maxLen = 1;
+  let size = 4;
+  for (const p of pieces) {
+    maxLen = Math.max(maxLen, p.length);
+    size += 8 + p.length;
+  }
+  const bytes = new Uint8Array(size);
+  const dv = new DataView(bytes.buffer);
+  dv.setInt32(0, maxLen, true);
+  let off = 4;
+  pieces.forEach((p, i) => {
+    dv.setFloat32(off, tok.scores![i], true);
+    dv.setInt32(off + 4, p.length, true);
+    bytes.set(p, off + 8);
+    off += 8 + p.length;
+  });
+  try {
+    return Llama2cTokenizer.fromBytes(bytes, `${file} (tokenizer.ggml.*)`);
+  } catch (e) {
+    throw new Error(`gguf: ${file}: the tokenizer does not fit llama2.c's layout: ${(e as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ggml blocks ↔ int21 packed records
+
+/** int21 bit widths, smallest first. */
+const INT21_BITS = [2, 3, 4, 8] as const;
+
+/** Smallest normal f16, the scale given to an all-zero group (its codes equal its zero point). */
+const ZERO_GROUP_SCALE = 2 ** -14;
+
+/** The result of {@link ggmlToQuantized}. */
+export type GgmlPackResult =
+  | {
+      q: QuantizedLinear;
+      /** True when every dequantized weight equals ggml's dequantized value bit for bit. */
+      exact: boolean;
+    }
+  | { q?: undefined; reason: string };
+
+/**
+ * Maps a GGUF weight `[N × K]` of ggml `type` (its raw blocks) to an int21 {@link QuantizedLinear} without
+ * re-quantizing, when int21 has a format for it:
+ * - symmetric ggml types with groups of 32 (Q8_0 → 8-bit, Q4_0 → 4-bit, Q5_0 → 8-bit codes): **exact**.
+ *   `w = d·(c − 2^(b−1))`; with every block scale `d ≥ 0` the record is `int{B}-g32-sym-f16` (codes shifted
+ *   to the int21 zero `2^(B−1)`); when some `d < 0` (ggml's Q4_0 quantizer makes half of them negative) it is
+ *   `int{B}-g32-asym-f16`, those groups stored as `|d|·(c' − z')` with mirrored codes `c' = 2^(B−1) − 1 − v`,
+ *   `z' = 2^(B−1) − 1`. An all-zero block gets scale 2^-14 and codes equal to its zero.
+ * - per-group-minimum types with groups of 32 (Q4_1, Q4_K → 4-bit, Q5_1, Q5_K → 8-bit codes):
+ *   `int{B}-g32-asym-f32` with the float zero `−min/d` — equal to ggml's value up to float32 rounding
+ *   (`exact: false`), and only when every zero lies in `[0, 2^B − 1]`.
+ * - anything else (F32/F16/BF16, groups of 16: Q2_K, Q3_K, Q6_K; a row length that is not a multiple of
+ *   32): `{ reason }`, and the caller dequantizes to float.
+ */
+export function ggmlToQuantized(type: GgmlTypeName, raw: Uint8Array, N: number, K: number): GgmlPackResult {
+  if (!GGML_GROUP_TYPES.includes(type)) return { reason: `${type} is not a block-quantized type` };
+  if (K % 32 !== 0) return { reason: `row length ${K} is not a multiple of 32` };
+  const g = ggmlToGroups(type, raw, N * K);
+  if (g.groupSize !== 32)
+    return { reason: `${type} has groups of ${g.groupSize}; int21 has no format with that group size` };
+  const B = INT21_BITS.find((b) => b >= g.bits)!;
+  const H = 1 << (B - 1);
+  const count = N * K;
+  const nG = count / 32;
+  const codes = new Uint8Array(count);
+  const scales = new Float32Array(nG);
+  const zeros = new Float32Array(nG);
+  if (g.exact) {
+    const zb = 1 << (g.bits - 1);
+    let anyNegative = false;
+    for (let j = 0; j < nG; j++) if (g.scales[j] < 0) anyNegative = true;
+    for (let j = 0; j < nG; j++) {
+      const d = g.scales[j];
+      const o = j * 32;
+      if (d > 0) {
+        scales[j] = d;
+        zeros[j] = H;
+        for (let i = o; i < o + 32; i++) codes[i] = g.q[i] - zb + H;
+      } else if (d < 0) {
+        scales[j] = -d;
+        zeros[j] = H - 1;
+        for (let i = o; i < o + 32; i++) codes[i] = H - 1 - (g.q[i] - zb);
+      } else {
+        scales[j] = ZERO_GROUP_SCALE;
+        zeros[j] = H;
+        codes.fill(H, o, o + 32);
+      }
+    }
+    const format = `int${B}-g32-${anyNegative ? "asym" : "sym"}-f16`;
+    return {
+      q: packQuantizedLinear(format, N, K, codes, scales, anyNegative ? zeros : undefined),
+      exact: true,
+    };
+  }
+  const qmaxSrc = (1 << g.bits) - 1;
+  const qmax = (1 << B) - 1;
+  for (let j = 0; j < nG; j++) {
+    let s = g.scales[j];
+    let z = g.zeros[j];
+    const o = j * 32;
+    if (s < 0) {
+      s = -s;
+      z = qmaxSrc - z;
+      for (let i = o; i < o + 32; i++) codes[i] = qmaxSrc - g.q[i];
+    } else if (s === 0) {
+      s = ZERO_GROUP_SCALE;
+      z = 0;
+      codes.fill(0, o, o + 32);
+    } else {
+      codes.set(g.q.subarray(o, o + 32), o);
+    }
+    if (!(z >= 0 && z <= qmax) || !Number.isFinite(s)) {
+      return { reason: `block ${j}: zero point ${z} is outside int${B}'s code range [0, ${qmax}]` };
+    }
+    scales[j] = s;
+    zeros[j] = z;
+  }
+  return { q: packQuantizedLinear(`int${B}-g32-asym-f32`, N, K, codes, scales, zeros), exact: false };
+}
+
+function putF16(out: Uint8Array, o: number, x: number): void {
+  const h = f32ToF16Bits(x);
+  out[o] = h & 255;
+  out[o + 1] = h >> 8;
+}
+
+/**
+ * Encodes an int21 packed record straight into ggml blocks of `type` (Q8_0, Q4_0 or Q4_1) from its codes,
+ * scales and zeros — no float round trip — when its layout allows: groups of 32 along rows, no act-order,
+ * K a multiple of 32, and
+ * - Q8_0 / Q4_0: f16-exact scales, integer zeros, and every `c − z` in [−128, 127] / [−8, 7]
+ *   (`int{2,3,4}-g32-sym`, RTN's `int{2,3}-g32-asym` into Q4_0; every `-g32-` format with integer zeros
+ *   up to 8 bits sym into Q8_0): `d = s`, `q = c − z` — **exact**.
+ * - Q4_1: codes of at most 4 bits: `d = f16(s)`, `m = f16(−s·z)`, `q = c` — exact when `s` and `s·z` are f16
+ *   values (every `int4-g32-sym-f16`), else within f16 rounding of `d` and `m`.
+ * Returns undefined otherwise (the caller dequantizes and re-quantizes).
+ */
+export function quantizedToGgml(q: QuantizedLinear, type: "Q8_0" | "Q4_0" | "Q4_1"): Uint8Array | undefined {
+  const N = q.outFeatures;
+  const K = q.inFeatures;
+  if (q.format.groupSize !== 32 || q.gIdx !== undefined || K % 32 !== 0) return undefined;
+  const nG = K / 32;
+  const blockBytes = GGML_TYPES[type].blockBytes;
+  const out = new Uint8Array(N * nG * blockBytes);
+  const [lo, hi] = type === "Q8_0" ? [-128, 127] : [-8, 7];
+  if (type === "Q4_1" && q.format.bits > 4) return undefined;
+  for (let n = 0; n < N; n++) {
+    for (let j = 0; j < nG; j++) {
+      const p = n * nG + j;
+      const s = q.scales[p];
+      const z = q.zeros[p];
+      const o = p * blockBytes;
+      const k0 = j * 32;
+      if (type === "Q4_1") {
+        putF16(out, o, s);
+        putF16(out, o + 2, -s * z);
+        for (let i = 0; i < 16; i++) out[o + 4 + i] = codeAt(q, n, k0 + i) | (codeAt(q, n, k0 + i + 16) << 4);
+        continue;
+      }
+      if (!isF16Exact(s) || !Number.isInteger(z)) return undefined;
+      putF16(out, o, s);
+      for (let i = 0; i < 32; i++) {
+        const v = codeAt(q, n, k0 + i) - z;
+        if (v < lo || v > hi) return undefined;
+        if (type === "Q8_0") out[o + 2 + i] = v & 255;
+        else if (i < 16) out[o + 2 + i] = v + 8;
+        else out[o + 2 + i - 16] |= (v + 8) << 4;
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loading
+
+/** Options of {@link loadGguf}. */
+export interface GgufLoadOptions extends LoadOptions {
+  /**
+   * Keep block-quantized projections packed: each is mapped by {@link ggmlToQuantized} (exactly for
+   * Q8_0 / Q4_0 / Q5_0, to float32 rounding for Q4_1 / Q5_1 / Q4_K / Q5_K); the others are dequantized
+   * (and RTN-quantized when `quantize` is given). Default false: every tensor is dequantized to float.
+   */
+  keepPacked?: boolean;
+}
+
+/** How one GGUF tensor was loaded. */
+export interface GgufTensorLoad {
+  /** GGUF name. */
+  gguf: string;
+  /** int21 name (`layers.0.wq`…). */
+  name: string;
+  type: GgmlTypeName;
+  /** `packed`: kept as an int21 record (see `format`); `float`: dequantized (then RTN'd with `quantize`). */
+  loadedAs: "packed" | "float";
+  format?: string;
+  /** Packed: whether the record reproduces ggml's values exactly; otherwise `maxAbsError` says by how much. */
+  exact?: boolean;
+  /** Packed, not exact: `max |int21 − ggml|` over the tensor. */
+  maxAbsError?: number;
+  /** Why a block-quantized projection was not kept packed. */
+  reason?: string;
+}
+
+/** What {@link loadGguf} returns. */
+export interface GgufModel {
+  weights: LlamaWeights;
+  /** The GGUF tokenizer as a llama2.c tokenizer, when the file has a SentencePiece vocabulary llama2.c can run. */
+  tokenizer?: Llama2cTokenizer;
+  /** The file's tokenizer data as stored (any model), when present. */
+  ggufTokenizer?: GgufTokenizer;
+  /** Why `tokenizer` is absent although the file has a tokenizer. */
+  tokenizerError?: string;
+  /** One entry per tensor, in file order. */
+  tensors: GgufTensorLoad[];
+}
+
+/**
+ * Loads a llama.cpp GGUF LLaMA (a path, streamed with positioned reads, or the file's bytes): config from
+ * `llama.*` metadata ({@link ggufConfigToLlama}), tensors by llama.cpp's names (`token_embd`, `blk.N.attn_q` …
+ * `ffn_up`, `attn_norm`, `ffn_norm`, `output_norm`, `output` — absent when tied), any type `@int21/io`
+ * dequantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K … Q6_K), and the tokenizer. The header is
+ * validated by `@int21/io` against the file length (truncation fails naming the file and tensor), then every
+ * tensor name, type and shape is checked against the config before any data is read; values are checked finite.
+ */
+export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions = {}): Promise<GgufModel> {
+  const file: GgufFile | GgufBytes = typeof src === "string" ? await openGguf(src) : parseGguf(src);
+  const label = file.path;
+  try {
+    const md = file.metadata;
+    const emb = file.tensors["token_embd.weight"];
+    if (emb === undefined) throw new Error(`gguf: ${label}: no token_embd.weight tensor`);
+    const config = ggufConfigToLlama(md, {
+      file: label,
+      vocabRows: emb.shape[0],
+      hasOutput: Object.hasOwn(file.tensors, "output.weight"),
+    });
+    // Every tensor: known name, right shape, a type we can read — before reading any data.
+    const byGguf = new Map<string, { name: string; shape: number[] }>();
+    for (const s of llamaTensorSpecs(config)) byGguf.set(ggufTensorName(s.name), s);
+    for (const n of file.names) {
+      const spec = byGguf.get(n);
+      if (spec === undefined) throw new Error(`gguf: ${label}: unexpected tensor "${n}" for a LLaMA model`);
+      const info = file.tensors[n];
+      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
+        throw new Error(
+          `gguf: ${label}: tensor "${n}" has shape [${info.shape.join("×")}], the config needs [${spec.shape.join("×")}]`,
+        );
+      }
+      if (GGML_TYPES[info.type].dequantize === undefined)
+        throw new Error(`gguf: ${label}: tensor "${n}" has type ${info.type}, which int21 cannot read`);
+    }
+    for (const [g, s] of byGguf) {
+      if (!Object.hasOwn(file.tensors, g))
+        throw new Error(`gguf: ${label}: missing tensor "${g}" (${s.name} [${s.shape.join("×")}])`);
+    }
+    const asm = new WeightAssembler(config, label, opts);
+    const report: GgufTensorLoad[] = [];
+    for (const n of file.names) {
+      const { name, shape } = byGguf.get(n)!;
+      const info = file.tensors[n];
+      const entry: GgufTensorLoad = { gguf: n, name, type: info.type, loadedAs: "float" };
+      if (opts.keepPacked && WeightAssembler.isLinear(name) && GGML_GROUP_TYPES.includes(info.type)) {
+        const packed = ggmlToQuantized(info.type, await file.readTensorRaw(n), shape[0], shape[1]);
+        if (packed.q !== undefined) {
+          entry.loadedAs = "packed";
+          entry.format = packed.q.format.name;
+          entry.exact = packed.exact;
+          if (!packed.exact) {
+            const want = await file.readTensorF32(n);
+            const got = new Float32Array(want.length);
+            referenceDequantize(packed.q, got);
+            entry.maxAbsError = maxAbsDiff(want, got);
+          }
+          asm.putQuantized(name, packed.q);
+          report.push(entry);
+          continue;
+        }
+        entry.reason = packed.reason;
+      }
+      asm.put(name, await file.readTensorF32(n), label);
+      report.push(entry);
+    }
+    const weights = asm.finish();
+    const out: GgufModel = { weights, tensors: report };
+    if (Object.hasOwn(md, "tokenizer.ggml.model")) {
+      out.ggufTokenizer = readGgufTokenizer(md, label);
+      try {
+        out.tokenizer = ggufTokenizerToLlama2c(out.ggufTokenizer, label);
+      } catch (e) {
+        out.tokenizerError = (e as Error).message;
+      }
+    }
+    return out;
+  } finally {
+    if ("close" in file) await file.close();
+  }
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > m || Number.isNaN(d)) m = d;
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Saving
+
+/** Options of {@link saveGguf}. */
+export interface GgufSaveOptions {
+  /** Type of the 2-D tensors (projections, embedding, classifier). Norms are always F32. Default F32. */
+  type?: GgufModelType;
+  /** Type of `token_embd` (default `type`). */
+  embeddingType?: GgufModelType;
+  /** Written as `tokenizer.ggml.*` (see {@link llama2cTokenizerToGguf}). */
+  tokenizer?: Llama2cTokenizer;
+  /** `general.name`. */
+  name?: string;
+  /**
+   * Fold LoRA-wrapped projections (LREC / EMEF adapters) into their base with `@int21/lora`'s
+   * `mergeAndUnload` before writing (a packed base is re-quantized in its own format: see `merges`). The
+   * weights passed in are left unchanged. Without it a LoRA-wrapped projection is refused: save the
+   * base and the adapter ({@link saveGgufLora}) separately.
+   */
+  mergeLoRA?: boolean;
+}
+
+/** How one tensor was written. */
+export interface GgufTensorSave {
+  gguf: string;
+  name: string;
+  /** The ggml type written (a 2-D tensor whose row length is not a multiple of 32 falls back to F32/F16). */
+  type: GgmlTypeName;
+  /** What the model held: a float array or an int21 packed record. */
+  source: "float" | "quant";
+  /**
+   * `exact`: the file reproduces the model's weight bit for bit; `direct`: an int21 record's codes written
+   * as ggml blocks with f16-rounded parameters; `quantized`: floats rounded to `type` by ggml's reference
+   * quantizer; `requantized`: an int21 record dequantized, then quantized again by ggml's quantizer.
+   */
+  mode: "exact" | "direct" | "quantized" | "requantized";
+  /** `max |written − model|` over the tensor (0 for exact). */
+  maxAbsError: number;
+  /** RMS of `written − model`. */
+  rmsError: number;
+}
+
+/** What {@link saveGguf} / {@link serializeGgufModel} report. */
+export interface GgufSaveReport {
+  tensors: GgufTensorSave[];
+  /** `@int21/lora` merge reports of LoRA-wrapped projections folded in (`mergeLoRA`). */
+  merges: MergeReport[];
+}
+
+/**
+ * The GGUF tensors and metadata of `weights` (see {@link saveGguf}), with the report, without writing.
+ */
+export function ggufModelTensors(
+  weights: LlamaWeights,
+  opts: GgufSaveOptions = {},
+): { metadata: Record<string, GgufValue>; tensors: GgufWriteTensor[]; report: GgufSaveReport } {
+  const type = opts.type ?? "F32";
+  if (!(type in FILE_TYPES))
+    throw new Error(`saveGguf: type ${String(type)} is not one of F32, F16, Q8_0, Q4_0, Q4_1`);
+  const config = validateConfig(weights.config, "saveGguf");
+  const metadata = llamaToGgufMetadata(config, { type, name: opts.name });
+  if (opts.tokenizer) {
+    if (opts.tokenizer.vocabSize !== config.vocabSize) {
+      throw new Error(
+        `saveGguf: the tokenizer has ${opts.tokenizer.vocabSize} tokens, the model's vocabSize is ${config.vocabSize}`,
+      );
+    }
+    Object.assign(metadata, llama2cTokenizerToGguf(opts.tokenizer));
+  }
+  const tensors: GgufWriteTensor[] = [];
+  const report: GgufSaveReport = { tensors: [], merges: [] };
+  const add = (name: string, shape: number[], t: GgufModelType, src: Float32Array | Linear) => {
+    const gguf = ggufTensorName(name);
+    const r = encodeTensor(name, gguf, shape, t, src, opts, report.merges);
+    tensors.push(r.tensor);
+    report.tensors.push(r.report);
+  };
+  const { dim, hiddenDim } = config;
+  add("tokenEmbedding", [config.vocabSize, dim], opts.embeddingType ?? type, weights.tokenEmbedding);
+  add("finalNorm", [dim], "F32", weights.finalNorm);
+  const cls = weights.classifier;
+  const tied =
+    config.sharedClassifier &&
+    (cls as { weight?: unknown }).weight === weights.tokenEmbedding &&
+    !isLoRALinear(cls);
+  if (!tied) add("classifier", [config.vocabSize, dim], type, cls);
+  const kv = (config.nKvHeads * dim) / config.nHeads;
+  const shapes: Record<LinearName, number[]> = {
+    wq: [dim, dim],
+    wk: [kv, dim],
+    wv: [kv, dim],
+    wo: [dim, dim],
+    w1: [hiddenDim, dim],
+    w2: [dim, hiddenDim],
+    w3: [hiddenDim, dim],
+  };
+  weights.layers.forEach((L, i) => {
+    add(`layers.${i}.attnNorm`, [dim], "F32", L.attnNorm);
+    for (const n of Object.keys(LINEAR_NAMES) as LinearName[]) {
+      add(`layers.${i}.${n}`, shapes[n], type, L[n]);
+      if (n === "wo") add(`layers.${i}.ffnNorm`, [dim], "F32", L.ffnNorm);
+    }
+  });
+  return { metadata, tensors, report };
+}
+
+function encodeTensor(
+  name: string,
+  gguf: string,
+  shape: number[],
+  wanted: GgufModelType,
+  src: Float32Array | Linear,
+  opts: GgufSaveOptions,
+  merges: MergeReport[],
+): { tensor: GgufWriteTensor; report: GgufTensorSave } {
+  let weight: Float32Array;
+  let q: QuantizedLinear | undefined;
+  if (src instanceof Float32Array) {
+    weight = src;
+  } else {
+    let lin = src;
+    if (isLoRALinear(lin)) {
+      if (!opts.mergeLoRA) {
+        throw new Error(
+          `saveGguf: ${name} is LoRA-wrapped; pass mergeLoRA: true to fold the adapters in, or save the base and the adapter (saveGgufLora) separately`,
+        );
+      }
+      const m = mergeAndUnload(lin);
+      merges.push({ module: name, ...m.report });
+      lin = m.linear;
+    }
+    const parts = linearParts(lin, name);
+    if (parts.kind === "float") {
+      weight = parts.weight;
+    } else {
+      q = parts.q;
+      weight = new Float32Array(q.outFeatures * q.inFeatures);
+      referenceDequantize(q, weight);
+    }
+  }
+  if (weight.length !== numel(shape))
+    throw new Error(`saveGguf: ${name} has ${weight.length} values, expected [${shape.join("×")}]`);
+  let type: GgmlTypeName = wanted;
+  const blockSize = GGML_TYPES[type].blockSize;
+  if (shape[shape.length - 1] % blockSize !== 0) type = wanted === "F16" ? "F16" : "F32";
+  const t = GGML_TYPES[type];
+  let raw: Uint8Array | undefined;
+  let mode: GgufTensorSave["mode"];
+  if (q !== undefined && (type === "Q8_0" || type === "Q4_0" || type === "Q4_1")) {
+    raw = quantizedToGgml(q, type);
+    mode = raw !== undefined ? "direct" : "requantized";
+  } else {
+    mode = q !== undefined ? "requantized" : "quantized";
+  }
+  if (raw === undefined) {
+    raw = new Uint8Array((weight.length / t.blockSize) * t.blockBytes);
+    try {
+      t.quantize!(weight, raw);
+    } catch (e) {
+      throw new Error(`saveGguf: ${name} → ${type}: ${(e as Error).message}`);
+    }
+  }
+  const back = t.dequantize!(raw, new Float32Array(weight.length), weight.length);
+  let max = 0;
+  let sq = 0;
+  for (let i = 0; i < weight.length; i++) {
+    const d = back[i] - weight[i];
+    sq += d * d;
+    if (Math.abs(d) > max || Number.isNaN(d)) max = Math.abs(d);
+  }
+  if (max === 0) mode = "exact";
+  return {
+    tensor: { name: gguf, type, shape, raw },
+    report: {
+      gguf,
+      name,
+      type,
+      source: q !== undefined ? "quant" : "float",
+      mode,
+      maxAbsError: max,
+      rmsError: Math.sqrt(sq / Math.max(1, weight.length)),
+    },
+  };
+}
+
+/**
+ * Writes `weights` as a llama.cpp GGUF file (version 3): LLaMA metadata ({@link llamaToGgufMetadata}), the
+ * tokenizer when given, norms in F32 and every 2-D tensor in `opts.type` (F32, F16, Q8_0, Q4_0 or Q4_1; a row
+ * length that is not a multiple of 32 falls back to F32 — F16 for `type: "F16"` — as llama.cpp's converter
+ * falls back). Float weights are quantized with ggml's reference quantizer; int21 packed projections are
+ * written straight from their codes when {@link quantizedToGgml} can (exact for `int4-g32-sym` → Q4_0 /
+ * Q4_1 and integer-zero g32 records → Q8_0), else dequantized and re-quantized. q/k rows stay in int21's
+ * (= GGUF's) interleaved order. The report gives, per tensor, the type written and the error added.
+ */
+export async function saveGguf(
+  path: string,
+  weights: LlamaWeights,
+  opts: GgufSaveOptions = {},
+): Promise<GgufSaveReport> {
+  const { metadata, tensors, report } = ggufModelTensors(weights, opts);
+  await writeGguf(path, { metadata, tensors });
+  return report;
+}
+
+/** {@link saveGguf} into bytes in memory. */
+export function serializeGgufModel(
+  weights: LlamaWeights,
+  opts: GgufSaveOptions = {},
+): { bytes: Uint8Array; report: GgufSaveReport } {
+  const { metadata, tensors, report } = ggufModelTensors(weights, opts);
+  return { bytes: serializeGguf({ metadata, tensors }), report };
+}
