@@ -59,7 +59,8 @@ export default defineConfig({
     rolldownOptions: {
       onwarn(warning, warn) {
         // lora / model-llama import fs both statically and dynamically; both land on the stub, as intended.
-        if (warning.code === "INEFFECTIVE_DYNAMIC_IMPORT" && warning.message.includes("node-builtins-stub")) return;
+        if (warning.code === "INEFFECTIVE_DYNAMIC_IMPORT" && warning.message.includes("node-builtins-stub"))
+          return;
         warn(warning);
       },
     },

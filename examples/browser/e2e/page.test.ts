@@ -1,10 +1,11 @@
 // End to end: build the page, serve it with `vite preview` on 127.0.0.1, drive it in Debian's headless
 // Chromium (playwright-core, no browser download): load → generate → train, then take a screenshot.
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SHARED, sharedPath } from "@int21/shared-data";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { build, type PreviewServer, preview } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -212,7 +213,7 @@ describe.skipIf(!haveChromium)("examples/browser in headless Chromium", () => {
     });
   });
 
-  describe("WebGPU through SwiftShader", () => {
+  describe("WebGPU on SwiftShader; files from the pickers", () => {
     let browser: Browser | undefined;
     let page: Page;
     const pageErrors: string[] = [];
@@ -244,6 +245,35 @@ describe.skipIf(!haveChromium)("examples/browser in headless Chromium", () => {
       expect(text).toContain("swiftshader");
       expect(pageErrors).toEqual([]);
       console.log(`webgpu (SwiftShader): ${text}`);
+    });
+
+    it("loads the files picked by the user, and names a truncated model file in its error", async () => {
+      const model = readFileSync(sharedPath(SHARED.stories260K));
+      const fetched: string[] = [];
+      page.on("request", (r) => {
+        const path = new URL(r.url()).pathname;
+        if (path.includes("/models/")) fetched.push(path);
+      });
+      const bin = "application/octet-stream";
+      await page.setInputFiles("#tokenizer-file", sharedPath(SHARED.tok512));
+      await page.setInputFiles("#model-file", {
+        name: "cut.bin",
+        mimeType: bin,
+        buffer: model.subarray(0, 100_000),
+      });
+      await page.selectOption("#format", "int4");
+      await page.click("#load");
+      await page.waitForFunction(() => document.body.dataset.state !== "busy");
+      const status = (await page.textContent("#status")) ?? "";
+      expect(await page.getAttribute("body", "data-state"), status).toBe("error");
+      expect(status).toMatch(/^Loading failed: .*cut\.bin/);
+      console.log(`truncated file: ${status}`);
+
+      await page.setInputFiles("#model-file", { name: "mine.bin", mimeType: bin, buffer: model });
+      await press(page, "load");
+      expect(await page.textContent("#model-info")).toMatch(/^mine\.bin: dim 64, 5 layers/);
+      expect((await generated(page)).startsWith("Once upon a time")).toBe(true);
+      expect(fetched).toEqual([]); // both files came from the pickers
     });
   });
 });
