@@ -1,0 +1,157 @@
+// Export a LLaMA as a Hugging Face directory (config.json + safetensors) that transformers and loadHf read:
+// HF tensor names, HF's q/k row permutation, float weights (packed projections dequantized, LoRA merged in float).
+import { type SafetensorsWriteTensor, writeSafetensorsSharded } from "@int21/io";
+import { isLoRALinear } from "@int21/lora";
+import { type Linear, referenceDequantize } from "@int21/quant-kernels";
+import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { hfTensorName, llamaToHfConfig, permuteHfRows } from "./load-hf";
+import { linearParts } from "./linear-parts";
+import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+
+/** The float weight of one projection and where it came from. */
+export interface FloatWeight {
+  /** `[outFeatures × inFeatures]` row-major. */
+  weight: Float32Array;
+  /** `float`: stored float; `dequantized`: an int21 packed record expanded (exactly its dequantized values). */
+  source: "float" | "dequantized";
+  /** Names of the LoRA adapters folded in (`W + Σ scaling·B·A`, computed in float: no re-quantization). */
+  adapters: string[];
+}
+
+/**
+ * The float weight behind any projection: a float layer's weight, a packed layer's dequantized weight, and for a
+ * LoRA-wrapped layer its base (either kind) plus every active adapter's `scaling·B·A`, added in float32 — the
+ * merge is exact up to float32 rounding, unlike merging into a packed base. Throws naming `name` for anything
+ * else (a biased layer). A fresh array unless the layer is a plain float layer (then its own weight).
+ */
+export function floatWeightOf(l: Linear, name: string): FloatWeight {
+  if (isLoRALinear(l)) {
+    const base = floatWeightOf(l.base, name);
+    const weight = base.source === "float" ? base.weight.slice() : base.weight;
+    const adapters: string[] = [];
+    for (const a of l.adapters) {
+      if (!a.active) continue;
+      a.addDeltaTo(weight);
+      adapters.push(a.name);
+    }
+    return { weight, source: base.source, adapters };
+  }
+  const p = linearParts(l, name);
+  if (p.kind === "float") return { weight: p.weight, source: "float", adapters: [] };
+  const weight = new Float32Array(p.q.outFeatures * p.q.inFeatures);
+  referenceDequantize(p.q, weight);
+  return { weight, source: "dequantized", adapters: [] };
+}
+
+/** Options of {@link exportHf}. */
+export interface HfExportOptions {
+  /** Storage dtype of every tensor. Default F32 (exact); F16/BF16 round to nearest even. */
+  dtype?: "F32" | "F16" | "BF16";
+  /** Shard when the tensors pass this many bytes (`model-0000i-of-0000N.safetensors` + index). Default 5 GB. */
+  maxShardBytes?: number;
+  /**
+   * Fold active LoRA adapters into the exported weights (in float, exact). Default true; false refuses a
+   * LoRA-wrapped projection (export the adapter with `savePeftAdapter` instead).
+   */
+  mergeLoRA?: boolean;
+}
+
+/** What {@link exportHf} wrote. */
+export interface HfExportReport {
+  /** Files written in the directory (config.json first). */
+  files: string[];
+  /** The config.json object. */
+  config: Record<string, unknown>;
+  /** Per projection (int21 name): float or dequantized, and the adapters merged into it. */
+  linears: { name: string; source: FloatWeight["source"]; adapters: string[] }[];
+}
+
+const TORCH_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
+
+/**
+ * The tensors and config.json object {@link exportHf} writes, without writing: `model.embed_tokens.weight`,
+ * `model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm,
+ * mlp.{gate,up,down}_proj}.weight`, `model.norm.weight`, and `lm_head.weight` unless the classifier is the
+ * embedding (`tie_word_embeddings`). q_proj / k_proj rows get Hugging Face's rotate-half permutation
+ * ({@link permuteHfRows}, `nHeads` / `nKvHeads` heads), the inverse of what `loadHf` undoes.
+ */
+export function hfExportTensors(
+  weights: LlamaWeights,
+  opts: HfExportOptions = {},
+): {
+  config: Record<string, unknown>;
+  tensors: Record<string, SafetensorsWriteTensor>;
+  linears: HfExportReport["linears"];
+} {
+  const dtype = opts.dtype ?? "F32";
+  if (!(dtype in TORCH_DTYPES))
+    throw new Error(`exportHf: dtype ${String(dtype)} is not one of F32, F16, BF16`);
+  const config: LlamaConfig = validateConfig(weights.config, "exportHf");
+  const mergeLoRA = opts.mergeLoRA ?? true;
+  const tensors: Record<string, SafetensorsWriteTensor> = {};
+  const linears: HfExportReport["linears"] = [];
+  const { dim } = config;
+  const put = (name: string, shape: number[], data: Float32Array) => {
+    tensors[hfTensorName(name)] = { dtype, shape, data };
+  };
+  const linear = (name: string, l: Linear): Float32Array => {
+    if (!mergeLoRA && isLoRALinear(l)) {
+      throw new Error(
+        `exportHf: ${name} is LoRA-wrapped and mergeLoRA is false; export the base and save the adapter with savePeftAdapter`,
+      );
+    }
+    const f = floatWeightOf(l, name);
+    linears.push({ name, source: f.source, adapters: f.adapters });
+    return f.weight;
+  };
+  put("tokenEmbedding", [config.vocabSize, dim], weights.tokenEmbedding);
+  const hs = headSize(config);
+  weights.layers.forEach((L, i) => {
+    put(`layers.${i}.attnNorm`, [dim], L.attnNorm);
+    for (const n of Object.keys(LINEAR_NAMES) as LinearName[]) {
+      const lin = L[n];
+      let w = linear(`layers.${i}.${n}`, lin);
+      if (n === "wq" || n === "wk") w = permuteHfRows(w, lin.outFeatures / hs, lin.outFeatures, dim);
+      put(`layers.${i}.${n}`, [lin.outFeatures, lin.inFeatures], w);
+    }
+    put(`layers.${i}.ffnNorm`, [dim], L.ffnNorm);
+  });
+  put("finalNorm", [dim], weights.finalNorm);
+  const cls = weights.classifier;
+  const tied =
+    config.sharedClassifier &&
+    !isLoRALinear(cls) &&
+    (cls as { weight?: unknown }).weight === weights.tokenEmbedding;
+  if (!tied) put("classifier", [config.vocabSize, dim], linear("classifier", cls));
+  const json: Record<string, unknown> = {
+    ...llamaToHfConfig({ ...config, sharedClassifier: tied }),
+    bos_token_id: 1,
+    eos_token_id: 2,
+    torch_dtype: TORCH_DTYPES[dtype],
+  };
+  return { config: json, tensors, linears };
+}
+
+/**
+ * Writes `weights` as a Hugging Face LLaMA directory `dir` (created if needed): `config.json`
+ * (`LlamaForCausalLM`, from {@link llamaToHfConfig}, with `torch_dtype`) and `model.safetensors` — or
+ * `model-0000i-of-0000N.safetensors` shards with `model.safetensors.index.json` past `maxShardBytes` — holding
+ * float weights ({@link hfExportTensors}): packed projections are dequantized and LoRA adapters merged in float.
+ * `loadHf(dir)` reads it back to the same weights (F32: bit for bit).
+ */
+export async function exportHf(
+  dir: string,
+  weights: LlamaWeights,
+  opts: HfExportOptions = {},
+): Promise<HfExportReport> {
+  const { config, tensors, linears } = hfExportTensors(weights, opts);
+  const { mkdir, writeFile } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  await mkdir(dir, { recursive: true });
+  const files = await writeSafetensorsSharded(dir, tensors, {
+    metadata: { format: "pt" },
+    ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
+  });
+  await writeFile(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+  return { files: ["config.json", ...files], config, linears };
+}
