@@ -20,50 +20,45 @@ static void scale_c(float* C, int ldc, int m0, int m1, int n0, int n1, float bet
   }
 }
 
+static const float ZERO_ROW[KC] = {0};
+
+// dst[kk][j] = rows[j][kk] for kk < kc, j < w (w = 4 or 8): a w-wide panel from w contiguous rows,
+// transposed 4×4 at a time.
+static void pack_rows_t(const float* const* rows, int w, int kc, float* dst) {
+  int kk = 0;
+  for (; kk + 4 <= kc; kk += 4) {
+    for (int h = 0; h < w; h += 4) {
+      v128_t v0 = wasm_v128_load(rows[h] + kk), v1 = wasm_v128_load(rows[h + 1] + kk);
+      v128_t v2 = wasm_v128_load(rows[h + 2] + kk), v3 = wasm_v128_load(rows[h + 3] + kk);
+      v128_t t0 = wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(v2, v3, 0, 4, 1, 5);
+      v128_t t2 = wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7), t3 = wasm_i32x4_shuffle(v2, v3, 2, 6, 3, 7);
+      float* d = dst + kk * w + h;
+      wasm_v128_store(d, wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5));
+      wasm_v128_store(d + w, wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
+      wasm_v128_store(d + 2 * w, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
+      wasm_v128_store(d + 3 * w, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
+    }
+  }
+  for (; kk < kc; kk++) {
+    for (int j = 0; j < w; j++) dst[kk * w + j] = rows[j][kk];
+  }
+}
+
 // ap[panel][kk][i] = opA[i0 + panel*MR + i][p0 + kk], rows past mc zero.
 static void pack_a(const float* A, int lda, int ta, int i0, int mc, int p0, int kc, float* ap) {
   for (int p = 0; p < mc; p += MR) {
     int mr = imin(MR, mc - p);
     float* dst = ap + p * kc;
     if (!ta) {
-      for (int i = 0; i < MR; i++) {
-        if (i < mr) {
-          const float* src = A + (uint32_t)(i0 + p + i) * (uint32_t)lda + p0;
-          for (int kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
-        } else {
-          for (int kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
-        }
-      }
+      const float* rows[MR];
+      for (int i = 0; i < MR; i++) rows[i] = i < mr ? A + (uint32_t)(i0 + p + i) * (uint32_t)lda + p0 : ZERO_ROW;
+      pack_rows_t(rows, MR, kc, dst);
     } else {
       for (int kk = 0; kk < kc; kk++) {
         const float* src = A + (uint32_t)(p0 + kk) * (uint32_t)lda + i0 + p;
         for (int i = 0; i < MR; i++) dst[kk * MR + i] = i < mr ? src[i] : 0.0f;
       }
     }
-  }
-}
-
-static const float ZERO_ROW[KC] = {0};
-
-// dst[kk][j] = rows[j][kk] for kk < kc, j < NR: an NR-column panel from NR contiguous rows,
-// transposed 4×4 at a time.
-static void pack_rows_t(const float* const* rows, int kc, float* dst) {
-  int kk = 0;
-  for (; kk + 4 <= kc; kk += 4) {
-    for (int h = 0; h < NR; h += 4) {
-      v128_t v0 = wasm_v128_load(rows[h] + kk), v1 = wasm_v128_load(rows[h + 1] + kk);
-      v128_t v2 = wasm_v128_load(rows[h + 2] + kk), v3 = wasm_v128_load(rows[h + 3] + kk);
-      v128_t t0 = wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(v2, v3, 0, 4, 1, 5);
-      v128_t t2 = wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7), t3 = wasm_i32x4_shuffle(v2, v3, 2, 6, 3, 7);
-      float* d = dst + kk * NR + h;
-      wasm_v128_store(d, wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5));
-      wasm_v128_store(d + NR, wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
-      wasm_v128_store(d + 2 * NR, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
-      wasm_v128_store(d + 3 * NR, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
-    }
-  }
-  for (; kk < kc; kk++) {
-    for (int j = 0; j < NR; j++) dst[kk * NR + j] = rows[j][kk];
   }
 }
 
@@ -88,7 +83,7 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
       } else {
         const float* rows[NR];
         for (int j = 0; j < NR; j++) rows[j] = j < nr ? B + (uint32_t)(j0 + q + j) * (uint32_t)ldb + p0 : ZERO_ROW;
-        pack_rows_t(rows, kc, dst);
+        pack_rows_t(rows, NR, kc, dst);
       }
     }
   } else if (s->kind == B_QUANT_T) {
@@ -105,7 +100,7 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
           rows[j] = ZERO_ROW;
         }
       }
-      pack_rows_t(rows, kc, bp + q * kc);
+      pack_rows_t(rows, NR, kc, bp + q * kc);
     }
   } else {
     // opB[k][n] = W[k][n]: dequantize NC columns of each of KC weight rows.

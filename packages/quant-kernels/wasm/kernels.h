@@ -17,6 +17,7 @@
 #define J_OP 0          // operation id (OP_*)
 #define J_SCRATCH 1     // byte address of thread 0's scratch; thread t uses SCRATCH + t*STRIDE
 #define J_STRIDE 2      // bytes of scratch per thread
+#define J_NEXT 3        // next work chunk (zeroed by the caller; threads take chunks with an atomic add)
 // Operation ids.
 #define OP_SGEMM 1      // C = alpha*op(A)*op(B) + beta*C (M > 1 or any shape)
 #define OP_SGEMV 2      // M == 1 float matvec

@@ -130,7 +130,17 @@ DEFINE_ROW(2, 4)
 DEFINE_ROW(4, 3)
 DEFINE_ROW(8, 2)
 
-void qk_qmatvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1, float* tmp) {
+void qk_xsums(const int32_t* d, const float* x, float* xs) {
+  int ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP];
+  for (int g = 0; g < ng; g++) {
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
+    v128_t a = wasm_f32x4_splat(0.0f);
+    for (int k = k0; k < k1; k += 4) a = wasm_f32x4_add(a, wasm_v128_load(x + k));
+    xs[g] = hsum(a);
+  }
+}
+
+void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y, int n0, int n1, float* tmp) {
   int cb = d[D_CB], ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], K = d[D_K], wpr = d[D_WPR];
   const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];
@@ -147,13 +157,6 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1,
       y[n] = s;
     }
     return;
-  }
-  float* xs = tmp;
-  for (int g = 0; g < ng; g++) {
-    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
-    v128_t a = wasm_f32x4_splat(0.0f);
-    for (int k = k0; k < k1; k += 4) a = wasm_f32x4_add(a, wasm_v128_load(x + k));
-    xs[g] = hsum(a);
   }
   for (int n = n0; n < n1; n++) {
     const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;

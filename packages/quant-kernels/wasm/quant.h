@@ -24,8 +24,11 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
 void qk_gemv_region(int K, const float* x, const float* B, int ldb, int tb, float* y, float alpha, float beta, int n0,
                     int n1);
 
-// Fused y[n0..n1) = x·Wᵀ for one x row (x: Kp floats, zero-padded). tmp: max(K, nGroups) floats.
-void qk_qmatvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1, float* tmp);
+// Per-group sums of one x row (fast formats only): xs[g] = Σ_{k∈g} x[k].
+void qk_xsums(const int32_t* d, const float* x, float* xs);
+// Fused y[n0..n1) = x·Wᵀ for one x row (x: Kp floats, zero-padded; xs from qk_xsums).
+// tmp: K floats (used by the act-order path).
+void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y, int n0, int n1, float* tmp);
 // Fused dx[k0..k1) = g·W for one g row (g: N floats); tmp: k1-k0 floats.
 void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int k1, float* tmp);
 // Whether the fused vector paths apply (no act-order, group length a multiple of 4).

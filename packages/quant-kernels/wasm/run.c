@@ -1,18 +1,21 @@
-// The one entry point every thread calls: qk_run(job, tid, nth) does thread tid's share of the job
-// described at `job` (see kernels.h). Thread 0 is the caller's thread; 1..nth-1 are workers that
-// share the same memory. Shares never overlap in what they write, so no locks are needed.
+// The one entry point every thread calls: qk_run(job, tid, nth) works on the job described at `job`
+// (see kernels.h) until no chunk is left. Thread 0 is the caller's thread; 1..nth-1 are workers that
+// share the same memory. Chunks never overlap in what they write, so no locks are needed; tid only
+// selects the thread's scratch.
 #include "quant.h"
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
-// Splits [0, total) into nth contiguous ranges of whole `align` units; range tid → [lo, hi).
-static void split(int total, int align, int tid, int nth, int* lo, int* hi) {
-  int units = (total + align - 1) / align;
-  int per = units / nth, rem = units % nth;
-  int u0 = tid * per + imin(tid, rem);
-  int u1 = u0 + per + (tid < rem ? 1 : 0);
-  *lo = imin(u0 * align, total);
-  *hi = imin(u1 * align, total);
+// Dynamic scheduling: threads take chunks [c*chunk, (c+1)*chunk) of [0, total) with an atomic add on
+// the job's J_NEXT slot (zeroed by the caller), so a thread that is descheduled on a busy machine
+// does not hold the others up. Returns 0 when no chunk is left.
+static int next_chunk(int32_t* job, int total, int chunk, int* lo, int* hi) {
+  int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
+  int64_t a = (int64_t)c * chunk;
+  if (a >= total) return 0;
+  *lo = (int)a;
+  *hi = imin((int)a + chunk, total);
+  return 1;
 }
 
 static inline float f32_of(int32_t bits) {
@@ -27,6 +30,7 @@ static inline float f32_of(int32_t bits) {
 #define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
 
 QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
+  (void)nth;
   float* scratch = PTR(float*, (uint32_t)job[J_SCRATCH] + (uint32_t)tid * (uint32_t)job[J_STRIDE]);
   int lo, hi;
   switch (job[J_OP]) {
@@ -37,11 +41,13 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       float* C = PTR(float*, job[G_C]);
       float alpha = f32_of(job[G_ALPHA]), beta = f32_of(job[G_BETA]);
       if (N >= M) {
-        split(N, NR, tid, nth, &lo, &hi);
-        qk_gemm_region(job[G_K], A, job[G_LDA], job[G_TA], &bs, C, job[G_LDC], alpha, beta, 0, M, lo, hi, scratch);
+        while (next_chunk(job, N, 256, &lo, &hi)) {
+          qk_gemm_region(job[G_K], A, job[G_LDA], job[G_TA], &bs, C, job[G_LDC], alpha, beta, 0, M, lo, hi, scratch);
+        }
       } else {
-        split(M, MR, tid, nth, &lo, &hi);
-        qk_gemm_region(job[G_K], A, job[G_LDA], job[G_TA], &bs, C, job[G_LDC], alpha, beta, lo, hi, 0, N, scratch);
+        while (next_chunk(job, M, 64, &lo, &hi)) {
+          qk_gemm_region(job[G_K], A, job[G_LDA], job[G_TA], &bs, C, job[G_LDC], alpha, beta, lo, hi, 0, N, scratch);
+        }
       }
       break;
     }
@@ -54,19 +60,26 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
         for (int k = 0; k < K; k++) scratch[k] = A[(uint32_t)k * (uint32_t)lda];
         x = scratch;
       }
-      split(job[G_N], 4, tid, nth, &lo, &hi);
-      qk_gemv_region(K, x, PTR(const float*, job[G_B]), job[G_LDB], job[G_TB], PTR(float*, job[G_C]),
-                     f32_of(job[G_ALPHA]), f32_of(job[G_BETA]), lo, hi);
+      while (next_chunk(job, job[G_N], job[G_TB] ? 64 : 256, &lo, &hi)) {
+        qk_gemv_region(K, x, PTR(const float*, job[G_B]), job[G_LDB], job[G_TB], PTR(float*, job[G_C]),
+                       f32_of(job[G_ALPHA]), f32_of(job[G_BETA]), lo, hi);
+      }
       break;
     }
     case OP_QMATVEC: {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
-      int Kp = d[D_KP], N = d[D_N];
+      int Kp = d[D_KP], N = d[D_N], ng = d[D_NG], rows = job[Q_ROWS];
       const float* x = PTR(const float*, job[Q_X]);
       float* y = PTR(float*, job[Q_Y]);
-      split(N, 4, tid, nth, &lo, &hi);
-      for (int r = 0; r < job[Q_ROWS]; r++) {
-        qk_qmatvec_rows(d, x + (uint32_t)r * (uint32_t)Kp, y + (uint32_t)r * (uint32_t)N, lo, hi, scratch);
+      float* xs = scratch;  // rows × nGroups sums, then the row buffer
+      float* tmp = scratch + rows * ng;
+      if (qk_fast(d)) {
+        for (int r = 0; r < rows; r++) qk_xsums(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng);
+      }
+      while (next_chunk(job, N, 32, &lo, &hi)) {
+        for (int r = 0; r < rows; r++) {
+          qk_qmatvec_rows(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng, y + (uint32_t)r * (uint32_t)N, lo, hi, tmp);
+        }
       }
       break;
     }
@@ -75,9 +88,10 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       int N = d[D_N], K = d[D_K], Kp = d[D_KP];
       const float* g = PTR(const float*, job[Q_X]);
       float* dx = PTR(float*, job[Q_Y]);
-      split(Kp, 64, tid, nth, &lo, &hi);
-      for (int r = 0; r < job[Q_ROWS]; r++) {
-        qk_qmatvec_t_cols(d, g + (uint32_t)r * (uint32_t)N, dx + (uint32_t)r * (uint32_t)K, lo, hi, scratch);
+      while (next_chunk(job, Kp, 256, &lo, &hi)) {
+        for (int r = 0; r < job[Q_ROWS]; r++) {
+          qk_qmatvec_t_cols(d, g + (uint32_t)r * (uint32_t)N, dx + (uint32_t)r * (uint32_t)K, lo, hi, scratch);
+        }
       }
       break;
     }
@@ -85,26 +99,29 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
       int N = d[D_N], K = d[D_K], Kp = d[D_KP], rows = job[Q_ROWS];
       BSource bs = {B_QUANT_T, 0, 0, 0, d};
-      split(N, NR, tid, nth, &lo, &hi);
-      qk_gemm_region(K, PTR(const float*, job[Q_X]), Kp, 0, &bs, PTR(float*, job[Q_Y]), N, 1.0f, 0.0f, 0, rows, lo, hi,
-                     scratch);
+      while (next_chunk(job, N, 128, &lo, &hi)) {
+        qk_gemm_region(K, PTR(const float*, job[Q_X]), Kp, 0, &bs, PTR(float*, job[Q_Y]), N, 1.0f, 0.0f, 0, rows, lo,
+                       hi, scratch);
+      }
       break;
     }
     case OP_QMATMUL_T: {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
       int N = d[D_N], K = d[D_K], rows = job[Q_ROWS];
       BSource bs = {B_QUANT_N, 0, 0, 0, d};
-      split(K, NR, tid, nth, &lo, &hi);
-      qk_gemm_region(N, PTR(const float*, job[Q_X]), N, 0, &bs, PTR(float*, job[Q_Y]), K, 1.0f, 0.0f, 0, rows, lo, hi,
-                     scratch);
+      while (next_chunk(job, K, 128, &lo, &hi)) {
+        qk_gemm_region(N, PTR(const float*, job[Q_X]), N, 0, &bs, PTR(float*, job[Q_Y]), K, 1.0f, 0.0f, 0, rows, lo,
+                       hi, scratch);
+      }
       break;
     }
     case OP_DEQUANT: {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
       int N = d[D_N], K = d[D_K];
       float* out = PTR(float*, job[Q_Y]);
-      split(N, 1, tid, nth, &lo, &hi);
-      for (int n = lo; n < hi; n++) qk_dequant_range(d, n, 0, K, out + (uint32_t)n * (uint32_t)K);
+      while (next_chunk(job, N, 16, &lo, &hi)) {
+        for (int n = lo; n < hi; n++) qk_dequant_range(d, n, 0, K, out + (uint32_t)n * (uint32_t)K);
+      }
       break;
     }
     default:

@@ -5,6 +5,8 @@
 export const J_OP = 0;
 export const J_SCRATCH = 1;
 export const J_STRIDE = 2;
+/** Next work chunk; zeroed per job, taken by threads with an atomic add. */
+export const J_NEXT = 3;
 
 /** Operation ids. */
 export const OP_SGEMM = 1;

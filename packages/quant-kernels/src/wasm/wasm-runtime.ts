@@ -1,7 +1,7 @@
 // The instantiated kernel module: memory, heap, worker pool, the job record and the per-call
 // scratch. Kernel files (wasm-sgemm.ts, wasm-qmatmul.ts, wasm-dequantize.ts) build on it.
 import { KERNELS_WASM_SINGLE, KERNELS_WASM_THREADS } from "./kernels-wasm.generated";
-import { GEMM_SCRATCH_FLOATS, J_OP, J_SCRATCH, J_STRIDE, NC } from "./layout";
+import { GEMM_SCRATCH_FLOATS, J_NEXT, J_OP, J_SCRATCH, J_STRIDE, NC } from "./layout";
 import { WasmHeap } from "./wasm-heap";
 import { CONTROL_BYTES, WorkerPool } from "./worker-pool";
 
@@ -167,6 +167,7 @@ export class WasmRuntime {
     h.i32[base + J_OP] = op;
     h.i32[base + J_SCRATCH] = this.scratch;
     h.i32[base + J_STRIDE] = this.scratchStride;
+    h.i32[base + J_NEXT] = 0;
     return { i32: h.i32, f32: h.f32, base };
   }
 
