@@ -47,8 +47,11 @@ export default defineConfig({
   publicDir: join(here, "public"),
   plugins: [sharedModels()],
   resolve: {
-    // @int21/model-llama imports node:fs / node:path at top level (tsup writes them as "fs" / "path").
-    alias: [{ find: /^(node:)?(fs|path)$/, replacement: join(here, "src/node-builtins-stub.ts") }],
+    // @int21/model-llama imports node:fs / node:path at top level (tsup writes them as "fs" / "path"), and
+    // io / lora / model-llama import fs/promises dynamically in their file helpers: all go to a stub.
+    alias: [
+      { find: /^(node:)?(fs|fs\/promises|path)$/, replacement: join(here, "src/node-builtins-stub.ts") },
+    ],
   },
   server: { headers: isolation },
   preview: { headers: isolation },

@@ -1,10 +1,12 @@
-// What the browser build gets for `fs` and `path` (vite.config.ts aliases them here). Some modules of
-// @int21/model-llama import them at top level (tokenizer.ts, load-source.ts, hf-tokenizer.ts) for their
-// file-path entry points; the page only calls the byte-array ones, so these are never reached. If one
-// is, it says so instead of failing somewhere obscure.
+// What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here).
+// Some modules of @int21/model-llama import fs and path at top level (tokenizer.ts, load-source.ts,
+// hf-tokenizer.ts) for their file-path entry points; the page only calls the byte-array ones, so these
+// are never reached. If one is, it says so instead of failing somewhere obscure.
 function unavailable(name: string): () => never {
   return () => {
-    throw new Error(`${name} is not available in the browser (examples/browser stubs node:fs and node:path)`);
+    throw new Error(
+      `${name} is not available in the browser (examples/browser stubs node:fs, node:fs/promises and node:path)`,
+    );
   };
 }
 
@@ -16,3 +18,18 @@ export const closeSync = unavailable("fs.closeSync");
 export const readSync = unavailable("fs.readSync");
 export const join = unavailable("path.join");
 export const dirname = unavailable("path.dirname");
+
+function unavailableAsync(name: string): () => Promise<never> {
+  return async () => unavailable(name)();
+}
+
+// fs/promises, imported dynamically by the file-writing and file-reading helpers of @int21/io,
+// @int21/lora and @int21/model-llama.
+export const access = unavailableAsync("fs/promises.access");
+export const mkdir = unavailableAsync("fs/promises.mkdir");
+export const open = unavailableAsync("fs/promises.open");
+export const readFile = unavailableAsync("fs/promises.readFile");
+export const rename = unavailableAsync("fs/promises.rename");
+export const rm = unavailableAsync("fs/promises.rm");
+export const stat = unavailableAsync("fs/promises.stat");
+export const writeFile = unavailableAsync("fs/promises.writeFile");
