@@ -60,13 +60,13 @@ function toModuleName(name: string): string {
  */
 export function projectionInputs(
   weights: LlamaWeights,
-  windows: readonly (readonly number[])[],
+  windows: readonly ArrayLike<number>[],
 ): Map<string, CalibInputs> {
   const parts = new Map<string, Float32Array[]>();
   noGrad(() =>
     tidy(() => {
       for (const w of windows) {
-        trainForward(weights, [w as number[]], {
+        trainForward(weights, [Array.from(w)], {
           checkpoint: false,
           linearOp: (_lin, x, name) => {
             const key = toModuleName(name);
@@ -111,7 +111,7 @@ export interface LrecAdapterOptions {
   /** The float model whose weights W the SVD init corrects towards. */
   teacher?: LlamaWeights;
   /** Token windows run through the teacher to weight the SVD by activations (see {@link svdInit}). */
-  calib?: readonly (readonly number[])[];
+  calib?: readonly ArrayLike<number>[];
   /** SVD weighting with `calib`. Default `cholesky`. */
   weighting?: "cholesky" | "diagonal";
   /** Backend for the SVD's products. */
