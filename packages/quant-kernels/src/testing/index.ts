@@ -4,6 +4,7 @@ export {
   CONFORMANCE_SHAPES,
   type ConformanceOptions,
   type ConformanceShape,
+  type GemmCase,
   checkQuantKernels,
   checkSgemmCase,
   runBackendConformance,
