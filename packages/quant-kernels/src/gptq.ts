@@ -77,6 +77,10 @@ function hessianMatrix(h: Hessian | Float64Array, K: number): Float64Array {
  * `gIdx[perm[j]] = floor(j/G)`. Weights are worked on in float32, H and U in float64.
  * Throws an Error naming the problem for bad shapes, non-finite input, or an H that stays
  * non-positive-definite after every retry.
+ *
+ * Memory: three K×K Float64Arrays (H, U and Cholesky scratch; 3·8·K² bytes, 400 MB at K = 4096) plus
+ * about three N×K float32/uint8 copies of the weight. Layers that share an input (wq/wk/wv, w1/w3)
+ * can share one {@link Hessian}.
  */
 export function gptqQuantizeWithInfo(
   weight: Float32Array,
