@@ -274,6 +274,15 @@ describe.skipIf(!haveChromium)("examples/browser in headless Chromium", () => {
       expect(await page.textContent("#model-info")).toMatch(/^mine\.bin: dim 64, 5 layers/);
       expect((await generated(page)).startsWith("Once upon a time")).toBe(true);
       expect(fetched).toEqual([]); // both files came from the pickers
+
+      await page.fill("#prompt", "Lily and Tim went to the park. They");
+      const prompted = await generated(page);
+      expect(prompted.startsWith("Lily and Tim went to the park. They ")).toBe(true);
+      expect(prompted.length).toBeGreaterThan(60);
+      const tps = (await page.textContent("#tps")) ?? "";
+      expect(tps).toMatch(/tokens\/s decode, prefill \d+ tokens\/s over 1[0-9] prompt tokens/);
+      console.log(`prompted: ${prompted.slice(0, 120)}`);
+      console.log(`generate: ${tps}`);
     });
   });
 });

@@ -40,7 +40,10 @@ export interface LoadReport {
 /** What {@link Engine.generate} produced. */
 export interface GenerateReport {
   text: string;
+  /** Generated tokens. */
   tokens: number;
+  /** Prompt tokens, BOS included. */
+  promptTokens: number;
   stop: string;
   prefillTokensPerSec: number;
   decodeTokensPerSec: number;
@@ -156,6 +159,7 @@ export class Engine {
     return {
       text: r.text,
       tokens: r.generatedTokens,
+      promptTokens: r.promptTokens,
       stop: r.stop,
       prefillTokensPerSec: r.prefillTokensPerSec,
       decodeTokensPerSec: r.decodeTokensPerSec,

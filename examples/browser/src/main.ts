@@ -128,8 +128,12 @@ ui.generate.addEventListener("click", () =>
     const r = engine.generate(ui.prompt.value, steps, temperature);
     ui.output.textContent = r.text;
     ui.tps.dataset.decode = String(r.decodeTokensPerSec);
+    const prefill =
+      r.promptTokens > 1
+        ? `, prefill ${r.prefillTokensPerSec.toFixed(0)} tokens/s over ${r.promptTokens} prompt tokens`
+        : "";
     ui.tps.textContent =
-      `${r.decodeTokensPerSec.toFixed(0)} tokens/s decode, ${r.prefillTokensPerSec.toFixed(0)} tokens/s prefill ` +
+      `${r.decodeTokensPerSec.toFixed(0)} tokens/s decode${prefill} ` +
       `(${r.tokens} tokens in ${r.ms.toFixed(0)} ms, ${engine.format}${r.withAdapter ? " + LoRA" : ""})`;
     return `generated ${r.tokens} tokens (stop: ${r.stop})`;
   }),
