@@ -1,0 +1,153 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Adam, backward, setBackend, tidy } from "@int21/autograd";
+import { LoRALinear, loadPeftAdapter, loraParameters, savePeftAdapter } from "@int21/lora";
+import { createRunState, forward, Llama2cTokenizer, type LlamaWeights, loadLlama2c, quantizeModel, trainForward } from "@int21/model-llama";
+import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { crossEntropy } from "@int21/autograd";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loraModelOf, syncModules } from "./adapter";
+import { windowData } from "./data";
+import { evaluateStudent, storyTokens, teacherReference, type TeacherReference } from "./evaluate";
+import { formatLrecProgress, lrecChartSvg, runLrec } from "./run-lrec";
+
+let backend: Backend;
+let teacher: LlamaWeights;
+let train: number[];
+let ref: TeacherReference;
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), "lrec-"));
+  dirs.push(d);
+  return d;
+};
+
+beforeAll(async () => {
+  backend = await createWasmBackend({ threads: 1 });
+  setBackend(backend);
+  teacher = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
+  const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+  const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
+  // held-out stories 0–5, training on stories 100–399 (disjoint)
+  ref = teacherReference(teacher, storyTokens(text, tok, { from: 0, to: 6, ctx: 256 }));
+  train = storyTokens(text, tok, { from: 100, to: 400, ctx: 1 << 30 }).flat();
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  backend?.dispose();
+});
+
+const int2 = () => quantizeModel(teacher, { format: "int2-g32-asym-f16", method: "rtn", backend }).weights;
+
+describe("runLrec on stories260K INT2", () => {
+  it("lowers held-out KL and NLL against plain INT2, with progress and a loss chart", async () => {
+    const student = int2();
+    const before = evaluateStudent(ref, student);
+    const lines: string[] = [];
+    const res = await runLrec(teacher, student, windowData(train, { batch: 4, seq: 64, seed: 3 }), {
+      steps: 60,
+      r: 4,
+      alpha: 16,
+      lr: 2e-3,
+      lambda: 120,
+      onProgress: (p) => lines.push(formatLrecProgress(p)),
+    });
+    const after = evaluateStudent(ref, student);
+    expect(res.history).toHaveLength(60);
+    expect(res.history.every((h) => !h.skipped)).toBe(true);
+    expect(lines[59]).toMatch(/lrec step 60\/60 .*ETA/);
+    expect(after.meanKl).toBeLessThan(before.meanKl * 0.8);
+    expect(after.meanNll).toBeLessThan(before.meanNll - 0.5);
+    // training-batch KL falls too
+    const first = res.history.slice(0, 5).reduce((s, h) => s + h.klPerToken, 0);
+    const last = res.history.slice(-5).reduce((s, h) => s + h.klPerToken, 0);
+    expect(last).toBeLessThan(first);
+    const svg = lrecChartSvg(res.history);
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg).toContain("KL per token");
+    console.log(
+      `stories260K INT2 RTN: held-out NLL ${before.meanNll.toFixed(3)} → ${after.meanNll.toFixed(3)} (float ${ref.meanNll.toFixed(3)}), KL ${before.meanKl.toFixed(3)} → ${after.meanKl.toFixed(3)}`,
+    );
+  }, 120_000);
+
+  it("skips a step whose loss is not finite, says so, and goes on", async () => {
+    // a teacher whose embedding of one token is NaN: every batch holding that token has a NaN KL
+    const bad: LlamaWeights = { ...teacher, tokenEmbedding: teacher.tokenEmbedding.slice() };
+    const dim = teacher.config.dim;
+    const poison = train[5];
+    bad.tokenEmbedding.fill(Number.NaN, poison * dim, (poison + 1) * dim);
+    const good = train.filter((t) => t !== poison);
+    const data = (step: number) => {
+      if (step !== 1) return windowData(good, { batch: 1, seq: 32, seed: step })(step);
+      const row = [poison, ...good.slice(0, 32)];
+      return { input: [row.slice(0, 32)], target: Int32Array.from(row.slice(1)) };
+    };
+    const student = int2();
+    const msgs: string[] = [];
+    const res = await runLrec(bad, student, data, { steps: 3, r: 2, lr: 1e-3, log: (m) => msgs.push(m) });
+    expect(res.history.map((h) => h.skipped)).toEqual([false, true, false]);
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]).toMatch(/step 2: .*not finite; step skipped/);
+    for (const p of loraParameters(res.model)) expect(p.toFloat32Array().every(Number.isFinite)).toBe(true);
+  }, 60_000);
+
+  it("a run resumed from its checkpoint ends exactly where an uninterrupted run does", async () => {
+    const data = windowData(train, { batch: 2, seq: 32, seed: 9 });
+    const opts = { steps: 6, r: 2, alpha: 4, lr: 3e-3, lambda: 10, schedule: { warmupSteps: 2, kind: "cosine" as const } };
+    const full = await runLrec(teacher, int2(), data, opts);
+    const path = join(tmp(), "lrec.safetensors");
+    const part = await runLrec(teacher, int2(), data, { ...opts, checkpointPath: path, checkpointEvery: 1, until: 3 });
+    expect(part.steps).toBe(3);
+    expect(existsSync(path)).toBe(true);
+    const rest = await runLrec(teacher, int2(), data, { ...opts, checkpointPath: path });
+    expect(rest.resumed).toBe(true);
+    expect(rest.steps).toBe(6);
+    expect(rest.history.map((h) => h.loss)).toEqual(full.history.map((h) => h.loss));
+    const a = loraParameters(full.model);
+    const b = loraParameters(rest.model);
+    a.forEach((p, i) => expect(Array.from(b[i].toFloat32Array())).toEqual(Array.from(p.toFloat32Array())));
+  }, 60_000);
+});
+
+describe("stacking: EMEF on LREC", () => {
+  it("freezes the LREC adapter, trains a task adapter, and both reload to identical logits", async () => {
+    const student = int2();
+    const lrec = await runLrec(teacher, student, windowData(train, { batch: 2, seq: 32, seed: 1 }), { steps: 4, r: 2, lr: 2e-3 });
+    const model = lrec.model;
+    model.setTrainable("lrec", false);
+    const lrecBefore = loraParameters(model, "lrec").map((p) => p.toFloat32Array());
+    model.addAdapter({ name: "task", targetModules: ["q_proj", "v_proj"], r: 2, alpha: 4, seed: 5 });
+    syncModules(student, model);
+    const params = loraParameters(model);
+    expect(params.length).toBe(2 * 2 * teacher.config.nLayers); // only the task adapter trains
+    const opt = new Adam(params, { lr: 5e-3 });
+    const data = windowData(train, { batch: 2, seq: 32, seed: 2 });
+    for (let s = 0; s < 3; s++) {
+      const b = data(s);
+      opt.zeroGrad();
+      tidy(() => backward(crossEntropy(trainForward(student, b.input), b.target)));
+      opt.step();
+    }
+    loraParameters(model, "lrec").forEach((p, i) => expect(p.toFloat32Array()).toEqual(lrecBefore[i]));
+    const dir = tmp();
+    await savePeftAdapter(join(dir, "lrec"), model, { name: "lrec" });
+    await savePeftAdapter(join(dir, "task"), model, { name: "task" });
+
+    const fresh = int2();
+    const m2 = loraModelOf(fresh);
+    await loadPeftAdapter(join(dir, "lrec"), m2, { name: "lrec" });
+    await loadPeftAdapter(join(dir, "task"), m2, { name: "task", trainable: true });
+    syncModules(fresh, m2);
+    expect(fresh.layers[0].wq).toBeInstanceOf(LoRALinear);
+    const tokens = train.slice(0, 40);
+    const la = forward(student, createRunState(student.config, { maxRows: 40 }), tokens, 0, "all").slice();
+    const lb = forward(fresh, createRunState(fresh.config, { maxRows: 40 }), tokens, 0, "all").slice();
+    expect(Array.from(lb)).toEqual(Array.from(la));
+    // and the task adapter changed the model: without it the logits differ
+    m2.setEnabled("task", false);
+    const lc = forward(fresh, createRunState(fresh.config, { maxRows: 40 }), tokens, 0, "all");
+    expect(Array.from(lc)).not.toEqual(Array.from(la));
+  }, 60_000);
+});
