@@ -36,7 +36,6 @@ export function plainBlockedSgemm(args: GemmArgs): void {
             const cr = cOffset + i * ldc;
             for (let p = p0; p < p1; p++) {
               const a = alpha * (transA ? A[aOffset + p * lda + i] : A[aOffset + i * lda + p]);
-              if (a === 0) continue;
               const br = bOffset + p * ldb;
               let j = j0;
               for (; j + 3 < j1; j += 4) {
