@@ -34,12 +34,14 @@ export function readTrainingData(
   let examples: Example[];
   let kind: TrainingData["kind"];
   let truncated = 0;
+  let dropped = 0;
   try {
     if (/\.jsonl?$/i.test(file)) {
       const recs = parseAlpaca(text, file);
       const r = alpacaExamples(recs, tok, { maxLen: seq });
       examples = r.examples;
       truncated = r.truncated;
+      dropped = r.dropped;
       kind = "alpaca";
     } else {
       examples = textDataset(text, tok, { seqLen: seq, separator: "<|endoftext|>" });
@@ -48,7 +50,10 @@ export function readTrainingData(
   } catch (e) {
     throw new CliError(`--data ${file}: ${(e as Error).message}`);
   }
-  if (examples.length === 0) throw new CliError(`--data ${file}: holds no training examples`);
+  if (examples.length === 0)
+    throw new CliError(
+      `--data ${file}: holds no training examples${dropped > 0 ? ` (${dropped} records dropped: their prompt alone is longer than --seq ${seq})` : ""}`,
+    );
   if (heldOut === 0 || examples.length < 2) return { train: examples, heldOut: [], kind, truncated };
   const count =
     heldOut < 1 ? Math.max(1, Math.round(heldOut * examples.length)) : Math.min(heldOut, examples.length - 1);

@@ -58,7 +58,7 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(generateProgram(), argv, io, async ([model], opts) => {
     const o = opts as unknown as GenerateOpts;
     return withBackend(o.threads, async (backend) => {
-      const m = await openModel(model as string, io, { backend, quiet: o.quiet || !io.stderrIsTTY });
+      const m = await openModel(model as string, io, { backend, quiet: o.quiet });
       let lora = m.lora;
       for (const dir of o.adapter ?? []) lora = await attachAdapterDir(m.weights, dir, lora);
       const c = m.weights.config;

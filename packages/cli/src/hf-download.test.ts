@@ -1,0 +1,138 @@
+import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { type SafetensorsWriteTensor, writeSafetensors } from "@int21/io";
+import {
+  hfTensorName,
+  linearParts,
+  llamaTensorSpecs,
+  llamaToHfConfig,
+  loadLlama2c,
+  permuteHfRows,
+} from "@int21/model-llama";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, describe, expect, it } from "vitest";
+import { isHfId } from "./hf-download";
+import { cli, removeTempDirs, tempDir } from "./testing";
+
+afterAll(removeTempDirs);
+
+/** stories260K written as a Hugging Face directory (q/k rows permuted as HF stores them). */
+async function storiesAsHf(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const w = loadLlama2c(sharedPath(SHARED.stories260K));
+  const c = w.config;
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(join(dir, "config.json"), JSON.stringify(llamaToHfConfig(c)));
+  const hs = c.dim / c.nHeads;
+  const out: Record<string, SafetensorsWriteTensor> = {};
+  for (const spec of llamaTensorSpecs(c)) {
+    let data: Float32Array;
+    if (spec.name === "tokenEmbedding") data = w.tokenEmbedding;
+    else if (spec.name === "finalNorm") data = w.finalNorm;
+    else {
+      const [, l, k] = /^layers\.(\d+)\.(\w+)$/.exec(spec.name) as RegExpExecArray;
+      const v = (w.layers[Number(l)] as unknown as Record<string, unknown>)[k];
+      data =
+        v instanceof Float32Array
+          ? v
+          : (linearParts(v as never, spec.name) as { weight: Float32Array }).weight;
+    }
+    if (/\.w[qk]$/.test(spec.name))
+      data = permuteHfRows(data, spec.shape[0] / hs, spec.shape[0], spec.shape[1]);
+    out[hfTensorName(spec.name)] = { dtype: "F32", shape: spec.shape, data };
+  }
+  await writeSafetensors(join(dir, "model.safetensors"), out, { format: "pt" });
+}
+
+/** A `fetch` serving `<endpoint>/<id>/resolve/main/<file>` from `dir` (404 for missing files). */
+function fakeHub(dir: string, id: string, seen: string[]): typeof fetch {
+  return (async (input: string | URL) => {
+    const url = String(input);
+    seen.push(url);
+    const prefix = `https://hub.test/${id}/resolve/main/`;
+    const file = url.startsWith(prefix) ? url.slice(prefix.length) : "";
+    const p = join(dir, file);
+    if (file === "" || !existsSync(p)) return new Response("not found", { status: 404 });
+    const bytes = readFileSync(p);
+    return new Response(bytes, { status: 200, headers: { "content-length": String(bytes.length) } });
+  }) as typeof fetch;
+}
+
+describe("Hugging Face ids", () => {
+  it("tells ids from paths", () => {
+    expect(isHfId("karpathy/tinyllamas")).toBe(true);
+    expect(isHfId("TinyLlama/TinyLlama-1.1B-Chat-v1.0")).toBe(true);
+    expect(isHfId("./models/x.bin")).toBe(false);
+    expect(isHfId("/abs/model.bin")).toBe(false);
+    expect(isHfId("a/b/c")).toBe(false);
+    expect(isHfId("model.bin")).toBe(false);
+  });
+
+  it("an unreachable network fails with exit 1 and says how to pass a local path", async () => {
+    const cache = tempDir();
+    const unreachable = (async () => {
+      throw new TypeError("fetch failed", { cause: { code: "ENOTFOUND" } });
+    }) as unknown as typeof fetch;
+    const r = await cli(["generate", "someone/some-model", "--quiet"], {
+      env: { INT21_CACHE: cache },
+      fetch: unreachable,
+    });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(
+      "cannot download someone/some-model from https://huggingface.co/someone/some-model/resolve/main/config.json (ENOTFOUND)",
+    );
+    expect(r.err).toContain(
+      "pass a local path instead: a llama2.c .bin file, a Hugging Face model directory",
+    );
+  });
+
+  it("a missing repository and HTTP errors are named", async () => {
+    const cache = tempDir();
+    const hub = fakeHub(tempDir(), "x/y", []);
+    const r = await cli(["inspect", "x/y"], {
+      env: { INT21_CACHE: cache, HF_ENDPOINT: "https://hub.test" },
+      fetch: hub,
+    });
+    // inspect takes local files only: the id is not a path
+    expect(r.code).toBe(1);
+    const g = await cli(["eval", "x/y", "--data", sharedPath(SHARED.tinystoriesValid), "--quiet"], {
+      env: { INT21_CACHE: cache, HF_ENDPOINT: "https://hub.test" },
+      fetch: hub,
+    });
+    expect(g.code).toBe(1);
+    expect(g.err).toContain("https://hub.test/x/y/resolve/main/config.json does not exist");
+    const denied = (async () => new Response("no", { status: 401 })) as unknown as typeof fetch;
+    const d = await cli(["generate", "x/gated", "--quiet"], { env: { INT21_CACHE: cache }, fetch: denied });
+    expect(d.err).toContain("HTTP 401 (a gated or private model: set HF_TOKEN)");
+  });
+
+  it("downloads config and weights into the cache with progress, then runs the model; a second run uses the cache", async () => {
+    const hubDir = tempDir();
+    await storiesAsHf(hubDir);
+    const cache = tempDir();
+    const seen: string[] = [];
+    const env = { INT21_CACHE: cache, HF_ENDPOINT: "https://hub.test" };
+    const args = [
+      "generate",
+      "karpathy/stories260K",
+      "--tokenizer",
+      sharedPath(SHARED.tok512),
+      "--temperature",
+      "0",
+      "--steps",
+      "40",
+      "--threads",
+      "1",
+    ];
+    const r = await cli(args, { env, fetch: fakeHub(hubDir, "karpathy/stories260K", seen) });
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("download model.safetensors [####################] 100%");
+    expect(r.out.startsWith("Once upon a time, there was a little girl named Lily.")).toBe(true);
+    const cached = join(cache, "hf", "karpathy--stories260K", "main");
+    expect(readdirSync(cached).sort()).toEqual([".int21-complete", "config.json", "model.safetensors"]);
+    const again: string[] = [];
+    const r2 = await cli(args, { env, fetch: fakeHub(hubDir, "karpathy/stories260K", again) });
+    expect(r2.out).toBe(r.out);
+    expect(again).toEqual([]);
+  }, 30_000);
+});
