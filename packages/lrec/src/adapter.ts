@@ -70,6 +70,7 @@ export function projectionInputs(
           checkpoint: false,
           linearOp: (_lin, x, name) => {
             const key = toModuleName(name);
+            if (key === name) return undefined; // the classifier: not an LREC target
             const list = parts.get(key) ?? [];
             list.push(x.toFloat32Array());
             parts.set(key, list);
