@@ -21,11 +21,13 @@ import {
   llama2cTokenizerToGguf,
   llamaToGgufMetadata,
   loadGguf,
+  openGgufReader,
   quantizedToGgml,
   saveGguf,
   serializeGgufModel,
 } from "./gguf-model";
 import { linearParts } from "./linear-parts";
+import { assembleFromReader } from "./load-assemble";
 import { loadLlama2c } from "./load-llama2c";
 import { detectModelFile, loadModel } from "./model-files";
 import { createRunState } from "./run-state";
@@ -156,6 +158,18 @@ describe("GGUF model round trips (stories260K)", () => {
     );
     expect(worst).toBeLessThan(1e-3);
     expect(diff).toBeLessThan(0.02);
+  });
+
+  it("openGgufReader streams the same float tensors, tensor by tensor, under int21 names", async () => {
+    const { bytes } = serializeGgufModel(stories, { type: "Q4_0" });
+    const reader = await openGgufReader(bytes);
+    expect(reader.config).toEqual(stories.config);
+    expect(reader.order[0]).toBe("tokenEmbedding");
+    expect(reader.order).toContain("layers.4.w2");
+    const viaReader = await assembleFromReader(reader);
+    const direct = await loadGguf(bytes);
+    expectSameValues(floatOf(viaReader, 4, "wq"), floatOf(direct.weights, 4, "wq"));
+    expect(maxAbsDiff(logits(viaReader), logits(direct.weights))).toBe(0);
   });
 
   it("a truncated GGUF fails naming the file, before anything is loaded", async () => {

@@ -33,7 +33,13 @@ import {
   referenceDequantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, validateConfig } from "./config";
-import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
+import {
+  type LoadOptions,
+  type TensorReader,
+  WeightAssembler,
+  llamaTensorSpecs,
+  numel,
+} from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import { Llama2cTokenizer } from "./tokenizer";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
@@ -471,27 +477,28 @@ export interface GgufModel {
   tensors: GgufTensorLoad[];
 }
 
+/** An opened, validated GGUF LLaMA: the file, its config, and the int21 name and shape of each tensor. */
+interface OpenedGguf {
+  file: GgufFile | GgufBytes;
+  config: LlamaConfig;
+  byGguf: Map<string, { name: string; shape: number[] }>;
+}
+
 /**
- * Loads a llama.cpp GGUF LLaMA (a path, streamed with positioned reads, or the file's bytes): config from
- * `llama.*` metadata ({@link ggufConfigToLlama}), tensors by llama.cpp's names (`token_embd`, `blk.N.attn_q` …
- * `ffn_up`, `attn_norm`, `ffn_norm`, `output_norm`, `output` — absent when tied), any type `@int21/io`
- * dequantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K … Q6_K), and the tokenizer. The header is
- * validated by `@int21/io` against the file length (truncation fails naming the file and tensor), then every
- * tensor name, type and shape is checked against the config before any data is read; values are checked finite.
+ * Opens `src` and checks, before any data is read: config from the metadata, every tensor a known LLaMA name
+ * with the config's shape and a type int21 dequantizes, none missing. Closes the file on failure.
  */
-export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions = {}): Promise<GgufModel> {
+async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
   const file: GgufFile | GgufBytes = typeof src === "string" ? await openGguf(src) : parseGguf(src);
   const label = file.path;
   try {
-    const md = file.metadata;
     const emb = file.tensors["token_embd.weight"];
     if (emb === undefined) throw new Error(`gguf: ${label}: no token_embd.weight tensor`);
-    const config = ggufConfigToLlama(md, {
+    const config = ggufConfigToLlama(file.metadata, {
       file: label,
       vocabRows: emb.shape[0],
       hasOutput: Object.hasOwn(file.tensors, "output.weight"),
     });
-    // Every tensor: known name, right shape, a type we can read — before reading any data.
     const byGguf = new Map<string, { name: string; shape: number[] }>();
     for (const s of llamaTensorSpecs(config)) byGguf.set(ggufTensorName(s.name), s);
     for (const n of file.names) {
@@ -510,6 +517,51 @@ export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions =
       if (!Object.hasOwn(file.tensors, g))
         throw new Error(`gguf: ${label}: missing tensor "${g}" (${s.name} [${s.shape.join("×")}])`);
     }
+    return { file, config, byGguf };
+  } catch (e) {
+    if ("close" in file) await file.close();
+    throw e;
+  }
+}
+
+/**
+ * Opens and validates a GGUF LLaMA as {@link loadGguf} does, without reading any weight: a
+ * {@link TensorReader} giving each tensor dequantized to float32 under its int21 name, in file order
+ * (`quantizeCheckpoint`-style streaming, one tensor at a time).
+ */
+export async function openGgufReader(src: string | Uint8Array): Promise<TensorReader> {
+  const { file, config, byGguf } = await openLlamaGguf(src);
+  const toGguf = new Map<string, string>();
+  for (const [g, s] of byGguf) toGguf.set(s.name, g);
+  return {
+    config,
+    source: file.path,
+    order: file.names.map((n) => byGguf.get(n)!.name),
+    fileOf: () => file.path,
+    async read(name) {
+      const g = toGguf.get(name);
+      if (g === undefined) throw new Error(`gguf: ${file.path}: no tensor ${name} in this model`);
+      return file.readTensorF32(g);
+    },
+    async close() {
+      if ("close" in file) await file.close();
+    },
+  };
+}
+
+/**
+ * Loads a llama.cpp GGUF LLaMA (a path, streamed with positioned reads, or the file's bytes): config from
+ * `llama.*` metadata ({@link ggufConfigToLlama}), tensors by llama.cpp's names (`token_embd`, `blk.N.attn_q` …
+ * `ffn_up`, `attn_norm`, `ffn_norm`, `output_norm`, `output` — absent when tied), any type `@int21/io`
+ * dequantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K … Q6_K), and the tokenizer. The header is
+ * validated by `@int21/io` against the file length (truncation fails naming the file and tensor), then every
+ * tensor name, type and shape is checked against the config before any data is read; values are checked finite.
+ */
+export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions = {}): Promise<GgufModel> {
+  const { file, config, byGguf } = await openLlamaGguf(src);
+  const label = file.path;
+  const md = file.metadata;
+  try {
     const asm = new WeightAssembler(config, label, opts);
     const report: GgufTensorLoad[] = [];
     for (const n of file.names) {

@@ -112,6 +112,7 @@ export {
   llama2cTokenizerToGguf,
   llamaToGgufMetadata,
   loadGguf,
+  openGgufReader,
   quantizedToGgml,
   saveGguf,
   serializeGgufModel,
