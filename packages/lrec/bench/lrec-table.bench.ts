@@ -103,12 +103,16 @@ for (const bits of BITS) {
           schedule: { warmupSteps: Math.min(10, steps), kind: "cosine", minLr: LR / 10 },
           lambda: LAMBDA[bits],
           onProgress: (p) => {
-            if (p.step % 50 === 0 || p.step === p.totalSteps) console.log(`  int${bits} ${method} ${variant}: ${formatLrecProgress(p)}`);
+            if (p.step % 50 === 0 || p.step === p.totalSteps)
+              console.log(`  int${bits} ${method} ${variant}: ${formatLrecProgress(p)}`);
           },
         });
         secs = res.seconds;
         if (bits === 2) {
-          charts.push({ name: `${method} ${variant} KL/token`, points: res.history.map((h) => [h.step, h.klPerToken]) });
+          charts.push({
+            name: `${method} ${variant} KL/token`,
+            points: res.history.map((h) => [h.step, h.klPerToken]),
+          });
         }
       }
       const ev = evaluateStudent(ref, student);
@@ -137,7 +141,8 @@ for (const bits of BITS) {
   }
 }
 
-const get = (bits: number, m: string, v: string) => rows.find((r) => r.name === `lrec:stories260K:int${bits}g32-${m}:${v}`);
+const get = (bits: number, m: string, v: string) =>
+  rows.find((r) => r.name === `lrec:stories260K:int${bits}g32-${m}:${v}`);
 const notes: string[] = [
   `stories260K, held-out TinyStories validation stories 0–${HELD - 1} (${ref.tokens} tokens), training windows from stories 100–999`,
   `formats int{b}-g32-asym-f16; LoRA r=${R}, alpha=${ALPHA} on q,k,v,o,gate,up,down; batch ${B}×${T}; Adam lr ${LR} (warmup 10, cosine to lr/10), L2 1e-5`,
@@ -149,15 +154,24 @@ for (const m of METHODS) {
   const l2 = get(2, m, "lrec");
   const s2 = get(2, m, "svd+lrec");
   const l4 = get(4, m, "lrec");
-  if (l2) notes.push(`acceptance int2 ${m} LREC gap recovered ${(100 * Number(l2.gapRecovered)).toFixed(1)}% (SVD+LREC ${(100 * Number(s2?.gapRecovered)).toFixed(1)}%) (need ≥ 50%)`);
-  if (l4) notes.push(`acceptance int4 ${m} LREC NLL ${Number(l4.nll).toFixed(4)} vs float ${ref.meanNll.toFixed(4)}: ${(100 * (Number(l4.nll) / ref.meanNll - 1)).toFixed(2)}% (need ≤ 2%)`);
+  if (l2)
+    notes.push(
+      `acceptance int2 ${m} LREC gap recovered ${(100 * Number(l2.gapRecovered)).toFixed(1)}% (SVD+LREC ${(100 * Number(s2?.gapRecovered)).toFixed(1)}%) (need ≥ 50%)`,
+    );
+  if (l4)
+    notes.push(
+      `acceptance int4 ${m} LREC NLL ${Number(l4.nll).toFixed(4)} vs float ${ref.meanNll.toFixed(4)}: ${(100 * (Number(l4.nll) / ref.meanNll - 1)).toFixed(2)}% (need ≤ 2%)`,
+    );
 }
 report(QUICK ? "lrec-table-quick" : "lrec-table", rows, {
   notes,
   chart: { title: "stories260K held-out perplexity per configuration", value: "perplexity", label: "name" },
 });
 if (charts.length > 0) {
-  const svg = lineChartSvg("stories260K INT2: training-batch KL per token during LREC", charts, { x: "step", y: "KL (nats/token)" });
+  const svg = lineChartSvg("stories260K INT2: training-batch KL per token during LREC", charts, {
+    x: "step",
+    y: "KL (nats/token)",
+  });
   writeFileSync(join(resultsDir(), QUICK ? "lrec-int2-kl-quick.svg" : "lrec-int2-kl.svg"), svg);
 }
 
@@ -181,7 +195,10 @@ if (!QUICK) {
   const a = "<!-- results:start -->";
   const b = "<!-- results:end -->";
   if (md.includes(a) && md.includes(b)) {
-    writeFileSync(readme, `${md.slice(0, md.indexOf(a) + a.length)}\n${lines.join("\n")}\n${md.slice(md.indexOf(b))}`);
+    writeFileSync(
+      readme,
+      `${md.slice(0, md.indexOf(a) + a.length)}\n${lines.join("\n")}\n${md.slice(md.indexOf(b))}`,
+    );
   }
   writeFileSync(join(resultsDir(), "lrec-table.md"), `${lines.join("\n")}\n`);
 }

@@ -26,7 +26,12 @@ beforeAll(async () => {
   teacher = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
   const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
   const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
-  calib = calibrationWindows(storyTokens(text, tok, { from: 100, to: 200, ctx: 1 << 30 }).flat(), 4, 64, tok.bosId);
+  calib = calibrationWindows(
+    storyTokens(text, tok, { from: 100, to: 200, ctx: 1 << 30 }).flat(),
+    4,
+    64,
+    tok.bosId,
+  );
 });
 afterAll(() => backend?.dispose());
 

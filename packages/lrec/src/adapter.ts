@@ -27,7 +27,8 @@ export const LREC_TARGETS: readonly string[] = Object.freeze([
 export function llamaModuleMap(weights: LlamaWeights): Map<string, Linear> {
   const m = new Map<string, Linear>();
   weights.layers.forEach((L, i) => {
-    for (const [short, hf] of Object.entries(LINEAR_NAMES)) m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
+    for (const [short, hf] of Object.entries(LINEAR_NAMES))
+      m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
   });
   return m;
 }

@@ -24,7 +24,8 @@ export interface WindowDataOptions {
 
 function checkShape(who: string, o: WindowDataOptions): void {
   for (const k of ["batch", "seq"] as const) {
-    if (!Number.isSafeInteger(o[k]) || o[k] < 1) throw new Error(`lrec: ${who}: ${k} must be a positive integer, got ${o[k]}`);
+    if (!Number.isSafeInteger(o[k]) || o[k] < 1)
+      throw new Error(`lrec: ${who}: ${k} must be a positive integer, got ${o[k]}`);
   }
 }
 
@@ -37,7 +38,9 @@ export function windowData(tokens: ArrayLike<number>, opts: WindowDataOptions): 
   checkShape("windowData", opts);
   const { batch, seq } = opts;
   if (tokens.length < seq + 1)
-    throw new Error(`lrec: windowData: ${tokens.length} tokens are fewer than one window of seq + 1 = ${seq + 1}`);
+    throw new Error(
+      `lrec: windowData: ${tokens.length} tokens are fewer than one window of seq + 1 = ${seq + 1}`,
+    );
   const ids = Int32Array.from(tokens);
   const span = ids.length - seq;
   return (step) => {
@@ -77,9 +80,12 @@ export function teacherSample(
   seed: number,
   opts: TeacherSampleOptions = {},
 ): number[][] {
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`lrec: teacherSample: n must be a positive integer, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new Error(`lrec: teacherSample: n must be a positive integer, got ${n}`);
   if (!Number.isSafeInteger(seq) || seq < 1 || seq + 1 > teacher.config.seqLen)
-    throw new Error(`lrec: teacherSample: seq must be an integer in [1, seqLen − 1 = ${teacher.config.seqLen - 1}], got ${seq}`);
+    throw new Error(
+      `lrec: teacherSample: seq must be an integer in [1, seqLen − 1 = ${teacher.config.seqLen - 1}], got ${seq}`,
+    );
   const out: number[][] = [];
   for (let j = 0; j < n; j++) {
     const row: number[] = [];

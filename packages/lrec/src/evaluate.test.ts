@@ -1,6 +1,12 @@
 import { readFileSync } from "node:fs";
 import { setBackend } from "@int21/autograd";
-import { evaluateStories, Llama2cTokenizer, type LlamaWeights, loadLlama2c, quantizeModel } from "@int21/model-llama";
+import {
+  evaluateStories,
+  Llama2cTokenizer,
+  type LlamaWeights,
+  loadLlama2c,
+  quantizeModel,
+} from "@int21/model-llama";
 import { type Backend, createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,7 +30,12 @@ describe("teacherReference / evaluateStudent", () => {
     const stories = storyTokens(text, tok, { from: 0, to: 5, ctx: 512 });
     const ref = teacherReference(teacher, stories);
     const sep = "<|endoftext|>";
-    const five = text.split(sep).map((s) => s.trim()).filter(Boolean).slice(0, 5).join(sep);
+    const five = text
+      .split(sep)
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .slice(0, 5)
+      .join(sep);
     const want = evaluateStories(teacher, tok, five);
     expect(ref.tokens).toBe(want.tokens);
     expect(ref.meanNll).toBeCloseTo(want.meanNll, 5);

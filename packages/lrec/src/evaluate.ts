@@ -23,7 +23,9 @@ export function storyTokens(text: string, tokenizer: Tokenizer, opts: StoryToken
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
     .slice(opts.from ?? 0, opts.to);
-  return stories.map((s) => tokenizer.encode(s, { bos: true }).slice(0, opts.ctx)).filter((t) => t.length >= 2);
+  return stories
+    .map((s) => tokenizer.encode(s, { bos: true }).slice(0, opts.ctx))
+    .filter((t) => t.length >= 2);
 }
 
 /** The teacher's side of an evaluation: the stories and the teacher's log-probabilities on them. */
@@ -62,14 +64,18 @@ function runStory(weights: LlamaWeights, story: readonly number[], maxRows: numb
 function maxLen(stories: readonly (readonly number[])[], seqLen: number): number {
   let m = 1;
   for (const s of stories) {
-    if (s.length > seqLen) throw new Error(`lrec: evaluate: a story has ${s.length} tokens, more than seqLen ${seqLen}`);
+    if (s.length > seqLen)
+      throw new Error(`lrec: evaluate: a story has ${s.length} tokens, more than seqLen ${seqLen}`);
     m = Math.max(m, s.length - 1);
   }
   return m;
 }
 
 /** Runs the teacher once over `stories` (rows of ≥ 2 tokens, BOS first) and keeps its log-probabilities. */
-export function teacherReference(teacher: LlamaWeights, stories: readonly (readonly number[])[]): TeacherReference {
+export function teacherReference(
+  teacher: LlamaWeights,
+  stories: readonly (readonly number[])[],
+): TeacherReference {
   const V = teacher.config.vocabSize;
   const rows = maxLen(stories, teacher.config.seqLen);
   let nll = 0;

@@ -49,7 +49,11 @@ describe("lrecLoss", () => {
 
   it("per-token gradient: klWeight·(q − p)/N_kl + λ·(q − onehot)/M_ce", () => {
     const s = tensor(S.flat(), [2, 3], { requiresGrad: true });
-    const { loss } = lrecLoss(tensor(T.flat(), [2, 3]), s, targets, { klWeight: 2, ceWeight: 5, klReduction: "mean" });
+    const { loss } = lrecLoss(tensor(T.flat(), [2, 3]), s, targets, {
+      klWeight: 2,
+      ceWeight: 5,
+      klReduction: "mean",
+    });
     backward(loss);
     const g = s.grad!.toFloat32Array();
     for (let r = 0; r < 2; r++) {
@@ -64,8 +68,15 @@ describe("lrecLoss", () => {
   });
 
   it("matches central finite differences", () => {
-    const t = tensor(Float32Array.from({ length: 24 }, (_, i) => Math.sin(i) * 2), [4, 6]);
-    const s = tensor(Float32Array.from({ length: 24 }, (_, i) => Math.cos(i * 1.3)), [4, 6], { requiresGrad: true });
+    const t = tensor(
+      Float32Array.from({ length: 24 }, (_, i) => Math.sin(i) * 2),
+      [4, 6],
+    );
+    const s = tensor(
+      Float32Array.from({ length: 24 }, (_, i) => Math.cos(i * 1.3)),
+      [4, 6],
+      { requiresGrad: true },
+    );
     const r = gradCheck((x) => lrecLoss(t, x, [1, 5, -100, 0], { ceWeight: 1.5 }).loss, [s]);
     expect(r.checked).toBeGreaterThan(0);
   });
@@ -80,33 +91,40 @@ describe("lrecLoss", () => {
 describe("topKKl", () => {
   it("equals the full KL when k = V, and its gradient is q − p", () => {
     fc.assert(
-      fc.property(fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: 10, maxLength: 10 }), (vals) => {
-        const t = vals.slice(0, 5);
-        const s = vals.slice(5);
-        const top = topKFromLogits(Float32Array.from(t), 1, 5, 5);
-        const st = tensor(Float32Array.from(s), [1, 5], { requiresGrad: true });
-        const kl = topKKl(top, st, "sum");
-        expect(kl.item()).toBeCloseTo(klRow(t, s), 4);
-        backward(kl);
-        const p = logSoftmax(t).map(Math.exp);
-        const q = logSoftmax(s).map(Math.exp);
-        const g = st.grad!.toFloat32Array();
-        for (let j = 0; j < 5; j++) expect(g[j]).toBeCloseTo(q[j] - p[j], 5);
-      }),
+      fc.property(
+        fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: 10, maxLength: 10 }),
+        (vals) => {
+          const t = vals.slice(0, 5);
+          const s = vals.slice(5);
+          const top = topKFromLogits(Float32Array.from(t), 1, 5, 5);
+          const st = tensor(Float32Array.from(s), [1, 5], { requiresGrad: true });
+          const kl = topKKl(top, st, "sum");
+          expect(kl.item()).toBeCloseTo(klRow(t, s), 4);
+          backward(kl);
+          const p = logSoftmax(t).map(Math.exp);
+          const q = logSoftmax(s).map(Math.exp);
+          const g = st.grad!.toFloat32Array();
+          for (let j = 0; j < 5; j++) expect(g[j]).toBeCloseTo(q[j] - p[j], 5);
+        },
+      ),
       { seed: 42, numRuns: 50 },
     );
   });
 
   it("is a lower bound of the full KL for k < V (coarsening), exact when the tails are proportional", () => {
     fc.assert(
-      fc.property(fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: 16, maxLength: 16 }), fc.integer({ min: 1, max: 7 }), (vals, k) => {
-        const t = vals.slice(0, 8);
-        const s = vals.slice(8);
-        const top = topKFromLogits(Float32Array.from(t), 1, 8, k);
-        const v = topKKl(top, tensor(Float32Array.from(s), [1, 8])).item();
-        expect(v).toBeGreaterThanOrEqual(-1e-6);
-        expect(v).toBeLessThanOrEqual(klRow(t, s) + 1e-5);
-      }),
+      fc.property(
+        fc.array(fc.float({ min: -4, max: 4, noNaN: true }), { minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 1, max: 7 }),
+        (vals, k) => {
+          const t = vals.slice(0, 8);
+          const s = vals.slice(8);
+          const top = topKFromLogits(Float32Array.from(t), 1, 8, k);
+          const v = topKKl(top, tensor(Float32Array.from(s), [1, 8])).item();
+          expect(v).toBeGreaterThanOrEqual(-1e-6);
+          expect(v).toBeLessThanOrEqual(klRow(t, s) + 1e-5);
+        },
+      ),
       { seed: 42, numRuns: 100 },
     );
     // student = teacher shifted by a constant outside the top-2 only in the top-2: tails proportional
@@ -119,7 +137,11 @@ describe("topKKl", () => {
   it("gradient matches finite differences, residual bucket included", () => {
     const t = Float32Array.from({ length: 3 * 12 }, (_, i) => Math.sin(i * 0.7) * 3);
     const top = topKFromLogits(t, 3, 12, 4);
-    const s = tensor(Float32Array.from({ length: 36 }, (_, i) => Math.cos(i)), [3, 12], { requiresGrad: true });
+    const s = tensor(
+      Float32Array.from({ length: 36 }, (_, i) => Math.cos(i)),
+      [3, 12],
+      { requiresGrad: true },
+    );
     expect(gradCheck((x) => topKKl(top, x, "sum"), [s]).checked).toBeGreaterThan(0);
   });
 

@@ -30,7 +30,9 @@ export function topKFromLogits(logits: Float32Array, rows: number, vocabSize: nu
   if (!Number.isSafeInteger(k) || k < 1 || k > V)
     throw new Error(`lrec: topKFromLogits: k must be an integer in [1, ${V}], got ${k}`);
   if (logits.length < rows * V)
-    throw new Error(`lrec: topKFromLogits: logits hold ${logits.length} values, need rows × V = ${rows}×${V}`);
+    throw new Error(
+      `lrec: topKFromLogits: logits hold ${logits.length} values, need rows × V = ${rows}×${V}`,
+    );
   const logprobs = new Float32Array(rows * k);
   const indices = new Int32Array(rows * k);
   const residual = new Float32Array(rows);
@@ -90,7 +92,8 @@ const topKKlOp: OpDef<TopKPlan> = {
       let mr = Number.NEGATIVE_INFINITY;
       for (let j = 0; j < V; j++) if (!inTop[j] && s[o + j] > mr) mr = s[o + j];
       let zr = 0;
-      if (mr > Number.NEGATIVE_INFINITY) for (let j = 0; j < V; j++) if (!inTop[j]) zr += Math.exp(s[o + j] - mr);
+      if (mr > Number.NEGATIVE_INFINITY)
+        for (let j = 0; j < V; j++) if (!inTop[j]) zr += Math.exp(s[o + j] - mr);
       lseRest[r] = zr > 0 ? mr + Math.log(zr) : Number.NEGATIVE_INFINITY;
       const res = t.residual[r];
       if (res > 0 && zr > 0) row += res * (Math.log(res) - (lseRest[r] - l));
@@ -199,7 +202,8 @@ export function lrecLoss(
     ["klWeight", klWeight],
     ["ceWeight", ceWeight],
   ] as const) {
-    if (!Number.isFinite(v) || v < 0) throw new Error(`lrec: lrecLoss: ${n} must be finite and ≥ 0, got ${v}`);
+    if (!Number.isFinite(v) || v < 0)
+      throw new Error(`lrec: lrecLoss: ${n} must be finite and ≥ 0, got ${v}`);
   }
   const klRed = opts.klReduction ?? "sum";
   const ceRed = opts.ceReduction ?? "mean";
@@ -207,7 +211,8 @@ export function lrecLoss(
     ["klReduction", klRed],
     ["ceReduction", ceRed],
   ] as const) {
-    if (v !== "sum" && v !== "mean") throw new Error(`lrec: lrecLoss: ${n} must be "sum" or "mean", got "${v}"`);
+    if (v !== "sum" && v !== "mean")
+      throw new Error(`lrec: lrecLoss: ${n} must be "sum" or "mean", got "${v}"`);
   }
   const kl =
     "logprobs" in teacher ? topKKl(teacher, student, klRed) : klDiv(teacher, student, { reduction: klRed });

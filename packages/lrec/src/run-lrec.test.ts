@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Adam, backward, setBackend, tidy } from "@int21/autograd";
 import { LoRALinear, loadPeftAdapter, loraParameters, savePeftAdapter } from "@int21/lora";
-import { createRunState, forward, Llama2cTokenizer, type LlamaWeights, loadLlama2c, quantizeModel, trainForward } from "@int21/model-llama";
+import {
+  createRunState,
+  forward,
+  Llama2cTokenizer,
+  type LlamaWeights,
+  loadLlama2c,
+  quantizeModel,
+  trainForward,
+} from "@int21/model-llama";
 import { type Backend, createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { crossEntropy } from "@int21/autograd";
@@ -95,10 +103,22 @@ describe("runLrec on stories260K INT2", () => {
 
   it("a run resumed from its checkpoint ends exactly where an uninterrupted run does", async () => {
     const data = windowData(train, { batch: 2, seq: 32, seed: 9 });
-    const opts = { steps: 6, r: 2, alpha: 4, lr: 3e-3, lambda: 10, schedule: { warmupSteps: 2, kind: "cosine" as const } };
+    const opts = {
+      steps: 6,
+      r: 2,
+      alpha: 4,
+      lr: 3e-3,
+      lambda: 10,
+      schedule: { warmupSteps: 2, kind: "cosine" as const },
+    };
     const full = await runLrec(teacher, int2(), data, opts);
     const path = join(tmp(), "lrec.safetensors");
-    const part = await runLrec(teacher, int2(), data, { ...opts, checkpointPath: path, checkpointEvery: 1, until: 3 });
+    const part = await runLrec(teacher, int2(), data, {
+      ...opts,
+      checkpointPath: path,
+      checkpointEvery: 1,
+      until: 3,
+    });
     expect(part.steps).toBe(3);
     expect(existsSync(path)).toBe(true);
     const rest = await runLrec(teacher, int2(), data, { ...opts, checkpointPath: path });
@@ -107,14 +127,20 @@ describe("runLrec on stories260K INT2", () => {
     expect(rest.history.map((h) => h.loss)).toEqual(full.history.map((h) => h.loss));
     const a = loraParameters(full.model);
     const b = loraParameters(rest.model);
-    a.forEach((p, i) => expect(Array.from(b[i].toFloat32Array())).toEqual(Array.from(p.toFloat32Array())));
+    a.forEach((p, i) => {
+      expect(Array.from(b[i].toFloat32Array())).toEqual(Array.from(p.toFloat32Array()));
+    });
   }, 60_000);
 });
 
 describe("stacking: EMEF on LREC", () => {
   it("freezes the LREC adapter, trains a task adapter, and both reload to identical logits", async () => {
     const student = int2();
-    const lrec = await runLrec(teacher, student, windowData(train, { batch: 2, seq: 32, seed: 1 }), { steps: 4, r: 2, lr: 2e-3 });
+    const lrec = await runLrec(teacher, student, windowData(train, { batch: 2, seq: 32, seed: 1 }), {
+      steps: 4,
+      r: 2,
+      lr: 2e-3,
+    });
     const model = lrec.model;
     model.setTrainable("lrec", false);
     const lrecBefore = loraParameters(model, "lrec").map((p) => p.toFloat32Array());
@@ -130,7 +156,9 @@ describe("stacking: EMEF on LREC", () => {
       tidy(() => backward(crossEntropy(trainForward(student, b.input), b.target)));
       opt.step();
     }
-    loraParameters(model, "lrec").forEach((p, i) => expect(p.toFloat32Array()).toEqual(lrecBefore[i]));
+    loraParameters(model, "lrec").forEach((p, i) => {
+      expect(p.toFloat32Array()).toEqual(lrecBefore[i]);
+    });
     const dir = tmp();
     await savePeftAdapter(join(dir, "lrec"), model, { name: "lrec" });
     await savePeftAdapter(join(dir, "task"), model, { name: "task" });

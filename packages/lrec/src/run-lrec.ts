@@ -3,7 +3,14 @@
 // decay, a schedule, non-finite step skipping, progress with ETA, and resumable checkpoints.
 import { Adam, backward, noGrad, type Tensor, tidy } from "@int21/autograd";
 import { openSafetensors, writeSafetensors } from "@int21/io";
-import { checkSchedule, learningRate, type LoRAModel, lineChartSvg, loraParameters, type ScheduleOptions } from "@int21/lora";
+import {
+  checkSchedule,
+  learningRate,
+  type LoRAModel,
+  lineChartSvg,
+  loraParameters,
+  type ScheduleOptions,
+} from "@int21/lora";
 import { type LlamaWeights, trainForward } from "@int21/model-llama";
 import { addLrecAdapter, type LrecAdapterOptions, type SvdInitReport } from "./adapter";
 import type { LrecData } from "./data";
@@ -130,18 +137,26 @@ export async function runLrec(
 ): Promise<LrecResult> {
   const cache = teacher instanceof TeacherCache ? teacher : undefined;
   const source: LrecData | undefined = cache ? cache.data : data;
-  if (!source) throw new Error("lrec: runLrec: no data source (pass `data`, or a TeacherCache as the teacher)");
-  if (cache && data) throw new Error("lrec: runLrec: with a TeacherCache the batches come from the cache; pass data = undefined");
+  if (!source)
+    throw new Error("lrec: runLrec: no data source (pass `data`, or a TeacherCache as the teacher)");
+  if (cache && data)
+    throw new Error(
+      "lrec: runLrec: with a TeacherCache the batches come from the cache; pass data = undefined",
+    );
   const steps = opts.steps;
-  if (!Number.isSafeInteger(steps) || steps < 1) throw new Error(`lrec: runLrec: steps must be a positive integer, got ${steps}`);
-  if (cache && cache.steps < steps) throw new Error(`lrec: runLrec: the teacher cache holds ${cache.steps} steps, the run needs ${steps}`);
+  if (!Number.isSafeInteger(steps) || steps < 1)
+    throw new Error(`lrec: runLrec: steps must be a positive integer, got ${steps}`);
+  if (cache && cache.steps < steps)
+    throw new Error(`lrec: runLrec: the teacher cache holds ${cache.steps} steps, the run needs ${steps}`);
   const name = opts.name ?? "lrec";
   let model: LoRAModel;
   let init: SvdInitReport[] = [];
   if (opts.adapter) model = opts.adapter;
   else {
-    if (opts.r === undefined) throw new Error("lrec: runLrec: give the adapter rank `r` (or an existing `adapter`)");
-    if (opts.init === "svd" && cache) throw new Error("lrec: runLrec: init 'svd' needs the float teacher, not a cache");
+    if (opts.r === undefined)
+      throw new Error("lrec: runLrec: give the adapter rank `r` (or an existing `adapter`)");
+    if (opts.init === "svd" && cache)
+      throw new Error("lrec: runLrec: init 'svd' needs the float teacher, not a cache");
     const added = addLrecAdapter(student, {
       ...opts,
       r: opts.r,
@@ -152,7 +167,8 @@ export async function runLrec(
     init = added.init;
   }
   const params = loraParameters(model, name);
-  if (params.length === 0) throw new Error(`lrec: runLrec: adapter "${name}" has no parameters on the student`);
+  if (params.length === 0)
+    throw new Error(`lrec: runLrec: adapter "${name}" has no parameters on the student`);
   const lr = opts.lr ?? 1e-3;
   const schedule: ScheduleOptions = { kind: "constant", ...opts.schedule, lr, totalSteps: steps };
   checkSchedule(schedule);
@@ -210,14 +226,27 @@ export async function runLrec(
     if (finite) optimizer.step();
     else {
       optimizer.zeroGrad();
-      log(`lrec: step ${step + 1}: loss ${r.loss} (KL ${r.kl}, CE ${r.ce}) or its gradient is not finite; step skipped, no update`);
+      log(
+        `lrec: step ${step + 1}: loss ${r.loss} (KL ${r.kl}, CE ${r.ce}) or its gradient is not finite; step skipped, no update`,
+      );
     }
     tokens += rows;
     step++;
     const klPerToken = (opts.klReduction ?? "sum") === "sum" ? r.kl / rows : r.kl;
-    const rec: LrecStep = { step, loss: r.loss, kl: r.kl, ce: r.ce, klPerToken, lr: optimizer.lr, skipped: !finite };
+    const rec: LrecStep = {
+      step,
+      loss: r.loss,
+      kl: r.kl,
+      ce: r.ce,
+      klPerToken,
+      lr: optimizer.lr,
+      skipped: !finite,
+    };
     history.push(rec);
-    if (opts.checkpointPath && (step === steps || (opts.checkpointEvery !== undefined && step % opts.checkpointEvery === 0)))
+    if (
+      opts.checkpointPath &&
+      (step === steps || (opts.checkpointEvery !== undefined && step % opts.checkpointEvery === 0))
+    )
       await saveCheckpoint(opts.checkpointPath, params, optimizer, step, history);
     if (opts.onProgress) {
       const elapsed = performance.now() - t0;
@@ -249,7 +278,8 @@ async function saveCheckpoint(
   params.forEach((p, i) => {
     tensors[`param.${i}`] = { dtype: "F32", shape: [...p.shape], data: p.toFloat32Array() };
   });
-  for (const [k, v] of Object.entries(state.tensors)) tensors[`optim.${k}`] = { dtype: "F32", shape: [v.length], data: v };
+  for (const [k, v] of Object.entries(state.tensors))
+    tensors[`optim.${k}`] = { dtype: "F32", shape: [v.length], data: v };
   await writeSafetensors(path, tensors, {
     format: CKPT_FORMAT,
     state: JSON.stringify({ step, optimizer: state.meta, history }),
@@ -263,7 +293,8 @@ async function loadCheckpoint(
 ): Promise<{ step: number; history: LrecStep[] }> {
   const f = await openSafetensors(path);
   try {
-    if (f.metadata.format !== CKPT_FORMAT) throw new Error(`lrec: runLrec: ${path} is not an LREC checkpoint`);
+    if (f.metadata.format !== CKPT_FORMAT)
+      throw new Error(`lrec: runLrec: ${path} is not an LREC checkpoint`);
     const meta = JSON.parse(f.metadata.state ?? "null") as {
       step: number;
       optimizer: ReturnType<Adam["stateDict"]>["meta"];
@@ -271,21 +302,26 @@ async function loadCheckpoint(
     };
     const names = f.names.filter((n) => n.startsWith("param."));
     if (names.length !== params.length)
-      throw new Error(`lrec: runLrec: ${path} holds ${names.length} parameters, this run trains ${params.length}`);
+      throw new Error(
+        `lrec: runLrec: ${path} holds ${names.length} parameters, this run trains ${params.length}`,
+      );
     const values: Float32Array[] = [];
     for (let i = 0; i < params.length; i++) {
       const info = f.tensors[`param.${i}`];
       if (!info || info.shape.join(",") !== params[i].shape.join(","))
-        throw new Error(`lrec: runLrec: ${path}: param.${i} is [${info?.shape ?? "missing"}], the run's is [${params[i].shape}]`);
+        throw new Error(
+          `lrec: runLrec: ${path}: param.${i} is [${info?.shape ?? "missing"}], the run's is [${params[i].shape}]`,
+        );
       values.push(await f.readF32(`param.${i}`));
     }
     const tensors: Record<string, Float32Array> = {};
     for (const n of f.names) if (n.startsWith("optim.")) tensors[n.slice(6)] = await f.readF32(n);
     optimizer.loadStateDict({ meta: meta.optimizer, tensors });
-    params.forEach((p, i) => p.data.set(values[i], p.offset));
+    params.forEach((p, i) => {
+      p.data.set(values[i], p.offset);
+    });
     return { step: meta.step, history: meta.history };
   } finally {
     await f.close();
   }
 }
-

@@ -49,20 +49,26 @@ describe("symmetricEigen", () => {
 describe("truncatedSvd", () => {
   it("reaches the best rank-r error (Eckart–Young) on small matrices", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 6, max: 30 }), fc.integer({ min: 6, max: 30 }), fc.integer({ min: 1, max: 5 }), fc.integer(), (N, K, r, seed) => {
-        const M = randMatrix(N * K, seed);
-        const svd = truncatedSvd(M, N, K, r, { seed: 7 });
-        let err = 0;
-        for (let n = 0; n < N; n++)
-          for (let k = 0; k < K; k++) {
-            let d = 0;
-            for (let j = 0; j < r; j++) d += svd.u[n * r + j] * svd.s[j] * svd.v[k * r + j];
-            err += (M[n * K + k] - d) ** 2;
-          }
-        const best = bestError(M, N, K, r);
-        expect(Math.sqrt(err)).toBeLessThanOrEqual(best * 1.01 + 1e-5);
-        expect(svd.s[0]).toBeCloseTo(singularValues(M, N, K)[0], 3);
-      }),
+      fc.property(
+        fc.integer({ min: 6, max: 30 }),
+        fc.integer({ min: 6, max: 30 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer(),
+        (N, K, r, seed) => {
+          const M = randMatrix(N * K, seed);
+          const svd = truncatedSvd(M, N, K, r, { seed: 7 });
+          let err = 0;
+          for (let n = 0; n < N; n++)
+            for (let k = 0; k < K; k++) {
+              let d = 0;
+              for (let j = 0; j < r; j++) d += svd.u[n * r + j] * svd.s[j] * svd.v[k * r + j];
+              err += (M[n * K + k] - d) ** 2;
+            }
+          const best = bestError(M, N, K, r);
+          expect(Math.sqrt(err)).toBeLessThanOrEqual(best * 1.01 + 1e-5);
+          expect(svd.s[0]).toBeCloseTo(singularValues(M, N, K)[0], 3);
+        },
+      ),
       { seed: 42, numRuns: 25 },
     );
   });
@@ -128,13 +134,16 @@ describe("svdInit", () => {
     expect(outErr(res.loraA, res.loraB)).toBeLessThan(outErr(plain.loraA, plain.loraB));
     // the weighted error is the best rank-r error of E·L, L the Cholesky factor of XᵀX/n
     const H = new Float64Array(K * K);
-    for (let t = 0; t < rows; t++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) H[i * K + j] += (x[t * K + i] * x[t * K + j]) / rows;
+    for (let t = 0; t < rows; t++)
+      for (let i = 0; i < K; i++)
+        for (let j = 0; j < K; j++) H[i * K + j] += (x[t * K + i] * x[t * K + j]) / rows;
     // E·L has the singular values of (E·H·Eᵀ)^(1/2): compare via ‖E·L‖ spectrum = sqrt(eig(E H Eᵀ))
     const EHE = new Float64Array(N * N);
     for (let a = 0; a < N; a++)
       for (let b = 0; b < N; b++) {
         let d = 0;
-        for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) d += E[a * K + i] * H[i * K + j] * E[b * K + j];
+        for (let i = 0; i < K; i++)
+          for (let j = 0; j < K; j++) d += E[a * K + i] * H[i * K + j] * E[b * K + j];
         EHE[a * N + b] = d;
       }
     const ev = Array.from(symmetricEigen(EHE, N).values);
@@ -152,6 +161,8 @@ describe("svdInit", () => {
   it("names bad input", () => {
     expect(() => svdInit(W, What.subarray(1), N, K, { rank: 2 })).toThrow(/need N×K/);
     expect(() => svdInit(W, What, N, K, { rank: 2, scaling: 0 })).toThrow(/scaling/);
-    expect(() => svdInit(W, What, N, K, { rank: 2, calib: { x: new Float32Array(3), rows: 2 } })).toThrow(/calib/);
+    expect(() => svdInit(W, What, N, K, { rank: 2, calib: { x: new Float32Array(3), rows: 2 } })).toThrow(
+      /calib/,
+    );
   });
 });

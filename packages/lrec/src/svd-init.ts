@@ -8,7 +8,8 @@ import { type Backend, createReferenceBackend } from "@int21/quant-kernels";
  * `a` is not modified.
  */
 export function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  if (a.length !== n * n) throw new Error(`lrec: symmetricEigen: matrix has ${a.length} values, need ${n}×${n}`);
+  if (a.length !== n * n)
+    throw new Error(`lrec: symmetricEigen: matrix has ${a.length} values, need ${n}×${n}`);
   const A = Float64Array.from(a);
   const Vm = new Float64Array(n * n);
   for (let i = 0; i < n; i++) Vm[i * n + i] = 1;
@@ -230,7 +231,13 @@ export interface SvdInitResult {
  * The activation-weighted form minimises the projection's output error on the calibration inputs
  * rather than the weight error.
  */
-export function svdInit(W: Float32Array, What: Float32Array, N: number, K: number, opts: SvdInitOptions): SvdInitResult {
+export function svdInit(
+  W: Float32Array,
+  What: Float32Array,
+  N: number,
+  K: number,
+  opts: SvdInitOptions,
+): SvdInitResult {
   if (W.length !== N * K || What.length !== N * K)
     throw new Error(`lrec: svdInit: W has ${W.length} and Ŵ ${What.length} values, need N×K = ${N}×${K}`);
   const scaling = opts.scaling ?? 1;
@@ -265,7 +272,8 @@ export function svdInit(W: Float32Array, What: Float32Array, N: number, K: numbe
       for (let j = 0; j < K; j++) {
         let d = H[j * K + j];
         for (let p = 0; p < j; p++) d -= L[j * K + p] ** 2;
-        if (!(d > 0)) throw new Error(`lrec: svdInit: calibration Hessian is not positive definite at column ${j}`);
+        if (!(d > 0))
+          throw new Error(`lrec: svdInit: calibration Hessian is not positive definite at column ${j}`);
         const ljj = Math.sqrt(d);
         L[j * K + j] = ljj;
         for (let i = j + 1; i < K; i++) {
@@ -294,7 +302,8 @@ export function svdInit(W: Float32Array, What: Float32Array, N: number, K: numbe
   const svd = truncatedSvd(Ew, N, K, r, opts);
   const rs = Math.sqrt(scaling);
   const loraB = new Float32Array(N * r);
-  for (let n = 0; n < N; n++) for (let j = 0; j < r; j++) loraB[n * r + j] = (svd.u[n * r + j] * Math.sqrt(svd.s[j])) / rs;
+  for (let n = 0; n < N; n++)
+    for (let j = 0; j < r; j++) loraB[n * r + j] = (svd.u[n * r + j] * Math.sqrt(svd.s[j])) / rs;
   // C = √Σ Vᵀ (r × K); A = C · L⁻¹: solve A·L = C by back substitution (L lower triangular)
   const loraA = new Float32Array(r * K);
   const c = new Float64Array(K);

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { noGrad, setBackend, tensor, tidy } from "@int21/autograd";
 import { klDiv } from "@int21/autograd";
-import { Llama2cTokenizer, type LlamaWeights, loadLlama2c, quantizeModel, trainForward } from "@int21/model-llama";
+import {
+  Llama2cTokenizer,
+  type LlamaWeights,
+  loadLlama2c,
+  quantizeModel,
+  trainForward,
+} from "@int21/model-llama";
 import { type Backend, createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -48,7 +54,9 @@ describe("TeacherCache", () => {
     }
     // the cached top-k is the teacher's own
     const b = data(2);
-    const full = noGrad(() => tidy(() => trainForward(teacher, b.input, { checkpoint: false }).toFloat32Array()));
+    const full = noGrad(() =>
+      tidy(() => trainForward(teacher, b.input, { checkpoint: false }).toFloat32Array()),
+    );
     expect(c.topk(2)).toEqual(topKFromLogits(full, 32, 512, 8));
     expect(() => c.topk(3)).toThrow(/not cached/);
   });
@@ -67,7 +75,10 @@ describe("TeacherCache", () => {
     const b = windowData(train, { batch: 2, seq: 64, seed: 5 })(0);
     const student = int2();
     const [tl, sl] = noGrad(() =>
-      tidy(() => [trainForward(teacher, b.input).toFloat32Array(), trainForward(student, b.input).toFloat32Array()]),
+      tidy(() => [
+        trainForward(teacher, b.input).toFloat32Array(),
+        trainForward(student, b.input).toFloat32Array(),
+      ]),
     );
     const rows = 128;
     const full = klDiv(tensor(tl, [rows, 512]), tensor(sl, [rows, 512])).item();
@@ -77,7 +88,9 @@ describe("TeacherCache", () => {
       expect(approx).toBeLessThanOrEqual(full + 1e-5);
       rel.push((full - approx) / full);
     }
-    console.log(`top-k KL relative error (k = 8, 32, 64): ${rel.map((r) => r.toFixed(4)).join(", ")} (full KL ${full.toFixed(3)} nats/token)`);
+    console.log(
+      `top-k KL relative error (k = 8, 32, 64): ${rel.map((r) => r.toFixed(4)).join(", ")} (full KL ${full.toFixed(3)} nats/token)`,
+    );
     expect(rel[1]).toBeLessThan(rel[0]);
     expect(rel[1]).toBeLessThan(0.1);
     expect(rel[2]).toBeLessThanOrEqual(rel[1] + 1e-6);
@@ -85,8 +98,16 @@ describe("TeacherCache", () => {
 
   it("runLrec trains from the cache alone (no teacher forward) and lowers the training KL", async () => {
     const path = join(dir, "r.safetensors");
-    const cache = await TeacherCache.build(path, teacher, windowData(train, { batch: 2, seq: 32, seed: 2 }), { steps: 12, k: 32 });
-    const res = await runLrec(await TeacherCache.open(path), int2(), undefined, { steps: 12, r: 2, alpha: 8, lr: 3e-3 });
+    const cache = await TeacherCache.build(path, teacher, windowData(train, { batch: 2, seq: 32, seed: 2 }), {
+      steps: 12,
+      k: 32,
+    });
+    const res = await runLrec(await TeacherCache.open(path), int2(), undefined, {
+      steps: 12,
+      r: 2,
+      alpha: 8,
+      lr: 3e-3,
+    });
     expect(res.history[11].klPerToken).toBeLessThan(res.history[0].klPerToken);
     await expect(runLrec(cache, int2(), cache.data, { steps: 2, r: 2 })).rejects.toThrow(/data = undefined/);
     await expect(runLrec(cache, int2(), undefined, { steps: 20, r: 2 })).rejects.toThrow(/holds 12 steps/);

@@ -70,7 +70,9 @@ export class TeacherCache {
       const b: LrecBatch = s === 0 ? first : data(s);
       if (b.input.length !== B || b.input.some((r) => r.length !== T) || b.target.length !== rows)
         throw new Error(`lrec: TeacherCache.build: step ${s} has a batch of another shape than [${B}, ${T}]`);
-      b.input.forEach((r, i) => inputs.set(r, s * rows + i * T));
+      b.input.forEach((r, i) => {
+        inputs.set(r, s * rows + i * T);
+      });
       targets.set(b.target, s * rows);
       const top = noGrad(() =>
         tidy(() => {
@@ -101,13 +103,15 @@ export class TeacherCache {
   static async open(path: string): Promise<TeacherCache> {
     const f = await openSafetensors(path);
     try {
-      if (f.metadata.format !== FORMAT) throw new Error(`lrec: TeacherCache.open: ${path} is not an LREC teacher cache`);
+      if (f.metadata.format !== FORMAT)
+        throw new Error(`lrec: TeacherCache.open: ${path} is not an LREC teacher cache`);
       const k = Number(f.metadata.k);
       const V = Number(f.metadata.vocabSize);
       const shape = (n: string, dtype: string) => {
         const t = f.tensors[n];
         if (!t) throw new Error(`lrec: TeacherCache.open: ${path} has no tensor "${n}"`);
-        if (t.dtype !== dtype) throw new Error(`lrec: TeacherCache.open: ${path}: "${n}" is ${t.dtype}, expected ${dtype}`);
+        if (t.dtype !== dtype)
+          throw new Error(`lrec: TeacherCache.open: ${path}: "${n}" is ${t.dtype}, expected ${dtype}`);
         return t.shape;
       };
       const [S, B, T] = shape("input", "I32");
@@ -123,12 +127,14 @@ export class TeacherCache {
         if (got.join(",") !== sh.join(","))
           throw new Error(`lrec: TeacherCache.open: ${path}: "${n}" is [${got}], expected [${sh}]`);
       }
-      if (!(k >= 1 && V >= k)) throw new Error(`lrec: TeacherCache.open: ${path}: bad k ${k} / vocabSize ${V}`);
+      if (!(k >= 1 && V >= k))
+        throw new Error(`lrec: TeacherCache.open: ${path}: bad k ${k} / vocabSize ${V}`);
       const i32 = async (n: string) => (await f.readRaw(n)).data as Int32Array;
       const inputs = await i32("input");
       const targets = await i32("target");
       const indices = await i32("indices");
-      for (const v of indices) if (v < 0 || v >= V) throw new Error(`lrec: TeacherCache.open: ${path}: token id ${v} out of range`);
+      for (const v of indices)
+        if (v < 0 || v >= V) throw new Error(`lrec: TeacherCache.open: ${path}: token id ${v} out of range`);
       return new TeacherCache(
         path,
         S,
@@ -149,7 +155,9 @@ export class TeacherCache {
 
   private check(step: number): void {
     if (!Number.isSafeInteger(step) || step < 0 || step >= this.steps)
-      throw new Error(`lrec: TeacherCache: step ${step} is not cached (the cache holds steps 0 … ${this.steps - 1})`);
+      throw new Error(
+        `lrec: TeacherCache: step ${step} is not cached (the cache holds steps 0 … ${this.steps - 1})`,
+      );
   }
 
   /** The cached batches as a data source (steps beyond the cache throw). */
@@ -158,7 +166,9 @@ export class TeacherCache {
     const rows = this.batch * this.seq;
     const input: number[][] = [];
     for (let b = 0; b < this.batch; b++)
-      input.push(Array.from(this.inputs.subarray(step * rows + b * this.seq, step * rows + (b + 1) * this.seq)));
+      input.push(
+        Array.from(this.inputs.subarray(step * rows + b * this.seq, step * rows + (b + 1) * this.seq)),
+      );
     return { input, target: this.targets.slice(step * rows, (step + 1) * rows) };
   };
 
