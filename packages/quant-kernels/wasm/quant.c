@@ -9,6 +9,9 @@
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+// Columns of x per tile in the fused matvec (16 KiB of x).
+#define QK_XTILE 4096
+
 static inline int log2_per(int cb) { return cb == 2 ? 4 : cb == 4 ? 3 : 2; }
 
 int qk_fast(const int32_t* d) { return d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 3) == 0; }
@@ -102,11 +105,11 @@ static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp
 // One weight row, container width CB (a compile-time constant after inlining).
 #define DEFINE_ROW(CB, LP)                                                                                    \
   static float row_##CB(const uint32_t* w, const float* x, const float* xs, const float* sc, const float* ze,    \
-                        int ng, int gs, int Kp) {                                                               \
+                        int g0, int ng, int gs, int Kp) {                                                       \
     const int per = 1 << LP, bw = 4 << LP;                                                                      \
     v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
     float corr = 0.0f;                                                                                          \
-    for (int g = 0; g < ng; g++) {                                                                              \
+    for (int g = g0; g < ng; g++) {                                                                             \
       int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
       v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;                                                              \
       if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
@@ -129,6 +132,45 @@ static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp
 DEFINE_ROW(2, 4)
 DEFINE_ROW(4, 3)
 DEFINE_ROW(8, 2)
+
+// Two weight rows at once (w and w + wpr): two independent code streams, one x load per step.
+#define DEFINE_ROW2(CB, LP)                                                                                   \
+  static void row2_##CB(const uint32_t* w, int wpr, const float* x, const float* xs, const float* sc,          \
+                        const float* ze, int g0, int ng, int rowNg, int gs, int Kp, float* out) {               \
+    const int per = 1 << LP, bw = 4 << LP;                                                                      \
+    const uint32_t* w2 = w + wpr;                                                                               \
+    v128_t tot = wasm_f32x4_splat(0.0f), tot2 = tot;                                                            \
+    float corr = 0.0f, corr2 = 0.0f;                                                                            \
+    for (int g = g0; g < ng; g++) {                                                                             \
+      int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, b0 = a0, b1 = a0;                                            \
+      if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
+        for (int b = k0 >> (LP + 2); b < (k1 >> (LP + 2)); b++) {                                               \
+          v128_t v = wasm_v128_load(w + b * 4), u = wasm_v128_load(w2 + b * 4);                                 \
+          const float* xb = x + b * bw;                                                                         \
+          _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                 \
+            v128_t xa = wasm_v128_load(xb + 4 * t), xc = wasm_v128_load(xb + 4 * t + 4);                        \
+            FMA(a0, wasm_f32x4_convert_i32x4(decode(v, t, CB)), xa);                                            \
+            FMA(b0, wasm_f32x4_convert_i32x4(decode(u, t, CB)), xa);                                            \
+            FMA(a1, wasm_f32x4_convert_i32x4(decode(v, t + 1, CB)), xc);                                        \
+            FMA(b1, wasm_f32x4_convert_i32x4(decode(u, t + 1, CB)), xc);                                        \
+          }                                                                                                     \
+        }                                                                                                       \
+      } else {                                                                                                  \
+        a0 = dot_steps(w, x, CB, LP, k0, k1);                                                                   \
+        b0 = dot_steps(w2, x, CB, LP, k0, k1);                                                                  \
+      }                                                                                                         \
+      FMA(tot, wasm_f32x4_add(a0, a1), wasm_f32x4_splat(sc[g]));                                                \
+      FMA(tot2, wasm_f32x4_add(b0, b1), wasm_f32x4_splat(sc[rowNg + g]));                                       \
+      corr += sc[g] * ze[g] * xs[g];                                                                            \
+      corr2 += sc[rowNg + g] * ze[rowNg + g] * xs[g];                                                           \
+    }                                                                                                           \
+    out[0] = hsum(tot) - corr;                                                                                  \
+    out[1] = hsum(tot2) - corr2;                                                                                \
+  }
+DEFINE_ROW2(2, 4)
+DEFINE_ROW2(4, 3)
+DEFINE_ROW2(8, 2)
 
 void qk_xsums(const int32_t* d, const float* x, float* xs) {
   int ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP];
@@ -158,13 +200,31 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y
     }
     return;
   }
-  for (int n = n0; n < n1; n++) {
-    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
-    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
-    const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
-    y[n] = cb == 2   ? row_2(w, x, xs, sc, ze, ng, gs, Kp)
-           : cb == 4 ? row_4(w, x, xs, sc, ze, ng, gs, Kp)
-                     : row_8(w, x, xs, sc, ze, ng, gs, Kp);
+  // Columns in tiles of about QK_XTILE so the tile of x stays in L1 while the rows stream past.
+  int gt = gs >= QK_XTILE ? 1 : QK_XTILE / gs;
+  for (int g0 = 0; g0 < ng; g0 += gt) {
+    int g1 = imin(g0 + gt, ng);
+    int n = n0;
+    for (; n + 2 <= n1; n += 2) {
+      const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+      const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+      const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
+      float part[2];
+      if (cb == 2) row2_2(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
+      else if (cb == 4) row2_4(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
+      else row2_8(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
+      y[n] = g0 == 0 ? part[0] : y[n] + part[0];
+      y[n + 1] = g0 == 0 ? part[1] : y[n + 1] + part[1];
+    }
+    for (; n < n1; n++) {
+      const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+      const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+      const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
+      float part = cb == 2   ? row_2(w, x, xs, sc, ze, g0, g1, gs, Kp)
+                   : cb == 4 ? row_4(w, x, xs, sc, ze, g0, g1, gs, Kp)
+                             : row_8(w, x, xs, sc, ze, g0, g1, gs, Kp);
+      y[n] = g0 == 0 ? part : y[n] + part;
+    }
   }
 }
 
