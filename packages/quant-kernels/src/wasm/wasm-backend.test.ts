@@ -109,6 +109,21 @@ describe.each([1, 2])(
       },
     );
 
+    it.each(["int2-g32-sym-f16", "int4-g64-asym-f32", "int8-g128-asym-f16", "int3-pc-asym-f16"])(
+      "%s: fused matvec over several 4096-column tiles of x (K = 4500, odd N) matches the reference",
+      (name) => {
+        const N = 9;
+        const K = 4500;
+        const q = rtnQuantize(randomWeights(N * K, 40), N, K, name);
+        const x = randomUniform(K, 41);
+        const want = new Float32Array(N);
+        const got = new Float32Array(N);
+        ref.qmatmul(x, 1, q, want);
+        be.qmatmul(x, 1, q, got);
+        expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+      },
+    );
+
     it("act-order gIdx: qmatmul, qmatmulT and dequantize match the reference (property)", () => {
       fc.assert(
         fc.property(
