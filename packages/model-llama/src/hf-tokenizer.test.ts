@@ -154,3 +154,85 @@ describe("HfTokenizer", () => {
     expect(() => hf.decode(1, 999)).toThrow(/token 999 is outside \[0, 512\)/);
   });
 });
+
+/** GPT-2's byte ↔ printable-character table (printable Latin-1 bytes map to themselves). */
+function byteChars(): string[] {
+  const keep: number[] = [];
+  for (let b = 33; b <= 126; b++) keep.push(b);
+  for (let b = 161; b <= 172; b++) keep.push(b);
+  for (let b = 174; b <= 255; b++) keep.push(b);
+  const out: string[] = new Array(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++)
+    out[b] = keep.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
+  return out;
+}
+
+describe("HfTokenizer on a byte-level BPE (GPT-2 style)", () => {
+  const chars = byteChars();
+  const vocab: Record<string, number> = {};
+  chars.forEach((c, i) => {
+    vocab[c] = i;
+  });
+  const merges = [
+    ["Ġ", "t"],
+    ["h", "e"],
+    ["Ġt", "he"],
+    ["l", "l"],
+    ["ll", "o"],
+  ];
+  for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
+  vocab["<|endoftext|>"] = Object.keys(vocab).length;
+  const json = {
+    version: "1.0",
+    added_tokens: [
+      {
+        id: vocab["<|endoftext|>"],
+        content: "<|endoftext|>",
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      },
+    ],
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+  const t = new HfTokenizer(json);
+
+  it("merges, special ids, exact round trips and streaming through partial UTF-8 bytes", () => {
+    expect(t.bosId).toBe(vocab["<|endoftext|>"]);
+    expect(t.eosId).toBe(vocab["<|endoftext|>"]);
+    expect(t.vocabSize).toBe(262);
+    const ids = t.encode("hello the 🙂!", { eos: true });
+    // "he" + "llo", then "Ġthe" (Ġt + he), then the emoji's four bytes
+    expect(ids.slice(0, 3)).toEqual([vocab.he, vocab.llo, vocab["Ġthe"]]);
+    expect(ids.at(-1)).toBe(t.eosId);
+    expect(t.decodeAll(ids)).toBe("hello the 🙂!");
+    const d = t.streamDecoder();
+    const parts: string[] = [];
+    let prev = t.bosId;
+    for (const id of ids) {
+      parts.push(d.push(prev, id));
+      prev = id;
+    }
+    parts.push(d.flush());
+    expect(parts.join("")).toBe("hello the 🙂!");
+    expect(parts).toContain("🙂"); // emitted whole once its 4th byte arrived
+    expect(parts.some((p) => p.includes("\uFFFD"))).toBe(false);
+  });
+});
