@@ -1,4 +1,16 @@
-import { type Tensor, add, backward, linear, mul, parameter, sum, tensor, tidy } from "@int21/autograd";
+import {
+  type Tensor,
+  add,
+  backward,
+  linear,
+  memory,
+  mul,
+  parameter,
+  resetPeak,
+  sum,
+  tensor,
+  tidy,
+} from "@int21/autograd";
 import { LoRALinear, adapterTensors } from "@int21/lora";
 import { type Linear, type QuantizedLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
@@ -162,6 +174,24 @@ describe("trainForward", () => {
       expect(Math.abs(fd - grads[1][p][idx])).toBeLessThan(2e-3 * Math.abs(fd));
     }
   });
+
+  it("per-layer checkpointing lowers the peak memory of forward + backward", () => {
+    const base = stories260K();
+    const wq = withDelta(base.layers[0].wq, 11);
+    const w: LlamaWeights = { ...base, layers: base.layers.map((L, l) => (l === 0 ? { ...L, wq } : L)) };
+    const long = [0, 1].map((b) => Array.from({ length: 96 }, (_, i) => 3 + ((i * 31 + b * 7) % 500)));
+    const peak = (ck: boolean) => {
+      wq.delta.grad = null;
+      const before = memory().liveBytes;
+      resetPeak();
+      tidy(() => backward(sum(trainForward(w, long, { checkpoint: ck }))));
+      return memory().peakBytes - before;
+    };
+    const withCk = peak(true);
+    const without = peak(false);
+    // measured: 4.1 MB vs 9.2 MB (the attention probabilities and FFN activations of 5 layers)
+    expect(withCk).toBeLessThan(0.6 * without);
+  }, 30_000);
 
   it("offers a per-linear hook with stable names", () => {
     const w = stories260K();
