@@ -3,7 +3,7 @@
 import { KERNELS_WASM_SINGLE, KERNELS_WASM_THREADS } from "./kernels-wasm.generated";
 import { GEMM_SCRATCH_FLOATS, J_NEXT, J_OP, J_SCRATCH, J_STRIDE, NC } from "./layout";
 import { WasmHeap } from "./wasm-heap";
-import { CONTROL_BYTES, WorkerPool } from "./worker-pool";
+import { CONTROL_BYTES, type PoolOptions, WorkerPool } from "./worker-pool";
 
 interface KernelExports {
   __stack_pointer: WebAssembly.Global;
@@ -60,7 +60,7 @@ export class WasmRuntime {
   }
 
   /** Instantiates the module; starts `threads - 1` workers when `threads > 1`. */
-  static async create(threads: number, sharedMemory?: boolean): Promise<WasmRuntime> {
+  static async create(threads: number, sharedMemory?: boolean, poolOpts?: PoolOptions): Promise<WasmRuntime> {
     const shared = sharedMemory ?? sharedMemoryAvailable();
     if (shared && !sharedMemoryAvailable()) {
       throw new Error(
@@ -106,7 +106,7 @@ export class WasmRuntime {
       heap.i32.fill(0, ctrl >> 2, (ctrl + CONTROL_BYTES) >> 2);
       const stacks: number[] = [];
       for (let t = 1; t < threads; t++) stacks.push(heap.alloc(STACK_BYTES) + STACK_BYTES);
-      pool = await WorkerPool.start(module, memory, threads, ctrl, stacks, runLocal);
+      pool = await WorkerPool.start(module, memory, threads, ctrl, stacks, runLocal, poolOpts);
     }
     return new WasmRuntime(heap, ex, pool, job, shared);
   }

@@ -66,8 +66,26 @@ const NODE_SOURCE = `import("node:worker_threads").then(({ parentPort, workerDat
 
 const BROWSER_SOURCE = `self.onmessage = (e) => { (${workerMain.toString()})(e.data, (m) => self.postMessage(m)); };`;
 
+/** The worker programs as source text (exported for tests). */
+export const WORKER_SOURCES = { node: NODE_SOURCE, browser: BROWSER_SOURCE } as const;
+
 interface AnyWorker {
   terminate(): unknown;
+}
+
+/** The part of the browser `Worker` API the pool uses. */
+export interface BrowserWorkerLike extends AnyWorker {
+  onmessage: ((e: unknown) => void) | null;
+  onerror: ((e: { message: string }) => void) | null;
+  postMessage(m: unknown): void;
+}
+
+/** Test hooks: run the browser program through `browserWorker`, and/or never block in Atomics.wait. */
+export interface PoolOptions {
+  /** Creates a worker running {@link WORKER_SOURCES}.browser (default: a blob-URL `Worker`). */
+  browserWorker?: () => BrowserWorkerLike;
+  /** Spin instead of `Atomics.wait` on the calling thread, as on a browser main thread. */
+  spin?: boolean;
 }
 
 type NodeWorker = AnyWorker & { once(ev: string, f: (x: unknown) => void): void; unref(): void };
@@ -111,9 +129,10 @@ export class WorkerPool {
     ctrlAddr: number,
     private readonly workers: AnyWorker[],
     private readonly runLocal: (job: number, tid: number, nth: number) => void,
+    spin: boolean,
   ) {
     this.ctrl = new Int32Array(memory.buffer, ctrlAddr, 16);
-    this.block = canBlock();
+    this.block = !spin && canBlock();
   }
 
   /** Threads including the caller's. */
@@ -132,12 +151,13 @@ export class WorkerPool {
     ctrl: number,
     stacks: number[],
     runLocal: (job: number, tid: number, nth: number) => void,
+    opts: PoolOptions = {},
   ): Promise<WorkerPool> {
     const workers: AnyWorker[] = [];
     const nodeWorkers: NodeWorker[] = [];
     const ready: Promise<void>[] = [];
     try {
-      if (isNode()) {
+      if (isNode() && opts.browserWorker === undefined) {
         const Worker = await nodeWorkerCtor();
         for (let t = 1; t < threads; t++) {
           const init: WorkerInit = { module, memory, tid: t, stackTop: stacks[t - 1], ctrl };
@@ -152,10 +172,15 @@ export class WorkerPool {
           );
         }
       } else {
-        const url = URL.createObjectURL(new Blob([BROWSER_SOURCE], { type: "text/javascript" }));
+        const make =
+          opts.browserWorker ??
+          (() => {
+            const url = URL.createObjectURL(new Blob([BROWSER_SOURCE], { type: "text/javascript" }));
+            return () => new Worker(url) as unknown as BrowserWorkerLike;
+          })();
         for (let t = 1; t < threads; t++) {
           const init: WorkerInit = { module, memory, tid: t, stackTop: stacks[t - 1], ctrl };
-          const w = new Worker(url);
+          const w = make();
           workers.push(w);
           ready.push(
             new Promise((res, rej) => {
@@ -173,7 +198,7 @@ export class WorkerPool {
       for (const w of workers) w.terminate();
       throw e;
     }
-    return new WorkerPool(memory, ctrl, workers, runLocal);
+    return new WorkerPool(memory, ctrl, workers, runLocal, opts.spin === true);
   }
 
   /** Runs job `job` on `nth` threads (1 ≤ nth ≤ threads) and returns when all are done. */
