@@ -181,6 +181,101 @@ describe("GGUF model round trips (stories260K)", () => {
   });
 });
 
+describe("k-quant GGUF projections", () => {
+  it("Q2_K, Q3_K, Q4_K, Q6_K load dequantized; keepPacked keeps Q4_K as int4-g32-asym-f32 and says why not the others", async () => {
+    const config = {
+      dim: 256,
+      hiddenDim: 512,
+      nLayers: 1,
+      nHeads: 4,
+      nKvHeads: 2,
+      vocabSize: 512,
+      seqLen: 64,
+      ropeTheta: 10000,
+      normEps: 1e-5,
+      sharedClassifier: true,
+    };
+    let seed = 7;
+    const rand = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    // random blocks with sane f16 super-block scales (d ≈ 2^-9, Q4_K/Q2_K dmin = d / 64)
+    const F16_D = 0x1800;
+    const F16_DMIN = 0x0c00;
+    const scaleAt: Record<string, [number, number | undefined]> = {
+      Q2_K: [80, 82],
+      Q3_K: [108, undefined],
+      Q4_K: [0, 2],
+      Q6_K: [208, undefined],
+    };
+    const blocks = (type: "Q2_K" | "Q3_K" | "Q4_K" | "Q6_K", count: number): Uint8Array => {
+      const t = GGML_TYPES[type];
+      const raw = Uint8Array.from({ length: (count / 256) * t.blockBytes }, () => Math.floor(rand() * 256));
+      const [d, dmin] = scaleAt[type];
+      for (let o = 0; o < raw.length; o += t.blockBytes) {
+        raw[o + d] = F16_D & 255;
+        raw[o + d + 1] = F16_D >> 8;
+        if (dmin !== undefined) {
+          raw[o + dmin] = F16_DMIN & 255;
+          raw[o + dmin + 1] = F16_DMIN >> 8;
+        }
+      }
+      return raw;
+    };
+    const kv = 128;
+    const proj = [
+      ["attn_q", "Q4_K", [256, 256]],
+      ["attn_k", "Q6_K", [kv, 256]],
+      ["attn_v", "Q3_K", [kv, 256]],
+      ["attn_output", "Q2_K", [256, 256]],
+      ["ffn_gate", "Q4_K", [512, 256]],
+      ["ffn_down", "Q6_K", [256, 512]],
+      ["ffn_up", "Q4_K", [512, 256]],
+    ] as const;
+    const ones = new Float32Array(256).fill(1);
+    const emb = Float32Array.from({ length: 512 * 256 }, () => (rand() - 0.5) * 0.2);
+    const bytes = serializeGguf({
+      metadata: llamaToGgufMetadata(config),
+      tensors: [
+        { name: "token_embd.weight", type: "F32", shape: [512, 256], data: emb },
+        { name: "output_norm.weight", type: "F32", shape: [256], data: ones },
+        { name: "blk.0.attn_norm.weight", type: "F32", shape: [256], data: ones },
+        { name: "blk.0.ffn_norm.weight", type: "F32", shape: [256], data: ones },
+        ...proj.map(([n, type, shape]) => ({
+          name: `blk.0.${n}.weight`,
+          type,
+          shape,
+          raw: blocks(type, shape[0] * shape[1]),
+        })),
+      ],
+    });
+    const file = parseGguf(bytes, "k.gguf");
+    const float = await loadGguf(bytes);
+    expect(float.weights.config).toEqual(config);
+    const asFloat = (w: LlamaWeights, n: "wq" | "wk" | "wv" | "wo") => {
+      const p = linearParts(w.layers[0][n], n);
+      return p.kind === "float" ? p.weight : undefined;
+    };
+    expectSameValues(asFloat(float.weights, "wk")!, file.readTensorF32("blk.0.attn_k.weight"));
+    expectSameValues(asFloat(float.weights, "wo")!, file.readTensorF32("blk.0.attn_output.weight"));
+    const packed = await loadGguf(bytes, { keepPacked: true });
+    for (const t of packed.tensors.filter((e) => e.gguf.startsWith("blk.0.") && !e.gguf.includes("norm"))) {
+      if (t.type === "Q4_K") {
+        expect(t).toMatchObject({ loadedAs: "packed", format: "int4-g32-asym-f32", exact: false });
+        expect(t.maxAbsError).toBeLessThan(1e-6);
+      } else {
+        expect(t.loadedAs).toBe("float");
+        expect(t.reason).toMatch(/groups of 16/);
+      }
+    }
+    const PROMPT_K = [1, 5, 300, 42, 7];
+    const run = (w: LlamaWeights) =>
+      forward(w, createRunState(w.config, { maxRows: 5 }), PROMPT_K, 0, "all").slice();
+    expect(maxAbsDiff(run(packed.weights), run(float.weights))).toBeLessThan(1e-4);
+  });
+});
+
 describe("ggml blocks ↔ int21 records", () => {
   const N = 6;
   const K = 64;
