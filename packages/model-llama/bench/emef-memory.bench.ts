@@ -11,6 +11,10 @@
 // (the same for float and packed cases). Nothing builds a float copy of a packed weight: the forward
 // is the fused qmatmul, the input gradient qmatmulT.
 //
+// Runtime settings of the child (both float and packed cases): `--expose-gc` with a collection about
+// once per layer (V8 otherwise lets hundreds of MB of dead activation buffers wait for a GC), and
+// MALLOC_MMAP_THRESHOLD_=131072 (glibc returns freed large buffers to the OS instead of keeping them).
+//
 //   npx tsx packages/model-llama/bench/emef-memory.bench.ts          (INT21_BENCH_QUICK=1: stories260K / 15M)
 //   INT21_EMEF_CASES=7B:int2,7B:int4 npx tsx …                      (only these cases)
 import { spawnSync } from "node:child_process";
@@ -18,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { report } from "@int21/bench-utils";
 import type { SyntheticModelName } from "@int21/model-llama";
 
-type Fmt = "f32" | "int4" | "int2";
+type Fmt = "f32" | "int4" | "int2" | "int2g128";
 
 interface Case {
   shape: SyntheticModelName;
@@ -56,6 +60,7 @@ function cases(): Case[] {
           { shape: "stories110M", fmt: "int2", seq: 512 },
           { shape: "1.1B", fmt: "f32", seq: 512 },
           { shape: "1.1B", fmt: "int2", seq: 512 },
+          { shape: "1.1B", fmt: "int2g128", seq: 512 },
           { shape: "7B", fmt: "int2", seq: 512 },
           { shape: "7B", fmt: "int4", seq: 512 },
         ];
@@ -70,7 +75,8 @@ async function main(): Promise<void> {
   for (const c of cases()) {
     let line: string | undefined;
     for (let attempt = 1; attempt <= 2 && line === undefined; attempt++) {
-      const p = spawnSync(process.execPath, [child, JSON.stringify(c)], {
+      const p = spawnSync(process.execPath, ["--expose-gc", child, JSON.stringify(c)], {
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" },
         encoding: "utf8",
         maxBuffer: 1 << 24,
         stdio: ["ignore", "pipe", "inherit"],
@@ -109,7 +115,7 @@ async function main(): Promise<void> {
   });
   const notes = [
     "One training step per case in its own process: batch 1, LoRA r=8 alpha=16 on q_proj,v_proj, per-layer checkpointing, AdamW; peak RSS = process.resourceUsage().maxRSS of that process (includes Node itself and weight generation).",
-    "Synthetic weights (syntheticWeights), packed formats generated straight into packed words: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16; token embedding float32.",
+    "Synthetic weights (syntheticWeights), packed formats generated straight into packed words: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding float32.",
     "wasm backend with its resident copy of each layer evicted after each kernel call (see the file header).",
     "memoryRatioVsF32 = float32 LoRA peak RSS / this case's, same shape, same run. Targets: 1.1B ratio >= 5.6; 7B INT2 <= 4 GB, INT4 <= 5.5 GB.",
   ];

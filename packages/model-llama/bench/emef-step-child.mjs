@@ -6,16 +6,34 @@ import { loraParameters } from "@int21/lora";
 import { addLlamaLoRA, llamaLoss, syntheticConfig, syntheticWeights } from "@int21/model-llama";
 import { bitsPerWeight, createWasmBackend } from "@int21/quant-kernels";
 
-const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
+const FORMATS = {
+  f32: undefined,
+  int4: "int4-g128-asym-f16",
+  int2: "int2-g64-asym-f16",
+  int2g128: "int2-g128-asym-f16",
+};
 
-/** Drops the wasm backend's resident copy of a packed layer / constant float weight after each call. */
+const gc = globalThis.gc;
+let calls = 0;
+/** With `--expose-gc`, collects garbage about once per transformer layer (every 7 kernel calls). */
+function maybeGc() {
+  if (gc && ++calls % 7 === 0) gc();
+}
+
+/**
+ * Drops the wasm backend's resident copy of a packed layer / constant float weight after each call,
+ * and (with `--expose-gc`) collects the JS garbage of finished layers.
+ */
 function evicting(be) {
   return {
     name: `${be.name}+evict`,
     supports: (k, f) => be.supports(k, f),
     sgemm(args) {
       be.sgemm(args);
-      if (args.bConst === true) be.evict(args.B);
+      if (args.bConst === true) {
+        be.evict(args.B);
+        maybeGc();
+      }
     },
     dequantize(q, out) {
       be.dequantize(q, out);
@@ -24,10 +42,12 @@ function evicting(be) {
     qmatmul(x, rows, q, y) {
       be.qmatmul(x, rows, q, y);
       be.evict(q);
+      maybeGc();
     },
     qmatmulT(g, rows, q, dx) {
       be.qmatmulT(g, rows, q, dx);
       be.evict(q);
+      maybeGc();
     },
     dispose: () => be.dispose(),
   };
