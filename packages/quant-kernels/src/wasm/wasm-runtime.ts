@@ -32,7 +32,7 @@ export function sharedMemoryAvailable(): boolean {
 
 /** The module plus everything kernels share. */
 export class WasmRuntime {
-  /** Bytes below which a job stays on the calling thread is decided per kernel; see `threadsFor`. */
+  /** The allocator over the module's memory. */
   readonly heap: WasmHeap;
   readonly shared: boolean;
   private readonly ex: KernelExports;
