@@ -6,6 +6,7 @@ import { evalCommand, evalProgram } from "./commands/eval";
 import { finetune, finetuneProgram } from "./commands/finetune";
 import { generate, generateProgram } from "./commands/generate";
 import { inspect, inspectProgram } from "./commands/inspect";
+import { lrec, lrecProgram } from "./commands/lrec";
 import { quantize, quantizeProgram } from "./commands/quantize";
 import type { Command } from "commander";
 
@@ -18,6 +19,7 @@ export interface CliCommand {
 /** Every command, by name. */
 export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   quantize: { program: quantizeProgram, run: quantize },
+  lrec: { program: lrecProgram, run: lrec },
   finetune: { program: finetuneProgram, run: finetune },
   eval: { program: evalProgram, run: evalCommand },
   generate: { program: generateProgram, run: generate },

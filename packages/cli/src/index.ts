@@ -5,6 +5,8 @@ export { type CliIo, CliError, EXIT, type TextSink, UsageError, bufferIo, proces
 export { type Action, runProgram, threadsOption, withBackend, writeJson } from "./command";
 export { quantize, quantizeProgram } from "./commands/quantize";
 export { finetune, finetuneProgram } from "./commands/finetune";
+export { lrec, lrecProgram, lrecStatePath } from "./commands/lrec";
+export { baseWeights } from "./base-weights";
 export { evalCommand, evalProgram } from "./commands/eval";
 export { generate, generateProgram } from "./commands/generate";
 export {

@@ -3,6 +3,12 @@
 import { processIo } from "./cli-io";
 import { runCli } from "./cli";
 
+// `int21 … | head`: a closed pipe ends the output quietly
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 runCli(process.argv.slice(2), processIo()).then(
   (code) => {
     process.exitCode = code;

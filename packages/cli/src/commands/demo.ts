@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { LLAMA_TARGETS, lossChartSvg, textDataset } from "@int21/lora";
+import { LLAMA_TARGETS, lineChartSvg, textDataset } from "@int21/lora";
+import { runLrec, windowData } from "@int21/lrec";
 import {
   Llama2cTokenizer,
   type LlamaWeights,
@@ -18,7 +19,9 @@ import { Command, Option } from "commander";
 import { barChartSvg } from "../charts";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { baseWeights } from "../base-weights";
 import { trainLoRA } from "../emef";
+import { checkpointAdaptersOf } from "../model-loading";
 import { markdownTable, textTable } from "../format-table";
 import { progressBar } from "../progress";
 import { intIn } from "../options";
@@ -57,6 +60,7 @@ interface DemoOpts {
   data?: string;
   output: string;
   steps?: number;
+  lrecSteps?: number;
   quick: boolean;
   threads?: number;
   json: boolean;
@@ -78,6 +82,7 @@ export interface DemoSummary {
   evalStories: number;
   evalTokens: number;
   rows: DemoRow[];
+  lrec: { steps: number; firstKlPerToken: number; lastKlPerToken: number; seconds: number };
   finetune: { steps: number; firstLoss: number; lastLoss: number; heldOutLoss?: number; seconds: number };
   seconds: number;
   checks: { name: string; passed: boolean }[];
@@ -87,10 +92,11 @@ const PROMPT = "Once upon a time";
 
 /**
  * `int21 demo`: loads the float model, measures perplexity (per-story protocol on held-out stories) and
- * a greedy sample; quantizes to INT2 (RTN and GPTQ, group 64) and shows the damage; trains a LoRA
- * adapter on the INT2 GPTQ model (EMEF: packed weights frozen) on other stories and shows the recovery;
+ * a greedy sample; quantizes to INT2 (RTN and GPTQ, group 64) and shows the damage; runs LREC (LoRA
+ * layers trained to match the float teacher) and shows the recovery; trains an EMEF task adapter on top
+ * (packed weights and the LREC adapter frozen) on other stories;
  * writes `summary.md`, `summary.json`, `perplexity.svg`, `loss.svg` and the INT2 checkpoint into the
- * output folder. Exits 1 when a check fails (INT2 must hurt, GPTQ must beat RTN, EMEF must recover).
+ * output folder. Exits 1 when a check fails (INT2 must hurt, GPTQ must beat RTN, LREC must recover, EMEF must learn).
  */
 export function demo(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(demoProgram(), argv, io, async (_args, opts) => {
@@ -107,7 +113,8 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
     const tokPath = join(resolve(modelPath, ".."), "tok512.bin");
     if (!existsSync(tokPath))
       throw new CliError(`${tokPath}: no such file (the demo needs tok512.bin beside the model)`);
-    const steps = o.steps ?? (quick ? 12 : 300);
+    const steps = o.steps ?? (quick ? 10 : 150);
+    const lrecSteps = o.lrecSteps ?? (quick ? 10 : 150);
     const t0 = performance.now();
     const log = (s: string) => {
       if (!o.json) io.stdout.write(s);
@@ -185,7 +192,30 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
       await mkdir(o.output, { recursive: true });
       await saveInt21Checkpoint(join(o.output, "stories260K-int2-gptq.safetensors"), gptq.weights);
 
-      // EMEF: a LoRA adapter on the frozen packed INT2 model, trained on the other stories
+      // LREC: LoRA layers trained so the packed student matches the float teacher (KL + λ·CE)
+      const trainIds = tok.encode(trainStories.join("\n"), { bos: true });
+      const lrBar = progressBar(io, "LREC", { quiet: o.quiet });
+      const lr = await runLrec(float, gptq.weights, windowData(trainIds, { batch: 4, seq: 64, seed: 1 }), {
+        steps: lrecSteps,
+        r: 8,
+        alpha: 16,
+        lr: 2e-3,
+        lambda: 64,
+        log: (m) => io.stderr.write(`${m}\n`),
+        onProgress: (p) => lrBar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(3)}`),
+      });
+      lrBar.finish();
+      const lc = add(`INT2 GPTQ + LREC (r 8, ${lrecSteps} steps)`, gptq.weights, bpw);
+      await saveInt21Checkpoint(
+        join(o.output, "stories260K-int2-gptq-lrec.safetensors"),
+        baseWeights(gptq.weights),
+        {
+          adapters: checkpointAdaptersOf(lr.model, ["lrec"]),
+        },
+      );
+
+      // EMEF: a task adapter on top (LREC adapter frozen, packed weights frozen), trained on the stories
+      lr.model.setTrainable("lrec", false);
       const seq = quick ? 64 : 128;
       const examples = textDataset(trainStories.join("<|endoftext|>"), tok, {
         seqLen: seq,
@@ -199,34 +229,40 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
         { train, heldOut },
         {
           lora: {
-            targetModules: [...LLAMA_TARGETS],
+            name: "emef",
+            targetModules: ["q_proj", "v_proj", "down_proj"],
             r: 8,
             alpha: 16,
             seed: 1,
-            baseModel: "stories260K INT2 GPTQ",
+            baseModel: "stories260K INT2 GPTQ + LREC",
           },
           steps,
-          lr: 5e-3,
+          lr: 3e-3,
           batchSize: 8,
           evalEvery: Math.max(1, Math.floor(steps / 6)),
           seed: 1,
           adapterDir: join(o.output, "emef-adapter"),
+          existing: lr.model,
           onProgress: (p) => ftBar.update(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
         },
       );
       ftBar.finish();
-      const em = add(`INT2 GPTQ + EMEF LoRA (r 8, ${steps} steps)`, gptq.weights, bpw);
+      const em = add(`INT2 GPTQ + LREC + EMEF (r 8, ${steps} steps)`, gptq.weights, bpw);
 
       const hist = ft.history;
       const checks = [
         { name: "INT2 RTN hurts: its perplexity is above float32's", passed: rt.perplexity > fl.perplexity },
         { name: "GPTQ beats RTN at INT2", passed: gp.perplexity < rt.perplexity },
         {
+          name: "LREC recovers: lower held-out perplexity than INT2 GPTQ",
+          passed: lc.perplexity < gp.perplexity,
+        },
+        {
           name: "EMEF lowers the training loss",
           passed: hist.train[hist.train.length - 1][1] < hist.train[0][1],
         },
         {
-          name: "EMEF lowers INT2 GPTQ perplexity on held-out stories",
+          name: "INT2 GPTQ + LREC + EMEF stays below INT2 GPTQ's perplexity",
           passed: em.perplexity < gp.perplexity,
         },
       ];
@@ -235,6 +271,12 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
         evalStories: nEval,
         evalTokens,
         rows,
+        lrec: {
+          steps: lr.steps,
+          firstKlPerToken: lr.history[0].klPerToken,
+          lastKlPerToken: lr.history[lr.history.length - 1].klPerToken,
+          seconds: lr.seconds,
+        },
         finetune: {
           steps: ft.steps,
           firstLoss: hist.train[0][1],
@@ -268,14 +310,33 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
       );
       await writeFile(
         join(o.output, "loss.svg"),
-        lossChartSvg(hist, `EMEF on INT2 GPTQ stories260K (${ft.steps} steps)`),
+        lineChartSvg(
+          `stories260K INT2: LREC (${lr.steps} steps) then EMEF (${ft.steps} steps)`,
+          [
+            {
+              name: "LREC: KL to the float teacher",
+              points: lr.history
+                .filter((h) => !h.skipped)
+                .map((h) => [h.step, h.klPerToken] as [number, number]),
+            },
+            {
+              name: "EMEF: training loss",
+              points: hist.train.map(([st, l]) => [lr.steps + st, l] as [number, number]),
+            },
+            {
+              name: "EMEF: held-out loss",
+              points: hist.eval.map(([st, l]) => [lr.steps + st, l] as [number, number]),
+            },
+          ],
+          { x: "step (LREC, then EMEF)", y: "nats per token" },
+        ),
       );
       if (o.json) writeJson(io, summary);
       else {
         io.stdout.write(`\n${textTable(header, tableRows)}`);
         for (const c of checks) io.stdout.write(`${c.passed ? "ok  " : "FAIL"} ${c.name}\n`);
         io.stdout.write(
-          `wrote ${o.output}/summary.md, summary.json, perplexity.svg, loss.svg, stories260K-int2-gptq.safetensors, emef-adapter/ (${summary.seconds.toFixed(0)} s)\n`,
+          `wrote ${o.output}/summary.md, summary.json, perplexity.svg, loss.svg, stories260K-int2-gptq.safetensors, stories260K-int2-gptq-lrec.safetensors, emef-adapter/ (${summary.seconds.toFixed(0)} s)\n`,
         );
       }
       return checks.every((c) => c.passed) ? EXIT.ok : EXIT.failure;

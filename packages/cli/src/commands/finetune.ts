@@ -142,7 +142,7 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
         res = await trainLoRA(m.weights, data, {
           lora: {
             name,
-            targetModules: o.targets,
+            targetModules: o.targets.includes("all-linear") ? [...LLAMA_TARGETS] : o.targets,
             r: o.rank,
             alpha: o.alpha ?? 2 * o.rank,
             seed: o.seed,

@@ -1,7 +1,7 @@
 // `int21 inspect <file>`: what a checkpoint or adapter holds (format, shapes, dtypes, bits).
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type SafetensorsInfo, openSafetensors } from "@int21/io";
+import { type SafetensorsInfo, openGguf, openSafetensors } from "@int21/io";
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftConfig } from "@int21/lora";
 import {
   INT21_CHECKPOINT_FORMAT,
@@ -44,7 +44,7 @@ export interface InspectedTensor {
 /** What {@link inspectFile} finds. */
 export interface Inspection {
   path: string;
-  kind: "llama2c" | "hf" | "int21" | "peft-adapter" | "safetensors";
+  kind: "llama2c" | "hf" | "int21" | "gguf" | "peft-adapter" | "safetensors";
   bytes: number;
   config?: LlamaConfig | Record<string, unknown>;
   metadata?: Record<string, unknown>;
@@ -139,6 +139,28 @@ export async function inspectFile(path: string): Promise<Inspection> {
     }));
     return { path, kind, bytes, config, tensors };
   }
+  if (kind === "gguf") {
+    let g: Awaited<ReturnType<typeof openGguf>>;
+    try {
+      g = await openGguf(path);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    await g.close();
+    const metadata: Record<string, unknown> = {};
+    for (const k of Object.keys(g.metadata)) {
+      const v = g.get(k);
+      // long arrays (the vocabulary) are summarised
+      metadata[k] =
+        Array.isArray(v) && v.length > 16 ? `[${v.length} values]` : typeof v === "bigint" ? String(v) : v;
+    }
+    const tensors = g.names.map((n) => ({
+      name: n,
+      dtype: g.tensors[n].type,
+      shape: [...g.tensors[n].shape],
+    }));
+    return { path, kind, bytes, metadata, tensors };
+  }
   const info = await safetensorsInfo(path);
   const tensors = listTensors(info);
   const metadata = jsonMeta(info.metadata);
@@ -209,6 +231,7 @@ function describeKind(kind: Inspection["kind"]): string {
     llama2c: "llama2.c checkpoint (float32)",
     hf: "Hugging Face model directory",
     int21: "int21 checkpoint",
+    gguf: "GGUF file",
     "peft-adapter": "PEFT LoRA adapter",
     safetensors: "safetensors file",
   }[kind];

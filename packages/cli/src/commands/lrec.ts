@@ -1,0 +1,202 @@
+// `int21 lrec <quantized> --teacher <model> --data <text> [--rank --alpha --lambda --steps --lr] -o <out>`
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { LREC_TARGETS, lrecChartSvg, runLrec, windowData } from "@int21/lrec";
+import { saveInt21Checkpoint } from "@int21/model-llama";
+import { Command, Option } from "commander";
+import { baseWeights } from "../base-weights";
+import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
+import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { evaluateAgainstTeacher } from "../evaluation";
+import { checkpointAdaptersOf, findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { intIn, nameList, numberIn } from "../options";
+import { progressBar } from "../progress";
+
+/** The options of `int21 lrec`. */
+export function lrecProgram(): Command {
+  return new Command("lrec")
+    .description("LREC: train LoRA layers so a packed model matches its float teacher (KL + λ·CE); resumable")
+    .argument("<quantized>", "int21 checkpoint written by `int21 quantize`")
+    .requiredOption("--teacher <model>", "the float model it was quantized from")
+    .requiredOption("--data <text>", "text whose windows the teacher and student see")
+    .requiredOption("-o, --output <file>", "int21 checkpoint to write: the packed base plus the LREC adapter")
+    .addOption(new Option("--rank <r>", "LoRA rank").argParser(intIn(1, 4096)).default(8))
+    .addOption(new Option("--alpha <a>", "LoRA alpha (default 2 × rank)").argParser(numberIn(0)))
+    .addOption(
+      new Option(
+        "--lambda <λ>",
+        "weight of the cross-entropy term (the KL is summed over positions, the CE averaged)",
+      )
+        .argParser(numberIn(0))
+        .default(64),
+    )
+    .addOption(new Option("--steps <n>", "optimizer steps").argParser(intIn(1)).default(100))
+    .addOption(new Option("--lr <lr>", "learning rate (Adam)").argParser(numberIn(0)).default(2e-3))
+    .addOption(new Option("--seq <n>", "tokens per window").argParser(intIn(2)).default(64))
+    .addOption(new Option("--batch <n>", "windows per step").argParser(intIn(1)).default(4))
+    .addOption(
+      new Option("--targets <names>", "projections to correct (default: all seven per layer)").argParser(
+        nameList,
+      ),
+    )
+    .addOption(
+      new Option("--init <how>", "zero: B = 0; svd: truncated SVD of W − Ŵ")
+        .choices(["zero", "svd"])
+        .default("zero"),
+    )
+    .addOption(
+      new Option("--eval-tokens <n>", "held-out tokens (the end of --data) scored before and after")
+        .argParser(intIn(0))
+        .default(2048),
+    )
+    .addOption(new Option("--seed <n>", "seed of the window order").argParser(intIn(0)).default(0))
+    .option("--fresh", "ignore an existing LREC state file", false)
+    .option("--tokenizer <file>", "tokenizer (default: found beside the teacher or the student)")
+    .addOption(threadsOption())
+    .option("--json", "print the result as JSON", false)
+    .option("--quiet", "no progress bars", false);
+}
+
+interface LrecOpts {
+  teacher: string;
+  data: string;
+  output: string;
+  rank: number;
+  alpha?: number;
+  lambda: number;
+  steps: number;
+  lr: number;
+  seq: number;
+  batch: number;
+  targets?: string[];
+  init: "zero" | "svd";
+  evalTokens: number;
+  seed: number;
+  fresh: boolean;
+  tokenizer?: string;
+  threads?: number;
+  json: boolean;
+  quiet: boolean;
+}
+
+/** The resumable state file of an LREC run writing `output`. */
+export function lrecStatePath(output: string): string {
+  return join(dirname(output), `${basename(output).replace(/\.safetensors$/, "")}.lrec-state.safetensors`);
+}
+
+/**
+ * `int21 lrec`: trains an LREC adapter on the packed student against the float teacher, prints the
+ * held-out KL and NLL before and after, and writes the packed base with the adapter inside one int21
+ * checkpoint (plus the loss chart beside it). Rerunning the same command resumes from the state file.
+ */
+export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
+  return runProgram(lrecProgram(), argv, io, async ([quantized], opts) => {
+    const o = opts as unknown as LrecOpts;
+    if (!existsSync(o.data)) throw new CliError(`--data ${o.data}: no such file`);
+    return withBackend(o.threads, async (backend) => {
+      const student = await openModel(quantized as string, io, { backend, quiet: o.quiet });
+      if (student.kind !== "int21")
+        throw new UsageError(
+          `${student.path} is a float model; LREC trains a packed one: run \`int21 quantize\` first`,
+        );
+      const teacher = await openModel(o.teacher, io, { backend, quiet: o.quiet, what: "teacher" });
+      const c = student.weights.config;
+      for (const k of ["dim", "nLayers", "vocabSize"] as const)
+        if (teacher.weights.config[k] !== c[k])
+          throw new CliError(
+            `--teacher ${o.teacher}: its ${k} is ${teacher.weights.config[k]}, the student's is ${c[k]}`,
+          );
+      if (o.seq + 1 > c.seqLen)
+        throw new UsageError(`--seq ${o.seq} must be below the model's context (seqLen ${c.seqLen})`);
+      let tokPath: string;
+      try {
+        tokPath = findTokenizer(teacher.path, c.vocabSize, o.tokenizer);
+      } catch {
+        tokPath = findTokenizer(student.path, c.vocabSize, o.tokenizer);
+      }
+      const tok = loadTokenizer(tokPath, c.vocabSize);
+      const all = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
+      const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
+      const train = all.slice(0, all.length - nEval);
+      const held = all.slice(all.length - nEval);
+      if (train.length < o.seq + 1)
+        throw new CliError(
+          `--data ${o.data}: ${train.length} training tokens, fewer than one window (--seq ${o.seq} + 1)`,
+        );
+      const evalCtx = Math.min(c.seqLen, 256);
+      const score = () =>
+        held.length >= 2
+          ? evaluateAgainstTeacher(student.weights, teacher.weights, held, { ctx: evalCtx, stride: evalCtx })
+          : undefined;
+      const before = score();
+      const statePath = lrecStatePath(o.output);
+      if (o.fresh) {
+        const { rm } = await import("node:fs/promises");
+        await rm(statePath, { force: true });
+      }
+      const bar = progressBar(io, "lrec", { quiet: o.quiet });
+      let res: Awaited<ReturnType<typeof runLrec>>;
+      try {
+        res = await runLrec(
+          teacher.weights,
+          student.weights,
+          windowData(train, { batch: o.batch, seq: o.seq, seed: o.seed }),
+          {
+            steps: o.steps,
+            r: o.rank,
+            alpha: o.alpha ?? 2 * o.rank,
+            lr: o.lr,
+            lambda: o.lambda,
+            targets: o.targets ?? LREC_TARGETS,
+            init: o.init,
+            ...(o.init === "svd" ? { backend } : {}),
+            checkpointPath: statePath,
+            checkpointEvery: 10,
+            log: (m) => io.stderr.write(`${m}\n`),
+            onProgress: (p) =>
+              bar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(4)} CE ${p.ce.toFixed(4)}`),
+          },
+        );
+      } catch (e) {
+        throw new CliError((e as Error).message);
+      }
+      bar.finish();
+      const after = score();
+      await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
+        adapters: checkpointAdaptersOf(res.model, ["lrec"]),
+      });
+      const chart = o.output.replace(/\.safetensors$/, "") + ".lrec-loss.svg";
+      const { writeFile } = await import("node:fs/promises");
+      await writeFile(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
+      const summary = {
+        output: o.output,
+        lossChart: chart,
+        steps: res.steps,
+        resumed: res.resumed,
+        trainableParameters: res.model.parameterCount("lrec"),
+        heldOutTokens: held.length,
+        before: before && {
+          meanKl: before.meanKl,
+          meanNll: before.meanNll,
+          perplexity: before.perplexity,
+          teacherPerplexity: Math.exp(before.teacherMeanNll),
+        },
+        after: after && { meanKl: after.meanKl, meanNll: after.meanNll, perplexity: after.perplexity },
+        seconds: res.seconds,
+      };
+      if (o.json) writeJson(io, summary);
+      else {
+        io.stdout.write(
+          `LREC: ${res.steps} steps${res.resumed ? " (resumed)" : ""}, r ${o.rank}, ${summary.trainableParameters} parameters, ${res.seconds.toFixed(1)} s\n`,
+        );
+        if (before && after)
+          io.stdout.write(
+            `held-out (${held.length} tokens): KL to teacher ${before.meanKl.toFixed(4)} → ${after.meanKl.toFixed(4)} nats/token, ` +
+              `perplexity ${before.perplexity.toFixed(3)} → ${after.perplexity.toFixed(3)} (teacher ${Math.exp(before.teacherMeanNll).toFixed(3)})\n`,
+          );
+        io.stdout.write(`wrote ${o.output} (packed base + LREC adapter) and ${chart}\n`);
+      }
+      return EXIT.ok;
+    });
+  });
+}
