@@ -74,7 +74,9 @@ describe("generate: prompts, stops and errors", () => {
 
 describe("generate through the loader and the quant-kernels backends", () => {
   const disposers: (() => void)[] = [];
-  afterAll(() => disposers.forEach((d) => d()));
+  afterAll(() => {
+    for (const d of disposers) d();
+  });
 
   it("loadLlama2c + FloatLinear on the reference and wasm (1 and 2 threads) backends give the golden sample", async () => {
     const backends = [
