@@ -10,7 +10,13 @@ import {
   readGgufTokenizer,
   serializeGguf,
 } from "@int21/io";
-import { referenceDequantize, rtnQuantize } from "@int21/quant-kernels";
+import {
+  createQuantLinear,
+  createQuantizedLinear,
+  createReferenceBackend,
+  referenceDequantize,
+  rtnQuantize,
+} from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
 import { forward } from "./forward";
@@ -31,6 +37,7 @@ import { assembleFromReader } from "./load-assemble";
 import { loadLlama2c } from "./load-llama2c";
 import { detectModelFile, loadModel } from "./model-files";
 import { createRunState } from "./run-state";
+import { syntheticConfig, syntheticWeights } from "./synthetic";
 import { Llama2cTokenizer } from "./tokenizer";
 import type { LlamaWeights } from "./weights";
 
@@ -158,6 +165,27 @@ describe("GGUF model round trips (stories260K)", () => {
     );
     expect(worst).toBeLessThan(1e-3);
     expect(diff).toBeLessThan(0.02);
+  });
+
+  it("an untied classifier is written as output.weight and read back; GPTQ-style act-order records are re-quantized", async () => {
+    const config = { ...syntheticConfig("stories260K"), sharedClassifier: false };
+    const w = syntheticWeights(config, { seed: 11 });
+    const { bytes, report } = serializeGgufModel(w, { type: "F32" });
+    expect(report.tensors.find((t) => t.gguf === "output.weight")?.mode).toBe("exact");
+    const back = await loadGguf(bytes);
+    expect(back.weights.config.sharedClassifier).toBe(false);
+    expect(maxAbsDiff(logits(back.weights), logits(w))).toBe(0);
+    // a record with act-order (gIdx) has no block layout: dequantized, then ggml's quantizer
+    const wq = linearParts(w.layers[0].wq, "wq");
+    if (wq.kind !== "float") throw new Error("expected a float projection");
+    const gIdx = Int32Array.from({ length: 64 }, (_, k) => (k * 7) % 2);
+    const r = rtnQuantize(wq.weight, 64, 64, "int4-g32-asym-f16");
+    const q = createQuantizedLinear({ ...r, format: r.format, gIdx });
+    expect(quantizedToGgml(q, "Q8_0")).toBeUndefined();
+    w.layers[0].wq = createQuantLinear({ q, backend: createReferenceBackend() });
+    const rq = serializeGgufModel(w, { type: "Q8_0" }).report.tensors.find((t) => t.name === "layers.0.wq")!;
+    expect(rq).toMatchObject({ source: "quant", mode: "requantized", type: "Q8_0" });
+    expect(rq.maxAbsError).toBeGreaterThan(0);
   });
 
   it("openGgufReader streams the same float tensors, tensor by tensor, under int21 names", async () => {
