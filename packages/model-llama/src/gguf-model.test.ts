@@ -186,6 +186,8 @@ describe("GGUF model round trips (stories260K)", () => {
     const rq = serializeGgufModel(w, { type: "Q8_0" }).report.tensors.find((t) => t.name === "layers.0.wq")!;
     expect(rq).toMatchObject({ source: "quant", mode: "requantized", type: "Q8_0" });
     expect(rq.maxAbsError).toBeGreaterThan(0);
+    w.finalNorm[3] = Number.NaN;
+    expect(() => serializeGgufModel(w)).toThrow(/finalNorm holds a non-finite value \(NaN\) at element 3/);
   });
 
   it("openGgufReader streams the same float tensors, tensor by tensor, under int21 names", async () => {

@@ -780,10 +780,14 @@ function encodeTensor(
   let max = 0;
   let sq = 0;
   for (let i = 0; i < weight.length; i++) {
+    if (!Number.isFinite(weight[i]))
+      throw new Error(`saveGguf: ${name} holds a non-finite value (${weight[i]}) at element ${i}`);
     const d = back[i] - weight[i];
     sq += d * d;
     if (Math.abs(d) > max || Number.isNaN(d)) max = Math.abs(d);
   }
+  if (!Number.isFinite(max))
+    throw new Error(`saveGguf: ${name} does not fit ${type} (a block scale overflows f16)`);
   if (max === 0) mode = "exact";
   return {
     tensor: { name: gguf, type, shape, raw },
