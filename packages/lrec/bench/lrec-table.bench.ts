@@ -1,6 +1,7 @@
 // The LREC result table on stories260K: bits {2,3,4,8} × {RTN, GPTQ} × {none, SVD-init, LREC, SVD-init + LREC},
 // plus the float baseline; held-out NLL / perplexity, KL to the teacher, effective bits per weight, a greedy sample.
 // Run: npx tsx packages/lrec/bench/lrec-table.bench.ts   (INT21_BENCH_QUICK=1: INT2 + INT4 RTN, few steps)
+// A subset (results to lrec-table-subset.*, README untouched): INT21_LREC_BITS=4 INT21_LREC_METHODS=rtn INT21_LREC_STEPS=400
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,10 +46,16 @@ const R = 4;
 const ALPHA = 16;
 const B = 4;
 const T = 128;
+const SUBSET = process.env.INT21_LREC_BITS !== undefined || process.env.INT21_LREC_METHODS !== undefined;
 const STEPS: Record<number, number> = QUICK ? { 2: 12, 4: 8 } : { 2: 200, 3: 120, 4: 150, 8: 30 };
+if (process.env.INT21_LREC_STEPS)
+  for (const b of [2, 3, 4, 8]) STEPS[b] = Number(process.env.INT21_LREC_STEPS);
 const LAMBDA: Record<number, number> = { 2: 120, 3: 40, 4: 10, 8: 10 };
-const BITS = QUICK ? [2, 4] : [2, 3, 4, 8];
-const METHODS: ("rtn" | "gptq")[] = QUICK ? ["rtn"] : ["rtn", "gptq"];
+const BITS = process.env.INT21_LREC_BITS?.split(",").map(Number) ?? (QUICK ? [2, 4] : [2, 3, 4, 8]);
+const METHODS = (process.env.INT21_LREC_METHODS?.split(",") ?? (QUICK ? ["rtn"] : ["rtn", "gptq"])) as (
+  | "rtn"
+  | "gptq"
+)[];
 const LR = 1.5e-3;
 
 function sample(w: LlamaWeights): string {
@@ -163,7 +170,8 @@ for (const m of METHODS) {
       `acceptance int4 ${m} LREC NLL ${Number(l4.nll).toFixed(4)} vs float ${ref.meanNll.toFixed(4)}: ${(100 * (Number(l4.nll) / ref.meanNll - 1)).toFixed(2)}% (need ≤ 2%)`,
     );
 }
-report(QUICK ? "lrec-table-quick" : "lrec-table", rows, {
+const SUITE = QUICK ? "lrec-table-quick" : SUBSET ? "lrec-table-subset" : "lrec-table";
+report(SUITE, rows, {
   notes,
   chart: { title: "stories260K held-out perplexity per configuration", value: "perplexity", label: "name" },
 });
@@ -172,11 +180,11 @@ if (charts.length > 0) {
     x: "step",
     y: "KL (nats/token)",
   });
-  writeFileSync(join(resultsDir(), QUICK ? "lrec-int2-kl-quick.svg" : "lrec-int2-kl.svg"), svg);
+  writeFileSync(join(resultsDir(), `${SUITE.replace("table", "int2-kl")}.svg`), svg);
 }
 
 // the Results section of the README (full runs only)
-if (!QUICK) {
+if (!QUICK && !SUBSET) {
   const fmt = (v: unknown, d: number) => (typeof v === "number" ? v.toFixed(d) : "–");
   const lines = [
     "| bits | quantizer | variant | NLL | perplexity | KL to float | gap recovered | bits/weight | steps | greedy sample (48 tokens from BOS) |",
