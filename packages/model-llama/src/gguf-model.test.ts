@@ -336,6 +336,39 @@ describe("ggml blocks ↔ int21 records", () => {
     expect(k6.q === undefined && k6.reason).toMatch(/groups of 16/);
   });
 
+  it("Q5_0 maps exactly to int8-g32-sym-f16, Q5_1 to int8-g32-asym-f32 within float32 rounding", () => {
+    let seed = 3;
+    const byte = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed >>> 24;
+    };
+    const blocks = (bytes: number, halfs: [number, number][]) => {
+      const raw = Uint8Array.from({ length: ((N * K) / 32) * bytes }, byte);
+      for (let o = 0; o < raw.length; o += bytes)
+        for (const [at, h] of halfs) {
+          raw[o + at] = h & 255;
+          raw[o + at + 1] = h >> 8;
+        }
+      return raw;
+    };
+    const q50 = blocks(22, [[0, 0x2c00]]); // d = 1/16
+    const r0 = ggmlToQuantized("Q5_0", q50, N, K);
+    expect(r0.q?.format.name).toBe("int8-g32-sym-f16");
+    const got0 = new Float32Array(N * K);
+    referenceDequantize(r0.q!, got0);
+    expectSameValues(got0, GGML_TYPES.Q5_0.dequantize!(q50, new Float32Array(N * K), N * K));
+    const q51 = blocks(24, [
+      [0, 0x2c00],
+      [2, 0xb400], // m = -1/4: zero 4
+    ]);
+    const r1 = ggmlToQuantized("Q5_1", q51, N, K);
+    expect(r1.q?.format.name).toBe("int8-g32-asym-f32");
+    const got1 = new Float32Array(N * K);
+    referenceDequantize(r1.q!, got1);
+    const want1 = GGML_TYPES.Q5_1.dequantize!(q51, new Float32Array(N * K), N * K);
+    for (let i = 0; i < got1.length; i++) expect(Math.abs(got1[i] - want1[i])).toBeLessThan(1e-6);
+  });
+
   it("int4-g32-sym-f16 → Q4_0 and → Q4_1 are exact; per-channel formats are not encoded directly", () => {
     const q = rtnQuantize(w, N, K, "int4-g32-sym-f16");
     const want = new Float32Array(N * K);
