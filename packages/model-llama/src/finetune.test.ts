@@ -12,12 +12,22 @@ import {
   LoRAModel,
   loadPeftAdapter,
   loraParameters,
+  readPeftAdapter,
 } from "@int21/lora";
 import { type Backend, type QuantLinear, createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRunState } from "./run-state";
-import { addLlamaLoRA, finetune, llamaLoss, llamaModules, setLlamaModules } from "./finetune";
+import {
+  addLlamaLoRA,
+  finetune,
+  llamaLoss,
+  llamaModules,
+  loadLlamaAdapter,
+  saveLlamaAdapter,
+  setLlamaModules,
+} from "./finetune";
+import { permuteHfRows } from "./load-hf";
 import { forward } from "./forward";
 import { loadLlama2c } from "./load-llama2c";
 import { syntheticConfig, syntheticWeights } from "./synthetic";
@@ -109,9 +119,7 @@ describe("finetune (real data: stories260K INT4 + LoRA, instruction data from Ti
 
     // reload into a freshly loaded INT4 model: the same logits through the inference forward
     const w2 = load();
-    const model2 = new LoRAModel(llamaModules(w2));
-    await loadPeftAdapter(join(dir, "adapter"), model2);
-    setLlamaModules(w2, model2.modules);
+    await loadLlamaAdapter(join(dir, "adapter"), w2);
     const prompt = Array.from(heldOut[0].input);
     const l1 = forward(w, createRunState(w.config, { maxRows: 256 }), prompt, 0, "all");
     const l2 = forward(w2, createRunState(w2.config, { maxRows: 256 }), prompt, 0, "all");
@@ -159,6 +167,37 @@ describe("finetune (real data: stories260K INT4 + LoRA, instruction data from Ti
       for (let j = 0; j < g.length; j++)
         expect(Math.abs(g[j] - full.g[i][j])).toBeLessThanOrEqual(1e-4 * (1 + m));
     });
+  });
+
+  it("PEFT export uses Hugging Face's q/k row order; loadLlamaAdapter undoes it", async () => {
+    const w = syntheticWeights(syntheticConfig("stories260K"), { backend, seed: 4 });
+    const model = addLlamaLoRA(w, { targetModules: ["q_proj", "k_proj", "v_proj"], r: 2, alpha: 4, seed: 1 });
+    for (const [, a] of model.adapters()) a.loraB.set(a.loraA.subarray(0, a.loraB.length));
+    const dir = mkdtempSync(join(tmpdir(), "int21-hf-adapter-"));
+    dirs.push(dir);
+    await saveLlamaAdapter(dir, model, w, { baseModel: "stories260K" });
+    const file = await readPeftAdapter(dir);
+    const q = file.modules.get("model.layers.0.self_attn.q_proj")!;
+    const k = file.modules.get("model.layers.0.self_attn.k_proj")!;
+    const v = file.modules.get("model.layers.0.self_attn.v_proj")!;
+    const mem = (m: string) => (w.layers[0][m as "wq"] as LoRALinear).adapter("default");
+    expect(q.loraB).toEqual(permuteHfRows(mem("wq").loraB, 8, 64, 2));
+    expect(k.loraB).toEqual(permuteHfRows(mem("wk").loraB, 4, 32, 2));
+    expect(q.loraB).not.toEqual(mem("wq").loraB);
+    expect(v.loraB).toEqual(mem("wv").loraB);
+    expect(q.loraA).toEqual(mem("wq").loraA);
+    const prompt = [1, 50, 60, 70, 80];
+    const want = forward(w, createRunState(w.config), prompt, 0, "all");
+    const w2 = syntheticWeights(syntheticConfig("stories260K"), { backend, seed: 4 });
+    const { record } = await loadLlamaAdapter(dir, w2);
+    expect(record.targets).toHaveLength(15);
+    expect(forward(w2, createRunState(w2.config), prompt, 0, "all")).toEqual(want);
+    // the plain (layout-agnostic) loader would apply the HF rows to int21's q/k: different outputs
+    const w3 = syntheticWeights(syntheticConfig("stories260K"), { backend, seed: 4 });
+    const m3 = new LoRAModel(llamaModules(w3));
+    await loadPeftAdapter(dir, m3);
+    setLlamaModules(w3, m3.modules);
+    expect(forward(w3, createRunState(w3.config), prompt, 0, "all")).not.toEqual(want);
   });
 
   it("addLlamaLoRA rejects targets the model does not have", () => {

@@ -4,6 +4,8 @@ import { Adam, AdamW, crossEntropy, type Tensor } from "@int21/autograd";
 import {
   type Batch,
   type Example,
+  type AdapterRecord,
+  attachPeftAdapter,
   type LoRAConfig,
   LoRALinear,
   LoRAModel,
@@ -11,12 +13,21 @@ import {
   linearForward,
   loraParameters,
   lossChartSvg,
-  savePeftAdapter,
+  PEFT_CONFIG_FILE,
+  PEFT_WEIGHTS_FILE,
+  type PeftAttachOptions,
+  type PeftSaveOptions,
+  peftConfig,
+  peftTensors,
+  readPeftAdapter,
   Trainer,
   type TrainerOptions,
   type TrainResult,
 } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
+import { writeSafetensors } from "@int21/io";
+import { headSize } from "./config";
+import { permuteHfRows, unpermuteHfRows } from "./load-hf";
 import { trainForward } from "./train-forward";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
@@ -56,6 +67,69 @@ export function addLlamaLoRA(weights: LlamaWeights, config: LoRAConfig): LoRAMod
   model.addAdapter(config);
   setLlamaModules(weights, model.modules);
   return model;
+}
+
+/** Heads of a q_proj / k_proj module name (HF's q/k rows are permuted per head), else 0. */
+function qkHeads(weights: LlamaWeights, module: string): number {
+  if (module.endsWith(".self_attn.q_proj")) return weights.config.nHeads;
+  if (module.endsWith(".self_attn.k_proj")) return weights.config.nKvHeads;
+  return 0;
+}
+
+/**
+ * Saves adapter `opts.name` of a LLaMA model as a PEFT adapter **for the Hugging Face model**: int21 keeps
+ * q/k rows in llama2.c's interleaved-RoPE order, HF's `q_proj` / `k_proj` weights have their rows
+ * permuted per head (`convert_llama_weights_to_hf`), so `lora_B` of q_proj / k_proj is permuted the
+ * same way (A, whose columns are the hidden state, is unchanged). Load it back with {@link loadLlamaAdapter}.
+ */
+export async function saveLlamaAdapter(
+  dir: string,
+  model: LoRAModel,
+  weights: LlamaWeights,
+  opts: PeftSaveOptions = {},
+): Promise<void> {
+  const { mkdir, writeFile, rename } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const hs = headSize(weights.config);
+  const tensors = peftTensors(model, opts);
+  for (const [key, t] of Object.entries(tensors)) {
+    const m = /^base_model\.model\.(.+)\.lora_B\.weight$/.exec(key);
+    const heads = m ? qkHeads(weights, m[1]) : 0;
+    if (heads > 0) {
+      const [rows, r] = t.shape;
+      if (rows !== heads * hs)
+        throw new Error(`saveLlamaAdapter: ${key} has ${rows} rows, expected ${heads}×${hs}`);
+      tensors[key] = { ...t, data: permuteHfRows(t.data as Float32Array, heads, rows, r) };
+    }
+  }
+  await mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors, { format: "pt" });
+  const tmp = join(dir, `${PEFT_CONFIG_FILE}.${process.pid}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(peftConfig(model, opts), null, 2)}\n`);
+  await rename(tmp, join(dir, PEFT_CONFIG_FILE));
+}
+
+/**
+ * Loads a PEFT adapter trained on (or saved for) the Hugging Face LLaMA layout onto `weights`: reads and
+ * validates it, un-permutes `lora_B` rows of q_proj / k_proj into int21's order, stacks it on the model
+ * (frozen unless `trainable`) and puts the wrapped layers into `weights`. Returns the model and the record.
+ */
+export async function loadLlamaAdapter(
+  dir: string,
+  weights: LlamaWeights,
+  opts: PeftAttachOptions = {},
+): Promise<{ model: LoRAModel; record: AdapterRecord }> {
+  const adapter = await readPeftAdapter(dir);
+  const hs = headSize(weights.config);
+  for (const [module, m] of adapter.modules) {
+    const heads = qkHeads(weights, module);
+    if (heads > 0 && m.outFeatures === heads * hs)
+      m.loraB = unpermuteHfRows(m.loraB, heads, m.outFeatures, m.r);
+  }
+  const model = new LoRAModel(llamaModules(weights));
+  const record = attachPeftAdapter(model, adapter, opts);
+  setLlamaModules(weights, model.modules);
+  return { model, record };
 }
 
 /** Options of {@link llamaLoss}. */
@@ -111,7 +185,7 @@ export interface FinetuneOptions
   weightDecay?: number;
   /** Per-layer activation checkpointing. Default true. */
   checkpointLayers?: boolean;
-  /** Save the adapter in PEFT format here at every checkpoint and at the end. */
+  /** Save the adapter in PEFT format (Hugging Face q/k layout, see {@link saveLlamaAdapter}) here at every checkpoint and at the end. */
   adapterDir?: string;
   /** Write the loss curves (SVG) here at the end. */
   lossChart?: string;
@@ -172,12 +246,12 @@ export async function finetune(
     train: data.train,
     ...(data.heldOut ? { heldOut: data.heldOut } : {}),
     beforeMicroBatch: (micro) => model.setDropoutStep(micro),
-    ...(adapterDir ? { onCheckpoint: () => savePeftAdapter(adapterDir, model, { name }) } : {}),
+    ...(adapterDir ? { onCheckpoint: () => saveLlamaAdapter(adapterDir, model, weights, { name }) } : {}),
   });
   let resumed = false;
   if (opts.checkpointDir && resume !== false) resumed = await trainer.resume(opts.checkpointDir);
   const result = await trainer.run();
-  if (adapterDir) await savePeftAdapter(adapterDir, model, { name });
+  if (adapterDir) await saveLlamaAdapter(adapterDir, model, weights, { name });
   if (lossChart) {
     const { writeFile } = await import("node:fs/promises");
     await writeFile(lossChart, lossChartSvg(result.history, `EMEF fine-tuning (${result.steps} steps)`));

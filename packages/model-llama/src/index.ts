@@ -92,6 +92,8 @@ export {
   finetune,
   llamaLoss,
   llamaModules,
+  loadLlamaAdapter,
+  saveLlamaAdapter,
   setLlamaModules,
 } from "./finetune";
 export {
