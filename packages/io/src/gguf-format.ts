@@ -130,7 +130,7 @@ const ARRAY_CTOR: Record<Exclude<GgufValueType, "string" | "array" | "bool">, Ar
 class Cursor {
   pos = 0;
   readonly view: DataView;
-  readonly decoder = new TextDecoder("utf-8", { fatal: true });
+  readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   constructor(
     readonly bytes: Uint8Array,
     readonly fileSize: number,

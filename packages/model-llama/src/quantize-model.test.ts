@@ -6,6 +6,7 @@ import { SHARED, sharedPath } from "@int21/shared-data";
 import { type WasmBackend, createWasmBackend, rtnQuantize } from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { saveInt21Checkpoint } from "./checkpoint";
+import { saveGguf } from "./gguf-model";
 import { llamaTensorSpecs } from "./load-assemble";
 import { hfTensorName, llamaToHfConfig, permuteHfRows } from "./load-hf";
 import { loadLlama2c } from "./load-llama2c";
@@ -197,6 +198,11 @@ describe("quantizeCheckpoint", () => {
     writeFileSync(join(dir, "model.safetensors"), serializeSafetensors(st));
     const fromHf = await quantizeCheckpoint(dir, opts);
     expect(words(fromHf.weights)).toEqual(words(ref.weights));
+
+    const gguf = join(tmp, "stories.gguf");
+    await saveGguf(gguf, stories, { type: "F32" });
+    const fromGguf = await quantizeCheckpoint(gguf, opts);
+    expect(words(fromGguf.weights)).toEqual(words(ref.weights));
 
     const ck = join(tmp, "q.safetensors");
     await saveInt21Checkpoint(ck, ref.weights);

@@ -16,6 +16,7 @@ import { type LlamaConfig, headSize, kvDim } from "./config";
 import { attention, rmsnorm, rope, swiglu } from "./forward";
 import { assertFinite, llamaTensorSpecs, resolveFormat } from "./load-assemble";
 import { openHfReader } from "./load-hf";
+import { openGgufReader } from "./gguf-model";
 import { openLlama2cReader } from "./load-llama2c";
 import { detectModelFile } from "./model-files";
 import { linearParts } from "./linear-parts";
@@ -127,7 +128,12 @@ export async function quantizeCheckpoint(
   const kind = await detectModelFile(path);
   if (kind === "int21")
     throw new Error(`${path}: an int21 checkpoint is already quantized; start from a float one`);
-  const reader = kind === "hf" ? await openHfReader(path) : openLlama2cReader(path);
+  const reader =
+    kind === "hf"
+      ? await openHfReader(path)
+      : kind === "gguf"
+        ? await openGgufReader(path)
+        : openLlama2cReader(path);
   try {
     const { config, source } = reader;
     const backend = opts.backend ?? createReferenceBackend();
