@@ -62,7 +62,9 @@ export async function openModel(
   opts: LoadOptions & { quiet?: boolean; what?: string } = {},
 ): Promise<OpenedModel> {
   const path = await resolveModelPath(spec, io, opts);
-  const bar = progressBar(io, `load ${basename(path)}`, { quiet: opts.quiet });
+  // in a log (not a terminal) small models load without a bar
+  const small = !io.stderrIsTTY && statSync(path).isFile() && statSync(path).size < 64 * 2 ** 20;
+  const bar = progressBar(io, `load ${basename(path)}`, { quiet: opts.quiet || small });
   let m: LoadedModel;
   try {
     m = await loadModel(path, { ...opts, onProgress: (p) => bar.update(p.done, p.total) });

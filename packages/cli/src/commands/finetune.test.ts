@@ -54,6 +54,7 @@ describe("int21 finetune (EMEF on stories260K packed to INT4)", () => {
   it("trains, writes the PEFT adapter, loss chart and history; the loss falls", async () => {
     const r = await cli([...args(10), "--json"]);
     expect(r.err).toContain("finetune [");
+    expect(r.err).not.toContain("load stories260K.bin [");
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     expect(s.steps).toBe(10);
