@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { LLAMA_TARGETS, lineChartSvg, textDataset } from "@int21/lora";
+import { lineChartSvg, textDataset } from "@int21/lora";
 import { runLrec, windowData } from "@int21/lrec";
 import {
   Llama2cTokenizer,

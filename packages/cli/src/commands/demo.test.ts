@@ -1,0 +1,50 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, describe, expect, it } from "vitest";
+import { cli, removeTempDirs, tempDir } from "../testing";
+
+afterAll(removeTempDirs);
+
+describe("int21 demo --quick (stories260K)", () => {
+  it("writes the table, charts and checkpoints; every check passes; --json parses", async () => {
+    const out = join(tempDir(), "demo-out");
+    const r = await cli(["demo", "--quick", "-o", out, "--threads", "1", "--json", "--quiet"], {
+      env: { INT21_SHARED: join(sharedPath(SHARED.stories260K), "..", "..", "..") },
+    });
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.rows.map((x: { config: string }) => x.config.split(" (")[0])).toEqual([
+      "float32",
+      "INT2 RTN",
+      "INT2 GPTQ",
+      "INT2 GPTQ + LREC",
+      "INT2 GPTQ + LREC + EMEF",
+    ]);
+    expect(s.checks.every((c: { passed: boolean }) => c.passed)).toBe(true);
+    // the float model's greedy sample is llama2.c's
+    expect(s.rows[0].sample.startsWith("Once upon a time, there was a little girl named Lily.")).toBe(true);
+    for (const f of [
+      "summary.md",
+      "summary.json",
+      "perplexity.svg",
+      "loss.svg",
+      "stories260K-int2-gptq.safetensors",
+      "stories260K-int2-gptq-lrec.safetensors",
+      "emef-adapter/adapter_config.json",
+    ])
+      expect(existsSync(join(out, f))).toBe(true);
+    expect(readFileSync(join(out, "summary.md"), "utf8")).toContain(
+      "| INT2 GPTQ + LREC (r 8, 10 steps) | 2.50 |",
+    );
+    expect(readFileSync(join(out, "perplexity.svg"), "utf8").match(/<rect x=/g)).toHaveLength(5);
+    expect(readFileSync(join(out, "loss.svg"), "utf8")).toContain("<polyline");
+  }, 120_000);
+
+  it("names a missing model (exit 1)", async () => {
+    const r = await cli(["demo", "--model", "/nonexistent/stories.bin", "--quick"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("--model /nonexistent/stories.bin: no such file");
+  });
+});
