@@ -17,6 +17,7 @@
 //
 //   npx tsx packages/model-llama/bench/emef-memory.bench.ts          (INT21_BENCH_QUICK=1: stories260K / 15M)
 //   INT21_EMEF_CASES=7B:int2,7B:int4 npx tsx …                      (only these cases)
+//   INT21_EMEF_THREADS=1 …                                            (wasm threads of each case)
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { report } from "@int21/bench-utils";

@@ -133,7 +133,9 @@ function packedWeights(config, format, backend, seed) {
 }
 
 const c = JSON.parse(process.argv[2]);
-const wasm = await createWasmBackend();
+// INT21_EMEF_THREADS: wasm threads (default: the backend's, min(cores, 4)); 1 avoids spinning waits on a busy machine
+const threads = process.env.INT21_EMEF_THREADS ? Number(process.env.INT21_EMEF_THREADS) : undefined;
+const wasm = await createWasmBackend(threads ? { threads } : {});
 const backend = evicting(wasm);
 setBackend(backend);
 const config = syntheticConfig(c.shape);
