@@ -224,7 +224,8 @@ export function forward(
     return state.logits.subarray(0, n * V);
   }
   const off = (lastRows - 1) * c.dim;
-  rmsnorm(state.xb, state.x.subarray(off, off + c.dim), weights.finalNorm, 1, c.dim, c.normEps);
+  for (let j = 0; j < c.dim; j++) state.xb2[j] = state.x[off + j];
+  rmsnorm(state.xb, state.xb2, weights.finalNorm, 1, c.dim, c.normEps);
   weights.classifier.forward(state.xb, 1, state.logits);
   return state.logits.subarray(0, V);
 }
@@ -242,9 +243,11 @@ function forwardChunk(
   const hs = headSize(c);
   const kv = kvDim(c);
   const { x, xb, xb2, hb, hb2, q, k, v } = s;
+  const emb = w.tokenEmbedding;
   for (let r = 0; r < rows; r++) {
-    const t = tokens[start + r];
-    x.set(w.tokenEmbedding.subarray(t * dim, (t + 1) * dim), r * dim);
+    const eo = tokens[start + r] * dim;
+    const xo = r * dim;
+    for (let j = 0; j < dim; j++) x[xo + j] = emb[eo + j];
   }
   for (let l = 0; l < c.nLayers; l++) {
     const L = w.layers[l];
@@ -255,8 +258,11 @@ function forwardChunk(
     rope(q, rows, dim, hs, pos, s);
     rope(k, rows, kv, hs, pos, s);
     const loff = l * seqLen * kv + pos * kv;
-    s.keyCache.set(k.subarray(0, rows * kv), loff);
-    s.valueCache.set(v.subarray(0, rows * kv), loff);
+    const { keyCache, valueCache } = s;
+    for (let i = 0; i < rows * kv; i++) {
+      keyCache[loff + i] = k[i];
+      valueCache[loff + i] = v[i];
+    }
     attention(s, l, rows, pos, xb);
     L.wo.forward(xb, rows, xb2);
     for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
