@@ -56,6 +56,8 @@ export async function trainLoRA(
         `an example has ${e.input.length} tokens, more than the model's seqLen ${weights.config.seqLen}`,
       );
   const model = loraModelOf(weights, opts.existing);
+  // adapters already on the model (an LREC correction, an earlier task) stay frozen
+  for (const n of model.adapterNames()) model.setTrainable(n, false);
   model.addAdapter(opts.lora);
   setLlamaModules(weights, model.modules);
   const name = opts.lora.name ?? "default";

@@ -310,8 +310,9 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
       await writeFile(
         join(o.output, "perplexity.svg"),
         barChartSvg(
-          "stories260K perplexity on held-out TinyStories (lower is better)",
+          "stories260K perplexity on held-out TinyStories (log scale, lower is better)",
           rows.map((r) => [r.config, r.perplexity]),
+          { log: true },
         ),
       );
       await writeFile(
