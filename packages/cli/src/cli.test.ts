@@ -100,6 +100,41 @@ describe("quantize → inspect → eval → generate on stories260K", () => {
     expect(r.err).toBe("");
   }, 30_000);
 
+  it("quantize --act-order stores the column order; inspect reports it", async () => {
+    const ao = join(dir, "q3-act-order.safetensors");
+    const r = await cli([
+      "quantize",
+      MODEL,
+      "--bits",
+      "3",
+      "--method",
+      "gptq",
+      "--act-order",
+      "--calib",
+      DATA,
+      "--calib-windows",
+      "4",
+      "-o",
+      ao,
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(r.code).toBe(0);
+    const i = await cli(["inspect", ao, "--all"]);
+    expect(i.out).toContain("35 × int3-g64-asym-f16 (act-order)");
+    expect(i.out).toContain("layers.0.wq.g_idx");
+    const bad = await cli(["quantize", MODEL, "--method", "rtn", "--act-order", "-o", ao]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--act-order needs --method gptq");
+    const noCalib = await cli(["quantize", MODEL, "--method", "gptq", "-o", ao]);
+    expect(noCalib.code).toBe(2);
+    expect(noCalib.err).toContain("--calib <text> is required with --method gptq");
+    const bits = await cli(["quantize", MODEL, "--bits", "5", "-o", ao]);
+    expect(bits.code).toBe(2);
+    expect(bits.err).toContain("--bits");
+  }, 30_000);
+
   it("inspect shows the format and packed tensors (text and JSON)", async () => {
     const r = await cli(["inspect", out]);
     expect(r.code).toBe(0);

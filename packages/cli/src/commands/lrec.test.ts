@@ -96,6 +96,63 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(s.steps).toBe(16);
   }, 60_000);
 
+  it("EMEF on the LREC checkpoint trains only a new adapter (LREC frozen); eval and generate stack both", async () => {
+    const ad = join(dir, "task");
+    const r = await cli([
+      "finetune",
+      out,
+      "--data",
+      DATA,
+      "--steps",
+      "3",
+      "--seq",
+      "48",
+      "--rank",
+      "2",
+      "-o",
+      ad,
+      "--json",
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(r.code).toBe(0);
+    // rank 2 on q_proj and v_proj of 5 layers: the LREC adapter's parameters are not counted
+    expect(JSON.parse(r.out).trainableParameters).toBe(5 * (2 * 128 + 2 * 96));
+    const e = [
+      "eval",
+      out,
+      "--data",
+      DATA,
+      "--max-tokens",
+      "400",
+      "--ctx",
+      "128",
+      "--json",
+      "--quiet",
+      "--threads",
+      "1",
+    ];
+    const lrecOnly = JSON.parse((await cli(e)).out);
+    const both = JSON.parse((await cli([...e, "--adapter", ad])).out);
+    expect(both.tokens).toBe(lrecOnly.tokens);
+    expect(both.meanNll).not.toBeCloseTo(lrecOnly.meanNll, 4);
+    const g = await cli([
+      "generate",
+      out,
+      "--adapter",
+      ad,
+      "--temperature",
+      "0",
+      "--steps",
+      "20",
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(g.code).toBe(0);
+  }, 60_000);
+
   it("refuses a float student (exit 2) and names a missing teacher (exit 1)", async () => {
     const f = await cli([
       "lrec",
