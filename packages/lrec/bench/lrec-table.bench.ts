@@ -48,7 +48,7 @@ const ALPHA = 16;
 const B = 4;
 const T = 128;
 const SUBSET = process.env.INT21_LREC_BITS !== undefined || process.env.INT21_LREC_METHODS !== undefined;
-const STEPS: Record<number, number> = QUICK ? { 2: 12, 4: 8 } : { 2: 200, 3: 120, 4: 150, 8: 30 };
+const STEPS: Record<number, number> = QUICK ? { 2: 12, 4: 8 } : { 2: 200, 3: 120, 4: 300, 8: 30 };
 if (process.env.INT21_LREC_STEPS)
   for (const b of [2, 3, 4, 8]) STEPS[b] = Number(process.env.INT21_LREC_STEPS);
 const LAMBDA: Record<number, number> = { 2: 120, 3: 40, 4: 10, 8: 10 };
