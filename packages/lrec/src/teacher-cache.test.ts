@@ -102,13 +102,16 @@ describe("TeacherCache", () => {
       steps: 12,
       k: 32,
     });
+    const chart = join(dir, "loss.svg");
     const res = await runLrec(await TeacherCache.open(path), int2(), undefined, {
       steps: 12,
       r: 2,
       alpha: 8,
       lr: 3e-3,
+      lossChart: chart,
     });
     expect(res.history[11].klPerToken).toBeLessThan(res.history[0].klPerToken);
+    expect(readFileSync(chart, "utf8")).toMatch(/^<svg[\s\S]*LREC \(12 steps\)/);
     await expect(runLrec(cache, int2(), cache.data, { steps: 2, r: 2 })).rejects.toThrow(/data = undefined/);
     await expect(runLrec(cache, int2(), undefined, { steps: 20, r: 2 })).rejects.toThrow(/holds 12 steps/);
   });
