@@ -41,17 +41,15 @@ describe("ggmlToGroups", () => {
   for (const type of GGML_GROUP_TYPES) {
     it(`${type}: scale * (q - zero) equals the dequantized weights (property)`, () => {
       const t = GGML_TYPES[type];
-      const arb = fc
-        .integer({ min: 1, max: 3 })
-        .chain((n) =>
-          fc.tuple(
-            fc.array(fc.integer({ min: 0, max: 255 }), {
-              minLength: n * t.blockBytes,
-              maxLength: n * t.blockBytes,
-            }),
-            fc.array(fc.double({ min: -2, max: 2, noNaN: true }), { minLength: 1, maxLength: 6 }),
-          ),
-        );
+      const arb = fc.integer({ min: 1, max: 3 }).chain((n) =>
+        fc.tuple(
+          fc.array(fc.integer({ min: 0, max: 255 }), {
+            minLength: n * t.blockBytes,
+            maxLength: n * t.blockBytes,
+          }),
+          fc.array(fc.double({ min: -2, max: 2, noNaN: true }), { minLength: 1, maxLength: 6 }),
+        ),
+      );
       fc.assert(
         fc.property(arb, ([bytes, halves]) => {
           const src = blocks(type, bytes, halves);

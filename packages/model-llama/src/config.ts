@@ -38,15 +38,26 @@ export function kvDim(c: LlamaConfig): number {
  * (`source` names the file or object it came from).
  */
 export function validateConfig(c: LlamaConfig, source = "config"): LlamaConfig {
-  const ints: (keyof LlamaConfig)[] = ["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "vocabSize", "seqLen"];
+  const ints: (keyof LlamaConfig)[] = [
+    "dim",
+    "hiddenDim",
+    "nLayers",
+    "nHeads",
+    "nKvHeads",
+    "vocabSize",
+    "seqLen",
+  ];
   for (const k of ints) {
     const v = c[k] as number;
-    if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${source}: ${k} must be a positive integer, got ${String(v)}`);
+    if (!Number.isSafeInteger(v) || v <= 0)
+      throw new Error(`${source}: ${k} must be a positive integer, got ${String(v)}`);
   }
-  if (c.dim % c.nHeads !== 0) throw new Error(`${source}: dim ${c.dim} is not divisible by nHeads ${c.nHeads}`);
+  if (c.dim % c.nHeads !== 0)
+    throw new Error(`${source}: dim ${c.dim} is not divisible by nHeads ${c.nHeads}`);
   if (c.nHeads % c.nKvHeads !== 0)
     throw new Error(`${source}: nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
-  if ((c.dim / c.nHeads) % 2 !== 0) throw new Error(`${source}: head size ${c.dim / c.nHeads} must be even for RoPE`);
+  if ((c.dim / c.nHeads) % 2 !== 0)
+    throw new Error(`${source}: head size ${c.dim / c.nHeads} must be even for RoPE`);
   if (!(c.ropeTheta > 0)) throw new Error(`${source}: ropeTheta must be > 0, got ${String(c.ropeTheta)}`);
   if (!(c.normEps > 0)) throw new Error(`${source}: normEps must be > 0, got ${String(c.normEps)}`);
   return c;

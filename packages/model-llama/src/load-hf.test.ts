@@ -240,7 +240,9 @@ describe("loadHf rejects bad checkpoints naming the file and tensor", () => {
 
     delete index.weight_map["model.norm.weight"];
     writeFileSync(join(idx, "model.safetensors.index.json"), JSON.stringify(index));
-    await expect(loadHf(idx)).rejects.toThrow(/tensor model\.norm\.weight is not listed in the index's weight_map/);
+    await expect(loadHf(idx)).rejects.toThrow(
+      /tensor model\.norm\.weight is not listed in the index's weight_map/,
+    );
 
     const nan = join(root, "nan");
     const t3 = new Map(t);
