@@ -8,10 +8,9 @@ import {
   Trainer,
   type TrainResult,
   loraParameters,
-  savePeftAdapter,
 } from "@int21/lora";
-import { type LlamaWeights, trainForward } from "@int21/model-llama";
-import { loraModelOf, setLlamaModules } from "./model-loading";
+import { type LlamaWeights, saveLlamaAdapter, setLlamaModules, trainForward } from "@int21/model-llama";
+import { loraModelOf } from "./model-loading";
 
 /** Options of {@link trainLoRA}. */
 export interface TrainLoRAOptions {
@@ -26,7 +25,7 @@ export interface TrainLoRAOptions {
   /** Trainer checkpoints (optimizer state, step) go here; an existing one is resumed. */
   checkpointDir?: string;
   checkpointEvery?: number;
-  /** The adapter is saved here in PEFT format at each checkpoint and at the end. */
+  /** The adapter is saved here in PEFT format (Hugging Face q/k row order) at each checkpoint and at the end. */
   adapterDir?: string;
   onProgress?: (p: Progress) => void;
   /** An existing LoRA view of `weights` (adapters already attached) to add the new adapter to. */
@@ -85,7 +84,7 @@ export async function trainLoRA(
       ? { checkpointDir: opts.checkpointDir, checkpointEvery: opts.checkpointEvery ?? 50 }
       : {}),
     ...(opts.adapterDir
-      ? { onCheckpoint: () => savePeftAdapter(opts.adapterDir as string, model, { name }) }
+      ? { onCheckpoint: () => saveLlamaAdapter(opts.adapterDir as string, model, weights, { name }) }
       : {}),
     beforeMicroBatch: (micro) => model.setDropoutStep(micro),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
@@ -93,6 +92,6 @@ export async function trainLoRA(
   let resumedFrom = 0;
   if (opts.checkpointDir && (await trainer.resume(opts.checkpointDir))) resumedFrom = trainer.step;
   const result = await trainer.run();
-  if (opts.adapterDir) await savePeftAdapter(opts.adapterDir, model, { name });
+  if (opts.adapterDir) await saveLlamaAdapter(opts.adapterDir, model, weights, { name });
   return { ...result, model, resumedFrom };
 }

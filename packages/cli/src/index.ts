@@ -27,12 +27,10 @@ export {
   attachCheckpointAdapters,
   checkpointAdaptersOf,
   findTokenizer,
-  llamaModules,
   loadTokenizer,
   loraModelOf,
   openModel,
   resolveModelPath,
-  setLlamaModules,
 } from "./model-loading";
 export { type ProgressBar, formatDuration, progressBar } from "./progress";
 export { barChartSvg } from "./charts";

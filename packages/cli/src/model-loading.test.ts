@@ -5,9 +5,11 @@ import { LoRAModel } from "@int21/lora";
 import {
   createRunState,
   forward,
+  llamaModules,
   loadInt21Checkpoint,
   loadLlama2c,
   saveInt21Checkpoint,
+  setLlamaModules,
 } from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,10 +18,8 @@ import {
   attachCheckpointAdapters,
   checkpointAdaptersOf,
   findTokenizer,
-  llamaModules,
   loadTokenizer,
   resolveModelPath,
-  setLlamaModules,
 } from "./model-loading";
 import { removeTempDirs, tempDir } from "./testing";
 

@@ -6,7 +6,6 @@ import {
   LoRAModel,
   attachPeftAdapter,
   decodePeftAdapter,
-  loadPeftAdapter,
   type PeftLoraConfig,
   peftConfig,
   peftTensors,
@@ -14,16 +13,16 @@ import {
 import {
   type CheckpointAdapters,
   HfTokenizer,
-  LINEAR_NAMES,
-  type LinearName,
   Llama2cTokenizer,
   type LlamaWeights,
   type LoadOptions,
   type LoadedModel,
   type Tokenizer,
+  llamaModules,
+  loadLlamaAdapter,
   loadModel,
+  setLlamaModules,
 } from "@int21/model-llama";
-import type { Linear } from "@int21/quant-kernels";
 import { type CliIo, CliError } from "./cli-io";
 import { LOCAL_MODEL_HINT, downloadHfModel, isHfId } from "./hf-download";
 import { progressBar } from "./progress";
@@ -77,49 +76,30 @@ export async function openModel(
   return opened;
 }
 
-/** The model's projections under their Hugging Face / PEFT module names (`model.layers.{i}.self_attn.q_proj`…, `lm_head`). */
-export function llamaModules(weights: LlamaWeights): Map<string, Linear> {
-  const m = new Map<string, Linear>();
-  weights.layers.forEach((L, i) => {
-    for (const [short, hf] of Object.entries(LINEAR_NAMES))
-      m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
-  });
-  m.set("lm_head", weights.classifier);
-  return m;
-}
-
-/** Puts the (possibly LoRA-wrapped) layers of `modules` back into `weights`. */
-export function setLlamaModules(weights: LlamaWeights, modules: ReadonlyMap<string, Linear>): void {
-  weights.layers.forEach((L, i) => {
-    for (const [short, hf] of Object.entries(LINEAR_NAMES)) {
-      const l = modules.get(`model.layers.${i}.${hf}`);
-      if (l !== undefined) L[short as LinearName] = l;
-    }
-  });
-  const head = modules.get("lm_head");
-  if (head !== undefined) weights.classifier = head;
-}
-
 /** The LoRA view of `weights`, reusing `existing` when given. */
 export function loraModelOf(weights: LlamaWeights, existing?: LoRAModel): LoRAModel {
   return existing ?? new LoRAModel(llamaModules(weights));
 }
 
-/** Stacks the PEFT adapter directory `dir` onto `weights` (in place). Throws naming `dir`. */
+/**
+ * Stacks the PEFT adapter directory `dir` onto `weights` (in place) with model-llama's `loadLlamaAdapter`
+ * (q/k rows in Hugging Face's order, as PEFT files hold them). Adapters already on `weights` stay.
+ * Returns the LoRA view of the model. Throws naming `dir`.
+ */
 export async function attachAdapterDir(
   weights: LlamaWeights,
   dir: string,
   existing?: LoRAModel,
 ): Promise<LoRAModel> {
   if (!existsSync(dir)) throw new CliError(`adapter ${dir}: no such directory`);
-  const model = loraModelOf(weights, existing);
+  const taken = new Set(existing?.adapterNames() ?? []);
+  let name = "adapter";
+  for (let i = 1; taken.has(name); i++) name = `adapter${i}`;
   try {
-    await loadPeftAdapter(dir, model, { name: `adapter${model.adapterNames().length}` });
+    return (await loadLlamaAdapter(dir, weights, { name })).model;
   } catch (e) {
     throw new CliError(`adapter ${dir}: ${(e as Error).message}`);
   }
-  setLlamaModules(weights, model.modules);
-  return model;
 }
 
 /** The `meta` int21 stores with adapters: the PEFT config of each stored adapter, by name. */
