@@ -27,9 +27,11 @@ export {
   attachCheckpointAdapters,
   checkpointAdaptersOf,
   findTokenizer,
+  ggufTokenizer,
   loadTokenizer,
   loraModelOf,
   openModel,
+  openTokenizer,
   resolveModelPath,
 } from "./model-loading";
 export { type ProgressBar, formatDuration, progressBar } from "./progress";

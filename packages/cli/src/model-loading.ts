@@ -1,7 +1,7 @@
 // Resolving `<model>` arguments (path or Hugging Face id), tokenizers found beside a model, and adapters.
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
-import type { SafetensorsInfo } from "@int21/io";
+import { type SafetensorsInfo, openGguf, readGgufTokenizer } from "@int21/io";
 import {
   LoRAModel,
   attachPeftAdapter,
@@ -18,6 +18,7 @@ import {
   type LoadOptions,
   type LoadedModel,
   type Tokenizer,
+  ggufTokenizerToLlama2c,
   llamaModules,
   loadLlamaAdapter,
   loadModel,
@@ -213,4 +214,40 @@ export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
     const msg = (e as Error).message;
     throw new CliError(msg.includes(path) ? msg : `tokenizer ${path}: ${msg}`);
   }
+}
+
+/** The tokenizer stored in a GGUF model's metadata (`tokenizer.ggml.*`), as a llama2.c tokenizer. */
+export async function ggufTokenizer(path: string, vocabSize: number): Promise<Tokenizer> {
+  let tok: Tokenizer;
+  try {
+    const g = await openGguf(path);
+    await g.close();
+    tok = ggufTokenizerToLlama2c(readGgufTokenizer(g.metadata, path), path);
+  } catch (e) {
+    throw new CliError(`${path}: ${(e as Error).message}; pass --tokenizer <file>`);
+  }
+  if (tok.vocabSize !== vocabSize)
+    throw new CliError(
+      `${path}: its tokenizer has ${tok.vocabSize} tokens, the model's vocabulary ${vocabSize}`,
+    );
+  return tok;
+}
+
+/**
+ * The tokenizer of a model: `explicit` when given; else one found beside the model
+ * ({@link findTokenizer}); else, for a GGUF model, the vocabulary stored in the file.
+ */
+export async function openTokenizer(
+  modelPath: string,
+  vocabSize: number,
+  explicit?: string,
+): Promise<Tokenizer> {
+  let path: string;
+  try {
+    path = findTokenizer(modelPath, vocabSize, explicit);
+  } catch (e) {
+    if (explicit === undefined && /\.gguf$/i.test(modelPath)) return ggufTokenizer(modelPath, vocabSize);
+    throw e;
+  }
+  return loadTokenizer(path, vocabSize);
 }

@@ -5,7 +5,7 @@ import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { evaluateAgainstTeacher } from "../evaluation";
-import { attachAdapterDir, findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn } from "../options";
 import { progressBar } from "../progress";
 
@@ -63,7 +63,7 @@ export function evalCommand(argv: readonly string[], io: CliIo): Promise<number>
         throw new UsageError(`--ctx ${ctx} is longer than the model's context (seqLen ${c.seqLen})`);
       const stride = o.stride ?? ctx;
       if (stride > ctx) throw new UsageError(`--stride ${stride} is larger than --ctx ${ctx}`);
-      const tok = loadTokenizer(findTokenizer(m.path, c.vocabSize, o.tokenizer), c.vocabSize);
+      const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
       let tokens = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
       if (o.maxTokens !== undefined) tokens = tokens.slice(0, o.maxTokens);
       if (tokens.length < 2) throw new CliError(`--data ${o.data}: fewer than 2 tokens to score`);

@@ -8,7 +8,7 @@ import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { trainLoRA } from "../emef";
-import { findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
 import { readTrainingData } from "../training-data";
@@ -127,7 +127,7 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
       const seq = o.seq ?? Math.min(256, c.seqLen);
       if (seq > c.seqLen)
         throw new UsageError(`--seq ${seq} is longer than the model's context (seqLen ${c.seqLen})`);
-      const tok = loadTokenizer(findTokenizer(m.path, c.vocabSize, o.tokenizer), c.vocabSize);
+      const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
       const data = readTrainingData(o.data, tok, seq, o.heldOut, o.seed);
       await mkdir(o.output, { recursive: true });
       const trainerDir = join(o.output, "trainer");

@@ -3,7 +3,7 @@ import { generate as generateText } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
-import { attachAdapterDir, findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn, numberIn } from "../options";
 
 /** The options of `int21 generate`. */
@@ -62,7 +62,7 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
       let lora = m.lora;
       for (const dir of o.adapter ?? []) lora = await attachAdapterDir(m.weights, dir, lora);
       const c = m.weights.config;
-      const tok = loadTokenizer(findTokenizer(m.path, c.vocabSize, o.tokenizer), c.vocabSize);
+      const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
       const promptText = o.prompt === "" ? "" : tok.decodeAll(tok.encode(o.prompt, { bos: true }).slice(1));
       if (!o.json) io.stdout.write(promptText);
       let r: ReturnType<typeof generateText>;

@@ -2,13 +2,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { LREC_TARGETS, lrecChartSvg, runLrec, windowData } from "@int21/lrec";
-import { saveInt21Checkpoint } from "@int21/model-llama";
+import { type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { evaluateAgainstTeacher } from "../evaluation";
-import { checkpointAdaptersOf, findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
 
@@ -108,13 +108,12 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           );
       if (o.seq + 1 > c.seqLen)
         throw new UsageError(`--seq ${o.seq} must be below the model's context (seqLen ${c.seqLen})`);
-      let tokPath: string;
+      let tok: Tokenizer;
       try {
-        tokPath = findTokenizer(teacher.path, c.vocabSize, o.tokenizer);
+        tok = await openTokenizer(teacher.path, c.vocabSize, o.tokenizer);
       } catch {
-        tokPath = findTokenizer(student.path, c.vocabSize, o.tokenizer);
+        tok = await openTokenizer(student.path, c.vocabSize, o.tokenizer);
       }
-      const tok = loadTokenizer(tokPath, c.vocabSize);
       const all = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
       const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
       const train = all.slice(0, all.length - nEval);

@@ -5,6 +5,7 @@ import {
   type LinearErrorReport,
   calibrationWindows,
   detectModelFile,
+  openGgufReader,
   openHfReader,
   openLlama2cReader,
   quantizeCheckpoint,
@@ -15,7 +16,7 @@ import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { formatBytes, textTable } from "../format-table";
-import { findTokenizer, loadTokenizer, resolveModelPath } from "../model-loading";
+import { findTokenizer, ggufTokenizer, loadTokenizer, resolveModelPath } from "../model-loading";
 import { intIn, intOneOf } from "../options";
 import { progressBar } from "../progress";
 
@@ -110,16 +111,25 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
     let calib: Int32Array[] | undefined;
     let tokPath: string | undefined;
     // the config (vocabulary, context) from the header only
-    const reader = kind === "hf" ? await openHfReader(path) : openLlama2cReader(path);
+    const reader =
+      kind === "hf"
+        ? await openHfReader(path)
+        : kind === "gguf"
+          ? await openGgufReader(path)
+          : openLlama2cReader(path);
     const config = reader.config;
     await reader.close();
     try {
       tokPath = findTokenizer(path, config.vocabSize, o.tokenizer);
     } catch (e) {
-      if (o.calib !== undefined) throw e;
+      // a GGUF model carries its vocabulary; other models need a tokenizer file for --calib
+      if (o.calib !== undefined && kind !== "gguf") throw e;
     }
-    if (o.calib !== undefined && tokPath !== undefined) {
-      const tok = loadTokenizer(tokPath, config.vocabSize);
+    if (o.calib !== undefined) {
+      const tok =
+        tokPath !== undefined
+          ? loadTokenizer(tokPath, config.vocabSize)
+          : await ggufTokenizer(path, config.vocabSize);
       const len = o.calibLen ?? Math.min(256, config.seqLen);
       if (len > config.seqLen)
         throw new UsageError(`--calib-len ${len} is longer than the model's context (${config.seqLen})`);
