@@ -200,6 +200,40 @@ describe("finetune (real data: stories260K INT4 + LoRA, instruction data from Ti
     expect(forward(w3, createRunState(w3.config), prompt, 0, "all")).not.toEqual(want);
   });
 
+  it("a run stopped after a checkpoint resumes to the same adapter as an uninterrupted run", async () => {
+    const cfg = syntheticConfig("stories260K");
+    const fresh = () => syntheticWeights(cfg, { backend, format: "int4-g32-asym-f16", seed: 5 });
+    const ex = (i: number): Example => {
+      const ids = Int32Array.from({ length: 17 }, (_, t) => (i * 31 + t * 7) % 512);
+      return { input: ids.slice(0, 16), target: ids.slice(1) };
+    };
+    const data = { train: Array.from({ length: 12 }, (_, i) => ex(i)), heldOut: [ex(100), ex(101)] };
+    const opts = {
+      lora: { targetModules: ["q_proj", "v_proj"], r: 2, alpha: 4, dropout: 0.1, seed: 3 },
+      steps: 6,
+      batchSize: 2,
+      gradAccum: 2,
+      schedule: { lr: 1e-2, warmupSteps: 2 },
+      evalEvery: 3,
+      seed: 9,
+    };
+    const a = await finetune(fresh(), data, opts);
+    const dir = mkdtempSync(join(tmpdir(), "int21-ft-resume-"));
+    dirs.push(dir);
+    const first = await finetune(fresh(), data, {
+      ...opts,
+      checkpointDir: dir,
+      checkpointEvery: 2,
+      stopAfter: 3,
+    });
+    expect(first.steps).toBe(3);
+    const b = await finetune(fresh(), data, { ...opts, checkpointDir: dir, checkpointEvery: 2 });
+    expect(b.resumed).toBe(true);
+    expect(b.history).toEqual(a.history);
+    const pa = loraParameters(a.model).map((p) => p.toArray());
+    expect(loraParameters(b.model).map((p) => p.toArray())).toEqual(pa);
+  });
+
   it("addLlamaLoRA rejects targets the model does not have", () => {
     expect(() => addLlamaLoRA(load(), { targetModules: ["c_attn"], r: 4 })).toThrow(
       /"c_attn" match no module/,

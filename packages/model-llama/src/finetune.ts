@@ -191,6 +191,11 @@ export interface FinetuneOptions
   lossChart?: string;
   /** Resume from `checkpointDir` when it holds a checkpoint. Default true. */
   resume?: boolean;
+  /**
+   * Stop after this many steps in total, as a killed run would (no extra checkpoint is written: a rerun
+   * with the same options resumes from the last `checkpointEvery` checkpoint).
+   */
+  stopAfter?: number;
 }
 
 /** What {@link finetune} returns. */
@@ -236,6 +241,7 @@ export async function finetune(
     adapterDir,
     lossChart,
     resume,
+    stopAfter,
     ...rest
   } = opts;
   const trainer = new Trainer({
@@ -250,7 +256,7 @@ export async function finetune(
   });
   let resumed = false;
   if (opts.checkpointDir && resume !== false) resumed = await trainer.resume(opts.checkpointDir);
-  const result = await trainer.run();
+  const result = await trainer.run(stopAfter !== undefined ? { until: stopAfter } : {});
   if (adapterDir) await saveLlamaAdapter(adapterDir, model, weights, { name });
   if (lossChart) {
     const { writeFile } = await import("node:fs/promises");
