@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { openSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";
@@ -35,9 +36,18 @@ describe("int21 demo --quick (stories260K)", () => {
       "emef-adapter/adapter_config.json",
     ])
       expect(existsSync(join(out, f))).toBe(true);
+    // bits/weight count the float32 adapter: 2.5 + 32 · adapter parameters / linear weights (226,560 here)
+    const ck = await openSafetensors(join(out, "stories260K-int2-gptq-lrec.safetensors"));
+    const adapterParams = ck.names
+      .filter((n) => n.includes("lora_"))
+      .reduce((a, n) => a + ck.tensors[n].shape.reduce((x, y) => x * y, 1), 0);
+    await ck.close();
+    expect(adapterParams).toBeGreaterThan(0);
+    const lrecBits = 2.5 + (32 * adapterParams) / 226_560;
     expect(readFileSync(join(out, "summary.md"), "utf8")).toContain(
-      "| INT2 GPTQ + LREC (r 8, 10 steps) | 2.50 |",
+      `| INT2 GPTQ + LREC (r 8, 10 steps) | ${lrecBits.toFixed(2)} |`,
     );
+    expect(s.rows[4].bitsPerWeight).toBeGreaterThan(s.rows[3].bitsPerWeight);
     expect(readFileSync(join(out, "perplexity.svg"), "utf8").match(/<rect x=/g)).toHaveLength(5);
     expect(readFileSync(join(out, "loss.svg"), "utf8")).toContain("<polyline");
   }, 120_000);
