@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   });
   const notes = [
     "One training step per case in its own process: batch 1, LoRA r=8 alpha=16 on q_proj,v_proj, per-layer checkpointing, AdamW; peak RSS = process.resourceUsage().maxRSS of that process (includes Node itself and weight generation).",
-    "Synthetic weights (syntheticWeights), packed formats generated straight into packed words: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding float32.",
+    "Synthetic weights: float cases from syntheticWeights; packed cases written straight into packed words as random codes with f16 scales (emef-step-child.mjs), no float matrix ever built: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding float32.",
     "wasm backend with its resident copy of each layer evicted after each kernel call (see the file header).",
     "memoryRatioVsF32 = float32 LoRA peak RSS / this case's, same shape, same run. Targets: 1.1B ratio >= 5.6; 7B INT2 <= 4 GB, INT4 <= 5.5 GB.",
   ];
