@@ -71,29 +71,31 @@ describe("TeacherCache", () => {
     await expect(TeacherCache.open(other)).rejects.toThrow(/not an LREC teacher cache/);
   });
 
-  it("top-k KL error against the full KL on real stories260K logits (INT2 student), k = 8 / 32 / 64 of 512", () => {
+  it("top-k KL error against the full KL on real stories260K logits (INT2 and INT4 students), k = 8 / 32 / 64 of 512", () => {
     const b = windowData(train, { batch: 2, seq: 64, seed: 5 })(0);
-    const student = int2();
-    const [tl, sl] = noGrad(() =>
-      tidy(() => [
-        trainForward(teacher, b.input).toFloat32Array(),
-        trainForward(student, b.input).toFloat32Array(),
-      ]),
-    );
     const rows = 128;
-    const full = klDiv(tensor(tl, [rows, 512]), tensor(sl, [rows, 512])).item();
-    const rel: number[] = [];
-    for (const k of [8, 32, 64]) {
-      const approx = topKKl(topKFromLogits(tl, rows, 512, k), tensor(sl, [rows, 512])).item();
-      expect(approx).toBeLessThanOrEqual(full + 1e-5);
-      rel.push((full - approx) / full);
+    for (const format of ["int2-g32-asym-f16", "int4-g32-asym-f16"]) {
+      const student = quantizeModel(teacher, { format, method: "rtn", backend }).weights;
+      const [tl, sl] = noGrad(() =>
+        tidy(() => [
+          trainForward(teacher, b.input).toFloat32Array(),
+          trainForward(student, b.input).toFloat32Array(),
+        ]),
+      );
+      const full = klDiv(tensor(tl, [rows, 512]), tensor(sl, [rows, 512])).item();
+      const rel: number[] = [];
+      for (const k of [8, 32, 64]) {
+        const approx = topKKl(topKFromLogits(tl, rows, 512, k), tensor(sl, [rows, 512])).item();
+        expect(approx).toBeLessThanOrEqual(full + 1e-5);
+        rel.push((full - approx) / full);
+      }
+      console.log(
+        `${format}: top-k KL relative error (k = 8, 32, 64): ${rel.map((r) => r.toFixed(4)).join(", ")} (full KL ${full.toFixed(4)} nats/token)`,
+      );
+      expect(rel[1]).toBeLessThan(rel[0]);
+      expect(rel[1]).toBeLessThan(0.15);
+      expect(rel[2]).toBeLessThanOrEqual(rel[1] + 1e-6);
     }
-    console.log(
-      `top-k KL relative error (k = 8, 32, 64): ${rel.map((r) => r.toFixed(4)).join(", ")} (full KL ${full.toFixed(3)} nats/token)`,
-    );
-    expect(rel[1]).toBeLessThan(rel[0]);
-    expect(rel[1]).toBeLessThan(0.1);
-    expect(rel[2]).toBeLessThanOrEqual(rel[1] + 1e-6);
   });
 
   it("runLrec trains from the cache alone (no teacher forward) and lowers the training KL", async () => {
