@@ -52,6 +52,33 @@ describe("flat stream", () => {
   });
 });
 
+describe("byte-output fast path", () => {
+  it("Uint8Array outputs at aligned and unaligned offsets (subarray views too) equal the generic path", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<Bits>(2, 4, 8),
+        arbValues(8),
+        fc.nat(9),
+        fc.nat(3),
+        (bits, raw, oo, viewOff) => {
+          const xs = raw.map((v) => v & ((1 << bits) - 1));
+          const words = packStream(xs, bits);
+          const backing = new Uint8Array(viewOff + oo + xs.length + 3).fill(0xaa);
+          const out = backing.subarray(viewOff);
+          unpackStream(words, bits, xs.length, out, 0, oo);
+          const generic = new Int32Array(xs.length);
+          unpackStream(words, bits, xs.length, generic);
+          expect(Array.from(out.subarray(oo, oo + xs.length))).toEqual(Array.from(generic));
+          expect(Array.from(out.subarray(oo, oo + xs.length))).toEqual(xs);
+          expect(Array.from(backing.subarray(0, viewOff + oo)).every((b) => b === 0xaa)).toBe(true);
+          expect(Array.from(backing.subarray(viewOff + oo + xs.length)).every((b) => b === 0xaa)).toBe(true);
+        },
+      ),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+});
+
 describe("golden vectors (byte map)", () => {
   const bytesOf = (w: Uint32Array) => Array.from(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
   it("2-bit: value i in bits [2i, 2i+2) of word 0, LSB first", () => {

@@ -109,6 +109,48 @@ export function unpackUnchecked(
   o: number,
 ): void {
   let i = 0;
+  if (
+    out instanceof Uint8Array &&
+    (bits === 8 || bits === 4 || bits === 2) &&
+    ((out.byteOffset + o) & 3) === 0
+  ) {
+    // Byte-output fast path: whole words become whole u32 stores (the stream is little-endian, so an
+    // 8-bit stream's bytes are its values; 4- and 2-bit fields are spread to bytes with shifts and masks).
+    const per = 32 / bits;
+    const full = (n - (n % per)) / per;
+    const dst = new Uint32Array(out.buffer, out.byteOffset + o, (full * per) >>> 2);
+    let d = 0;
+    if (bits === 8) {
+      dst.set(words.subarray(w, w + full));
+    } else if (bits === 4) {
+      for (let k = 0; k < full; k++) {
+        const x = words[w + k];
+        let t = x & 0xffff;
+        t = (t | (t << 8)) & 0x00ff00ff;
+        dst[d++] = (t | (t << 4)) & 0x0f0f0f0f;
+        t = x >>> 16;
+        t = (t | (t << 8)) & 0x00ff00ff;
+        dst[d++] = (t | (t << 4)) & 0x0f0f0f0f;
+      }
+    } else {
+      for (let k = 0; k < full; k++) {
+        const x = words[w + k];
+        for (let s = 0; s < 32; s += 8) {
+          let t = (x >>> s) & 0xff;
+          t = (t | (t << 12)) & 0x000f000f;
+          dst[d++] = (t | (t << 6)) & 0x03030303;
+        }
+      }
+    }
+    i = full * per;
+    w += full;
+    if (i < n) {
+      const x = words[w];
+      const mask = (1 << bits) - 1;
+      for (let s = 0; i < n; s += bits) out[o + i++] = (x >>> s) & mask;
+    }
+    return;
+  }
   if (bits === 8 || bits === 4 || bits === 2 || bits === 1) {
     const per = 32 / bits;
     const mask = (1 << bits) - 1;
