@@ -1,4 +1,5 @@
-// CommonJS twin of index.mjs (kept tiny on purpose; same behaviour).
+// The one resolver for int21's real data (see ../shared/README.md beside the repository); index.mjs re-exports it.
+// INT21_SHARED overrides the location; the default is ../shared relative to the repository root.
 const { existsSync } = require("node:fs");
 const { isAbsolute, join, resolve } = require("node:path");
 

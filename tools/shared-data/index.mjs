@@ -1,46 +1,4 @@
-// The one resolver for int21's real data (see ../shared/README.md beside the repository).
-// INT21_SHARED overrides the location; the default is ../shared relative to the repository root.
-import { existsSync } from "node:fs";
-import { dirname, isAbsolute, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+// ESM entry of the shared-data resolver: the implementation lives once, in index.cjs.
+import resolver from "./index.cjs";
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-
-/** Absolute path of the shared data folder (may not exist). */
-export function sharedRoot() {
-  const env = process.env.INT21_SHARED;
-  if (env && env.length > 0) return isAbsolute(env) ? env : resolve(process.cwd(), env);
-  return resolve(repoRoot, "..", "shared");
-}
-
-/**
- * Absolute path of a file under the shared folder, e.g. `sharedPath("models/stories260K/stories260K.bin")`.
- * Throws an error naming the missing file and how to point INT21_SHARED elsewhere.
- */
-export function sharedPath(relative) {
-  const root = sharedRoot();
-  const p = join(root, relative);
-  if (!existsSync(p)) {
-    throw new Error(
-      `int21 shared data: missing file '${relative}' (looked for ${p}). ` +
-        "Set INT21_SHARED to the folder that holds models/ and data/ (default: ../shared beside the repository).",
-    );
-  }
-  return p;
-}
-
-/** True when the shared file exists (for optional benchmarks); never throws. */
-export function hasShared(relative) {
-  return existsSync(join(sharedRoot(), relative));
-}
-
-/** Well-known files. */
-export const SHARED = Object.freeze({
-  stories260K: "models/stories260K/stories260K.bin",
-  tok512: "models/stories260K/tok512.bin",
-  llama2Tokenizer: "models/llama2-tokenizer-32k/tokenizer.bin",
-  llama2SentencePiece: "models/llama2-tokenizer-32k/tokenizer.model",
-  tinystoriesValid: "data/tinystories-valid/tinystories_valid_first1000.txt",
-  wikitext2Test: "data/wikitext-2/wiki.test.tokens",
-  wikitext2Raw: "data/wikitext-2/wikitext2_raw_test_hf_rows.txt",
-});
+export const { sharedRoot, sharedPath, hasShared, SHARED } = resolver;

@@ -1,4 +1,4 @@
-import { getUnchecked, unpackUnchecked } from "./stream";
+import { getUnchecked, packUnchecked, unpackUnchecked } from "./stream";
 import {
   type Bits,
   type IntArrayLike,
@@ -63,18 +63,7 @@ export function packMatrix(
   const words = out ?? new Uint32Array(rows * wpr);
   assertCapacity(words.length, rows * wpr, "output word buffer");
   words.fill(0, 0, rows * wpr);
-  for (let r = 0; r < rows; r++) {
-    const base = r * wpr;
-    const vbase = r * cols;
-    let bit = 0;
-    for (let c = 0; c < cols; c++, bit += bits) {
-      const w = base + (bit >>> 5);
-      const s = bit & 31;
-      const v = values[vbase + c];
-      words[w] |= v << s;
-      if (s + bits > 32) words[w + 1] |= v >>> (32 - s);
-    }
-  }
+  for (let r = 0; r < rows; r++) packUnchecked(values, r * cols, cols, bits, words, r * wpr);
   return { bits, rows, cols, wordsPerRow: wpr, words };
 }
 

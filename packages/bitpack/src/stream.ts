@@ -43,15 +43,30 @@ export function packStream(values: IntArrayLike, bits: Bits, out?: Uint32Array, 
   assertCapacity(words.length - outOffset, nw, "output word buffer");
   for (let i = 0; i < n; i++) assertValue(values[i], bits, i);
   words.fill(0, outOffset, outOffset + nw);
+  packUnchecked(values, 0, n, bits, words, outOffset);
+  return words;
+}
+
+/**
+ * ORs `values[start .. start+n)` into the stream that starts at word `wordOffset` (the words must be zeroed).
+ * No checks: callers validated widths, values and capacity.
+ */
+export function packUnchecked(
+  values: IntArrayLike,
+  start: number,
+  n: number,
+  bits: number,
+  words: Uint32Array,
+  wordOffset: number,
+): void {
   let bit = 0;
   for (let i = 0; i < n; i++, bit += bits) {
-    const w = outOffset + (bit >>> 5);
+    const w = wordOffset + (bit >>> 5);
     const s = bit & 31;
-    const v = values[i];
+    const v = values[start + i];
     words[w] |= v << s;
     if (s + bits > 32) words[w + 1] |= v >>> (32 - s);
   }
-  return words;
 }
 
 /**
