@@ -67,7 +67,8 @@
 #define D_SCALES 9
 #define D_ZEROS 10
 #define D_GIDX 11  // 0 when absent
-#define D_SIZE 12
+#define D_OFFSET 12  // 1: the fused matvec may use the offset decode (asymmetric, bits == CB; see quant.c)
+#define D_SIZE 13
 
 // Blocking of the float GEMM (floats): A block MC×KC, B block KC×NC, micro-kernel MR×NR.
 #define MR 4

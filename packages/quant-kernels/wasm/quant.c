@@ -10,7 +10,7 @@
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
 // Columns of x per tile in the fused matvec (16 KiB of x).
-#define QK_XTILE 4096
+#define QK_XTILE 16384
 
 static inline int log2_per(int cb) { return cb == 2 ? 4 : cb == 4 ? 3 : 2; }
 
@@ -102,75 +102,135 @@ static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp
   return a;
 }
 
-// One weight row, container width CB (a compile-time constant after inlining).
-#define DEFINE_ROW(CB, LP)                                                                                    \
-  static float row_##CB(const uint32_t* w, const float* x, const float* xs, const float* sc, const float* ze,    \
-                        int g0, int ng, int gs, int Kp) {                                                       \
-    const int per = 1 << LP, bw = 4 << LP;                                                                      \
-    v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
-    float corr = 0.0f;                                                                                          \
-    for (int g = g0; g < ng; g++) {                                                                             \
-      int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
-      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;                                                              \
-      if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
-        for (int b = k0 >> (LP + 2); b < (k1 >> (LP + 2)); b++) {                                               \
-          v128_t v = wasm_v128_load(w + b * 4);                                                                 \
-          const float* xb = x + b * bw;                                                                         \
-          _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                 \
-            FMA(a0, wasm_f32x4_convert_i32x4(decode(v, t, CB)), wasm_v128_load(xb + 4 * t));                    \
-            FMA(a1, wasm_f32x4_convert_i32x4(decode(v, t + 1, CB)), wasm_v128_load(xb + 4 * t + 4));            \
-          }                                                                                                     \
-        }                                                                                                       \
-      } else {                                                                                                  \
-        a0 = dot_steps(w, x, CB, LP, k0, k1);                                                                   \
-      }                                                                                                         \
-      FMA(tot, wasm_f32x4_add(a0, a1), wasm_f32x4_splat(sc[g]));                                                \
-      corr += sc[g] * ze[g] * xs[g];                                                                            \
-    }                                                                                                           \
-    return hsum(tot) - corr;                                                                                    \
+// Two decodes for the fused matvec.
+// - Shift (any format): two shifts per field (shl, shr_s) give the centred code u itself.
+// - Offset (asymmetric formats whose codes fill their container, D_OFFSET = 1): one AND per field.
+//   XOR with the container's sign bits (SIGN_CB) turns every centred field u into the offset-binary
+//   q = u + C, C = 2^(CB−1) (the format's own code, as bits = CB); AND with the field's mask leaves
+//   q·2^(CB·t) in place, which converts to float exactly, and the prescaled x' = x·2^(−CB·t)
+//   (qk_xprescale; a power of two, so exact) undoes the 2^(CB·t). The top field (t = PER−1) would
+//   convert as a negative number, so it is shifted down instead and its x' is x itself. The row is
+//   then s·(Σqx − z·Σx) with the format's own zeros z = z' + C. That is the usual asymmetric sum;
+//   it cancels about as much as the centred one does when z' ≠ 0, which is why symmetric formats
+//   (z' = 0, nothing cancels) keep the shift decode. Shifts share the vector pipes with the float
+//   convert and add, AND does not: the offset decode is about 1.3× faster.
+#define SIGN_2 0xAAAAAAAAu
+#define SIGN_4 0x88888888u
+#define SIGN_8 0x80808080u
+
+// Field t of block v (already XORed with SIGN_CB when OFF). m: the field mask of t = 0, a runtime
+// value: as a constant, V8 would rebuild each shifted mask from immediates at every use; as a value
+// the shifted masks are computed once per row.
+#define FIELD(v, t, CB, PER, m, OFF)                                                                      \
+  (!(OFF)           ? decode(v, t, CB)                                                                    \
+   : (t) == (PER)-1 ? wasm_u32x4_shr(v, 32 - (CB))                                                        \
+                    : wasm_v128_and(v, wasm_i32x4_shl(m, (t) * (CB))))
+
+// Σ_{g∈[g0,g1)} s[g]·(z'[g] + c)·xs[g]: the zero-point term of a row, four groups at a time.
+static inline float zero_term(const float* sc, const float* ze, const float* xs, int g0, int g1, float c) {
+  v128_t a = wasm_f32x4_splat(0.0f), cv = wasm_f32x4_splat(c);
+  int g = g0;
+  for (; g + 4 <= g1; g += 4) {
+    v128_t z = wasm_f32x4_add(wasm_v128_load(ze + g), cv);
+    FMA(a, wasm_f32x4_mul(wasm_v128_load(sc + g), z), wasm_v128_load(xs + g));
   }
-DEFINE_ROW(2, 4)
-DEFINE_ROW(4, 3)
-DEFINE_ROW(8, 2)
+  float r = hsum(a);
+  for (; g < g1; g++) r += sc[g] * (ze[g] + c) * xs[g];
+  return r;
+}
+
+// Rows whose groups are not whole v128 blocks (group length not a multiple of 4·PER): one 4-column
+// step at a time with the shift decode, on x itself.
+static float row_steps(const uint32_t* w, const float* x, const float* xs, const float* sc, const float* ze, int cb,
+                       int g0, int ng, int gs, int Kp) {
+  int lp = log2_per(cb);
+  v128_t tot = wasm_f32x4_splat(0.0f);
+  for (int g = g0; g < ng; g++) {
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
+    FMA(tot, dot_steps(w, x, cb, lp, k0, k1), wasm_f32x4_splat(sc[g]));
+  }
+  return hsum(tot) - zero_term(sc, ze, xs, g0, ng, 0.0f);
+}
+
+// One weight row, container width CB and decode OFF (compile-time constants after inlining), groups
+// of whole blocks. xp: x prescaled (qk_xprescale) for the offset decode, x itself for the shift one.
+#define DEFINE_ROW(NAME, CB, LP, OFF)                                                                         \
+  static float NAME(const uint32_t* w, const float* xp, const float* xs, const float* sc, const float* ze,     \
+                    int g0, int ng, int gs, int Kp, uint32_t cmask) {                                           \
+    const int per = 1 << LP, bw = 4 << LP, bpg = gs >> (LP + 2), nb = Kp >> (LP + 2);                           \
+    const v128_t sign = wasm_u32x4_splat(OFF ? SIGN_##CB : 0u), m = wasm_u32x4_splat(cmask);                    \
+    v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
+    for (int g = g0; g < ng; g++) {                                                                             \
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;                                                              \
+      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {                                              \
+        v128_t v = wasm_v128_xor(wasm_v128_load(w + b * 4), sign);                                              \
+        const float* xb = xp + b * bw;                                                                          \
+        _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                   \
+          FMA(a0, wasm_f32x4_convert_i32x4(FIELD(v, t, CB, per, m, OFF)), wasm_v128_load(xb + 4 * t));          \
+          FMA(a1, wasm_f32x4_convert_i32x4(FIELD(v, t + 1, CB, per, m, OFF)), wasm_v128_load(xb + 4 * t + 4));  \
+        }                                                                                                       \
+      }                                                                                                         \
+      FMA(tot, wasm_f32x4_add(a0, a1), wasm_v128_load32_splat(sc + g));                                         \
+    }                                                                                                           \
+    return hsum(tot) - zero_term(sc, ze, xs, g0, ng, OFF ? (float)(1 << (CB - 1)) : 0.0f);                      \
+  }
+DEFINE_ROW(row_2, 2, 4, 0)
+DEFINE_ROW(row_4, 4, 3, 0)
+DEFINE_ROW(row_8, 8, 2, 0)
+DEFINE_ROW(row_2o, 2, 4, 1)
+DEFINE_ROW(row_4o, 4, 3, 1)
+DEFINE_ROW(row_8o, 8, 2, 1)
 
 // Two weight rows at once (w and w + wpr): two independent code streams, one x load per step.
-#define DEFINE_ROW2(CB, LP)                                                                                   \
-  static void row2_##CB(const uint32_t* w, int wpr, const float* x, const float* xs, const float* sc,          \
-                        const float* ze, int g0, int ng, int rowNg, int gs, int Kp, float* out) {               \
-    const int per = 1 << LP, bw = 4 << LP;                                                                      \
+#define DEFINE_ROW2(NAME, CB, LP, OFF)                                                                        \
+  static void NAME(const uint32_t* w, int wpr, const float* xp, const float* xs, const float* sc,              \
+                   const float* ze, int g0, int ng, int rowNg, int gs, int Kp, uint32_t cmask, float* out) {    \
+    const int per = 1 << LP, bw = 4 << LP, bpg = gs >> (LP + 2), nb = Kp >> (LP + 2);                           \
+    const v128_t sign = wasm_u32x4_splat(OFF ? SIGN_##CB : 0u), m = wasm_u32x4_splat(cmask);                    \
     const uint32_t* w2 = w + wpr;                                                                               \
     v128_t tot = wasm_f32x4_splat(0.0f), tot2 = tot;                                                            \
-    float corr = 0.0f, corr2 = 0.0f;                                                                            \
     for (int g = g0; g < ng; g++) {                                                                             \
-      int k0 = g * gs, k1 = imin(k0 + gs, Kp);                                                                  \
       v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, b0 = a0, b1 = a0;                                            \
-      if ((k0 & (bw - 1)) == 0 && ((k1 - k0) & (bw - 1)) == 0) {                                                \
-        for (int b = k0 >> (LP + 2); b < (k1 >> (LP + 2)); b++) {                                               \
-          v128_t v = wasm_v128_load(w + b * 4), u = wasm_v128_load(w2 + b * 4);                                 \
-          const float* xb = x + b * bw;                                                                         \
-          _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                 \
-            v128_t xa = wasm_v128_load(xb + 4 * t), xc = wasm_v128_load(xb + 4 * t + 4);                        \
-            FMA(a0, wasm_f32x4_convert_i32x4(decode(v, t, CB)), xa);                                            \
-            FMA(b0, wasm_f32x4_convert_i32x4(decode(u, t, CB)), xa);                                            \
-            FMA(a1, wasm_f32x4_convert_i32x4(decode(v, t + 1, CB)), xc);                                        \
-            FMA(b1, wasm_f32x4_convert_i32x4(decode(u, t + 1, CB)), xc);                                        \
-          }                                                                                                     \
+      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {                                              \
+        v128_t v = wasm_v128_xor(wasm_v128_load(w + b * 4), sign);                                              \
+        v128_t u = wasm_v128_xor(wasm_v128_load(w2 + b * 4), sign);                                             \
+        const float* xb = xp + b * bw;                                                                          \
+        _Pragma("clang loop unroll(full)") for (int t = 0; t < per; t += 2) {                                   \
+          v128_t xa = wasm_v128_load(xb + 4 * t), xc = wasm_v128_load(xb + 4 * t + 4);                          \
+          FMA(a0, wasm_f32x4_convert_i32x4(FIELD(v, t, CB, per, m, OFF)), xa);                                  \
+          FMA(b0, wasm_f32x4_convert_i32x4(FIELD(u, t, CB, per, m, OFF)), xa);                                  \
+          FMA(a1, wasm_f32x4_convert_i32x4(FIELD(v, t + 1, CB, per, m, OFF)), xc);                              \
+          FMA(b1, wasm_f32x4_convert_i32x4(FIELD(u, t + 1, CB, per, m, OFF)), xc);                              \
         }                                                                                                       \
-      } else {                                                                                                  \
-        a0 = dot_steps(w, x, CB, LP, k0, k1);                                                                   \
-        b0 = dot_steps(w2, x, CB, LP, k0, k1);                                                                  \
       }                                                                                                         \
-      FMA(tot, wasm_f32x4_add(a0, a1), wasm_f32x4_splat(sc[g]));                                                \
-      FMA(tot2, wasm_f32x4_add(b0, b1), wasm_f32x4_splat(sc[rowNg + g]));                                       \
-      corr += sc[g] * ze[g] * xs[g];                                                                            \
-      corr2 += sc[rowNg + g] * ze[rowNg + g] * xs[g];                                                           \
+      FMA(tot, wasm_f32x4_add(a0, a1), wasm_v128_load32_splat(sc + g));                                         \
+      FMA(tot2, wasm_f32x4_add(b0, b1), wasm_v128_load32_splat(sc + rowNg + g));                                \
     }                                                                                                           \
-    out[0] = hsum(tot) - corr;                                                                                  \
-    out[1] = hsum(tot2) - corr2;                                                                                \
+    const float c = OFF ? (float)(1 << (CB - 1)) : 0.0f;                                                        \
+    out[0] = hsum(tot) - zero_term(sc, ze, xs, g0, ng, c);                                                      \
+    out[1] = hsum(tot2) - zero_term(sc + rowNg, ze + rowNg, xs, g0, ng, c);                                     \
   }
-DEFINE_ROW2(2, 4)
-DEFINE_ROW2(4, 3)
-DEFINE_ROW2(8, 2)
+DEFINE_ROW2(row2_2, 2, 4, 0)
+DEFINE_ROW2(row2_4, 4, 3, 0)
+DEFINE_ROW2(row2_8, 8, 2, 0)
+DEFINE_ROW2(row2_2o, 2, 4, 1)
+DEFINE_ROW2(row2_4o, 4, 3, 1)
+DEFINE_ROW2(row2_8o, 8, 2, 1)
+
+void qk_xprescale(const int32_t* d, const float* x, float* xp) {
+  int cb = d[D_CB], lp = log2_per(cb), Kp = d[D_KP];
+  int per = 1 << lp, bw = 4 << lp;
+  for (int k = 0; k < Kp; k += 4) {
+    int t = (k & (bw - 1)) >> 2;
+    // 2^(−CB·t) built from its exponent bits; 1 for the top field.
+    union {
+      uint32_t i;
+      float f;
+    } u;
+    u.i = (uint32_t)(127 - (t == per - 1 ? 0 : cb * t)) << 23;
+    wasm_v128_store(xp + k, wasm_f32x4_mul(wasm_v128_load(x + k), wasm_f32x4_splat(u.f)));
+  }
+}
 
 void qk_xsums(const int32_t* d, const float* x, float* xs) {
   int ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP];
@@ -182,11 +242,14 @@ void qk_xsums(const int32_t* d, const float* x, float* xs) {
   }
 }
 
-void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y, int n0, int n1, float* tmp) {
+void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const float* xs, float* y, int n0, int n1,
+                     float* tmp) {
   int cb = d[D_CB], ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], K = d[D_K], wpr = d[D_WPR];
   const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];
   const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
+  uint32_t cmask = (1u << cb) - 1u;
+  __asm__("" : "+r"(cmask));  // opaque to the constant folder (see FIELD)
   if (!qk_fast(d)) {
     // Act-order or odd group length: dequantize one row at a time, then dot.
     for (int n = n0; n < n1; n++) {
@@ -200,19 +263,26 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y
     }
     return;
   }
-  // Columns in tiles of about QK_XTILE so the tile of x stays in L1 while the rows stream past.
+  // Columns in tiles of about QK_XTILE so the tile of x stays in cache while the rows stream past.
   int gt = gs >= QK_XTILE ? 1 : QK_XTILE / gs;
+  int blocks = (gs & ((4 << log2_per(cb)) - 1)) == 0, off = d[D_OFFSET];
   for (int g0 = 0; g0 < ng; g0 += gt) {
     int g1 = imin(g0 + gt, ng);
     int n = n0;
-    for (; n + 2 <= n1; n += 2) {
+    for (; blocks && n + 2 <= n1; n += 2) {
       const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
       const float* sc = scales + (uint32_t)n * (uint32_t)ng;
       const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
       float part[2];
-      if (cb == 2) row2_2(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
-      else if (cb == 4) row2_4(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
-      else row2_8(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, part);
+      if (off) {
+        if (cb == 2) row2_2o(w, wpr, xp, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+        else if (cb == 4) row2_4o(w, wpr, xp, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+        else row2_8o(w, wpr, xp, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+      } else {
+        if (cb == 2) row2_2(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+        else if (cb == 4) row2_4(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+        else row2_8(w, wpr, x, xs, sc, ze, g0, g1, ng, gs, Kp, cmask, part);
+      }
       y[n] = g0 == 0 ? part[0] : y[n] + part[0];
       y[n + 1] = g0 == 0 ? part[1] : y[n + 1] + part[1];
     }
@@ -220,9 +290,13 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y
       const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
       const float* sc = scales + (uint32_t)n * (uint32_t)ng;
       const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
-      float part = cb == 2   ? row_2(w, x, xs, sc, ze, g0, g1, gs, Kp)
-                   : cb == 4 ? row_4(w, x, xs, sc, ze, g0, g1, gs, Kp)
-                             : row_8(w, x, xs, sc, ze, g0, g1, gs, Kp);
+      float part = !blocks   ? row_steps(w, x, xs, sc, ze, cb, g0, g1, gs, Kp)
+                   : off     ? (cb == 2   ? row_2o(w, xp, xs, sc, ze, g0, g1, gs, Kp, cmask)
+                                : cb == 4 ? row_4o(w, xp, xs, sc, ze, g0, g1, gs, Kp, cmask)
+                                          : row_8o(w, xp, xs, sc, ze, g0, g1, gs, Kp, cmask))
+                   : cb == 2 ? row_2(w, x, xs, sc, ze, g0, g1, gs, Kp, cmask)
+                   : cb == 4 ? row_4(w, x, xs, sc, ze, g0, g1, gs, Kp, cmask)
+                             : row_8(w, x, xs, sc, ze, g0, g1, gs, Kp, cmask);
       y[n] = g0 == 0 ? part : y[n] + part;
     }
   }

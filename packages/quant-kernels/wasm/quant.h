@@ -26,9 +26,13 @@ void qk_gemv_region(int K, const float* x, const float* B, int ldb, int tb, floa
 
 // Per-group sums of one x row (fast formats only): xs[g] = Σ_{k∈g} x[k].
 void qk_xsums(const int32_t* d, const float* x, float* xs);
-// Fused y[n0..n1) = x·Wᵀ for one x row (x: Kp floats, zero-padded; xs from qk_xsums).
-// tmp: K floats (used by the act-order path).
-void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xs, float* y, int n0, int n1, float* tmp);
+// xp[k] = x[k]·2^(−CB·t) for the field t that column k occupies in its block (1 for the top field);
+// used by the offset decode (D_OFFSET).
+void qk_xprescale(const int32_t* d, const float* x, float* xp);
+// Fused y[n0..n1) = x·Wᵀ for one x row (x: Kp floats, zero-padded; xp from qk_xprescale when
+// D_OFFSET, xs from qk_xsums). tmp: K floats (used by the act-order path).
+void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const float* xs, float* y, int n0, int n1,
+                     float* tmp);
 // Fused dx[k0..k1) = g·W for one g row (g: N floats); tmp: k1-k0 floats.
 void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int k1, float* tmp);
 // Whether the fused vector paths apply (no act-order, group length a multiple of 4).

@@ -71,14 +71,20 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       int Kp = d[D_KP], N = d[D_N], ng = d[D_NG], rows = job[Q_ROWS];
       const float* x = PTR(const float*, job[Q_X]);
       float* y = PTR(float*, job[Q_Y]);
-      float* xs = scratch;  // rows × nGroups sums, then the row buffer
-      float* tmp = scratch + rows * ng;
+      // Scratch: rows × Kp prescaled x (offset decode only), rows × nGroups sums, then the row buffer.
+      float* xp = scratch;
+      float* xs = scratch + rows * Kp;
+      float* tmp = xs + rows * ng;
       if (qk_fast(d)) {
-        for (int r = 0; r < rows; r++) qk_xsums(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng);
+        for (int r = 0; r < rows; r++) {
+          qk_xsums(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng);
+          if (d[D_OFFSET]) qk_xprescale(d, x + (uint32_t)r * (uint32_t)Kp, xp + r * Kp);
+        }
       }
       while (next_chunk(job, N, 32, &lo, &hi)) {
         for (int r = 0; r < rows; r++) {
-          qk_qmatvec_rows(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng, y + (uint32_t)r * (uint32_t)N, lo, hi, tmp);
+          qk_qmatvec_rows(d, x + (uint32_t)r * (uint32_t)Kp, xp + r * Kp, xs + r * ng, y + (uint32_t)r * (uint32_t)N,
+                          lo, hi, tmp);
         }
       }
       break;

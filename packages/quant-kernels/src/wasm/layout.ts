@@ -51,7 +51,9 @@ export const D_WORDS = 8;
 export const D_SCALES = 9;
 export const D_ZEROS = 10;
 export const D_GIDX = 11;
-export const D_SIZE = 12;
+/** 1 when the fused matvec may use the offset decode (asymmetric format, bits = container bits). */
+export const D_OFFSET = 12;
+export const D_SIZE = 13;
 
 /** GEMM blocking (floats), as in kernels.h. */
 export const MR = 4;

@@ -36,7 +36,7 @@ export function wasmQmatmul(
   const heap = rt.heap;
   const xIn = Kp === K && heap.owns(x);
   const yIn = heap.owns(y);
-  rt.begin(256 + (xIn ? 0 : rows * Kp * 4) + (yIn ? 0 : rows * N * 4), Kp + rows * res.nGroups + 64);
+  rt.begin(256 + (xIn ? 0 : rows * Kp * 4) + (yIn ? 0 : rows * N * 4), Kp + rows * (Kp + res.nGroups) + 64);
   let xa: number;
   if (xIn) xa = x.byteOffset;
   else {

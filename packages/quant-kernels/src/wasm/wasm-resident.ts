@@ -6,6 +6,7 @@ import {
   D_BITS,
   D_CB,
   D_GIDX,
+  D_OFFSET,
   D_GS,
   D_K,
   D_KP,
@@ -134,6 +135,7 @@ export class ResidentCache {
       i32[d + D_SCALES] = scales;
       i32[d + D_ZEROS] = zeros;
       i32[d + D_GIDX] = gidx;
+      i32[d + D_OFFSET] = !q.format.symmetric && bits === cb ? 1 : 0;
       heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
       heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
       // Centred zeros z' = z − 2^(bits−1), matching the centred codes qk_repack stores.
