@@ -36,6 +36,7 @@ export { createReferenceBackend } from "./reference/backend";
 export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./wasm/wasm-backend";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
+export { dequantizeRows } from "./dequantize-rows";
 export { referenceQmatmul } from "./reference/qmatmul";
 export { referenceQmatmulT } from "./reference/qmatmul-t";
 export { referenceSgemm } from "./reference/sgemm";
