@@ -1,7 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { attention, rope } from "./attention";
+import { backward } from "./engine";
 import { gradCheck } from "./gradcheck";
+import { memory } from "./memory";
+import { sum } from "./reduce";
 import { expectClose, FC, leaf, useReferenceBackend } from "./test-utils";
 
 useReferenceBackend();
@@ -74,6 +77,21 @@ describe("attention (fused, causal, grouped-query)", () => {
       ),
       FC,
     );
+  });
+
+  it("keeps two floats per score row for backward, not the B·H·T·S probabilities", () => {
+    const [B, T, H, hs] = [2, 64, 4, 4];
+    const q = leaf([B, T, H * hs], 1);
+    const k = leaf([B, T, H * hs], 2);
+    const v = leaf([B, T, H * hs], 3);
+    const saved = () => memory().byTag.saved ?? 0;
+    const before = saved();
+    const y = attention(q, k, v, { nHeads: H });
+    // saved beyond the inputs: the [B, H, T, 2] row statistics (the output is counted as an activation)
+    expect(saved() - before).toBe(B * H * T * 2 * 4);
+    expect(B * H * T * T).toBeGreaterThan(16 * B * H * T * 2);
+    backward(sum(y));
+    expect(saved()).toBe(before);
   });
 
   it("only requested gradients are produced (frozen k, v)", () => {

@@ -1,4 +1,5 @@
 // LLaMA attention pieces: fused causal grouped-query attention and rotary position embedding (RoPE).
+import type { Backend } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
 import { scratch } from "./memory";
@@ -28,64 +29,97 @@ interface AttnPlan {
   scale: number;
 }
 
+/**
+ * P = softmax(scale · Q_h K_hᵀ + mask) for one (b, h), written into `P[0 .. T·S)`, with each row's max
+ * and 1/Σexp in `stats[so + 2t]`, `stats[so + 2t + 1]`. With `fromStats`, the row statistics are read
+ * instead of computed, so backward rebuilds bit for bit the P that forward used.
+ */
+function softmaxScores(
+  p: AttnPlan,
+  be: Backend,
+  q: [Float32Array, number],
+  k: [Float32Array, number],
+  b: number,
+  h: number,
+  P: Float32Array,
+  stats: Float32Array,
+  so: number,
+  fromStats: boolean,
+): void {
+  const { T, S, H, Hkv, hs, causal, scale } = p;
+  const Dq = H * hs;
+  const Dk = Hkv * hs;
+  const kvh = Math.floor(h / (H / Hkv));
+  be.sgemm({
+    M: T,
+    N: S,
+    K: hs,
+    A: q[0],
+    aOffset: q[1] + b * T * Dq + h * hs,
+    lda: Dq,
+    B: k[0],
+    bOffset: k[1] + b * S * Dk + kvh * hs,
+    ldb: Dk,
+    transB: true,
+    C: P,
+    ldc: S,
+    alpha: scale,
+  });
+  const shift = S - T;
+  for (let t = 0; t < T; t++) {
+    const r = t * S;
+    const n = causal ? Math.min(S, t + shift + 1) : S;
+    let m: number;
+    let inv: number;
+    if (fromStats) {
+      m = stats[so + 2 * t];
+      inv = stats[so + 2 * t + 1];
+      for (let j = 0; j < n; j++) P[r + j] = Math.exp(P[r + j] - m);
+    } else {
+      m = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < n; j++) if (P[r + j] > m) m = P[r + j];
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        const e = Math.exp(P[r + j] - m);
+        P[r + j] = e;
+        sum += e;
+      }
+      inv = 1 / sum;
+      stats[so + 2 * t] = m;
+      stats[so + 2 * t + 1] = inv;
+    }
+    for (let j = 0; j < n; j++) P[r + j] *= inv;
+    for (let j = n; j < S; j++) P[r + j] = 0;
+  }
+}
+
+// Memory: forward keeps q, k, v and two floats per score row (max, 1/Σexp), not the B·H·T·S
+// probabilities; backward recomputes each head's P (one more T×S×hs GEMM per head) into a T×S scratch.
+// At LLaMA shapes that is 2·T floats per head instead of T·S (seq 512: 256× less).
 const attentionOp: OpDef<AttnPlan> = {
   name: "attention",
   forward(ctx, [q, k, v], p) {
-    const { B, T, S, H, Hkv, hs, causal, scale } = p;
+    const { B, T, S, H, Hkv, hs } = p;
     const be = ctx.backend;
     const Dq = H * hs;
     const Dk = Hkv * hs;
     const group = H / Hkv;
-    const [qd, qo] = denseOf(q);
-    const [kd, ko] = denseOf(k);
+    const qd = denseOf(q);
+    const kd = denseOf(k);
     const [vd, vo] = denseOf(v);
     const out = new Float32Array(B * T * Dq);
-    // P (softmax probabilities) for every (b, h) is what backward needs; keep it only when recording.
-    const probs = ctx.recording ? new Float32Array(B * H * T * S) : null;
-    const tmp = probs ? null : scratch(T * S);
-    const shift = S - T;
+    const stats = new Float32Array(B * H * T * 2);
+    const Ps = scratch(T * S);
+    const P = Ps.data;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / group);
-        const P = probs ?? tmp!.data;
-        const po = probs ? (b * H + h) * T * S : 0;
-        be.sgemm({
-          M: T,
-          N: S,
-          K: hs,
-          A: qd,
-          aOffset: qo + b * T * Dq + h * hs,
-          lda: Dq,
-          B: kd,
-          bOffset: ko + b * S * Dk + kvh * hs,
-          ldb: Dk,
-          transB: true,
-          C: P,
-          cOffset: po,
-          ldc: S,
-          alpha: scale,
-        });
-        for (let t = 0; t < T; t++) {
-          const r = po + t * S;
-          const n = causal ? Math.min(S, t + shift + 1) : S;
-          let m = Number.NEGATIVE_INFINITY;
-          for (let j = 0; j < n; j++) if (P[r + j] > m) m = P[r + j];
-          let s = 0;
-          for (let j = 0; j < n; j++) {
-            const e = Math.exp(P[r + j] - m);
-            P[r + j] = e;
-            s += e;
-          }
-          const inv = 1 / s;
-          for (let j = 0; j < n; j++) P[r + j] *= inv;
-          for (let j = n; j < S; j++) P[r + j] = 0;
-        }
+        softmaxScores(p, be, qd, kd, b, h, P, stats, (b * H + h) * T * 2, false);
         be.sgemm({
           M: T,
           N: hs,
           K: S,
           A: P,
-          aOffset: po,
           lda: S,
           B: vd,
           bOffset: vo + b * S * Dk + kvh * hs,
@@ -96,33 +130,35 @@ const attentionOp: OpDef<AttnPlan> = {
         });
       }
     }
-    tmp?.free();
-    if (probs) {
+    Ps.free();
+    if (ctx.recording) {
       ctx.save(q, k, v);
-      ctx.saveBuffer(probs, [B, H, T, S]);
+      ctx.saveBuffer(stats, [B, H, T, 2]);
     }
     return output(out, q.shape);
   },
   backward(ctx, gy, [gq, gk, gv], p) {
     const { B, T, S, H, Hkv, hs, scale, causal } = p;
     const be = ctx.backend;
-    const [q, k, v, probsT] = ctx.saved;
+    const [q, k, v, statsT] = ctx.saved;
     const Dq = H * hs;
     const Dk = Hkv * hs;
     const group = H / Hkv;
-    const [qd, qo] = denseOf(q);
-    const [kd, ko] = denseOf(k);
+    const qd = denseOf(q);
+    const kd = denseOf(k);
     const [vd, vo] = denseOf(v);
-    const P = probsT.data;
+    const stats = statsT.data;
     const g = gy.values();
+    const Ps = scratch(T * S);
+    const P = Ps.data;
     const dPs = scratch(T * S);
     const dP = dPs.data;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / group);
-        const po = (b * H + h) * T * S;
         const gOff = b * T * Dq + h * hs;
         const kOff = b * S * Dk + kvh * hs;
+        softmaxScores(p, be, qd, kd, b, h, P, stats, (b * H + h) * T * 2, true);
         if (gv) {
           // dV[S×hs] += Pᵀ · dO
           be.sgemm({
@@ -130,7 +166,6 @@ const attentionOp: OpDef<AttnPlan> = {
             N: hs,
             K: T,
             A: P,
-            aOffset: po,
             lda: S,
             transA: true,
             B: g,
@@ -163,8 +198,8 @@ const attentionOp: OpDef<AttnPlan> = {
           const r = t * S;
           const n = causal ? Math.min(S, t + S - T + 1) : S; // P is 0 past the mask
           let dot = 0;
-          for (let j = 0; j < n; j++) dot += dP[r + j] * P[po + r + j];
-          for (let j = 0; j < n; j++) dP[r + j] = scale * P[po + r + j] * (dP[r + j] - dot);
+          for (let j = 0; j < n; j++) dot += dP[r + j] * P[r + j];
+          for (let j = 0; j < n; j++) dP[r + j] = scale * P[r + j] * (dP[r + j] - dot);
           for (let j = n; j < S; j++) dP[r + j] = 0;
         }
         if (gq) {
@@ -175,8 +210,8 @@ const attentionOp: OpDef<AttnPlan> = {
             K: S,
             A: dP,
             lda: S,
-            B: kd,
-            bOffset: ko + kOff,
+            B: kd[0],
+            bOffset: kd[1] + kOff,
             ldb: Dk,
             C: gq.data,
             cOffset: gOff,
@@ -193,8 +228,8 @@ const attentionOp: OpDef<AttnPlan> = {
             A: dP,
             lda: S,
             transA: true,
-            B: qd,
-            bOffset: qo + gOff,
+            B: qd[0],
+            bOffset: qd[1] + gOff,
             ldb: Dq,
             C: gk.data,
             cOffset: kOff,
@@ -204,6 +239,7 @@ const attentionOp: OpDef<AttnPlan> = {
         }
       }
     }
+    Ps.free();
     dPs.free();
   },
 };
@@ -213,7 +249,9 @@ const applyAttention = defineOp(attentionOp);
  * Fused multi-head attention with grouped-query heads and a causal mask: for each batch entry and head h
  * (kv head `⌊h / (H/Hkv)⌋`), `O_h = softmax(scale · Q_h K_hᵀ + mask) · V_h`.
  * `q` is `[..., T, H·hs]`, `k` and `v` are `[..., S, Hkv·hs]` (S ≥ T allows a KV prefix), output
- * `[..., T, H·hs]`. Saves q, k, v and the probabilities (`B·H·T·S` floats) for backward.
+ * `[..., T, H·hs]`. Saves q, k, v and two floats per score row (`B·H·T·2`: the row max and 1/Σexp)
+ * for backward, which recomputes each head's probabilities (one more `T×S×hs` GEMM per head) rather
+ * than keeping all `B·H·T·S` of them.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const H = opts.nHeads;

@@ -13,9 +13,9 @@ useReferenceBackend();
 
 const cfg: LayerConfig = { dim: 16, hidden: 32, nHeads: 4, nKvHeads: 2 };
 
-/** Forward + backward of a 3-layer stack; returns grads, loss and peak ledger bytes of the step. */
+/** Forward + backward of a 5-layer stack; returns grads, loss and peak ledger bytes of the step. */
 function step(useCheckpoint: boolean) {
-  const layers = [0, 1, 2].map((i) => initLayer(cfg, 100 + i));
+  const layers = [0, 1, 2, 3, 4].map((i) => initLayer(cfg, 100 + i));
   const x = leaf([2, 32, cfg.dim], 7);
   const r = leaf([2, 32, cfg.dim], 8, { grad: false });
   const params = [x, ...layers.flatMap(layerParams)];

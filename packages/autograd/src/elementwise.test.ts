@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { add, exp, log, mul, neg, scale, silu, sub } from "./elementwise";
+import { add, exp, log, mul, neg, scale, silu, sub, swiglu } from "./elementwise";
 import { gradCheck } from "./gradcheck";
 import { broadcastShapes } from "./strided";
 import { shapeSize, tensor } from "./tensor";
@@ -113,6 +113,19 @@ describe("unary ops", () => {
       );
     });
   }
+
+  it("swiglu: equals mul(silu(a), b), finite-difference backward, and saves only its inputs", () => {
+    fc.assert(
+      fc.property(shapes, ([shape, seed]) => {
+        const a = leaf(shape, seed);
+        const b = leaf(shape, seed + 7);
+        expectClose(swiglu(a, b).toArray(), mul(silu(a), b).toArray());
+        gradCheck(swiglu, [a, b]);
+      }),
+      FC,
+    );
+    expect(() => swiglu(leaf([2, 3], 1), leaf([3, 2], 2))).toThrow(/swiglu: a \[2, 3\] and b \[3, 2\]/);
+  });
 
   it("log of a non-positive value throws instead of returning NaN", () => {
     expect(() => log(tensor([1, 0, 2]))).toThrow(/log: .*non-positive value 0 at 1/);

@@ -31,7 +31,7 @@ export {
   tidy,
   zeros,
 } from "./tensor";
-export { add, mul, neg, scale, silu, sub, exp, log } from "./elementwise";
+export { add, mul, neg, scale, silu, sub, exp, log, swiglu } from "./elementwise";
 export { mean, sum } from "./reduce";
 export { concat, permute, reshape, slice, transpose } from "./view";
 export { matmul, type MatmulOptions } from "./linalg";
