@@ -5,6 +5,7 @@ import {
   hfTensorName,
   linearParts,
   llamaTensorSpecs,
+  denseTokenEmbedding,
   llamaToHfConfig,
   loadLlama2c,
   permuteHfRows,
@@ -27,7 +28,7 @@ async function storiesAsHf(dir: string): Promise<void> {
   const out: Record<string, SafetensorsWriteTensor> = {};
   for (const spec of llamaTensorSpecs(c)) {
     let data: Float32Array;
-    if (spec.name === "tokenEmbedding") data = w.tokenEmbedding;
+    if (spec.name === "tokenEmbedding") data = denseTokenEmbedding(w.tokenEmbedding);
     else if (spec.name === "finalNorm") data = w.finalNorm;
     else {
       const [, l, k] = /^layers\.(\d+)\.(\w+)$/.exec(spec.name) as RegExpExecArray;

@@ -5,6 +5,7 @@ import { Adam, backward, setBackend, tidy } from "@int21/autograd";
 import { LoRALinear, loadPeftAdapter, loraParameters, savePeftAdapter } from "@int21/lora";
 import {
   createRunState,
+  denseTokenEmbedding,
   forward,
   Llama2cTokenizer,
   type LlamaWeights,
@@ -82,10 +83,11 @@ describe("runLrec on stories260K INT2", () => {
 
   it("skips a step whose loss is not finite, says so, and goes on", async () => {
     // a teacher whose embedding of one token is NaN: every batch holding that token has a NaN KL
-    const bad: LlamaWeights = { ...teacher, tokenEmbedding: teacher.tokenEmbedding.slice() };
+    const table = denseTokenEmbedding(teacher.tokenEmbedding).slice();
+    const bad: LlamaWeights = { ...teacher, tokenEmbedding: table };
     const dim = teacher.config.dim;
     const poison = train[5];
-    bad.tokenEmbedding.fill(Number.NaN, poison * dim, (poison + 1) * dim);
+    table.fill(Number.NaN, poison * dim, (poison + 1) * dim);
     const good = train.filter((t) => t !== poison);
     const data = (step: number) => {
       if (step !== 1) return windowData(good, { batch: 1, seq: 32, seed: step })(step);

@@ -17,6 +17,7 @@ import {
   groupCount,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, validateConfig } from "./config";
+import { checkTokenEmbedding, isPackedEmbedding } from "./embedding";
 import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import type { LlamaWeights } from "./weights";
@@ -55,6 +56,8 @@ type LinearRecord =
  * Layout (all little-endian):
  * ```
  * tokenEmbedding, finalNorm, layers.{i}.attnNorm/ffnNorm           F32
+ * tokenEmbedding.qweight/.scales/.zeros/.g_idx          a packed token embedding, stored like a
+ *                                                       packed projection (instead of F32 tokenEmbedding)
  * <linear>.weight                     F32 [N, K]            float projection
  * <linear>.qweight                    U32 [N, wordsPerRow]  bitpack rows of codes (packed along K)
  * <linear>.scales / .zeros            F16|F32 [N, nGroups]  per format.scaleDtype (zeros absent if symmetric)
@@ -64,7 +67,9 @@ type LinearRecord =
  *               linears (JSON {name: {kind, format, formatId, actOrder}}), roles (JSON {tensor: role}),
  *               adapters (JSON meta, when adapters are given)
  * ```
- * `<linear>` is `layers.{i}.wq` … `layers.{i}.w3`, and `classifier` when it is not shared.
+ * `<linear>` is `layers.{i}.wq` … `layers.{i}.w3`, and `classifier` when it is not shared. A packed
+ * token embedding has a `linears.tokenEmbedding` record of kind `quant`; a float one has none (so
+ * checkpoints written before packed embeddings load unchanged).
  */
 export function checkpointTensors(
   weights: LlamaWeights,
@@ -80,8 +85,33 @@ export function checkpointTensors(
     tensors[name] = { dtype: "F32", shape, data };
     roles[name] = role;
   };
+  const putPacked = (name: string, q: QuantizedLinear) => {
+    const f = getFormat(q.format);
+    const [N, K] = [q.outFeatures, q.inFeatures];
+    const nG = groupCount(f, K);
+    const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
+    tensors[`${name}.qweight`] = { dtype: "U32", shape: [N, q.qweight.wordsPerRow], data: q.qweight.words };
+    roles[`${name}.qweight`] = "qweight";
+    tensors[`${name}.scales`] = { dtype: pdt, shape: [N, nG], data: q.scales };
+    roles[`${name}.scales`] = "scales";
+    if (!f.symmetric) {
+      tensors[`${name}.zeros`] = { dtype: pdt, shape: [N, nG], data: q.zeros };
+      roles[`${name}.zeros`] = "zeros";
+    }
+    if (q.gIdx) {
+      tensors[`${name}.g_idx`] = { dtype: "I32", shape: [K], data: q.gIdx };
+      roles[`${name}.g_idx`] = "g_idx";
+    }
+    linears[name] = { kind: "quant", format: f.name, formatId: f.id, actOrder: q.gIdx !== undefined };
+  };
   const byName = new Map<string, Float32Array | Linear>();
-  byName.set("tokenEmbedding", weights.tokenEmbedding);
+  const emb = weights.tokenEmbedding;
+  if (isPackedEmbedding(emb)) {
+    checkTokenEmbedding(emb, config, "checkpoint");
+    putPacked("tokenEmbedding", emb);
+  } else {
+    byName.set("tokenEmbedding", emb);
+  }
   byName.set("finalNorm", weights.finalNorm);
   if (!config.sharedClassifier) byName.set("classifier", weights.classifier);
   weights.layers.forEach((layer, l) => {
@@ -93,6 +123,7 @@ export function checkpointTensors(
     );
   }
   for (const spec of llamaTensorSpecs(config)) {
+    if (spec.name === "tokenEmbedding" && isPackedEmbedding(emb)) continue;
     const v = byName.get(spec.name);
     if (v === undefined) throw new Error(`checkpoint: weights have no ${spec.name}`);
     if (v instanceof Float32Array) {
@@ -109,27 +140,7 @@ export function checkpointTensors(
       linears[spec.name] = { kind: "float" };
       continue;
     }
-    const q = parts.q;
-    const f = getFormat(q.format);
-    const nG = groupCount(f, K);
-    const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
-    tensors[`${spec.name}.qweight`] = {
-      dtype: "U32",
-      shape: [N, q.qweight.wordsPerRow],
-      data: q.qweight.words,
-    };
-    roles[`${spec.name}.qweight`] = "qweight";
-    tensors[`${spec.name}.scales`] = { dtype: pdt, shape: [N, nG], data: q.scales };
-    roles[`${spec.name}.scales`] = "scales";
-    if (!f.symmetric) {
-      tensors[`${spec.name}.zeros`] = { dtype: pdt, shape: [N, nG], data: q.zeros };
-      roles[`${spec.name}.zeros`] = "zeros";
-    }
-    if (q.gIdx) {
-      tensors[`${spec.name}.g_idx`] = { dtype: "I32", shape: [K], data: q.gIdx };
-      roles[`${spec.name}.g_idx`] = "g_idx";
-    }
-    linears[spec.name] = { kind: "quant", format: f.name, formatId: f.id, actOrder: q.gIdx !== undefined };
+    putPacked(spec.name, parts.q);
   }
   const metadata: Record<string, string> = {
     format: INT21_CHECKPOINT_FORMAT,
@@ -244,8 +255,11 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
   // Validate everything first.
   const used = new Set<string>();
   const plan: { name: string; shape: number[]; rec?: LinearRecord }[] = [];
+  const packedEmbedding = linears.tokenEmbedding !== undefined;
   for (const spec of llamaTensorSpecs(config)) {
-    if (!WeightAssembler.isLinear(spec.name)) {
+    const packable =
+      WeightAssembler.isLinear(spec.name) || (spec.name === "tokenEmbedding" && packedEmbedding);
+    if (!packable) {
       expect(spec.name, "F32", spec.shape);
       used.add(spec.name);
       plan.push(spec);
@@ -254,7 +268,11 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
     const rec = linears[spec.name];
     if (!rec) throw new Error(`${file}: metadata "linears" has no entry for ${spec.name}`);
     const [N, K] = spec.shape;
-    if (rec.kind === "float") {
+    if (rec.kind === "float" && spec.name === "tokenEmbedding") {
+      throw new Error(
+        `${file}: metadata "linears" gives tokenEmbedding kind float; a float embedding has no entry`,
+      );
+    } else if (rec.kind === "float") {
       expect(`${spec.name}.weight`, "F32", [N, K]);
       used.add(`${spec.name}.weight`);
     } else if (rec.kind === "quant") {

@@ -4,6 +4,7 @@ import { type SafetensorsWriteTensor, writeSafetensorsSharded } from "@int21/io"
 import { isLoRALinear } from "@int21/lora";
 import { type Linear, referenceDequantize } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { denseTokenEmbedding, isTiedClassifier } from "./embedding";
 import { hfTensorName, llamaToHfConfig, permuteHfRows } from "./load-hf";
 import { linearParts } from "./linear-parts";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
@@ -104,7 +105,8 @@ export function hfExportTensors(
     linears.push({ name, source: f.source, adapters: f.adapters });
     return f.weight;
   };
-  put("tokenEmbedding", [config.vocabSize, dim], weights.tokenEmbedding);
+  // A packed token embedding is written dequantized (like a packed projection): HF tensors are float.
+  put("tokenEmbedding", [config.vocabSize, dim], denseTokenEmbedding(weights.tokenEmbedding));
   const hs = headSize(config);
   weights.layers.forEach((L, i) => {
     put(`layers.${i}.attnNorm`, [dim], L.attnNorm);
@@ -118,10 +120,7 @@ export function hfExportTensors(
   });
   put("finalNorm", [dim], weights.finalNorm);
   const cls = weights.classifier;
-  const tied =
-    config.sharedClassifier &&
-    !isLoRALinear(cls) &&
-    (cls as { weight?: unknown }).weight === weights.tokenEmbedding;
+  const tied = config.sharedClassifier && !isLoRALinear(cls) && isTiedClassifier(cls, weights.tokenEmbedding);
   if (!tied) put("classifier", [config.vocabSize, dim], linear("classifier", cls));
   const json: Record<string, unknown> = {
     ...llamaToHfConfig({ ...config, sharedClassifier: tied }),

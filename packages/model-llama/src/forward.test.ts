@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { denseTokenEmbedding } from "./embedding";
 import type { LlamaConfig } from "./config";
 import { forward, rope } from "./forward";
 import { createRunState } from "./run-state";
@@ -70,7 +71,9 @@ function naiveLogits(w: LlamaWeights, tokens: number[]): number[][] {
     }
     return o;
   };
-  let xs = tokens.map((t) => Array.from(w.tokenEmbedding.subarray(t * dim, (t + 1) * dim)));
+  let xs = tokens.map((t) =>
+    Array.from(denseTokenEmbedding(w.tokenEmbedding).subarray(t * dim, (t + 1) * dim)),
+  );
   for (const L of w.layers) {
     const h = xs.map((x) => norm(x, L.attnNorm));
     const q = h.map((x, p) => rot(mat(L.wq, x), p));

@@ -1,4 +1,5 @@
 import { headSize, kvDim } from "./config";
+import { embeddingRows } from "./embedding";
 import type { RunState } from "./run-state";
 import type { LlamaWeights } from "./weights";
 
@@ -243,12 +244,13 @@ function forwardChunk(
   const hs = headSize(c);
   const kv = kvDim(c);
   const { x, xb, xb2, hb, hb2, q, k, v } = s;
-  const emb = w.tokenEmbedding;
-  for (let r = 0; r < rows; r++) {
-    const eo = tokens[start + r] * dim;
-    const xo = r * dim;
-    for (let j = 0; j < dim; j++) x[xo + j] = emb[eo + j];
+  let ids = tokens;
+  if (start !== 0 || rows !== tokens.length) {
+    const chunk = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) chunk[r] = tokens[start + r];
+    ids = chunk;
   }
+  embeddingRows(w, ids, x.subarray(0, rows * dim));
   for (let l = 0; l < c.nLayers; l++) {
     const L = w.layers[l];
     rmsnorm(xb, x, L.attnNorm, rows, dim, normEps);

@@ -27,12 +27,15 @@ import {
   type Linear,
   type QuantizedLinear,
   codeAt,
+  createQuantLinear,
+  createReferenceBackend,
   f32ToF16Bits,
   isF16Exact,
   packQuantizedLinear,
   referenceDequantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { isPackedEmbedding, isTiedClassifier } from "./embedding";
 import {
   type LoadOptions,
   type TensorReader,
@@ -692,13 +695,16 @@ export function ggufModelTensors(
     report.tensors.push(r.report);
   };
   const { dim, hiddenDim } = config;
-  add("tokenEmbedding", [config.vocabSize, dim], opts.embeddingType ?? type, weights.tokenEmbedding);
+  const emb = weights.tokenEmbedding;
+  // A packed embedding goes through the packed-linear path: copied straight into Q8_0/Q4_0/Q4_1 when
+  // its format maps onto the GGML type, else dequantized (and re-quantized for a quantized type).
+  const embSrc = isPackedEmbedding(emb)
+    ? createQuantLinear({ q: emb, backend: createReferenceBackend() })
+    : emb;
+  add("tokenEmbedding", [config.vocabSize, dim], opts.embeddingType ?? type, embSrc);
   add("finalNorm", [dim], "F32", weights.finalNorm);
   const cls = weights.classifier;
-  const tied =
-    config.sharedClassifier &&
-    (cls as { weight?: unknown }).weight === weights.tokenEmbedding &&
-    !isLoRALinear(cls);
+  const tied = config.sharedClassifier && isTiedClassifier(cls, emb) && !isLoRALinear(cls);
   if (!tied) add("classifier", [config.vocabSize, dim], type, cls);
   const kv = (config.nKvHeads * dim) / config.nHeads;
   const shapes: Record<LinearName, number[]> = {

@@ -1,6 +1,17 @@
 // @int21/model-llama: LLaMA models — load, tokenize, run, generate, evaluate, train.
 export { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
 export { type LayerWeights, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+export {
+  type TokenEmbedding,
+  checkTokenEmbedding,
+  denseTokenEmbedding,
+  embeddingRows,
+  isPackedEmbedding,
+  isTiedClassifier,
+  quantizeTokenEmbedding,
+  tiedClassifier,
+  tokenEmbeddingBytes,
+} from "./embedding";
 export { type EncodeOptions, Llama2cTokenizer, type StreamDecoder, type Tokenizer } from "./tokenizer";
 export { type RunState, type RunStateOptions, createRunState } from "./run-state";
 export { attention, forward, type LogitsMode, rmsnorm, rope, swiglu } from "./forward";

@@ -10,6 +10,7 @@ import {
   rtnQuantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, kvDim } from "./config";
+import { type TokenEmbedding, tiedClassifier } from "./embedding";
 import { LINEAR_NAMES, type LayerWeights, type LinearName, type LlamaWeights } from "./weights";
 
 /** Quantize every layer projection while loading (round-to-nearest, tensor by tensor). */
@@ -18,6 +19,11 @@ export interface QuantizeSpec {
   format: QuantFormat | string;
   /** Also quantize a separate (unshared) classifier; default false (lm_head stays float, as in GPTQ). */
   classifier?: boolean;
+  /**
+   * Also pack the token embedding (RTN, one packed row per token) in this format, e.g.
+   * `"int8-g64-asym-f16"`; a tied classifier then runs over the same packed record. Default: float32.
+   */
+  embedding?: QuantFormat | string;
 }
 
 /** Options every loader takes. */
@@ -101,9 +107,10 @@ export class WeightAssembler {
   readonly source: string;
   readonly backend: Backend;
   private readonly specs = new Map<string, number[]>();
-  private readonly seen = new Map<string, Float32Array | Linear>();
+  private readonly seen = new Map<string, Float32Array | Linear | QuantizedLinear>();
   private readonly format?: QuantFormat;
   private readonly quantizeClassifier: boolean;
+  private readonly embeddingFormat?: QuantFormat;
   private readonly onProgress?: LoadOptions["onProgress"];
 
   constructor(config: LlamaConfig, source: string, opts: LoadOptions = {}) {
@@ -112,6 +119,7 @@ export class WeightAssembler {
     this.backend = opts.backend ?? createReferenceBackend();
     if (opts.quantize) this.format = resolveFormat(opts.quantize.format);
     this.quantizeClassifier = opts.quantize?.classifier ?? false;
+    if (opts.quantize?.embedding !== undefined) this.embeddingFormat = resolveFormat(opts.quantize.embedding);
     this.onProgress = opts.onProgress;
     for (const s of llamaTensorSpecs(config)) this.specs.set(s.name, s.shape);
   }
@@ -142,7 +150,10 @@ export class WeightAssembler {
       );
     }
     assertFinite(data, file, name);
-    if (!WeightAssembler.isLinear(name)) {
+    if (name === "tokenEmbedding" && this.embeddingFormat) {
+      const [V, D] = shape;
+      this.seen.set(name, rtnQuantize(data, V, D, this.embeddingFormat));
+    } else if (!WeightAssembler.isLinear(name)) {
       this.seen.set(name, data);
     } else {
       const [N, K] = shape;
@@ -159,17 +170,17 @@ export class WeightAssembler {
     this.onProgress?.({ tensor, done: this.seen.size, total: this.specs.size });
   }
 
-  /** Adds an already-quantized projection (int21 checkpoints). */
+  /** Adds an already-quantized projection or a packed token embedding (int21 checkpoints). */
   putQuantized(name: string, q: QuantizedLinear): void {
     const [N, K] = this.checkNew(name);
-    if (!WeightAssembler.isLinear(name))
+    if (!WeightAssembler.isLinear(name) && name !== "tokenEmbedding")
       throw new Error(`${this.source}: tensor ${name} cannot be quantized`);
     if (q.outFeatures !== N || q.inFeatures !== K) {
       throw new Error(
         `${this.source}: tensor ${name} is ${q.outFeatures}×${q.inFeatures}, expected ${N}×${K}`,
       );
     }
-    this.seen.set(name, createQuantLinear({ q, backend: this.backend }));
+    this.seen.set(name, name === "tokenEmbedding" ? q : createQuantLinear({ q, backend: this.backend }));
     this.progress(name);
   }
 
@@ -201,15 +212,9 @@ export class WeightAssembler {
         w3: get(`${p}w3`) as Linear,
       });
     }
-    const tokenEmbedding = get("tokenEmbedding") as Float32Array;
-    const { vocabSize, dim } = this.config;
+    const tokenEmbedding = get("tokenEmbedding") as TokenEmbedding;
     const classifier = this.config.sharedClassifier
-      ? createFloatLinear({
-          weight: tokenEmbedding,
-          outFeatures: vocabSize,
-          inFeatures: dim,
-          backend: this.backend,
-        })
+      ? tiedClassifier(tokenEmbedding, this.config, this.backend)
       : (get("classifier") as Linear);
     return {
       config: this.config,

@@ -5,6 +5,7 @@ import { type SafetensorsWriteTensor, bf16ToF32, f32ToBf16, writeSafetensors } f
 import { SHARED, sharedPath } from "@int21/shared-data";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { denseTokenEmbedding } from "./embedding";
 import type { LlamaConfig } from "./config";
 import { llamaTensorSpecs, numel } from "./load-assemble";
 import {
@@ -23,7 +24,7 @@ import type { LlamaWeights } from "./weights";
 const root = mkdtempSync(join(tmpdir(), "int21-hf-"));
 
 function floatOf(w: LlamaWeights, name: string): Float32Array {
-  if (name === "tokenEmbedding") return w.tokenEmbedding;
+  if (name === "tokenEmbedding") return denseTokenEmbedding(w.tokenEmbedding);
   if (name === "finalNorm") return w.finalNorm;
   if (name === "classifier") return (linearParts(w.classifier, name) as { weight: Float32Array }).weight;
   const [, l, f] = name.split(".");

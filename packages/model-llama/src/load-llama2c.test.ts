@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
+import { denseTokenEmbedding } from "./embedding";
 import { llamaTensorSpecs } from "./load-assemble";
 import {
   LLAMA2C_MAGIC,
@@ -24,7 +25,7 @@ const tmp = mkdtempSync(join(tmpdir(), "int21-llama2c-"));
 function tensorsOf(w: LlamaWeights): Map<string, Float32Array> {
   const m = new Map<string, Float32Array>();
   for (const s of llamaTensorSpecs(w.config)) {
-    if (s.name === "tokenEmbedding") m.set(s.name, w.tokenEmbedding);
+    if (s.name === "tokenEmbedding") m.set(s.name, denseTokenEmbedding(w.tokenEmbedding));
     else if (s.name === "finalNorm") m.set(s.name, w.finalNorm);
     else if (s.name === "classifier")
       m.set(s.name, (linearParts(w.classifier, s.name) as { weight: Float32Array }).weight);
@@ -80,8 +81,8 @@ describe("loadLlama2c on the real stories260K", () => {
     const wqStart = emb + L * 64; // after token_embedding and rms_att
     const w2Start = wqStart + L * (64 * 64 + 2 * 32 * 64 + 64 * 64) + L * 64 + L * 172 * 64;
     const weights = tensorsOf(w);
-    expect(w.tokenEmbedding[0]).toBe(f32At(0));
-    expect(w.tokenEmbedding[emb - 1]).toBe(f32At(emb - 1));
+    expect(denseTokenEmbedding(w.tokenEmbedding)[0]).toBe(f32At(0));
+    expect(denseTokenEmbedding(w.tokenEmbedding)[emb - 1]).toBe(f32At(emb - 1));
     expect(w.layers[2].attnNorm[7]).toBe(f32At(emb + 2 * 64 + 7));
     expect(weights.get("layers.0.wq")![0]).toBe(f32At(wqStart));
     expect(weights.get("layers.1.wq")![5 * 64 + 3]).toBe(f32At(wqStart + 64 * 64 + 5 * 64 + 3));

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { serializeSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
+import { denseTokenEmbedding } from "./embedding";
 import { saveInt21Checkpoint } from "./checkpoint";
 import { llamaTensorSpecs } from "./load-assemble";
 import { hfTensorName, llamaToHfConfig } from "./load-hf";
@@ -21,7 +22,7 @@ describe("detectModelFile / loadModel", () => {
 
     const tensors = new Map<string, Float32Array>();
     for (const s of llamaTensorSpecs(ref.config)) {
-      if (s.name === "tokenEmbedding") tensors.set(s.name, ref.tokenEmbedding);
+      if (s.name === "tokenEmbedding") tensors.set(s.name, denseTokenEmbedding(ref.tokenEmbedding));
       else if (s.name === "finalNorm") tensors.set(s.name, ref.finalNorm);
       else {
         const [, l, f] = s.name.split(".");

@@ -5,6 +5,7 @@ import { serializeSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { type WasmBackend, createWasmBackend, rtnQuantize } from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { denseTokenEmbedding } from "./embedding";
 import { saveInt21Checkpoint } from "./checkpoint";
 import { saveGguf } from "./gguf-model";
 import { llamaTensorSpecs } from "./load-assemble";
@@ -183,7 +184,7 @@ describe("quantizeCheckpoint", () => {
       const [, l, f] = spec.name.split(".");
       let d =
         spec.name === "tokenEmbedding"
-          ? stories.tokenEmbedding
+          ? denseTokenEmbedding(stories.tokenEmbedding)
           : spec.name === "finalNorm"
             ? stories.finalNorm
             : ((v) =>

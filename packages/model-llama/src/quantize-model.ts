@@ -13,6 +13,14 @@ import {
   rtnQuantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim } from "./config";
+import {
+  type TokenEmbedding,
+  embeddingRows,
+  isPackedEmbedding,
+  isTiedClassifier,
+  quantizeTokenEmbedding,
+  tiedClassifier,
+} from "./embedding";
 import { attention, rmsnorm, rope, swiglu } from "./forward";
 import { assertFinite, llamaTensorSpecs, resolveFormat } from "./load-assemble";
 import { openHfReader } from "./load-hf";
@@ -58,6 +66,13 @@ export interface QuantizeModelOptions {
    * projection's error is also measured on them (`heldOutRelError`, `heldOutRtnRelError`). Needs `calib`.
    */
   heldOut?: ArrayLike<number>[];
+  /**
+   * Also pack the token embedding, round-to-nearest, in this format (e.g. `"int8-g64-asym-f16"`; record,
+   * name or parameters as for `format`). A tied classifier (`sharedClassifier`) then becomes a quantized
+   * linear over the same packed record, and calibration windows start from the packed table's rows
+   * (what the returned model computes). Default: the embedding is kept as given.
+   */
+  embedding?: QuantizeModelOptions["format"];
   /** Backend for the forward passes, Hessians and returned linears (default: a new reference backend). */
   backend?: Backend;
   onProgress?: (p: QuantizeProgress) => void;
@@ -96,7 +111,8 @@ function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
 }
 
 /**
- * Quantizes every layer projection of a float model (embedding, norms and classifier stay as they are).
+ * Quantizes every layer projection of a float model (norms and an untied classifier stay as they are;
+ * the embedding too unless `opts.embedding` asks for it to be packed).
  *
  * RTN: each projection independently. GPTQ (Frantar et al. 2022), "true sequential" as in its LLaMA
  * script: the calibration windows run through the model layer by layer; inside a layer the inputs of
@@ -110,16 +126,51 @@ function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
  * with 1,024 tokens: 3.4 MB; a 7B shape with 16 × 512 tokens: about 1.9 GB), plus one K×K Hessian.
  */
 export function quantizeModel(weights: LlamaWeights, opts: QuantizeModelOptions): QuantizeModelResult {
-  const lq = new LayerQuantizer(weights.config, weights.tokenEmbedding, opts);
+  const backend = opts.backend ?? createReferenceBackend();
+  const { tokenEmbedding, classifier } = packEmbedding(
+    weights.config,
+    weights.tokenEmbedding,
+    weights.classifier,
+    opts,
+    backend,
+    "quantizeModel",
+  );
+  const lq = new LayerQuantizer(weights.config, tokenEmbedding, { ...opts, backend });
   const layers = weights.layers.map((L, l) => lq.quantizeLayer(l, L));
-  return { weights: { ...weights, layers }, report: lq.report };
+  return { weights: { ...weights, tokenEmbedding, classifier, layers }, report: lq.report };
+}
+
+/**
+ * The embedding (and tied classifier) of the quantized model: unchanged without `opts.embedding`,
+ * else the RTN-packed table and, with `sharedClassifier`, a quantized linear over that same record.
+ */
+function packEmbedding(
+  config: LlamaConfig,
+  tokenEmbedding: TokenEmbedding,
+  classifier: Linear,
+  opts: QuantizeModelOptions,
+  backend: Backend,
+  source: string,
+): { tokenEmbedding: TokenEmbedding; classifier: Linear } {
+  if (opts.embedding === undefined) return { tokenEmbedding, classifier };
+  if (isPackedEmbedding(tokenEmbedding))
+    throw new Error(`${source}: tokenEmbedding is already packed; omit the embedding option`);
+  if (config.sharedClassifier && !isTiedClassifier(classifier, tokenEmbedding))
+    throw new Error(
+      `${source}: sharedClassifier is set but the classifier is not the float linear over tokenEmbedding (LoRA-wrapped?); cannot pack the shared table`,
+    );
+  const packed = quantizeTokenEmbedding(tokenEmbedding, config, toFormat(opts.embedding));
+  return {
+    tokenEmbedding: packed,
+    classifier: config.sharedClassifier ? tiedClassifier(packed, config, backend) : classifier,
+  };
 }
 
 /**
  * {@link quantizeModel} straight from a float checkpoint (a llama2.c `.bin` or a Hugging Face
  * directory), reading one layer's float weights at a time: the float model never exists whole, so
  * GPTQ fits models whose float form does not fit in memory. The embedding, norms and classifier are
- * read once and kept float. Gives bit-identical results to `quantizeModel(loadModel(path))`.
+ * read once and kept float (the embedding is packed when `opts.embedding` asks). Gives bit-identical results to `quantizeModel(loadModel(path))`.
  */
 export async function quantizeCheckpoint(
   path: string,
@@ -145,14 +196,21 @@ export async function quantizeCheckpoint(
       return data;
     };
     const { dim, vocabSize } = config;
-    const tokenEmbedding = await read("tokenEmbedding", vocabSize * dim);
+    const floatEmbedding = await read("tokenEmbedding", vocabSize * dim);
     const finalNorm = await read("finalNorm", dim);
-    const classifier = createFloatLinear({
-      weight: config.sharedClassifier ? tokenEmbedding : await read("classifier", vocabSize * dim),
-      outFeatures: vocabSize,
-      inFeatures: dim,
+    const { tokenEmbedding, classifier } = packEmbedding(
+      config,
+      floatEmbedding,
+      createFloatLinear({
+        weight: config.sharedClassifier ? floatEmbedding : await read("classifier", vocabSize * dim),
+        outFeatures: vocabSize,
+        inFeatures: dim,
+        backend,
+      }),
+      opts,
       backend,
-    });
+      reader.source,
+    );
     const specs = new Map(llamaTensorSpecs(config).map((t) => [t.name, t.shape]));
     const lq = new LayerQuantizer(config, tokenEmbedding, { ...opts, backend }, source);
     const layers: LayerWeights[] = [];
@@ -202,7 +260,7 @@ class LayerQuantizer {
 
   constructor(
     private readonly config: LlamaConfig,
-    tokenEmbedding: Float32Array,
+    tokenEmbedding: TokenEmbedding,
     private readonly opts: QuantizeModelOptions,
     private readonly source = "quantizeModel",
   ) {
@@ -340,7 +398,7 @@ class Calibration {
   private hid: Float32Array;
   private readonly state: ReturnType<typeof createRunState>;
 
-  constructor(c: LlamaConfig, tokenEmbedding: Float32Array, windows: ArrayLike<number>[]) {
+  constructor(c: LlamaConfig, tokenEmbedding: TokenEmbedding, windows: ArrayLike<number>[]) {
     this.config = c;
     let rows = 0;
     let maxLen = 0;
@@ -364,10 +422,8 @@ class Calibration {
     this.rows = rows;
     this.x = new Float32Array(rows * c.dim);
     windows.forEach((w, i) => {
-      for (let j = 0; j < w.length; j++) {
-        const t = w[j];
-        this.x.set(tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), (this.starts[i] + j) * c.dim);
-      }
+      const r0 = this.starts[i];
+      embeddingRows({ config: c, tokenEmbedding }, w, this.x.subarray(r0 * c.dim, (r0 + w.length) * c.dim));
     });
     this.xn = new Float32Array(rows * c.dim);
     this.att = new Float32Array(rows * c.dim);

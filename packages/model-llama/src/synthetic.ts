@@ -12,6 +12,7 @@ import {
 } from "@int21/quant-kernels";
 import { packedMatrixView } from "@int21/bitpack";
 import { type LlamaConfig, kvDim, validateConfig } from "./config";
+import { tiedClassifier } from "./embedding";
 import { resolveFormat } from "./load-assemble";
 import type { LayerWeights, LlamaWeights } from "./weights";
 
@@ -96,6 +97,12 @@ export interface SyntheticOptions {
   format?: QuantFormat | string;
   /** Backend of the returned linears (default: a new reference backend). */
   backend?: Backend;
+  /**
+   * Packed format of the token embedding (rows = tokens; a tied classifier runs over the same record);
+   * omit for a float32 table. The packed table is generated block by block like a projection, from the
+   * same random values the float table would hold.
+   */
+  embeddingFormat?: QuantFormat | string;
   /** Float32 elements generated at once per projection (default 2^20): the largest float block ever built. */
   blockElements?: number;
 }
@@ -116,7 +123,8 @@ function mulberry32(seed: number): () => number {
  * is at hand. Projections are uniform in ±√(3/K) (unit-variance outputs for unit inputs), norms
  * 1 ± 0.1, embeddings uniform in ±1. With `format`, each projection is generated and quantized
  * (round-to-nearest) one row block at a time straight into its packed words, so no float matrix
- * larger than `blockElements` ever exists; the float token embedding (`vocabSize × dim`) is always built.
+ * larger than `blockElements` ever exists; the token embedding is float32 (`vocabSize × dim`) unless
+ * `embeddingFormat` packs it the same way.
  * Deterministic in `seed`.
  */
 export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {}): LlamaWeights {
@@ -138,7 +146,11 @@ export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {
       return createFloatLinear({ weight: uniform(N * K, a), outFeatures: N, inFeatures: K, backend });
     return createQuantLinear({ q: packedRandom(N, K, format, block, (n) => uniform(n, a)), backend });
   };
-  const tokenEmbedding = uniform(vocabSize * dim, 1);
+  const embeddingFormat =
+    opts.embeddingFormat === undefined ? undefined : resolveFormat(opts.embeddingFormat);
+  const tokenEmbedding = embeddingFormat
+    ? packedRandom(vocabSize, dim, embeddingFormat, block, (n) => uniform(n, 1))
+    : uniform(vocabSize * dim, 1);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < config.nLayers; l++) {
     layers.push({
@@ -155,7 +167,7 @@ export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {
   }
   const finalNorm = uniform(dim, 0.1, 1);
   const classifier = config.sharedClassifier
-    ? createFloatLinear({ weight: tokenEmbedding, outFeatures: vocabSize, inFeatures: dim, backend })
+    ? tiedClassifier(tokenEmbedding, config, backend)
     : linear(vocabSize, dim);
   return { config: { ...config }, tokenEmbedding, layers, finalNorm, classifier };
 }

@@ -19,6 +19,7 @@ import {
 import { isLoRALinear, linearForward } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
 import { headSize } from "./config";
+import { embeddingRows, isPackedEmbedding } from "./embedding";
 import type { LlamaWeights } from "./weights";
 
 /**
@@ -49,7 +50,8 @@ export interface TrainForwardOptions {
 }
 
 interface FrozenTensors {
-  embedding: Tensor;
+  /** The float table as a frozen `[vocabSize, dim]` parameter; absent for a packed table (rows are gathered). */
+  embedding?: Tensor;
   attnNorm: Tensor[];
   ffnNorm: Tensor[];
   finalNorm: Tensor;
@@ -67,7 +69,9 @@ function frozenTensors(w: LlamaWeights): FrozenTensors {
   if (!f) {
     const { dim, vocabSize } = w.config;
     f = {
-      embedding: frozen(w.tokenEmbedding, [vocabSize, dim]),
+      ...(isPackedEmbedding(w.tokenEmbedding)
+        ? {}
+        : { embedding: frozen(w.tokenEmbedding, [vocabSize, dim]) }),
       attnNorm: w.layers.map((L) => frozen(L.attnNorm, [dim])),
       ffnNorm: w.layers.map((L) => frozen(L.ffnNorm, [dim])),
       finalNorm: frozen(w.finalNorm, [dim]),
@@ -157,6 +161,8 @@ export function applyLinear(
  * whatever is trainable (LoRA adapters through {@link DifferentiableLinear} or the `linearOp` hook).
  * The base weights are frozen: embeddings, norms and float weights become frozen parameters, quantized
  * weights use the fused quantized op (input gradient through the packed weight, no weight gradient).
+ * A packed token embedding is never expanded: only the `B·T` rows the tokens select are dequantized,
+ * into a constant tensor.
  *
  * ```
  * x = embedding(tokens)
@@ -202,7 +208,15 @@ export function trainForward(
   const f = frozenTensors(weights);
   const hs = headSize(c);
   const hook = opts.linearOp;
-  let x = embedding(f.embedding, ids, [B, T]);
+  let x: Tensor;
+  if (f.embedding) {
+    x = embedding(f.embedding, ids, [B, T]);
+  } else {
+    // A packed table is frozen: its gathered, dequantized rows are a constant input (no gradient).
+    const rows = new Float32Array(ids.length * c.dim);
+    embeddingRows(weights, ids, rows);
+    x = tensor(rows, [B, T, c.dim], { tag: "activation", name: "embedding rows" });
+  }
   weights.layers.forEach((L, l) => {
     const lin = (name: keyof typeof L, h: Tensor) =>
       applyLinear(L[name] as Linear, h, `layers.${l}.${name}`, hook, opts.training);

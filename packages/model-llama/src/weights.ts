@@ -1,5 +1,6 @@
 import type { Linear } from "@int21/quant-kernels";
 import type { LlamaConfig } from "./config";
+import type { TokenEmbedding } from "./embedding";
 
 /**
  * One transformer layer. Every projection goes through the one `Linear` interface
@@ -30,12 +31,18 @@ export interface LayerWeights {
 /** A whole model: config, embeddings, layers, final norm, classifier. */
 export interface LlamaWeights {
   config: LlamaConfig;
-  /** [vocabSize × dim] — model.embed_tokens (float32; gathered rows only). */
-  tokenEmbedding: Float32Array;
+  /**
+   * [vocabSize × dim] — model.embed_tokens: float32, or a packed `QuantizedLinear` (rows = tokens);
+   * only gathered rows are ever read ({@link embeddingRows}).
+   */
+  tokenEmbedding: TokenEmbedding;
   layers: LayerWeights[];
   /** [dim] — model.norm */
   finalNorm: Float32Array;
-  /** [vocabSize × dim] — lm_head (a FloatLinear over tokenEmbedding when sharedClassifier). */
+  /**
+   * [vocabSize × dim] — lm_head. With `sharedClassifier`: a FloatLinear over a float tokenEmbedding,
+   * or a QuantLinear over the same packed record ({@link tiedClassifier}).
+   */
   classifier: Linear;
 }
 
