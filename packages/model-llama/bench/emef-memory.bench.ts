@@ -5,6 +5,11 @@
 // TypeScript loader is measured) and reports `process.resourceUsage().maxRSS`, so one case's memory
 // never counts toward another's. Step time is reported beside it.
 //
+// Token embedding: packed cases keep it packed (a QuantizedLinear, rows = tokens; the step gathers and
+// dequantizes only the T rows it needs), int8-g64-asym-f16 unless the case names another format with
+// `emb` (e.g. {"shape":"1.1B","fmt":"int2","seq":512,"emb":"int4"}); float cases keep float32. Each
+// result records the embedding format and its bytes (`embFormat`, `embeddingBytes`).
+//
 // Backend: the wasm backend keeps resident copies of packed layers (and of constant float weights);
 // a case would then hold every weight twice. The cases run it through `evicting()`, which drops each
 // layer's resident copy right after its kernel call, so only the JS-side packed words stay resident
@@ -16,7 +21,7 @@
 // MALLOC_MMAP_THRESHOLD_=131072 (glibc returns freed large buffers to the OS instead of keeping them).
 //
 //   npx tsx packages/model-llama/bench/emef-memory.bench.ts          (INT21_BENCH_QUICK=1: stories260K / 15M)
-//   INT21_EMEF_CASES=7B:int2,7B:int4 npx tsx …                      (only these cases)
+//   INT21_EMEF_CASES=7B:int2,7B:int4 npx tsx …                      (only these cases; 1.1B:int2:int4 = emb int4)
 //   INT21_EMEF_THREADS=1 …                                            (wasm threads of each case)
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -29,10 +34,15 @@ interface Case {
   shape: SyntheticModelName;
   fmt: Fmt;
   seq: number;
+  /** Packed token embedding format of a packed case (emef-step-child.mjs EMB_FORMATS key or a format name); default int8. */
+  emb?: string;
 }
 
 /** What emef-step-child.mjs prints. */
 interface CaseResult extends Case {
+  /** The token embedding's format (`f32` for a float32 table). */
+  embFormat: string;
+  embeddingBytes: number;
   peakRssBytes: number;
   rssAfterWeights: number;
   stepMs: number;
@@ -61,11 +71,17 @@ function cases(): Case[] {
           { shape: "stories110M", fmt: "int2", seq: 512 },
           { shape: "1.1B", fmt: "f32", seq: 512 },
           { shape: "1.1B", fmt: "int2", seq: 512 },
+          { shape: "1.1B", fmt: "int2", seq: 512, emb: "int4" },
           { shape: "1.1B", fmt: "int2g128", seq: 512 },
           { shape: "7B", fmt: "int2", seq: 512 },
           { shape: "7B", fmt: "int4", seq: 512 },
         ];
-  return only ? all.filter((c) => only.includes(`${c.shape}:${c.fmt}`)) : all;
+  return only ? all.filter((c) => only.includes(caseKey(c)) || only.includes(`${c.shape}:${c.fmt}`)) : all;
+}
+
+/** `shape:fmt`, plus `:emb` when the case names an embedding format. */
+function caseKey(c: Case): string {
+  return c.emb === undefined ? `${c.shape}:${c.fmt}` : `${c.shape}:${c.fmt}:${c.emb}`;
 }
 
 const GB = 1e9;
@@ -86,23 +102,23 @@ async function main(): Promise<void> {
       if (p.status !== 0 || !line) {
         line = undefined;
         if (attempt === 2)
-          throw new Error(
-            `emef-memory: case ${c.shape}:${c.fmt} failed (exit ${p.status}, signal ${p.signal})`,
-          );
-        console.error(`emef-memory: case ${c.shape}:${c.fmt} failed (exit ${p.status}), retrying once`);
+          throw new Error(`emef-memory: case ${caseKey(c)} failed (exit ${p.status}, signal ${p.signal})`);
+        console.error(`emef-memory: case ${caseKey(c)} failed (exit ${p.status}), retrying once`);
       }
     }
     const r = JSON.parse((line as string).slice(7)) as CaseResult;
     results.push(r);
     console.error(
-      `${r.shape} ${r.fmt}: peak RSS ${(r.peakRssBytes / GB).toFixed(3)} GB, step ${(r.stepMs / 1000).toFixed(1)} s, weights ${(r.weightBytes / GB).toFixed(3)} GB, loss ${r.loss.toFixed(3)}`,
+      `${r.shape} ${r.fmt} (embedding ${r.embFormat}): peak RSS ${(r.peakRssBytes / GB).toFixed(3)} GB, step ${(r.stepMs / 1000).toFixed(1)} s, weights ${(r.weightBytes / GB).toFixed(3)} GB, loss ${r.loss.toFixed(3)}`,
     );
   }
   const f32 = new Map(results.filter((r) => r.fmt === "f32").map((r) => [r.shape, r]));
   const rows = results.map((r) => {
     const base = f32.get(r.shape);
     return {
-      name: `model-llama:emef-step:${r.shape}:${r.fmt}:seq${r.seq}`,
+      name: `model-llama:emef-step:${r.shape}:${r.fmt}:seq${r.seq}${r.emb === undefined ? "" : `:emb-${r.emb}`}`,
+      embedding: r.embFormat,
+      embeddingMB: Number((r.embeddingBytes / 1e6).toFixed(1)),
       peakRssGB: Number((r.peakRssBytes / GB).toFixed(3)),
       stepSeconds: Number((r.stepMs / 1000).toFixed(2)),
       tokensPerSec: Number(((r.seq * 1000) / r.stepMs).toFixed(1)),
@@ -116,7 +132,7 @@ async function main(): Promise<void> {
   });
   const notes = [
     "One training step per case in its own process: batch 1, LoRA r=8 alpha=16 on q_proj,v_proj, per-layer checkpointing, AdamW; peak RSS = process.resourceUsage().maxRSS of that process (includes Node itself and weight generation).",
-    "Synthetic weights: float cases from syntheticWeights; packed cases written straight into packed words as random codes with f16 scales (emef-step-child.mjs), no float matrix ever built: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding float32.",
+    "Synthetic weights: float cases from syntheticWeights; packed cases written straight into packed words as random codes with f16 scales (emef-step-child.mjs), no float matrix ever built: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding packed in packed cases (int8-g64-asym-f16 unless the case says otherwise: column embedding), float32 in float cases.",
     "wasm backend with its resident copy of each layer evicted after each kernel call (see the file header).",
     "memoryRatioVsF32 = float32 LoRA peak RSS / this case's, same shape, same run. Targets: 1.1B ratio >= 5.6; 7B INT2 <= 4 GB, INT4 <= 5.5 GB.",
   ];

@@ -1,13 +1,22 @@
 // One EMEF training step in a fresh plain-Node process (no TypeScript loader in the measured RSS):
-// the child of emef-memory.bench.ts. Argument: a JSON case {shape, fmt, seq}. Prints `RESULT {json}`.
+// the child of emef-memory.bench.ts. Argument: a JSON case {shape, fmt, seq, emb?}. Prints `RESULT {json}`.
+// `emb` is the packed token embedding's format for packed cases: a key of EMB_FORMATS (int8, int4,
+// int2) or a registry name; default int8 (int8-g64-asym-f16); `f32` keeps a float32 table. Float
+// cases always keep a float32 table (and take no `emb`).
 // It imports the built packages (run `npm run build` first; `npm run bench` does).
 import { AdamW, backward, memory, setBackend, tidy } from "@int21/autograd";
 import { loraParameters } from "@int21/lora";
-import { addLlamaLoRA, llamaLoss, syntheticConfig, syntheticWeights } from "@int21/model-llama";
+import {
+  addLlamaLoRA,
+  llamaLoss,
+  syntheticConfig,
+  syntheticWeights,
+  tiedClassifier,
+  tokenEmbeddingBytes,
+} from "@int21/model-llama";
 import { matrixWordsPerRow, packedMatrixView } from "@int21/bitpack";
 import {
   bitsPerWeight,
-  createFloatLinear,
   createQuantizedLinear,
   createQuantLinear,
   createWasmBackend,
@@ -22,6 +31,15 @@ const FORMATS = {
   int2: "int2-g64-asym-f16",
   int2g128: "int2-g128-asym-f16",
 };
+
+/** Token embedding formats of packed cases (`emb` in the case JSON); default int8. */
+const EMB_FORMATS = {
+  f32: undefined,
+  int8: "int8-g64-asym-f16",
+  int4: "int4-g64-asym-f16",
+  int2: "int2-g64-asym-f16",
+};
+const DEFAULT_EMB = "int8";
 
 const gc = globalThis.gc;
 let calls = 0;
@@ -76,11 +94,11 @@ function xorshift(seed) {
 
 /**
  * A packed `[N × K]` layer written straight into packed words: uniformly random codes, per-group f16
- * scales spreading the codes over ±√(3/K) (unit-variance outputs, like syntheticWeights), mid-range
- * zeros. No float matrix is built at all (syntheticWeights RTN-quantizes float blocks, which takes
+ * scales spreading the codes over ±amp (default √(3/K): unit-variance outputs, like syntheticWeights;
+ * 1 for a token embedding, like syntheticWeights' uniform ±1 table), mid-range zeros. No float matrix is built at all (syntheticWeights RTN-quantizes float blocks, which takes
  * minutes at 7B in JavaScript; the memory and the kernels' work are the same).
  */
-function randomPacked(N, K, format, next) {
+function randomPacked(N, K, format, next, amp = Math.sqrt(3 / K)) {
   const f = getFormat(format);
   const wpr = matrixWordsPerRow(K, f.bits);
   const words = new Uint32Array(N * wpr);
@@ -89,7 +107,7 @@ function randomPacked(N, K, format, next) {
   if (tail !== 0) for (let n = 0; n < N; n++) words[n * wpr + wpr - 1] &= 2 ** tail - 1;
   const nP = N * groupCount(f, K);
   const qmax = 2 ** f.bits - 1;
-  const scale = roundToF16((2 * Math.sqrt(3 / K)) / qmax);
+  const scale = roundToF16((2 * amp) / qmax);
   return createQuantizedLinear({
     format: f,
     outFeatures: N,
@@ -100,8 +118,12 @@ function randomPacked(N, K, format, next) {
   });
 }
 
-/** LLaMA weights of `config` with every projection (and the unshared classifier) packed in `format`. */
-function packedWeights(config, format, backend, seed) {
+/**
+ * LLaMA weights of `config` with every projection (and the unshared classifier) packed in `format`,
+ * and the token embedding packed in `embFormat` (float32 when undefined); a shared classifier runs over
+ * the same table (a quantized linear over the packed record, never a float copy).
+ */
+function packedWeights(config, format, embFormat, backend, seed) {
   const next = xorshift(seed);
   const uniform = (n, a, center = 0) => {
     const out = new Float32Array(n);
@@ -111,7 +133,9 @@ function packedWeights(config, format, backend, seed) {
   const { dim, hiddenDim, vocabSize, nLayers } = config;
   const kv = (dim / config.nHeads) * config.nKvHeads;
   const lin = (N, K) => createQuantLinear({ q: randomPacked(N, K, format, next), backend });
-  const tokenEmbedding = uniform(vocabSize * dim, 1);
+  const tokenEmbedding = embFormat
+    ? randomPacked(vocabSize, dim, embFormat, next, 1)
+    : uniform(vocabSize * dim, 1);
   const layers = [];
   for (let l = 0; l < nLayers; l++) {
     layers.push({
@@ -127,7 +151,7 @@ function packedWeights(config, format, backend, seed) {
     });
   }
   const classifier = config.sharedClassifier
-    ? createFloatLinear({ weight: tokenEmbedding, outFeatures: vocabSize, inFeatures: dim, backend })
+    ? tiedClassifier(tokenEmbedding, config, backend)
     : lin(vocabSize, dim);
   return { config: { ...config }, tokenEmbedding, layers, finalNorm: uniform(dim, 0.1, 1), classifier };
 }
@@ -139,12 +163,23 @@ const wasm = await createWasmBackend(threads ? { threads } : {});
 const backend = evicting(wasm);
 setBackend(backend);
 const config = syntheticConfig(c.shape);
+if (!(c.fmt in FORMATS))
+  throw new Error(`emef-step: fmt ${c.fmt} is not one of ${Object.keys(FORMATS).join(", ")}`);
 const format = FORMATS[c.fmt];
+if (!format && c.emb !== undefined && c.emb !== "f32")
+  throw new Error(
+    `emef-step: the float case ${c.shape}:${c.fmt} keeps a float32 embedding; drop emb ${c.emb}`,
+  );
+const embKey = format ? (c.emb ?? DEFAULT_EMB) : "f32";
+const embFormat = embKey in EMB_FORMATS ? EMB_FORMATS[embKey] : getFormat(embKey).name;
 const t0 = performance.now();
 // float cases: model-llama's syntheticWeights; packed cases: random codes straight into packed words
-const w = format ? packedWeights(config, format, backend, 1) : syntheticWeights(config, { backend, seed: 1 });
+const w = format
+  ? packedWeights(config, format, embFormat, backend, 1)
+  : syntheticWeights(config, { backend, seed: 1 });
 const genMs = performance.now() - t0;
-let weightBytes = w.tokenEmbedding.byteLength + w.finalNorm.byteLength;
+const embeddingBytes = tokenEmbeddingBytes(w.tokenEmbedding);
+let weightBytes = embeddingBytes + w.finalNorm.byteLength;
 for (const L of w.layers) {
   weightBytes += L.attnNorm.byteLength + L.ffnNorm.byteLength;
   for (const l of [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]) weightBytes += l.bytes();
@@ -175,6 +210,8 @@ const stepMs = performance.now() - t1;
 if (!Number.isFinite(value)) throw new Error(`emef-step: loss is ${value} for ${c.shape} ${c.fmt}`);
 const result = {
   ...c,
+  embFormat: embFormat ?? "f32",
+  embeddingBytes,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
   rssAfterWeights,
   stepMs,

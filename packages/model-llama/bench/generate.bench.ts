@@ -19,6 +19,7 @@ import {
   type SyntheticModelName,
   argmax,
   createRunState,
+  denseTokenEmbedding,
   forward,
   syntheticConfig,
   syntheticWeights,
@@ -68,7 +69,7 @@ function buildModel(shape: SyntheticModelName, fmt: Fmt): LlamaWeights {
   if (fmt === "f32") return syntheticWeights(config, { seed: 7 });
   const w = syntheticWeights(config, { seed: 7, format: fmt });
   // the shared classifier stays a float view of the embeddings in syntheticWeights; quantize it too
-  const q = rtnQuantize(w.tokenEmbedding, config.vocabSize, config.dim, fmt);
+  const q = rtnQuantize(denseTokenEmbedding(w.tokenEmbedding), config.vocabSize, config.dim, fmt);
   return { ...w, classifier: createQuantLinear({ q, backend: createReferenceBackend() }) };
 }
 

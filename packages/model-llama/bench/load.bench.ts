@@ -18,6 +18,7 @@ import {
   loadLlama2c,
   permuteHfRows,
   syntheticConfig,
+  tokenEmbeddingBytes,
 } from "@int21/model-llama";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";
@@ -107,7 +108,8 @@ const packedMB =
     (s, L) => s + [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3].reduce((a, l) => a + l.bytes(), 0),
     0,
   ) +
-    4 * (once.tokenEmbedding.length + config.dim * (2 * config.nLayers + 1))) /
+    tokenEmbeddingBytes(once.tokenEmbedding) +
+    4 * config.dim * (2 * config.nLayers + 1)) /
   1e6;
 const largestTensorMB = Math.max(...specs.map((t) => t.shape.reduce((a, b) => a * b, 1) * 4)) / 1e6;
 
