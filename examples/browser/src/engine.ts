@@ -131,7 +131,7 @@ export class Engine {
     const projectionBytes = proj.reduce((s, l) => s + l.bytes(), 0);
     const projectionFloatBytes = proj.reduce((s, l) => s + 4 * l.inFeatures * l.outFeatures, 0);
     const c = weights.config;
-    const floatParams = weights.tokenEmbedding.length + weights.finalNorm.length + 2 * c.nLayers * c.dim;
+    const floatParams = c.vocabSize * c.dim + weights.finalNorm.length + 2 * c.nLayers * c.dim; // float32 table
     // A shared classifier reads the token embedding (counted above); a separate one has its own weights.
     const classifierBytes = c.sharedClassifier ? 0 : weights.classifier.bytes();
     const modelBytes = projectionBytes + 4 * floatParams + classifierBytes;
