@@ -27,6 +27,7 @@ import { addLlamaLoRA, llamaLoss } from "./finetune";
 import { forward } from "./forward";
 import { generate } from "./generate";
 import { hfExportTensors } from "./export-hf";
+import { loadGguf, serializeGgufModel } from "./gguf-model";
 import { loadLlama2c } from "./load-llama2c";
 import { quantizeModel } from "./quantize-model";
 import { createRunState } from "./run-state";
@@ -291,6 +292,16 @@ describe("packed embeddings elsewhere", () => {
       { format: "int4-g64-asym-f16", method: "rtn" },
     );
     expect(again.weights.tokenEmbedding).toBe(r.weights.tokenEmbedding);
+  });
+
+  it("saveGguf writes a packed table dequantized (F32) and keeps the tie", async () => {
+    const w = packedStories();
+    const { bytes: file } = serializeGgufModel(w, { type: "F32" });
+    const back = (await loadGguf(file, { backend })).weights;
+    expect(back.config.sharedClassifier).toBe(true);
+    expect(Array.from(back.tokenEmbedding as Float32Array)).toEqual(
+      Array.from(denseTokenEmbedding(w.tokenEmbedding)),
+    );
   });
 
   it("the HF exporter writes a packed table dequantized and keeps the tie", () => {
