@@ -16,8 +16,9 @@
 // (the same for float and packed cases). Nothing builds a float copy of a packed weight: the forward
 // is the fused qmatmul, the input gradient qmatmulT.
 //
-// Runtime settings of the child (both float and packed cases): `--expose-gc` with a collection about
-// once per layer (V8 otherwise lets hundreds of MB of dead activation buffers wait for a GC), and
+// Runtime settings of the child (both float and packed cases): `--expose-gc` with a collection after
+// every weight kernel call (V8 otherwise lets hundreds of MB of dead activation buffers wait for a GC;
+// INT21_EMEF_GC_EVERY=7 collects about once per layer instead, as the first measurements did), and
 // MALLOC_MMAP_THRESHOLD_=131072 (glibc returns freed large buffers to the OS instead of keeping them).
 //
 //   npx tsx packages/model-llama/bench/emef-memory.bench.ts          (INT21_BENCH_QUICK=1: stories260K / 15M)

@@ -9,11 +9,10 @@ import {
   isQuantizedLinear,
   keep,
   linear,
-  mul,
   parameter,
   rmsNorm,
   rope,
-  silu,
+  swiglu,
   tensor,
 } from "@int21/autograd";
 import { isLoRALinear, linearForward } from "@int21/lora";
@@ -228,7 +227,7 @@ export function trainForward(
       const a = attention(q, k, v, { nHeads: c.nHeads, nKvHeads: c.nKvHeads });
       const x1 = add(xin, lin("wo", a));
       const h2 = rmsNorm(x1, f.ffnNorm[l], c.normEps);
-      return add(x1, lin("w2", mul(silu(lin("w1", h2)), lin("w3", h2))));
+      return add(x1, lin("w2", swiglu(lin("w1", h2), lin("w3", h2))));
     };
     x = opts.checkpoint === false ? block(x) : checkpoint(block, [x]);
   });
