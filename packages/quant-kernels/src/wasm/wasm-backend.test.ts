@@ -195,3 +195,71 @@ describe("wasm backend lifecycle", () => {
     ).toThrow(/disposed/);
   });
 });
+
+describe("wasm backend resident budget (maxResidentBytes)", () => {
+  const ref = createReferenceBackend();
+  const fmt = getFormat("int4-g32-asym-f16");
+  const layers = [0, 1, 2, 3].map((i) => rtnQuantize(randomWeights(48 * 96, 100 + i), 48, 96, fmt));
+  const x = randomUniform(2 * 96, 7);
+  const want = layers.map((q) => {
+    const y = new Float32Array(2 * 48);
+    ref.qmatmul(x, 2, q, y);
+    return y;
+  });
+  const run = (be: WasmBackend, i: number) => {
+    const y = new Float32Array(2 * 48);
+    be.qmatmul(x, 2, layers[i], y);
+    for (let j = 0; j < y.length; j++) expect(Math.abs(y[j] - want[i][j])).toBeLessThan(1e-4);
+  };
+
+  it("budget 0 keeps only the layer in use, with the same results, and the heap stops growing", async () => {
+    const be = await createWasmBackend({ threads: 1, maxResidentBytes: 0 });
+    run(be, 0);
+    const one = be.residentBytes();
+    expect(one).toBeGreaterThan(48 * 96 * 0.5);
+    const heap = be.memoryBytes();
+    for (let round = 0; round < 3; round++) for (let i = 0; i < layers.length; i++) run(be, i);
+    expect(be.residentBytes()).toBe(one); // same-shaped layers: exactly one resident
+    expect(layers.filter((q) => be.isResident(q))).toEqual([layers[3]]);
+    expect(be.memoryBytes()).toBeLessThanOrEqual(heap);
+    be.dispose();
+  });
+
+  it("drops the least recently used layer first and never exceeds the budget", async () => {
+    const probe = await createWasmBackend({ threads: 1 });
+    run(probe, 0);
+    const per = probe.residentBytes();
+    probe.dispose();
+    const be = await createWasmBackend({ threads: 1, maxResidentBytes: 2 * per });
+    for (const i of [0, 1, 0, 2]) {
+      run(be, i);
+      expect(be.residentBytes()).toBeLessThanOrEqual(2 * per);
+    }
+    // 0 was used after 1, so 1 went when 2 came in
+    expect(layers.map((q) => be.isResident(q))).toEqual([true, false, true, false]);
+    run(be, 3); // evicts 0, the least recently used now
+    expect(layers.map((q) => be.isResident(q))).toEqual([false, false, true, true]);
+    be.dispose();
+  });
+
+  it("counts bConst float weights in the same budget and rejects a bad budget", async () => {
+    const be = await createWasmBackend({ threads: 1, maxResidentBytes: 0 });
+    const B = randomUniform(64 * 32, 3);
+    const A = randomUniform(4 * 32, 4);
+    const C = new Float32Array(4 * 64);
+    be.sgemm({ M: 4, N: 64, K: 32, A, B, C, transB: true, bConst: true });
+    expect(be.isResident(B)).toBe(true);
+    run(be, 0);
+    expect(be.isResident(B)).toBe(false);
+    expect(be.isResident(layers[0])).toBe(true);
+    be.evict(layers[0]);
+    expect(be.residentBytes()).toBe(0);
+    be.dispose();
+    await expect(createWasmBackend({ threads: 1, maxResidentBytes: -1 })).rejects.toThrow(
+      /maxResidentBytes must be a number ≥ 0, got -1/,
+    );
+    await expect(createWasmBackend({ threads: 1, maxResidentBytes: Number.NaN })).rejects.toThrow(
+      /maxResidentBytes/,
+    );
+  });
+});

@@ -20,6 +20,14 @@ export interface WasmBackendOptions {
    * selects the ordinary-memory module that non-isolated browser pages get; it allows 1 thread only.
    */
   sharedMemory?: boolean;
+  /**
+   * Bytes that resident copies (re-packed quantized layers, `bConst` float weights) may hold
+   * together; default unlimited. Before a new copy is made, the least recently used copies are
+   * dropped until it fits, so a model larger than the budget streams its layers through it (each
+   * layer is re-packed when it is used again). Decoding wants every layer resident (the default);
+   * training a model near the memory limit wants a small budget: `0` keeps only the layer in use.
+   */
+  maxResidentBytes?: number;
 }
 
 /** The wasm backend: a {@link Backend} plus memory helpers. */
@@ -38,6 +46,10 @@ export interface WasmBackend extends Backend {
   evict(key: QuantizedLinear | Float32Array): void;
   /** Bytes of wasm memory in use (resident weights, scratch, allocF32 blocks). */
   memoryBytes(): number;
+  /** Bytes held by resident copies of layers and `bConst` weights (bounded by `maxResidentBytes`). */
+  residentBytes(): number;
+  /** Whether a quantized layer or `bConst` float array has a resident copy now. */
+  isResident(key: QuantizedLinear | Float32Array): boolean;
 }
 
 function defaultThreads(): number {
@@ -71,7 +83,8 @@ function supportsFormat(f: QuantFormat): boolean {
  * the caller's thread runs its share and waits for the workers.
  *
  * Inputs are copied into wasm memory per call, except views from {@link WasmBackend.allocF32};
- * quantized layers and `bConst` arrays are kept resident, keyed by identity.
+ * quantized layers and `bConst` arrays are kept resident, keyed by identity, within
+ * `maxResidentBytes` (least recently used dropped first).
  * Call `dispose()` to stop the workers.
  */
 export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -81,8 +94,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       `quant-kernels: createWasmBackend: threads must be an integer in 1..64, got ${String(threads)}`,
     );
   }
+  const budget = opts.maxResidentBytes ?? Number.POSITIVE_INFINITY;
+  if (!(budget >= 0))
+    throw new Error(
+      `quant-kernels: createWasmBackend: maxResidentBytes must be a number ≥ 0, got ${String(opts.maxResidentBytes)}`,
+    );
   const rt = await WasmRuntime.create(threads, opts.sharedMemory);
-  const cache = new ResidentCache(rt);
+  const cache = new ResidentCache(rt, budget);
   const views = new WeakMap<Float32Array, number>();
   return {
     name: `wasm-simd-${threads}t`,
@@ -115,6 +133,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     evict: (key) => cache.evict(key),
     memoryBytes: () => rt.heap.usedBytes(),
+    residentBytes: () => cache.bytes,
+    isResident: (key) => cache.has(key),
     dispose(): void {
       cache.dispose();
       rt.dispose();

@@ -1,6 +1,7 @@
 // Resident wasm copies of immutable inputs, keyed by object identity: quantized layers (re-packed
 // into the lane-interleaved container layout the fused kernels read, see wasm/kernels.h) and
-// constant float weights (`GemmArgs.bConst`). Freed when the key is garbage-collected or evicted.
+// constant float weights (`GemmArgs.bConst`). Freed when the key is garbage-collected, evicted, or
+// pushed out by the byte budget (least recently used first).
 import type { QuantizedLinear } from "../types";
 import {
   D_BITS,
@@ -38,6 +39,19 @@ export interface ResidentQuant {
 interface Entry {
   res: ResidentQuant;
   blocks: number[];
+  id: number;
+}
+
+/** What the collection callback and the budget know of a resident copy. */
+interface Held {
+  id: number;
+  blocks: number[];
+}
+
+/** A resident copy in use order (oldest first). */
+interface LruEntry {
+  key: WeakRef<QuantizedLinear | Float32Array>;
+  bytes: number;
 }
 
 /** Container width for a code width: 1–2 → 2, 3–4 → 4, 5–8 → 8 bits. */
@@ -81,22 +95,87 @@ function checkRecord(q: QuantizedLinear): { ng: number; gs: number } {
 /** Cache of resident layers and constant float arrays for one runtime. */
 export class ResidentCache {
   private readonly quant = new WeakMap<QuantizedLinear, Entry>();
-  private readonly floats = new WeakMap<Float32Array, number>();
-  private readonly registry: FinalizationRegistry<number[]>;
+  private readonly floats = new WeakMap<Float32Array, { addr: number; id: number }>();
+  private readonly registry: FinalizationRegistry<Held>;
   private readonly rt: WasmRuntime;
+  /** Resident copies by id, least recently used first. */
+  private readonly lru = new Map<number, LruEntry>();
+  private residentBytes = 0;
+  private nextId = 1;
   private alive = true;
 
-  constructor(rt: WasmRuntime) {
+  /**
+   * @param budget Bytes the resident copies may hold together; before a new copy is made, the least
+   *   recently used ones are dropped until it fits (a copy larger than the budget is still made, alone).
+   */
+  constructor(
+    rt: WasmRuntime,
+    readonly budget = Number.POSITIVE_INFINITY,
+  ) {
     this.rt = rt;
-    this.registry = new FinalizationRegistry((blocks) => {
-      if (this.alive) for (const b of blocks) rt.heap.release(b);
+    this.registry = new FinalizationRegistry((held) => {
+      const e = this.lru.get(held.id);
+      if (e !== undefined) {
+        this.lru.delete(held.id);
+        this.residentBytes -= e.bytes;
+      }
+      if (this.alive) for (const b of held.blocks) rt.heap.release(b);
     });
+  }
+
+  /** Whether `key` has a resident copy now. */
+  has(key: QuantizedLinear | Float32Array): boolean {
+    return key instanceof Float32Array ? this.floats.has(key) : this.quant.has(key);
+  }
+
+  /** Bytes held by resident copies now. */
+  get bytes(): number {
+    return this.residentBytes;
+  }
+
+  /** Marks a resident copy as just used. */
+  private touch(id: number): void {
+    const e = this.lru.get(id);
+    if (e === undefined) return;
+    this.lru.delete(id);
+    this.lru.set(id, e);
+  }
+
+  /** Drops least recently used copies until `incoming` more bytes fit the budget. */
+  private makeRoom(incoming: number): void {
+    if (this.residentBytes + incoming <= this.budget) return;
+    for (const e of [...this.lru.values()]) {
+      if (this.residentBytes + incoming <= this.budget) break;
+      // A collected key's copy is released by the registry callback, which also updates the count.
+      const key = e.key.deref();
+      if (key !== undefined) this.evict(key);
+    }
+  }
+
+  private track(key: QuantizedLinear | Float32Array, bytes: number, blocks: number[]): number {
+    const id = this.nextId++;
+    this.lru.set(id, { key: new WeakRef(key), bytes });
+    this.residentBytes += bytes;
+    this.registry.register(key, { id, blocks }, key);
+    return id;
+  }
+
+  private untrack(id: number, key: QuantizedLinear | Float32Array): void {
+    const e = this.lru.get(id);
+    if (e !== undefined) {
+      this.lru.delete(id);
+      this.residentBytes -= e.bytes;
+    }
+    this.registry.unregister(key);
   }
 
   /** The resident copy of `q`, made on first use. */
   quantized(q: QuantizedLinear): ResidentQuant {
     const hit = this.quant.get(q);
-    if (hit !== undefined) return hit.res;
+    if (hit !== undefined) {
+      this.touch(hit.id);
+      return hit.res;
+    }
     const { ng, gs } = checkRecord(q);
     const N = q.outFeatures;
     const K = q.inFeatures;
@@ -106,6 +185,8 @@ export class ResidentCache {
     const bw = 4 * per;
     const Kp = Math.ceil(K / bw) * bw;
     const wpr = Kp / per;
+    const need = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0)) * 4;
+    this.makeRoom(need);
     const heap = this.rt.heap;
     const blocks: number[] = [];
     const take = (bytes: number) => {
@@ -148,10 +229,9 @@ export class ResidentCache {
       this.rt.repack(desc, src, q.qweight.wordsPerRow);
       heap.release(src);
       const fast = q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
-      const bytes = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0)) * 4;
-      const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes };
-      this.quant.set(q, { res, blocks });
-      this.registry.register(q, blocks, q);
+      const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes: need };
+      const id = this.track(q, need, blocks);
+      this.quant.set(q, { res, blocks, id });
       return res;
     } catch (e) {
       for (const b of blocks) heap.release(b);
@@ -162,13 +242,17 @@ export class ResidentCache {
   /** Byte address of a resident copy of the whole of `a` (a constant float array). */
   floatConst(a: Float32Array): number {
     const hit = this.floats.get(a);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.touch(hit.id);
+      return hit.addr;
+    }
+    this.makeRoom(a.length * 4);
     const heap = this.rt.heap;
     const addr = heap.alloc(a.length * 4);
     heap.refresh();
     heap.f32.set(a, addr >> 2);
-    this.floats.set(a, addr);
-    this.registry.register(a, [addr], a);
+    const id = this.track(a, a.length * 4, [addr]);
+    this.floats.set(a, { addr, id });
     return addr;
   }
 
@@ -176,17 +260,17 @@ export class ResidentCache {
   evict(key: QuantizedLinear | Float32Array): void {
     const heap = this.rt.heap;
     if (key instanceof Float32Array) {
-      const addr = this.floats.get(key);
-      if (addr === undefined) return;
+      const f = this.floats.get(key);
+      if (f === undefined) return;
       this.floats.delete(key);
-      this.registry.unregister(key);
-      heap.release(addr);
+      this.untrack(f.id, key);
+      heap.release(f.addr);
       return;
     }
     const e = this.quant.get(key);
     if (e === undefined) return;
     this.quant.delete(key);
-    this.registry.unregister(key);
+    this.untrack(e.id, key);
     for (const b of e.blocks) heap.release(b);
   }
 
