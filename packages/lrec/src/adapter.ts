@@ -7,6 +7,8 @@ import {
   type LinearName,
   type LlamaWeights,
   linearParts,
+  llamaModules,
+  setLlamaModules,
   trainForward,
 } from "@int21/model-llama";
 import { type Backend, type Linear, referenceDequantize } from "@int21/quant-kernels";
@@ -23,24 +25,19 @@ export const LREC_TARGETS: readonly string[] = Object.freeze([
   "down_proj",
 ]);
 
-/** The block projections of `weights` under their Hugging Face / PEFT names (`model.layers.{i}.self_attn.q_proj` …). */
+/**
+ * The block projections of `weights` under their Hugging Face / PEFT names (`model.layers.{i}.self_attn.q_proj` …):
+ * model-llama's `llamaModules` without the classifier, which LREC never adapts.
+ */
 export function llamaModuleMap(weights: LlamaWeights): Map<string, Linear> {
-  const m = new Map<string, Linear>();
-  weights.layers.forEach((L, i) => {
-    for (const [short, hf] of Object.entries(LINEAR_NAMES))
-      m.set(`model.layers.${i}.${hf}`, L[short as LinearName]);
-  });
+  const m = llamaModules(weights);
+  m.delete("lm_head");
   return m;
 }
 
 /** Puts the (possibly LoRA-wrapped) modules of `model` back into `weights`, in place. */
 export function syncModules(weights: LlamaWeights, model: LoRAModel): void {
-  weights.layers.forEach((L, i) => {
-    for (const [short, hf] of Object.entries(LINEAR_NAMES)) {
-      const l = model.modules.get(`model.layers.${i}.${hf}`);
-      if (l !== undefined) L[short as LinearName] = l;
-    }
-  });
+  setLlamaModules(weights, model.modules);
 }
 
 /** The LoRA state of `weights` (adapters already on it are picked up); modules are synced back on change. */
