@@ -66,17 +66,34 @@ export function threadsOption(): Option {
 }
 
 /**
+ * `--max-resident-mb <n>`: the WebAssembly backend's budget for resident (re-packed) layer copies;
+ * default unlimited. Training a model near the memory limit wants a small one (0 keeps only the layer
+ * in use, at the cost of re-packing each layer whenever it is used).
+ */
+export function residentOption(): Option {
+  return new Option(
+    "--max-resident-mb <n>",
+    "MB of re-packed layer copies the WebAssembly kernels may keep (default: all; 0: only the layer in use)",
+  ).argParser(intIn(0));
+}
+
+/**
  * Runs `fn` with a kernel backend (WebAssembly with `threads` threads, default up to 4; `0` the
  * reference backend), installed as autograd's backend too, and disposes of it afterwards.
+ * `maxResidentMb` bounds the WebAssembly backend's resident layer copies (see {@link residentOption}).
  */
 export async function withBackend<T>(
   threads: number | undefined,
   fn: (backend: Backend) => Promise<T>,
+  maxResidentMb?: number,
 ): Promise<T> {
   const backend =
     threads === 0
       ? createReferenceBackend()
-      : await createWasmBackend(threads === undefined ? {} : { threads });
+      : await createWasmBackend({
+          ...(threads === undefined ? {} : { threads }),
+          ...(maxResidentMb === undefined ? {} : { maxResidentBytes: maxResidentMb * 1e6 }),
+        });
   const previous = setBackend(backend);
   try {
     return await fn(backend);

@@ -114,6 +114,24 @@ describe("int21 finetune (EMEF on stories260K packed to INT4)", () => {
     expect(i.tensors).toHaveLength(20);
   }, 60_000);
 
+  it("--max-resident-mb 0 (each packed layer re-packed when used) trains to the same losses", async () => {
+    const run = async (extra: string[], o: string) => {
+      const short = args(3).map((a) => (a === out ? o : a));
+      const r = await cli([...short, "--json", "--quiet", ...extra]);
+      expect(r.code).toBe(0);
+      return (JSON.parse(readFileSync(join(o, "history.json"), "utf8")).train as [number, number][]).map(
+        ([, l]) => l,
+      );
+    };
+    const plain = await run([], join(dir, "res-default"));
+    const bounded = await run(["--max-resident-mb", "0"], join(dir, "res-zero"));
+    expect(bounded).toHaveLength(3);
+    expect(bounded).toEqual(plain);
+    const bad = await cli(["finetune", MODEL, "--data", data, "-o", out, "--max-resident-mb", "-5"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--max-resident-mb");
+  }, 60_000);
+
   it("bad arguments name the option (exit 2); a missing data file is named (exit 1)", async () => {
     const rank = await cli(["finetune", MODEL, "--data", data, "--rank", "0", "-o", out]);
     expect(rank.code).toBe(2);

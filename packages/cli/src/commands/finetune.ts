@@ -6,7 +6,7 @@ import { LLAMA_TARGETS, lossChartSvg } from "@int21/lora";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { trainLoRA } from "../emef";
 import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
@@ -72,6 +72,7 @@ export function finetuneProgram(): Command {
     .option("--fresh", "ignore an existing trainer checkpoint in the output directory", false)
     .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
     .addOption(threadsOption())
+    .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
 }
@@ -94,6 +95,7 @@ interface FinetuneOpts {
   fresh: boolean;
   tokenizer?: string;
   threads?: number;
+  maxResidentMb?: number;
   json: boolean;
   quiet: boolean;
 }
@@ -107,104 +109,108 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(finetuneProgram(), argv, io, async ([model], opts) => {
     const o = opts as unknown as FinetuneOpts;
     if (!existsSync(o.data)) throw new CliError(`--data ${o.data}: no such file`);
-    return withBackend(o.threads, async (backend) => {
-      const quantize =
-        o.bits !== undefined
-          ? { format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }) }
-          : undefined;
-      const m = await openModel(model as string, io, {
-        backend,
-        quiet: o.quiet,
-        ...(quantize ? { quantize } : {}),
-      }).catch((e: Error) => {
-        if (quantize && /takes no quantize option/.test(e.message))
-          throw new UsageError(
-            "--bits applies to float models only; this int21 checkpoint is already packed",
-          );
-        throw e;
-      });
-      const c = m.weights.config;
-      const seq = o.seq ?? Math.min(256, c.seqLen);
-      if (seq > c.seqLen)
-        throw new UsageError(`--seq ${seq} is longer than the model's context (seqLen ${c.seqLen})`);
-      const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
-      const data = readTrainingData(o.data, tok, seq, o.heldOut, o.seed);
-      await mkdir(o.output, { recursive: true });
-      const trainerDir = join(o.output, "trainer");
-      if (o.fresh) {
-        const { rm } = await import("node:fs/promises");
-        await rm(trainerDir, { recursive: true, force: true });
-      }
-      const name = m.lora?.adapterNames().includes("default") ? "emef" : "default";
-      const bar = progressBar(io, "finetune", { quiet: o.quiet });
-      let res: Awaited<ReturnType<typeof trainLoRA>>;
-      try {
-        res = await trainLoRA(m.weights, data, {
-          lora: {
-            name,
-            targetModules: o.targets.includes("all-linear") ? [...LLAMA_TARGETS] : o.targets,
-            r: o.rank,
-            alpha: o.alpha ?? 2 * o.rank,
-            seed: o.seed,
-            baseModel: m.path,
-          },
-          steps: o.steps,
-          lr: o.lr,
-          batchSize: o.batch,
-          seed: o.seed,
-          ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
-          checkpointDir: trainerDir,
-          checkpointEvery: o.checkpointEvery,
-          adapterDir: o.output,
-          existing: m.lora,
-          onProgress: (p) =>
-            bar.update(
-              p.step,
-              p.totalSteps,
-              `loss ${p.loss.toFixed(4)}${p.evalLoss !== undefined ? ` held-out ${p.evalLoss.toFixed(4)}` : ""}`,
-            ),
+    return withBackend(
+      o.threads,
+      async (backend) => {
+        const quantize =
+          o.bits !== undefined
+            ? { format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }) }
+            : undefined;
+        const m = await openModel(model as string, io, {
+          backend,
+          quiet: o.quiet,
+          ...(quantize ? { quantize } : {}),
+        }).catch((e: Error) => {
+          if (quantize && /takes no quantize option/.test(e.message))
+            throw new UsageError(
+              "--bits applies to float models only; this int21 checkpoint is already packed",
+            );
+          throw e;
         });
-      } catch (e) {
-        throw new CliError((e as Error).message);
-      }
-      bar.finish();
-      await writeFile(
-        join(o.output, "loss.svg"),
-        lossChartSvg(res.history, `EMEF fine-tuning (${res.steps} steps)`),
-      );
-      await writeFile(join(o.output, "history.json"), `${JSON.stringify(res.history)}\n`);
-      const first = res.history.train[0]?.[1];
-      const last = res.history.train[res.history.train.length - 1]?.[1];
-      const heldOut = res.history.eval[res.history.eval.length - 1]?.[1];
-      const summary = {
-        output: o.output,
-        base: m.path,
-        data: {
-          file: o.data,
-          kind: data.kind,
-          train: data.train.length,
-          heldOut: data.heldOut.length,
-          truncated: data.truncated,
-        },
-        steps: res.steps,
-        resumedFrom: res.resumedFrom,
-        trainableParameters: res.model.parameterCount(name),
-        firstLoss: first,
-        lastLoss: last,
-        heldOutLoss: heldOut,
-        tokensPerSec: res.seconds > 0 ? res.tokens / res.seconds : 0,
-        seconds: res.seconds,
-      };
-      if (o.json) writeJson(io, summary);
-      else
-        io.stdout.write(
-          `trained ${summary.trainableParameters} LoRA parameters (r ${o.rank}, ${o.targets.join(",")}) on ${data.train.length} ${data.kind} examples` +
-            `${res.resumedFrom > 0 ? `, resumed from step ${res.resumedFrom}` : ""}\n` +
-            `steps ${res.steps}: training loss ${first?.toFixed(4) ?? "-"} → ${last?.toFixed(4) ?? "-"}` +
-            `${heldOut !== undefined ? `, held-out ${heldOut.toFixed(4)}` : ""}; ${summary.tokensPerSec.toFixed(0)} tok/s\n` +
-            `wrote ${o.output}/adapter_config.json, adapter_model.safetensors, loss.svg, history.json\n`,
+        const c = m.weights.config;
+        const seq = o.seq ?? Math.min(256, c.seqLen);
+        if (seq > c.seqLen)
+          throw new UsageError(`--seq ${seq} is longer than the model's context (seqLen ${c.seqLen})`);
+        const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
+        const data = readTrainingData(o.data, tok, seq, o.heldOut, o.seed);
+        await mkdir(o.output, { recursive: true });
+        const trainerDir = join(o.output, "trainer");
+        if (o.fresh) {
+          const { rm } = await import("node:fs/promises");
+          await rm(trainerDir, { recursive: true, force: true });
+        }
+        const name = m.lora?.adapterNames().includes("default") ? "emef" : "default";
+        const bar = progressBar(io, "finetune", { quiet: o.quiet });
+        let res: Awaited<ReturnType<typeof trainLoRA>>;
+        try {
+          res = await trainLoRA(m.weights, data, {
+            lora: {
+              name,
+              targetModules: o.targets.includes("all-linear") ? [...LLAMA_TARGETS] : o.targets,
+              r: o.rank,
+              alpha: o.alpha ?? 2 * o.rank,
+              seed: o.seed,
+              baseModel: m.path,
+            },
+            steps: o.steps,
+            lr: o.lr,
+            batchSize: o.batch,
+            seed: o.seed,
+            ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
+            checkpointDir: trainerDir,
+            checkpointEvery: o.checkpointEvery,
+            adapterDir: o.output,
+            existing: m.lora,
+            onProgress: (p) =>
+              bar.update(
+                p.step,
+                p.totalSteps,
+                `loss ${p.loss.toFixed(4)}${p.evalLoss !== undefined ? ` held-out ${p.evalLoss.toFixed(4)}` : ""}`,
+              ),
+          });
+        } catch (e) {
+          throw new CliError((e as Error).message);
+        }
+        bar.finish();
+        await writeFile(
+          join(o.output, "loss.svg"),
+          lossChartSvg(res.history, `EMEF fine-tuning (${res.steps} steps)`),
         );
-      return EXIT.ok;
-    });
+        await writeFile(join(o.output, "history.json"), `${JSON.stringify(res.history)}\n`);
+        const first = res.history.train[0]?.[1];
+        const last = res.history.train[res.history.train.length - 1]?.[1];
+        const heldOut = res.history.eval[res.history.eval.length - 1]?.[1];
+        const summary = {
+          output: o.output,
+          base: m.path,
+          data: {
+            file: o.data,
+            kind: data.kind,
+            train: data.train.length,
+            heldOut: data.heldOut.length,
+            truncated: data.truncated,
+          },
+          steps: res.steps,
+          resumedFrom: res.resumedFrom,
+          trainableParameters: res.model.parameterCount(name),
+          firstLoss: first,
+          lastLoss: last,
+          heldOutLoss: heldOut,
+          tokensPerSec: res.seconds > 0 ? res.tokens / res.seconds : 0,
+          seconds: res.seconds,
+        };
+        if (o.json) writeJson(io, summary);
+        else
+          io.stdout.write(
+            `trained ${summary.trainableParameters} LoRA parameters (r ${o.rank}, ${o.targets.join(",")}) on ${data.train.length} ${data.kind} examples` +
+              `${res.resumedFrom > 0 ? `, resumed from step ${res.resumedFrom}` : ""}\n` +
+              `steps ${res.steps}: training loss ${first?.toFixed(4) ?? "-"} → ${last?.toFixed(4) ?? "-"}` +
+              `${heldOut !== undefined ? `, held-out ${heldOut.toFixed(4)}` : ""}; ${summary.tokensPerSec.toFixed(0)} tok/s\n` +
+              `wrote ${o.output}/adapter_config.json, adapter_model.safetensors, loss.svg, history.json\n`,
+          );
+        return EXIT.ok;
+      },
+      o.maxResidentMb,
+    );
   });
 }

@@ -6,7 +6,7 @@ import { type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { evaluateAgainstTeacher } from "../evaluation";
 import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
@@ -53,6 +53,7 @@ export function lrecProgram(): Command {
     .option("--fresh", "ignore an existing LREC state file", false)
     .option("--tokenizer <file>", "tokenizer (default: found beside the teacher or the student)")
     .addOption(threadsOption())
+    .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
 }
@@ -75,6 +76,7 @@ interface LrecOpts {
   fresh: boolean;
   tokenizer?: string;
   threads?: number;
+  maxResidentMb?: number;
   json: boolean;
   quiet: boolean;
 }
@@ -93,109 +95,116 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(lrecProgram(), argv, io, async ([quantized], opts) => {
     const o = opts as unknown as LrecOpts;
     if (!existsSync(o.data)) throw new CliError(`--data ${o.data}: no such file`);
-    return withBackend(o.threads, async (backend) => {
-      const student = await openModel(quantized as string, io, { backend, quiet: o.quiet });
-      if (student.kind !== "int21")
-        throw new UsageError(
-          `${student.path} is a float model; LREC trains a packed one: run \`int21 quantize\` first`,
-        );
-      const teacher = await openModel(o.teacher, io, { backend, quiet: o.quiet, what: "teacher" });
-      const c = student.weights.config;
-      for (const k of ["dim", "nLayers", "vocabSize"] as const)
-        if (teacher.weights.config[k] !== c[k])
+    return withBackend(
+      o.threads,
+      async (backend) => {
+        const student = await openModel(quantized as string, io, { backend, quiet: o.quiet });
+        if (student.kind !== "int21")
+          throw new UsageError(
+            `${student.path} is a float model; LREC trains a packed one: run \`int21 quantize\` first`,
+          );
+        const teacher = await openModel(o.teacher, io, { backend, quiet: o.quiet, what: "teacher" });
+        const c = student.weights.config;
+        for (const k of ["dim", "nLayers", "vocabSize"] as const)
+          if (teacher.weights.config[k] !== c[k])
+            throw new CliError(
+              `--teacher ${o.teacher}: its ${k} is ${teacher.weights.config[k]}, the student's is ${c[k]}`,
+            );
+        if (o.seq + 1 > c.seqLen)
+          throw new UsageError(`--seq ${o.seq} must be below the model's context (seqLen ${c.seqLen})`);
+        let tok: Tokenizer;
+        try {
+          tok = await openTokenizer(teacher.path, c.vocabSize, o.tokenizer);
+        } catch {
+          tok = await openTokenizer(student.path, c.vocabSize, o.tokenizer);
+        }
+        const all = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
+        const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
+        const train = all.slice(0, all.length - nEval);
+        const held = all.slice(all.length - nEval);
+        if (train.length < o.seq + 1)
           throw new CliError(
-            `--teacher ${o.teacher}: its ${k} is ${teacher.weights.config[k]}, the student's is ${c[k]}`,
+            `--data ${o.data}: ${train.length} training tokens, fewer than one window (--seq ${o.seq} + 1)`,
           );
-      if (o.seq + 1 > c.seqLen)
-        throw new UsageError(`--seq ${o.seq} must be below the model's context (seqLen ${c.seqLen})`);
-      let tok: Tokenizer;
-      try {
-        tok = await openTokenizer(teacher.path, c.vocabSize, o.tokenizer);
-      } catch {
-        tok = await openTokenizer(student.path, c.vocabSize, o.tokenizer);
-      }
-      const all = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
-      const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
-      const train = all.slice(0, all.length - nEval);
-      const held = all.slice(all.length - nEval);
-      if (train.length < o.seq + 1)
-        throw new CliError(
-          `--data ${o.data}: ${train.length} training tokens, fewer than one window (--seq ${o.seq} + 1)`,
-        );
-      const evalCtx = Math.min(c.seqLen, 256);
-      const score = () =>
-        held.length >= 2
-          ? evaluateAgainstTeacher(student.weights, teacher.weights, held, { ctx: evalCtx, stride: evalCtx })
-          : undefined;
-      const before = score();
-      const statePath = lrecStatePath(o.output);
-      if (o.fresh) {
-        const { rm } = await import("node:fs/promises");
-        await rm(statePath, { force: true });
-      }
-      const bar = progressBar(io, "lrec", { quiet: o.quiet });
-      let res: Awaited<ReturnType<typeof runLrec>>;
-      try {
-        res = await runLrec(
-          teacher.weights,
-          student.weights,
-          windowData(train, { batch: o.batch, seq: o.seq, seed: o.seed }),
-          {
-            steps: o.steps,
-            r: o.rank,
-            alpha: o.alpha ?? 2 * o.rank,
-            lr: o.lr,
-            lambda: o.lambda,
-            targets: o.targets ?? LREC_TARGETS,
-            init: o.init,
-            ...(o.init === "svd" ? { backend } : {}),
-            checkpointPath: statePath,
-            checkpointEvery: 10,
-            log: (m) => io.stderr.write(`${m}\n`),
-            onProgress: (p) =>
-              bar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(4)} CE ${p.ce.toFixed(4)}`),
+        const evalCtx = Math.min(c.seqLen, 256);
+        const score = () =>
+          held.length >= 2
+            ? evaluateAgainstTeacher(student.weights, teacher.weights, held, {
+                ctx: evalCtx,
+                stride: evalCtx,
+              })
+            : undefined;
+        const before = score();
+        const statePath = lrecStatePath(o.output);
+        if (o.fresh) {
+          const { rm } = await import("node:fs/promises");
+          await rm(statePath, { force: true });
+        }
+        const bar = progressBar(io, "lrec", { quiet: o.quiet });
+        let res: Awaited<ReturnType<typeof runLrec>>;
+        try {
+          res = await runLrec(
+            teacher.weights,
+            student.weights,
+            windowData(train, { batch: o.batch, seq: o.seq, seed: o.seed }),
+            {
+              steps: o.steps,
+              r: o.rank,
+              alpha: o.alpha ?? 2 * o.rank,
+              lr: o.lr,
+              lambda: o.lambda,
+              targets: o.targets ?? LREC_TARGETS,
+              init: o.init,
+              ...(o.init === "svd" ? { backend } : {}),
+              checkpointPath: statePath,
+              checkpointEvery: 10,
+              log: (m) => io.stderr.write(`${m}\n`),
+              onProgress: (p) =>
+                bar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(4)} CE ${p.ce.toFixed(4)}`),
+            },
+          );
+        } catch (e) {
+          throw new CliError((e as Error).message);
+        }
+        bar.finish();
+        const after = score();
+        await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
+          adapters: checkpointAdaptersOf(res.model, ["lrec"]),
+        });
+        const chart = o.output.replace(/\.safetensors$/, "") + ".lrec-loss.svg";
+        const { writeFile } = await import("node:fs/promises");
+        await writeFile(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
+        const summary = {
+          output: o.output,
+          lossChart: chart,
+          steps: res.steps,
+          resumed: res.resumed,
+          trainableParameters: res.model.parameterCount("lrec"),
+          heldOutTokens: held.length,
+          before: before && {
+            meanKl: before.meanKl,
+            meanNll: before.meanNll,
+            perplexity: before.perplexity,
+            teacherPerplexity: Math.exp(before.teacherMeanNll),
           },
-        );
-      } catch (e) {
-        throw new CliError((e as Error).message);
-      }
-      bar.finish();
-      const after = score();
-      await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
-        adapters: checkpointAdaptersOf(res.model, ["lrec"]),
-      });
-      const chart = o.output.replace(/\.safetensors$/, "") + ".lrec-loss.svg";
-      const { writeFile } = await import("node:fs/promises");
-      await writeFile(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
-      const summary = {
-        output: o.output,
-        lossChart: chart,
-        steps: res.steps,
-        resumed: res.resumed,
-        trainableParameters: res.model.parameterCount("lrec"),
-        heldOutTokens: held.length,
-        before: before && {
-          meanKl: before.meanKl,
-          meanNll: before.meanNll,
-          perplexity: before.perplexity,
-          teacherPerplexity: Math.exp(before.teacherMeanNll),
-        },
-        after: after && { meanKl: after.meanKl, meanNll: after.meanNll, perplexity: after.perplexity },
-        seconds: res.seconds,
-      };
-      if (o.json) writeJson(io, summary);
-      else {
-        io.stdout.write(
-          `LREC: ${res.steps} steps${res.resumed ? " (resumed)" : ""}, r ${o.rank}, ${summary.trainableParameters} parameters, ${res.seconds.toFixed(1)} s\n`,
-        );
-        if (before && after)
+          after: after && { meanKl: after.meanKl, meanNll: after.meanNll, perplexity: after.perplexity },
+          seconds: res.seconds,
+        };
+        if (o.json) writeJson(io, summary);
+        else {
           io.stdout.write(
-            `held-out (${held.length} tokens): KL to teacher ${before.meanKl.toFixed(4)} → ${after.meanKl.toFixed(4)} nats/token, ` +
-              `perplexity ${before.perplexity.toFixed(3)} → ${after.perplexity.toFixed(3)} (teacher ${Math.exp(before.teacherMeanNll).toFixed(3)})\n`,
+            `LREC: ${res.steps} steps${res.resumed ? " (resumed)" : ""}, r ${o.rank}, ${summary.trainableParameters} parameters, ${res.seconds.toFixed(1)} s\n`,
           );
-        io.stdout.write(`wrote ${o.output} (packed base + LREC adapter) and ${chart}\n`);
-      }
-      return EXIT.ok;
-    });
+          if (before && after)
+            io.stdout.write(
+              `held-out (${held.length} tokens): KL to teacher ${before.meanKl.toFixed(4)} → ${after.meanKl.toFixed(4)} nats/token, ` +
+                `perplexity ${before.perplexity.toFixed(3)} → ${after.perplexity.toFixed(3)} (teacher ${Math.exp(before.teacherMeanNll).toFixed(3)})\n`,
+            );
+          io.stdout.write(`wrote ${o.output} (packed base + LREC adapter) and ${chart}\n`);
+        }
+        return EXIT.ok;
+      },
+      o.maxResidentMb,
+    );
   });
 }
