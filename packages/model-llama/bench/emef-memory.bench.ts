@@ -10,10 +10,10 @@
 // `emb` (e.g. {"shape":"1.1B","fmt":"int2","seq":512,"emb":"int4"}); float cases keep float32. Each
 // result records the embedding format and its bytes (`embFormat`, `embeddingBytes`).
 //
-// Backend: the wasm backend keeps resident copies of packed layers (and of constant float weights);
-// a case would then hold every weight twice. The cases run it through `evicting()`, which drops each
-// layer's resident copy right after its kernel call, so only the JS-side packed words stay resident
-// (the same for float and packed cases). Nothing builds a float copy of a packed weight: the forward
+// Backend: the wasm backend keeps resident (re-packed) copies of packed layers and of constant float
+// weights; by default a case would then hold every weight twice. The cases create it with
+// `maxResidentBytes: 0` (what a user training near the memory limit sets): only the layer in use has a
+// resident copy, so the JS-side weights are held once (the same for float and packed cases). Nothing builds a float copy of a packed weight: the forward
 // is the fused qmatmul, the input gradient qmatmulT.
 //
 // Runtime settings of the child (both float and packed cases): `--expose-gc` with a collection after
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   const notes = [
     "One training step per case in its own process: batch 1, LoRA r=8 alpha=16 on q_proj,v_proj, per-layer checkpointing, AdamW; peak RSS = process.resourceUsage().maxRSS of that process (includes Node itself and weight generation).",
     "Synthetic weights: float cases from syntheticWeights; packed cases written straight into packed words as random codes with f16 scales (emef-step-child.mjs), no float matrix ever built: int4 = int4-g128-asym-f16, int2 = int2-g64-asym-f16, int2g128 = int2-g128-asym-f16 (scales and zeros are held as f32 in memory, so in RAM these take 4.5 / 3.0 / 2.5 bits per weight); token embedding packed in packed cases (int8-g64-asym-f16 unless the case says otherwise: column embedding), float32 in float cases.",
-    "wasm backend with its resident copy of each layer evicted after each kernel call (see the file header).",
+    "wasm backend created with maxResidentBytes: 0 (only the layer in use has a re-packed copy; see the file header); garbage collected after every weight kernel call.",
     "memoryRatioVsF32 = float32 LoRA peak RSS / this case's, same shape, same run. Targets: 1.1B ratio >= 5.6; 7B INT2 <= 4 GB, INT4 <= 5.5 GB.",
   ];
   report("emef-memory", rows, {

@@ -56,32 +56,25 @@ function maybeGc() {
 }
 
 /**
- * Drops the wasm backend's resident copy of a packed layer / constant float weight after each call,
- * and (with `--expose-gc`) collects the JS garbage of finished layers.
+ * The backend with (with `--expose-gc`) a garbage collection after every weight kernel call. The
+ * resident copies are bounded by the backend itself (`maxResidentBytes: 0`, what a user training near
+ * the memory limit sets), not here.
  */
-function evicting(be) {
+function collecting(be) {
   return {
-    name: `${be.name}+evict`,
+    name: `${be.name}+gc`,
     supports: (k, f) => be.supports(k, f),
     sgemm(args) {
       be.sgemm(args);
-      if (args.bConst === true) {
-        be.evict(args.B);
-        maybeGc();
-      }
+      if (args.bConst === true) maybeGc();
     },
-    dequantize(q, out) {
-      be.dequantize(q, out);
-      be.evict(q);
-    },
+    dequantize: (q, out) => be.dequantize(q, out),
     qmatmul(x, rows, q, y) {
       be.qmatmul(x, rows, q, y);
-      be.evict(q);
       maybeGc();
     },
     qmatmulT(g, rows, q, dx) {
       be.qmatmulT(g, rows, q, dx);
-      be.evict(q);
       maybeGc();
     },
     dispose: () => be.dispose(),
@@ -166,8 +159,10 @@ function packedWeights(config, format, embFormat, backend, seed) {
 const c = JSON.parse(process.argv[2]);
 // INT21_EMEF_THREADS: wasm threads (default: the backend's, min(cores, 4)); 1 avoids spinning waits on a busy machine
 const threads = process.env.INT21_EMEF_THREADS ? Number(process.env.INT21_EMEF_THREADS) : undefined;
-const wasm = await createWasmBackend(threads ? { threads } : {});
-const backend = evicting(wasm);
+// maxResidentBytes 0: only the layer in use has a re-packed copy in wasm memory (a packed model is
+// held once, in JavaScript, not twice)
+const wasm = await createWasmBackend({ ...(threads ? { threads } : {}), maxResidentBytes: 0 });
+const backend = collecting(wasm);
 setBackend(backend);
 const config = syntheticConfig(c.shape);
 if (!(c.fmt in FORMATS))
