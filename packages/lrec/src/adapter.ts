@@ -1,7 +1,7 @@
 // The LREC adapter on a LLaMA model: module names, adding the adapter (zero or SVD start), calibration
 // inputs per projection, and the effective bits per weight of a packed model with its adapters.
 import { noGrad, tidy } from "@int21/autograd";
-import { type LoRAConfig, LoRALinear, LoRAModel, selectTargets } from "@int21/lora";
+import { LLAMA_TARGETS, type LoRAConfig, LoRALinear, LoRAModel, selectTargets } from "@int21/lora";
 import {
   LINEAR_NAMES,
   type LinearName,
@@ -14,16 +14,8 @@ import {
 import { type Backend, type Linear, referenceDequantize } from "@int21/quant-kernels";
 import { type CalibInputs, svdInit } from "./svd-init";
 
-/** The reference's LREC targets: every projection of every block (q, k, v, o, gate, up, down). */
-export const LREC_TARGETS: readonly string[] = Object.freeze([
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-]);
+/** The reference's LREC targets: every projection of every block (q, k, v, o, gate, up, down): lora's `LLAMA_TARGETS`. */
+export const LREC_TARGETS: readonly string[] = LLAMA_TARGETS;
 
 /**
  * The block projections of `weights` under their Hugging Face / PEFT names (`model.layers.{i}.self_attn.q_proj` …):
