@@ -35,7 +35,7 @@ export { add, mul, neg, scale, silu, sub, exp, log, swiglu } from "./elementwise
 export { mean, sum } from "./reduce";
 export { concat, permute, reshape, slice, transpose } from "./view";
 export { matmul, type MatmulOptions } from "./linalg";
-export { logSoftmax, rmsNorm, softmax } from "./norm";
+export { logSoftmax, logSumExpRows, rmsNorm, softmax } from "./norm";
 export { attention, type AttentionOptions, rope, type RopeOptions } from "./attention";
 export { embedding } from "./embedding";
 export {

@@ -90,7 +90,12 @@ export function softmaxRows(x: Float32Array, out: Float32Array, rows: number, d:
   }
 }
 
-/** Row-wise log-sum-exp (max-subtracted, float64 sum). */
+/**
+ * Row-wise log-sum-exp (max-subtracted, float64 sum) of `rows` rows of `d` values starting at `xOff`.
+ * ```
+ * for r < rows: out[r] = log Σ_{j<d} exp(x[xOff + r*d + j])
+ * ```
+ */
 export function logSumExpRows(
   x: Float32Array,
   xOff: number,

@@ -1,6 +1,6 @@
 // Fused classifier + cross-entropy over a frozen Linear, a chunk of rows at a time: the [rows × vocab]
 // logits never exist whole (at seq 512 and a 32k vocabulary they are 65 MB, plus their gradient).
-import { defineOp, fmtShape, type OpDef, Tensor, tensor } from "@int21/autograd";
+import { defineOp, fmtShape, logSumExpRows, type OpDef, Tensor, tensor } from "@int21/autograd";
 import type { Linear } from "@int21/quant-kernels";
 import { IGNORE_INDEX } from "./dataset";
 import type { FrozenLinear } from "./lora-op";
@@ -12,18 +12,6 @@ interface Plan {
   chunk: number;
   /** 1 / (number of trained targets), or 0 when there are none. */
   factor: number;
-}
-
-/** Row-wise log-sum-exp of `logits[c × V]` into `lse[c]`, max-shifted, float64 sums. */
-function logSumExp(logits: Float32Array, c: number, V: number, lse: Float64Array): void {
-  for (let r = 0; r < c; r++) {
-    const o = r * V;
-    let m = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < V; j++) if (logits[o + j] > m) m = logits[o + j];
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j] - m);
-    lse[r] = m + Math.log(s);
-  }
 }
 
 const op: OpDef<Plan> = {
@@ -39,7 +27,7 @@ const op: OpDef<Plan> = {
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const c = Math.min(chunk, rows - r0);
       lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
-      logSumExp(logits, c, V, lse);
+      logSumExpRows(logits, 0, c, V, lse);
       for (let r = 0; r < c; r++) {
         const t = targets[r0 + r];
         if (t !== IGNORE_INDEX) loss += lse[r] - logits[r * V + t];
@@ -62,7 +50,7 @@ const op: OpDef<Plan> = {
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const c = Math.min(chunk, rows - r0);
       lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
-      logSumExp(logits, c, V, lse);
+      logSumExpRows(logits, 0, c, V, lse);
       // dlogits = g · (softmax − onehot(target)); ignored rows get 0
       for (let r = 0; r < c; r++) {
         const o = r * V;

@@ -1,5 +1,6 @@
 // Held-out evaluation of a student against its teacher: mean NLL / perplexity on real stories and the
 // mean KL(teacher ‖ student) per token, with the teacher's log-probabilities computed once.
+import { logSumExpRows } from "@int21/autograd";
 import { createRunState, forward, type LlamaWeights, type Tokenizer } from "@int21/model-llama";
 
 /** Options of {@link storyTokens}. */
@@ -40,14 +41,11 @@ export interface TeacherReference {
 }
 
 function logSoftmaxRows(logits: Float32Array, rows: number, V: number, out: Float32Array): void {
+  const lse = new Float64Array(rows);
+  logSumExpRows(logits, 0, rows, V, lse);
   for (let r = 0; r < rows; r++) {
     const o = r * V;
-    let m = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < V; j++) if (logits[o + j] > m) m = logits[o + j];
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j] - m);
-    const lse = m + Math.log(s);
-    for (let j = 0; j < V; j++) out[o + j] = logits[o + j] - lse;
+    for (let j = 0; j < V; j++) out[o + j] = logits[o + j] - lse[r];
   }
 }
 

@@ -1,6 +1,16 @@
 // The LREC loss: KL(teacher ‖ student) over the vocabulary at every position plus λ · next-token
 // cross-entropy, with explicit reductions; and the top-k (+ residual bucket) KL used with cached teachers.
-import { add, crossEntropy, defineOp, klDiv, type OpDef, scale, type Tensor, tensor } from "@int21/autograd";
+import {
+  add,
+  crossEntropy,
+  defineOp,
+  klDiv,
+  logSumExpRows,
+  type OpDef,
+  scale,
+  type Tensor,
+  tensor,
+} from "@int21/autograd";
 
 /** How per-position losses are combined: `sum` over positions or `mean` over them. */
 export type LossReduction = "sum" | "mean";
@@ -37,13 +47,11 @@ export function topKFromLogits(logits: Float32Array, rows: number, vocabSize: nu
   const indices = new Int32Array(rows * k);
   const residual = new Float32Array(rows);
   const order = new Int32Array(V);
+  const lses = new Float64Array(rows);
+  logSumExpRows(logits, 0, rows, V, lses);
   for (let r = 0; r < rows; r++) {
     const o = r * V;
-    let m = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < V; j++) if (logits[o + j] > m) m = logits[o + j];
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j] - m);
-    const lse = m + Math.log(s);
+    const lse = lses[r];
     if (!Number.isFinite(lse)) throw new Error(`lrec: topKFromLogits: row ${r} has non-finite logits`);
     for (let j = 0; j < V; j++) order[j] = j;
     const sorted = Array.from(order).sort((a, b) => logits[o + b] - logits[o + a] || a - b);
@@ -71,14 +79,12 @@ const topKKlOp: OpDef<TopKPlan> = {
     const lse = new Float32Array(rows);
     const lseRest = new Float32Array(rows);
     const inTop = new Uint8Array(V);
+    const lse64 = new Float64Array(rows);
+    logSumExpRows(s, 0, rows, V, lse64);
     let kl = 0;
     for (let r = 0; r < rows; r++) {
       const o = r * V;
-      let m = Number.NEGATIVE_INFINITY;
-      for (let j = 0; j < V; j++) if (s[o + j] > m) m = s[o + j];
-      let z = 0;
-      for (let j = 0; j < V; j++) z += Math.exp(s[o + j] - m);
-      const l = m + Math.log(z);
+      const l = lse64[r];
       lse[r] = l;
       inTop.fill(0);
       let row = 0;
