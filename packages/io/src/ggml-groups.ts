@@ -63,6 +63,18 @@ interface Layout {
  * Affine groups: w = scale * q - min  →  zero = min / scale. A group whose scale is 0 holds the constant -min;
  * it is marked here (scale 0, zero = min) and rewritten by {@link fixConstantGroups} once its codes are known.
  */
+/**
+ * The 32 five-bit codes of a Q5_0 / Q5_1 block: at `o` the 32 high bits (little-endian u32), then 16
+ * bytes of low nibbles (code j in the low nibble of byte j, code j + 16 in its high nibble).
+ */
+function q5Codes(src: Uint8Array, o: number, q: Uint8Array, y: number): void {
+  const qh = (src[o] | (src[o + 1] << 8) | (src[o + 2] << 16) | (src[o + 3] << 24)) >>> 0;
+  for (let j = 0; j < 16; j++) {
+    q[y + j] = (src[o + 4 + j] & 15) | (((qh >>> j) & 1) << 4);
+    q[y + j + 16] = (src[o + 4 + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+  }
+}
+
 function setAffine(scales: Float32Array, zeros: Float32Array, g: number, scale: number, min: number): void {
   scales[g] = scale;
   zeros[g] = scale === 0 ? min : min / scale;
@@ -140,11 +152,7 @@ const LAYOUTS: Partial<Record<GgmlTypeName, Layout>> = {
     decode(src, o, q, y, scales, zeros, g) {
       scales[g] = half(src, o);
       zeros[g] = 16;
-      const qh = (src[o + 2] | (src[o + 3] << 8) | (src[o + 4] << 16) | (src[o + 5] << 24)) >>> 0;
-      for (let j = 0; j < 16; j++) {
-        q[y + j] = (src[o + 6 + j] & 15) | (((qh >>> j) & 1) << 4);
-        q[y + j + 16] = (src[o + 6 + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
-      }
+      q5Codes(src, o + 2, q, y);
     },
   },
   Q5_1: {
@@ -155,11 +163,7 @@ const LAYOUTS: Partial<Record<GgmlTypeName, Layout>> = {
     exact: false,
     decode(src, o, q, y, scales, zeros, g) {
       setAffine(scales, zeros, g, half(src, o), -half(src, o + 2));
-      const qh = (src[o + 4] | (src[o + 5] << 8) | (src[o + 6] << 16) | (src[o + 7] << 24)) >>> 0;
-      for (let j = 0; j < 16; j++) {
-        q[y + j] = (src[o + 8 + j] & 15) | (((qh >>> j) & 1) << 4);
-        q[y + j + 16] = (src[o + 8 + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
-      }
+      q5Codes(src, o + 4, q, y);
     },
   },
   Q2_K: {
