@@ -68,3 +68,10 @@ export { type GgufBytes, type GgufFile, type GgufInfo, openGguf, parseGguf } fro
 export { type GgufWriteInput, type GgufWriteTensor, serializeGguf, writeGguf } from "./gguf-writer";
 export { type GgufTokenizer, readGgufTokenizer } from "./gguf-tokenizer";
 export { GGML_GROUP_TYPES, type GgmlGroups, ggmlToGroups } from "./ggml-groups";
+export {
+  type FileProblem,
+  nonFiniteProblem,
+  type ValidateOptions,
+  validateGguf,
+  validateSafetensors,
+} from "./validate";
