@@ -1,6 +1,7 @@
 // Writing GGUF version 3 files that llama.cpp reads: typed metadata in the order given, tensor infos with
 // ne = shape reversed, data aligned to `general.alignment` (default 32) with every tensor padded to it.
 
+import { writeFileAtomicStream } from "./atomic-write";
 import { GGML_TYPES, type GgmlTypeName } from "./ggml-types";
 import {
   GGML_MAX_DIMS,
@@ -292,35 +293,15 @@ export function serializeGguf(input: GgufWriteInput): Uint8Array {
 }
 
 /**
- * Writes a GGUF v3 file, quantizing one tensor at a time (only one tensor's blocks are held at once). The file is
- * written under a temporary name beside `path` and renamed into place when complete.
+ * Writes a GGUF v3 file, quantizing one tensor at a time (only one tensor's blocks are held at once). Written
+ * atomically ({@link writeFileAtomicStream}: a temporary file beside `path`, fsynced and renamed into place);
+ * file-system failures throw a `FileWriteError` naming `path`.
  */
 export async function writeGguf(path: string, input: GgufWriteInput): Promise<void> {
   const { header, planned, total } = plan(input);
-  const { open, rename, rm } = await import("node:fs/promises");
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await open(tmp, "w");
-  let ok = false;
-  try {
-    await fh.write(header, 0, header.length, 0);
-    for (const p of planned) {
-      const bytes = encode(p);
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh.write(
-          bytes,
-          done,
-          bytes.length - done,
-          header.length + p.offset + done,
-        );
-        done += bytesWritten;
-      }
-    }
-    await fh.truncate(total); // zero padding after the last tensor
-    ok = true;
-  } finally {
-    await fh.close();
-    if (ok) await rename(tmp, path);
-    else await rm(tmp, { force: true });
-  }
+  await writeFileAtomicStream(path, async (w) => {
+    await w.write(header, 0);
+    for (const p of planned) await w.write(encode(p), header.length + p.offset);
+    await w.truncate(total); // zero padding after the last tensor
+  });
 }

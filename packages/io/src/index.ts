@@ -2,6 +2,15 @@
 export { bf16ToF32, f16BitsToF32, f16ToF32, f32BitsToBf16, f32BitsToF16, f32ToBf16, f32ToF16 } from "./half";
 export { type FileSource, openFileSource } from "./file-source";
 export {
+  ATOMIC_TEMP_MARKER,
+  type AtomicWriter,
+  atomicTempPath,
+  cleanStaleAtomicTemps,
+  FileWriteError,
+  writeFileAtomic,
+  writeFileAtomicStream,
+} from "./atomic-write";
+export {
   parseSafetensorsHeader,
   readSafetensorsHeaderLength,
   SAFETENSORS_DTYPES,

@@ -2,6 +2,7 @@
 //
 //   { "metadata": { "total_size": 123, ... }, "weight_map": { "model.embed_tokens.weight": "model-00001-of-00002.safetensors", ... } }
 
+import { writeFileAtomic } from "./atomic-write";
 import { openFileSource } from "./file-source";
 import type { SafetensorsTensorInfo } from "./safetensors-format";
 import { SAFETENSORS_DTYPES, shapeSize } from "./safetensors-format";
@@ -230,14 +231,13 @@ export async function writeSafetensorsSharded(
     }
     await writeSafetensors(joinPath(dir, files[i]), part, metadata);
   }
-  const { writeFile } = await import("node:fs/promises");
   const index = `${prefix}.safetensors.index.json`;
   const sorted = Object.fromEntries(
     Object.keys(weightMap)
       .sort()
       .map((k) => [k, weightMap[k]]),
   );
-  await writeFile(
+  await writeFileAtomic(
     joinPath(dir, index),
     `${JSON.stringify({ metadata: { total_size: total }, weight_map: sorted }, null, 2)}\n`,
   );

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -71,6 +71,31 @@ describe("safetensors golden bytes", () => {
     );
     expect(() => serializeSafetensors({ w: { dtype: "Q4" as never, shape: [1], data: [1] } })).toThrow(
       /tensor "w": unknown dtype "Q4"/,
+    );
+  });
+});
+
+describe("writeSafetensors failures", () => {
+  it("a tensor that fails to encode halfway through leaves the previous file and no temporary file", async () => {
+    const sub = join(dir, "fail");
+    mkdirSync(sub);
+    const path = join(sub, "ckpt.safetensors");
+    writeFileSync(path, "previous");
+    // F32 "a" is written first (larger dtypes first), then U8 "w" fails to encode
+    const bad: SafetensorsWriteInput = {
+      w: { dtype: "U8", shape: [1], data: [256] },
+      a: { dtype: "F32", shape: [1024], data: new Float32Array(1024) },
+    };
+    await expect(writeSafetensors(path, bad)).rejects.toThrow(/tensor "w": value 256/);
+    expect(readFileSync(path, "utf8")).toBe("previous");
+    expect(readdirSync(sub)).toEqual(["ckpt.safetensors"]);
+  });
+
+  it("names the file when the target is a directory", async () => {
+    const path = join(dir, "is-a-dir.safetensors");
+    mkdirSync(path);
+    await expect(writeSafetensors(path, { x: { dtype: "U8", shape: [1], data: [1] } })).rejects.toThrow(
+      `io: cannot write ${path} (check): the path is a directory`,
     );
   });
 });

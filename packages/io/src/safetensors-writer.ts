@@ -2,6 +2,7 @@
 // (larger dtypes first, so every tensor stays aligned) then by name, compact JSON header right-padded with
 // spaces to a multiple of 8 bytes, `__metadata__` first (its keys sorted) and omitted when empty.
 
+import { writeFileAtomicStream } from "./atomic-write";
 import { f32BitsToBf16, f32BitsToF16 } from "./half";
 import { SAFETENSORS_DTYPES, type SafetensorsDtype, shapeSize } from "./safetensors-format";
 
@@ -166,8 +167,9 @@ export function serializeSafetensors(
 
 /**
  * Writes tensors to a safetensors file at `path`, one tensor at a time (only one tensor's encoded bytes are
- * held at once). Same bytes as {@link serializeSafetensors}. The file is written beside `path` under a temporary
- * name and renamed into place when complete, so a failed write never leaves a half-written checkpoint.
+ * held at once). Same bytes as {@link serializeSafetensors}. Written atomically ({@link writeFileAtomicStream}: a
+ * temporary file beside `path`, fsynced and renamed into place), so a failed or killed write never leaves a
+ * half-written checkpoint; file-system failures throw a `FileWriteError` naming `path`.
  */
 export async function writeSafetensors(
   path: string,
@@ -175,26 +177,13 @@ export async function writeSafetensors(
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
   const { header, order } = layout(tensors, metadata);
-  const { open, rename, rm } = await import("node:fs/promises");
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await open(tmp, "w");
-  let ok = false;
-  try {
-    await fh.write(header, 0, header.length, 0);
+  await writeFileAtomicStream(path, async (w) => {
+    await w.write(header, 0);
     let at = header.length;
     for (const name of order) {
       const bytes = encodeTensor(name, tensors[name]);
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done);
-        done += bytesWritten;
-      }
+      await w.write(bytes, at);
       at += bytes.length;
     }
-    ok = true;
-  } finally {
-    await fh.close();
-    if (ok) await rename(tmp, path);
-    else await rm(tmp, { force: true });
-  }
+  });
 }
