@@ -5,6 +5,7 @@ import {
   type SafetensorsInfo,
   type SafetensorsWriteTensor,
   serializeSafetensors,
+  writeFileAtomic,
 } from "@int21/io";
 import type { AdapterRecord, LoRAModel } from "./lora-model";
 import { canonicalTarget, matchesTarget, type TargetChoice } from "./targets";
@@ -135,7 +136,7 @@ export async function savePeftAdapter(
   model: LoRAModel,
   opts: PeftSaveOptions = {},
 ): Promise<void> {
-  const { mkdir, writeFile, rename } = await import("node:fs/promises");
+  const { mkdir } = await import("node:fs/promises");
   const { join } = await import("node:path");
   const { config, weights } = serializePeftAdapter(model, opts);
   await mkdir(dir, { recursive: true });
@@ -143,9 +144,7 @@ export async function savePeftAdapter(
     [PEFT_WEIGHTS_FILE, weights],
     [PEFT_CONFIG_FILE, config],
   ] as const) {
-    const tmp = join(dir, `${file}.${process.pid}.tmp`);
-    await writeFile(tmp, data);
-    await rename(tmp, join(dir, file));
+    await writeFileAtomic(join(dir, file), data);
   }
 }
 
