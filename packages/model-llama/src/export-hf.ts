@@ -1,6 +1,6 @@
 // Export a LLaMA as a Hugging Face directory (config.json + safetensors) that transformers and loadHf read:
 // HF tensor names, HF's q/k row permutation, float weights (packed projections dequantized, LoRA merged in float).
-import { type SafetensorsWriteTensor, writeSafetensorsSharded } from "@int21/io";
+import { type SafetensorsWriteTensor, writeFileAtomic, writeSafetensorsSharded } from "@int21/io";
 import { isLoRALinear } from "@int21/lora";
 import { type Linear, referenceDequantize } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, validateConfig } from "./config";
@@ -144,13 +144,13 @@ export async function exportHf(
   opts: HfExportOptions = {},
 ): Promise<HfExportReport> {
   const { config, tensors, linears } = hfExportTensors(weights, opts);
-  const { mkdir, writeFile } = await import("node:fs/promises");
+  const { mkdir } = await import("node:fs/promises");
   const { join } = await import("node:path");
   await mkdir(dir, { recursive: true });
   const files = await writeSafetensorsSharded(dir, tensors, {
     metadata: { format: "pt" },
     ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
   });
-  await writeFile(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+  await writeFileAtomic(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
   return { files: ["config.json", ...files], config, linears };
 }

@@ -25,7 +25,7 @@ import {
   type TrainResult,
 } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
-import { writeSafetensors } from "@int21/io";
+import { writeFileAtomic, writeSafetensors } from "@int21/io";
 import { headSize } from "./config";
 import { permuteHfRows, unpermuteHfRows } from "./load-hf";
 import { trainForward } from "./train-forward";
@@ -88,7 +88,7 @@ export async function saveLlamaAdapter(
   weights: LlamaWeights,
   opts: PeftSaveOptions = {},
 ): Promise<void> {
-  const { mkdir, writeFile, rename } = await import("node:fs/promises");
+  const { mkdir } = await import("node:fs/promises");
   const { join } = await import("node:path");
   const hs = headSize(weights.config);
   const tensors = peftTensors(model, opts);
@@ -104,9 +104,7 @@ export async function saveLlamaAdapter(
   }
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors, { format: "pt" });
-  const tmp = join(dir, `${PEFT_CONFIG_FILE}.${process.pid}.tmp`);
-  await writeFile(tmp, `${JSON.stringify(peftConfig(model, opts), null, 2)}\n`);
-  await rename(tmp, join(dir, PEFT_CONFIG_FILE));
+  await writeFileAtomic(join(dir, PEFT_CONFIG_FILE), `${JSON.stringify(peftConfig(model, opts), null, 2)}\n`);
 }
 
 /**
@@ -259,8 +257,10 @@ export async function finetune(
   const result = await trainer.run(stopAfter !== undefined ? { until: stopAfter } : {});
   if (adapterDir) await saveLlamaAdapter(adapterDir, model, weights, { name });
   if (lossChart) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(lossChart, lossChartSvg(result.history, `EMEF fine-tuning (${result.steps} steps)`));
+    await writeFileAtomic(
+      lossChart,
+      lossChartSvg(result.history, `EMEF fine-tuning (${result.steps} steps)`),
+    );
   }
   return { ...result, model, trainer, resumed };
 }
