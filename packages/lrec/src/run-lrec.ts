@@ -2,7 +2,7 @@
 // teacher (KL + λ·CE) on EMEF (fused packed forward/backward, per-layer checkpointing), with Adam + L2
 // decay, a schedule, non-finite step skipping, progress with ETA, and resumable checkpoints.
 import { Adam, backward, noGrad, type Tensor, tidy } from "@int21/autograd";
-import { openSafetensors, writeSafetensors } from "@int21/io";
+import { openSafetensors, writeFileAtomic, writeSafetensors } from "@int21/io";
 import {
   checkSchedule,
   learningRate,
@@ -260,8 +260,7 @@ export async function runLrec(
     }
   }
   if (opts.lossChart) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(opts.lossChart, lrecChartSvg(history, `LREC (${step} steps)`));
+    await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${step} steps)`));
   }
   return { history, model, init, steps: step, resumed, seconds: (performance.now() - t0) / 1000 };
 }
