@@ -1,7 +1,7 @@
-import { headSize, kvDim } from "./config";
+import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
 import { embeddingRows } from "./embedding";
-import type { RunState } from "./run-state";
-import type { LlamaWeights } from "./weights";
+import { type RunState, ensureContext } from "./run-state";
+import type { LayerWeights, LlamaWeights } from "./weights";
 
 // ---------------------------------------------------------------------------------------------
 // Blocks. Each writes into buffers it is given and allocates nothing.
@@ -61,30 +61,50 @@ export function rope(
 
 /**
  * Causal grouped-query attention for `rows` queries at positions `pos..pos+rows-1` of layer `l`,
- * reading keys/values `0..pos+r` from the cache. Query head h reads kv head `h / (nHeads/nKvHeads)`.
+ * reading keys/values from the cache. Query head h reads kv head `h / (nHeads/nKvHeads)`.
  * ```
- * att[t]      = q[r,h]·k[t,g] / sqrt(hs)           t ≤ pos + r
+ * att[t]      = q[r,h]·k[t,g] · scale                 first ≤ t ≤ pos + r
+ * att[t]      = cap · tanh(att[t] / cap)              with attnLogitSoftcap
  * out[r,h,:]  = Σ_t softmax(att)[t] · v[t,g,:]
  * ```
+ * `scale` is `1/sqrt(headSize)` (or `queryPreAttnScalar^−½`); `first` is 0, or `pos + r − window + 1`
+ * with a sliding `window` (default: the config's window of layer `l`).
  */
-export function attention(state: RunState, l: number, rows: number, pos: number, out: Float32Array): void {
+export function attention(
+  state: RunState,
+  l: number,
+  rows: number,
+  pos: number,
+  out: Float32Array,
+  window = layerWindow(state.config, l),
+): void {
   const c = state.config;
-  const { dim, nHeads, seqLen } = c;
+  const { nHeads } = c;
   const hs = headSize(c);
   const kv = kvDim(c);
+  const qd = nHeads * hs;
   const group = nHeads / c.nKvHeads;
-  const scale = 1 / Math.sqrt(hs);
+  const scale = c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : 1 / Math.sqrt(hs);
+  const cap = c.attnLogitSoftcap ?? 0;
   const { q, att, keyCache, valueCache } = state;
-  const loff = l * seqLen * kv;
+  const loff = state.cacheOffset[l];
+  const clen = state.cacheLen[l];
   const hs4 = hs - (hs % 4);
   for (let r = 0; r < rows; r++) {
     const last = pos + r;
+    const first = window > 0 ? Math.max(0, last - window + 1) : 0;
+    // Keys first..last: n1 of them from cache slot slot0 on, then n - n1 from slot 0 (a wrapped ring).
+    const n = last - first + 1;
+    const slot0 = first % clen;
+    const n1 = Math.min(n, clen - slot0);
     for (let h = 0; h < nHeads; h++) {
-      const qo = r * dim + h * hs;
+      const qo = r * qd + h * hs;
       const ho = loff + Math.floor(h / group) * hs;
-      // scores q·k / sqrt(hs), four partial sums
+      const start = ho + slot0 * kv;
+      // scores q·k · scale, four partial sums
       let max = Number.NEGATIVE_INFINITY;
-      for (let t = 0, ko = ho; t <= last; t++, ko += kv) {
+      for (let t = 0, ko = start; t < n; t++, ko += kv) {
+        if (t === n1) ko = ho;
         let s0 = 0;
         let s1 = 0;
         let s2 = 0;
@@ -101,22 +121,37 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
         att[t] = sc;
         if (sc > max) max = sc;
       }
+      if (cap > 0) {
+        max = Number.NEGATIVE_INFINITY;
+        for (let t = 0; t < n; t++) {
+          const sc = cap * Math.tanh(att[t] / cap);
+          att[t] = sc;
+          if (sc > max) max = sc;
+        }
+      }
       let sum = 0;
-      for (let t = 0; t <= last; t++) {
+      for (let t = 0; t < n; t++) {
         const e = Math.exp(att[t] - max);
         att[t] = e;
         sum += e;
       }
       const inv = 1 / sum;
       // weighted sum of values, four output columns at a time held in registers
-      const oo = r * dim + h * hs;
+      const oo = r * qd + h * hs;
       let i = 0;
       for (; i < hs4; i += 4) {
         let a0 = 0;
         let a1 = 0;
         let a2 = 0;
         let a3 = 0;
-        for (let t = 0, vo = ho + i; t <= last; t++, vo += kv) {
+        for (let t = 0, vo = start + i; t < n1; t++, vo += kv) {
+          const a = att[t];
+          a0 += a * valueCache[vo];
+          a1 += a * valueCache[vo + 1];
+          a2 += a * valueCache[vo + 2];
+          a3 += a * valueCache[vo + 3];
+        }
+        for (let t = n1, vo = ho + i; t < n; t++, vo += kv) {
           const a = att[t];
           a0 += a * valueCache[vo];
           a1 += a * valueCache[vo + 1];
@@ -130,7 +165,8 @@ export function attention(state: RunState, l: number, rows: number, pos: number,
       }
       for (; i < hs; i++) {
         let a0 = 0;
-        for (let t = 0, vo = ho + i; t <= last; t++, vo += kv) a0 += att[t] * valueCache[vo];
+        for (let t = 0, vo = start + i; t < n1; t++, vo += kv) a0 += att[t] * valueCache[vo];
+        for (let t = n1, vo = ho + i; t < n; t++, vo += kv) a0 += att[t] * valueCache[vo];
         out[oo + i] = a0 * inv;
       }
     }
@@ -143,6 +179,59 @@ export function swiglu(h: Float32Array, g: Float32Array, n: number): void {
     const a = h[i];
     h[i] = (a / (1 + Math.exp(-a))) * g[i];
   }
+}
+
+/**
+ * `h[i] = gelu_tanh(h[i]) · g[i]` for the first n entries (Gemma's GeGLU), with
+ * `gelu_tanh(a) = a/2 · (1 + tanh(sqrt(2/π) · (a + 0.044715 a³)))`.
+ */
+export function geglu(h: Float32Array, g: Float32Array, n: number): void {
+  const k = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < n; i++) {
+    const a = h[i];
+    h[i] = 0.5 * a * (1 + Math.tanh(k * (a + 0.044715 * a * a * a))) * g[i];
+  }
+}
+
+/** The FFN gate of `c`: {@link swiglu}, or {@link geglu} when `hiddenAct` is `"gelu_tanh"`. */
+export function ffnGate(c: LlamaConfig, h: Float32Array, g: Float32Array, n: number): void {
+  if (c.hiddenAct === "gelu_tanh") geglu(h, g, n);
+  else swiglu(h, g, n);
+}
+
+/** `y[r, j] += b[j]` over `rows` rows of width `b.length`. */
+export function addBias(y: Float32Array, b: Float32Array, rows: number): void {
+  const n = b.length;
+  for (let r = 0, o = 0; r < rows; r++, o += n) for (let j = 0; j < n; j++) y[o + j] += b[j];
+}
+
+/** `v[i] = cap · tanh(v[i] / cap)` for the first n entries (soft-capping). */
+export function softcap(v: Float32Array, n: number, cap: number): void {
+  for (let i = 0; i < n; i++) v[i] = cap * Math.tanh(v[i] / cap);
+}
+
+/**
+ * The attention inputs of one layer before RoPE: `q, k, v = xn·Wqᵀ + bq, xn·Wkᵀ + bk, xn·Wvᵀ + bv`
+ * (biases when the layer has them), then per-head RMSNorm of q and k when it has `qNorm` / `kNorm`.
+ */
+export function projectQkv(
+  c: LlamaConfig,
+  L: LayerWeights,
+  xn: Float32Array,
+  rows: number,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+): void {
+  L.wq.forward(xn, rows, q);
+  L.wk.forward(xn, rows, k);
+  L.wv.forward(xn, rows, v);
+  if (L.bq) addBias(q, L.bq, rows);
+  if (L.bk) addBias(k, L.bk, rows);
+  if (L.bv) addBias(v, L.bv, rows);
+  const hs = headSize(c);
+  if (L.qNorm) rmsnorm(q, q, L.qNorm, rows * c.nHeads, hs, c.normEps);
+  if (L.kNorm) rmsnorm(k, k, L.kNorm, rows * c.nKvHeads, hs, c.normEps);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +250,17 @@ const CONFIG_KEYS = [
   "seqLen",
   "ropeTheta",
   "normEps",
+  "headDim",
+  "slidingWindow",
+  "qkvBias",
+  "oBias",
+  "qkNorm",
+  "hiddenAct",
+  "postNorms",
+  "embedScale",
+  "finalLogitSoftcap",
+  "attnLogitSoftcap",
+  "queryPreAttnScalar",
 ] as const;
 
 function checkWeights(w: LlamaWeights, state: RunState): void {
@@ -212,6 +312,7 @@ export function forward(
     if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
       throw new Error(`forward: token ${String(t)} at index ${i} is outside [0, ${c.vocabSize})`);
   }
+  ensureContext(state, pos + n);
   for (let start = 0; start < n; start += state.maxRows) {
     const rows = Math.min(state.maxRows, n - start);
     forwardChunk(weights, state, tokens, start, rows, pos + start);
@@ -222,12 +323,14 @@ export function forward(
   if (mode === "all") {
     rmsnorm(state.xb, state.x, weights.finalNorm, n, c.dim, c.normEps);
     weights.classifier.forward(state.xb, n, state.logits);
+    if (c.finalLogitSoftcap !== undefined) softcap(state.logits, n * V, c.finalLogitSoftcap);
     return state.logits.subarray(0, n * V);
   }
   const off = (lastRows - 1) * c.dim;
   for (let j = 0; j < c.dim; j++) state.xb2[j] = state.x[off + j];
   rmsnorm(state.xb, state.xb2, weights.finalNorm, 1, c.dim, c.normEps);
   weights.classifier.forward(state.xb, 1, state.logits);
+  if (c.finalLogitSoftcap !== undefined) softcap(state.logits, V, c.finalLogitSoftcap);
   return state.logits.subarray(0, V);
 }
 
@@ -240,9 +343,10 @@ function forwardChunk(
   pos: number,
 ): void {
   const c = s.config;
-  const { dim, hiddenDim, seqLen, normEps } = c;
+  const { dim, hiddenDim, normEps } = c;
   const hs = headSize(c);
   const kv = kvDim(c);
+  const qd = qDim(c);
   const { x, xb, xb2, hb, hb2, q, k, v } = s;
   let ids = tokens;
   if (start !== 0 || rows !== tokens.length) {
@@ -251,28 +355,35 @@ function forwardChunk(
     ids = chunk;
   }
   embeddingRows(w, ids, x.subarray(0, rows * dim));
+  if (c.embedScale !== undefined) {
+    const e = Math.fround(c.embedScale);
+    for (let i = 0; i < rows * dim; i++) x[i] *= e;
+  }
   for (let l = 0; l < c.nLayers; l++) {
     const L = w.layers[l];
     rmsnorm(xb, x, L.attnNorm, rows, dim, normEps);
-    L.wq.forward(xb, rows, q);
-    L.wk.forward(xb, rows, k);
-    L.wv.forward(xb, rows, v);
-    rope(q, rows, dim, hs, pos, s);
+    projectQkv(c, L, xb, rows, q, k, v);
+    rope(q, rows, qd, hs, pos, s);
     rope(k, rows, kv, hs, pos, s);
-    const loff = l * seqLen * kv + pos * kv;
+    const base = s.cacheOffset[l];
+    const clen = s.cacheLen[l];
     const { keyCache, valueCache } = s;
-    for (let i = 0; i < rows * kv; i++) {
-      keyCache[loff + i] = k[i];
-      valueCache[loff + i] = v[i];
+    for (let r = 0; r < rows; r++) {
+      const o = base + ((pos + r) % clen) * kv;
+      keyCache.set(k.subarray(r * kv, (r + 1) * kv), o);
+      valueCache.set(v.subarray(r * kv, (r + 1) * kv), o);
     }
     attention(s, l, rows, pos, xb);
     L.wo.forward(xb, rows, xb2);
+    if (L.bo) addBias(xb2, L.bo, rows);
+    if (L.postAttnNorm) rmsnorm(xb2, xb2, L.postAttnNorm, rows, dim, normEps);
     for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
     rmsnorm(xb, x, L.ffnNorm, rows, dim, normEps);
     L.w1.forward(xb, rows, hb);
     L.w3.forward(xb, rows, hb2);
-    swiglu(hb, hb2, rows * hiddenDim);
+    ffnGate(c, hb, hb2, rows * hiddenDim);
     L.w2.forward(hb, rows, xb2);
+    if (L.postFfnNorm) rmsnorm(xb2, xb2, L.postFfnNorm, rows, dim, normEps);
     for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
   }
 }

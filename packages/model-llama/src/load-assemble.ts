@@ -9,9 +9,15 @@ import {
   getFormat,
   rtnQuantize,
 } from "@int21/quant-kernels";
-import { type LlamaConfig, kvDim } from "./config";
+import { type LlamaConfig, headSize, kvDim, qDim } from "./config";
 import { type TokenEmbedding, tiedClassifier } from "./embedding";
-import { LINEAR_NAMES, type LayerWeights, type LinearName, type LlamaWeights } from "./weights";
+import {
+  type ExtraLayerTensor,
+  LINEAR_NAMES,
+  type LayerWeights,
+  type LinearName,
+  type LlamaWeights,
+} from "./weights";
 
 /** Quantize every layer projection while loading (round-to-nearest, tensor by tensor). */
 export interface QuantizeSpec {
@@ -47,27 +53,52 @@ export interface TensorSpec {
 }
 
 /**
+ * The extra per-layer float vectors a model of `config` has (biases, q/k norms, Gemma 2's post norms),
+ * with their shapes; empty for LLaMA 2.
+ */
+export function extraLayerSpecs(config: LlamaConfig): { name: ExtraLayerTensor; shape: number[] }[] {
+  const { dim } = config;
+  const kv = kvDim(config);
+  const out: { name: ExtraLayerTensor; shape: number[] }[] = [];
+  if (config.qkvBias) {
+    out.push({ name: "bq", shape: [qDim(config)] }, { name: "bk", shape: [kv] }, { name: "bv", shape: [kv] });
+  }
+  if (config.oBias) out.push({ name: "bo", shape: [dim] });
+  if (config.qkNorm) {
+    const hs = headSize(config);
+    out.push({ name: "qNorm", shape: [hs] }, { name: "kNorm", shape: [hs] });
+  }
+  if (config.postNorms)
+    out.push({ name: "postAttnNorm", shape: [dim] }, { name: "postFfnNorm", shape: [dim] });
+  return out;
+}
+
+/**
  * Every tensor a model of `config` has, in llama2.c order, named as the {@link LlamaWeights} fields
- * (`tokenEmbedding`, `layers.{i}.attnNorm`, `layers.{i}.wq` … `layers.{i}.w3`, `finalNorm`, and
- * `classifier` only when it is not shared).
+ * (`tokenEmbedding`, `layers.{i}.attnNorm`, `layers.{i}.wq` … `layers.{i}.w3`, then the layer's
+ * {@link extraLayerSpecs} when the family has them, `finalNorm`, and `classifier` only when it is not
+ * shared).
  */
 export function llamaTensorSpecs(config: LlamaConfig): TensorSpec[] {
   const { dim, hiddenDim, vocabSize, nLayers } = config;
   const kv = kvDim(config);
+  const qd = qDim(config);
   const shapes: Record<LinearName, number[]> = {
-    wq: [dim, dim],
+    wq: [qd, dim],
     wk: [kv, dim],
     wv: [kv, dim],
-    wo: [dim, dim],
+    wo: [dim, qd],
     w1: [hiddenDim, dim],
     w2: [dim, hiddenDim],
     w3: [hiddenDim, dim],
   };
+  const extras = extraLayerSpecs(config);
   const out: TensorSpec[] = [{ name: "tokenEmbedding", shape: [vocabSize, dim] }];
   for (let l = 0; l < nLayers; l++) {
     for (const n of NORM_NAMES) out.push({ name: `layers.${l}.${n}`, shape: [dim] });
     for (const n of Object.keys(LINEAR_NAMES) as LinearName[])
       out.push({ name: `layers.${l}.${n}`, shape: shapes[n] });
+    for (const e of extras) out.push({ name: `layers.${l}.${e.name}`, shape: e.shape });
   }
   out.push({ name: "finalNorm", shape: [dim] });
   if (!config.sharedClassifier) out.push({ name: "classifier", shape: [vocabSize, dim] });
@@ -198,9 +229,10 @@ export class WeightAssembler {
     }
     const get = (n: string) => this.seen.get(n)!;
     const layers: LayerWeights[] = [];
+    const extras = extraLayerSpecs(this.config);
     for (let l = 0; l < this.config.nLayers; l++) {
       const p = `layers.${l}.`;
-      layers.push({
+      const layer: LayerWeights = {
         attnNorm: get(`${p}attnNorm`) as Float32Array,
         wq: get(`${p}wq`) as Linear,
         wk: get(`${p}wk`) as Linear,
@@ -210,7 +242,9 @@ export class WeightAssembler {
         w1: get(`${p}w1`) as Linear,
         w2: get(`${p}w2`) as Linear,
         w3: get(`${p}w3`) as Linear,
-      });
+      };
+      for (const e of extras) layer[e.name] = get(`${p}${e.name}`) as Float32Array;
+      layers.push(layer);
     }
     const tokenEmbedding = get("tokenEmbedding") as TokenEmbedding;
     const classifier = this.config.sharedClassifier

@@ -18,6 +18,7 @@ import {
   unpermuteHfRows,
 } from "./load-hf";
 import { encodeLlama2c, loadLlama2c, loadLlama2cBytes } from "./load-llama2c";
+import type { Linear } from "@int21/quant-kernels";
 import { linearParts } from "./linear-parts";
 import type { LlamaWeights } from "./weights";
 
@@ -29,7 +30,7 @@ function floatOf(w: LlamaWeights, name: string): Float32Array {
   if (name === "classifier") return (linearParts(w.classifier, name) as { weight: Float32Array }).weight;
   const [, l, f] = name.split(".");
   const v = w.layers[Number(l)][f as keyof LlamaWeights["layers"][number]];
-  return v instanceof Float32Array ? v : (linearParts(v, name) as { weight: Float32Array }).weight;
+  return v instanceof Float32Array ? v : (linearParts(v as Linear, name) as { weight: Float32Array }).weight;
 }
 
 /** Random tensors of `config`, rounded to bf16 so a bf16 file stores them exactly. */
@@ -256,10 +257,10 @@ describe("loadHf rejects bad checkpoints naming the file and tensor", () => {
     );
 
     expect(() =>
-      hfConfigToLlama({ ...llamaToHfConfig(cfg), rope_scaling: { type: "linear", factor: 2 } }, "c.json"),
-    ).toThrow(/c\.json: rope_scaling/);
+      hfConfigToLlama({ ...llamaToHfConfig(cfg), rope_scaling: { type: "yarn", factor: 2 } }, "c.json"),
+    ).toThrow(/c\.json: rope_scaling\.rope_type "yarn" is not supported/);
     expect(() => hfConfigToLlama({ ...llamaToHfConfig(cfg), model_type: "gpt2" }, "c.json")).toThrow(
-      /model_type "gpt2" is not LLaMA-family/,
+      /model_type "gpt2" is not supported/,
     );
     expect(() => hfConfigToLlama({ ...llamaToHfConfig(cfg), num_key_value_heads: 3 }, "c.json")).toThrow(
       /c\.json: nHeads 4 is not a multiple of nKvHeads 3/,

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { rtnQuantize } from "@int21/quant-kernels";
+import { type Linear, rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { denseTokenEmbedding } from "./embedding";
 import { llamaTensorSpecs } from "./load-assemble";
@@ -34,7 +34,7 @@ function tensorsOf(w: LlamaWeights): Map<string, Float32Array> {
       const v = w.layers[Number(l)][f as keyof LlamaWeights["layers"][number]];
       m.set(
         s.name,
-        v instanceof Float32Array ? v : (linearParts(v, s.name) as { weight: Float32Array }).weight,
+        v instanceof Float32Array ? v : (linearParts(v as Linear, s.name) as { weight: Float32Array }).weight,
       );
     }
   }

@@ -12,7 +12,7 @@ import {
   makeFormat,
   rtnQuantize,
 } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, kvDim } from "./config";
+import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
 import {
   type TokenEmbedding,
   embeddingRows,
@@ -21,8 +21,8 @@ import {
   quantizeTokenEmbedding,
   tiedClassifier,
 } from "./embedding";
-import { attention, rmsnorm, rope, swiglu } from "./forward";
-import { assertFinite, llamaTensorSpecs, resolveFormat } from "./load-assemble";
+import { addBias, attention, ffnGate, projectQkv, rmsnorm, rope } from "./forward";
+import { assertFinite, extraLayerSpecs, llamaTensorSpecs, resolveFormat } from "./load-assemble";
 import { openHfReader } from "./load-hf";
 import { openGgufReader } from "./gguf-model";
 import { openLlama2cReader } from "./load-llama2c";
@@ -237,6 +237,7 @@ export async function quantizeCheckpoint(
         w2: await lin("w2"),
         w3: await lin("w3"),
       };
+      for (const e of extraLayerSpecs(config)) float[e.name] = await read(p + e.name, e.shape[0]);
       layers.push(lq.quantizeLayer(l, float));
     }
     return { weights: { config, tokenEmbedding, layers, finalNorm, classifier }, report: lq.report };
@@ -357,7 +358,7 @@ class LayerQuantizer {
     };
     const { dim, hiddenDim } = this.config;
     quantizeGroup(["wq", "wk", "wv"], (c) => c.attnInput(twin), dim);
-    quantizeGroup(["wo"], (c) => c.attention(twin), dim);
+    quantizeGroup(["wo"], (c) => c.attention(twin), qDim(this.config));
     quantizeGroup(["w1", "w3"], (c) => c.ffnInput(twin), dim);
     quantizeGroup(["w2"], (c) => c.ffnHidden(twin), hiddenDim);
     cal.finishLayer(twin);
@@ -385,12 +386,16 @@ export function relOutputError(a: Linear, b: Linear, X: Float32Array, rows: numb
 /**
  * The calibration activations of every window, advanced one sub-block at a time (all windows stacked
  * into one `[rows × width]` matrix so each projection is one GEMM; attention runs window by window).
+ * It computes what {@link forward} computes for each family: q/k/v biases and q/k norms, sliding
+ * windows, attention soft-capping, GeGLU, Gemma 2's post norms and embedding scale.
  */
 class Calibration {
   readonly rows: number;
   private readonly config: LlamaConfig;
   private readonly starts: number[] = [];
   private readonly lengths: number[] = [];
+  /** Index of the layer the activations are at (advanced by {@link finishLayer}). */
+  private layer = 0;
   /** `[rows × dim]` residual stream of every window, at the current layer boundary. */
   x: Float32Array;
   private xn: Float32Array;
@@ -425,11 +430,19 @@ class Calibration {
       const r0 = this.starts[i];
       embeddingRows({ config: c, tokenEmbedding }, w, this.x.subarray(r0 * c.dim, (r0 + w.length) * c.dim));
     });
+    if (c.embedScale !== undefined) {
+      const e = Math.fround(c.embedScale);
+      for (let i = 0; i < this.x.length; i++) this.x[i] *= e;
+    }
     this.xn = new Float32Array(rows * c.dim);
-    this.att = new Float32Array(rows * c.dim);
+    this.att = new Float32Array(rows * qDim(c));
     this.hid = new Float32Array(rows * c.hiddenDim);
-    // A one-layer run state, one window high: its KV cache holds one window of one layer at a time.
-    this.state = createRunState({ ...c, nLayers: 1, vocabSize: 1, seqLen: maxLen }, { maxRows: maxLen });
+    // A one-layer run state, one window high: its KV cache holds one window of one layer at a time
+    // (every window from slot 0; the layer's sliding window is passed to attention explicitly).
+    const one: LlamaConfig = { ...c, nLayers: 1, vocabSize: 1, seqLen: maxLen };
+    delete one.slidingWindow;
+    delete one.slidingLayers;
+    this.state = createRunState(one, { maxRows: maxLen, ctx: maxLen });
   }
 
   /** `rmsnorm(x, attnNorm)`: the input of q/k/v. */
@@ -441,50 +454,50 @@ class Calibration {
   /** Attention output (input of o) with the layer's current q/k/v. */
   attention(L: LayerWeights): Float32Array {
     const c = this.config;
-    const { dim } = c;
+    const qd = qDim(c);
     const kv = kvDim(c);
     const hs = headSize(c);
-    const Q = new Float32Array(this.rows * dim);
+    const Q = new Float32Array(this.rows * qd);
     const Kt = new Float32Array(this.rows * kv);
     const V = new Float32Array(this.rows * kv);
-    L.wq.forward(this.xn, this.rows, Q);
-    L.wk.forward(this.xn, this.rows, Kt);
-    L.wv.forward(this.xn, this.rows, V);
+    projectQkv(c, L, this.xn, this.rows, Q, Kt, V);
     const s = this.state;
+    const window = layerWindow(c, this.layer);
     for (let i = 0; i < this.starts.length; i++) {
       const r0 = this.starts[i];
       const T = this.lengths[i];
-      s.q.set(Q.subarray(r0 * dim, (r0 + T) * dim));
-      rope(s.q, T, dim, hs, 0, s);
+      s.q.set(Q.subarray(r0 * qd, (r0 + T) * qd));
+      rope(s.q, T, qd, hs, 0, s);
       const k = Kt.subarray(r0 * kv, (r0 + T) * kv);
       rope(k, T, kv, hs, 0, s);
       s.keyCache.set(k);
       s.valueCache.set(V.subarray(r0 * kv, (r0 + T) * kv));
-      attention(s, 0, T, 0, this.att.subarray(r0 * dim, (r0 + T) * dim));
+      attention(s, 0, T, 0, this.att.subarray(r0 * qd, (r0 + T) * qd), window);
     }
     return this.att;
   }
 
-  /** `x += att·Woᵀ`, then `rmsnorm(x, ffnNorm)`: the input of gate/up. */
+  /** `x += post(att·Woᵀ + bo)`, then `rmsnorm(x, ffnNorm)`: the input of gate/up. */
   ffnInput(L: LayerWeights): Float32Array {
     const c = this.config;
-    addProjection(L.wo, this.att, this.rows, this.x);
+    addProjection(L.wo, this.att, this.rows, this.x, c, L.bo, L.postAttnNorm);
     rmsnorm(this.xn, this.x, L.ffnNorm, this.rows, c.dim, c.normEps);
     return this.xn;
   }
 
-  /** `silu(xn·W1ᵀ) ⊙ xn·W3ᵀ`: the input of down. */
+  /** `act(xn·W1ᵀ) ⊙ xn·W3ᵀ`: the input of down. */
   ffnHidden(L: LayerWeights): Float32Array {
     const up = new Float32Array(this.rows * this.config.hiddenDim);
     L.w1.forward(this.xn, this.rows, this.hid);
     L.w3.forward(this.xn, this.rows, up);
-    swiglu(this.hid, up, this.hid.length);
+    ffnGate(this.config, this.hid, up, this.hid.length);
     return this.hid;
   }
 
-  /** `x += hid·W2ᵀ`: the residual stream entering the next layer. */
+  /** `x += post(hid·W2ᵀ)`: the residual stream entering the next layer. */
   finishLayer(L: LayerWeights): void {
-    addProjection(L.w2, this.hid, this.rows, this.x);
+    addProjection(L.w2, this.hid, this.rows, this.x, this.config, undefined, L.postFfnNorm);
+    this.layer++;
   }
 }
 
@@ -505,9 +518,20 @@ export function calibrationHiddenStates(weights: LlamaWeights, windows: ArrayLik
   return cal.x;
 }
 
-function addProjection(lin: Linear, input: Float32Array, rows: number, x: Float32Array): void {
+/** `x += post(input·Wᵀ + bias)`, with the optional bias and the optional (Gemma 2) post norm. */
+function addProjection(
+  lin: Linear,
+  input: Float32Array,
+  rows: number,
+  x: Float32Array,
+  c: LlamaConfig,
+  bias?: Float32Array,
+  post?: Float32Array,
+): void {
   const y = new Float32Array(rows * lin.outFeatures);
   lin.forward(input, rows, y);
+  if (bias) addBias(y, bias, rows);
+  if (post) rmsnorm(y, y, post, rows, c.dim, c.normEps);
   for (let i = 0; i < y.length; i++) x[i] += y[i];
 }
 

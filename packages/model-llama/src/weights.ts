@@ -10,13 +10,13 @@ import type { TokenEmbedding } from "./embedding";
 export interface LayerWeights {
   /** [dim] — input_layernorm */
   attnNorm: Float32Array;
-  /** [dim × dim] — self_attn.q_proj */
+  /** [qDim × dim] — self_attn.q_proj (qDim = nHeads·headSize, dim unless headDim is set) */
   wq: Linear;
   /** [kvDim × dim] — self_attn.k_proj */
   wk: Linear;
   /** [kvDim × dim] — self_attn.v_proj */
   wv: Linear;
-  /** [dim × dim] — self_attn.o_proj */
+  /** [dim × qDim] — self_attn.o_proj */
   wo: Linear;
   /** [dim] — post_attention_layernorm */
   ffnNorm: Float32Array;
@@ -26,6 +26,22 @@ export interface LayerWeights {
   w2: Linear;
   /** [hiddenDim × dim] — mlp.up_proj */
   w3: Linear;
+  /** [qDim] — self_attn.q_proj.bias (config `qkvBias`; in llama2.c's interleaved RoPE order like wq's rows). */
+  bq?: Float32Array;
+  /** [kvDim] — self_attn.k_proj.bias (config `qkvBias`). */
+  bk?: Float32Array;
+  /** [kvDim] — self_attn.v_proj.bias (config `qkvBias`). */
+  bv?: Float32Array;
+  /** [dim] — self_attn.o_proj.bias (config `oBias`). */
+  bo?: Float32Array;
+  /** [headSize] — self_attn.q_norm (config `qkNorm`), interleaved RoPE order. */
+  qNorm?: Float32Array;
+  /** [headSize] — self_attn.k_norm (config `qkNorm`). */
+  kNorm?: Float32Array;
+  /** [dim] — Gemma 2 post_attention_layernorm (config `postNorms`; `ffnNorm` is then pre_feedforward_layernorm). */
+  postAttnNorm?: Float32Array;
+  /** [dim] — Gemma 2 post_feedforward_layernorm (config `postNorms`). */
+  postFfnNorm?: Float32Array;
 }
 
 /** A whole model: config, embeddings, layers, final norm, classifier. */
@@ -56,6 +72,25 @@ export const LINEAR_NAMES = {
   w2: "mlp.down_proj",
   w3: "mlp.up_proj",
 } as const;
+
+/**
+ * The non-projection float vectors a layer may carry beyond its two norms, present when the config
+ * asks for them (`qkvBias`, `oBias`, `qkNorm`, `postNorms`). They are frozen in training (LoRA adapts
+ * the projections only) and stay float32 when a model is quantized.
+ */
+export const EXTRA_LAYER_TENSORS = [
+  "bq",
+  "bk",
+  "bv",
+  "bo",
+  "qNorm",
+  "kNorm",
+  "postAttnNorm",
+  "postFfnNorm",
+] as const;
+
+/** A name of {@link EXTRA_LAYER_TENSORS}. */
+export type ExtraLayerTensor = (typeof EXTRA_LAYER_TENSORS)[number];
 
 /** A projection name of {@link LayerWeights}. */
 export type LinearName = keyof typeof LINEAR_NAMES;
