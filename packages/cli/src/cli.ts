@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { type CliIo, EXIT } from "./cli-io";
 import { demo, demoProgram } from "./commands/demo";
 import { evalCommand, evalProgram } from "./commands/eval";
+import { exportCommand, exportProgram } from "./commands/export";
 import { finetune, finetuneProgram } from "./commands/finetune";
 import { generate, generateProgram } from "./commands/generate";
 import { inspect, inspectProgram } from "./commands/inspect";
@@ -24,6 +25,7 @@ export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   eval: { program: evalProgram, run: evalCommand },
   generate: { program: generateProgram, run: generate },
   inspect: { program: inspectProgram, run: inspect },
+  export: { program: exportProgram, run: exportCommand },
   demo: { program: demoProgram, run: demo },
 };
 

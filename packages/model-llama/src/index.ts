@@ -150,3 +150,11 @@ export {
   floatWeightOf,
   hfExportTensors,
 } from "./export-hf";
+export {
+  type ExportModelOptions,
+  type ExportModelReport,
+  type ExportTarget,
+  type ExportedFile,
+  baseWeightsOf,
+  exportModel,
+} from "./export-model";

@@ -1,0 +1,61 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { addLlamaLoRA, loadLlama2c, readGgufLora, saveLlamaAdapter } from "@int21/model-llama";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cli, removeTempDirs, tempDir } from "../testing";
+
+const MODEL = sharedPath(SHARED.stories260K);
+afterAll(removeTempDirs);
+
+let adapter = "";
+beforeAll(async () => {
+  const w = loadLlama2c(MODEL);
+  const lora = addLlamaLoRA(w, { targetModules: ["q_proj", "v_proj"], r: 2, seed: 5 });
+  for (const [, a] of lora.adapters()) a.loraB.fill(0.01);
+  adapter = join(tempDir(), "adapter");
+  await saveLlamaAdapter(adapter, lora, w);
+});
+
+describe("int21 export", () => {
+  it("gguf: base + LoRA GGUF + Modelfile, and the llama.cpp command to run them", async () => {
+    const out = join(tempDir(), "m", "story.gguf");
+    const r = await cli(["export", "gguf", MODEL, "-o", out, "--adapter", adapter, "--quiet"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const lora = out.replace(/story\.gguf$/, "story.adapter.lora.gguf");
+    expect(r.out).toContain(`wrote ${out} (llama.cpp GGUF)`);
+    expect(r.out).toContain(`wrote ${lora} (llama.cpp LoRA GGUF "adapter")`);
+    expect(r.out).toContain(`run it: llama-cli -m ${out} --lora ${lora}`);
+    const g = await readGgufLora(lora);
+    expect(g.modules.map((m) => m.module).sort()).toContain("model.layers.0.self_attn.q_proj");
+    expect(readFileSync(out.replace(/story\.gguf$/, "Modelfile"), "utf8")).toContain(
+      "ADAPTER ./story.adapter.lora.gguf",
+    );
+  }, 60_000);
+
+  it("hf --json: folder with config and weights, the adapter under adapters/, a note about the tokenizer", async () => {
+    const out = tempDir();
+    const r = await cli(["export", "hf", MODEL, "-o", out, "--adapter", adapter, "--json", "--quiet"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.to).toBe("hf");
+    expect(j.adapters).toEqual(["adapter"]);
+    expect(j.notes.join(" ")).toMatch(/no tokenizer\.json or tokenizer\.model/);
+    expect(existsSync(join(out, "config.json"))).toBe(true);
+    const cfg = JSON.parse(readFileSync(join(out, "adapters", "adapter", "adapter_config.json"), "utf8"));
+    expect(cfg.base_model_name_or_path).toBe(out);
+  }, 60_000);
+
+  it("peft without an adapter fails naming the problem; --merge with peft is a usage error; bad target is 2", async () => {
+    const none = await cli(["export", "peft", MODEL, "-o", tempDir(), "--quiet"]);
+    expect(none.code).toBe(1);
+    expect(none.err).toMatch(/no LoRA adapter/);
+    const merge = await cli(["export", "peft", MODEL, "-o", tempDir(), "--merge", "--adapter", adapter]);
+    expect(merge.code).toBe(2);
+    expect(merge.err).toMatch(/--merge does not apply/);
+    const bad = await cli(["export", "onnx", MODEL, "-o", tempDir()]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/gguf, hf, peft|Allowed choices/);
+  }, 60_000);
+});

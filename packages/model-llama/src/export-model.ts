@@ -1,0 +1,190 @@
+// One export call for every artifact int21 writes for a peer: a GGUF (+ LoRA GGUFs + an Ollama
+// Modelfile) for llama.cpp/Ollama, a Hugging Face folder (+ PEFT adapters) for transformers, or a PEFT
+// adapter alone. `int21 export gguf|hf|peft` is this function behind argv.
+import { type LoRAModel, isLoRALinear } from "@int21/lora";
+import type { Linear } from "@int21/quant-kernels";
+import { exportHf } from "./export-hf";
+import { llamaModules, saveLlamaAdapter, setLlamaModules } from "./finetune";
+import { type GgufModelType, saveGguf } from "./gguf-model";
+import { saveGgufLora } from "./gguf-lora";
+import type { Llama2cTokenizer } from "./tokenizer";
+import type { LlamaWeights } from "./weights";
+
+/** What {@link exportModel} writes. */
+export type ExportTarget = "gguf" | "hf" | "peft";
+
+/** Options of {@link exportModel}. */
+export interface ExportModelOptions {
+  /** `gguf`: a llama.cpp file; `hf`: a Hugging Face folder; `peft`: the adapters alone. */
+  to: ExportTarget;
+  /** `gguf`: the `.gguf` file to write (adapters go beside it); `hf` / `peft`: the folder. */
+  out: string;
+  /** The LoRA view of `weights` holding the adapters to export (as attached from a checkpoint or PEFT folder). */
+  lora?: LoRAModel;
+  /**
+   * Fold the adapters into the exported weights instead of writing them as separate adapter files
+   * (`gguf`: re-quantized into the file's type; `hf`: exact, in float). Default false. Not for `peft`.
+   */
+  merge?: boolean;
+  /** `gguf`: type of the 2-D tensors (default F16: a 2-bit model written as 16-bit floats; see the README). */
+  ggufType?: GgufModelType;
+  /** `gguf`: type of `token_embd` (default F16, whatever `ggufType` is: a quantized table costs accuracy). */
+  ggufEmbeddingType?: GgufModelType;
+  /** `gguf`: storage type of the LoRA GGUF tensors (default F16). */
+  ggufLoraType?: "F32" | "F16";
+  /** `gguf`: the llama2.c tokenizer written into the file (`tokenizer.ggml.*`). */
+  tokenizer?: Llama2cTokenizer;
+  /** `hf`: tensor dtype (default F32: exact). */
+  dtype?: "F32" | "F16" | "BF16";
+  /**
+   * `hf`: files copied into the folder beside `config.json` (the source's tokenizer.json,
+   * tokenizer_config.json, tokenizer.model, special_tokens_map.json, generation_config.json, chat_template.jinja).
+   */
+  copyFiles?: readonly string[];
+  /**
+   * The adapters' `base_model_name_or_path`. Default: for `hf`, the exported folder (absolute path); for
+   * `peft`, the adapter's own value, else null. Give a hub id when the base will be published.
+   */
+  baseModel?: string;
+  /** `gguf`: `general.name`. */
+  name?: string;
+}
+
+/** One file {@link exportModel} wrote, and what it is. */
+export interface ExportedFile {
+  path: string;
+  what: string;
+}
+
+/** What {@link exportModel} wrote. */
+export interface ExportModelReport {
+  to: ExportTarget;
+  files: ExportedFile[];
+  /** Adapters written as separate files (none when merged). */
+  adapters: string[];
+  /** Adapters folded into the weights. */
+  merged: string[];
+  /** `gguf`: the command line that runs the export in llama.cpp. */
+  llamaCppCommand?: string;
+}
+
+/** `weights` with every LoRA-wrapped projection replaced by its frozen base (a shallow copy). */
+export function baseWeightsOf(weights: LlamaWeights): LlamaWeights {
+  const modules = llamaModules(weights);
+  const base = new Map<string, Linear>();
+  for (const [name, l] of modules) base.set(name, isLoRALinear(l) ? l.base : l);
+  const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
+  setLlamaModules(copy, base);
+  return copy;
+}
+
+function adapterNames(lora: LoRAModel | undefined): string[] {
+  return lora?.adapterNames() ?? [];
+}
+
+function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.-]/g, "_");
+}
+
+/**
+ * Writes `weights` (and the adapters of `opts.lora`) as artifacts a peer runs:
+ * - `gguf`: `opts.out` (a llama.cpp GGUF of the base, or of the merged model with `merge`), one
+ *   `<stem>.<adapter>.lora.gguf` per adapter (llama.cpp's LoRA GGUF), and a `Modelfile` beside them
+ *   (`FROM` the base, one `ADAPTER` line per adapter) for `ollama create`;
+ * - `hf`: a Hugging Face folder (config.json + safetensors, `opts.copyFiles` copied in) and each adapter as a
+ *   PEFT folder `adapters/<name>/` whose `base_model_name_or_path` is the exported folder;
+ * - `peft`: each adapter as a PEFT folder in Hugging Face's q/k row order ({@link saveLlamaAdapter}) (`out` itself when there is one adapter, `out/<name>/` otherwise).
+ * Throws naming the option when the request cannot be met (no adapters for `peft`, `merge` with `peft`).
+ */
+export async function exportModel(
+  weights: LlamaWeights,
+  opts: ExportModelOptions,
+): Promise<ExportModelReport> {
+  const { mkdir, copyFile, writeFile } = await import("node:fs/promises");
+  const { basename, dirname, join, resolve } = await import("node:path");
+  const names = adapterNames(opts.lora);
+  const merge = opts.merge ?? false;
+  const files: ExportedFile[] = [];
+  const report: ExportModelReport = { to: opts.to, files, adapters: [], merged: [] };
+  if (opts.to === "peft") {
+    if (merge)
+      throw new Error("exportModel: merge does not apply to a PEFT export (it writes adapters only)");
+    if (names.length === 0 || opts.lora === undefined)
+      throw new Error("exportModel: no LoRA adapter to export as PEFT (attach one, or export gguf/hf)");
+    for (const name of names) {
+      const dir = names.length === 1 ? opts.out : join(opts.out, safeName(name));
+      await saveLlamaAdapter(dir, opts.lora, weights, {
+        name,
+        ...(opts.baseModel !== undefined ? { baseModel: opts.baseModel } : {}),
+      });
+      files.push({ path: dir, what: `PEFT adapter "${name}"` });
+      report.adapters.push(name);
+    }
+    return report;
+  }
+  if (opts.to === "hf") {
+    const out = resolve(opts.out);
+    const base = merge ? weights : baseWeightsOf(weights);
+    const hf = await exportHf(out, base, { dtype: opts.dtype ?? "F32", mergeLoRA: merge });
+    for (const f of hf.files) files.push({ path: join(out, f), what: "Hugging Face model" });
+    for (const src of opts.copyFiles ?? []) {
+      const dst = join(out, basename(src));
+      await copyFile(src, dst);
+      files.push({ path: dst, what: "tokenizer / generation file" });
+    }
+    if (merge) report.merged.push(...names);
+    else if (opts.lora !== undefined) {
+      for (const name of names) {
+        const dir = join(out, "adapters", safeName(name));
+        await saveLlamaAdapter(dir, opts.lora, weights, { name, baseModel: opts.baseModel ?? out });
+        files.push({ path: dir, what: `PEFT adapter "${name}"` });
+        report.adapters.push(name);
+      }
+    }
+    return report;
+  }
+  // gguf
+  const out = resolve(opts.out);
+  await mkdir(dirname(out), { recursive: true });
+  const base = merge ? weights : baseWeightsOf(weights);
+  await saveGguf(out, base, {
+    type: opts.ggufType ?? "F16",
+    embeddingType: opts.ggufEmbeddingType ?? "F16",
+    mergeLoRA: merge,
+    ...(opts.tokenizer !== undefined ? { tokenizer: opts.tokenizer } : {}),
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+  });
+  files.push({ path: out, what: "llama.cpp GGUF" });
+  const stem = basename(out).replace(/\.gguf$/i, "");
+  const loraFiles: string[] = [];
+  if (merge) report.merged.push(...names);
+  else if (opts.lora !== undefined) {
+    for (const name of names) {
+      const path = join(dirname(out), `${stem}.${safeName(name)}.lora.gguf`);
+      await saveGgufLora(path, opts.lora, weights.config, {
+        adapter: name,
+        type: opts.ggufLoraType ?? "F16",
+      });
+      files.push({ path, what: `llama.cpp LoRA GGUF "${name}"` });
+      loraFiles.push(path);
+      report.adapters.push(name);
+    }
+  }
+  const modelfile = join(dirname(out), "Modelfile");
+  const lines = [
+    "# Ollama: `ollama create <name> -f Modelfile`, then `ollama run <name>` (written by int21 export gguf)",
+    `FROM ./${basename(out)}`,
+    ...loraFiles.map((p) => `ADAPTER ./${basename(p)}`),
+  ];
+  await writeFile(modelfile, `${lines.join("\n")}\n`);
+  files.push({ path: modelfile, what: "Ollama Modelfile" });
+  report.llamaCppCommand = [
+    "llama-cli",
+    "-m",
+    out,
+    ...loraFiles.flatMap((p) => ["--lora", p]),
+    "-p",
+    '"Once upon a time"',
+  ].join(" ");
+  return report;
+}
