@@ -136,4 +136,42 @@ describe("Hugging Face ids", () => {
     expect(r2.out).toBe(r.out);
     expect(again).toEqual([]);
   }, 30_000);
+
+  it("a download that breaks off or comes up short leaves no partial file in the cache", async () => {
+    const cache = tempDir();
+    const env = { INT21_CACHE: cache, HF_ENDPOINT: "https://hub.test" };
+    const config = new TextEncoder().encode("{}");
+    // config.json is complete; model.safetensors promises 1000 bytes and sends 10
+    const shortHub = (async (input: string | URL) => {
+      const file = String(input).split("/").pop();
+      if (file === "config.json")
+        return new Response(config, { status: 200, headers: { "content-length": "2" } });
+      if (file === "model.safetensors")
+        return new Response(new Uint8Array(10), { status: 200, headers: { "content-length": "1000" } });
+      return new Response("not found", { status: 404 });
+    }) as unknown as typeof fetch;
+    const r = await cli(["generate", "a/short", "--quiet"], { env, fetch: shortHub });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("model.safetensors sent 10 of 1000 bytes");
+    const dir = join(cache, "hf", "a--short", "main");
+    expect(readdirSync(dir)).toEqual(["config.json"]);
+    // a body that errors halfway: same, nothing but the complete files
+    const broken = (async (input: string | URL) => {
+      const file = String(input).split("/").pop();
+      if (file === "config.json") return new Response(config, { status: 200 });
+      if (file !== "model.safetensors") return new Response("not found", { status: 404 });
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new Uint8Array(64));
+          c.error(new Error("connection reset"));
+        },
+      });
+      return new Response(body, { status: 200 });
+    }) as unknown as typeof fetch;
+    const b = await cli(["generate", "a/broken", "--quiet"], { env, fetch: broken });
+    expect(b.code).toBe(1);
+    expect(b.err).toContain("broke off after");
+    expect(b.err).toContain("connection reset");
+    expect(readdirSync(join(cache, "hf", "a--broken", "main"))).toEqual(["config.json"]);
+  });
 });

@@ -1,8 +1,9 @@
 // Downloads a Hugging Face model (config, tokenizer, safetensors weights) into a local cache.
-import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { FileWriteError, writeFileAtomic, writeFileAtomicStream } from "@int21/io";
 import { type CliIo, CliError } from "./cli-io";
 import { formatBytes } from "./format-table";
 import { progressBar } from "./progress";
@@ -68,39 +69,34 @@ export async function downloadHfModel(id: string, io: CliIo, opts: HfDownloadOpt
   };
   const save = async (file: string, res: Response): Promise<void> => {
     const target = join(dir, file);
-    const part = `${target}.part`;
     const total = Number(res.headers.get("content-length") ?? 0);
     const bar = progressBar(io, `download ${file}`, { quiet: opts.quiet || total === 0 });
-    const out = createWriteStream(part);
     let done = 0;
     try {
-      if (!res.body) throw new Error("empty response body");
-      const reader = res.body.getReader();
-      for (;;) {
-        const { done: end, value } = await reader.read();
-        if (end) break;
-        done += value.byteLength;
-        if (!out.write(value)) await new Promise<void>((r) => out.once("drain", () => r()));
-        bar.update(done, total, formatBytes(done));
-      }
-      await new Promise<void>((resolve, reject) =>
-        out.end((e?: Error | null) => (e ? reject(e) : resolve())),
-      );
+      // written atomically: a broken-off or killed download never leaves a partial file under its real name
+      await writeFileAtomicStream(target, async (out) => {
+        if (!res.body) throw new Error("empty response body");
+        const reader = res.body.getReader();
+        for (;;) {
+          const { done: end, value } = await reader.read();
+          if (end) break;
+          await out.write(value);
+          done += value.byteLength;
+          bar.update(done, total, formatBytes(done));
+        }
+        if (total > 0 && done !== total)
+          throw new CliError(
+            `cannot download ${id}: ${url(file)} sent ${done} of ${total} bytes; ${LOCAL_MODEL_HINT}`,
+          );
+      });
     } catch (e) {
-      out.destroy();
-      await rm(part, { force: true });
+      if (e instanceof CliError) throw e;
+      if (e instanceof FileWriteError) throw new CliError(`cannot download ${id}: ${e.message}`);
       throw new CliError(
         `cannot download ${id}: ${url(file)} broke off after ${done} bytes (${(e as Error).message}); ${LOCAL_MODEL_HINT}`,
       );
     }
-    if (total > 0 && done !== total) {
-      await rm(part, { force: true });
-      throw new CliError(
-        `cannot download ${id}: ${url(file)} sent ${done} of ${total} bytes; ${LOCAL_MODEL_HINT}`,
-      );
-    }
     bar.finish(formatBytes(done));
-    await rename(part, target);
   };
 
   await mkdir(dir, { recursive: true });
@@ -135,6 +131,6 @@ export async function downloadHfModel(id: string, io: CliIo, opts: HfDownloadOpt
       await save(shard, res);
     }
   }
-  await writeFile(join(dir, COMPLETE), `${new Date().toISOString()}\n`);
+  await writeFileAtomic(join(dir, COMPLETE), `${new Date().toISOString()}\n`);
   return dir;
 }
