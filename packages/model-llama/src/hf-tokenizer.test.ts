@@ -152,6 +152,54 @@ describe("HfTokenizer", () => {
       /"<bos>" is not in the vocabulary/,
     );
     expect(() => hf.decode(1, 999)).toThrow(/token 999 is outside \[0, 512\)/);
+    writeFileSync(join(dir, "tokenizer_config.json"), "{ not json");
+    expect(() => HfTokenizer.fromFile(join(dir, "tokenizer.json"))).toThrow(
+      /tokenizer_config.json: cannot read tokenizer_config.json/,
+    );
+  });
+
+  it("special tokens: the post-processor, overridden by add_bos_token / add_eos_token", () => {
+    // the template puts <s> first
+    const plain = new HfTokenizer(tok512Json());
+    expect(plain.addBos).toBe(true);
+    expect(plain.addEos).toBe(false);
+    expect(plain.encode("Once", { special: true })).toEqual([1, 403]);
+    const noBos = new HfTokenizer(tok512Json(), { config: { add_bos_token: false, add_eos_token: true } });
+    expect(noBos.addBos).toBe(false);
+    expect(noBos.addEos).toBe(true);
+    expect(noBos.encode("Once", { special: true })).toEqual([403, 2]);
+    const json = tok512Json();
+    json.post_processor = null;
+    const none = new HfTokenizer(json, { config: { bos_token: "<s>" } });
+    expect(none.addBos).toBe(false);
+    expect(none.encode("Once", { special: true })).toEqual([403]);
+    expect(none.encode("Once", { bos: true })).toEqual([1, 403]);
+    expect(() => new HfTokenizer(json, { config: { add_bos_token: "yes" } })).toThrow(
+      /add_bos_token must be a boolean/,
+    );
+    expect(() => new HfTokenizer(json, { config: { bos_token: "<bos>" } })).toThrow(
+      /tokenizer_config's bos_token "<bos>" is not in the vocabulary/,
+    );
+    expect(hf.decodeAll([])).toBe("");
+  });
+
+  it("reads the chat template from chat_template.jinja or tokenizer_config's chat_template", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hf-chat-"));
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tok512Json()));
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ chat_template: "from config" }));
+    expect(HfTokenizer.fromFile(join(dir, "tokenizer.json")).chatTemplate).toBe("from config");
+    writeFileSync(join(dir, "chat_template.jinja"), "from file");
+    expect(HfTokenizer.fromFile(join(dir, "tokenizer.json")).chatTemplate).toBe("from file");
+    const named = new HfTokenizer(tok512Json(), {
+      config: {
+        chat_template: [
+          { name: "tool_use", template: "t" },
+          { name: "default", template: "d" },
+        ],
+      },
+    });
+    expect(named.chatTemplate).toBe("d");
+    expect(hf.chatTemplate).toBeUndefined();
   });
 });
 

@@ -2,15 +2,21 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Tokenizer as HfLibTokenizer } from "@huggingface/tokenizers";
 import type { EncodeOptions, StreamDecoder, Tokenizer } from "./tokenizer";
+import { type TokenizerJsonInfo, checkTokenizerJson } from "./tokenizer-json";
 
 /** Options of {@link HfTokenizer}. */
 export interface HfTokenizerOptions {
-  /** `tokenizer_config.json` contents (bos/eos token names, cleanup flags). */
+  /**
+   * `tokenizer_config.json` contents: `bos_token` / `eos_token`, `add_bos_token` / `add_eos_token`,
+   * `chat_template`.
+   */
   config?: Record<string, unknown>;
-  /** BOS token text; default from `config.bos_token`, else the first of `<s>`, `<|begin_of_text|>`, `<|endoftext|>` present. */
+  /** BOS token text; default from `config.bos_token`, else the post-processor's single prefix token, else the first of `<s>`, `<|begin_of_text|>`, `<|endoftext|>` present. */
   bosToken?: string;
-  /** EOS token text; default from `config.eos_token`, else the first of `</s>`, `<|end_of_text|>`, `<|endoftext|>` present. */
+  /** EOS token text; default from `config.eos_token`, else the post-processor's single suffix token, else the first of `</s>`, `<|end_of_text|>`, `<|endoftext|>` present. */
   eosToken?: string;
+  /** A Jinja chat template (default: `config.chat_template`; {@link HfTokenizer.fromFile} also reads `chat_template.jinja`). */
+  chatTemplate?: string;
   /** Name used in errors (default `tokenizer.json`). */
   source?: string;
 }
@@ -22,52 +28,136 @@ function tokenName(v: unknown): string | undefined {
   return undefined;
 }
 
+/** The template of `config.chat_template`: a string, or the `default` of a list of named templates. */
+function configChatTemplate(config: Record<string, unknown>, source: string): string | undefined {
+  const t = config.chat_template;
+  if (t === undefined || t === null) return undefined;
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
+    const named = t.find((x) => x && typeof x === "object" && (x as { name?: unknown }).name === "default") as
+      | { template?: unknown }
+      | undefined;
+    if (named && typeof named.template === "string") return named.template;
+    throw new Error(`${source}: chat_template is a list without a "default" template`);
+  }
+  throw new Error(`${source}: chat_template must be a string or a list of {name, template}`);
+}
+
 /**
  * A Hugging Face `tokenizer.json` (BPE, WordPiece, Unigram; byte-level or SentencePiece-style) behind
  * the {@link Tokenizer} interface, through `@huggingface/tokenizers` (the Hub's own JS implementation).
+ * The file is checked completely first ({@link checkTokenizerJson}): unsupported model types, sparse or
+ * duplicate ids, merges of unknown tokens and inconsistent added tokens are errors naming the file.
  *
- * `encode` never lets the library add special tokens: BOS / EOS are added here when asked, so a
- * post-processor template cannot double them. Decoding skips special tokens and applies the file's
- * decoder (e.g. `▁` → space, byte fallback, strip of the first space).
+ * Special tokens: `encode(text, { special: true })` adds what Hugging Face's `add_special_tokens=True`
+ * adds — `add_bos_token` / `add_eos_token` of `tokenizer_config.json` when it sets them (as llama.cpp's
+ * converter and transformers 4 read them), else the file's post-processor (`TemplateProcessing` around
+ * the sequence, `ByteLevel` nothing). {@link HfTokenizer.addBos} says whether that includes BOS.
+ * `encode(text, { bos, eos })` adds exactly BOS / EOS when asked.
+ *
+ * Decoding skips special tokens and applies the file's decoder (e.g. `▁` → space, byte fallback,
+ * strip of the first space).
  */
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
+  /** Whether the tokenizer's own configuration starts a text with BOS (`prefixIds` is `[bosId]`). */
+  readonly addBos: boolean;
+  /** Whether the tokenizer's own configuration ends a text with EOS. */
+  readonly addEos: boolean;
+  /** The ids `encode(text, { special: true })` puts before the text. */
+  readonly prefixIds: readonly number[];
+  /** The ids `encode(text, { special: true })` puts after the text. */
+  readonly suffixIds: readonly number[];
+  /** The Jinja chat template, when the tokenizer has one ({@link renderChatTemplate}). */
+  readonly chatTemplate?: string;
+  /** Text of each special token (for chat templates: `bos_token`, `eos_token`). */
+  readonly bosToken?: string;
+  readonly eosToken?: string;
+  /** `model.type` of the file. */
+  readonly modelType: TokenizerJsonInfo["modelType"];
   /** The underlying library tokenizer. */
   readonly inner: HfLibTokenizer;
   private readonly source: string;
 
   constructor(json: Record<string, unknown>, opts: HfTokenizerOptions = {}) {
     this.source = opts.source ?? "tokenizer.json";
-    if (!json || typeof json !== "object" || !json.model)
-      throw new Error(`${this.source}: not a tokenizer.json (no "model" section)`);
+    const info = checkTokenizerJson(json, this.source);
+    this.modelType = info.modelType;
+    this.vocabSize = info.vocabSize;
     const config = opts.config ?? {};
+    if (typeof config !== "object" || config === null || Array.isArray(config))
+      throw new Error(`${this.source}: tokenizer_config must be an object`);
     try {
       this.inner = new HfLibTokenizer(json, config);
     } catch (e) {
       throw new Error(`${this.source}: @huggingface/tokenizers rejected it: ${(e as Error).message}`);
     }
-    const vocab = this.inner.get_vocab(true);
-    let max = -1;
-    for (const id of vocab.values()) if (id > max) max = id;
-    this.vocabSize = max + 1;
-    const find = (explicit: string | undefined, fromConfig: unknown, fallbacks: string[]): number => {
-      const names = explicit !== undefined ? [explicit] : [tokenName(fromConfig), ...fallbacks];
-      for (const n of names) {
-        if (n === undefined) continue;
-        const id = this.inner.token_to_id(n);
+    const find = (
+      what: string,
+      explicit: string | undefined,
+      fromConfig: unknown,
+      fromTemplate: readonly number[],
+      fallbacks: string[],
+    ): number => {
+      if (explicit !== undefined) {
+        const id = info.ids.get(explicit);
+        if (id === undefined)
+          throw new Error(`${this.source}: token ${JSON.stringify(explicit)} is not in the vocabulary`);
+        return id;
+      }
+      const named = tokenName(fromConfig);
+      if (named !== undefined) {
+        const id = info.ids.get(named);
+        if (id === undefined)
+          throw new Error(
+            `${this.source}: tokenizer_config's ${what} ${JSON.stringify(named)} is not in the vocabulary`,
+          );
+        return id;
+      }
+      if (fromTemplate.length === 1) return fromTemplate[0];
+      for (const n of fallbacks) {
+        const id = info.ids.get(n);
         if (id !== undefined) return id;
-        if (explicit !== undefined)
-          throw new Error(`${this.source}: token ${JSON.stringify(n)} is not in the vocabulary`);
       }
       return -1;
     };
-    this.bosId = find(opts.bosToken, config.bos_token, ["<s>", "<|begin_of_text|>", "<|endoftext|>"]);
-    this.eosId = find(opts.eosToken, config.eos_token, ["</s>", "<|end_of_text|>", "<|endoftext|>"]);
+    this.bosId = find("bos_token", opts.bosToken, config.bos_token, info.prefixIds, [
+      "<s>",
+      "<|begin_of_text|>",
+      "<|endoftext|>",
+    ]);
+    this.eosId = find("eos_token", opts.eosToken, config.eos_token, info.suffixIds, [
+      "</s>",
+      "<|end_of_text|>",
+      "<|endoftext|>",
+    ]);
+    if (this.bosId >= 0) this.bosToken = info.tokens[this.bosId];
+    if (this.eosId >= 0) this.eosToken = info.tokens[this.eosId];
+    const flag = (key: string, id: number, template: number[]): number[] => {
+      const v = config[key];
+      if (v === undefined || v === null) return template;
+      if (typeof v !== "boolean")
+        throw new Error(`${this.source}: tokenizer_config's ${key} must be a boolean, got ${typeof v}`);
+      if (v && id < 0)
+        throw new Error(
+          `${this.source}: tokenizer_config sets ${key} but names no such token (set ${key.replace("add_", "")})`,
+        );
+      return v ? [id] : [];
+    };
+    this.prefixIds = flag("add_bos_token", this.bosId, info.prefixIds);
+    this.suffixIds = flag("add_eos_token", this.eosId, info.suffixIds);
+    this.addBos = this.prefixIds.length > 0 && this.prefixIds[0] === this.bosId;
+    this.addEos = this.suffixIds.length > 0 && this.suffixIds[this.suffixIds.length - 1] === this.eosId;
+    const template = opts.chatTemplate ?? configChatTemplate(config, this.source);
+    if (template !== undefined) this.chatTemplate = template;
   }
 
-  /** Reads `tokenizer.json` (and `tokenizer_config.json` beside it when present). */
+  /**
+   * Reads `tokenizer.json`, and beside it `tokenizer_config.json` and `chat_template.jinja` when present
+   * (a `chat_template.jinja` file wins over the config's `chat_template`, as in transformers).
+   */
   static fromFile(path: string, opts: Omit<HfTokenizerOptions, "source"> = {}): HfTokenizer {
     let json: Record<string, unknown>;
     try {
@@ -77,12 +167,40 @@ export class HfTokenizer implements Tokenizer {
     }
     let config = opts.config;
     const cfgPath = join(dirname(path), "tokenizer_config.json");
-    if (config === undefined && existsSync(cfgPath)) config = JSON.parse(readFileSync(cfgPath, "utf8"));
-    return new HfTokenizer(json, { ...opts, config, source: path });
+    if (config === undefined && existsSync(cfgPath)) {
+      try {
+        config = JSON.parse(readFileSync(cfgPath, "utf8"));
+      } catch (e) {
+        throw new Error(`${cfgPath}: cannot read tokenizer_config.json: ${(e as Error).message}`);
+      }
+    }
+    let chatTemplate = opts.chatTemplate;
+    const jinjaPath = join(dirname(path), "chat_template.jinja");
+    if (chatTemplate === undefined && existsSync(jinjaPath)) chatTemplate = readFileSync(jinjaPath, "utf8");
+    return new HfTokenizer(json, {
+      ...opts,
+      config,
+      ...(chatTemplate !== undefined ? { chatTemplate } : {}),
+      source: path,
+    });
   }
 
+  /**
+   * Token ids of `text`. `special: true` adds the tokenizer's own special tokens (Hugging Face's
+   * `add_special_tokens=True`: {@link HfTokenizer.prefixIds} and {@link HfTokenizer.suffixIds});
+   * otherwise `bos` / `eos` add BOS / EOS.
+   */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.inner.encode(text, { add_special_tokens: false }).ids;
+    let ids: number[];
+    try {
+      ids = this.inner.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw new Error(`${this.source}: cannot encode the text: ${(e as Error).message}`);
+    }
+    for (const id of ids)
+      if (!Number.isInteger(id))
+        throw new Error(`${this.source}: the text has a piece with no id (the file has no unk_token)`);
+    if (opts.special) return [...this.prefixIds, ...ids, ...this.suffixIds];
     if (opts.bos) {
       if (this.bosId < 0) throw new Error(`${this.source}: no BOS token (pass bosToken)`);
       ids.unshift(this.bosId);
@@ -95,7 +213,12 @@ export class HfTokenizer implements Tokenizer {
   }
 
   private text(ids: number[]): string {
-    return this.inner.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    if (ids.length === 0) return "";
+    try {
+      return this.inner.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    } catch (e) {
+      throw new Error(`${this.source}: cannot decode: ${(e as Error).message}`);
+    }
   }
 
   private checkId(token: number): void {

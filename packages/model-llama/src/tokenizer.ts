@@ -6,6 +6,11 @@ export interface EncodeOptions {
   bos?: boolean;
   /** Append the EOS id (default false). */
   eos?: boolean;
+  /**
+   * Add the special tokens the tokenizer's own configuration adds (Hugging Face's
+   * `add_special_tokens=True`, GGUF's `tokenizer.ggml.add_bos_token`; llama2.c: BOS) instead of `bos` / `eos`.
+   */
+  special?: boolean;
 }
 
 /**
@@ -27,6 +32,16 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
+  /**
+   * Whether the tokenizer's configuration starts a text with BOS (`encode(text, { special: true })`
+   * does): Hugging Face `add_bos_token` / post-processor, GGUF `tokenizer.ggml.add_bos_token`, llama2.c
+   * always. Absent means true (llama2.c's behaviour).
+   */
+  readonly addBos?: boolean;
+  /** Whether the tokenizer's configuration ends a text with EOS. Absent means false. */
+  readonly addEos?: boolean;
+  /** The tokenizer's Jinja chat template, when it has one. */
+  readonly chatTemplate?: string;
   /** Token ids of `text`, with BOS / EOS when asked. */
   encode(text: string, opts?: EncodeOptions): number[];
   /**
@@ -133,6 +148,10 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId = 1;
   readonly eosId = 2;
+  /** Whether `encode(text, { special: true })` adds BOS: llama2.c always does; a GGUF's `tokenizer.ggml.add_bos_token` may say otherwise. */
+  addBos = true;
+  /** Whether `encode(text, { special: true })` adds EOS (GGUF's `tokenizer.ggml.add_eos_token`). */
+  addEos = false;
   /** Longest piece in bytes, from the file header. */
   readonly maxTokenLength: number;
   /** Merge score of each piece. */
@@ -144,7 +163,12 @@ export class Llama2cTokenizer implements Tokenizer {
   /** Byte value of each byte-fallback piece, else -1. */
   private readonly byteOf: Int16Array;
 
-  private constructor(scores: Float32Array, pieces: Uint8Array[], maxTokenLength: number) {
+  private constructor(
+    scores: Float32Array,
+    pieces: Uint8Array[],
+    maxTokenLength: number,
+    source = "tokenizer",
+  ) {
     this.vocabSize = pieces.length;
     this.scores = scores;
     this.pieces = pieces;
@@ -157,11 +181,11 @@ export class Llama2cTokenizer implements Tokenizer {
       if (m) this.byteOf[i] = Number.parseInt(m[1], 16);
     }
     if (pieces.length < 259)
-      throw new Error(`tokenizer: ${pieces.length} tokens, expected at least 259 (3 specials + 256 bytes)`);
+      throw new Error(`${source}: ${pieces.length} tokens, expected at least 259 (3 specials + 256 bytes)`);
     for (let b = 0; b < 256; b++) {
       if (this.byteOf[b + 3] !== b)
         throw new Error(
-          `tokenizer: id ${b + 3} should be the byte-fallback piece <0x${hex2(b)}>, got ${JSON.stringify(this.keys[b + 3])}`,
+          `${source}: id ${b + 3} should be the byte-fallback piece <0x${hex2(b)}>, got ${JSON.stringify(this.keys[b + 3])}`,
         );
     }
   }
@@ -198,12 +222,18 @@ export class Llama2cTokenizer implements Tokenizer {
     }
     if (vocabSize !== undefined && pieces.length !== vocabSize)
       throw new Error(`${source}: holds ${pieces.length} tokens but the model's vocabSize is ${vocabSize}`);
-    return new Llama2cTokenizer(Float32Array.from(scores), pieces, maxTokenLength);
+    return new Llama2cTokenizer(Float32Array.from(scores), pieces, maxTokenLength, source);
   }
 
   /** Reads and parses a `tokenizer.bin` file. */
   static fromFile(path: string, vocabSize?: number): Llama2cTokenizer {
-    return Llama2cTokenizer.fromBytes(new Uint8Array(readFileSync(path)), path, vocabSize);
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(readFileSync(path));
+    } catch (e) {
+      throw new Error(`${path}: cannot read the tokenizer (${(e as Error).message})`);
+    }
+    return Llama2cTokenizer.fromBytes(bytes, path, vocabSize);
   }
 
   /** Id of a piece given as raw bytes, or -1. */
@@ -214,7 +244,9 @@ export class Llama2cTokenizer implements Tokenizer {
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const bytes = new TextEncoder().encode(text);
     const toks: number[] = [];
-    if (opts.bos) toks.push(this.bosId);
+    const bos = opts.special ? this.addBos : opts.bos;
+    const eos = opts.special ? this.addEos : opts.eos;
+    if (bos) toks.push(this.bosId);
     if (bytes.length > 0) {
       const space = this.lookup.get(" ");
       if (space === undefined) throw new Error("tokenizer: no ' ' piece for the dummy prefix");
@@ -232,7 +264,7 @@ export class Llama2cTokenizer implements Tokenizer {
       i = j;
     }
     const merged = this.merge(toks);
-    if (opts.eos) merged.push(this.eosId);
+    if (eos) merged.push(this.eosId);
     return merged;
   }
 
