@@ -72,9 +72,11 @@ export class HfTokenizer implements Tokenizer {
   readonly suffixIds: readonly number[];
   /** The Jinja chat template, when the tokenizer has one ({@link renderChatTemplate}). */
   readonly chatTemplate?: string;
-  /** Text of each special token (for chat templates: `bos_token`, `eos_token`). */
-  readonly bosToken?: string;
-  readonly eosToken?: string;
+  /**
+   * The special tokens `tokenizer_config.json` names (`bos_token`, `eos_token`, `unk_token`, `pad_token`),
+   * as text: the variables transformers gives a chat template. Tokens found only by fallback are absent.
+   */
+  readonly templateTokens: Readonly<Record<string, string>>;
   /** `model.type` of the file. */
   readonly modelType: TokenizerJsonInfo["modelType"];
   /** The underlying library tokenizer. */
@@ -133,8 +135,14 @@ export class HfTokenizer implements Tokenizer {
       "<|end_of_text|>",
       "<|endoftext|>",
     ]);
-    if (this.bosId >= 0) this.bosToken = info.tokens[this.bosId];
-    if (this.eosId >= 0) this.eosToken = info.tokens[this.eosId];
+    const named: Record<string, string> = {};
+    for (const key of ["bos_token", "eos_token", "unk_token", "pad_token"]) {
+      const n = tokenName(config[key]);
+      if (n !== undefined) named[key] = n;
+    }
+    if (opts.bosToken !== undefined) named.bos_token = opts.bosToken;
+    if (opts.eosToken !== undefined) named.eos_token = opts.eosToken;
+    this.templateTokens = named;
     const flag = (key: string, id: number, template: number[]): number[] => {
       const v = config[key];
       if (v === undefined || v === null) return template;

@@ -27,6 +27,8 @@ export {
   tokenNll,
 } from "./eval";
 export { HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";
+export { TOKENIZER_MODEL_TYPES, type TokenizerJsonInfo, checkTokenizerJson } from "./tokenizer-json";
+export { type ChatMessage, type ChatTemplateOptions, renderChatTemplate } from "./chat-template";
 export { type ByteSource, bytesSource, fileSource } from "./load-source";
 export {
   type LoadOptions,
