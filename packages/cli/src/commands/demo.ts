@@ -1,7 +1,8 @@
 // `int21 demo`: the INT2.1 story on stories260K — float → INT2 (damage) → EMEF fine-tune (recovery) → generate.
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { writeFileAtomic } from "@int21/io";
 import { lineChartSvg, textDataset } from "@int21/lora";
 import { runLrec, windowData } from "@int21/lrec";
 import {
@@ -316,9 +317,9 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
         `Finished in ${summary.seconds.toFixed(0)} s.\n\n${markdownTable(header, tableRows)}\n## Greedy samples\n\n` +
         rows.map((r) => `**${r.config}**\n\n> ${r.sample.replace(/\n/g, " ")}\n`).join("\n") +
         `\n## Checks\n\n${checks.map((c) => `- [${c.passed ? "x" : " "}] ${c.name}`).join("\n")}\n`;
-      await writeFile(join(o.output, "summary.md"), md);
-      await writeFile(join(o.output, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
-      await writeFile(
+      await writeFileAtomic(join(o.output, "summary.md"), md);
+      await writeFileAtomic(join(o.output, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+      await writeFileAtomic(
         join(o.output, "perplexity.svg"),
         barChartSvg(
           "stories260K perplexity on held-out TinyStories (log scale, lower is better)",
@@ -326,7 +327,7 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
           { log: true },
         ),
       );
-      await writeFile(
+      await writeFileAtomic(
         join(o.output, "loss.svg"),
         lineChartSvg(
           `stories260K INT2: LREC (${lr.steps} steps) then EMEF (${ft.steps} steps)`,

@@ -1,7 +1,8 @@
 // `int21 finetune <model> --data <alpaca.json|text> [--rank --targets --steps --lr --seq] -o <adapter dir>`
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "@int21/io";
 import { LLAMA_TARGETS, lossChartSvg } from "@int21/lora";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
@@ -172,11 +173,11 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           throw new CliError((e as Error).message);
         }
         bar.finish();
-        await writeFile(
+        await writeFileAtomic(
           join(o.output, "loss.svg"),
           lossChartSvg(res.history, `EMEF fine-tuning (${res.steps} steps)`),
         );
-        await writeFile(join(o.output, "history.json"), `${JSON.stringify(res.history)}\n`);
+        await writeFileAtomic(join(o.output, "history.json"), `${JSON.stringify(res.history)}\n`);
         const first = res.history.train[0]?.[1];
         const last = res.history.train[res.history.train.length - 1]?.[1];
         const heldOut = res.history.eval[res.history.eval.length - 1]?.[1];

@@ -1,6 +1,7 @@
 // `int21 lrec <quantized> --teacher <model> --data <text> [--rank --alpha --lambda --steps --lr] -o <out>`
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "@int21/io";
 import { LREC_TARGETS, lrecChartSvg, runLrec, windowData } from "@int21/lrec";
 import { type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
 import { Command, Option } from "commander";
@@ -172,8 +173,7 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           adapters: checkpointAdaptersOf(res.model, ["lrec"]),
         });
         const chart = o.output.replace(/\.safetensors$/, "") + ".lrec-loss.svg";
-        const { writeFile } = await import("node:fs/promises");
-        await writeFile(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
+        await writeFileAtomic(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
         const summary = {
           output: o.output,
           lossChart: chart,
