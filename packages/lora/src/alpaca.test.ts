@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { ALPACA_PROMPT_NO_INPUT, alpacaExamples, alpacaPrompt, parseAlpaca } from "./alpaca";
+import {
+  ALPACA_PROMPT_NO_INPUT,
+  alpacaExamples,
+  alpacaPrompt,
+  alpacaTemplateText,
+  parseAlpaca,
+} from "./alpaca";
 import { IGNORE_INDEX } from "./dataset";
 import { charTokenizer } from "./testing/char-tokenizer";
 
@@ -70,8 +76,21 @@ describe("Alpaca data", () => {
     const cut = alpacaExamples([rec, { instruction: "x".repeat(50), output: "z" }], tok, {
       maxLen: promptLen + 1,
     });
-    expect(cut.truncated).toBe(2);
+    // the first is cut and kept; the second is cut too, but nothing of its response survives: dropped
+    // (counted once, as dropped, not also as truncated)
+    expect(cut.records).toBe(2);
+    expect(cut.truncated).toBe(1);
     expect(cut.dropped).toBe(1);
+    expect(cut.droppedRecords).toEqual([1]);
+    expect(cut.examples).toHaveLength(1);
     expect(cut.examples[0].input.length).toBe(promptLen + 1);
+  });
+
+  it("shows the prompt templates an adapter trained on Alpaca records expects", () => {
+    const t = alpacaTemplateText("  ");
+    expect(t).toContain("    ### Instruction:\n    {instruction}\n");
+    expect(t).toContain("    ### Input:\n    {input}\n");
+    expect(t.match(/### Response:/g)).toHaveLength(2);
+    expect(t).toContain(ALPACA_PROMPT_NO_INPUT.split("\n")[0]);
   });
 });

@@ -20,6 +20,24 @@ export const ALPACA_PROMPT_NO_INPUT =
   "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
   "### Instruction:\n{instruction}\n\n### Response:\n";
 
+/**
+ * The Alpaca prompt templates as a user reads them: what an adapter fine-tuned on Alpaca records
+ * expects before its response (`{instruction}` and `{input}` stand for the record's fields; the
+ * model writes the response after `### Response:` and a newline, and ends it with EOS).
+ */
+export function alpacaTemplateText(indent = ""): string {
+  const block = (t: string) =>
+    t
+      .trimEnd()
+      .split("\n")
+      .map((l) => `${indent}  ${l}`)
+      .join("\n");
+  return (
+    `${indent}With an input:\n${block(ALPACA_PROMPT_WITH_INPUT)}\n` +
+    `${indent}Without one (empty or absent "input"):\n${block(ALPACA_PROMPT_NO_INPUT)}\n`
+  );
+}
+
 /** The prompt of a record (everything before the response). */
 export function alpacaPrompt(r: AlpacaRecord): string {
   const input = r.input ?? "";
@@ -133,11 +151,16 @@ export interface AlpacaOptions {
 
 /** Examples plus what was dropped. */
 export interface AlpacaExamples {
+  /** One per record kept, in the records' order. */
   examples: Example[];
-  /** Records cut to `maxLen`. */
+  /** Records read. */
+  records: number;
+  /** Records kept but cut to `maxLen` tokens (the end of their response is not trained on). */
   truncated: number;
-  /** Records dropped because no response token survived truncation. */
+  /** Records dropped because no response token survived truncation (the prompt alone fills `maxLen`). */
   dropped: number;
+  /** Indices of the dropped records. */
+  droppedRecords: number[];
 }
 
 /**
@@ -154,18 +177,16 @@ export function alpacaExamples(
     throw new Error(`lora: alpacaExamples: maxLen must be a positive integer, got ${maxLen}`);
   const examples: Example[] = [];
   let truncated = 0;
-  let dropped = 0;
-  for (const r of records) {
+  const droppedRecords: number[] = [];
+  for (const [i, r] of records.entries()) {
     const prompt = alpacaPrompt(r);
     const promptLen = tokenizer.encode(prompt, { bos: true }).length;
     let ids = tokenizer.encode(prompt + r.output, { bos: true, eos: opts.eos ?? true });
-    if (ids.length > maxLen + 1) {
-      ids = ids.slice(0, maxLen + 1);
-      truncated++;
-    }
+    const cut = ids.length > maxLen + 1;
+    if (cut) ids = ids.slice(0, maxLen + 1);
     const T = ids.length - 1;
     if (T < 1) {
-      dropped++;
+      droppedRecords.push(i);
       continue;
     }
     const input = Int32Array.from(ids.slice(0, T));
@@ -176,10 +197,11 @@ export function alpacaExamples(
       else trained++;
     }
     if (trained === 0) {
-      dropped++;
+      droppedRecords.push(i);
       continue;
     }
+    if (cut) truncated++;
     examples.push({ input, target });
   }
-  return { examples, truncated, dropped };
+  return { examples, records: records.length, truncated, dropped: droppedRecords.length, droppedRecords };
 }

@@ -6,6 +6,7 @@ import {
   permutation,
   splitExamples,
   textDataset,
+  textExamples,
   textWindows,
 } from "./dataset";
 import { charTokenizer } from "./testing/char-tokenizer";
@@ -36,6 +37,20 @@ describe("text datasets", () => {
       separator: "<|endoftext|>",
     });
     expect(Array.from(ex[0].input)).toEqual([1, ...tok.encode("ab"), 1, ...tok.encode("c")]);
+  });
+
+  it("counts documents, tokens and the tokens no window reaches", () => {
+    const tok = charTokenizer();
+    // BOS a b BOS c d e f g: 9 tokens; windows of 3 + 1 at 0 and 3 cover 7, 2 are left out
+    const r = textExamples("ab<|endoftext|> <|endoftext|>cdefg", tok, {
+      seqLen: 3,
+      separator: "<|endoftext|>",
+    });
+    expect(r.documents).toBe(2);
+    expect(r.tokens).toBe(9);
+    expect(r.examples).toHaveLength(2);
+    expect(r.unusedTokens).toBe(2);
+    expect(textExamples("abcdefg", tok, { seqLen: 3, stride: 1 }).unusedTokens).toBe(0);
   });
 
   it("splits, shuffles and batches deterministically", () => {

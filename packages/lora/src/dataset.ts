@@ -60,14 +60,35 @@ export interface TextDatasetOptions extends WindowOptions {
 
 /** Encodes a plain text (documents joined into one stream, each starting with BOS) and cuts it into windows. */
 export function textDataset(text: string, tokenizer: TextEncoder, opts: TextDatasetOptions): Example[] {
+  return textExamples(text, tokenizer, opts).examples;
+}
+
+/** {@link textExamples}' windows and what of the text they cover. */
+export interface TextExamples {
+  examples: Example[];
+  /** Non-empty documents encoded. */
+  documents: number;
+  /** Tokens in the stream. */
+  tokens: number;
+  /** Tokens at the end of the stream that no window reaches (fewer than one window's worth). */
+  unusedTokens: number;
+}
+
+/** {@link textDataset}, also counting the documents and tokens, and the tokens left out at the end. */
+export function textExamples(text: string, tokenizer: TextEncoder, opts: TextDatasetOptions): TextExamples {
   const docs = opts.separator === undefined ? [text] : text.split(opts.separator);
   const ids: number[] = [];
+  let documents = 0;
   for (const d of docs) {
     const t = d.trim();
     if (t.length === 0) continue;
+    documents++;
     for (const id of tokenizer.encode(t, { bos: opts.bos ?? true })) ids.push(id);
   }
-  return textWindows(ids, opts);
+  const examples = textWindows(ids, opts);
+  const stride = opts.stride ?? opts.seqLen;
+  const covered = (examples.length - 1) * stride + opts.seqLen + 1;
+  return { examples, documents, tokens: ids.length, unusedTokens: ids.length - covered };
 }
 
 /**

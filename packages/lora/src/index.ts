@@ -65,6 +65,8 @@ export {
   type TextDatasetOptions,
   textDataset,
   type TextEncoder,
+  type TextExamples,
+  textExamples,
   textWindows,
   type WindowOptions,
 } from "./dataset";
@@ -76,14 +78,33 @@ export {
   type AlpacaRecord,
   alpacaExamples,
   alpacaPrompt,
+  alpacaTemplateText,
   parseAlpaca,
 } from "./alpaca";
 export { type ChartSeries, lineChartSvg, niceTicks } from "./loss-chart";
+export {
+  type ContentHasher,
+  contentHasher,
+  DEFAULT_DIVERGE_FACTOR,
+  DEFAULT_DIVERGE_STEPS,
+  DIVERGE_WINDOW,
+  DivergenceGuard,
+  type DivergenceOptions,
+  diffRunIdentity,
+  formatRunDifferences,
+  hashPathContents,
+  type RunDifference,
+  type RunIdentity,
+  type RunIdentityValue,
+  RunMismatchError,
+  TrainingDivergedError,
+} from "./run-identity";
 export {
   formatProgress,
   type LossInfo,
   lossChartSvg,
   type Progress,
+  type StepResult,
   TRAINER_CHECKPOINT_FILE,
   Trainer,
   type TrainerOptions,

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Adam, AdamW, crossEntropy, setBackend, tensor } from "@int21/autograd";
@@ -9,9 +9,17 @@ import { splitExamples, textDataset } from "./dataset";
 import type { LoRALinear } from "./lora-linear";
 import { linearForward, loraParameters } from "./lora-op";
 import { LoRAModel } from "./lora-model";
+import { RunMismatchError, TrainingDivergedError } from "./run-identity";
 import { charTokenizer } from "./testing/char-tokenizer";
 import { randomArray } from "./testing/dense-linear";
-import { formatProgress, lossChartSvg, type Progress, Trainer, type TrainerOptions } from "./trainer";
+import {
+  formatProgress,
+  lossChartSvg,
+  type Progress,
+  TRAINER_CHECKPOINT_FILE,
+  Trainer,
+  type TrainerOptions,
+} from "./trainer";
 
 const backend = createReferenceBackend();
 const V = 131;
@@ -122,13 +130,13 @@ describe("Trainer", () => {
     const t = new Trainer(options({ checkpointDir: dir, steps: 2 }));
     expect(await t.resume(dir)).toBe(false);
     await t.run();
-    await expect(new Trainer(options({ seed: 12 })).resume(dir)).rejects.toThrow(
-      /saved with seed 11, this run has 12/,
-    );
+    await expect(new Trainer(options({ seed: 12 })).resume(dir)).rejects.toThrow(/seed: 11 → 12/);
     const { model, loss } = bigram();
     model.addAdapter({ name: "more", targetModules: ["lm_head"], r: 2 });
     const other = new Trainer({ ...options(), optimizer: new Adam(loraParameters(model)), loss });
-    await expect(other.resume(dir)).rejects.toThrow(/holds 2 parameters, this run trains 4/);
+    await expect(other.resume(dir)).rejects.toThrow(/parameters: \["4x131","131x4"\] → \[/);
+    // forcing cannot make parameters of other shapes fit
+    await expect(other.resume(dir, { force: true })).rejects.toThrow(/holds 2 parameters, this run trains 4/);
   });
 
   it("rejects bad options", () => {
@@ -139,7 +147,168 @@ describe("Trainer", () => {
     const { model } = bigram();
     model.setTrainable("default", false);
     expect(() => new Trainer(options({ optimizer: new Adam([]) }))).toThrow(/no parameters/);
-    const bad = options({ loss: () => tensor([Number.NaN], []) });
-    expect(() => new Trainer(bad).trainStep()).toThrow(/loss is NaN at step 1/);
+    expect(() => new Trainer(options({ divergence: { factor: 1 } }))).toThrow(/divergence factor must be/);
+    expect(() => new Trainer(options({ divergence: { steps: 0 } }))).toThrow(/divergence steps must be/);
+  });
+
+  it("a run's identity covers the data and every hyper-parameter; each difference is listed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "int21-trainer-"));
+    dirs.push(dir);
+    await new Trainer(
+      options({ checkpointDir: dir, steps: 2, identity: { model: "sha256:aa", r: 4 } }),
+    ).run();
+    const other = (over: Partial<TrainerOptions>) =>
+      new Trainer(options({ steps: 2, identity: { model: "sha256:aa", r: 4 }, ...over }));
+    const err = await other({
+      steps: 3,
+      schedule: { lr: 0.5, warmupSteps: 2 },
+      train: train.slice(1),
+      identity: { model: "sha256:bb", r: 4 },
+    })
+      .resume(dir)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RunMismatchError);
+    const e = err as RunMismatchError;
+    expect(e.step).toBe(2);
+    expect(e.differences.map((d) => d.field).sort()).toEqual(
+      ["lr", "model", "schedule", "steps", "trainExamples"].sort(),
+    );
+    expect(e.message).toMatch(/steps: 2 → 3/);
+    expect(e.message).toMatch(/lr: 0\.05 → 0\.5/);
+    expect(e.message).toMatch(/model: sha256:aa… → sha256:bb…/);
+    // the held-out examples, the batch size, the clipping and extra identity fields count too
+    for (const [over, field] of [
+      [{ heldOut: heldOut.slice(1) }, "heldOutExamples"],
+      [{ batchSize: 3 }, "batchSize"],
+      [{ maxGradNorm: 1 }, "maxGradNorm"],
+      [{ identity: { model: "sha256:aa", r: 8 } }, "r"],
+    ] as const) {
+      const d = await other(over)
+        .resume(dir)
+        .catch((x: RunMismatchError) => x.differences.map((y) => y.field));
+      expect(d).toEqual([field]);
+    }
+    // the same run again: resumed, finished, nothing to do
+    expect(await other({}).resume(dir)).toBe(true);
+  });
+
+  it("an identical rerun of a finished run does nothing and rewrites nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "int21-trainer-"));
+    dirs.push(dir);
+    let saves = 0;
+    await new Trainer(options({ checkpointDir: dir, steps: 3, checkpointEvery: 1 })).run();
+    const file = join(dir, TRAINER_CHECKPOINT_FILE);
+    const mtime = statSync(file).mtimeMs;
+    const again = options({
+      checkpointDir: dir,
+      steps: 3,
+      checkpointEvery: 1,
+      onCheckpoint: () => void saves++,
+    });
+    const t = new Trainer(again);
+    const before = again.optimizer.params.map((p) => p.toArray());
+    expect(await t.resume(dir)).toBe(true);
+    expect(t.finished).toBe(true);
+    const res = await t.run();
+    expect(res.steps).toBe(3);
+    expect(res.tokens).toBe(0);
+    expect(saves).toBe(0);
+    expect(statSync(file).mtimeMs).toBe(mtime);
+    expect(again.optimizer.params.map((p) => p.toArray())).not.toEqual(before); // restored, trained values
+  });
+
+  it("a forced resume continues a different run with its new hyper-parameters", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "int21-trainer-"));
+    dirs.push(dir);
+    await new Trainer(options({ checkpointDir: dir, steps: 4, schedule: undefined })).run();
+    const o = options({ checkpointDir: dir, steps: 6, schedule: undefined });
+    o.optimizer.lr = 0.01;
+    const t = new Trainer(o);
+    await expect(t.resume(dir)).rejects.toThrow(/steps: 4 → 6/);
+    expect(await t.resume(dir, { force: true })).toBe(true);
+    expect(t.resumedDespite.map((d) => d.field).sort()).toEqual(["lr", "steps"]);
+    expect(t.step).toBe(4);
+    expect(o.optimizer.lr).toBe(0.01);
+    const lrs: number[] = [];
+    o.onProgress = (p) => lrs.push(p.lr);
+    const res = await t.run();
+    expect(res.steps).toBe(6);
+    expect(lrs).toEqual([0.01, 0.01]);
+    // the checkpoint now carries the new run's identity: a plain resume of the new run finds it finished
+    const same = options({ checkpointDir: dir, steps: 6, schedule: undefined });
+    same.optimizer.lr = 0.01;
+    const u = new Trainer(same);
+    expect(await u.resume(dir)).toBe(true);
+    expect(u.finished).toBe(true);
+  });
+
+  it("a step with a non-finite loss or gradient is skipped and counted, and the run goes on", async () => {
+    const o = options({ steps: 6, gradAccum: 1 });
+    const base = o.loss;
+    const snapshots: number[][][] = [];
+    o.loss = (b, info) => (info.step === 2 ? tensor([Number.NaN], []) : base(b, info));
+    const seen: Progress[] = [];
+    o.onProgress = (p) => {
+      seen.push(p);
+      snapshots.push(o.optimizer.params.map((x) => Array.from(x.toFloat32Array())));
+    };
+    const t = new Trainer(o);
+    const res = await t.run();
+    expect(res.steps).toBe(6);
+    expect(res.skippedSteps).toBe(1);
+    expect(res.history.skipped).toEqual([3]);
+    expect(res.history.train.map(([s]) => s)).toEqual([1, 2, 4, 5, 6]);
+    expect(seen.map((p) => p.skipped)).toEqual([false, false, true, false, false, false]);
+    expect(seen[5].skippedSteps).toBe(1);
+    expect(snapshots[2]).toEqual(snapshots[1]); // no update on the skipped step
+    expect(snapshots[3]).not.toEqual(snapshots[2]);
+    // a non-finite gradient (finite losses) is skipped too: the second micro-batch of step 1 finds the
+    // first one's gradient poisoned
+    const g = options({ steps: 2, gradAccum: 2, maxGradNorm: undefined });
+    const gl = g.loss;
+    g.loss = (b, info) => {
+      const grad = g.optimizer.params[0].grad;
+      if (info.micro === 1 && grad) grad.data[0] = Number.NaN;
+      return gl(b, info);
+    };
+    const r2 = await new Trainer(g).run();
+    expect(r2.history.skipped).toEqual([1]);
+    expect(r2.history.train.map(([s]) => s)).toEqual([2]);
+    for (const p of g.optimizer.params) expect(p.toFloat32Array().every(Number.isFinite)).toBe(true);
+  });
+
+  it("an absurd learning rate stops the run as diverged and keeps the last good checkpoint", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "int21-trainer-"));
+    dirs.push(dir);
+    const checkpoints: number[] = [];
+    const o = options({
+      steps: 40,
+      checkpointDir: dir,
+      checkpointEvery: 2,
+      onCheckpoint: (_d, s) => void checkpoints.push(s),
+      divergence: { steps: 4 },
+    });
+    // sane for 6 steps, then lr 1e3
+    o.schedule = undefined;
+    o.optimizer.lr = 0.05;
+    o.beforeMicroBatch = (m) => {
+      if (m >= 6 * 2) o.optimizer.lr = 1e3;
+    };
+    const t = new Trainer(o);
+    const err = await t.run().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    const e = err as TrainingDivergedError;
+    expect(e.message).toMatch(
+      /training diverged at step \d+: .*running minimum.*last good checkpoint \(step 6\)/,
+    );
+    expect(e.lastGoodStep).toBe(6);
+    expect(checkpoints.at(-1)).toBe(6);
+    expect(e.step).toBe(6 + 1 + 4); // step 7's update is the first bad one; 4 bad losses in a row (steps 8–11)
+    // the checkpoint holds the step-6 state: resuming it and training on at a sane lr works
+    const again = options({ steps: 40, checkpointDir: dir, divergence: { steps: 4 }, schedule: undefined });
+    const r = new Trainer(again);
+    expect(await r.resume(dir)).toBe(true);
+    expect(r.step).toBe(6);
+    for (const p of again.optimizer.params) expect(p.toFloat32Array().every(Number.isFinite)).toBe(true);
   });
 });

@@ -13,6 +13,17 @@ import {
 } from "@int21/autograd";
 import { type Batch, batchIndices, collate, type Example } from "./dataset";
 import { lineChartSvg } from "./loss-chart";
+import {
+  type ContentHasher,
+  contentHasher,
+  DivergenceGuard,
+  type DivergenceOptions,
+  diffRunIdentity,
+  type RunDifference,
+  type RunIdentity,
+  RunMismatchError,
+  TrainingDivergedError,
+} from "./run-identity";
 import { checkSchedule, learningRate, type ScheduleOptions } from "./schedule";
 
 /** Where in the run a loss is computed. */
@@ -49,12 +60,18 @@ export interface Progress {
   ledgerPeakBytes: number;
   /** Held-out loss, on steps where it was evaluated. */
   evalLoss?: number;
+  /** True when this step's loss or gradient was not finite and no update was made. */
+  skipped: boolean;
+  /** Steps skipped so far in the run (including those before a resume). */
+  skippedSteps: number;
 }
 
 /** Loss curves: `[step, loss]` points (step counts from 1). */
 export interface TrainHistory {
   train: [number, number][];
   eval: [number, number][];
+  /** Steps (from 1) whose loss or gradient was not finite: no update was made and no loss is in `train`. */
+  skipped?: number[];
 }
 
 /** Options of {@link Trainer}. */
@@ -94,6 +111,20 @@ export interface TrainerOptions {
   beforeMicroBatch?: (micro: number) => void;
   /** Progress callback after every step. */
   onProgress?: (p: Progress) => void;
+  /**
+   * What else identifies the run besides what the Trainer knows itself (content hashes of the model and
+   * data files, adapter rank, alpha, targets, …). Saved in every checkpoint; {@link Trainer.resume}
+   * refuses a checkpoint whose identity differs. The Trainer adds its own fields: `steps`, `batchSize`,
+   * `gradAccum`, `seed`, `padId`, `maxGradNorm`, the schedule, the optimizer's kind and
+   * hyper-parameters, the parameter shapes, and SHA-256 hashes of the training and held-out token ids.
+   */
+  identity?: RunIdentity;
+  /**
+   * When the run counts as diverged (default: the mean loss of the last 5 steps above 2 × its running
+   * minimum, or a non-finite loss or gradient, for 20 steps in a row): {@link Trainer.run} then throws
+   * a {@link TrainingDivergedError} and leaves the last checkpoint written before the loss went bad.
+   */
+  divergence?: DivergenceOptions;
 }
 
 /** What {@link Trainer.run} returns. */
@@ -105,6 +136,21 @@ export interface TrainResult {
   tokens: number;
   /** Wall time of this process's steps, seconds. */
   seconds: number;
+  /** Steps whose loss or gradient was not finite (skipped, no update), including those before a resume. */
+  skippedSteps: number;
+}
+
+/** What {@link Trainer.trainStep} returns. */
+export interface StepResult {
+  /** Mean loss of the step's micro-batches (`NaN` when one was not finite). */
+  loss: number;
+  lr: number;
+  /** Global gradient norm before clipping (`NaN` when the step was skipped on its loss). */
+  gradNorm: number;
+  /** Input tokens of the step's micro-batches. */
+  tokens: number;
+  /** True when the loss or the gradient was not finite: the gradients were zeroed and no update was made. */
+  skipped: boolean;
 }
 
 /** Checkpoint file name inside `checkpointDir`. */
@@ -142,18 +188,42 @@ function positiveInt(v: number | undefined, name: string, dflt: number): number 
   return x;
 }
 
+async function hashExamples(h: ContentHasher, examples: readonly Example[]): Promise<string> {
+  h.update(`examples ${examples.length}\n`);
+  for (const e of examples) {
+    h.update(new Uint32Array([e.input.length]));
+    h.update(e.input);
+    h.update(e.target);
+  }
+  return h.digest();
+}
+
 /**
  * The training loop. Batches are a pure function of (seed, step), the schedule of the step, dropout of
  * the micro-batch index, so a run resumed from a checkpoint continues exactly as an uninterrupted run.
+ *
+ * Guards: a step whose loss or gradient is not finite makes no update (it is counted in `skippedSteps`
+ * and `history.skipped`); a run whose loss keeps rising (see {@link TrainerOptions.divergence}) stops
+ * with a {@link TrainingDivergedError}, without overwriting the last good checkpoint. Checkpoints carry
+ * the run's identity ({@link TrainerOptions.identity}); {@link resume} refuses one of a different run.
  */
 export class Trainer {
   /** Steps completed (restored by {@link resume}). */
   step = 0;
-  readonly history: TrainHistory = { train: [], eval: [] };
+  readonly history: TrainHistory = { train: [], eval: [], skipped: [] };
+  /** Steps skipped (non-finite loss or gradient) so far. */
+  skippedSteps = 0;
+  /** The step of the last checkpoint written or resumed from (0: none). */
+  lastCheckpointStep = 0;
+  /** The differences a forced {@link resume} continued despite (empty otherwise). */
+  resumedDespite: readonly RunDifference[] = [];
   private readonly o: TrainerOptions;
   private readonly batchSize: number;
   private readonly accum: number;
   private readonly schedule?: ScheduleOptions;
+  private readonly hyper0: Record<string, number>;
+  private readonly guardOptions: DivergenceOptions;
+  private identityPromise?: Promise<RunIdentity>;
 
   constructor(opts: TrainerOptions) {
     this.o = opts;
@@ -171,6 +241,47 @@ export class Trainer {
     }
     if (opts.optimizer.params.length === 0)
       throw new Error("lora: Trainer: the optimizer has no parameters (is every adapter frozen?)");
+    this.guardOptions = opts.divergence ?? {};
+    new DivergenceGuard(this.guardOptions, "lora: Trainer"); // validates the options
+    this.hyper0 = { ...opts.optimizer.stateDict().meta.hyper };
+  }
+
+  /** True when every step of the run is done. */
+  get finished(): boolean {
+    return this.step >= this.o.steps;
+  }
+
+  /**
+   * The run's identity: {@link TrainerOptions.identity} plus what the Trainer knows (steps, batch
+   * size, accumulation, seed, schedule, optimizer, parameter shapes, hashes of the examples). Node only
+   * (the hashes use node:crypto).
+   */
+  identity(): Promise<RunIdentity> {
+    this.identityPromise ??= (async () => {
+      const { lr: _lr, ...hyper } = this.hyper0;
+      const opt = this.o.optimizer.stateDict().meta;
+      const s = this.schedule;
+      const own: Record<string, RunIdentity[string]> = {
+        steps: this.o.steps,
+        batchSize: this.batchSize,
+        gradAccum: this.accum,
+        seed: this.o.seed ?? 0,
+        padId: this.o.padId ?? 0,
+        maxGradNorm: this.o.maxGradNorm ?? null,
+        lr: s ? s.lr : (this.hyper0.lr ?? null),
+        schedule: s
+          ? `${s.kind ?? "constant"} warmup ${s.warmupSteps ?? 0} total ${s.totalSteps} minLr ${s.minLr ?? 0}`
+          : "none",
+        optimizer: `${opt.kind} ${Object.entries(hyper)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" ")}`,
+        parameters: opt.shapes.map((sh) => sh.join("x")),
+        trainExamples: await hashExamples(await contentHasher(), this.o.train),
+        heldOutExamples: await hashExamples(await contentHasher(), this.o.heldOut ?? []),
+      };
+      return { ...own, ...this.o.identity };
+    })();
+    return this.identityPromise;
   }
 
   private params(): readonly Tensor[] {
@@ -186,14 +297,24 @@ export class Trainer {
     );
   }
 
-  /** Runs one optimizer step; returns its mean loss, learning rate, gradient norm and input tokens. */
-  trainStep(): { loss: number; lr: number; gradNorm: number; tokens: number } {
+  /**
+   * Runs one optimizer step; returns its mean loss, learning rate, gradient norm and input tokens. A
+   * step whose loss (any micro-batch's) or gradient norm is not finite zeroes the gradients and makes
+   * no update (`skipped`); the step still counts, so the batch order and schedule go on unchanged.
+   */
+  trainStep(): StepResult {
+    return this.applyStep(this.computeStep());
+  }
+
+  /** The gradients of step `this.step + 1` (no update yet). */
+  private computeStep(): StepResult {
     const { optimizer } = this.o;
     const params = this.params();
     const step = this.step;
     optimizer.zeroGrad();
     let lossSum = 0;
     let tokens = 0;
+    let finite = true;
     for (let k = 0; k < this.accum; k++) {
       const micro = step * this.accum + k;
       this.o.beforeMicroBatch?.(micro);
@@ -202,25 +323,42 @@ export class Trainer {
       const value = tidy(() => {
         const l = this.o.loss(batch, { step, micro, training: true });
         const v = l.item();
-        if (!Number.isFinite(v))
-          throw new Error(`lora: Trainer: loss is ${v} at step ${step + 1}, micro-batch ${k}`);
-        backward(this.accum > 1 ? scale(l, 1 / this.accum) : l);
+        if (Number.isFinite(v)) backward(this.accum > 1 ? scale(l, 1 / this.accum) : l);
         return v;
       });
       lossSum += value;
+      if (!Number.isFinite(value)) {
+        finite = false;
+        break;
+      }
     }
     let gradNorm = Number.NaN;
-    if (this.o.maxGradNorm !== undefined) gradNorm = clipGradNorm(params, this.o.maxGradNorm);
-    else {
-      let ss = 0;
-      for (const p of params) if (p.grad) for (const g of p.grad.data) ss += g * g;
-      gradNorm = Math.sqrt(ss);
+    if (finite) {
+      if (this.o.maxGradNorm !== undefined) gradNorm = clipGradNorm(params, this.o.maxGradNorm);
+      else {
+        let ss = 0;
+        for (const p of params) if (p.grad) for (const g of p.grad.data) ss += g * g;
+        gradNorm = Math.sqrt(ss);
+      }
+      if (!Number.isFinite(gradNorm)) finite = false;
     }
     if (this.schedule) optimizer.lr = learningRate(step, this.schedule);
     const lr = optimizer.lr;
-    optimizer.step();
-    this.step = step + 1;
-    return { loss: lossSum / this.accum, lr, gradNorm, tokens };
+    return { loss: finite ? lossSum / this.accum : Number.NaN, lr, gradNorm, tokens, skipped: !finite };
+  }
+
+  /** Applies the update of a computed step (or skips it), and counts the step. */
+  private applyStep(s: StepResult): StepResult {
+    const { optimizer } = this.o;
+    if (!s.skipped) optimizer.step();
+    else {
+      optimizer.zeroGrad();
+      this.skippedSteps++;
+      this.history.skipped ??= [];
+      this.history.skipped.push(this.step + 1);
+    }
+    this.step++;
+    return s;
   }
 
   /** Mean loss per trained token over the held-out set (no graph, no dropout). */
@@ -242,19 +380,55 @@ export class Trainer {
     return sum / count;
   }
 
+  /** A divergence guard that has seen the steps of the history so far (after a resume, the saved ones). */
+  private guard(): DivergenceGuard {
+    const g = new DivergenceGuard(this.guardOptions, "lora: Trainer");
+    const losses = new Map(this.history.train);
+    for (let s = 1; s <= this.step; s++) g.observe(losses.get(s) ?? Number.NaN);
+    return g;
+  }
+
   /**
    * Runs until `steps` (or `opts.until`, to stop early as a killed run would) and returns the history.
-   * Evaluates every `evalEvery` steps and after the last; checkpoints every `checkpointEvery` and at the end.
+   * Evaluates every `evalEvery` steps and after the last; checkpoints every `checkpointEvery` and at the
+   * end — but not while the loss is going bad (a checkpoint due then is written once a step is good
+   * again, or at the end), so when the run is stopped as diverged ({@link TrainingDivergedError}) the
+   * last checkpoint holds the state from before.
    */
   async run(opts: { until?: number } = {}): Promise<TrainResult> {
     const end = Math.min(opts.until ?? this.o.steps, this.o.steps);
     const t0 = performance.now();
     let tokens = 0;
     const first = this.step;
+    const guard = this.guard();
+    const dir = this.o.checkpointDir;
+    // a checkpoint due after step s is written once step s + 1's loss, computed on its parameters, is good
+    let checkpointDue = false;
     while (this.step < end) {
-      const s = this.trainStep();
+      const s = this.computeStep();
+      const diverged = guard.observe(s.loss);
+      if (dir !== undefined && checkpointDue && guard.streak === 0) {
+        await this.save(dir);
+        checkpointDue = false;
+      }
+      if (diverged) {
+        const kept =
+          this.o.checkpointDir === undefined
+            ? "no checkpoint directory was given"
+            : this.lastCheckpointStep > 0
+              ? `the last good checkpoint (step ${this.lastCheckpointStep}) is kept in ${this.o.checkpointDir}`
+              : `no checkpoint was written before the loss went bad`;
+        throw new TrainingDivergedError(
+          `lora: Trainer: training diverged at step ${this.step + 1}: ${guard.describe()}` +
+            `${this.skippedSteps > 0 ? `; ${this.skippedSteps} steps skipped on a non-finite loss or gradient` : ""}` +
+            `; ${kept}. Lower the learning rate.`,
+          this.step + 1,
+          this.lastCheckpointStep,
+        );
+      }
+      this.applyStep(s);
       tokens += s.tokens;
-      this.history.train.push([this.step, s.loss]);
+      if (!s.skipped) this.history.train.push([this.step, s.loss]);
       let evalLoss: number | undefined;
       const hasHeld = (this.o.heldOut?.length ?? 0) > 0;
       const evalNow =
@@ -265,11 +439,11 @@ export class Trainer {
         evalLoss = this.evaluate();
         this.history.eval.push([this.step, evalLoss]);
       }
-      const ckptNow =
-        this.o.checkpointDir !== undefined &&
-        (this.step === this.o.steps ||
-          (this.o.checkpointEvery !== undefined && this.step % this.o.checkpointEvery === 0));
-      if (ckptNow) await this.save(this.o.checkpointDir as string);
+      checkpointDue ||= this.o.checkpointEvery !== undefined && this.step % this.o.checkpointEvery === 0;
+      if (dir !== undefined && this.step === this.o.steps) {
+        await this.save(dir);
+        checkpointDue = false;
+      }
       if (this.o.onProgress) {
         const elapsed = performance.now() - t0;
         const done = this.step - first;
@@ -287,10 +461,20 @@ export class Trainer {
           ledgerBytes: mem.liveBytes,
           ledgerPeakBytes: mem.peakBytes,
           ...(evalLoss !== undefined ? { evalLoss } : {}),
+          skipped: s.skipped,
+          skippedSteps: this.skippedSteps,
         });
       }
     }
-    return { history: this.history, steps: this.step, tokens, seconds: (performance.now() - t0) / 1000 };
+    // stopped early (`until`): a checkpoint due now is written unless the loss is going bad
+    if (dir !== undefined && checkpointDue && guard.streak === 0) await this.save(dir);
+    return {
+      history: this.history,
+      steps: this.step,
+      tokens,
+      seconds: (performance.now() - t0) / 1000,
+      skippedSteps: this.skippedSteps,
+    };
   }
 
   /**
@@ -315,22 +499,28 @@ export class Trainer {
       seed: this.o.seed ?? 0,
       batchSize: this.batchSize,
       gradAccum: this.accum,
+      skippedSteps: this.skippedSteps,
       optimizer: state.meta,
       history: this.history,
+      identity: await this.identity(),
     };
     await writeSafetensors(join(dir, TRAINER_CHECKPOINT_FILE), tensors, {
       format: FORMAT,
       trainer: JSON.stringify(meta),
     });
+    this.lastCheckpointStep = this.step;
     await this.o.onCheckpoint?.(dir, this.step);
   }
 
   /**
    * Restores a checkpoint written by {@link save} (parameters in place, optimizer state, step, history).
-   * Returns false when `dir` holds none; throws when it does not fit this run (parameter shapes, batch
-   * size, accumulation or seed differ).
+   * Returns false when `dir` holds none. Throws a {@link RunMismatchError} listing every difference
+   * when the checkpoint's run identity differs from this run's (see {@link identity}) — unless `force`,
+   * which continues from it anyway (the differences are kept in {@link resumedDespite}; the optimizer
+   * takes this run's hyper-parameters) — and an Error when the parameter shapes cannot fit.
+   * After it, {@link finished} says whether the run has nothing left to do.
    */
-  async resume(dir: string): Promise<boolean> {
+  async resume(dir: string, opts: { force?: boolean } = {}): Promise<boolean> {
     const { openSafetensors } = await import("@int21/io");
     const { existsSync } = await import("node:fs");
     const { join } = await import("node:path");
@@ -345,18 +535,19 @@ export class Trainer {
         seed: number;
         batchSize: number;
         gradAccum: number;
+        skippedSteps?: number;
         optimizer: OptimizerState["meta"];
         history: TrainHistory;
+        identity?: RunIdentity;
       };
-      const fit: [string, unknown, unknown][] = [
-        ["seed", meta.seed, this.o.seed ?? 0],
-        ["batchSize", meta.batchSize, this.batchSize],
-        ["gradAccum", meta.gradAccum, this.accum],
-      ];
-      for (const [k, saved, now] of fit) {
-        if (saved !== now)
-          throw new Error(`lora: Trainer.resume: ${path} was saved with ${k} ${saved}, this run has ${now}`);
-      }
+      // a checkpoint from before run identities: what it recorded
+      const saved: RunIdentity = meta.identity ?? {
+        seed: meta.seed,
+        batchSize: meta.batchSize,
+        gradAccum: meta.gradAccum,
+      };
+      const differences = diffRunIdentity(saved, await this.identity());
+      if (differences.length > 0 && !opts.force) throw new RunMismatchError(path, meta.step, differences);
       const params = this.params();
       const names = f.names.filter((n) => n.startsWith("param."));
       if (names.length !== params.length) {
@@ -377,7 +568,8 @@ export class Trainer {
       }
       const tensors: Record<string, Float32Array> = {};
       for (const n of f.names) if (n.startsWith("optim.")) tensors[n.slice(6)] = await f.readF32(n);
-      this.o.optimizer.loadStateDict({ meta: meta.optimizer, tensors });
+      // this run's hyper-parameters (the same as the saved ones unless forced)
+      this.o.optimizer.loadStateDict({ meta: { ...meta.optimizer, hyper: { ...this.hyper0 } }, tensors });
       params.forEach((p, i) => {
         if (!p.isContiguous()) throw new Error(`lora: Trainer.resume: parameter ${i} is not contiguous`);
         p.data.set(values[i], p.offset);
@@ -385,6 +577,10 @@ export class Trainer {
       this.step = meta.step;
       this.history.train = meta.history.train;
       this.history.eval = meta.history.eval;
+      this.history.skipped = meta.history.skipped ?? [];
+      this.skippedSteps = meta.skippedSteps ?? this.history.skipped.length;
+      this.lastCheckpointStep = meta.step;
+      this.resumedDespite = differences;
       return true;
     } finally {
       await f.close();
