@@ -1,6 +1,7 @@
 // One export call for every artifact int21 writes for a peer: a GGUF (+ LoRA GGUFs + an Ollama
 // Modelfile) for llama.cpp/Ollama, a Hugging Face folder (+ PEFT adapters) for transformers, or a PEFT
 // adapter alone. `int21 export gguf|hf|peft` is this function behind argv.
+import { writeFileAtomic } from "@int21/io";
 import { type LoRAModel, isLoRALinear } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
 import { exportHf } from "./export-hf";
@@ -100,7 +101,7 @@ export async function exportModel(
   weights: LlamaWeights,
   opts: ExportModelOptions,
 ): Promise<ExportModelReport> {
-  const { mkdir, copyFile, writeFile } = await import("node:fs/promises");
+  const { mkdir, readFile } = await import("node:fs/promises");
   const { basename, dirname, join, resolve } = await import("node:path");
   const names = adapterNames(opts.lora);
   const merge = opts.merge ?? false;
@@ -129,7 +130,7 @@ export async function exportModel(
     for (const f of hf.files) files.push({ path: join(out, f), what: "Hugging Face model" });
     for (const src of opts.copyFiles ?? []) {
       const dst = join(out, basename(src));
-      await copyFile(src, dst);
+      await writeFileAtomic(dst, await readFile(src));
       files.push({ path: dst, what: "tokenizer / generation file" });
     }
     if (merge) report.merged.push(...names);
@@ -176,7 +177,7 @@ export async function exportModel(
     `FROM ./${basename(out)}`,
     ...loraFiles.map((p) => `ADAPTER ./${basename(p)}`),
   ];
-  await writeFile(modelfile, `${lines.join("\n")}\n`);
+  await writeFileAtomic(modelfile, `${lines.join("\n")}\n`);
   files.push({ path: modelfile, what: "Ollama Modelfile" });
   report.llamaCppCommand = [
     "llama-cli",
