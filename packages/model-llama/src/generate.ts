@@ -6,8 +6,15 @@ import type { LlamaWeights } from "./weights";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions extends SamplerOptions {
-  /** Text to continue (encoded with BOS and llama2.c's dummy-prefix space). Default "". */
+  /** Text to continue (encoded with BOS when {@link GenerateOptions.bos} says so). Default "". */
   prompt?: string;
+  /** Token ids to continue, used as given (no BOS added); replaces `prompt`. */
+  promptIds?: readonly number[];
+  /**
+   * Start the encoded `prompt` with BOS. Default: the tokenizer's own setting (`tokenizer.addBos`:
+   * Hugging Face `add_bos_token` / post-processor, GGUF `add_bos_token`; llama2.c always).
+   */
+  bos?: boolean;
   /**
    * Positions to run, prompt included (llama2.c's `-n`): at most `steps − promptTokens + 1` tokens are
    * generated. Default 256; values ≤ 0 or above `seqLen` mean `seqLen`.
@@ -27,7 +34,7 @@ export interface GenerateResult {
   text: string;
   /** Only the generated text. */
   generatedText: string;
-  /** BOS, the prompt tokens, then the generated tokens. */
+  /** The prompt's tokens (BOS first when it was added), then the generated tokens. */
   tokens: number[];
   promptTokens: number;
   generatedTokens: number;
@@ -51,25 +58,35 @@ export function generate(
   opts: GenerateOptions = {},
 ): GenerateResult {
   const c = weights.config;
-  if (tokenizer.vocabSize !== c.vocabSize)
+  // a padded vocabulary (more rows than tokens, as Qwen's) is fine: the sampler only draws real tokens
+  if (tokenizer.vocabSize > c.vocabSize)
     throw new Error(
-      `generate: tokenizer has ${tokenizer.vocabSize} tokens, model vocabSize is ${c.vocabSize}`,
+      `generate: tokenizer has ${tokenizer.vocabSize} tokens, model vocabSize is ${c.vocabSize} (the model may have more rows than the tokenizer has tokens, not fewer)`,
     );
   let steps = opts.steps ?? 256;
   if (!Number.isSafeInteger(steps))
     throw new Error(`generate: steps must be an integer, got ${String(opts.steps)}`);
   if (steps <= 0 || steps > c.seqLen) steps = c.seqLen;
-  const tokens = tokenizer.encode(opts.prompt ?? "", { bos: true });
+  let tokens: number[];
+  if (opts.promptIds !== undefined) {
+    tokens = [...opts.promptIds];
+    tokens.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= tokenizer.vocabSize)
+        throw new Error(`generate: prompt id ${id} (position ${i}) is outside [0, ${tokenizer.vocabSize})`);
+    });
+  } else tokens = tokenizer.encode(opts.prompt ?? "", { bos: opts.bos ?? tokenizer.addBos ?? true });
   const nPrompt = tokens.length;
+  if (nPrompt === 0) throw new Error("generate: the prompt has no tokens (empty text without BOS)");
   if (nPrompt > steps)
     throw new Error(
-      `generate: the prompt is ${nPrompt} tokens (with BOS) but only ${steps} positions are allowed`,
+      `generate: the prompt is ${nPrompt} tokens${tokens[0] === tokenizer.bosId ? " (with BOS)" : ""} but only ${steps} positions are allowed`,
     );
   const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows });
-  const sampler = new Sampler(c.vocabSize, opts);
+  const sampler = new Sampler(tokenizer.vocabSize, opts);
   const dec = tokenizer.streamDecoder();
   let text = "";
-  for (let i = 1; i < nPrompt; i++) text += dec.push(tokens[i - 1], tokens[i]);
+  for (let i = tokens[0] === tokenizer.bosId ? 1 : 0; i < nPrompt; i++)
+    text += dec.push(i > 0 ? tokens[i - 1] : -1, tokens[i]);
   let generatedText = "";
 
   const t0 = performance.now();

@@ -92,7 +92,18 @@ export class HfTokenizer implements Tokenizer {
     if (typeof config !== "object" || config === null || Array.isArray(config))
       throw new Error(`${this.source}: tokenizer_config must be an object`);
     try {
-      this.inner = new HfLibTokenizer(json, config);
+      // absent sections mean none (the library wants every key present)
+      const sections = {
+        normalizer: null,
+        pre_tokenizer: null,
+        post_processor: null,
+        decoder: null,
+        added_tokens: [],
+      };
+      this.inner = new HfLibTokenizer(
+        { ...sections, ...json, added_tokens: json.added_tokens ?? [] },
+        config,
+      );
     } catch (e) {
       throw new Error(`${this.source}: @huggingface/tokenizers rejected it: ${(e as Error).message}`);
     }

@@ -122,4 +122,23 @@ describe("Sampler", () => {
     );
     expect(() => new Sampler(3, { seed: 1 }).sample(new Float32Array(2))).toThrow(/2 entries, expected 3/);
   });
+
+  it("masks the padding rows of a padded vocabulary (logits past vocabSize are never drawn)", () => {
+    // rows 3 and 4 are padding with the largest logits: a sampler over all 5 rows would pick them
+    const logits = () => Float32Array.from([0.1, 0.5, 0.2, 9, 8]);
+    expect(new Sampler(5, { temperature: 0 }).sample(logits())).toBe(3);
+    expect(new Sampler(3, { temperature: 0 }).sample(logits())).toBe(1);
+    for (const opts of [{ topP: 0 }, { topP: 0.9 }, { topK: 2 }]) {
+      const s = new Sampler(3, { temperature: 1, seed: 5, ...opts });
+      const seen = new Set<number>();
+      for (let i = 0; i < 300; i++) seen.add(s.sample(logits()));
+      expect(Math.max(...seen)).toBeLessThan(3);
+      expect(seen.size).toBeGreaterThan(1);
+    }
+    // the softmax covers the real tokens only: their probabilities sum to 1
+    const p = logits();
+    new Sampler(3, { temperature: 1, topP: 0, seed: 1 }).sample(p);
+    expect(p[0] + p[1] + p[2]).toBeCloseTo(1, 6);
+    expect(p[3]).toBe(9);
+  });
 });

@@ -55,6 +55,10 @@ export interface SamplerOptions {
  * ```
  * With `topK = 0` this draws exactly llama2.c's tokens for the same seed and logits. Buffers are
  * allocated once per sampler.
+ *
+ * Padded vocabularies: `logits` may be longer than `vocabSize` (a model with more embedding rows than
+ * its tokenizer has tokens, as every Qwen). Only `logits[0 … vocabSize)` take part; the padding rows are
+ * masked out, never drawn, and do not count in the softmax. Build the sampler with the tokenizer's size.
  */
 export class Sampler {
   readonly vocabSize: number;
@@ -84,7 +88,10 @@ export class Sampler {
     this.probs = new Float32Array(vocabSize);
   }
 
-  /** Next token for `logits` (`[vocabSize]`; overwritten with probabilities unless greedy). */
+  /**
+   * Next token for `logits` (`[≥ vocabSize]`; the first `vocabSize` entries are overwritten with
+   * probabilities unless greedy, entries past them are ignored).
+   */
   sample(logits: Float32Array): number {
     const n = this.vocabSize;
     if (logits.length < n) throw new Error(`Sampler: logits have ${logits.length} entries, expected ${n}`);
