@@ -1,6 +1,8 @@
 // `int21 quantize <model> --bits 2|3|4|8 --group 64 --method rtn|gptq [--act-order] --calib <text> -o <out>`
-import { copyFileSync, existsSync, readFileSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { writeFileAtomic } from "@int21/io";
 import {
   type LinearErrorReport,
   calibrationWindows,
@@ -61,6 +63,11 @@ export function quantizeProgram(): Command {
     )
     .option("--tokenizer <file>", "tokenizer for --calib (default: found beside the model)")
     .requiredOption("-o, --output <file>", "the int21 checkpoint to write (.safetensors)")
+    .option(
+      "--force",
+      "replace an existing output, and replace or remove other tokenizer files beside it",
+      false,
+    )
     .addOption(threadsOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
@@ -78,15 +85,17 @@ interface QuantizeOpts {
   calibLen?: number;
   tokenizer?: string;
   output: string;
+  force: boolean;
   threads?: number;
   json: boolean;
   quiet: boolean;
 }
 
 /**
- * `int21 quantize`: quantizes every layer projection (RTN or GPTQ), writes the int21 checkpoint, copies
- * the tokenizer beside it when none is there, and prints the file size, bits per weight and each
- * projection's relative output error on the calibration windows. Returns the exit code.
+ * `int21 quantize`: quantizes every layer projection (RTN or GPTQ), writes the int21 checkpoint and the model's
+ * tokenizer beside it (see {@link planTokenizerFiles}), and prints the file size, bits per weight and each
+ * projection's relative output error on the calibration windows. An existing output, or a different tokenizer
+ * beside it, is refused before any work unless `--force`. Returns the exit code.
  */
 export function quantize(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(quantizeProgram(), argv, io, async ([model], o) =>
@@ -99,7 +108,10 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
     throw new UsageError("--calib <text> is required with --method gptq");
   if (o.actOrder && o.method !== "gptq") throw new UsageError("--act-order needs --method gptq");
   if (o.calib !== undefined && !existsSync(o.calib)) throw new CliError(`--calib ${o.calib}: no such file`);
+  checkOutput(o.output, o.force);
   const path = await resolveModelPath(spec, io, { quiet: o.quiet });
+  if (resolve(path) === resolve(o.output))
+    throw new CliError(`-o ${o.output} is the input model; write the checkpoint to another file`);
   const kind = await detectModelFile(path).catch((e: Error) => {
     throw new CliError(e.message);
   });
@@ -125,6 +137,12 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
       // a GGUF model carries its vocabulary; other models need a tokenizer file for --calib
       if (o.calib !== undefined && kind !== "gguf") throw e;
     }
+    const tokPlan = planTokenizerFiles(o.output, config.vocabSize, tokPath);
+    if (tokPlan.conflicts.length > 0 && !o.force)
+      throw new CliError(
+        `${dirname(o.output)} already holds ${tokPlan.conflicts.join(", ")}, not the tokenizer of this model${tokPath ? ` (${tokPath})` : ""}; ` +
+          "it would be loaded with the new checkpoint. Pass --force to replace or remove it, or write to another folder",
+      );
     if (o.calib !== undefined) {
       const tok =
         tokPath !== undefined
@@ -159,13 +177,11 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
     const seconds = (performance.now() - t0) / 1000;
     await saveInt21Checkpoint(o.output, res.weights);
     let tokenizerCopied: string | undefined;
-    if (tokPath !== undefined) {
-      const target = join(dirname(o.output), basename(tokPath));
-      if (!existsSync(target)) {
-        copyFileSync(tokPath, target);
-        tokenizerCopied = target;
-      }
+    for (const { from, to } of tokPlan.copies) {
+      await writeFileAtomic(to, readFileSync(from));
+      if (basename(to) === tokPlan.tokenizerName) tokenizerCopied = to;
     }
+    for (const f of tokPlan.remove) await rm(f, { force: true });
     const c = res.weights.config;
     let projWeights = 0;
     let projBits = 0;
@@ -190,6 +206,7 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
       modelBitsPerWeight: (fileBytes * 8) / floatParams,
       seconds,
       tokenizer: tokenizerCopied,
+      tokenizerRemoved: tokPlan.remove,
       layers: res.report,
     };
     if (o.json) writeJson(io, summary);
@@ -209,7 +226,8 @@ function printSummary(
     projectionBitsPerWeight: number;
     modelBitsPerWeight: number;
     seconds: number;
-    tokenizer?: string;
+    tokenizer?: string | undefined;
+    tokenizerRemoved: string[];
   },
   report: LinearErrorReport[],
 ): void {
@@ -220,6 +238,7 @@ function printSummary(
       `${s.projectionBitsPerWeight.toFixed(3)} bits per projection weight, ${s.modelBitsPerWeight.toFixed(3)} bits per model parameter (embedding and norms stay float32)\n`,
   );
   if (s.tokenizer) out.write(`copied the tokenizer to ${s.tokenizer}\n`);
+  for (const f of s.tokenizerRemoved) out.write(`removed ${f} (another model's tokenizer; --force)\n`);
   if (report.some((r) => r.relError !== undefined)) {
     const gptq = report.some((r) => r.rtnRelError !== undefined);
     out.write("\nrelative output error ‖XWᵀ − XŴᵀ‖ / ‖XWᵀ‖ on the calibration activations:\n");
@@ -235,4 +254,90 @@ function printSummary(
       ),
     );
   } else out.write("(pass --calib <text> to measure each projection's output error)\n");
+}
+
+/** Refuses a directory as `-o`, and an existing output without `--force`. */
+function checkOutput(output: string, force: boolean): void {
+  let st: ReturnType<typeof statSync> | undefined;
+  try {
+    st = statSync(output);
+  } catch {
+    return; // absent (a missing folder is reported when the checkpoint is written)
+  }
+  if (st.isDirectory())
+    throw new CliError(`-o ${output} is a directory; name the .safetensors file to write`);
+  if (!force) throw new CliError(`-o ${output} already exists; pass --force to replace it`);
+}
+
+/** The names the CLI's tokenizer search looks for beside a model (in this order; then any `tok*.bin`). */
+function tokenizerNames(vocabSize: number): string[] {
+  return [`tok${vocabSize}.bin`, "tokenizer.bin", "tokenizer.json"];
+}
+
+/** What {@link planTokenizerFiles} decided for the folder of the output. */
+interface TokenizerPlan {
+  /** The name the model's tokenizer gets beside the output (empty without one). */
+  tokenizerName: string;
+  /** Files to write beside the output (missing, or different from the model's). */
+  copies: { from: string; to: string }[];
+  /** Tokenizer files beside the output that are not the model's and would be loaded with it (removed with --force). */
+  remove: string[];
+  /** Existing files that differ from what the model needs: the copies that replace one, and `remove`. */
+  conflicts: string[];
+}
+
+function sameBytes(a: string, b: string): boolean {
+  try {
+    return readFileSync(a).equals(readFileSync(b));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Decides the tokenizer files beside `output` so that loading the checkpoint finds this model's tokenizer and no
+ * other: the model's tokenizer (`tokPath`) is written under the name the tokenizer search tries for it
+ * (`tok<vocab>.bin` for a llama2.c tokenizer unless it is `tokenizer.bin`, `tokenizer.json` for a Hugging Face one,
+ * with its `tokenizer_config.json`); each other file of those names (`tok<vocab>.bin`, `tokenizer.bin`,
+ * `tokenizer.json`, `tokenizer_config.json`) already there and different from the model's is another model's
+ * tokenizer: stale. Files identical to the model's are left alone. Without `tokPath` (a GGUF model carrying its
+ * vocabulary) every such file is stale.
+ */
+export function planTokenizerFiles(
+  output: string,
+  vocabSize: number,
+  tokPath: string | undefined,
+): TokenizerPlan {
+  const dir = dirname(output);
+  const names = tokenizerNames(vocabSize);
+  const wanted = new Map<string, string>(); // name beside the output → source file
+  let tokenizerName = "";
+  if (tokPath !== undefined) {
+    const isJson = extname(tokPath) === ".json";
+    tokenizerName = names.includes(basename(tokPath))
+      ? basename(tokPath)
+      : isJson
+        ? "tokenizer.json"
+        : names[0];
+    wanted.set(tokenizerName, tokPath);
+    const cfg = join(dirname(tokPath), "tokenizer_config.json");
+    if (isJson && existsSync(cfg)) wanted.set("tokenizer_config.json", cfg);
+  }
+  const copies: { from: string; to: string }[] = [];
+  const remove: string[] = [];
+  const conflicts: string[] = [];
+  for (const name of [...names, "tokenizer_config.json"]) {
+    const to = join(dir, name);
+    const from = wanted.get(name);
+    const exists = existsSync(to);
+    if (from !== undefined) {
+      if (exists && (resolve(from) === resolve(to) || sameBytes(from, to))) continue;
+      copies.push({ from, to });
+      if (exists) conflicts.push(to);
+    } else if (exists && !(tokPath !== undefined && sameBytes(tokPath, to))) {
+      remove.push(to);
+      conflicts.push(to);
+    }
+  }
+  return { tokenizerName, copies, remove, conflicts };
 }

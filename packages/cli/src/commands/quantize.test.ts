@@ -1,0 +1,141 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, describe, expect, it } from "vitest";
+import { cli, removeTempDirs, tempDir } from "../testing";
+import { planTokenizerFiles } from "./quantize";
+
+afterAll(removeTempDirs);
+
+const MODEL = sharedPath(SHARED.stories260K);
+const TOK = sharedPath(SHARED.tok512);
+const rtn = (out: string, ...more: string[]) => [
+  "quantize",
+  MODEL,
+  "--bits",
+  "4",
+  "--method",
+  "rtn",
+  "-o",
+  out,
+  "--quiet",
+  "--threads",
+  "1",
+  ...more,
+];
+
+describe("int21 quantize: existing outputs and the tokenizer beside them", () => {
+  it("refuses to replace an existing output unless --force", async () => {
+    const dir = tempDir();
+    const out = join(dir, "q.safetensors");
+    writeFileSync(out, "an older file");
+    const r = await cli(rtn(out));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`-o ${out} already exists; pass --force to replace it`);
+    expect(readFileSync(out, "utf8")).toBe("an older file");
+    const f = await cli(rtn(out, "--force", "--json"));
+    expect(f.code).toBe(0);
+    expect(statSync(out).size).toBe(JSON.parse(f.out).fileBytes);
+    expect(readFileSync(join(dir, "tok512.bin")).equals(readFileSync(TOK))).toBe(true);
+    // no temporary files left beside the output
+    expect(readdirSync(dir).sort()).toEqual(["q.safetensors", "tok512.bin"]);
+  }, 60_000);
+
+  it("refuses a directory as -o, and the input model as -o even with --force", async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, "q.safetensors"));
+    const d = await cli(rtn(join(dir, "q.safetensors"), "--force"));
+    expect(d.code).toBe(1);
+    expect(d.err).toContain(`${join(dir, "q.safetensors")} is a directory`);
+    const copy = join(dir, "model.bin");
+    writeFileSync(copy, readFileSync(MODEL));
+    const self = await cli(["quantize", copy, "--method", "rtn", "-o", copy, "--force", "--quiet"]);
+    expect(self.code).toBe(1);
+    expect(self.err).toContain("is the input model");
+    expect(readFileSync(copy).equals(readFileSync(MODEL))).toBe(true);
+  }, 60_000);
+
+  it("a stale tokenizer.json (another model's) beside the output is refused, and removed with --force", async () => {
+    const dir = tempDir();
+    const out = join(dir, "q.safetensors");
+    writeFileSync(join(dir, "tokenizer.json"), '{"model":{"type":"BPE","vocab":{}}}');
+    writeFileSync(join(dir, "tokenizer_config.json"), "{}");
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    const r = await cli(rtn(out));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(join(dir, "tokenizer.json"));
+    expect(r.err).toContain(join(dir, "tokenizer_config.json"));
+    expect(r.err).toContain("--force");
+    expect(existsSync(out)).toBe(false); // refused before any work
+    const f = await cli(rtn(out, "--force", "--json"));
+    expect(f.code).toBe(0);
+    const s = JSON.parse(f.out);
+    expect(s.tokenizer).toBe(join(dir, "tok512.bin"));
+    expect(s.tokenizerRemoved.sort()).toEqual(
+      [join(dir, "tokenizer.json"), join(dir, "tokenizer_config.json")].sort(),
+    );
+    expect(readdirSync(dir).sort()).toEqual(["notes.txt", "q.safetensors", "tok512.bin"]);
+    // the checkpoint now loads with the model's own tokenizer
+    const g = await cli(["generate", out, "--temperature", "0", "--steps", "20", "--threads", "1"]);
+    expect(g.code).toBe(0);
+    expect(g.out.startsWith("Once upon a time")).toBe(true);
+  }, 60_000);
+
+  it("a different tok512.bin is refused and replaced with --force; an identical one is left alone", async () => {
+    const dir = tempDir();
+    const out = join(dir, "q.safetensors");
+    const other = Buffer.from(readFileSync(TOK));
+    other[other.length - 1] ^= 1; // another tokenizer with the same vocabulary size
+    writeFileSync(join(dir, "tok512.bin"), other);
+    const r = await cli(rtn(out));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`already holds ${join(dir, "tok512.bin")}, not the tokenizer of this model`);
+    expect(readFileSync(join(dir, "tok512.bin")).equals(other)).toBe(true);
+    const f = await cli(rtn(out, "--force"));
+    expect(f.code).toBe(0);
+    expect(f.out).toContain(`copied the tokenizer to ${join(dir, "tok512.bin")}`);
+    expect(readFileSync(join(dir, "tok512.bin")).equals(readFileSync(TOK))).toBe(true);
+
+    const dir2 = tempDir();
+    writeFileSync(join(dir2, "tok512.bin"), readFileSync(TOK));
+    const same = await cli(rtn(join(dir2, "q.safetensors"), "--json"));
+    expect(same.code).toBe(0);
+    expect(JSON.parse(same.out).tokenizer).toBeUndefined();
+    expect(JSON.parse(same.out).tokenizerRemoved).toEqual([]);
+  }, 60_000);
+});
+
+describe("planTokenizerFiles", () => {
+  it("a Hugging Face tokenizer.json is written with its config; a tok<vocab>.bin beside would shadow it", () => {
+    const src = tempDir();
+    writeFileSync(join(src, "tokenizer.json"), "{}");
+    writeFileSync(join(src, "tokenizer_config.json"), '{"a":1}');
+    const dir = tempDir();
+    writeFileSync(join(dir, "tok32000.bin"), "x");
+    writeFileSync(join(dir, "tok999.bin"), "another vocabulary size: never picked, left alone");
+    const p = planTokenizerFiles(join(dir, "q.safetensors"), 32000, join(src, "tokenizer.json"));
+    expect(p.tokenizerName).toBe("tokenizer.json");
+    expect(p.copies).toEqual([
+      { from: join(src, "tokenizer.json"), to: join(dir, "tokenizer.json") },
+      { from: join(src, "tokenizer_config.json"), to: join(dir, "tokenizer_config.json") },
+    ]);
+    expect(p.remove).toEqual([join(dir, "tok32000.bin")]);
+    expect(p.conflicts).toEqual([join(dir, "tok32000.bin")]);
+  });
+
+  it("a llama2.c tokenizer under another name is written as tok<vocab>.bin; without one every tokenizer file is stale", () => {
+    const src = tempDir();
+    writeFileSync(join(src, "my-tokenizer.bin"), "t");
+    const dir = tempDir();
+    const p = planTokenizerFiles(join(dir, "q.safetensors"), 512, join(src, "my-tokenizer.bin"));
+    expect(p.copies).toEqual([{ from: join(src, "my-tokenizer.bin"), to: join(dir, "tok512.bin") }]);
+    expect(p.conflicts).toEqual([]);
+    writeFileSync(join(dir, "tokenizer.bin"), "t"); // identical bytes under another searched name: harmless
+    writeFileSync(join(dir, "tokenizer.json"), "{}");
+    const gguf = planTokenizerFiles(join(dir, "q.safetensors"), 512, undefined);
+    expect(gguf.copies).toEqual([]);
+    expect(gguf.remove).toEqual([join(dir, "tokenizer.bin"), join(dir, "tokenizer.json")]);
+    const withTok = planTokenizerFiles(join(dir, "q.safetensors"), 512, join(src, "my-tokenizer.bin"));
+    expect(withTok.remove).toEqual([join(dir, "tokenizer.json")]);
+  });
+});
