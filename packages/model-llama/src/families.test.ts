@@ -1,10 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { attention, createRng, gradCheck, parameter, tidy } from "@int21/autograd";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
-import { forward } from "./forward";
-import { loadHf } from "./load-hf";
+import { finetune } from "./finetune";
+import { forward, rmsnorm, softcap } from "./forward";
+import { linearParts } from "./linear-parts";
+import { hfConfigToLlama, loadHf } from "./load-hf";
+import { calibrationHiddenStates, quantizeModel } from "./quantize-model";
 import { createRunState } from "./run-state";
+import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
 import type { LlamaWeights } from "./weights";
 
 /** The miniature checkpoints of shared/fixtures/hf-families, one per family, with transformers' logits. */
@@ -97,5 +102,112 @@ describe.each(FAMILY_FIXTURES)("family %s matches transformers", (name) => {
   it("greedy ids identical to transformers' generate", async () => {
     const w = await load();
     expect(greedy(w, ref.greedy_prompt_ids, ref.greedy_ids.length, 8)).toEqual(ref.greedy_ids);
+  });
+});
+
+describe.each(FAMILY_FIXTURES)("family %s: training and calibration forwards", (name) => {
+  const { dir, ref } = fixture(name);
+  const ids = ref.ids.slice(0, 24);
+  let weights: Promise<LlamaWeights> | undefined;
+  const load = () => {
+    weights ??= loadHf(dir);
+    return weights;
+  };
+  const inference = async (w: LlamaWeights) =>
+    forward(w, createRunState(w.config, { maxRows: ids.length }), ids, 0, "all").slice();
+
+  it("trainForward's logits equal the inference forward's", async () => {
+    const w = await load();
+    const want = await inference(w);
+    const got = tidy(() => trainForward(w, ids).toArray());
+    expect(maxAbsDiff(got, want)).toBeLessThan(2e-4);
+  });
+
+  it("the GPTQ calibration forward reaches the same logits", async () => {
+    const w = await load();
+    const want = await inference(w);
+    const c = w.config;
+    const x = calibrationHiddenStates(w, [ids]);
+    const xn = new Float32Array(ids.length * c.dim);
+    rmsnorm(xn, x, w.finalNorm, ids.length, c.dim, c.normEps);
+    const got = new Float32Array(ids.length * c.vocabSize);
+    w.classifier.forward(xn, ids.length, got);
+    if (c.finalLogitSoftcap !== undefined) softcap(got, got.length, c.finalLogitSoftcap);
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-4);
+  });
+
+  it("quantizes with GPTQ (8-bit: logits stay close) and fine-tunes a LoRA adapter for two steps", async () => {
+    const w = await loadHf(dir);
+    const want = await inference(w);
+    const { weights: q } = quantizeModel(w, {
+      format: "int8-g32-asym-f16",
+      method: "gptq",
+      calib: [Int32Array.from(ref.ids)],
+    });
+    for (const L of q.layers) expect(linearParts(L.wq, "wq").kind).toBe("quant");
+    const got = await inference(q);
+    expect(maxAbsDiff(got, want)).toBeLessThan(
+      0.05 * Math.max(1, maxAbsDiff(want, new Float32Array(want.length))),
+    );
+    const input = Int32Array.from(ref.ids.slice(0, 16));
+    const target = Int32Array.from(ref.ids.slice(1, 17));
+    const res = await finetune(
+      q,
+      { train: [{ input, target }] },
+      {
+        lora: { targetModules: ["q_proj", "v_proj", "down_proj"], r: 4, alpha: 8 },
+        steps: 2,
+        lr: 1e-2,
+        seed: 1,
+      },
+    );
+    expect(res.steps).toBe(2);
+    const losses = res.history.train.map(([, l]) => l);
+    expect(losses.every(Number.isFinite)).toBe(true);
+  }, 120_000);
+});
+
+describe("family ops: gradients", () => {
+  const rng = createRng(7);
+  const leaf = (shape: number[], s = 1) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const v = new Float32Array(n);
+    for (let i = 0; i < n; i++) v[i] = s * rng.normal();
+    return parameter(v, shape);
+  };
+
+  it("windowed, soft-capped GQA attention", () => {
+    const [q, k, v] = [leaf([2, 7, 4 * 4]), leaf([2, 7, 2 * 4]), leaf([2, 7, 2 * 4])];
+    const r = gradCheck(
+      (a, b, c) =>
+        windowAttention(a, b, c, { nHeads: 4, nKvHeads: 2, headSize: 4, scale: 0.7, cap: 2, window: 3 }),
+      [q, k, v],
+    );
+    expect(r.worst).toBeLessThanOrEqual(1);
+  });
+
+  it("equals autograd's fused attention without window and cap", () => {
+    const [q, k, v] = [leaf([1, 6, 2 * 4]), leaf([1, 6, 1 * 4]), leaf([1, 6, 1 * 4])];
+    const a = tidy(() => attention(q, k, v, { nHeads: 2, nKvHeads: 1 }).toArray());
+    const b = tidy(() =>
+      windowAttention(q, k, v, {
+        nHeads: 2,
+        nKvHeads: 1,
+        headSize: 4,
+        scale: 0.5,
+        cap: 0,
+        window: 0,
+      }).toArray(),
+    );
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
+  });
+
+  it("GeGLU, soft-capping and scaled RoPE", () => {
+    expect(gradCheck((a, b) => geglu(a, b), [leaf([3, 5]), leaf([3, 5])]).worst).toBeLessThanOrEqual(1);
+    expect(gradCheck((a) => softcapTensor(a, 1.5), [leaf([4, 6], 2)]).worst).toBeLessThanOrEqual(1);
+    const c = hfConfigToLlama(
+      JSON.parse(readFileSync(join(sharedPath("fixtures/hf-families/llama3"), "config.json"), "utf8")),
+    );
+    expect(gradCheck((a) => ropeScaled(a, c), [leaf([2, 5, 64])]).worst).toBeLessThanOrEqual(1);
   });
 });

@@ -157,7 +157,8 @@ export function llamaLoss(weights: LlamaWeights, opts: LlamaLossOptions = {}) {
       checkpoint: opts.checkpoint ?? true,
       linearOp: (lin, x, name) => {
         if (lin instanceof LoRALinear) return linearForward(lin, x, { training: info.training });
-        if (name === "classifier" && chunk > 0) {
+        // Gemma 2's final soft-cap comes after the classifier: the fused loss would skip it.
+        if (name === "classifier" && chunk > 0 && weights.config.finalLogitSoftcap === undefined) {
           fused = linearCrossEntropy(x, lin, batch.target, { chunk });
           return fused;
         }

@@ -81,7 +81,7 @@ export function generate(
     throw new Error(
       `generate: the prompt is ${nPrompt} tokens${tokens[0] === tokenizer.bosId ? " (with BOS)" : ""} but only ${steps} positions are allowed`,
     );
-  const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows });
+  const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows, ctx: steps });
   const sampler = new Sampler(tokenizer.vocabSize, opts);
   const dec = tokenizer.streamDecoder();
   let text = "";

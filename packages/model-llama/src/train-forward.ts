@@ -1,5 +1,6 @@
 import {
   type OpContext,
+  type OpDef,
   type Tensor,
   add,
   attention,
@@ -10,16 +11,18 @@ import {
   keep,
   linear,
   parameter,
+  reshape,
   rmsNorm,
   rope,
+  scale,
   swiglu,
   tensor,
 } from "@int21/autograd";
 import { isLoRALinear, linearForward } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
-import { headSize } from "./config";
+import { type LlamaConfig, headSize, layerWindow, ropeInvFreq } from "./config";
 import { embeddingRows, isPackedEmbedding } from "./embedding";
-import type { LlamaWeights } from "./weights";
+import { EXTRA_LAYER_TENSORS, type ExtraLayerTensor, type LlamaWeights } from "./weights";
 
 /**
  * A `Linear` that is also differentiable: `apply(x)` maps `x` `[..., inFeatures]` to `[..., outFeatures]`
@@ -54,6 +57,8 @@ interface FrozenTensors {
   attnNorm: Tensor[];
   ffnNorm: Tensor[];
   finalNorm: Tensor;
+  /** Per layer: its biases, q/k norms and post norms (whichever it has), frozen. */
+  extras: Partial<Record<ExtraLayerTensor, Tensor>>[];
 }
 
 const frozenCache = new WeakMap<LlamaWeights, FrozenTensors>();
@@ -74,6 +79,14 @@ function frozenTensors(w: LlamaWeights): FrozenTensors {
       attnNorm: w.layers.map((L) => frozen(L.attnNorm, [dim])),
       ffnNorm: w.layers.map((L) => frozen(L.ffnNorm, [dim])),
       finalNorm: frozen(w.finalNorm, [dim]),
+      extras: w.layers.map((L) => {
+        const e: Partial<Record<ExtraLayerTensor, Tensor>> = {};
+        for (const n of EXTRA_LAYER_TENSORS) {
+          const v = L[n];
+          if (v) e[n] = frozen(v, [v.length]);
+        }
+        return e;
+      }),
     };
     frozenCache.set(w, f);
   }
@@ -154,6 +167,280 @@ export function applyLinear(
   return y;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Ops of the LLaMA-like families (Gemma 2's soft-capping and GeGLU, sliding windows, scaled RoPE).
+
+/** `cap · tanh(x / cap)`; backward `1 − tanh²`. */
+const softcapOp: OpDef<number> = {
+  name: "softcap",
+  forward(ctx, [x], cap) {
+    const xv = x.values();
+    const out = new Float32Array(xv.length);
+    for (let i = 0; i < xv.length; i++) out[i] = cap * Math.tanh(xv[i] / cap);
+    ctx.saveBuffer(out.slice(), [out.length]);
+    return tensor(out, x.shape);
+  },
+  backward(ctx, gy, [gx], cap) {
+    if (!gx) return;
+    const g = gy.values();
+    const y = ctx.saved[0].values();
+    for (let i = 0; i < g.length; i++) {
+      const t = y[i] / cap;
+      gx.data[i] += g[i] * (1 - t * t);
+    }
+  },
+};
+const applySoftcap = defineOp(softcapOp);
+
+/** Soft-capping `cap · tanh(x / cap)` (Gemma 2's final logits), differentiable. */
+export function softcapTensor(x: Tensor, cap: number): Tensor {
+  return applySoftcap([x], cap);
+}
+
+const GELU_K = Math.sqrt(2 / Math.PI);
+
+/** `gelu_tanh(a) · b` (Gemma's GeGLU gate), saving only a and b. */
+const gegluOp: OpDef = {
+  name: "geglu",
+  forward(ctx, [a, b]) {
+    const av = a.values();
+    const bv = b.values();
+    const out = new Float32Array(av.length);
+    for (let i = 0; i < av.length; i++) {
+      const x = av[i];
+      out[i] = 0.5 * x * (1 + Math.tanh(GELU_K * (x + 0.044715 * x * x * x))) * bv[i];
+    }
+    ctx.save(a, b);
+    return tensor(out, a.shape);
+  },
+  backward(ctx, gy, [ga, gb]) {
+    const g = gy.values();
+    const a = ctx.saved[0].values();
+    const b = ctx.saved[1].values();
+    for (let i = 0; i < g.length; i++) {
+      const x = a[i];
+      const th = Math.tanh(GELU_K * (x + 0.044715 * x * x * x));
+      const gelu = 0.5 * x * (1 + th);
+      const d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * GELU_K * (1 + 3 * 0.044715 * x * x);
+      if (ga) ga.data[i] += g[i] * b[i] * d;
+      if (gb) gb.data[i] += g[i] * gelu;
+    }
+  },
+};
+const applyGeglu = defineOp(gegluOp);
+
+/** GeGLU gate `gelu_tanh(a) ⊙ b` (same shapes), differentiable. */
+export function geglu(a: Tensor, b: Tensor): Tensor {
+  if (a.size !== b.size) throw new Error(`trainForward: geglu of ${a.size} and ${b.size} values`);
+  return applyGeglu([a, b]);
+}
+
+interface RopeTablePlan {
+  T: number;
+  D: number;
+  hs: number;
+  cos: Float64Array;
+  sin: Float64Array;
+}
+
+function rotate(src: Float32Array, dst: Float32Array, p: RopeTablePlan, sign: number): void {
+  const { T, D, hs, cos, sin } = p;
+  const np = hs / 2;
+  const rows = src.length / D;
+  for (let r = 0; r < rows; r++) {
+    const t = r % T;
+    for (let h0 = r * D; h0 < (r + 1) * D; h0 += hs) {
+      for (let m = 0; m < np; m++) {
+        const i0 = h0 + 2 * m;
+        const c = cos[t * np + m];
+        const s = sign * sin[t * np + m];
+        const x0 = src[i0];
+        const x1 = src[i0 + 1];
+        dst[i0] = x0 * c - x1 * s;
+        dst[i0 + 1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+const ropeTableOp: OpDef<RopeTablePlan> = {
+  name: "ropeScaled",
+  forward(_ctx, [x], p) {
+    const out = new Float32Array(x.size);
+    rotate(x.values(), out, p, 1);
+    return tensor(out, x.shape);
+  },
+  backward(_ctx, gy, [gx], p) {
+    if (!gx) return;
+    const tmp = new Float32Array(gy.size);
+    rotate(gy.values(), tmp, p, -1);
+    for (let i = 0; i < tmp.length; i++) gx.data[i] += tmp[i];
+  },
+};
+const applyRopeTable = defineOp(ropeTableOp);
+
+/**
+ * RoPE (llama2.c's adjacent pairs) with the config's inverse frequencies ({@link ropeInvFreq}, so
+ * scaled RoPE too) at positions 0..T−1 of `x` `[..., T, heads·headSize]`, differentiable.
+ */
+export function ropeScaled(x: Tensor, c: LlamaConfig): Tensor {
+  const hs = headSize(c);
+  const T = x.shape[x.ndim - 2];
+  const D = x.shape[x.ndim - 1];
+  const f = ropeInvFreq(c);
+  const np = hs / 2;
+  const cos = new Float64Array(T * np);
+  const sin = new Float64Array(T * np);
+  for (let t = 0; t < T; t++) {
+    for (let m = 0; m < np; m++) {
+      cos[t * np + m] = Math.cos(t * f[m]);
+      sin[t * np + m] = Math.sin(t * f[m]);
+    }
+  }
+  return applyRopeTable([x], { T, D, hs, cos, sin });
+}
+
+interface WindowAttnPlan {
+  B: number;
+  T: number;
+  H: number;
+  Hkv: number;
+  hs: number;
+  scale: number;
+  /** Soft-cap of the scores (0: none). */
+  cap: number;
+  /** Sliding window (0: full causal). */
+  window: number;
+}
+
+/**
+ * Causal GQA attention with an optional sliding window and score soft-capping, written out plainly
+ * (saves the probabilities `[B·H·T·T]`); used only for the layers autograd's fused attention cannot do.
+ */
+const windowAttentionOp: OpDef<WindowAttnPlan> = {
+  name: "windowAttention",
+  forward(ctx, [q, k, v], p) {
+    const { B, T, H, Hkv, hs, scale: sc, cap, window } = p;
+    const qv = q.values();
+    const kv = k.values();
+    const vv = v.values();
+    const Dq = H * hs;
+    const Dk = Hkv * hs;
+    const group = H / Hkv;
+    const P = new Float32Array(B * H * T * T);
+    const out = new Float32Array(B * T * Dq);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / group);
+        for (let t = 0; t < T; t++) {
+          const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
+          const qo = (b * T + t) * Dq + h * hs;
+          const po = ((b * H + h) * T + t) * T;
+          let max = Number.NEGATIVE_INFINITY;
+          for (let j = lo; j <= t; j++) {
+            const ko = (b * T + j) * Dk + g * hs;
+            let s = 0;
+            for (let i = 0; i < hs; i++) s += qv[qo + i] * kv[ko + i];
+            s *= sc;
+            if (cap > 0) s = cap * Math.tanh(s / cap);
+            P[po + j] = s;
+            if (s > max) max = s;
+          }
+          let sum = 0;
+          for (let j = lo; j <= t; j++) {
+            const e = Math.exp(P[po + j] - max);
+            P[po + j] = e;
+            sum += e;
+          }
+          for (let j = lo; j <= t; j++) P[po + j] /= sum;
+          for (let j = lo; j <= t; j++) {
+            const pj = P[po + j];
+            const vo = (b * T + j) * Dk + g * hs;
+            for (let i = 0; i < hs; i++) out[qo + i] += pj * vv[vo + i];
+          }
+        }
+      }
+    }
+    ctx.save(q, k, v);
+    ctx.saveBuffer(P, [P.length]);
+    return tensor(out, q.shape);
+  },
+  backward(ctx, gy, [gq, gk, gv], p) {
+    const { B, T, H, Hkv, hs, scale: sc, cap, window } = p;
+    const [q, k, v, Pt] = ctx.saved;
+    const qv = q.values();
+    const kv = k.values();
+    const vv = v.values();
+    const P = Pt.values();
+    const dO = gy.values();
+    const Dq = H * hs;
+    const Dk = Hkv * hs;
+    const group = H / Hkv;
+    const dS = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / group);
+        for (let t = 0; t < T; t++) {
+          const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
+          const qo = (b * T + t) * Dq + h * hs;
+          const po = ((b * H + h) * T + t) * T;
+          let dot = 0;
+          for (let j = lo; j <= t; j++) {
+            const vo = (b * T + j) * Dk + g * hs;
+            let dp = 0;
+            for (let i = 0; i < hs; i++) dp += dO[qo + i] * vv[vo + i];
+            dS[j] = dp;
+            dot += dp * P[po + j];
+            if (gv) for (let i = 0; i < hs; i++) gv.data[vo + i] += P[po + j] * dO[qo + i];
+          }
+          for (let j = lo; j <= t; j++) {
+            let d = P[po + j] * (dS[j] - dot);
+            const ko = (b * T + j) * Dk + g * hs;
+            if (cap > 0) {
+              let s = 0;
+              for (let i = 0; i < hs; i++) s += qv[qo + i] * kv[ko + i];
+              const th = Math.tanh((s * sc) / cap);
+              d *= 1 - th * th;
+            }
+            d *= sc;
+            if (gq) for (let i = 0; i < hs; i++) gq.data[qo + i] += d * kv[ko + i];
+            if (gk) for (let i = 0; i < hs; i++) gk.data[ko + i] += d * qv[qo + i];
+          }
+        }
+      }
+    }
+  },
+};
+const applyWindowAttention = defineOp(windowAttentionOp);
+
+/**
+ * Causal grouped-query attention with a sliding `window` (0: none) and score soft-capping `cap`
+ * (0: none), differentiable: q `[B, T, H·hs]`, k and v `[B, T, Hkv·hs]`.
+ */
+export function windowAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: { nHeads: number; nKvHeads: number; headSize: number; scale: number; cap: number; window: number },
+): Tensor {
+  const T = q.shape[q.ndim - 2];
+  const B = q.size / (T * opts.nHeads * opts.headSize);
+  if (!Number.isInteger(B) || k.size !== B * T * opts.nKvHeads * opts.headSize || v.size !== k.size)
+    throw new Error(
+      `trainForward: attention shapes q [${q.shape.join(", ")}], k [${k.shape.join(", ")}], v [${v.shape.join(", ")}] do not match the heads`,
+    );
+  return applyWindowAttention([q, k, v], {
+    B,
+    T,
+    H: opts.nHeads,
+    Hkv: opts.nKvHeads,
+    hs: opts.headSize,
+    scale: opts.scale,
+    cap: opts.cap,
+    window: opts.window,
+  });
+}
+
 /**
  * The LLaMA forward for training: logits `[B, T, vocabSize]` for B token sequences of length T
  * (positions 0..T−1 each), built from `@int21/autograd` ops so a loss can be back-propagated into
@@ -216,26 +503,64 @@ export function trainForward(
     embeddingRows(weights, ids, rows);
     x = tensor(rows, [B, T, c.dim], { tag: "activation", name: "embedding rows" });
   }
+  if (c.embedScale !== undefined) x = scale(x, Math.fround(c.embedScale));
+  const H = c.nHeads;
+  const Hkv = c.nKvHeads;
+  const ropeOf = (t: Tensor) =>
+    c.ropeScaling ? ropeScaled(t, c) : rope(t, { headSize: hs, theta: c.ropeTheta });
+  const headNorm = (t: Tensor, w: Tensor, heads: number) =>
+    reshape(rmsNorm(reshape(t, [B, T, heads, hs]), w, c.normEps), [B, T, heads * hs]);
+  const attnScale = c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : undefined;
   weights.layers.forEach((L, l) => {
     const lin = (name: keyof typeof L, h: Tensor) =>
       applyLinear(L[name] as Linear, h, `layers.${l}.${name}`, hook, opts.training);
+    const e = f.extras[l];
+    const biased = (t: Tensor, b: Tensor | undefined) => (b ? add(t, b) : t);
+    const window = layerWindow(c, l);
+    const plainAttention = c.attnLogitSoftcap === undefined && (window === 0 || window >= T);
     const block = (xin: Tensor): Tensor => {
       const h = rmsNorm(xin, f.attnNorm[l], c.normEps);
-      const q = rope(lin("wq", h), { headSize: hs, theta: c.ropeTheta });
-      const k = rope(lin("wk", h), { headSize: hs, theta: c.ropeTheta });
-      const v = lin("wv", h);
-      const a = attention(q, k, v, { nHeads: c.nHeads, nKvHeads: c.nKvHeads });
-      const x1 = add(xin, lin("wo", a));
+      let q = biased(lin("wq", h), e.bq);
+      let k = biased(lin("wk", h), e.bk);
+      const v = biased(lin("wv", h), e.bv);
+      if (e.qNorm) q = headNorm(q, e.qNorm, H);
+      if (e.kNorm) k = headNorm(k, e.kNorm, Hkv);
+      q = ropeOf(q);
+      k = ropeOf(k);
+      const a = plainAttention
+        ? attention(q, k, v, {
+            nHeads: H,
+            nKvHeads: Hkv,
+            ...(attnScale !== undefined ? { scale: attnScale } : {}),
+          })
+        : windowAttention(q, k, v, {
+            nHeads: H,
+            nKvHeads: Hkv,
+            headSize: hs,
+            scale: attnScale ?? 1 / Math.sqrt(hs),
+            cap: c.attnLogitSoftcap ?? 0,
+            window,
+          });
+      let o = biased(lin("wo", a), e.bo);
+      if (e.postAttnNorm) o = rmsNorm(o, e.postAttnNorm, c.normEps);
+      const x1 = add(xin, o);
       const h2 = rmsNorm(x1, f.ffnNorm[l], c.normEps);
-      return add(x1, lin("w2", swiglu(lin("w1", h2), lin("w3", h2))));
+      const gate =
+        c.hiddenAct === "gelu_tanh"
+          ? geglu(lin("w1", h2), lin("w3", h2))
+          : swiglu(lin("w1", h2), lin("w3", h2));
+      let y = lin("w2", gate);
+      if (e.postFfnNorm) y = rmsNorm(y, e.postFfnNorm, c.normEps);
+      return add(x1, y);
     };
     x = opts.checkpoint === false ? block(x) : checkpoint(block, [x]);
   });
-  return applyLinear(
+  const logits = applyLinear(
     weights.classifier,
     rmsNorm(x, f.finalNorm, c.normEps),
     "classifier",
     hook,
     opts.training,
   );
+  return c.finalLogitSoftcap !== undefined ? softcapTensor(logits, c.finalLogitSoftcap) : logits;
 }
