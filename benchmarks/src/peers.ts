@@ -1,0 +1,314 @@
+// `npm run bench:peers`: int21 against the tools people would otherwise use, on this CPU, with the same
+// weights — PyTorch + PEFT for LoRA training (when a python with torch, transformers and peft is found) and
+// llama.cpp for decoding (when LLAMA_CPP_DIR holds a build with llama-bench). Never a CI requirement.
+//
+// 1. writes each synthetic shape once (model-llama's syntheticWeights, seed 1) as a Hugging Face folder
+//    (what int21 and PyTorch load) and as GGUF F32 / Q4_0 (+ Q2_K through llama-quantize) for llama.cpp;
+// 2. runs every task in its own process, round after round, the programs interleaved inside each round,
+//    recording wall and CPU time and the load average around each task;
+// 3. reports medians over the rounds and the ratios int21 / peer (benchmarks/results/peers.{json,svg}).
+//
+// Environment: INT21_PEERS_SHAPES (default stories15M,stories110M), INT21_PEERS_ROUNDS (3),
+// INT21_PEERS_SEQ (512), INT21_PEERS_STEPS (2 measured steps after a warm-up step), INT21_PEERS_THREADS (1),
+// INT21_PYTHON (default: python3, used only if it imports torch, transformers and peft), LLAMA_CPP_DIR,
+// INT21_PEERS_DIR (where the models are written; default <tmp>/int21-peers), INT21_BENCH_QUICK=1 (a smoke
+// run: stories260K shape, seq 32, one round).
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Row, barChartSvg, report } from "@int21/bench-utils";
+import {
+  Llama2cTokenizer,
+  type SyntheticModelName,
+  exportHf,
+  saveGguf,
+  syntheticConfig,
+  syntheticWeights,
+} from "@int21/model-llama";
+import { SHARED, hasShared, sharedPath } from "@int21/shared-data";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const quick = process.env.INT21_BENCH_QUICK === "1";
+const env = (k: string, d: string) => process.env[k] ?? d;
+const shapes = (quick ? "stories260K" : env("INT21_PEERS_SHAPES", "stories15M,stories110M")).split(
+  ",",
+) as SyntheticModelName[];
+const rounds = quick ? 1 : Number(env("INT21_PEERS_ROUNDS", "3"));
+const seq = quick ? 32 : Number(env("INT21_PEERS_SEQ", "512"));
+const steps = quick ? 1 : Number(env("INT21_PEERS_STEPS", "2"));
+const threads = Number(env("INT21_PEERS_THREADS", "1"));
+const decodeTokens = quick ? 16 : 128;
+const work = resolve(env("INT21_PEERS_DIR", join(tmpdir(), "int21-peers")));
+const llamaCpp = process.env.LLAMA_CPP_DIR;
+
+/** The python to use for PyTorch, when it imports torch, transformers and peft. */
+function findPython(): string | undefined {
+  const py = env("INT21_PYTHON", "python3");
+  const r = spawnSync(py, ["-c", "import torch, transformers, peft; print(torch.__version__)"], {
+    encoding: "utf8",
+  });
+  return r.status === 0 ? py : undefined;
+}
+
+/** A llama.cpp tool in LLAMA_CPP_DIR (build/bin/<name> or <name>). */
+function llamaTool(name: string): string | undefined {
+  if (!llamaCpp) return undefined;
+  for (const p of [join(llamaCpp, "build", "bin", name), join(llamaCpp, "bin", name), join(llamaCpp, name)])
+    if (existsSync(p)) return p;
+  return undefined;
+}
+
+interface Measured {
+  wallMs: number;
+  cpuMs?: number;
+  load: number;
+  out: Record<string, unknown>;
+}
+
+/** Runs one task in a child process; returns its RESULT json with the load around it. */
+function runTask(cmd: string, args: string[]): Measured {
+  const load0 = loadavg()[0];
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, {
+    encoding: "utf8",
+    maxBuffer: 64 * 2 ** 20,
+    env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+  });
+  const wallMs = performance.now() - t0;
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(" ").slice(0, 200)} failed (${r.status}):\n${r.stderr.slice(-2000)}`);
+  const line = r.stdout.split("\n").find((l) => l.startsWith("RESULT "));
+  const out = line
+    ? (JSON.parse(line.slice(7)) as Record<string, unknown>)
+    : { stdout: r.stdout, stderr: r.stderr };
+  return { wallMs, load: (load0 + loadavg()[0]) / 2, out };
+}
+
+function int21(task: Record<string, unknown>): Measured {
+  return runTask(process.execPath, [
+    join(here, "peers", "int21-child.mjs"),
+    JSON.stringify({ threads, ...task }),
+  ]);
+}
+
+function torch(py: string, task: Record<string, unknown>): Measured {
+  return runTask(py, [join(here, "peers", "torch_child.py"), JSON.stringify({ threads, ...task })]);
+}
+
+/** llama-bench's pp/tg tokens per second for `model` (JSON output). */
+function llamaBench(bench: string, model: string): Measured {
+  const m = runTask(bench, [
+    "-m",
+    model,
+    "-p",
+    String(seq),
+    "-n",
+    String(decodeTokens),
+    "-t",
+    String(threads),
+    "-o",
+    "json",
+  ]);
+  const rows = JSON.parse(String(m.out.stdout ?? "[]")) as {
+    n_prompt: number;
+    n_gen: number;
+    avg_ts: number;
+  }[];
+  return {
+    ...m,
+    out: {
+      prefillTokensPerSec: rows.find((r) => r.n_prompt > 0)?.avg_ts,
+      decodeTokensPerSec: rows.find((r) => r.n_gen > 0)?.avg_ts,
+    },
+  };
+}
+
+/** Writes the shape's HF folder and GGUFs once (a stamp file marks a complete write). */
+async function writeModels(shape: SyntheticModelName): Promise<{ hf: string; gguf: Record<string, string> }> {
+  const dir = join(work, shape);
+  const hf = join(dir, "hf");
+  const gguf = {
+    F32: join(dir, "model-f32.gguf"),
+    Q4_0: join(dir, "model-q4_0.gguf"),
+    Q2_K: join(dir, "model-q2_k.gguf"),
+  };
+  const stamp = join(dir, "complete");
+  if (!existsSync(stamp)) {
+    mkdirSync(dir, { recursive: true });
+    console.log(`writing the ${shape} models into ${dir}`);
+    const w = syntheticWeights(syntheticConfig(shape), { seed: 1 });
+    await exportHf(hf, w);
+    const tokenizer =
+      w.config.vocabSize === 32000 && hasShared(SHARED.llama2Tokenizer)
+        ? Llama2cTokenizer.fromFile(sharedPath(SHARED.llama2Tokenizer))
+        : undefined;
+    if (tokenizer) {
+      await saveGguf(gguf.F32, w, { type: "F32", tokenizer });
+      await saveGguf(gguf.Q4_0, w, { type: "Q4_0", tokenizer });
+    }
+    writeFileSync(stamp, new Date().toISOString());
+  }
+  const quantize = llamaTool("llama-quantize");
+  if (quantize && existsSync(gguf.F32) && !existsSync(gguf.Q2_K))
+    spawnSync(quantize, [gguf.F32, gguf.Q2_K, "Q2_K"], { stdio: "ignore" });
+  return { hf, gguf };
+}
+
+const median = (xs: number[]) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : Number.NaN;
+};
+
+const py = findPython();
+const bench = llamaTool("llama-bench");
+const notes: string[] = [
+  `peers: PyTorch ${py ? `via ${py}` : "not found (set INT21_PYTHON to a python with torch, transformers and peft)"}; llama.cpp ${bench ? `at ${llamaCpp}` : "not found (set LLAMA_CPP_DIR to a build with llama-bench)"}`,
+  `${rounds} round(s), programs interleaved in each; ${threads} thread(s); LoRA r 8 on q,v, AdamW, batch 1, seq ${seq}; medians of ${steps} step(s) after a warm-up step`,
+];
+const samples = new Map<
+  string,
+  { wall: number[]; cpu: number[]; load: number[]; rss: number[]; value: number[] }
+>();
+function record(name: string, m: Measured, value: number, wall: number, cpu?: number) {
+  const s = samples.get(name) ?? { wall: [], cpu: [], load: [], rss: [], value: [] };
+  s.wall.push(wall);
+  if (cpu !== undefined) s.cpu.push(cpu);
+  s.load.push(m.load);
+  if (typeof m.out.peakRssBytes === "number") s.rss.push(m.out.peakRssBytes);
+  s.value.push(value);
+  samples.set(name, s);
+  console.log(`  ${name}: ${value.toFixed(2)} (load ${m.load.toFixed(1)})`);
+}
+
+for (const shape of shapes) {
+  const { hf, gguf } = await writeModels(shape);
+  for (let r = 0; r < rounds; r++) {
+    console.log(`${shape}: round ${r + 1}/${rounds}`);
+    // training steps, interleaved: int21 f32, PyTorch, int21 int4, PyTorch (checkpointed), int21 int2
+    const stepCases: [string, () => Measured][] = [
+      [`${shape} step int21 f32`, () => int21({ task: "step", dir: hf, fmt: "f32", seq, steps })],
+      ...(py
+        ? ([[`${shape} step torch f32`, () => torch(py, { task: "step", dir: hf, seq, steps })]] as [
+            string,
+            () => Measured,
+          ][])
+        : []),
+      [`${shape} step int21 int4`, () => int21({ task: "step", dir: hf, fmt: "int4", seq, steps })],
+      ...(py
+        ? ([
+            [
+              `${shape} step torch f32 ckpt`,
+              () => torch(py, { task: "step", dir: hf, seq, steps, checkpoint: true }),
+            ],
+          ] as [string, () => Measured][])
+        : []),
+      [`${shape} step int21 int2`, () => int21({ task: "step", dir: hf, fmt: "int2", seq, steps })],
+    ];
+    for (const [name, run] of stepCases) {
+      const m = run();
+      record(name, m, Number(m.out.stepMs) / 1000, Number(m.out.stepMs), Number(m.out.stepCpuMs));
+    }
+    // decoding and prefill, interleaved with llama.cpp
+    for (const fmt of ["f32", "int4", "int2"]) {
+      const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens });
+      record(
+        `${shape} decode int21 ${fmt}`,
+        d,
+        Number(d.out.tokensPerSec),
+        Number(d.out.ms),
+        Number(d.out.cpuMs),
+      );
+      const peer = { f32: "F32", int4: "Q4_0", int2: "Q2_K" }[fmt] as "F32" | "Q4_0" | "Q2_K";
+      if (bench && existsSync(gguf[peer])) {
+        const l = llamaBench(bench, gguf[peer]);
+        record(`${shape} decode llama.cpp ${peer}`, l, Number(l.out.decodeTokensPerSec), l.wallMs);
+        record(`${shape} prefill llama.cpp ${peer}`, l, Number(l.out.prefillTokensPerSec), l.wallMs);
+      }
+    }
+    const p = int21({ task: "prefill", dir: hf, fmt: "f32", tokens: seq });
+    record(
+      `${shape} prefill int21 f32`,
+      p,
+      Number(p.out.tokensPerSec),
+      Number(p.out.ms),
+      Number(p.out.cpuMs),
+    );
+  }
+}
+for (let r = 0; r < rounds; r++) {
+  const n = quick ? 128 : 1024;
+  const a = int21({ task: "gemm", n });
+  record(`gemm ${n}³ int21`, a, Number(a.out.gflops), Number(a.out.ms));
+  if (py) {
+    const t = torch(py, { task: "gemm", n });
+    record(`gemm ${n}³ torch`, t, Number(t.out.gflops), Number(t.out.ms));
+  }
+}
+
+const rows: Row[] = [];
+const unitOf = (name: string) =>
+  name.includes(" step ") ? "s/step" : name.startsWith("gemm") ? "GFLOP/s" : "tok/s";
+for (const [name, s] of samples) {
+  rows.push({
+    name,
+    value: median(s.value),
+    unit: unitOf(name),
+    wallMs: median(s.wall),
+    cpuMs: s.cpu.length ? median(s.cpu) : null,
+    peakRssMB: s.rss.length ? median(s.rss) / 1e6 : null,
+    load: median(s.load),
+    runs: s.value.length,
+  });
+}
+const val = (name: string) => rows.find((r) => r.name === name)?.value as number | undefined;
+/** int21 / peer, "higher is better" quantities inverted so every ratio reads as "int21's speed / peer's". */
+function ratio(label: string, ours: string, peer: string, lowerIsBetter: boolean) {
+  const a = val(ours);
+  const b = val(peer);
+  if (a === undefined || b === undefined) return;
+  rows.push({ name: `ratio: ${label}`, value: lowerIsBetter ? b / a : a / b, unit: "× peer speed" });
+}
+for (const shape of shapes) {
+  for (const fmt of ["f32", "int4", "int2"])
+    ratio(
+      `${shape} step int21 ${fmt} vs torch f32`,
+      `${shape} step int21 ${fmt}`,
+      `${shape} step torch f32`,
+      true,
+    );
+  for (const [fmt, peer] of [
+    ["f32", "F32"],
+    ["int4", "Q4_0"],
+    ["int2", "Q2_K"],
+  ])
+    ratio(
+      `${shape} decode int21 ${fmt} vs llama.cpp ${peer}`,
+      `${shape} decode int21 ${fmt}`,
+      `${shape} decode llama.cpp ${peer}`,
+      false,
+    );
+  ratio(
+    `${shape} prefill int21 f32 vs llama.cpp F32`,
+    `${shape} prefill int21 f32`,
+    `${shape} prefill llama.cpp F32`,
+    false,
+  );
+}
+const n = quick ? 128 : 1024;
+ratio(`gemm ${n}³ int21 vs torch`, `gemm ${n}³ int21`, `gemm ${n}³ torch`, false);
+notes.push(
+  "ratios read as int21's speed / the peer's (1 = as fast; 0.5 = half as fast); step rows are seconds per step, decode/prefill rows tokens per second",
+);
+const file = report("peers", rows, { notes });
+const ratios = rows.filter((r) => r.name.startsWith("ratio: ") && Number.isFinite(r.value as number));
+writeFileSync(
+  file.replace(/\.json$/, ".svg"),
+  barChartSvg(
+    "int21 speed / peer speed (1 = as fast)",
+    ratios.map((r) => r.name.slice(7)),
+    ratios.map((r) => r.value as number),
+    "×",
+  ),
+);
