@@ -3,12 +3,13 @@ import { join } from "node:path";
 import { attention, createRng, gradCheck, parameter, tidy } from "@int21/autograd";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
+import { headSize, kvDim, layerWindow, qDim } from "./config";
 import { finetune } from "./finetune";
 import { forward, rmsnorm, softcap } from "./forward";
 import { linearParts } from "./linear-parts";
 import { hfConfigToLlama, loadHf } from "./load-hf";
 import { calibrationHiddenStates, quantizeModel } from "./quantize-model";
-import { createRunState } from "./run-state";
+import { createRunState, ensureContext } from "./run-state";
 import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
 import type { LlamaWeights } from "./weights";
 
@@ -209,5 +210,139 @@ describe("family ops: gradients", () => {
       JSON.parse(readFileSync(join(sharedPath("fixtures/hf-families/llama3"), "config.json"), "utf8")),
     );
     expect(gradCheck((a) => ropeScaled(a, c), [leaf([2, 5, 64])]).worst).toBeLessThanOrEqual(1);
+  });
+});
+
+describe("family configs", () => {
+  const hub = (name: string) =>
+    JSON.parse(
+      readFileSync(join(sharedPath(`fixtures/hf-families/${name}`), "config.json"), "utf8"),
+    ) as Record<string, unknown>;
+  /** The transformers ≥ 5 layout of a hub config: RoPE under `rope_parameters`. */
+  const v5 = (c: Record<string, unknown>) => {
+    const { rope_theta, rope_scaling, ...rest } = c;
+    return {
+      ...rest,
+      rope_parameters: { rope_theta, ...((rope_scaling as object | null) ?? { rope_type: "default" }) },
+    };
+  };
+
+  it.each(FAMILY_FIXTURES)("%s: hub and transformers-5 layouts give the same config", (name) => {
+    const a = hfConfigToLlama(hub(name), `${name}/config.json`);
+    expect(hfConfigToLlama(v5(hub(name)), `${name}/config.json`)).toEqual(a);
+  });
+
+  it("reads each family's features", () => {
+    const llama3 = hfConfigToLlama(hub("llama3"));
+    expect(llama3.ropeTheta).toBe(500000);
+    expect(llama3.ropeScaling).toEqual({
+      type: "llama3",
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
+    expect(headSize(llama3)).toBe(32);
+    const qwen3 = hfConfigToLlama(hub("qwen3"));
+    expect([qwen3.headDim, qDim(qwen3), qwen3.qkNorm]).toEqual([48, 192, true]);
+    expect(hfConfigToLlama(hub("qwen2")).qkvBias).toBe(true);
+    expect(hfConfigToLlama(hub("qwen2")).slidingWindow).toBeUndefined();
+    expect(hfConfigToLlama(hub("mistral")).slidingWindow).toBe(16);
+    const g = hfConfigToLlama(hub("gemma2"));
+    expect(g).toMatchObject({
+      family: "gemma2",
+      slidingWindow: 16,
+      slidingLayers: [true, false],
+      hiddenAct: "gelu_tanh",
+      postNorms: true,
+      normOffset: 1,
+      queryPreAttnScalar: 256,
+      finalLogitSoftcap: 30,
+      attnLogitSoftcap: 50,
+      sharedClassifier: true,
+    });
+    expect(g.embedScale).toBeCloseTo(Math.sqrt(128), 12);
+    expect([layerWindow(g, 0), layerWindow(g, 1)]).toEqual([16, 0]);
+    // Without layer_types Gemma 2 alternates from layer 0; without the hub's rope_theta the default is 10000.
+    const { layer_types: _lt, rope_theta: _rt, ...bare } = hub("gemma2");
+    expect(hfConfigToLlama(bare)).toMatchObject({ slidingLayers: [true, false], ropeTheta: 10000 });
+  });
+
+  it("names the file and the field it cannot honour", () => {
+    const l3 = hub("llama3");
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ ...l3, rope_scaling: { rope_type: "yarn", factor: 4 } }, /c\.json: rope_scaling\.rope_type "yarn"/],
+      [
+        v5({ ...l3, rope_scaling: { rope_type: "dynamic", factor: 2 } }),
+        /c\.json: rope_parameters\.rope_type "dynamic"/,
+      ],
+      [
+        { ...l3, rope_scaling: { rope_type: "llama3", factor: 8 } },
+        /c\.json: rope_scaling\.low_freq_factor is missing/,
+      ],
+      [{ ...l3, partial_rotary_factor: 0.5 }, /c\.json: partial_rotary_factor 0\.5/],
+      [{ ...l3, mlp_bias: true }, /c\.json: mlp_bias/],
+      [{ ...l3, hidden_act: "gelu" }, /c\.json: hidden_act "gelu"/],
+      [{ ...l3, quantization_config: { quant_method: "gptq" } }, /c\.json: quantization_config/],
+      [{ ...hub("gemma2"), hidden_activation: "gelu" }, /c\.json: hidden_activation "gelu"/],
+      [
+        { ...hub("gemma2"), layer_types: ["chunked_attention", "full_attention"] },
+        /c\.json: layer_types\[0\]/,
+      ],
+      [{ ...hub("gemma2"), use_bidirectional_attention: true }, /c\.json: use_bidirectional_attention/],
+      [{ ...l3, model_type: "gemma3" }, /c\.json: model_type "gemma3" is not supported \(Gemma 3/],
+      [{ ...l3, model_type: "mixtral" }, /mixture-of-experts/],
+      [{ ...hub("mistral"), attention_bias: true }, /c\.json: attention_bias/],
+    ];
+    for (const [cfg, re] of bad) expect(() => hfConfigToLlama(cfg, "c.json")).toThrow(re);
+  });
+
+  it("the features matter: dropping Mistral's window or Llama 3's scaling misses transformers' logits", async () => {
+    for (const [name, strip] of [
+      ["mistral", "slidingWindow"],
+      ["llama3", "ropeScaling"],
+      ["gemma2", "attnLogitSoftcap"],
+    ] as const) {
+      const { dir, ref, logits } = fixture(name);
+      const w = await loadHf(dir);
+      const config = { ...w.config };
+      delete config[strip];
+      const got = forward({ ...w, config }, createRunState(config, { maxRows: ref.rows }), ref.ids, 0, "all");
+      expect(maxAbsDiff(got, logits), `${name} without ${strip}`).toBeGreaterThan(1e-2);
+    }
+  });
+});
+
+describe("run state: a KV cache sized by the run", () => {
+  const config = hfConfigToLlama(
+    JSON.parse(readFileSync(join(sharedPath("fixtures/hf-families/mistral"), "config.json"), "utf8")),
+  );
+
+  it("defaults to min(seqLen, 4096) positions, not max_position_embeddings", () => {
+    expect(config.seqLen).toBe(32768);
+    const s = createRunState({ ...config, slidingWindow: undefined }, { maxRows: 4 });
+    expect(s.ctx).toBe(4096);
+    expect(s.keyCache.length).toBe(config.nLayers * 4096 * kvDim(config));
+    expect(createRunState({ ...config, slidingWindow: undefined }, { ctx: 100 }).keyCache.length).toBe(
+      config.nLayers * 100 * kvDim(config),
+    );
+  });
+
+  it("sliding layers keep a ring of window + maxRows − 1 positions", () => {
+    const s = createRunState(config, { maxRows: 4, ctx: 1000 });
+    expect([...s.cacheLen]).toEqual([19, 19]);
+    expect(s.keyCache.length).toBe(2 * 19 * kvDim(config));
+  });
+
+  it("grows (keeping what is cached) and refuses positions beyond seqLen", () => {
+    const s = createRunState({ ...config, seqLen: 40, slidingWindow: undefined }, { maxRows: 4, ctx: 8 });
+    s.keyCache.fill(3);
+    ensureContext(s, 9);
+    expect(s.ctx).toBe(16);
+    expect(s.keyCache[s.cacheOffset[1] + 7 * kvDim(config)]).toBe(3);
+    expect(s.keyCache[s.cacheOffset[1] + 8 * kvDim(config)]).toBe(0);
+    ensureContext(s, 40);
+    expect(s.ctx).toBe(40);
+    expect(() => ensureContext(s, 41)).toThrow(/41 positions exceed the model's context seqLen 40/);
   });
 });
