@@ -57,4 +57,14 @@ describe("int21 demo --quick (stories260K)", () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain("--model /nonexistent/stories.bin: no such file");
   });
+
+  it("takes --lrec-steps and --steps (checked as positive integers)", async () => {
+    const bad = await cli(["demo", "--lrec-steps", "0"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--lrec-steps <n>' argument '0' is invalid. expected an integer in [1, ∞]");
+    // accepted: the run gets as far as the (missing) model
+    const ok = await cli(["demo", "--lrec-steps", "5", "--steps", "4", "--model", "/nonexistent/m.bin"]);
+    expect(ok.code).toBe(1);
+    expect(ok.err).toContain("--model /nonexistent/m.bin: no such file");
+  });
 });

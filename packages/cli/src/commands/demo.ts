@@ -32,11 +32,14 @@ function sharedDir(io: CliIo): string {
   return resolve(io.env?.INT21_SHARED ?? join("..", "shared"));
 }
 
+/** The default LREC and EMEF step counts of the demo (one source for `--help` and the run). */
+const DEMO_STEPS = { full: 150, quick: 10 } as const;
+
 /** The options of `int21 demo`. */
 export function demoProgram(): Command {
   return new Command("demo")
     .description(
-      "the INT2.1 story on stories260K: float → INT2 GPTQ (damage) → EMEF LoRA fine-tune (recovery) → generate; writes a table and charts",
+      "the INT2.1 story on stories260K: float → INT2 RTN and GPTQ (the damage) → LREC (the recovery) → EMEF fine-tune → greedy samples; writes a table and charts",
     )
     .option(
       "--model <bin>",
@@ -48,7 +51,16 @@ export function demoProgram(): Command {
     )
     .option("-o, --output <dir>", "output folder", "int21-demo-out")
     .addOption(
-      new Option("--steps <n>", "EMEF fine-tuning steps (default 300; 12 with --quick)").argParser(intIn(1)),
+      new Option(
+        "--lrec-steps <n>",
+        `LREC steps (default: ${DEMO_STEPS.full}; ${DEMO_STEPS.quick} with --quick)`,
+      ).argParser(intIn(1)),
+    )
+    .addOption(
+      new Option(
+        "--steps <n>",
+        `EMEF fine-tuning steps (default: ${DEMO_STEPS.full}; ${DEMO_STEPS.quick} with --quick)`,
+      ).argParser(intIn(1)),
     )
     .option("--quick", "small step counts and evaluation sets (CI); also INT21_EXAMPLE_QUICK=1", false)
     .addOption(threadsOption())
@@ -114,8 +126,8 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
     const tokPath = join(resolve(modelPath, ".."), "tok512.bin");
     if (!existsSync(tokPath))
       throw new CliError(`${tokPath}: no such file (the demo needs tok512.bin beside the model)`);
-    const steps = o.steps ?? (quick ? 10 : 150);
-    const lrecSteps = o.lrecSteps ?? (quick ? 10 : 150);
+    const steps = o.steps ?? (quick ? DEMO_STEPS.quick : DEMO_STEPS.full);
+    const lrecSteps = o.lrecSteps ?? (quick ? DEMO_STEPS.quick : DEMO_STEPS.full);
     const t0 = performance.now();
     const log = (s: string) => {
       if (!o.json) io.stdout.write(s);
