@@ -90,6 +90,40 @@ describe("exportModel", () => {
     expect(maxAbsDiff(logits((await loadGguf(out)).weights), want)).toBeLessThan(1e-4);
   });
 
+  it("gguf --merge of a packed INT2 model merges in float (F16 file = adapted logits); a Q4_0 merge that blurs the correction is refused", async () => {
+    const w = loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format: "int2-g64-asym-f16" } });
+    const base = logits(w);
+    const lora = addLlamaLoRA(w, { name: "lrec", targetModules: ["q_proj", "v_proj"], r: 4, seed: 3 });
+    for (const [, a] of lora.adapters("lrec"))
+      for (let i = 0; i < a.loraB.length; i++) a.loraB[i] = 0.05 * Math.sin(i + a.outFeatures);
+    const want = logits(w);
+    expect(maxAbsDiff(want, base)).toBeGreaterThan(1e-2);
+    const f16 = join(tmp, "m2", "f16.gguf");
+    const r = await exportModel(w, { to: "gguf", out: f16, lora, merge: true, ggufType: "F16" });
+    expect(r.lossyMerges).toEqual([]);
+    const got = logits((await loadGguf(f16)).weights);
+    expect(maxAbsDiff(got, want)).toBeLessThan(maxAbsDiff(want, base) / 10);
+    // a correction far below Q4_0's rounding: merging it into Q4_0 would lose it
+    for (const [, a] of lora.adapters("lrec")) for (let i = 0; i < a.loraB.length; i++) a.loraB[i] *= 1e-3;
+    const q4 = join(tmp, "m2", "q4.gguf");
+    await expect(
+      exportModel(w, { to: "gguf", out: q4, lora, merge: true, ggufType: "Q4_0" }),
+    ).rejects.toThrow(
+      /merging into Q4_0 would throw the adapters away: in 10 of 10 merged tensors .*model\.layers\.\d\.self_attn\.[qv]_proj: error rms .* ≥ correction rms .*keep the adapters as LoRA GGUFs/,
+    );
+    expect(existsSync(q4)).toBe(false);
+    const forced = await exportModel(w, {
+      to: "gguf",
+      out: q4,
+      lora,
+      merge: true,
+      ggufType: "Q4_0",
+      allowLossyMerge: true,
+    });
+    expect(forced.lossyMerges).toHaveLength(10);
+    expect(existsSync(q4)).toBe(true);
+  });
+
   it("hf: the float base (bit for bit) and the adapter as PEFT whose base_model_name_or_path is the folder", async () => {
     const { w, lora, base, want } = adapted();
     const out = join(tmp, "hf");

@@ -1,15 +1,20 @@
 // One export call for every artifact int21 writes for a peer: a GGUF (+ LoRA GGUFs + an Ollama
 // Modelfile) for llama.cpp/Ollama, a Hugging Face folder (+ PEFT adapters) for transformers, or a PEFT
 // adapter alone. `int21 export gguf|hf|peft` is this function behind argv.
-import { writeFileAtomic } from "@int21/io";
-import { type LoRAModel, isLoRALinear } from "@int21/lora";
-import type { Linear } from "@int21/quant-kernels";
+import { writeFileAtomic, writeGguf } from "@int21/io";
+import { type LoRAModel, LoRALinear, isLoRALinear, mergeAndUnload } from "@int21/lora";
+import {
+  type Linear,
+  type QuantLinear,
+  createFloatLinear,
+  createReferenceBackend,
+} from "@int21/quant-kernels";
 import { exportHf } from "./export-hf";
 import { llamaModules, saveLlamaAdapter, setLlamaModules } from "./finetune";
-import { type GgufModelType, saveGguf } from "./gguf-model";
+import { type GgufModelType, ggufModelTensors } from "./gguf-model";
 import { saveGgufLora } from "./gguf-lora";
 import type { Llama2cTokenizer } from "./tokenizer";
-import type { LlamaWeights } from "./weights";
+import { LINEAR_NAMES, type LlamaWeights } from "./weights";
 
 /** What {@link exportModel} writes. */
 export type ExportTarget = "gguf" | "hf" | "peft";
@@ -49,6 +54,22 @@ export interface ExportModelOptions {
   baseModel?: string;
   /** `gguf`: `general.name`. */
   name?: string;
+  /**
+   * `gguf` with `merge` into a quantized type (Q8_0, Q4_0, Q4_1): write the file even when quantizing a merged
+   * tensor adds more error than the correction folded into it (by default that is refused, naming the
+   * tensors and the measured errors: such a merge throws the adapter away).
+   */
+  allowLossyMerge?: boolean;
+}
+
+/** A merged tensor whose quantization error in the file is at least the correction merged into it. */
+export interface LossyMerge {
+  /** Module name (`model.layers.0.self_attn.q_proj`). */
+  module: string;
+  /** RMS of the merged correction `Σ scaling·B·A`. */
+  deltaRms: number;
+  /** RMS of `written − (W + ΔW)` for the file's type. */
+  rmsError: number;
 }
 
 /** One file {@link exportModel} wrote, and what it is. */
@@ -67,6 +88,8 @@ export interface ExportModelReport {
   merged: string[];
   /** `gguf`: the command line that runs the export in llama.cpp. */
   llamaCppCommand?: string;
+  /** `gguf` with `merge`: merged tensors the file's type blurs more than their correction (`allowLossyMerge`). */
+  lossyMerges?: LossyMerge[];
 }
 
 /** `weights` with every LoRA-wrapped projection replaced by its frozen base (a shallow copy). */
@@ -77,6 +100,57 @@ export function baseWeightsOf(weights: LlamaWeights): LlamaWeights {
   const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
   setLlamaModules(copy, base);
   return copy;
+}
+
+/**
+ * `weights` with every LoRA-wrapped projection folded into a float base: a packed base is dequantized
+ * first, so `W + Σ scaling·B·A` is exact (float32) instead of re-quantized into the packed format (which
+ * at 2 bits throws the correction away). Returns the merged weights and, per module, the correction's RMS.
+ */
+export function mergeToFloat(weights: LlamaWeights): {
+  weights: LlamaWeights;
+  deltaRms: Map<string, number>;
+} {
+  const modules = llamaModules(weights);
+  const out = new Map<string, Linear>();
+  const deltaRms = new Map<string, number>();
+  const ref = createReferenceBackend();
+  for (const [name, l] of modules) {
+    if (!isLoRALinear(l)) {
+      out.set(name, l);
+      continue;
+    }
+    let base = l.base;
+    const q = (base as Partial<QuantLinear>).q;
+    if (q !== undefined) {
+      const W = new Float32Array(l.outFeatures * l.inFeatures);
+      const be = (base as QuantLinear).backend;
+      (be.supports("dequantize", q.format) ? be : ref).dequantize(q, W);
+      base = createFloatLinear({
+        weight: W,
+        outFeatures: l.outFeatures,
+        inFeatures: l.inFeatures,
+        backend: (base as QuantLinear).backend,
+        ...((base as QuantLinear).bias ? { bias: (base as QuantLinear).bias } : {}),
+      });
+    }
+    const floatLayer = new LoRALinear(base, l.adapters);
+    const { linear, report } = mergeAndUnload(floatLayer);
+    out.set(name, linear);
+    deltaRms.set(name, report.deltaRms);
+  }
+  const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
+  setLlamaModules(copy, out);
+  return { weights: copy, deltaRms };
+}
+
+/** The int21 tensor name (`layers.0.wq`, `classifier`) of a module name from {@link llamaModules}. */
+function int21Name(module: string): string {
+  if (module === "lm_head") return "classifier";
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(module);
+  if (!m) return module;
+  const short = Object.entries(LINEAR_NAMES).find(([, hf]) => hf === m[2])?.[0];
+  return short ? `layers.${m[1]}.${short}` : module;
 }
 
 function adapterNames(lora: LoRAModel | undefined): string[] {
@@ -147,14 +221,29 @@ export async function exportModel(
   // gguf
   const out = resolve(opts.out);
   await mkdir(dirname(out), { recursive: true });
-  const base = merge ? weights : baseWeightsOf(weights);
-  await saveGguf(out, base, {
+  const merged = merge ? mergeToFloat(weights) : undefined;
+  const gg = ggufModelTensors(merged?.weights ?? baseWeightsOf(weights), {
     type: opts.ggufType ?? "F16",
     embeddingType: opts.ggufEmbeddingType ?? "F16",
-    mergeLoRA: merge,
     ...(opts.tokenizer !== undefined ? { tokenizer: opts.tokenizer } : {}),
     ...(opts.name !== undefined ? { name: opts.name } : {}),
   });
+  if (merged) {
+    const byName = new Map(gg.report.tensors.map((t) => [t.name, t]));
+    const lossy: LossyMerge[] = [];
+    for (const [module, deltaRms] of merged.deltaRms) {
+      const t = byName.get(int21Name(module));
+      if (t !== undefined && t.rmsError >= deltaRms) lossy.push({ module, deltaRms, rmsError: t.rmsError });
+    }
+    report.lossyMerges = lossy;
+    if (lossy.length > 0 && !opts.allowLossyMerge) {
+      const worst = [...lossy].sort((a, b) => b.rmsError / b.deltaRms - a.rmsError / a.deltaRms).slice(0, 3);
+      throw new Error(
+        `exportModel: merging into ${opts.ggufType ?? "F16"} would throw the adapters away: in ${lossy.length} of ${merged.deltaRms.size} merged tensors the ${opts.ggufType ?? "F16"} rounding error is at least the correction (${worst.map((w) => `${w.module}: error rms ${w.rmsError.toExponential(2)} ≥ correction rms ${w.deltaRms.toExponential(2)}`).join("; ")}). Lossless instead: keep the adapters as LoRA GGUFs (no merge), or merge into F16/F32; or pass allowLossyMerge (--allow-lossy-merge) to write it anyway`,
+      );
+    }
+  }
+  await writeGguf(out, { metadata: gg.metadata, tensors: gg.tensors });
   files.push({ path: out, what: "llama.cpp GGUF" });
   const stem = basename(out).replace(/\.gguf$/i, "");
   const loraFiles: string[] = [];

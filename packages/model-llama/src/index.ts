@@ -157,6 +157,8 @@ export {
   type ExportModelReport,
   type ExportTarget,
   type ExportedFile,
+  type LossyMerge,
   baseWeightsOf,
   exportModel,
+  mergeToFloat,
 } from "./export-model";

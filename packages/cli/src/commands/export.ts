@@ -36,7 +36,16 @@ export function exportProgram(): Command {
       "gguf: the .gguf file (adapters and a Modelfile go beside it); hf, peft: the folder",
     )
     .option("--adapter <dir>", "a PEFT LoRA adapter directory to attach first (stacked on stored adapters)")
-    .option("--merge", "fold the adapters into the weights instead of writing adapter files", false)
+    .option(
+      "--merge",
+      "fold the adapters into the weights (in float; a packed base is dequantized) instead of writing adapter files",
+      false,
+    )
+    .option(
+      "--allow-lossy-merge",
+      "gguf --merge into Q8_0/Q4_0/Q4_1: write it even where the rounding error exceeds the merged correction",
+      false,
+    )
     .addOption(
       new Option("--type <type>", "gguf: type of the 2-D tensors").choices(GGUF_TYPES).default("F16"),
     )
@@ -64,6 +73,7 @@ interface ExportOpts {
   output: string;
   adapter?: string;
   merge: boolean;
+  allowLossyMerge: boolean;
   type: (typeof GGUF_TYPES)[number];
   embeddingType: (typeof GGUF_TYPES)[number];
   loraType: "F32" | "F16";
@@ -116,6 +126,7 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
       out: o.output,
       ...(lora !== undefined ? { lora } : {}),
       merge: o.merge,
+      allowLossyMerge: o.allowLossyMerge,
       ggufType: o.type,
       ggufEmbeddingType: o.embeddingType,
       ggufLoraType: o.loraType,
