@@ -3,11 +3,11 @@
 import { type SafetensorsWriteTensor, writeFileAtomic, writeSafetensorsSharded } from "@int21/io";
 import { isLoRALinear } from "@int21/lora";
 import { type Linear, referenceDequantize } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { type LlamaConfig, headSize, kvDim, qDim, validateConfig } from "./config";
 import { denseTokenEmbedding, isTiedClassifier } from "./embedding";
-import { hfTensorName, llamaToHfConfig, permuteHfRows } from "./load-hf";
+import { hfTensorLocation, llamaToHfConfig, permuteHfRows } from "./load-hf";
 import { linearParts } from "./linear-parts";
-import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+import { EXTRA_LAYER_TENSORS, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
 /** The float weight of one projection and where it came from. */
 export interface FloatWeight {
@@ -73,7 +73,8 @@ const TORCH_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as con
  * The tensors and config.json object {@link exportHf} writes, without writing: `model.embed_tokens.weight`,
  * `model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm,
  * mlp.{gate,up,down}_proj}.weight`, `model.norm.weight`, and `lm_head.weight` unless the classifier is the
- * embedding (`tie_word_embeddings`). q_proj / k_proj rows get Hugging Face's rotate-half permutation
+ * embedding (`tie_word_embeddings`), plus the family's extra tensors (q/k/v biases, q/k norms, Gemma 2's
+ * pre/post feed-forward norms; Phi-3's fused `qkv_proj` / `gate_up_proj`). q_proj / k_proj rows get Hugging Face's rotate-half permutation
  * ({@link permuteHfRows}, `nHeads` / `nKvHeads` heads), the inverse of what `loadHf` undoes.
  */
 export function hfExportTensors(
@@ -92,9 +93,27 @@ export function hfExportTensors(
   const tensors: Record<string, SafetensorsWriteTensor> = {};
   const linears: HfExportReport["linears"] = [];
   const { dim } = config;
+  const offset = config.normOffset ?? 0;
+  // Phi-3's fused projections are assembled from their parts (q|k|v, gate|up) as the parts arrive.
+  const fused = new Map<string, Float32Array>();
   const put = (name: string, shape: number[], data: Float32Array) => {
-    tensors[hfTensorName(name)] = { dtype, shape, data };
+    const loc = hfTensorLocation(name, config);
+    if (loc.rowStart === undefined) {
+      tensors[loc.tensor] = { dtype, shape, data };
+      return;
+    }
+    const cols = shape[1];
+    const rows = /\.w[qkv]$/.test(name) ? qDim(config) + 2 * kvDim(config) : 2 * config.hiddenDim;
+    let buf = fused.get(loc.tensor);
+    if (!buf) {
+      buf = new Float32Array(rows * cols);
+      fused.set(loc.tensor, buf);
+      tensors[loc.tensor] = { dtype, shape: [rows, cols], data: buf };
+    }
+    buf.set(data, loc.rowStart * cols);
   };
+  /** A norm weight as the family stores it (Gemma: `w − 1`, int21 keeps the multiplier). */
+  const norm = (w: Float32Array) => (offset === 0 ? w : w.map((v) => v - offset));
   const linear = (name: string, l: Linear): Float32Array => {
     if (!mergeLoRA && isLoRALinear(l)) {
       throw new Error(
@@ -109,16 +128,24 @@ export function hfExportTensors(
   put("tokenEmbedding", [config.vocabSize, dim], denseTokenEmbedding(weights.tokenEmbedding));
   const hs = headSize(config);
   weights.layers.forEach((L, i) => {
-    put(`layers.${i}.attnNorm`, [dim], L.attnNorm);
+    put(`layers.${i}.attnNorm`, [dim], norm(L.attnNorm));
     for (const n of Object.keys(LINEAR_NAMES) as LinearName[]) {
       const lin = L[n];
       let w = linear(`layers.${i}.${n}`, lin);
       if (n === "wq" || n === "wk") w = permuteHfRows(w, lin.outFeatures / hs, lin.outFeatures, dim);
       put(`layers.${i}.${n}`, [lin.outFeatures, lin.inFeatures], w);
     }
-    put(`layers.${i}.ffnNorm`, [dim], L.ffnNorm);
+    put(`layers.${i}.ffnNorm`, [dim], norm(L.ffnNorm));
+    for (const n of EXTRA_LAYER_TENSORS) {
+      let v = L[n];
+      if (!v) continue;
+      if (n === "bq" || n === "bk" || n === "qNorm" || n === "kNorm")
+        v = permuteHfRows(v, v.length / hs, v.length, 1);
+      if (n === "qNorm" || n === "kNorm" || n === "postAttnNorm" || n === "postFfnNorm") v = norm(v);
+      put(`layers.${i}.${n}`, [v.length], v);
+    }
   });
-  put("finalNorm", [dim], weights.finalNorm);
+  put("finalNorm", [dim], norm(weights.finalNorm));
   const cls = weights.classifier;
   const tied = config.sharedClassifier && !isLoRALinear(cls) && isTiedClassifier(cls, weights.tokenEmbedding);
   if (!tied) put("classifier", [config.vocabSize, dim], linear("classifier", cls));
@@ -132,8 +159,9 @@ export function hfExportTensors(
 }
 
 /**
- * Writes `weights` as a Hugging Face LLaMA directory `dir` (created if needed): `config.json`
- * (`LlamaForCausalLM`, from {@link llamaToHfConfig}, with `torch_dtype`) and `model.safetensors` — or
+ * Writes `weights` as a Hugging Face directory `dir` (created if needed) of the model's family:
+ * `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`, … from {@link llamaToHfConfig}, with `torch_dtype`;
+ * Phi-3 keeps its own layout with re-fused `qkv_proj` / `gate_up_proj`, Gemma 2 its `w − 1` norms) and `model.safetensors` — or
  * `model-0000i-of-0000N.safetensors` shards with `model.safetensors.index.json` past `maxShardBytes` — holding
  * float weights ({@link hfExportTensors}): packed projections are dequantized and LoRA adapters merged in float.
  * `loadHf(dir)` reads it back to the same weights (F32: bit for bit).

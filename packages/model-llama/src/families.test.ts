@@ -1,9 +1,12 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { attention, createRng, gradCheck, parameter, tidy } from "@int21/autograd";
+import { parseSafetensors } from "@int21/io";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
 import { headSize, kvDim, layerWindow, qDim } from "./config";
+import { exportHf } from "./export-hf";
 import { finetune } from "./finetune";
 import { forward, rmsnorm, softcap } from "./forward";
 import { linearParts } from "./linear-parts";
@@ -344,5 +347,29 @@ describe("run state: a KV cache sized by the run", () => {
     ensureContext(s, 40);
     expect(s.ctx).toBe(40);
     expect(() => ensureContext(s, 41)).toThrow(/41 positions exceed the model's context seqLen 40/);
+  });
+});
+
+describe.each(FAMILY_FIXTURES)("family %s: Hugging Face export", (name) => {
+  it("writes the family's own tensor names and config; loadHf reads it back to the same logits", async () => {
+    const { dir, ref } = fixture(name);
+    const w = await loadHf(dir);
+    const out = mkdtempSync(join(tmpdir(), `int21-family-${name}-`));
+    try {
+      const report = await exportHf(out, w, { dtype: "BF16" });
+      const names = (d: string) =>
+        Object.keys(parseSafetensors(readFileSync(join(d, "model.safetensors"))).tensors).sort();
+      expect(names(out)).toEqual(names(dir));
+      const src = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      expect(report.config.model_type).toBe(src.model_type);
+      expect(report.config.architectures).toEqual(src.architectures);
+      const back = await loadHf(out);
+      expect(back.config).toEqual(w.config);
+      const a = forward(w, createRunState(w.config, { maxRows: 16 }), ref.ids.slice(0, 16), 0, "all").slice();
+      const b = forward(back, createRunState(back.config, { maxRows: 16 }), ref.ids.slice(0, 16), 0, "all");
+      expect(maxAbsDiff(a, b)).toBe(0);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
