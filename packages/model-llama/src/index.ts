@@ -1,6 +1,23 @@
 // @int21/model-llama: LLaMA models — load, tokenize, run, generate, evaluate, train.
-export { type LlamaConfig, headSize, kvDim, validateConfig } from "./config";
-export { type LayerWeights, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+export {
+  type LlamaConfig,
+  type ModelFamily,
+  type RopeScaling,
+  headSize,
+  kvDim,
+  layerWindow,
+  qDim,
+  ropeInvFreq,
+  validateConfig,
+} from "./config";
+export {
+  EXTRA_LAYER_TENSORS,
+  type ExtraLayerTensor,
+  type LayerWeights,
+  LINEAR_NAMES,
+  type LinearName,
+  type LlamaWeights,
+} from "./weights";
 export {
   type TokenEmbedding,
   checkTokenEmbedding,
@@ -13,8 +30,20 @@ export {
   tokenEmbeddingBytes,
 } from "./embedding";
 export { type EncodeOptions, Llama2cTokenizer, type StreamDecoder, type Tokenizer } from "./tokenizer";
-export { type RunState, type RunStateOptions, createRunState } from "./run-state";
-export { attention, forward, type LogitsMode, rmsnorm, rope, swiglu } from "./forward";
+export { type RunState, type RunStateOptions, createRunState, ensureContext } from "./run-state";
+export {
+  addBias,
+  attention,
+  ffnGate,
+  forward,
+  geglu,
+  type LogitsMode,
+  projectQkv,
+  rmsnorm,
+  rope,
+  softcap,
+  swiglu,
+} from "./forward";
 export { Sampler, type SamplerOptions, XorShiftRng, argmax, softmaxInPlace } from "./sampler";
 export { type GenerateOptions, type GenerateResult, generate } from "./generate";
 export {
@@ -37,6 +66,7 @@ export {
   type TensorSpec,
   WeightAssembler,
   assembleFromReader,
+  extraLayerSpecs,
   llamaTensorSpecs,
 } from "./load-assemble";
 export { type LinearParts, linearParts } from "./linear-parts";
@@ -52,7 +82,9 @@ export {
   parseLlama2cHeader,
 } from "./load-llama2c";
 export {
+  type HfTensorLocation,
   hfConfigToLlama,
+  hfTensorLocation,
   hfTensorName,
   llamaToHfConfig,
   loadHf,
@@ -95,7 +127,11 @@ export {
   type LinearOpHook,
   type TrainForwardOptions,
   applyLinear,
+  geglu as gegluTensor,
+  ropeScaled,
+  softcapTensor,
   trainForward,
+  windowAttention,
 } from "./train-forward";
 export {
   type FinetuneOptions,
