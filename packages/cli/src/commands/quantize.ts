@@ -30,10 +30,12 @@ export function quantizeProgram(): Command {
     )
     .argument("<model>", "float model: llama2.c .bin, Hugging Face directory, or Hugging Face id")
     .addOption(
-      new Option("--bits <n>", "bits per weight code").argParser(intOneOf([2, 3, 4, 8] as const)).default(2),
+      new Option("--bits <n>", "bits per weight code: 2, 3, 4 or 8")
+        .argParser(intOneOf([2, 3, 4, 8] as const))
+        .default(2),
     )
     .addOption(
-      new Option("--group <n>", "input columns per scale group (-1 = one group per row)")
+      new Option("--group <n>", "input columns per scale group: 32, 64, 128 or -1 (one group per row)")
         .argParser(intOneOf([32, 64, 128, -1] as const))
         .default(64),
     )
