@@ -1,5 +1,5 @@
 // Resolving `<model>` arguments (path or Hugging Face id), tokenizers found beside a model, and adapters.
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import { type SafetensorsInfo, openGguf, readGgufTokenizer } from "@int21/io";
 import {
@@ -64,6 +64,7 @@ export async function openModel(
   const path = await resolveModelPath(spec, io, opts);
   // in a log (not a terminal) small models load without a bar
   const small = !io.stderrIsTTY && statSync(path).isFile() && statSync(path).size < 64 * 2 ** 20;
+  if (statSync(path).isDirectory()) refusePickleOnly(path);
   const bar = progressBar(io, `load ${basename(path)}`, { quiet: opts.quiet || small });
   let m: LoadedModel;
   try {
@@ -75,6 +76,32 @@ export async function openModel(
   const opened: OpenedModel = { ...m, path };
   if (m.adapters) opened.lora = attachCheckpointAdapters(m.weights, m.adapters, path);
   return opened;
+}
+
+/**
+ * Throws a {@link CliError} for a model directory whose weights are only PyTorch pickles
+ * (`pytorch_model*.bin`, `*.pt`, `*.pth`): int21 reads safetensors, and says how to convert.
+ */
+export function refusePickleOnly(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  if (
+    names.some(
+      (n) => n.endsWith(".safetensors") || n.endsWith(".safetensors.index.json") || n.endsWith(".gguf"),
+    )
+  )
+    return;
+  const pickles = names.filter((n) => /^pytorch_model.*\.bin$/.test(n) || /\.(pt|pth)$/.test(n));
+  if (pickles.length === 0) return;
+  throw new CliError(
+    `${dir}: holds PyTorch pickle weights (${pickles.slice(0, 3).join(", ")}${pickles.length > 3 ? ", …" : ""}) and no safetensors; ` +
+      "int21 reads model.safetensors (pickles can run code, so they are never loaded): convert the folder with transformers, " +
+      `AutoModelForCausalLM.from_pretrained("${dir}").save_pretrained("<out>", safe_serialization=True), and copy the tokenizer files`,
+  );
 }
 
 /** The LoRA view of `weights`, reusing `existing` when given. */
@@ -188,25 +215,37 @@ export function findTokenizer(modelPath: string, vocabSize: number, explicit?: s
   }
   const dir = statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath);
   const found = tokenizerCandidates(dir, vocabSize);
-  if (found.length === 0)
+  if (found.length === 0) {
+    if (existsSync(join(dir, "tokenizer.model")))
+      throw new CliError(sentencePieceOnly(join(dir, "tokenizer.model")));
     throw new CliError(
       `${modelPath}: no tokenizer beside the model (looked for tok${vocabSize}.bin, tokenizer.bin, tokenizer.json in ${dir}); pass --tokenizer <file>`,
     );
+  }
   return found[0];
 }
 
-/** Loads a llama2.c `tokenizer.bin` or a Hugging Face `tokenizer.json` for a model of `vocabSize` tokens. */
+/** The message for a SentencePiece `tokenizer.model`, which int21 does not read. */
+function sentencePieceOnly(path: string): string {
+  return (
+    `${path}: a SentencePiece tokenizer.model, which int21 does not read; it reads a Hugging Face tokenizer.json ` +
+    "or a llama2.c tokenizer.bin: put the model's tokenizer.json beside it (on the Hub it is usually there), " +
+    "or write one with transformers (AutoTokenizer.from_pretrained(dir).save_pretrained(dir)), then pass --tokenizer <file>"
+  );
+}
+
+/**
+ * Loads a llama2.c `tokenizer.bin` or a Hugging Face `tokenizer.json` (with `tokenizer_config.json` and
+ * `chat_template.jinja` beside it) for a model of `vocabSize` tokens. A `tokenizer.json` may have fewer
+ * tokens than the model has rows (a padded vocabulary: generation masks the padding), never more.
+ */
 export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
+  if (extname(path) === ".model") throw new CliError(sentencePieceOnly(path));
   try {
     if (extname(path) === ".json") {
-      const cfgPath = join(dirname(path), "tokenizer_config.json");
-      let config: Record<string, unknown> | undefined;
-      if (existsSync(cfgPath)) {
-        config = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
-      }
-      const tok = HfTokenizer.fromFile(path, config ? { config } : {});
-      if (tok.vocabSize !== vocabSize)
-        throw new Error(`has ${tok.vocabSize} tokens, the model's vocabulary has ${vocabSize}`);
+      const tok = HfTokenizer.fromFile(path);
+      if (tok.vocabSize > vocabSize)
+        throw new Error(`has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocabSize}`);
       return tok;
     }
     return Llama2cTokenizer.fromFile(path, vocabSize);
@@ -216,19 +255,27 @@ export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
   }
 }
 
-/** The tokenizer stored in a GGUF model's metadata (`tokenizer.ggml.*`), as a llama2.c tokenizer. */
+/**
+ * The tokenizer stored in a GGUF model's metadata (`tokenizer.ggml.*`), as a llama2.c tokenizer that adds
+ * BOS / EOS as `tokenizer.ggml.add_bos_token` / `add_eos_token` say.
+ */
 export async function ggufTokenizer(path: string, vocabSize: number): Promise<Tokenizer> {
   let tok: Tokenizer;
   try {
     const g = await openGguf(path);
     await g.close();
-    tok = ggufTokenizerToLlama2c(readGgufTokenizer(g.metadata, path), path);
+    const stored = readGgufTokenizer(g.metadata, path);
+    const llama = ggufTokenizerToLlama2c(stored, path);
+    // llama.cpp's defaults when the file does not say: BOS for SentencePiece vocabularies only
+    llama.addBos = stored.addBos ?? stored.model === "llama";
+    llama.addEos = stored.addEos ?? false;
+    tok = llama;
   } catch (e) {
     throw new CliError(`${path}: ${(e as Error).message}; pass --tokenizer <file>`);
   }
-  if (tok.vocabSize !== vocabSize)
+  if (tok.vocabSize > vocabSize)
     throw new CliError(
-      `${path}: its tokenizer has ${tok.vocabSize} tokens, the model's vocabulary ${vocabSize}`,
+      `${path}: its tokenizer has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocabSize}`,
     );
   return tok;
 }

@@ -1,6 +1,8 @@
+import { copyFileSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
-import { cli, removeTempDirs } from "../testing";
+import { cli, removeTempDirs, tempDir } from "../testing";
 
 const MODEL = sharedPath(SHARED.stories260K);
 afterAll(removeTempDirs);
@@ -96,4 +98,143 @@ describe("int21 generate (stories260K, tokenizer found beside the model)", () =>
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/prompt is \d+ tokens/);
   }, 60_000);
+});
+
+describe("int21 generate: prompt ids, BOS, --json ids", () => {
+  const base = ["generate", MODEL, "--temperature", "0", "--steps", "24", "--threads", "1", "--quiet"];
+
+  it("--prompt-ids continues exactly like the same text; --json carries promptIds and generatedIds", async () => {
+    const text = JSON.parse((await cli([...base, "--prompt", "Once upon", "--json"])).out);
+    expect(text.promptIds).toEqual([1, 403, 407]); // llama2.c: BOS, "Once", " upon"
+    expect(text.bos).toBe(true);
+    expect(text.generatedIds.length).toBe(text.generatedTokens);
+    expect([...text.promptIds, ...text.generatedIds]).toEqual(text.tokens);
+    const ids = JSON.parse((await cli([...base, "--prompt-ids", "1,403,407", "--json"])).out);
+    expect(ids.promptIds).toEqual([1, 403, 407]);
+    expect(ids.generatedIds).toEqual(text.generatedIds);
+    expect(ids.text).toBe(text.text);
+    const streamed = await cli([...base, "--prompt-ids", "1, 403, 407"]);
+    expect(streamed.out).toBe(`${text.text}\n`);
+  }, 60_000);
+
+  it("--no-bos leaves BOS out (llama2.c adds it by default)", async () => {
+    const r = await cli([...base.slice(0, -1), "--prompt", "Lily", "--no-bos"]);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/prompt tokens \(no BOS\)/);
+    const j = JSON.parse((await cli([...base, "--prompt", "Lily", "--no-bos", "--json"])).out);
+    expect(j.bos).toBe(false);
+    expect(j.promptIds[0]).not.toBe(1);
+  }, 60_000);
+
+  it("bad --prompt-ids exit 2 naming the option; an id past the vocabulary names it (exit 1)", async () => {
+    const bad = await cli([...base, "--prompt-ids", "1,x"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--prompt-ids");
+    const both = await cli([...base, "--prompt-ids", "1", "--prompt", "hi"]);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/--prompt-ids.*cannot be used with|cannot be used with.*--prompt-ids/);
+    const far = await cli([...base, "--prompt-ids", "1,512"]);
+    expect(far.code).toBe(1);
+    expect(far.err).toContain("prompt id 512 (position 1) is outside [0, 512)");
+  }, 60_000);
+
+  it("--chat needs a chat template", async () => {
+    const r = await cli([...base, "--prompt", "hi", "--chat"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("the tokenizer has no chat template");
+  }, 60_000);
+});
+
+const FIXTURES = "fixtures/hf-families";
+
+describe("int21 generate on Hugging Face fixtures (padded vocabulary, chat templates, BOS per tokenizer)", () => {
+  it("qwen2 (2048 rows, 2003 tokens): transformers' greedy continuation, no BOS added", async () => {
+    const dir = sharedPath(`${FIXTURES}/qwen2`);
+    const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8"));
+    const args = ["generate", dir, "--temperature", "0", "--threads", "1", "--quiet", "--json"];
+    const steps = String(ref.greedy_prompt_ids.length + ref.greedy_ids.length - 1);
+    const r = JSON.parse(
+      (await cli([...args, "--steps", steps, "--prompt-ids", ref.greedy_prompt_ids.join(",")])).out,
+    );
+    expect(r.generatedIds).toEqual(ref.greedy_ids);
+    const t = JSON.parse((await cli([...args, "--steps", "12", "--prompt", "Once upon a time"])).out);
+    expect(t.bos).toBe(false); // Qwen's tokenizer adds no BOS
+    expect(t.promptIds).toEqual([393, 416, 258, 374]); // the tokenizers library's ids
+    expect(Math.max(...t.generatedIds)).toBeLessThan(2003);
+  }, 120_000);
+
+  it("--chat renders the chat template around the prompt (as transformers' apply_chat_template)", async () => {
+    const dir = sharedPath(`${FIXTURES}/smollm2`);
+    const r = JSON.parse(
+      (
+        await cli([
+          "generate",
+          dir,
+          "--prompt",
+          "Hi there",
+          "--chat",
+          "--temperature",
+          "0",
+          "--steps",
+          "16",
+          "--threads",
+          "1",
+          "--quiet",
+          "--json",
+        ])
+      ).out,
+    );
+    expect(r.chatPrompt).toBe("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n");
+    expect(r.promptIds[0]).toBe(1); // <|im_start|> is one special token, not text
+    expect(r.promptIds.filter((id: number) => id === 1).length).toBe(2);
+    expect(r.bos).toBe(false);
+  }, 120_000);
+
+  it("llama3 adds its BOS (TemplateProcessing), --no-bos drops it", async () => {
+    const dir = sharedPath(`${FIXTURES}/llama3`);
+    const args = [
+      "generate",
+      dir,
+      "--prompt",
+      "Hi",
+      "--steps",
+      "4",
+      "--temperature",
+      "0",
+      "--quiet",
+      "--json",
+    ];
+    expect(JSON.parse((await cli(args)).out).promptIds[0]).toBe(2000);
+    expect(JSON.parse((await cli([...args, "--no-bos"])).out).promptIds[0]).not.toBe(2000);
+  }, 120_000);
+
+  it("a folder with only tokenizer.model, or only pytorch_model.bin, gets an error saying what to do", async () => {
+    const src = sharedPath(`${FIXTURES}/llama2`);
+    const sp = tempDir();
+    copyFileSync(join(src, "config.json"), join(sp, "config.json"));
+    symlinkSync(join(src, "model.safetensors"), join(sp, "model.safetensors"));
+    copyFileSync(join(src, "tokenizer.model"), join(sp, "tokenizer.model"));
+    const a = await cli(["generate", sp, "--prompt", "hi", "--steps", "4", "--quiet"]);
+    expect(a.code).toBe(1);
+    expect(a.err).toContain(
+      `${join(sp, "tokenizer.model")}: a SentencePiece tokenizer.model, which int21 does not read`,
+    );
+    const b = await cli([
+      "generate",
+      sp,
+      "--tokenizer",
+      join(sp, "tokenizer.model"),
+      "--steps",
+      "4",
+      "--quiet",
+    ]);
+    expect(b.err).toContain("put the model's tokenizer.json beside it");
+    const pt = tempDir();
+    copyFileSync(join(src, "config.json"), join(pt, "config.json"));
+    writeFileSync(join(pt, "pytorch_model.bin"), "not a real pickle");
+    const c = await cli(["generate", pt, "--steps", "4", "--quiet"]);
+    expect(c.code).toBe(1);
+    expect(c.err).toContain(`${pt}: holds PyTorch pickle weights (pytorch_model.bin) and no safetensors`);
+    expect(c.err).toContain("safe_serialization=True");
+  }, 120_000);
 });

@@ -1,6 +1,12 @@
-// `int21 generate <model> --prompt "..." [--tokenizer --adapter --temperature --top-p --seed --steps]`
-import { generate as generateText } from "@int21/model-llama";
-import { Command, Option } from "commander";
+// `int21 generate <model> --prompt "..." [--prompt-ids --chat --no-bos --tokenizer --adapter --temperature
+// --top-p --seed --steps --json]`
+import {
+  HfTokenizer,
+  type Tokenizer,
+  generate as generateText,
+  renderChatTemplate,
+} from "@int21/model-llama";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
@@ -14,6 +20,21 @@ export function generateProgram(): Command {
     )
     .argument("<model>", "llama2.c .bin, Hugging Face directory or id, or int21 checkpoint")
     .option("--prompt <text>", "text to continue", "")
+    .addOption(
+      new Option(
+        "--prompt-ids <ids>",
+        "token ids to continue instead of text, comma-separated (used as given: no BOS added)",
+      )
+        .argParser(idList)
+        .conflicts(["prompt", "chat"]),
+    )
+    .option(
+      "--chat",
+      "apply the model's chat template to --prompt as one user message (with the assistant's turn opened)",
+      false,
+    )
+    .option("--bos", "start the prompt with BOS (default: as the tokenizer's configuration says)")
+    .option("--no-bos", "do not start the prompt with BOS")
     .option(
       "--tokenizer <file>",
       "llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: found beside the model)",
@@ -36,12 +57,27 @@ export function generateProgram(): Command {
         .default(256),
     )
     .addOption(threadsOption())
-    .option("--json", "print one JSON document (text and statistics) instead of streaming", false)
+    .option(
+      "--json",
+      "print one JSON document (text, promptIds, generatedIds and statistics) instead of streaming",
+      false,
+    )
     .option("--quiet", "no progress bars or statistics", false);
+}
+
+/** Parses `--prompt-ids`: comma-separated non-negative integers. */
+function idList(v: string): number[] {
+  const parts = v.split(",").map((s) => s.trim());
+  if (parts.length === 0 || parts.some((s) => !/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))))
+    throw new InvalidArgumentError(`expected comma-separated token ids (integers ≥ 0), got "${v}"`);
+  return parts.map(Number);
 }
 
 interface GenerateOpts {
   prompt: string;
+  promptIds?: number[];
+  chat: boolean;
+  bos?: boolean;
   tokenizer?: string;
   adapter?: string[];
   temperature: number;
@@ -63,12 +99,12 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
       for (const dir of o.adapter ?? []) lora = await attachAdapterDir(m.weights, dir, lora);
       const c = m.weights.config;
       const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
-      const promptText = o.prompt === "" ? "" : tok.decodeAll(tok.encode(o.prompt, { bos: true }).slice(1));
-      if (!o.json) io.stdout.write(promptText);
+      const { ids: promptIds, rendered } = promptTokens(tok, o, m.path);
+      if (!o.json) io.stdout.write(promptText(tok, promptIds));
       let r: ReturnType<typeof generateText>;
       try {
         r = generateText(m.weights, tok, {
-          prompt: o.prompt,
+          promptIds,
           steps: o.steps,
           temperature: o.temperature,
           topP: o.topP,
@@ -78,6 +114,7 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
       } catch (e) {
         throw new CliError((e as Error).message);
       }
+      const withBos = promptIds[0] === tok.bosId;
       const stats = {
         promptTokens: r.promptTokens,
         generatedTokens: r.generatedTokens,
@@ -90,6 +127,10 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
           model: m.path,
           text: r.text,
           generatedText: r.generatedText,
+          ...(rendered !== undefined ? { chatPrompt: rendered } : {}),
+          bos: withBos,
+          promptIds: r.tokens.slice(0, r.promptTokens),
+          generatedIds: r.tokens.slice(r.promptTokens),
           tokens: r.tokens,
           ...stats,
         });
@@ -97,11 +138,62 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
         io.stdout.write("\n");
         if (!o.quiet)
           io.stderr.write(
-            `${r.promptTokens} prompt tokens (with BOS), ${r.generatedTokens} generated, stop: ${r.stop}; ` +
+            `${r.promptTokens} prompt tokens (${withBos ? "with" : "no"} BOS), ${r.generatedTokens} generated, stop: ${r.stop}; ` +
               `prefill ${r.prefillTokensPerSec.toFixed(0)} tok/s, decode ${r.decodeTokensPerSec.toFixed(1)} tok/s\n`,
           );
       }
       return EXIT.ok;
     });
   });
+}
+
+/**
+ * The prompt's token ids: `--prompt-ids` as given; `--chat`: the chat template rendered around the
+ * prompt and encoded without further special tokens (the template holds them, as transformers'
+ * `apply_chat_template` does); else the text with BOS as `--bos` / `--no-bos` or the tokenizer says.
+ */
+function promptTokens(
+  tok: Tokenizer,
+  o: GenerateOpts,
+  modelPath: string,
+): { ids: number[]; rendered?: string } {
+  if (o.promptIds !== undefined) {
+    o.promptIds.forEach((id, i) => {
+      if (id >= tok.vocabSize)
+        throw new CliError(`--prompt-ids: prompt id ${id} (position ${i}) is outside [0, ${tok.vocabSize})`);
+    });
+    return { ids: o.promptIds };
+  }
+  if (o.chat) {
+    if (tok.chatTemplate === undefined)
+      throw new CliError(
+        `${modelPath}: the tokenizer has no chat template (chat_template.jinja or tokenizer_config.json's chat_template); drop --chat`,
+      );
+    let rendered: string;
+    try {
+      rendered = renderChatTemplate(tok.chatTemplate, [{ role: "user", content: o.prompt }], {
+        tokens: tok instanceof HfTokenizer ? tok.templateTokens : {},
+        source: `${modelPath}: chat template`,
+      });
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    const ids = tok.encode(rendered);
+    if (o.bos === true && ids[0] !== tok.bosId) ids.unshift(tok.bosId);
+    return { ids, rendered };
+  }
+  try {
+    return { ids: tok.encode(o.prompt, { bos: o.bos ?? tok.addBos ?? true }) };
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
+/** The prompt as generation prints it: the text of its tokens after a leading BOS. */
+function promptText(tok: Tokenizer, ids: readonly number[]): string {
+  const d = tok.streamDecoder();
+  let s = "";
+  for (let i = ids[0] === tok.bosId ? 1 : 0; i < ids.length; i++)
+    s += d.push(i > 0 ? ids[i - 1] : -1, ids[i]);
+  return s + d.flush();
 }
