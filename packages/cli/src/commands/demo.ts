@@ -1,4 +1,4 @@
-// `int21 demo`: the INT2.1 story on stories260K — float → INT2 (damage) → EMEF fine-tune (recovery) → generate.
+// `int21 demo`: the INT2.1 story on stories260K — float → INT2 RTN and GPTQ (damage) → LREC (recovery) → EMEF fine-tune → greedy samples.
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
