@@ -3,14 +3,17 @@ import { join } from "node:path";
 import { noGrad } from "@int21/autograd";
 import { LoRAModel } from "@int21/lora";
 import {
+  Llama2cTokenizer,
   createRunState,
   forward,
+  llama2cTokenizerToGguf,
   llamaModules,
   loadInt21Checkpoint,
   loadLlama2c,
   saveInt21Checkpoint,
   setLlamaModules,
 } from "@int21/model-llama";
+import { type GgufValue, writeGguf } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { bufferIo } from "./cli-io";
@@ -18,6 +21,7 @@ import {
   attachCheckpointAdapters,
   checkpointAdaptersOf,
   findTokenizer,
+  ggufTokenizer,
   loadTokenizer,
   resolveModelPath,
 } from "./model-loading";
@@ -37,6 +41,41 @@ describe("findTokenizer / loadTokenizer", () => {
     );
     copyFileSync(sharedPath(SHARED.tok512), join(dir, "tokenizer.bin"));
     expect(findTokenizer(lone, 512)).toBe(join(dir, "tokenizer.bin"));
+  });
+
+  it("a tokenizer.json may be smaller than the model (padded vocabulary), not larger; tokenizer.model is named", () => {
+    const qwen = sharedPath("fixtures/hf-families/qwen2/tokenizer.json");
+    expect(loadTokenizer(qwen, 2048).vocabSize).toBe(2003);
+    expect(() => loadTokenizer(qwen, 2000)).toThrow(
+      `${qwen}: has 2003 tokens, more than the model's vocabulary of 2000`,
+    );
+    const sp = sharedPath("fixtures/hf-families/llama2/tokenizer.model");
+    expect(() => loadTokenizer(sp, 32000)).toThrow(
+      `${sp}: a SentencePiece tokenizer.model, which int21 does not read`,
+    );
+  });
+
+  it("a GGUF's tokenizer adds BOS / EOS as tokenizer.ggml.add_bos_token / add_eos_token say", async () => {
+    const tok512 = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+    const path = join(tempDir(), "tok.gguf");
+    const write = (bos: boolean | undefined, eos: boolean) => {
+      const metadata: Record<string, GgufValue> = {
+        "general.architecture": { type: "string", value: "llama" },
+        ...llama2cTokenizerToGguf(tok512),
+        "tokenizer.ggml.add_eos_token": { type: "bool", value: eos },
+      };
+      if (bos === undefined) delete metadata["tokenizer.ggml.add_bos_token"];
+      else metadata["tokenizer.ggml.add_bos_token"] = { type: "bool", value: bos };
+      return writeGguf(path, { metadata, tensors: [] });
+    };
+    await write(false, true);
+    const t = await ggufTokenizer(path, 512);
+    expect(t.addBos).toBe(false);
+    expect(t.addEos).toBe(true);
+    expect(t.encode("Lily", { special: true })).toEqual([...tok512.encode("Lily"), 2]);
+    await write(undefined, false);
+    expect((await ggufTokenizer(path, 512)).addBos).toBe(true); // llama.cpp's default for a "llama" vocabulary
+    await expect(ggufTokenizer(path, 500)).rejects.toThrow("its tokenizer has 512 tokens, more than");
   });
 
   it("names a tokenizer whose vocabulary does not fit", () => {
