@@ -55,6 +55,20 @@ describe("int21 quantize: existing outputs and the tokenizer beside them", () =>
     expect(readFileSync(copy).equals(readFileSync(MODEL))).toBe(true);
   }, 60_000);
 
+  it("creates a missing output folder; a path under a regular file fails at once, naming it", async () => {
+    const dir = tempDir();
+    const nested = join(dir, "a", "b", "q.safetensors");
+    const ok = await cli(rtn(nested));
+    expect(ok.code).toBe(0);
+    expect(existsSync(nested)).toBe(true);
+    writeFileSync(join(dir, "plain"), "x");
+    const under = join(dir, "plain", "q.safetensors");
+    const r = await cli(rtn(under));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`-o ${under}: cannot create its folder ${join(dir, "plain")}`);
+    expect(r.err).toMatch(/EEXIST|ENOTDIR/); // mkdir -p reports a file in the way as EEXIST on Linux
+  }, 60_000);
+
   it("a stale tokenizer.json (another model's) beside the output is refused, and removed with --force", async () => {
     const dir = tempDir();
     const out = join(dir, "q.safetensors");

@@ -1,5 +1,5 @@
 // `int21 quantize <model> --bits 2|3|4|8 --group 64 --method rtn|gptq [--act-order] --calib <text> -o <out>`
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { writeFileAtomic } from "@int21/io";
@@ -258,13 +258,23 @@ function printSummary(
   } else out.write("(pass --calib <text> to measure each projection's output error)\n");
 }
 
-/** Refuses a directory as `-o`, and an existing output without `--force`. */
+/**
+ * Refuses a directory as `-o` and an existing output without `--force`; creates the output's folder when missing
+ * (before any work, so a path that cannot hold a file fails at once, naming it).
+ */
 function checkOutput(output: string, force: boolean): void {
   let st: ReturnType<typeof statSync> | undefined;
   try {
     st = statSync(output);
   } catch {
-    return; // absent (a missing folder is reported when the checkpoint is written)
+    try {
+      mkdirSync(dirname(output), { recursive: true });
+    } catch (e) {
+      throw new CliError(
+        `-o ${output}: cannot create its folder ${dirname(output)}: ${(e as Error).message}`,
+      );
+    }
+    return;
   }
   if (st.isDirectory())
     throw new CliError(`-o ${output} is a directory; name the .safetensors file to write`);
