@@ -29,6 +29,7 @@ export const access = unavailableAsync("fs/promises.access");
 export const mkdir = unavailableAsync("fs/promises.mkdir");
 export const open = unavailableAsync("fs/promises.open");
 export const readFile = unavailableAsync("fs/promises.readFile");
+export const readdir = unavailableAsync("fs/promises.readdir");
 export const rename = unavailableAsync("fs/promises.rename");
 export const rm = unavailableAsync("fs/promises.rm");
 export const stat = unavailableAsync("fs/promises.stat");
