@@ -1,7 +1,9 @@
 // int21's HfTokenizer against the Hugging Face tokenizers library on every family fixture.
+import { readFileSync } from "node:fs";
+import type { GgufTokenizer } from "@int21/io";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
-import { HfTokenizer } from "./hf-tokenizer";
+import { GGUF_PRE_TOKENIZERS, HfTokenizer } from "./hf-tokenizer";
 
 // The expected values below were produced by the real Hugging Face peers, not by int21: tokenizers 0.23.2
 // and transformers 5.18.0, run once in a throwaway Python venv on the fixture folders of
@@ -531,4 +533,82 @@ describe("HfTokenizer matches the Hugging Face tokenizers library", () => {
       expect(tok.decodeAll([])).toBe("");
     });
   }
+});
+
+/**
+ * A GGUF tokenizer laid out as llama.cpp's converter writes a byte-level BPE: tokens by id, merges as
+ * "a b", added special tokens as control (3), BOS flag from the post-processor.
+ */
+function ggufOf(family: string, pre: string): GgufTokenizer {
+  const json = JSON.parse(readFileSync(sharedPath(`fixtures/hf-families/${family}/tokenizer.json`), "utf8"));
+  const tokens: string[] = [];
+  const types: number[] = [];
+  for (const [t, id] of Object.entries(json.model.vocab as Record<string, number>)) {
+    tokens[id] = t;
+    types[id] = 1;
+  }
+  for (const a of json.added_tokens) {
+    tokens[a.id] = a.content;
+    types[a.id] = a.special ? 3 : 4;
+  }
+  const bos = json.post_processor?.type === "TemplateProcessing";
+  return {
+    model: "gpt2",
+    pre,
+    tokens,
+    tokenTypes: Int32Array.from(types),
+    merges: (json.model.merges as [string, string][]).map(([a, b]) => `${a} ${b}`),
+    ...(bos
+      ? { bosId: json.post_processor.special_tokens[json.post_processor.single[0].SpecialToken.id].ids[0] }
+      : {}),
+    addBos: bos,
+    chatTemplate: "{{ messages[0]['content'] }}",
+  };
+}
+
+describe("HfTokenizer.fromGguf (a gpt2 vocabulary stored in GGUF) matches the tokenizers library", () => {
+  for (const [family, pre] of [
+    ["llama3", "llama-bpe"],
+    ["qwen2", "qwen2"],
+    ["smollm2", "smollm"],
+  ]) {
+    it(`${family} as tokenizer.ggml.pre "${pre}"`, () => {
+      const tok = HfTokenizer.fromGguf(ggufOf(family, pre), "m.gguf");
+      expect(tok.vocabSize).toBe(PEER[family].vocab);
+      expect(tok.addBos).toBe(family === "llama3");
+      for (const c of PEER[family].cases) {
+        expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.raw);
+        expect(tok.encode(c.text, { special: true }), JSON.stringify(c.text)).toEqual(c.special);
+        expect(tok.decodeAll(c.raw)).toBe(c.decoded);
+      }
+      expect(tok.chatTemplate).toBe("{{ messages[0]['content'] }}");
+    });
+  }
+
+  it("the pre-tokenizer regexes are the families' own", () => {
+    for (const [family, pre] of [
+      ["llama3", "llama-bpe"],
+      ["qwen2", "qwen2"],
+    ]) {
+      const json = JSON.parse(
+        readFileSync(sharedPath(`fixtures/hf-families/${family}/tokenizer.json`), "utf8"),
+      );
+      const ours = GGUF_PRE_TOKENIZERS[pre].preTokenizer as { pretokenizers: { pattern?: unknown }[] };
+      expect(ours.pretokenizers[0].pattern).toEqual(json.pre_tokenizer.pretokenizers[0].pattern);
+    }
+  });
+
+  it("names what it cannot read", () => {
+    const g = ggufOf("qwen2", "qwen2");
+    expect(() => HfTokenizer.fromGguf({ ...g, pre: "deepseek-coder" }, "m.gguf")).toThrow(
+      /m.gguf \(tokenizer.ggml.\*\): tokenizer.ggml.pre "deepseek-coder" is not supported/,
+    );
+    expect(() => HfTokenizer.fromGguf({ ...g, model: "llama" }, "m.gguf")).toThrow(/is not a byte-level BPE/);
+    expect(() => HfTokenizer.fromGguf({ ...g, merges: [...(g.merges ?? []), "zz qq"] }, "m.gguf")).toThrow(
+      /m.gguf \(tokenizer.ggml.\*\): model.merges\[\d+\] .* the unknown token "zz"/,
+    );
+    const dup = [...g.tokens];
+    dup[5] = dup[6];
+    expect(() => HfTokenizer.fromGguf({ ...g, tokens: dup }, "m.gguf")).toThrow(/appears twice/);
+  });
 });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Tokenizer as HfLibTokenizer } from "@huggingface/tokenizers";
+import type { GgufTokenizer } from "@int21/io";
 import type { EncodeOptions, StreamDecoder, Tokenizer } from "./tokenizer";
 import { type TokenizerJsonInfo, checkTokenizerJson } from "./tokenizer-json";
 
@@ -205,6 +206,56 @@ export class HfTokenizer implements Tokenizer {
   }
 
   /**
+   * The byte-level BPE vocabulary of a GGUF file (`tokenizer.ggml.model` = `gpt2`, as llama.cpp stores
+   * Llama 3, Qwen 2, SmolLM …) as a tokenizer: `tokens` by id, `merges`, control (3) and user-defined (4)
+   * tokens as added tokens, the pre-tokenizer named by `tokenizer.ggml.pre`
+   * ({@link GGUF_PRE_TOKENIZERS}), BOS / EOS as `add_bos_token` / `add_eos_token` say (llama.cpp's
+   * default for this vocabulary: neither), and `tokenizer.chat_template`.
+   * @param file the GGUF file's name, for errors
+   */
+  static fromGguf(tok: GgufTokenizer, file = "<gguf>"): HfTokenizer {
+    const source = `${file} (tokenizer.ggml.*)`;
+    if (tok.model !== "gpt2")
+      throw new Error(
+        `${source}: tokenizer.ggml.model "${tok.model}" is not a byte-level BPE ("gpt2") vocabulary`,
+      );
+    const preName = tok.pre ?? "default";
+    const pre = GGUF_PRE_TOKENIZERS[preName];
+    if (pre === undefined)
+      throw new Error(
+        `${source}: tokenizer.ggml.pre "${preName}" is not supported (int21 knows ${Object.keys(GGUF_PRE_TOKENIZERS).join(", ")}); pass a tokenizer.json`,
+      );
+    if (tok.merges === undefined) throw new Error(`${source}: tokenizer.ggml.merges is missing`);
+    const vocab: Record<string, number> = {};
+    const added: Record<string, unknown>[] = [];
+    tok.tokens.forEach((t, i) => {
+      if (Object.hasOwn(vocab, t))
+        throw new Error(`${source}: token ${JSON.stringify(t)} appears twice (ids ${vocab[t]} and ${i})`);
+      vocab[t] = i;
+      const type = tok.tokenTypes?.[i];
+      if (type === 3 || type === 4) added.push({ id: i, content: t, special: type === 3, normalized: false });
+    });
+    const config: Record<string, unknown> = {};
+    if (tok.bosId !== undefined) config.bos_token = tok.tokens[tok.bosId];
+    if (tok.eosId !== undefined) config.eos_token = tok.tokens[tok.eosId];
+    config.add_bos_token = tok.addBos ?? false;
+    config.add_eos_token = tok.addEos ?? false;
+    const json = {
+      added_tokens: added,
+      normalizer: pre.normalizer,
+      pre_tokenizer: pre.preTokenizer,
+      post_processor: null,
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: "BPE", unk_token: null, byte_fallback: false, vocab, merges: tok.merges },
+    };
+    return new HfTokenizer(json, {
+      config,
+      source,
+      ...(tok.chatTemplate !== undefined ? { chatTemplate: tok.chatTemplate } : {}),
+    });
+  }
+
+  /**
    * Token ids of `text`. `special: true` adds the tokenizer's own special tokens (Hugging Face's
    * `add_special_tokens=True`: {@link HfTokenizer.prefixIds} and {@link HfTokenizer.suffixIds});
    * otherwise `bos` / `eos` add BOS / EOS.
@@ -290,3 +341,31 @@ export class HfTokenizer implements Tokenizer {
     };
   }
 }
+
+const LLAMA3_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN2_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const regexThenBytes = (regex: string) => ({
+  type: "Sequence",
+  pretokenizers: [
+    { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false },
+    { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+  ],
+});
+const GPT2_BYTES = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+
+/**
+ * The pre-tokenizers (and normalizers) of the `tokenizer.ggml.pre` names int21 maps to Hugging Face
+ * sections: the regular expressions are those of the families' own tokenizer.json files.
+ */
+export const GGUF_PRE_TOKENIZERS: Readonly<
+  Record<string, { normalizer: Record<string, unknown> | null; preTokenizer: Record<string, unknown> }>
+> = {
+  default: { normalizer: null, preTokenizer: GPT2_BYTES },
+  gpt2: { normalizer: null, preTokenizer: GPT2_BYTES },
+  smollm: { normalizer: null, preTokenizer: GPT2_BYTES },
+  "llama-bpe": { normalizer: null, preTokenizer: regexThenBytes(LLAMA3_SPLIT) },
+  llama3: { normalizer: null, preTokenizer: regexThenBytes(LLAMA3_SPLIT) },
+  qwen2: { normalizer: { type: "NFC" }, preTokenizer: regexThenBytes(QWEN2_SPLIT) },
+};
