@@ -32,12 +32,10 @@ export class FileWriteError extends Error {
   constructor(path: string, operation: string, cause: unknown) {
     const code = (cause as NodeJS.ErrnoException | undefined)?.code;
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(
-      `io: cannot write ${path} (${operation}): ${describe(code) ?? reason}${describe(code) ? ` [${reason}]` : ""}`,
-      {
-        cause,
-      },
-    );
+    const plain = describe(code, operation);
+    super(`io: cannot write ${path} (${operation}): ${plain ?? reason}${plain ? ` [${reason}]` : ""}`, {
+      cause,
+    });
     this.name = "FileWriteError";
     this.path = path;
     this.operation = operation;
@@ -45,7 +43,7 @@ export class FileWriteError extends Error {
   }
 }
 
-function describe(code: string | undefined): string | undefined {
+function describe(code: string | undefined, operation: string): string | undefined {
   switch (code) {
     case "ENOSPC":
       return "no space left on the device";
@@ -56,7 +54,8 @@ function describe(code: string | undefined): string | undefined {
     case "ENOTDIR":
       return "a component of the path is not a directory";
     case "ENOENT":
-      return "the folder does not exist";
+      // opening the temporary file: its folder is missing; later steps: the temporary file vanished
+      return operation === "open" ? "the folder does not exist" : undefined;
     case "EACCES":
     case "EPERM":
       return "permission denied";
