@@ -9,7 +9,8 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { open } from "node:fs/promises";
+import fsp, { open } from "node:fs/promises";
+import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -220,6 +221,35 @@ describe("writeFileAtomicStream", () => {
     expect(readFileSync(p, "utf8")).toBe("old");
     expect(temps(dir)).toEqual([]);
   });
+});
+
+describe("permission and read-only failures (simulated: the tests run as root, where chmod does not deny)", () => {
+  for (const [code, words] of [
+    ["EACCES", "permission denied"],
+    ["EROFS", "the file system is read-only"],
+  ] as const) {
+    it(`${code} when creating the temporary file names the target and leaves it unchanged`, async () => {
+      const p = join(dir, "adapter_config.json");
+      writeFileSync(p, "old");
+      const real = fsp.open;
+      fsp.open = (async () => {
+        throw Object.assign(new Error(`${code}: denied, open '${p}'`), { code });
+      }) as typeof fsp.open;
+      syncBuiltinESMExports();
+      try {
+        const err = await caught(writeFileAtomic(p, "new"));
+        expect(err).toBeInstanceOf(FileWriteError);
+        expect(err.code).toBe(code);
+        expect(err.operation).toBe("open");
+        expect(err.message).toBe(`io: cannot write ${p} (open): ${words} [${code}: denied, open '${p}']`);
+      } finally {
+        fsp.open = real;
+        syncBuiltinESMExports();
+      }
+      expect(readFileSync(p, "utf8")).toBe("old");
+      expect(temps(dir)).toEqual([]);
+    });
+  }
 });
 
 describe("cleanStaleAtomicTemps", () => {

@@ -45,6 +45,7 @@ import {
 } from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import { Llama2cTokenizer } from "./tokenizer";
+import { checkTensorCount } from "./validate-config";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
 /** llama.cpp's tensor names of the seven projections (`blk.{i}.<name>.weight`). */
@@ -502,6 +503,7 @@ async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
       vocabRows: emb.shape[0],
       hasOutput: Object.hasOwn(file.tensors, "output.weight"),
     });
+    checkTensorCount(config, file.names.length, `gguf: ${label}`);
     const byGguf = new Map<string, { name: string; shape: number[] }>();
     for (const s of llamaTensorSpecs(config)) byGguf.set(ggufTensorName(s.name), s);
     for (const n of file.names) {

@@ -103,7 +103,10 @@ export {
   loadInt21CheckpointBytes,
   saveInt21Checkpoint,
   serializeInt21Checkpoint,
+  validateInt21Checkpoint,
 } from "./checkpoint";
+export { checkConfigObject, checkTensorCount, minTensorCount } from "./validate-config";
+export { type ValidateModelOptions, validateModelFiles } from "./validate";
 export {
   type LinearErrorReport,
   type QuantizeModelOptions,
