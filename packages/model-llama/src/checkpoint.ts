@@ -1,4 +1,6 @@
 import {
+  type FileProblem,
+  nonFiniteProblem,
   type SafetensorsInfo,
   type SafetensorsTypedArray,
   type SafetensorsWriteTensor,
@@ -17,6 +19,7 @@ import {
   groupCount,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, validateConfig } from "./config";
+import { checkConfigObject, checkTensorCount, problemOf } from "./validate-config";
 import { checkTokenEmbedding, isPackedEmbedding } from "./embedding";
 import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
 import { linearParts } from "./linear-parts";
@@ -226,10 +229,42 @@ function parseMeta<T>(meta: Readonly<Record<string, string>>, key: string, file:
   }
 }
 
-async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<Int21Checkpoint> {
-  if (opts.quantize)
-    throw new Error(`${file}: loadInt21Checkpoint takes no quantize option (formats are stored)`);
-  const meta = r.info.metadata;
+/** One model tensor of a validated checkpoint, and how its projection is stored. */
+interface PlanEntry {
+  name: string;
+  shape: number[];
+  rec?: LinearRecord;
+}
+
+/** What {@link planCheckpoint} finds: the config, the read plan, and the adapter tensors. */
+interface CheckpointPlan {
+  config: LlamaConfig;
+  plan: PlanEntry[];
+  adapterNames: string[];
+}
+
+function checkLinearRecord(rec: unknown, name: string, file: string): LinearRecord {
+  const where = `${file}: metadata "linears" entry for ${name}`;
+  if (rec === undefined) throw new Error(`${file}: metadata "linears" has no entry for ${name}`);
+  if (rec === null || typeof rec !== "object" || Array.isArray(rec))
+    throw new Error(`${where} must be an object, got ${JSON.stringify(rec)}`);
+  const r = rec as Record<string, unknown>;
+  if (r.kind === "float") return { kind: "float" };
+  if (r.kind !== "quant")
+    throw new Error(`${file}: ${name}: unknown linear kind ${JSON.stringify(r.kind) ?? "(none)"}`);
+  if (typeof r.format !== "string") throw new Error(`${where}: format must be a string`);
+  if (typeof r.formatId !== "number") throw new Error(`${where}: formatId must be a number`);
+  if (typeof r.actOrder !== "boolean") throw new Error(`${where}: actOrder must be true or false`);
+  return { kind: "quant", format: r.format, formatId: r.formatId, actOrder: r.actOrder };
+}
+
+/**
+ * Validates an int21 checkpoint's header before any data is read: format and version, the config (field types
+ * and sanity), enough tensors for the claimed layers, each projection's record, and every tensor's name, dtype
+ * and shape against the config. Throws an Error naming the file and the field or tensor.
+ */
+function planCheckpoint(info: SafetensorsInfo, file: string): CheckpointPlan {
+  const meta = info.metadata;
   if (meta.format !== INT21_CHECKPOINT_FORMAT) {
     throw new Error(`${file}: not an int21 checkpoint (metadata format is ${JSON.stringify(meta.format)})`);
   }
@@ -238,12 +273,17 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
       `${file}: int21 checkpoint version ${meta.int21_version} is not supported (expected ${INT21_CHECKPOINT_VERSION})`,
     );
   }
-  const config = validateConfig(parseMeta<LlamaConfig>(meta, "config", file), `${file} (config metadata)`);
-  const linears = parseMeta<Record<string, LinearRecord>>(meta, "linears", file);
-  const tensors = r.info.tensors;
+  const config = checkConfigObject(parseMeta<unknown>(meta, "config", file), `${file} (config metadata)`);
+  checkTensorCount(config, info.names.length, file);
+  const linears = parseMeta<unknown>(meta, "linears", file);
+  if (linears === null || typeof linears !== "object" || Array.isArray(linears))
+    throw new Error(`${file}: metadata "linears" must be a JSON object`);
+  const linearOf = (name: string): unknown =>
+    Object.hasOwn(linears, name) ? (linears as Record<string, unknown>)[name] : undefined;
+  const tensors = info.tensors;
   const expect = (name: string, dtype: string, shape: number[]) => {
+    if (!Object.hasOwn(tensors, name)) throw new Error(`${file}: missing tensor ${name}`);
     const t = tensors[name];
-    if (!t) throw new Error(`${file}: missing tensor ${name}`);
     if (t.dtype !== dtype) throw new Error(`${file}: tensor ${name} has dtype ${t.dtype}, expected ${dtype}`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new Error(
@@ -252,10 +292,9 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
     }
   };
 
-  // Validate everything first.
   const used = new Set<string>();
-  const plan: { name: string; shape: number[]; rec?: LinearRecord }[] = [];
-  const packedEmbedding = linears.tokenEmbedding !== undefined;
+  const plan: PlanEntry[] = [];
+  const packedEmbedding = linearOf("tokenEmbedding") !== undefined;
   for (const spec of llamaTensorSpecs(config)) {
     const packable =
       WeightAssembler.isLinear(spec.name) || (spec.name === "tokenEmbedding" && packedEmbedding);
@@ -265,8 +304,7 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
       plan.push(spec);
       continue;
     }
-    const rec = linears[spec.name];
-    if (!rec) throw new Error(`${file}: metadata "linears" has no entry for ${spec.name}`);
+    const rec = checkLinearRecord(linearOf(spec.name), spec.name, file);
     const [N, K] = spec.shape;
     if (rec.kind === "float" && spec.name === "tokenEmbedding") {
       throw new Error(
@@ -275,8 +313,13 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
     } else if (rec.kind === "float") {
       expect(`${spec.name}.weight`, "F32", [N, K]);
       used.add(`${spec.name}.weight`);
-    } else if (rec.kind === "quant") {
-      const f = getFormat(rec.format);
+    } else {
+      let f: ReturnType<typeof getFormat>;
+      try {
+        f = getFormat(rec.format);
+      } catch (e) {
+        throw new Error(`${file}: ${spec.name}: ${(e as Error).message}`);
+      }
       if (f.id !== rec.formatId)
         throw new Error(
           `${file}: ${spec.name}: format ${rec.format} has id ${f.id}, metadata says ${rec.formatId}`,
@@ -295,59 +338,115 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
         expect(`${spec.name}.g_idx`, "I32", [K]);
         used.add(`${spec.name}.g_idx`);
       }
-    } else {
-      throw new Error(
-        `${file}: ${spec.name}: unknown linear kind ${JSON.stringify((rec as { kind: unknown }).kind)}`,
-      );
     }
     plan.push({ ...spec, rec });
   }
-  const adapterNames = r.info.names.filter((n) => n.startsWith("adapter."));
+  const adapterNames = info.names.filter((n) => n.startsWith("adapter."));
   for (const n of adapterNames) {
     if (tensors[n].dtype !== "F32")
       throw new Error(`${file}: adapter tensor ${n} has dtype ${tensors[n].dtype}, expected F32`);
     used.add(n);
   }
-  for (const n of r.info.names) if (!used.has(n)) throw new Error(`${file}: unexpected tensor ${n}`);
+  for (const n of info.names) if (!used.has(n)) throw new Error(`${file}: unexpected tensor ${n}`);
+  if (meta.adapters === undefined && adapterNames.length > 0)
+    throw new Error(`${file}: adapter tensors present but no "adapters" metadata`);
+  if (meta.adapters !== undefined) parseMeta<unknown>(meta, "adapters", file);
+  return { config, plan, adapterNames };
+}
 
-  // Then read.
-  const asm = new WeightAssembler(config, file, opts);
+/** Reads one planned projection as a validated packed record (scales, zeros, codes, g_idx checked). */
+async function readPacked(r: RawReader, p: PlanEntry, file: string): Promise<QuantizedLinear> {
+  const rec = p.rec as Extract<LinearRecord, { kind: "quant" }>;
+  const [N, K] = p.shape;
+  const f = getFormat(rec.format);
   const toF32 = (a: SafetensorsTypedArray): Float32Array => {
     if (a instanceof Float32Array) return a;
     if (a instanceof Uint16Array) return f16ToF32(a, new Float32Array(a.length));
     throw new Error(`${file}: internal: unexpected array type`);
   };
-  for (const p of plan) {
-    if (!p.rec) {
-      asm.put(p.name, (await r.readRaw(p.name)) as Float32Array);
-    } else if (p.rec.kind === "float") {
-      asm.put(p.name, (await r.readRaw(`${p.name}.weight`)) as Float32Array);
-    } else {
-      const [N, K] = p.shape;
-      const f = getFormat(p.rec.format);
-      let q: QuantizedLinear;
-      try {
-        q = createQuantizedLinear({
-          format: f,
-          outFeatures: N,
-          inFeatures: K,
-          qweight: packedMatrixView((await r.readRaw(`${p.name}.qweight`)) as Uint32Array, N, K, f.bits),
-          scales: toF32(await r.readRaw(`${p.name}.scales`)),
-          zeros: f.symmetric ? undefined : toF32(await r.readRaw(`${p.name}.zeros`)),
-          gIdx: p.rec.actOrder ? ((await r.readRaw(`${p.name}.g_idx`)) as Int32Array) : undefined,
-        });
-      } catch (e) {
-        throw new Error(`${file}: tensor ${p.name}: ${(e as Error).message}`);
-      }
-      asm.putQuantized(p.name, q);
+  try {
+    return createQuantizedLinear({
+      format: f,
+      outFeatures: N,
+      inFeatures: K,
+      qweight: packedMatrixView((await r.readRaw(`${p.name}.qweight`)) as Uint32Array, N, K, f.bits),
+      scales: toF32(await r.readRaw(`${p.name}.scales`)),
+      zeros: f.symmetric ? undefined : toF32(await r.readRaw(`${p.name}.zeros`)),
+      gIdx: rec.actOrder ? ((await r.readRaw(`${p.name}.g_idx`)) as Int32Array) : undefined,
+    });
+  } catch (e) {
+    throw new Error(`${file}: tensor ${p.name}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Checks an int21 checkpoint without loading it: the header as {@link loadInt21Checkpoint} validates it, then,
+ * unless `scanValues` is false, every tensor read one at a time — float tensors and adapters scanned for NaN and
+ * infinities, packed projections re-validated (scales finite and positive, zeros in range, g_idx in range).
+ * Returns the problems, each naming the file (empty when none); never throws for a bad file.
+ */
+export async function validateInt21Checkpoint(
+  path: string,
+  opts: { scanValues?: boolean } = {},
+): Promise<FileProblem[]> {
+  let f: Awaited<ReturnType<typeof openSafetensors>>;
+  try {
+    f = await openSafetensors(path);
+  } catch (e) {
+    return [problemOf(path, e)];
+  }
+  try {
+    let planned: CheckpointPlan;
+    try {
+      planned = planCheckpoint(f, path);
+    } catch (e) {
+      return [problemOf(path, e)];
     }
+    const problems: FileProblem[] = [];
+    if (opts.scanValues === false) return problems;
+    const r: RawReader = { info: f, readRaw: async (n) => (await f.readRaw(n)).data };
+    const scanF32 = async (tensor: string, label: string) => {
+      const p = nonFiniteProblem((await r.readRaw(tensor)) as Float32Array, path, label);
+      if (p) problems.push(p);
+    };
+    for (const p of planned.plan) {
+      try {
+        if (!p.rec) await scanF32(p.name, p.name);
+        else if (p.rec.kind === "float") await scanF32(`${p.name}.weight`, p.name);
+        else await readPacked(r, p, path);
+      } catch (e) {
+        problems.push(problemOf(path, e, p.name));
+      }
+    }
+    for (const n of planned.adapterNames) {
+      try {
+        await scanF32(n, n);
+      } catch (e) {
+        problems.push(problemOf(path, e, n));
+      }
+    }
+    return problems;
+  } finally {
+    await f.close();
+  }
+}
+
+async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<Int21Checkpoint> {
+  if (opts.quantize)
+    throw new Error(`${file}: loadInt21Checkpoint takes no quantize option (formats are stored)`);
+  const meta = r.info.metadata;
+  const tensors = r.info.tensors;
+  const { config, plan, adapterNames } = planCheckpoint(r.info, file);
+
+  // Then read.
+  const asm = new WeightAssembler(config, file, opts);
+  for (const p of plan) {
+    if (!p.rec) asm.put(p.name, (await r.readRaw(p.name)) as Float32Array);
+    else if (p.rec.kind === "float") asm.put(p.name, (await r.readRaw(`${p.name}.weight`)) as Float32Array);
+    else asm.putQuantized(p.name, await readPacked(r, p, file));
   }
   const weights = asm.finish();
-  if (meta.adapters === undefined) {
-    if (adapterNames.length > 0)
-      throw new Error(`${file}: adapter tensors present but no "adapters" metadata`);
-    return { weights };
-  }
+  if (meta.adapters === undefined) return { weights };
   const adapters: CheckpointAdapters = { tensors: {}, meta: parseMeta<unknown>(meta, "adapters", file) };
   for (const n of adapterNames) {
     adapters.tensors[n.slice("adapter.".length)] = {

@@ -10,6 +10,7 @@ import {
   validateConfig,
 } from "./config";
 import { type LoadOptions, type TensorReader, assembleFromReader, llamaTensorSpecs } from "./load-assemble";
+import { checkTensorCount } from "./validate-config";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
 /** Float dtypes a Hugging Face checkpoint may store weights in. */
@@ -571,6 +572,7 @@ async function openHfReaderFrom(src: HfSource): Promise<TensorReader> {
     }
     const wanted = new Map<string, string[]>(); // hf name → int21 name(s) (several for a fused tensor)
     const locs = new Map<string, HfTensorLocation>();
+    checkTensorCount(config, byName.size, src.label);
     for (const spec of llamaTensorSpecs(config)) {
       const loc = hfTensorLocation(spec.name, config);
       const hf = loc.tensor;

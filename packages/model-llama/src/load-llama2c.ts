@@ -24,8 +24,11 @@ export interface Llama2cLayout {
   /** 0 = legacy header, 1 = `ak42` version 1. */
   version: 0 | 1;
   config: LlamaConfig;
-  /** Every stored array in file order. */
-  entries: Llama2cEntry[];
+  /**
+   * Every stored array in file order. Built on first access, one entry per stored array: check the file size
+   * against {@link Llama2cLayout.totalBytes} first (a corrupt header can claim billions of layers).
+   */
+  readonly entries: Llama2cEntry[];
   /** Exact file size the header implies. */
   totalBytes: number;
 }
@@ -33,9 +36,22 @@ export interface Llama2cLayout {
 const LINEARS_ATTN = ["wq", "wk", "wv", "wo"] as const;
 const LINEARS_FFN = ["w1", "w2", "w3"] as const;
 
+/** A run of arrays of one shape: one array, or one per layer (`layers` > 0) stored back to back. */
+interface Llama2cSection {
+  name: string;
+  /** 0 for a single array, else the number of layers (entries `layers.{l}.<name>`). */
+  layers: number;
+  shape: number[];
+  /** Byte offset of the first array. */
+  offset: number;
+  /** Bytes of one array. */
+  bytes: number;
+}
+
 /**
  * Reads a llama2.c header (legacy or version 1) from its first bytes and computes the layout.
- * Throws naming `name` on a wrong magic, an unsupported version or an invalid shape.
+ * Throws naming `name` on a wrong magic, an unsupported version or an invalid shape. Takes time independent of
+ * the sizes the header claims (the entry list is built only when asked for).
  *
  * Legacy: `i32 dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: separate classifier), seq_len`,
  * then f32 token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq_cis_real,
@@ -87,12 +103,24 @@ export function parseLlama2cHeader(head: Uint8Array, name: string): Llama2cLayou
     sharedClassifier: shared,
   };
   validateConfig(config, `${name} (llama2.c header)`);
-  const entries = llama2cEntries(config, version);
-  const last = entries[entries.length - 1];
-  return { version, config, entries, totalBytes: last.offset + numel(last.shape) * 4 };
+  const { sections, total } = llama2cSections(config, version, name);
+  let entries: Llama2cEntry[] | undefined;
+  return {
+    version,
+    config,
+    totalBytes: total,
+    get entries() {
+      entries ??= expandSections(sections);
+      return entries;
+    },
+  };
 }
 
-function llama2cEntries(c: LlamaConfig, version: 0 | 1): Llama2cEntry[] {
+function llama2cSections(
+  c: LlamaConfig,
+  version: 0 | 1,
+  file: string,
+): { sections: Llama2cSection[]; total: number } {
   const { dim, hiddenDim: h, nLayers: L, vocabSize: V, seqLen } = c;
   const kv = kvDim(c);
   const shapeOf: Record<string, number[]> = {
@@ -106,15 +134,14 @@ function llama2cEntries(c: LlamaConfig, version: 0 | 1): Llama2cEntry[] {
     attnNorm: [dim],
     ffnNorm: [dim],
   };
-  const entries: Llama2cEntry[] = [];
+  const sections: Llama2cSection[] = [];
   let off = version === 0 ? LLAMA2C_LEGACY_HEADER_BYTES : LLAMA2C_V1_HEADER_BYTES;
-  const add = (name: string, shape: number[]) => {
-    entries.push({ name, shape, offset: off });
-    off += numel(shape) * 4;
+  const add = (name: string, shape: number[], layers = 0) => {
+    const bytes = numel(shape) * 4;
+    sections.push({ name, layers, shape, offset: off, bytes });
+    off += Math.max(1, layers) * bytes;
   };
-  const perLayer = (field: string) => {
-    for (let l = 0; l < L; l++) add(`layers.${l}.${field}`, shapeOf[field]);
-  };
+  const perLayer = (field: string) => add(field, shapeOf[field], L);
   if (version === 0) {
     add("tokenEmbedding", [V, dim]);
     perLayer("attnNorm");
@@ -133,7 +160,35 @@ function llama2cEntries(c: LlamaConfig, version: 0 | 1): Llama2cEntry[] {
     for (const f of LINEARS_FFN) perLayer(f);
   }
   if (!c.sharedClassifier) add("classifier", [V, dim]);
+  if (!Number.isSafeInteger(off)) {
+    throw new Error(
+      `${file}: the llama2.c header claims a model of about ${off.toExponential(2)} bytes, larger than any file (corrupt header?)`,
+    );
+  }
+  return { sections, total: off };
+}
+
+function expandSections(sections: readonly Llama2cSection[]): Llama2cEntry[] {
+  const entries: Llama2cEntry[] = [];
+  for (const s of sections) {
+    if (s.layers === 0) entries.push({ name: s.name, shape: s.shape, offset: s.offset });
+    else
+      for (let l = 0; l < s.layers; l++)
+        entries.push({ name: `layers.${l}.${s.name}`, shape: s.shape, offset: s.offset + l * s.bytes });
+  }
   return entries;
+}
+
+/** The first stored array that does not fit in `size` bytes (`size` < the layout's total), in O(sections). */
+function firstCut(c: LlamaConfig, version: 0 | 1, size: number, file: string): Llama2cEntry {
+  for (const s of llama2cSections(c, version, file).sections) {
+    const end = s.offset + Math.max(1, s.layers) * s.bytes;
+    if (end <= size) continue;
+    if (s.layers === 0) return { name: s.name, shape: s.shape, offset: s.offset };
+    const l = Math.min(s.layers - 1, Math.floor(Math.max(0, size - s.offset) / s.bytes));
+    return { name: `layers.${l}.${s.name}`, shape: s.shape, offset: s.offset + l * s.bytes };
+  }
+  throw new Error(`${file}: internal: no array is cut at ${size} bytes`);
 }
 
 /** Checks the exact size of a llama2.c source against its header; returns the layout. */
@@ -143,7 +198,7 @@ function checkedLayout(src: ByteSource): Llama2cLayout {
   const layout = parseLlama2cHeader(head, src.name);
   if (src.size !== layout.totalBytes) {
     if (src.size < layout.totalBytes) {
-      const cut = layout.entries.find((e) => e.offset + numel(e.shape) * 4 > src.size)!;
+      const cut = firstCut(layout.config, layout.version, src.size, src.name);
       throw new Error(
         `${src.name}: truncated llama2.c file: ${src.size} bytes, the header needs ${layout.totalBytes}; ` +
           `tensor ${cut.name} [${cut.shape.join("×")}] at byte ${cut.offset} does not fit`,
