@@ -1,4 +1,4 @@
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { noGrad } from "@int21/autograd";
 import { LoRAModel } from "@int21/lora";
@@ -76,6 +76,38 @@ describe("findTokenizer / loadTokenizer", () => {
     await write(undefined, false);
     expect((await ggufTokenizer(path, 512)).addBos).toBe(true); // llama.cpp's default for a "llama" vocabulary
     await expect(ggufTokenizer(path, 500)).rejects.toThrow("its tokenizer has 512 tokens, more than");
+  });
+
+  it("a GGUF with a byte-level BPE (gpt2) vocabulary needs no --tokenizer", async () => {
+    const file = sharedPath("fixtures/hf-families/qwen2/tokenizer.json");
+    const json = JSON.parse(readFileSync(file, "utf8"));
+    const tokens: string[] = [];
+    for (const [t, id] of Object.entries(json.model.vocab as Record<string, number>)) tokens[id] = t;
+    for (const a of json.added_tokens) tokens[a.id] = a.content;
+    const types = Int32Array.from(tokens, (_, i) => (i >= 2000 ? 3 : 1));
+    const path = join(tempDir(), "qwen.gguf");
+    await writeGguf(path, {
+      metadata: {
+        "general.architecture": { type: "string", value: "qwen2" },
+        "tokenizer.ggml.model": { type: "string", value: "gpt2" },
+        "tokenizer.ggml.pre": { type: "string", value: "qwen2" },
+        "tokenizer.ggml.tokens": { type: "array", itemType: "string", value: tokens },
+        "tokenizer.ggml.token_type": { type: "array", itemType: "i32", value: types },
+        "tokenizer.ggml.merges": {
+          type: "array",
+          itemType: "string",
+          value: (json.model.merges as string[][]).map((m) => m.join(" ")),
+        },
+        "tokenizer.ggml.eos_token_id": { type: "u32", value: 2002 },
+      },
+      tensors: [],
+    });
+    const t = await ggufTokenizer(path, 2048);
+    const ref = loadTokenizer(file, 2048);
+    const text = "Once upon a time, 12 cats<|im_end|>\n";
+    expect(t.encode(text)).toEqual(ref.encode(text));
+    expect(t.addBos).toBe(false);
+    expect(t.eosId).toBe(2002);
   });
 
   it("names a tokenizer whose vocabulary does not fit", () => {

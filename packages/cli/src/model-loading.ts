@@ -256,7 +256,8 @@ export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
 }
 
 /**
- * The tokenizer stored in a GGUF model's metadata (`tokenizer.ggml.*`), as a llama2.c tokenizer that adds
+ * The tokenizer stored in a GGUF model's metadata (`tokenizer.ggml.*`): a SentencePiece ("llama")
+ * vocabulary as a llama2.c tokenizer, a byte-level BPE ("gpt2") one as `HfTokenizer.fromGguf`; either adds
  * BOS / EOS as `tokenizer.ggml.add_bos_token` / `add_eos_token` say.
  */
 export async function ggufTokenizer(path: string, vocabSize: number): Promise<Tokenizer> {
@@ -265,14 +266,21 @@ export async function ggufTokenizer(path: string, vocabSize: number): Promise<To
     const g = await openGguf(path);
     await g.close();
     const stored = readGgufTokenizer(g.metadata, path);
-    const llama = ggufTokenizerToLlama2c(stored, path);
-    // llama.cpp's defaults when the file does not say: BOS for SentencePiece vocabularies only
-    llama.addBos = stored.addBos ?? stored.model === "llama";
-    llama.addEos = stored.addEos ?? false;
-    tok = llama;
+    if (stored.model === "gpt2") tok = HfTokenizer.fromGguf(stored, path);
+    else {
+      const llama = ggufTokenizerToLlama2c(stored, path);
+      // llama.cpp's defaults when the file does not say: BOS for SentencePiece vocabularies only
+      llama.addBos = stored.addBos ?? stored.model === "llama";
+      llama.addEos = stored.addEos ?? false;
+      tok = llama;
+    }
   } catch (e) {
     throw new CliError(`${path}: ${(e as Error).message}; pass --tokenizer <file>`);
   }
+  return checkSize(tok, path, vocabSize);
+}
+
+function checkSize(tok: Tokenizer, path: string, vocabSize: number): Tokenizer {
   if (tok.vocabSize > vocabSize)
     throw new CliError(
       `${path}: its tokenizer has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocabSize}`,
