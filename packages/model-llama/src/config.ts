@@ -33,6 +33,11 @@ export interface LlamaConfig {
   headDim?: number;
   /** RoPE frequency scaling (Llama 3.1's `rope_type: "llama3"`, or linear position interpolation). */
   ropeScaling?: RopeScaling;
+  /**
+   * Per-pair RoPE frequency divisors `[headSize/2]` (llama.cpp's `rope_freqs.weight`, how GGUF files carry
+   * Llama 3.1's scaling): pair j rotates by `pos · invFreq[j] / ropeFreqFactors[j]`.
+   */
+  ropeFreqFactors?: number[];
   /** Attention window: position p attends to keys `p − slidingWindow < t ≤ p` on sliding layers. */
   slidingWindow?: number;
   /**
@@ -132,6 +137,7 @@ export function ropeInvFreq(c: LlamaConfig): Float64Array {
       }
     }
   }
+  if (c.ropeFreqFactors) for (let j = 0; j < half; j++) f[j] /= c.ropeFreqFactors[j];
   return f;
 }
 
@@ -179,6 +185,13 @@ export function validateConfig(c: LlamaConfig, source = "config"): LlamaConfig {
     throw new Error(`${source}: slidingLayers has ${c.slidingLayers.length} entries for ${c.nLayers} layers`);
   if (c.hiddenAct !== undefined && c.hiddenAct !== "silu" && c.hiddenAct !== "gelu_tanh")
     throw new Error(`${source}: hiddenAct must be "silu" or "gelu_tanh", got ${String(c.hiddenAct)}`);
+  const ff = c.ropeFreqFactors;
+  if (ff !== undefined) {
+    if (ff.length !== headSize(c) / 2 || !ff.every((v) => v > 0 && Number.isFinite(v)))
+      throw new Error(
+        `${source}: ropeFreqFactors must be ${headSize(c) / 2} positive numbers (headSize/2), got ${ff.length} values`,
+      );
+  }
   const s = c.ropeScaling;
   if (s !== undefined) {
     if (!(s.factor > 0))

@@ -2,15 +2,17 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { attention, createRng, gradCheck, parameter, tidy } from "@int21/autograd";
-import { parseSafetensors } from "@int21/io";
+import { type GgufValue, type GgufWriteTensor, parseGguf, parseSafetensors, serializeGguf } from "@int21/io";
+import type { Linear } from "@int21/quant-kernels";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
 import { headSize, kvDim, layerWindow, qDim } from "./config";
 import { exportHf } from "./export-hf";
 import { finetune } from "./finetune";
 import { forward, rmsnorm, softcap } from "./forward";
+import { ggufConfigToLlama, loadGguf, serializeGgufModel } from "./gguf-model";
 import { linearParts } from "./linear-parts";
-import { hfConfigToLlama, loadHf } from "./load-hf";
+import { hfConfigToLlama, loadHf, permuteHfRows } from "./load-hf";
 import { calibrationHiddenStates, quantizeModel } from "./quantize-model";
 import { createRunState, ensureContext } from "./run-state";
 import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
@@ -371,5 +373,153 @@ describe.each(FAMILY_FIXTURES)("family %s: Hugging Face export", (name) => {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
+  });
+});
+
+/**
+ * A GGUF of a loaded family model laid out as llama.cpp's convert_hf_to_gguf does: `llama` q/k rows
+ * interleaved (int21's order), NEOX families (qwen2, qwen3, phi3, gemma2) in Hugging Face's rotate-half
+ * order, Phi-3's attn_qkv / ffn_up fused, Gemma's norms stored as 1 + w, Llama 3's scaling as rope_freqs.
+ */
+function familyGguf(w: LlamaWeights, arch: string, llama3?: Record<string, number>): Uint8Array {
+  const c = w.config;
+  const hs = headSize(c);
+  const u32 = (value: number): GgufValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufValue => ({ type: "f32", value });
+  const md: Record<string, GgufValue> = {
+    "general.architecture": { type: "string", value: arch },
+    [`${arch}.vocab_size`]: u32(c.vocabSize),
+    [`${arch}.context_length`]: u32(c.seqLen),
+    [`${arch}.embedding_length`]: u32(c.dim),
+    [`${arch}.block_count`]: u32(c.nLayers),
+    [`${arch}.feed_forward_length`]: u32(c.hiddenDim),
+    [`${arch}.rope.dimension_count`]: u32(hs),
+    [`${arch}.attention.head_count`]: u32(c.nHeads),
+    [`${arch}.attention.head_count_kv`]: u32(c.nKvHeads),
+    [`${arch}.attention.key_length`]: u32(hs),
+    [`${arch}.attention.value_length`]: u32(hs),
+    [`${arch}.attention.layer_norm_rms_epsilon`]: f32(c.normEps),
+    [`${arch}.rope.freq_base`]: f32(c.ropeTheta),
+  };
+  if (arch === "gemma2") {
+    md["gemma2.attention.sliding_window"] = u32(c.slidingWindow!);
+    md["gemma2.attn_logit_softcapping"] = f32(c.attnLogitSoftcap!);
+    md["gemma2.final_logit_softcapping"] = f32(c.finalLogitSoftcap!);
+  }
+  const neox = arch !== "llama";
+  const tensors: GgufWriteTensor[] = [];
+  const put = (name: string, shape: number[], data: Float32Array) =>
+    tensors.push({ name, type: "F32", shape, data });
+  const lin = (l: Linear) => (linearParts(l, "w") as { weight: Float32Array }).weight;
+  const rot = (v: Float32Array, cols: number) =>
+    neox ? permuteHfRows(v, v.length / cols / hs, v.length / cols, cols) : v;
+  put("token_embd.weight", [c.vocabSize, c.dim], w.tokenEmbedding as Float32Array);
+  if (llama3) {
+    const f = new Float32Array(hs / 2);
+    const old = llama3.original_max_position_embeddings;
+    for (let j = 0; j < hs / 2; j++) {
+      const wavelen = (2 * Math.PI) / c.ropeTheta ** (-(2 * j) / hs);
+      const smooth =
+        (old / wavelen - llama3.low_freq_factor) / (llama3.high_freq_factor - llama3.low_freq_factor);
+      f[j] =
+        wavelen < old / llama3.high_freq_factor
+          ? 1
+          : wavelen > old / llama3.low_freq_factor
+            ? llama3.factor
+            : 1 / ((1 - smooth) / llama3.factor + smooth);
+    }
+    put("rope_freqs.weight", [hs / 2], f);
+  }
+  w.layers.forEach((L, i) => {
+    const b = `blk.${i}.`;
+    put(`${b}attn_norm.weight`, [c.dim], L.attnNorm);
+    const q = rot(lin(L.wq), c.dim);
+    const k = rot(lin(L.wk), c.dim);
+    if (arch === "phi3") {
+      const qkv = new Float32Array(q.length + 2 * k.length);
+      qkv.set(q);
+      qkv.set(k, q.length);
+      qkv.set(lin(L.wv), q.length + k.length);
+      put(`${b}attn_qkv.weight`, [qkv.length / c.dim, c.dim], qkv);
+      const up = new Float32Array(2 * c.hiddenDim * c.dim);
+      up.set(lin(L.w1));
+      up.set(lin(L.w3), c.hiddenDim * c.dim);
+      put(`${b}ffn_up.weight`, [2 * c.hiddenDim, c.dim], up);
+    } else {
+      put(`${b}attn_q.weight`, [q.length / c.dim, c.dim], q);
+      put(`${b}attn_k.weight`, [k.length / c.dim, c.dim], k);
+      put(`${b}attn_v.weight`, [k.length / c.dim, c.dim], lin(L.wv));
+      put(`${b}ffn_gate.weight`, [c.hiddenDim, c.dim], lin(L.w1));
+      put(`${b}ffn_up.weight`, [c.hiddenDim, c.dim], lin(L.w3));
+    }
+    put(`${b}attn_output.weight`, [c.dim, qDim(c)], lin(L.wo));
+    put(`${b}ffn_down.weight`, [c.dim, c.hiddenDim], lin(L.w2));
+    put(`${b}ffn_norm.weight`, [c.dim], L.ffnNorm);
+    if (L.bq) put(`${b}attn_q.bias`, [L.bq.length], rot(L.bq, 1));
+    if (L.bk) put(`${b}attn_k.bias`, [L.bk.length], rot(L.bk, 1));
+    if (L.bv) put(`${b}attn_v.bias`, [L.bv.length], L.bv);
+    if (L.qNorm) put(`${b}attn_q_norm.weight`, [hs], rot(L.qNorm, 1));
+    if (L.kNorm) put(`${b}attn_k_norm.weight`, [hs], rot(L.kNorm, 1));
+    if (L.postAttnNorm) put(`${b}post_attention_norm.weight`, [c.dim], L.postAttnNorm);
+    if (L.postFfnNorm) put(`${b}post_ffw_norm.weight`, [c.dim], L.postFfnNorm);
+  });
+  put("output_norm.weight", [c.dim], w.finalNorm);
+  if (!c.sharedClassifier) put("output.weight", [c.vocabSize, c.dim], lin(w.classifier));
+  return serializeGguf({ metadata: md, tensors });
+}
+
+describe("GGUF of each family (llama.cpp's layout)", () => {
+  const archOf: Record<string, string> = {
+    llama2: "llama",
+    llama3: "llama",
+    smollm2: "llama",
+    qwen2: "qwen2",
+    qwen3: "qwen3",
+    phi3: "phi3",
+    gemma2: "gemma2",
+  };
+  // Mistral is absent: llama.cpp converts it to `llama`, which has no sliding window.
+  it.each(Object.keys(archOf))(
+    "%s: loadGguf matches transformers' logits within 1e-3",
+    async (name) => {
+      const { dir, ref, logits } = fixture(name);
+      const w = await loadHf(dir);
+      const hub = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      const bytes = familyGguf(w, archOf[name], name === "llama3" ? hub.rope_scaling : undefined);
+      const { weights: g } = await loadGguf(bytes);
+      expect(g.config.family ?? "llama").toBe(w.config.family ?? "llama");
+      if (name === "llama3") expect(g.config.ropeFreqFactors).toHaveLength(16);
+      const got = forward(g, createRunState(g.config, { maxRows: ref.rows }), ref.ids, 0, "all");
+      if (name !== "gemma2") {
+        expect(maxAbsDiff(got, logits)).toBeLessThan(1e-3);
+        return;
+      }
+      // GGUF has no query_pre_attn_scalar: llama.cpp scales by 1/sqrt(head size) (real Gemma 2 2B/9B: both
+      // 256). The fixture's 256 ≠ its head size 32, so the GGUF model is the fixture with that scale.
+      expect(g.config.queryPreAttnScalar).toBe(32);
+      const config = { ...w.config, queryPreAttnScalar: 32 };
+      const want = forward(
+        { ...w, config },
+        createRunState(config, { maxRows: ref.rows }),
+        ref.ids,
+        0,
+        "all",
+      );
+      expect(maxAbsDiff(got, want)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(got, logits)).toBeGreaterThan(1e-2);
+    },
+    60_000,
+  );
+
+  it("refuses what llama.cpp's writer cannot carry, and GGUF features it does not know", async () => {
+    const { dir } = fixture("qwen2");
+    const w = await loadHf(dir);
+    expect(() => serializeGgufModel(w)).toThrow(/saveGguf: the model has family qwen2/);
+    const bytes = familyGguf(w, "qwen2");
+    const f = parseGguf(bytes);
+    const md = { ...f.metadata, "qwen2.rope.scaling.type": { type: "string", value: "yarn" } as GgufValue };
+    expect(() => ggufConfigToLlama(md, { file: "q.gguf" })).toThrow(
+      /q\.gguf: qwen2\.rope\.scaling\.type "yarn"/,
+    );
   });
 });

@@ -392,9 +392,9 @@ describe("GGUF metadata and tokenizer", () => {
     expect(ggufConfigToLlama(md, { hasOutput: true }).sharedClassifier).toBe(false);
     const bad: Record<string, GgufValue> = {
       ...md,
-      "general.architecture": { type: "string", value: "qwen2" },
+      "general.architecture": { type: "string", value: "falcon" },
     };
-    expect(() => ggufConfigToLlama(bad, { file: "m.gguf" })).toThrow(/m\.gguf.*"qwen2".*llama/);
+    expect(() => ggufConfigToLlama(bad, { file: "m.gguf" })).toThrow(/m\.gguf.*"falcon".*supported: llama/);
     const { "llama.block_count": _, ...missing } = md;
     expect(() => ggufConfigToLlama(missing, { file: "m.gguf" })).toThrow(
       /m\.gguf.*llama\.block_count.*missing/,
@@ -412,9 +412,20 @@ describe("GGUF metadata and tokenizer", () => {
       shape: f.tensors[n].shape,
       raw: f.readTensorRaw(n),
     }));
-    tensors.push({ name: "rope_freqs.weight", type: "F32", shape: [4], raw: new Uint8Array(16) });
-    const extra = serializeGguf({ metadata: f.metadata, tensors });
-    await expect(loadGguf(extra)).rejects.toThrow(/unexpected tensor "rope_freqs\.weight"/);
+    const extra = serializeGguf({
+      metadata: f.metadata,
+      tensors: [
+        ...tensors,
+        { name: "blk.0.attn_rot_embd.weight", type: "F32", shape: [4], raw: new Uint8Array(16) },
+      ],
+    });
+    await expect(loadGguf(extra)).rejects.toThrow(/unexpected tensor "blk\.0\.attn_rot_embd\.weight"/);
+    // rope_freqs.weight (Llama 3's scaling) is read, and refused when it is not a positive [headSize/2] table
+    const zeros = serializeGguf({
+      metadata: f.metadata,
+      tensors: [...tensors, { name: "rope_freqs.weight", type: "F32", shape: [4], raw: new Uint8Array(16) }],
+    });
+    await expect(loadGguf(zeros)).rejects.toThrow(/rope_freqs\.weight" holds a value that is not positive/);
   });
 
   const texts = [

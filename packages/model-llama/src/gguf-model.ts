@@ -34,7 +34,7 @@ import {
   packQuantizedLinear,
   referenceDequantize,
 } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, validateConfig } from "./config";
+import { type LlamaConfig, type ModelFamily, headSize, kvDim, qDim, validateConfig } from "./config";
 import { isPackedEmbedding, isTiedClassifier } from "./embedding";
 import {
   type LoadOptions,
@@ -44,6 +44,7 @@ import {
   numel,
 } from "./load-assemble";
 import { linearParts } from "./linear-parts";
+import { unpermuteHfRows } from "./load-hf";
 import { Llama2cTokenizer } from "./tokenizer";
 import { checkTensorCount } from "./validate-config";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
@@ -74,20 +75,72 @@ export function ggufTensorName(name: string): string {
     if (field === "attnNorm") return `blk.${l}.attn_norm.weight`;
     if (field === "ffnNorm") return `blk.${l}.ffn_norm.weight`;
     if (field in GGUF_LINEAR_NAMES) return `blk.${l}.${GGUF_LINEAR_NAMES[field as LinearName]}.weight`;
+    if (field in GGUF_EXTRA_NAMES) return `blk.${l}.${GGUF_EXTRA_NAMES[field]}`;
   }
   throw new Error(`ggufTensorName: unknown tensor ${name}`);
+}
+
+/** llama.cpp's names of the extra per-layer tensors (biases, q/k norms, Gemma 2's post norms). */
+const GGUF_EXTRA_NAMES: Readonly<Record<string, string>> = {
+  bq: "attn_q.bias",
+  bk: "attn_k.bias",
+  bv: "attn_v.bias",
+  bo: "attn_output.bias",
+  qNorm: "attn_q_norm.weight",
+  kNorm: "attn_k_norm.weight",
+  postAttnNorm: "post_attention_norm.weight",
+  postFfnNorm: "post_ffw_norm.weight",
+};
+
+/** The `general.architecture` values int21 reads, and their families. */
+const GGUF_ARCHS: Readonly<Record<string, ModelFamily>> = {
+  llama: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  phi3: "phi3",
+  gemma2: "gemma2",
+};
+
+/**
+ * Where an int21 tensor lives in a GGUF of `config`'s family: the tensor and, for Phi-3's fused
+ * `attn_qkv` / `ffn_up` (gate then up), the rows `[rowStart, rowEnd)` of it.
+ */
+export function ggufTensorLocation(
+  name: string,
+  config: LlamaConfig,
+): { tensor: string; rowStart?: number; rowEnd?: number } {
+  const m = /^layers\.(\d+)\.(\w+)$/.exec(name);
+  if (m && config.family === "phi3") {
+    const [, l, field] = m;
+    const qd = qDim(config);
+    const kv = kvDim(config);
+    const qkv = `blk.${l}.attn_qkv.weight`;
+    const up = `blk.${l}.ffn_up.weight`;
+    if (field === "wq") return { tensor: qkv, rowStart: 0, rowEnd: qd };
+    if (field === "wk") return { tensor: qkv, rowStart: qd, rowEnd: qd + kv };
+    if (field === "wv") return { tensor: qkv, rowStart: qd + kv, rowEnd: qd + 2 * kv };
+    if (field === "w1") return { tensor: up, rowStart: 0, rowEnd: config.hiddenDim };
+    if (field === "w3") return { tensor: up, rowStart: config.hiddenDim, rowEnd: 2 * config.hiddenDim };
+  }
+  return { tensor: ggufTensorName(name) };
 }
 
 type Metadata = Readonly<Record<string, GgufValue>>;
 
 /**
- * Maps llama.cpp's LLaMA metadata to a {@link LlamaConfig}: `general.architecture` must be `llama`;
- * `llama.embedding_length`, `llama.feed_forward_length`, `llama.block_count`, `llama.attention.head_count`,
- * `llama.context_length` are required; `llama.attention.head_count_kv` defaults to the head count,
- * `llama.rope.freq_base` to 10000, `llama.attention.layer_norm_rms_epsilon` to 1e-5. The vocabulary is
- * `llama.vocab_size`, else the tokenizer's token count, else `vocabRows` (token_embd's rows); the classifier is
- * shared when the file has no `output.weight` (`hasOutput` false). Refuses RoPE scaling, experts and a
- * `llama.rope.dimension_count` other than the head size. Throws naming `file` and the key.
+ * Maps llama.cpp's metadata to a {@link LlamaConfig}. `general.architecture` is `llama`, `qwen2`, `qwen3`,
+ * `phi3` or `gemma2`, and `<arch>.*` keys hold the shape: `<arch>.embedding_length`,
+ * `<arch>.feed_forward_length`, `<arch>.block_count`, `<arch>.attention.head_count`, `<arch>.context_length`
+ * are required; `<arch>.attention.head_count_kv` defaults to the head count, `<arch>.rope.freq_base` to
+ * 10000, `<arch>.attention.layer_norm_rms_epsilon` to 1e-5 (1e-6 for gemma2), `<arch>.attention.key_length`
+ * to hidden/heads. The vocabulary is `<arch>.vocab_size`, else the tokenizer's token count, else `vocabRows`
+ * (token_embd's rows); the classifier is shared when the file has no `output.weight` (`hasOutput` false).
+ * The family's fixed features follow from the architecture (Qwen2's q/k/v biases, Qwen3's q/k norms,
+ * Gemma 2's norms, GeGLU, embedding scale, soft-caps from `gemma2.*_softcapping`, alternating
+ * `gemma2.attention.sliding_window`; Phi-3's `phi3.attention.sliding_window`); linear RoPE scaling is
+ * read, Llama 3's comes as the `rope_freqs.weight` tensor (see {@link loadGguf}). Refuses other scaling
+ * types, experts, a value length other than the key length and a `rope.dimension_count` other than the
+ * head size. Throws naming `file` and the key.
  */
 export function ggufConfigToLlama(
   metadata: Metadata,
@@ -95,43 +148,77 @@ export function ggufConfigToLlama(
 ): LlamaConfig {
   const file = opts.file ?? "<gguf>";
   const arch = ggufString(metadata, "general.architecture", file);
-  if (arch !== "llama") {
+  const family = arch === undefined ? undefined : GGUF_ARCHS[arch];
+  if (family === undefined) {
     throw new Error(
-      `gguf: ${file}: general.architecture is ${arch === undefined ? "missing" : `"${arch}"`}; only "llama" is supported`,
+      `gguf: ${file}: general.architecture is ${arch === undefined ? "missing" : `"${arch}"`}; supported: ${Object.keys(GGUF_ARCHS).join(", ")} (llama first)`,
     );
   }
   const num = (key: string, dflt?: number): number => {
-    const v = ggufNumber(metadata, key, file) ?? dflt;
-    if (v === undefined) throw new Error(`gguf: ${file}: metadata "${key}" is missing`);
-    return Object.hasOwn(metadata, key) && metadata[key].type === "f32" ? shortestF32Decimal(v) : v;
+    const k = `${arch}.${key}`;
+    const v = ggufNumber(metadata, k, file) ?? dflt;
+    if (v === undefined) throw new Error(`gguf: ${file}: metadata "${k}" is missing`);
+    return Object.hasOwn(metadata, k) && metadata[k].type === "f32" ? shortestF32Decimal(v) : v;
   };
-  const scaling = ggufString(metadata, "llama.rope.scaling.type", file);
-  if (scaling !== undefined && scaling !== "none")
-    throw new Error(`gguf: ${file}: llama.rope.scaling.type "${scaling}" is not supported`);
-  const experts = ggufNumber(metadata, "llama.expert_count", file) ?? 0;
+  const opt = (key: string): number | undefined =>
+    Object.hasOwn(metadata, `${arch}.${key}`) ? num(key) : undefined;
+  const scaling = ggufString(metadata, `${arch}.rope.scaling.type`, file);
+  if (scaling !== undefined && scaling !== "none" && scaling !== "linear")
+    throw new Error(`gguf: ${file}: ${arch}.rope.scaling.type "${scaling}" is not supported`);
+  const experts = ggufNumber(metadata, `${arch}.expert_count`, file) ?? 0;
   if (experts > 0)
-    throw new Error(`gguf: ${file}: llama.expert_count ${experts}: mixture-of-experts is not supported`);
+    throw new Error(`gguf: ${file}: ${arch}.expert_count ${experts}: mixture-of-experts is not supported`);
   const tokens = metadata["tokenizer.ggml.tokens"];
   const tokenCount =
     tokens !== undefined && tokens.type === "array" ? (tokens.value as unknown[]).length : undefined;
-  const nHeads = num("llama.attention.head_count");
+  const nHeads = num("attention.head_count");
+  const dim = num("embedding_length");
   const config: LlamaConfig = {
-    dim: num("llama.embedding_length"),
-    hiddenDim: num("llama.feed_forward_length"),
-    nLayers: num("llama.block_count"),
+    dim,
+    hiddenDim: num("feed_forward_length"),
+    nLayers: num("block_count"),
     nHeads,
-    nKvHeads: num("llama.attention.head_count_kv", nHeads),
-    vocabSize: num("llama.vocab_size", tokenCount ?? opts.vocabRows),
-    seqLen: num("llama.context_length"),
-    ropeTheta: num("llama.rope.freq_base", 10000),
-    normEps: num("llama.attention.layer_norm_rms_epsilon", 1e-5),
+    nKvHeads: num("attention.head_count_kv", nHeads),
+    vocabSize: num("vocab_size", tokenCount ?? opts.vocabRows),
+    seqLen: num("context_length"),
+    ropeTheta: num("rope.freq_base", 10000),
+    normEps: num("attention.layer_norm_rms_epsilon", family === "gemma2" ? 1e-6 : 1e-5),
     sharedClassifier: opts.hasOutput === false,
   };
+  if (family !== "llama") config.family = family;
+  const keyLen = opt("attention.key_length");
+  const valueLen = opt("attention.value_length");
+  if (keyLen !== undefined && valueLen !== undefined && keyLen !== valueLen)
+    throw new Error(
+      `gguf: ${file}: ${arch}.attention.value_length ${valueLen} differs from key_length ${keyLen} (not supported)`,
+    );
+  if (keyLen !== undefined && keyLen * nHeads !== dim) config.headDim = keyLen;
+  if (scaling === "linear") config.ropeScaling = { type: "linear", factor: num("rope.scaling.factor") };
+  if (family === "qwen2") config.qkvBias = true;
+  if (family === "qwen3") config.qkNorm = true;
+  const window = opt("attention.sliding_window");
+  if (family === "phi3" && window !== undefined && window > 0) config.slidingWindow = window;
+  if (family === "gemma2") {
+    if (window !== undefined && window > 0) {
+      config.slidingWindow = window;
+      config.slidingLayers = Array.from({ length: config.nLayers }, (_, l) => l % 2 === 0);
+    }
+    config.hiddenAct = "gelu_tanh";
+    config.postNorms = true;
+    config.embedScale = Math.sqrt(dim);
+    config.normOffset = 1;
+    // llama.cpp scales queries by 1/sqrt(head size), except Gemma 2 27B (46 layers): 1/sqrt(hidden/heads).
+    config.queryPreAttnScalar = config.nLayers === 46 ? dim / nHeads : (config.headDim ?? dim / nHeads);
+    const acap = opt("attn_logit_softcapping");
+    if (acap !== undefined && acap > 0) config.attnLogitSoftcap = acap;
+    const fcap = opt("final_logit_softcapping");
+    if (fcap !== undefined && fcap > 0) config.finalLogitSoftcap = fcap;
+  }
   validateConfig(config, file);
-  const rotDim = ggufNumber(metadata, "llama.rope.dimension_count", file);
+  const rotDim = ggufNumber(metadata, `${arch}.rope.dimension_count`, file);
   if (rotDim !== undefined && rotDim !== headSize(config)) {
     throw new Error(
-      `gguf: ${file}: llama.rope.dimension_count ${rotDim} differs from the head size ${headSize(config)} (partial RoPE is not supported)`,
+      `gguf: ${file}: ${arch}.rope.dimension_count ${rotDim} differs from the head size ${headSize(config)} (partial RoPE is not supported)`,
     );
   }
   return config;
@@ -481,16 +568,37 @@ export interface GgufModel {
   tensors: GgufTensorLoad[];
 }
 
-/** An opened, validated GGUF LLaMA: the file, its config, and the int21 name and shape of each tensor. */
+/** One int21 tensor of a GGUF file: its name and shape, and its rows when it is part of a fused tensor. */
+interface GgufPart {
+  name: string;
+  shape: number[];
+  rowStart?: number;
+  rowEnd?: number;
+}
+
+/** An opened, validated GGUF LLaMA: the file, its config, and the int21 tensors each GGUF tensor holds. */
 interface OpenedGguf {
   file: GgufFile | GgufBytes;
   config: LlamaConfig;
-  byGguf: Map<string, { name: string; shape: number[] }>;
+  byGguf: Map<string, GgufPart[]>;
+  /** The float32 values of an int21 tensor in int21's layout (fused parts sliced, q/k rows un-permuted). */
+  readPart(gguf: string, part: GgufPart): Promise<Float32Array>;
+}
+
+/** Whether a part needs more than a plain read (a slice of a fused tensor, or NEOX q/k rows to un-permute). */
+function needsTransform(config: LlamaConfig, part: GgufPart): boolean {
+  if (part.rowStart !== undefined) return true;
+  return (config.family ?? "llama") !== "llama" && /\.(wq|wk|bq|bk|qNorm|kNorm)$/.test(part.name);
 }
 
 /**
- * Opens `src` and checks, before any data is read: config from the metadata, every tensor a known LLaMA name
- * with the config's shape and a type int21 dequantizes, none missing. Closes the file on failure.
+ * Opens `src` and checks, before any data is read: config from the metadata, every tensor a known name of the
+ * family with the config's shape and a type int21 dequantizes, none missing. Llama 3's `rope_freqs.weight`
+ * (`[headSize/2]`) is read into the config's `ropeFreqFactors`. Closes the file on failure.
+ *
+ * Row order of attn_q / attn_k: llama.cpp permutes them to interleaved pairs for `llama` only (its NORM RoPE);
+ * qwen2, qwen3, phi3 and gemma2 use NEOX RoPE and keep Hugging Face's rotate-half rows, which are
+ * un-permuted here (with their biases and q/k norms) as `loadHf` does.
  */
 async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
   const file: GgufFile | GgufBytes = typeof src === "string" ? await openGguf(src) : parseGguf(src);
@@ -504,25 +612,80 @@ async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
       hasOutput: Object.hasOwn(file.tensors, "output.weight"),
     });
     checkTensorCount(config, file.names.length, `gguf: ${label}`);
-    const byGguf = new Map<string, { name: string; shape: number[] }>();
-    for (const s of llamaTensorSpecs(config)) byGguf.set(ggufTensorName(s.name), s);
-    for (const n of file.names) {
-      const spec = byGguf.get(n);
-      if (spec === undefined) throw new Error(`gguf: ${label}: unexpected tensor "${n}" for a LLaMA model`);
-      const info = file.tensors[n];
-      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
+    const freqs = file.tensors["rope_freqs.weight"];
+    if (freqs !== undefined) {
+      const half = headSize(config) / 2;
+      if ((config.family ?? "llama") !== "llama" || freqs.shape.length !== 1 || freqs.shape[0] !== half)
         throw new Error(
-          `gguf: ${label}: tensor "${n}" has shape [${info.shape.join("×")}], the config needs [${spec.shape.join("×")}]`,
+          `gguf: ${label}: tensor "rope_freqs.weight" [${freqs.shape.join("×")}] is not a llama [${half}] frequency table`,
+        );
+      const f = Array.from(await file.readTensorF32("rope_freqs.weight"));
+      if (!f.every((v) => v > 0 && Number.isFinite(v)))
+        throw new Error(
+          `gguf: ${label}: tensor "rope_freqs.weight" holds a value that is not positive and finite`,
+        );
+      config.ropeFreqFactors = f;
+      validateConfig(config, label);
+    }
+    const byGguf = new Map<string, GgufPart[]>();
+    const fusedRows = new Map<string, number>();
+    for (const s of llamaTensorSpecs(config)) {
+      const loc = ggufTensorLocation(s.name, config);
+      const list = byGguf.get(loc.tensor) ?? [];
+      list.push({
+        ...s,
+        ...(loc.rowStart !== undefined ? { rowStart: loc.rowStart, rowEnd: loc.rowEnd } : {}),
+      });
+      byGguf.set(loc.tensor, list);
+      if (loc.rowEnd !== undefined)
+        fusedRows.set(loc.tensor, Math.max(fusedRows.get(loc.tensor) ?? 0, loc.rowEnd));
+    }
+    for (const n of file.names) {
+      if (n === "rope_freqs.weight") continue;
+      const parts = byGguf.get(n);
+      if (parts === undefined)
+        throw new Error(
+          `gguf: ${label}: unexpected tensor "${n}" for a ${config.family ?? "llama"} model (a feature int21 does not implement?)`,
+        );
+      const info = file.tensors[n];
+      const want = fusedRows.has(n) ? [fusedRows.get(n)!, parts[0].shape[1]] : parts[0].shape;
+      if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
+        throw new Error(
+          `gguf: ${label}: tensor "${n}" has shape [${info.shape.join("×")}], the config needs [${want.join("×")}]`,
         );
       }
       if (GGML_TYPES[info.type].dequantize === undefined)
         throw new Error(`gguf: ${label}: tensor "${n}" has type ${info.type}, which int21 cannot read`);
     }
-    for (const [g, s] of byGguf) {
+    for (const [g, parts] of byGguf) {
       if (!Object.hasOwn(file.tensors, g))
-        throw new Error(`gguf: ${label}: missing tensor "${g}" (${s.name} [${s.shape.join("×")}])`);
+        throw new Error(
+          `gguf: ${label}: missing tensor "${g}" (${parts.map((p) => `${p.name} [${p.shape.join("×")}]`).join(", ")})`,
+        );
     }
-    return { file, config, byGguf };
+    const hs = headSize(config);
+    let fusedName = "";
+    let fusedData: Float32Array | undefined;
+    const readPart = async (g: string, part: GgufPart): Promise<Float32Array> => {
+      let data: Float32Array;
+      if (part.rowStart !== undefined) {
+        if (fusedName !== g || !fusedData) {
+          fusedData = await file.readTensorF32(g);
+          fusedName = g;
+        }
+        const cols = part.shape[1];
+        data = fusedData.slice(part.rowStart * cols, part.rowEnd! * cols);
+      } else {
+        data = await file.readTensorF32(g);
+      }
+      if (needsTransform(config, part) && /\.(wq|wk|bq|bk|qNorm|kNorm)$/.test(part.name)) {
+        const cols = part.shape.length === 2 ? part.shape[1] : 1;
+        const rows = data.length / cols;
+        data = unpermuteHfRows(data, rows / hs, rows, cols);
+      }
+      return data;
+    };
+    return { file, config, byGguf, readPart };
   } catch (e) {
     if ("close" in file) await file.close();
     throw e;
@@ -530,23 +693,23 @@ async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
 }
 
 /**
- * Opens and validates a GGUF LLaMA as {@link loadGguf} does, without reading any weight: a
+ * Opens and validates a GGUF model as {@link loadGguf} does, without reading any weight: a
  * {@link TensorReader} giving each tensor dequantized to float32 under its int21 name, in file order
  * (`quantizeCheckpoint`-style streaming, one tensor at a time).
  */
 export async function openGgufReader(src: string | Uint8Array): Promise<TensorReader> {
-  const { file, config, byGguf } = await openLlamaGguf(src);
-  const toGguf = new Map<string, string>();
-  for (const [g, s] of byGguf) toGguf.set(s.name, g);
+  const { file, config, byGguf, readPart } = await openLlamaGguf(src);
+  const toGguf = new Map<string, [string, GgufPart]>();
+  for (const [g, parts] of byGguf) for (const p of parts) toGguf.set(p.name, [g, p]);
   return {
     config,
     source: file.path,
-    order: file.names.map((n) => byGguf.get(n)!.name),
+    order: file.names.flatMap((n) => (byGguf.get(n) ?? []).map((p) => p.name)),
     fileOf: () => file.path,
     async read(name) {
-      const g = toGguf.get(name);
-      if (g === undefined) throw new Error(`gguf: ${file.path}: no tensor ${name} in this model`);
-      return file.readTensorF32(g);
+      const hit = toGguf.get(name);
+      if (hit === undefined) throw new Error(`gguf: ${file.path}: no tensor ${name} in this model`);
+      return readPart(hit[0], hit[1]);
     },
     async close() {
       if ("close" in file) await file.close();
@@ -563,36 +726,51 @@ export async function openGgufReader(src: string | Uint8Array): Promise<TensorRe
  * tensor name, type and shape is checked against the config before any data is read; values are checked finite.
  */
 export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions = {}): Promise<GgufModel> {
-  const { file, config, byGguf } = await openLlamaGguf(src);
+  const { file, config, byGguf, readPart } = await openLlamaGguf(src);
   const label = file.path;
   const md = file.metadata;
   try {
     const asm = new WeightAssembler(config, label, opts);
     const report: GgufTensorLoad[] = [];
     for (const n of file.names) {
-      const { name, shape } = byGguf.get(n)!;
+      const parts = byGguf.get(n);
+      if (parts === undefined) continue; // rope_freqs.weight: already in the config
       const info = file.tensors[n];
-      const entry: GgufTensorLoad = { gguf: n, name, type: info.type, loadedAs: "float" };
-      if (opts.keepPacked && WeightAssembler.isLinear(name) && GGML_GROUP_TYPES.includes(info.type)) {
-        const packed = ggmlToQuantized(info.type, await file.readTensorRaw(n), shape[0], shape[1]);
-        if (packed.q !== undefined) {
-          entry.loadedAs = "packed";
-          entry.format = packed.q.format.name;
-          entry.exact = packed.exact;
-          if (!packed.exact) {
-            const want = await file.readTensorF32(n);
-            const got = new Float32Array(want.length);
-            referenceDequantize(packed.q, got);
-            entry.maxAbsError = maxAbsDiff(want, got);
+      for (const part of parts) {
+        const { name, shape } = part;
+        const entry: GgufTensorLoad = { gguf: n, name, type: info.type, loadedAs: "float" };
+        if (
+          opts.keepPacked &&
+          WeightAssembler.isLinear(name) &&
+          GGML_GROUP_TYPES.includes(info.type) &&
+          !needsTransform(config, part)
+        ) {
+          const packed = ggmlToQuantized(info.type, await file.readTensorRaw(n), shape[0], shape[1]);
+          if (packed.q !== undefined) {
+            entry.loadedAs = "packed";
+            entry.format = packed.q.format.name;
+            entry.exact = packed.exact;
+            if (!packed.exact) {
+              const want = await file.readTensorF32(n);
+              const got = new Float32Array(want.length);
+              referenceDequantize(packed.q, got);
+              entry.maxAbsError = maxAbsDiff(want, got);
+            }
+            asm.putQuantized(name, packed.q);
+            report.push(entry);
+            continue;
           }
-          asm.putQuantized(name, packed.q);
-          report.push(entry);
-          continue;
+          entry.reason = packed.reason;
+        } else if (
+          opts.keepPacked &&
+          WeightAssembler.isLinear(name) &&
+          GGML_GROUP_TYPES.includes(info.type)
+        ) {
+          entry.reason = "part of a fused tensor or rotate-half q/k rows: read as float";
         }
-        entry.reason = packed.reason;
+        asm.put(name, await readPart(n, part), label);
+        report.push(entry);
       }
-      asm.put(name, await file.readTensorF32(n), label);
-      report.push(entry);
     }
     const weights = asm.finish();
     const out: GgufModel = { weights, tensors: report };
@@ -679,6 +857,11 @@ export function ggufModelTensors(
   if (!(type in FILE_TYPES))
     throw new Error(`saveGguf: type ${String(type)} is not one of F32, F16, Q8_0, Q4_0, Q4_1`);
   const config = validateConfig(weights.config, "saveGguf");
+  const feature = ggufWriterUnsupported(config);
+  if (feature !== undefined)
+    throw new Error(
+      `saveGguf: the model has ${feature}; the GGUF writer knows llama.cpp's "llama" architecture only (export it with exportHf)`,
+    );
   const metadata = llamaToGgufMetadata(config, { type, name: opts.name });
   if (opts.tokenizer) {
     if (opts.tokenizer.vocabSize !== config.vocabSize) {
@@ -726,6 +909,28 @@ export function ggufModelTensors(
     }
   });
   return { metadata, tensors, report };
+}
+
+/** The first feature of `config` that a `llama` GGUF cannot carry, or undefined. */
+function ggufWriterUnsupported(c: LlamaConfig): string | undefined {
+  if (c.family !== undefined && c.family !== "llama" && c.family !== "mistral") return `family ${c.family}`;
+  const features: [keyof LlamaConfig, string][] = [
+    ["headDim", "an explicit headDim"],
+    ["ropeScaling", "RoPE scaling"],
+    ["ropeFreqFactors", "RoPE frequency factors"],
+    ["slidingWindow", "a sliding window"],
+    ["qkvBias", "q/k/v biases"],
+    ["oBias", "an o bias"],
+    ["qkNorm", "q/k norms"],
+    ["postNorms", "post norms"],
+    ["embedScale", "an embedding scale"],
+    ["finalLogitSoftcap", "logit soft-capping"],
+    ["attnLogitSoftcap", "attention soft-capping"],
+    ["queryPreAttnScalar", "a query pre-attention scalar"],
+  ];
+  for (const [k, what] of features) if (c[k] !== undefined && c[k] !== false) return what;
+  if (c.hiddenAct !== undefined && c.hiddenAct !== "silu") return `hidden activation ${c.hiddenAct}`;
+  return undefined;
 }
 
 function encodeTensor(

@@ -242,6 +242,10 @@ export function hfConfigToLlama(json: Record<string, unknown>, source = "config.
  */
 export function llamaToHfConfig(config: LlamaConfig): Record<string, unknown> {
   const family = config.family ?? "llama";
+  if (config.ropeFreqFactors)
+    throw new Error(
+      "llamaToHfConfig: ropeFreqFactors (a GGUF rope_freqs table) have no Hugging Face config field; set ropeScaling instead",
+    );
   const arch: Record<ModelFamily, string> = {
     llama: "LlamaForCausalLM",
     mistral: "MistralForCausalLM",
