@@ -52,6 +52,18 @@ function lineAt(text: string, offset: number): number {
   return line;
 }
 
+/** Line numbers of ascending `offsets`, in one pass over `text` (linear in its length). */
+function linesAt(text: string, offsets: readonly number[]): number[] {
+  const out: number[] = [];
+  let line = 1;
+  let i = 0;
+  for (const off of offsets) {
+    for (; i < off && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+    out.push(line);
+  }
+  return out;
+}
+
 function checkRecord(v: unknown, where: string): AlpacaRecord {
   if (v === null || typeof v !== "object" || Array.isArray(v))
     throw new Error(`${where}: a record must be a JSON object`);
@@ -119,7 +131,10 @@ export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
     }
     if (!Array.isArray(arr)) throw new Error(`${file}: expected a JSON array of records`);
     const offs = elementOffsets(text);
-    const recs = arr.map((v, i) => checkRecord(v, `${file}:${lineAt(text, offs[i] ?? first)} (record ${i})`));
+    const lines = linesAt(text, offs);
+    const recs = arr.map((v, i) =>
+      checkRecord(v, `${file}:${lines[i] ?? lineAt(text, first)} (record ${i})`),
+    );
     if (recs.length === 0) throw new Error(`${file}: no records (empty array)`);
     return recs;
   }

@@ -42,6 +42,8 @@ export interface PeftLoraConfig {
 /** One adapter as stored: its config and, per module, A `[r × in]` and B `[out × r]`. */
 export interface PeftAdapter {
   config: PeftLoraConfig;
+  /** Where it was read from (the weights file), named in the errors of {@link attachPeftAdapter}. */
+  source?: string;
   /** Module name (e.g. `model.layers.0.self_attn.q_proj`) → matrices. */
   modules: Map<
     string,
@@ -184,6 +186,16 @@ export function parsePeftConfig(text: string, where = PEFT_CONFIG_FILE): PeftLor
       `target_modules must be a non-empty list of names or a regular expression, got ${JSON.stringify(tm)}`,
     );
   }
+  if (typeof tm === "string") {
+    try {
+      new RegExp(`^(?:${tm})$`);
+    } catch (e) {
+      bad(
+        where,
+        `target_modules ${JSON.stringify(tm)} is not a valid regular expression (${(e as Error).message})`,
+      );
+    }
+  }
   if (c.use_rslora === true) bad(where, "use_rslora (scaling alpha/√r) is not supported");
   if (c.use_dora === true) bad(where, "use_dora (weight-decomposed LoRA) is not supported");
   if (c.fan_in_fan_out === true)
@@ -290,7 +302,7 @@ export function decodePeftAdapter(
     }
     modules.set(module, { r, inFeatures, outFeatures, loraA, loraB });
   }
-  return { config, modules };
+  return { config, modules, source: w };
 }
 
 /** Parses an adapter held in memory (config text + safetensors bytes). */
@@ -331,16 +343,17 @@ export function attachPeftAdapter(
   opts: PeftAttachOptions = {},
 ): AdapterRecord {
   const { config } = adapter;
+  const src = adapter.source ?? "adapter";
   const targets: TargetChoice[] = [];
   for (const [module, m] of adapter.modules) {
     const layer = model.modules.get(module);
     if (layer === undefined) {
       const some = [...model.modules.keys()].slice(0, 3).join(", ");
-      bad("", `module "${module}" is not in the model (its modules are named like ${some})`);
+      bad(src, `module "${module}" is not in the model (its modules are named like ${some})`);
     }
     if (layer.inFeatures !== m.inFeatures || layer.outFeatures !== m.outFeatures) {
       bad(
-        "",
+        src,
         `module "${module}" is [${layer.outFeatures} × ${layer.inFeatures}] in the model but the adapter has lora_A [${m.r}, ${m.inFeatures}], lora_B [${m.outFeatures}, ${m.r}]`,
       );
     }
@@ -349,12 +362,12 @@ export function attachPeftAdapter(
   const missing = [...model.modules.keys()].filter((n) => peftTargets(config, n) && !adapter.modules.has(n));
   if (missing.length > 0 && config.layers_to_transform === null) {
     bad(
-      "",
+      src,
       `target_modules selects ${missing.length} module(s) with no weights in the adapter, e.g. "${missing[0]}"`,
     );
   }
-  const order = [...model.modules.keys()];
-  targets.sort((a, b) => order.indexOf(a.module) - order.indexOf(b.module));
+  const order = new Map([...model.modules.keys()].map((m, i) => [m, i]));
+  targets.sort((a, b) => order.get(a.module)! - order.get(b.module)!);
   const tm = config.target_modules;
   return model.attachAdapter(
     {
