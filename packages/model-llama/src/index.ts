@@ -55,9 +55,16 @@ export {
   evaluateStories,
   tokenNll,
 } from "./eval";
-export { HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";
+export { GGUF_PRE_TOKENIZERS, HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";
 export { TOKENIZER_MODEL_TYPES, type TokenizerJsonInfo, checkTokenizerJson } from "./tokenizer-json";
 export { type ChatMessage, type ChatTemplateOptions, renderChatTemplate } from "./chat-template";
+export {
+  type SentencePiece,
+  type SentencePieceModel,
+  parseSentencePieceModel,
+  readSentencePieceTokenizer,
+  sentencePieceToLlama2c,
+} from "./sentencepiece-model";
 export { type ByteSource, bytesSource, fileSource } from "./load-source";
 export {
   type LoadOptions,
