@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
@@ -38,6 +39,16 @@ describe("int21 quantize: existing outputs and the tokenizer beside them", () =>
     expect(statSync(out).size).toBe(JSON.parse(f.out).fileBytes);
     expect(readFileSync(join(dir, "tok512.bin")).equals(readFileSync(TOK))).toBe(true);
     // no temporary files left beside the output
+    expect(readdirSync(dir).sort()).toEqual(["q.safetensors", "tok512.bin"]);
+  }, 60_000);
+
+  it("a temporary file left by a killed run is removed when the next run writes into the folder", async () => {
+    const dir = tempDir();
+    const child = spawnSync(process.execPath, ["-e", ""]); // a process id that is no longer running
+    const left = `.q.safetensors.int21-tmp-${child.pid}-0badc0de`;
+    writeFileSync(join(dir, left), "half a checkpoint");
+    const r = await cli(rtn(join(dir, "q.safetensors")));
+    expect(r.code).toBe(0);
     expect(readdirSync(dir).sort()).toEqual(["q.safetensors", "tok512.bin"]);
   }, 60_000);
 
