@@ -6,6 +6,7 @@ import { type GgufValue, type GgufWriteTensor, parseGguf, parseSafetensors, seri
 import type { Linear } from "@int21/quant-kernels";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
+import { loadInt21Checkpoint, saveInt21Checkpoint } from "./checkpoint";
 import { headSize, kvDim, layerWindow, qDim } from "./config";
 import { exportHf } from "./export-hf";
 import { finetune } from "./finetune";
@@ -522,4 +523,24 @@ describe("GGUF of each family (llama.cpp's layout)", () => {
       /q\.gguf: qwen2\.rope\.scaling\.type "yarn"/,
     );
   });
+});
+
+describe.each(FAMILY_FIXTURES)("family %s: int21 checkpoint", (name) => {
+  it("an RTN int4 model saves and loads back to the same logits (extra tensors included)", async () => {
+    const { dir, ref } = fixture(name);
+    const { weights: q } = quantizeModel(await loadHf(dir), { format: "int4-g32-asym-f16", method: "rtn" });
+    const out = mkdtempSync(join(tmpdir(), `int21-family-ckpt-${name}-`));
+    try {
+      const file = join(out, "m.safetensors");
+      await saveInt21Checkpoint(file, q);
+      const { weights: back } = await loadInt21Checkpoint(file);
+      expect(back.config).toEqual(q.config);
+      const ids = ref.ids.slice(0, 12);
+      const a = forward(q, createRunState(q.config, { maxRows: 12 }), ids, 0, "all").slice();
+      const b = forward(back, createRunState(back.config, { maxRows: 12 }), ids, 0, "all");
+      expect(maxAbsDiff(a, b)).toBe(0);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
