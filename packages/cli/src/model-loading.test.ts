@@ -37,22 +37,27 @@ describe("findTokenizer / loadTokenizer", () => {
     const lone = join(dir, "model.bin");
     copyFileSync(MODEL, lone);
     expect(() => findTokenizer(lone, 512)).toThrow(
-      `looked for tok512.bin, tokenizer.bin, tokenizer.json in ${dir}); pass --tokenizer <file>`,
+      `looked for tok512.bin, tokenizer.bin, tokenizer.json, tokenizer.model in ${dir}); pass --tokenizer <file>`,
     );
     copyFileSync(sharedPath(SHARED.tok512), join(dir, "tokenizer.bin"));
     expect(findTokenizer(lone, 512)).toBe(join(dir, "tokenizer.bin"));
   });
 
-  it("a tokenizer.json may be smaller than the model (padded vocabulary), not larger; tokenizer.model is named", () => {
+  it("a tokenizer.json may be smaller than the model (padded vocabulary), not larger; a SentencePiece tokenizer.model is read", () => {
     const qwen = sharedPath("fixtures/hf-families/qwen2/tokenizer.json");
     expect(loadTokenizer(qwen, 2048).vocabSize).toBe(2003);
     expect(() => loadTokenizer(qwen, 2000)).toThrow(
       `${qwen}: has 2003 tokens, more than the model's vocabulary of 2000`,
     );
     const sp = sharedPath("fixtures/hf-families/llama2/tokenizer.model");
-    expect(() => loadTokenizer(sp, 32000)).toThrow(
-      `${sp}: a SentencePiece tokenizer.model, which int21 does not read`,
+    const fromModel = loadTokenizer(sp, 32064); // Phi-3's padded 32064 rows over Llama 2's 32000 tokens
+    const fromJson = loadTokenizer(sharedPath("fixtures/hf-families/llama2/tokenizer.json"), 32000);
+    expect(fromModel.encode("Once upon a time, 12 cafés", { bos: true })).toEqual(
+      fromJson.encode("Once upon a time, 12 cafés", { special: true }),
     );
+    const bad = join(tempDir(), "tokenizer.model");
+    writeFileSync(bad, "not a protobuf at all");
+    expect(() => loadTokenizer(bad, 32000)).toThrow(`${bad}: not a valid SentencePiece model`);
   });
 
   it("a GGUF's tokenizer adds BOS / EOS as tokenizer.ggml.add_bos_token / add_eos_token say", async () => {

@@ -22,6 +22,7 @@ import {
   llamaModules,
   loadLlamaAdapter,
   loadModel,
+  readSentencePieceTokenizer,
   setLlamaModules,
 } from "@int21/model-llama";
 import { type CliIo, CliError } from "./cli-io";
@@ -192,7 +193,7 @@ export function attachCheckpointAdapters(
 }
 
 function tokenizerCandidates(dir: string, vocabSize: number): string[] {
-  const names = [`tok${vocabSize}.bin`, "tokenizer.bin", "tokenizer.json"];
+  const names = [`tok${vocabSize}.bin`, "tokenizer.bin", "tokenizer.json", "tokenizer.model"];
   const out = names.map((n) => join(dir, n)).filter((p) => existsSync(p));
   if (out.length > 0) return out;
   try {
@@ -206,7 +207,8 @@ function tokenizerCandidates(dir: string, vocabSize: number): string[] {
 
 /**
  * The tokenizer file for `modelPath`: `explicit` when given, else the first of `tok<vocab>.bin`,
- * `tokenizer.bin`, `tokenizer.json` (then any `tok*.bin`) inside a model directory or beside a model file.
+ * `tokenizer.bin`, `tokenizer.json`, `tokenizer.model` (then any `tok*.bin`) inside a model directory or
+ * beside a model file.
  */
 export function findTokenizer(modelPath: string, vocabSize: number, explicit?: string): string {
   if (explicit !== undefined) {
@@ -215,33 +217,27 @@ export function findTokenizer(modelPath: string, vocabSize: number, explicit?: s
   }
   const dir = statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath);
   const found = tokenizerCandidates(dir, vocabSize);
-  if (found.length === 0) {
-    if (existsSync(join(dir, "tokenizer.model")))
-      throw new CliError(sentencePieceOnly(join(dir, "tokenizer.model")));
+  if (found.length === 0)
     throw new CliError(
-      `${modelPath}: no tokenizer beside the model (looked for tok${vocabSize}.bin, tokenizer.bin, tokenizer.json in ${dir}); pass --tokenizer <file>`,
+      `${modelPath}: no tokenizer beside the model (looked for tok${vocabSize}.bin, tokenizer.bin, tokenizer.json, tokenizer.model in ${dir}); pass --tokenizer <file>`,
     );
-  }
   return found[0];
 }
 
-/** The message for a SentencePiece `tokenizer.model`, which int21 does not read. */
-function sentencePieceOnly(path: string): string {
-  return (
-    `${path}: a SentencePiece tokenizer.model, which int21 does not read; it reads a Hugging Face tokenizer.json ` +
-    "or a llama2.c tokenizer.bin: put the model's tokenizer.json beside it (on the Hub it is usually there), " +
-    "or write one with transformers (AutoTokenizer.from_pretrained(dir).save_pretrained(dir)), then pass --tokenizer <file>"
-  );
-}
-
 /**
- * Loads a llama2.c `tokenizer.bin` or a Hugging Face `tokenizer.json` (with `tokenizer_config.json` and
- * `chat_template.jinja` beside it) for a model of `vocabSize` tokens. A `tokenizer.json` may have fewer
- * tokens than the model has rows (a padded vocabulary: generation masks the padding), never more.
+ * Loads a llama2.c `tokenizer.bin`, a Hugging Face `tokenizer.json` (with `tokenizer_config.json` and
+ * `chat_template.jinja` beside it) or a Llama-2-style SentencePiece `tokenizer.model` for a model of
+ * `vocabSize` tokens. A `tokenizer.json` or `tokenizer.model` may have fewer tokens than the model has rows
+ * (a padded vocabulary: generation masks the padding), never more.
  */
 export function loadTokenizer(path: string, vocabSize: number): Tokenizer {
-  if (extname(path) === ".model") throw new CliError(sentencePieceOnly(path));
   try {
+    if (extname(path) === ".model") {
+      const tok = readSentencePieceTokenizer(path);
+      if (tok.vocabSize > vocabSize)
+        throw new Error(`has ${tok.vocabSize} tokens, more than the model's vocabulary of ${vocabSize}`);
+      return tok;
+    }
     if (extname(path) === ".json") {
       const tok = HfTokenizer.fromFile(path);
       if (tok.vocabSize > vocabSize)

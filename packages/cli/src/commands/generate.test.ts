@@ -208,27 +208,22 @@ describe("int21 generate on Hugging Face fixtures (padded vocabulary, chat templ
     expect(JSON.parse((await cli([...args, "--no-bos"])).out).promptIds[0]).not.toBe(2000);
   }, 120_000);
 
-  it("a folder with only tokenizer.model, or only pytorch_model.bin, gets an error saying what to do", async () => {
+  it("a folder with only tokenizer.model is read through it; only pytorch_model.bin gets an error saying what to do", async () => {
     const src = sharedPath(`${FIXTURES}/llama2`);
     const sp = tempDir();
     copyFileSync(join(src, "config.json"), join(sp, "config.json"));
     symlinkSync(join(src, "model.safetensors"), join(sp, "model.safetensors"));
     copyFileSync(join(src, "tokenizer.model"), join(sp, "tokenizer.model"));
-    const a = await cli(["generate", sp, "--prompt", "hi", "--steps", "4", "--quiet"]);
-    expect(a.code).toBe(1);
-    expect(a.err).toContain(
-      `${join(sp, "tokenizer.model")}: a SentencePiece tokenizer.model, which int21 does not read`,
-    );
-    const b = await cli([
-      "generate",
-      sp,
-      "--tokenizer",
-      join(sp, "tokenizer.model"),
-      "--steps",
-      "4",
-      "--quiet",
-    ]);
-    expect(b.err).toContain("put the model's tokenizer.json beside it");
+    const args = ["--prompt", "Once upon a time", "--steps", "8", "--temperature", "0", "--quiet", "--json"];
+    const a = await cli(["generate", sp, ...args]);
+    expect(a.code).toBe(0);
+    const b = await cli(["generate", src, ...args]); // the same model through its tokenizer.json
+    expect(JSON.parse(a.out).promptIds).toEqual([1, 9038, 2501, 263, 931]);
+    expect(JSON.parse(a.out).tokens).toEqual(JSON.parse(b.out).tokens);
+    writeFileSync(join(sp, "tokenizer.model"), "garbage");
+    const c0 = await cli(["generate", sp, ...args]);
+    expect(c0.code).toBe(1);
+    expect(c0.err).toContain(`${join(sp, "tokenizer.model")}: not a valid SentencePiece model`);
     const pt = tempDir();
     copyFileSync(join(src, "config.json"), join(pt, "config.json"));
     writeFileSync(join(pt, "pytorch_model.bin"), "not a real pickle");
