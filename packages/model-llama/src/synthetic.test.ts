@@ -1,6 +1,8 @@
 import { rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
-import { kvDim, validateConfig } from "./config";
+import { type LlamaConfig, kvDim, validateConfig } from "./config";
+import { forward } from "./forward";
+import { createRunState } from "./run-state";
 import { linearParts } from "./linear-parts";
 import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "./synthetic";
 
@@ -87,4 +89,30 @@ describe("syntheticWeights", () => {
     expect(w.layers[0].w1.bytes()).toBeLessThan((5632 * 2048 * 4) / 12);
     expect(w.layers[0].wk.outFeatures).toBe(256);
   }, 30_000);
+});
+
+describe("syntheticWeights of the LLaMA-like families", () => {
+  it("generates each family's extra tensors at their shapes, and the forward runs", () => {
+    const config: LlamaConfig = {
+      ...syntheticConfig("stories260K"),
+      family: "qwen3",
+      headDim: 12,
+      qkvBias: true,
+      qkNorm: true,
+      postNorms: true,
+      slidingWindow: 4,
+      slidingLayers: [true, false, true, false, true],
+    };
+    const w = syntheticWeights(config, { seed: 3 });
+    const L = w.layers[0];
+    expect([L.wq.outFeatures, L.wo.inFeatures, L.bq?.length, L.bk?.length, L.qNorm?.length]).toEqual([
+      96, 96, 96, 48, 12,
+    ]);
+    expect(L.postAttnNorm?.length).toBe(64);
+    const logits = forward(w, createRunState(config, { maxRows: 8 }), [1, 2, 3, 4, 5, 6, 7, 8], 0, "all");
+    expect(logits.every(Number.isFinite)).toBe(true);
+    // a plain LLaMA config has none of them
+    const plain = syntheticWeights(syntheticConfig("stories260K"), { seed: 3 });
+    expect(plain.layers[0].bq).toBeUndefined();
+  });
 });

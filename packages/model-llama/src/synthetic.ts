@@ -11,9 +11,9 @@ import {
   rtnQuantize,
 } from "@int21/quant-kernels";
 import { packedMatrixView } from "@int21/bitpack";
-import { type LlamaConfig, kvDim, validateConfig } from "./config";
+import { type LlamaConfig, kvDim, qDim, validateConfig } from "./config";
 import { tiedClassifier } from "./embedding";
-import { resolveFormat } from "./load-assemble";
+import { extraLayerSpecs, resolveFormat } from "./load-assemble";
 import type { LayerWeights, LlamaWeights } from "./weights";
 
 /** Named LLaMA shapes: the llama2.c TinyStories models, TinyLlama 1.1B and LLaMA-2 7B. */
@@ -119,8 +119,8 @@ function mulberry32(seed: number): () => number {
 }
 
 /**
- * Random LLaMA weights of any shape, for tests and benchmarks at real sizes (7B) where no checkpoint
- * is at hand. Projections are uniform in ±√(3/K) (unit-variance outputs for unit inputs), norms
+ * Random LLaMA weights of any shape (any family's config: its biases, q/k norms and post norms are
+ * generated too), for tests and benchmarks at real sizes (7B) where no checkpoint is at hand. Projections are uniform in ±√(3/K) (unit-variance outputs for unit inputs), norms
  * 1 ± 0.1, embeddings uniform in ±1. With `format`, each projection is generated and quantized
  * (round-to-nearest) one row block at a time straight into its packed words, so no float matrix
  * larger than `blockElements` ever exists; the token embedding is float32 (`vocabSize × dim`) unless
@@ -152,18 +152,25 @@ export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {
     ? packedRandom(vocabSize, dim, embeddingFormat, block, (n) => uniform(n, 1))
     : uniform(vocabSize * dim, 1);
   const layers: LayerWeights[] = [];
+  const qd = qDim(config);
+  const extras = extraLayerSpecs(config);
   for (let l = 0; l < config.nLayers; l++) {
-    layers.push({
+    const layer: LayerWeights = {
       attnNorm: uniform(dim, 0.1, 1),
-      wq: linear(dim, dim),
+      wq: linear(qd, dim),
       wk: linear(kv, dim),
       wv: linear(kv, dim),
-      wo: linear(dim, dim),
+      wo: linear(dim, qd),
       ffnNorm: uniform(dim, 0.1, 1),
       w1: linear(hiddenDim, dim),
       w2: linear(dim, hiddenDim),
       w3: linear(hiddenDim, dim),
-    });
+    };
+    // The family's extra vectors (after the projections, so LLaMA weights keep their random stream):
+    // biases ±0.1, norms 1 ± 0.1.
+    for (const e of extras)
+      layer[e.name] = /Norm$/.test(e.name) ? uniform(e.shape[0], 0.1, 1) : uniform(e.shape[0], 0.1);
+    layers.push(layer);
   }
   const finalNorm = uniform(dim, 0.1, 1);
   const classifier = config.sharedClassifier
