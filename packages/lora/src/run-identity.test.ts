@@ -78,6 +78,21 @@ describe("DivergenceGuard", () => {
     expect(g.describe()).toMatch(/above 2 × its running minimum \(4\.000\)/);
   });
 
+  it("a lucky batch inside a diverged stretch does not end the streak: the 5-step mean stays high", () => {
+    const g = new DivergenceGuard({ steps: 6 }); // default factor 1.5
+    expect(g.factor).toBe(1.5);
+    for (const l of [2, 2, 2, 2, 2, 4, 4, 4, 4]) expect(g.observe(l)).toBe(false);
+    expect(g.streak).toBe(4);
+    expect(g.observe(2.9)).toBe(false); // below 1.5 × 2 itself, but the mean (3.78) is not
+    expect(g.streak).toBe(5);
+    expect(g.observe(4)).toBe(true);
+    // the first loss alone is a bar: an absurd step right after it is bad at once
+    const h = new DivergenceGuard();
+    h.observe(3.2);
+    h.observe(12);
+    expect(h.streak).toBe(1);
+  });
+
   it("one easy batch does not set the bar: a single low loss barely moves the minimum", () => {
     const g = new DivergenceGuard({ factor: 2, steps: 2 });
     for (const l of [2, 2, 2, 2, 0.01, 2, 2, 2, 2, 2, 2]) expect(g.observe(l)).toBe(false);

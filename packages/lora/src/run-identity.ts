@@ -84,7 +84,7 @@ export class TrainingDivergedError extends Error {
 }
 
 /** Default {@link DivergenceOptions.factor}. */
-export const DEFAULT_DIVERGE_FACTOR = 2;
+export const DEFAULT_DIVERGE_FACTOR = 1.5;
 /** Default {@link DivergenceOptions.steps}. */
 export const DEFAULT_DIVERGE_STEPS = 20;
 /** Steps in the moving mean the divergence guard compares. */
@@ -93,9 +93,10 @@ export const DIVERGE_WINDOW = 5;
 /** When a run counts as diverged. */
 export interface DivergenceOptions {
   /**
-   * A step is bad when its loss is above `factor` × the running minimum (the lowest mean over
-   * {@link DIVERGE_WINDOW} consecutive steps so far), or when its loss or gradient is not finite.
-   * Default 2; `Infinity` turns the loss test off (non-finite steps still count).
+   * A step is bad when its loss, or the mean loss of the last {@link DIVERGE_WINDOW} steps, is above
+   * `factor` × the running minimum (the lowest such mean so far; the first steps' means count, so the
+   * untrained model's loss is a bar), or when its loss or gradient is not finite. Default 1.5;
+   * `Infinity` turns the loss test off (non-finite steps still count).
    */
   factor?: number;
   /** This many bad steps in a row stop the run. Default 20. */
@@ -103,12 +104,14 @@ export interface DivergenceOptions {
 }
 
 /**
- * Watches the per-step training loss. The running minimum is the lowest mean of
- * {@link DIVERGE_WINDOW} consecutive finite losses seen so far (fewer at the start); a step whose loss
- * is above `factor` × that minimum, or whose loss or gradient was not finite, is bad, and `steps` bad
- * steps in a row mean divergence. (A minimum of means, not of single steps, keeps one unusually easy
- * batch from setting a bar the others cannot reach; judging each step, not a mean, lets the first bad
- * step hold back a checkpoint.) Losses are assumed non-negative (cross-entropy, KL).
+ * Watches the per-step training loss. The running minimum is the lowest mean of the last
+ * {@link DIVERGE_WINDOW} finite losses seen so far (of fewer at the start, so the first step's loss is
+ * a bar); a step is bad when its loss or the current mean is above `factor` × that minimum, or when
+ * its loss or gradient was not finite, and `steps` bad steps in a row mean divergence. (A minimum of
+ * means, not of single steps, keeps one unusually easy batch from setting a bar the others cannot
+ * reach; judging each step lets the first bad step hold back a checkpoint; judging the mean keeps a
+ * lucky batch in a diverged run from ending the streak.) Losses are assumed non-negative
+ * (cross-entropy, KL).
  */
 export class DivergenceGuard {
   readonly factor: number;
@@ -118,6 +121,8 @@ export class DivergenceGuard {
   best = Number.POSITIVE_INFINITY;
   /** The last loss observed. */
   last = Number.NaN;
+  /** The current moving mean. */
+  mean = Number.NaN;
   /** Bad steps in a row, up to the last one observed. */
   streak = 0;
 
@@ -140,8 +145,10 @@ export class DivergenceGuard {
     this.window.push(loss);
     if (this.window.length > DIVERGE_WINDOW) this.window.shift();
     const mean = this.window.reduce((a, b) => a + b, 0) / this.window.length;
+    this.mean = mean;
     if (mean < this.best) this.best = mean;
-    this.streak = loss > this.factor * this.best ? this.streak + 1 : 0;
+    const bar = this.factor * this.best;
+    this.streak = loss > bar || mean > bar ? this.streak + 1 : 0;
     return this.streak >= this.steps;
   }
 
@@ -149,7 +156,7 @@ export class DivergenceGuard {
   describe(): string {
     const min = this.best.toPrecision(4);
     return Number.isFinite(this.last)
-      ? `the loss (last ${this.last.toPrecision(4)}) stayed above ${this.factor} × its running minimum (${min}) or was not finite for ${this.steps} steps in a row`
+      ? `the loss (last ${this.last.toPrecision(4)}, mean of the last ${DIVERGE_WINDOW} ${this.mean.toPrecision(4)}) stayed above ${this.factor} × its running minimum (${min}) or was not finite for ${this.steps} steps in a row`
       : `the loss or gradient was not finite, or the loss above ${this.factor} × its running minimum (${min}), for ${this.steps} steps in a row`;
   }
 }

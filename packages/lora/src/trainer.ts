@@ -120,7 +120,7 @@ export interface TrainerOptions {
    */
   identity?: RunIdentity;
   /**
-   * When the run counts as diverged (default: the mean loss of the last 5 steps above 2 × its running
+   * When the run counts as diverged (default: the loss or 5-step mean above 1.5 × the running
    * minimum, or a non-finite loss or gradient, for 20 steps in a row): {@link Trainer.run} then throws
    * a {@link TrainingDivergedError} and leaves the last checkpoint written before the loss went bad.
    */
@@ -380,9 +380,13 @@ export class Trainer {
     return sum / count;
   }
 
-  /** A divergence guard that has seen the steps of the history so far (after a resume, the saved ones). */
+  /**
+   * A divergence guard that has seen the steps of the history so far (after a resume, the saved ones;
+   * after a forced resume of a different run, none).
+   */
   private guard(): DivergenceGuard {
     const g = new DivergenceGuard(this.guardOptions, "lora: Trainer");
+    if (this.resumedDespite.length > 0) return g;
     const losses = new Map(this.history.train);
     for (let s = 1; s <= this.step; s++) g.observe(losses.get(s) ?? Number.NaN);
     return g;

@@ -41,11 +41,14 @@ export {
 export { TeacherCache, type TeacherCacheBuildOptions } from "./teacher-cache";
 export {
   formatLrecProgress,
+  type LrecCheckpointStatus,
   type LrecOptions,
   type LrecProgress,
   type LrecResult,
   type LrecStep,
   lrecChartSvg,
+  lrecCheckpointStatus,
+  lrecRunIdentity,
   runLrec,
 } from "./run-lrec";
 export {

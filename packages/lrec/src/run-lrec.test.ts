@@ -1,8 +1,15 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Adam, backward, setBackend, tidy } from "@int21/autograd";
-import { LoRALinear, loadPeftAdapter, loraParameters, savePeftAdapter } from "@int21/lora";
+import {
+  LoRALinear,
+  loadPeftAdapter,
+  loraParameters,
+  RunMismatchError,
+  savePeftAdapter,
+  TrainingDivergedError,
+} from "@int21/lora";
 import {
   createRunState,
   denseTokenEmbedding,
@@ -20,7 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loraModelOf, syncModules } from "./adapter";
 import { teacherSample, windowData } from "./data";
 import { evaluateStudent, storyTokens, teacherReference, type TeacherReference } from "./evaluate";
-import { formatLrecProgress, lrecChartSvg, runLrec } from "./run-lrec";
+import { formatLrecProgress, lrecChartSvg, lrecCheckpointStatus, lrecRunIdentity, runLrec } from "./run-lrec";
 
 let backend: Backend;
 let teacher: LlamaWeights;
@@ -132,6 +139,80 @@ describe("runLrec on stories260K INT2", () => {
     a.forEach((p, i) => {
       expect(Array.from(b[i].toFloat32Array())).toEqual(Array.from(p.toFloat32Array()));
     });
+  }, 60_000);
+});
+
+describe("LREC runs: identity, finished runs, divergence", () => {
+  const data = () => windowData(train, { batch: 1, seq: 24, seed: 9 });
+  const base = { steps: 3, r: 2, alpha: 4, lr: 1e-3, lambda: 10, identity: { data: "sha256:d1" } };
+
+  it("refuses the state of a different run, naming each difference; an identical finished rerun does nothing", async () => {
+    const path = join(tmp(), "lrec-state.safetensors");
+    const first = await runLrec(teacher, int2(), data(), {
+      ...base,
+      checkpointPath: path,
+      checkpointEvery: 1,
+    });
+    expect(first.alreadyFinished).toBe(false);
+    const mtime = statSync(path).mtimeMs;
+    const other = { ...base, lr: 2e-3, identity: { data: "sha256:d2" }, checkpointPath: path };
+    const err = await runLrec(teacher, int2(), data(), other).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RunMismatchError);
+    expect((err as RunMismatchError).differences.map((d) => d.field)).toEqual(["lr", "data"]);
+    expect((err as Error).message).toMatch(/lr: 0\.001 → 0\.002\n {2}data: sha256:d1… → sha256:d2…/);
+    // the status, without loading tensors
+    const st = await lrecCheckpointStatus(path, lrecRunIdentity(base));
+    expect(st).toMatchObject({ exists: true, step: 3, finished: true, differences: [] });
+    expect((await lrecCheckpointStatus(path, lrecRunIdentity({ ...base, steps: 5 }))).finished).toBe(false);
+    expect((await lrecCheckpointStatus(join(tmp(), "none"), lrecRunIdentity(base))).exists).toBe(false);
+    // the same run again: finished, nothing trained, the state file untouched
+    const chart = join(tmp(), "chart.svg");
+    const again = await runLrec(teacher, int2(), data(), { ...base, checkpointPath: path, lossChart: chart });
+    expect(again.alreadyFinished).toBe(true);
+    expect(again.steps).toBe(3);
+    expect(statSync(path).mtimeMs).toBe(mtime);
+    expect(existsSync(chart)).toBe(false);
+    // forced: continues from step 3 with the new lr and steps
+    const forced = await runLrec(teacher, int2(), data(), {
+      ...other,
+      steps: 4,
+      forceResume: true,
+    });
+    expect(forced.resumed).toBe(true);
+    expect(forced.resumedDespite.map((d) => d.field)).toEqual(["steps", "lr", "data"]);
+    expect(forced.history.map((h) => h.lr)).toEqual([1e-3, 1e-3, 1e-3, 2e-3]);
+  }, 60_000);
+
+  it("an absurd learning rate stops the run as diverged and keeps the last good state file", async () => {
+    const path = join(tmp(), "lrec-state.safetensors");
+    await runLrec(teacher, int2(), data(), { ...base, steps: 2, checkpointPath: path, checkpointEvery: 1 });
+    const err = await runLrec(teacher, int2(), data(), {
+      ...base,
+      steps: 30,
+      lr: 1e3,
+      checkpointPath: path,
+      checkpointEvery: 1,
+      forceResume: true,
+      divergence: { steps: 3 },
+      log: () => {},
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    const e = err as TrainingDivergedError;
+    // 3 bad steps in a row end at e.step; the good step before them wrote the state it was computed on
+    expect(e.lastGoodStep).toBe(e.step - 1 - 3);
+    expect(e.lastGoodStep).toBeGreaterThanOrEqual(2);
+    expect(e.message).toMatch(
+      new RegExp(
+        `training diverged at step ${e.step}: .*above 1\\.5 × its running minimum.*; the last good checkpoint \\(step ${e.lastGoodStep}\\) is kept in .*Lower the learning rate`,
+      ),
+    );
+    // the state file holds that step, not the diverged state; its adapter is finite
+    const st = await lrecCheckpointStatus(
+      path,
+      lrecRunIdentity({ ...base, steps: 30, lr: 1e3, divergence: { steps: 3 } }),
+    );
+    expect(st.step).toBe(e.lastGoodStep);
+    expect(st.differences).toEqual([]);
   }, 60_000);
 });
 

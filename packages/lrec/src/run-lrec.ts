@@ -1,15 +1,23 @@
 // The LREC training loop: the packed student with its LoRA adapter learns to match the frozen float
 // teacher (KL + λ·CE) on EMEF (fused packed forward/backward, per-layer checkpointing), with Adam + L2
-// decay, a schedule, non-finite step skipping, progress with ETA, and resumable checkpoints.
+// decay, a schedule, non-finite step skipping, a divergence guard, progress with ETA, and resumable
+// checkpoints that carry the run's identity.
 import { Adam, backward, noGrad, type Tensor, tidy } from "@int21/autograd";
 import { openSafetensors, writeFileAtomic, writeSafetensors } from "@int21/io";
 import {
   checkSchedule,
+  DivergenceGuard,
+  type DivergenceOptions,
+  diffRunIdentity,
   learningRate,
   type LoRAModel,
   lineChartSvg,
   loraParameters,
+  type RunDifference,
+  type RunIdentity,
+  RunMismatchError,
   type ScheduleOptions,
+  TrainingDivergedError,
 } from "@int21/lora";
 import { type LlamaWeights, trainForward } from "@int21/model-llama";
 import { addLrecAdapter, type LrecAdapterOptions, type SvdInitReport } from "./adapter";
@@ -64,9 +72,26 @@ export interface LrecOptions extends Partial<Omit<LrecAdapterOptions, "teacher">
   adapter?: LoRAModel;
   /** Per-layer activation checkpointing of the student. Default true. */
   checkpointLayers?: boolean;
-  /** Resumable checkpoint file (safetensors): resumed from when present, written every `checkpointEvery` steps and at the end. */
+  /**
+   * Resumable checkpoint file (safetensors): resumed from when present, written every `checkpointEvery`
+   * steps and at the end. It carries the run's identity ({@link lrecRunIdentity}); a file of a different
+   * run is refused with a `RunMismatchError` listing each difference, unless `forceResume`.
+   */
   checkpointPath?: string;
   checkpointEvery?: number;
+  /**
+   * What else identifies the run besides the options (content hashes of the teacher, the student and
+   * the data, the window length and batch, …). Saved in the checkpoint.
+   */
+  identity?: RunIdentity;
+  /** Continue from a checkpoint of a different run (its differences are in `resumedDespite`). Default false. */
+  forceResume?: boolean;
+  /**
+   * When the run counts as diverged (default: a loss or 5-step mean above 1.5 × the lowest 5-step mean so far, or a
+   * non-finite loss or gradient, for 20 steps in a row); it then throws a `TrainingDivergedError` and
+   * leaves the last checkpoint written before the loss went bad.
+   */
+  divergence?: DivergenceOptions;
   /** Stop after this step (as if the process were killed there; a later run resumes). */
   until?: number;
   onProgress?: (p: LrecProgress) => void;
@@ -88,11 +113,96 @@ export interface LrecResult {
   steps: number;
   /** Whether the run continued from `checkpointPath`. */
   resumed: boolean;
+  /** True when the checkpoint already held every step of this run: nothing was trained or written. */
+  alreadyFinished: boolean;
+  /** The differences a `forceResume` continued despite (empty otherwise). */
+  resumedDespite: readonly RunDifference[];
+  /** Steps skipped on a non-finite loss or gradient (no update), including those before a resume. */
+  skippedSteps: number;
   /** Wall time of this process's steps. */
   seconds: number;
 }
 
 const CKPT_FORMAT = "int21-lrec-checkpoint";
+
+/**
+ * The identity of an LREC run: `opts.identity` plus every option that determines the result (steps,
+ * rank, alpha, targets, adapter name, seed and init, lr, schedule, weight decay, λ, the KL weight and
+ * reductions). What {@link runLrec} saves in, and compares with, its checkpoint (with the parameter
+ * shapes added).
+ */
+export function lrecRunIdentity(opts: LrecOptions): RunIdentity {
+  const s = opts.schedule;
+  return {
+    steps: opts.steps,
+    r: opts.adapter ? null : (opts.r ?? null),
+    alpha: opts.adapter ? null : (opts.alpha ?? opts.r ?? null),
+    targets: opts.adapter ? [] : [...(opts.targets ?? [])],
+    name: opts.name ?? "lrec",
+    seed: opts.seed ?? 0,
+    init: opts.adapter ? "given" : (opts.init ?? "zero"),
+    lr: opts.lr ?? 1e-3,
+    schedule: `${s?.kind ?? "constant"} warmup ${s?.warmupSteps ?? 0} minLr ${s?.minLr ?? 0}`,
+    weightDecay: opts.weightDecay ?? 1e-5,
+    lambda: opts.lambda ?? 0,
+    klWeight: opts.klWeight ?? 1,
+    klReduction: opts.klReduction ?? "sum",
+    ceReduction: opts.ceReduction ?? "mean",
+    ...opts.identity,
+  };
+}
+
+/** What an LREC checkpoint file holds, against a run: see {@link lrecCheckpointStatus}. */
+export interface LrecCheckpointStatus {
+  /** Whether the file exists. */
+  exists: boolean;
+  /** The step it holds (0 when none). */
+  step: number;
+  /** Fields in which its run differs from the one asked for (saved → now). */
+  differences: RunDifference[];
+  /** True when it holds every step of the run asked for and no field differs: nothing is left to do. */
+  finished: boolean;
+}
+
+/**
+ * Reads the identity and step of the LREC checkpoint at `path` (not its tensors) and compares them with
+ * `identity` (from {@link lrecRunIdentity}; the saved parameter shapes are not compared), so a caller
+ * can tell a finished or a different run before it loads or evaluates anything.
+ */
+export async function lrecCheckpointStatus(
+  path: string,
+  identity: RunIdentity,
+): Promise<LrecCheckpointStatus> {
+  const { existsSync } = await import("node:fs");
+  if (!existsSync(path)) return { exists: false, step: 0, differences: [], finished: false };
+  const f = await openSafetensors(path);
+  try {
+    const meta = readMeta(f.metadata, path);
+    const { parameters: _p, ...saved } = meta.identity ?? {};
+    const differences = diffRunIdentity(saved, identity);
+    const steps = identity.steps;
+    return {
+      exists: true,
+      step: meta.step,
+      differences,
+      finished: differences.length === 0 && typeof steps === "number" && meta.step >= steps,
+    };
+  } finally {
+    await f.close();
+  }
+}
+
+interface CheckpointMeta {
+  step: number;
+  optimizer: ReturnType<Adam["stateDict"]>["meta"];
+  history: LrecStep[];
+  identity?: RunIdentity;
+}
+
+function readMeta(metadata: Record<string, string>, path: string): CheckpointMeta {
+  if (metadata.format !== CKPT_FORMAT) throw new Error(`lrec: runLrec: ${path} is not an LREC checkpoint`);
+  return JSON.parse(metadata.state ?? "null") as CheckpointMeta;
+}
 
 function fmtMs(ms: number): string {
   return ms >= 60_000 ? `${(ms / 60_000).toFixed(1)}m` : `${(ms / 1000).toFixed(1)}s`;
@@ -174,22 +284,41 @@ export async function runLrec(
   checkSchedule(schedule);
   const optimizer = new Adam(params, { lr, weightDecay: opts.weightDecay ?? 1e-5 });
   const log = opts.log ?? ((m: string) => console.warn(m));
+  const guard = new DivergenceGuard(opts.divergence ?? {}, "lrec: runLrec");
+  const identity: RunIdentity = {
+    ...lrecRunIdentity(opts),
+    parameters: params.map((p) => p.shape.join("x")),
+  };
   const history: LrecStep[] = [];
   let step = 0;
   let resumed = false;
+  let resumedDespite: RunDifference[] = [];
   if (opts.checkpointPath) {
     const { existsSync } = await import("node:fs");
     if (existsSync(opts.checkpointPath)) {
-      const st = await loadCheckpoint(opts.checkpointPath, params, optimizer);
+      const st = await loadCheckpoint(opts.checkpointPath, params, optimizer, identity, opts.forceResume);
       step = st.step;
       history.push(...st.history);
       resumed = true;
+      resumedDespite = st.differences;
+      // the guard goes on from the saved losses, unless the run changed (forced): then it starts afresh
+      if (resumedDespite.length === 0)
+        for (const h of history) guard.observe(h.skipped ? Number.NaN : h.loss);
     }
   }
+  const alreadyFinished = resumed && step >= steps && resumedDespite.length === 0;
   const end = Math.min(opts.until ?? steps, steps);
   const t0 = performance.now();
   const first = step;
   let tokens = 0;
+  let lastCheckpoint = resumed ? step : 0;
+  // a checkpoint due after step s is written once step s + 1's loss, computed on its parameters, is good
+  let checkpointDue = false;
+  const save = async () => {
+    await saveCheckpoint(opts.checkpointPath as string, params, optimizer, step, history, identity);
+    lastCheckpoint = step;
+    checkpointDue = false;
+  };
   while (step < end) {
     const batch = source(step);
     const B = batch.input.length;
@@ -223,6 +352,23 @@ export async function runLrec(
         }
       }
     }
+    const diverged = guard.observe(finite ? r.loss : Number.NaN);
+    if (opts.checkpointPath && checkpointDue && guard.streak === 0) await save();
+    if (diverged) {
+      const skipped = history.filter((h) => h.skipped).length + (finite ? 0 : 1);
+      throw new TrainingDivergedError(
+        `lrec: runLrec: training diverged at step ${step + 1}: ${guard.describe()}` +
+          `${skipped > 0 ? `; ${skipped} steps skipped on a non-finite loss or gradient` : ""}; ` +
+          (opts.checkpointPath === undefined
+            ? "no checkpoint file was given"
+            : lastCheckpoint > 0
+              ? `the last good checkpoint (step ${lastCheckpoint}) is kept in ${opts.checkpointPath}`
+              : "no checkpoint was written before the loss went bad") +
+          ". Lower the learning rate.",
+        step + 1,
+        lastCheckpoint,
+      );
+    }
     if (finite) optimizer.step();
     else {
       optimizer.zeroGrad();
@@ -243,11 +389,8 @@ export async function runLrec(
       skipped: !finite,
     };
     history.push(rec);
-    if (
-      opts.checkpointPath &&
-      (step === steps || (opts.checkpointEvery !== undefined && step % opts.checkpointEvery === 0))
-    )
-      await saveCheckpoint(opts.checkpointPath, params, optimizer, step, history);
+    checkpointDue ||= opts.checkpointEvery !== undefined && step % opts.checkpointEvery === 0;
+    if (opts.checkpointPath && step === steps) await save();
     if (opts.onProgress) {
       const elapsed = performance.now() - t0;
       opts.onProgress({
@@ -259,10 +402,22 @@ export async function runLrec(
       });
     }
   }
-  if (opts.lossChart) {
+  // stopped early (`until`): a checkpoint due now is written unless the loss is going bad
+  if (opts.checkpointPath && checkpointDue && guard.streak === 0) await save();
+  if (opts.lossChart && !alreadyFinished) {
     await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${step} steps)`));
   }
-  return { history, model, init, steps: step, resumed, seconds: (performance.now() - t0) / 1000 };
+  return {
+    history,
+    model,
+    init,
+    steps: step,
+    resumed,
+    alreadyFinished,
+    resumedDespite,
+    skippedSteps: history.filter((h) => h.skipped).length,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
 async function saveCheckpoint(
@@ -271,6 +426,7 @@ async function saveCheckpoint(
   optimizer: Adam,
   step: number,
   history: readonly LrecStep[],
+  identity: RunIdentity,
 ): Promise<void> {
   const state = optimizer.stateDict();
   const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
@@ -281,7 +437,7 @@ async function saveCheckpoint(
     tensors[`optim.${k}`] = { dtype: "F32", shape: [v.length], data: v };
   await writeSafetensors(path, tensors, {
     format: CKPT_FORMAT,
-    state: JSON.stringify({ step, optimizer: state.meta, history }),
+    state: JSON.stringify({ step, optimizer: state.meta, history, identity }),
   });
 }
 
@@ -289,16 +445,15 @@ async function loadCheckpoint(
   path: string,
   params: readonly Tensor[],
   optimizer: Adam,
-): Promise<{ step: number; history: LrecStep[] }> {
+  identity: RunIdentity,
+  force = false,
+): Promise<{ step: number; history: LrecStep[]; differences: RunDifference[] }> {
   const f = await openSafetensors(path);
   try {
-    if (f.metadata.format !== CKPT_FORMAT)
-      throw new Error(`lrec: runLrec: ${path} is not an LREC checkpoint`);
-    const meta = JSON.parse(f.metadata.state ?? "null") as {
-      step: number;
-      optimizer: ReturnType<Adam["stateDict"]>["meta"];
-      history: LrecStep[];
-    };
+    const meta = readMeta(f.metadata, path);
+    // a state file from before run identities has none: every field differs
+    const differences = diffRunIdentity(meta.identity ?? {}, identity);
+    if (differences.length > 0 && !force) throw new RunMismatchError(path, meta.step, differences);
     const names = f.names.filter((n) => n.startsWith("param."));
     if (names.length !== params.length)
       throw new Error(
@@ -315,11 +470,15 @@ async function loadCheckpoint(
     }
     const tensors: Record<string, Float32Array> = {};
     for (const n of f.names) if (n.startsWith("optim.")) tensors[n.slice(6)] = await f.readF32(n);
-    optimizer.loadStateDict({ meta: meta.optimizer, tensors });
+    // this run's hyper-parameters (the same as the saved ones unless forced)
+    optimizer.loadStateDict({
+      meta: { ...meta.optimizer, hyper: optimizer.stateDict().meta.hyper },
+      tensors,
+    });
     params.forEach((p, i) => {
       p.data.set(values[i], p.offset);
     });
-    return { step: meta.step, history: meta.history };
+    return { step: meta.step, history: meta.history, differences };
   } finally {
     await f.close();
   }
