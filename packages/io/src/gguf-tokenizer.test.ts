@@ -98,4 +98,25 @@ describe("readGgufTokenizer", () => {
       ),
     ).toThrow(/tokenizer.ggml.tokens must be an array of strings/);
   });
+
+  it("reads the BOS / EOS flags as stored (absent stays absent; a non-bool is named)", () => {
+    const base: Record<string, GgufValue> = {
+      "tokenizer.ggml.model": { type: "string", value: "gpt2" },
+      "tokenizer.ggml.tokens": { type: "array", itemType: "string", value: ["a", "b"] },
+    };
+    const flags = (m: Record<string, GgufValue>) => {
+      const t = readGgufTokenizer(meta({ ...base, ...m }), "tok.gguf");
+      return [t.addBos, t.addEos];
+    };
+    expect(flags({})).toEqual([undefined, undefined]);
+    expect(
+      flags({
+        "tokenizer.ggml.add_bos_token": { type: "bool", value: false },
+        "tokenizer.ggml.add_eos_token": { type: "bool", value: true },
+      }),
+    ).toEqual([false, true]);
+    expect(() => flags({ "tokenizer.ggml.add_bos_token": { type: "u32", value: 1 } })).toThrow(
+      /gguf: tok.gguf: tokenizer.ggml.add_bos_token must be a bool, got u32/,
+    );
+  });
 });

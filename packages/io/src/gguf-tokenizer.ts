@@ -21,7 +21,12 @@ export interface GgufTokenizer {
   readonly eosId?: number;
   readonly unknownId?: number;
   readonly paddingId?: number;
+  /**
+   * `tokenizer.ggml.add_bos_token`: whether a text starts with BOS. Absent when the file does not say; llama.cpp
+   * then adds BOS for SentencePiece (`llama`) vocabularies only, and so does int21.
+   */
   readonly addBos?: boolean;
+  /** `tokenizer.ggml.add_eos_token`: whether a text ends with EOS (absent: no). */
   readonly addEos?: boolean;
   /** `tokenizer.chat_template`, when present. */
   readonly chatTemplate?: string;
