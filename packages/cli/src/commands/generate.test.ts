@@ -190,6 +190,32 @@ describe("int21 generate on Hugging Face fixtures (padded vocabulary, chat templ
     expect(r.bos).toBe(false);
   }, 120_000);
 
+  it("llama3 --chat: the template's BOS once (not doubled), --no-bos removes it", async () => {
+    const dir = sharedPath(`${FIXTURES}/llama3`);
+    const args = [
+      "generate",
+      dir,
+      "--prompt",
+      " Hi ",
+      "--chat",
+      "--steps",
+      "24",
+      "--temperature",
+      "0",
+      "--quiet",
+      "--json",
+    ];
+    const r = JSON.parse((await cli(args)).out);
+    // transformers' apply_chat_template on this template (bos_token, then the trimmed content)
+    expect(r.chatPrompt).toBe(
+      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    );
+    expect(r.promptIds.slice(0, 2)).toEqual([2000, 2006]);
+    expect(r.promptIds.filter((id: number) => id === 2000).length).toBe(1);
+    const n = JSON.parse((await cli([...args, "--no-bos"])).out);
+    expect(n.promptIds).toEqual(r.promptIds.slice(1));
+  }, 120_000);
+
   it("llama3 adds its BOS (TemplateProcessing), --no-bos drops it", async () => {
     const dir = sharedPath(`${FIXTURES}/llama3`);
     const args = [

@@ -179,7 +179,9 @@ function promptTokens(
       throw new CliError((e as Error).message);
     }
     const ids = tok.encode(rendered);
+    // the template decides BOS (as in transformers); --bos / --no-bos still force it either way
     if (o.bos === true && ids[0] !== tok.bosId) ids.unshift(tok.bosId);
+    if (o.bos === false && ids[0] === tok.bosId) ids.shift();
     return { ids, rendered };
   }
   try {
