@@ -28,6 +28,7 @@ export {
   parsePeftAdapter,
   parsePeftConfig,
   readPeftAdapter,
+  validatePeftAdapter,
   savePeftAdapter,
   serializePeftAdapter,
 } from "./peft";

@@ -1,6 +1,7 @@
 // Adapters in the Hugging Face PEFT layout: `adapter_config.json` + `adapter_model.safetensors` with keys
 // `base_model.model.<module>.lora_A.weight` ([r, in]) and `…lora_B.weight` ([out, r]).
 import {
+  type FileProblem,
   parseSafetensors,
   type SafetensorsInfo,
   type SafetensorsWriteTensor,
@@ -322,6 +323,21 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
     bad(dir, `cannot read ${PEFT_WEIGHTS_FILE}: ${e.message}`),
   );
   return parsePeftAdapter(configText, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), dir);
+}
+
+/**
+ * Checks a PEFT adapter directory as {@link readPeftAdapter} reads it — the config (a plain LoRA int21 can
+ * apply), every key a LoRA weight, A and B present and consistent with `r` / `rank_pattern`, every value
+ * finite — and returns the problem found (at most one: reading stops at the first), each naming the file.
+ */
+export async function validatePeftAdapter(dir: string): Promise<FileProblem[]> {
+  try {
+    await readPeftAdapter(dir);
+    return [];
+  } catch (e) {
+    const msg = (e as Error).message;
+    return [{ file: dir, message: msg.includes(dir) ? msg : `${dir}: ${msg}` }];
+  }
 }
 
 /** Options of {@link attachPeftAdapter}. */

@@ -21,7 +21,7 @@ import {
 import { type LlamaConfig, validateConfig } from "./config";
 import { checkConfigObject, checkTensorCount, problemOf } from "./validate-config";
 import { checkTokenEmbedding, isPackedEmbedding } from "./embedding";
-import { type LoadOptions, WeightAssembler, llamaTensorSpecs, numel } from "./load-assemble";
+import { type LoadOptions, WeightAssembler, assertFinite, llamaTensorSpecs, numel } from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import type { LlamaWeights } from "./weights";
 
@@ -449,10 +449,9 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
   if (meta.adapters === undefined) return { weights };
   const adapters: CheckpointAdapters = { tensors: {}, meta: parseMeta<unknown>(meta, "adapters", file) };
   for (const n of adapterNames) {
-    adapters.tensors[n.slice("adapter.".length)] = {
-      shape: [...tensors[n].shape],
-      data: (await r.readRaw(n)) as Float32Array,
-    };
+    const data = (await r.readRaw(n)) as Float32Array;
+    assertFinite(data, file, n);
+    adapters.tensors[n.slice("adapter.".length)] = { shape: [...tensors[n].shape], data };
   }
   return { weights, adapters };
 }

@@ -1,7 +1,7 @@
 // `validateModelFiles`: every check a loader makes, plus a NaN/Inf scan of every weight, one tensor in memory
 // at a time, reported as a list of problems instead of the first exception.
 
-import { type FileProblem, nonFiniteProblem, validateGguf } from "@int21/io";
+import { type FileProblem, nonFiniteProblem, openGguf, validateGguf } from "@int21/io";
 import { validateInt21Checkpoint } from "./checkpoint";
 import { openGgufReader } from "./gguf-model";
 import type { TensorReader } from "./load-assemble";
@@ -37,7 +37,7 @@ async function scanReader(reader: TensorReader, scan: boolean): Promise<FileProb
 
 /**
  * Checks a model checkpoint as the loaders would — a llama2.c `.bin`, a Hugging Face directory, a GGUF file or an
- * int21 checkpoint (see `detectModelFile`) — and, unless `scanValues` is false, reads every weight one tensor at a
+ * int21 checkpoint (see `detectModelFile`; a GGUF LoRA adapter gets the container checks only) — and, unless `scanValues` is false, reads every weight one tensor at a
  * time and reports NaN and infinite values. Structural problems (a bad header, an invalid config field, a missing
  * or misshapen tensor) stop the check at the first one; value problems are listed per tensor. Never throws for a
  * bad file: returns the problems, each naming the file (empty when there are none).
@@ -66,6 +66,11 @@ export async function validateModelFiles(
     const problems = await validateGguf(path, { scanValues: scan });
     if (problems.some((p) => p.tensor === undefined)) return problems;
     try {
+      // A GGUF LoRA adapter (general.type "adapter") is not a model: its container checks are all there is.
+      const g = await openGguf(path);
+      const isAdapter = g.get("general.type") === "adapter";
+      await g.close();
+      if (isAdapter) return problems;
       await (await openGgufReader(path)).close();
     } catch (e) {
       problems.unshift(problemOf(path, e));

@@ -1,8 +1,14 @@
 // `int21 inspect <file>`: what a checkpoint or adapter holds (format, shapes, dtypes, bits).
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type SafetensorsInfo, openGguf, openSafetensors } from "@int21/io";
-import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftConfig } from "@int21/lora";
+import {
+  type FileProblem,
+  type SafetensorsInfo,
+  openGguf,
+  openSafetensors,
+  validateSafetensors,
+} from "@int21/io";
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftConfig, validatePeftAdapter } from "@int21/lora";
 import {
   INT21_CHECKPOINT_FORMAT,
   type LlamaConfig,
@@ -10,6 +16,7 @@ import {
   llamaTensorSpecs,
   openHfReader,
   openLlama2cReader,
+  validateModelFiles,
 } from "@int21/model-llama";
 import { getFormat } from "@int21/quant-kernels";
 import { Command } from "commander";
@@ -26,6 +33,11 @@ export function inspectProgram(): Command {
     .argument(
       "<file>",
       "llama2.c .bin, int21 checkpoint, Hugging Face directory, PEFT adapter directory, or any .safetensors file",
+    )
+    .option(
+      "--check",
+      "also read every weight and report NaN / infinite values (exit 1 listing every problem, else 'no problems')",
+      false,
     )
     .option("--json", "print the result as JSON", false)
     .option("--all", "list every tensor (default: the first 24)", false);
@@ -180,12 +192,48 @@ export async function inspectFile(path: string): Promise<Inspection> {
   return { path, kind, bytes, config, metadata: rest, tensors };
 }
 
-/** `int21 inspect`: prints {@link inspectFile}'s findings as text or JSON. */
+/**
+ * Checks `path` as the loaders would (a model of any kind, an int21 checkpoint, a PEFT adapter directory, any
+ * safetensors or GGUF file) and, with `scanValues`, reads every weight one tensor at a time for NaN and
+ * infinities. Returns the problems, each naming the file (empty when none).
+ */
+export async function checkFile(path: string, scanValues: boolean): Promise<FileProblem[]> {
+  if (!existsSync(path)) return [{ file: path, message: `${path}: no such file or directory` }];
+  if (statSync(path).isDirectory() && existsSync(join(path, PEFT_CONFIG_FILE)))
+    return validatePeftAdapter(path);
+  if (statSync(path).isFile()) {
+    try {
+      await detectModelFile(path);
+    } catch (e) {
+      // A safetensors file that is not a checkpoint: its container and values are all there is to check.
+      if ((e as Error).message.includes("a safetensors file that is not an int21 checkpoint"))
+        return validateSafetensors(path, { scanValues });
+    }
+  }
+  return validateModelFiles(path, { scanValues });
+}
+
+function writeProblems(io: CliIo, problems: readonly FileProblem[]): void {
+  io.stderr.write(`${problems.length} problem${problems.length === 1 ? "" : "s"}:\n`);
+  for (const p of problems) io.stderr.write(`  ${p.message}\n`);
+}
+
+/**
+ * `int21 inspect`: prints {@link inspectFile}'s findings as text or JSON, after the structural checks of
+ * {@link checkFile} (every value too with `--check`); exits 1 listing the problems when there are any.
+ */
 export function inspect(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(inspectProgram(), argv, io, async ([file], o) => {
-    const r = await inspectFile(file as string);
+    const path = file as string;
+    const problems = await checkFile(path, o.check === true);
+    if (problems.length > 0) {
+      if (o.json) writeJson(io, { path, problems });
+      else writeProblems(io, problems);
+      return EXIT.failure;
+    }
+    const r = await inspectFile(path);
     if (o.json) {
-      writeJson(io, r);
+      writeJson(io, o.check ? { ...r, problems: [] } : r);
       return EXIT.ok;
     }
     const out = io.stdout;
@@ -221,6 +269,11 @@ export function inspect(argv: readonly string[], io: CliIo): Promise<number> {
           t.bitsPerWeight !== undefined ? t.bitsPerWeight.toFixed(3) : "",
         ]),
       ),
+    );
+    out.write(
+      o.check
+        ? "check: no problems (structure and every weight's values)\n"
+        : "structure checked; run with --check to scan every weight for NaN / infinite values\n",
     );
     return EXIT.ok;
   });
