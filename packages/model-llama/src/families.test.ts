@@ -14,7 +14,7 @@ import { forward, rmsnorm, softcap } from "./forward";
 import { ggufConfigToLlama, loadGguf, serializeGgufModel } from "./gguf-model";
 import { linearParts } from "./linear-parts";
 import { hfConfigToLlama, loadHf, permuteHfRows } from "./load-hf";
-import { calibrationHiddenStates, quantizeModel } from "./quantize-model";
+import { calibrationHiddenStates, quantizeCheckpoint, quantizeModel } from "./quantize-model";
 import { createRunState, ensureContext } from "./run-state";
 import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
 import type { LlamaWeights } from "./weights";
@@ -543,4 +543,37 @@ describe.each(FAMILY_FIXTURES)("family %s: int21 checkpoint", (name) => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe("quantizeCheckpoint streams a family folder", () => {
+  it.each(["qwen2", "phi3", "gemma2"])(
+    "%s: GPTQ from the folder equals GPTQ of the loaded model",
+    async (name) => {
+      const { dir, ref } = fixture(name);
+      const opts = {
+        format: "int4-g32-asym-f16",
+        method: "gptq",
+        calib: [Int32Array.from(ref.ids)],
+      } as const;
+      const streamed = await quantizeCheckpoint(dir, opts);
+      const whole = quantizeModel(await loadHf(dir), opts);
+      const ids = ref.ids.slice(0, 12);
+      const a = forward(
+        whole.weights,
+        createRunState(whole.weights.config, { maxRows: 12 }),
+        ids,
+        0,
+        "all",
+      ).slice();
+      const b = forward(
+        streamed.weights,
+        createRunState(streamed.weights.config, { maxRows: 12 }),
+        ids,
+        0,
+        "all",
+      );
+      expect(maxAbsDiff(a, b)).toBe(0);
+    },
+    60_000,
+  );
 });
