@@ -14,7 +14,12 @@ import { forward, rmsnorm, softcap } from "./forward";
 import { ggufConfigToLlama, loadGguf, serializeGgufModel } from "./gguf-model";
 import { linearParts } from "./linear-parts";
 import { hfConfigToLlama, loadHf, permuteHfRows } from "./load-hf";
-import { calibrationHiddenStates, quantizeCheckpoint, quantizeModel } from "./quantize-model";
+import {
+  type QuantizeModelOptions,
+  calibrationHiddenStates,
+  quantizeCheckpoint,
+  quantizeModel,
+} from "./quantize-model";
 import { createRunState, ensureContext } from "./run-state";
 import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
 import type { LlamaWeights } from "./weights";
@@ -550,11 +555,11 @@ describe("quantizeCheckpoint streams a family folder", () => {
     "%s: GPTQ from the folder equals GPTQ of the loaded model",
     async (name) => {
       const { dir, ref } = fixture(name);
-      const opts = {
+      const opts: QuantizeModelOptions = {
         format: "int4-g32-asym-f16",
         method: "gptq",
         calib: [Int32Array.from(ref.ids)],
-      } as const;
+      };
       const streamed = await quantizeCheckpoint(dir, opts);
       const whole = quantizeModel(await loadHf(dir), opts);
       const ids = ref.ids.slice(0, 12);
