@@ -8,6 +8,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { serializeInt21Checkpoint, loadInt21CheckpointBytes } from "./checkpoint";
 import type { LlamaConfig } from "./config";
+import { addLlamaLoRA } from "./finetune";
+import { readGgufLora, serializeGgufLora } from "./gguf-lora";
 import { ggufModelTensors, loadGguf, serializeGgufModel } from "./gguf-model";
 import { llamaTensorSpecs } from "./load-assemble";
 import { hfTensorName, llamaToHfConfig, loadHfBytes } from "./load-hf";
@@ -466,6 +468,44 @@ describe("GGUF metadata lies", () => {
         );
       }),
       { numRuns: 120, seed: SEED },
+    );
+  });
+});
+
+describe("corrupt GGUF LoRA adapters", () => {
+  const w = syntheticWeights(CONFIG, { seed: 5 });
+  const lora = addLlamaLoRA(w, { targetModules: ["q_proj", "down_proj"], r: 2, alpha: 4 });
+  for (const [, a] of lora.adapters()) a.loraB.fill(0.01);
+  const { bytes } = serializeGgufLora(lora, CONFIG);
+  const parsed = parseGguf(bytes);
+  const header = Math.min(...parsed.names.map((n) => parsed.tensors[n].byteOffset));
+
+  it("the unmodified adapter reads", async () => {
+    expect((await readGgufLora(bytes)).modules).toHaveLength(4);
+  });
+
+  it("truncations, flips and absurd values: an adapter with finite values, or an Error naming the file", async () => {
+    await fc.assert(
+      fc.asyncProperty(mutation, async (m) => {
+        const bad = mutate(bytes, header, m);
+        await within(
+          () => show(m),
+          async () => {
+            try {
+              const r = await readGgufLora(bad);
+              expect(r.modules.length).toBeGreaterThan(0);
+              for (const x of r.modules) {
+                expect(x.r).toBeGreaterThan(0);
+                for (const v of x.loraA) expect(Number.isFinite(v)).toBe(true);
+                for (const v of x.loraB) expect(Number.isFinite(v)).toBe(true);
+              }
+            } catch (e) {
+              expectNamedError(e, "<bytes>");
+            }
+          },
+        );
+      }),
+      { numRuns: 150, seed: SEED },
     );
   });
 });

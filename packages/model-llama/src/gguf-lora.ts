@@ -20,6 +20,7 @@ import {
 import type { LoRAModel, TargetChoice } from "@int21/lora";
 import { type LlamaConfig, validateConfig } from "./config";
 import { ggufConfigToLlama, ggufTensorName, llamaToGgufMetadata } from "./gguf-model";
+import { assertFinite } from "./load-assemble";
 import { LINEAR_NAMES, type LinearName } from "./weights";
 
 const HF_TO_SHORT = new Map<string, LinearName>(
@@ -209,13 +210,18 @@ export async function readGgufLora(src: string | Uint8Array): Promise<GgufLora> 
           `gguf lora: ${label}: "${base}": lora_a [${a.shape.join("×")}] and lora_b [${b.shape.join("×")}] do not share a rank (lora_a must be [r × in], lora_b [out × r])`,
         );
       }
-      modules.push({
-        module,
-        r: a.shape[0],
-        loraA: await file.readTensorF32(n),
-        loraB: await file.readTensorF32(bName),
-      });
+      if (a.shape[0] < 1)
+        throw new Error(
+          `gguf lora: ${label}: "${base}": rank ${a.shape[0]} (lora_a [${a.shape.join("×")}]) must be at least 1`,
+        );
+      const loraA = await file.readTensorF32(n);
+      const loraB = await file.readTensorF32(bName);
+      assertFinite(loraA, `gguf lora: ${label}`, n);
+      assertFinite(loraB, `gguf lora: ${label}`, bName);
+      modules.push({ module, r: a.shape[0], loraA, loraB });
     }
+    if (modules.length === 0)
+      throw new Error(`gguf lora: ${label}: the adapter holds no .lora_a / .lora_b pair`);
     return { alpha, ...(config ? { config } : {}), modules };
   } finally {
     if ("close" in file) await file.close();
@@ -235,18 +241,23 @@ export async function loadGgufLora(
   const lora = await readGgufLora(src);
   const byModule = new Map(lora.modules.map((m) => [m.module, m]));
   const targets: TargetChoice[] = lora.modules.map((m) => ({ module: m.module, r: m.r, alpha: lora.alpha }));
-  model.attachAdapter(
-    {
-      name: opts.name ?? "default",
-      targetModules: lora.modules.map((m) => m.module),
-      r: lora.modules[0]?.r ?? 1,
-      alpha: lora.alpha,
-    },
-    targets,
-    (module) => {
-      const m = byModule.get(module)!;
-      return { loraA: m.loraA, loraB: m.loraB };
-    },
-  );
+  const label = typeof src === "string" ? src : "<bytes>";
+  try {
+    model.attachAdapter(
+      {
+        name: opts.name ?? "default",
+        targetModules: lora.modules.map((m) => m.module),
+        r: lora.modules[0]?.r ?? 1,
+        alpha: lora.alpha,
+      },
+      targets,
+      (module) => {
+        const m = byModule.get(module)!;
+        return { loraA: m.loraA, loraB: m.loraB };
+      },
+    );
+  } catch (e) {
+    throw new Error(`gguf lora: ${label}: ${(e as Error).message}`);
+  }
   return lora;
 }
