@@ -156,6 +156,10 @@ describe("HfTokenizer", () => {
     expect(() => HfTokenizer.fromFile(join(dir, "tokenizer.json"))).toThrow(
       /tokenizer_config.json: cannot read tokenizer_config.json/,
     );
+    writeFileSync(join(dir, "tokenizer_config.json"), "[1, 2]");
+    expect(() => HfTokenizer.fromFile(join(dir, "tokenizer.json"))).toThrow(
+      `${join(dir, "tokenizer_config.json")}: tokenizer_config.json must hold a JSON object`,
+    );
   });
 
   it("special tokens: the post-processor, overridden by add_bos_token / add_eos_token", () => {

@@ -193,6 +193,8 @@ export class HfTokenizer implements Tokenizer {
       } catch (e) {
         throw new Error(`${cfgPath}: cannot read tokenizer_config.json: ${(e as Error).message}`);
       }
+      if (typeof config !== "object" || config === null || Array.isArray(config))
+        throw new Error(`${cfgPath}: tokenizer_config.json must hold a JSON object`);
     }
     let chatTemplate = opts.chatTemplate;
     const jinjaPath = join(dirname(path), "chat_template.jinja");
