@@ -113,6 +113,20 @@ describe("generate: prompt ids and BOS", () => {
   });
 });
 
+describe("generate: stop ids", () => {
+  it("a token in stopIds ends generation like EOS, at its first occurrence, and is not kept", () => {
+    const w = stories260K();
+    const full = generate(w, tok, { temperature: 0, steps: 40 });
+    const generated = full.tokens.slice(full.promptTokens);
+    const stopAt = generated[5];
+    const first = generated.indexOf(stopAt);
+    const r = generate(w, tok, { temperature: 0, steps: 40, stopIds: [stopAt] });
+    expect(r.stop).toBe("eos");
+    expect(r.generatedTokens).toBe(first);
+    expect(r.tokens).toEqual(full.tokens.slice(0, full.promptTokens + first));
+  });
+});
+
 describe("generate: padded vocabularies", () => {
   const w = stories260K();
 

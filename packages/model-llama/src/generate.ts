@@ -20,6 +20,11 @@ export interface GenerateOptions extends SamplerOptions {
    * generated. Default 256; values ≤ 0 or above `seqLen` mean `seqLen`.
    */
   steps?: number;
+  /**
+   * More token ids that end generation like EOS (e.g. `generation_config.json`'s `eos_token_id` list, a chat
+   * template's end-of-turn token). The stop token is not kept.
+   */
+  stopIds?: readonly number[];
   /** Called with each generated piece as soon as it is printable (UTF-8 complete) and its token id. */
   onToken?: (piece: string, token: number) => void;
   /** A run state to reuse (its KV cache is overwritten from position 0). */
@@ -103,7 +108,7 @@ export function generate(
       stop = "bos";
       break;
     }
-    if (next === tokenizer.eosId) {
+    if (next === tokenizer.eosId || opts.stopIds?.includes(next)) {
       stop = "eos";
       break;
     }
