@@ -194,7 +194,9 @@ describe("validateModelFiles", () => {
         tensors,
       }),
     );
-    expect((await validateModelFiles(gpt2))[0].message).toMatch(/gpt2\.gguf: general\.architecture is "gpt2"/);
+    expect((await validateModelFiles(gpt2))[0].message).toMatch(
+      /gpt2\.gguf: general\.architecture is "gpt2"/,
+    );
   });
 
   it("Hugging Face: a directory without config.json, and config.json with num_hidden_layers -1", async () => {
