@@ -138,6 +138,33 @@ describe("int21 generate: prompt ids, BOS, --json ids", () => {
     expect(far.err).toContain("prompt id 512 (position 1) is outside [0, 512)");
   }, 60_000);
 
+  it("stops at generation_config.json's eos_token_id (a number or a list) beside the model", async () => {
+    const dir = tempDir();
+    copyFileSync(MODEL, join(dir, "model.bin"));
+    copyFileSync(sharedPath(SHARED.tok512), join(dir, "tok512.bin"));
+    const args = [
+      "generate",
+      join(dir, "model.bin"),
+      "--temperature",
+      "0",
+      "--steps",
+      "40",
+      "--quiet",
+      "--json",
+    ];
+    const full = JSON.parse((await cli(args)).out);
+    expect(full.stop).toBe("steps");
+    const stopAt = full.generatedIds[6];
+    writeFileSync(join(dir, "generation_config.json"), JSON.stringify({ eos_token_id: [2, stopAt] }));
+    const r = JSON.parse((await cli(args)).out);
+    expect(r.stop).toBe("eos");
+    expect(r.generatedIds).toEqual(full.generatedIds.slice(0, full.generatedIds.indexOf(stopAt)));
+    writeFileSync(join(dir, "generation_config.json"), JSON.stringify({ eos_token_id: 999 }));
+    const bad = await cli(args);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain(`${join(dir, "generation_config.json")}: eos_token_id 999 is not a token id`);
+  }, 60_000);
+
   it("--chat needs a chat template", async () => {
     const r = await cli([...base, "--prompt", "hi", "--chat"]);
     expect(r.code).toBe(1);

@@ -6,6 +6,8 @@ import {
   generate as generateText,
   renderChatTemplate,
 } from "@int21/model-llama";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
@@ -105,6 +107,7 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
       try {
         r = generateText(m.weights, tok, {
           promptIds,
+          stopIds: generationStopIds(m.path, tok.vocabSize),
           steps: o.steps,
           temperature: o.temperature,
           topP: o.topP,
@@ -198,4 +201,29 @@ function promptText(tok: Tokenizer, ids: readonly number[]): string {
   for (let i = ids[0] === tok.bosId ? 1 : 0; i < ids.length; i++)
     s += d.push(i > 0 ? ids[i - 1] : -1, ids[i]);
   return s + d.flush();
+}
+
+/**
+ * The ids of `generation_config.json`'s `eos_token_id` (a number or a list, as transformers' `generate`
+ * stops on each) in the model's directory or beside the model file; none when there is no such file.
+ */
+function generationStopIds(modelPath: string, vocabSize: number): number[] {
+  const dir = statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath);
+  const file = join(dir, "generation_config.json");
+  if (!existsSync(file)) return [];
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new CliError(`${file}: cannot read generation_config.json: ${(e as Error).message}`);
+  }
+  const eos = (cfg as { eos_token_id?: unknown } | null)?.eos_token_id;
+  if (eos === undefined || eos === null) return [];
+  const ids = Array.isArray(eos) ? eos : [eos];
+  for (const id of ids)
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= vocabSize)
+      throw new CliError(
+        `${file}: eos_token_id ${JSON.stringify(id)} is not a token id (the tokenizer has ${vocabSize})`,
+      );
+  return ids as number[];
 }
