@@ -5,6 +5,8 @@ import { serializeGguf, serializeSafetensors } from "@int21/io";
 import { afterAll, describe, expect, it } from "vitest";
 import { serializeInt21Checkpoint } from "./checkpoint";
 import type { LlamaConfig } from "./config";
+import { addLlamaLoRA } from "./finetune";
+import { serializeGgufLora } from "./gguf-lora";
 import { ggufModelTensors } from "./gguf-model";
 import { llamaTensorSpecs } from "./load-assemble";
 import { hfTensorName, llamaToHfConfig } from "./load-hf";
@@ -197,6 +199,25 @@ describe("validateModelFiles", () => {
     expect((await validateModelFiles(gpt2))[0].message).toMatch(
       /gpt2\.gguf: general\.architecture is "gpt2"/,
     );
+  });
+
+  it("GGUF files that are not models: a LoRA adapter and a vocabulary-only file get the container checks", async () => {
+    const w = syntheticWeights(CONFIG, { seed: 5 });
+    const lora = addLlamaLoRA(w, { targetModules: ["q_proj"], r: 2, alpha: 4 });
+    const adapter = write("adapter.gguf", serializeGgufLora(lora, CONFIG).bytes);
+    expect(await validateModelFiles(adapter)).toEqual([]);
+    const vocab = write(
+      "vocab.gguf",
+      serializeGguf({
+        metadata: {
+          "general.architecture": { type: "string", value: "llama" },
+          "tokenizer.ggml.model": { type: "string", value: "llama" },
+          "tokenizer.ggml.tokens": { type: "array", itemType: "string", value: ["<unk>", "<s>", "</s>"] },
+        },
+        tensors: [],
+      }),
+    );
+    expect(await validateModelFiles(vocab)).toEqual([]);
   });
 
   it("Hugging Face: a directory without config.json, and config.json with num_hidden_layers -1", async () => {

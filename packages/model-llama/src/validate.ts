@@ -37,7 +37,7 @@ async function scanReader(reader: TensorReader, scan: boolean): Promise<FileProb
 
 /**
  * Checks a model checkpoint as the loaders would — a llama2.c `.bin`, a Hugging Face directory, a GGUF file or an
- * int21 checkpoint (see `detectModelFile`; a GGUF LoRA adapter gets the container checks only) — and, unless `scanValues` is false, reads every weight one tensor at a
+ * int21 checkpoint (see `detectModelFile`; a GGUF LoRA adapter or vocabulary-only GGUF gets the container checks only) — and, unless `scanValues` is false, reads every weight one tensor at a
  * time and reports NaN and infinite values. Structural problems (a bad header, an invalid config field, a missing
  * or misshapen tensor) stop the check at the first one; value problems are listed per tensor. Never throws for a
  * bad file: returns the problems, each naming the file (empty when there are none).
@@ -66,11 +66,12 @@ export async function validateModelFiles(
     const problems = await validateGguf(path, { scanValues: scan });
     if (problems.some((p) => p.tensor === undefined)) return problems;
     try {
-      // A GGUF LoRA adapter (general.type "adapter") is not a model: its container checks are all there is.
+      // A GGUF LoRA adapter (general.type "adapter") or a vocabulary-only file (no tensors) is not a model:
+      // its container checks are all there is.
       const g = await openGguf(path);
-      const isAdapter = g.get("general.type") === "adapter";
+      const notModel = g.get("general.type") === "adapter" || g.names.length === 0;
       await g.close();
-      if (isAdapter) return problems;
+      if (notModel) return problems;
       await (await openGgufReader(path)).close();
     } catch (e) {
       problems.unshift(problemOf(path, e));
