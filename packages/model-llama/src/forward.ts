@@ -29,7 +29,8 @@ export function rmsnorm(
 
 /**
  * Rotary embedding in place over `rows` rows of width `width` (a multiple of `hs`), row r at
- * position `pos + r`. Pairs (i, i+1), i even, inside each head rotate by angle `pos · θ^(−(i mod hs)/hs)`:
+ * position `pos + r`. Pairs (i, i+1), i even, inside each head rotate by angle `pos · invFreq[(i mod hs)/2]`
+ * (`θ^(−(i mod hs)/hs)`, scaled by the config's `ropeScaling` / `ropeFreqFactors`; tables in `state`):
  * ```
  * v[i]   = v[i]·cos − v[i+1]·sin
  * v[i+1] = v[i]·sin + v[i+1]·cos
@@ -288,7 +289,11 @@ function checkWeights(w: LlamaWeights, state: RunState): void {
  * x += attention(q, cache)·Woᵀ
  * xb = rmsnorm(x, ffnNorm);  x += (silu(xb·W1ᵀ) ⊙ xb·W3ᵀ)·W2ᵀ
  * ```
- * then `logits = rmsnorm(x, finalNorm)·Wclsᵀ`.
+ * then `logits = rmsnorm(x, finalNorm)·Wclsᵀ`. The family fields of the config add, in place: the
+ * embedding × `embedScale`; q/k/v (and o) biases; per-head q/k RMSNorm before RoPE (`qkNorm`); scaled
+ * RoPE frequencies; a sliding window and score soft-cap in attention; `rmsnorm(…, postAttnNorm)` /
+ * `rmsnorm(…, postFfnNorm)` of each branch before its residual add (`postNorms`); GeGLU instead of
+ * SwiGLU; `cap · tanh(logits / cap)` at the end. Positions past `state.ctx` grow the cache first.
  */
 export function forward(
   weights: LlamaWeights,
