@@ -1,7 +1,7 @@
 // Property-based corruption suite: valid small safetensors and GGUF files damaged at random (truncated, bits
 // flipped, header fields replaced by absurd values) must either read as a valid file or fail with a plain Error
 // naming the file — never a TypeError/RangeError from deep inside, never a hang.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -11,6 +11,7 @@ import { readGgufTokenizer } from "./gguf-tokenizer";
 import { openGguf, parseGguf } from "./gguf-reader";
 import { serializeGguf } from "./gguf-writer";
 import { SAFETENSORS_DTYPES } from "./safetensors-format";
+import { openSafetensorsIndex, writeSafetensorsSharded } from "./safetensors-index";
 import { openSafetensors, parseSafetensors } from "./safetensors-reader";
 import { serializeSafetensors } from "./safetensors-writer";
 import { validateGguf, validateSafetensors } from "./validate";
@@ -292,6 +293,58 @@ describe("corrupt GGUF", () => {
         }
         for (const p of await validateGguf(path)) expect(p.message).toContain(path);
       }),
+      { numRuns: 60, seed: SEED },
+    );
+  });
+});
+
+describe("corrupt sharded safetensors indexes", () => {
+  const tensors = {
+    "a.weight": { dtype: "F32" as const, shape: [4, 8], data: ramp(32) },
+    "b.weight": { dtype: "F32" as const, shape: [4, 8], data: ramp(32, 0.02) },
+    "c.weight": { dtype: "F32" as const, shape: [8], data: ramp(8) },
+  };
+  const lies = fc.constantFrom<unknown>(
+    null,
+    7,
+    "",
+    "/etc/passwd",
+    "../outside.safetensors",
+    "missing.safetensors",
+    [],
+    {},
+    { "a.weight": "model-00002-of-00002.safetensors" },
+    "x",
+  );
+
+  it("an index with a lying weight_map, shard name or metadata: a valid index or an Error naming it", async () => {
+    const sharded = join(dir, "sharded");
+    mkdirSync(sharded, { recursive: true });
+    await writeSafetensorsSharded(sharded, tensors, { maxShardBytes: 200 });
+    const indexPath = join(sharded, "model.safetensors.index.json");
+    const good = JSON.parse(readFileSync(indexPath, "utf8"));
+    expect(Object.keys(good.weight_map)).toHaveLength(3);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("weight_map", "metadata", "a.weight", "c.weight", "root"),
+        lies,
+        async (where, lie) => {
+          const index = structuredClone(good);
+          if (where === "root") writeFileSync(indexPath, JSON.stringify(lie));
+          else {
+            if (where === "weight_map" || where === "metadata") index[where] = lie;
+            else index.weight_map[where] = lie;
+            writeFileSync(indexPath, JSON.stringify(index));
+          }
+          try {
+            const idx = await openSafetensorsIndex(sharded);
+            for (const n of Object.keys(idx.tensors)) await idx.readF32(n);
+            await idx.close();
+          } catch (e) {
+            expectNamedError(e, indexPath);
+          }
+        },
+      ),
       { numRuns: 60, seed: SEED },
     );
   });
