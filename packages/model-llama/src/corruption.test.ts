@@ -548,6 +548,72 @@ describe("corrupt Hugging Face checkpoints", () => {
     }
   });
 
+  it("a sharded directory whose index lies: a whole model or an Error naming the directory or file", async () => {
+    const names = Object.keys(tensors);
+    const half = Math.floor(names.length / 2);
+    const shardOf = (n: string) => (names.indexOf(n) < half ? "s1.safetensors" : "s2.safetensors");
+    const pick = (which: string) =>
+      serializeSafetensors(
+        Object.fromEntries(names.filter((n) => shardOf(n) === which).map((n) => [n, tensors[n]])),
+      );
+    const files = { "s1.safetensors": pick("s1.safetensors"), "s2.safetensors": pick("s2.safetensors") };
+    const index = { metadata: {}, weight_map: Object.fromEntries(names.map((n) => [n, shardOf(n)])) };
+    const indexText = (i: unknown) => enc.encode(JSON.stringify(i));
+    expectWhole(
+      await loadHfBytes({
+        "config.json": enc.encode(config),
+        "model.safetensors.index.json": indexText(index),
+        ...files,
+      }),
+    );
+    const lies = fc.constantFrom<unknown>(
+      null,
+      7,
+      "",
+      "../x.safetensors",
+      "/abs.safetensors",
+      "s9.safetensors",
+      [],
+      {},
+      "s1.safetensors",
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.constant("root"), fc.constant("weight_map"), fc.constantFrom(...names)),
+        lies,
+        async (where, lie) => {
+          const i = structuredClone(index) as Record<string, unknown> & {
+            weight_map: Record<string, unknown>;
+          };
+          let text: Uint8Array;
+          if (where === "root") text = indexText(lie);
+          else {
+            if (where === "weight_map") i.weight_map = lie as Record<string, unknown>;
+            else i.weight_map[where] = lie;
+            text = indexText(i);
+          }
+          await within(
+            () => `${where} = ${JSON.stringify(lie)}`,
+            async () => {
+              try {
+                expectWhole(
+                  await loadHfBytes({
+                    "config.json": enc.encode(config),
+                    "model.safetensors.index.json": text,
+                    ...files,
+                  }),
+                );
+              } catch (e) {
+                expectNamedError(e, "<hf bytes>", "s1.safetensors", "s2.safetensors");
+              }
+            },
+          );
+        },
+      ),
+      { numRuns: 100, seed: SEED },
+    );
+  });
+
   it("a damaged model.safetensors: a whole model or an Error naming the file", async () => {
     const headerLen = 8 + Number(new DataView(weights.buffer).getBigUint64(0, true));
     await fc.assert(
