@@ -86,7 +86,9 @@ export function generate(
     throw new Error(
       `generate: the prompt is ${nPrompt} tokens${tokens[0] === tokenizer.bosId ? " (with BOS)" : ""} but only ${steps} positions are allowed`,
     );
-  const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows, ctx: steps });
+  // The KV cache is sized by the run (steps, at most 4096 at first), not by the model's seqLen; it grows
+  // past that only if the run gets there.
+  const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows, ctx: Math.min(steps, 4096) });
   const sampler = new Sampler(tokenizer.vocabSize, opts);
   const dec = tokenizer.streamDecoder();
   let text = "";

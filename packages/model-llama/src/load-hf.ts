@@ -41,6 +41,10 @@ const OUT_OF_REACH: Record<string, string> = {
   granite: "embedding/residual/attention/logit multipliers",
   olmo2: "q/k norms over the whole projection and post-norms",
   cohere: "LayerNorm and parallel blocks",
+  llama4: "mixture-of-experts FFN, chunked attention and q/k norms without weights",
+  smollm3: "layers without RoPE (no_rope_layers)",
+  granitemoe: "mixture-of-experts FFN and multipliers",
+  deepseek_v3: "multi-head latent attention and mixture-of-experts FFN",
 };
 
 /** transformers' defaults that differ between families. */
