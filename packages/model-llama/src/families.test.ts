@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { attention, createRng, gradCheck, parameter, tidy } from "@int21/autograd";
+import { attention, createRng, gradCheck, linear, parameter, tidy } from "@int21/autograd";
 import { type GgufValue, type GgufWriteTensor, parseGguf, parseSafetensors, serializeGguf } from "@int21/io";
 import type { Linear } from "@int21/quant-kernels";
 import { sharedPath } from "@int21/shared-data";
@@ -578,6 +578,40 @@ describe("quantizeCheckpoint streams a family folder", () => {
         "all",
       );
       expect(maxAbsDiff(a, b)).toBe(0);
+    },
+    60_000,
+  );
+});
+
+describe("trainForward gradients through each family's layers", () => {
+  it.each(["llama3", "qwen2", "qwen3", "gemma2"])(
+    "%s: d(logits)/d(layers.0.wq) matches finite differences (window, caps and norms in the path)",
+    async (name) => {
+      const { dir, ref } = fixture(name);
+      const w = await loadHf(dir);
+      const { dim } = w.config;
+      const wq = w.layers[0].wq;
+      const Wq = parameter(Float32Array.from((linearParts(wq, "wq") as { weight: Float32Array }).weight), [
+        wq.outFeatures,
+        wq.inFeatures,
+      ]);
+      // A 16-row read-out keeps the probed sum small (float32 noise stays far below the tolerance).
+      const head = parameter((w.tokenEmbedding as Float32Array).slice(0, 16 * dim), [16, dim], {
+        requiresGrad: false,
+      });
+      const ids = ref.ids.slice(0, 20); // past Gemma 2's window of 16
+      const r = gradCheck(
+        (q) =>
+          trainForward(w, ids, {
+            checkpoint: false,
+            linearOp: (_lin, x, n) =>
+              n === "layers.0.wq" ? linear(x, q) : n === "classifier" ? linear(x, head) : undefined,
+          }),
+        [Wq],
+        { maxPerInput: 12 },
+      );
+      expect(r.checked).toBe(12);
+      expect(r.worst).toBeLessThanOrEqual(1);
     },
     60_000,
   );
