@@ -1,7 +1,8 @@
-// Training examples from an Alpaca JSON file or a plain text file.
+// Training examples from an Alpaca JSON file or a plain text file, with what was kept, cut and dropped.
 import { readFileSync } from "node:fs";
-import { type Example, alpacaExamples, parseAlpaca, splitExamples, textDataset } from "@int21/lora";
+import { type Example, alpacaExamples, parseAlpaca, splitExamples, textExamples } from "@int21/lora";
 import type { Tokenizer } from "@int21/model-llama";
+import { InvalidArgumentError } from "commander";
 import { CliError } from "./cli-io";
 
 /** Examples split into training and held-out sets, and what they were made from. */
@@ -9,14 +10,38 @@ export interface TrainingData {
   train: Example[];
   heldOut: Example[];
   kind: "alpaca" | "text";
-  /** Alpaca records cut to `seq` tokens. */
+  /**
+   * Alpaca: records in the file. Text: documents (split on `<|endoftext|>`). Every record / document
+   * is one of `kept` or `dropped`.
+   */
+  records: number;
+  /** Examples made (Alpaca: records kept; text: windows of `seq` tokens). */
+  kept: number;
+  /** Alpaca records dropped: their prompt alone is `seq` tokens or longer, nothing to train on is left. */
+  dropped: number;
+  /** Alpaca records kept but cut to `seq` tokens (the end of their response is not trained on). */
   truncated: number;
+  /** Text: tokens in the file, and those at its end that no window reaches (0 for Alpaca). */
+  tokens: number;
+  unusedTokens: number;
+  /** The `seq` the examples were made for. */
+  seq: number;
+}
+
+/** Options of {@link readTrainingData}. */
+export interface TrainingDataOptions {
+  /**
+   * Fail when more Alpaca records are dropped than this: a fraction of the records (< 1) or a count
+   * (≥ 1; 0 allows none). Default: no limit (the counts are still reported by {@link describeTrainingData}).
+   */
+  maxDrop?: number;
 }
 
 /**
  * Reads `file`: a `.json` / `.jsonl` file is Alpaca records (`instruction`, optional `input`, `output`;
- * only the response is trained on); anything else is text (documents split on `<|endoftext|>`, each with
- * BOS, cut into windows of `seq` tokens). `heldOut` examples (a count, or a fraction < 1) are set aside.
+ * only the response is trained on; a record longer than `seq` tokens is cut, one whose prompt alone
+ * fills `seq` is dropped); anything else is text (documents split on `<|endoftext|>`, each with BOS,
+ * cut into windows of `seq` tokens). `heldOut` examples (a count, or a fraction < 1) are set aside.
  */
 export function readTrainingData(
   file: string,
@@ -24,6 +49,7 @@ export function readTrainingData(
   seq: number,
   heldOut: number,
   seed = 0,
+  opts: TrainingDataOptions = {},
 ): TrainingData {
   let text: string;
   try {
@@ -32,31 +58,80 @@ export function readTrainingData(
     throw new CliError(`--data ${file}: cannot read (${(e as Error).message})`);
   }
   let examples: Example[];
-  let kind: TrainingData["kind"];
-  let truncated = 0;
-  let dropped = 0;
+  let stats: Omit<TrainingData, "train" | "heldOut" | "kept">;
   try {
     if (/\.jsonl?$/i.test(file)) {
       const recs = parseAlpaca(text, file);
       const r = alpacaExamples(recs, tok, { maxLen: seq });
       examples = r.examples;
-      truncated = r.truncated;
-      dropped = r.dropped;
-      kind = "alpaca";
+      stats = {
+        kind: "alpaca",
+        records: r.records,
+        dropped: r.dropped,
+        truncated: r.truncated,
+        tokens: 0,
+        unusedTokens: 0,
+        seq,
+      };
     } else {
-      examples = textDataset(text, tok, { seqLen: seq, separator: "<|endoftext|>" });
-      kind = "text";
+      const r = textExamples(text, tok, { seqLen: seq, separator: "<|endoftext|>" });
+      examples = r.examples;
+      stats = {
+        kind: "text",
+        records: r.documents,
+        dropped: 0,
+        truncated: 0,
+        tokens: r.tokens,
+        unusedTokens: r.unusedTokens,
+        seq,
+      };
     }
   } catch (e) {
     throw new CliError(`--data ${file}: ${(e as Error).message}`);
   }
   if (examples.length === 0)
     throw new CliError(
-      `--data ${file}: holds no training examples${dropped > 0 ? ` (${dropped} records dropped: their prompt alone is longer than --seq ${seq})` : ""}`,
+      `--data ${file}: holds no training examples${stats.dropped > 0 ? ` (all ${stats.dropped} records dropped: their prompt alone is longer than --seq ${seq})` : ""}`,
     );
-  if (heldOut === 0 || examples.length < 2) return { train: examples, heldOut: [], kind, truncated };
+  const max = opts.maxDrop;
+  if (max !== undefined) {
+    const limit = max < 1 ? max * stats.records : max;
+    if (stats.dropped > limit)
+      throw new CliError(
+        `--data ${file}: ${stats.dropped} of ${stats.records} records dropped (their prompt alone is longer than --seq ${seq}), ` +
+          `more than --max-drop ${max}${max < 1 ? ` (${Math.floor(limit)} records)` : ""}; raise --seq or --max-drop`,
+      );
+  }
+  const base = { ...stats, kept: examples.length };
+  if (heldOut === 0 || examples.length < 2) return { train: examples, heldOut: [], ...base };
   const count =
     heldOut < 1 ? Math.max(1, Math.round(heldOut * examples.length)) : Math.min(heldOut, examples.length - 1);
   const s = splitExamples(examples, count, seed);
-  return { train: [...s.train], heldOut: [...s.heldOut], kind, truncated };
+  return { train: [...s.train], heldOut: [...s.heldOut], ...base };
+}
+
+/**
+ * One line saying what was made of the data: `kept 19 of 60 records (41 dropped: their prompt alone is
+ * longer than --seq 64; 7 cut to 64 tokens)`, or `12,345 tokens in 100 documents → 48 windows of 256
+ * tokens (57 tokens at the end unused)`.
+ */
+export function describeTrainingData(d: TrainingData): string {
+  if (d.kind === "alpaca") {
+    const notes: string[] = [];
+    if (d.dropped > 0) notes.push(`${d.dropped} dropped: their prompt alone is longer than --seq ${d.seq}`);
+    if (d.truncated > 0) notes.push(`${d.truncated} cut to --seq ${d.seq} tokens`);
+    return `kept ${d.kept} of ${d.records} Alpaca records${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
+  }
+  return (
+    `${d.tokens} tokens in ${d.records} documents → ${d.kept} windows of --seq ${d.seq} tokens` +
+    `${d.unusedTokens > 0 ? ` (${d.unusedTokens} tokens at the end unused)` : ""}`
+  );
+}
+
+/** Parses `--max-drop` (commander's InvalidArgumentError names the option): a fraction in [0, 1) or a whole count. */
+export function parseMaxDrop(v: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < 0 || (n >= 1 && !Number.isInteger(n)))
+    throw new InvalidArgumentError(`expected a fraction in [0, 1) or a whole count of records, got "${v}"`);
+  return n;
 }

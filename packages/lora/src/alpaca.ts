@@ -30,7 +30,7 @@ export function alpacaTemplateText(indent = ""): string {
     t
       .trimEnd()
       .split("\n")
-      .map((l) => `${indent}  ${l}`)
+      .map((l) => (l.length > 0 ? `${indent}  ${l}` : ""))
       .join("\n");
   return (
     `${indent}With an input:\n${block(ALPACA_PROMPT_WITH_INPUT)}\n` +

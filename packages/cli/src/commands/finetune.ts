@@ -3,7 +3,14 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "@int21/io";
-import { LLAMA_TARGETS, lossChartSvg } from "@int21/lora";
+import {
+  ALPACA_PROMPT_NO_INPUT,
+  ALPACA_PROMPT_WITH_INPUT,
+  alpacaPrompt,
+  alpacaTemplateText,
+  LLAMA_TARGETS,
+  lossChartSvg,
+} from "@int21/lora";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
@@ -12,7 +19,30 @@ import { trainLoRA } from "../emef";
 import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
-import { readTrainingData } from "../training-data";
+import { describeTrainingData, parseMaxDrop, readTrainingData, type TrainingData } from "../training-data";
+import {
+  contentHash,
+  divergenceOf,
+  resumedDespiteNote,
+  runOptions,
+  runsHelp,
+  trainingFailure,
+} from "../training-runs";
+
+/** What `int21 finetune --help` says after the options: the data formats, the prompt template, runs. */
+function finetuneHelp(): string {
+  return `
+Data:
+  A .json/.jsonl file is Alpaca records {"instruction", "input" (optional), "output"}; each becomes the
+  prompt below followed by the output and EOS, and only the output (and EOS) is trained on. A record
+  longer than --seq tokens is cut; one whose prompt alone fills --seq is dropped. Both are counted and
+  reported ("kept K of N records …"); --max-drop makes the run fail when too many are dropped. Any other
+  file is plain text: documents split on <|endoftext|>, each with BOS, cut into windows of --seq tokens.
+
+Alpaca prompt template (an adapter trained on Alpaca data expects exactly this before its answer; the
+output directory's README.md repeats it):
+${alpacaTemplateText("  ")}${runsHelp("<output>/trainer/trainer-state.safetensors")}`;
+}
 
 /** The options of `int21 finetune`. */
 export function finetuneProgram(): Command {
@@ -70,12 +100,22 @@ export function finetuneProgram(): Command {
     .addOption(
       new Option("--seed <n>", "seed of the batch order and adapter init").argParser(intIn(0)).default(0),
     )
-    .option("--fresh", "ignore an existing trainer checkpoint in the output directory", false)
+    .addOption(
+      new Option(
+        "--max-drop <fraction|count>",
+        "fail when more Alpaca records than this are dropped (longer prompt than --seq): a fraction < 1 or a count (default: no limit; always reported)",
+      ).argParser(parseMaxDrop),
+    )
+    .option("--fresh", "delete an existing trainer checkpoint in the output directory and start over", false)
+    .addOption(runOptions()[0])
+    .addOption(runOptions()[1])
+    .addOption(runOptions()[2])
     .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
     .addOption(threadsOption())
     .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
-    .option("--quiet", "no progress bars", false);
+    .option("--quiet", "no progress bars", false)
+    .addHelpText("after", finetuneHelp());
 }
 
 interface FinetuneOpts {
@@ -93,7 +133,11 @@ interface FinetuneOpts {
   checkpointEvery: number;
   bits?: 2 | 3 | 4 | 8;
   seed: number;
+  maxDrop?: number;
   fresh: boolean;
+  resume: boolean;
+  divergeFactor: number;
+  divergeSteps: number;
   tokenizer?: string;
   threads?: number;
   maxResidentMb?: number;
@@ -101,10 +145,82 @@ interface FinetuneOpts {
   quiet: boolean;
 }
 
+/** The files a finished `int21 finetune` leaves in its output directory. */
+export const FINETUNE_OUTPUTS = [
+  "adapter_config.json",
+  "adapter_model.safetensors",
+  "loss.svg",
+  "history.json",
+  "README.md",
+] as const;
+
+/** A bash `$'…'` string of `s` (newlines as `\n`). */
+function shellQuote(s: string): string {
+  return `$'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'").replace(/\n/g, "\\n")}'`;
+}
+
+/** The README.md written into the adapter directory: what the adapter is and how to prompt it. */
+export function adapterReadme(o: {
+  output: string;
+  base: string;
+  baseHash: string;
+  bits?: number;
+  data: string;
+  dataHash: string;
+  kind: TrainingData["kind"];
+  rank: number;
+  alpha: number;
+  targets: readonly string[];
+  steps: number;
+  seq: number;
+}): string {
+  const gen = `int21 generate ${o.base} --adapter ${o.output}`;
+  const prompting =
+    o.kind === "alpaca"
+      ? `It was trained on Alpaca records: prompt it with the Alpaca template, filled in, and it answers after
+"### Response:" and a newline (it was trained to end the answer with EOS). With an input:
+
+\`\`\`text
+${ALPACA_PROMPT_WITH_INPUT}\`\`\`
+
+Without one (the record's "input" empty or absent):
+
+\`\`\`text
+${ALPACA_PROMPT_NO_INPUT}\`\`\`
+
+For example (bash's \`$'…'\` turns each \`\\n\` into a newline):
+
+\`\`\`sh
+${gen} --temperature 0 \\
+  --prompt ${shellQuote(alpacaPrompt({ instruction: "Name three colours.", output: "" }))}
+\`\`\`
+`
+      : `It was trained on plain text (windows of ${o.seq} tokens, each document starting with BOS): prompt it
+with the beginning of a text like those it was trained on.
+
+\`\`\`sh
+${gen} --prompt "Once upon a time"
+\`\`\`
+`;
+  return `# LoRA adapter (int21 finetune)
+
+A PEFT LoRA adapter (\`adapter_config.json\`, \`adapter_model.safetensors\`) for the base model
+\`${o.base}\` (${o.baseHash})${o.bits !== undefined ? `, trained on it quantized to ${o.bits} bits (RTN, group 64) — load the same base with the same \`--bits\`, or a checkpoint quantized that way` : ""}.
+Rank ${o.rank}, alpha ${o.alpha}, on ${o.targets.join(", ")}; ${o.steps} step${o.steps === 1 ? "" : "s"} on \`${o.data}\` (${o.dataHash}).
+
+## Prompting
+
+${prompting}
+\`loss.svg\` and \`history.json\` hold the training (and held-out) loss; \`trainer/\` the checkpoint a
+rerun of the same command continues from (or reports finished).
+`;
+}
+
 /**
- * `int21 finetune`: trains, saves the adapter (PEFT `adapter_config.json` + `adapter_model.safetensors`),
- * `loss.svg` and `history.json` into the output directory. Rerunning the same command continues from
- * the last trainer checkpoint.
+ * \`int21 finetune\`: trains, saves the adapter (PEFT \`adapter_config.json\` + \`adapter_model.safetensors\`),
+ * \`loss.svg\`, \`history.json\` and a README.md (how to prompt it) into the output directory. Rerunning the
+ * same command continues from the last trainer checkpoint, or reports a finished run and writes nothing;
+ * a checkpoint of a different run stops it with the list of differences (\`--fresh\` / \`--resume\`).
  */
 export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(finetuneProgram(), argv, io, async ([model], opts) => {
@@ -133,7 +249,11 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
         if (seq > c.seqLen)
           throw new UsageError(`--seq ${seq} is longer than the model's context (seqLen ${c.seqLen})`);
         const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
-        const data = readTrainingData(o.data, tok, seq, o.heldOut, o.seed);
+        const data = readTrainingData(o.data, tok, seq, o.heldOut, o.seed, {
+          ...(o.maxDrop !== undefined ? { maxDrop: o.maxDrop } : {}),
+        });
+        const dataLine = describeTrainingData(data);
+        io.stderr.write(`--data ${o.data}: ${dataLine}\n`);
         await mkdir(o.output, { recursive: true });
         const trainerDir = join(o.output, "trainer");
         if (o.fresh) {
@@ -141,18 +261,15 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           await rm(trainerDir, { recursive: true, force: true });
         }
         const name = m.lora?.adapterNames().includes("default") ? "emef" : "default";
+        const targets = o.targets.includes("all-linear") ? [...LLAMA_TARGETS] : o.targets;
+        const alpha = o.alpha ?? 2 * o.rank;
+        const baseHash = await contentHash(m.path, "model");
+        const dataHash = await contentHash(o.data, "--data");
         const bar = progressBar(io, "finetune", { quiet: o.quiet });
         let res: Awaited<ReturnType<typeof trainLoRA>>;
         try {
           res = await trainLoRA(m.weights, data, {
-            lora: {
-              name,
-              targetModules: o.targets.includes("all-linear") ? [...LLAMA_TARGETS] : o.targets,
-              r: o.rank,
-              alpha: o.alpha ?? 2 * o.rank,
-              seed: o.seed,
-              baseModel: m.path,
-            },
+            lora: { name, targetModules: targets, r: o.rank, alpha, seed: o.seed, baseModel: m.path },
             steps: o.steps,
             lr: o.lr,
             batchSize: o.batch,
@@ -162,22 +279,69 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
             checkpointEvery: o.checkpointEvery,
             adapterDir: o.output,
             existing: m.lora,
+            identity: {
+              model: baseHash,
+              bits: o.bits ?? null,
+              data: dataHash,
+              dataFormat: data.kind,
+              seq,
+              heldOut: o.heldOut,
+            },
+            forceResume: o.resume,
+            divergence: divergenceOf(o),
             onProgress: (p) =>
               bar.update(
                 p.step,
                 p.totalSteps,
-                `loss ${p.loss.toFixed(4)}${p.evalLoss !== undefined ? ` held-out ${p.evalLoss.toFixed(4)}` : ""}`,
+                `loss ${p.skipped ? "skipped" : p.loss.toFixed(4)}${p.evalLoss !== undefined ? ` held-out ${p.evalLoss.toFixed(4)}` : ""}`,
               ),
           });
         } catch (e) {
-          throw new CliError((e as Error).message);
+          bar.finish();
+          throw trainingFailure(e, `${trainerDir}/`);
         }
         bar.finish();
+        if (res.resumedDespite.length > 0)
+          io.stderr.write(resumedDespiteNote(`${trainerDir}/`, res.resumedFrom, res.resumedDespite));
+        const outputs = FINETUNE_OUTPUTS.map((f) => join(o.output, f));
+        if (res.alreadyFinished && outputs.every((f) => existsSync(f))) {
+          if (o.json)
+            writeJson(io, {
+              output: o.output,
+              alreadyFinished: true,
+              steps: res.steps,
+              outputs: [...FINETUNE_OUTPUTS],
+            });
+          else
+            io.stdout.write(
+              `this run is already finished (${res.steps} of ${o.steps} steps; checkpoint ${trainerDir}/); nothing was trained or written.\n` +
+                `its outputs are in ${o.output}/: ${FINETUNE_OUTPUTS.join(", ")}\n` +
+                `(--fresh trains it again from the start; change a setting and add --resume to continue it)\n`,
+            );
+          return EXIT.ok;
+        }
         await writeFileAtomic(
           join(o.output, "loss.svg"),
           lossChartSvg(res.history, `EMEF fine-tuning (${res.steps} steps)`),
         );
         await writeFileAtomic(join(o.output, "history.json"), `${JSON.stringify(res.history)}\n`);
+        await writeFileAtomic(
+          join(o.output, "README.md"),
+          adapterReadme({
+            output: o.output,
+            base: m.path,
+            baseHash,
+            ...(o.bits !== undefined ? { bits: o.bits } : {}),
+            data: o.data,
+            dataHash,
+            kind: data.kind,
+            rank: o.rank,
+            alpha,
+            targets,
+            steps: res.steps,
+            seq,
+          }),
+        );
         const first = res.history.train[0]?.[1];
         const last = res.history.train[res.history.train.length - 1]?.[1];
         const heldOut = res.history.eval[res.history.eval.length - 1]?.[1];
@@ -187,12 +351,18 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           data: {
             file: o.data,
             kind: data.kind,
+            records: data.records,
+            kept: data.kept,
+            dropped: data.dropped,
+            truncated: data.truncated,
+            ...(data.kind === "text" ? { tokens: data.tokens, unusedTokens: data.unusedTokens } : {}),
             train: data.train.length,
             heldOut: data.heldOut.length,
-            truncated: data.truncated,
           },
           steps: res.steps,
           resumedFrom: res.resumedFrom,
+          resumedDespite: res.resumedDespite.map((d) => d.field),
+          skippedSteps: res.skippedSteps,
           trainableParameters: res.model.parameterCount(name),
           firstLoss: first,
           lastLoss: last,
@@ -205,9 +375,11 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           io.stdout.write(
             `trained ${summary.trainableParameters} LoRA parameters (r ${o.rank}, ${o.targets.join(",")}) on ${data.train.length} ${data.kind} examples` +
               `${res.resumedFrom > 0 ? `, resumed from step ${res.resumedFrom}` : ""}\n` +
+              `data: ${dataLine}\n` +
+              `${res.skippedSteps > 0 ? `${res.skippedSteps} steps skipped (non-finite loss or gradient; no update)\n` : ""}` +
               `steps ${res.steps}: training loss ${first?.toFixed(4) ?? "-"} → ${last?.toFixed(4) ?? "-"}` +
               `${heldOut !== undefined ? `, held-out ${heldOut.toFixed(4)}` : ""}; ${summary.tokensPerSec.toFixed(0)} tok/s\n` +
-              `wrote ${o.output}/adapter_config.json, adapter_model.safetensors, loss.svg, history.json\n`,
+              `wrote ${o.output}/${FINETUNE_OUTPUTS.join(", ")} — README.md says how to prompt the adapter\n`,
           );
         return EXIT.ok;
       },

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
@@ -88,12 +88,53 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(after.meanNll).toBeLessThan(before.meanNll);
   }, 90_000);
 
-  it("rerunning with more steps resumes from the state file", async () => {
-    const r = await cli(args(16));
+  it("an identical rerun of the finished run says so and rewrites nothing", async () => {
+    const files = [out, lrecStatePath(out), out.replace(/\.safetensors$/, ".lrec-loss.svg")];
+    const before = files.map((f) => statSync(f).mtimeMs);
+    const r = await cli(args(12).filter((a) => a !== "--json"));
+    expect(r.err).toBe("");
     expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /^this run is already finished \(12 of 12 steps; state .*\); nothing was trained or written\.\n/,
+    );
+    expect(r.out).toContain(`its outputs: ${out} (packed base + LREC adapter)`);
+    expect(files.map((f) => statSync(f).mtimeMs)).toEqual(before);
+  }, 60_000);
+
+  it("a rerun with other settings stops, listing each difference; --resume continues with more steps", async () => {
+    const lr = await cli([...args(12), "--lr", "1e-2"]);
+    expect(lr.code).toBe(1);
+    expect(lr.err).toContain(
+      `int21 lrec: ${lrecStatePath(out)} holds step 12 of a different run; it differs in:\n  lr: 0.002 → 0.01\n`,
+    );
+    expect(lr.err).toContain("Rerun with --fresh to start over");
+    const data = await cli([...args(12), "--seq", "40", "--rank", "2"]);
+    expect(data.code).toBe(1);
+    expect(data.err).toMatch(/\n {2}r: 4 → 2\n/);
+    expect(data.err).toMatch(/\n {2}seq: 48 → 40\n/);
+    const more = await cli(args(16));
+    expect(more.code).toBe(1);
+    expect(more.err).toMatch(/\n {2}steps: 12 → 16\n/);
+    const r = await cli([...args(16), "--resume"]);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("--resume: continuing");
     const s = JSON.parse(r.out);
     expect(s.resumed).toBe(true);
+    expect(s.resumedDespite).toEqual(["steps"]);
     expect(s.steps).toBe(16);
+  }, 60_000);
+
+  it("an absurd --lr stops as diverged (exit 1) and writes no output checkpoint", async () => {
+    const o = join(dir, "diverged.safetensors");
+    const a = args(40).map((x) => (x === out ? o : x));
+    const r = await cli([...a, "--lr", "1000", "--diverge-steps", "4"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /int21 lrec: lrec: runLrec: training diverged at step \d+: .* for 4 steps in a row/,
+    );
+    expect(r.err).toMatch(/rerun with a lower --lr/);
+    expect(existsSync(o)).toBe(false);
+    expect(existsSync(o.replace(/\.safetensors$/, ".lrec-loss.svg"))).toBe(false);
   }, 60_000);
 
   it("EMEF on the LREC checkpoint trains only a new adapter (LREC frozen); eval and generate stack both", async () => {
@@ -198,5 +239,18 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     ]);
     expect(l.code).toBe(2);
     expect(l.err).toContain("--lambda");
+    const h = await cli(["lrec", "--help"]);
+    expect(h.code).toBe(0);
+    for (const opt of [
+      "--resume",
+      "--fresh",
+      "--diverge-factor",
+      "--diverge-steps",
+      "lrec-state.safetensors",
+    ])
+      expect(h.out).toContain(opt);
+    const d = await cli(["lrec", q2, "--teacher", MODEL, "--data", DATA, "-o", out, "--diverge-steps", "0"]);
+    expect(d.code).toBe(2);
+    expect(d.err).toContain("--diverge-steps");
   }, 30_000);
 });

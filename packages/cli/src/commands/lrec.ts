@@ -2,7 +2,16 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "@int21/io";
-import { LREC_TARGETS, lrecChartSvg, runLrec, windowData } from "@int21/lrec";
+import { contentHasher } from "@int21/lora";
+import {
+  LREC_TARGETS,
+  type LrecOptions,
+  lrecChartSvg,
+  lrecCheckpointStatus,
+  lrecRunIdentity,
+  runLrec,
+  windowData,
+} from "@int21/lrec";
 import { type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
@@ -12,6 +21,15 @@ import { evaluateAgainstTeacher } from "../evaluation";
 import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
+import {
+  contentHash,
+  divergenceOf,
+  mismatchMessage,
+  resumedDespiteNote,
+  runOptions,
+  runsHelp,
+  trainingFailure,
+} from "../training-runs";
 
 /** The options of `int21 lrec`. */
 export function lrecProgram(): Command {
@@ -51,12 +69,20 @@ export function lrecProgram(): Command {
         .default(2048),
     )
     .addOption(new Option("--seed <n>", "seed of the window order").argParser(intIn(0)).default(0))
-    .option("--fresh", "ignore an existing LREC state file", false)
+    .option(
+      "--fresh",
+      "delete an existing LREC state file (<output>.lrec-state.safetensors) and start over",
+      false,
+    )
+    .addOption(runOptions()[0])
+    .addOption(runOptions()[1])
+    .addOption(runOptions()[2])
     .option("--tokenizer <file>", "tokenizer (default: found beside the teacher or the student)")
     .addOption(threadsOption())
     .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
-    .option("--quiet", "no progress bars", false);
+    .option("--quiet", "no progress bars", false)
+    .addHelpText("after", runsHelp("the state file <output without .safetensors>.lrec-state.safetensors"));
 }
 
 interface LrecOpts {
@@ -75,6 +101,9 @@ interface LrecOpts {
   evalTokens: number;
   seed: number;
   fresh: boolean;
+  resume: boolean;
+  divergeFactor: number;
+  divergeSteps: number;
   tokenizer?: string;
   threads?: number;
   maxResidentMb?: number;
@@ -127,6 +156,53 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           throw new CliError(
             `--data ${o.data}: ${train.length} training tokens, fewer than one window (--seq ${o.seq} + 1)`,
           );
+        const statePath = lrecStatePath(o.output);
+        if (o.fresh) {
+          const { rm } = await import("node:fs/promises");
+          await rm(statePath, { force: true });
+        }
+        const trainHash = (await contentHasher()).update(Int32Array.from(train)).digest();
+        const runOpts: LrecOptions = {
+          steps: o.steps,
+          r: o.rank,
+          alpha: o.alpha ?? 2 * o.rank,
+          lr: o.lr,
+          lambda: o.lambda,
+          targets: o.targets ?? LREC_TARGETS,
+          init: o.init,
+          ...(o.init === "svd" ? { backend } : {}),
+          checkpointPath: statePath,
+          checkpointEvery: 10,
+          identity: {
+            teacher: await contentHash(teacher.path, "--teacher"),
+            student: await contentHash(student.path, "student"),
+            data: await contentHash(o.data, "--data"),
+            trainTokens: trainHash,
+            seq: o.seq,
+            batch: o.batch,
+            windowSeed: o.seed,
+          },
+          forceResume: o.resume,
+          divergence: divergenceOf(o),
+        };
+        const chart = `${o.output.replace(/\.safetensors$/, "")}.lrec-loss.svg`;
+        // a finished or a different run is told apart from the state file's header, before any work
+        const status = await lrecCheckpointStatus(statePath, lrecRunIdentity(runOpts)).catch((e: Error) => {
+          throw new CliError(e.message);
+        });
+        if (status.differences.length > 0 && !o.resume)
+          throw new CliError(mismatchMessage(statePath, status.step, status.differences));
+        if (status.finished && existsSync(o.output) && existsSync(chart)) {
+          if (o.json)
+            writeJson(io, { output: o.output, lossChart: chart, alreadyFinished: true, steps: status.step });
+          else
+            io.stdout.write(
+              `this run is already finished (${status.step} of ${o.steps} steps; state ${statePath}); nothing was trained or written.\n` +
+                `its outputs: ${o.output} (packed base + LREC adapter) and ${chart}\n` +
+                `(--fresh trains it again from the start; change a setting and add --resume to continue it)\n`,
+            );
+          return EXIT.ok;
+        }
         const evalCtx = Math.min(c.seqLen, 256);
         const score = () =>
           held.length >= 2
@@ -136,11 +212,6 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
               })
             : undefined;
         const before = score();
-        const statePath = lrecStatePath(o.output);
-        if (o.fresh) {
-          const { rm } = await import("node:fs/promises");
-          await rm(statePath, { force: true });
-        }
         const bar = progressBar(io, "lrec", { quiet: o.quiet });
         let res: Awaited<ReturnType<typeof runLrec>>;
         try {
@@ -149,36 +220,37 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             student.weights,
             windowData(train, { batch: o.batch, seq: o.seq, seed: o.seed }),
             {
-              steps: o.steps,
-              r: o.rank,
-              alpha: o.alpha ?? 2 * o.rank,
-              lr: o.lr,
-              lambda: o.lambda,
-              targets: o.targets ?? LREC_TARGETS,
-              init: o.init,
-              ...(o.init === "svd" ? { backend } : {}),
-              checkpointPath: statePath,
-              checkpointEvery: 10,
+              ...runOpts,
               log: (m) => io.stderr.write(`${m}\n`),
               onProgress: (p) =>
                 bar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(4)} CE ${p.ce.toFixed(4)}`),
             },
           );
         } catch (e) {
-          throw new CliError((e as Error).message);
+          bar.finish();
+          throw trainingFailure(e, statePath);
         }
         bar.finish();
+        if (res.resumedDespite.length > 0)
+          io.stderr.write(
+            resumedDespiteNote(
+              statePath,
+              status.step,
+              res.resumedDespite.filter((d) => d.field !== "parameters"),
+            ),
+          );
         const after = score();
         await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
           adapters: checkpointAdaptersOf(res.model, ["lrec"]),
         });
-        const chart = o.output.replace(/\.safetensors$/, "") + ".lrec-loss.svg";
         await writeFileAtomic(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
         const summary = {
           output: o.output,
           lossChart: chart,
           steps: res.steps,
           resumed: res.resumed,
+          resumedDespite: res.resumedDespite.map((d) => d.field),
+          skippedSteps: res.skippedSteps,
           trainableParameters: res.model.parameterCount("lrec"),
           heldOutTokens: held.length,
           before: before && {
@@ -193,7 +265,8 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
         if (o.json) writeJson(io, summary);
         else {
           io.stdout.write(
-            `LREC: ${res.steps} steps${res.resumed ? " (resumed)" : ""}, r ${o.rank}, ${summary.trainableParameters} parameters, ${res.seconds.toFixed(1)} s\n`,
+            `LREC: ${res.steps} steps${res.resumed ? " (resumed)" : ""}, r ${o.rank}, ${summary.trainableParameters} parameters, ${res.seconds.toFixed(1)} s` +
+              `${res.skippedSteps > 0 ? `; ${res.skippedSteps} steps skipped (non-finite loss or gradient; no update)` : ""}\n`,
           );
           if (before && after)
             io.stdout.write(
