@@ -19,7 +19,12 @@ export {
 export { type DemoRow, type DemoSummary, demo, demoProgram } from "./commands/demo";
 export { type TeacherEvalResult, evaluateAgainstTeacher } from "./evaluation";
 export { type TrainLoRAOptions, type TrainLoRAResult, trainLoRA } from "./emef";
-export { type TrainingData, readTrainingData } from "./training-data";
+export {
+  type TrainingData,
+  type TrainingDataOptions,
+  describeTrainingData,
+  readTrainingData,
+} from "./training-data";
 export { type HfDownloadOptions, LOCAL_MODEL_HINT, cacheDir, downloadHfModel, isHfId } from "./hf-download";
 export {
   type OpenedModel,
