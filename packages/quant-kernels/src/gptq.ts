@@ -261,16 +261,43 @@ export function gptqQuantize(
   return gptqQuantizeWithInfo(weight, N, K, format, hessian, opts).q;
 }
 
-/** GPTQ as a {@link Quantizer} value: reads `opts.hessian` (required) and `opts.backend`. */
-export function createGptqQuantizer(opts: GptqOptions = {}): Quantizer {
+/** Options of the {@link gptq} quantizer: {@link GptqOptions}, with `dampening` as the name of `percDamp`. */
+export interface GptqQuantizerOptions extends GptqOptions {
+  /** Dampening λ as a fraction of the mean diagonal of H (default 0.01); the same as `percDamp`. */
+  dampening?: number;
+}
+
+/**
+ * GPTQ as a {@link Quantizer}: `needsHessian` is true, so `quantizeModel` runs its sequential calibration and
+ * passes each layer's Hessian in `opts.hessian` (required; `opts.backend` runs the block updates).
+ * `gptq({ actOrder: true, dampening: 0.01, blockSize: 128 })`. The options are checked here, naming the bad one.
+ */
+export function gptq(opts: GptqQuantizerOptions = {}): Quantizer {
+  const { dampening, ...rest } = opts;
+  if (dampening !== undefined && opts.percDamp !== undefined && dampening !== opts.percDamp)
+    fail(`dampening ${dampening} and percDamp ${opts.percDamp} disagree; give one`);
+  const percDamp = dampening ?? opts.percDamp;
+  if (percDamp !== undefined && !(Number.isFinite(percDamp) && percDamp >= 0))
+    fail(`dampening must be a finite number ≥ 0, got ${percDamp}`);
+  const B = opts.blockSize;
+  if (B !== undefined && !(Number.isSafeInteger(B) && B >= 1))
+    fail(`blockSize must be a positive integer, got ${B}`);
+  const R = opts.dampRetries;
+  if (R !== undefined && !(Number.isSafeInteger(R) && R >= 0))
+    fail(`dampRetries must be an integer ≥ 0, got ${R}`);
+  const settings: GptqOptions = { ...rest, ...(percDamp !== undefined ? { percDamp } : {}) };
   return {
     name: "gptq",
+    needsHessian: true,
     quantize(weight, N, K, format, qopts = {}) {
       if (qopts.hessian === undefined) fail("the GPTQ quantizer needs opts.hessian (calibration statistics)");
       return gptqQuantize(weight, N, K, format, qopts.hessian, {
-        ...opts,
-        backend: qopts.backend ?? opts.backend,
+        ...settings,
+        backend: qopts.backend ?? settings.backend,
       });
     },
   };
 }
+
+/** {@link gptq} under its older name. */
+export const createGptqQuantizer: (opts?: GptqQuantizerOptions) => Quantizer = gptq;

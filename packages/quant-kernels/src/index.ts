@@ -41,14 +41,34 @@ export { referenceQmatmul } from "./reference/qmatmul";
 export { referenceQmatmulT } from "./reference/qmatmul-t";
 export { referenceSgemm } from "./reference/sgemm";
 export { codeAt, groupOf, weightAt } from "./reference/weight-at";
-export { type QuantizeOptions, type Quantizer, checkWeight } from "./quantizer";
-export { type RtnOptions, createRtnQuantizer, findGroupParams, groupMembers, rtnQuantize } from "./rtn";
+export {
+  type LayerActivations,
+  type QuantizeOptions,
+  type Quantizer,
+  checkQuantizer,
+  checkWeight,
+  needsCalibration,
+} from "./quantizer";
+export {
+  type QuantizerEntry,
+  type QuantizerFactory,
+  type QuantizerParams,
+  getQuantizer,
+  listQuantizers,
+  quantizerNames,
+  registerQuantizer,
+  resolveQuantizer,
+  unregisterQuantizer,
+} from "./quantizer-registry";
+export { type RtnOptions, createRtnQuantizer, findGroupParams, groupMembers, rtn, rtnQuantize } from "./rtn";
 export { type Hessian, type HessianOptions, createHessian } from "./hessian";
 export { choleskyLowerInPlace, lowerInverseTransposed, upperCholeskyOfInverse } from "./cholesky";
 export {
   type GptqInfo,
   type GptqOptions,
+  type GptqQuantizerOptions,
   createGptqQuantizer,
+  gptq,
   gptqQuantize,
   gptqQuantizeWithInfo,
 } from "./gptq";

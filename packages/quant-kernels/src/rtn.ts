@@ -129,10 +129,17 @@ export function rtnQuantize(
   return packQuantizedLinear(f, N, K, codes, scales, zeros, opts.gIdx);
 }
 
-/** RTN as a {@link Quantizer} value. */
-export function createRtnQuantizer(opts: RtnOptions = {}): Quantizer {
+/**
+ * Round-to-nearest as a {@link Quantizer}: each layer on its own, no calibration (`needsHessian` false), so it
+ * also runs while loading. `rtn({ mseClip: true })` searches the clipping range per group.
+ */
+export function rtn(opts: RtnOptions = {}): Quantizer {
   return {
     name: opts.mseClip === true ? "rtn-mse" : "rtn",
+    needsHessian: false,
     quantize: (weight, N, K, format) => rtnQuantize(weight, N, K, format, opts),
   };
 }
+
+/** {@link rtn} under its older name. */
+export const createRtnQuantizer: (opts?: RtnOptions) => Quantizer = rtn;
