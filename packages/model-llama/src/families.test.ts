@@ -520,7 +520,13 @@ describe("GGUF of each family (llama.cpp's layout)", () => {
   it("refuses what llama.cpp's writer cannot carry, and GGUF features it does not know", async () => {
     const { dir } = fixture("qwen2");
     const w = await loadHf(dir);
-    expect(() => serializeGgufModel(w)).toThrow(/saveGguf: the model has family qwen2/);
+    expect(() => serializeGgufModel({ ...w, config: { ...w.config, slidingWindow: 8 } })).toThrow(
+      /saveGguf: the model has a sliding window .*"qwen2" architecture cannot carry/,
+    );
+    const gemma = await loadHf(fixture("gemma2").dir);
+    expect(() => serializeGgufModel(gemma)).toThrow(
+      /queryPreAttnScalar 256 \(GGUF has no such key: llama\.cpp uses 32\)/,
+    );
     const bytes = familyGguf(w, "qwen2");
     const f = parseGguf(bytes);
     const md = { ...f.metadata, "qwen2.rope.scaling.type": { type: "string", value: "yarn" } as GgufValue };
@@ -612,6 +618,44 @@ describe("trainForward gradients through each family's layers", () => {
       );
       expect(r.checked).toBe(12);
       expect(r.worst).toBeLessThanOrEqual(1);
+    },
+    60_000,
+  );
+});
+
+describe("saveGguf of each family", () => {
+  const archOf: Record<string, string> = {
+    llama2: "llama",
+    llama3: "llama",
+    smollm2: "llama",
+    qwen2: "qwen2",
+    qwen3: "qwen3",
+    phi3: "phi3",
+    gemma2: "gemma2",
+  };
+  it.each(Object.keys(archOf))(
+    "%s: llama.cpp's tensor layout, and loadGguf reads it back to the same logits",
+    async (name) => {
+      const { dir, ref } = fixture(name);
+      let w = await loadHf(dir);
+      // GGUF has no query_pre_attn_scalar (see above): the Gemma 2 model written is the one with llama.cpp's scale.
+      if (name === "gemma2") w = { ...w, config: { ...w.config, queryPreAttnScalar: 32 } };
+      const { bytes, report } = serializeGgufModel(w, { type: "F32" });
+      expect(report.tensors.every((t) => t.mode === "exact")).toBe(true);
+      const hub = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      const ref2 = parseGguf(familyGguf(w, archOf[name], name === "llama3" ? hub.rope_scaling : undefined));
+      const mine = parseGguf(bytes);
+      expect([...mine.names].sort()).toEqual([...ref2.names].sort());
+      for (const n of mine.names) expect(maxAbsDiff(mine.readTensorF32(n), ref2.readTensorF32(n)), n).toBe(0);
+      const { weights: g } = await loadGguf(bytes);
+      const ids = ref.ids.slice(0, 24);
+      const a = forward(w, createRunState(w.config, { maxRows: 24 }), ids, 0, "all").slice();
+      const b = forward(g, createRunState(g.config, { maxRows: 24 }), ids, 0, "all");
+      expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
+      // Q8_0 blocks: the rotate-half row move and the fusing work on encoded rows too.
+      const { weights: g8 } = await loadGguf(serializeGgufModel(w, { type: "Q8_0" }).bytes);
+      const c = forward(g8, createRunState(g8.config, { maxRows: 24 }), ids, 0, "all");
+      expect(maxAbsDiff(a, c)).toBeLessThan(0.05 * Math.max(1, maxAbsDiff(a, new Float32Array(a.length))));
     },
     60_000,
   );

@@ -47,7 +47,7 @@ import { linearParts } from "./linear-parts";
 import { unpermuteHfRows } from "./load-hf";
 import { Llama2cTokenizer } from "./tokenizer";
 import { checkTensorCount } from "./validate-config";
-import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
+import { EXTRA_LAYER_TENSORS, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
 /** llama.cpp's tensor names of the seven projections (`blk.{i}.<name>.weight`). */
 export const GGUF_LINEAR_NAMES: Readonly<Record<LinearName, string>> = Object.freeze({
@@ -243,36 +243,83 @@ const FILE_TYPES: Record<GgufModelType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_
 export type GgufModelType = "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
 
 /**
- * The GGUF metadata llama.cpp reads for a LLaMA of `config` (architecture keys, in its writer's order):
- * `general.architecture`, `general.name`, `general.file_type`, `llama.vocab_size`, `llama.context_length`,
- * `llama.embedding_length`, `llama.block_count`, `llama.feed_forward_length`, `llama.rope.dimension_count`,
- * `llama.attention.head_count`, `llama.attention.head_count_kv`, `llama.attention.layer_norm_rms_epsilon`,
- * `llama.rope.freq_base`, and `general.quantization_version` 2 for quantized types.
+ * The GGUF metadata llama.cpp reads for a model of `config` (architecture keys, in its writer's order):
+ * `general.architecture` (the family's, see {@link saveGguf}), `general.name`, `general.file_type`,
+ * `<arch>.vocab_size`, `<arch>.context_length`, `<arch>.embedding_length`, `<arch>.block_count`,
+ * `<arch>.feed_forward_length`, `<arch>.rope.dimension_count`, `<arch>.attention.head_count`,
+ * `<arch>.attention.head_count_kv`, `<arch>.attention.layer_norm_rms_epsilon`, `<arch>.rope.freq_base`, then
+ * when the config has them `<arch>.attention.key_length` / `value_length`, linear `<arch>.rope.scaling.*`,
+ * `<arch>.attention.sliding_window`, Gemma 2's soft-caps, and `general.quantization_version` 2 for
+ * quantized types.
  */
 export function llamaToGgufMetadata(
   config: LlamaConfig,
   opts: { type?: GgufModelType; name?: string } = {},
 ): Record<string, GgufValue> {
   const type = opts.type ?? "F32";
+  const arch = ggufArch(config);
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const md: Record<string, GgufValue> = {
-    "general.architecture": { type: "string", value: "llama" },
+    "general.architecture": { type: "string", value: arch },
     "general.name": { type: "string", value: opts.name ?? "int21-llama" },
     "general.file_type": u32(FILE_TYPES[type]),
-    "llama.vocab_size": u32(config.vocabSize),
-    "llama.context_length": u32(config.seqLen),
-    "llama.embedding_length": u32(config.dim),
-    "llama.block_count": u32(config.nLayers),
-    "llama.feed_forward_length": u32(config.hiddenDim),
-    "llama.rope.dimension_count": u32(headSize(config)),
-    "llama.attention.head_count": u32(config.nHeads),
-    "llama.attention.head_count_kv": u32(config.nKvHeads),
-    "llama.attention.layer_norm_rms_epsilon": f32(config.normEps),
-    "llama.rope.freq_base": f32(config.ropeTheta),
+    [`${arch}.vocab_size`]: u32(config.vocabSize),
+    [`${arch}.context_length`]: u32(config.seqLen),
+    [`${arch}.embedding_length`]: u32(config.dim),
+    [`${arch}.block_count`]: u32(config.nLayers),
+    [`${arch}.feed_forward_length`]: u32(config.hiddenDim),
+    [`${arch}.rope.dimension_count`]: u32(headSize(config)),
+    [`${arch}.attention.head_count`]: u32(config.nHeads),
+    [`${arch}.attention.head_count_kv`]: u32(config.nKvHeads),
+    [`${arch}.attention.layer_norm_rms_epsilon`]: f32(config.normEps),
+    [`${arch}.rope.freq_base`]: f32(config.ropeTheta),
   };
+  if (config.headDim !== undefined) {
+    md[`${arch}.attention.key_length`] = u32(config.headDim);
+    md[`${arch}.attention.value_length`] = u32(config.headDim);
+  }
+  if (config.ropeScaling?.type === "linear") {
+    md[`${arch}.rope.scaling.type`] = { type: "string", value: "linear" };
+    md[`${arch}.rope.scaling.factor`] = f32(config.ropeScaling.factor);
+  }
+  if (config.slidingWindow !== undefined) md[`${arch}.attention.sliding_window`] = u32(config.slidingWindow);
+  if (arch === "gemma2") {
+    if (config.attnLogitSoftcap !== undefined)
+      md["gemma2.attn_logit_softcapping"] = f32(config.attnLogitSoftcap);
+    if (config.finalLogitSoftcap !== undefined)
+      md["gemma2.final_logit_softcapping"] = f32(config.finalLogitSoftcap);
+  }
   if (type !== "F32" && type !== "F16") md["general.quantization_version"] = u32(2);
   return md;
+}
+
+/** llama.cpp's architecture of `config`: its family, `llama` for LLaMA and Mistral. */
+function ggufArch(c: LlamaConfig): string {
+  return c.family === undefined || c.family === "llama" || c.family === "mistral" ? "llama" : c.family;
+}
+
+/**
+ * llama.cpp's `rope_freqs.weight` of a Llama 3 scaling (its converter's formula: 1 for high frequencies,
+ * `factor` for low ones, `1 / ((1 − s)/factor + s)` between), or the config's own `ropeFreqFactors`.
+ */
+function ropeFreqsTensor(c: LlamaConfig): Float32Array | undefined {
+  if (c.ropeFreqFactors) return Float32Array.from(c.ropeFreqFactors);
+  const s = c.ropeScaling;
+  if (s?.type !== "llama3") return undefined;
+  const hs = headSize(c);
+  const out = new Float32Array(hs / 2);
+  const old = s.originalMaxPositionEmbeddings;
+  for (let j = 0; j < hs / 2; j++) {
+    const wavelen = (2 * Math.PI) / c.ropeTheta ** (-(2 * j) / hs);
+    if (wavelen < old / s.highFreqFactor) out[j] = 1;
+    else if (wavelen > old / s.lowFreqFactor) out[j] = s.factor;
+    else {
+      const smooth = (old / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[j] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -860,7 +907,7 @@ export function ggufModelTensors(
   const feature = ggufWriterUnsupported(config);
   if (feature !== undefined)
     throw new Error(
-      `saveGguf: the model has ${feature}; the GGUF writer knows llama.cpp's "llama" architecture only (export it with exportHf)`,
+      `saveGguf: the model has ${feature}, which a GGUF of llama.cpp's "${ggufArch(config)}" architecture cannot carry (export it with exportHf)`,
     );
   const metadata = llamaToGgufMetadata(config, { type, name: opts.name });
   if (opts.tokenizer) {
@@ -873,13 +920,58 @@ export function ggufModelTensors(
   }
   const tensors: GgufWriteTensor[] = [];
   const report: GgufSaveReport = { tensors: [], merges: [] };
-  const add = (name: string, shape: number[], t: GgufModelType, src: Float32Array | Linear) => {
-    const gguf = ggufTensorName(name);
-    const r = encodeTensor(name, gguf, shape, t, src, opts, report.merges);
-    tensors.push(r.tensor);
-    report.tensors.push(r.report);
+  const arch = ggufArch(config);
+  const neox = arch !== "llama";
+  const hs = headSize(config);
+  const specs = new Map(llamaTensorSpecs(config).map((t) => [t.name, t.shape]));
+  /** Rows moved to Hugging Face's rotate-half order, block by block (ggml rows are independent). */
+  const toNeox = (t: GgufWriteTensor): GgufWriteTensor => {
+    const rows = t.shape[0];
+    const raw = t.raw!;
+    const rb = raw.length / rows;
+    const out = new Uint8Array(raw.length);
+    const half = hs / 2;
+    for (let h = 0; h < rows / hs; h++)
+      for (let j = 0; j < 2; j++)
+        for (let i = 0; i < half; i++) {
+          const orig = h * hs + 2 * i + j;
+          out.set(raw.subarray(orig * rb, (orig + 1) * rb), (h * hs + j * half + i) * rb);
+        }
+    return { ...t, raw: out };
   };
-  const { dim, hiddenDim } = config;
+  // Phi-3's attn_qkv (q|k|v) and ffn_up (gate|up) are written once their last part is encoded.
+  const pending = new Map<string, GgufWriteTensor[]>();
+  const add = (name: string, shape: number[], t: GgufModelType, src: Float32Array | Linear) => {
+    const loc = ggufTensorLocation(name, config);
+    const r = encodeTensor(name, loc.tensor, shape, t, src, opts, report.merges);
+    report.tensors.push(r.report);
+    let tensor = r.tensor;
+    if (neox && /\.(wq|wk|bq|bk|qNorm|kNorm)$/.test(name)) tensor = toNeox(tensor);
+    if (loc.rowStart === undefined) {
+      tensors.push(tensor);
+      return;
+    }
+    const parts = [...(pending.get(loc.tensor) ?? []), tensor];
+    pending.set(loc.tensor, parts);
+    const last = /\.wv$/.test(name) || /\.w3$/.test(name);
+    if (!last) return;
+    if (parts.some((p) => p.type !== parts[0].type))
+      throw new Error(`saveGguf: the parts of ${loc.tensor} were encoded as different types`);
+    const raw = new Uint8Array(parts.reduce((n, p) => n + p.raw!.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      raw.set(p.raw!, o);
+      o += p.raw!.length;
+    }
+    tensors.push({
+      name: loc.tensor,
+      type: parts[0].type,
+      shape: [parts.reduce((n, p) => n + p.shape[0], 0), shape[1]],
+      raw,
+    });
+    pending.delete(loc.tensor);
+  };
+  const { dim } = config;
   const emb = weights.tokenEmbedding;
   // A packed embedding goes through the packed-linear path: copied straight into Q8_0/Q4_0/Q4_1 when
   // its format maps onto the GGML type, else dequantized (and re-quantized for a quantized type).
@@ -888,48 +980,72 @@ export function ggufModelTensors(
     : emb;
   add("tokenEmbedding", [config.vocabSize, dim], opts.embeddingType ?? type, embSrc);
   add("finalNorm", [dim], "F32", weights.finalNorm);
+  const freqs = arch === "llama" ? ropeFreqsTensor(config) : undefined;
+  if (freqs) {
+    const r = encodeTensor(
+      "ropeFreqs",
+      "rope_freqs.weight",
+      [freqs.length],
+      "F32",
+      freqs,
+      opts,
+      report.merges,
+    );
+    tensors.push(r.tensor);
+    report.tensors.push(r.report);
+  }
   const cls = weights.classifier;
   const tied = config.sharedClassifier && isTiedClassifier(cls, emb) && !isLoRALinear(cls);
   if (!tied) add("classifier", [config.vocabSize, dim], type, cls);
-  const kv = (config.nKvHeads * dim) / config.nHeads;
-  const shapes: Record<LinearName, number[]> = {
-    wq: [dim, dim],
-    wk: [kv, dim],
-    wv: [kv, dim],
-    wo: [dim, dim],
-    w1: [hiddenDim, dim],
-    w2: [dim, hiddenDim],
-    w3: [hiddenDim, dim],
-  };
   weights.layers.forEach((L, i) => {
     add(`layers.${i}.attnNorm`, [dim], "F32", L.attnNorm);
     for (const n of Object.keys(LINEAR_NAMES) as LinearName[]) {
-      add(`layers.${i}.${n}`, shapes[n], type, L[n]);
+      add(`layers.${i}.${n}`, specs.get(`layers.${i}.${n}`)!, type, L[n]);
       if (n === "wo") add(`layers.${i}.ffnNorm`, [dim], "F32", L.ffnNorm);
+    }
+    for (const n of EXTRA_LAYER_TENSORS) {
+      const v = L[n];
+      if (v) add(`layers.${i}.${n}`, [v.length], "F32", v);
     }
   });
   return { metadata, tensors, report };
 }
 
-/** The first feature of `config` that a `llama` GGUF cannot carry, or undefined. */
+/**
+ * The first feature of `config` that llama.cpp's GGUF of its architecture cannot carry (so a reader would
+ * rebuild a different model), or undefined.
+ */
 function ggufWriterUnsupported(c: LlamaConfig): string | undefined {
-  if (c.family !== undefined && c.family !== "llama" && c.family !== "mistral") return `family ${c.family}`;
-  const features: [keyof LlamaConfig, string][] = [
-    ["headDim", "an explicit headDim"],
-    ["ropeScaling", "RoPE scaling"],
-    ["ropeFreqFactors", "RoPE frequency factors"],
-    ["slidingWindow", "a sliding window"],
-    ["qkvBias", "q/k/v biases"],
-    ["oBias", "an o bias"],
-    ["qkNorm", "q/k norms"],
-    ["postNorms", "post norms"],
-    ["embedScale", "an embedding scale"],
-    ["finalLogitSoftcap", "logit soft-capping"],
-    ["attnLogitSoftcap", "attention soft-capping"],
-    ["queryPreAttnScalar", "a query pre-attention scalar"],
-  ];
-  for (const [k, what] of features) if (c[k] !== undefined && c[k] !== false) return what;
-  if (c.hiddenAct !== undefined && c.hiddenAct !== "silu") return `hidden activation ${c.hiddenAct}`;
+  const arch = ggufArch(c);
+  const hs = headSize(c);
+  if (c.oBias) return "an o bias";
+  if (c.qkvBias && arch !== "qwen2") return "q/k/v biases";
+  if (c.qkNorm && arch !== "qwen3") return "q/k norms";
+  if (c.ropeScaling?.type === "llama3" && arch !== "llama") return "Llama 3 RoPE scaling";
+  if (c.ropeFreqFactors && arch !== "llama") return "RoPE frequency factors";
+  if (c.slidingWindow !== undefined) {
+    const alternating = c.slidingLayers?.every((b, l) => b === (l % 2 === 0)) ?? false;
+    if (!(arch === "phi3" && c.slidingLayers === undefined) && !(arch === "gemma2" && alternating))
+      return "a sliding window (llama.cpp reads one for phi3 on every layer, gemma2 on even layers)";
+  }
+  if (arch === "gemma2") {
+    if (!c.postNorms || c.hiddenAct !== "gelu_tanh" || c.embedScale !== Math.sqrt(c.dim))
+      return "a gemma2 family without Gemma 2's norms, GeGLU and embedding scale";
+    const implied = c.nLayers === 46 ? c.dim / c.nHeads : hs;
+    if (c.queryPreAttnScalar !== undefined && c.queryPreAttnScalar !== implied)
+      return `queryPreAttnScalar ${c.queryPreAttnScalar} (GGUF has no such key: llama.cpp uses ${implied})`;
+  } else {
+    const gemma: [keyof LlamaConfig, string][] = [
+      ["postNorms", "post norms"],
+      ["embedScale", "an embedding scale"],
+      ["finalLogitSoftcap", "logit soft-capping"],
+      ["attnLogitSoftcap", "attention soft-capping"],
+      ["queryPreAttnScalar", "a query pre-attention scalar"],
+      ["normOffset", "a norm offset"],
+    ];
+    for (const [k, what] of gemma) if (c[k] !== undefined && c[k] !== false) return what;
+    if (c.hiddenAct !== undefined && c.hiddenAct !== "silu") return `hidden activation ${c.hiddenAct}`;
+  }
   return undefined;
 }
 
@@ -1022,8 +1138,13 @@ function encodeTensor(
  * length that is not a multiple of 32 falls back to F32 — F16 for `type: "F16"` — as llama.cpp's converter
  * falls back). Float weights are quantized with ggml's reference quantizer; int21 packed projections are
  * written straight from their codes when {@link quantizedToGgml} can (exact for `int4-g32-sym` → Q4_0 /
- * Q4_1 and integer-zero g32 records → Q8_0), else dequantized and re-quantized. q/k rows stay in int21's
- * (= GGUF's) interleaved order. The report gives, per tensor, the type written and the error added.
+ * Q4_1 and integer-zero g32 records → Q8_0), else dequantized and re-quantized. The architecture is the
+ * family's (`llama` for LLaMA/Mistral, `qwen2`, `qwen3`, `phi3`, `gemma2`) in llama.cpp's layout: `llama`
+ * q/k rows stay in int21's interleaved order, the NEOX families' rows (and q/k biases and norms) are moved
+ * back to rotate-half order block row by block row, Phi-3's q|k|v and gate|up are fused, Llama 3's scaling
+ * becomes `rope_freqs.weight`. A feature llama.cpp's GGUF cannot carry is refused, naming it (a Mistral
+ * window, Gemma 2's `query_pre_attn_scalar` other than llama.cpp's implied one, biases outside Qwen2…).
+ * The report gives, per tensor, the type written and the error added.
  */
 export async function saveGguf(
   path: string,
