@@ -259,7 +259,6 @@ export class Trainer {
   identity(): Promise<RunIdentity> {
     this.identityPromise ??= (async () => {
       const { lr: _lr, ...hyper } = this.hyper0;
-      const opt = this.o.optimizer.stateDict().meta;
       const s = this.schedule;
       const own: Record<string, RunIdentity[string]> = {
         steps: this.o.steps,
@@ -272,10 +271,10 @@ export class Trainer {
         schedule: s
           ? `${s.kind ?? "constant"} warmup ${s.warmupSteps ?? 0} total ${s.totalSteps} minLr ${s.minLr ?? 0}`
           : "none",
-        optimizer: `${opt.kind} ${Object.entries(hyper)
+        optimizer: `${this.o.optimizer.kind} ${Object.entries(hyper)
           .map(([k, v]) => `${k}=${v}`)
           .join(" ")}`,
-        parameters: opt.shapes.map((sh) => sh.join("x")),
+        parameters: this.params().map((p) => p.shape.join("x")),
         trainExamples: await hashExamples(await contentHasher(), this.o.train),
         heldOutExamples: await hashExamples(await contentHasher(), this.o.heldOut ?? []),
       };
