@@ -260,6 +260,7 @@ describe("Trainer", () => {
     expect(res.history.train.map(([s]) => s)).toEqual([1, 2, 4, 5, 6]);
     expect(seen.map((p) => p.skipped)).toEqual([false, false, true, false, false, false]);
     expect(seen[5].skippedSteps).toBe(1);
+    expect(formatProgress(seen[2])).toMatch(/^step 3\/6 \| loss skipped \(not finite\) \|/);
     expect(snapshots[2]).toEqual(snapshots[1]); // no update on the skipped step
     expect(snapshots[3]).not.toEqual(snapshots[2]);
     // a non-finite gradient (finite losses) is skipped too: the second micro-batch of step 1 finds the

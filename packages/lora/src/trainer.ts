@@ -168,7 +168,7 @@ export function formatProgress(p: Progress): string {
   const eta = p.etaMs >= 60_000 ? `${(p.etaMs / 60_000).toFixed(1)}m` : `${(p.etaMs / 1000).toFixed(1)}s`;
   const ev = p.evalLoss === undefined ? "" : ` | eval ${p.evalLoss.toFixed(4)}`;
   return (
-    `step ${p.step}/${p.totalSteps} | loss ${p.loss.toFixed(4)}${ev} | lr ${p.lr.toExponential(2)} | ` +
+    `step ${p.step}/${p.totalSteps} | loss ${p.skipped ? "skipped (not finite)" : p.loss.toFixed(4)}${ev} | lr ${p.lr.toExponential(2)} | ` +
     `${p.tokensPerSec.toFixed(0)} tok/s | ETA ${eta} | rss ${(p.rssBytes / 2 ** 20).toFixed(0)} MiB | ` +
     `tensors ${(p.ledgerBytes / 2 ** 20).toFixed(1)} MiB (peak ${(p.ledgerPeakBytes / 2 ** 20).toFixed(1)})`
   );
