@@ -5,8 +5,11 @@ import {
   createQuantLinear,
   type QuantFormat,
   type QuantizedLinear,
+  type Quantizer,
   createReferenceBackend,
   getFormat,
+  needsCalibration,
+  resolveQuantizer,
   rtnQuantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim, qDim } from "./config";
@@ -19,10 +22,16 @@ import {
   type LlamaWeights,
 } from "./weights";
 
-/** Quantize every layer projection while loading (round-to-nearest, tensor by tensor). */
+/** Quantize every layer projection while loading (round-to-nearest by default, tensor by tensor). */
 export interface QuantizeSpec {
   /** A format record or its registry name, e.g. `"int4-g128-asym-f16"`. */
   format: QuantFormat | string;
+  /**
+   * The quantizer of each projection: a `Quantizer` value or a registered name (default `"rtn"`). Loading has
+   * no calibration data, so a quantizer that needs a Hessian or activations (GPTQ) is refused: use
+   * `quantizeModel` / `quantizeCheckpoint` with calibration windows for it.
+   */
+  quantizer?: Quantizer | string;
   /** Also quantize a separate (unshared) classifier; default false (lm_head stays float, as in GPTQ). */
   classifier?: boolean;
   /**
@@ -129,7 +138,7 @@ export function assertFinite(data: Float32Array, source: string, tensor: string)
 
 /**
  * Collects float tensors (in any order) into a {@link LlamaWeights}, wrapping each projection as a
- * `FloatLinear` or, with `opts.quantize`, quantizing it at once (RTN) so that its float copy can be
+ * `FloatLinear` or, with `opts.quantize`, quantizing it at once (its quantizer, RTN by default) so that its float copy can be
  * dropped. Every tensor is checked for name, shape and finiteness; `finish()` checks that none is missing.
  * Loaders throw before returning anything, so a failed load leaves nothing half-built behind.
  */
@@ -140,6 +149,7 @@ export class WeightAssembler {
   private readonly specs = new Map<string, number[]>();
   private readonly seen = new Map<string, Float32Array | Linear | QuantizedLinear>();
   private readonly format?: QuantFormat;
+  private readonly quantizer?: Quantizer;
   private readonly quantizeClassifier: boolean;
   private readonly embeddingFormat?: QuantFormat;
   private readonly onProgress?: LoadOptions["onProgress"];
@@ -148,7 +158,15 @@ export class WeightAssembler {
     this.config = config;
     this.source = source;
     this.backend = opts.backend ?? createReferenceBackend();
-    if (opts.quantize) this.format = resolveFormat(opts.quantize.format);
+    if (opts.quantize) {
+      this.format = resolveFormat(opts.quantize.format);
+      const q = resolveQuantizer(`${source}: quantize.quantizer`, opts.quantize.quantizer ?? "rtn");
+      if (needsCalibration(q))
+        throw new Error(
+          `${source}: the ${q.name} quantizer needs calibration data, which loading does not have; load the float model and use quantizeModel (or quantizeCheckpoint) with calib`,
+        );
+      this.quantizer = q;
+    }
     this.quantizeClassifier = opts.quantize?.classifier ?? false;
     if (opts.quantize?.embedding !== undefined) this.embeddingFormat = resolveFormat(opts.quantize.embedding);
     this.onProgress = opts.onProgress;
@@ -190,7 +208,10 @@ export class WeightAssembler {
       const [N, K] = shape;
       const quantize = this.format !== undefined && (name !== "classifier" || this.quantizeClassifier);
       const lin = quantize
-        ? createQuantLinear({ q: rtnQuantize(data, N, K, this.format!), backend: this.backend })
+        ? createQuantLinear({
+            q: this.quantizer!.quantize(data, N, K, this.format!, { backend: this.backend }),
+            backend: this.backend,
+          })
         : createFloatLinear({ weight: data, outFeatures: N, inFeatures: K, backend: this.backend });
       this.seen.set(name, lin);
     }

@@ -3,7 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serializeSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { type WasmBackend, createWasmBackend, rtnQuantize } from "@int21/quant-kernels";
+import {
+  type QuantizeOptions,
+  type Quantizer,
+  type WasmBackend,
+  createWasmBackend,
+  gptq,
+  registerQuantizer,
+  rtnQuantize,
+  unregisterQuantizer,
+} from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { denseTokenEmbedding } from "./embedding";
 import { saveInt21Checkpoint } from "./checkpoint";
@@ -136,7 +145,7 @@ describe("quantizeModel on the real stories260K", () => {
     const p = linearParts(weights.layers[0].w2, "w2");
     expect(p.kind === "quant" && p.q.gIdx?.length).toBe(172);
     for (const r of report) expect(r.relError).toBeLessThan(0.01);
-  });
+  }, 30_000);
 
   it("rejects GPTQ without calibration, bad windows and already-quantized models", () => {
     expect(() => quantizeModel(stories, { format: "int4-g32-asym-f16", method: "gptq" })).toThrow(
@@ -157,6 +166,134 @@ describe("quantizeModel on the real stories260K", () => {
       /layers\.0\.wq is already quantized/,
     );
   });
+});
+
+describe("quantizeModel takes a Quantizer", () => {
+  const calib = tinyStoriesWindows(2, 64);
+  let backend: WasmBackend;
+  beforeAll(async () => {
+    backend = await createWasmBackend({ threads: 1 });
+  });
+  afterAll(() => backend.dispose());
+  const words = (w: LlamaWeights) =>
+    w.layers.flatMap((L) =>
+      (["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const).map((n) => {
+        const p = linearParts(L[n], n);
+        return p.kind === "quant" ? [...p.q.qweight.words, ...p.q.scales, ...(p.q.gIdx ?? [])] : [];
+      }),
+    );
+  /** A quantizer that records what the pipeline handed it (RTN underneath). */
+  const spy = (flags: Partial<Pick<Quantizer, "needsHessian" | "needsActivations">>) => {
+    const seen: { K: number; hessianK?: number; rows?: number; values?: number }[] = [];
+    const q: Quantizer = {
+      name: "spy",
+      ...flags,
+      quantize(w, N, K, f, o: QuantizeOptions = {}) {
+        seen.push({
+          K,
+          ...(o.hessian ? { hessianK: o.hessian.K } : {}),
+          ...(o.activations ? { rows: o.activations.rows, values: o.activations.data.length } : {}),
+        });
+        return rtnQuantize(w, N, K, f);
+      },
+    };
+    return { q, seen };
+  };
+
+  it("gptq({ actOrder }) is method: 'gptq' with actOrder; the name and the value give the same model", () => {
+    const byValue = quantizeModel(stories, {
+      quantizer: gptq({ actOrder: true, dampening: 0.02 }),
+      format: "int3-g32-asym-f16",
+      calib,
+      backend,
+    });
+    const byName = quantizeModel(stories, {
+      method: "gptq",
+      actOrder: true,
+      damp: 0.02,
+      format: "int3-g32-asym-f16",
+      calib,
+      backend,
+    });
+    expect(words(byValue.weights)).toEqual(words(byName.weights));
+    expect(byValue.report).toEqual(byName.report);
+    expect(byValue.quantizer).toBe("gptq");
+    const plain = quantizeModel(stories, { quantizer: gptq(), format: "int3-g32-asym-f16", calib, backend });
+    expect(words(plain.weights)).not.toEqual(words(byValue.weights)); // act-order changed something
+  }, 60_000);
+
+  it("runs the calibration only for what the quantizer needs; method: <Quantizer> works too", () => {
+    const none = spy({});
+    const r0 = quantizeModel(stories, { method: none.q, format: "int4-g32-asym-f16", backend });
+    expect(r0.quantizer).toBe("spy");
+    expect(none.seen).toHaveLength(35);
+    expect(none.seen.every((s) => s.hessianK === undefined && s.rows === undefined)).toBe(true);
+    // with calibration windows (to measure the error) but no needs: no Hessian, no activations, RTN baseline
+    const measured = spy({});
+    const r1 = quantizeModel(stories, { quantizer: measured.q, format: "int4-g32-asym-f16", calib, backend });
+    expect(measured.seen.every((s) => s.hessianK === undefined && s.rows === undefined)).toBe(true);
+    for (const r of r1.report) {
+      expect(r.relError).toBeGreaterThan(0);
+      expect(r.relError).toBeCloseTo(r.rtnRelError!, 6); // it is RTN underneath
+    }
+    const rows = calib.reduce((a, w) => a + w.length, 0);
+    const hes = spy({ needsHessian: true });
+    quantizeModel(stories, { quantizer: hes.q, format: "int4-g32-asym-f16", calib, backend });
+    expect(hes.seen.map((s) => [s.K, s.hessianK, s.rows])).toEqual(
+      // q/k/v, o, gate/up take dim = 64 inputs, down takes hidden = 172
+      Array.from({ length: 5 }, () => [64, 64, 64, 64, 64, 64, 172].map((K) => [K, K, undefined])).flat(),
+    );
+    const act = spy({ needsActivations: true });
+    quantizeModel(stories, { quantizer: act.q, format: "int4-g32-asym-f16", calib, backend });
+    expect(
+      act.seen.every((s) => s.hessianK === undefined && s.rows === rows && s.values === rows * s.K),
+    ).toBe(true);
+    expect(() => quantizeModel(stories, { quantizer: act.q, format: "int4-g32-asym-f16" })).toThrow(
+      /the spy quantizer needs calibration windows \(opts\.calib\) for its activations/,
+    );
+    // RTN itself reports no baseline
+    const rtn = quantizeModel(stories, { quantizer: "rtn", format: "int4-g32-asym-f16", calib, backend });
+    expect(rtn.report.every((r) => r.relError! > 0 && r.rtnRelError === undefined)).toBe(true);
+  }, 60_000);
+
+  it("finds registered quantizers by name; unknown ones are errors listing the names", () => {
+    registerQuantizer("half-range", () => ({
+      name: "half-range",
+      quantize: (w, N, K, f) => rtnQuantize(w, N, K, f, { mseClip: true, maxShrink: 0.5 }),
+    }));
+    try {
+      const r = quantizeModel(stories, {
+        quantizer: "half-range",
+        format: "int2-g32-asym-f16",
+        calib,
+        backend,
+      });
+      expect(r.quantizer).toBe("half-range");
+      // a range search that includes the full range never loses to RTN on the weights; on outputs it mostly wins
+      const wins = r.report.filter((e) => e.relError! < e.rtnRelError!).length;
+      expect(wins).toBeGreaterThan(r.report.length / 2);
+      expect(() => quantizeModel(stories, { method: "hqq", format: "int4-g32-asym-f16" })).toThrow(
+        /quantizeModel: unknown quantizer "hqq"; registered quantizers: rtn, gptq, half-range/,
+      );
+    } finally {
+      unregisterQuantizer("half-range");
+    }
+    expect(() => quantizeModel(stories, { method: {} as Quantizer, format: "int4-g32-asym-f16" })).toThrow(
+      /registered name \(rtn, gptq\) or a Quantizer value, got an object without a quantize function/,
+    );
+    expect(() => quantizeModel(stories, { format: "int4-g32-asym-f16" })).toThrow(
+      /opts\.quantizer is required: a Quantizer or a registered name \(rtn, gptq\)/,
+    );
+    expect(() =>
+      quantizeModel(stories, { quantizer: "rtn", method: "rtn", format: "int4-g32-asym-f16" }),
+    ).toThrow(/not both/);
+    expect(() =>
+      quantizeModel(stories, { quantizer: gptq(), actOrder: true, format: "int4-g32-asym-f16", calib }),
+    ).toThrow(/actOrder configure a quantizer given by name/);
+    expect(() =>
+      quantizeModel(stories, { method: "rtn", actOrder: true, format: "int4-g32-asym-f16" }),
+    ).toThrow(/quantizer rtn takes no option actOrder/);
+  }, 60_000);
 });
 
 describe("quantizeCheckpoint", () => {

@@ -5,11 +5,14 @@ import {
   createQuantLinear,
   type QuantFormat,
   type QuantizedLinear,
+  type QuantizeOptions,
   type Quantizer,
-  createGptqQuantizer,
   createHessian,
   createReferenceBackend,
   makeFormat,
+  needsCalibration,
+  quantizerNames,
+  resolveQuantizer,
   rtnQuantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
@@ -50,15 +53,24 @@ export interface QuantizeModelOptions {
     | QuantFormat
     | string
     | { bits: 2 | 3 | 4 | 8; groupSize: 32 | 64 | 128 | -1; symmetric?: boolean; scaleDtype?: "f16" | "f32" };
-  /** `rtn`: round-to-nearest per projection. `gptq`: sequential GPTQ over calibration activations. */
-  method: "rtn" | "gptq";
-  /** GPTQ: quantize columns in order of decreasing Hessian diagonal (stores `gIdx`). */
+  /**
+   * The quantizer of every projection: a `Quantizer` value (`gptq({ actOrder: true })`, `rtn()`, your own) or
+   * the name of a registered one (`"rtn"`, `"gptq"`, or one added with `registerQuantizer`). A quantizer
+   * with `needsHessian` / `needsActivations` gets the sequential calibration (needs `calib`).
+   */
+  quantizer?: Quantizer | string;
+  /**
+   * The older spelling of `quantizer` (give one of the two): `"rtn"`: round-to-nearest per projection;
+   * `"gptq"`: sequential GPTQ over calibration activations; any registered name or a `Quantizer`.
+   */
+  method?: "rtn" | "gptq" | (string & {}) | Quantizer;
+  /** With a quantizer given by name (GPTQ): quantize columns by decreasing Hessian diagonal (stores `gIdx`). */
   actOrder?: boolean;
-  /** GPTQ: Hessian dampening as a fraction of its mean diagonal (quant-kernels default when omitted). */
+  /** With a quantizer given by name (GPTQ): Hessian dampening as a fraction of its mean diagonal. */
   damp?: number;
   /**
-   * Calibration token windows (each at most `seqLen` tokens). Required for GPTQ; with RTN they are only
-   * used to measure the per-projection output error.
+   * Calibration token windows (each at most `seqLen` tokens). Required when the quantizer needs a Hessian
+   * or activations (GPTQ); otherwise they are only used to measure the per-projection output error.
    */
   calib?: ArrayLike<number>[];
   /**
@@ -84,11 +96,14 @@ export interface LinearErrorReport {
   name: LinearName;
   /** ‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F for this method's Ŵ (absent without calibration). */
   relError?: number;
-  /** The same for round-to-nearest Ŵ on the same X (GPTQ runs only): the baseline GPTQ should beat. */
+  /**
+   * The same for round-to-nearest Ŵ on the same X (every quantizer but RTN itself): the baseline the
+   * quantizer should beat.
+   */
   rtnRelError?: number;
   /** `relError` on the held-out windows' activations (when `heldOut` is given). */
   heldOutRelError?: number;
-  /** `rtnRelError` on the held-out windows' activations (GPTQ runs with `heldOut`). */
+  /** `rtnRelError` on the held-out windows' activations (with `heldOut`, every quantizer but RTN). */
   heldOutRtnRelError?: number;
 }
 
@@ -96,6 +111,8 @@ export interface LinearErrorReport {
 export interface QuantizeModelResult {
   weights: LlamaWeights;
   report: LinearErrorReport[];
+  /** Name of the quantizer that ran (`"gptq"`, …). */
+  quantizer: string;
 }
 
 const ORDER: LinearName[] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
@@ -114,12 +131,19 @@ function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
  * Quantizes every layer projection of a float model (norms and an untied classifier stay as they are;
  * the embedding too unless `opts.embedding` asks for it to be packed).
  *
- * RTN: each projection independently. GPTQ (Frantar et al. 2022), "true sequential" as in its LLaMA
- * script: the calibration windows run through the model layer by layer; inside a layer the inputs of
- * q/k/v, then o, then gate/up, then down are captured (each a Hessian `H = 2XᵀX/n`), the projections
- * are quantized, and the *quantized* sub-block's outputs feed the next capture and the next layer.
- * The report gives each projection's relative output error on the inputs it was calibrated on and,
- * for GPTQ, round-to-nearest's error on the same inputs.
+ * `opts.quantizer` quantizes each projection. Without calibration windows (RTN), each projection
+ * independently. With `calib` (required when the quantizer `needsHessian` or `needsActivations`), "true
+ * sequential" as in GPTQ's LLaMA script (Frantar et al. 2022): the calibration windows run through the
+ * model layer by layer; inside a layer the inputs of q/k/v, then o, then gate/up, then down are captured
+ * (a Hessian `H = 2XᵀX/n` is built only for a quantizer that needs one), the projections are quantized, and
+ * the *quantized* sub-block's outputs feed the next capture and the next layer. The report gives each
+ * projection's relative output error on the inputs it was calibrated on and, for every quantizer but RTN,
+ * round-to-nearest's error on the same inputs.
+ *
+ * ```ts
+ * quantizeModel(w, { quantizer: gptq({ actOrder: true }), format: "int4-g128-asym-f16", calib });
+ * quantizeModel(w, { quantizer: "rtn", format: { bits: 4, groupSize: 64 } });
+ * ```
  *
  * Memory: the float model, plus the calibration activations of all windows at once, about
  * `rows · (4·dim + 2·kvDim + 3·hiddenDim) · 4` bytes for `rows` = total calibration tokens (stories260K
@@ -137,7 +161,11 @@ export function quantizeModel(weights: LlamaWeights, opts: QuantizeModelOptions)
   );
   const lq = new LayerQuantizer(weights.config, tokenEmbedding, { ...opts, backend });
   const layers = weights.layers.map((L, l) => lq.quantizeLayer(l, L));
-  return { weights: { ...weights, tokenEmbedding, classifier, layers }, report: lq.report };
+  return {
+    weights: { ...weights, tokenEmbedding, classifier, layers },
+    report: lq.report,
+    quantizer: lq.quantizer.name,
+  };
 }
 
 /**
@@ -240,10 +268,32 @@ export async function quantizeCheckpoint(
       for (const e of extraLayerSpecs(config)) float[e.name] = await read(p + e.name, e.shape[0]);
       layers.push(lq.quantizeLayer(l, float));
     }
-    return { weights: { config, tokenEmbedding, layers, finalNorm, classifier }, report: lq.report };
+    return {
+      weights: { config, tokenEmbedding, layers, finalNorm, classifier },
+      report: lq.report,
+      quantizer: lq.quantizer.name,
+    };
   } finally {
     await reader.close();
   }
+}
+
+/**
+ * The quantizer `opts` asks for: `opts.quantizer` or the older `opts.method` (a value, or a registered name
+ * made with `actOrder` / `damp`). Throws listing the registered names for anything else.
+ */
+function pickQuantizer(opts: QuantizeModelOptions): Quantizer {
+  if (opts.quantizer !== undefined && opts.method !== undefined)
+    throw new Error("quantizeModel: give opts.quantizer or opts.method (its older name), not both");
+  const spec = opts.quantizer ?? opts.method;
+  if (spec === undefined)
+    throw new Error(
+      `quantizeModel: opts.quantizer is required: a Quantizer or a registered name (${quantizerNames().join(", ")})`,
+    );
+  return resolveQuantizer("quantizeModel", spec, {
+    actOrder: opts.actOrder === true ? true : undefined,
+    dampening: opts.damp,
+  });
 }
 
 /** Quantizes one layer at a time, carrying the calibration activations from layer to layer. */
@@ -252,7 +302,7 @@ class LayerQuantizer {
   private readonly format: QuantFormat;
   private readonly backend: Backend;
   private readonly ref = createReferenceBackend();
-  private readonly quantizer: Quantizer;
+  readonly quantizer: Quantizer;
   private readonly cal?: Calibration;
   private readonly heldOut?: Calibration;
   private readonly total: number;
@@ -269,17 +319,12 @@ class LayerQuantizer {
     this.backend = opts.backend ?? createReferenceBackend();
     this.total = config.nLayers * ORDER.length;
     const calib = opts.calib ?? [];
-    if (opts.method !== "gptq" && opts.method !== "rtn")
-      throw new Error(`quantizeModel: unknown method ${String(opts.method)}`);
-    if (opts.method === "gptq" && calib.length === 0)
-      throw new Error("quantizeModel: GPTQ needs calibration windows (opts.calib)");
-    this.quantizer =
-      opts.method === "gptq"
-        ? createGptqQuantizer({
-            actOrder: opts.actOrder ?? false,
-            ...(opts.damp !== undefined ? { percDamp: opts.damp } : {}),
-          })
-        : { name: "rtn", quantize: (w, N, K, f) => rtnQuantize(w, N, K, f) };
+    this.quantizer = pickQuantizer(opts);
+    const q = this.quantizer;
+    if (needsCalibration(q) && calib.length === 0)
+      throw new Error(
+        `quantizeModel: ${q.name === "gptq" ? "GPTQ" : `the ${q.name} quantizer`} needs calibration windows (opts.calib) for its ${q.needsHessian === true ? "Hessian" : "activations"}`,
+      );
     if (calib.length > 0) this.cal = new Calibration(config, tokenEmbedding, calib);
     if (opts.heldOut && opts.heldOut.length > 0) {
       if (!this.cal)
@@ -317,7 +362,7 @@ class LayerQuantizer {
     if (!cal) {
       for (const n of ORDER) {
         const L = floatLayer[n];
-        const q = quantizer.quantize(floatOf(n), L.outFeatures, L.inFeatures, format);
+        const q = quantizer.quantize(floatOf(n), L.outFeatures, L.inFeatures, format, { backend });
         out[n] = createQuantLinear({ q, backend });
         this.report.push({ layer: l, name: n });
         this.tick(l, n);
@@ -329,15 +374,22 @@ class LayerQuantizer {
     // float-GEMM speed). The returned layer holds the packed projections.
     const twin: LayerWeights = { ...floatLayer };
     const ev = this.heldOut;
+    const baseline = quantizer.name !== "rtn";
     const quantizeGroup = (names: LinearName[], stage: (c: Calibration) => Float32Array, K: number) => {
       const X = stage(cal);
       const Xe = ev ? stage(ev) : undefined;
-      const H = createHessian(K, { backend });
-      H.add(X, cal.rows);
+      // Only what the quantizer asks for: the Hessian (a K×K accumulation) and/or the inputs themselves.
+      const qopts: QuantizeOptions = { backend };
+      if (quantizer.needsHessian === true) {
+        const H = createHessian(K, { backend });
+        H.add(X, cal.rows);
+        qopts.hessian = H;
+      }
+      if (quantizer.needsActivations === true) qopts.activations = { data: X, rows: cal.rows };
       for (const n of names) {
         const w = floatOf(n);
         const N = floatLayer[n].outFeatures;
-        const q = quantizer.quantize(w, N, K, format, { hessian: H, backend });
+        const q = quantizer.quantize(w, N, K, format, qopts);
         const f = createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
         twin[n] = this.dense(q, N, K);
         const entry: LinearErrorReport = {
@@ -346,7 +398,7 @@ class LayerQuantizer {
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
         if (ev && Xe) entry.heldOutRelError = relOutputError(f, twin[n], Xe, ev.rows);
-        if (this.opts.method === "gptq") {
+        if (baseline) {
           const r = this.dense(rtnQuantize(w, N, K, format), N, K);
           entry.rtnRelError = relOutputError(f, r, X, cal.rows);
           if (ev && Xe) entry.heldOutRtnRelError = relOutputError(f, r, Xe, ev.rows);
