@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { loadInt21Checkpoint, saveInt21Checkpoint } from "./checkpoint";
 import { headSize, kvDim, layerWindow, qDim } from "./config";
 import { exportHf } from "./export-hf";
-import { finetune } from "./finetune";
+import { addLlamaLoRA, finetune, saveLlamaAdapter } from "./finetune";
 import { forward, rmsnorm, softcap } from "./forward";
 import { ggufConfigToLlama, loadGguf, serializeGgufModel } from "./gguf-model";
 import { linearParts } from "./linear-parts";
@@ -659,4 +659,22 @@ describe("saveGguf of each family", () => {
     },
     60_000,
   );
+});
+
+describe("Phi-3 PEFT adapters", () => {
+  it("refuses to save a split q/k/v or gate/up adapter for Hugging Face's fused Phi-3, keeps o/down", async () => {
+    const w = await loadHf(fixture("phi3").dir);
+    const out = mkdtempSync(join(tmpdir(), "int21-phi3-peft-"));
+    try {
+      const split = addLlamaLoRA(w, { targetModules: ["q_proj", "o_proj"], r: 2, alpha: 4 });
+      await expect(saveLlamaAdapter(join(out, "a"), split, w)).rejects.toThrow(
+        /q_proj\.lora_.* targets a projection that Phi-3 fuses/,
+      );
+      const w2 = await loadHf(fixture("phi3").dir);
+      const ok = addLlamaLoRA(w2, { targetModules: ["o_proj", "down_proj"], r: 2, alpha: 4 });
+      await saveLlamaAdapter(join(out, "b"), ok, w2);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

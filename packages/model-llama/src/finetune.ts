@@ -92,6 +92,14 @@ export async function saveLlamaAdapter(
   const { join } = await import("node:path");
   const hs = headSize(weights.config);
   const tensors = peftTensors(model, opts);
+  if (weights.config.family === "phi3") {
+    // Phi-3's Hugging Face model has fused qkv_proj / gate_up_proj: adapters on the split parts have no module there.
+    const split = Object.keys(tensors).find((k) => /\.(q|k|v|gate|up)_proj\.lora_/.test(k));
+    if (split !== undefined)
+      throw new Error(
+        `saveLlamaAdapter: ${split} targets a projection that Phi-3 fuses in Hugging Face (qkv_proj / gate_up_proj); merge the adapter (exportHf) or target o_proj / down_proj only`,
+      );
+  }
   for (const [key, t] of Object.entries(tensors)) {
     const m = /^base_model\.model\.(.+)\.lora_B\.weight$/.exec(key);
     const heads = m ? qkHeads(weights, m[1]) : 0;
