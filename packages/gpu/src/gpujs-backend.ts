@@ -267,6 +267,8 @@ export async function createGpuJsBackend(options: GpuJsBackendOptions = {}): Pro
     supports(kernel: KernelName, format?: QuantFormat): boolean {
       if (!k) return false;
       if (kernel === "sgemm" || !format) return true;
+      // Affine decode only: codebook ("lut") formats run on the fallback.
+      if ((format.decode ?? "affine") !== "affine") return false;
       return Number.isInteger(format.bits) && format.bits >= 1 && format.bits <= 8;
     },
     sgemm(args: GemmArgs): void {

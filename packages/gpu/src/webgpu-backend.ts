@@ -254,7 +254,9 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
     k = new WebGpuKernels(got);
   }
   const dev = k;
-  const bitsOk = (f?: QuantFormat) => !f || (Number.isInteger(f.bits) && f.bits >= 1 && f.bits <= 8);
+  // Affine decode only: codebook ("lut") formats run on the fallback.
+  const bitsOk = (f?: QuantFormat) =>
+    !f || ((f.decode ?? "affine") === "affine" && Number.isInteger(f.bits) && f.bits >= 1 && f.bits <= 8);
 
   const backend: WebGpuBackend = {
     name: dev ? "webgpu" : `webgpu-fallback-${fallback.name}`,

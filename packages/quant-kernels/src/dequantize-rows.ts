@@ -1,4 +1,5 @@
 // Gather-dequantize: selected rows of a packed matrix (an embedding lookup on a packed token table).
+import { decoderOf } from "./reference/weight-at";
 import type { QuantizedLinear } from "./types";
 
 /**
@@ -7,10 +8,10 @@ import type { QuantizedLinear } from "./types";
  * ```
  * for i < T, k < K:
  *   n = rows[i]
- *   out[i*K + k] = fround(scales[n, g(k)] * (q[n, k] - zeros[n, g(k)]))
+ *   out[i*K + k] = w[n, k]        (the format record's dequantizeRow: affine or codebook)
  * ```
  * Bit-for-bit equal to the matching rows of the reference `dequantize` of the whole matrix, for every
- * format (all bit widths, group sizes including per-channel, sym/asym, f16/f32 scales, act-order
+ * format (codebook formats, all bit widths, group sizes including per-channel, sym/asym, f16/f32 scales, act-order
  * `gIdx`). Allocates nothing. Throws an Error naming the row when a row id is not an integer in
  * `[0, N)`, and when `out` does not hold exactly `rows.length · K` floats.
  */
@@ -31,24 +32,6 @@ export function dequantizeRows(q: QuantizedLinear, rows: ArrayLike<number>, out:
       throw new Error(`quant-kernels: dequantizeRows rows[${i}] = ${n} is not a row id in [0, ${N})`);
     }
   }
-  const { bits, words, wordsPerRow } = q.qweight;
-  const mask = (1 << bits) - 1;
-  const { scales, zeros, gIdx } = q;
-  const nG = scales.length / N;
-  const G = q.format.groupSize;
-  for (let i = 0; i < T; i++) {
-    const n = rows[i];
-    const w0 = n * wordsPerRow;
-    const p0 = n * nG;
-    const o = i * K;
-    for (let k = 0; k < K; k++) {
-      const bit = k * bits;
-      const w = w0 + (bit >>> 5);
-      const s = bit & 31;
-      let v = words[w] >>> s;
-      if (s + bits > 32) v |= words[w + 1] << (32 - s);
-      const p = p0 + (gIdx !== undefined ? gIdx[k] : G === -1 ? 0 : Math.floor(k / G));
-      out[o + k] = Math.fround(scales[p] * ((v & mask) - zeros[p]));
-    }
-  }
+  const dec = decoderOf(q.format);
+  for (let i = 0; i < T; i++) dec.dequantizeRow(q, rows[i], out, i * K);
 }

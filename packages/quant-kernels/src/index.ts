@@ -1,5 +1,6 @@
 export type {
   Backend,
+  DecodeKind,
   GemmArgs,
   KernelName,
   Linear,
@@ -18,11 +19,21 @@ export {
   formatId,
   formatName,
 } from "./formats/format";
+export { type LutFormatSpec, defineLutFormat } from "./formats/lut";
+export { NF4_CODEBOOK, NF4_FORMATS } from "./formats/nf4";
+export { IQ4_NL_CODEBOOK, IQ4_NL_FORMAT } from "./formats/iq4-nl";
 export { INT2_FORMATS } from "./formats/int2";
 export { INT3_FORMATS } from "./formats/int3";
 export { INT4_FORMATS } from "./formats/int4";
 export { INT8_FORMATS } from "./formats/int8";
-export { FORMATS, formatNames, getFormat, makeFormat } from "./formats/registry";
+export {
+  FIRST_USER_FORMAT_ID,
+  FORMATS,
+  formatNames,
+  getFormat,
+  makeFormat,
+  registerFormat,
+} from "./formats/registry";
 export {
   type QuantizedLinearInit,
   bitsPerWeight,
@@ -40,7 +51,7 @@ export { dequantizeRows } from "./dequantize-rows";
 export { referenceQmatmul } from "./reference/qmatmul";
 export { referenceQmatmulT } from "./reference/qmatmul-t";
 export { referenceSgemm } from "./reference/sgemm";
-export { codeAt, groupOf, weightAt } from "./reference/weight-at";
+export { type FormatDecoder, codeAt, decoderOf, groupOf, weightAt } from "./reference/weight-at";
 export {
   type LayerActivations,
   type QuantizeOptions,

@@ -40,8 +40,9 @@ function fail(msg: string): never {
 /**
  * Builds a frozen {@link QuantizedLinear} after checking everything a kernel relies on:
  * positive integer N and K; `qweight` is N×K at `format.bits` with the right word count; `scales` and
- * `zeros` hold `N·nGroups` entries; scales are finite and > 0, zeros finite integers-or-reals in
- * [0, 2^bits − 1]; both exactly representable in f16 for f16 formats; symmetric zeros equal 2^(bits−1);
+ * `zeros` hold `N·nGroups` entries; scales are finite and > 0 (codebook formats: finite and non-zero,
+ * either sign, as ggml's IQ4_NL stores), zeros finite integers-or-reals in [0, 2^bits − 1]; both
+ * exactly representable in f16 for f16 formats; symmetric zeros equal 2^(bits−1) (codebook formats: 0);
  * `gIdx` (if any) has K integers in [0, nGroups). Throws an Error naming the tensor and index.
  */
 export function createQuantizedLinear(init: QuantizedLinearInit): QuantizedLinear {
@@ -69,15 +70,19 @@ export function createQuantizedLinear(init: QuantizedLinearInit): QuantizedLinea
   if (!(scales instanceof Float32Array)) fail("scales must be a Float32Array");
   if (scales.length !== nP)
     fail(`scales has ${scales.length} entries, expected N×nGroups = ${N}×${nG} = ${nP}`);
+  const lut = format.decode === "lut";
   for (let i = 0; i < nP; i++) {
     const s = scales[i];
-    if (!Number.isFinite(s) || !(s > 0)) {
-      fail(`scales[${i}] (row ${Math.floor(i / nG)}, group ${i % nG}) = ${s} is not finite and positive`);
+    if (lut ? !Number.isFinite(s) || s === 0 : !Number.isFinite(s) || !(s > 0)) {
+      fail(
+        `scales[${i}] (row ${Math.floor(i / nG)}, group ${i % nG}) = ${s} is not finite and ${lut ? "non-zero" : "positive"}`,
+      );
     }
     if (f16 && !isF16Exact(s))
       fail(`scales[${i}] = ${s} is not an f16 value (format ${format.name} stores f16)`);
   }
-  const half = 1 << (format.bits - 1);
+  // Codebook formats have no zero point: their zeros are all 0.
+  const half = lut ? 0 : 1 << (format.bits - 1);
   let zeros = init.zeros;
   if (zeros === undefined) {
     if (!format.symmetric) fail(`zeros are required for the asymmetric format ${format.name}`);
@@ -90,8 +95,11 @@ export function createQuantizedLinear(init: QuantizedLinearInit): QuantizedLinea
     if (!Number.isFinite(z) || z < 0 || z > format.qmax) {
       fail(`zeros[${i}] (row ${Math.floor(i / nG)}, group ${i % nG}) = ${z} is outside [0, ${format.qmax}]`);
     }
-    if (format.symmetric && z !== half)
-      fail(`zeros[${i}] = ${z}, but the symmetric format ${format.name} has zero ${half}`);
+    if (format.symmetric && z !== half) {
+      fail(
+        `zeros[${i}] = ${z}, but the ${lut ? "codebook" : "symmetric"} format ${format.name} has zero ${half}`,
+      );
+    }
     if (f16 && !isF16Exact(z))
       fail(`zeros[${i}] = ${z} is not an f16 value (format ${format.name} stores f16)`);
   }

@@ -6,6 +6,12 @@ import type { Bits, PackedMatrix } from "@int21/bitpack";
 export type ScaleDtype = "f32" | "f16";
 
 /**
+ * How a format turns a code into a weight: `"affine"` `scale · (q − zero)` (the INT formats),
+ * `"lut"` `scale · codebook[q]` (codebook formats: NF4, IQ4_NL). Backends check it in `supports()`.
+ */
+export type DecodeKind = "affine" | "lut";
+
+/**
  * A quantization format record (ggml type traits). One record per format, ids stable and never reused.
  * Details (family files under `formats/`) are owned by `formats/`; this is the shape every kernel reads.
  */
@@ -20,13 +26,18 @@ export interface QuantFormat {
   /** Symmetric formats store no zero (zero = 2^(bits-1) implicitly). */
   readonly symmetric: boolean;
   readonly scaleDtype: ScaleDtype;
+  /** How a code becomes a weight; absent means `"affine"` (every registered record sets it). */
+  readonly decode?: DecodeKind;
+  /** The `2^bits` codebook values of a `"lut"` format. */
+  readonly codebook?: Float32Array;
 }
 
 /**
  * A quantized linear layer, y = x·Wᵀ with W of shape `[outFeatures, inFeatures]` (`[N, K]`).
  *
  * ```
- * w[n, k] = scales[n*nGroups + g(k)] * (q[n, k] - zeros[n*nGroups + g(k)])
+ * w[n, k] = scales[n*nGroups + g(k)] * (q[n, k] - zeros[n*nGroups + g(k)])   (decode "affine")
+ * w[n, k] = scales[n*nGroups + g(k)] * codebook[q[n, k]]                      (decode "lut", zeros 0)
  * g(k)    = gIdx ? gIdx[k] : floor(k / groupSize)        (groupSize -1 → g(k) = 0)
  * nGroups = groupSize === -1 ? 1 : ceil(K / groupSize)   (the last group may be shorter than groupSize)
  * ```

@@ -6,10 +6,19 @@ import { NOMINAL_K } from "./format";
 import { FORMATS, formatNames, getFormat, makeFormat } from "./registry";
 
 describe("format registry", () => {
-  it("has 64 formats with unique stable ids and names", () => {
-    expect(FORMATS.length).toBe(64);
-    expect(new Set(FORMATS.map((f) => f.id)).size).toBe(64);
-    expect(new Set(formatNames()).size).toBe(64);
+  it("has 64 affine formats (+ 7 codebook formats) with unique stable ids and names", () => {
+    expect(FORMATS.filter((f) => f.decode === "affine").length).toBe(64);
+    expect(FORMATS.filter((f) => f.decode === "lut").map((f) => f.name)).toEqual([
+      "nf4-g32-f16",
+      "nf4-g32-f32",
+      "nf4-g64-f16",
+      "nf4-g64-f32",
+      "nf4-g128-f16",
+      "nf4-g128-f32",
+      "iq4_nl",
+    ]);
+    expect(new Set(FORMATS.map((f) => f.id)).size).toBe(FORMATS.length);
+    expect(new Set(formatNames()).size).toBe(FORMATS.length);
     // Stable ids: these never change.
     expect(getFormat("int4-g128-asym-f16").id).toBe(431);
     expect(getFormat("int2-g64-asym-f16").id).toBe(221);
@@ -22,6 +31,7 @@ describe("format registry", () => {
       expect(getFormat(f.name)).toBe(f);
       expect(getFormat(f.id)).toBe(f);
       expect(getFormat({ ...f })).toBe(f);
+      if (f.decode !== "affine") continue; // makeFormat builds INT formats only
       expect(
         makeFormat({
           bits: f.bits,
@@ -126,8 +136,14 @@ describe("format registry", () => {
           }
           const bound = f.errorBound(lo, hi);
           for (let i = 0; i < w.length; i++) expect(Math.abs(out[i] - w[i])).toBeLessThanOrEqual(bound);
-          expect(p.scale).toBeGreaterThan(0);
-          expect(p.zero >= 0 && p.zero <= f.qmax && Number.isInteger(p.zero)).toBe(true);
+          if (f.decode === "affine") {
+            expect(p.scale).toBeGreaterThan(0);
+            expect(p.zero >= 0 && p.zero <= f.qmax && Number.isInteger(p.zero)).toBe(true);
+          } else {
+            // Codebook formats: a signed, non-zero scale and no zero point.
+            expect(Number.isFinite(p.scale) && p.scale !== 0).toBe(true);
+            expect(p.zero).toBe(0);
+          }
           if (f.scaleDtype === "f16") expect(isF16Exact(p.scale)).toBe(true);
         },
       ),

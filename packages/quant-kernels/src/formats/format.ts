@@ -1,7 +1,7 @@
 // The shared shape of every format record and the group math they all use (ggml type traits).
 import type { Bits } from "@int21/bitpack";
 import { roundUpToF16 } from "../f16";
-import type { QuantFormat, ScaleDtype } from "../types";
+import type { DecodeKind, QuantFormat, QuantizedLinear, ScaleDtype } from "../types";
 
 /** Group sizes the registry knows: 32, 64, 128 columns, or -1 for one group per output row. */
 export type GroupSize = 32 | 64 | 128 | -1;
@@ -17,7 +17,7 @@ export interface FormatSpec {
   scaleDtype: ScaleDtype;
 }
 
-/** Scale and zero point of one group; `w ≈ scale · (q − zero)`. */
+/** Scale and zero point of one group; `w ≈ scale · (q − zero)` (affine) or `scale · codebook[q]` (lut, zero 0). */
 export interface GroupParams {
   scale: number;
   zero: number;
@@ -33,6 +33,10 @@ export const NOMINAL_K = 4096;
 export interface FormatRecord extends QuantFormat {
   readonly bits: FormatBits;
   readonly groupSize: GroupSize;
+  /** How a code becomes a weight: `"affine"` `scale·(q − zero)`, `"lut"` `scale·codebook[q]`. */
+  readonly decode: DecodeKind;
+  /** The `2^bits` values of a `"lut"` format (absent for affine formats). */
+  readonly codebook?: Float32Array;
   /** Largest code, `2^bits − 1`. */
   readonly qmax: number;
   /** Bytes per stored scale or zero: 2 (f16) or 4 (f32). */
@@ -57,9 +61,9 @@ export interface FormatRecord extends QuantFormat {
    * An all-zero group gets a positive scale and reconstructs exactly 0.
    */
   params(lo: number, hi: number, shrink?: number): GroupParams;
-  /** Code of one value: `clamp(round(w/scale) + zero, 0, qmax)`. */
+  /** Code of one value: `clamp(round(w/scale) + zero, 0, qmax)` (lut: the nearest codebook entry to `w/scale`). */
   code(w: number, scale: number, zero: number): number;
-  /** Value of one code: `fround(scale · (q − zero))`. */
+  /** Value of one code: `fround(scale · (q − zero))` (lut: `fround(scale · codebook[q])`). */
   value(q: number, scale: number, zero: number): number;
   /**
    * Largest |w − ŵ| round-to-nearest may leave in a group whose values span `[lo, hi]`: half a
@@ -91,6 +95,82 @@ export interface FormatRecord extends QuantFormat {
     out: Float32Array,
     outOff: number,
   ): void;
+  /**
+   * Row-level decode (ggml's `to_float`): writes the K weights of output row `n` of `q` to
+   * `out[outOff, outOff + K)`, each exactly {@link value} of its code and group parameters
+   * (act-order `gIdx` honoured). The reference kernels call this; no checks (the caller checked).
+   */
+  dequantizeRow(q: QuantizedLinear, n: number, out: Float32Array, outOff: number): void;
+  /**
+   * Row-level round-to-nearest encode (ggml's `from_float`): quantizes `K` values `w[wOff, wOff + K)` in
+   * contiguous groups ({@link quantizeGroup} per group), writing codes to `codes[codeOff, codeOff + K)`
+   * and each group's scale / zero to `scales[paramOff + g]` / `zeros[paramOff + g]`.
+   */
+  quantizeRow(
+    w: ArrayLike<number>,
+    wOff: number,
+    K: number,
+    codes: Uint8Array,
+    codeOff: number,
+    scales: Float32Array,
+    zeros: Float32Array,
+    paramOff: number,
+  ): void;
+}
+
+/** Group of input column k in a row: `gIdx[k]`, or `floor(k / groupSize)`, or 0 for per-channel. */
+function groupIndex(gIdx: Int32Array | undefined, G: number, k: number): number {
+  return gIdx !== undefined ? gIdx[k] : G === -1 ? 0 : Math.floor(k / G);
+}
+
+/**
+ * Calls `each(k, code, p)` for every column k of row `n` of `q` (`p` the index of its group's
+ * scale / zero). The packed-code walk every row decoder shares.
+ */
+export function forEachCode(
+  q: QuantizedLinear,
+  n: number,
+  each: (k: number, code: number, p: number) => void,
+): void {
+  const { bits, words, wordsPerRow } = q.qweight;
+  const mask = (1 << bits) - 1;
+  const K = q.inFeatures;
+  const nG = q.scales.length / q.outFeatures;
+  const G = q.format.groupSize;
+  const w0 = n * wordsPerRow;
+  const p0 = n * nG;
+  for (let k = 0; k < K; k++) {
+    const bit = k * bits;
+    const w = w0 + (bit >>> 5);
+    const s = bit & 31;
+    let v = words[w] >>> s;
+    if (s + bits > 32) v |= words[w + 1] << (32 - s);
+    each(k, v & mask, p0 + groupIndex(q.gIdx, G, k));
+  }
+}
+
+/**
+ * The row encoder shared by every format: contiguous groups of `groupSize` (per-channel: the whole
+ * row), each through `quantizeGroup`.
+ */
+export function quantizeRowByGroups(
+  f: Pick<FormatRecord, "groupSize" | "quantizeGroup">,
+  w: ArrayLike<number>,
+  wOff: number,
+  K: number,
+  codes: Uint8Array,
+  codeOff: number,
+  scales: Float32Array,
+  zeros: Float32Array,
+  paramOff: number,
+): void {
+  const G = f.groupSize === -1 ? K : f.groupSize;
+  for (let g = 0, k0 = 0; k0 < K; g++, k0 += G) {
+    const len = Math.min(G, K - k0);
+    const p = f.quantizeGroup(w, wOff + k0, len, 1, codes, codeOff + k0);
+    scales[paramOff + g] = p.scale;
+    zeros[paramOff + g] = p.zero;
+  }
 }
 
 const GROUP_CODES: Record<string, number> = { "32": 1, "64": 2, "128": 3, "-1": 4 };
@@ -180,6 +260,7 @@ export function defineFormat(spec: FormatSpec): FormatRecord {
   const record: FormatRecord = {
     id: formatId(spec),
     name: formatName(spec),
+    decode: "affine",
     bits: bits as Bits & FormatBits,
     groupSize,
     symmetric,
@@ -213,6 +294,15 @@ export function defineFormat(spec: FormatSpec): FormatRecord {
     dequantizeGroup(codes, codeOff, len, stride, p, out, outOff) {
       for (let i = 0; i < len; i++)
         out[outOff + i * stride] = value(codes[codeOff + i * stride], p.scale, p.zero);
+    },
+    dequantizeRow(q, n, out, outOff) {
+      const { scales, zeros } = q;
+      forEachCode(q, n, (k, c, p) => {
+        out[outOff + k] = Math.fround(scales[p] * (c - zeros[p]));
+      });
+    },
+    quantizeRow(w, wOff, K, codes, codeOff, scales, zeros, paramOff) {
+      quantizeRowByGroups(record, w, wOff, K, codes, codeOff, scales, zeros, paramOff);
     },
   };
   return Object.freeze(record);

@@ -5,20 +5,97 @@ import { INT2_FORMATS } from "./int2";
 import { INT3_FORMATS } from "./int3";
 import { INT4_FORMATS } from "./int4";
 import { INT8_FORMATS } from "./int8";
+import { IQ4_NL_FORMAT } from "./iq4-nl";
+import { NF4_FORMATS } from "./nf4";
 
-/** Every registered format (64: INT2/3/4/8 × g32/g64/g128/per-channel × asym/sym × f16/f32). */
-export const FORMATS: readonly FormatRecord[] = Object.freeze([
+/** Ids below this are reserved for int21's own formats; {@link registerFormat} takes ids from here up. */
+export const FIRST_USER_FORMAT_ID = 10_000;
+
+const registered: FormatRecord[] = [];
+
+/**
+ * Every registered format, in registration order: the 64 INT formats (INT2/3/4/8 × g32/g64/g128/
+ * per-channel × asym/sym × f16/f32), the 6 NF4 formats, `iq4_nl`, then those added by
+ * {@link registerFormat}. A live, read-only view: it grows when a format is registered.
+ */
+export const FORMATS: readonly FormatRecord[] = registered;
+
+const byName = new Map<string, FormatRecord>();
+const byId = new Map<number, FormatRecord>();
+
+const RECORD_FUNCTIONS = [
+  "groupBytes",
+  "bitsPerWeightAt",
+  "params",
+  "code",
+  "value",
+  "errorBound",
+  "quantizeGroup",
+  "dequantizeGroup",
+  "dequantizeRow",
+  "quantizeRow",
+] as const;
+
+function add(record: FormatRecord, minId: number): FormatRecord {
+  const what = `quant-kernels: registerFormat`;
+  if (record === null || typeof record !== "object") throw new Error(`${what}: record must be an object`);
+  const { id, name } = record;
+  if (typeof name !== "string" || name.length === 0)
+    throw new Error(`${what}: name must be a non-empty string`);
+  if (!Number.isSafeInteger(id) || id < minId) {
+    throw new Error(
+      `${what} ${name}: id must be an integer ≥ ${minId} (ids below ${FIRST_USER_FORMAT_ID} are int21's), got ${String(id)}`,
+    );
+  }
+  const clash = byId.get(id);
+  if (clash !== undefined) throw new Error(`${what} ${name}: id ${id} is taken by ${clash.name}`);
+  if (byName.has(name))
+    throw new Error(`${what}: a format named ${name} is registered already (id ${byName.get(name)?.id})`);
+  if (record.decode !== "affine" && record.decode !== "lut")
+    throw new Error(`${what} ${name}: decode must be "affine" or "lut", got ${String(record.decode)}`);
+  if (![2, 3, 4, 8].includes(record.bits))
+    throw new Error(`${what} ${name}: bits must be 2, 3, 4 or 8, got ${String(record.bits)}`);
+  if (![32, 64, 128, -1].includes(record.groupSize))
+    throw new Error(`${what} ${name}: groupSize must be 32, 64, 128 or -1, got ${String(record.groupSize)}`);
+  if (
+    record.decode === "lut" &&
+    !(record.codebook instanceof Float32Array && record.codebook.length === 1 << record.bits)
+  ) {
+    throw new Error(
+      `${what} ${name}: a "lut" format needs a Float32Array codebook of 2^${record.bits} values`,
+    );
+  }
+  for (const fn of RECORD_FUNCTIONS) {
+    if (typeof record[fn] !== "function")
+      throw new Error(`${what} ${name}: the record has no ${fn}() (build it with defineLutFormat)`);
+  }
+  Object.freeze(record);
+  registered.push(record);
+  byName.set(name, record);
+  byId.set(id, record);
+  return record;
+}
+
+for (const f of [
   ...INT2_FORMATS,
   ...INT3_FORMATS,
   ...INT4_FORMATS,
   ...INT8_FORMATS,
-]);
+  ...NF4_FORMATS,
+  IQ4_NL_FORMAT,
+])
+  add(f, 0);
 
-const byName = new Map<string, FormatRecord>();
-const byId = new Map<number, FormatRecord>();
-for (const f of FORMATS) {
-  byName.set(f.name, f);
-  byId.set(f.id, f);
+/**
+ * Adds a user format to the registry, so `getFormat`, `createQuantizedLinear`, the quantizers, the
+ * reference kernels and the conformance suite (for suites built afterwards) find it. Build the record
+ * with `defineLutFormat` (codebook formats). Its id must be ≥ {@link FIRST_USER_FORMAT_ID} and unused,
+ * its name unused. Backends with no kernel for its decode kind report so in `supports()` and their
+ * kernels fall back to the reference. Returns the record; throws an Error naming the clash or the
+ * missing part.
+ */
+export function registerFormat(record: FormatRecord): FormatRecord {
+  return add(record, FIRST_USER_FORMAT_ID);
 }
 
 /** Names of every registered format. */

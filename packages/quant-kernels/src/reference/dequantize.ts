@@ -1,19 +1,18 @@
-// Reference dequantize: one weight at a time.
+// Reference dequantize: one row at a time through the format record.
 import { checkQuantCall } from "../check-args";
 import type { QuantizedLinear } from "../types";
-import { weightAt } from "./weight-at";
+import { decoderOf } from "./weight-at";
 
 /**
- * `out[N×K] = W`:
+ * `out[N×K] = W`, row by row through the format record's `dequantizeRow`:
  * ```
- * for n < N, k < K: out[n*K + k] = scales[n, g(k)] * (q[n, k] - zeros[n, g(k)])
+ * for n < N, k < K: out[n*K + k] = w[n, k]   (affine: scales[n, g(k)] * (q[n, k] - zeros[n, g(k)]);
+ *                                             lut:    scales[n, g(k)] * codebook[q[n, k]])
  * ```
  */
 export function referenceDequantize(q: QuantizedLinear, out: Float32Array): void {
   checkQuantCall("dequantize", q, null, "", 0, q.outFeatures, out, "out", q.inFeatures);
-  const N = q.outFeatures;
+  const dec = decoderOf(q.format);
   const K = q.inFeatures;
-  for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) out[n * K + k] = weightAt(q, n, k);
-  }
+  for (let n = 0; n < q.outFeatures; n++) dec.dequantizeRow(q, n, out, n * K);
 }

@@ -1,5 +1,7 @@
-// Scalar element access into a QuantizedLinear, shared by the reference kernels.
-import type { QuantizedLinear } from "../types";
+// Scalar element access into a QuantizedLinear, and the record lookup the reference kernels share.
+import { type FormatRecord, forEachCode } from "../formats/format";
+import { getFormat } from "../formats/registry";
+import type { QuantFormat, QuantizedLinear } from "../types";
 
 /**
  * Code `(n, k)` of the packed matrix (bitpack matrix layout: row n starts at word `n·wordsPerRow`,
@@ -21,9 +23,38 @@ export function groupOf(q: QuantizedLinear, k: number): number {
   return q.format.groupSize === -1 ? 0 : Math.floor(k / q.format.groupSize);
 }
 
-/** `w[n, k] = fround(scales[n, g(k)] · (q[n, k] − zeros[n, g(k)]))`, the canonical dequantized weight. */
+/** What the reference kernels need of a format: its row decoder and its value of one code. */
+export type FormatDecoder = Pick<FormatRecord, "dequantizeRow" | "value">;
+
+const affineDecoder: FormatDecoder = {
+  dequantizeRow(q, n, out, outOff) {
+    const { scales, zeros } = q;
+    forEachCode(q, n, (k, c, p) => {
+      out[outOff + k] = Math.fround(scales[p] * (c - zeros[p]));
+    });
+  },
+  value: (c, scale, zero) => Math.fround(scale * (c - zero)),
+};
+
+/**
+ * The decoder of `format`: the format record itself (a registered record carries `dequantizeRow`),
+ * the registry's record for a plain {@link QuantFormat} of a registered codebook format, or the
+ * affine decode `scale·(q − zero)` for a plain affine `QuantFormat` (hand-built layers).
+ */
+export function decoderOf(format: QuantFormat): FormatDecoder {
+  const f = format as Partial<FormatRecord>;
+  if (typeof f.dequantizeRow === "function" && typeof f.value === "function") return f as FormatDecoder;
+  if (format.decode === undefined || format.decode === "affine") return affineDecoder;
+  return getFormat(format);
+}
+
+/**
+ * `w[n, k]`, the canonical dequantized weight, through the format record:
+ * `fround(scales[n, g(k)] · (q[n, k] − zeros[n, g(k)]))` for affine formats,
+ * `fround(scales[n, g(k)] · codebook[q[n, k]])` for codebook ("lut") formats.
+ */
 export function weightAt(q: QuantizedLinear, n: number, k: number): number {
   const nG = q.scales.length / q.outFeatures;
   const p = n * nG + groupOf(q, k);
-  return Math.fround(q.scales[p] * (codeAt(q, n, k) - q.zeros[p]));
+  return decoderOf(q.format).value(codeAt(q, n, k), q.scales[p], q.zeros[p]);
 }

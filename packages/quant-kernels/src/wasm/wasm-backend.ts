@@ -2,6 +2,9 @@
 // WebAssembly.Memory. Node (worker_threads) and browsers (Worker; threads > 1 needs a
 // cross-origin isolated page).
 import type { Backend, GemmArgs, KernelName, QuantFormat, QuantizedLinear } from "../types";
+import { referenceDequantize } from "../reference/dequantize";
+import { referenceQmatmul } from "../reference/qmatmul";
+import { referenceQmatmulT } from "../reference/qmatmul-t";
 import { wasmDequantize } from "./wasm-dequantize";
 import { wasmQmatmul, wasmQmatmulT } from "./wasm-qmatmul";
 import { ResidentCache } from "./wasm-resident";
@@ -68,8 +71,12 @@ function defaultThreads(): number {
   return Math.max(1, Math.min(cores ?? 1, 4));
 }
 
+/** Decode kinds the wasm kernels compute natively; others fall back to the reference kernels. */
+const NATIVE_DECODE: ReadonlySet<string> = new Set(["affine"]);
+
 function supportsFormat(f: QuantFormat): boolean {
   return (
+    NATIVE_DECODE.has(f.decode ?? "affine") &&
     Number.isInteger(f.bits) &&
     f.bits >= 1 &&
     f.bits <= 8 &&
@@ -78,8 +85,10 @@ function supportsFormat(f: QuantFormat): boolean {
 }
 
 /**
- * Creates the WebAssembly SIMD backend. Every kernel runs natively for every format (1–8 bits,
- * any group size, act-order `gIdx` through a slower dequantize-a-row path). Calls are synchronous:
+ * Creates the WebAssembly SIMD backend. Every kernel runs natively for every affine format (1–8 bits,
+ * any group size, act-order `gIdx` through a slower dequantize-a-row path); formats of another decode
+ * kind (codebook formats such as NF4, IQ4_NL) report `supports() === false` and run on the reference
+ * kernels. Calls are synchronous:
  * the caller's thread runs its share and waits for the workers.
  *
  * Inputs are copied into wasm memory per call, except views from {@link WasmBackend.allocF32};
@@ -102,6 +111,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const rt = await WasmRuntime.create(threads, opts.sharedMemory);
   const cache = new ResidentCache(rt, budget);
   const views = new WeakMap<Float32Array, number>();
+  // A format whose decode kind has no wasm kernel (a codebook format) runs on the reference kernels.
+  const native = (q: QuantizedLinear): boolean => q?.format === undefined || supportsFormat(q.format);
   return {
     name: `wasm-simd-${threads}t`,
     threads,
@@ -111,9 +122,11 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       return supportsFormat(format);
     },
     sgemm: (args: GemmArgs) => wasmSgemm(rt, cache, args),
-    dequantize: (q, out) => wasmDequantize(rt, cache, q, out),
-    qmatmul: (x, rows, q, y) => wasmQmatmul(rt, cache, x, rows, q, y),
-    qmatmulT: (g, rows, q, dx) => wasmQmatmulT(rt, cache, g, rows, q, dx),
+    dequantize: (q, out) => (native(q) ? wasmDequantize(rt, cache, q, out) : referenceDequantize(q, out)),
+    qmatmul: (x, rows, q, y) =>
+      native(q) ? wasmQmatmul(rt, cache, x, rows, q, y) : referenceQmatmul(x, rows, q, y),
+    qmatmulT: (g, rows, q, dx) =>
+      native(q) ? wasmQmatmulT(rt, cache, g, rows, q, dx) : referenceQmatmulT(g, rows, q, dx),
     allocF32(n: number): Float32Array {
       rt.check("allocF32");
       if (!Number.isSafeInteger(n) || n < 0)
