@@ -49,6 +49,8 @@ export interface TrainLoRAOptions {
   identity?: RunIdentity;
   /** Continue from a checkpoint of a different run (see {@link TrainLoRAResult.resumedDespite}). */
   forceResume?: boolean;
+  /** Called after a checkpoint was resumed, before training: its step and the differences forced past. */
+  onResume?: (step: number, differences: readonly RunDifference[]) => void;
 }
 
 /** What {@link trainLoRA} returns. */
@@ -132,6 +134,7 @@ export async function trainLoRA(
   let resumedFrom = 0;
   if (opts.checkpointDir && (await trainer.resume(opts.checkpointDir, { force: opts.forceResume === true })))
     resumedFrom = trainer.step;
+  if (resumedFrom > 0) opts.onResume?.(resumedFrom, trainer.resumedDespite);
   const alreadyFinished = resumedFrom > 0 && trainer.finished && trainer.resumedDespite.length === 0;
   const result = await trainer.run();
   if (opts.adapterDir) {

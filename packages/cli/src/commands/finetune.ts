@@ -231,7 +231,10 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
       async (backend) => {
         const quantize =
           o.bits !== undefined
-            ? { format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }) }
+            ? {
+                format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }),
+                quantizer: "rtn", // the registered quantizer; loading has no calibration data for GPTQ
+              }
             : undefined;
         const m = await openModel(model as string, io, {
           backend,
@@ -288,6 +291,9 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
               heldOut: o.heldOut,
             },
             forceResume: o.resume,
+            onResume: (step, diffs) => {
+              if (diffs.length > 0) io.stderr.write(resumedDespiteNote(`${trainerDir}/`, step, diffs));
+            },
             divergence: divergenceOf(o),
             onProgress: (p) =>
               bar.update(
@@ -301,8 +307,6 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           throw trainingFailure(e, `${trainerDir}/`);
         }
         bar.finish();
-        if (res.resumedDespite.length > 0)
-          io.stderr.write(resumedDespiteNote(`${trainerDir}/`, res.resumedFrom, res.resumedDespite));
         const outputs = FINETUNE_OUTPUTS.map((f) => join(o.output, f));
         if (res.alreadyFinished && outputs.every((f) => existsSync(f))) {
           if (o.json)

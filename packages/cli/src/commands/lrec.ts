@@ -192,6 +192,8 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
         });
         if (status.differences.length > 0 && !o.resume)
           throw new CliError(mismatchMessage(statePath, status.step, status.differences));
+        if (status.differences.length > 0)
+          io.stderr.write(resumedDespiteNote(statePath, status.step, status.differences));
         if (status.finished && existsSync(o.output) && existsSync(chart)) {
           if (o.json)
             writeJson(io, { output: o.output, lossChart: chart, alreadyFinished: true, steps: status.step });
@@ -231,14 +233,6 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           throw trainingFailure(e, statePath);
         }
         bar.finish();
-        if (res.resumedDespite.length > 0)
-          io.stderr.write(
-            resumedDespiteNote(
-              statePath,
-              status.step,
-              res.resumedDespite.filter((d) => d.field !== "parameters"),
-            ),
-          );
         const after = score();
         await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
           adapters: checkpointAdaptersOf(res.model, ["lrec"]),
