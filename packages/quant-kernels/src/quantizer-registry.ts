@@ -59,7 +59,7 @@ const registry = new Map<string, Entry>();
 for (const e of [
   {
     name: "rtn",
-    description: "round to nearest, per group (no calibration)",
+    description: "round to nearest, per group (no calibration data)",
     factory: (p: QuantizerParams) => {
       checkParams("rtn", p, RTN_PARAMS);
       return rtn(p);
@@ -67,7 +67,7 @@ for (const e of [
   },
   {
     name: "gptq",
-    description: "error-compensating GPTQ on calibration data (needs a Hessian)",
+    description: "error-compensating GPTQ on calibration data",
     factory: (p: QuantizerParams) => {
       checkParams("gptq", p, GPTQ_PARAMS);
       return gptq(p);

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
+import { registerQuantizer, rtnQuantize, unregisterQuantizer } from "@int21/quant-kernels";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";
 import { planTokenizerFiles } from "./quantize";
@@ -10,6 +11,7 @@ afterAll(removeTempDirs);
 
 const MODEL = sharedPath(SHARED.stories260K);
 const TOK = sharedPath(SHARED.tok512);
+const CALIB = sharedPath(SHARED.tinystoriesValid);
 const rtn = (out: string, ...more: string[]) => [
   "quantize",
   MODEL,
@@ -163,4 +165,73 @@ describe("planTokenizerFiles", () => {
     const withTok = planTokenizerFiles(join(dir, "q.safetensors"), 512, join(src, "my-tokenizer.bin"));
     expect(withTok.remove).toEqual([join(dir, "tokenizer.json")]);
   });
+});
+
+describe("int21 quantize --method: the quantizer registry", () => {
+  it("offers every registered quantizer; a user quantizer runs through the sequential pipeline", async () => {
+    const seen: { K: number; hessian: boolean }[] = [];
+    registerQuantizer(
+      "test-half-range",
+      (params) => {
+        for (const k of Object.keys(params)) throw new Error(`test-half-range takes no option ${k}`);
+        return {
+          name: "test-half-range",
+          needsHessian: true,
+          quantize(w, N, K, f, o) {
+            seen.push({ K, hessian: o?.hessian?.K === K });
+            return rtnQuantize(w, N, K, f, { mseClip: true, maxShrink: 0.5 });
+          },
+        };
+      },
+      "RTN over a searched range (registered by this test)",
+    );
+    try {
+      const help = (await cli(["quantize", "--help"])).out.replace(/\s+/g, " ");
+      expect(help).toContain("test-half-range: RTN over a searched range (registered by this test)");
+      expect(help).toContain('(choices: "rtn", "gptq", "test-half-range", default: "gptq")');
+      const dir = tempDir();
+      const out = join(dir, "q.safetensors");
+      const noCalib = await cli(["quantize", MODEL, "--method", "test-half-range", "-o", out, "--quiet"]);
+      expect(noCalib.code).toBe(2);
+      expect(noCalib.err).toContain("--calib <text> is required with --method test-half-range");
+      const args = ["quantize", MODEL, "--bits", "3", "--method", "test-half-range", "--calib", CALIB];
+      const r = await cli([
+        ...args,
+        "--calib-windows",
+        "2",
+        "-o",
+        out,
+        "--quiet",
+        "--threads",
+        "1",
+        "--json",
+      ]);
+      expect(r.code, r.err).toBe(0);
+      expect(seen).toHaveLength(35);
+      expect(seen.every((s) => s.hessian)).toBe(true);
+      const s = JSON.parse(r.out);
+      expect(s.method).toBe("test-half-range");
+      expect(s.format).toBe("int3-g64-asym-f16");
+      // the error report compares it with RTN on the same calibration activations
+      expect(s.layers).toHaveLength(35);
+      for (const l of s.layers) expect(l.rtnRelError).toBeGreaterThan(0);
+      const act = await cli([...args, "--act-order", "-o", out, "--force"]);
+      expect(act.code).toBe(2);
+      expect(act.err).toContain(
+        "--act-order needs --method gptq or another quantizer that takes it (test-half-range takes no option actOrder)",
+      );
+    } finally {
+      unregisterQuantizer("test-half-range");
+    }
+    const gone = await cli([
+      "quantize",
+      MODEL,
+      "--method",
+      "test-half-range",
+      "-o",
+      join(tempDir(), "x.safetensors"),
+    ]);
+    expect(gone.code).toBe(2);
+    expect(gone.err).toMatch(/Allowed choices are rtn, gptq\b/);
+  }, 60_000);
 });

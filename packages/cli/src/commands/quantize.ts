@@ -1,4 +1,4 @@
-// `int21 quantize <model> --bits 2|3|4|8 --group 64 --method rtn|gptq [--act-order] --calib <text> -o <out>`
+// `int21 quantize <model> --bits 2|3|4|8 --group 64 --method <quantizer> [--act-order] --calib <text> -o <out>`
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
@@ -13,7 +13,14 @@ import {
   quantizeCheckpoint,
   saveInt21Checkpoint,
 } from "@int21/model-llama";
-import { makeFormat } from "@int21/quant-kernels";
+import {
+  type Quantizer,
+  getQuantizer,
+  listQuantizers,
+  makeFormat,
+  needsCalibration,
+  quantizerNames,
+} from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
@@ -42,16 +49,18 @@ export function quantizeProgram(): Command {
     .addOption(
       new Option(
         "--method <name>",
-        "rtn: round to nearest; gptq: error-compensating GPTQ on calibration data",
+        `the quantizer — ${listQuantizers()
+          .map((q) => (q.description ? `${q.name}: ${q.description}` : q.name))
+          .join("; ")}`,
       )
-        .choices(["rtn", "gptq"])
+        .choices(quantizerNames())
         .default("gptq"),
     )
     .option("--act-order", "GPTQ: quantize columns by decreasing Hessian diagonal", false)
     .option("--sym", "symmetric codes (no stored zero points)", false)
     .option(
       "--calib <text>",
-      "calibration text file (required for gptq; with rtn it only measures the error)",
+      "calibration text file (required when the quantizer needs calibration, as gptq does; otherwise it only measures the error)",
     )
     .addOption(
       new Option("--calib-windows <n>", "calibration windows cut from the text")
@@ -79,7 +88,7 @@ export function quantizeProgram(): Command {
 interface QuantizeOpts {
   bits: 2 | 3 | 4 | 8;
   group: 32 | 64 | 128 | -1;
-  method: "rtn" | "gptq";
+  method: string;
   actOrder: boolean;
   sym: boolean;
   calib?: string;
@@ -94,7 +103,8 @@ interface QuantizeOpts {
 }
 
 /**
- * `int21 quantize`: quantizes every layer projection (RTN or GPTQ), writes the int21 checkpoint and the model's
+ * `int21 quantize`: quantizes every layer projection with the quantizer registered as `--method` (RTN, GPTQ, or one
+ * added with `registerQuantizer` in the same process), writes the int21 checkpoint and the model's
  * tokenizer beside it (see {@link planTokenizerFiles}), and prints the file size, bits per weight and each
  * projection's relative output error on the calibration windows. An existing output, or a different tokenizer
  * beside it, is refused before any work unless `--force`. Returns the exit code.
@@ -105,10 +115,22 @@ export function quantize(argv: readonly string[], io: CliIo): Promise<number> {
   );
 }
 
+/** The quantizer `--method` names, with `--act-order` when given; a setting it does not take is a usage error. */
+function makeQuantizer(o: QuantizeOpts): Quantizer {
+  try {
+    return getQuantizer(o.method, o.actOrder ? { actOrder: true } : {});
+  } catch (e) {
+    const msg = (e as Error).message.replace(/^quant-kernels: /, "");
+    if (o.actOrder)
+      throw new UsageError(`--act-order needs --method gptq or another quantizer that takes it (${msg})`);
+    throw new UsageError(`--method ${o.method}: ${msg}`);
+  }
+}
+
 async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
-  if (o.method === "gptq" && o.calib === undefined)
-    throw new UsageError("--calib <text> is required with --method gptq");
-  if (o.actOrder && o.method !== "gptq") throw new UsageError("--act-order needs --method gptq");
+  const quantizer = makeQuantizer(o);
+  if (needsCalibration(quantizer) && o.calib === undefined)
+    throw new UsageError(`--calib <text> is required with --method ${o.method}`);
   if (o.calib !== undefined && !existsSync(o.calib)) throw new CliError(`--calib ${o.calib}: no such file`);
   checkOutput(o.output, o.force);
   const path = await resolveModelPath(spec, io, { quiet: o.quiet });
@@ -166,8 +188,7 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
     try {
       res = await quantizeCheckpoint(path, {
         format,
-        method: o.method,
-        actOrder: o.actOrder,
+        quantizer,
         ...(calib ? { calib } : {}),
         backend,
         onProgress: (p) => bar.update(p.done, p.total, `layer ${p.layer} ${p.name}`),
