@@ -533,12 +533,13 @@ function putF16(out: Uint8Array, o: number, x: number): void {
  *   up to 8 bits sym into Q8_0): `d = s`, `q = c − z` — **exact**.
  * - Q4_1: codes of at most 4 bits: `d = f16(s)`, `m = f16(−s·z)`, `q = c` — exact when `s` and `s·z` are f16
  *   values (every `int4-g32-sym-f16`), else within f16 rounding of `d` and `m`.
- * Returns undefined otherwise (the caller dequantizes and re-quantizes).
+ * Returns undefined otherwise, and for codebook formats (NF4, IQ4_NL): the caller dequantizes and re-quantizes.
  */
 export function quantizedToGgml(q: QuantizedLinear, type: "Q8_0" | "Q4_0" | "Q4_1"): Uint8Array | undefined {
   const N = q.outFeatures;
   const K = q.inFeatures;
   if (q.format.groupSize !== 32 || q.gIdx !== undefined || K % 32 !== 0) return undefined;
+  if ((q.format.decode ?? "affine") !== "affine") return undefined; // codebook formats: no affine block
   const nG = K / 32;
   const blockBytes = GGML_TYPES[type].blockBytes;
   const out = new Uint8Array(N * nG * blockBytes);
