@@ -11,6 +11,7 @@ import { headSize, kvDim, layerWindow, qDim } from "./config";
 import { exportHf } from "./export-hf";
 import { addLlamaLoRA, finetune, saveLlamaAdapter } from "./finetune";
 import { forward, rmsnorm, softcap } from "./forward";
+import { ggufLoraTensors } from "./gguf-lora";
 import { ggufConfigToLlama, loadGguf, serializeGgufModel } from "./gguf-model";
 import { linearParts } from "./linear-parts";
 import { hfConfigToLlama, loadHf, permuteHfRows } from "./load-hf";
@@ -677,4 +678,12 @@ describe("Phi-3 PEFT adapters", () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe("GGUF LoRA adapters of the families", () => {
+  it("saveGgufLora refuses a NEOX / fused family (merge it into the base instead)", async () => {
+    const w = await loadHf(fixture("qwen3").dir);
+    const model = addLlamaLoRA(w, { targetModules: ["q_proj"], r: 2, alpha: 4 });
+    expect(() => ggufLoraTensors(model, w.config)).toThrow(/saveGgufLora: a qwen3 adapter is not supported/);
+  });
 });

@@ -83,6 +83,10 @@ export function ggufLoraTensors(
   opts: GgufLoraSaveOptions = {},
 ): { metadata: Record<string, GgufValue>; tensors: GgufWriteTensor[]; report: GgufLoraReport } {
   validateConfig(config, "saveGgufLora");
+  if (config.family !== undefined && config.family !== "llama" && config.family !== "mistral")
+    throw new Error(
+      `saveGgufLora: a ${config.family} adapter is not supported (llama.cpp's ${config.family} keeps rotate-half q/k rows or fused projections); fold it into the base with saveGguf's mergeLoRA`,
+    );
   const name = opts.adapter ?? "default";
   const type = opts.type ?? "F32";
   if (type !== "F32" && type !== "F16")
