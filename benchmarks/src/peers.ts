@@ -36,7 +36,7 @@ const shapes = (quick ? "stories260K" : env("INT21_PEERS_SHAPES", "stories15M,st
   ",",
 ) as SyntheticModelName[];
 const rounds = quick ? 1 : Number(env("INT21_PEERS_ROUNDS", "3"));
-const seq = quick ? 32 : Number(env("INT21_PEERS_SEQ", "512"));
+const seqWanted = quick ? 32 : Number(env("INT21_PEERS_SEQ", "512"));
 const steps = quick ? 1 : Number(env("INT21_PEERS_STEPS", "2"));
 const threads = Number(env("INT21_PEERS_THREADS", "1"));
 const decodeTokens = quick ? 16 : 128;
@@ -98,7 +98,7 @@ function torch(py: string, task: Record<string, unknown>): Measured {
 }
 
 /** llama-bench's pp/tg tokens per second for `model` (JSON output). */
-function llamaBench(bench: string, model: string): Measured {
+function llamaBench(bench: string, model: string, seq: number): Measured {
   const m = runTask(bench, [
     "-m",
     model,
@@ -165,7 +165,7 @@ const py = findPython();
 const bench = llamaTool("llama-bench");
 const notes: string[] = [
   `peers: PyTorch ${py ? `via ${py}` : "not found (set INT21_PYTHON to a python with torch, transformers and peft)"}; llama.cpp ${bench ? `at ${llamaCpp}` : "not found (set LLAMA_CPP_DIR to a build with llama-bench)"}`,
-  `${rounds} round(s), programs interleaved in each; ${threads} thread(s); LoRA r 8 on q,v, AdamW, batch 1, seq ${seq}; medians of ${steps} step(s) after a warm-up step`,
+  `${rounds} round(s), programs interleaved in each; ${threads} thread(s); LoRA r 8 on q,v, AdamW, batch 1, seq min(${seqWanted}, the shape's seqLen); medians of ${steps} step(s) after a warm-up step`,
 ];
 const samples = new Map<
   string,
@@ -184,6 +184,8 @@ function record(name: string, m: Measured, value: number, wall: number, cpu?: nu
 
 for (const shape of shapes) {
   const { hf, gguf } = await writeModels(shape);
+  // stories15M's context is 256: its steps and prefill use min(seq, seqLen) tokens on every side
+  const seq = Math.min(seqWanted, syntheticConfig(shape).seqLen);
   for (let r = 0; r < rounds; r++) {
     console.log(`${shape}: round ${r + 1}/${rounds}`);
     // training steps, interleaved: int21 f32, PyTorch, int21 int4, PyTorch (checkpointed), int21 int2
@@ -222,7 +224,7 @@ for (const shape of shapes) {
       );
       const peer = { f32: "F32", int4: "Q4_0", int2: "Q2_K" }[fmt] as "F32" | "Q4_0" | "Q2_K";
       if (bench && existsSync(gguf[peer])) {
-        const l = llamaBench(bench, gguf[peer]);
+        const l = llamaBench(bench, gguf[peer], seq);
         record(`${shape} decode llama.cpp ${peer}`, l, Number(l.out.decodeTokensPerSec), l.wallMs);
         record(`${shape} prefill llama.cpp ${peer}`, l, Number(l.out.prefillTokensPerSec), l.wallMs);
       }
