@@ -53,8 +53,9 @@ describe("EMEF on codebook formats (stories260K, real data)", () => {
     async (format) => {
       const f = getFormat(format);
       expect(f.decode).toBe("lut");
-      // The wasm backend has no codebook kernel: the layers run on the reference kernels.
-      expect(backend.supports("qmatmul", f)).toBe(false);
+      // The wasm backend decodes codebook layers natively (table decode in quant.c).
+      expect(backend.supports("qmatmul", f)).toBe(true);
+      expect(backend.supports("qmatmulT", f)).toBe(true);
       const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512), 512);
       const recs = storyRecords();
       const train = alpacaExamples(recs.slice(0, 300), tok, { maxLen: 128 }).examples;

@@ -7,9 +7,11 @@ export type ScaleDtype = "f32" | "f16";
 
 /**
  * How a format turns a code into a weight: `"affine"` `scale · (q − zero)` (the INT formats),
- * `"lut"` `scale · codebook[q]` (codebook formats: NF4, IQ4_NL). Backends check it in `supports()`.
+ * `"lut"` `scale · codebook[q]` (codebook formats: NF4, IQ4_NL), or a user kind whose only
+ * implementation is its record's `dequantizeRow` / `value` (the reference kernels run it; backends
+ * report `supports() === false`). Backends check it in `supports()`.
  */
-export type DecodeKind = "affine" | "lut";
+export type DecodeKind = "affine" | "lut" | (string & {});
 
 /**
  * A quantization format record (ggml type traits). One record per format, ids stable and never reused.

@@ -14,7 +14,8 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 static inline int log2_per(int cb) { return cb == 2 ? 4 : cb == 4 ? 3 : 2; }
 
-int qk_fast(const int32_t* d) { return d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 3) == 0; }
+// Codebook formats (D_LUT) are never fast: every kernel reaches them through qk_dequant_range.
+int qk_fast(const int32_t* d) { return d[D_LUT] == 0 && d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 3) == 0; }
 
 // Centred code of column k of a resident row.
 static inline int32_t code_at(const uint32_t* w, int cb, int lp, int k) {
@@ -57,10 +58,32 @@ QK_EXPORT(qk_repack) void qk_repack(const int32_t* d, const uint32_t* src, int s
   }
 }
 
+// Codebook decode of one row range: out = s[g]·lut[u + c] (u the centred code, c = 2^(bits−1)), one
+// float32 rounding of the product, as the reference computes fround(scale·codebook[q]). Four columns
+// at a time when they share a group (contiguous groups whose length is a multiple of 4).
+static void lut_range(const int32_t* d, const uint32_t* w, const float* sc, int k0, int k1, float* out) {
+  int cb = d[D_CB], lp = log2_per(cb), gs = d[D_GS], per = 1 << lp;
+  const float* lut = (const float*)(uintptr_t)d[D_LUT] + (1 << (d[D_BITS] - 1));
+  int k = k0;
+  if (d[D_GIDX] == 0 && gs > 0 && (gs & 3) == 0 && (k0 & 3) == 0) {
+    for (; k + 4 <= k1; k += 4) {
+      v128_t u = decode(wasm_v128_load(w + (k >> (lp + 2)) * 4), (k >> 2) & (per - 1), cb);
+      v128_t t = wasm_f32x4_make(lut[wasm_i32x4_extract_lane(u, 0)], lut[wasm_i32x4_extract_lane(u, 1)],
+                                 lut[wasm_i32x4_extract_lane(u, 2)], lut[wasm_i32x4_extract_lane(u, 3)]);
+      wasm_v128_store(out + (k - k0), wasm_f32x4_mul(t, wasm_f32x4_splat(sc[k / gs])));
+    }
+  }
+  for (; k < k1; k++) out[k - k0] = sc[group_of(d, k)] * lut[code_at(w, cb, lp, k)];
+}
+
 void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
   int cb = d[D_CB], lp = log2_per(cb), ng = d[D_NG], gs = d[D_GS];
   const uint32_t* w = (const uint32_t*)(uintptr_t)d[D_WORDS] + (uint32_t)row * (uint32_t)d[D_WPR];
   const float* sc = (const float*)(uintptr_t)d[D_SCALES] + (uint32_t)row * (uint32_t)ng;
+  if (d[D_LUT]) {
+    lut_range(d, w, sc, k0, k1, out);
+    return;
+  }
   const float* ze = (const float*)(uintptr_t)d[D_ZEROS] + (uint32_t)row * (uint32_t)ng;
   int k = k0;
   if (qk_fast(d) && (k0 & 3) == 0) {

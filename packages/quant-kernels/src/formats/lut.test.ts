@@ -280,20 +280,68 @@ describe("registerFormat: a user codebook format", () => {
     expect(() => getFormat("partial")).toThrow(/unknown format/);
   });
 
-  it("the wasm backend does not claim it and falls back to the reference kernels", () => {
-    for (const k of ["dequantize", "qmatmul", "qmatmulT"] as const) {
-      expect(wasm.supports(k, user)).toBe(false);
-      expect(wasm.supports(k, getFormat("int2-g32-asym-f32"))).toBe(true);
-    }
+  it("the wasm backend runs it natively (table decode), bit for bit with the reference on dequantize", () => {
+    for (const k of ["dequantize", "qmatmul", "qmatmulT"] as const) expect(wasm.supports(k, user)).toBe(true);
     const N = 6;
     const K = 70;
-    const W = randomWeights(N * K, 3);
-    const q = rtnQuantize(W, N, K, user);
+    const q = rtnQuantize(randomWeights(N * K, 3), N, K, user);
     const want = new Float32Array(N * K);
     ref.dequantize(q, want);
     const got = new Float32Array(N * K);
     wasm.dequantize(q, got);
     expect(got).toEqual(want);
+    // It is the codebook result, not the affine one of the same codes.
+    for (let i = 0; i < N * K; i++) {
+      const p = Math.floor(i / K) * Math.ceil(K / 32) + Math.floor((i % K) / 32);
+      expect(want[i]).toBe(Math.fround(q.scales[p] * user.codebook![codeOf(q, i)]));
+    }
+    expect(wasm.isResident(q)).toBe(true);
+  });
+});
+
+describe("registerFormat: a user decode kind no backend has a kernel for", () => {
+  // w = scale · (q − 1.5): four half-integer levels ±0.5, ±1.5 — a decode only its record implements.
+  const base = getFormat("int2-g32-sym-f32");
+  const halfStep = (q: number, scale: number) => Math.fround(scale * (q - 1.5));
+  const custom: FormatRecord = {
+    ...base,
+    id: FIRST_USER_FORMAT_ID + 20,
+    name: "user-halfstep2-g32-f32",
+    decode: "halfstep",
+    value: halfStep,
+    dequantizeRow(q, n, out, outOff) {
+      const K = q.inFeatures;
+      const nG = q.scales.length / q.outFeatures;
+      for (let k = 0; k < K; k++)
+        out[outOff + k] = halfStep(codeOf(q, n * K + k), q.scales[n * nG + (k >> 5)]);
+    },
+  };
+  registerFormat(custom);
+  let wasm: WasmBackend;
+  beforeAll(async () => {
+    wasm = await createWasmBackend({ threads: 1 });
+  });
+  afterAll(() => wasm.dispose());
+
+  it("the wasm backend does not claim it and falls back to the reference, which runs the record's decode", () => {
+    for (const k of ["dequantize", "qmatmul", "qmatmulT"] as const) {
+      expect(wasm.supports(k, custom)).toBe(false);
+      expect(wasm.supports(k, base)).toBe(true);
+    }
+    const N = 5;
+    const K = 70;
+    const nG = Math.ceil(K / 32);
+    const rng = makeRng(9);
+    const codes = Uint8Array.from({ length: N * K }, () => Math.floor(rng() * 4));
+    const scales = Float32Array.from({ length: N * nG }, () => Math.fround(0.1 + rng()));
+    const q = packQuantizedLinear(custom, N, K, codes, scales, undefined);
+    const want = Float32Array.from(codes, (c, i) =>
+      halfStep(c, scales[Math.floor(i / K) * nG + ((i % K) >> 5)]),
+    );
+    const got = new Float32Array(N * K);
+    wasm.dequantize(q, got);
+    expect(got).toEqual(want);
+    expect(weightAt(q, 2, 40)).toBe(want[2 * K + 40]);
     const x = randomUniform(2 * K, 4);
     const y0 = new Float32Array(2 * N);
     const y1 = new Float32Array(2 * N);
@@ -306,11 +354,13 @@ describe("registerFormat: a user codebook format", () => {
     ref.qmatmulT(g, 2, q, d0);
     wasm.qmatmulT(g, 2, q, d1);
     expect(d1).toEqual(d0);
-    // And it is a codebook result, not the affine one of the same codes.
-    for (let i = 0; i < N * K; i++) {
-      const p = Math.floor(i / K) * Math.ceil(K / 32) + Math.floor((i % K) / 32);
-      expect(want[i]).toBe(Math.fround(q.scales[p] * user.codebook![codeOf(q, i)]));
+    for (let r = 0; r < 2; r++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[r * K + k] * want[k];
+      expect(y0[r * N]).toBe(Math.fround(s));
     }
+    // Nothing went resident: the wasm kernels never saw the layer.
+    expect(wasm.isResident(q)).toBe(false);
   });
 });
 

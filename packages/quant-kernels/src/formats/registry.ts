@@ -51,8 +51,11 @@ function add(record: FormatRecord, minId: number): FormatRecord {
   if (clash !== undefined) throw new Error(`${what} ${name}: id ${id} is taken by ${clash.name}`);
   if (byName.has(name))
     throw new Error(`${what}: a format named ${name} is registered already (id ${byName.get(name)?.id})`);
-  if (record.decode !== "affine" && record.decode !== "lut")
-    throw new Error(`${what} ${name}: decode must be "affine" or "lut", got ${String(record.decode)}`);
+  if (typeof record.decode !== "string" || record.decode.length === 0) {
+    throw new Error(
+      `${what} ${name}: decode must be "affine", "lut" or a user kind (a non-empty string), got ${String(record.decode)}`,
+    );
+  }
   if (![2, 3, 4, 8].includes(record.bits))
     throw new Error(`${what} ${name}: bits must be 2, 3, 4 or 8, got ${String(record.bits)}`);
   if (![32, 64, 128, -1].includes(record.groupSize))

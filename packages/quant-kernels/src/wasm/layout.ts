@@ -53,7 +53,9 @@ export const D_ZEROS = 10;
 export const D_GIDX = 11;
 /** 1 when the fused matvec may use the offset decode (asymmetric format, bits = container bits). */
 export const D_OFFSET = 12;
-export const D_SIZE = 13;
+/** Byte address of a codebook format's `2^bits` floats (indexed by code); 0 for affine formats. */
+export const D_LUT = 13;
+export const D_SIZE = 14;
 
 /** GEMM blocking (floats), as in kernels.h. */
 export const MR = 4;

@@ -71,12 +71,15 @@ function defaultThreads(): number {
   return Math.max(1, Math.min(cores ?? 1, 4));
 }
 
-/** Decode kinds the wasm kernels compute natively; others fall back to the reference kernels. */
-const NATIVE_DECODE: ReadonlySet<string> = new Set(["affine"]);
+/** Decode kinds the wasm kernels compute natively (quant.c); others fall back to the reference kernels. */
+const NATIVE_DECODE: ReadonlySet<string> = new Set(["affine", "lut"]);
 
 function supportsFormat(f: QuantFormat): boolean {
+  const decode = f.decode ?? "affine";
+  if (decode === "lut" && !(f.codebook instanceof Float32Array && f.codebook.length === 2 ** f.bits))
+    return false;
   return (
-    NATIVE_DECODE.has(f.decode ?? "affine") &&
+    NATIVE_DECODE.has(decode) &&
     Number.isInteger(f.bits) &&
     f.bits >= 1 &&
     f.bits <= 8 &&
@@ -86,9 +89,9 @@ function supportsFormat(f: QuantFormat): boolean {
 
 /**
  * Creates the WebAssembly SIMD backend. Every kernel runs natively for every affine format (1–8 bits,
- * any group size, act-order `gIdx` through a slower dequantize-a-row path); formats of another decode
- * kind (codebook formats such as NF4, IQ4_NL) report `supports() === false` and run on the reference
- * kernels. Calls are synchronous:
+ * any group size, act-order `gIdx` through a slower dequantize-a-row path) and every codebook ("lut")
+ * format (NF4, IQ4_NL, user codebooks: table decode, through the dequantize-a-row and tiled paths);
+ * formats of a user decode kind report `supports() === false` and run on the reference kernels. Calls are synchronous:
  * the caller's thread runs its share and waits for the workers.
  *
  * Inputs are copied into wasm memory per call, except views from {@link WasmBackend.allocF32};

@@ -11,6 +11,7 @@ import {
   D_GS,
   D_K,
   D_KP,
+  D_LUT,
   D_N,
   D_NG,
   D_SCALES,
@@ -185,7 +186,12 @@ export class ResidentCache {
     const bw = 4 * per;
     const Kp = Math.ceil(K / bw) * bw;
     const wpr = Kp / per;
-    const need = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0)) * 4;
+    // Codebook formats: the 2^bits codebook values travel with the layer (D_LUT).
+    const codebook = q.format.decode === "lut" ? q.format.codebook : undefined;
+    if (q.format.decode === "lut" && !(codebook instanceof Float32Array && codebook.length === 2 ** bits))
+      fail(`format ${q.format.name}: a "lut" format needs a codebook of 2^${bits} floats`);
+    const lutLen = codebook !== undefined ? 2 ** bits : 0;
+    const need = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0) + lutLen) * 4;
     this.makeRoom(need);
     const heap = this.rt.heap;
     const blocks: number[] = [];
@@ -200,6 +206,7 @@ export class ResidentCache {
       const scales = take(N * ng * 4);
       const zeros = take(N * ng * 4);
       const gidx = q.gIdx !== undefined ? take(K * 4) : 0;
+      const lut = codebook !== undefined ? take(lutLen * 4) : 0;
       const src = heap.alloc(q.qweight.words.length * 4);
       heap.refresh();
       const d = desc >> 2;
@@ -217,6 +224,8 @@ export class ResidentCache {
       i32[d + D_ZEROS] = zeros;
       i32[d + D_GIDX] = gidx;
       i32[d + D_OFFSET] = !q.format.symmetric && bits === cb ? 1 : 0;
+      i32[d + D_LUT] = lut;
+      if (codebook !== undefined) heap.f32.set(codebook, lut >> 2);
       heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
       heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
       // Centred zeros z' = z − 2^(bits−1), matching the centred codes qk_repack stores.
@@ -228,7 +237,7 @@ export class ResidentCache {
       heap.u32.set(q.qweight.words, src >> 2);
       this.rt.repack(desc, src, q.qweight.wordsPerRow);
       heap.release(src);
-      const fast = q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
+      const fast = codebook === undefined && q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
       const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes: need };
       const id = this.track(q, need, blocks);
       this.quant.set(q, { res, blocks, id });
