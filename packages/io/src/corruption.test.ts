@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
+import { ABSURD, mutation, mutate, expectNamedError } from "@int21/fuzz-utils";
 import { afterAll, describe, expect, it } from "vitest";
 import { GGML_TYPES } from "./ggml-types";
 import { readGgufTokenizer } from "./gguf-tokenizer";
@@ -55,69 +56,6 @@ const GGUF = serializeGguf({
     { name: "output_norm.weight", type: "F16", shape: [32], data: ramp(32) },
   ],
 });
-
-/** Numbers a lying header uses for counts, lengths, offsets and dims. */
-const ABSURD: readonly bigint[] = [
-  0n,
-  1n,
-  3n,
-  255n,
-  2n ** 31n - 1n,
-  2n ** 31n,
-  2n ** 32n - 1n,
-  2n ** 32n,
-  2n ** 40n,
-  2n ** 53n + 1n,
-  2n ** 63n,
-  2n ** 64n - 1n,
-];
-
-/** One way to damage a file; positions are fractions, so one mutation fits any file. */
-type Mutation =
-  | { kind: "truncate"; at: number }
-  | { kind: "flip"; flips: [number, number][]; headerOnly: boolean }
-  | { kind: "poke"; at: number; width: 1 | 2 | 4 | 8; value: bigint; headerOnly: boolean };
-
-const frac = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant("truncate" as const), at: frac }),
-  fc.record({
-    kind: fc.constant("flip" as const),
-    flips: fc.array(fc.tuple(frac, fc.integer({ min: 0, max: 7 })), { minLength: 1, maxLength: 8 }),
-    headerOnly: fc.boolean(),
-  }),
-  fc.record({
-    kind: fc.constant("poke" as const),
-    at: frac,
-    width: fc.constantFrom(1 as const, 2 as const, 4 as const, 8 as const),
-    value: fc.oneof(fc.constantFrom(...ABSURD), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })),
-    headerOnly: fc.boolean(),
-  }),
-);
-
-/** Applies `m` to a copy of `bytes`; `header` is the length of the header region (where lies hurt most). */
-function mutate(bytes: Uint8Array, header: number, m: Mutation): Uint8Array {
-  if (m.kind === "truncate") return bytes.slice(0, Math.floor(m.at * bytes.length));
-  const out = bytes.slice();
-  const span = (headerOnly: boolean) => (headerOnly ? header : out.length);
-  if (m.kind === "flip") {
-    for (const [at, bit] of m.flips) out[Math.floor(at * span(m.headerOnly))] ^= 1 << bit;
-    return out;
-  }
-  const pos = Math.min(Math.floor(m.at * span(m.headerOnly)), out.length - m.width);
-  let v = m.value;
-  for (let i = 0; i < m.width; i++, v >>= 8n) out[pos + i] = Number(v & 255n);
-  return out;
-}
-
-/** The error is a plain Error (not a TypeError/RangeError from deep inside) whose message names `label`. */
-function expectNamedError(e: unknown, label: string): void {
-  expect(e).toBeInstanceOf(Error);
-  const err = e as Error;
-  if (err.constructor !== Error || !err.message.includes(label)) {
-    throw new Error(`expected a plain Error naming ${label}, got ${err.name}: ${err.message}\n${err.stack}`);
-  }
-}
 
 /** Runs `f` and checks it took less than {@link CASE_MS}. */
 function timed<T>(what: string, f: () => T): T {

@@ -3,6 +3,7 @@
 // (which then attaches whole) or throw a plain Error naming the file — never a TypeError/RangeError, never a
 // hang, never a half-attached adapter.
 import fc from "fast-check";
+import { mutation, mutate, expectNamedError, show } from "@int21/fuzz-utils";
 import { describe, expect, it } from "vitest";
 import { parseAlpaca } from "./alpaca";
 import { adaptersFromCheckpoint, adaptersToCheckpoint } from "./checkpoint-adapters";
@@ -12,53 +13,6 @@ import { randomArray, toyModules } from "./testing/dense-linear";
 
 const SEED = 2114;
 const CASE_MS = 2000;
-
-const ABSURD: readonly bigint[] = [
-  0n,
-  1n,
-  255n,
-  2n ** 31n,
-  2n ** 32n - 1n,
-  2n ** 40n,
-  2n ** 53n + 1n,
-  2n ** 64n - 1n,
-];
-
-type Mutation =
-  | { kind: "truncate"; at: number }
-  | { kind: "flip"; flips: [number, number][]; headerOnly: boolean }
-  | { kind: "poke"; at: number; width: 1 | 4 | 8; value: bigint; headerOnly: boolean };
-
-const frac = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant("truncate" as const), at: frac }),
-  fc.record({
-    kind: fc.constant("flip" as const),
-    flips: fc.array(fc.tuple(frac, fc.integer({ min: 0, max: 7 })), { minLength: 1, maxLength: 8 }),
-    headerOnly: fc.boolean(),
-  }),
-  fc.record({
-    kind: fc.constant("poke" as const),
-    at: frac,
-    width: fc.constantFrom(1 as const, 4 as const, 8 as const),
-    value: fc.oneof(fc.constantFrom(...ABSURD), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })),
-    headerOnly: fc.boolean(),
-  }),
-);
-
-function mutate(bytes: Uint8Array, header: number, m: Mutation): Uint8Array {
-  if (m.kind === "truncate") return bytes.slice(0, Math.floor(m.at * bytes.length));
-  const out = bytes.slice();
-  const span = (headerOnly: boolean) => (headerOnly ? header : out.length);
-  if (m.kind === "flip") {
-    for (const [at, bit] of m.flips) out[Math.floor(at * span(m.headerOnly))] ^= 1 << bit;
-    return out;
-  }
-  const pos = Math.min(Math.floor(m.at * span(m.headerOnly)), out.length - m.width);
-  let v = m.value;
-  for (let i = 0; i < m.width; i++, v >>= 8n) out[pos + i] = Number(v & 255n);
-  return out;
-}
 
 /** Values a lying JSON field takes. */
 const LIES = fc.constantFrom<unknown>(
@@ -78,23 +32,12 @@ const LIES = fc.constantFrom<unknown>(
   true,
 );
 
-function expectNamedError(e: unknown, label: string): void {
-  const err = e as Error;
-  if (!(e instanceof Error) || err.constructor !== Error || !err.message.includes(label)) {
-    throw new Error(
-      `expected a plain Error naming ${label}, got ${err?.name}: ${err?.message}\n${err?.stack}`,
-    );
-  }
-}
-
 function within(what: () => string, f: () => void): void {
   const t0 = performance.now();
   f();
   const ms = performance.now() - t0;
   if (ms > CASE_MS) throw new Error(`${what()} took ${ms.toFixed(0)} ms`);
 }
-
-const show = (m: unknown) => JSON.stringify(m, (_, v) => (typeof v === "bigint" ? String(v) : v));
 
 /** Every adapter of `model` is attached on all of its modules, or the model has none (nothing half-attached). */
 function expectWholeOrNothing(model: LoRAModel, expected: number): void {

@@ -5,6 +5,7 @@
 // half-built model.
 import { type GgufValue, parseGguf, serializeGguf, serializeSafetensors } from "@int21/io";
 import fc from "fast-check";
+import { mutation, mutate, expectNamedError, show } from "@int21/fuzz-utils";
 import { describe, expect, it } from "vitest";
 import { serializeInt21Checkpoint, loadInt21CheckpointBytes } from "./checkpoint";
 import type { LlamaConfig } from "./config";
@@ -50,57 +51,6 @@ const FLOATS = new Map(
   ]),
 );
 
-const ABSURD: readonly bigint[] = [
-  0n,
-  1n,
-  3n,
-  255n,
-  2n ** 31n - 1n,
-  2n ** 31n,
-  2n ** 32n - 1n,
-  2n ** 32n,
-  2n ** 40n,
-  2n ** 53n + 1n,
-  2n ** 63n,
-  2n ** 64n - 1n,
-];
-
-type Mutation =
-  | { kind: "truncate"; at: number }
-  | { kind: "flip"; flips: [number, number][]; headerOnly: boolean }
-  | { kind: "poke"; at: number; width: 1 | 2 | 4 | 8; value: bigint; headerOnly: boolean };
-
-const frac = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant("truncate" as const), at: frac }),
-  fc.record({
-    kind: fc.constant("flip" as const),
-    flips: fc.array(fc.tuple(frac, fc.integer({ min: 0, max: 7 })), { minLength: 1, maxLength: 8 }),
-    headerOnly: fc.boolean(),
-  }),
-  fc.record({
-    kind: fc.constant("poke" as const),
-    at: frac,
-    width: fc.constantFrom(1 as const, 2 as const, 4 as const, 8 as const),
-    value: fc.oneof(fc.constantFrom(...ABSURD), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })),
-    headerOnly: fc.boolean(),
-  }),
-);
-
-function mutate(bytes: Uint8Array, header: number, m: Mutation): Uint8Array {
-  if (m.kind === "truncate") return bytes.slice(0, Math.floor(m.at * bytes.length));
-  const out = bytes.slice();
-  const span = (headerOnly: boolean) => (headerOnly ? header : out.length);
-  if (m.kind === "flip") {
-    for (const [at, bit] of m.flips) out[Math.floor(at * span(m.headerOnly))] ^= 1 << bit;
-    return out;
-  }
-  const pos = Math.min(Math.floor(m.at * span(m.headerOnly)), out.length - m.width);
-  let v = m.value;
-  for (let i = 0; i < m.width; i++, v >>= 8n) out[pos + i] = Number(v & 255n);
-  return out;
-}
-
 /** Numbers of a JSON text replaced one at a time by these lies. */
 const JSON_LIES = fc.constantFrom(
   "1099511627776",
@@ -122,16 +72,6 @@ function lieInJson(json: string, nth: number, lie: string): string {
   return json.slice(0, m.index) + lie + json.slice((m.index ?? 0) + m[0].length);
 }
 
-/** `e` is a plain Error (not a TypeError/RangeError from deep inside) naming one of `labels`. */
-function expectNamedError(e: unknown, ...labels: string[]): void {
-  const err = e as Error;
-  if (!(e instanceof Error) || err.constructor !== Error || !labels.some((l) => err.message.includes(l))) {
-    throw new Error(
-      `expected a plain Error naming ${labels.join(" or ")}, got ${err?.name}: ${err?.message}\n${err?.stack}`,
-    );
-  }
-}
-
 /** A loaded model is whole: every layer and every weight is there. */
 function expectWhole(w: LlamaWeights): void {
   expect(w.layers.length).toBe(w.config.nLayers);
@@ -147,8 +87,6 @@ async function within<T>(what: () => string, f: () => Promise<T> | T): Promise<v
   const ms = performance.now() - t0;
   if (ms > CASE_MS) throw new Error(`${what()} took ${ms.toFixed(0)} ms`);
 }
-
-const show = (m: unknown) => JSON.stringify(m, (_, v) => (typeof v === "bigint" ? String(v) : v));
 
 describe("corrupt llama2.c checkpoints", () => {
   const files = [encodeLlama2c(CONFIG, FLOATS, 0), encodeLlama2c(CONFIG, FLOATS, 1)];
