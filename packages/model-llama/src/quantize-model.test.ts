@@ -350,6 +350,31 @@ describe("quantizeCheckpoint", () => {
   }, 30_000);
 });
 
+describe("quantizeCheckpoint takes a Quantizer", () => {
+  it("checks the quantizer before reading the file", async () => {
+    const missing = join(tmp, "no-such-model.bin");
+    await expect(quantizeCheckpoint(missing, { format: "int4-g32-asym-f16", method: "awq" })).rejects.toThrow(
+      /unknown quantizer "awq"; registered quantizers: rtn, gptq/,
+    );
+    await expect(
+      quantizeCheckpoint(missing, { format: "int4-g32-asym-f16", quantizer: gptq() }),
+    ).rejects.toThrow(/GPTQ needs calibration windows/);
+    const calls: number[] = [];
+    const r = await quantizeCheckpoint(sharedPath(SHARED.stories260K), {
+      format: "int4-g32-asym-f16",
+      quantizer: {
+        name: "counting",
+        quantize: (w, N, K, f) => {
+          calls.push(N * K);
+          return rtnQuantize(w, N, K, f);
+        },
+      },
+    });
+    expect(r.quantizer).toBe("counting");
+    expect(calls).toHaveLength(35);
+  });
+});
+
 describe("the calibration forward", () => {
   it("matches the inference forward's logits on real windows", () => {
     const windows = tinyStoriesWindows(2, 40);

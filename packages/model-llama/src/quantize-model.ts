@@ -204,6 +204,7 @@ export async function quantizeCheckpoint(
   path: string,
   opts: QuantizeModelOptions,
 ): Promise<QuantizeModelResult> {
+  const quantizer = pickQuantizer(opts); // before any reading: a bad quantizer fails at once
   const kind = await detectModelFile(path);
   if (kind === "int21")
     throw new Error(`${path}: an int21 checkpoint is already quantized; start from a float one`);
@@ -240,7 +241,7 @@ export async function quantizeCheckpoint(
       reader.source,
     );
     const specs = new Map(llamaTensorSpecs(config).map((t) => [t.name, t.shape]));
-    const lq = new LayerQuantizer(config, tokenEmbedding, { ...opts, backend }, source);
+    const lq = new LayerQuantizer(config, tokenEmbedding, { ...opts, backend }, source, quantizer);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < config.nLayers; l++) {
       const p = `layers.${l}.`;
@@ -280,7 +281,8 @@ export async function quantizeCheckpoint(
 
 /**
  * The quantizer `opts` asks for: `opts.quantizer` or the older `opts.method` (a value, or a registered name
- * made with `actOrder` / `damp`). Throws listing the registered names for anything else.
+ * made with `actOrder` / `damp`). Throws listing the registered names for anything else, and when the
+ * quantizer needs calibration and `opts.calib` is empty.
  */
 function pickQuantizer(opts: QuantizeModelOptions): Quantizer {
   if (opts.quantizer !== undefined && opts.method !== undefined)
@@ -290,10 +292,15 @@ function pickQuantizer(opts: QuantizeModelOptions): Quantizer {
     throw new Error(
       `quantizeModel: opts.quantizer is required: a Quantizer or a registered name (${quantizerNames().join(", ")})`,
     );
-  return resolveQuantizer("quantizeModel", spec, {
+  const q = resolveQuantizer("quantizeModel", spec, {
     actOrder: opts.actOrder === true ? true : undefined,
     dampening: opts.damp,
   });
+  if (needsCalibration(q) && (opts.calib ?? []).length === 0)
+    throw new Error(
+      `quantizeModel: ${q.name === "gptq" ? "GPTQ" : `the ${q.name} quantizer`} needs calibration windows (opts.calib) for its ${q.needsHessian === true ? "Hessian" : "activations"}`,
+    );
+  return q;
 }
 
 /** Quantizes one layer at a time, carrying the calibration activations from layer to layer. */
@@ -314,17 +321,13 @@ class LayerQuantizer {
     tokenEmbedding: TokenEmbedding,
     private readonly opts: QuantizeModelOptions,
     private readonly source = "quantizeModel",
+    quantizer?: Quantizer,
   ) {
     this.format = toFormat(opts.format);
     this.backend = opts.backend ?? createReferenceBackend();
     this.total = config.nLayers * ORDER.length;
     const calib = opts.calib ?? [];
-    this.quantizer = pickQuantizer(opts);
-    const q = this.quantizer;
-    if (needsCalibration(q) && calib.length === 0)
-      throw new Error(
-        `quantizeModel: ${q.name === "gptq" ? "GPTQ" : `the ${q.name} quantizer`} needs calibration windows (opts.calib) for its ${q.needsHessian === true ? "Hessian" : "activations"}`,
-      );
+    this.quantizer = quantizer ?? pickQuantizer(opts);
     if (calib.length > 0) this.cal = new Calibration(config, tokenEmbedding, calib);
     if (opts.heldOut && opts.heldOut.length > 0) {
       if (!this.cal)

@@ -2,7 +2,10 @@
 import type { Hessian } from "./hessian";
 import type { Backend, QuantFormat, QuantizedLinear } from "./types";
 
-/** Calibration inputs of one layer: `data[rows × K]`, row-major (the layer computes `data · Wᵀ`). */
+/**
+ * Calibration inputs of one layer: `data[rows × K]`, row-major (the layer computes `data · Wᵀ`). The pipeline
+ * reuses the buffer: read it during `quantize`, copy what must outlive the call.
+ */
 export interface LayerActivations {
   data: Float32Array;
   rows: number;
