@@ -12,6 +12,7 @@ import {
 } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadInt21CheckpointBytes, serializeInt21Checkpoint } from "./checkpoint";
 import { finetune, llamaLoss } from "./finetune";
 import { quantizedToGgml } from "./gguf-model";
 import { loadLlama2c } from "./load-llama2c";
@@ -110,5 +111,29 @@ describe("GGUF export of codebook layers", () => {
     }
     // The same shape in an affine g32 format does take the exact path.
     expect(quantizedToGgml(rtnQuantize(W, 4, 64, "int4-g32-sym-f16"), "Q4_0")).toBeInstanceOf(Uint8Array);
+  });
+});
+
+describe("int21 checkpoints of codebook layers", () => {
+  it("NF4 and IQ4_NL (negative f16 scales included) round-trip bit for bit", async () => {
+    for (const format of ["nf4-g64-f16", "iq4_nl"]) {
+      const w = loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format } });
+      const back = (await loadInt21CheckpointBytes(serializeInt21Checkpoint(w))).weights;
+      let negative = 0;
+      w.layers.forEach((L, l) => {
+        for (const name of ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const) {
+          const a = (L[name] as QuantLinear).q;
+          const b = (back.layers[l][name] as QuantLinear).q;
+          expect(b.format, `${format} layer ${l} ${name}`).toBe(getFormat(format));
+          expect(b.qweight.words).toEqual(a.qweight.words);
+          expect(b.scales).toEqual(a.scales);
+          expect(Array.from(b.zeros).every((z) => z === 0)).toBe(true);
+          for (const s of a.scales) if (s < 0) negative++;
+        }
+      });
+      // IQ4_NL's d is negative wherever a block's largest-magnitude weight is positive.
+      if (format === "iq4_nl") expect(negative).toBeGreaterThan(0);
+      else expect(negative).toBe(0);
+    }
   });
 });

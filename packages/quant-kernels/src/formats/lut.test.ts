@@ -6,8 +6,11 @@ import { isF16Exact } from "../f16";
 import { createQuantizedLinear, packQuantizedLinear } from "../quantized-linear";
 import { createReferenceBackend } from "../reference/backend";
 import { weightAt } from "../reference/weight-at";
+import { gptqQuantize } from "../gptq";
+import { createHessian } from "../hessian";
+import { relativeOutputError } from "../output-error";
 import { rtnQuantize } from "../rtn";
-import { makeRng, randomUniform, randomWeights } from "../testing/random";
+import { gaussian, makeRng, randomUniform, randomWeights } from "../testing/random";
 import type { QuantizedLinear } from "../types";
 import { type WasmBackend, createWasmBackend } from "../wasm/wasm-backend";
 import type { FormatRecord } from "./format";
@@ -223,6 +226,35 @@ describe("codebook (lut) formats: NF4 and IQ4_NL", () => {
             expect(Math.abs(out[n * K + g0 + i] - grp[i])).toBeLessThanOrEqual(bound);
         }
       }
+    }
+  });
+
+  it("GPTQ quantizes to codebook formats through the record and beats RTN on output error", () => {
+    const N = 48;
+    const K = 256;
+    const rows = 400;
+    const rng = makeRng(21);
+    // Correlated activations (rank 6 plus noise, uneven column scales): where GPTQ's updates pay off.
+    const M = Float64Array.from({ length: 6 * K }, () => gaussian(rng));
+    const colScale = Float64Array.from({ length: K }, () => 0.2 + 5 * rng() ** 3);
+    const X = new Float32Array(rows * K);
+    for (let r = 0; r < rows; r++) {
+      const z = Array.from({ length: 6 }, () => gaussian(rng));
+      for (let k = 0; k < K; k++) {
+        let v = 0.1 * gaussian(rng);
+        for (let i = 0; i < 6; i++) v += z[i] * M[i * K + k];
+        X[r * K + k] = v * colScale[k];
+      }
+    }
+    const h = createHessian(K);
+    h.add(X, rows);
+    const W = randomWeights(N * K, 5, 0.05, 0.02);
+    for (const name of ["nf4-g64-f32", "nf4-g128-f16", "iq4_nl"]) {
+      const g = gptqQuantize(W, N, K, name, h);
+      expect(g.format.decode).toBe("lut");
+      const rtn = relativeOutputError(X, rows, W, rtnQuantize(W, N, K, name));
+      const err = relativeOutputError(X, rows, W, g);
+      expect(err, `${name}: GPTQ ${err} vs RTN ${rtn}`).toBeLessThan(0.9 * rtn);
     }
   });
 
