@@ -61,11 +61,34 @@ QK_EXPORT(qk_repack) void qk_repack(const int32_t* d, const uint32_t* src, int s
 // Codebook decode of one row range: out = s[g]·lut[u + c] (u the centred code, c = 2^(bits−1)), one
 // float32 rounding of the product, as the reference computes fround(scale·codebook[q]). Four columns
 // at a time when they share a group (contiguous groups whose length is a multiple of 4).
+// Codebooks of up to 16 entries (bits <= 4; the resident table is zero-padded to 16 floats) are looked
+// up in registers: the table is four v128s of four floats; byte j of lane i is byte 4·(q & 3) + j of
+// table q >> 2 (one swizzle per table), and the right table's bytes are selected by q >> 2.
+static inline v128_t lut16(v128_t q, v128_t t0, v128_t t1, v128_t t2, v128_t t3) {
+  v128_t idx = wasm_i32x4_add(wasm_i32x4_mul(wasm_v128_and(q, wasm_i32x4_splat(3)), wasm_i32x4_splat(0x04040404)),
+                              wasm_i32x4_splat(0x03020100));
+  v128_t hi = wasm_i32x4_shr(q, 2);
+  v128_t r = wasm_i8x16_swizzle(t0, idx);
+  r = wasm_v128_bitselect(wasm_i8x16_swizzle(t1, idx), r, wasm_i32x4_eq(hi, wasm_i32x4_splat(1)));
+  r = wasm_v128_bitselect(wasm_i8x16_swizzle(t2, idx), r, wasm_i32x4_eq(hi, wasm_i32x4_splat(2)));
+  return wasm_v128_bitselect(wasm_i8x16_swizzle(t3, idx), r, wasm_i32x4_eq(hi, wasm_i32x4_splat(3)));
+}
+
 static void lut_range(const int32_t* d, const uint32_t* w, const float* sc, int k0, int k1, float* out) {
-  int cb = d[D_CB], lp = log2_per(cb), gs = d[D_GS], per = 1 << lp;
-  const float* lut = (const float*)(uintptr_t)d[D_LUT] + (1 << (d[D_BITS] - 1));
+  int cb = d[D_CB], lp = log2_per(cb), gs = d[D_GS], per = 1 << lp, c = 1 << (d[D_BITS] - 1);
+  const float* base = (const float*)(uintptr_t)d[D_LUT];
+  const float* lut = base + c;
   int k = k0;
   if (d[D_GIDX] == 0 && gs > 0 && (gs & 3) == 0 && (k0 & 3) == 0) {
+    if (d[D_BITS] <= 4) {
+      v128_t t0 = wasm_v128_load(base), t1 = wasm_v128_load(base + 4), t2 = wasm_v128_load(base + 8),
+             t3 = wasm_v128_load(base + 12), cv = wasm_i32x4_splat(c);
+      for (; k + 4 <= k1; k += 4) {
+        v128_t u = decode(wasm_v128_load(w + (k >> (lp + 2)) * 4), (k >> 2) & (per - 1), cb);
+        v128_t t = lut16(wasm_i32x4_add(u, cv), t0, t1, t2, t3);
+        wasm_v128_store(out + (k - k0), wasm_f32x4_mul(t, wasm_f32x4_splat(sc[k / gs])));
+      }
+    }
     for (; k + 4 <= k1; k += 4) {
       v128_t u = decode(wasm_v128_load(w + (k >> (lp + 2)) * 4), (k >> 2) & (per - 1), cb);
       v128_t t = wasm_f32x4_make(lut[wasm_i32x4_extract_lane(u, 0)], lut[wasm_i32x4_extract_lane(u, 1)],

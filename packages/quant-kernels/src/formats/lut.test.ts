@@ -5,7 +5,7 @@ import { dequantizeRows } from "../dequantize-rows";
 import { isF16Exact } from "../f16";
 import { createQuantizedLinear, packQuantizedLinear } from "../quantized-linear";
 import { createReferenceBackend } from "../reference/backend";
-import { weightAt } from "../reference/weight-at";
+import { codeAt, weightAt } from "../reference/weight-at";
 import { gptqQuantize } from "../gptq";
 import { createHessian } from "../hessian";
 import { relativeOutputError } from "../output-error";
@@ -45,12 +45,9 @@ function oracle(q: QuantizedLinear, f: FormatRecord): Float32Array {
   const K = q.inFeatures;
   const nG = q.scales.length / N;
   const out = new Float32Array(N * K);
-  const mask = (1 << f.bits) - 1;
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
-      const bit = k * f.bits;
-      const word = q.qweight.words[n * q.qweight.wordsPerRow + Math.floor(bit / 32)];
-      const code = (word >>> (bit % 32)) & mask; // bits 2/4/8 never straddle a word
+      const code = codeAt(q, n, k);
       const g = q.gIdx ? q.gIdx[k] : f.groupSize === -1 ? 0 : Math.floor(k / f.groupSize);
       out[n * K + k] = q.scales[n * nG + g] * f.codebook![code];
     }
@@ -329,6 +326,54 @@ describe("registerFormat: a user codebook format", () => {
     }
     expect(wasm.isResident(q)).toBe(true);
   });
+});
+
+describe("wasm table decode: codebooks of 4, 8, 16 (registers) and 256 entries (memory)", () => {
+  const formats = ([2, 3, 4, 8] as const).map((bits, i) =>
+    registerFormat(
+      defineLutFormat({
+        id: FIRST_USER_FORMAT_ID + 30 + i,
+        name: `user-lut${bits}-g64-f16`,
+        bits,
+        groupSize: 64,
+        scaleDtype: "f16",
+        // Uneven, asymmetric levels: x³-spaced on [−1, 0.8].
+        codebook: Array.from({ length: 2 ** bits }, (_, j) => {
+          const t = -1 + (1.8 * j) / (2 ** bits - 1);
+          return t * t * t + 0.01 * j;
+        }),
+      }),
+    ),
+  );
+  let wasm: WasmBackend;
+  beforeAll(async () => {
+    wasm = await createWasmBackend({ threads: 1 });
+  });
+  afterAll(() => wasm.dispose());
+
+  it.each(formats.map((f) => [f.name, f] as const))(
+    "%s: wasm = reference, bit for bit on dequantize",
+    (_, f) => {
+      const N = 7;
+      const K = 200;
+      for (const gIdx of [undefined, Int32Array.from({ length: K }, (_, k) => (k * 5) % 4)]) {
+        const q = randomLayer(f, N, K, f.id, gIdx);
+        const want = oracle(q, f);
+        const got = new Float32Array(N * K);
+        wasm.dequantize(q, got);
+        expect(got).toEqual(want);
+        for (const rows of [1, 5]) {
+          const x = randomUniform(rows * K, rows);
+          const y0 = new Float32Array(rows * N);
+          const y1 = new Float32Array(rows * N);
+          ref.qmatmul(x, rows, q, y0);
+          wasm.qmatmul(x, rows, q, y1);
+          for (let i = 0; i < y0.length; i++)
+            expect(Math.abs(y1[i] - y0[i])).toBeLessThan(1e-4 * (1 + Math.abs(y0[i])));
+        }
+      }
+    },
+  );
 });
 
 describe("registerFormat: a user decode kind no backend has a kernel for", () => {

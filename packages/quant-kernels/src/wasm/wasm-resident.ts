@@ -190,7 +190,8 @@ export class ResidentCache {
     const codebook = q.format.decode === "lut" ? q.format.codebook : undefined;
     if (q.format.decode === "lut" && !(codebook instanceof Float32Array && codebook.length === 2 ** bits))
       fail(`format ${q.format.name}: a "lut" format needs a codebook of 2^${bits} floats`);
-    const lutLen = codebook !== undefined ? 2 ** bits : 0;
+    // Zero-padded to 16 floats: the wasm table decode loads four v128s for codebooks of ≤ 16 entries.
+    const lutLen = codebook !== undefined ? Math.max(16, 2 ** bits) : 0;
     const need = (D_SIZE + N * wpr + 2 * N * ng + (q.gIdx !== undefined ? K : 0) + lutLen) * 4;
     this.makeRoom(need);
     const heap = this.rt.heap;
@@ -225,7 +226,10 @@ export class ResidentCache {
       i32[d + D_GIDX] = gidx;
       i32[d + D_OFFSET] = !q.format.symmetric && bits === cb ? 1 : 0;
       i32[d + D_LUT] = lut;
-      if (codebook !== undefined) heap.f32.set(codebook, lut >> 2);
+      if (codebook !== undefined) {
+        heap.f32.fill(0, lut >> 2, (lut >> 2) + lutLen);
+        heap.f32.set(codebook, lut >> 2);
+      }
       heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
       heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
       // Centred zeros z' = z − 2^(bits−1), matching the centred codes qk_repack stores.
