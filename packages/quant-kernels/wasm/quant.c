@@ -288,12 +288,42 @@ void qk_xsums(const int32_t* d, const float* x, float* xs) {
   }
 }
 
+// Fused codebook matvec (bits <= 4, contiguous groups whose length is a multiple of 4):
+// y[n] = Σ_g s[n,g] · Σ_{k∈g} lut[q[n,k]]·x[k], the table in registers (lut16), no row buffer.
+// x holds Kp floats, zero-padded, so the padding columns add nothing.
+static void lut_matvec_rows(const int32_t* d, const float* x, float* y, int n0, int n1) {
+  int cb = d[D_CB], lp = log2_per(cb), per = 1 << lp, ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], wpr = d[D_WPR];
+  const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)d[D_SCALES];
+  const float* base = (const float*)(uintptr_t)d[D_LUT];
+  v128_t t0 = wasm_v128_load(base), t1 = wasm_v128_load(base + 4), t2 = wasm_v128_load(base + 8),
+         t3 = wasm_v128_load(base + 12), cv = wasm_i32x4_splat(1 << (d[D_BITS] - 1));
+  for (int n = n0; n < n1; n++) {
+    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+    v128_t tot = wasm_f32x4_splat(0.0f);
+    for (int g = 0; g < ng; g++) {
+      v128_t a = wasm_f32x4_splat(0.0f);
+      for (int k = g * gs, k1 = imin(k + gs, Kp); k < k1; k += 4) {
+        v128_t u = decode(wasm_v128_load(w + (k >> (lp + 2)) * 4), (k >> 2) & (per - 1), cb);
+        FMA(a, lut16(wasm_i32x4_add(u, cv), t0, t1, t2, t3), wasm_v128_load(x + k));
+      }
+      FMA(tot, a, wasm_v128_load32_splat(sc + g));
+    }
+    y[n] = hsum(tot);
+  }
+}
+
 void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const float* xs, float* y, int n0, int n1,
                      float* tmp) {
   int cb = d[D_CB], ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], K = d[D_K], wpr = d[D_WPR];
   const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];
   const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
+  if (d[D_LUT] && d[D_BITS] <= 4 && d[D_GIDX] == 0 && gs > 0 && (gs & 3) == 0) {
+    lut_matvec_rows(d, x, y, n0, n1);
+    return;
+  }
   uint32_t cmask = (1u << cb) - 1u;
   __asm__("" : "+r"(cmask));  // opaque to the constant folder (see FIELD)
   if (!qk_fast(d)) {
