@@ -314,8 +314,80 @@ static void lut_matvec_rows(const int32_t* d, const float* x, float* y, int n0, 
   }
 }
 
+// Codebooks in 4-bit containers (bits 3 or 4), groups of whole 32-column blocks: the "planar" matvec.
+// A block is 32 nibbles; lane i, field t holds column 4t + i. Masking the even fields (lo) and shifting
+// down the odd ones (hi) gives 16 codes per v128, one per byte; four swizzles read byte j of each code's
+// float from byte plane j of the table, and two rounds of interleaves (unpack bytes, then 16-bit units)
+// assemble four f32x4 of whole floats: from lo, lane b of vector i is column 8b + i; from hi, 8b + 4 + i.
+// x is permuted once per call to that order (qk_lut_xperm), so the inner loop is loads and FMAs.
+int qk_lut_planar(const int32_t* d) {
+  return d[D_LUT] != 0 && d[D_CB] == 4 && d[D_GIDX] == 0 && d[D_GS] > 0 && (d[D_GS] & 31) == 0;
+}
+
+void qk_lut_xperm(const int32_t* d, const float* x, float* xp) {
+  int Kp = d[D_KP];
+  for (int b0 = 0; b0 < Kp; b0 += 32)
+    for (int h = 0; h < 2; h++)
+      for (int i = 0; i < 4; i++)
+        for (int b = 0; b < 4; b++) xp[b0 + h * 16 + i * 4 + b] = x[b0 + 8 * b + 4 * h + i];
+}
+
+#define UNPACK8_LO(a, b) wasm_i8x16_shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define UNPACK8_HI(a, b) wasm_i8x16_shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+#define UNPACK16_LO(a, b) wasm_i8x16_shuffle(a, b, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23)
+#define UNPACK16_HI(a, b) wasm_i8x16_shuffle(a, b, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31)
+
+// acc += the 16 floats of codes L (one per byte) times xb[0..16) (permuted x).
+#define PLANAR(L, xb, acc)                                                                 \
+  do {                                                                                     \
+    v128_t r0 = wasm_i8x16_swizzle(p0, L), r1 = wasm_i8x16_swizzle(p1, L);                 \
+    v128_t r2 = wasm_i8x16_swizzle(p2, L), r3 = wasm_i8x16_swizzle(p3, L);                 \
+    v128_t alo = UNPACK8_LO(r0, r1), ahi = UNPACK8_HI(r0, r1);                             \
+    v128_t blo = UNPACK8_LO(r2, r3), bhi = UNPACK8_HI(r2, r3);                             \
+    FMA(acc, UNPACK16_LO(alo, blo), wasm_v128_load(xb));                                   \
+    FMA(acc, UNPACK16_HI(alo, blo), wasm_v128_load((xb) + 4));                             \
+    FMA(acc, UNPACK16_LO(ahi, bhi), wasm_v128_load((xb) + 8));                             \
+    FMA(acc, UNPACK16_HI(ahi, bhi), wasm_v128_load((xb) + 12));                            \
+  } while (0)
+
+static void lut_matvec_planar(const int32_t* d, const float* xp, float* y, int n0, int n1) {
+  int ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], wpr = d[D_WPR], nb = Kp >> 5, bpg = gs >> 5;
+  const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)d[D_SCALES];
+  const uint8_t* lut = (const uint8_t*)(uintptr_t)d[D_LUT];
+  uint8_t planes[64];
+  for (int e = 0; e < 16; e++)
+    for (int j = 0; j < 4; j++) planes[j * 16 + e] = lut[e * 4 + j];
+  v128_t p0 = wasm_v128_load(planes), p1 = wasm_v128_load(planes + 16), p2 = wasm_v128_load(planes + 32),
+         p3 = wasm_v128_load(planes + 48);
+  v128_t m = wasm_i8x16_splat(15), cv = wasm_i8x16_splat((int8_t)(1 << (d[D_BITS] - 1)));
+  for (int n = n0; n < n1; n++) {
+    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+    v128_t tot = wasm_f32x4_splat(0.0f);
+    for (int g = 0; g < ng; g++) {
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;
+      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {
+        v128_t v = wasm_v128_load(w + b * 4);
+        // Stored nibbles are centred, (q − c) mod 16: add c back.
+        v128_t lo = wasm_v128_and(wasm_i8x16_add(wasm_v128_and(v, m), cv), m);
+        v128_t hi = wasm_v128_and(wasm_i8x16_add(wasm_u8x16_shr(v, 4), cv), m);
+        const float* xb = xp + b * 32;
+        PLANAR(lo, xb, a0);
+        PLANAR(hi, xb + 16, a1);
+      }
+      FMA(tot, wasm_f32x4_add(a0, a1), wasm_v128_load32_splat(sc + g));
+    }
+    y[n] = hsum(tot);
+  }
+}
+
 void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const float* xs, float* y, int n0, int n1,
                      float* tmp) {
+  if (qk_lut_planar(d)) {
+    lut_matvec_planar(d, xp, y, n0, n1);
+    return;
+  }
   int cb = d[D_CB], ng = d[D_NG], gs = d[D_GS], Kp = d[D_KP], K = d[D_K], wpr = d[D_WPR];
   const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];

@@ -37,4 +37,8 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const fl
 void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int k1, float* tmp);
 // Whether the fused vector paths apply (no act-order, group length a multiple of 4).
 int qk_fast(const int32_t* d);
+// Whether the planar codebook matvec applies (a lut in 4-bit containers, groups of whole blocks); it
+// reads x permuted by qk_lut_xperm (Kp floats) in place of xp.
+int qk_lut_planar(const int32_t* d);
+void qk_lut_xperm(const int32_t* d, const float* x, float* xp);
 #endif

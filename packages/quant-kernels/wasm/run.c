@@ -80,6 +80,8 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
           qk_xsums(d, x + (uint32_t)r * (uint32_t)Kp, xs + r * ng);
           if (d[D_OFFSET]) qk_xprescale(d, x + (uint32_t)r * (uint32_t)Kp, xp + r * Kp);
         }
+      } else if (qk_lut_planar(d)) {
+        for (int r = 0; r < rows; r++) qk_lut_xperm(d, x + (uint32_t)r * (uint32_t)Kp, xp + r * Kp);
       }
       while (next_chunk(job, N, 32, &lo, &hi)) {
         for (int r = 0; r < rows; r++) {
