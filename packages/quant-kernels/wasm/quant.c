@@ -450,6 +450,32 @@ void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const fl
   }
 }
 
+// Fused codebook backward for few rows (bits <= 4, contiguous groups of a multiple of 4 columns):
+// tmp[k − k0] += Σ_n (g[n]·s[n,g(k)]) · lut[q[n,k]], the table in registers (lut16).
+static void lut_matvec_t_cols(const int32_t* d, const float* g, int k0, int k1, float* tmp) {
+  int cb = d[D_CB], lp = log2_per(cb), per = 1 << lp, ng = d[D_NG], gs = d[D_GS], N = d[D_N], wpr = d[D_WPR];
+  const uint32_t* words = (const uint32_t*)(uintptr_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)d[D_SCALES];
+  const float* base = (const float*)(uintptr_t)d[D_LUT];
+  v128_t t0 = wasm_v128_load(base), t1 = wasm_v128_load(base + 4), t2 = wasm_v128_load(base + 8),
+         t3 = wasm_v128_load(base + 12), cv = wasm_i32x4_splat(1 << (d[D_BITS] - 1));
+  for (int n = 0; n < N; n++) {
+    const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
+    const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+    int k = k0;
+    while (k < k1) {
+      int gi = k / gs;
+      int end = imin((gi + 1) * gs, k1);
+      v128_t a = wasm_f32x4_splat(g[n] * sc[gi]);
+      for (; k < end; k += 4) {
+        v128_t u = decode(wasm_v128_load(w + (k >> (lp + 2)) * 4), (k >> 2) & (per - 1), cb);
+        float* t = tmp + (k - k0);
+        wasm_v128_store(t, wasm_f32x4_add(wasm_v128_load(t), wasm_f32x4_mul(lut16(wasm_i32x4_add(u, cv), t0, t1, t2, t3), a)));
+      }
+    }
+  }
+}
+
 void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int k1, float* tmp) {
   int cb = d[D_CB], lp = log2_per(cb), ng = d[D_NG], gs = d[D_GS], K = d[D_K], N = d[D_N], wpr = d[D_WPR];
   int per = 1 << lp;
@@ -457,6 +483,11 @@ void qk_qmatvec_t_cols(const int32_t* d, const float* g, float* dx, int k0, int 
   const float* scales = (const float*)(uintptr_t)d[D_SCALES];
   const float* zeros = (const float*)(uintptr_t)d[D_ZEROS];
   for (int k = k0; k < k1; k += 4) wasm_v128_store(tmp + (k - k0), wasm_f32x4_splat(0.0f));
+  if (d[D_LUT]) {
+    lut_matvec_t_cols(d, g, k0, k1, tmp);
+    for (int k = k0, kend = imin(k1, K); k < kend; k++) dx[k] = tmp[k - k0];
+    return;
+  }
   for (int n = 0; n < N; n++) {
     const uint32_t* w = words + (uint32_t)n * (uint32_t)wpr;
     const float* sc = scales + (uint32_t)n * (uint32_t)ng;

@@ -241,7 +241,9 @@ export class ResidentCache {
       heap.u32.set(q.qweight.words, src >> 2);
       this.rt.repack(desc, src, q.qweight.wordsPerRow);
       heap.release(src);
-      const fast = codebook === undefined && q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
+      // The fused backward (OP_QMATVEC_T) decodes affine codes and codebooks of up to 16 entries.
+      const fast =
+        (codebook === undefined || bits <= 4) && q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
       const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes: need };
       const id = this.track(q, need, blocks);
       this.quant.set(q, { res, blocks, id });
