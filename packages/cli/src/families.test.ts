@@ -163,7 +163,7 @@ describe.each(FAMILIES)("%s through the CLI", (family) => {
     expect(h.code, h.err).toBe(0);
     expect(existsSync(join(hf, "tokenizer.json"))).toBe(true);
     expect(await greedyIds(hf, ref)).toEqual(ref.greedy_ids);
-    const gguf = join(work, "model.gguf");
+    const gguf = join(work, "gguf", "model.gguf"); // a folder of its own: no tokenizer file beside it
     const g = await cli([
       "export",
       "gguf",
@@ -178,9 +178,28 @@ describe.each(FAMILIES)("%s through the CLI", (family) => {
     ]);
     if (GGUF_WRITABLE[family]) {
       expect(g.code, g.err).toBe(0);
-      expect(await greedyIds(gguf, ref, ["--tokenizer", join(dir, "tokenizer.json")])).toEqual(
-        ref.greedy_ids,
-      );
+      expect(g.err).not.toMatch(/holds no tokenizer/);
+      // the GGUF's own tokenizer (tokenizer.ggml.*, written from tokenizer.model or tokenizer.json)
+      expect(await greedyIds(gguf, ref)).toEqual(ref.greedy_ids);
+      const text = "Once upon a time, Lily's dog ran 123 miles!\nThe end.";
+      const ids = async (m: string) =>
+        JSON.parse(
+          (
+            await cli([
+              "generate",
+              m,
+              "--prompt",
+              text,
+              "--steps",
+              "40",
+              "--json",
+              "--quiet",
+              "--threads",
+              "1",
+            ])
+          ).out,
+        ).promptIds;
+      expect(await ids(gguf)).toEqual(await ids(dir));
     } else {
       expect(g.code).toBe(1);
       expect(g.err).toMatch(GGUF_REFUSAL[family]);

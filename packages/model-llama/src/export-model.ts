@@ -1,7 +1,7 @@
 // One export call for every artifact int21 writes for a peer: a GGUF (+ LoRA GGUFs + an Ollama
 // Modelfile) for llama.cpp/Ollama, a Hugging Face folder (+ PEFT adapters) for transformers, or a PEFT
 // adapter alone. `int21 export gguf|hf|peft` is this function behind argv.
-import { writeFileAtomic, writeGguf } from "@int21/io";
+import { type GgufValue, writeFileAtomic, writeGguf } from "@int21/io";
 import { type LoRAModel, LoRALinear, isLoRALinear, mergeAndUnload } from "@int21/lora";
 import {
   type Linear,
@@ -11,8 +11,10 @@ import {
 } from "@int21/quant-kernels";
 import { exportHf } from "./export-hf";
 import { llamaModules, saveLlamaAdapter, setLlamaModules } from "./finetune";
-import { type GgufModelType, ggufModelTensors } from "./gguf-model";
+import { type GgufModelType, ggufModelTensors, llama2cTokenizerToGguf } from "./gguf-model";
 import { saveGgufLora } from "./gguf-lora";
+import { hfTokenizerToGguf } from "./gguf-hf-tokenizer";
+import { HfTokenizer } from "./hf-tokenizer";
 import type { Llama2cTokenizer } from "./tokenizer";
 import { LINEAR_NAMES, type LlamaWeights } from "./weights";
 
@@ -38,8 +40,12 @@ export interface ExportModelOptions {
   ggufEmbeddingType?: GgufModelType;
   /** `gguf`: storage type of the LoRA GGUF tensors (default F16). */
   ggufLoraType?: "F32" | "F16";
-  /** `gguf`: the llama2.c tokenizer written into the file (`tokenizer.ggml.*`). */
-  tokenizer?: Llama2cTokenizer;
+  /**
+   * `gguf`: the tokenizer written into the file (`tokenizer.ggml.*`): a llama2.c / SentencePiece one as
+   * llama.cpp's `llama` vocabulary, a byte-level BPE `tokenizer.json` as its `gpt2` vocabulary
+   * ({@link hfTokenizerToGguf}). llama.cpp cannot load a GGUF without one.
+   */
+  tokenizer?: Llama2cTokenizer | HfTokenizer;
   /** `hf`: tensor dtype (default F32: exact). */
   dtype?: "F32" | "F16" | "BF16";
   /**
@@ -144,6 +150,37 @@ export function mergeToFloat(weights: LlamaWeights): {
   return { weights: copy, deltaRms };
 }
 
+/**
+ * `tokenizer.ggml.*` of `tok` for a model of `vocabSize` rows: llama.cpp's `llama` vocabulary for a llama2.c /
+ * SentencePiece tokenizer, `gpt2` for a byte-level BPE `tokenizer.json`; padding rows past the tokenizer
+ * become `[PAD<id>]` tokens of type unused (score 0), as llama.cpp's converter writes them.
+ */
+function tokenizerGguf(tok: Llama2cTokenizer | HfTokenizer, vocabSize: number): Record<string, GgufValue> {
+  if (tok instanceof HfTokenizer) return hfTokenizerToGguf(tok, vocabSize);
+  if (tok.vocabSize > vocabSize)
+    throw new Error(
+      `exportModel: the tokenizer has ${tok.vocabSize} tokens, the model only ${vocabSize} rows`,
+    );
+  const meta = llama2cTokenizerToGguf(tok);
+  const pad = vocabSize - tok.vocabSize;
+  if (pad > 0) {
+    const tokens = meta["tokenizer.ggml.tokens"] as { type: "array"; itemType: "string"; value: string[] };
+    const scores = meta["tokenizer.ggml.scores"] as { type: "array"; itemType: "f32"; value: Float32Array };
+    const types = meta["tokenizer.ggml.token_type"] as { type: "array"; itemType: "i32"; value: Int32Array };
+    const s = new Float32Array(vocabSize);
+    s.set(scores.value);
+    const t = new Int32Array(vocabSize).fill(5);
+    t.set(types.value);
+    meta["tokenizer.ggml.tokens"] = {
+      ...tokens,
+      value: [...tokens.value, ...Array.from({ length: pad }, (_, i) => `[PAD${tok.vocabSize + i}]`)],
+    };
+    meta["tokenizer.ggml.scores"] = { ...scores, value: s };
+    meta["tokenizer.ggml.token_type"] = { ...types, value: t };
+  }
+  return meta;
+}
+
 /** The int21 tensor name (`layers.0.wq`, `classifier`) of a module name from {@link llamaModules}. */
 function int21Name(module: string): string {
   if (module === "lm_head") return "classifier";
@@ -225,9 +262,10 @@ export async function exportModel(
   const gg = ggufModelTensors(merged?.weights ?? baseWeightsOf(weights), {
     type: opts.ggufType ?? "F16",
     embeddingType: opts.ggufEmbeddingType ?? "F16",
-    ...(opts.tokenizer !== undefined ? { tokenizer: opts.tokenizer } : {}),
     ...(opts.name !== undefined ? { name: opts.name } : {}),
   });
+  if (opts.tokenizer !== undefined)
+    Object.assign(gg.metadata, tokenizerGguf(opts.tokenizer, weights.config.vocabSize));
   if (merged) {
     const byName = new Map(gg.report.tensors.map((t) => [t.name, t]));
     const lossy: LossyMerge[] = [];

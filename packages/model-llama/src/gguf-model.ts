@@ -197,7 +197,9 @@ export function ggufConfigToLlama(
   if (family === "qwen2") config.qkvBias = true;
   if (family === "qwen3") config.qkNorm = true;
   const window = opt("attention.sliding_window");
-  if (family === "phi3" && window !== undefined && window > 0) config.slidingWindow = window;
+  // a Phi-3 window as long as the context is no window (written so by saveGguf: llama.cpp requires the key)
+  if (family === "phi3" && window !== undefined && window > 0 && window < config.seqLen)
+    config.slidingWindow = window;
   if (family === "gemma2") {
     if (window !== undefined && window > 0) {
       config.slidingWindow = window;
@@ -284,6 +286,8 @@ export function llamaToGgufMetadata(
     md[`${arch}.rope.scaling.factor`] = f32(config.ropeScaling.factor);
   }
   if (config.slidingWindow !== undefined) md[`${arch}.attention.sliding_window`] = u32(config.slidingWindow);
+  // llama.cpp refuses a phi3 GGUF without a window; one as long as the context changes nothing
+  else if (arch === "phi3") md["phi3.attention.sliding_window"] = u32(config.seqLen);
   if (arch === "gemma2") {
     if (config.attnLogitSoftcap !== undefined)
       md["gemma2.attn_logit_softcapping"] = f32(config.attnLogitSoftcap);

@@ -82,10 +82,13 @@ export class HfTokenizer implements Tokenizer {
   readonly modelType: TokenizerJsonInfo["modelType"];
   /** The underlying library tokenizer. */
   readonly inner: HfLibTokenizer;
+  /** The checked `tokenizer.json` object this tokenizer was built from (what {@link hfTokenizerToGguf} writes). */
+  readonly json: Readonly<Record<string, unknown>>;
   private readonly source: string;
 
   constructor(json: Record<string, unknown>, opts: HfTokenizerOptions = {}) {
     this.source = opts.source ?? "tokenizer.json";
+    this.json = json;
     const info = checkTokenizerJson(json, this.source);
     this.modelType = info.modelType;
     this.vocabSize = info.vocabSize;
@@ -366,6 +369,7 @@ export const GGUF_PRE_TOKENIZERS: Readonly<
 > = {
   default: { normalizer: null, preTokenizer: GPT2_BYTES },
   gpt2: { normalizer: null, preTokenizer: GPT2_BYTES },
+  "gpt-2": { normalizer: null, preTokenizer: GPT2_BYTES },
   smollm: { normalizer: null, preTokenizer: GPT2_BYTES },
   "llama-bpe": { normalizer: null, preTokenizer: regexThenBytes(LLAMA3_SPLIT) },
   llama3: { normalizer: null, preTokenizer: regexThenBytes(LLAMA3_SPLIT) },

@@ -208,3 +208,4 @@ export {
   exportModel,
   mergeToFloat,
 } from "./export-model";
+export { hfTokenizerToGguf } from "./gguf-hf-tokenizer";

@@ -2,11 +2,11 @@
 // Ollama, transformers and PEFT, through model-llama's exportModel.
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Llama2cTokenizer, exportModel } from "@int21/model-llama";
+import { HfTokenizer, Llama2cTokenizer, exportModel } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, EXIT, UsageError } from "../cli-io";
 import { runProgram, writeJson } from "../command";
-import { attachAdapterDir, findTokenizer, loadTokenizer, openModel } from "../model-loading";
+import { attachAdapterDir, ggufTokenizer, loadTokenizer, openModel } from "../model-loading";
 
 const TARGETS = ["gguf", "hf", "peft"] as const;
 const GGUF_TYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"] as const;
@@ -64,7 +64,10 @@ export function exportProgram(): Command {
       "--base-model <id>",
       "the adapters' base_model_name_or_path (default: the exported folder for hf, the adapter's own for peft)",
     )
-    .option("--tokenizer <file>", "gguf: the llama2.c tokenizer to embed (default: found beside the model)")
+    .option(
+      "--tokenizer <file>",
+      "gguf: the tokenizer to embed (default: tok<vocab>.bin, tokenizer.bin, tokenizer.model or tokenizer.json beside the model, or the GGUF's own)",
+    )
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
 }
@@ -95,18 +98,28 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
     let lora = m.lora;
     if (o.adapter !== undefined) lora = await attachAdapterDir(m.weights, o.adapter, lora);
     const notes: string[] = [];
-    let tokenizer: Llama2cTokenizer | undefined;
+    let tokenizer: Llama2cTokenizer | HfTokenizer | undefined;
     let copyFiles: string[] = [];
     if (to === "gguf") {
+      const V = m.weights.config.vocabSize;
+      const dir = statSync(m.path).isDirectory() ? m.path : dirname(m.path);
+      // a SentencePiece tokenizer.model before tokenizer.json: llama.cpp's `llama` vocabulary keeps its scores
+      const path =
+        o.tokenizer ??
+        [`tok${V}.bin`, "tokenizer.bin", "tokenizer.model", "tokenizer.json"]
+          .map((n) => join(dir, n))
+          .find((p) => existsSync(p));
       try {
-        const tok = loadTokenizer(
-          findTokenizer(m.path, m.weights.config.vocabSize, o.tokenizer),
-          m.weights.config.vocabSize,
-        );
-        if (tok instanceof Llama2cTokenizer) tokenizer = tok;
+        const tok =
+          path !== undefined
+            ? loadTokenizer(path, V)
+            : /\.gguf$/i.test(m.path)
+              ? await ggufTokenizer(m.path, V)
+              : undefined;
+        if (tok instanceof Llama2cTokenizer || tok instanceof HfTokenizer) tokenizer = tok;
         else
           notes.push(
-            "the GGUF holds no tokenizer (only llama2.c tokenizers are embedded): export hf and convert that folder with llama.cpp's convert_hf_to_gguf.py for a tokenizer-complete file",
+            `the GGUF holds no tokenizer (none found beside ${m.path}; pass --tokenizer): llama.cpp cannot load it without one`,
           );
       } catch (e) {
         if (o.tokenizer !== undefined) throw e;
