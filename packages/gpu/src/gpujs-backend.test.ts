@@ -1,4 +1,5 @@
 import type { Bits } from "@int21/bitpack";
+import { createReferenceBackend, getFormat, rtnQuantize } from "@int21/quant-kernels";
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createGpuJsBackend, GPUJS_MAX_INDEX, type GpuJsBackend, type GpuJsMode } from "./gpujs-backend";
@@ -211,5 +212,37 @@ describe("gpu.js backend fallback", () => {
     expect(worstError(y, refQmatmul(x, 1, q), TOL)).toBeLessThanOrEqual(1);
     expect(warnings).toHaveLength(1);
     b.dispose();
+  });
+});
+
+describe.skipIf(gpujsMissing !== null)("gpu.js backend and codebook formats", () => {
+  it("reports NF4 / IQ4_NL unsupported and runs them on its fallback (the codebook result, not an affine one)", async () => {
+    const ref = createReferenceBackend();
+    let calls = 0;
+    const fallback = {
+      ...ref,
+      qmatmul: (...a: Parameters<typeof ref.qmatmul>) => {
+        calls++;
+        ref.qmatmul(...a);
+      },
+    };
+    const b = await createGpuJsBackend({ mode: "cpu", fallback });
+    try {
+      for (const name of ["nf4-g64-f32", "iq4_nl"]) {
+        const f = getFormat(name);
+        for (const k of ["dequantize", "qmatmul", "qmatmulT"] as const) expect(b.supports(k, f)).toBe(false);
+        const q = rtnQuantize(randomFloats(5 * 64, 3), 5, 64, f);
+        const x = randomFloats(2 * 64, 4);
+        const want = new Float32Array(10);
+        ref.qmatmul(x, 2, q, want);
+        const got = new Float32Array(10);
+        b.qmatmul(x, 2, q, got);
+        expect(got).toEqual(want);
+      }
+      expect(calls).toBe(2);
+      expect(b.supports("qmatmul", getFormat("int4-g32-asym-f16"))).toBe(true);
+    } finally {
+      b.dispose();
+    }
   });
 });
