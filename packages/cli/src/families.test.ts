@@ -157,6 +157,53 @@ describe.each(FAMILIES)("%s through the CLI", (family) => {
     expect(existsSync(join(adapter, "adapter_config.json"))).toBe(true);
   }, 300_000);
 
+  it.skipIf(!existsSync(join(dir, "chat_template.jinja")))(
+    "finetune on chat records: rendered with the family's chat template, assistant turns trained",
+    async () => {
+      const chat = join(work, "chat.jsonl");
+      writeFileSync(
+        chat,
+        Array.from({ length: 6 }, (_, i) =>
+          JSON.stringify({
+            messages: [
+              { role: "user", content: `Tell me about ${["Lily", "Tom", "Max"][i % 3]}.` },
+              { role: "assistant", content: `${["Lily", "Tom", "Max"][i % 3]} went to the park and played.` },
+            ],
+          }),
+        ).join("\n"),
+      );
+      const out = join(work, "chat-adapter");
+      const f = await cli([
+        "finetune",
+        dir,
+        "--data",
+        chat,
+        "--steps",
+        "2",
+        "--rank",
+        "2",
+        "--seq",
+        "64",
+        "--batch",
+        "2",
+        "--held-out",
+        "0",
+        "-o",
+        out,
+        "--json",
+        "--quiet",
+        "--threads",
+        "1",
+      ]);
+      expect(f.code, f.err).toBe(0);
+      expect(f.err).toMatch(/kept 6 of 6 chat records/);
+      const j = JSON.parse(f.out);
+      expect(j.data).toMatchObject({ kind: "chat", records: 6, kept: 6, dropped: 0 });
+      expect(existsSync(join(out, "adapter_model.safetensors"))).toBe(true);
+    },
+    300_000,
+  );
+
   it("export hf (and gguf where the writer can express the family): read back, transformers' greedy ids", async () => {
     const hf = join(work, "hf");
     const h = await cli(["export", "hf", dir, "-o", hf, "--quiet"]);

@@ -1,7 +1,16 @@
 // Training examples from an Alpaca JSON file or a plain text file, with what was kept, cut and dropped.
 import { readFileSync } from "node:fs";
-import { type Example, alpacaExamples, parseAlpaca, splitExamples, textExamples } from "@int21/lora";
-import type { Tokenizer } from "@int21/model-llama";
+import {
+  type Example,
+  alpacaExamples,
+  chatExamples,
+  isChatRecord,
+  parseAlpaca,
+  parseChatRecords,
+  splitExamples,
+  textExamples,
+} from "@int21/lora";
+import { HfTokenizer, type Tokenizer, renderChatTemplate } from "@int21/model-llama";
 import { InvalidArgumentError } from "commander";
 import { CliError } from "./cli-io";
 
@@ -9,7 +18,7 @@ import { CliError } from "./cli-io";
 export interface TrainingData {
   train: Example[];
   heldOut: Example[];
-  kind: "alpaca" | "text";
+  kind: "alpaca" | "chat" | "text";
   /**
    * Alpaca: records in the file. Text: documents (split on `<|endoftext|>`). Every record / document
    * is one of `kept` or `dropped`.
@@ -38,7 +47,9 @@ export interface TrainingDataOptions {
 }
 
 /**
- * Reads `file`: a `.json` / `.jsonl` file is Alpaca records (`instruction`, optional `input`, `output`;
+ * Reads `file`: a `.json` / `.jsonl` file of chat records (`{"messages": [{role, content}, …]}`) is rendered
+ * with the tokenizer's chat template and trained on the assistant turns only; other `.json` / `.jsonl` files are
+ * Alpaca records (`instruction`, optional `input`, `output`;
  * only the response is trained on; a record longer than `seq` tokens is cut, one whose prompt alone
  * fills `seq` is dropped); anything else is text (documents split on `<|endoftext|>`, each with BOS,
  * cut into windows of `seq` tokens). `heldOut` examples (a count, or a fraction < 1) are set aside.
@@ -60,7 +71,34 @@ export function readTrainingData(
   let examples: Example[];
   let stats: Omit<TrainingData, "train" | "heldOut" | "kept">;
   try {
-    if (/\.jsonl?$/i.test(file)) {
+    if (/\.jsonl?$/i.test(file) && isChatRecord(firstRecord(text))) {
+      if (!(tok instanceof HfTokenizer) || tok.chatTemplate === undefined)
+        throw new Error(
+          "holds chat records (messages); they are rendered with the model's chat template, and this tokenizer has none (a tokenizer.json with tokenizer_config.json's chat_template or chat_template.jinja beside it)",
+        );
+      const template = tok.chatTemplate;
+      const r = chatExamples(
+        parseChatRecords(text, file),
+        { encode: (t: string) => tok.encode(t) },
+        (messages, addGenerationPrompt) =>
+          renderChatTemplate(template, messages, {
+            tokens: tok.templateTokens,
+            addGenerationPrompt,
+            source: `${file}: chat template`,
+          }),
+        { maxLen: seq, file },
+      );
+      examples = r.examples;
+      stats = {
+        kind: "chat",
+        records: r.records,
+        dropped: r.dropped,
+        truncated: r.truncated,
+        tokens: 0,
+        unusedTokens: 0,
+        seq,
+      };
+    } else if (/\.jsonl?$/i.test(file)) {
       const recs = parseAlpaca(text, file);
       const r = alpacaExamples(recs, tok, { maxLen: seq });
       examples = r.examples;
@@ -110,17 +148,31 @@ export function readTrainingData(
   return { train: [...s.train], heldOut: [...s.heldOut], ...base };
 }
 
+/** The first record of a JSON array or JSON Lines text, or undefined when it does not parse. */
+function firstRecord(text: string): unknown {
+  const t = text.trimStart();
+  try {
+    if (t.startsWith("[")) return (JSON.parse(t) as unknown[])[0];
+    return JSON.parse(t.slice(0, t.indexOf("\n") < 0 ? undefined : t.indexOf("\n")));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One line saying what was made of the data: `kept 19 of 60 records (41 dropped: their prompt alone is
  * longer than --seq 64; 7 cut to 64 tokens)`, or `12,345 tokens in 100 documents → 48 windows of 256
  * tokens (57 tokens at the end unused)`.
  */
 export function describeTrainingData(d: TrainingData): string {
-  if (d.kind === "alpaca") {
+  if (d.kind === "alpaca" || d.kind === "chat") {
     const notes: string[] = [];
-    if (d.dropped > 0) notes.push(`${d.dropped} dropped: their prompt alone is longer than --seq ${d.seq}`);
+    if (d.dropped > 0)
+      notes.push(
+        `${d.dropped} dropped: ${d.kind === "chat" ? "their first assistant turn starts past" : "their prompt alone is longer than"} --seq ${d.seq}`,
+      );
     if (d.truncated > 0) notes.push(`${d.truncated} cut to --seq ${d.seq} tokens`);
-    return `kept ${d.kept} of ${d.records} Alpaca records${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
+    return `kept ${d.kept} of ${d.records} ${d.kind === "chat" ? "chat" : "Alpaca"} records${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
   }
   return (
     `${d.tokens} tokens in ${d.records} documents → ${d.kept} windows of --seq ${d.seq} tokens` +

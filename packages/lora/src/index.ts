@@ -112,3 +112,12 @@ export {
   type TrainHistory,
   type TrainResult,
 } from "./trainer";
+export {
+  type ChatExamples,
+  type ChatRecord,
+  type ChatRenderer,
+  type ChatTurn,
+  chatExamples,
+  isChatRecord,
+  parseChatRecords,
+} from "./chat-data";

@@ -49,7 +49,10 @@ export function finetuneProgram(): Command {
   return new Command("finetune")
     .description("EMEF: train a LoRA adapter on a frozen (packed 2–8 bit or float) model; resumable")
     .argument("<model>", "int21 checkpoint (packed), llama2.c .bin or Hugging Face directory/id")
-    .requiredOption("--data <file>", "Alpaca JSON (.json/.jsonl: instruction, input, output) or plain text")
+    .requiredOption(
+      "--data <file>",
+      "Alpaca JSON (.json/.jsonl: instruction, input, output), chat JSON/JSONL ({messages: [{role, content}]}: the model's chat template, assistant turns trained) or plain text",
+    )
     .requiredOption(
       "-o, --output <dir>",
       "adapter directory (PEFT format; trainer checkpoints in <dir>/trainer)",
