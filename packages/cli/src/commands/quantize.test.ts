@@ -235,3 +235,56 @@ describe("int21 quantize --method: the quantizer registry", () => {
     expect(gone.err).toMatch(/Allowed choices are rtn, gptq\b/);
   }, 60_000);
 });
+
+describe("int21 quantize --format <name>", () => {
+  it("takes any registered format by name (a codebook format here) and reports it", async () => {
+    const out = join(tempDir(), "nf4.safetensors");
+    const r = await cli([
+      "quantize",
+      MODEL,
+      "--format",
+      "nf4-g64-f16",
+      "--method",
+      "rtn",
+      "-o",
+      out,
+      "--json",
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).format).toBe("nf4-g64-f16");
+    const inspect = await cli(["inspect", out]);
+    expect(inspect.out).toMatch(/nf4-g64-f16/);
+  }, 60_000);
+
+  it("an unknown name lists the registered ones; --format with --bits is a usage error", async () => {
+    const bad = await cli([
+      "quantize",
+      MODEL,
+      "--format",
+      "int5-g64",
+      "--method",
+      "rtn",
+      "-o",
+      join(tempDir(), "x.safetensors"),
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(
+      /--format int5-g64: unknown format "int5-g64"; known formats: .*int2-g64-asym-f16.*iq4_nl/,
+    );
+    const both = await cli([
+      "quantize",
+      MODEL,
+      "--format",
+      "iq4_nl",
+      "--bits",
+      "4",
+      "-o",
+      join(tempDir(), "y.safetensors"),
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/--format.*cannot be used with.*--bits/);
+  });
+});

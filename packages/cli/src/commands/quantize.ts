@@ -17,6 +17,8 @@ import {
   type Quantizer,
   getQuantizer,
   listQuantizers,
+  type FormatRecord,
+  getFormat,
   makeFormat,
   needsCalibration,
   quantizerNames,
@@ -58,6 +60,12 @@ export function quantizeProgram(): Command {
     )
     .option("--act-order", "GPTQ: quantize columns by decreasing Hessian diagonal", false)
     .option("--sym", "symmetric codes (no stored zero points)", false)
+    .addOption(
+      new Option(
+        "--format <name>",
+        "any registered format by name instead of --bits/--group/--sym: e.g. int2-g64-asym-f16, nf4-g64-f16, iq4_nl",
+      ).conflicts(["bits", "group", "sym"]),
+    )
     .option(
       "--calib <text>",
       "calibration text file (required when the quantizer needs calibration, as gptq does; otherwise it only measures the error)",
@@ -91,6 +99,7 @@ interface QuantizeOpts {
   method: string;
   actOrder: boolean;
   sym: boolean;
+  format?: string;
   calib?: string;
   calibWindows: number;
   calibLen?: number;
@@ -141,7 +150,15 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
   });
   if (kind === "int21")
     throw new CliError(`${path}: an int21 checkpoint is already quantized; start from a float model`);
-  const format = makeFormat({ bits: o.bits, groupSize: o.group, symmetric: o.sym, scaleDtype: "f16" });
+  let format: FormatRecord;
+  try {
+    format =
+      o.format !== undefined
+        ? getFormat(o.format)
+        : makeFormat({ bits: o.bits, groupSize: o.group, symmetric: o.sym, scaleDtype: "f16" });
+  } catch (e) {
+    throw new UsageError(`--format ${o.format}: ${(e as Error).message.replace(/^quant-kernels: /, "")}`);
+  }
 
   return withBackend(o.threads, async (backend) => {
     let calib: Int32Array[] | undefined;
