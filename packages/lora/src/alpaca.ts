@@ -113,11 +113,15 @@ function elementOffsets(text: string): number[] {
 }
 
 /**
- * Parses Alpaca data: a JSON array of records, or JSONL (one record per line; blank lines skipped).
- * Each record needs string `instruction` (non-empty) and `output`, and an optional string `input`.
- * A malformed record or line throws an Error naming `file` and its line number.
+ * Parses a JSON array of records, or JSONL (one record per line; blank lines skipped), checking each with
+ * `check(value, where)`; `where` names `file` and the record's line. A malformed file, record or line throws
+ * an Error naming `file` and its line number. (Alpaca and chat data share it.)
  */
-export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
+export function parseJsonRecords<T>(
+  text: string,
+  file: string,
+  check: (v: unknown, where: string) => T,
+): T[] {
   const first = text.search(/\S/);
   if (first < 0) throw new Error(`${file}: no records (the file is empty)`);
   if (text[first] === "[") {
@@ -132,13 +136,11 @@ export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
     if (!Array.isArray(arr)) throw new Error(`${file}: expected a JSON array of records`);
     const offs = elementOffsets(text);
     const lines = linesAt(text, offs);
-    const recs = arr.map((v, i) =>
-      checkRecord(v, `${file}:${lines[i] ?? lineAt(text, first)} (record ${i})`),
-    );
+    const recs = arr.map((v, i) => check(v, `${file}:${lines[i] ?? lineAt(text, first)} (record ${i})`));
     if (recs.length === 0) throw new Error(`${file}: no records (empty array)`);
     return recs;
   }
-  const out: AlpacaRecord[] = [];
+  const out: T[] = [];
   const lines = text.split("\n");
   lines.forEach((raw, i) => {
     const line = raw.trim();
@@ -149,9 +151,18 @@ export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
     } catch (e) {
       throw new Error(`${file}:${i + 1}: invalid JSON line (${(e as Error).message})`);
     }
-    out.push(checkRecord(v, `${file}:${i + 1}`));
+    out.push(check(v, `${file}:${i + 1}`));
   });
   return out;
+}
+
+/**
+ * Parses Alpaca data: a JSON array of records, or JSONL (one record per line; blank lines skipped).
+ * Each record needs string `instruction` (non-empty) and `output`, and an optional string `input`.
+ * A malformed record or line throws an Error naming `file` and its line number.
+ */
+export function parseAlpaca(text: string, file = "<alpaca>"): AlpacaRecord[] {
+  return parseJsonRecords(text, file, checkRecord);
 }
 
 /** Options of {@link alpacaExamples}. */

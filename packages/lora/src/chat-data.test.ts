@@ -53,6 +53,6 @@ describe("chat training records", () => {
     expect(() => parseChatRecords('\n{"messages":[{"role":"user"}]}', "d.jsonl")).toThrow(
       /d\.jsonl:2: message 0 needs a string "role" and a string "content"/,
     );
-    expect(() => parseChatRecords("[]", "e.json")).toThrow(/e\.json: expected a non-empty JSON array/);
+    expect(() => parseChatRecords("[]", "e.json")).toThrow(/e\.json: no records \(empty array\)/);
   });
 });

@@ -1,6 +1,7 @@
 // Chat-formatted training records ({"messages": [{role, content}, …]}, the format of TRL's SFT data and of
 // OpenAI's fine-tuning files) as training examples: the conversation rendered with the model's chat
 // template, trained on the assistant turns only.
+import { parseJsonRecords } from "./alpaca";
 import { type Example, IGNORE_INDEX, type TextEncoder } from "./dataset";
 
 /** One message of a conversation. */
@@ -45,31 +46,7 @@ function checkChat(v: unknown, where: string): ChatRecord {
  * least one `assistant` message. Errors name `file` and the line (JSONL) or record index.
  */
 export function parseChatRecords(text: string, file = "<chat>"): ChatRecord[] {
-  const first = text.search(/\S/);
-  if (first < 0) throw new Error(`${file}: no records (the file is empty)`);
-  if (text[first] === "[") {
-    let arr: unknown;
-    try {
-      arr = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
-    }
-    if (!Array.isArray(arr) || arr.length === 0) throw new Error(`${file}: expected a non-empty JSON array`);
-    return arr.map((v, i) => checkChat(v, `${file} (record ${i})`));
-  }
-  const out: ChatRecord[] = [];
-  text.split("\n").forEach((raw, i) => {
-    const line = raw.trim();
-    if (line.length === 0) return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${file}:${i + 1}: invalid JSON line (${(e as Error).message})`);
-    }
-    out.push(checkChat(v, `${file}:${i + 1}`));
-  });
-  return out;
+  return parseJsonRecords(text, file, checkChat);
 }
 
 /** What {@link chatExamples} made. */
