@@ -1,6 +1,7 @@
 // Training examples from an Alpaca JSON file or a plain text file, with what was kept, cut and dropped.
 import { readFileSync } from "node:fs";
 import {
+  type ChatExamples,
   type Example,
   alpacaExamples,
   chatExamples,
@@ -71,39 +72,14 @@ export function readTrainingData(
   let examples: Example[];
   let stats: Omit<TrainingData, "train" | "heldOut" | "kept">;
   try {
-    if (/\.jsonl?$/i.test(file) && isChatRecord(firstRecord(text))) {
-      if (!(tok instanceof HfTokenizer) || tok.chatTemplate === undefined)
-        throw new Error(
-          "holds chat records (messages); they are rendered with the model's chat template, and this tokenizer has none (a tokenizer.json with tokenizer_config.json's chat_template or chat_template.jinja beside it)",
-        );
-      const template = tok.chatTemplate;
-      const r = chatExamples(
-        parseChatRecords(text, file),
-        { encode: (t: string) => tok.encode(t) },
-        (messages, addGenerationPrompt) =>
-          renderChatTemplate(template, messages, {
-            tokens: tok.templateTokens,
-            addGenerationPrompt,
-            source: `${file}: chat template`,
-          }),
-        { maxLen: seq, file },
-      );
+    if (/\.jsonl?$/i.test(file)) {
+      const chat = isChatRecord(firstRecord(text));
+      const r = chat
+        ? chatData(text, file, tok, seq)
+        : alpacaExamples(parseAlpaca(text, file), tok, { maxLen: seq });
       examples = r.examples;
       stats = {
-        kind: "chat",
-        records: r.records,
-        dropped: r.dropped,
-        truncated: r.truncated,
-        tokens: 0,
-        unusedTokens: 0,
-        seq,
-      };
-    } else if (/\.jsonl?$/i.test(file)) {
-      const recs = parseAlpaca(text, file);
-      const r = alpacaExamples(recs, tok, { maxLen: seq });
-      examples = r.examples;
-      stats = {
-        kind: "alpaca",
+        kind: chat ? "chat" : "alpaca",
         records: r.records,
         dropped: r.dropped,
         truncated: r.truncated,
@@ -146,6 +122,26 @@ export function readTrainingData(
     heldOut < 1 ? Math.max(1, Math.round(heldOut * examples.length)) : Math.min(heldOut, examples.length - 1);
   const s = splitExamples(examples, count, seed);
   return { train: [...s.train], heldOut: [...s.heldOut], ...base };
+}
+
+/** Chat records of `text` as examples, rendered with the tokenizer's chat template. */
+function chatData(text: string, file: string, tok: Tokenizer, seq: number): ChatExamples {
+  if (!(tok instanceof HfTokenizer) || tok.chatTemplate === undefined)
+    throw new Error(
+      "holds chat records (messages); they are rendered with the model's chat template, and this tokenizer has none (a tokenizer.json with tokenizer_config.json's chat_template or chat_template.jinja beside it)",
+    );
+  const template = tok.chatTemplate;
+  return chatExamples(
+    parseChatRecords(text, file),
+    { encode: (t: string) => tok.encode(t) },
+    (messages, addGenerationPrompt) =>
+      renderChatTemplate(template, messages, {
+        tokens: tok.templateTokens,
+        addGenerationPrompt,
+        source: `${file}: chat template`,
+      }),
+    { maxLen: seq, file },
+  );
 }
 
 /** The first record of a JSON array or JSON Lines text, or undefined when it does not parse. */
