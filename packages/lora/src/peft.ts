@@ -60,6 +60,11 @@ export interface PeftSaveOptions {
   baseModel?: string;
   /** PEFT `task_type` (default `CAUSAL_LM`). */
   taskType?: string;
+  /**
+   * Storage dtype of `lora_A` / `lora_B` (default F32, exact). F16 / BF16 round to nearest even and halve
+   * the file; every reader (PEFT, int21) widens them back to float32 on load.
+   */
+  dtype?: "F32" | "F16" | "BF16";
 }
 
 const KEY_PREFIX = "base_model.model.";
@@ -109,15 +114,16 @@ export function peftConfig(model: LoRAModel, opts: PeftSaveOptions = {}): PeftLo
   };
 }
 
-/** The safetensors tensors (F32) of adapter `opts.name`: `lora_A` `[r, in]` and `lora_B` `[out, r]` per module. */
+/** The safetensors tensors (`opts.dtype`, default F32) of adapter `opts.name`: `lora_A` `[r, in]` and `lora_B` `[out, r]` per module. */
 export function peftTensors(
   model: LoRAModel,
   opts: PeftSaveOptions = {},
 ): Record<string, SafetensorsWriteTensor> {
   const out: Record<string, SafetensorsWriteTensor> = {};
   for (const [module, a] of model.adapters(opts.name ?? "default")) {
-    out[peftKey(module, "A")] = { dtype: "F32", shape: [a.r, a.inFeatures], data: a.loraA };
-    out[peftKey(module, "B")] = { dtype: "F32", shape: [a.outFeatures, a.r], data: a.loraB };
+    const dtype = opts.dtype ?? "F32";
+    out[peftKey(module, "A")] = { dtype, shape: [a.r, a.inFeatures], data: a.loraA };
+    out[peftKey(module, "B")] = { dtype, shape: [a.outFeatures, a.r], data: a.loraB };
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
@@ -150,6 +150,28 @@ describe("exportModel", () => {
     await exportModel(w, { to: "peft", out: pdir, lora, baseModel: "me/stories260K-hf" });
     const cfg = JSON.parse(readFileSync(join(pdir, "adapter_config.json"), "utf8"));
     expect(cfg).toMatchObject({ base_model_name_or_path: "me/stories260K-hf", r: 4, peft_type: "LORA" });
+  });
+
+  it("peft with adapterDtype F16/BF16: half the file, read back within the dtype's rounding", async () => {
+    const { w, lora, base, want } = adapted();
+    const sizes: Record<string, number> = {};
+    for (const dtype of ["F32", "F16", "BF16"] as const) {
+      const dir = join(tmp, `peft-${dtype}`);
+      await exportModel(w, { to: "peft", out: dir, lora, adapterDtype: dtype });
+      const file = join(dir, "adapter_model.safetensors");
+      sizes[dtype] = statSync(file).size;
+      const header = readFileSync(file)
+        .subarray(8, 8 + 200)
+        .toString("utf8");
+      expect(header).toContain(`"dtype":"${dtype}"`);
+      const back = loadLlama2c(sharedPath(SHARED.stories260K));
+      await loadLlamaAdapter(dir, back);
+      const d = maxAbsDiff(logits(back), want);
+      if (dtype === "F32") expect(d).toBeLessThan(1e-5);
+      else expect(d).toBeLessThan(maxAbsDiff(want, base) / 20);
+    }
+    expect(sizes.F16 / sizes.F32).toBeLessThan(0.56);
+    expect(Math.abs(sizes.BF16 - sizes.F16)).toBeLessThan(256); // the same data; only the header differs
   });
 
   it("refuses a PEFT export without adapters, and merge with peft, naming the problem", async () => {

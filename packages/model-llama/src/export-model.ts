@@ -60,6 +60,8 @@ export interface ExportModelOptions {
   baseModel?: string;
   /** `gguf`: `general.name`. */
   name?: string;
+  /** `hf` / `peft`: storage dtype of the PEFT adapters (default F32, exact; F16/BF16 halve them). */
+  adapterDtype?: "F32" | "F16" | "BF16";
   /**
    * `gguf` with `merge` into a quantized type (Q8_0, Q4_0, Q4_1): write the file even when quantizing a merged
    * tensor adds more error than the correction folded into it (by default that is refused, naming the
@@ -227,6 +229,7 @@ export async function exportModel(
       const dir = names.length === 1 ? opts.out : join(opts.out, safeName(name));
       await saveLlamaAdapter(dir, opts.lora, weights, {
         name,
+        ...(opts.adapterDtype !== undefined ? { dtype: opts.adapterDtype } : {}),
         ...(opts.baseModel !== undefined ? { baseModel: opts.baseModel } : {}),
       });
       files.push({ path: dir, what: `PEFT adapter "${name}"` });
@@ -248,7 +251,11 @@ export async function exportModel(
     else if (opts.lora !== undefined) {
       for (const name of names) {
         const dir = join(out, "adapters", safeName(name));
-        await saveLlamaAdapter(dir, opts.lora, weights, { name, baseModel: opts.baseModel ?? out });
+        await saveLlamaAdapter(dir, opts.lora, weights, {
+          name,
+          baseModel: opts.baseModel ?? out,
+          ...(opts.adapterDtype !== undefined ? { dtype: opts.adapterDtype } : {}),
+        });
         files.push({ path: dir, what: `PEFT adapter "${name}"` });
         report.adapters.push(name);
       }

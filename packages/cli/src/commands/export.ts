@@ -60,6 +60,14 @@ export function exportProgram(): Command {
         .default("F16"),
     )
     .addOption(new Option("--dtype <dtype>", "hf: tensor dtype").choices(HF_DTYPES).default("F32"))
+    .addOption(
+      new Option(
+        "--adapter-dtype <dtype>",
+        "hf, peft: dtype of the PEFT adapter tensors (F16/BF16 halve them)",
+      )
+        .choices(HF_DTYPES)
+        .default("F32"),
+    )
     .option(
       "--base-model <id>",
       "the adapters' base_model_name_or_path (default: the exported folder for hf, the adapter's own for peft)",
@@ -81,6 +89,7 @@ interface ExportOpts {
   embeddingType: (typeof GGUF_TYPES)[number];
   loraType: "F32" | "F16";
   dtype: (typeof HF_DTYPES)[number];
+  adapterDtype: (typeof HF_DTYPES)[number];
   baseModel?: string;
   tokenizer?: string;
   json: boolean;
@@ -144,6 +153,7 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
       ggufEmbeddingType: o.embeddingType,
       ggufLoraType: o.loraType,
       dtype: o.dtype,
+      adapterDtype: o.adapterDtype,
       copyFiles,
       ...(tokenizer !== undefined ? { tokenizer } : {}),
       ...(o.baseModel !== undefined ? { baseModel: o.baseModel } : {}),
