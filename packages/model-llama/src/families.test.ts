@@ -663,17 +663,14 @@ describe("saveGguf of each family", () => {
 });
 
 describe("Phi-3 PEFT adapters", () => {
-  it("refuses to save a split q/k/v or gate/up adapter for Hugging Face's fused Phi-3, keeps o/down", async () => {
+  it("a split q/k/v adapter is saved fused (qkv_proj, as Hugging Face's Phi-3 has it); o/down stay as they are", async () => {
     const w = await loadHf(fixture("phi3").dir);
     const out = mkdtempSync(join(tmpdir(), "int21-phi3-peft-"));
     try {
-      const split = addLlamaLoRA(w, { targetModules: ["q_proj", "o_proj"], r: 2, alpha: 4 });
-      await expect(saveLlamaAdapter(join(out, "a"), split, w)).rejects.toThrow(
-        /q_proj\.lora_.* targets a projection that Phi-3 fuses/,
-      );
-      const w2 = await loadHf(fixture("phi3").dir);
-      const ok = addLlamaLoRA(w2, { targetModules: ["o_proj", "down_proj"], r: 2, alpha: 4 });
-      await saveLlamaAdapter(join(out, "b"), ok, w2);
+      const split = addLlamaLoRA(w, { targetModules: ["q_proj", "o_proj", "down_proj"], r: 2, alpha: 4 });
+      await saveLlamaAdapter(join(out, "a"), split, w);
+      const cfg = JSON.parse(readFileSync(join(out, "a", "adapter_config.json"), "utf8"));
+      expect([...cfg.target_modules].sort()).toEqual(["down_proj", "o_proj", "qkv_proj"]);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

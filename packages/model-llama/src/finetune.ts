@@ -28,6 +28,7 @@ import type { Linear } from "@int21/quant-kernels";
 import { writeFileAtomic, writeSafetensors } from "@int21/io";
 import { headSize } from "./config";
 import { permuteHfRows, unpermuteHfRows } from "./load-hf";
+import { fusePhi3Adapter, splitPhi3Adapter } from "./phi3-adapter";
 import { trainForward } from "./train-forward";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
@@ -92,14 +93,6 @@ export async function saveLlamaAdapter(
   const { join } = await import("node:path");
   const hs = headSize(weights.config);
   const tensors = peftTensors(model, opts);
-  if (weights.config.family === "phi3") {
-    // Phi-3's Hugging Face model has fused qkv_proj / gate_up_proj: adapters on the split parts have no module there.
-    const split = Object.keys(tensors).find((k) => /\.(q|k|v|gate|up)_proj\.lora_/.test(k));
-    if (split !== undefined)
-      throw new Error(
-        `saveLlamaAdapter: ${split} targets a projection that Phi-3 fuses in Hugging Face (qkv_proj / gate_up_proj); merge the adapter (exportHf) or target o_proj / down_proj only`,
-      );
-  }
   for (const [key, t] of Object.entries(tensors)) {
     const m = /^base_model\.model\.(.+)\.lora_B\.weight$/.exec(key);
     const heads = m ? qkHeads(weights, m[1]) : 0;
@@ -110,9 +103,17 @@ export async function saveLlamaAdapter(
       tensors[key] = { ...t, data: permuteHfRows(t.data as Float32Array, heads, rows, r) };
     }
   }
+  const config = peftConfig(model, opts);
+  if (weights.config.family === "phi3") {
+    // Hugging Face's Phi-3 has only the fused qkv_proj / gate_up_proj: write one LoRA per fused module
+    const targets = new Map(
+      model.record(opts.name ?? "default").targets.map((t) => [t.module, t.alpha / t.r]),
+    );
+    fusePhi3Adapter(weights, tensors, config, (module) => targets.get(module) ?? 1);
+  }
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors, { format: "pt" });
-  await writeFileAtomic(join(dir, PEFT_CONFIG_FILE), `${JSON.stringify(peftConfig(model, opts), null, 2)}\n`);
+  await writeFileAtomic(join(dir, PEFT_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /**
@@ -126,6 +127,7 @@ export async function loadLlamaAdapter(
   opts: PeftAttachOptions = {},
 ): Promise<{ model: LoRAModel; record: AdapterRecord }> {
   const adapter = await readPeftAdapter(dir);
+  if (weights.config.family === "phi3") splitPhi3Adapter(weights, adapter);
   const hs = headSize(weights.config);
   for (const [module, m] of adapter.modules) {
     const heads = qkHeads(weights, module);
