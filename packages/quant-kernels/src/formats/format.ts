@@ -176,6 +176,28 @@ export function quantizeRowByGroups(
 const GROUP_CODES: Record<string, number> = { "32": 1, "64": 2, "128": 3, "-1": 4 };
 
 /**
+ * `params(min, max, shrink)` of the group `w[off + i·stride]`, `i < len`: the scan every format's `quantizeGroup`
+ * starts from (affine and codebook formats alike).
+ */
+export function groupParams(
+  params: (lo: number, hi: number, shrink?: number) => GroupParams,
+  w: ArrayLike<number>,
+  off: number,
+  len: number,
+  stride: number,
+  shrink: number,
+): GroupParams {
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < len; i++) {
+    const x = w[off + i * stride];
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  return params(lo, hi, shrink);
+}
+
+/**
  * Stable id of a format: `bits·100 + groupCode·10 + (symmetric ? 2 : 0) + (f16 ? 1 : 0)` with group
  * codes 32→1, 64→2, 128→3, per-channel→4. E.g. `int4-g128-asym-f16` = 431. Never reused.
  */
@@ -280,14 +302,7 @@ export function defineFormat(spec: FormatSpec): FormatRecord {
     value,
     errorBound,
     quantizeGroup(w, off, len, stride, codes, codeOff, shrink = 1) {
-      let lo = Number.POSITIVE_INFINITY;
-      let hi = Number.NEGATIVE_INFINITY;
-      for (let i = 0; i < len; i++) {
-        const x = w[off + i * stride];
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
-      }
-      const p = params(lo, hi, shrink);
+      const p = groupParams(params, w, off, len, stride, shrink);
       for (let i = 0; i < len; i++) codes[codeOff + i * stride] = code(w[off + i * stride], p.scale, p.zero);
       return p;
     },

@@ -9,6 +9,7 @@ import {
   type GroupSize,
   NOMINAL_K,
   forEachCode,
+  groupParams,
   quantizeRowByGroups,
 } from "./format";
 
@@ -152,14 +153,7 @@ export function defineLutFormat(spec: LutFormatSpec): FormatRecord {
     value,
     errorBound,
     quantizeGroup(w, off, len, stride, codes, codeOff, shrink = 1) {
-      let lo = Number.POSITIVE_INFINITY;
-      let hi = Number.NEGATIVE_INFINITY;
-      for (let i = 0; i < len; i++) {
-        const x = w[off + i * stride];
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
-      }
-      const p = params(lo, hi, shrink);
+      const p = groupParams(params, w, off, len, stride, shrink);
       for (let i = 0; i < len; i++) codes[codeOff + i * stride] = code(w[off + i * stride], p.scale);
       return p;
     },
