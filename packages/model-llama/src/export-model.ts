@@ -13,7 +13,7 @@ import { exportHf } from "./export-hf";
 import { llamaModules, saveLlamaAdapter, setLlamaModules } from "./finetune";
 import { type GgufModelType, ggufModelTensors, llama2cTokenizerToGguf } from "./gguf-model";
 import { saveGgufLora } from "./gguf-lora";
-import { hfTokenizerToGguf } from "./gguf-hf-tokenizer";
+import { hfTokenizerToGguf, padGgufVocabulary } from "./gguf-hf-tokenizer";
 import { HfTokenizer } from "./hf-tokenizer";
 import type { Llama2cTokenizer } from "./tokenizer";
 import { LINEAR_NAMES, type LlamaWeights } from "./weights";
@@ -100,14 +100,19 @@ export interface ExportModelReport {
   lossyMerges?: LossyMerge[];
 }
 
+/** A shallow copy of `weights` holding `modules` (as from {@link llamaModules}) instead of its own projections. */
+function withModules(weights: LlamaWeights, modules: ReadonlyMap<string, Linear>): LlamaWeights {
+  const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
+  setLlamaModules(copy, modules);
+  return copy;
+}
+
 /** `weights` with every LoRA-wrapped projection replaced by its frozen base (a shallow copy). */
 export function baseWeightsOf(weights: LlamaWeights): LlamaWeights {
   const modules = llamaModules(weights);
   const base = new Map<string, Linear>();
   for (const [name, l] of modules) base.set(name, isLoRALinear(l) ? l.base : l);
-  const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
-  setLlamaModules(copy, base);
-  return copy;
+  return withModules(weights, base);
 }
 
 /**
@@ -147,9 +152,7 @@ export function mergeToFloat(weights: LlamaWeights): {
     out.set(name, linear);
     deltaRms.set(name, report.deltaRms);
   }
-  const copy: LlamaWeights = { ...weights, layers: weights.layers.map((L) => ({ ...L })) };
-  setLlamaModules(copy, out);
-  return { weights: copy, deltaRms };
+  return { weights: withModules(weights, out), deltaRms };
 }
 
 /**
@@ -159,28 +162,7 @@ export function mergeToFloat(weights: LlamaWeights): {
  */
 function tokenizerGguf(tok: Llama2cTokenizer | HfTokenizer, vocabSize: number): Record<string, GgufValue> {
   if (tok instanceof HfTokenizer) return hfTokenizerToGguf(tok, vocabSize);
-  if (tok.vocabSize > vocabSize)
-    throw new Error(
-      `exportModel: the tokenizer has ${tok.vocabSize} tokens, the model only ${vocabSize} rows`,
-    );
-  const meta = llama2cTokenizerToGguf(tok);
-  const pad = vocabSize - tok.vocabSize;
-  if (pad > 0) {
-    const tokens = meta["tokenizer.ggml.tokens"] as { type: "array"; itemType: "string"; value: string[] };
-    const scores = meta["tokenizer.ggml.scores"] as { type: "array"; itemType: "f32"; value: Float32Array };
-    const types = meta["tokenizer.ggml.token_type"] as { type: "array"; itemType: "i32"; value: Int32Array };
-    const s = new Float32Array(vocabSize);
-    s.set(scores.value);
-    const t = new Int32Array(vocabSize).fill(5);
-    t.set(types.value);
-    meta["tokenizer.ggml.tokens"] = {
-      ...tokens,
-      value: [...tokens.value, ...Array.from({ length: pad }, (_, i) => `[PAD${tok.vocabSize + i}]`)],
-    };
-    meta["tokenizer.ggml.scores"] = { ...scores, value: s };
-    meta["tokenizer.ggml.token_type"] = { ...types, value: t };
-  }
-  return meta;
+  return padGgufVocabulary(llama2cTokenizerToGguf(tok), vocabSize, "exportModel: the tokenizer");
 }
 
 /** The int21 tensor name (`layers.0.wq`, `classifier`) of a module name from {@link llamaModules}. */

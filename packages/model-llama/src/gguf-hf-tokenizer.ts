@@ -41,8 +41,7 @@ export function hfTokenizerToGguf(
   vocabSize = tok.vocabSize,
   source = "tokenizer.json",
 ): Record<string, GgufValue> {
-  if (vocabSize < tok.vocabSize)
-    throw new Error(`${source}: ${tok.vocabSize} tokens, more than the model's ${vocabSize} rows`);
+  if (vocabSize < tok.vocabSize) tooMany(source, tok.vocabSize, vocabSize);
   const json = tok.json as Record<string, unknown>;
   const model = json.model as { type?: string; vocab?: Record<string, number>; merges?: unknown[] };
   if (model?.type !== "BPE")
@@ -63,8 +62,8 @@ export function hfTokenizerToGguf(
     throw new Error(
       `${source}: its pre-tokenizer matches none of the ones int21 names for llama.cpp (${WRITE_NAMES.join(", ")}): llama.cpp would split text differently`,
     );
-  const tokens: string[] = new Array(vocabSize);
-  const types = new Int32Array(vocabSize).fill(NORMAL);
+  const tokens: string[] = new Array(tok.vocabSize);
+  const types = new Int32Array(tok.vocabSize).fill(NORMAL);
   for (const [t, id] of Object.entries(model.vocab ?? {})) tokens[id] = t;
   for (const a of (json.added_tokens ?? []) as { id: number; content: string; special?: boolean }[]) {
     tokens[a.id] = a.content;
@@ -72,10 +71,6 @@ export function hfTokenizerToGguf(
   }
   for (let i = 0; i < tok.vocabSize; i++)
     if (tokens[i] === undefined) throw new Error(`${source}: no token has id ${i}`);
-  for (let i = tok.vocabSize; i < vocabSize; i++) {
-    tokens[i] = `[PAD${i}]`;
-    types[i] = UNUSED;
-  }
   const merges = (model.merges ?? []).map((m) => (Array.isArray(m) ? m.join(" ") : String(m)));
   const out: Record<string, GgufValue> = {
     "tokenizer.ggml.model": { type: "string", value: "gpt2" },
@@ -90,5 +85,43 @@ export function hfTokenizerToGguf(
   if (tok.eosId >= 0) out["tokenizer.ggml.eos_token_id"] = { type: "u32", value: tok.eosId };
   if (tok.chatTemplate !== undefined)
     out["tokenizer.chat_template"] = { type: "string", value: tok.chatTemplate };
-  return out;
+  return padGgufVocabulary(out, vocabSize, source);
+}
+
+function tooMany(source: string, tokens: number, vocabSize: number): never {
+  throw new Error(`${source}: ${tokens} tokens, more than the model's ${vocabSize} rows`);
+}
+
+/**
+ * `tokenizer.ggml.*` metadata padded to a model of `vocabSize` rows (a padded vocabulary, as every Qwen or
+ * Phi-3): `[PAD<id>]` tokens of type unused (score 0 where the vocabulary has scores), as llama.cpp's
+ * converter writes them; llama.cpp needs one token per embedding row. In place; throws naming `source` when
+ * the tokenizer has more tokens than the model has rows.
+ */
+export function padGgufVocabulary(
+  meta: Record<string, GgufValue>,
+  vocabSize: number,
+  source = "tokenizer",
+): Record<string, GgufValue> {
+  const tokens = meta["tokenizer.ggml.tokens"] as { type: "array"; itemType: "string"; value: string[] };
+  const n = tokens.value.length;
+  if (n > vocabSize) tooMany(source, n, vocabSize);
+  if (n === vocabSize) return meta;
+  const types = meta["tokenizer.ggml.token_type"] as { type: "array"; itemType: "i32"; value: Int32Array };
+  const t = new Int32Array(vocabSize).fill(UNUSED);
+  t.set(types.value);
+  meta["tokenizer.ggml.tokens"] = {
+    ...tokens,
+    value: [...tokens.value, ...Array.from({ length: vocabSize - n }, (_, i) => `[PAD${n + i}]`)],
+  };
+  meta["tokenizer.ggml.token_type"] = { ...types, value: t };
+  const scores = meta["tokenizer.ggml.scores"] as
+    | { type: "array"; itemType: "f32"; value: Float32Array }
+    | undefined;
+  if (scores !== undefined) {
+    const sc = new Float32Array(vocabSize);
+    sc.set(scores.value);
+    meta["tokenizer.ggml.scores"] = { ...scores, value: sc };
+  }
+  return meta;
 }
