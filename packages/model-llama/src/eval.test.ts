@@ -1,9 +1,12 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { createWasmBackend } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { evaluateNll, evaluateStories, tokenNll } from "./eval";
 import { forward } from "./forward";
+import { HfTokenizer } from "./hf-tokenizer";
+import { loadHf } from "./load-hf";
 import { loadLlama2c } from "./load-llama2c";
 import { createRunState } from "./run-state";
 import { stories260K } from "./testing/stories260k";
@@ -104,4 +107,34 @@ describe("evaluateNll", () => {
     expect(() => evaluateNll(w, [1])).toThrow(/at least 2 tokens/);
     expect(() => evaluateNll(w, [1, 600])).toThrow(/token 600 at index 1/);
   });
+});
+
+describe("BOS follows the tokenizer's rule (as generate and the peers' perplexity tools)", () => {
+  const text = valid.slice(0, 1200);
+  for (const family of ["qwen2", "qwen3", "llama2"] as const) {
+    it(`${family}: text is encoded with BOS exactly when the tokenizer adds one`, async () => {
+      const dir = sharedPath(`fixtures/hf-families/${family}`);
+      const w = await loadHf(dir);
+      const ftok = HfTokenizer.fromFile(join(dir, "tokenizer.json"));
+      // Qwen's tokenizers add no BOS (add_bos_token false, ByteLevel post-processor); Llama 2's does
+      expect(ftok.addBos).toBe(family === "llama2");
+      const plain = ftok.encode(text, { special: true });
+      expect(plain[0] === ftok.bosId).toBe(family === "llama2");
+      const a = evaluateNll(w, text, { tokenizer: ftok, ctx: 48 });
+      const b = evaluateNll(w, plain, { ctx: 48 });
+      expect(a.meanNll).toBe(b.meanNll);
+      expect(a.tokens).toBe(b.tokens);
+      // forcing the other choice scores a different stream
+      const forced = evaluateNll(w, text, { tokenizer: ftok, ctx: 48, bos: !ftok.addBos });
+      expect(forced.meanNll).not.toBe(a.meanNll);
+      // stories: every token after the first is scored, BOS or not
+      const stories = `${text.slice(0, 300)}<|endoftext|>${text.slice(300, 600)}`;
+      const s = evaluateStories(w, ftok, stories, { ctx: 48 });
+      const ids = stories
+        .split("<|endoftext|>")
+        .map((p) => ftok.encode(p.trim(), { bos: ftok.addBos }).slice(0, 48));
+      expect(s.tokens).toBe(ids.reduce((n, t) => n + t.length - 1, 0));
+      expect(ids.every((t) => (t[0] === ftok.bosId) === ftok.addBos)).toBe(true);
+    }, 60_000);
+  }
 });

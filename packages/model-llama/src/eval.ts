@@ -26,8 +26,14 @@ export interface NllOptions {
   ctx?: number;
   /** Start-to-start distance of windows (default ctx: non-overlapping windows). 1 ≤ stride ≤ ctx. */
   stride?: number;
-  /** Encodes a text input (with BOS); required when `input` is a string. */
+  /** Encodes a text input; required when `input` is a string. */
   tokenizer?: Tokenizer;
+  /**
+   * Start an encoded text with BOS. Default: the tokenizer's own rule (`tokenizer.addBos`: Hugging Face
+   * `add_bos_token` / post-processor, GGUF `tokenizer.ggml.add_bos_token`; llama2.c always), as `generate`
+   * and the peers' perplexity tools do. Ignored for token input.
+   */
+  bos?: boolean;
   onProgress?: ProgressFn;
   /** Reused run state (its maxRows is the forward chunk height). */
   state?: RunState;
@@ -79,8 +85,8 @@ function scoreWindow(
 }
 
 /**
- * Mean next-token NLL and perplexity `exp(mean NLL)` of a token stream (or of a text, encoded with
- * BOS by `opts.tokenizer`), with the sliding-window protocol of Hugging Face's perplexity guide:
+ * Mean next-token NLL and perplexity `exp(mean NLL)` of a token stream (or of a text, encoded by
+ * `opts.tokenizer`, with BOS when the tokenizer adds one or `opts.bos` says so), with the sliding-window protocol of Hugging Face's perplexity guide:
  *
  * ```
  * for begin = 0, stride, 2·stride, …:         end = min(begin + ctx, N)
@@ -102,7 +108,7 @@ export function evaluateNll(
   let tokens: ArrayLike<number>;
   if (typeof input === "string") {
     if (!opts.tokenizer) throw new Error("evaluateNll: a text input needs opts.tokenizer");
-    tokens = opts.tokenizer.encode(input, { bos: true });
+    tokens = opts.tokenizer.encode(input, { bos: opts.bos ?? opts.tokenizer.addBos ?? true });
   } else tokens = input;
   const ctx = opts.ctx ?? c.seqLen;
   const stride = opts.stride ?? ctx;
@@ -163,6 +169,11 @@ export interface StoriesOptions {
   ctx?: number;
   /** Story separator (default `<|endoftext|>`). */
   separator?: string;
+  /**
+   * Start each story with BOS. Default: the tokenizer's own rule (`tokenizer.addBos`; llama2.c always).
+   * Without BOS a story's first token is context only.
+   */
+  bos?: boolean;
   onProgress?: ProgressFn;
   state?: RunState;
 }
@@ -170,8 +181,8 @@ export interface StoriesOptions {
 /**
  * The per-story protocol behind the stories260K reference loss: the text is split on `separator`,
  * each piece trimmed (empty ones dropped); every story is encoded as `[BOS] + encode(story)` (with
- * llama2.c's dummy-prefix space), cut to `ctx` tokens, run from position 0, and every token after BOS
- * is scored. The result is the mean over all scored tokens of all stories (not a mean of means).
+ * llama2.c's dummy-prefix space; BOS only when the tokenizer adds one or `opts.bos` says so), cut to
+ * `ctx` tokens, run from position 0, and every token after the first is scored. The result is the mean over all scored tokens of all stories (not a mean of means).
  */
 export function evaluateStories(
   weights: LlamaWeights,
@@ -191,7 +202,8 @@ export function evaluateStories(
     .filter((s) => s.length > 0);
   if (opts.maxStories !== undefined) stories = stories.slice(0, opts.maxStories);
   if (stories.length === 0) throw new Error("evaluateStories: the text holds no stories");
-  const encoded = stories.map((s) => tokenizer.encode(s, { bos: true }).slice(0, ctx));
+  const bos = opts.bos ?? tokenizer.addBos ?? true;
+  const encoded = stories.map((s) => tokenizer.encode(s, { bos }).slice(0, ctx));
   const total = encoded.reduce((a, t) => a + t.length - 1, 0);
   const state = opts.state ?? createRunState(c);
   const acc = { sum: 0, count: 0 };

@@ -21,6 +21,40 @@ describe("int21 eval", () => {
     expect(strided.meanNll).toBeLessThan(disjoint.meanNll);
   }, 60_000);
 
+  it("follows the tokenizer's BOS rule: a Qwen2 fixture's text starts without BOS, --bos forces one", async () => {
+    const dir = sharedPath("fixtures/hf-families/qwen2");
+    const data = join(tempDir(), "text.txt");
+    writeFileSync(
+      data,
+      "Once upon a time, a little girl named Lily went to the park. It was a sunny day.\n".repeat(4),
+    );
+    const base = [
+      "eval",
+      dir,
+      "--data",
+      data,
+      "--ctx",
+      "48",
+      "--stride",
+      "16",
+      "--json",
+      "--quiet",
+      "--threads",
+      "1",
+    ];
+    const plain = JSON.parse((await cli(base)).out);
+    const forced = JSON.parse((await cli([...base, "--bos"])).out);
+    const llama = JSON.parse(
+      (await cli(["eval", MODEL, "--data", data, "--ctx", "48", "--json", "--quiet", "--threads", "1"])).out,
+    );
+    expect(plain.bos).toBe(false);
+    expect(forced.bos).toBe(true);
+    expect(llama.bos).toBe(true); // llama2.c always
+    // strided windows score every token but the first: one more with BOS in front
+    expect(forced.tokens).toBe(plain.tokens + 1);
+    expect(forced.meanNll).not.toBe(plain.meanNll);
+  }, 60_000);
+
   it("the model against itself as teacher has zero KL", async () => {
     const r = JSON.parse(
       (

@@ -31,6 +31,8 @@ export function evalProgram(): Command {
     .option("--teacher <model>", "also report KL(teacher ‖ model) and the teacher's NLL on the same tokens")
     .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply first")
     .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
+    .option("--bos", "start the text with BOS (default: as the tokenizer's configuration says)")
+    .option("--no-bos", "do not start the text with BOS")
     .addOption(threadsOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
@@ -44,6 +46,7 @@ interface EvalOpts {
   teacher?: string;
   adapter?: string;
   tokenizer?: string;
+  bos?: boolean;
   threads?: number;
   json: boolean;
   quiet: boolean;
@@ -64,7 +67,10 @@ export function evalCommand(argv: readonly string[], io: CliIo): Promise<number>
       const stride = o.stride ?? ctx;
       if (stride > ctx) throw new UsageError(`--stride ${stride} is larger than --ctx ${ctx}`);
       const tok = await openTokenizer(m.path, c.vocabSize, o.tokenizer);
-      let tokens = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
+      // BOS as the tokenizer's own rule says (HF add_bos_token / post-processor, GGUF add_bos_token,
+      // llama2.c always), like generate and llama.cpp's llama-perplexity; --bos / --no-bos force it
+      const bos = o.bos ?? tok.addBos ?? true;
+      let tokens = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos });
       if (o.maxTokens !== undefined) tokens = tokens.slice(0, o.maxTokens);
       if (tokens.length < 2) throw new CliError(`--data ${o.data}: fewer than 2 tokens to score`);
       const bar = progressBar(io, "eval", { quiet: o.quiet });
@@ -93,6 +99,7 @@ export function evalCommand(argv: readonly string[], io: CliIo): Promise<number>
         data: o.data,
         ctx,
         stride,
+        bos,
         ...result,
         seconds: (performance.now() - t0) / 1000,
       };
