@@ -85,3 +85,17 @@ export {
 } from "./gptq";
 export { relativeOutputError } from "./output-error";
 export { type FloatLinear, type QuantLinear, createFloatLinear, createQuantLinear } from "./linear";
+export {
+  type Float32NdArray,
+  type NdArrayInput,
+  type NdCopyOptions,
+  type NdKernelOptions,
+  describeNdarray,
+  gatherNdarray,
+  isRowMajor,
+  ndDequantize,
+  ndQmatmul,
+  ndQmatmulT,
+  ndQuantize,
+  ndSgemm,
+} from "./ndarray";
