@@ -1,4 +1,14 @@
-import { backward, crossEntropy, gradCheck, setBackend, tensor, tidy } from "@int21/autograd";
+import {
+  backward,
+  crossEntropy,
+  gradCheck,
+  memory,
+  noGrad,
+  scale,
+  setBackend,
+  tensor,
+  tidy,
+} from "@int21/autograd";
 import {
   createFloatLinear,
   createQuantLinear,
@@ -47,6 +57,53 @@ describe("linearCrossEntropy", () => {
         for (let i = 0; i < g.length; i++) expect(g[i]).toBeCloseTo(ref.grad!.data[i], 6);
       }
     }
+  });
+
+  it("scales the gradient it computed in forward by the incoming gradient, and saves none without grad", () => {
+    const targets = [1, 5, IGNORE_INDEX, 39];
+    const xs = randomArray(4 * K, 6);
+    const grads = [1, -2.5].map((s) => {
+      const x = tensor(xs.slice(), [4, K], { requiresGrad: true });
+      tidy(() => backward(scale(linearCrossEntropy(x, heads[0], targets), s)));
+      return x.grad!.toFloat32Array();
+    });
+    for (let i = 0; i < grads[0].length; i++) expect(grads[1][i]).toBeCloseTo(-2.5 * grads[0][i], 6);
+    const before = memory().byTag.saved ?? 0;
+    const x = tensor(xs.slice(), [4, K], { requiresGrad: true });
+    noGrad(() => tidy(() => linearCrossEntropy(x, heads[0], targets).item()));
+    expect(memory().byTag.saved ?? 0).toBe(before);
+  });
+
+  it("drops probabilities below 2^-64 from the gradient (no subnormal GEMM inputs)", () => {
+    // logits spread over hundreds of nats: most probabilities underflow; the gradient must still
+    // match the full-logits crossEntropy, whose exp() flushes them to ~0 anyway
+    const wide = createFloatLinear({
+      weight: randomArray(V * K, 7, 8),
+      outFeatures: V,
+      inFeatures: K,
+      backend,
+    });
+    const xs = randomArray(3 * K, 8, 4);
+    const targets = [2, 17, 30];
+    const ref = tensor(xs.slice(), [3, K], { requiresGrad: true });
+    const want = tidy(() => {
+      const l = crossEntropy(frozenLinear(wide, ref), targets);
+      backward(l);
+      return l.item();
+    });
+    const x = tensor(xs.slice(), [3, K], { requiresGrad: true });
+    const got = tidy(() => {
+      const l = linearCrossEntropy(x, wide, targets, { chunk: 2 });
+      backward(l);
+      return l.item();
+    });
+    expect(got).toBeCloseTo(want, 3);
+    // float32 logits of this size carry ~1e-5 relative rounding: compare relative to the largest entry
+    const g = x.grad!.data;
+    const r = ref.grad!.data;
+    const big = r.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(big).toBeGreaterThan(0.01);
+    for (let i = 0; i < g.length; i++) expect(Math.abs(g[i] - r[i])).toBeLessThan(1e-4 * big);
   });
 
   it("matches finite differences", () => {

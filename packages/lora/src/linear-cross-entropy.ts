@@ -14,15 +14,56 @@ interface Plan {
   factor: number;
 }
 
+/**
+ * Probabilities `exp(z − lse)` below `2^-64` (`z − lse < −44.36`) are taken as 0 in the gradient: their
+ * whole row's mass (≤ vocab · 2^-64) is far below float32 resolution, and leaving them in makes the
+ * `dlogits · W` GEMM multiply subnormal floats, which x86 runs at a small fraction of its speed
+ * (WebAssembly has no flush-to-zero mode).
+ */
+export const SOFTMAX_GRAD_CUTOFF = -44.36;
+
+/**
+ * Row `r` of a chunk: `logits[r·V + j] ← softmax_j − [j = t]` (0 for an ignored row or a tiny
+ * probability, see {@link SOFTMAX_GRAD_CUTOFF}).
+ */
+function softmaxGradRows(
+  logits: Float32Array,
+  lse: Float64Array,
+  targets: Int32Array,
+  r0: number,
+  c: number,
+  V: number,
+): void {
+  for (let r = 0; r < c; r++) {
+    const o = r * V;
+    const t = targets[r0 + r];
+    if (t === IGNORE_INDEX) {
+      logits.fill(0, o, o + V);
+      continue;
+    }
+    const l = lse[r];
+    for (let j = 0; j < V; j++) {
+      const z = logits[o + j] - l;
+      logits[o + j] = z < SOFTMAX_GRAD_CUTOFF ? 0 : Math.exp(z);
+    }
+    logits[o + t] -= 1;
+  }
+}
+
+// Forward computes the loss and, when x needs a gradient, also dx/dloss (the loss is a scalar, so
+// backward only scales it by the incoming gradient): the classifier runs twice per chunk (logits, then
+// dlogits·W) instead of three times, and the vocabulary-wide exponentials run once.
 const op: OpDef<Plan> = {
   name: "linearCrossEntropy",
   forward(ctx, [x], p) {
-    const { lin, targets, rows, chunk, factor } = p;
+    const { lin, targets, rows, chunk } = p;
     const K = lin.inFeatures;
     const V = lin.outFeatures;
     const xv = x.values();
+    const grad = ctx.recording && ctx.needsInputGrad[0];
     const logits = new Float32Array(Math.min(chunk, rows) * V);
     const lse = new Float64Array(chunk);
+    const dx = grad ? new Float32Array(rows * K) : null;
     let loss = 0;
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const c = Math.min(chunk, rows - r0);
@@ -32,39 +73,20 @@ const op: OpDef<Plan> = {
         const t = targets[r0 + r];
         if (t !== IGNORE_INDEX) loss += lse[r] - logits[r * V + t];
       }
+      if (dx) {
+        softmaxGradRows(logits, lse, targets, r0, c, V);
+        lin.inputGrad(logits.subarray(0, c * V), c, dx.subarray(r0 * K, (r0 + c) * K));
+      }
     }
-    ctx.save(x); // backward recomputes each chunk's logits from x
-    return tensor(new Float32Array([loss * factor]), [], { tag: "activation" });
+    if (dx) ctx.saveBuffer(dx, [rows, K]); // d(loss / factor)/dx
+    return tensor(new Float32Array([loss * p.factor]), [], { tag: "activation" });
   },
   backward(ctx, gy, [gx], p) {
     if (!gx) return;
-    const { lin, targets, rows, chunk, factor } = p;
-    const K = lin.inFeatures;
-    const V = lin.outFeatures;
-    const xv = ctx.saved[0].values();
-    const g = gy.data[gy.offset] * factor;
-    const logits = new Float32Array(Math.min(chunk, rows) * V);
-    const dx = new Float32Array(Math.min(chunk, rows) * K);
-    const lse = new Float64Array(chunk);
+    const g = gy.data[gy.offset] * p.factor;
+    const dx = ctx.saved[0].data;
     const d = gx.data;
-    for (let r0 = 0; r0 < rows; r0 += chunk) {
-      const c = Math.min(chunk, rows - r0);
-      lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
-      logSumExpRows(logits, 0, c, V, lse);
-      // dlogits = g · (softmax − onehot(target)); ignored rows get 0
-      for (let r = 0; r < c; r++) {
-        const o = r * V;
-        const t = targets[r0 + r];
-        if (t === IGNORE_INDEX) {
-          logits.fill(0, o, o + V);
-          continue;
-        }
-        for (let j = 0; j < V; j++) logits[o + j] = g * Math.exp(logits[o + j] - lse[r]);
-        logits[o + t] -= g;
-      }
-      lin.inputGrad(logits.subarray(0, c * V), c, dx);
-      for (let i = 0; i < c * K; i++) d[r0 * K + i] += dx[i];
-    }
+    for (let i = 0; i < dx.length; i++) d[i] += g * dx[i];
   },
 };
 const apply = defineOp(op);
@@ -77,8 +99,10 @@ const apply = defineOp(op);
  * dx_r = (1/n) (softmax(x_r·Wᵀ) − onehot(t_r)) · W            (chunk by chunk, logits recomputed)
  * ```
  * `x` is `[..., K]` with one row per target. Only `x` gets a gradient (the classifier is frozen, so a
- * LoRA-wrapped classifier must go through `linearForward` + `crossEntropy` instead). Memory: two
- * `chunk × vocab` buffers; cost: the classifier forward runs twice.
+ * LoRA-wrapped classifier must go through `linearForward` + `crossEntropy` instead). When `x` needs a
+ * gradient, forward computes it too (one `chunk × vocab` buffer and the `[rows × K]` gradient, saved for
+ * backward, which only scales it): the classifier runs twice per chunk (`x·Wᵀ`, `dlogits·W`), and
+ * probabilities below `2^-64` count as 0 in the gradient (see {@link SOFTMAX_GRAD_CUTOFF}).
  */
 export function linearCrossEntropy(
   x: Tensor,
