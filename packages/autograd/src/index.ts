@@ -60,3 +60,4 @@ export {
   scaleGrads,
 } from "./optim";
 export { gradCheck, type GradCheckOptions, type GradCheckResult } from "./gradcheck";
+export { type FromNdarrayOptions, fromNdarray, toNdarray } from "./ndarray";

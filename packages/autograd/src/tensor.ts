@@ -1,7 +1,9 @@
 // The one data type: a strided view (data, shape, strides, offset) over a Float32Array, plus the
 // autograd fields (requiresGrad, grad, the node that produced it) and scope tracking for tidy().
 import type { Node } from "./engine";
+import type { Float32NdArray, NdArrayInput } from "@int21/quant-kernels";
 import { Storage } from "./memory";
+import { type FromNdarrayOptions, fromNdarray, toNdarray } from "./ndarray";
 import { createRng } from "./random";
 
 /** Options shared by the tensor constructors. */
@@ -189,6 +191,16 @@ export class Tensor {
     if (!this.alive) return;
     this.alive = false;
     this.storage.release();
+  }
+
+  /** A tensor over a scijs `ndarray` view, sharing its data where the strides allow (see {@link fromNdarray}). */
+  static fromNdarray(a: NdArrayInput, opts?: FromNdarrayOptions): Tensor {
+    return fromNdarray(a, opts);
+  }
+
+  /** This tensor as a scijs `ndarray` view over the same data (see {@link toNdarray}). */
+  toNdarray(): Float32NdArray {
+    return toNdarray(this);
   }
 
   toString(): string {
