@@ -55,6 +55,31 @@ export interface HfExportOptions {
    * LoRA-wrapped projection (export the adapter with `savePeftAdapter` instead).
    */
   mergeLoRA?: boolean;
+  /**
+   * Writes projections in another layout than a float `weight` (the hook of the GPTQ export,
+   * `exportGptqHf`): asked for every projection first; what it returns replaces the float weight.
+   */
+  linearWriter?: HfLinearWriter;
+}
+
+/**
+ * A writer of projections in a non-float Hugging Face layout (GPTQ's `qweight` / `qzeros` / `scales` /
+ * `g_idx`), plugged into {@link hfExportTensors} through {@link HfExportOptions.linearWriter}.
+ */
+export interface HfLinearWriter {
+  /**
+   * The tensors of projection `name` (int21 name) under its Hugging Face module `module`
+   * (`model.layers.0.self_attn.q_proj`), or undefined to write the float weight. `permuteHeads` is the head
+   * count of Hugging Face's q/k row permutation ({@link permuteHfRows}) the rows must get, 0 for none.
+   */
+  tensors(
+    name: string,
+    module: string,
+    l: Linear,
+    permuteHeads: number,
+  ): Record<string, SafetensorsWriteTensor> | undefined;
+  /** Fields added to config.json (e.g. `quantization_config`), asked after every projection was written. */
+  config?(): Record<string, unknown>;
 }
 
 /** What {@link exportHf} wrote. */
@@ -64,7 +89,7 @@ export interface HfExportReport {
   /** The config.json object. */
   config: Record<string, unknown>;
   /** Per projection (int21 name): float or dequantized, and the adapters merged into it. */
-  linears: { name: string; source: FloatWeight["source"]; adapters: string[] }[];
+  linears: { name: string; source: FloatWeight["source"] | "packed"; adapters: string[] }[];
 }
 
 const TORCH_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
@@ -124,6 +149,21 @@ export function hfExportTensors(
     linears.push({ name, source: f.source, adapters: f.adapters });
     return f.weight;
   };
+  /** Whether the linear writer wrote projection `name` (its tensors added, its report line pushed). */
+  const written = (name: string, l: Linear, permuteHeads: number): boolean => {
+    const writer = opts.linearWriter;
+    if (writer === undefined) return false;
+    const loc = hfTensorLocation(name, config);
+    if (loc.rowStart !== undefined)
+      throw new Error(
+        `exportHf: ${name} is part of the fused ${loc.tensor}; this layout writes each projection on its own`,
+      );
+    const t = writer.tensors(name, loc.tensor.replace(/\.weight$/, ""), l, permuteHeads);
+    if (t === undefined) return false;
+    Object.assign(tensors, t);
+    linears.push({ name, source: "packed", adapters: [] });
+    return true;
+  };
   // A packed token embedding is written dequantized (like a packed projection): HF tensors are float.
   put("tokenEmbedding", [config.vocabSize, dim], denseTokenEmbedding(weights.tokenEmbedding));
   const hs = headSize(config);
@@ -131,6 +171,7 @@ export function hfExportTensors(
     put(`layers.${i}.attnNorm`, [dim], norm(L.attnNorm));
     for (const n of Object.keys(LINEAR_NAMES) as LinearName[]) {
       const lin = L[n];
+      if (written(`layers.${i}.${n}`, lin, n === "wq" || n === "wk" ? lin.outFeatures / hs : 0)) continue;
       let w = linear(`layers.${i}.${n}`, lin);
       if (n === "wq" || n === "wk") w = permuteHfRows(w, lin.outFeatures / hs, lin.outFeatures, dim);
       put(`layers.${i}.${n}`, [lin.outFeatures, lin.inFeatures], w);
@@ -148,12 +189,14 @@ export function hfExportTensors(
   put("finalNorm", [dim], norm(weights.finalNorm));
   const cls = weights.classifier;
   const tied = config.sharedClassifier && !isLoRALinear(cls) && isTiedClassifier(cls, weights.tokenEmbedding);
-  if (!tied) put("classifier", [config.vocabSize, dim], linear("classifier", cls));
+  if (!tied && !written("classifier", cls, 0))
+    put("classifier", [config.vocabSize, dim], linear("classifier", cls));
   const json: Record<string, unknown> = {
     ...llamaToHfConfig({ ...config, sharedClassifier: tied }),
     bos_token_id: 1,
     eos_token_id: 2,
     torch_dtype: TORCH_DTYPES[dtype],
+    ...opts.linearWriter?.config?.(),
   };
   return { config: json, tensors, linears };
 }

@@ -194,6 +194,7 @@ export {
   type FloatWeight,
   type HfExportOptions,
   type HfExportReport,
+  type HfLinearWriter,
   exportHf,
   floatWeightOf,
   hfExportTensors,
@@ -209,3 +210,18 @@ export {
   mergeToFloat,
 } from "./export-model";
 export { hfTokenizerToGguf } from "./gguf-hf-tokenizer";
+export {
+  type GptqCheckpointFormat,
+  type GptqConfig,
+  type GptqExportOptions,
+  type GptqTensors,
+  type GptqUnpackSpec,
+  exportGptqHf,
+  gptqLinearWriter,
+  gptqQuantizationConfig,
+  isGptqConfig,
+  loadGptqHf,
+  packGptqLinear,
+  parseGptqConfig,
+  unpackGptqLinear,
+} from "./gptq-hf";

@@ -9,6 +9,7 @@ import {
   qDim,
   validateConfig,
 } from "./config";
+import { isGptqConfig, loadGptqHf } from "./gptq-hf";
 import { type LoadOptions, type TensorReader, assembleFromReader, llamaTensorSpecs } from "./load-assemble";
 import { checkTensorCount } from "./validate-config";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
@@ -101,7 +102,7 @@ export function hfConfigToLlama(json: Record<string, unknown>, source = "config.
   if (present(json.quantization_config))
     throw bad(
       "quantization_config",
-      "is set: pre-quantized checkpoints are not supported (load the float model)",
+      "is set: pre-quantized checkpoints other than GPTQ are not supported (GPTQ folders load with loadHf / loadGptqHf)",
     );
   if (json.mlp_bias === true) throw bad("mlp_bias", "is true: FFN biases are not supported");
   if (json.use_bidirectional_attention === true)
@@ -439,6 +440,13 @@ interface HfSource {
  * projection is quantized at once and its float copy dropped (a 7B model never exists in float).
  */
 export async function loadHf(dir: string, opts: LoadOptions = {}): Promise<LlamaWeights> {
+  // A GPTQ checkpoint (quantization_config.quant_method "gptq") loads as packed records.
+  const { readFile } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const cfg = await readFile(join(dir, "config.json"), "utf8").catch(() => undefined);
+  if (cfg !== undefined && /"quant_method"\s*:\s*"gptq"/.test(cfg)) {
+    if (isGptqConfig(JSON.parse(cfg))) return loadGptqHf(dir, opts);
+  }
   return assembleFromReader(await openHfReader(dir), opts);
 }
 

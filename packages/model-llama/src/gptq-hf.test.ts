@@ -1,0 +1,407 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { packMatrix } from "@int21/bitpack";
+import { openSafetensors, writeSafetensors } from "@int21/io";
+import {
+  type QuantizedLinear,
+  createQuantLinear,
+  createQuantizedLinear,
+  createReferenceBackend,
+  f16BitsToF32,
+  getFormat,
+  groupCount,
+  referenceDequantize,
+  roundToF16,
+} from "@int21/quant-kernels";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { describe, expect, it } from "vitest";
+import type { LlamaConfig } from "./config";
+import { addLlamaLoRA, llamaModules, setLlamaModules } from "./finetune";
+import { forward } from "./forward";
+import { exportGptqHf, loadGptqHf, packGptqLinear, parseGptqConfig, unpackGptqLinear } from "./gptq-hf";
+import { linearParts } from "./linear-parts";
+import { loadHf, permuteHfRows } from "./load-hf";
+import { loadLlama2c } from "./load-llama2c";
+import { calibrationWindows, quantizeModel } from "./quantize-model";
+import { createRunState } from "./run-state";
+import { syntheticWeights } from "./synthetic";
+import { Llama2cTokenizer } from "./tokenizer";
+import type { LlamaWeights } from "./weights";
+
+const tmp = mkdtempSync(join(tmpdir(), "int21-gptq-hf-"));
+const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+const PROMPT = tok.encode("One day, Tim found a big red ball in the park.", { bos: true });
+const backend = createReferenceBackend();
+
+function logits(w: LlamaWeights, prompt: number[] = PROMPT): Float32Array {
+  return forward(w, createRunState(w.config, { maxRows: prompt.length }), prompt, 0, "all").slice();
+}
+
+function packed(w: LlamaWeights, name: string): QuantizedLinear {
+  const l = llamaModules(w).get(name);
+  if (!l) throw new Error(`no module ${name}`);
+  const p = linearParts(l, name);
+  if (p.kind !== "quant") throw new Error(`${name} is not packed`);
+  return p.q;
+}
+
+/** Every projection of `b` is `a`'s record: same format, words, scales, zeros and gIdx. */
+function expectSameRecords(a: LlamaWeights, b: LlamaWeights): void {
+  for (const [name, l] of llamaModules(a)) {
+    if (name === "lm_head") continue;
+    const p = linearParts(l, name);
+    if (p.kind !== "quant") continue;
+    const q = packed(b, name);
+    expect(q.format.name, name).toBe(p.q.format.name);
+    expect(q.qweight.words, name).toEqual(p.q.qweight.words);
+    expect(q.scales, name).toEqual(p.q.scales);
+    expect(q.zeros, name).toEqual(p.q.zeros);
+    expect(q.gIdx, name).toEqual(p.q.gIdx);
+  }
+}
+
+/** mulberry32, seeded. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A packed record of random codes, f16 scales in [2^-9, 2^-5) and integer zeros in [minZero, qmax]
+ * (symmetric formats: 2^(bits−1)); with `actOrder`, columns go to groups through a random permutation
+ * (`gIdx[perm[j]] = floor(j / G)`, GPTQ's act-order map). Independent of every int21 quantizer.
+ */
+function randomRecord(
+  format: string,
+  N: number,
+  K: number,
+  rand: () => number,
+  actOrder: boolean,
+  minZero = 1,
+): QuantizedLinear {
+  const f = getFormat(format);
+  const nG = groupCount(f, K);
+  const codes = Uint8Array.from({ length: N * K }, () => Math.floor(rand() * (f.qmax + 1)));
+  const scales = Float32Array.from({ length: N * nG }, () => roundToF16(2 ** (-9 + 4 * rand())));
+  const zeros = Float32Array.from({ length: N * nG }, () =>
+    f.symmetric ? 1 << (f.bits - 1) : minZero + Math.floor(rand() * (f.qmax + 1 - minZero)),
+  );
+  let gIdx: Int32Array | undefined;
+  if (actOrder) {
+    const perm = Array.from({ length: K }, (_, i) => i);
+    for (let i = K - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [perm[i], perm[j]] = [perm[j], perm[i]];
+    }
+    const G = f.groupSize === -1 ? K : f.groupSize;
+    gIdx = new Int32Array(K);
+    for (let j = 0; j < K; j++) gIdx[perm[j]] = Math.floor(j / G);
+  }
+  return createQuantizedLinear({
+    format: f,
+    outFeatures: N,
+    inFeatures: K,
+    qweight: packMatrix(codes, N, K, f.bits),
+    scales,
+    zeros,
+    ...(gIdx ? { gIdx } : {}),
+  });
+}
+
+const TINY: LlamaConfig = {
+  dim: 64,
+  hiddenDim: 128,
+  nLayers: 1,
+  nHeads: 4,
+  nKvHeads: 2,
+  vocabSize: 32,
+  seqLen: 32,
+  ropeTheta: 10000,
+  normEps: 1e-5,
+  sharedClassifier: true,
+};
+
+/** The tiny fixture model: float embedding and norms from `syntheticWeights`, random packed projections. */
+function tinyModel(format: string, actOrder: boolean, seed: number): LlamaWeights {
+  const w = syntheticWeights(TINY, { seed });
+  const rand = rng(seed);
+  const mods = new Map(llamaModules(w));
+  for (const [name, l] of mods) {
+    if (name === "lm_head") continue;
+    const q = randomRecord(format, l.outFeatures, l.inFeatures, rand, actOrder);
+    mods.set(name, createQuantLinear({ q, backend }));
+  }
+  setLlamaModules(w, mods);
+  return w;
+}
+
+const FIXTURE_MODELS = [
+  { dir: "int4-g32-asym-actorder", format: "int4-g32-asym-f16", actOrder: true, seed: 11 },
+  { dir: "int2-g64-sym", format: "int2-g64-sym-f16", actOrder: false, seed: 12 },
+  { dir: "int8-pc-asym", format: "int8-pc-asym-f16", actOrder: false, seed: 13 },
+] as const;
+
+// The digests below were produced by an independent implementation of AutoGPTQ's documented dequantization, not
+// by int21: numpy 2.4.6 + safetensors in a throwaway Python venv, run once on the folders this file writes with
+// INT21_WRITE_GPTQ_FIXTURE=<dir> (never needed by CI). The script:
+//
+//   import hashlib, json, sys, numpy as np
+//   from safetensors.numpy import load_file
+//   out = {}
+//   for name in ["int4-g32-asym-actorder", "int2-g64-sym", "int8-pc-asym"]:
+//       d = f"{sys.argv[1]}/{name}"
+//       qc = json.load(open(f"{d}/config.json"))["quantization_config"]
+//       bits, v1 = qc["bits"], qc["checkpoint_format"] == "gptq"
+//       t = load_file(f"{d}/model.safetensors")
+//       wf = np.arange(0, 32, bits, dtype=np.uint32)          # shifts of the codes in one int32 word
+//       mask = np.uint32(2**bits - 1)
+//       for m in sorted({k.rsplit(".", 1)[0] for k in t if k.endswith(".qweight")}):
+//           qw = t[m + ".qweight"].view(np.uint32)             # [K/pf, N], packed along the input dim
+//           qz = t[m + ".qzeros"].view(np.uint32)              # [G, N/pf], packed along the output dim
+//           q = ((qw[:, None, :] >> wf[None, :, None]) & mask).reshape(-1, qw.shape[1])      # [K, N]
+//           z = ((qz[:, :, None] >> wf[None, None, :]) & mask).reshape(qz.shape[0], -1)      # [G, N]
+//           z = z.astype(np.int64) + (1 if v1 else 0)          # checkpoint_format gptq stores zero - 1
+//           g = t[m + ".g_idx"].astype(np.int64)               # [K] group of each input column
+//           s = t[m + ".scales"].astype(np.float32)            # [G, N]
+//           w = (s[g] * (q.astype(np.int64) - z[g]).astype(np.float32)).T.astype("<f4")   # [N, K]
+//           out[f"{name}/{m}"] = hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()[:16]
+//   print(json.dumps(out, indent=1, sort_keys=True))
+const NUMPY_SHA256: Record<string, string> = {
+  "int2-g64-sym/model.layers.0.mlp.down_proj": "3e0d53fa937601a4",
+  "int2-g64-sym/model.layers.0.mlp.gate_proj": "dc0a7dadf3de23c1",
+  "int2-g64-sym/model.layers.0.mlp.up_proj": "c75784837570c3ea",
+  "int2-g64-sym/model.layers.0.self_attn.k_proj": "9224167f0e9334f6",
+  "int2-g64-sym/model.layers.0.self_attn.o_proj": "4f7255e7eed4e042",
+  "int2-g64-sym/model.layers.0.self_attn.q_proj": "e01dd0023f2e2b60",
+  "int2-g64-sym/model.layers.0.self_attn.v_proj": "5b78e3f9b452bef6",
+  "int4-g32-asym-actorder/model.layers.0.mlp.down_proj": "536352dcde69fb39",
+  "int4-g32-asym-actorder/model.layers.0.mlp.gate_proj": "596b837faacc0acc",
+  "int4-g32-asym-actorder/model.layers.0.mlp.up_proj": "a4b553d36de73a07",
+  "int4-g32-asym-actorder/model.layers.0.self_attn.k_proj": "f4af2cab8ad3039b",
+  "int4-g32-asym-actorder/model.layers.0.self_attn.o_proj": "238002a0a256452e",
+  "int4-g32-asym-actorder/model.layers.0.self_attn.q_proj": "6a7572e28464c02b",
+  "int4-g32-asym-actorder/model.layers.0.self_attn.v_proj": "008fc0bd1a751275",
+  "int8-pc-asym/model.layers.0.mlp.down_proj": "508cd3bec6df5a1a",
+  "int8-pc-asym/model.layers.0.mlp.gate_proj": "4d3954766596bb65",
+  "int8-pc-asym/model.layers.0.mlp.up_proj": "6fdecc452ea94f9c",
+  "int8-pc-asym/model.layers.0.self_attn.k_proj": "62138584778f30d1",
+  "int8-pc-asym/model.layers.0.self_attn.o_proj": "b954393fbcf12457",
+  "int8-pc-asym/model.layers.0.self_attn.q_proj": "6be2f7e4b031ce72",
+  "int8-pc-asym/model.layers.0.self_attn.v_proj": "bbabeb8f8da11f94",
+};
+
+describe("GPTQ Hugging Face export and import", () => {
+  it("stories260K INT8 (RTN, g64 asym): qweight/qzeros/scales/g_idx + quantization_config → loadHf: the same records, identical logits", async () => {
+    const w = loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format: "int8-g64-asym-f16" } });
+    const dir = join(tmp, "int8");
+    const r = await exportGptqHf(dir, w);
+    expect(r.linears.filter((l) => l.source === "packed")).toHaveLength(35);
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(cfg.quantization_config).toEqual({
+      quant_method: "gptq",
+      bits: 8,
+      group_size: 64,
+      desc_act: false,
+      sym: false,
+      checkpoint_format: "gptq",
+      pack_dtype: "int32",
+      lm_head: false,
+      static_groups: false,
+      true_sequential: true,
+    });
+    const f = await openSafetensors(join(dir, "model.safetensors"));
+    const m = "model.layers.0.mlp.down_proj"; // K = 172: 43 words of 4 codes; 3 groups (64, 64, 44)
+    expect(f.tensors[`${m}.qweight`]).toMatchObject({ dtype: "I32", shape: [43, 64] });
+    expect(f.tensors[`${m}.qzeros`]).toMatchObject({ dtype: "I32", shape: [3, 16] });
+    expect(f.tensors[`${m}.scales`]).toMatchObject({ dtype: "F16", shape: [3, 64] });
+    expect(f.tensors[`${m}.g_idx`]).toMatchObject({ dtype: "I32", shape: [172] });
+    expect(f.names).not.toContain(`${m}.weight`);
+    await f.close();
+    const back = await loadHf(dir);
+    expect(back.config).toEqual(w.config);
+    expectSameRecords(w, back);
+    expect(logits(back)).toEqual(logits(w));
+  });
+
+  it("GPTQ with act-order (stories260K INT8 g32 sym): desc_act, g_idx kept, records and logits identical", async () => {
+    const float = loadLlama2c(sharedPath(SHARED.stories260K));
+    const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").slice(0, 20_000);
+    const calib = calibrationWindows(tok.encode(text), 4, 64, 1);
+    const { weights: w } = quantizeModel(float, {
+      format: "int8-g32-sym-f16",
+      quantizer: "gptq",
+      actOrder: true,
+      calib,
+    });
+    expect(packed(w, "model.layers.0.self_attn.q_proj").gIdx).toBeDefined();
+    const dir = join(tmp, "int8-actorder");
+    await exportGptqHf(dir, w);
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(cfg.quantization_config).toMatchObject({ bits: 8, group_size: 32, desc_act: true, sym: true });
+    const back = await loadGptqHf(dir);
+    expectSameRecords(w, back);
+    expect(logits(back)).toEqual(logits(w));
+  }, 60_000);
+
+  it("4- and 2-bit (a 64/128-wide model), sharded, and checkpoint_format gptq_v2 read back bit for bit", async () => {
+    for (const [format, checkpointFormat] of [
+      ["int4-g32-asym-f16", "gptq"],
+      ["int2-g64-asym-f16", "gptq_v2"],
+      ["int4-g128-sym-f16", "gptq"],
+    ] as const) {
+      const w = tinyModel(format, format.startsWith("int4-g32"), 3);
+      const dir = join(tmp, `tiny-${format}-${checkpointFormat}`);
+      const r = await exportGptqHf(dir, w, { checkpointFormat, maxShardBytes: 8_000 });
+      expect(r.files).toContain("model.safetensors.index.json");
+      expect(r.config.quantization_config).toMatchObject({ checkpoint_format: checkpointFormat });
+      const back = await loadHf(dir);
+      expectSameRecords(w, back);
+      const prompt = [1, 5, 9, 30, 2, 17];
+      expect(logits(back, prompt)).toEqual(logits(w, prompt));
+    }
+  });
+
+  it("the layout itself: AutoGPTQ's unpacking of qweight/qzeros (zero − 1) reproduces int21's dequantized weight", () => {
+    // An independent decode written from AutoGPTQ's QuantLinear: w[k, n] = scales[g_idx[k], n] · (q[k, n] − (z[g, n] + 1)).
+    const rand = rng(7);
+    for (const format of ["int4-g32-asym-f16", "int2-g64-sym-f16", "int8-g128-asym-f16"]) {
+      const q = randomRecord(format, 32, 256, rand, true);
+      const t = packGptqLinear(q, format);
+      const bits = q.format.bits;
+      const pf = 32 / bits;
+      const mask = (1 << bits) - 1;
+      const N = 32;
+      const want = new Float32Array(32 * 256);
+      referenceDequantize(q, want);
+      for (let k = 0; k < 256; k++) {
+        for (let n = 0; n < N; n++) {
+          const code = (t.qweight[Math.floor(k / pf) * N + n] >>> ((k % pf) * bits)) & mask;
+          const g = t.gIdx[k];
+          const z = ((t.qzeros[g * (N / pf) + Math.floor(n / pf)] >>> ((n % pf) * bits)) & mask) + 1;
+          const scale = f16BitsToF32(t.scales[g * N + n]);
+          expect(Math.fround(scale * (code - z)), `${format} [${n}, ${k}]`).toBe(want[n * 256 + k]);
+        }
+      }
+    }
+  });
+
+  it("the numpy peer (AutoGPTQ's dequantization) decodes int21's folders to int21's dequantized weights", async () => {
+    const out = process.env.INT21_WRITE_GPTQ_FIXTURE;
+    const mine: Record<string, string> = {};
+    for (const fm of FIXTURE_MODELS) {
+      const w = tinyModel(fm.format, fm.actOrder, fm.seed);
+      const dir = join(out ?? tmp, fm.dir);
+      await exportGptqHf(dir, w);
+      const back = await loadGptqHf(dir);
+      expectSameRecords(w, back);
+      // int21's dequantization of its own records (before export), in Hugging Face's q/k row order
+      for (const [name, l] of llamaModules(w)) {
+        if (name === "lm_head") continue;
+        const p = linearParts(l, name);
+        if (p.kind !== "quant") throw new Error(`${name} not packed`);
+        let deq: Float32Array = new Float32Array(l.outFeatures * l.inFeatures);
+        referenceDequantize(p.q, deq);
+        if (/\.(q|k)_proj$/.test(name))
+          deq = permuteHfRows(deq, l.outFeatures / 16, l.outFeatures, l.inFeatures);
+        const hash = createHash("sha256").update(new Uint8Array(deq.buffer)).digest("hex").slice(0, 16);
+        mine[`${fm.dir}/${name}`] = hash;
+      }
+    }
+    if (out !== undefined) writeFileSync(join(out, "int21.json"), JSON.stringify(mine, null, 1));
+    expect(Object.keys(mine)).toHaveLength(21);
+    expect(mine).toEqual(NUMPY_SHA256);
+  });
+
+  it("refuses what the layout cannot hold, naming the projection", async () => {
+    const w = loadLlama2c(sharedPath(SHARED.stories260K), { quantize: { format: "int4-g32-asym-f16" } });
+    await expect(exportGptqHf(join(tmp, "bad4"), w)).rejects.toThrow(
+      /layers\.0\.w1: outFeatures 172 is not a multiple of 8/,
+    );
+    const float = loadLlama2c(sharedPath(SHARED.stories260K));
+    await expect(exportGptqHf(join(tmp, "bad-float"), float)).rejects.toThrow(
+      /layers\.0\.wq is a float projection/,
+    );
+    const three = tinyModel("int3-g32-asym-f16", false, 1);
+    await expect(exportGptqHf(join(tmp, "bad3"), three)).rejects.toThrow(/3-bit GPTQ is not supported/);
+    const nf4 = syntheticWeights(TINY, { format: "nf4-g64-f16" });
+    await expect(exportGptqHf(join(tmp, "bad-nf4"), nf4)).rejects.toThrow(/codebook format/);
+    const lora = tinyModel("int4-g32-asym-f16", false, 1);
+    addLlamaLoRA(lora, { targetModules: ["q_proj"], r: 2, seed: 1 });
+    await expect(exportGptqHf(join(tmp, "bad-lora"), lora)).rejects.toThrow(/LoRA-wrapped/);
+    // A zero of 0: AutoGPTQ's zero − 1 storage cannot hold it; gptq_v2 can.
+    const q = randomRecord("int4-g32-asym-f16", 8, 32, rng(2), false, 0);
+    const z0 = Float32Array.from(q.zeros);
+    z0[3] = 0;
+    const q0 = createQuantizedLinear({ ...q, zeros: z0 });
+    expect(() => packGptqLinear(q0, "x")).toThrow(/x: zero of row 3, group 0 is 0.*gptq_v2/);
+    const v2 = packGptqLinear(q0, "x", { checkpointFormat: "gptq_v2" });
+    const cfg = parseGptqConfig(
+      { quant_method: "gptq", bits: 4, group_size: 32, sym: false, checkpoint_format: "gptq_v2" },
+      "c",
+    );
+    const back = unpackGptqLinear(v2, { name: "x", outFeatures: 8, inFeatures: 32, config: cfg });
+    expect(back.zeros).toEqual(z0);
+    expect(back.qweight.words).toEqual(q0.qweight.words);
+  });
+
+  it("the reader refuses configs and tensors it cannot read exactly", async () => {
+    const c = (o: Record<string, unknown>) => () =>
+      parseGptqConfig({ quant_method: "gptq", bits: 4, group_size: 128, ...o }, "cfg.json");
+    expect(c({ bits: 3 })).toThrow(/cfg\.json: quantization_config\.bits: 3-bit GPTQ is not supported/);
+    expect(c({ group_size: 256 })).toThrow(/group_size 256 has no int21 format/);
+    expect(c({ checkpoint_format: "marlin" })).toThrow(/checkpoint_format "marlin" is not supported/);
+    expect(c({ lm_head: true })).toThrow(/lm_head is true/);
+    expect(c({ frobnicate: 1 })).toThrow(/quantization_config\.frobnicate is not a field/);
+    expect(c({ quant_method: "awq" })).toThrow(/quant_method is "awq"/);
+    // A v1 zero stored as 15 (4-bit) means zero point 16: AutoGPTQ's overflow of a zero of 0.
+    const cfg = parseGptqConfig({ quant_method: "gptq", bits: 4, group_size: -1, sym: false }, "c");
+    const t = {
+      qweight: new Int32Array(4 * 8),
+      qzeros: Int32Array.from([0x7777777f]),
+      scales: new Uint16Array(8).fill(0x3c00),
+    };
+    expect(() => unpackGptqLinear(t, { name: "m", outFeatures: 8, inFeatures: 32, config: cfg })).toThrow(
+      /m: row 0, group 0 stores zero 15, i\.e\. zero point 16/,
+    );
+    t.qzeros[0] = 0x77777777;
+    const ok = unpackGptqLinear(t, {
+      name: "m",
+      outFeatures: 8,
+      inFeatures: 32,
+      config: { ...cfg, sym: true },
+    });
+    expect(ok.format.name).toBe("int4-pc-sym-f16");
+    // A tensor the model does not use is refused by name.
+    const w = tinyModel("int4-g32-asym-f16", false, 4);
+    const dir = join(tmp, "extra");
+    await exportGptqHf(dir, w);
+    await writeSafetensors(join(dir, "model.safetensors"), {
+      ...(await (async () => {
+        const f = await openSafetensors(join(dir, "model.safetensors"));
+        const all: Record<
+          string,
+          { dtype: "I32" | "F16" | "F32"; shape: number[]; data: ArrayLike<number> }
+        > = {};
+        for (const n of f.names) {
+          const r = await f.readRaw(n);
+          all[n] = {
+            dtype: r.dtype as "I32" | "F16" | "F32",
+            shape: [...r.shape],
+            data: r.data as ArrayLike<number>,
+          };
+        }
+        await f.close();
+        return all;
+      })()),
+      "model.layers.0.mlp.extra.weight": { dtype: "F32", shape: [2], data: [1, 2] },
+    });
+    await expect(loadHf(dir)).rejects.toThrow(/unexpected tensor model\.layers\.0\.mlp\.extra\.weight/);
+  });
+});
