@@ -225,3 +225,10 @@ export {
   parseGptqConfig,
   unpackGptqLinear,
 } from "./gptq-hf";
+export {
+  type Llama2cHfTokenizerFiles,
+  type Llama2cHfTokenizerOptions,
+  llama2cMerges,
+  llama2cTokenizerFiles,
+  llama2cVocabStrings,
+} from "./llama2c-tokenizer-json";
