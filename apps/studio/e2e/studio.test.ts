@@ -1,0 +1,297 @@
+// End to end: build the studio, serve it with `vite preview` (COOP/COEP) on 127.0.0.1, and drive it in Debian's
+// headless Chromium (playwright-core, no browser download) as a user would: stories260K picked from disk →
+// INT2 GPTQ → LREC → fine-tune (stopped, page reloaded, continued from OPFS) → perplexity → generate → GGUF and
+// LoRA GGUF downloads read back; then a Hugging Face folder (smollm2) reproducing transformers' greedy ids.
+// Screenshots of the key states are saved (INT21_E2E_OUT, else a temp dir) and checked: not blank, key text shown.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadGguf, readGgufLora } from "@int21/model-llama";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { build, type PreviewServer, preview } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const CHROMIUM = process.env.INT21_CHROMIUM ?? "/usr/bin/chromium";
+/** examples/browser's flags, with SwiftShader's WebGPU adapter (Vulkan in software) so @int21/gpu gets a device. */
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--enable-unsafe-webgpu",
+  "--use-webgpu-adapter=swiftshader",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const root = fileURLToPath(new URL("..", import.meta.url));
+const configFile = join(root, "vite.config.ts");
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium)
+  console.log(`SKIP apps/studio e2e: ${CHROMIUM} is absent (install it with .ci/browser-setup.sh)`);
+const outDir = process.env.INT21_E2E_OUT ?? mkdtempSync(join(tmpdir(), "int21-studio-e2e-"));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (typeof a === "object" && a ? resolve(a.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Waits until the page is not busy; fails (with the status line) unless it is ready. */
+async function settled(page: Page, timeout = 120_000): Promise<string> {
+  await page.waitForFunction(() => document.body.dataset.state !== "busy", undefined, { timeout });
+  const status = (await page.textContent("#status")) ?? "";
+  expect(await page.getAttribute("body", "data-state"), status).toBe("ready");
+  return status;
+}
+
+/** Clicks and waits for the request it starts to finish (body[data-done] counts finished requests). */
+async function press(page: Page, sel: string, timeout = 120_000): Promise<string> {
+  const before = (await page.getAttribute("body", "data-done")) ?? "0";
+  await page.click(sel);
+  await page.waitForFunction((b) => (document.body.dataset.done ?? "0") !== b, before, { timeout });
+  return settled(page, timeout);
+}
+
+/** Sets files on an input and waits for the load it starts to finish. */
+async function pick(page: Page, sel: string, files: string | string[]): Promise<string> {
+  const before = (await page.getAttribute("body", "data-done")) ?? "0";
+  await page.setInputFiles(sel, files);
+  await page.waitForFunction((b) => (document.body.dataset.done ?? "0") !== b, before, { timeout: 120_000 });
+  return settled(page);
+}
+
+/**
+ * Saves a full-page screenshot and checks it: the texts are visible on the page, and the PNG (decoded by the
+ * page's own canvas) is not blank — at least 3% of its pixels differ from the background, in more than 8 colours.
+ */
+async function screenshot(page: Page, name: string, texts: string[]): Promise<void> {
+  for (const t of texts)
+    await expect(page.getByText(t, { exact: false }).first().isVisible(), t).resolves.toBe(true);
+  const png = await page.screenshot({ fullPage: true });
+  const file = join(outDir, `${name}.png`);
+  writeFileSync(file, png);
+  const stats = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width;
+    c.height = img.height;
+    const ctx = c.getContext("2d")!;
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const bg = [d[0], d[1], d[2]];
+    let differ = 0;
+    const colors = new Set<number>();
+    for (let i = 0; i < d.length; i += 4 * 7) {
+      if (Math.abs(d[i] - bg[0]) + Math.abs(d[i + 1] - bg[1]) + Math.abs(d[i + 2] - bg[2]) > 30) differ++;
+      if (colors.size < 100) colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    }
+    return { w: c.width, h: c.height, differ: differ / (d.length / (4 * 7)), colors: colors.size };
+  }, png.toString("base64"));
+  console.log(
+    `screenshot ${file}: ${stats.w}×${stats.h}, ${(100 * stats.differ).toFixed(1)}% ink, ${stats.colors}+ colours`,
+  );
+  expect(stats.w).toBeGreaterThan(500);
+  expect(stats.differ).toBeGreaterThan(0.03);
+  expect(stats.colors).toBeGreaterThan(8);
+}
+
+let server: PreviewServer | undefined;
+let url = "";
+let browser: Browser | undefined;
+
+async function openPage(errors: string[]): Promise<Page> {
+  const page = await browser!.newPage({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
+  page.setDefaultTimeout(60_000);
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("response", (r) => {
+    if (r.status() >= 400) errors.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+  await page.goto(url, { timeout: 30_000 });
+  await page.waitForFunction(() => document.body.dataset.state !== "starting", undefined, {
+    timeout: 30_000,
+  });
+  return page;
+}
+
+describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
+  beforeAll(async () => {
+    mkdirSync(outDir, { recursive: true });
+    await build({ configFile, logLevel: "warn" });
+    const port = await freePort();
+    server = await preview({
+      configFile,
+      logLevel: "warn",
+      preview: { host: "127.0.0.1", port, strictPort: true },
+    });
+    url = `http://127.0.0.1:${port}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: FLAGS,
+      headless: true,
+      timeout: 60_000,
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise<void>((r) => (server ? server.httpServer.close(() => r()) : r()));
+  });
+
+  it("stories260K: INT2 GPTQ → LREC → fine-tune (stopped, reloaded, continued) → perplexity → generate → GGUF", async () => {
+    const errors: string[] = [];
+    const page = await openPage(errors);
+    expect(await page.getAttribute("body", "data-state")).toBe("ready");
+    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
+    expect(await page.textContent("#backend")).toContain("WebAssembly SIMD");
+    expect(Number(await page.getAttribute("#backend", "data-threads"))).toBeGreaterThanOrEqual(1);
+    await page.evaluate(async () => {
+      // a clean OPFS: no run of an earlier test session
+      const d = await navigator.storage.getDirectory();
+      await d.removeEntry("int21-studio-run.safetensors").catch(() => {});
+    });
+
+    // load: the user's files through the picker; the model streams in slices
+    await pick(page, "#files", [sharedPath(SHARED.stories260K), sharedPath(SHARED.tok512)]);
+    const info = (await page.textContent("#model-info")) ?? "";
+    expect(info).toMatch(/^stories260K\.bin \(llama2c\): llama, dim 64, hidden 172, 5 layers/);
+    expect(info).toMatch(/streamed in \d+ slices/);
+    await press(page, "#generate");
+    expect(
+      ((await page.textContent("#output")) ?? "").startsWith(
+        "Once upon a time, there was a little girl named Lily.",
+      ),
+    ).toBe(true);
+
+    // quantize INT2 GPTQ
+    await page.selectOption("#bits", "2");
+    await page.selectOption("#method", "gptq");
+    await press(page, "#quantize");
+    expect(await page.getAttribute("#quant-info", "data-format")).toBe("int2-g64-asym-f16 GPTQ");
+    const q = (await page.textContent("#quant-info")) ?? "";
+    const [, gptqErr, rtnErr] =
+      q.match(/mean output error ([\d.]+)% \(RTN on the same inputs ([\d.]+)%\)/) ?? [];
+    expect(Number(gptqErr)).toBeLessThan(Number(rtnErr));
+    await page.waitForFunction(
+      () => !document.querySelector("#webgpu")?.textContent?.includes("checked after"),
+    );
+    console.log(`webgpu: ${await page.textContent("#webgpu")}`);
+
+    // LREC
+    await page.fill("#lrec-steps", "6");
+    await press(page, "#lrec");
+    expect(await page.getAttribute("#lrec-chart svg", "data-points")).toBe("6");
+    console.log(`lrec: ${await page.textContent("#lrec-info")}`);
+    await screenshot(page, "studio-1-lrec", ["int2-g64-asym-f16 GPTQ", "KL(teacher ‖ student)"]);
+
+    // fine-tune 8 steps, saving every 2; stop after the first save, reload, continue from OPFS
+    await page.fill("#ft-steps", "8");
+    await page.fill("#ft-save", "2");
+    await page.fill("#ft-batch", "2");
+    await page.click("#finetune");
+    await page.waitForFunction(
+      () => Number(document.querySelector<HTMLElement>("#ft-info")?.dataset.saved ?? 0) >= 2,
+      undefined,
+      { timeout: 120_000 },
+    );
+    await page.click("#ft-stop");
+    const stopped = await settled(page);
+    expect(stopped).toMatch(/stopped at step \d\/8/);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.state !== "starting");
+    expect(await page.isVisible("#resume-banner")).toBe(true);
+    const savedStep = Number(await page.getAttribute("#resume-banner", "data-step"));
+    expect(savedStep).toBeGreaterThanOrEqual(2);
+    expect(await page.textContent("#resume-text")).toContain("stories260K.bin (int2 GPTQ + LREC)");
+    await screenshot(page, "studio-2-resume-offer", [
+      "Continue the saved run",
+      `stopped at step ${savedStep}/8`,
+    ]);
+    await page.click("#resume");
+    await page.waitForFunction(
+      () => document.querySelector<HTMLElement>("#ft-info")?.dataset.step === "8",
+      undefined,
+      { timeout: 120_000 },
+    );
+    await settled(page);
+    expect(await page.getAttribute("#ft-chart svg", "data-points")).toBe(String(8 - savedStep));
+    console.log(`fine-tune: ${await page.textContent("#ft-info")}`);
+
+    // perplexity per configuration
+    await press(page, "#evaluate");
+    const rows = await page.$$eval("#eval-table tr[data-label]", (trs) =>
+      trs.map((tr) => [(tr as HTMLElement).dataset.label!, Number((tr as HTMLElement).dataset.ppl)] as const),
+    );
+    expect(rows.map((r) => r[0])).toEqual([
+      "float32 teacher",
+      "int2-g64-asym-f16 GPTQ",
+      "int2-g64-asym-f16 GPTQ + LREC",
+      "int2-g64-asym-f16 GPTQ + LREC + LoRA",
+    ]);
+    for (const [, p] of rows) expect(Number.isFinite(p) && p > 1).toBe(true);
+    expect(rows[0][1]).toBeLessThan(rows[1][1]);
+    console.log(`perplexity: ${rows.map(([l, p]) => `${l} ${p.toFixed(2)}`).join(" · ")}`);
+
+    // generate with the adapters
+    await page.fill("#gen-steps", "64");
+    await press(page, "#generate");
+    expect(((await page.textContent("#output")) ?? "").length).toBeGreaterThan(20);
+    expect(await page.textContent("#gen-info")).toContain("+ lrec + default");
+
+    // downloads: the GGUF base and the LoRA GGUF, read back in Node
+    for (const [what, check] of [
+      ["gguf", async (b: Uint8Array) => expect((await loadGguf(b)).weights.config.dim).toBe(64)],
+      ["lora-gguf", async (b: Uint8Array) => expect((await readGgufLora(b)).modules.length).toBe(35)],
+    ] as const) {
+      const [dl] = await Promise.all([
+        page.waitForEvent("download"),
+        page.click(`button.dl[data-what="${what}"]`),
+      ]);
+      const path = join(outDir, dl.suggestedFilename());
+      await dl.saveAs(path);
+      await settled(page);
+      console.log(`download: ${path}`);
+      await check(new Uint8Array(readFileSync(path)));
+    }
+    expect(await page.textContent("#memory")).toMatch(/wasm [\d.]+ [KMG]iB · tensors/);
+    console.log(`memory: ${await page.textContent("#memory")}`);
+    await screenshot(page, "studio-3-done", [
+      "Perplexity per configuration",
+      "Fine-tuning: training loss",
+      ".gguf",
+    ]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it("a Hugging Face folder (smollm2) picked as a folder generates transformers' greedy ids", async () => {
+    const dir = join(sharedPath("fixtures/hf-families"), "smollm2");
+    const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as {
+      greedy_prompt_ids: number[];
+      greedy_ids: number[];
+    };
+    const errors: string[] = [];
+    const page = await openPage(errors);
+    await pick(page, "#folder", dir);
+    expect(await page.textContent("#model-info")).toMatch(
+      /^smollm2 \(hf\): llama, dim 96, hidden 256, 2 layers/,
+    );
+    await page.fill("#prompt-ids", ref.greedy_prompt_ids.join(", "));
+    await page.fill("#gen-steps", String(ref.greedy_prompt_ids.length + ref.greedy_ids.length - 1));
+    await press(page, "#generate");
+    const ids = ((await page.getAttribute("#gen-info", "data-ids")) ?? "").split(",").map(Number);
+    expect(ids).toEqual(ref.greedy_ids);
+    await screenshot(page, "studio-4-hf-smollm2", ["smollm2 (hf)", ref.greedy_ids.slice(0, 4).join(",")]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});

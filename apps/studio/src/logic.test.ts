@@ -1,0 +1,219 @@
+// The app's own small rules: picking files, slice reads, training data, progress/ETA, charts, prompt ids.
+import { describe, expect, it } from "vitest";
+import { barChart, lineChart, ticks } from "./charts";
+import { batchAt, parseTrainingData } from "./data";
+import { etaMs, formatBytes, formatDuration, stageClock } from "./progress";
+import { blobSource, classifyPick, type PickedFile } from "./sources";
+import { parsePromptIds } from "./ui-logic";
+
+const file = (path: string, bytes = 4): PickedFile => ({ path, blob: new Blob([new Uint8Array(bytes)]) });
+
+describe("classifyPick", () => {
+  it("tells a Hugging Face folder, a GGUF and a llama2.c model apart", () => {
+    const hf = classifyPick([
+      file("smollm2/config.json"),
+      file("smollm2/model.safetensors"),
+      file("smollm2/tokenizer.json"),
+      file("smollm2/reference.json"),
+    ]);
+    expect(hf.kind).toBe("hf");
+    if (hf.kind === "hf") {
+      expect(hf.label).toBe("smollm2");
+      expect(Object.keys(hf.files).sort()).toEqual(["config.json", "model.safetensors", "tokenizer.json"]);
+    }
+    expect(classifyPick([file("m.Q8_0.gguf")]).kind).toBe("gguf");
+    const l = classifyPick([file("tok512.bin"), file("stories260K.bin")]);
+    expect(
+      l.kind === "llama2c" && l.model.path === "stories260K.bin" && l.tokenizer?.path === "tok512.bin",
+    ).toBe(true);
+  });
+
+  it("names what is missing", () => {
+    expect(() => classifyPick([])).toThrow("no files picked");
+    expect(() => classifyPick([file("x/config.json"), file("x/tokenizer.json")])).toThrow(
+      /needs model\.safetensors/,
+    );
+    expect(() => classifyPick([file("x/config.json"), file("x/model.safetensors")])).toThrow(
+      /no tokenizer\.json/,
+    );
+    expect(() => classifyPick([file("notes.txt")])).toThrow(/notes\.txt: not a model/);
+    expect(() => classifyPick([file("tokenizer.bin")])).toThrow(/only a tokenizer/);
+  });
+});
+
+describe("blobSource", () => {
+  // FileReaderSync exists only in workers: read the slice through a copy made beforehand
+  const bytes = Uint8Array.from({ length: 100 }, (_, i) => i);
+  const reader = (b: Blob) => {
+    const { start, end } = b as unknown as { start: number; end: number };
+    return bytes.slice(start, end).buffer;
+  };
+  const blob = {
+    size: 100,
+    slice: (start: number, end: number) => ({ start, end }) as unknown as Blob,
+  } as unknown as Blob;
+
+  it("reads only the slice asked for and counts the reads", () => {
+    const s = blobSource(blob, "m.bin", reader);
+    expect(Array.from(s.read(10, 3))).toEqual([10, 11, 12]);
+    expect(Array.from(s.read(98, 2))).toEqual([98, 99]);
+    expect(s.stats).toEqual({ reads: 2, bytes: 5, largestRead: 3 });
+  });
+
+  it("refuses a range past the end, a bad range, a short read and a read after close, naming the file", () => {
+    const s = blobSource(blob, "m.bin", reader);
+    expect(() => s.read(99, 2)).toThrow(
+      "m.bin: byte range [99, 101) is past the end of the file (100 bytes)",
+    );
+    expect(() => s.read(-1, 2)).toThrow(/m\.bin: invalid byte range/);
+    const short = blobSource(blob, "m.bin", () => new ArrayBuffer(1));
+    expect(() => short.read(0, 2)).toThrow("m.bin: read 1 bytes at 0, expected 2");
+    s.close();
+    expect(() => s.read(0, 1)).toThrow("m.bin: read after close");
+  });
+
+  it("outside a worker, says FileReaderSync is missing", () => {
+    expect(() => blobSource(blob, "m.bin")).toThrow(/FileReaderSync is only available in a dedicated worker/);
+  });
+});
+
+describe("parseTrainingData", () => {
+  it("plain text splits on <|endoftext|>", () => {
+    expect(parseTrainingData("a b<|endoftext|> c <|endoftext|>\n")).toEqual({
+      kind: "text",
+      documents: ["a b", "c"],
+    });
+    expect(parseTrainingData("one story")).toEqual({ kind: "text", documents: ["one story"] });
+  });
+
+  it("JSONL of {text} records are documents; Alpaca records are records", () => {
+    expect(parseTrainingData('{"text":"x"}\n\n{"text":"y"}\n')).toEqual({
+      kind: "text",
+      documents: ["x", "y"],
+    });
+    const a = parseTrainingData('[{"instruction":"Say hi","input":"","output":"hi"}]', "a.json");
+    expect(a.kind).toBe("alpaca");
+    if (a.kind === "alpaca") expect(a.records[0].output).toBe("hi");
+  });
+
+  it("names the file and line of bad JSON, and an empty file", () => {
+    expect(() => parseTrainingData('{"text":"x"}\n{oops', "d.jsonl")).toThrow(
+      /d\.jsonl: line 2: invalid JSON/,
+    );
+    expect(() => parseTrainingData('{"text":"x"}\n{"t":1}', "d.jsonl")).toThrow(
+      /record 2 has no string "text" field/,
+    );
+    expect(() => parseTrainingData("  \n", "e.txt")).toThrow("e.txt: empty");
+  });
+
+  it("batchAt rotates through the examples by step (a resumed run sees the same batches)", () => {
+    const ex = [0, 1, 2, 3, 4];
+    expect(batchAt(ex, 0, 2)).toEqual([0, 1]);
+    expect(batchAt(ex, 2, 2)).toEqual([4, 0]);
+    expect(batchAt(ex, 7, 3)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("progress", () => {
+  it("ETA extrapolates linearly; NaN before the first unit; 0 when done", () => {
+    expect(etaMs(1, 4, 100)).toBe(300);
+    expect(etaMs(0, 4, 100)).toBeNaN();
+    expect(etaMs(4, 4, 100)).toBe(0);
+    expect(etaMs(1, 0, 100)).toBeNaN();
+  });
+
+  it("formats durations and bytes", () => {
+    expect(formatDuration(950)).toBe("950 ms");
+    expect(formatDuration(12_340)).toBe("12.3 s");
+    expect(formatDuration(245_000)).toBe("4 min 05 s");
+    expect(formatDuration(3_720_000)).toBe("1 h 02 min");
+    expect(formatDuration(Number.NaN)).toBe("—");
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(3.5 * 1024)).toBe("3.5 KiB");
+    expect(formatBytes(12.5 * 2 ** 20)).toBe("12.50 MiB");
+    expect(formatBytes(1.25 * 2 ** 30)).toBe("1.25 GiB");
+  });
+
+  it("stageClock stamps elapsed time and ETA", () => {
+    let t = 1000;
+    const seen: { done: number; etaMs: number }[] = [];
+    const tick = stageClock(
+      "q",
+      10,
+      (p) => seen.push(p),
+      () => t,
+    );
+    t = 1200;
+    tick(2, "layer 0");
+    expect(seen).toEqual([
+      expect.objectContaining({
+        stage: "q",
+        done: 2,
+        total: 10,
+        elapsedMs: 200,
+        etaMs: 800,
+        detail: "layer 0",
+      }),
+    ]);
+  });
+});
+
+describe("charts", () => {
+  it("a line chart has one polyline per series and counts its finite points", () => {
+    const svg = lineChart(
+      "loss",
+      [
+        {
+          name: "a",
+          points: [
+            [1, 2],
+            [2, 1.5],
+            [3, Number.NaN],
+          ],
+        },
+        { name: "b", points: [[1, 3]] },
+      ],
+      { x: "step", y: "nats" },
+    );
+    expect(svg).toContain('data-series="2"');
+    expect(svg).toContain('data-points="3"');
+    expect(svg.match(/<polyline/g)).toHaveLength(2);
+    expect(svg).toContain("<circle"); // a single point is drawn as a dot
+  });
+
+  it("escapes labels; a bar chart draws one bar per configuration, n/a for a non-finite value", () => {
+    const svg = barChart(
+      "ppl <x>",
+      [
+        { label: "float", value: 5 },
+        { label: "int2 & LREC", value: Number.NaN },
+      ],
+      "",
+    );
+    expect(svg).toContain("ppl &lt;x&gt;");
+    expect(svg).toContain("int2 &amp; LREC");
+    expect(svg).toContain('data-bars="2"');
+    expect(svg).toContain("n/a");
+  });
+
+  it("ticks are round numbers inside the range", () => {
+    expect(ticks(0, 1)).toEqual([0, 0.5, 1]);
+    const t = ticks(0.13, 2.9);
+    for (const v of t) expect(v >= 0.13 && v <= 2.9).toBe(true);
+    expect(t).toEqual([1, 2]);
+    expect(ticks(3, 3)).toEqual([3]);
+  });
+});
+
+describe("parsePromptIds", () => {
+  it("reads ids separated by commas or spaces; empty is null", () => {
+    expect(parsePromptIds(" 536, 1220 1046 ")).toEqual([536, 1220, 1046]);
+    expect(parsePromptIds("  ")).toBeNull();
+  });
+  it("names a bad entry", () => {
+    expect(() => parsePromptIds("1, x2")).toThrow(
+      'prompt token ids: entry 2 ("x2") is not a non-negative integer',
+    );
+    expect(() => parsePromptIds("1 -3")).toThrow(/entry 2/);
+  });
+});

@@ -1,0 +1,45 @@
+// What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here), as in
+// examples/browser: @int21/model-llama and friends import them for their file-path entry points; the studio
+// only calls the byte-array / ByteSource ones, so these are never reached. If one is, it says so.
+function unavailable(name: string): () => never {
+  return () => {
+    throw new Error(
+      `${name} is not available in the browser (the studio stubs node:fs, node:fs/promises and node:path)`,
+    );
+  };
+}
+
+export const readFileSync = unavailable("fs.readFileSync");
+export const existsSync = unavailable("fs.existsSync");
+export const openSync = unavailable("fs.openSync");
+export const fstatSync = unavailable("fs.fstatSync");
+export const closeSync = unavailable("fs.closeSync");
+export const readSync = unavailable("fs.readSync");
+export const join = unavailable("path.join");
+export const dirname = unavailable("path.dirname");
+
+function unavailableAsync(name: string): () => Promise<never> {
+  return async () => unavailable(name)();
+}
+
+// fs/promises, imported dynamically by the file-writing and file-reading helpers of @int21/io,
+// @int21/lora and @int21/model-llama.
+export const access = unavailableAsync("fs/promises.access");
+export const mkdir = unavailableAsync("fs/promises.mkdir");
+export const open = unavailableAsync("fs/promises.open");
+export const readFile = unavailableAsync("fs/promises.readFile");
+export const readdir = unavailableAsync("fs/promises.readdir");
+export const rename = unavailableAsync("fs/promises.rename");
+export const rm = unavailableAsync("fs/promises.rm");
+export const stat = unavailableAsync("fs/promises.stat");
+export const writeFile = unavailableAsync("fs/promises.writeFile");
+
+// The rest of what the libraries name from fs, path and crypto (file-path helpers only).
+export const statSync = unavailable("fs.statSync");
+export const readdirSync = unavailable("fs.readdirSync");
+export const mkdirSync = unavailable("fs.mkdirSync");
+export const createReadStream = unavailable("fs.createReadStream");
+export const basename = unavailable("path.basename");
+export const extname = unavailable("path.extname");
+export const resolve = unavailable("path.resolve");
+export const createHash = unavailable("crypto.createHash");

@@ -1,0 +1,75 @@
+// Messages between the page (main.ts) and the worker (worker.ts).
+import type { LrecStep } from "@int21/lrec";
+import type { StageProgress } from "./progress";
+import type {
+  EvalPoint,
+  FinetuneSettings,
+  FtStep,
+  LrecSettings,
+  QuantizeSettings,
+  SavedRun,
+  Summary,
+} from "./studio";
+
+/** What the page asks; each request gets one {@link Reply} with the same id. */
+export type Request =
+  | { op: "init"; stop: SharedArrayBuffer | null; base: string }
+  | { op: "load"; files: { path: string; blob: Blob }[] }
+  | { op: "loadDefault" }
+  | { op: "quantize"; settings: QuantizeSettings }
+  | { op: "lrec"; settings: LrecSettings }
+  | { op: "finetune"; settings: FinetuneSettings }
+  | { op: "continue" }
+  | { op: "resume" }
+  | { op: "discardSaved" }
+  | { op: "evaluate"; text: string; ctx: number }
+  | {
+      op: "generate";
+      prompt: string;
+      promptIds: number[] | null;
+      steps: number;
+      temperature: number;
+      seed: number;
+    }
+  | {
+      op: "export";
+      what: "checkpoint" | "peft-config" | "peft-weights" | "gguf" | "lora-gguf";
+      ggufType?: "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
+    }
+  | { op: "webgpu" }
+  | { op: "measure7b"; layers: number; steps: number; rank: number; seq: number };
+
+/** The worker's answer to one request. */
+export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+
+/** Live memory figures the worker attaches to its events. */
+export interface MemoryReadout {
+  /** wasm linear memory in use (the kernels' heap, resident packed layers). */
+  wasmBytes: number;
+  /** autograd's ledger: live and peak bytes of tensors (activations, gradients, optimizer state). */
+  ledgerLive: number;
+  ledgerPeak: number;
+  /** The worker's JS heap (Chromium's performance.memory), when the browser reports it. */
+  workerHeap: number | null;
+}
+
+/** What the worker sends without being asked. */
+export type Event =
+  | { type: "progress"; p: StageProgress; mem: MemoryReadout }
+  | { type: "lrec-step"; s: LrecStep }
+  | { type: "ft-step"; s: FtStep }
+  | { type: "token"; piece: string }
+  | { type: "saved"; step: number; total: number; bytes: number }
+  | { type: "log"; message: string };
+
+/** What `init` answers. */
+export interface InitResult {
+  backend: string;
+  threads: number;
+  isolated: boolean;
+  simd: boolean;
+  webgpu: string;
+  saved: SavedRun | null;
+}
+
+export type { EvalPoint, Summary };

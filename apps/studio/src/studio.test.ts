@@ -1,0 +1,168 @@
+// The pipeline on stories260K in Node (the worker runs the same class): load, quantize, LREC, fine-tune with
+// a saved state, resume onto a fresh Studio, evaluate every configuration, generate, and the download bytes.
+import { readFileSync } from "node:fs";
+import { bytesSource, loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
+import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import { SHARED, sharedPath } from "@int21/shared-data";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FinetuneSettings, type ModelInput, parseSavedRun, type StateStore, Studio } from "./studio";
+
+const model = readFileSync(sharedPath(SHARED.stories260K));
+const tok = readFileSync(sharedPath(SHARED.tok512));
+const stories = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").split("<|endoftext|>");
+const input = (): ModelInput => ({
+  kind: "llama2c",
+  model: bytesSource(new Uint8Array(model), "stories260K.bin"),
+  tokenizer: new Uint8Array(tok),
+  tokenizerName: "tok512.bin",
+});
+const quiet = () => {};
+
+function memoryStore(): StateStore & { saves: number; bytes: Uint8Array | null } {
+  return {
+    saves: 0,
+    bytes: null,
+    async save(b) {
+      this.saves++;
+      this.bytes = b.slice();
+    },
+    async load() {
+      return this.bytes;
+    },
+    async clear() {
+      this.bytes = null;
+    },
+  };
+}
+
+const ftSettings = (steps: number): FinetuneSettings => ({
+  data: stories.slice(20, 40).join("<|endoftext|>"),
+  dataName: "train.txt",
+  r: 4,
+  alpha: 8,
+  targets: ["q_proj", "v_proj", "down_proj"],
+  steps,
+  lr: 5e-3,
+  batch: 2,
+  seqLen: 64,
+  saveEvery: 2,
+});
+
+const quant = {
+  bits: 2 as const,
+  groupSize: 32 as const,
+  method: "gptq" as const,
+  calibText: stories.slice(0, 20).join("\n"),
+  calibWindows: 8,
+  calibLen: 128,
+};
+
+let backend: WasmBackend;
+beforeAll(async () => {
+  backend = await createWasmBackend({ threads: 1 });
+});
+afterAll(() => backend.dispose());
+
+describe("Studio on stories260K", () => {
+  it("loads through a ByteSource, generates the llama2.c story greedily, and quantizes 8x smaller at INT4", async () => {
+    const s = new Studio(backend);
+    const sum = await s.load(input(), quiet);
+    expect(sum.config).toMatchObject({ dim: 64, layers: 5, vocab: 512 });
+    const g = s.generate({ prompt: "", steps: 40, temperature: 0, seed: 1 });
+    expect(g.text.startsWith("Once upon a time, there was a little girl named Lily.")).toBe(true);
+    const progress: number[] = [];
+    const q = s.quantize({ ...quant, bits: 4, method: "rtn", calibText: "" }, (p) => progress.push(p.done));
+    expect(q.summary.student).toBe("int4-g32-asym-f16 RTN");
+    expect(q.summary.teacherBytes / q.summary.studentBytes).toBeGreaterThan(5);
+    expect(progress.at(-1)).toBe(1);
+    expect(
+      s.generate({ prompt: "", steps: 20, temperature: 0, seed: 1 }).text.startsWith("Once upon a time"),
+    ).toBe(true);
+  });
+
+  it("INT2 GPTQ beats RTN's output error; LREC lowers KL; a resumed fine-tune ends where a straight one does", async () => {
+    const a = new Studio(backend, memoryStore());
+    await a.load(input(), quiet);
+    const q = a.quantize(quant, quiet);
+    expect(q.meanRelError).toBeLessThan(q.meanRtnRelError);
+    const kl: number[] = [];
+    await a.lrec(
+      { steps: 8, r: 4, lr: 2e-3, lambda: 0, batch: 2, seq: 64, text: stories.slice(40, 80).join("\n") },
+      quiet,
+      (st) => kl.push(st.klPerToken),
+    );
+    expect(kl).toHaveLength(8);
+    expect(Math.min(...kl.slice(-3))).toBeLessThan(kl[0]);
+
+    // straight: 6 steps
+    a.startFinetune(ftSettings(6));
+    const straight: number[] = [];
+    await a.finetune(quiet, (st) => straight.push(st.loss));
+    expect(straight).toHaveLength(6);
+
+    // interrupted after 4 (state saved at 2 and 4), resumed on a fresh Studio for the last 2
+    const store = memoryStore();
+    const b = new Studio(backend, store);
+    await b.load(input(), quiet);
+    b.quantize(quant, quiet);
+    await b.lrec(
+      { steps: 8, r: 4, lr: 2e-3, lambda: 0, batch: 2, seq: 64, text: stories.slice(40, 80).join("\n") },
+      quiet,
+      quiet,
+    );
+    b.startFinetune(ftSettings(6));
+    const first: number[] = [];
+    await b.finetune(quiet, (st) => first.push(st.loss), { until: 4 });
+    expect(store.saves).toBe(2);
+    const saved = parseSavedRun(store.bytes!);
+    expect(saved.meta.step).toBe(4);
+    expect(saved.meta.model).toBe("stories260K.bin");
+
+    const c = new Studio(backend, memoryStore());
+    await c.load(input(), quiet);
+    const r = await c.resumeRun(store.bytes!, quiet);
+    expect(r.summary.ftSteps).toBe(4);
+    expect(r.summary.adapters).toEqual(["lrec", "default"]);
+    const rest: number[] = [];
+    await c.finetune(quiet, (st) => rest.push(st.loss));
+    expect([...first, ...rest].map((l) => l.toFixed(5))).toEqual(straight.map((l) => l.toFixed(5)));
+
+    // perplexity of every configuration
+    const evals = c.evaluate(stories.slice(900, 910).join("\n"), 128, quiet);
+    expect(evals.map((e) => e.label)).toEqual([
+      "float32 teacher",
+      "int2-g32-asym-f16 GPTQ",
+      "int2-g32-asym-f16 GPTQ + LREC",
+      "int2-g32-asym-f16 GPTQ + LREC + LoRA",
+    ]);
+    for (const e of evals) expect(Number.isFinite(e.perplexity)).toBe(true);
+    expect(evals[0].perplexity).toBeLessThan(evals[1].perplexity);
+
+    // downloads: the GGUF reads back as the packed base; LoRA GGUF, PEFT and the int21 checkpoint parse
+    const gg = c.exportFile("gguf");
+    expect(gg.name).toBe("stories260K-int2-g32-asym-f16.gguf");
+    const back = await loadGguf(gg.bytes, { backend });
+    expect(back.weights.config.dim).toBe(64);
+    expect(back.tokenizer?.vocabSize).toBe(512);
+    const lg = c.exportFile("lora-gguf");
+    const lora = await readGgufLora(lg.bytes);
+    expect(lora.modules.length).toBe(15); // 5 layers × q, v, down
+    expect(lg.name).toBe("stories260K-int2-g32-asym-f16-default-lora.gguf");
+    const cfg = JSON.parse(new TextDecoder().decode(c.exportFile("peft-config").bytes));
+    expect(cfg.r).toBe(4);
+    expect(cfg.peft_type).toBe("LORA");
+    expect(c.exportFile("peft-weights").bytes.byteLength).toBeGreaterThan(1000);
+    const ck = await loadInt21CheckpointBytes(c.exportFile("checkpoint").bytes);
+    expect(ck.weights.config.nLayers).toBe(5);
+    expect(Object.keys(ck.adapters?.tensors ?? {}).some((k) => k.startsWith("default/"))).toBe(true);
+  });
+
+  it("refuses a saved run of another model, and LREC before quantizing, naming why", async () => {
+    const s = new Studio(backend);
+    await s.load(input(), quiet);
+    await expect(
+      s.lrec({ steps: 1, r: 2, lr: 1e-3, lambda: 0, batch: 1, seq: 16, text: "x" }, quiet, quiet),
+    ).rejects.toThrow(/quantize the model first/);
+    expect(() => s.startFinetune(ftSettings(2))).toThrow(/quantize the model first/);
+  });
+});

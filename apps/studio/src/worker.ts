@@ -1,0 +1,304 @@
+// The studio's worker: every heavy step runs here (the page only draws). Requests come as
+// `{ id, ...Request }`; each gets one Reply; progress, steps, tokens and saves are Events in between.
+import { memory } from "@int21/autograd";
+import { addLlamaLoRA, llamaLoss, syntheticConfig, syntheticWeights } from "@int21/model-llama";
+import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import { backward, resetPeak, tidy } from "@int21/autograd";
+import { collate, loraParameters } from "@int21/lora";
+import { AdamW } from "@int21/autograd";
+import { opfsStore } from "./opfs";
+import type { Event, InitResult, MemoryReadout, Reply, Request } from "./protocol";
+import { blobSource, classifyPick, workerSliceReader } from "./sources";
+import { parseSavedRun, type SavedRun, type StateStore, Studio } from "./studio";
+import { webGpuCheck } from "./webgpu-check";
+
+const post = (m: Event | Reply, transfer: Transferable[] = []) =>
+  (self as unknown as { postMessage(m: unknown, t: Transferable[]): void }).postMessage(m, transfer);
+
+let wasm: WasmBackend;
+let studio: Studio;
+let store: StateStore | null = null;
+let stopFlag: Int32Array | null = null;
+/** The page's base URL (the default model and texts are served under it). */
+let baseUrl = "";
+
+function mem(): MemoryReadout {
+  const m = memory();
+  const heap = (performance as { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize;
+  return {
+    wasmBytes: wasm?.memoryBytes() ?? 0,
+    ledgerLive: m.liveBytes,
+    ledgerPeak: m.peakBytes,
+    workerHeap: heap ?? null,
+  };
+}
+
+const emit = (p: Parameters<Parameters<Studio["quantize"]>[1]>[0]) =>
+  post({ type: "progress", p, mem: mem() });
+
+function readWhole(blob: Blob): Uint8Array {
+  return new Uint8Array(workerSliceReader()(blob));
+}
+
+async function savedRun(): Promise<SavedRun | null> {
+  const b = await store?.load();
+  if (!b) return null;
+  try {
+    return parseSavedRun(b).meta;
+  } catch {
+    return null;
+  }
+}
+
+/** A store that also tells the page when it saved. */
+function announcing(s: StateStore): StateStore {
+  return {
+    async save(bytes) {
+      await s.save(bytes);
+      const sum = studio.summary();
+      post({ type: "saved", step: sum.ftSteps, total: sum.ftTotal, bytes: bytes.byteLength });
+    },
+    load: () => s.load(),
+    clear: () => s.clear(),
+  };
+}
+
+async function loadDefault() {
+  const [m, t] = await Promise.all(
+    ["models/stories260K.bin", "models/tok512.bin"].map(async (u) => {
+      const r = await fetch(new URL(u, baseUrl).href);
+      if (!r.ok) throw new Error(`${u}: HTTP ${r.status}`);
+      return r.blob();
+    }),
+  );
+  return studio.load(
+    {
+      kind: "llama2c",
+      model: blobSource(m, "stories260K.bin"),
+      tokenizer: readWhole(t),
+      tokenizerName: "tok512.bin",
+    },
+    emit,
+  );
+}
+
+const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<unknown> } = {
+  async init(r) {
+    const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+    try {
+      wasm = await createWasmBackend(isolated ? {} : { sharedMemory: false, threads: 1 });
+    } catch {
+      wasm = await createWasmBackend({ sharedMemory: false, threads: 1 });
+    }
+    stopFlag = r.stop ? new Int32Array(r.stop) : null;
+    baseUrl = r.base;
+    const s = await opfsStore();
+    store = s ? announcing(s) : null;
+    studio = new Studio(wasm, store);
+    const gpu = (navigator as { gpu?: unknown }).gpu;
+    const res: InitResult = {
+      backend: wasm.name,
+      threads: wasm.threads,
+      isolated,
+      simd: true,
+      webgpu: gpu
+        ? "navigator.gpu present (checked after quantizing)"
+        : "not available (navigator.gpu is absent)",
+      saved: await savedRun(),
+    };
+    return res;
+  },
+  async load(r) {
+    const pick = classifyPick(r.files);
+    if (pick.kind === "llama2c") {
+      let tokBytes: Uint8Array;
+      let tokName: string;
+      if (pick.tokenizer) {
+        tokBytes = readWhole(pick.tokenizer.blob);
+        tokName = pick.tokenizer.path;
+      } else {
+        const res = await fetch(new URL("models/tok512.bin", baseUrl).href);
+        if (!res.ok)
+          throw new Error(
+            `${pick.model.path}: no tokenizer picked, and the default tok512.bin is not served`,
+          );
+        tokBytes = new Uint8Array(await res.arrayBuffer());
+        tokName = "tok512.bin (default)";
+      }
+      const src = blobSource(pick.model.blob, pick.model.path);
+      const summary = await studio.load(
+        { kind: "llama2c", model: src, tokenizer: tokBytes, tokenizerName: tokName },
+        emit,
+      );
+      return {
+        summary,
+        streamed: {
+          reads: src.stats.reads,
+          bytes: src.stats.bytes,
+          largest: src.stats.largestRead,
+          size: src.size,
+        },
+      };
+    }
+    if (pick.kind === "gguf")
+      return {
+        summary: await studio.load(
+          { kind: "gguf", bytes: readWhole(pick.model.blob), name: pick.model.path },
+          emit,
+        ),
+        streamed: null,
+      };
+    const files: Record<string, Uint8Array> = {};
+    for (const [n, f] of Object.entries(pick.files)) files[n] = readWhole(f.blob);
+    return { summary: await studio.load({ kind: "hf", files, label: pick.label }, emit), streamed: null };
+  },
+  async loadDefault() {
+    return { summary: await loadDefault(), streamed: null };
+  },
+  async quantize(r) {
+    const q = studio.quantize(r.settings, emit);
+    return q;
+  },
+  async lrec(r) {
+    return studio.lrec(r.settings, emit, (s) => post({ type: "lrec-step", s }));
+  },
+  async finetune(r) {
+    studio.startFinetune(r.settings);
+    return runFinetune();
+  },
+  async continue() {
+    return runFinetune();
+  },
+  async resume() {
+    const bytes = await store?.load();
+    if (!bytes) throw new Error("no saved run in this browser");
+    const meta = parseSavedRun(bytes).meta;
+    if (studio.name !== meta.model) {
+      if (meta.model === "stories260K.bin") await loadDefault();
+      else
+        throw new Error(
+          `the saved run was made on ${meta.model}: open that model first, then press Continue`,
+        );
+    }
+    const { summary } = await studio.resumeRun(bytes, emit);
+    return { summary, meta, history: studio.ftHistory };
+  },
+  async discardSaved() {
+    await store?.clear();
+    return null;
+  },
+  async evaluate(r) {
+    return studio.evaluate(r.text, r.ctx, emit);
+  },
+  async generate(r) {
+    const t0 = performance.now();
+    const g = studio.generate(
+      {
+        prompt: r.prompt,
+        ...(r.promptIds ? { promptIds: r.promptIds } : {}),
+        steps: r.steps,
+        temperature: r.temperature,
+        seed: r.seed,
+      },
+      (piece) => post({ type: "token", piece }),
+    );
+    return { ...g, ms: performance.now() - t0, model: studio.summary().student ?? "float32" };
+  },
+  async export(r) {
+    const f = studio.exportFile(r.what, r.ggufType ? { ggufType: r.ggufType } : {});
+    return f;
+  },
+  async webgpu() {
+    return webGpuCheck(wasm, studio.student ?? studio.active);
+  },
+  async measure7b(r) {
+    return measure7b(r);
+  },
+};
+
+async function runFinetune() {
+  if (stopFlag) Atomics.store(stopFlag, 0, 0);
+  return studio.finetune(emit, (s) => post({ type: "ft-step", s }), {
+    shouldStop: () => (stopFlag ? Atomics.load(stopFlag, 0) !== 0 : false),
+  });
+}
+
+/**
+ * A 7B-shape INT2 EMEF step in the tab: synthetic LLaMA-2-7B weights (dim 4096, hidden 11008, 32 heads, vocab
+ * 32000) with `layers` layers, generated here in INT2 (g64), the token embedding INT8, the classifier INT4; a
+ * rank-`rank` LoRA on every projection; `steps` AdamW steps on one row of `seq` random tokens.
+ */
+async function measure7b(r: { layers: number; steps: number; rank: number; seq: number }) {
+  const t0 = performance.now();
+  const config = { ...syntheticConfig("7B"), nLayers: r.layers };
+  const w = syntheticWeights(config, {
+    format: "int2-g64-asym-f16",
+    embeddingFormat: "int8-g64-asym-f16",
+    backend: wasm,
+  });
+  const genMs = performance.now() - t0;
+  emit({
+    stage: "measure",
+    done: 0,
+    total: r.steps,
+    elapsedMs: genMs,
+    etaMs: Number.NaN,
+    detail: "weights generated",
+  });
+  const model = addLlamaLoRA(w, {
+    targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    r: r.rank,
+    alpha: 2 * r.rank,
+  });
+  const opt = new AdamW(loraParameters(model), { lr: 1e-4, weightDecay: 0 });
+  const loss = llamaLoss(w, { checkpoint: true });
+  const input = Int32Array.from({ length: r.seq }, (_, i) => (i * 7919 + 13) % config.vocabSize);
+  const target = Int32Array.from({ length: r.seq }, (_, i) => (i * 104729 + 7) % config.vocabSize);
+  const batch = collate([{ input, target }]);
+  const steps: { ms: number; loss: number; peakLedger: number }[] = [];
+  for (let s = 0; s < r.steps; s++) {
+    const t = performance.now();
+    resetPeak();
+    opt.zeroGrad();
+    const l = tidy(() => {
+      const v = loss(batch, { training: true });
+      backward(v);
+      return v.item();
+    });
+    opt.step();
+    steps.push({ ms: performance.now() - t, loss: l, peakLedger: memory().peakBytes });
+    emit({
+      stage: "measure",
+      done: s + 1,
+      total: r.steps,
+      elapsedMs: performance.now() - t0,
+      etaMs: Number.NaN,
+      detail: `step ${s + 1}: ${(steps[s].ms / 1000).toFixed(1)} s`,
+    });
+  }
+  let packed = 0;
+  for (const L of w.layers)
+    for (const k of ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const) packed += L[k].bytes();
+  return {
+    config: { dim: config.dim, hiddenDim: config.hiddenDim, layers: config.nLayers, vocab: config.vocabSize },
+    generateMs: genMs,
+    steps,
+    packedProjectionBytes: packed,
+    mem: mem(),
+  };
+}
+
+self.onmessage = async (e: MessageEvent<Request & { id: number }>) => {
+  const { id, ...req } = e.data;
+  try {
+    const result = await (ops[req.op] as (r: Request) => Promise<unknown>)(req as Request);
+    const transfer: Transferable[] = [];
+    const bytes = (result as { bytes?: Uint8Array } | null)?.bytes;
+    if (bytes instanceof Uint8Array && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength)
+      transfer.push(bytes.buffer as ArrayBuffer);
+    post({ id, ok: true, result }, transfer);
+  } catch (err) {
+    console.error(err);
+    post({ id, ok: false, error: err instanceof Error ? err.message : String(err) });
+  }
+};
