@@ -4,6 +4,7 @@
 // outputs are read back and generate the same greedy ids again.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readGgufLora } from "@int21/model-llama";
 import { sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "./testing";
@@ -254,4 +255,56 @@ describe.each(FAMILIES)("%s through the CLI", (family) => {
       expect(existsSync(gguf)).toBe(false);
     }
   }, 120_000);
+
+  it.skipIf(!GGUF_WRITABLE[family])(
+    "export gguf --adapter: a LoRA GGUF in llama.cpp's names for the family's architecture",
+    async () => {
+      const adapter = join(work, "peft-lora");
+      const e = await cli([
+        "finetune",
+        dir,
+        "--data",
+        data,
+        "--steps",
+        "1",
+        "--rank",
+        "2",
+        "--seq",
+        "32",
+        "--batch",
+        "1",
+        "--held-out",
+        "0",
+        "-o",
+        adapter,
+        "--quiet",
+        "--threads",
+        "1",
+      ]);
+      expect(e.code, e.err).toBe(0);
+      const out = join(work, "gguf-lora", "model.gguf");
+      const g = await cli([
+        "export",
+        "gguf",
+        dir,
+        "--adapter",
+        adapter,
+        "-o",
+        out,
+        "--type",
+        "F32",
+        "--json",
+        "--quiet",
+      ]);
+      expect(g.code, g.err).toBe(0);
+      const lora = (JSON.parse(g.out).files as { path: string }[]).find((f) => f.path.endsWith(".lora.gguf"));
+      expect(lora).toBeDefined();
+      const read = await readGgufLora(lora!.path);
+      expect(read.architecture).toBe(
+        family === "qwen2" || family === "qwen3" || family === "phi3" ? family : "llama",
+      );
+      expect(read.modules.length).toBeGreaterThan(0);
+    },
+    120_000,
+  );
 });

@@ -678,9 +678,12 @@ describe("Phi-3 PEFT adapters", () => {
 });
 
 describe("GGUF LoRA adapters of the families", () => {
-  it("saveGgufLora refuses a NEOX / fused family (merge it into the base instead)", async () => {
+  // (gguf-lora.test.ts reads each family's LoRA GGUF back to the adapted logits)
+  it("saveGgufLora writes a NEOX family's adapter under its own architecture", async () => {
     const w = await loadHf(fixture("qwen3").dir);
     const model = addLlamaLoRA(w, { targetModules: ["q_proj"], r: 2, alpha: 4 });
-    expect(() => ggufLoraTensors(model, w.config)).toThrow(/saveGgufLora: a qwen3 adapter is not supported/);
+    const { metadata, tensors } = ggufLoraTensors(model, w.config);
+    expect(metadata["general.architecture"]).toEqual({ type: "string", value: "qwen3" });
+    expect(tensors[0].name).toBe("blk.0.attn_q.weight.lora_a");
   });
 });

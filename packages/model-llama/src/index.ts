@@ -181,6 +181,7 @@ export {
 export {
   type GgufLora,
   type GgufLoraModule,
+  type GgufLoraReadOptions,
   type GgufLoraReport,
   type GgufLoraSaveOptions,
   ggufLoraTensors,
