@@ -1,6 +1,17 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { addLlamaLoRA, loadLlama2c, readGgufLora, saveLlamaAdapter } from "@int21/model-llama";
+import {
+  HfTokenizer,
+  Llama2cTokenizer,
+  addLlamaLoRA,
+  forward,
+  createRunState,
+  loadHf,
+  loadModel,
+  loadLlama2c,
+  readGgufLora,
+  saveLlamaAdapter,
+} from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";
@@ -41,11 +52,83 @@ describe("int21 export", () => {
     const j = JSON.parse(r.out);
     expect(j.to).toBe("hf");
     expect(j.adapters).toEqual(["adapter"]);
-    expect(j.notes.join(" ")).toMatch(/no tokenizer\.json or tokenizer\.model/);
+    // the llama2.c tokenizer beside the model (tok512.bin) is converted into the folder's tokenizer files
+    expect(j.notes).toEqual([]);
+    expect(j.files.filter((f: { what: string }) => /converted from llama2\.c/.test(f.what))).toHaveLength(3);
+    const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
+    const hf = HfTokenizer.fromFile(join(out, "tokenizer.json"));
+    const text = "Once upon a time, Lily saw a big dog.";
+    expect(hf.encode(text, { special: true })).toEqual(tok.encode(text, { bos: true }));
     expect(existsSync(join(out, "config.json"))).toBe(true);
     const cfg = JSON.parse(readFileSync(join(out, "adapters", "adapter", "adapter_config.json"), "utf8"));
     expect(cfg.base_model_name_or_path).toBe(out);
   }, 60_000);
+
+  it("hf --gptq: an INT8 checkpoint as a GPTQ folder (+ converted tokenizer, PEFT adapter) that loads back to the same logits", async () => {
+    const dir = tempDir();
+    const ckpt = join(dir, "int8.safetensors");
+    const q = await cli([
+      "quantize",
+      MODEL,
+      "--format",
+      "int8-g64-asym-f16",
+      "--method",
+      "rtn",
+      "-o",
+      ckpt,
+      "--quiet",
+    ]);
+    expect(q.err).toBe("");
+    const out = join(dir, "gptq");
+    const r = await cli([
+      "export",
+      "hf",
+      ckpt,
+      "-o",
+      out,
+      "--gptq",
+      "--adapter",
+      adapter,
+      "--tokenizer",
+      sharedPath(SHARED.tok512),
+      "--json",
+      "--quiet",
+    ]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.adapters).toEqual(["adapter"]);
+    const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    expect(cfg.quantization_config).toMatchObject({
+      quant_method: "gptq",
+      bits: 8,
+      group_size: 64,
+      sym: false,
+    });
+    expect(existsSync(join(out, "tokenizer.json"))).toBe(true);
+    expect(existsSync(join(out, "adapters", "adapter", "adapter_config.json"))).toBe(true);
+    const a = (await loadModel(ckpt)).weights;
+    const b = await loadHf(out);
+    const ids = [1, 403, 407, 261, 378];
+    const run = (w: typeof a) => forward(w, createRunState(w.config, { maxRows: 5 }), ids, 0, "all").slice();
+    expect(run(b)).toEqual(run(a));
+    const bad = await cli(["export", "hf", MODEL, "-o", join(dir, "f"), "--gptq", "--quiet"]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/layers\.0\.wq is a float projection/);
+    const merge = await cli([
+      "export",
+      "hf",
+      ckpt,
+      "-o",
+      join(dir, "m"),
+      "--gptq",
+      "--merge",
+      "--adapter",
+      adapter,
+    ]);
+    expect(merge.code).toBe(2);
+    expect(merge.err).toMatch(/--merge with --gptq/);
+  }, 120_000);
 
   it("peft without an adapter fails naming the problem; --merge with peft is a usage error; bad target is 2", async () => {
     const none = await cli(["export", "peft", MODEL, "-o", tempDir(), "--quiet"]);

@@ -1,8 +1,21 @@
 // `int21 export gguf|hf|peft <model> -o <path> [--adapter <dir>] [--merge]`: artifacts for llama.cpp,
 // Ollama, transformers and PEFT, through model-llama's exportModel.
-import { existsSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { HfTokenizer, Llama2cTokenizer, exportModel } from "@int21/model-llama";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { writeFileAtomic } from "@int21/io";
+import type { LoRAModel } from "@int21/lora";
+import {
+  type ExportModelReport,
+  type ExportedFile,
+  HfTokenizer,
+  Llama2cTokenizer,
+  type LlamaWeights,
+  baseWeightsOf,
+  exportGptqHf,
+  exportModel,
+  llama2cTokenizerFiles,
+  saveLlamaAdapter,
+} from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, EXIT, UsageError } from "../cli-io";
 import { runProgram, writeJson } from "../command";
@@ -73,8 +86,21 @@ export function exportProgram(): Command {
       "the adapters' base_model_name_or_path (default: the exported folder for hf, the adapter's own for peft)",
     )
     .option(
+      "--gptq",
+      "hf: write the packed projections in the GPTQ layout transformers/optimum load (qweight/qzeros/scales/g_idx + quantization_config) instead of float",
+      false,
+    )
+    .addOption(
+      new Option(
+        "--gptq-format <format>",
+        "hf --gptq: checkpoint_format; gptq stores zero − 1 (AutoGPTQ, the default transformers expects), gptq_v2 the zero itself",
+      )
+        .choices(["gptq", "gptq_v2"])
+        .default("gptq"),
+    )
+    .option(
       "--tokenizer <file>",
-      "gguf: the tokenizer to embed (default: tok<vocab>.bin, tokenizer.bin, tokenizer.model or tokenizer.json beside the model, or the GGUF's own)",
+      "gguf: the tokenizer to embed; hf: a llama2.c tokenizer.bin to convert into tokenizer.json when none is beside the model (default: gguf: tok<vocab>.bin, tokenizer.bin, tokenizer.model or tokenizer.json beside the model, or the GGUF's own; hf: tok<vocab>.bin or tokenizer.bin beside it)",
     )
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
@@ -91,6 +117,8 @@ interface ExportOpts {
   dtype: (typeof HF_DTYPES)[number];
   adapterDtype: (typeof HF_DTYPES)[number];
   baseModel?: string;
+  gptq: boolean;
+  gptqFormat: "gptq" | "gptq_v2";
   tokenizer?: string;
   json: boolean;
   quiet: boolean;
@@ -103,6 +131,11 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
     const to = target as (typeof TARGETS)[number];
     if (to === "peft" && o.merge)
       throw new UsageError("--merge does not apply to export peft (it writes adapters)");
+    if (o.gptq && to !== "hf") throw new UsageError("--gptq applies to export hf only");
+    if (o.gptq && o.merge)
+      throw new UsageError(
+        "--merge with --gptq: folding adapters into GPTQ codes would re-quantize them; drop --merge (the adapters are written as PEFT folders beside the GPTQ model)",
+      );
     const m = await openModel(model as string, io, { quiet: o.quiet });
     let lora = m.lora;
     if (o.adapter !== undefined) lora = await attachAdapterDir(m.weights, o.adapter, lora);
@@ -135,29 +168,52 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
         notes.push(`the GGUF holds no tokenizer: ${(e as Error).message}`);
       }
     }
+    /** A llama2.c tokenizer to convert into tokenizer.json for an hf export. */
+    let convert: Llama2cTokenizer | undefined;
     if (to === "hf") {
       const dir = statSync(m.path).isDirectory() ? m.path : dirname(m.path);
       copyFiles = HF_SIDE_FILES.map((f) => join(dir, f)).filter((p) => existsSync(p));
-      if (!copyFiles.some((p) => /tokenizer\.(json|model)$/.test(p)))
-        notes.push(
-          `no tokenizer.json or tokenizer.model beside ${m.path}: the folder has weights and config only; add the tokenizer files before AutoTokenizer or convert_hf_to_gguf.py can read it`,
-        );
+      if (!copyFiles.some((p) => /tokenizer\.(json|model)$/.test(p))) {
+        const V = m.weights.config.vocabSize;
+        const path =
+          o.tokenizer ?? [`tok${V}.bin`, "tokenizer.bin"].map((n) => join(dir, n)).find((p) => existsSync(p));
+        const tok = path !== undefined ? loadTokenizer(path, V) : undefined;
+        if (tok instanceof Llama2cTokenizer) convert = tok;
+        else if (tok !== undefined)
+          throw new UsageError(
+            `--tokenizer ${path}: export hf converts a llama2.c tokenizer.bin; put a tokenizer.json or tokenizer.model beside the model to copy it instead`,
+          );
+        else
+          notes.push(
+            `no tokenizer.json, tokenizer.model or llama2.c tokenizer beside ${m.path}: the folder has weights and config only; add the tokenizer files before AutoTokenizer or convert_hf_to_gguf.py can read it`,
+          );
+      }
     }
-    const report = await exportModel(m.weights, {
-      to,
-      out: o.output,
-      ...(lora !== undefined ? { lora } : {}),
-      merge: o.merge,
-      allowLossyMerge: o.allowLossyMerge,
-      ggufType: o.type,
-      ggufEmbeddingType: o.embeddingType,
-      ggufLoraType: o.loraType,
-      dtype: o.dtype,
-      adapterDtype: o.adapterDtype,
-      copyFiles,
-      ...(tokenizer !== undefined ? { tokenizer } : {}),
-      ...(o.baseModel !== undefined ? { baseModel: o.baseModel } : {}),
-    });
+    const report = o.gptq
+      ? await exportGptq(m.weights, lora, o, copyFiles)
+      : await exportModel(m.weights, {
+          to,
+          out: o.output,
+          ...(lora !== undefined ? { lora } : {}),
+          merge: o.merge,
+          allowLossyMerge: o.allowLossyMerge,
+          ggufType: o.type,
+          ggufEmbeddingType: o.embeddingType,
+          ggufLoraType: o.loraType,
+          dtype: o.dtype,
+          adapterDtype: o.adapterDtype,
+          copyFiles,
+          ...(tokenizer !== undefined ? { tokenizer } : {}),
+          ...(o.baseModel !== undefined ? { baseModel: o.baseModel } : {}),
+        });
+    if (convert !== undefined) {
+      const out = resolve(o.output);
+      const files = llama2cTokenizerFiles(convert, { maxLength: m.weights.config.seqLen });
+      for (const [name, obj] of Object.entries(files)) {
+        await writeFileAtomic(join(out, name), `${JSON.stringify(obj, null, 2)}\n`);
+        report.files.push({ path: join(out, name), what: "tokenizer converted from llama2.c" });
+      }
+    }
     if (o.json) writeJson(io, { model: m.path, ...report, notes });
     else {
       for (const f of report.files) io.stdout.write(`wrote ${f.path} (${f.what})\n`);
@@ -167,4 +223,40 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
     }
     return EXIT.ok;
   });
+}
+
+/**
+ * `export hf --gptq`: the GPTQ folder (model-llama's exportGptqHf of the frozen base), the side files copied, and each
+ * adapter as a PEFT folder `adapters/<name>/` whose base is the exported folder (as exportModel's hf export).
+ */
+async function exportGptq(
+  weights: LlamaWeights,
+  lora: LoRAModel | undefined,
+  o: ExportOpts,
+  copyFiles: readonly string[],
+): Promise<ExportModelReport> {
+  const out = resolve(o.output);
+  const files: ExportedFile[] = [];
+  const report: ExportModelReport = { to: "hf", files, adapters: [], merged: [] };
+  const hf = await exportGptqHf(out, baseWeightsOf(weights), {
+    dtype: o.dtype,
+    checkpointFormat: o.gptqFormat,
+  });
+  for (const f of hf.files) files.push({ path: join(out, f), what: "Hugging Face GPTQ model" });
+  for (const src of copyFiles) {
+    const dst = join(out, basename(src));
+    await writeFileAtomic(dst, readFileSync(src));
+    files.push({ path: dst, what: "tokenizer / generation file" });
+  }
+  for (const name of lora?.adapterNames() ?? []) {
+    const dir = join(out, "adapters", name.replace(/[^A-Za-z0-9_.-]/g, "_"));
+    await saveLlamaAdapter(dir, lora!, weights, {
+      name,
+      baseModel: o.baseModel ?? out,
+      dtype: o.adapterDtype,
+    });
+    files.push({ path: dir, what: `PEFT adapter "${name}"` });
+    report.adapters.push(name);
+  }
+  return report;
 }
