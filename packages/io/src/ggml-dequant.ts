@@ -265,3 +265,54 @@ export function dequantizeQ6_K(src: Uint8Array, out: Float32Array, count: number
   }
   return out;
 }
+
+/** ggml's `kvalues_iq4nl`: the 16 non-uniform int8 levels of IQ4_NL and IQ4_XS (−127 … 113). */
+export const IQ4_NL_VALUES: readonly number[] = Object.freeze([
+  -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+]);
+
+/**
+ * IQ4_NL, 32 weights in 18 bytes (4.5 bpw):
+ * `d: f16 | qs: u8[16]`; the low nibble of `qs[j]` is weight `j`, the high nibble weight `j + 16`;
+ * `y = d * kvalues_iq4nl[nibble]`.
+ */
+export function dequantizeIQ4_NL(src: Uint8Array, out: Float32Array, count: number): Float32Array {
+  checkSizes("IQ4_NL", src, out, count, 32, 18);
+  const v = IQ4_NL_VALUES;
+  for (let o = 0, y = 0; y < count; o += 18, y += 32) {
+    const d = half(src, o);
+    for (let j = 0; j < 16; j++) {
+      const q = src[o + 2 + j];
+      out[y + j] = d * v[q & 15];
+      out[y + j + 16] = d * v[q >> 4];
+    }
+  }
+  return out;
+}
+
+/**
+ * IQ4_XS, 256 weights in 136 bytes (4.25 bpw), 8 sub-blocks of 32:
+ * `d: f16 | scales_h: u16 | scales_l: u8[4] | qs: u8[128]`. Sub-block `j`'s 6-bit scale is
+ * `ls = (scales_l[j / 2] >> 4(j % 2)) & 15 | ((scales_h >> 2j) & 3) << 4`; its 32 weights are the nibbles
+ * of `qs[16j .. 16j + 16)` as in IQ4_NL; `y = d * (ls - 32) * kvalues_iq4nl[nibble]`.
+ */
+export function dequantizeIQ4_XS(src: Uint8Array, out: Float32Array, count: number): Float32Array {
+  checkSizes("IQ4_XS", src, out, count, 256, 136);
+  const v = IQ4_NL_VALUES;
+  for (let o = 0, y = 0; y < count; o += 136, y += 256) {
+    const d = half(src, o);
+    const sh = src[o + 2] | (src[o + 3] << 8);
+    for (let j = 0; j < 8; j++) {
+      const ls = ((src[o + 4 + (j >> 1)] >> (4 * (j & 1))) & 15) | (((sh >> (2 * j)) & 3) << 4);
+      const dl = d * (ls - 32);
+      const q0 = o + 8 + 16 * j;
+      const y0 = y + 32 * j;
+      for (let l = 0; l < 16; l++) {
+        const q = src[q0 + l];
+        out[y0 + l] = dl * v[q & 15];
+        out[y0 + l + 16] = dl * v[q >> 4];
+      }
+    }
+  }
+  return out;
+}

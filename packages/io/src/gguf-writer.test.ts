@@ -211,8 +211,9 @@ describe("GGUF writer errors", () => {
     expect(one({ name: "w", type: "Q4_0", shape: [2, 33], data })).toThrow(
       /tensor "w": row length 33 \(last dimension of shape \[2,33\]\) is not a multiple of the Q4_0 block size 32/,
     );
-    expect(one({ name: "w", type: "Q4_K", shape: [256], data: new Float32Array(256) })).toThrow(
-      /tensor "w": writing Q4_K from floats is not supported/,
+    // Q4_K … Q6_K, Q5_0/Q5_1 and IQ4_NL/IQ4_XS gained quantizers (ggml-quantize-k.ts); IQ2_XS has none.
+    expect(one({ name: "w", type: "IQ2_XS", shape: [256], data: new Float32Array(256) })).toThrow(
+      /tensor "w": writing IQ2_XS from floats is not supported/,
     );
     expect(one({ name: "w", type: "F32", shape: [65], data })).toThrow(
       /tensor "w": data must be a Float32Array of 65 values/,

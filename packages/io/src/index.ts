@@ -56,8 +56,22 @@ export {
   dequantizeQ5_K,
   dequantizeQ6_K,
   dequantizeQ8_0,
+  dequantizeIQ4_NL,
+  dequantizeIQ4_XS,
+  IQ4_NL_VALUES,
 } from "./ggml-dequant";
 export { quantizeQ4_0, quantizeQ4_1, quantizeQ8_0 } from "./ggml-quantize";
+export {
+  quantizeIQ4_NL,
+  quantizeIQ4_XS,
+  quantizeQ2_K,
+  quantizeQ3_K,
+  quantizeQ4_K,
+  quantizeQ5_0,
+  quantizeQ5_1,
+  quantizeQ5_K,
+  quantizeQ6_K,
+} from "./ggml-quantize-k";
 export {
   GGML_MAX_DIMS,
   GGUF_DEFAULT_ALIGNMENT,

@@ -1,6 +1,7 @@
 // GPTQ (Frantar et al. 2022): one-shot second-order quantization with lazy block updates.
 import { upperCholeskyOfInverse } from "./cholesky";
 import type { GroupParams } from "./formats/format";
+import { isBlockFormat } from "./formats/ggml-blocks";
 import { getFormat } from "./formats/registry";
 import type { Hessian } from "./hessian";
 import { groupCount, packQuantizedLinear } from "./quantized-linear";
@@ -92,6 +93,8 @@ export function gptqQuantizeWithInfo(
 ): { q: QuantizedLinear; info: GptqInfo } {
   checkWeight("gptqQuantize", weight, N, K);
   const f = getFormat(format);
+  if (isBlockFormat(f))
+    fail(`GPTQ into the ggml block format ${f.name} is not implemented yet; quantize it with rtn`);
   if (hessian === undefined) fail("a Hessian (createHessian + add calibration activations) is required");
   const H = hessianMatrix(hessian, K);
   const B = opts.blockSize ?? 128;

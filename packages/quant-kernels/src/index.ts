@@ -22,6 +22,28 @@ export {
 export { type LutFormatSpec, defineLutFormat } from "./formats/lut";
 export { NF4_CODEBOOK, NF4_FORMATS } from "./formats/nf4";
 export { IQ4_NL_CODEBOOK, IQ4_NL_FORMAT } from "./formats/iq4-nl";
+export {
+  type BlockFormatRecord,
+  type BlockTraits,
+  type GgmlBlockTypeName,
+  GGML_BLOCK_FORMATS,
+  IQ4_NL_GGML_FORMAT,
+  IQ4_XS_FORMAT,
+  Q2_K_FORMAT,
+  Q3_K_FORMAT,
+  Q4_0_FORMAT,
+  Q4_1_FORMAT,
+  Q4_K_FORMAT,
+  Q5_0_FORMAT,
+  Q5_1_FORMAT,
+  Q5_K_FORMAT,
+  Q6_K_FORMAT,
+  Q8_0_FORMAT,
+  blockFormatOfGgmlType,
+  blockFormatOrThrow,
+  isBlockFormat,
+} from "./formats/ggml-blocks";
+export { type FromGgmlBlocksOptions, ggmlBlocksOf, quantizedFromGgmlBlocks } from "./ggml-blocks-linear";
 export { INT2_FORMATS } from "./formats/int2";
 export { INT3_FORMATS } from "./formats/int3";
 export { INT4_FORMATS } from "./formats/int4";

@@ -2,6 +2,7 @@
 import { type PackedMatrix, matrixWordsPerRow, packMatrix } from "@int21/bitpack";
 import { isF16Exact } from "./f16";
 import type { FormatRecord } from "./formats/format";
+import { checkBlockStorage, isBlockFormat } from "./formats/ggml-blocks";
 import { getFormat } from "./formats/registry";
 import type { QuantFormat, QuantizedLinear } from "./types";
 
@@ -24,12 +25,14 @@ export interface QuantizedLinearInit {
 }
 
 /**
- * Groups per output row: `ceil(K / groupSize)`, or 1 for per-channel formats.
+ * Groups per output row: `ceil(K / groupSize)`, or 1 for per-channel formats, or 0 for the ggml block
+ * formats (their scales live inside the packed blocks: no planar `scales` / `zeros`).
  *
  * Tail group: when `groupSize` does not divide K, the last group holds the `K mod groupSize` remaining
  * columns and has its own scale and zero like any other group (it costs a full group of parameters).
  */
 export function groupCount(format: QuantFormat, K: number): number {
+  if (format.decode === "block") return 0;
   return format.groupSize === -1 ? 1 : Math.ceil(K / format.groupSize);
 }
 
@@ -44,6 +47,11 @@ function fail(msg: string): never {
  * either sign, as ggml's IQ4_NL stores), zeros finite integers-or-reals in [0, 2^bits − 1]; both
  * exactly representable in f16 for f16 formats; symmetric zeros equal 2^(bits−1) (codebook formats: 0);
  * `gIdx` (if any) has K integers in [0, nGroups). Throws an Error naming the tensor and index.
+ *
+ * Block formats (decode `"block"`, `q4_0` … `iq4_xs`): K must be a multiple of the block size; `qweight` is
+ * an 8-bit matrix of N rows × `K / blockSize · blockBytes` bytes (each row padded to a whole 32-bit word),
+ * the row's ggml blocks in order; `scales` / `zeros` are absent or empty; no `gIdx`; every block's f16
+ * fields finite. See `quantizedFromGgmlBlocks`.
  */
 export function createQuantizedLinear(init: QuantizedLinearInit): QuantizedLinear {
   const format: FormatRecord = getFormat(init.format);
@@ -53,6 +61,11 @@ export function createQuantizedLinear(init: QuantizedLinearInit): QuantizedLinea
   if (!Number.isSafeInteger(K) || K < 1) fail(`inFeatures must be a positive integer, got ${String(K)}`);
   const qw = init.qweight;
   if (qw === undefined || !(qw.words instanceof Uint32Array)) fail("qweight must be a bitpack PackedMatrix");
+  if (isBlockFormat(format)) {
+    checkBlockStorage(format, N, K, qw, init.scales, init.zeros, init.gIdx, fail);
+    const empty = new Float32Array(0);
+    return Object.freeze({ format, outFeatures: N, inFeatures: K, qweight: qw, scales: empty, zeros: empty });
+  }
   if (qw.bits !== format.bits)
     fail(`qweight has ${qw.bits}-bit codes but format ${format.name} needs ${format.bits}`);
   if (qw.rows !== N || qw.cols !== K)
@@ -151,6 +164,7 @@ export function packQuantizedLinear(
 /**
  * Bytes that store `q`: packed words (4 bytes each) + `N·nGroups` scales + (asymmetric only)
  * `N·nGroups` zeros at 2 (f16) or 4 (f32) bytes each + `gIdx` at 4 bytes per input column when present.
+ * Block formats: the words alone (the ggml blocks, plus up to 3 bytes of padding per row).
  */
 export function bytes(q: QuantizedLinear): number {
   const f = getFormat(q.format);

@@ -3,6 +3,8 @@ import { getFormat } from "./formats/registry";
 import type { FormatRecord, GroupParams } from "./formats/format";
 import { groupCount, packQuantizedLinear } from "./quantized-linear";
 import { type Quantizer, checkWeight } from "./quantizer";
+import { type BlockFormatRecord, blockRowBytes, isBlockFormat } from "./formats/ggml-blocks";
+import { quantizedFromGgmlBlocks } from "./ggml-blocks-linear";
 import type { QuantFormat, QuantizedLinear } from "./types";
 
 /** Options of {@link rtnQuantize}. */
@@ -96,10 +98,43 @@ export function groupMembers(format: QuantFormat, K: number, gIdx?: Int32Array):
 }
 
 /**
+ * RTN into a ggml block format: each row through the record's `quantizeRow` (ggml's own quantizer, with
+ * its scale search, bit-identical to llama.cpp's). `gIdx` and `mseClip` are refused (blocks are contiguous
+ * and ggml's quantizer already searches its scales).
+ */
+function rtnQuantizeBlocks(
+  weight: Float32Array,
+  N: number,
+  K: number,
+  f: BlockFormatRecord,
+  opts: RtnOptions & { gIdx?: Int32Array },
+): QuantizedLinear {
+  const B = f.block.blockSize;
+  if (K % B !== 0) {
+    throw new Error(
+      `quant-kernels: rtnQuantize: K = ${K} is not a multiple of ${f.name}'s block of ${B} weights`,
+    );
+  }
+  if (opts.gIdx !== undefined)
+    throw new Error(`quant-kernels: rtnQuantize: the block format ${f.name} has no act-order gIdx`);
+  if (opts.mseClip === true) {
+    throw new Error(
+      `quant-kernels: rtnQuantize: mseClip does not apply to the block format ${f.name} (ggml's quantizer searches its own scales)`,
+    );
+  }
+  const rowBytes = blockRowBytes(f, K);
+  const bytes = new Uint8Array(N * rowBytes);
+  const none = new Float32Array(0);
+  for (let n = 0; n < N; n++) f.quantizeRow(weight, n * K, K, bytes, n * rowBytes, none, none, 0);
+  return quantizedFromGgmlBlocks(f, bytes, N, K);
+}
+
+/**
  * Round-to-nearest: for each row n and group g (columns `[g·G, min(K, (g+1)·G))`, per-channel: the
  * whole row; with `opts.gIdx` the columns of group g), `scale, zero = params(min, max)` and
  * `q = clamp(round(w/scale) + zero, 0, 2^bits − 1)`. Without `mseClip` every reconstructed weight is
- * within `format.errorBound(groupMin, groupMax)`.
+ * within `format.errorBound(groupMin, groupMax)`. Block formats (`q4_k`, …) run ggml's own quantizer
+ * row by row (bit-identical to llama.cpp's `llama-quantize` without an importance matrix).
  */
 export function rtnQuantize(
   weight: Float32Array,
@@ -110,6 +145,7 @@ export function rtnQuantize(
 ): QuantizedLinear {
   checkWeight("rtnQuantize", weight, N, K);
   const f = getFormat(format);
+  if (isBlockFormat(f)) return rtnQuantizeBlocks(weight, N, K, f, opts);
   const nG = groupCount(f, K);
   const members = groupMembers(f, K, opts.gIdx);
   const codes = new Uint8Array(N * K);

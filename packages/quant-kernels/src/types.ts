@@ -7,11 +7,12 @@ export type ScaleDtype = "f32" | "f16";
 
 /**
  * How a format turns a code into a weight: `"affine"` `scale · (q − zero)` (the INT formats),
- * `"lut"` `scale · codebook[q]` (codebook formats: NF4, IQ4_NL), or a user kind whose only
+ * `"lut"` `scale · codebook[q]` (codebook formats: NF4, IQ4_NL), `"block"` (ggml's own blocks: `q4_0` …
+ * `q6_k`, `iq4_xs`; the packed bytes are ggml's, see `quantizedFromGgmlBlocks`), or a user kind whose only
  * implementation is its record's `dequantizeRow` / `value` (the reference kernels run it; backends
  * report `supports() === false`). Backends check it in `supports()`.
  */
-export type DecodeKind = "affine" | "lut" | (string & {});
+export type DecodeKind = "affine" | "lut" | "block" | (string & {});
 
 /**
  * A quantization format record (ggml type traits). One record per format, ids stable and never reused.

@@ -2,9 +2,13 @@
 import type { Bits } from "@int21/bitpack";
 import { roundUpToF16 } from "../f16";
 import type { DecodeKind, QuantFormat, QuantizedLinear, ScaleDtype } from "../types";
+import type { BlockTraits } from "./ggml-blocks";
 
-/** Group sizes the registry knows: 32, 64, 128 columns, or -1 for one group per output row. */
-export type GroupSize = 32 | 64 | 128 | -1;
+/**
+ * Group sizes the registry knows: 32, 64, 128 columns, or -1 for one group per output row; 256 only for
+ * the ggml block formats (k-quant super-blocks, decode `"block"`).
+ */
+export type GroupSize = 32 | 64 | 128 | 256 | -1;
 
 /** Bit widths the registry knows. */
 export type FormatBits = 2 | 3 | 4 | 8;
@@ -33,8 +37,13 @@ export const NOMINAL_K = 4096;
 export interface FormatRecord extends QuantFormat {
   readonly bits: FormatBits;
   readonly groupSize: GroupSize;
-  /** How a code becomes a weight: `"affine"` `scale·(q − zero)`, `"lut"` `scale·codebook[q]`. */
+  /**
+   * How a code becomes a weight: `"affine"` `scale·(q − zero)`, `"lut"` `scale·codebook[q]`, `"block"`
+   * ggml blocks (`formats/ggml-blocks.ts`: the packed bytes are ggml's blocks; no planar scales or zeros).
+   */
   readonly decode: DecodeKind;
+  /** The ggml block codec of a `"block"` format (absent otherwise). */
+  readonly block?: BlockTraits;
   /** The `2^bits` values of a `"lut"` format (absent for affine formats). */
   readonly codebook?: Float32Array;
   /** Largest code, `2^bits − 1`. */
@@ -105,6 +114,8 @@ export interface FormatRecord extends QuantFormat {
    * Row-level round-to-nearest encode (ggml's `from_float`): quantizes `K` values `w[wOff, wOff + K)` in
    * contiguous groups ({@link quantizeGroup} per group), writing codes to `codes[codeOff, codeOff + K)`
    * and each group's scale / zero to `scales[paramOff + g]` / `zeros[paramOff + g]`.
+   * Block formats write the row's `K / blockSize · blockBytes` ggml bytes to `codes[codeOff, …)` instead
+   * (more than K bytes for Q8_0) and leave `scales` / `zeros` alone.
    */
   quantizeRow(
     w: ArrayLike<number>,

@@ -1,6 +1,7 @@
 // The format registry: every known format by name and by id, and a constructor by parameters.
 import type { QuantFormat } from "../types";
 import { type FormatRecord, type FormatSpec, formatId } from "./format";
+import { GGML_BLOCK_FORMATS, isBlockFormat } from "./ggml-blocks";
 import { INT2_FORMATS } from "./int2";
 import { INT3_FORMATS } from "./int3";
 import { INT4_FORMATS } from "./int4";
@@ -15,7 +16,8 @@ const registered: FormatRecord[] = [];
 
 /**
  * Every registered format, in registration order: the 64 INT formats (INT2/3/4/8 × g32/g64/g128/
- * per-channel × asym/sym × f16/f32), the 6 NF4 formats, `iq4_nl`, then those added by
+ * per-channel × asym/sym × f16/f32), the 6 NF4 formats, `iq4_nl`, the 12 ggml block formats (`q4_0`, `q4_1`,
+ * `q5_0`, `q5_1`, `q8_0`, `q2_k` … `q6_k`, `iq4_nl-ggml`, `iq4_xs`), then those added by
  * {@link registerFormat}. A live, read-only view: it grows when a format is registered.
  */
 export const FORMATS: readonly FormatRecord[] = registered;
@@ -58,7 +60,13 @@ function add(record: FormatRecord, minId: number): FormatRecord {
   }
   if (![2, 3, 4, 8].includes(record.bits))
     throw new Error(`${what} ${name}: bits must be 2, 3, 4 or 8, got ${String(record.bits)}`);
-  if (![32, 64, 128, -1].includes(record.groupSize))
+  if (record.decode === "block") {
+    if (!isBlockFormat(record) || record.block.blockSize !== record.groupSize || record.bits !== 8) {
+      throw new Error(
+        `${what} ${name}: a "block" format needs block traits whose blockSize equals groupSize, and bits 8 (its qweight holds bytes)`,
+      );
+    }
+  } else if (![32, 64, 128, -1].includes(record.groupSize))
     throw new Error(`${what} ${name}: groupSize must be 32, 64, 128 or -1, got ${String(record.groupSize)}`);
   if (
     record.decode === "lut" &&
@@ -86,6 +94,7 @@ for (const f of [
   ...INT8_FORMATS,
   ...NF4_FORMATS,
   IQ4_NL_FORMAT,
+  ...GGML_BLOCK_FORMATS,
 ])
   add(f, 0);
 

@@ -6,6 +6,7 @@ import type { QuantFormat, QuantizedLinear } from "../types";
 /**
  * Code `(n, k)` of the packed matrix (bitpack matrix layout: row n starts at word `n·wordsPerRow`,
  * value k occupies stream bits `[k·bits, k·bits + bits)`, least significant first). No bounds checks.
+ * For a block format this is byte k of row n's ggml blocks.
  */
 export function codeAt(q: QuantizedLinear, n: number, k: number): number {
   const { bits, words, wordsPerRow } = q.qweight;
@@ -51,9 +52,16 @@ export function decoderOf(format: QuantFormat): FormatDecoder {
 /**
  * `w[n, k]`, the canonical dequantized weight, through the format record:
  * `fround(scales[n, g(k)] · (q[n, k] − zeros[n, g(k)]))` for affine formats,
- * `fround(scales[n, g(k)] · codebook[q[n, k]])` for codebook ("lut") formats.
+ * `fround(scales[n, g(k)] · codebook[q[n, k]])` for codebook ("lut") formats, ggml's decode of the
+ * row for block formats.
  */
 export function weightAt(q: QuantizedLinear, n: number, k: number): number {
+  if (q.format.decode === "block") {
+    // Block formats: decode the row (the block holding k needs its super-block's scales).
+    const row = new Float32Array(q.inFeatures);
+    decoderOf(q.format).dequantizeRow(q, n, row, 0);
+    return row[k];
+  }
   const nG = q.scales.length / q.outFeatures;
   const p = n * nG + groupOf(q, k);
   return decoderOf(q.format).value(codeAt(q, n, k), q.scales[p], q.zeros[p]);

@@ -24,6 +24,18 @@ export const CONFORMANCE_SHAPES: readonly ConformanceShape[] = [
   { N: 16, K: 256 },
 ];
 
+/**
+ * Shapes for a ggml block format of `B` weights per block (K must be whole blocks): one block, three
+ * blocks (odd row byte counts pad to words), and two blocks with N = 16.
+ */
+export function blockShapes(B: number): readonly ConformanceShape[] {
+  return [
+    { N: 13, K: B },
+    { N: 7, K: 3 * B },
+    { N: 16, K: 2 * B },
+  ];
+}
+
 /** Row counts every quantized kernel is checked at (1 = the decoding matvec). */
 export const CONFORMANCE_ROWS: readonly number[] = [1, 7, 128];
 
@@ -128,8 +140,9 @@ export function checkQuantKernels(
   backend.dequantize(q, Wb);
   expectClose(`${f.name} ${N}×${K} dequantize`, Wb, W, abs(W), tol("dequantize"));
   if (source !== undefined) {
-    // quantize → dequantize within the format's bound, group by group.
-    const nG = groupCount(f, K);
+    // quantize → dequantize within the format's bound, group by group (block formats: block by block).
+    const block = f.decode === "block";
+    const nG = block ? K / f.groupSize : groupCount(f, K);
     const G = f.groupSize === -1 ? K : f.groupSize;
     const lo = new Float64Array(N * nG).fill(Number.POSITIVE_INFINITY);
     const hi = new Float64Array(N * nG).fill(Number.NEGATIVE_INFINITY);
@@ -276,7 +289,8 @@ export function checkSgemmCase(backend: Backend, c: GemmCase, tolerance: Toleran
  * Registers the conformance suite (vitest `describe` / `it`) for a backend:
  * - sgemm vs the reference over random shapes, transposes, offsets, leading dimensions, alpha, beta
  *   (fast-check), including M = 1, beta = 0 over NaN, and untouched memory outside C;
- * - for each format × shape × rows 1/7/128: dequantize, the quantize → dequantize bound, qmatmul and
+ * - for each format × shape × rows 1/7/128 (ggml block formats: {@link blockShapes}, K whole blocks, no
+ *   act-order): dequantize, the quantize → dequantize bound, qmatmul and
  *   qmatmulT vs dequantize-then-matmul, ⟨y, g⟩ = ⟨x, dx⟩; act-order `gIdx`; a fast-check property over
  *   random shapes;
  * - clear errors on short buffers.
@@ -344,8 +358,13 @@ export function runBackendConformance(
     });
 
     for (const f of formats) {
+      const block = f.decode === "block";
+      // Block formats hold whole blocks only: K a multiple of the block, no act-order.
+      const fShapes = block
+        ? [...blockShapes(f.groupSize), ...(opts.shapes ?? []).filter((c) => c.K % f.groupSize === 0)]
+        : shapes;
       describe(f.name, () => {
-        for (const { N, K } of shapes) {
+        for (const { N, K } of fShapes) {
           it(
             `${N}×${K}, rows ${rowsList.join("/")}: dequantize, error bound, qmatmul, qmatmulT, ⟨y,g⟩ = ⟨x,dx⟩`,
             () => {
@@ -356,7 +375,7 @@ export function runBackendConformance(
             timeout,
           );
         }
-        if (f.groupSize !== -1) {
+        if (f.groupSize !== -1 && !block) {
           it(
             "act-order gIdx (random column → group assignment)",
             () => {
@@ -379,9 +398,12 @@ export function runBackendConformance(
                 fc.integer({ min: 1, max: 9 }),
                 fc.integer({ min: 0, max: 1e9 }),
                 fc.boolean(),
-                (N, K, rows, s, actOrder) => {
+                (N, K0, rows, s, actOrder) => {
+                  // Block formats: 1–4 whole blocks (256-weight blocks: 1–2).
+                  const K = block ? f.groupSize * (1 + (K0 % (f.groupSize === 256 ? 2 : 4))) : K0;
                   const W = randomWeights(N * K, s, 0.05 + makeRng(s)());
-                  const gIdx = actOrder && f.groupSize !== -1 ? randomGIdx(K, f.groupSize, s) : undefined;
+                  const gIdx =
+                    actOrder && f.groupSize !== -1 && !block ? randomGIdx(K, f.groupSize, s) : undefined;
                   const q = rtnQuantize(W, N, K, f, { gIdx });
                   checkQuantKernels(backend, q, [rows], tolerance, s, W);
                 },
@@ -395,7 +417,7 @@ export function runBackendConformance(
     }
 
     describe("errors", () => {
-      const f = formats[0] ?? getFormat("int4-g128-asym-f16");
+      const f = formats.find((g) => g.decode !== "block") ?? getFormat("int4-g128-asym-f16");
       const q = rtnQuantize(randomWeights(5 * 40, 1), 5, 40, f);
       it("qmatmul throws on a short y or x", () => {
         expect(() => backend.qmatmul(new Float32Array(2 * 40), 2, q, new Float32Array(9))).toThrow(/\by\b/);
