@@ -2,6 +2,7 @@
 // a weight stored the PyTorch-Conv1D / numpy way ([in × out], float64) is quantized through its transposed
 // view, and activations that live as views into larger buffers go through the fused dequantize-matmul.
 import {
+  bitsPerWeight,
   createWasmBackend,
   gatherNdarray,
   ndDequantize,
@@ -30,7 +31,7 @@ try {
   // ŵ [out × in] from the transposed view (gathered into float32 once: documented copy of a non-row-major input)
   const q = ndQuantize(weight.transpose(1, 0), "rtn", "int4-g64-asym-f16");
   console.log(
-    `weight ndarray [${weight.shape.join(", ")}] float64 → ${q.format.name}: ${q.outFeatures}×${q.inFeatures}, ${q.format.bitsPerWeight} bits/weight`,
+    `weight ndarray [${weight.shape.join(", ")}] float64 → ${q.format.name}: ${q.outFeatures}×${q.inFeatures}, ${bitsPerWeight(q).toFixed(2)} bits/weight`,
   );
 
   // y = x · ŵᵀ with the fused kernel; x's padded rows are gathered, a row-major x would be read in place
@@ -49,7 +50,9 @@ try {
   let maxW = 0;
   for (let i = 0; i < IN; i++)
     for (let o = 0; o < OUT; o++) maxW = Math.max(maxW, Math.abs(weight.get(i, o) - wq.get(o, i)));
-  console.log(`x: view [${x.shape.join(", ")}] strides [${x.stride.join(", ")}] of a [${packed.shape.join(", ")}] buffer → y [${y.shape.join(", ")}]`);
+  console.log(
+    `x: view [${x.shape.join(", ")}] strides [${x.stride.join(", ")}] of a [${packed.shape.join(", ")}] buffer → y [${y.shape.join(", ")}]`,
+  );
   console.log(`max |w − ŵ| = ${maxW.toFixed(5)} (half a 4-bit step)`);
   console.log(
     `max |y − x·ŵᵀ| = ${dFused.toExponential(2)} (whole batch), ${dRows.toExponential(2)} (row by row, zero-copy)`,
