@@ -1,7 +1,9 @@
 // GPTQ (Frantar et al. 2022): one-shot second-order quantization with lazy block updates.
 import { upperCholeskyOfInverse } from "./cholesky";
 import type { GroupParams } from "./formats/format";
-import { isBlockFormat } from "./formats/ggml-blocks";
+import { blockGridOf, nearestGridCode } from "./formats/ggml-block-grid";
+import { blockRowBytes, isBlockFormat } from "./formats/ggml-blocks";
+import { quantizedFromGgmlBlocks } from "./ggml-blocks-linear";
 import { getFormat } from "./formats/registry";
 import type { Hessian } from "./hessian";
 import { groupCount, packQuantizedLinear } from "./quantized-linear";
@@ -75,7 +77,11 @@ function hessianMatrix(h: Hessian | Float64Array, K: number): Float64Array {
  *   W[:, i2:] −= Err[:, block] · U[block, i2:]          (one GEMM, `backend.sgemm` when given)
  * ```
  * Groups are columns `[g·G, (g+1)·G)` of the processing order; under act-order the record stores
- * `gIdx[perm[j]] = floor(j/G)`. Weights are worked on in float32, H and U in float64.
+ * `gIdx[perm[j]] = floor(j/G)`. ggml block formats (`q4_k`, `q2_k`, …): at each block's first column,
+ * ggml's own quantizer (the record's RTN) chooses the block's scales and mins from the block's weights as
+ * updated so far (with `staticGroups`: from the original weights, which also allows `actOrder`); each
+ * column is then coded to the nearest value of its block's fixed grid, and the error feeds forward as usual.
+ * K must be a multiple of the block; `mseClip` is refused. Weights are worked on in float32, H and U in float64.
  * Throws an Error naming the problem for bad shapes, non-finite input, or an H that stays
  * non-positive-definite after every retry.
  *
@@ -93,8 +99,6 @@ export function gptqQuantizeWithInfo(
 ): { q: QuantizedLinear; info: GptqInfo } {
   checkWeight("gptqQuantize", weight, N, K);
   const f = getFormat(format);
-  if (isBlockFormat(f))
-    fail(`GPTQ into the ggml block format ${f.name} is not implemented yet; quantize it with rtn`);
   if (hessian === undefined) fail("a Hessian (createHessian + add calibration activations) is required");
   const H = hessianMatrix(hessian, K);
   const B = opts.blockSize ?? 128;
@@ -107,6 +111,21 @@ export function gptqQuantizeWithInfo(
   const G = perChannel ? K : f.groupSize;
   const staticGroups = opts.staticGroups === true && !perChannel;
   const nG = groupCount(f, K);
+  // ggml block formats: each block's scales come from ggml's own quantizer, run on the block's weights as
+  // updated so far right before its first column (or on the original weights with staticGroups); the
+  // columns are then coded one by one on the block's fixed grid, with GPTQ's error feedback.
+  const blk = isBlockFormat(f) ? f : undefined;
+  const grid = blk ? blockGridOf(blk) : undefined;
+  const rowBytes = blk ? blockRowBytes(blk, K) : 0;
+  if (blk) {
+    if (K % G !== 0) fail(`K = ${K} is not a multiple of ${f.name}'s block of ${G} weights`);
+    if (opts.mseClip === true) fail(`mseClip does not apply to the block format ${f.name}`);
+    if (actOrder && !staticGroups)
+      fail(
+        `actOrder into the block format ${f.name} needs staticGroups (ggml blocks are contiguous columns)`,
+      );
+  }
+  const blocks = new Uint8Array(N * rowBytes);
 
   // Dead columns and the working copy W (float32), zeroed where the input is never active.
   const dead = new Uint8Array(K);
@@ -126,7 +145,9 @@ export function gptqQuantizeWithInfo(
   // Static groups: parameters from the (dead-zeroed) original weights, natural contiguous groups.
   const scales = new Float32Array(N * nG);
   const zeros = new Float32Array(N * nG);
-  if (staticGroups) {
+  if (staticGroups && blk) {
+    for (let n = 0; n < N; n++) blk.quantizeRow(W0, n * K, K, blocks, n * rowBytes, scales, zeros, 0);
+  } else if (staticGroups) {
     for (let n = 0; n < N; n++) {
       for (let g = 0; g < nG; g++) {
         const p = findGroupParams(f, W0, n * K + g * G, Math.min(G, K - g * G), 1, opts);
@@ -176,6 +197,7 @@ export function gptqQuantizeWithInfo(
   const Err = new Float32Array(N * B);
   const Ublk = new Float32Array(B * K);
   const cur: GroupParams[] = Array.from({ length: N }, () => ({ scale: 1, zero: 0 }));
+  const ab = new Float64Array(3);
   const gemm = opts.backend
     ? (a: Parameters<Backend["sgemm"]>[0]) => opts.backend!.sgemm(a)
     : plainBlockedSgemm;
@@ -184,6 +206,29 @@ export function gptqQuantizeWithInfo(
     const i2 = Math.min(K, i1 + B);
     const cnt = i2 - i1;
     for (let j = i1; j < i2; j++) {
+      if (blk && grid) {
+        const col = perm[j];
+        const bo = Math.floor(col / G) * blk.block.blockBytes;
+        if (!staticGroups && j % G === 0) {
+          // This block's scales: ggml's quantizer on the updated weights of its columns.
+          for (let n = 0; n < N; n++) blk.block.encode(Wp, n * K + j, G, blocks, n * rowBytes + bo);
+        }
+        const uj = j * K;
+        const d = U[uj + j];
+        for (let n = 0; n < N; n++) {
+          const rn = n * K;
+          const w = Wp[rn + j];
+          const o = n * rowBytes + bo;
+          const c = nearestGridCode(grid, blocks, o, col % G, w, ab);
+          grid.setCode(blocks, o, col % G, c);
+          const diff = w - ab[2];
+          loss += (diff * diff) / (d * d) / 2;
+          const e = diff / d;
+          Err[n * B + (j - i1)] = e;
+          if (e !== 0) for (let c2 = j + 1; c2 < i2; c2++) Wp[rn + c2] -= e * U[uj + c2];
+        }
+        continue;
+      }
       if (staticGroups) {
         const g = Math.floor(perm[j] / G);
         for (let n = 0; n < N; n++) {
@@ -241,6 +286,8 @@ export function gptqQuantizeWithInfo(
     }
   }
 
+  if (blk)
+    return { q: quantizedFromGgmlBlocks(blk, blocks, N, K), info: { percDamp, deadColumns, loss, perm } };
   const codes = new Uint8Array(N * K);
   for (let n = 0; n < N; n++) for (let j = 0; j < K; j++) codes[n * K + perm[j]] = Q[n * K + j];
   let gIdx: Int32Array | undefined;
