@@ -19,6 +19,7 @@ import {
 } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
+import { embeddingRows, isPackedEmbedding, tokenEmbeddingBytes } from "./embedding";
 import { forward } from "./forward";
 import {
   ggmlToQuantized,
@@ -121,10 +122,42 @@ describe("GGUF model round trips (stories260K)", () => {
     expect(diff).toBeLessThan(0.02 * range);
     const packed = await loadGguf(bytes, { keepPacked: true });
     const entries = packed.tensors.filter((t) => t.loadedAs === "packed");
-    expect(entries.length).toBe(5 * 6); // every projection but ffn_down (F32)
+    // every projection but ffn_down (F32), and token_embd (the tied classifier runs over the same record)
+    expect(entries.length).toBe(5 * 6 + 1);
     for (const e of entries) expect(e).toMatchObject({ format: "int8-g32-sym-f16", exact: true });
+    expect(entries.find((e) => e.gguf === "token_embd.weight")?.name).toBe("tokenEmbedding");
     expect(floatOf(packed.weights, 1, "wq")).toEqual(floatOf(float.weights, 1, "wq"));
     expect(maxAbsDiff(logits(packed.weights), logits(float.weights))).toBeLessThan(1e-4);
+  });
+
+  it("token_embd and output stay packed when the GGUF stores them quantized (keepPacked, loadModel's default)", async () => {
+    const config = { ...syntheticConfig("stories260K"), sharedClassifier: false };
+    const w = syntheticWeights(config, { seed: 12 });
+    const path = join(tmp, "untied-q8.gguf");
+    await saveGguf(path, w, { type: "Q8_0" });
+    const float = await loadGguf(path);
+    const packed = await loadGguf(path, { keepPacked: true });
+    const emb = packed.weights.tokenEmbedding;
+    expect(isPackedEmbedding(emb)).toBe(true);
+    expect(isPackedEmbedding(float.weights.tokenEmbedding)).toBe(false);
+    // a packed table costs about a quarter of the float one; the rows it decodes are ggml's values exactly
+    expect(tokenEmbeddingBytes(emb)).toBeLessThan(tokenEmbeddingBytes(float.weights.tokenEmbedding) / 3);
+    const ids = [0, 5, 511, 77, 5];
+    const a = new Float32Array(ids.length * config.dim);
+    const b = new Float32Array(ids.length * config.dim);
+    embeddingRows(packed.weights, ids, a);
+    embeddingRows(float.weights, ids, b);
+    expectSameValues(a, b);
+    const out = packed.tensors.find((t) => t.gguf === "output.weight")!;
+    expect(out).toMatchObject({ loadedAs: "packed", exact: true });
+    expect(linearParts(packed.weights.classifier, "classifier").kind).toBe("quant");
+    expect(maxAbsDiff(logits(packed.weights), logits(float.weights))).toBeLessThan(1e-4);
+    const viaLoadModel = await loadModel(path);
+    expect(isPackedEmbedding(viaLoadModel.weights.tokenEmbedding)).toBe(true);
+    expect(linearParts(viaLoadModel.weights.layers[0].wq, "wq").kind).toBe("quant");
+    // asked to re-quantize, loadModel reads floats as before
+    const rq = await loadModel(path, { quantize: { format: "int4-g32-asym-f16" } });
+    expect(isPackedEmbedding(rq.weights.tokenEmbedding)).toBe(false);
   });
 
   it("int21 INT4 RTN → GGUF Q8_0 (codes written directly, exact) → int21: same weights, logits within kernel rounding", async () => {

@@ -582,9 +582,12 @@ export function quantizedToGgml(q: QuantizedLinear, type: "Q8_0" | "Q4_0" | "Q4_
 /** Options of {@link loadGguf}. */
 export interface GgufLoadOptions extends LoadOptions {
   /**
-   * Keep block-quantized projections packed: each is mapped by {@link ggmlToQuantized} (exactly for
-   * Q8_0 / Q4_0 / Q5_0, to float32 rounding for Q4_1 / Q5_1 / Q4_K / Q5_K); the others are dequantized
-   * (and RTN-quantized when `quantize` is given). Default false: every tensor is dequantized to float.
+   * Keep block-quantized projections, `output` and `token_embd` packed: each is mapped by
+   * {@link ggmlToQuantized} (exactly for Q8_0 / Q4_0 / Q5_0, to float32 rounding for Q4_1 / Q5_1 / Q4_K /
+   * Q5_K); the others are dequantized (and RTN-quantized when `quantize` is given). A packed `token_embd`
+   * is a packed `TokenEmbedding` (rows dequantized on lookup, a tied classifier over the same record).
+   * Default false here: every tensor is dequantized to float (`loadModel` keeps them packed unless asked to
+   * quantize).
    */
   keepPacked?: boolean;
 }
@@ -791,9 +794,12 @@ export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions =
       for (const part of parts) {
         const { name, shape } = part;
         const entry: GgufTensorLoad = { gguf: n, name, type: info.type, loadedAs: "float" };
+        // projections, the classifier and the token embedding (rows dequantized on lookup; a tied
+        // classifier runs the packed linear over the same record)
+        const packable = WeightAssembler.isLinear(name) || name === "tokenEmbedding";
         if (
           opts.keepPacked &&
-          WeightAssembler.isLinear(name) &&
+          packable &&
           GGML_GROUP_TYPES.includes(info.type) &&
           !needsTransform(config, part)
         ) {
@@ -813,11 +819,7 @@ export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions =
             continue;
           }
           entry.reason = packed.reason;
-        } else if (
-          opts.keepPacked &&
-          WeightAssembler.isLinear(name) &&
-          GGML_GROUP_TYPES.includes(info.type)
-        ) {
+        } else if (opts.keepPacked && packable && GGML_GROUP_TYPES.includes(info.type)) {
           entry.reason = "part of a fused tensor or rotate-half q/k rows: read as float";
         }
         asm.put(name, await readPart(n, part), label);

@@ -80,13 +80,19 @@ export async function detectModelFile(path: string): Promise<ModelFileKind> {
 
 /**
  * Loads any supported checkpoint: a llama2.c `.bin`, a Hugging Face directory, a llama.cpp GGUF, or an int21 checkpoint
- * (see {@link detectModelFile}). `opts.quantize` applies to the float formats.
+ * (see {@link detectModelFile}). `opts.quantize` applies to the float formats. A GGUF's block-quantized
+ * tensors are kept packed (`loadGguf`'s `keepPacked`) unless `opts.quantize` is given.
  */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const kind = await detectModelFile(path);
   if (kind === "llama2c") return { kind, weights: loadLlama2c(path, opts) };
   if (kind === "hf") return { kind, weights: await loadHf(path, opts) };
-  if (kind === "gguf") return { kind, weights: (await loadGguf(path, opts)).weights };
+  // a GGUF's block-quantized tensors stay packed (no float copy) unless the caller re-quantizes
+  if (kind === "gguf")
+    return {
+      kind,
+      weights: (await loadGguf(path, { keepPacked: opts.quantize === undefined, ...opts })).weights,
+    };
   const ck = await loadInt21Checkpoint(path, opts);
   return { kind, weights: ck.weights, ...(ck.adapters ? { adapters: ck.adapters } : {}) };
 }
