@@ -13,7 +13,9 @@ import {
   createFloatLinear,
   createQuantLinear,
   createReferenceBackend,
+  createWasmBackend,
   rtnQuantize,
+  trainKernels,
 } from "@int21/quant-kernels";
 import { beforeAll, describe, expect, it } from "vitest";
 import { IGNORE_INDEX } from "./dataset";
@@ -104,6 +106,41 @@ describe("linearCrossEntropy", () => {
     const big = r.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     expect(big).toBeGreaterThan(0.01);
     for (let i = 0; i < g.length; i++) expect(Math.abs(g[i] - r[i])).toBeLessThan(1e-4 * big);
+  });
+
+  it("gives the same loss and gradient through the wasm row kernel (reused chunk buffer)", async () => {
+    const wasm = await createWasmBackend({ threads: 2 });
+    expect(trainKernels(wasm)).toBeDefined();
+    try {
+      const Vw = 301;
+      const head = createFloatLinear({
+        weight: randomArray(Vw * K, 9, 2),
+        outFeatures: Vw,
+        inFeatures: K,
+        backend,
+      });
+      const targets = [5, IGNORE_INDEX, 300, 0, 17, 250, 9];
+      const xs = randomArray(7 * K, 10, 2);
+      const run = (chunk: number) => {
+        const x = tensor(xs.slice(), [7, K], { requiresGrad: true });
+        const l = tidy(() => {
+          const loss = linearCrossEntropy(x, head, targets, { chunk });
+          backward(loss);
+          return loss.item();
+        });
+        return { l, g: x.grad!.toFloat32Array() };
+      };
+      const want = run(3);
+      setBackend(wasm);
+      for (const chunk of [2, 7, 3]) {
+        const got = run(chunk);
+        expect(got.l).toBeCloseTo(want.l, 4);
+        for (let i = 0; i < got.g.length; i++) expect(got.g[i]).toBeCloseTo(want.g[i], 5);
+      }
+    } finally {
+      setBackend(backend);
+      wasm.dispose();
+    }
   });
 
   it("matches finite differences", () => {

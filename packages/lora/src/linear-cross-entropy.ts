@@ -1,7 +1,7 @@
 // Fused classifier + cross-entropy over a frozen Linear, a chunk of rows at a time: the [rows × vocab]
 // logits never exist whole (at seq 512 and a 32k vocabulary they are 65 MB, plus their gradient).
 import { defineOp, fmtShape, logSumExpRows, type OpDef, Tensor, tensor } from "@int21/autograd";
-import type { Linear } from "@int21/quant-kernels";
+import { type Linear, TRAIN_CE_CUTOFF, type TrainKernels, trainKernels } from "@int21/quant-kernels";
 import { IGNORE_INDEX } from "./dataset";
 import type { FrozenLinear } from "./lora-op";
 
@@ -20,7 +20,24 @@ interface Plan {
  * `dlogits · W` GEMM multiply subnormal floats, which x86 runs at a small fraction of its speed
  * (WebAssembly has no flush-to-zero mode).
  */
-export const SOFTMAX_GRAD_CUTOFF = -44.36;
+export const SOFTMAX_GRAD_CUTOFF = TRAIN_CE_CUTOFF;
+
+/**
+ * The chunk buffer of a backend with training kernels: `[chunk × vocab]` floats in wasm memory (the
+ * classifier GEMMs and the row kernel work in place), allocated once and reused by every call whose
+ * chunk fits (grown when one does not).
+ */
+const chunkBuffers = new WeakMap<TrainKernels, Float32Array>();
+
+function chunkBuffer(k: TrainKernels, n: number): Float32Array {
+  let b = chunkBuffers.get(k);
+  if (b === undefined || b.length < n) {
+    if (b !== undefined) k.freeF32(b);
+    b = k.allocF32(n);
+    chunkBuffers.set(k, b);
+  }
+  return b;
+}
 
 /**
  * Row `r` of a chunk: `logits[r·V + j] ← softmax_j − [j = t]` (0 for an ignored row or a tiny
@@ -61,21 +78,47 @@ const op: OpDef<Plan> = {
     const V = lin.outFeatures;
     const xv = x.values();
     const grad = ctx.recording && ctx.needsInputGrad[0];
-    const logits = new Float32Array(Math.min(chunk, rows) * V);
-    const lse = new Float64Array(chunk);
     const dx = grad ? new Float32Array(rows * K) : null;
+    const n = Math.min(chunk, rows) * V;
+    const kernels = trainKernels(ctx.backend);
     let loss = 0;
-    for (let r0 = 0; r0 < rows; r0 += chunk) {
-      const c = Math.min(chunk, rows - r0);
-      lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
-      logSumExpRows(logits, 0, c, V, lse);
-      for (let r = 0; r < c; r++) {
-        const t = targets[r0 + r];
-        if (t !== IGNORE_INDEX) loss += lse[r] - logits[r * V + t];
+    if (kernels) {
+      // the wasm row kernel, in place in a reused wasm buffer
+      const logits = chunkBuffer(kernels, n).subarray(0, n);
+      const rowLoss = new Float32Array(chunk);
+      const lse = new Float32Array(chunk);
+      for (let r0 = 0; r0 < rows; r0 += chunk) {
+        const c = Math.min(chunk, rows - r0);
+        const lc = logits.subarray(0, c * V);
+        lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, lc);
+        kernels.crossEntropyRows({
+          logits: lc,
+          rows: c,
+          V,
+          targets: targets.subarray(r0, r0 + c),
+          ignoreIndex: IGNORE_INDEX,
+          loss: rowLoss,
+          lse,
+          grad: dx !== null,
+        });
+        for (let r = 0; r < c; r++) loss += rowLoss[r];
+        if (dx) lin.inputGrad(lc, c, dx.subarray(r0 * K, (r0 + c) * K));
       }
-      if (dx) {
-        softmaxGradRows(logits, lse, targets, r0, c, V);
-        lin.inputGrad(logits.subarray(0, c * V), c, dx.subarray(r0 * K, (r0 + c) * K));
+    } else {
+      const logits = new Float32Array(n);
+      const lse = new Float64Array(chunk);
+      for (let r0 = 0; r0 < rows; r0 += chunk) {
+        const c = Math.min(chunk, rows - r0);
+        lin.forward(xv.subarray(r0 * K, (r0 + c) * K), c, logits);
+        logSumExpRows(logits, 0, c, V, lse);
+        for (let r = 0; r < c; r++) {
+          const t = targets[r0 + r];
+          if (t !== IGNORE_INDEX) loss += lse[r] - logits[r * V + t];
+        }
+        if (dx) {
+          softmaxGradRows(logits, lse, targets, r0, c, V);
+          lin.inputGrad(logits.subarray(0, c * V), c, dx.subarray(r0 * K, (r0 + c) * K));
+        }
       }
     }
     if (dx) ctx.saveBuffer(dx, [rows, K]); // d(loss / factor)/dx
@@ -102,7 +145,9 @@ const apply = defineOp(op);
  * LoRA-wrapped classifier must go through `linearForward` + `crossEntropy` instead). When `x` needs a
  * gradient, forward computes it too (one `chunk × vocab` buffer and the `[rows × K]` gradient, saved for
  * backward, which only scales it): the classifier runs twice per chunk (`x·Wᵀ`, `dlogits·W`), and
- * probabilities below `2^-64` count as 0 in the gradient (see {@link SOFTMAX_GRAD_CUTOFF}).
+ * probabilities below `2^-64` count as 0 in the gradient (see {@link SOFTMAX_GRAD_CUTOFF}). On a wasm
+ * backend (autograd's current one) the row work runs in quant-kernels' `crossEntropyRows` kernel on a
+ * `chunk × vocab` buffer in wasm memory that is kept and reused across calls.
  */
 export function linearCrossEntropy(
   x: Tensor,

@@ -67,6 +67,15 @@ export {
 export { type ResolvedGemm, checkQuantCall, resolveGemm } from "./check-args";
 export { createReferenceBackend } from "./reference/backend";
 export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./wasm/wasm-backend";
+export {
+  CE_PARALLEL_ELEMS,
+  type CrossEntropyRowsArgs,
+  TRAIN_CE_CUTOFF,
+  type TrainKernels,
+  checkCrossEntropyRowsArgs,
+  referenceCrossEntropyRows,
+  trainKernels,
+} from "./wasm/wasm-train";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
 export { dequantizeRows } from "./dequantize-rows";

@@ -3,6 +3,7 @@
 // share the same memory. Chunks never overlap in what they write, so no locks are needed; tid only
 // selects the thread's scratch.
 #include "quant.h"
+#include "train.h"
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
@@ -132,6 +133,9 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       }
       break;
     }
+    case OP_TRAIN_FIRST ... OP_TRAIN_LAST:
+      qk_train_run(job, tid, scratch);
+      break;
     default:
       __builtin_trap();
   }

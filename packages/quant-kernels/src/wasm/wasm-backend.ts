@@ -9,6 +9,7 @@ import { wasmDequantize } from "./wasm-dequantize";
 import { wasmQmatmul, wasmQmatmulT } from "./wasm-qmatmul";
 import { ResidentCache } from "./wasm-resident";
 import { WasmRuntime, sharedMemoryAvailable } from "./wasm-runtime";
+import { registerTrainKernels } from "./wasm-train";
 import { wasmSgemm } from "./wasm-sgemm";
 
 /** Options of {@link createWasmBackend}. */
@@ -116,7 +117,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const views = new WeakMap<Float32Array, number>();
   // A format whose decode kind has no wasm kernel (a codebook format) runs on the reference kernels.
   const native = (q: QuantizedLinear): boolean => q?.format === undefined || supportsFormat(q.format);
-  return {
+  const backend: WasmBackend = {
     name: `wasm-simd-${threads}t`,
     threads,
     supports(kernel: KernelName, format?: QuantFormat): boolean {
@@ -156,4 +157,6 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       rt.dispose();
     },
   };
+  registerTrainKernels(backend, rt, backend.allocF32, backend.freeF32);
+  return backend;
 }
