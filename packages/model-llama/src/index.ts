@@ -233,3 +233,4 @@ export {
   llama2cTokenizerFiles,
   llama2cVocabStrings,
 } from "./llama2c-tokenizer-json";
+export { llama2cSentencePieceModel } from "./llama2c-sentencepiece";

@@ -10,6 +10,7 @@ import {
   loadModel,
   loadLlama2c,
   readGgufLora,
+  readSentencePieceTokenizer,
   saveLlamaAdapter,
 } from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
@@ -45,7 +46,7 @@ describe("int21 export", () => {
     );
   }, 60_000);
 
-  it("hf --json: folder with config and weights, the adapter under adapters/, a note about the tokenizer", async () => {
+  it("hf --json: folder with config and weights, the adapter under adapters/, the llama2.c tokenizer converted", async () => {
     const out = tempDir();
     const r = await cli(["export", "hf", MODEL, "-o", out, "--adapter", adapter, "--json", "--quiet"]);
     expect(r.code).toBe(0);
@@ -54,11 +55,13 @@ describe("int21 export", () => {
     expect(j.adapters).toEqual(["adapter"]);
     // the llama2.c tokenizer beside the model (tok512.bin) is converted into the folder's tokenizer files
     expect(j.notes).toEqual([]);
-    expect(j.files.filter((f: { what: string }) => /converted from llama2\.c/.test(f.what))).toHaveLength(3);
+    expect(j.files.filter((f: { what: string }) => /converted from llama2\.c/.test(f.what))).toHaveLength(4);
     const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
     const hf = HfTokenizer.fromFile(join(out, "tokenizer.json"));
     const text = "Once upon a time, Lily saw a big dog.";
     expect(hf.encode(text, { special: true })).toEqual(tok.encode(text, { bos: true }));
+    const sp = readSentencePieceTokenizer(join(out, "tokenizer.model"));
+    expect(sp.encode(text, { bos: true })).toEqual(tok.encode(text, { bos: true }));
     expect(existsSync(join(out, "config.json"))).toBe(true);
     const cfg = JSON.parse(readFileSync(join(out, "adapters", "adapter", "adapter_config.json"), "utf8"));
     expect(cfg.base_model_name_or_path).toBe(out);

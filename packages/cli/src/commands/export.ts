@@ -13,6 +13,7 @@ import {
   baseWeightsOf,
   exportGptqHf,
   exportModel,
+  llama2cSentencePieceModel,
   llama2cTokenizerFiles,
   saveLlamaAdapter,
 } from "@int21/model-llama";
@@ -213,6 +214,9 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
         await writeFileAtomic(join(out, name), `${JSON.stringify(obj, null, 2)}\n`);
         report.files.push({ path: join(out, name), what: "tokenizer converted from llama2.c" });
       }
+      // the SentencePiece model keeps the merge scores for convert_hf_to_gguf.py (its tokenizer.json path drops them)
+      await writeFileAtomic(join(out, "tokenizer.model"), llama2cSentencePieceModel(convert));
+      report.files.push({ path: join(out, "tokenizer.model"), what: "tokenizer converted from llama2.c" });
     }
     if (o.json) writeJson(io, { model: m.path, ...report, notes });
     else {
