@@ -221,7 +221,7 @@ describe("ndarray views through the kernels", () => {
     );
   });
 
-  it("the wasm backend gives the reference's result on strided views within float32 rounding", async () => {
+  it("the wasm backend gives the reference's result on strided views within float32 rounding (qmatmul, sgemm)", async () => {
     const wasm = await createWasmBackend({ threads: 1 });
     try {
       const rng = makeRng(5);
@@ -233,6 +233,23 @@ describe("ndarray views through the kernels", () => {
         const got = ndQmatmul(wasm, view(x, rows, K, layout), q);
         for (let i = 0; i < want.data.length; i++) expect(got.data[i]).toBeCloseTo(want.data[i], 4);
       }
+      // sgemm through wasm: padded, transposed and gathered operands, row- and column-major out
+      for (const la of LAYOUTS)
+        for (const lb of LAYOUTS) {
+          const [M, K, N] = [
+            3 + Math.floor(rng() * 5),
+            5 + Math.floor(rng() * 40),
+            2 + Math.floor(rng() * 9),
+          ];
+          const [A, B] = [randomUniform(M * K, 8), randomUniform(K * N, 9)];
+          const want = ndSgemm(ref, ndarray(A, [M, K]), ndarray(B, [K, N]));
+          const colMajor = ndarray(new Float32Array(M * N), [N, M]).transpose(1, 0);
+          for (const out of [undefined, colMajor]) {
+            const got = ndSgemm(wasm, view(A, M, K, la), view(B, K, N, lb), { out });
+            for (let m = 0; m < M; m++)
+              for (let n = 0; n < N; n++) expect(got.get(m, n)).toBeCloseTo(want.get(m, n), 4);
+          }
+        }
     } finally {
       wasm.dispose();
     }
