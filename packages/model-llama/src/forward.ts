@@ -1,5 +1,6 @@
 import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
 import { embeddingRows } from "./embedding";
+import { residentKvCache, weightKernels } from "./kv-cache";
 import { type RunState, ensureContext } from "./run-state";
 import type { LayerWeights, LlamaWeights } from "./weights";
 
@@ -353,6 +354,10 @@ function forwardChunk(
   const kv = kvDim(c);
   const qd = qDim(c);
   const { x, xb, xb2, hb, hb2, q, k, v } = s;
+  // On a wasm backend the cache lives in wasm memory and attention runs there (decode_attn.c); the
+  // score soft-cap (Gemma 2) stays on the JS path.
+  const kernels = c.attnLogitSoftcap === undefined ? weightKernels(w) : undefined;
+  const args = kernels !== undefined ? residentKvCache(s, kernels) : undefined;
   let ids = tokens;
   if (start !== 0 || rows !== tokens.length) {
     const chunk = new Int32Array(rows);
@@ -378,7 +383,17 @@ function forwardChunk(
       keyCache.set(k.subarray(r * kv, (r + 1) * kv), o);
       valueCache.set(v.subarray(r * kv, (r + 1) * kv), o);
     }
-    attention(s, l, rows, pos, xb);
+    if (args !== undefined && kernels !== undefined) {
+      args.offset = base;
+      args.cacheLen = clen;
+      args.rows = rows;
+      args.pos = pos;
+      args.window = layerWindow(c, l);
+      args.headSize = hs;
+      args.scale =
+        c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : 1 / Math.sqrt(hs);
+      kernels.attention(args);
+    } else attention(s, l, rows, pos, xb);
     L.wo.forward(xb, rows, xb2);
     if (L.bo) addBias(xb2, L.bo, rows);
     if (L.postAttnNorm) rmsnorm(xb2, xb2, L.postAttnNorm, rows, dim, normEps);

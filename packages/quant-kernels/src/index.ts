@@ -76,6 +76,8 @@ export {
   referenceCrossEntropyRows,
   trainKernels,
 } from "./wasm/wasm-train";
+export { type DecodeKernels, decodeKernels } from "./wasm/wasm-decode";
+export { type AttentionArgs, checkAttentionArgs, referenceAttention } from "./reference/decode-attention";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
 export { dequantizeRows } from "./dequantize-rows";

@@ -4,6 +4,7 @@
 // selects the thread's scratch.
 #include "quant.h"
 #include "train.h"
+#include "decode.h"
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
@@ -133,6 +134,9 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       }
       break;
     }
+    case OP_ATTN:
+      qk_attn_run(job, tid, scratch);
+      break;
     case OP_TRAIN_FIRST ... OP_TRAIN_LAST:
       qk_train_run(job, tid, scratch);
       break;

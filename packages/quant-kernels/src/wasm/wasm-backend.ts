@@ -7,6 +7,7 @@ import { referenceQmatmul } from "../reference/qmatmul";
 import { referenceQmatmulT } from "../reference/qmatmul-t";
 import { wasmDequantize } from "./wasm-dequantize";
 import { wasmQmatmul, wasmQmatmulT } from "./wasm-qmatmul";
+import { registerDecodeKernels } from "./wasm-decode";
 import { ResidentCache } from "./wasm-resident";
 import { WasmRuntime, sharedMemoryAvailable } from "./wasm-runtime";
 import { registerTrainKernels } from "./wasm-train";
@@ -157,6 +158,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       rt.dispose();
     },
   };
+  registerDecodeKernels(backend, rt, backend.allocF32, backend.freeF32);
   registerTrainKernels(backend, rt, backend.allocF32, backend.freeF32);
   return backend;
 }

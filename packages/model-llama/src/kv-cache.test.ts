@@ -1,0 +1,59 @@
+import {
+  type WasmBackend,
+  createReferenceBackend,
+  createWasmBackend,
+  decodeKernels,
+} from "@int21/quant-kernels";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LlamaConfig } from "./config";
+import { forward } from "./forward";
+import { createRunState } from "./run-state";
+import { argmax } from "./sampler";
+import { syntheticConfig, syntheticWeights } from "./synthetic";
+
+const CONFIGS: [string, LlamaConfig][] = [
+  ["stories260K (GQA 8/4)", syntheticConfig("stories260K")],
+  ["a sliding window of 5 (ring caches)", { ...syntheticConfig("stories260K"), slidingWindow: 5 }],
+];
+
+function greedy(w: ReturnType<typeof syntheticWeights>, prompt: number[], n: number, ctx: number): number[] {
+  const s = createRunState(w.config, { maxRows: 4, ctx });
+  let logits = forward(w, s, prompt, 0);
+  const out: number[] = [];
+  for (let p = prompt.length; out.length < n; p++) {
+    const t = argmax(logits, w.config.vocabSize);
+    out.push(t);
+    logits = forward(w, s, [t], p);
+  }
+  return out;
+}
+
+describe.each([1, 2])("forward with the KV cache in wasm memory (%i thread(s))", (threads) => {
+  let be: WasmBackend;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads });
+  });
+  afterAll(() => be.dispose());
+
+  it.each(CONFIGS)("%s: logits and greedy ids equal the reference backend's", (_, config) => {
+    const ref = syntheticWeights(config, { seed: 3, backend: createReferenceBackend() });
+    const wasm = syntheticWeights(config, { seed: 3, backend: be });
+    const tokens = Array.from({ length: 19 }, (_, i) => (i * 131 + 7) % config.vocabSize);
+    // a small first context makes the cache grow (and move into wasm memory again) mid-prompt
+    const a = createRunState(config, { maxRows: 4, ctx: 3 });
+    const b = createRunState(config, { maxRows: 4, ctx: 3 });
+    let worst = 0;
+    for (let p = 0; p < tokens.length; p += 4) {
+      const chunk = tokens.slice(p, p + 4);
+      const la = forward(ref, a, chunk, p, "all");
+      const lb = forward(wasm, b, chunk, p, "all");
+      for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i] - lb[i]));
+    }
+    expect(worst).toBeLessThan(1e-4);
+    const k = decodeKernels(be);
+    expect(k?.owns(b.keyCache)).toBe(true);
+    expect(k?.owns(b.valueCache)).toBe(true);
+    expect(k?.owns(a.keyCache)).toBe(false);
+    expect(greedy(wasm, tokens.slice(0, 5), 24, 6)).toEqual(greedy(ref, tokens.slice(0, 5), 24, 6));
+  });
+});

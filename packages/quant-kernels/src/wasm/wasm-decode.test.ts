@@ -1,0 +1,131 @@
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AttentionArgs, referenceAttention } from "../reference/decode-attention";
+import { makeRng } from "../testing/random";
+import { type WasmBackend, createWasmBackend } from "./wasm-backend";
+import { ATTN_PARALLEL, type DecodeKernels, decodeKernels } from "./wasm-decode";
+
+interface Case {
+  rows: number;
+  pos: number;
+  window: number;
+  nKv: number;
+  group: number;
+  hs: number;
+  extra: number;
+  seed: number;
+}
+
+function uniform(rng: () => number, n: number, a: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = a * (2 * rng() - 1);
+  return out;
+}
+
+/** A random cache (slot layout of run-state: ring of window + rows − 1 slots, or every position). */
+function makeCase(k: DecodeKernels | undefined, c: Case) {
+  const rng = makeRng(c.seed);
+  const nHeads = c.nKv * c.group;
+  const kv = c.nKv * c.hs;
+  const full = c.pos + c.rows;
+  const cacheLen = c.window > 0 ? Math.min(full, c.window + c.rows - 1) : full + c.extra;
+  const offset = 3 * kv;
+  const n = offset + cacheLen * kv;
+  const alloc = (m: number) => (k ? k.allocF32(m) : new Float32Array(m));
+  const keys = alloc(n);
+  const values = alloc(n);
+  keys.set(uniform(rng, n, 2));
+  values.set(uniform(rng, n, 1));
+  const q = uniform(rng, c.rows * nHeads * c.hs, 2);
+  const args: AttentionArgs = {
+    q,
+    out: new Float32Array(c.rows * nHeads * c.hs),
+    keys,
+    values,
+    offset,
+    cacheLen,
+    rows: c.rows,
+    pos: c.pos,
+    window: c.window,
+    nHeads,
+    nKvHeads: c.nKv,
+    headSize: c.hs,
+    scale: 1 / Math.sqrt(c.hs),
+  };
+  return args;
+}
+
+const caseArb = fc.record({
+  rows: fc.integer({ min: 1, max: 6 }),
+  pos: fc.integer({ min: 0, max: 70 }),
+  window: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 })),
+  nKv: fc.integer({ min: 1, max: 3 }),
+  group: fc.integer({ min: 1, max: 3 }),
+  hs: fc.oneof(fc.integer({ min: 1, max: 70 }), fc.constantFrom(32, 48, 64, 128)),
+  extra: fc.integer({ min: 0, max: 3 }),
+  seed: fc.integer({ min: 1, max: 1 << 30 }),
+});
+
+describe.each([1, 2])("wasm attention (decode_attn.c), %i thread(s)", (threads) => {
+  let be: WasmBackend;
+  let k: DecodeKernels;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads });
+    const kernels = decodeKernels(be);
+    if (!kernels) throw new Error("no decode kernels on a shared-memory wasm backend");
+    k = kernels;
+  });
+  afterAll(() => be.dispose());
+
+  it("matches the scalar reference (GQA, sliding-window rings, any head size)", () => {
+    fc.assert(
+      fc.property(caseArb, (c) => {
+        const a = makeCase(k, c);
+        const want = new Float32Array(a.out.length);
+        referenceAttention({ ...a, out: want });
+        k.attention(a);
+        // outputs are convex combinations of values in [−1, 1]: an absolute bound is a relative one
+        for (let i = 0; i < want.length; i++) expect(Math.abs(a.out[i] - want[i])).toBeLessThan(2e-6);
+        k.freeF32(a.keys);
+        k.freeF32(a.values);
+      }),
+      { seed: 42, numRuns: 60 },
+    );
+  });
+
+  it("a prefill block large enough for the threads matches too, with q and out in wasm memory", () => {
+    const c = { rows: 96, pos: 40, window: 0, nKv: 2, group: 3, hs: 48, extra: 0, seed: 7 };
+    expect(c.rows * (c.pos + c.rows) * c.nKv * c.group * c.hs).toBeGreaterThan(ATTN_PARALLEL);
+    const a = makeCase(k, c);
+    const q = k.allocF32(a.q.length);
+    q.set(a.q);
+    const out = k.allocF32(a.out.length);
+    const want = new Float32Array(a.out.length);
+    referenceAttention({ ...a, out: want });
+    k.attention({ ...a, q, out });
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(out[i] - want[i]));
+    expect(worst).toBeLessThan(2e-6);
+    for (const v of [q, out, a.keys, a.values]) k.freeF32(v);
+  });
+
+  it("softmax stays exact-ish for large score gaps (exp underflow) and refuses bad calls", () => {
+    const c = { rows: 1, pos: 9, window: 0, nKv: 1, group: 1, hs: 8, extra: 0, seed: 3 };
+    const a = makeCase(k, c);
+    a.q.fill(60);
+    const want = new Float32Array(a.out.length);
+    referenceAttention({ ...a, out: want });
+    k.attention(a);
+    for (let i = 0; i < want.length; i++) expect(Math.abs(a.out[i] - want[i])).toBeLessThan(1e-5);
+    expect(() => k.attention({ ...a, keys: new Float32Array(a.keys.length) })).toThrow(/wasm memory/);
+    expect(() => k.attention({ ...a, nHeads: 3, nKvHeads: 2 })).toThrow(/multiple of nKvHeads/);
+    expect(() => k.attention({ ...a, pos: a.cacheLen })).toThrow(/cache slots/);
+    expect(() => k.attention({ ...a, q: new Float32Array(2) })).toThrow(/q has 2 floats/);
+  });
+});
+
+it("an ordinary-memory wasm backend has no decode kernels (a cache could not stay put)", async () => {
+  const be = await createWasmBackend({ threads: 1, sharedMemory: false });
+  expect(decodeKernels(be)).toBeUndefined();
+  be.dispose();
+});

@@ -1,0 +1,105 @@
+// Inference kernels of the wasm backend that are not Backend methods (decode_*.c): attention of a
+// block of queries over a KV cache that lives in wasm memory. Model code reaches them with
+// decodeKernels(backend), which is undefined for every other backend (use the reference then).
+import { type AttentionArgs, checkAttentionArgs } from "../reference/decode-attention";
+import type { WasmRuntime } from "./wasm-runtime";
+
+/** Mirror of wasm/decode.h. */
+const OP_ATTN = 40;
+const AT_Q = 4;
+const AT_OUT = 5;
+const AT_KEYS = 6;
+const AT_VALUES = 7;
+const AT_ROWS = 8;
+const AT_POS = 9;
+const AT_CLEN = 10;
+const AT_WINDOW = 11;
+const AT_NHEADS = 12;
+const AT_NKV = 13;
+const AT_HS = 14;
+const AT_SCALE = 15;
+
+/** Score multiply-adds (rows · keys · qDim) above which attention is split across threads. */
+export const ATTN_PARALLEL = 1 << 20;
+
+/** The inference kernels of a wasm backend. */
+export interface DecodeKernels {
+  /**
+   * A zeroed `Float32Array` of `n` floats in wasm memory (kept valid across memory growth: these kernels
+   * exist only on shared-memory backends); release it with {@link DecodeKernels.freeF32}.
+   */
+  allocF32(n: number): Float32Array;
+  /** Releases a view from {@link DecodeKernels.allocF32}. */
+  freeF32(view: Float32Array): void;
+  /** Whether `a` lives in this backend's wasm memory. */
+  owns(a: Float32Array): boolean;
+  /**
+   * {@link referenceAttention} in wasm SIMD (float32 sums, a polynomial `exp`). `keys` and `values`
+   * must live in wasm memory ({@link DecodeKernels.allocF32}); `q` and `out` are copied when they do not.
+   */
+  attention(a: AttentionArgs): void;
+}
+
+const registry = new WeakMap<object, DecodeKernels>();
+
+/** The inference kernels of `backend`, when it is a wasm backend with shared memory. */
+export function decodeKernels(backend: object): DecodeKernels | undefined {
+  return registry.get(backend);
+}
+
+/** Registers the kernels of a new wasm backend (called by createWasmBackend). */
+export function registerDecodeKernels(
+  backend: object,
+  rt: WasmRuntime,
+  allocF32: (n: number) => Float32Array,
+  freeF32: (v: Float32Array) => void,
+): void {
+  // Without shared memory a growth detaches views: a cache could not stay in wasm memory.
+  if (!rt.shared) return;
+  const owns = (a: Float32Array) => rt.heap.owns(a);
+  registry.set(backend, {
+    allocF32(n) {
+      const v = allocF32(n);
+      v.fill(0);
+      return v;
+    },
+    freeF32,
+    owns,
+    attention(a) {
+      rt.check("attention");
+      checkAttentionArgs(a, "quant-kernels: wasm attention");
+      if (!owns(a.keys) || !owns(a.values))
+        throw new Error("quant-kernels: wasm attention: keys and values must live in wasm memory (allocF32)");
+      const { rows, nHeads, headSize: hs, pos, window } = a;
+      if (rows === 0) return;
+      const n = rows * nHeads * hs;
+      const qIn = owns(a.q);
+      const oIn = owns(a.out);
+      const ctx = window > 0 ? Math.min(pos + rows, window) : pos + rows;
+      rt.begin(256 + (qIn ? 0 : n * 4) + (oIn ? 0 : n * 4), ctx + 16);
+      const heap = rt.heap;
+      let qa: number;
+      if (qIn) qa = a.q.byteOffset;
+      else {
+        qa = rt.take(n * 4);
+        heap.f32.set(a.q.subarray(0, n), qa >> 2);
+      }
+      const oa = oIn ? a.out.byteOffset : rt.take(n * 4);
+      const { i32, f32, base } = rt.jobSlots(OP_ATTN);
+      i32[base + AT_Q] = qa;
+      i32[base + AT_OUT] = oa;
+      i32[base + AT_KEYS] = a.keys.byteOffset + a.offset * 4;
+      i32[base + AT_VALUES] = a.values.byteOffset + a.offset * 4;
+      i32[base + AT_ROWS] = rows;
+      i32[base + AT_POS] = pos;
+      i32[base + AT_CLEN] = a.cacheLen;
+      i32[base + AT_WINDOW] = window;
+      i32[base + AT_NHEADS] = nHeads;
+      i32[base + AT_NKV] = a.nKvHeads;
+      i32[base + AT_HS] = hs;
+      f32[base + AT_SCALE] = a.scale;
+      rt.run(rows * ctx * nHeads * hs >= ATTN_PARALLEL ? rt.threads : 1);
+      if (!oIn) a.out.set(rt.heap.f32.subarray(oa >> 2, (oa >> 2) + n));
+    },
+  });
+}

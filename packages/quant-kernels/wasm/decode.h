@@ -1,0 +1,24 @@
+// Decode/prefill kernels of model inference (decode_*.c): job ids and slots, after the ops of
+// kernels.h. The TypeScript mirror lives in src/wasm/wasm-decode.ts; keep the two in step.
+#ifndef QK_DECODE_H
+#define QK_DECODE_H
+#include "kernels.h"
+
+#define OP_ATTN 40  // causal GQA attention of rows queries over a KV cache (decode_attn.c)
+
+// OP_ATTN slots (byte addresses unless said).
+#define AT_Q 4        // queries [rows × nHeads·hs]
+#define AT_OUT 5      // output [rows × nHeads·hs]
+#define AT_KEYS 6     // the layer's first cache slot of keys; slot s at KEYS + s·nKv·hs floats
+#define AT_VALUES 7   // the same for values
+#define AT_ROWS 8
+#define AT_POS 9      // position of row 0
+#define AT_CLEN 10    // cache slots (a ring: position p in slot p mod CLEN)
+#define AT_WINDOW 11  // sliding window, 0 = none
+#define AT_NHEADS 12
+#define AT_NKV 13
+#define AT_HS 14
+#define AT_SCALE 15   // f32 bits
+
+void qk_attn_run(int32_t* job, int tid, float* scratch);
+#endif
