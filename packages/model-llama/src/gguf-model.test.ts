@@ -34,6 +34,7 @@ import {
   serializeGgufModel,
 } from "./gguf-model";
 import { linearParts } from "./linear-parts";
+import { loadHf } from "./load-hf";
 import { assembleFromReader } from "./load-assemble";
 import { loadLlama2c } from "./load-llama2c";
 import { detectModelFile, loadModel } from "./model-files";
@@ -96,7 +97,7 @@ describe("GGUF model round trips (stories260K)", () => {
     expect(maxAbsDiff(logits(viaLoadModel.weights), ref)).toBe(0);
   });
 
-  it("Q8_0: logits close; keepPacked maps every block exactly to int8-g32 records", async () => {
+  it("Q8_0: logits close; keepPacked keeps every block as the q8_0 block format", async () => {
     const { bytes, report } = serializeGgufModel(stories, { type: "Q8_0" });
     expect(report.tensors.find((t) => t.gguf === "token_embd.weight")?.type).toBe("Q8_0");
     const w2 = report.tensors.find((t) => t.gguf === "blk.0.ffn_down.weight")!;
@@ -124,7 +125,7 @@ describe("GGUF model round trips (stories260K)", () => {
     const entries = packed.tensors.filter((t) => t.loadedAs === "packed");
     // every projection but ffn_down (F32), and token_embd (the tied classifier runs over the same record)
     expect(entries.length).toBe(5 * 6 + 1);
-    for (const e of entries) expect(e).toMatchObject({ format: "int8-g32-sym-f16", exact: true });
+    for (const e of entries) expect(e).toMatchObject({ format: "q8_0", exact: true });
     expect(entries.find((e) => e.gguf === "token_embd.weight")?.name).toBe("tokenEmbedding");
     expect(floatOf(packed.weights, 1, "wq")).toEqual(floatOf(float.weights, 1, "wq"));
     expect(maxAbsDiff(logits(packed.weights), logits(float.weights))).toBeLessThan(1e-4);
@@ -188,10 +189,7 @@ describe("GGUF model round trips (stories260K)", () => {
     const back = await loadGguf(bytes, { keepPacked: true });
     const packed = back.tensors.filter((t) => t.loadedAs === "packed");
     expect(packed.length).toBe(30);
-    for (const p of packed) {
-      expect(p.format).toBe("int4-g32-asym-f32");
-      expect(p.maxAbsError).toBeLessThan(1e-6);
-    }
+    for (const p of packed) expect(p).toMatchObject({ format: "q4_1", exact: true });
     const diff = maxAbsDiff(logits(back.weights), ref4);
     console.log(
       `int4-g32-asym RTN → GGUF Q4_1 → int21: worst weight error ${worst.toExponential(3)}, max |Δlogit| = ${diff.toExponential(3)}`,
@@ -245,7 +243,7 @@ describe("GGUF model round trips (stories260K)", () => {
 });
 
 describe("k-quant GGUF projections", () => {
-  it("Q2_K, Q3_K, Q4_K, Q6_K load dequantized; keepPacked keeps Q4_K as int4-g32-asym-f32 and says why not the others", async () => {
+  it("Q2_K … Q6_K, Q4_0 … Q8_0, IQ4_NL, IQ4_XS: keepPacked keeps every tensor in its own block format, exactly", async () => {
     const config = {
       dim: 256,
       hiddenDim: 512,
@@ -256,87 +254,77 @@ describe("k-quant GGUF projections", () => {
       seqLen: 64,
       ropeTheta: 10000,
       normEps: 1e-5,
-      sharedClassifier: true,
+      sharedClassifier: false,
     };
-    let seed = 7;
-    const rand = () => {
-      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-      return seed / 2 ** 32;
-    };
-    // random blocks with sane f16 super-block scales (d ≈ 2^-9, Q4_K/Q2_K dmin = d / 64)
-    const F16_D = 0x1800;
-    const F16_DMIN = 0x0c00;
-    const scaleAt: Record<string, [number, number | undefined]> = {
-      Q2_K: [80, 82],
-      Q3_K: [108, undefined],
-      Q4_K: [0, 2],
-      Q6_K: [208, undefined],
-    };
-    const blocks = (type: "Q2_K" | "Q3_K" | "Q4_K" | "Q6_K", count: number): Uint8Array => {
-      const t = GGML_TYPES[type];
-      const raw = Uint8Array.from({ length: (count / 256) * t.blockBytes }, () => Math.floor(rand() * 256));
-      const [d, dmin] = scaleAt[type];
-      for (let o = 0; o < raw.length; o += t.blockBytes) {
-        raw[o + d] = F16_D & 255;
-        raw[o + d + 1] = F16_D >> 8;
-        if (dmin !== undefined) {
-          raw[o + dmin] = F16_DMIN & 255;
-          raw[o + dmin + 1] = F16_DMIN >> 8;
-        }
-      }
-      return raw;
-    };
-    const kv = 128;
-    const proj = [
-      ["attn_q", "Q4_K", [256, 256]],
-      ["attn_k", "Q6_K", [kv, 256]],
-      ["attn_v", "Q3_K", [kv, 256]],
-      ["attn_output", "Q2_K", [256, 256]],
-      ["ffn_gate", "Q4_K", [512, 256]],
-      ["ffn_down", "Q6_K", [256, 512]],
-      ["ffn_up", "Q4_K", [512, 256]],
-    ] as const;
-    const ones = new Float32Array(256).fill(1);
-    const emb = Float32Array.from({ length: 512 * 256 }, () => (rand() - 0.5) * 0.2);
-    const bytes = serializeGguf({
-      metadata: llamaToGgufMetadata(config),
-      tensors: [
-        { name: "token_embd.weight", type: "F32", shape: [512, 256], data: emb },
-        { name: "output_norm.weight", type: "F32", shape: [256], data: ones },
-        { name: "blk.0.attn_norm.weight", type: "F32", shape: [256], data: ones },
-        { name: "blk.0.ffn_norm.weight", type: "F32", shape: [256], data: ones },
-        ...proj.map(([n, type, shape]) => ({
-          name: `blk.0.${n}.weight`,
-          type,
-          shape,
-          raw: blocks(type, shape[0] * shape[1]),
-        })),
-      ],
-    });
-    const file = parseGguf(bytes, "k.gguf");
-    const float = await loadGguf(bytes);
-    expect(float.weights.config).toEqual(config);
-    const asFloat = (w: LlamaWeights, n: "wq" | "wk" | "wv" | "wo") => {
-      const p = linearParts(w.layers[0][n], n);
-      return p.kind === "float" ? p.weight : undefined;
-    };
-    expectSameValues(asFloat(float.weights, "wk")!, file.readTensorF32("blk.0.attn_k.weight"));
-    expectSameValues(asFloat(float.weights, "wo")!, file.readTensorF32("blk.0.attn_output.weight"));
-    const packed = await loadGguf(bytes, { keepPacked: true });
-    for (const t of packed.tensors.filter((e) => e.gguf.startsWith("blk.0.") && !e.gguf.includes("norm"))) {
-      if (t.type === "Q4_K") {
-        expect(t).toMatchObject({ loadedAs: "packed", format: "int4-g32-asym-f32", exact: false });
-        expect(t.maxAbsError).toBeLessThan(1e-6);
-      } else {
-        expect(t.loadedAs).toBe("float");
-        expect(t.reason).toMatch(/groups of 16/);
-      }
-    }
+    const w = syntheticWeights(config, { seed: 21 });
+    const f32 = parseGguf(serializeGgufModel(w, { type: "F32" }).bytes, "f32");
     const PROMPT_K = [1, 5, 300, 42, 7];
-    const run = (w: LlamaWeights) =>
-      forward(w, createRunState(w.config, { maxRows: 5 }), PROMPT_K, 0, "all").slice();
-    expect(maxAbsDiff(run(packed.weights), run(float.weights))).toBeLessThan(1e-4);
-  });
+    const run = (m: LlamaWeights) =>
+      forward(m, createRunState(m.config, { maxRows: 5 }), PROMPT_K, 0, "all").slice();
+    const TYPES = [
+      "Q2_K",
+      "Q3_K",
+      "Q4_K",
+      "Q5_K",
+      "Q6_K",
+      "Q4_0",
+      "Q4_1",
+      "Q5_0",
+      "Q5_1",
+      "Q8_0",
+      "IQ4_NL",
+      "IQ4_XS",
+    ] as const;
+    for (const type of TYPES) {
+      // every 2-D tensor (token_embd and output too) in `type`, as llama-quantize writes them
+      const bytes = serializeGguf({
+        metadata: f32.metadata,
+        tensors: f32.names.map((n) => ({
+          name: n,
+          type: f32.tensors[n].shape.length === 2 ? type : ("F32" as const),
+          shape: f32.tensors[n].shape,
+          data: f32.readTensorF32(n),
+        })),
+      });
+      const file = parseGguf(bytes, `${type}.gguf`);
+      const packed = await loadGguf(bytes, { keepPacked: true });
+      const float = await loadGguf(bytes);
+      const want = type === "IQ4_NL" ? "iq4_nl-ggml" : type.toLowerCase();
+      const twoD = packed.tensors.filter((t) => t.type === type);
+      expect(twoD.length, type).toBe(9);
+      for (const t of twoD)
+        expect(t, `${type} ${t.gguf}`).toMatchObject({ loadedAs: "packed", format: want, exact: true });
+      // the packed records decode to ggml's own dequantized values, bit for bit
+      expectSameValues(floatOf(packed.weights, 0, "w2"), file.readTensorF32("blk.0.ffn_down.weight"));
+      const e = packed.weights.tokenEmbedding;
+      expect(isPackedEmbedding(e)).toBe(true);
+      const rows = new Float32Array(2 * 256);
+      embeddingRows(packed.weights, [3, 511], rows);
+      const table = file.readTensorF32("token_embd.weight");
+      expectSameValues(
+        rows,
+        Float32Array.from([...table.subarray(3 * 256, 4 * 256), ...table.subarray(511 * 256)]),
+      );
+      expect(maxAbsDiff(run(packed.weights), run(float.weights)), type).toBeLessThan(1e-3);
+    }
+  }, 120_000);
+
+  it("NEOX q/k rows and Phi-3's fused tensors stay packed too (whole ggml rows moved and sliced)", async () => {
+    for (const family of ["qwen3", "phi3"]) {
+      const w = await loadHf(sharedPath(`fixtures/hf-families/${family}`));
+      const { bytes } = serializeGgufModel(w, { type: "Q8_0", embeddingType: "Q8_0" });
+      const packed = await loadGguf(bytes, { keepPacked: true });
+      const float = await loadGguf(bytes);
+      const proj = packed.tensors.filter((t) => /^layers\.\d+\.w/.test(t.name) && t.type === "Q8_0");
+      expect(proj.length).toBeGreaterThanOrEqual(6 * w.config.nLayers); // q, k, v, o, gate, up at least
+      for (const t of proj) expect(t, `${family} ${t.name}`).toMatchObject({ loadedAs: "packed", format: "q8_0" });
+      expectSameValues(floatOf(packed.weights, 1, "wq"), floatOf(float.weights, 1, "wq"));
+      const ids = [1, 2, 3, 50, 99, 7];
+      const run = (m: LlamaWeights) =>
+        forward(m, createRunState(m.config, { maxRows: ids.length }), ids, 0, "all").slice();
+      expect(maxAbsDiff(run(packed.weights), run(float.weights)), family).toBeLessThan(1e-3);
+    }
+  }, 120_000);
 });
 
 describe("ggml blocks ↔ int21 records", () => {

@@ -31,7 +31,9 @@ import {
   createReferenceBackend,
   f32ToF16Bits,
   isF16Exact,
+  blockFormatOfGgmlType,
   packQuantizedLinear,
+  quantizedFromGgmlBlocks,
   referenceDequantize,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, type ModelFamily, headSize, kvDim, qDim, validateConfig } from "./config";
@@ -582,12 +584,14 @@ export function quantizedToGgml(q: QuantizedLinear, type: "Q8_0" | "Q4_0" | "Q4_
 /** Options of {@link loadGguf}. */
 export interface GgufLoadOptions extends LoadOptions {
   /**
-   * Keep block-quantized projections, `output` and `token_embd` packed: each is mapped by
-   * {@link ggmlToQuantized} (exactly for Q8_0 / Q4_0 / Q5_0, to float32 rounding for Q4_1 / Q5_1 / Q4_K /
-   * Q5_K); the others are dequantized (and RTN-quantized when `quantize` is given). A packed `token_embd`
-   * is a packed `TokenEmbedding` (rows dequantized on lookup, a tied classifier over the same record).
-   * Default false here: every tensor is dequantized to float (`loadModel` keeps them packed unless asked to
-   * quantize).
+   * Keep block-quantized projections, `output` and `token_embd` packed. A ggml block type (Q2_K … Q6_K,
+   * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS) becomes quant-kernels' block format of the same name
+   * (`q4_k`, `iq4_nl-ggml`, …) whose packed words ARE the file's blocks: no float round trip, exact
+   * (NEOX q/k rows and Phi-3's fused parts are whole ggml rows moved / sliced); a row length that is not a
+   * whole number of blocks falls back to {@link ggmlToQuantized}, then to float (RTN-quantized when
+   * `quantize` is given). A packed `token_embd` is a packed `TokenEmbedding` (rows dequantized on lookup, a
+   * tied classifier over the same record). Default false here: every tensor is dequantized to float
+   * (`loadModel` keeps them packed unless asked to quantize).
    */
   keepPacked?: boolean;
 }
@@ -638,6 +642,34 @@ interface OpenedGguf {
   byGguf: Map<string, GgufPart[]>;
   /** The float32 values of an int21 tensor in int21's layout (fused parts sliced, q/k rows un-permuted). */
   readPart(gguf: string, part: GgufPart): Promise<Float32Array>;
+  /** The same rows as stored bytes (`rowBytes` per row): whole ggml rows moved, no decoding. */
+  readPartRaw(gguf: string, part: GgufPart, rowBytes: number): Promise<Uint8Array>;
+}
+
+/**
+ * Whole rows of `rowBytes` bytes moved between int21's interleaved q/k order and Hugging Face's rotate-half
+ * order, head by head of `hs` rows: `hf[h·hs + j·hs/2 + i] = orig[h·hs + 2i + j]` (`toHf`), or back.
+ */
+export function moveRowBytes(
+  raw: Uint8Array,
+  rows: number,
+  rowBytes: number,
+  hs: number,
+  toHf: boolean,
+): Uint8Array {
+  if (rows % hs !== 0 || hs % 2 !== 0 || raw.length !== rows * rowBytes)
+    throw new Error(`q/k rows: ${rows} rows of ${rowBytes} bytes do not split into heads of ${hs}`);
+  const out = new Uint8Array(raw.length);
+  const half = hs / 2;
+  for (let h = 0; h < rows / hs; h++)
+    for (let j = 0; j < 2; j++)
+      for (let i = 0; i < half; i++) {
+        const orig = h * hs + 2 * i + j;
+        const hf = h * hs + j * half + i;
+        const [from, to] = toHf ? [orig, hf] : [hf, orig];
+        out.set(raw.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
+      }
+  return out;
 }
 
 /** Whether a part needs more than a plain read (a slice of a fused tensor, or NEOX q/k rows to un-permute). */
@@ -740,7 +772,22 @@ async function openLlamaGguf(src: string | Uint8Array): Promise<OpenedGguf> {
       }
       return data;
     };
-    return { file, config, byGguf, readPart };
+    let rawName = "";
+    let rawData: Uint8Array | undefined;
+    const readPartRaw = async (g: string, part: GgufPart, rowBytes: number): Promise<Uint8Array> => {
+      let data: Uint8Array;
+      if (part.rowStart !== undefined) {
+        if (rawName !== g || !rawData) {
+          rawData = await file.readTensorRaw(g);
+          rawName = g;
+        }
+        data = rawData.slice(part.rowStart * rowBytes, part.rowEnd! * rowBytes);
+      } else data = await file.readTensorRaw(g);
+      if (needsTransform(config, part) && /\.(wq|wk)$/.test(part.name))
+        data = moveRowBytes(data, data.length / rowBytes, rowBytes, hs, false);
+      return data;
+    };
+    return { file, config, byGguf, readPart, readPartRaw };
   } catch (e) {
     if ("close" in file) await file.close();
     throw e;
@@ -781,7 +828,7 @@ export async function openGgufReader(src: string | Uint8Array): Promise<TensorRe
  * tensor name, type and shape is checked against the config before any data is read; values are checked finite.
  */
 export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions = {}): Promise<GgufModel> {
-  const { file, config, byGguf, readPart } = await openLlamaGguf(src);
+  const { file, config, byGguf, readPart, readPartRaw } = await openLlamaGguf(src);
   const label = file.path;
   const md = file.metadata;
   try {
@@ -797,6 +844,18 @@ export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions =
         // projections, the classifier and the token embedding (rows dequantized on lookup; a tied
         // classifier runs the packed linear over the same record)
         const packable = WeightAssembler.isLinear(name) || name === "tokenEmbedding";
+        const block = blockFormatOfGgmlType(info.type);
+        if (opts.keepPacked && packable && block !== undefined && shape[1] % block.block.blockSize === 0) {
+          // a ggml block type is kept as its own int21 block format: the bytes ARE the packed words
+          const raw = await readPartRaw(n, part, (shape[1] / block.block.blockSize) * block.block.blockBytes);
+          const q = quantizedFromGgmlBlocks(block, raw, shape[0], shape[1], {
+            copy: !(typeof src === "string"),
+          });
+          Object.assign(entry, { loadedAs: "packed", format: q.format.name, exact: true });
+          asm.putQuantized(name, q);
+          report.push(entry);
+          continue;
+        }
         if (
           opts.keepPacked &&
           packable &&
