@@ -127,6 +127,7 @@ export {
   gatherNdarray,
   isRowMajor,
   ndDequantize,
+  ndLinear,
   ndQmatmul,
   ndQmatmulT,
   ndQuantize,

@@ -1,10 +1,12 @@
 import fc from "fast-check";
 import ndarray from "ndarray";
 import { describe, expect, it } from "vitest";
+import { createFloatLinear, createQuantLinear } from "./linear";
 import {
   type NdArrayInput,
   gatherNdarray,
   ndDequantize,
+  ndLinear,
   ndQmatmul,
   ndQmatmulT,
   ndQuantize,
@@ -116,6 +118,43 @@ describe("ndarray views through the kernels", () => {
         },
       ),
       { seed: 21, numRuns: 150 },
+    );
+  });
+
+  it("ndLinear: every layout of x through a float and a quantized Linear gives forward's result on the plain array", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom(...LAYOUTS),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1000 }),
+        (N, K, rows, layout, quantized, seed) => {
+          const W = randomWeights(N * K, seed);
+          const bias = randomUniform(N, seed + 3);
+          const lin = quantized
+            ? createQuantLinear({ q: rtnQuantize(W, N, K, "int4-g32-asym-f16"), bias, backend: ref })
+            : createFloatLinear({ weight: W, outFeatures: N, inFeatures: K, bias, backend: ref });
+          const x = randomUniform(rows * K, seed + 1);
+          const plain = new Float32Array(rows * N);
+          lin.forward(x, rows, plain);
+          const y = ndLinear(lin, view(x, rows, K, layout, seed), {
+            out: ndarray(new Float32Array(rows * N), [rows, N]),
+          });
+          expect(Array.from(y.data)).toEqual(Array.from(plain));
+        },
+      ),
+      { seed: 24, numRuns: 100 },
+    );
+    const lin = createFloatLinear({
+      weight: new Float32Array(6),
+      outFeatures: 2,
+      inFeatures: 3,
+      backend: ref,
+    });
+    expect(() => ndLinear(lin, ndarray(new Float32Array(8), [2, 4]))).toThrow(
+      /ndLinear: x must have shape \[\.\.\., 3\] \(K = linear\.inFeatures\), got \[2, 4\]/,
     );
   });
 

@@ -3,7 +3,7 @@
 import ndarray from "ndarray";
 import { resolveQuantizer } from "./quantizer-registry";
 import type { QuantizeOptions, Quantizer } from "./quantizer";
-import type { Backend, QuantFormat, QuantizedLinear } from "./types";
+import type { Backend, Linear, QuantFormat, QuantizedLinear } from "./types";
 
 /** A scijs `ndarray` view over float32 data: what the wrappers here return. */
 export type Float32NdArray = ndarray.NdArray<Float32Array>;
@@ -204,6 +204,24 @@ export function ndQmatmul(
   const xs = denseInput(who, "x", x, opts.copy !== false);
   const { view, data } = resultView(who, [...x.shape.slice(0, -1), q.outFeatures], opts.out);
   backend.qmatmul(xs, rows, q, data);
+  return view;
+}
+
+/**
+ * `y = linear.forward(x)` over ndarray views: any {@link Linear} (float, quantized, LoRA-wrapped), with `x`
+ * `[..., K]` (K = `linear.inFeatures`) and `y` `[..., N]`:
+ * ```
+ * for each leading index r, n: y[r, n] = Σ_k x[r, k] · W[n, k] (+ bias[n])
+ * ```
+ * Copies as {@link ndQmatmul}.
+ */
+export function ndLinear(linear: Linear, x: NdArrayInput, opts: NdKernelOptions = {}): Float32NdArray {
+  const who = "ndLinear";
+  checkView(who, "x", x);
+  const rows = rowsOf(who, "x", x, linear.inFeatures, "K = linear.inFeatures");
+  const xs = denseInput(who, "x", x, opts.copy !== false);
+  const { view, data } = resultView(who, [...x.shape.slice(0, -1), linear.outFeatures], opts.out);
+  linear.forward(xs, rows, data);
   return view;
 }
 
