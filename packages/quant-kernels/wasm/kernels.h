@@ -69,7 +69,8 @@
 #define D_GIDX 11  // 0 when absent
 #define D_OFFSET 12  // 1: the fused matvec may use the offset decode (asymmetric, bits == CB; see quant.c)
 #define D_LUT 13     // byte address of a codebook format's 2^bits floats (indexed by code), 0 for affine
-#define D_SIZE 14
+#define D_BLOCK 14   // ggml type id of a block format (D_WORDS: the rows' ggml blocks, D_WPR words a row), 0 otherwise
+#define D_SIZE 15
 
 // Blocking of the float GEMM (floats): A block MC×KC, B block KC×NC, micro-kernel MR×NR.
 #define MR 4

@@ -100,6 +100,10 @@ static void lut_range(const int32_t* d, const uint32_t* w, const float* sc, int 
 }
 
 void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
+  if (d[D_BLOCK]) {
+    qk_block_range(d, row, k0, imin(k1, d[D_K]), out);
+    return;
+  }
   int cb = d[D_CB], lp = log2_per(cb), ng = d[D_NG], gs = d[D_GS];
   const uint32_t* w = (const uint32_t*)(uintptr_t)d[D_WORDS] + (uint32_t)row * (uint32_t)d[D_WPR];
   const float* sc = (const float*)(uintptr_t)d[D_SCALES] + (uint32_t)row * (uint32_t)ng;

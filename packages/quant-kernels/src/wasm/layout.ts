@@ -55,7 +55,9 @@ export const D_GIDX = 11;
 export const D_OFFSET = 12;
 /** Byte address of a codebook format's `2^bits` floats (indexed by code); 0 for affine formats. */
 export const D_LUT = 13;
-export const D_SIZE = 14;
+/** ggml type id of a block format (the resident words are the rows' ggml blocks), 0 otherwise. */
+export const D_BLOCK = 14;
+export const D_SIZE = 15;
 
 /** GEMM blocking (floats), as in kernels.h. */
 export const MR = 4;

@@ -76,8 +76,13 @@ function defaultThreads(): number {
 /** Decode kinds the wasm kernels compute natively (quant.c); others fall back to the reference kernels. */
 const NATIVE_DECODE: ReadonlySet<string> = new Set(["affine", "lut"]);
 
+/** ggml type ids whose blocks wasm/ggml_blocks.c decodes (the registered block formats). */
+const WASM_BLOCK_TYPES: ReadonlySet<number> = new Set([2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20, 23]);
+
 function supportsFormat(f: QuantFormat): boolean {
   const decode = f.decode ?? "affine";
+  if (decode === "block")
+    return WASM_BLOCK_TYPES.has((f as { block?: { ggmlTypeId: number } }).block?.ggmlTypeId ?? -1);
   if (decode === "lut" && !(f.codebook instanceof Float32Array && f.codebook.length === 2 ** f.bits))
     return false;
   return (
@@ -92,7 +97,9 @@ function supportsFormat(f: QuantFormat): boolean {
 /**
  * Creates the WebAssembly SIMD backend. Every kernel runs natively for every affine format (1–8 bits,
  * any group size, act-order `gIdx` through a slower dequantize-a-row path) and every codebook ("lut")
- * format (NF4, IQ4_NL, user codebooks: table decode, through the dequantize-a-row and tiled paths);
+ * format (NF4, IQ4_NL, user codebooks: table decode, through the dequantize-a-row and tiled paths)
+ * and every ggml block format (`q4_0` … `q6_k`, `iq4_nl-ggml`, `iq4_xs`: the layer's ggml blocks kept
+ * resident as they are, decoded a block at a time into the GEMM's B panels / the matvec's row buffer);
  * formats of a user decode kind report `supports() === false` and run on the reference kernels. Calls are synchronous:
  * the caller's thread runs its share and waits for the workers.
  *
@@ -158,7 +165,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       rt.dispose();
     },
   };
-  registerDecodeKernels(backend, rt, backend.allocF32, backend.freeF32);
+  registerDecodeKernels(backend, rt, backend.allocF32, backend.freeF32, cache);
   registerTrainKernels(backend, rt, backend.allocF32, backend.freeF32);
   return backend;
 }

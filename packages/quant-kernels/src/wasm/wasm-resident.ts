@@ -3,8 +3,10 @@
 // constant float weights (`GemmArgs.bConst`). Freed when the key is garbage-collected, evicted, or
 // pushed out by the byte budget (least recently used first).
 import type { QuantizedLinear } from "../types";
+import { isBlockFormat } from "../formats/ggml-blocks";
 import {
   D_BITS,
+  D_BLOCK,
   D_CB,
   D_GIDX,
   D_OFFSET,
@@ -177,6 +179,7 @@ export class ResidentCache {
       this.touch(hit.id);
       return hit.res;
     }
+    if (isBlockFormat(q.format)) return this.blockQuantized(q);
     const { ng, gs } = checkRecord(q);
     const N = q.outFeatures;
     const K = q.inFeatures;
@@ -226,6 +229,7 @@ export class ResidentCache {
       i32[d + D_GIDX] = gidx;
       i32[d + D_OFFSET] = !q.format.symmetric && bits === cb ? 1 : 0;
       i32[d + D_LUT] = lut;
+      i32[d + D_BLOCK] = 0;
       if (codebook !== undefined) {
         heap.f32.fill(0, lut >> 2, (lut >> 2) + lutLen);
         heap.f32.set(codebook, lut >> 2);
@@ -245,6 +249,54 @@ export class ResidentCache {
       const fast =
         (codebook === undefined || bits <= 4) && q.gIdx === undefined && (gs === -1 || gs % 4 === 0);
       const res: ResidentQuant = { desc, N, K, Kp, nGroups: ng, fast, bytes: need };
+      const id = this.track(q, need, blocks);
+      this.quant.set(q, { res, blocks, id });
+      return res;
+    } catch (e) {
+      for (const b of blocks) heap.release(b);
+      throw e;
+    }
+  }
+
+  /**
+   * The resident copy of a ggml block-format layer: its words as they are (each row the row's ggml
+   * blocks, `wordsPerRow` words), decoded a block at a time by the kernels (wasm/ggml_blocks.c).
+   */
+  private blockQuantized(q: QuantizedLinear): ResidentQuant {
+    const f = q.format;
+    if (!isBlockFormat(f)) fail(`format ${f.name} is not a block format`);
+    const N = q.outFeatures;
+    const K = q.inFeatures;
+    const w = q.qweight;
+    const rowBytes = (K / f.block.blockSize) * f.block.blockBytes;
+    if (K % f.block.blockSize !== 0 || w.bits !== 8 || w.rows !== N || w.cols !== rowBytes)
+      fail(`qweight of ${f.name} is ${w.rows}×${w.cols} bytes, expected ${N}×${rowBytes}`);
+    const wpr = w.wordsPerRow;
+    if (wpr !== Math.ceil(rowBytes / 4) || w.words.length < N * wpr)
+      fail(`qweight of ${f.name} needs ${N * Math.ceil(rowBytes / 4)} words, has ${w.words.length}`);
+    const need = (D_SIZE + N * wpr) * 4;
+    this.makeRoom(need);
+    const heap = this.rt.heap;
+    const blocks: number[] = [];
+    try {
+      const desc = heap.alloc(D_SIZE * 4);
+      blocks.push(desc);
+      const words = heap.alloc(N * wpr * 4);
+      blocks.push(words);
+      heap.refresh();
+      const d = desc >> 2;
+      const i32 = heap.i32;
+      i32.fill(0, d, d + D_SIZE);
+      i32[d + D_BITS] = 8;
+      i32[d + D_CB] = 8;
+      i32[d + D_N] = N;
+      i32[d + D_K] = K;
+      i32[d + D_KP] = K;
+      i32[d + D_WPR] = wpr;
+      i32[d + D_WORDS] = words;
+      i32[d + D_BLOCK] = f.block.ggmlTypeId;
+      heap.u32.set(w.words.subarray(0, N * wpr), words >> 2);
+      const res: ResidentQuant = { desc, N, K, Kp: K, nGroups: 0, fast: false, bytes: need };
       const id = this.track(q, need, blocks);
       this.quant.set(q, { res, blocks, id });
       return res;

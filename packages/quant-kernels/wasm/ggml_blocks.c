@@ -1,0 +1,223 @@
+// ggml block formats (decode "block": q4_0 … q6_k, iq4_nl-ggml, iq4_xs): the resident words are the
+// layer's own ggml blocks (each row padded to whole words), decoded a block at a time into floats for
+// the tiled GEMM, the row-at-a-time matvec and dequantize (every kernel reaches them through
+// qk_dequant_range). Each value is computed as the reference (@int21/io's dequantizers) does: every
+// product before the last is exact in float32, so the one rounding matches and the decode is bit-exact.
+#include "quant.h"
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+// ggml type ids (ggml.h).
+#define T_Q4_0 2
+#define T_Q4_1 3
+#define T_Q5_0 6
+#define T_Q5_1 7
+#define T_Q8_0 8
+#define T_Q2_K 10
+#define T_Q3_K 11
+#define T_Q4_K 12
+#define T_Q5_K 13
+#define T_Q6_K 14
+#define T_IQ4_NL 20
+#define T_IQ4_XS 23
+
+static const float IQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// Little-endian f16 at p, exactly as a float.
+static inline float h2f(const uint8_t* p) {
+  uint32_t h = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+  uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 0x3ffu;
+  union {
+    uint32_t u;
+    float f;
+  } v;
+  if (e == 0) {
+    float f = (float)m * 5.9604644775390625e-8f;  // m · 2^-24
+    return sign ? -f : f;
+  }
+  v.u = sign | (e == 31 ? (0xffu << 23) | (m << 13) : ((e + 112u) << 23) | (m << 13));
+  return v.f;
+}
+
+static inline uint32_t u32le(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+// 6-bit scale (j-th) and min of a Q4_K / Q5_K block, from the 12 bytes at s.
+static inline void k4(const uint8_t* s, int j, int* sc, int* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+static inline int block_size(int t) { return t >= T_Q2_K && t != T_IQ4_NL ? 256 : 32; }
+
+static int block_bytes(int t) {
+  switch (t) {
+    case T_Q4_0: return 18;
+    case T_Q4_1: return 20;
+    case T_Q5_0: return 22;
+    case T_Q5_1: return 24;
+    case T_Q8_0: return 34;
+    case T_Q2_K: return 84;
+    case T_Q3_K: return 110;
+    case T_Q4_K: return 144;
+    case T_Q5_K: return 176;
+    case T_Q6_K: return 210;
+    case T_IQ4_NL: return 18;
+    case T_IQ4_XS: return 136;
+    default: return 0;
+  }
+}
+
+// The block_size(t) weights of the block at b, into y.
+static void decode_block(int t, const uint8_t* b, float* y) {
+  switch (t) {
+    case T_Q4_0: {
+      float d = h2f(b);
+      for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((b[2 + j] & 15) - 8);
+        y[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+      }
+      break;
+    }
+    case T_Q4_1: {
+      float d = h2f(b), m = h2f(b + 2);
+      for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)(b[4 + j] & 15) + m;
+        y[j + 16] = d * (float)(b[4 + j] >> 4) + m;
+      }
+      break;
+    }
+    case T_Q5_0: {
+      float d = h2f(b);
+      uint32_t qh = u32le(b + 2);
+      for (int j = 0; j < 16; j++) {
+        int q0 = (b[6 + j] & 15) | (((qh >> j) & 1) << 4), q1 = (b[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+        y[j] = d * (float)(q0 - 16);
+        y[j + 16] = d * (float)(q1 - 16);
+      }
+      break;
+    }
+    case T_Q5_1: {
+      float d = h2f(b), m = h2f(b + 2);
+      uint32_t qh = u32le(b + 4);
+      for (int j = 0; j < 16; j++) {
+        int q0 = (b[8 + j] & 15) | (((qh >> j) & 1) << 4), q1 = (b[8 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+        y[j] = d * (float)q0 + m;
+        y[j + 16] = d * (float)q1 + m;
+      }
+      break;
+    }
+    case T_Q8_0: {
+      float d = h2f(b);
+      for (int j = 0; j < 32; j++) y[j] = d * (float)(int8_t)b[2 + j];
+      break;
+    }
+    case T_Q2_K: {
+      float d = h2f(b + 80), dmin = h2f(b + 82);
+      for (int k = 0; k < 16; k++) {
+        int sc = b[k];
+        float a = d * (float)(sc & 15), m = dmin * (float)(sc >> 4);
+        for (int i = 16 * k; i < 16 * k + 16; i++) {
+          int q = (b[16 + 32 * (i >> 7) + (i & 31)] >> (2 * ((i >> 5) & 3))) & 3;
+          y[i] = a * (float)q - m;
+        }
+      }
+      break;
+    }
+    case T_Q3_K: {
+      float d = h2f(b + 108);
+      const uint8_t* s = b + 96;
+      for (int k = 0; k < 16; k++) {
+        int low = k < 8 ? s[k] & 15 : s[k - 8] >> 4;
+        int high = (s[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+        float a = d * (float)((low | (high << 4)) - 32);
+        for (int i = 16 * k; i < 16 * k + 16; i++) {
+          int h = i >> 7, sh = (i >> 5) & 3, l = i & 31;
+          int lo = (b[32 + 32 * h + l] >> (2 * sh)) & 3;
+          int hb = (b[l] >> (4 * h + sh)) & 1;
+          y[i] = a * (float)(lo - (hb ? 0 : 4));
+        }
+      }
+      break;
+    }
+    case T_Q4_K:
+    case T_Q5_K: {
+      float d = h2f(b), dmin = h2f(b + 2);
+      int five = t == T_Q5_K;
+      const uint8_t* qs = b + (five ? 48 : 16);
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k4(b + 4, j, &sc, &m);
+        float a = d * (float)sc, mm = dmin * (float)m;
+        const uint8_t* q = qs + 32 * (j >> 1);
+        int shift = 4 * (j & 1);
+        for (int l = 0; l < 32; l++) {
+          int v = (q[l] >> shift) & 15;
+          if (five) v |= ((b[16 + l] >> j) & 1) << 4;
+          y[32 * j + l] = a * (float)v - mm;
+        }
+      }
+      break;
+    }
+    case T_Q6_K: {
+      float d = h2f(b + 208);
+      for (int k = 0; k < 16; k++) {
+        float a = d * (float)(int8_t)b[192 + k];
+        for (int i = 16 * k; i < 16 * k + 16; i++) {
+          int h = i >> 7, s = (i >> 5) & 3, l = i & 31;
+          int lb = b[64 * h + 32 * (s & 1) + l];
+          int lo = s < 2 ? lb & 15 : lb >> 4;
+          int hi = (b[128 + 32 * h + l] >> (2 * s)) & 3;
+          y[i] = a * (float)((lo | (hi << 4)) - 32);
+        }
+      }
+      break;
+    }
+    case T_IQ4_NL: {
+      float d = h2f(b);
+      for (int j = 0; j < 16; j++) {
+        y[j] = d * IQ4NL[b[2 + j] & 15];
+        y[j + 16] = d * IQ4NL[b[2 + j] >> 4];
+      }
+      break;
+    }
+    case T_IQ4_XS: {
+      float d = h2f(b);
+      int sh = b[2] | (b[3] << 8);
+      for (int j = 0; j < 8; j++) {
+        int ls = ((b[4 + (j >> 1)] >> (4 * (j & 1))) & 15) | (((sh >> (2 * j)) & 3) << 4);
+        float dl = d * (float)(ls - 32);
+        const uint8_t* q = b + 8 + 16 * j;
+        for (int l = 0; l < 16; l++) {
+          y[32 * j + l] = dl * IQ4NL[q[l] & 15];
+          y[32 * j + l + 16] = dl * IQ4NL[q[l] >> 4];
+        }
+      }
+      break;
+    }
+    default:
+      for (int i = 0; i < block_size(t); i++) y[i] = 0.0f;
+  }
+}
+
+void qk_block_range(const int32_t* d, int row, int k0, int k1, float* out) {
+  int t = d[D_BLOCK], bs = block_size(t), bb = block_bytes(t);
+  const uint8_t* r = (const uint8_t*)(uintptr_t)d[D_WORDS] + (uint32_t)row * (uint32_t)d[D_WPR] * 4u;
+  float tmp[256];
+  for (int b = k0 / bs; b * bs < k1; b++) {
+    int s = b * bs, e = s + bs;
+    if (s >= k0 && e <= k1) {
+      decode_block(t, r + (uint32_t)b * (uint32_t)bb, out + (s - k0));
+    } else {
+      decode_block(t, r + (uint32_t)b * (uint32_t)bb, tmp);
+      int lo = s > k0 ? s : k0, hi = imin(e, k1);
+      for (int k = lo; k < hi; k++) out[k - k0] = tmp[k - s];
+    }
+  }
+}
