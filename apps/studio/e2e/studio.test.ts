@@ -223,7 +223,9 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
       { timeout: 120_000 },
     );
     await settled(page);
-    expect(await page.getAttribute("#ft-chart svg", "data-points")).toBe(String(8 - savedStep));
+    // the chart continues the saved curve: the saved steps, then the resumed ones
+    expect(await page.getAttribute("#ft-chart svg", "data-points")).toBe("8");
+    expect(await page.inputValue("#bits")).toBe("2");
     console.log(`fine-tune: ${await page.textContent("#ft-info")}`);
 
     // perplexity per configuration
@@ -282,9 +284,9 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     const errors: string[] = [];
     const page = await openPage(errors);
     await pick(page, "#folder", dir);
-    expect(await page.textContent("#model-info")).toMatch(
-      /^smollm2 \(hf\): llama, dim 96, hidden 256, 2 layers/,
-    );
+    const hfInfo = (await page.textContent("#model-info")) ?? "";
+    expect(hfInfo).toMatch(/^smollm2 \(hf\): llama, dim 96, hidden 256, 2 layers/);
+    expect(hfInfo).toMatch(/streamed in \d+ slices/); // the safetensors file, tensor by tensor
     await page.fill("#prompt-ids", ref.greedy_prompt_ids.join(", "));
     await page.fill("#gen-steps", String(ref.greedy_prompt_ids.length + ref.greedy_ids.length - 1));
     await press(page, "#generate");

@@ -100,7 +100,7 @@ export function barChart(
   const W = 460;
   const rowH = 22;
   const H = 30 + rowH * Math.max(1, bars.length);
-  const L = 150;
+  const L = 210;
   const finite = bars.filter((b) => Number.isFinite(b.value) && b.value > 0);
   const max = finite.length ? Math.max(...finite.map((b) => b.value)) : 1;
   const parts = [

@@ -467,11 +467,36 @@ $("ft-continue").addEventListener("click", () => run<Summary>("Fine-tuning", { o
 
 $("resume").addEventListener("click", async () => {
   $("resume-banner").hidden = true;
-  const r = await run<{ summary: Summary; meta: SavedRun; history: FtStep[] }>(
+  resetStages();
+  const r = await run<{ summary: Summary; meta: SavedRun; history: FtStep[]; lrecHistory: LrecStep[] }>(
     "Restoring the saved run",
     { op: "resume" },
     (r) => {
       showSummary(r.summary);
+      const q = r.meta.quantize;
+      if (q) {
+        $<HTMLSelectElement>("bits").value = String(q.bits);
+        $<HTMLSelectElement>("group").value = String(q.groupSize);
+        $<HTMLSelectElement>("method").value = q.method;
+        $("quant-info").textContent =
+          `${r.summary.student}: projections ${formatBytes(r.summary.studentBytes)} (re-quantized from the saved settings)`;
+      }
+      const f = r.meta.finetune;
+      for (const [id, v] of [
+        ["ft-rank", f.r],
+        ["ft-alpha", f.alpha],
+        ["ft-steps", f.steps],
+        ["ft-lr", f.lr],
+        ["ft-batch", f.batch],
+        ["ft-seq", f.seqLen],
+        ["ft-save", f.saveEvery],
+      ] as const)
+        $<HTMLInputElement>(id).value = String(v);
+      lrecSteps = r.lrecHistory;
+      ftSteps = r.history;
+      if (lrecSteps.length) drawLrec();
+      if (ftSteps.length) drawFt();
+      void webgpu();
       return `restored step ${r.meta.step}/${r.meta.finetune.steps}`;
     },
   );

@@ -123,6 +123,8 @@ describe("Studio on stories260K", () => {
     const r = await c.resumeRun(store.bytes!, quiet);
     expect(r.summary.ftSteps).toBe(4);
     expect(r.summary.adapters).toEqual(["lrec", "default"]);
+    expect(c.ftHistory.map((h) => h.loss)).toEqual(first); // the curves continue where they were
+    expect(c.lrecHistory).toHaveLength(8);
     const rest: number[] = [];
     await c.finetune(quiet, (st) => rest.push(st.loss));
     expect([...first, ...rest].map((l) => l.toFixed(5))).toEqual(straight.map((l) => l.toFixed(5)));

@@ -17,6 +17,7 @@ import {
 } from "@int21/lora";
 import { type LrecStep, runLrec, windowData } from "@int21/lrec";
 import {
+  assembleFromReader,
   type ByteSource,
   baseWeightsOf,
   calibrationWindows,
@@ -41,13 +42,14 @@ import {
   type Tokenizer,
 } from "@int21/model-llama";
 import { batchAt, parseTrainingData, trainingExamples } from "./data";
+import { hfStreamable, hfStreamConfig, openHfStream, sourceText } from "./hf-stream";
 import { type StageProgress, stageClock } from "./progress";
 
 /** Where a model comes from, as the worker hands it over. */
 export type ModelInput =
   | { kind: "llama2c"; model: ByteSource; tokenizer: Uint8Array; tokenizerName: string }
   | { kind: "gguf"; bytes: Uint8Array; name: string }
-  | { kind: "hf"; files: Record<string, Uint8Array>; label: string };
+  | { kind: "hf"; files: Record<string, ByteSource>; label: string };
 
 /** Quantization settings. */
 export interface QuantizeSettings {
@@ -137,6 +139,8 @@ export interface SavedRun {
   lrec: Omit<LrecSettings, "text"> | null;
   finetune: Omit<FinetuneSettings, "data"> & { dataChars: number };
   step: number;
+  /** The curves so far, so a resumed run's charts continue where they were. */
+  history: { lrec: { step: number; klPerToken: number; loss: number }[]; finetune: FtStep[] };
   optimizer: OptimizerState["meta"];
   adaptersMeta: unknown;
   savedAt: string;
@@ -217,18 +221,27 @@ export class Studio {
     } else {
       name = input.label;
       const tick = stageClock("load", 1, emit);
-      weights = await loadHfBytes(input.files, {
-        backend: this.backend,
-        onProgress: (p) => tick(p.done / p.total, p.tensor),
-      });
-      const dec = new TextDecoder();
-      const json = JSON.parse(dec.decode(input.files["tokenizer.json"])) as Record<string, unknown>;
-      const cfgBytes = input.files["tokenizer_config.json"];
-      const config = cfgBytes ? (JSON.parse(dec.decode(cfgBytes)) as Record<string, unknown>) : undefined;
-      const jinja = input.files["chat_template.jinja"];
+      const onProgress = (p: { tensor: string; done: number; total: number }) =>
+        tick(p.done / p.total, p.tensor);
+      const files = input.files;
+      const config = hfStreamConfig(files, name);
+      if (hfStreamable(config)) {
+        // tensor by tensor through the ByteSources: the safetensors files are never held whole
+        weights = await assembleFromReader(openHfStream(files, name), { backend: this.backend, onProgress });
+      } else {
+        const whole: Record<string, Uint8Array> = {};
+        for (const [n, src] of Object.entries(files)) whole[n] = src.read(0, src.size);
+        weights = await loadHfBytes(whole, { backend: this.backend, onProgress });
+      }
+      const tokFile = files["tokenizer.json"];
+      if (!tokFile) throw new Error(`${name}: the folder has no tokenizer.json`);
+      const json = JSON.parse(sourceText(tokFile)) as Record<string, unknown>;
+      const cfgFile = files["tokenizer_config.json"];
+      const tokConfig = cfgFile ? (JSON.parse(sourceText(cfgFile)) as Record<string, unknown>) : undefined;
+      const jinja = files["chat_template.jinja"];
       tokenizer = new HfTokenizer(json, {
-        ...(config ? { config } : {}),
-        ...(jinja ? { chatTemplate: dec.decode(jinja) } : {}),
+        ...(tokConfig ? { config: tokConfig } : {}),
+        ...(jinja ? { chatTemplate: sourceText(jinja) } : {}),
         source: `${name}/tokenizer.json`,
       });
       if (tokenizer.vocabSize > weights.config.vocabSize)
@@ -442,6 +455,10 @@ export class Studio {
       lrec: this.lrecSettings,
       finetune: { ...ftMeta, dataChars: ft.settings.data.length },
       step: ft.step,
+      history: {
+        lrec: this.lrecHistory.map((h) => ({ step: h.step, klPerToken: h.klPerToken, loss: h.loss })),
+        finetune: this.ftHistory,
+      },
       optimizer: opt.meta,
       adaptersMeta: ad.meta,
       savedAt: new Date().toISOString(),
@@ -487,6 +504,14 @@ export class Studio {
     optimizer.loadStateDict({ meta: meta.optimizer, tensors: optTensors });
     this.ft = { settings, optimizer, examples, step: meta.step };
     this.lrecSettings = meta.lrec;
+    this.ftHistory = (meta.history?.finetune ?? []).filter((h) => h.step <= meta.step);
+    this.lrecHistory = (meta.history?.lrec ?? []).map((h) => ({
+      ...h,
+      kl: Number.NaN,
+      ce: Number.NaN,
+      lr: Number.NaN,
+      skipped: false,
+    }));
     void teacher;
     return { meta, summary: this.summary() };
   }

@@ -148,9 +148,21 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
         ),
         streamed: null,
       };
-    const files: Record<string, Uint8Array> = {};
-    for (const [n, f] of Object.entries(pick.files)) files[n] = readWhole(f.blob);
-    return { summary: await studio.load({ kind: "hf", files, label: pick.label }, emit), streamed: null };
+    const files: Record<string, ReturnType<typeof blobSource>> = {};
+    for (const [n, f] of Object.entries(pick.files)) files[n] = blobSource(f.blob, `${pick.label}/${n}`);
+    const summary = await studio.load({ kind: "hf", files, label: pick.label }, emit);
+    const weights = Object.entries(files).filter(([n]) => n.endsWith(".safetensors"));
+    const stat = (k: "reads" | "bytes" | "largestRead") =>
+      weights.reduce((a, [, s]) => (k === "largestRead" ? Math.max(a, s.stats[k]) : a + s.stats[k]), 0);
+    return {
+      summary,
+      streamed: {
+        reads: stat("reads"),
+        bytes: stat("bytes"),
+        largest: stat("largestRead"),
+        size: weights.reduce((a, [, s]) => a + s.size, 0),
+      },
+    };
   },
   async loadDefault() {
     return { summary: await loadDefault(), streamed: null };
@@ -181,7 +193,7 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
         );
     }
     const { summary } = await studio.resumeRun(bytes, emit);
-    return { summary, meta, history: studio.ftHistory };
+    return { summary, meta, history: studio.ftHistory, lrecHistory: studio.lrecHistory };
   },
   async discardSaved() {
     await store?.clear();
