@@ -1,6 +1,9 @@
+import { type WasmBackend, createWasmBackend, trainKernels } from "@int21/quant-kernels";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attention, rope } from "./attention";
+import { withBackend } from "./backend";
+import { mul } from "./elementwise";
 import { backward } from "./engine";
 import { gradCheck } from "./gradcheck";
 import { memory } from "./memory";
@@ -115,6 +118,70 @@ describe("attention (fused, causal, grouped-query)", () => {
     expect(() => attention(leaf([3, 4], 1), leaf([2, 4], 2), leaf([2, 4], 3), { nHeads: 1 })).toThrow(
       /key length ≥ query length/,
     );
+  });
+});
+
+describe("attention on the wasm backend (fused training kernels)", () => {
+  let wasm: WasmBackend;
+  beforeAll(async () => {
+    wasm = await createWasmBackend({ threads: 2 });
+  });
+  afterAll(() => wasm.dispose());
+
+  /** Output and q, k, v gradients of Σ y ⊙ w on the current backend. */
+  function run(
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    Hkv: number,
+    hs: number,
+    causal: boolean,
+    seed: number,
+  ) {
+    const q = leaf([B, T, H * hs], seed);
+    const k = leaf([B, S, Hkv * hs], seed + 1);
+    const v = leaf([B, S, Hkv * hs], seed + 2);
+    const w = leaf([B, T, H * hs], seed + 3, { grad: false });
+    const y = attention(q, k, v, { nHeads: H, nKvHeads: Hkv, causal });
+    const out = y.toArray();
+    backward(sum(mul(y, w)));
+    return [out, q.grad!.toArray(), k.grad!.toArray(), v.grad!.toArray()];
+  }
+
+  it("matches the reference backend's op (output and gradients), GQA, KV prefixes, no mask, 1–2 threads", () => {
+    expect(trainKernels(wasm)).toBeDefined();
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.constantFrom([1, 1], [2, 1], [2, 2], [4, 2], [3, 1], [6, 6]),
+        fc.constantFrom(2, 3, 4, 8, 20, 48),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 999 }),
+        (B, T, extra, [H, Hkv], hs, causal, seed) => {
+          const S = T + extra;
+          const want = run(B, T, S, H, Hkv, hs, causal, seed);
+          const got = withBackend(wasm, () => run(B, T, S, H, Hkv, hs, causal, seed));
+          for (let i = 0; i < 4; i++) expectClose(got[i], want[i], 2e-5, 2e-4);
+        },
+      ),
+      { ...FC, numRuns: 40 },
+    );
+  });
+
+  it("passes the gradient check, and splits large jobs across threads with the same result", () => {
+    withBackend(wasm, () => {
+      const q = leaf([2, 5, 8], 11);
+      const k = leaf([2, 7, 4], 12);
+      const v = leaf([2, 7, 4], 13);
+      gradCheck((a, b, c) => attention(a, b, c, { nHeads: 2, nKvHeads: 1 }), [q, k, v]);
+    });
+    // B·H·T·S·hs = 2·4·96·96·16 ≥ TRAIN_ATTN_PARALLEL: the threaded path
+    const want = run(2, 96, 96, 4, 2, 16, true, 5);
+    const got = withBackend(wasm, () => run(2, 96, 96, 4, 2, 16, true, 5));
+    for (let i = 0; i < 4; i++) expectClose(got[i], want[i], 2e-5, 2e-4);
   });
 });
 

@@ -1,5 +1,5 @@
 // LLaMA attention pieces: fused causal grouped-query attention and rotary position embedding (RoPE).
-import type { Backend } from "@int21/quant-kernels";
+import { type Backend, trainKernels } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
 import { scratch } from "./memory";
@@ -101,6 +101,18 @@ const attentionOp: OpDef<AttnPlan> = {
   forward(ctx, [q, k, v], p) {
     const { B, T, S, H, Hkv, hs } = p;
     const be = ctx.backend;
+    const kernels = trainKernels(be);
+    if (kernels) {
+      // the wasm kernel: only the unmasked scores, no T×S buffer
+      const out = new Float32Array(B * T * H * hs);
+      const stats = new Float32Array(B * H * T * 2);
+      kernels.attentionForward(p, q.values(), k.values(), v.values(), out, stats);
+      if (ctx.recording) {
+        ctx.save(q, k, v);
+        ctx.saveBuffer(stats, [B, H, T, 2]);
+      }
+      return output(out, q.shape);
+    }
     const Dq = H * hs;
     const Dk = Hkv * hs;
     const group = H / Hkv;
@@ -141,6 +153,22 @@ const attentionOp: OpDef<AttnPlan> = {
     const { B, T, S, H, Hkv, hs, scale, causal } = p;
     const be = ctx.backend;
     const [q, k, v, statsT] = ctx.saved;
+    const kernels = trainKernels(be);
+    if (kernels) {
+      const d = (t: Tensor | null) => (t ? t.data : null); // gradient buffers are dense, offset 0
+      kernels.attentionBackward(
+        p,
+        q.values(),
+        k.values(),
+        v.values(),
+        statsT.data,
+        gy.values(),
+        d(gq),
+        d(gk),
+        d(gv),
+      );
+      return;
+    }
     const Dq = H * hs;
     const Dk = Hkv * hs;
     const group = H / Hkv;
@@ -251,7 +279,9 @@ const applyAttention = defineOp(attentionOp);
  * `q` is `[..., T, H·hs]`, `k` and `v` are `[..., S, Hkv·hs]` (S ≥ T allows a KV prefix), output
  * `[..., T, H·hs]`. Saves q, k, v and two floats per score row (`B·H·T·2`: the row max and 1/Σexp)
  * for backward, which recomputes each head's probabilities (one more `T×S×hs` GEMM per head) rather
- * than keeping all `B·H·T·S` of them.
+ * than keeping all `B·H·T·S` of them. On a wasm backend both directions run quant-kernels' fused
+ * training kernels (`trainKernels(backend).attentionForward/Backward`: only the unmasked scores, no
+ * `T×S` buffer, heads over threads); elsewhere the per-head GEMMs above.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const H = opts.nHeads;

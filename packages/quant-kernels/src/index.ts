@@ -70,7 +70,9 @@ export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./
 export {
   CE_PARALLEL_ELEMS,
   type CrossEntropyRowsArgs,
+  TRAIN_ATTN_PARALLEL,
   TRAIN_CE_CUTOFF,
+  type TrainAttentionShape,
   type TrainKernels,
   checkCrossEntropyRowsArgs,
   referenceCrossEntropyRows,

@@ -7,6 +7,8 @@
 
 #define OP_TRAIN_FIRST 60
 #define OP_TRAIN_CE 60  // per-row log-sum-exp, loss and (optionally) softmax − onehot in place (train_ce.c)
+#define OP_TRAIN_ATTN_FWD 61  // causal GQA attention forward, row statistics saved (train_attn.c)
+#define OP_TRAIN_ATTN_BWD 62  // its backward: dq, dk, dv accumulated (train_attn.c)
 #define OP_TRAIN_LAST 79
 
 // OP_TRAIN_CE slots (byte addresses unless said).
@@ -19,6 +21,27 @@
 #define TC_LSE 10     // float [rows]: the row's log-sum-exp
 #define TC_GRAD 11    // 1: write softmax − onehot into the row (0 below TRAIN_CE_CUTOFF; an ignored row all 0)
 
+// OP_TRAIN_ATTN_* slots (byte addresses unless said). q, out, dout, dq: [B, T, H·hs]; k, v, dk, dv:
+// [B, S, Hkv·hs]; stats: [B, H, T, 2] (row max of the scaled scores, 1/Σexp). Query t sees keys
+// j ≤ t + S − T when causal, every key otherwise.
+#define TA_Q 4
+#define TA_K 5
+#define TA_V 6
+#define TA_OUT 7     // forward: written
+#define TA_STATS 8   // forward: written; backward: read
+#define TA_B 9
+#define TA_T 10
+#define TA_S 11
+#define TA_H 12
+#define TA_HKV 13
+#define TA_HS 14
+#define TA_SCALE 15  // f32 bits
+#define TA_CAUSAL 16
+#define TA_DOUT 17   // backward: the output's gradient
+#define TA_DQ 18     // backward: += (0: not wanted)
+#define TA_DK 19
+#define TA_DV 20
+
 // exp(z) for z = x − lse below this counts as 0 in the gradient (2^-64: far below float32 resolution
 // of the row, and subnormal floats would slow the next GEMM down many times over).
 #define TRAIN_CE_CUTOFF (-44.36f)
@@ -29,4 +52,26 @@ void qk_train_run(int32_t* job, int tid, float* scratch);
 // Helpers shared by the train_*.c files.
 int qk_train_next(int32_t* job, int total, int chunk, int* lo, int* hi);
 void qk_train_ce_run(int32_t* job);
+void qk_train_attn_fwd_run(int32_t* job, float* scratch);
+void qk_train_attn_bwd_run(int32_t* job, float* scratch);
+
+// e^x for x ≤ 0, four lanes: 2^n · p(r), n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), Cephes'
+// degree-6 polynomial on [−ln2/2, ln2/2]; x is clamped at −87.3 (result ≈ 1e−38, never subnormal).
+QK_INLINE v128_t texp4(v128_t x) {
+  x = wasm_f32x4_max(x, wasm_f32x4_splat(-87.33654f));
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(p, r), r), r), wasm_f32x4_splat(1.0f));
+  v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, e);
+}
+
+
 #endif

@@ -13,6 +13,28 @@ const TC_IGNORE = 8;
 const TC_LOSS = 9;
 const TC_LSE = 10;
 const TC_GRAD = 11;
+const OP_TRAIN_ATTN_FWD = 61;
+const OP_TRAIN_ATTN_BWD = 62;
+const TA_Q = 4;
+const TA_K = 5;
+const TA_V = 6;
+const TA_OUT = 7;
+const TA_STATS = 8;
+const TA_B = 9;
+const TA_T = 10;
+const TA_S = 11;
+const TA_H = 12;
+const TA_HKV = 13;
+const TA_HS = 14;
+const TA_SCALE = 15;
+const TA_CAUSAL = 16;
+const TA_DOUT = 17;
+const TA_DQ = 18;
+const TA_DK = 19;
+const TA_DV = 20;
+
+/** Score multiply-adds (B·H·T·S·hs) above which training attention is split across threads. */
+export const TRAIN_ATTN_PARALLEL = 1 << 20;
 
 /**
  * `exp(x − lse)` below `e^TRAIN_CE_CUTOFF` (2^-64) counts as 0 in the cross-entropy gradient: the row's
@@ -41,6 +63,22 @@ export interface CrossEntropyRowsArgs {
   grad: boolean;
 }
 
+/**
+ * Shapes of {@link TrainKernels.attentionForward} / {@link TrainKernels.attentionBackward}: q, out, dout,
+ * dq `[B, T, H·hs]`; k, v, dk, dv `[B, S, Hkv·hs]` (row-major, dense); stats `[B, H, T, 2]`. Query t sees
+ * keys `j ≤ t + S − T` when `causal`, all S otherwise.
+ */
+export interface TrainAttentionShape {
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  hs: number;
+  scale: number;
+  causal: boolean;
+}
+
 /** The training kernels of a wasm backend. */
 export interface TrainKernels {
   /**
@@ -57,6 +95,47 @@ export interface TrainKernels {
    * across threads. `logits` is copied in and out when it does not live in wasm memory.
    */
   crossEntropyRows(a: CrossEntropyRowsArgs): void;
+  /**
+   * Grouped-query attention forward over whole sequences, only the unmasked scores computed:
+   * `out_t = Σ_j softmax_j(scale · q_t·k_j) v_j`, and per row `stats = (max, 1/Σexp)` for backward. The
+   * same numbers as autograd's `attention` op up to float32 summation order (a polynomial `exp`).
+   */
+  attentionForward(
+    s: TrainAttentionShape,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    stats: Float32Array,
+  ): void;
+  /**
+   * Its backward from the saved stats: accumulates (`+=`) dq, dk, dv (each may be null when not wanted).
+   */
+  attentionBackward(
+    s: TrainAttentionShape,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    stats: Float32Array,
+    dout: Float32Array,
+    dq: Float32Array | null,
+    dk: Float32Array | null,
+    dv: Float32Array | null,
+  ): void;
+}
+
+function checkAttention(s: TrainAttentionShape, sizes: Record<string, [Float32Array | null, number]>): void {
+  const { B, T, S, H, Hkv, hs } = s;
+  for (const [k, v] of Object.entries({ B, T, S, H, Hkv, hs }))
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new Error(`quant-kernels: train attention: ${k} must be a positive integer, got ${v}`);
+  if (H % Hkv !== 0)
+    throw new Error(`quant-kernels: train attention: H ${H} is not a multiple of Hkv ${Hkv}`);
+  if (s.causal && S < T)
+    throw new Error(`quant-kernels: train attention: causal needs S ≥ T, got S ${S}, T ${T}`);
+  for (const [name, [a, n]] of Object.entries(sizes))
+    if (a !== null && a.length < n)
+      throw new Error(`quant-kernels: train attention: ${name} holds ${a.length} floats, needs ${n}`);
 }
 
 function fail(msg: string): never {
@@ -116,6 +195,44 @@ export function referenceCrossEntropyRows(a: CrossEntropyRowsArgs): void {
   }
 }
 
+function writeShape(i32: Int32Array, f32: Float32Array, base: number, s: TrainAttentionShape): void {
+  i32[base + TA_B] = s.B;
+  i32[base + TA_T] = s.T;
+  i32[base + TA_S] = s.S;
+  i32[base + TA_H] = s.H;
+  i32[base + TA_HKV] = s.Hkv;
+  i32[base + TA_HS] = s.hs;
+  f32[base + TA_SCALE] = s.scale;
+  i32[base + TA_CAUSAL] = s.causal ? 1 : 0;
+}
+
+/** Operands of one call: arrays already in wasm memory are used in place, the others copied through the arena. */
+class Io {
+  constructor(
+    private readonly rt: WasmRuntime,
+    arrays: (Float32Array | null)[],
+    tmpFloats: number,
+  ) {
+    let need = 256;
+    for (const x of arrays) if (x && !rt.heap.owns(x)) need += x.length * 4 + 64;
+    rt.begin(need, tmpFloats);
+  }
+
+  /** The byte address of `x` in wasm memory (copied in when `copyIn` and it lives outside). */
+  put(x: Float32Array, n: number, copyIn: boolean): number {
+    if (this.rt.heap.owns(x)) return x.byteOffset;
+    const a = this.rt.take(n * 4);
+    if (copyIn) this.rt.heap.f32.set(x.subarray(0, n), a >> 2);
+    return a;
+  }
+
+  /** Copies `n` floats at `addr` back into `x` unless `x` lives there. */
+  get(x: Float32Array, addr: number, n: number): void {
+    if (this.rt.heap.owns(x)) return;
+    x.set(this.rt.heap.f32.subarray(addr >> 2, (addr >> 2) + n));
+  }
+}
+
 const registry = new WeakMap<object, TrainKernels>();
 
 /** The training kernels of `backend`, when it is a wasm backend with shared memory. */
@@ -170,6 +287,72 @@ export function registerTrainKernels(
       a.loss.set(f32.subarray(la >> 2, (la >> 2) + rows));
       a.lse.set(f32.subarray(sa >> 2, (sa >> 2) + rows));
       if (!xIn && a.grad) a.logits.set(f32.subarray(xa >> 2, (xa >> 2) + n));
+    },
+    attentionForward(sh, q, k, v, out, stats) {
+      rt.check("attentionForward");
+      const nq = sh.B * sh.T * sh.H * sh.hs;
+      const nk = sh.B * sh.S * sh.Hkv * sh.hs;
+      const ns = sh.B * sh.H * sh.T * 2;
+      checkAttention(sh, { q: [q, nq], k: [k, nk], v: [v, nk], out: [out, nq], stats: [stats, ns] });
+      const io = new Io(rt, [q, k, v, out, stats], 2 * sh.S + 16);
+      const a = [
+        io.put(q, nq, true),
+        io.put(k, nk, true),
+        io.put(v, nk, true),
+        io.put(out, nq, false),
+        io.put(stats, ns, false),
+      ];
+      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_ATTN_FWD);
+      writeShape(i32, f32, base, sh);
+      i32[base + TA_Q] = a[0];
+      i32[base + TA_K] = a[1];
+      i32[base + TA_V] = a[2];
+      i32[base + TA_OUT] = a[3];
+      i32[base + TA_STATS] = a[4];
+      rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
+      io.get(out, a[3], nq);
+      io.get(stats, a[4], ns);
+    },
+    attentionBackward(sh, q, k, v, stats, dout, dq, dk, dv) {
+      rt.check("attentionBackward");
+      const nq = sh.B * sh.T * sh.H * sh.hs;
+      const nk = sh.B * sh.S * sh.Hkv * sh.hs;
+      const ns = sh.B * sh.H * sh.T * 2;
+      checkAttention(sh, {
+        q: [q, nq],
+        k: [k, nk],
+        v: [v, nk],
+        stats: [stats, ns],
+        dout: [dout, nq],
+        dq: [dq, nq],
+        dk: [dk, nk],
+        dv: [dv, nk],
+      });
+      const io = new Io(rt, [q, k, v, stats, dout, dq, dk, dv], 2 * sh.S + 16);
+      const a = [
+        io.put(q, nq, true),
+        io.put(k, nk, true),
+        io.put(v, nk, true),
+        io.put(stats, ns, true),
+        io.put(dout, nq, true),
+        dq ? io.put(dq, nq, true) : 0,
+        dk ? io.put(dk, nk, true) : 0,
+        dv ? io.put(dv, nk, true) : 0,
+      ];
+      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_ATTN_BWD);
+      writeShape(i32, f32, base, sh);
+      i32[base + TA_Q] = a[0];
+      i32[base + TA_K] = a[1];
+      i32[base + TA_V] = a[2];
+      i32[base + TA_STATS] = a[3];
+      i32[base + TA_DOUT] = a[4];
+      i32[base + TA_DQ] = a[5];
+      i32[base + TA_DK] = a[6];
+      i32[base + TA_DV] = a[7];
+      rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
+      if (dq) io.get(dq, a[5], nq);
+      if (dk) io.get(dk, a[6], nk);
+      if (dv) io.get(dv, a[7], nk);
     },
   });
 }
