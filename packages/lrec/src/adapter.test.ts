@@ -1,6 +1,8 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setBackend } from "@int21/autograd";
-import { LoRALinear } from "@int21/lora";
+import { LoRALinear, loadPeftAdapter, savePeftAdapter } from "@int21/lora";
 import {
   calibrationWindows,
   createRunState,
@@ -11,10 +13,21 @@ import {
   quantizeModel,
   relOutputError,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import { type Backend, createWasmBackend, isF16Exact } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addLrecAdapter, effectiveBits, LREC_TARGETS, llamaModuleMap, projectionInputs } from "./adapter";
+import {
+  adapterBitsAt,
+  addLrecAdapter,
+  effectiveBits,
+  LLAMA_SHAPES,
+  LREC_TARGETS,
+  llamaModuleMap,
+  loraModelOf,
+  projectionInputs,
+  roundAdapter,
+  syncModules,
+} from "./adapter";
 import { storyTokens } from "./evaluate";
 
 let backend: Backend;
@@ -107,5 +120,74 @@ describe("effectiveBits", () => {
     for (const [N, K] of shapes) adapter += 32 * r * (N + K);
     addLrecAdapter(s, { r });
     expect(effectiveBits(s)).toBeCloseTo((bits + adapter) / n, 10);
+    // the adapter counted as saved: half at f16 / bf16, int8 values plus an f16 scale per row of A and of B
+    expect(effectiveBits(s, { adapterDtype: "f16" })).toBeCloseTo((bits + adapter / 2) / n, 10);
+    expect(effectiveBits(s, { adapterDtype: "bf16" })).toBeCloseTo((bits + adapter / 2) / n, 10);
+    let int8 = 0;
+    for (const [N, K] of shapes) int8 += 8 * r * (N + K) + 16 * (r + N);
+    expect(effectiveBits(s, { adapterDtype: "int8" })).toBeCloseTo((bits + int8) / n, 10);
+  });
+
+  it("projects the adapter's cost to the 1.1B and 7B shapes", () => {
+    // LLaMA-2-7B, r = 8 on all seven projections, f16: 16·8·Σ(N+K) / ΣN·K per block
+    const sumNK = 4 * 4096 * 4096 + 3 * 4096 * 11008;
+    const sumNplusK = 4 * 8192 + 3 * (4096 + 11008);
+    expect(adapterBitsAt(LLAMA_SHAPES["7B"], 8, "f16")).toBeCloseTo((16 * 8 * sumNplusK) / sumNK, 12);
+    expect(adapterBitsAt(LLAMA_SHAPES["7B"], 8, "f16")).toBeLessThan(0.06);
+    expect(adapterBitsAt(LLAMA_SHAPES["1.1B"], 8, "f32")).toBeCloseTo(
+      2 * adapterBitsAt(LLAMA_SHAPES["1.1B"], 8, "f16"),
+      12,
+    );
+  });
+});
+
+describe("roundAdapter", () => {
+  it("rounds to f16 / bf16 exactly representable values and int8 within half a step per row", () => {
+    const s = int2();
+    const { model } = addLrecAdapter(s, { r: 4, alpha: 8, init: "svd", teacher, calib, backend });
+    const a = model.layers().get("model.layers.0.self_attn.q_proj")!.adapters[0];
+    const before = Float32Array.from(a.loraA);
+    roundAdapter(model, "lrec", "int8");
+    for (let i = 0; i < a.r; i++) {
+      let mx = 0;
+      for (let k = 0; k < a.inFeatures; k++) mx = Math.max(mx, Math.abs(before[i * a.inFeatures + k]));
+      for (let k = 0; k < a.inFeatures; k++)
+        expect(Math.abs(a.loraA[i * a.inFeatures + k] - before[i * a.inFeatures + k])).toBeLessThanOrEqual(
+          (0.5 * mx) / 127 + 1e-3 * mx,
+        );
+    }
+    a.loraA.set(before);
+    roundAdapter(model, "lrec", "f16");
+    for (let i = 0; i < a.loraA.length; i++) expect(isF16Exact(a.loraA[i])).toBe(true);
+    a.loraA.set(before);
+    roundAdapter(model, "lrec", "bf16");
+    const u = new Uint32Array(Float32Array.from(a.loraA).buffer);
+    for (let i = 0; i < u.length; i++) expect(u[i] & 0xffff).toBe(0);
+    expect(() => roundAdapter(model, "nope", "f16")).toThrow(/no adapter "nope"/);
+  });
+
+  it("an f16-rounded adapter saved as F16 PEFT reloads onto a fresh student to the same logits", async () => {
+    const s = int2();
+    const { model } = addLrecAdapter(s, { r: 4, alpha: 8, init: "svd", teacher, calib, backend });
+    const tokens = [1, 40, 50, 60, 70, 80, 90, 100];
+    const full = logits(s, tokens);
+    roundAdapter(model, "lrec", "f16");
+    syncModules(s, model);
+    const rounded = logits(s, tokens);
+    let drift = 0;
+    for (let i = 0; i < full.length; i++) drift = Math.max(drift, Math.abs(full[i] - rounded[i]));
+    expect(drift).toBeLessThan(0.05); // f16 rounding of the factors, not more
+    const dir = mkdtempSync(join(tmpdir(), "lrec-adapter-"));
+    try {
+      await savePeftAdapter(dir, model, { name: "lrec", dtype: "F16" });
+      const fresh = int2();
+      const m2 = loraModelOf(fresh);
+      await loadPeftAdapter(dir, m2, { name: "lrec" });
+      syncModules(fresh, m2);
+      const back = logits(fresh, tokens);
+      for (let i = 0; i < back.length; i++) expect(back[i]).toBe(rounded[i]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

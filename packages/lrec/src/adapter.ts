@@ -11,7 +11,7 @@ import {
   setLlamaModules,
   trainForward,
 } from "@int21/model-llama";
-import { type Backend, type Linear, referenceDequantize } from "@int21/quant-kernels";
+import { type Backend, type Linear, referenceDequantize, roundToF16 } from "@int21/quant-kernels";
 import { type CalibInputs, svdInit } from "./svd-init";
 
 /** The reference's LREC targets: every projection of every block (q, k, v, o, gate, up, down): lora's `LLAMA_TARGETS`. */
@@ -93,6 +93,11 @@ export interface LrecAdapterOptions {
   alpha?: number;
   /** Module suffixes (default {@link LREC_TARGETS}). */
   targets?: readonly string[];
+  /**
+   * Per-module ranks (PEFT `rank_pattern`, e.g. from {@link allocateRanks}); each such module's alpha
+   * keeps the scaling α/r of the default rank.
+   */
+  rankPattern?: Readonly<Record<string, number>>;
   /** Adapter name. Default `lrec`. */
   name?: string;
   /** Seed of the Kaiming-uniform A (zero init) and of the SVD's random start. Default 0. */
@@ -135,6 +140,13 @@ export function addLrecAdapter(
     seed: opts.seed ?? 0,
     trainable: opts.trainable ?? true,
   };
+  if (opts.rankPattern) {
+    const ratio = (opts.alpha ?? opts.r) / opts.r;
+    config.rankPattern = opts.rankPattern;
+    config.alphaPattern = Object.fromEntries(
+      Object.entries(opts.rankPattern).map(([k, r]) => [k, ratio * r]),
+    );
+  }
   const targets = selectTargets(model.modules.keys(), config);
   const report: SvdInitReport[] = [];
   let init: ((m: string) => { loraA: Float32Array; loraB: Float32Array }) | undefined;
@@ -173,19 +185,133 @@ export function addLrecAdapter(
   return { model, init: report };
 }
 
+/** Storage dtype of LoRA adapter values: what {@link effectiveBits} counts them at. */
+export type AdapterDtype = "f32" | "f16" | "bf16" | "int8";
+
 /**
- * Effective bits per weight of the block projections of `weights`: 8 · Σ `Linear.bytes()` / Σ N·K, so
- * packed codes, scales, zeros (f16 or f32 as stored), act-order indices and every LoRA adapter on a
- * projection (float32, as stored) all count. A float32 model gives 32.
+ * Bytes of a rank-r adapter of an `[N × K]` projection stored in `dtype`: A `[r × K]` and B `[N × r]`
+ * values at 4 / 2 / 2 / 1 bytes; int8 also stores an f16 scale per row of A and per row of B
+ * (symmetric per-row absmax, LQER-style).
  */
-export function effectiveBits(weights: LlamaWeights): number {
+export function adapterBytes(r: number, N: number, K: number, dtype: AdapterDtype): number {
+  const values = r * (N + K);
+  switch (dtype) {
+    case "f32":
+      return 4 * values;
+    case "f16":
+    case "bf16":
+      return 2 * values;
+    case "int8":
+      return values + 2 * (r + N);
+    default:
+      throw new Error(`lrec: adapter dtype must be f32, f16, bf16 or int8, got ${String(dtype)}`);
+  }
+}
+
+/**
+ * Effective bits per weight of the block projections of `weights`: 8 · Σ bytes / Σ N·K, where the
+ * bytes are the packed codes, scales, zeros (f16 or f32 as stored) and act-order indices of each base
+ * layer, plus every LoRA adapter on it counted at `adapterDtype` (default `f32`, as held in memory;
+ * pass the dtype it is saved in). A float32 model gives 32.
+ */
+export function effectiveBits(weights: LlamaWeights, opts: { adapterDtype?: AdapterDtype } = {}): number {
+  const dtype = opts.adapterDtype ?? "f32";
   let bytes = 0;
   let n = 0;
   for (const L of weights.layers) {
     for (const k of Object.keys(LINEAR_NAMES) as LinearName[]) {
-      bytes += L[k].bytes();
-      n += L[k].inFeatures * L[k].outFeatures;
+      const lin = L[k];
+      if (lin instanceof LoRALinear) {
+        bytes += lin.base.bytes();
+        for (const a of lin.adapters) bytes += adapterBytes(a.r, a.outFeatures, a.inFeatures, dtype);
+      } else bytes += lin.bytes();
+      n += lin.inFeatures * lin.outFeatures;
     }
   }
   return (8 * bytes) / n;
+}
+
+/** Projection shapes `[N, K]` of one block of a LLaMA of the given sizes (q, k, v, o, gate, up, down). */
+export function llamaBlockShapes(dim: number, hidden: number, kvDim: number): [number, number][] {
+  return [
+    [dim, dim],
+    [kvDim, dim],
+    [kvDim, dim],
+    [dim, dim],
+    [hidden, dim],
+    [hidden, dim],
+    [dim, hidden],
+  ];
+}
+
+/** Named LLaMA shapes for projecting adapter cost: TinyLlama-1.1B and LLaMA-2-7B. */
+export const LLAMA_SHAPES = {
+  "1.1B": llamaBlockShapes(2048, 5632, 256),
+  "7B": llamaBlockShapes(4096, 11008, 4096),
+} as const;
+
+/**
+ * Bits per weight a rank-`r` adapter on all seven projections adds at a model shape (every block
+ * is alike, so one block's ratio is the model's): 8 · Σ adapterBytes / Σ N·K.
+ */
+export function adapterBitsAt(
+  shapes: readonly (readonly [number, number])[],
+  r: number,
+  dtype: AdapterDtype,
+): number {
+  let bytes = 0;
+  let n = 0;
+  for (const [N, K] of shapes) {
+    bytes += adapterBytes(r, N, K, dtype);
+    n += N * K;
+  }
+  return (8 * bytes) / n;
+}
+
+function bf16Round(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  if (!Number.isFinite(x)) return x;
+  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 0) & 0xffff0000;
+  return f[0];
+}
+
+/** Rounds each row of `[rows × cols]` `m` to int8 with an f16 absmax scale per row, in place. */
+function int8Rows(m: Float32Array, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const o = i * cols;
+    let mx = 0;
+    for (let j = 0; j < cols; j++) mx = Math.max(mx, Math.abs(m[o + j]));
+    const s = roundToF16(mx / 127);
+    for (let j = 0; j < cols; j++)
+      m[o + j] = s > 0 ? Math.max(-127, Math.min(127, Math.round(m[o + j] / s))) * s : 0;
+  }
+}
+
+/**
+ * Rounds the values of adapter `name` of `model` in place to what `dtype` stores, so that evaluating the
+ * model gives what a reader of the saved adapter gets: `f16` / `bf16` round to nearest even; `int8` is
+ * symmetric per row (each row of A `[r × K]` and of B `[N × r]` with an f16 scale absmax/127, as LQER
+ * stores its factors); `f32` changes nothing. Returns the number of values rounded.
+ */
+export function roundAdapter(model: LoRAModel, name: string, dtype: AdapterDtype): number {
+  let count = 0;
+  for (const layer of model.layers().values()) {
+    for (const a of layer.adapters) {
+      if (a.name !== name) continue;
+      count += a.loraA.length + a.loraB.length;
+      if (dtype === "f32") continue;
+      if (dtype === "int8") {
+        int8Rows(a.loraA, a.r, a.inFeatures);
+        int8Rows(a.loraB, a.outFeatures, a.r);
+        continue;
+      }
+      const rnd = dtype === "f16" ? roundToF16 : dtype === "bf16" ? bf16Round : undefined;
+      if (!rnd)
+        throw new Error(`lrec: roundAdapter: dtype must be f32, f16, bf16 or int8, got ${String(dtype)}`);
+      for (const m of [a.loraA, a.loraB]) for (let i = 0; i < m.length; i++) m[i] = rnd(m[i]);
+    }
+  }
+  if (count === 0) throw new Error(`lrec: roundAdapter: the model has no adapter "${name}"`);
+  return count;
 }

@@ -20,8 +20,14 @@ export {
   truncatedSvd,
 } from "./svd-init";
 export {
+  type AdapterDtype,
+  adapterBitsAt,
+  adapterBytes,
   addLrecAdapter,
   effectiveBits,
+  LLAMA_SHAPES,
+  llamaBlockShapes,
+  roundAdapter,
   LREC_TARGETS,
   llamaModuleMap,
   type LrecAdapterOptions,
@@ -59,3 +65,16 @@ export {
   evaluateStudent,
   teacherReference,
 } from "./evaluate";
+export {
+  type GroupDequantizeAttrs,
+  groupDequantize,
+  quantCodes,
+  TrainableScales,
+  type TrainableScalesOptions,
+} from "./trainable-scales";
+export {
+  type AllocateRanksOptions,
+  allocateRanks,
+  type LoftqOptions,
+  loftqQuantize,
+} from "./init-methods";

@@ -20,10 +20,12 @@ import {
   TrainingDivergedError,
 } from "@int21/lora";
 import { type LlamaWeights, trainForward } from "@int21/model-llama";
+import { type Backend, createReferenceBackend } from "@int21/quant-kernels";
 import { addLrecAdapter, type LrecAdapterOptions, type SvdInitReport } from "./adapter";
 import type { LrecData } from "./data";
 import { type LossReduction, lrecLoss, type TopKLogits } from "./loss";
 import { TeacherCache } from "./teacher-cache";
+import { TrainableScales, type TrainableScalesOptions } from "./trainable-scales";
 
 /** One optimizer step of the history. */
 export interface LrecStep {
@@ -70,6 +72,12 @@ export interface LrecOptions extends Partial<Omit<LrecAdapterOptions, "teacher">
   ceReduction?: LossReduction;
   /** Train an adapter already on `student` (named `name`, default `lrec`) instead of adding one. */
   adapter?: LoRAModel;
+  /**
+   * Train the packed student's group scales (and zeros) with the adapter (quantization-aware LREC,
+   * {@link TrainableScales}); they are written back into the packed layers at the end (same format and
+   * size). Default false.
+   */
+  trainScales?: boolean | TrainableScalesOptions;
   /** Per-layer activation checkpointing of the student. Default true. */
   checkpointLayers?: boolean;
   /**
@@ -148,6 +156,13 @@ export function lrecRunIdentity(opts: LrecOptions): RunIdentity {
     klWeight: opts.klWeight ?? 1,
     klReduction: opts.klReduction ?? "sum",
     ceReduction: opts.ceReduction ?? "mean",
+    // only when on, so state files of runs without them keep their identity
+    ...(opts.rankPattern && !opts.adapter ? { rankPattern: JSON.stringify(opts.rankPattern) } : {}),
+    ...(opts.trainScales
+      ? {
+          trainScales: `zeros ${typeof opts.trainScales === "object" ? (opts.trainScales.zeros ?? true) : true}`,
+        }
+      : {}),
     ...opts.identity,
   };
 }
@@ -279,6 +294,10 @@ export async function runLrec(
   const params = loraParameters(model, name);
   if (params.length === 0)
     throw new Error(`lrec: runLrec: adapter "${name}" has no parameters on the student`);
+  const scales = opts.trainScales
+    ? TrainableScales.attach(student, typeof opts.trainScales === "object" ? opts.trainScales : {})
+    : undefined;
+  if (scales) params.push(...scales.parameters());
   const lr = opts.lr ?? 1e-3;
   const schedule: ScheduleOptions = { kind: "constant", ...opts.schedule, lr, totalSteps: steps };
   checkSchedule(schedule);
@@ -330,7 +349,10 @@ export async function runLrec(
       const tl: Tensor | TopKLogits = cache
         ? cache.topk(step)
         : noGrad(() => trainForward(teacher as LlamaWeights, batch.input, { checkpoint: false }));
-      const sl = trainForward(student, batch.input, { checkpoint: opts.checkpointLayers ?? true });
+      const sl = trainForward(student, batch.input, {
+        checkpoint: opts.checkpointLayers ?? true,
+        ...(scales ? { linearOp: scales.hook } : {}),
+      });
       const l = lrecLoss(tl, sl, batch.target, {
         klWeight: opts.klWeight ?? 1,
         ceWeight: opts.lambda ?? 0,
@@ -404,6 +426,8 @@ export async function runLrec(
   }
   // stopped early (`until`): a checkpoint due now is written unless the loss is going bad
   if (opts.checkpointPath && checkpointDue && guard.streak === 0) await save();
+  // the learned scales go back into packed layers: the student runs on its fused kernels again
+  if (scales) scales.commit(scaleBackend(student));
   if (opts.lossChart && !alreadyFinished) {
     await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${step} steps)`));
   }
@@ -418,6 +442,17 @@ export async function runLrec(
     skippedSteps: history.filter((h) => h.skipped).length,
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+function scaleBackend(student: LlamaWeights): Backend {
+  for (const L of student.layers)
+    for (const lin of Object.values(L)) {
+      const b = (lin as { base?: { backend?: Backend }; backend?: Backend }).base?.backend;
+      if (b) return b;
+      const own = (lin as { backend?: Backend }).backend;
+      if (own) return own;
+    }
+  return createReferenceBackend();
 }
 
 async function saveCheckpoint(
