@@ -20,7 +20,14 @@ import { describe, expect, it } from "vitest";
 import type { LlamaConfig } from "./config";
 import { addLlamaLoRA, llamaModules, setLlamaModules } from "./finetune";
 import { forward } from "./forward";
-import { exportGptqHf, loadGptqHf, packGptqLinear, parseGptqConfig, unpackGptqLinear } from "./gptq-hf";
+import {
+  exportGptqHf,
+  gptqZeroGroups,
+  loadGptqHf,
+  packGptqLinear,
+  parseGptqConfig,
+  unpackGptqLinear,
+} from "./gptq-hf";
 import { linearParts } from "./linear-parts";
 import { loadHf, permuteHfRows } from "./load-hf";
 import { loadLlama2c } from "./load-llama2c";
@@ -267,6 +274,35 @@ describe("GPTQ Hugging Face export and import", () => {
       expect(logits(back, prompt)).toEqual(logits(w, prompt));
     }
   });
+
+  it("every family with per-projection tensors (Llama 2/3, SmolLM2, Mistral, Qwen2 biases, Qwen3 q/k norms, Gemma 2) round-trips at INT4; Phi-3's fused projections are refused", async () => {
+    const formats = new Set<string>();
+    for (const name of ["llama2", "llama3", "smollm2", "mistral", "qwen2", "qwen3", "gemma2", "phi3"]) {
+      const src = sharedPath(`fixtures/hf-families/${name}`);
+      const w = await loadHf(src, { quantize: { format: "int4-g32-asym-f16" } });
+      const dir = join(tmp, `family-${name}`);
+      if (name === "phi3") {
+        await expect(exportGptqHf(dir, w)).rejects.toThrow(/layers\.0\.wq is part of the fused .*qkv_proj/);
+        continue;
+      }
+      // auto: AutoGPTQ's zero − 1 storage unless a group's zero point is 0 (then GPTQModel's gptq_v2)
+      const zeroGroups = gptqZeroGroups(w);
+      const r = await exportGptqHf(dir, w);
+      const fmt = (r.config.quantization_config as { checkpoint_format: string }).checkpoint_format;
+      expect(fmt, name).toBe(zeroGroups > 0 ? "gptq_v2" : "gptq");
+      formats.add(fmt);
+      if (zeroGroups > 0)
+        await expect(exportGptqHf(`${dir}-v1`, w, { checkpointFormat: "gptq" })).rejects.toThrow(
+          /is 0, which/,
+        );
+      const back = await loadHf(dir);
+      expect(back.config, name).toEqual(w.config);
+      expectSameRecords(w, back);
+      const prompt = [1, 5, 9, 30, 2, 17];
+      expect(logits(back, prompt), name).toEqual(logits(w, prompt));
+    }
+    expect([...formats].sort()).toEqual(["gptq", "gptq_v2"]); // both paths ran
+  }, 120_000);
 
   it("the layout itself: AutoGPTQ's unpacking of qweight/qzeros (zero − 1) reproduces int21's dequantized weight", () => {
     // An independent decode written from AutoGPTQ's QuantLinear: w[k, n] = scales[g_idx[k], n] · (q[k, n] − (z[g, n] + 1)).

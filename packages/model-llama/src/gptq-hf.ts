@@ -23,6 +23,7 @@ import {
 } from "@int21/quant-kernels";
 import { headSize } from "./config";
 import { type HfExportOptions, type HfExportReport, type HfLinearWriter, exportHf } from "./export-hf";
+import { llamaModules } from "./finetune";
 import { linearParts } from "./linear-parts";
 import { type LoadOptions, WeightAssembler, llamaTensorSpecs } from "./load-assemble";
 import { hfConfigToLlama, hfTensorLocation, permuteHfRows, unpermuteHfRows } from "./load-hf";
@@ -61,8 +62,11 @@ export interface GptqTensors {
 
 /** Options of {@link exportGptqHf}. */
 export interface GptqExportOptions extends Pick<HfExportOptions, "dtype" | "maxShardBytes"> {
-  /** Default `gptq` (AutoGPTQ's zero − 1 storage, what transformers expects by default). */
-  checkpointFormat?: GptqCheckpointFormat;
+  /**
+   * `gptq` (AutoGPTQ's zero − 1 storage, what transformers expects by default), `gptq_v2`, or `auto` (the
+   * default): `gptq` unless some group has a zero point of 0, which only `gptq_v2` stores ({@link gptqZeroGroups}).
+   */
+  checkpointFormat?: GptqCheckpointFormat | "auto";
 }
 
 const GPTQ_BITS = [2, 4, 8] as const;
@@ -444,14 +448,30 @@ export async function exportGptqHf(
   weights: LlamaWeights,
   opts: GptqExportOptions = {},
 ): Promise<HfExportReport> {
+  let checkpointFormat = opts.checkpointFormat ?? "auto";
+  if (checkpointFormat === "auto") checkpointFormat = gptqZeroGroups(weights) > 0 ? "gptq_v2" : "gptq";
   return exportHf(dir, weights, {
     ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
     ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
     mergeLoRA: false,
-    linearWriter: gptqLinearWriter(
-      opts.checkpointFormat !== undefined ? { checkpointFormat: opts.checkpointFormat } : {},
-    ),
+    linearWriter: gptqLinearWriter({ checkpointFormat }),
   });
+}
+
+/**
+ * How many groups of the packed layer projections of `weights` have a zero point of 0 — what AutoGPTQ's
+ * `checkpoint_format: "gptq"` (zero − 1 storage) cannot hold, so `exportGptqHf`'s `auto` writes `gptq_v2`
+ * (asymmetric round-to-nearest gives a group zero 0 when its values are all ≥ −scale/2).
+ */
+export function gptqZeroGroups(weights: LlamaWeights): number {
+  let n = 0;
+  for (const [name, l] of llamaModules(weights)) {
+    if (name === "lm_head" || isLoRALinear(l)) continue;
+    const p = linearParts(l, name);
+    if (p.kind !== "quant") continue;
+    for (const z of p.q.zeros) if (z === 0) n++;
+  }
+  return n;
 }
 
 /** Whether a parsed config.json object describes a GPTQ checkpoint (`quantization_config.quant_method` "gptq"). */

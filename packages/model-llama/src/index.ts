@@ -220,6 +220,7 @@ export {
   exportGptqHf,
   gptqLinearWriter,
   gptqQuantizationConfig,
+  gptqZeroGroups,
   isGptqConfig,
   loadGptqHf,
   packGptqLinear,
