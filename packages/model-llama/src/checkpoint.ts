@@ -17,6 +17,7 @@ import {
   createQuantizedLinear,
   getFormat,
   groupCount,
+  isBlockFormat,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, validateConfig } from "./config";
 import { checkConfigObject, checkTensorCount, problemOf } from "./validate-config";
@@ -24,6 +25,11 @@ import { checkTokenEmbedding, isPackedEmbedding } from "./embedding";
 import { type LoadOptions, WeightAssembler, assertFinite, llamaTensorSpecs, numel } from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import type { LlamaWeights } from "./weights";
+
+/** Bytes of one row of `K` weights in a ggml block format. */
+function blockRowBytes(f: { block: { blockSize: number; blockBytes: number } }, K: number): number {
+  return (K / f.block.blockSize) * f.block.blockBytes;
+}
 
 /** `__metadata__.format` of an int21 checkpoint. */
 export const INT21_CHECKPOINT_FORMAT = "int21-llama";
@@ -62,7 +68,9 @@ type LinearRecord =
  * tokenEmbedding.qweight/.scales/.zeros/.g_idx          a packed token embedding, stored like a
  *                                                       packed projection (instead of F32 tokenEmbedding)
  * <linear>.weight                     F32 [N, K]            float projection
- * <linear>.qweight                    U32 [N, wordsPerRow]  bitpack rows of codes (packed along K)
+ * <linear>.qweight                    U32 [N, wordsPerRow]  bitpack rows of codes (packed along K); for a ggml
+ *                                                          block format (q4_k, …) the row's ggml blocks, padded
+ *                                                          to whole words, and no scales / zeros tensors
  * <linear>.scales / .zeros            F16|F32 [N, nGroups]  per format.scaleDtype (zeros absent if symmetric)
  * <linear>.g_idx                      I32 [K]               act-order group of each input column
  * adapter.<name>                      F32                   opaque adapter tensors
@@ -91,6 +99,13 @@ export function checkpointTensors(
   const putPacked = (name: string, q: QuantizedLinear) => {
     const f = getFormat(q.format);
     const [N, K] = [q.outFeatures, q.inFeatures];
+    if (isBlockFormat(f)) {
+      // a ggml block format: the words ARE the blocks (scales and minimums inside); nothing else to store
+      tensors[`${name}.qweight`] = { dtype: "U32", shape: [N, q.qweight.wordsPerRow], data: q.qweight.words };
+      roles[`${name}.qweight`] = "qweight";
+      linears[name] = { kind: "quant", format: f.name, formatId: f.id, actOrder: false };
+      return;
+    }
     const nG = groupCount(f, K);
     const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
     tensors[`${name}.qweight`] = { dtype: "U32", shape: [N, q.qweight.wordsPerRow], data: q.qweight.words };
@@ -324,6 +339,16 @@ function planCheckpoint(info: SafetensorsInfo, file: string): CheckpointPlan {
         throw new Error(
           `${file}: ${spec.name}: format ${rec.format} has id ${f.id}, metadata says ${rec.formatId}`,
         );
+      if (isBlockFormat(f)) {
+        if (K % f.block.blockSize !== 0 || rec.actOrder)
+          throw new Error(
+            `${file}: ${spec.name}: a ${f.name} record needs K (${K}) a multiple of ${f.block.blockSize} and no act-order`,
+          );
+        expect(`${spec.name}.qweight`, "U32", [N, Math.ceil(blockRowBytes(f, K) / 4)]);
+        used.add(`${spec.name}.qweight`);
+        plan.push({ ...spec, rec });
+        continue;
+      }
       const nG = groupCount(f, K);
       const pdt = f.scaleDtype === "f16" ? "F16" : "F32";
       const wpr = Math.ceil((K * f.bits) / 32);
@@ -365,6 +390,19 @@ async function readPacked(r: RawReader, p: PlanEntry, file: string): Promise<Qua
     throw new Error(`${file}: internal: unexpected array type`);
   };
   try {
+    if (isBlockFormat(f))
+      return createQuantizedLinear({
+        format: f,
+        outFeatures: N,
+        inFeatures: K,
+        qweight: packedMatrixView(
+          (await r.readRaw(`${p.name}.qweight`)) as Uint32Array,
+          N,
+          blockRowBytes(f, K),
+          8,
+        ),
+        scales: new Float32Array(0),
+      });
     return createQuantizedLinear({
       format: f,
       outFeatures: N,

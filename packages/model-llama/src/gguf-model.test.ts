@@ -19,6 +19,7 @@ import {
 } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
+import { loadInt21CheckpointBytes, serializeInt21Checkpoint } from "./checkpoint";
 import { embeddingRows, isPackedEmbedding, tokenEmbeddingBytes } from "./embedding";
 import { forward } from "./forward";
 import {
@@ -305,7 +306,25 @@ describe("k-quant GGUF projections", () => {
         rows,
         Float32Array.from([...table.subarray(3 * 256, 4 * 256), ...table.subarray(511 * 256)]),
       );
-      expect(maxAbsDiff(run(packed.weights), run(float.weights)), type).toBeLessThan(1e-3);
+      const ref = run(packed.weights);
+      expect(maxAbsDiff(ref, run(float.weights)), type).toBeLessThan(1e-3);
+      // re-export writes the blocks verbatim: every tensor's data is the input file's, byte for byte
+      const again = serializeGgufModel(packed.weights, { type: "F32" });
+      const out = parseGguf(again.bytes, "again");
+      for (const n of file.names) {
+        expect(out.tensors[n].type, `${type} ${n}`).toBe(file.tensors[n].type);
+        expect(
+          Buffer.from(out.readTensorRaw(n)).equals(Buffer.from(file.readTensorRaw(n))),
+          `${type} ${n}`,
+        ).toBe(true);
+      }
+      expect(again.report.tensors.filter((t) => t.type === type).every((t) => t.mode === "exact")).toBe(true);
+      // and an int21 checkpoint keeps the block format bit for bit
+      const ck = await loadInt21CheckpointBytes(serializeInt21Checkpoint(packed.weights));
+      const back = ck.weights;
+      expect(linearParts(back.layers[0].w2, "w2")).toMatchObject({ kind: "quant" });
+      expect(isPackedEmbedding(back.tokenEmbedding)).toBe(true);
+      expect(maxAbsDiff(run(back), ref), `${type} checkpoint`).toBe(0);
     }
   }, 120_000);
 
@@ -317,12 +336,21 @@ describe("k-quant GGUF projections", () => {
       const float = await loadGguf(bytes);
       const proj = packed.tensors.filter((t) => /^layers\.\d+\.w/.test(t.name) && t.type === "Q8_0");
       expect(proj.length).toBeGreaterThanOrEqual(6 * w.config.nLayers); // q, k, v, o, gate, up at least
-      for (const t of proj) expect(t, `${family} ${t.name}`).toMatchObject({ loadedAs: "packed", format: "q8_0" });
+      for (const t of proj)
+        expect(t, `${family} ${t.name}`).toMatchObject({ loadedAs: "packed", format: "q8_0" });
       expectSameValues(floatOf(packed.weights, 1, "wq"), floatOf(float.weights, 1, "wq"));
       const ids = [1, 2, 3, 50, 99, 7];
       const run = (m: LlamaWeights) =>
         forward(m, createRunState(m.config, { maxRows: ids.length }), ids, 0, "all").slice();
       expect(maxAbsDiff(run(packed.weights), run(float.weights)), family).toBeLessThan(1e-3);
+      // rows moved back and parts fused again: the re-exported tensors are the file's bytes
+      const file = parseGguf(bytes, family);
+      const out = parseGguf(serializeGgufModel(packed.weights, { type: "Q8_0" }).bytes, "again");
+      for (const n of file.names)
+        expect(
+          Buffer.from(out.readTensorRaw(n)).equals(Buffer.from(file.readTensorRaw(n))),
+          `${family} ${n}`,
+        ).toBe(true);
     }
   }, 120_000);
 });

@@ -31,7 +31,11 @@ import {
   createReferenceBackend,
   f32ToF16Bits,
   isF16Exact,
+  type BlockFormatRecord,
   blockFormatOfGgmlType,
+  getFormat,
+  ggmlBlocksOf,
+  isBlockFormat,
   packQuantizedLinear,
   quantizedFromGgmlBlocks,
   referenceDequantize,
@@ -1141,6 +1145,18 @@ function encodeTensor(
       lin = m.linear;
     }
     const parts = linearParts(lin, name);
+    if (parts.kind === "quant" && isBlockFormat(getFormat(parts.q.format))) {
+      // a ggml block format is written as its own ggml type, its bytes verbatim (bit-identical re-export)
+      const type = (getFormat(parts.q.format) as BlockFormatRecord).block.ggmlType;
+      if (parts.q.outFeatures * parts.q.inFeatures !== numel(shape))
+        throw new Error(
+          `saveGguf: ${name} is ${parts.q.outFeatures}×${parts.q.inFeatures}, expected [${shape.join("×")}]`,
+        );
+      return {
+        tensor: { name: gguf, type, shape, raw: ggmlBlocksOf(parts.q) },
+        report: { gguf, name, type, source: "quant", mode: "exact", maxAbsError: 0, rmsError: 0 },
+      };
+    }
     if (parts.kind === "float") {
       weight = parts.weight;
     } else {
