@@ -119,29 +119,40 @@ static void decode_block(int t, const uint8_t* b, float* y) {
       break;
     }
     case T_Q2_K: {
+      // Weight 128h + 32s + l: bits 2s of qs[32h + l]; sub-block (128h + 32s + l) / 16.
       float d = h2f(b + 80), dmin = h2f(b + 82);
-      for (int k = 0; k < 16; k++) {
-        int sc = b[k];
-        float a = d * (float)(sc & 15), m = dmin * (float)(sc >> 4);
-        for (int i = 16 * k; i < 16 * k + 16; i++) {
-          int q = (b[16 + 32 * (i >> 7) + (i & 31)] >> (2 * ((i >> 5) & 3))) & 3;
-          y[i] = a * (float)q - m;
+      for (int h = 0; h < 2; h++) {
+        for (int s = 0; s < 4; s++) {
+          for (int half = 0; half < 2; half++) {
+            int sc = b[8 * h + 2 * s + half];
+            float a = d * (float)(sc & 15), m = dmin * (float)(sc >> 4);
+            float* yo = y + 128 * h + 32 * s + 16 * half;
+            const uint8_t* qq = b + 16 + 32 * h + 16 * half;
+            for (int l = 0; l < 16; l++) yo[l] = a * (float)((qq[l] >> (2 * s)) & 3) - m;
+          }
         }
       }
       break;
     }
     case T_Q3_K: {
+      // Weight 128h + 32s + l: low bits 2s of qs[32h + l], high bit 4h + s of hmask[l].
       float d = h2f(b + 108);
-      const uint8_t* s = b + 96;
-      for (int k = 0; k < 16; k++) {
-        int low = k < 8 ? s[k] & 15 : s[k - 8] >> 4;
-        int high = (s[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
-        float a = d * (float)((low | (high << 4)) - 32);
-        for (int i = 16 * k; i < 16 * k + 16; i++) {
-          int h = i >> 7, sh = (i >> 5) & 3, l = i & 31;
-          int lo = (b[32 + 32 * h + l] >> (2 * sh)) & 3;
-          int hb = (b[l] >> (4 * h + sh)) & 1;
-          y[i] = a * (float)(lo - (hb ? 0 : 4));
+      const uint8_t* sb = b + 96;
+      for (int h = 0; h < 2; h++) {
+        for (int s = 0; s < 4; s++) {
+          for (int half = 0; half < 2; half++) {
+            int k = 8 * h + 2 * s + half;
+            int low = k < 8 ? sb[k] & 15 : sb[k - 8] >> 4;
+            int high = (sb[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+            float a = d * (float)((low | (high << 4)) - 32);
+            float* yo = y + 128 * h + 32 * s + 16 * half;
+            const uint8_t* qq = b + 32 + 32 * h + 16 * half;
+            const uint8_t* hm = b + 16 * half;
+            for (int l = 0; l < 16; l++) {
+              int lo = (qq[l] >> (2 * s)) & 3, hb = (hm[l] >> (4 * h + s)) & 1;
+              yo[l] = a * (float)(lo - 4 + 4 * hb);
+            }
+          }
         }
       }
       break;
@@ -166,15 +177,23 @@ static void decode_block(int t, const uint8_t* b, float* y) {
       break;
     }
     case T_Q6_K: {
+      // Weight 128h + 32s + l: low nibble (s < 2) or high nibble of ql[64h + 32(s & 1) + l], high bits 2s of
+      // qh[32h + l]; sub-block (128h + 32s + l) / 16.
       float d = h2f(b + 208);
-      for (int k = 0; k < 16; k++) {
-        float a = d * (float)(int8_t)b[192 + k];
-        for (int i = 16 * k; i < 16 * k + 16; i++) {
-          int h = i >> 7, s = (i >> 5) & 3, l = i & 31;
-          int lb = b[64 * h + 32 * (s & 1) + l];
-          int lo = s < 2 ? lb & 15 : lb >> 4;
-          int hi = (b[128 + 32 * h + l] >> (2 * s)) & 3;
-          y[i] = a * (float)((lo | (hi << 4)) - 32);
+      for (int h = 0; h < 2; h++) {
+        for (int s = 0; s < 4; s++) {
+          const uint8_t* ql = b + 64 * h + 32 * (s & 1);
+          const uint8_t* qh = b + 128 + 32 * h;
+          int shift = s < 2 ? 0 : 4;
+          for (int half = 0; half < 2; half++) {
+            float a = d * (float)(int8_t)b[192 + 8 * h + 2 * s + half];
+            float* yo = y + 128 * h + 32 * s + 16 * half;
+            for (int l = 0; l < 16; l++) {
+              int i = 16 * half + l;
+              int q = ((ql[i] >> shift) & 15) | (((qh[i] >> (2 * s)) & 3) << 4);
+              yo[l] = a * (float)(q - 32);
+            }
+          }
         }
       }
       break;
