@@ -7,7 +7,10 @@
 //   dP_j = dout_t·v_j,  dS_j = scale · P_j (dP_j − Σ_i P_i dP_i)
 //   dq_t += Σ_j dS_j k_j,  dk_j += dS_j q_t,  dv_j += P_j dout_t
 // Work items: (b, kv head) pairs, each running all of its query heads (so dk, dv rows are written by
-// one thread only). Scratch: 2·S floats per thread.
+// one thread only). Queries go in blocks of TA_BM rows: each block's scores against the keys its last
+// row sees are one GEMM (gemm.c's packed kernel), so fully masked key ranges are never touched.
+// Scratch per thread: the GEMM's blocks, then two TA_BM × S score buffers.
+#include "quant.h"
 #include "train.h"
 
 #define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
@@ -25,66 +28,6 @@ static inline float f32_of(int32_t bits) {
 static inline float hsum(v128_t v) {
   return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
          wasm_f32x4_extract_lane(v, 3);
-}
-
-static inline float dot(const float* a, const float* b, int n) {
-  v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    FMA(s0, wasm_v128_load(a + i), wasm_v128_load(b + i));
-    FMA(s1, wasm_v128_load(a + i + 4), wasm_v128_load(b + i + 4));
-  }
-  for (; i + 4 <= n; i += 4) FMA(s0, wasm_v128_load(a + i), wasm_v128_load(b + i));
-  float s = hsum(wasm_f32x4_add(s0, s1));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-// y[0..n) += a · x[0..n)
-static inline void axpy(float* y, float a, const float* x, int n) {
-  v128_t av = wasm_f32x4_splat(a);
-  int i = 0;
-  for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(av, wasm_v128_load(x + i))));
-  for (; i < n; i++) y[i] += a * x[i];
-}
-
-// out[0..hs) (+)= Σ_{j<n} w[j] · rows[j·ld .. j·ld + hs), 16 columns at a time in registers.
-static void weighted_rows(const float* w, const float* rows, int ld, int n, int hs, float* out, int add) {
-  int i = 0;
-  for (; i + 16 <= hs; i += 16) {
-    v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-    const float* r = rows + i;
-    for (int j = 0; j < n; j++, r += ld) {
-      v128_t a = wasm_v128_load32_splat(w + j);
-      FMA(a0, a, wasm_v128_load(r));
-      FMA(a1, a, wasm_v128_load(r + 4));
-      FMA(a2, a, wasm_v128_load(r + 8));
-      FMA(a3, a, wasm_v128_load(r + 12));
-    }
-    if (add) {
-      a0 = wasm_f32x4_add(a0, wasm_v128_load(out + i));
-      a1 = wasm_f32x4_add(a1, wasm_v128_load(out + i + 4));
-      a2 = wasm_f32x4_add(a2, wasm_v128_load(out + i + 8));
-      a3 = wasm_f32x4_add(a3, wasm_v128_load(out + i + 12));
-    }
-    wasm_v128_store(out + i, a0);
-    wasm_v128_store(out + i + 4, a1);
-    wasm_v128_store(out + i + 8, a2);
-    wasm_v128_store(out + i + 12, a3);
-  }
-  for (; i + 4 <= hs; i += 4) {
-    v128_t a0 = wasm_f32x4_splat(0.0f);
-    const float* r = rows + i;
-    for (int j = 0; j < n; j++, r += ld) FMA(a0, wasm_v128_load32_splat(w + j), wasm_v128_load(r));
-    if (add) a0 = wasm_f32x4_add(a0, wasm_v128_load(out + i));
-    wasm_v128_store(out + i, a0);
-  }
-  for (; i < hs; i++) {
-    float s = 0.0f;
-    const float* r = rows + i;
-    for (int j = 0; j < n; j++, r += ld) s += w[j] * *r;
-    out[i] = add ? out[i] + s : s;
-  }
 }
 
 // p[0..n) = exp(p − m) (· inv when inv > 0); returns Σ before scaling.
@@ -141,21 +84,45 @@ static inline int keys_of(const Attn* a, int t) {
   return n < a->S ? n : a->S;
 }
 
-// p[0..n) = scale · q_t·k_j for row t of (b, h); returns the max.
-static float scores(const Attn* a, const float* qt, const float* kb, int n, float* p) {
-  float m = -__builtin_inff();
-  for (int j = 0; j < n; j++) {
-    float s = a->scale * dot(qt, kb + (uint32_t)j * (uint32_t)a->Dk, a->hs);
-    p[j] = s;
-    if (s > m) m = s;
-  }
-  return m;
+#define GEMM_FLOATS (MC * KC + KC * NC + MR * NR + 64)
+
+// C[0..m)[0..n) = alpha · op(A)·op(B) + beta · C with gemm.c's packed kernel.
+static void gemm(int K, const float* A, int lda, int ta, const float* B, int ldb, int tb, float* C, int ldc, float alpha,
+                 float beta, int m, int n, float* scratch) {
+  BSource bs = {B_FLOAT, B, ldb, tb, 0};
+  qk_gemm_region(K, A, lda, ta, &bs, C, ldc, alpha, beta, 0, m, 0, n, scratch);
 }
+
+// P[r][0..n) for the block's rows t0 + r: scale·q·kᵀ, then softmax over the row's keys (masked keys 0).
+// Forward (st_out) computes and stores each row's (max, 1/Σexp); backward (st_in) reuses them.
+static void block_probs(const Attn* a, const float* qb, const float* kb, int t0, int bm, int n, float* P, float* st_out,
+                        const float* st_in, float* gs) {
+  gemm(a->hs, qb, a->Dq, 0, kb, a->Dk, 1, P, a->S, a->scale, 0.0f, bm, n, gs);
+  for (int r = 0; r < bm; r++) {
+    float* p = P + (uint32_t)r * (uint32_t)a->S;
+    int nt = keys_of(a, t0 + r);
+    if (st_in) {
+      exp_rows(p, nt, st_in[2 * (t0 + r)], st_in[2 * (t0 + r) + 1]);
+    } else {
+      float m = -__builtin_inff();
+      for (int j = 0; j < nt; j++)
+        if (p[j] > m) m = p[j];
+      float inv = 1.0f / exp_rows(p, nt, m, 0.0f);
+      for (int j = 0; j < nt; j++) p[j] *= inv;
+      st_out[2 * (t0 + r)] = m;
+      st_out[2 * (t0 + r) + 1] = inv;
+    }
+    for (int j = nt; j < n; j++) p[j] = 0.0f;
+  }
+}
+
+#define TA_BM 64
 
 void qk_train_attn_fwd_run(int32_t* job, float* scratch) {
   Attn a = attn_of(job);
   float* out = PTR(float*, job[TA_OUT]);
   float* stats = PTR(float*, job[TA_STATS]);
+  float* P = scratch + GEMM_FLOATS;
   int lo, hi;
   while (qk_train_next(job, job[TA_B] * a.Hkv, 1, &lo, &hi)) {
     int b = lo / a.Hkv, g = lo % a.Hkv;
@@ -163,19 +130,12 @@ void qk_train_attn_fwd_run(int32_t* job, float* scratch) {
     const float* vb = a.v + (uint32_t)(b * a.S) * (uint32_t)a.Dk + g * a.hs;
     for (int h = g * a.group; h < (g + 1) * a.group; h++) {
       float* st = stats + (uint32_t)((b * a.H + h) * a.T) * 2u;
-      for (int t = 0; t < a.T; t++) {
-        uint32_t qo = (uint32_t)(b * a.T + t) * (uint32_t)a.Dq + h * a.hs;
-        int n = keys_of(&a, t);
-        float m = scores(&a, a.q + qo, kb, n, scratch);
-        float inv = 1.0f / exp_rows(scratch, n, m, 0.0f);
-        // normalise the weights, then one pass over v
-        v128_t iv = wasm_f32x4_splat(inv);
-        int j = 0;
-        for (; j + 4 <= n; j += 4) wasm_v128_store(scratch + j, wasm_f32x4_mul(wasm_v128_load(scratch + j), iv));
-        for (; j < n; j++) scratch[j] *= inv;
-        weighted_rows(scratch, vb, a.Dk, n, a.hs, out + qo, 0);
-        st[2 * t] = m;
-        st[2 * t + 1] = inv;
+      for (int t0 = 0; t0 < a.T; t0 += TA_BM) {
+        int bm = a.T - t0 < TA_BM ? a.T - t0 : TA_BM;
+        int n = keys_of(&a, t0 + bm - 1);
+        uint32_t qo = (uint32_t)(b * a.T + t0) * (uint32_t)a.Dq + h * a.hs;
+        block_probs(&a, a.q + qo, kb, t0, bm, n, P, st, 0, scratch);
+        gemm(n, P, a.S, 0, vb, a.Dk, 0, out + qo, a.Dq, 1.0f, 0.0f, bm, a.hs, scratch);
       }
     }
   }
@@ -188,8 +148,8 @@ void qk_train_attn_bwd_run(int32_t* job, float* scratch) {
   float* dq = PTR(float*, job[TA_DQ]);
   float* dk = PTR(float*, job[TA_DK]);
   float* dv = PTR(float*, job[TA_DV]);
-  float* P = scratch;
-  float* dS = scratch + a.S;
+  float* P = scratch + GEMM_FLOATS;
+  float* dS = P + (uint32_t)TA_BM * (uint32_t)a.S;
   int lo, hi;
   while (qk_train_next(job, job[TA_B] * a.Hkv, 1, &lo, &hi)) {
     int b = lo / a.Hkv, g = lo % a.Hkv;
@@ -198,26 +158,36 @@ void qk_train_attn_bwd_run(int32_t* job, float* scratch) {
     const float* vb = a.v + kvo;
     for (int h = g * a.group; h < (g + 1) * a.group; h++) {
       const float* st = stats + (uint32_t)((b * a.H + h) * a.T) * 2u;
-      for (int t = 0; t < a.T; t++) {
-        uint32_t qo = (uint32_t)(b * a.T + t) * (uint32_t)a.Dq + h * a.hs;
-        int n = keys_of(&a, t);
-        const float* qt = a.q + qo;
-        const float* gt = dout + qo;
-        scores(&a, qt, kb, n, P);
-        exp_rows(P, n, st[2 * t], st[2 * t + 1]);
-        if (dv)
-          for (int j = 0; j < n; j++) axpy(dv + kvo + (uint32_t)j * (uint32_t)a.Dk, P[j], gt, a.hs);
+      for (int t0 = 0; t0 < a.T; t0 += TA_BM) {
+        int bm = a.T - t0 < TA_BM ? a.T - t0 : TA_BM;
+        int n = keys_of(&a, t0 + bm - 1);
+        uint32_t qo = (uint32_t)(b * a.T + t0) * (uint32_t)a.Dq + h * a.hs;
+        const float* qb = a.q + qo;
+        const float* gb = dout + qo;
+        block_probs(&a, qb, kb, t0, bm, n, P, 0, st, scratch);
+        // dv[0..n) += Pᵀ · dout
+        if (dv) gemm(bm, P, a.S, 1, gb, a.Dq, 0, dv + kvo, a.Dk, 1.0f, 1.0f, n, a.hs, scratch);
         if (!dq && !dk) continue;
-        float D = 0.0f;
-        for (int j = 0; j < n; j++) {
-          float d = dot(gt, vb + (uint32_t)j * (uint32_t)a.Dk, a.hs);
-          dS[j] = d;
-          D += P[j] * d;
+        // dP = dout · vᵀ, then dS = scale · P ⊙ (dP − Σ_j P dP)
+        gemm(a.hs, gb, a.Dq, 0, vb, a.Dk, 1, dS, a.S, 1.0f, 0.0f, bm, n, scratch);
+        for (int r = 0; r < bm; r++) {
+          float* p = P + (uint32_t)r * (uint32_t)a.S;
+          float* d = dS + (uint32_t)r * (uint32_t)a.S;
+          v128_t acc = wasm_f32x4_splat(0.0f);
+          int j = 0;
+          for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(p + j), wasm_v128_load(d + j)));
+          float D = hsum(acc);
+          for (; j < n; j++) D += p[j] * d[j];
+          v128_t Dv = wasm_f32x4_splat(D), sc = wasm_f32x4_splat(a.scale);
+          j = 0;
+          for (; j + 4 <= n; j += 4)
+            wasm_v128_store(d + j, wasm_f32x4_mul(wasm_f32x4_mul(sc, wasm_v128_load(p + j)),
+                                                  wasm_f32x4_sub(wasm_v128_load(d + j), Dv)));
+          for (; j < n; j++) d[j] = a.scale * p[j] * (d[j] - D);
         }
-        for (int j = 0; j < n; j++) dS[j] = a.scale * P[j] * (dS[j] - D);
-        if (dq) weighted_rows(dS, kb, a.Dk, n, a.hs, dq + qo, 1);
-        if (dk)
-          for (int j = 0; j < n; j++) axpy(dk + kvo + (uint32_t)j * (uint32_t)a.Dk, dS[j], qt, a.hs);
+        // dq += dS · k;  dk[0..n) += dSᵀ · q
+        if (dq) gemm(n, dS, a.S, 0, kb, a.Dk, 0, dq + qo, a.Dq, 1.0f, 1.0f, bm, a.hs, scratch);
+        if (dk) gemm(bm, dS, a.S, 1, qb, a.Dq, 0, dk + kvo, a.Dk, 1.0f, 1.0f, n, a.hs, scratch);
       }
     }
   }

@@ -33,6 +33,9 @@ const TA_DQ = 18;
 const TA_DK = 19;
 const TA_DV = 20;
 
+/** Query rows per block of the training attention kernel (train_attn.c's TA_BM). */
+const TA_BM = 64;
+
 /** Score multiply-adds (B·H·T·S·hs) above which training attention is split across threads. */
 export const TRAIN_ATTN_PARALLEL = 1 << 20;
 
@@ -96,7 +99,8 @@ export interface TrainKernels {
    */
   crossEntropyRows(a: CrossEntropyRowsArgs): void;
   /**
-   * Grouped-query attention forward over whole sequences, only the unmasked scores computed:
+   * Grouped-query attention forward over whole sequences, in blocks of 64 query rows whose scores are
+   * one packed GEMM against the keys the block's last row sees (masked key blocks are skipped):
    * `out_t = Σ_j softmax_j(scale · q_t·k_j) v_j`, and per row `stats = (max, 1/Σexp)` for backward. The
    * same numbers as autograd's `attention` op up to float32 summation order (a polynomial `exp`).
    */
@@ -294,7 +298,7 @@ export function registerTrainKernels(
       const nk = sh.B * sh.S * sh.Hkv * sh.hs;
       const ns = sh.B * sh.H * sh.T * 2;
       checkAttention(sh, { q: [q, nq], k: [k, nk], v: [v, nk], out: [out, nq], stats: [stats, ns] });
-      const io = new Io(rt, [q, k, v, out, stats], 2 * sh.S + 16);
+      const io = new Io(rt, [q, k, v, out, stats], TA_BM * 2 * sh.S + 64);
       const a = [
         io.put(q, nq, true),
         io.put(k, nk, true),
@@ -328,7 +332,7 @@ export function registerTrainKernels(
         dk: [dk, nk],
         dv: [dv, nk],
       });
-      const io = new Io(rt, [q, k, v, stats, dout, dq, dk, dv], 2 * sh.S + 16);
+      const io = new Io(rt, [q, k, v, stats, dout, dq, dk, dv], TA_BM * 2 * sh.S + 64);
       const a = [
         io.put(q, nq, true),
         io.put(k, nk, true),
