@@ -1,4 +1,4 @@
-import { GGML_TYPES } from "@int21/io";
+import { GGML_TYPES, parseGguf, serializeGguf } from "@int21/io";
 import { describe, expect, it } from "vitest";
 import { ggmlBlocksOf, quantizedFromGgmlBlocks } from "../ggml-blocks-linear";
 import { bitsPerWeight, bytes, createQuantizedLinear, groupCount } from "../quantized-linear";
@@ -227,6 +227,30 @@ describe.each(GGML_BLOCK_FORMATS.map((f) => [f.name, f] as const))("%s", (_name,
     expect(() => quantizedFromGgmlBlocks(f, bad, N, K)).toThrow(
       new RegExp(`row ${Math.floor(1 / perRow)}, block ${1 % perRow}: .*Infinity`),
     );
+  });
+});
+
+describe("GGUF round trip", () => {
+  it("every block format: layer → GGUF tensor (io's writer) → reader → layer, bytes and values unchanged", () => {
+    const tensors = GGML_BLOCK_FORMATS.map((f) => {
+      const K = 3 * f.block.blockSize;
+      const q = rtnQuantize(randomWeights(5 * K, f.id, 0.2), 5, K, f);
+      return { f, q, K, t: { name: f.name, type: f.block.ggmlType, shape: [5, K], raw: ggmlBlocksOf(q) } };
+    });
+    const file = parseGguf(serializeGguf({ metadata: {}, tensors: tensors.map((x) => x.t) }));
+    const ref = createReferenceBackend();
+    for (const { f, q, K } of tensors) {
+      const raw = file.readTensorRaw(f.name);
+      const back = quantizedFromGgmlBlocks(f.block.ggmlType, raw, 5, K);
+      expect(ggmlBlocksOf(back)).toEqual(ggmlBlocksOf(q));
+      const a = new Float32Array(5 * K);
+      const b = new Float32Array(5 * K);
+      ref.dequantize(q, a);
+      ref.dequantize(back, b);
+      expect(b).toEqual(a);
+      // io's float reader (GGUF → float32) decodes the same values.
+      expect(file.readTensorF32(f.name)).toEqual(a);
+    }
   });
 });
 
