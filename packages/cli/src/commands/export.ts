@@ -12,6 +12,7 @@ import {
   type LlamaWeights,
   baseWeightsOf,
   exportGptqHf,
+  gptqZeroGroups,
   exportModel,
   llama2cSentencePieceModel,
   llama2cTokenizerFiles,
@@ -94,10 +95,10 @@ export function exportProgram(): Command {
     .addOption(
       new Option(
         "--gptq-format <format>",
-        "hf --gptq: checkpoint_format; gptq stores zero − 1 (AutoGPTQ, the default transformers expects), gptq_v2 the zero itself",
+        "hf --gptq: checkpoint_format; gptq stores zero − 1 (AutoGPTQ's, what transformers expects by default), gptq_v2 the zero itself (GPTQModel's); auto: gptq unless a group's zero point is 0",
       )
-        .choices(["gptq", "gptq_v2"])
-        .default("gptq"),
+        .choices(["auto", "gptq", "gptq_v2"])
+        .default("auto"),
     )
     .option(
       "--tokenizer <file>",
@@ -119,7 +120,7 @@ interface ExportOpts {
   adapterDtype: (typeof HF_DTYPES)[number];
   baseModel?: string;
   gptq: boolean;
-  gptqFormat: "gptq" | "gptq_v2";
+  gptqFormat: "auto" | "gptq" | "gptq_v2";
   tokenizer?: string;
   json: boolean;
   quiet: boolean;
@@ -189,6 +190,13 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
             `no tokenizer.json, tokenizer.model or llama2.c tokenizer beside ${m.path}: the folder has weights and config only; add the tokenizer files before AutoTokenizer or convert_hf_to_gguf.py can read it`,
           );
       }
+    }
+    if (o.gptq && o.gptqFormat === "auto") {
+      const zeros = gptqZeroGroups(baseWeightsOf(m.weights));
+      if (zeros > 0)
+        notes.push(
+          `checkpoint_format gptq_v2: ${zeros} groups have a zero point of 0, which AutoGPTQ's gptq layout (zero − 1) cannot store; transformers reads gptq_v2 through GPTQModel`,
+        );
     }
     const report = o.gptq
       ? await exportGptq(m.weights, lora, o, copyFiles)
