@@ -9,7 +9,7 @@ let passed = 0,
   failed = 0,
   skipped = 0,
   suites = 0;
-for (const group of ["packages", "tools", "examples"]) {
+for (const group of ["packages", "tools", "examples", "apps"]) {
   const dir = join(repo, group);
   if (!existsSync(dir)) continue;
   for (const name of readdirSync(dir)) {

@@ -122,6 +122,7 @@ describe("Studio on stories260K", () => {
     await c.load(input(), quiet);
     const r = await c.resumeRun(store.bytes!, quiet);
     expect(r.summary.ftSteps).toBe(4);
+    expect(r.summary.studentBytes).toBe(q.summary.studentBytes); // the packed base, adapters not counted
     expect(r.summary.adapters).toEqual(["lrec", "default"]);
     expect(c.ftHistory.map((h) => h.loss)).toEqual(first); // the curves continue where they were
     expect(c.lrecHistory).toHaveLength(8);
@@ -146,6 +147,17 @@ describe("Studio on stories260K", () => {
     const back = await loadGguf(gg.bytes, { backend });
     expect(back.weights.config.dim).toBe(64);
     expect(back.tokenizer?.vocabSize).toBe(512);
+    // …and opens in the studio as a GGUF: its greedy text is the packed student's without adapters
+    const d = new Studio(backend);
+    const dSum = await d.load({ kind: "gguf", bytes: gg.bytes, name: gg.name }, quiet);
+    expect(dSum.kind).toBe("gguf");
+    const fromGguf = d.generate({ prompt: "Once upon a time", steps: 30, temperature: 0, seed: 1 }).text;
+    const e = new Studio(backend);
+    await e.load(input(), quiet);
+    e.quantize(quant, quiet);
+    expect(fromGguf).toBe(
+      e.generate({ prompt: "Once upon a time", steps: 30, temperature: 0, seed: 1 }).text,
+    );
     const lg = c.exportFile("lora-gguf");
     const lora = await readGgufLora(lg.bytes);
     expect(lora.modules.length).toBe(15); // 5 layers × q, v, down

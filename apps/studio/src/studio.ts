@@ -675,7 +675,7 @@ export class Studio {
           }
         : null,
       teacherBytes: t ? linearBytes(t) : 0,
-      studentBytes: this.student ? linearBytes(this.student) : 0,
+      studentBytes: this.student ? linearBytes(baseWeightsOf(this.student)) : 0,
       student: this.quantized ? `${formatName(this.quantized)} ${this.quantized.method.toUpperCase()}` : null,
       lrecSteps: this.lrecHistory.length,
       ftSteps: this.ft?.step ?? 0,
