@@ -1,3 +1,4 @@
+import { type DecodeKernels, type Linear, type QuantizedLinear, decodeKernels } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
 import { embeddingRows } from "./embedding";
 import { residentKvCache, weightKernels } from "./kv-cache";
@@ -212,6 +213,38 @@ export function softcap(v: Float32Array, n: number, cap: number): void {
   for (let i = 0; i < n; i++) v[i] = cap * Math.tanh(v[i] / cap);
 }
 
+/** Per linear: the wasm decode kernels that run its one-row products, or null (its own forward). */
+const decodeLinears = new WeakMap<Linear, DecodeKernels | null>();
+
+function decodeKernelsOf(lin: Linear): DecodeKernels | null {
+  let k = decodeLinears.get(lin);
+  if (k === undefined) {
+    const l = lin as Linear & { q?: QuantizedLinear; backend?: object };
+    const dk = l.q !== undefined && l.backend !== undefined ? decodeKernels(l.backend) : undefined;
+    k = dk !== undefined && l.q !== undefined && dk.qmatvecSupports(l.q) ? dk : null;
+    decodeLinears.set(lin, k);
+  }
+  return k;
+}
+
+/**
+ * `y = x·Wᵀ (+ bias)` for `rows` rows. One row of a packed 1–4-bit affine layer on a wasm backend runs the
+ * decode matvec (`DecodeKernels.qmatvec`: x rounded to int16 per weight group, integer dot products);
+ * everything else runs `lin.forward`.
+ */
+export function linearForward(lin: Linear, x: Float32Array, rows: number, y: Float32Array): void {
+  if (rows === 1) {
+    const k = decodeKernelsOf(lin);
+    if (k !== null) {
+      const l = lin as Linear & { q: QuantizedLinear; bias?: Float32Array };
+      k.qmatvec(l.q, x, y);
+      if (l.bias) addBias(y, l.bias, 1);
+      return;
+    }
+  }
+  lin.forward(x, rows, y);
+}
+
 /**
  * The attention inputs of one layer before RoPE: `q, k, v = xn·Wqᵀ + bq, xn·Wkᵀ + bk, xn·Wvᵀ + bv`
  * (biases when the layer has them), then per-head RMSNorm of q and k when it has `qNorm` / `kNorm`.
@@ -225,9 +258,9 @@ export function projectQkv(
   k: Float32Array,
   v: Float32Array,
 ): void {
-  L.wq.forward(xn, rows, q);
-  L.wk.forward(xn, rows, k);
-  L.wv.forward(xn, rows, v);
+  linearForward(L.wq, xn, rows, q);
+  linearForward(L.wk, xn, rows, k);
+  linearForward(L.wv, xn, rows, v);
   if (L.bq) addBias(q, L.bq, rows);
   if (L.bk) addBias(k, L.bk, rows);
   if (L.bv) addBias(v, L.bv, rows);
@@ -335,7 +368,7 @@ export function forward(
   const off = (lastRows - 1) * c.dim;
   for (let j = 0; j < c.dim; j++) state.xb2[j] = state.x[off + j];
   rmsnorm(state.xb, state.xb2, weights.finalNorm, 1, c.dim, c.normEps);
-  weights.classifier.forward(state.xb, 1, state.logits);
+  linearForward(weights.classifier, state.xb, 1, state.logits);
   if (c.finalLogitSoftcap !== undefined) softcap(state.logits, V, c.finalLogitSoftcap);
   return state.logits.subarray(0, V);
 }
@@ -394,15 +427,15 @@ function forwardChunk(
         c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : 1 / Math.sqrt(hs);
       kernels.attention(args);
     } else attention(s, l, rows, pos, xb);
-    L.wo.forward(xb, rows, xb2);
+    linearForward(L.wo, xb, rows, xb2);
     if (L.bo) addBias(xb2, L.bo, rows);
     if (L.postAttnNorm) rmsnorm(xb2, xb2, L.postAttnNorm, rows, dim, normEps);
     for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
     rmsnorm(xb, x, L.ffnNorm, rows, dim, normEps);
-    L.w1.forward(xb, rows, hb);
-    L.w3.forward(xb, rows, hb2);
+    linearForward(L.w1, xb, rows, hb);
+    linearForward(L.w3, xb, rows, hb2);
     ffnGate(c, hb, hb2, rows * hiddenDim);
-    L.w2.forward(hb, rows, xb2);
+    linearForward(L.w2, hb, rows, xb2);
     if (L.postFfnNorm) rmsnorm(xb2, xb2, L.postFfnNorm, rows, dim, normEps);
     for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
   }

@@ -57,3 +57,36 @@ describe.each([1, 2])("forward with the KV cache in wasm memory (%i thread(s))",
     expect(greedy(wasm, tokens.slice(0, 5), 24, 6)).toEqual(greedy(ref, tokens.slice(0, 5), 24, 6));
   });
 });
+
+describe("decoding a packed model through the wasm decode matvec (int16 activations)", () => {
+  let be: WasmBackend;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads: 1 });
+  });
+  afterAll(() => be.dispose());
+
+  it.each(["int4-g64-asym-f16", "int2-g64-asym-f16", "int4-pc-sym-f16"])(
+    "%s: greedy ids equal the reference backend's, logits within the int16 rounding",
+    (format) => {
+      const config = syntheticConfig("stories260K");
+      const opts = { seed: 5, format, embeddingFormat: format };
+      const ref = syntheticWeights(config, { ...opts, backend: createReferenceBackend() });
+      const wasm = syntheticWeights(config, { ...opts, backend: be });
+      const prompt = [1, 403, 407, 261, 378];
+      expect(greedy(wasm, prompt, 32, 40)).toEqual(greedy(ref, prompt, 32, 40));
+      const a = createRunState(config, { maxRows: 1 });
+      const b = createRunState(config, { maxRows: 1 });
+      let worst = 0;
+      let mag = 0;
+      for (let p = 0; p < prompt.length; p++) {
+        const la = forward(ref, a, [prompt[p]], p);
+        const lb = forward(wasm, b, [prompt[p]], p);
+        for (let i = 0; i < la.length; i++) {
+          worst = Math.max(worst, Math.abs(la[i] - lb[i]));
+          mag = Math.max(mag, Math.abs(la[i]));
+        }
+      }
+      expect(worst).toBeLessThan(1e-3 * mag);
+    },
+  );
+});

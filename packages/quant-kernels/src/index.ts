@@ -80,6 +80,7 @@ export {
 } from "./wasm/wasm-train";
 export { type DecodeKernels, decodeKernels } from "./wasm/wasm-decode";
 export { type AttentionArgs, checkAttentionArgs, referenceAttention } from "./reference/decode-attention";
+export { qmatvecI16Applies, referenceQmatvecI16 } from "./reference/decode-qmatvec";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
 export { dequantizeRows } from "./dequantize-rows";

@@ -5,6 +5,7 @@
 #include "kernels.h"
 
 #define OP_ATTN 40  // causal GQA attention of rows queries over a KV cache (decode_attn.c)
+#define OP_QMV 41   // one-row quantized matvec with int16 activations (decode_qmv.c); Q_DESC, Q_X, Q_Y slots
 
 // OP_ATTN slots (byte addresses unless said).
 #define AT_Q 4        // queries [rows × nHeads·hs]
@@ -21,4 +22,5 @@
 #define AT_SCALE 15   // f32 bits
 
 void qk_attn_run(int32_t* job, int tid, float* scratch);
+void qk_qmv_run(int32_t* job, int tid, float* scratch);
 #endif

@@ -137,6 +137,9 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
     case OP_ATTN:
       qk_attn_run(job, tid, scratch);
       break;
+    case OP_QMV:
+      qk_qmv_run(job, tid, scratch);
+      break;
     case OP_TRAIN_FIRST ... OP_TRAIN_LAST:
       qk_train_run(job, tid, scratch);
       break;

@@ -1,9 +1,13 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getFormat } from "../formats/registry";
 import { type AttentionArgs, referenceAttention } from "../reference/decode-attention";
+import { referenceQmatvecI16 } from "../reference/decode-qmatvec";
+import { referenceQmatmul } from "../reference/qmatmul";
+import { rtnQuantize } from "../rtn";
 import { makeRng } from "../testing/random";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
-import { ATTN_PARALLEL, type DecodeKernels, decodeKernels } from "./wasm-decode";
+import { ATTN_PARALLEL, type DecodeKernels, QMV_PARALLEL, decodeKernels } from "./wasm-decode";
 
 interface Case {
   rows: number;
@@ -128,4 +132,83 @@ it("an ordinary-memory wasm backend has no decode kernels (a cache could not sta
   const be = await createWasmBackend({ threads: 1, sharedMemory: false });
   expect(decodeKernels(be)).toBeUndefined();
   be.dispose();
+});
+
+describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i thread(s)", (threads) => {
+  let be: WasmBackend;
+  let k: DecodeKernels;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads });
+    k = decodeKernels(be) as DecodeKernels;
+  });
+  afterAll(() => be.dispose());
+
+  const FMTS = [
+    "int4-g128-asym-f16",
+    "int4-g32-sym-f32",
+    "int4-pc-asym-f16",
+    "int3-g64-asym-f16",
+    "int2-g64-asym-f16",
+    "int2-g128-sym-f16",
+    "int2-pc-asym-f32",
+  ];
+
+  it("matches the scalar reference (and the float matvec within the int16 rounding bound)", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...FMTS),
+        fc.integer({ min: 1, max: 80 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        fc.boolean(),
+        (name, N, K, seed, zeroGroup) => {
+          const rng = makeRng(seed);
+          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+          const x = uniform(rng, K, 3);
+          if (zeroGroup) x.fill(0, 0, Math.min(K, 64));
+          if (!k.qmatvecSupports(q)) return;
+          const want = new Float32Array(N);
+          referenceQmatvecI16(q, x, want);
+          const exact = new Float32Array(N);
+          referenceQmatmul(x, 1, q, exact);
+          const got = new Float32Array(N);
+          k.qmatvec(q, x, got);
+          let mag = 0;
+          for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+          for (let n = 0; n < N; n++) {
+            // |w| ≤ ~1: float32 sums of K terms against the reference, the int16 bound against the exact one
+            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+            expect(Math.abs(got[n] - exact[n])).toBeLessThanOrEqual((3 / 32767) * K + 2e-6 * mag);
+          }
+        },
+      ),
+      { seed: 42, numRuns: 80 },
+    );
+  });
+
+  it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
+    const rng = makeRng(5);
+    const N = 8000;
+    const K = 288;
+    expect(N * K).toBeGreaterThan(QMV_PARALLEL);
+    const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat("int4-g128-asym-f16"));
+    const x = uniform(rng, K, 1);
+    const want = new Float32Array(N);
+    referenceQmatvecI16(q, x, want);
+    const got = k.allocF32(N);
+    k.qmatvec(q, x, got);
+    let worst = 0;
+    for (let n = 0; n < N; n++) worst = Math.max(worst, Math.abs(got[n] - want[n]));
+    expect(worst).toBeLessThan(1e-4);
+    k.freeF32(got);
+    for (const name of ["int8-g64-asym-f16", "nf4-g64-f16", "int4-g32-asym-f16", "int2-g32-asym-f16"]) {
+      const r = rtnQuantize(uniform(rng, 4 * 100, 1), 4, 100, getFormat(name));
+      const ok = name === "int4-g32-asym-f16";
+      expect(k.qmatvecSupports(r)).toBe(ok);
+      if (!ok)
+        expect(() => k.qmatvec(r, new Float32Array(100), new Float32Array(4))).toThrow(
+          /not a 1–4-bit affine/,
+        );
+    }
+  });
 });

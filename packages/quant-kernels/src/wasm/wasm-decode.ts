@@ -1,7 +1,12 @@
 // Inference kernels of the wasm backend that are not Backend methods (decode_*.c): attention of a
 // block of queries over a KV cache that lives in wasm memory. Model code reaches them with
 // decodeKernels(backend), which is undefined for every other backend (use the reference then).
+import { checkQuantCall } from "../check-args";
 import { type AttentionArgs, checkAttentionArgs } from "../reference/decode-attention";
+import { qmatvecI16Applies } from "../reference/decode-qmatvec";
+import type { QuantizedLinear } from "../types";
+import { Q_DESC, Q_X, Q_Y } from "./layout";
+import type { ResidentCache } from "./wasm-resident";
 import type { WasmRuntime } from "./wasm-runtime";
 
 /** Mirror of wasm/decode.h. */
@@ -18,9 +23,12 @@ const AT_NHEADS = 12;
 const AT_NKV = 13;
 const AT_HS = 14;
 const AT_SCALE = 15;
+const OP_QMV = 41;
 
 /** Score multiply-adds (rows · keys · qDim) above which attention is split across threads. */
 export const ATTN_PARALLEL = 1 << 20;
+/** Weights (N·K) above which the decode matvec is split across threads. */
+export const QMV_PARALLEL = 1 << 21;
 
 /** The inference kernels of a wasm backend. */
 export interface DecodeKernels {
@@ -38,6 +46,14 @@ export interface DecodeKernels {
    * must live in wasm memory ({@link DecodeKernels.allocF32}); `q` and `out` are copied when they do not.
    */
   attention(a: AttentionArgs): void;
+  /** Whether {@link DecodeKernels.qmatvec} applies to `q` ({@link qmatvecI16Applies}). */
+  qmatvecSupports(q: QuantizedLinear): boolean;
+  /**
+   * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
+   * integer dot products (`i32x4.dot_i16x8_s`) over the resident codes, scale and zero once per group.
+   * The layer becomes resident as for `qmatmul`.
+   */
+  qmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array): void;
 }
 
 const registry = new WeakMap<object, DecodeKernels>();
@@ -53,6 +69,7 @@ export function registerDecodeKernels(
   rt: WasmRuntime,
   allocF32: (n: number) => Float32Array,
   freeF32: (v: Float32Array) => void,
+  cache: ResidentCache,
 ): void {
   // Without shared memory a growth detaches views: a cache could not stay in wasm memory.
   if (!rt.shared) return;
@@ -100,6 +117,31 @@ export function registerDecodeKernels(
       f32[base + AT_SCALE] = a.scale;
       rt.run(rows * ctx * nHeads * hs >= ATTN_PARALLEL ? rt.threads : 1);
       if (!oIn) a.out.set(rt.heap.f32.subarray(oa >> 2, (oa >> 2) + n));
+    },
+    qmatvecSupports: qmatvecI16Applies,
+    qmatvec(q, x, y) {
+      rt.check("qmatvec");
+      checkQuantCall("decode qmatvec", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
+      if (!qmatvecI16Applies(q))
+        throw new Error(
+          `quant-kernels: wasm decode qmatvec: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+        );
+      const res = cache.quantized(q);
+      const { N, K, Kp, nGroups } = res;
+      const heap = rt.heap;
+      const yIn = owns(y);
+      rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 2 * nGroups + 64);
+      const xa = rt.take(Kp * 4);
+      const f32 = heap.f32;
+      f32.set(x.subarray(0, K), xa >> 2);
+      if (Kp > K) f32.fill(0, (xa >> 2) + K, (xa >> 2) + Kp);
+      const ya = yIn ? y.byteOffset : rt.take(N * 4);
+      const { i32, base } = rt.jobSlots(OP_QMV);
+      i32[base + Q_DESC] = res.desc;
+      i32[base + Q_X] = xa;
+      i32[base + Q_Y] = ya;
+      rt.run(N * K >= QMV_PARALLEL ? rt.threads : 1);
+      if (!yIn) y.set(heap.f32.subarray(ya >> 2, (ya >> 2) + N));
     },
   });
 }

@@ -1,0 +1,69 @@
+// Reference of the decoding matvec with int16 activations (wasm/decode_qmv.c).
+import { checkQuantCall } from "../check-args";
+import type { QuantizedLinear } from "../types";
+import { codeAt } from "./weight-at";
+
+/**
+ * Whether {@link referenceQmatvecI16} (and the wasm decode matvec) applies to `q`: an affine format of
+ * 1–4 bits without act-order, groups that are whole blocks of the wasm layout (a multiple of 32 columns
+ * for 3–4 bits, 64 for 1–2 bits; or per-channel), and small enough that a group's integer sum cannot
+ * overflow int32 (`groupLength · 2^(container bits − 1) · 32767 < 2^31`).
+ */
+export function qmatvecI16Applies(q: QuantizedLinear): boolean {
+  const f = q.format;
+  if ((f.decode ?? "affine") !== "affine" || q.gIdx !== undefined) return false;
+  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > 4) return false;
+  const cb = f.bits <= 2 ? 2 : 4;
+  const bw = 128 / cb;
+  const Kp = Math.ceil(q.inFeatures / bw) * bw;
+  const gs = f.groupSize === -1 ? Kp : f.groupSize;
+  return Number.isSafeInteger(gs) && gs > 0 && gs % bw === 0 && gs * 2 ** (cb - 1) * 32767 < 2 ** 31;
+}
+
+/** Round half to even, as f32.nearest. */
+function rint(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * `y[N] = W·x` for one row of activations rounded to int16 per weight group (float64 sums):
+ * ```
+ * dx[g]  = max_{k∈g} |x[k]| / 32767,  xq[k] = round(x[k] / dx[g])        (float32 scale, ties to even)
+ * y[n]   = Σ_g scale[n,g] · dx[g] · Σ_{k∈g} (q[n,k] − zero[n,g]) · xq[k]
+ * ```
+ * so `|y − W·x| ≤ Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|`. Requires {@link qmatvecI16Applies}.
+ */
+export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Float32Array): void {
+  const N = q.outFeatures;
+  const K = q.inFeatures;
+  checkQuantCall("qmatvecI16", q, x, "x", K, 1, y, "y", N);
+  if (!qmatvecI16Applies(q))
+    throw new Error(
+      `referenceQmatvecI16: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+    );
+  const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
+  const ng = Math.ceil(K / gs);
+  const xq = new Float64Array(K);
+  const dx = new Float64Array(ng);
+  for (let g = 0; g < ng; g++) {
+    const k1 = Math.min(K, (g + 1) * gs);
+    let mx = 0;
+    for (let k = g * gs; k < k1; k++) mx = Math.max(mx, Math.abs(x[k]));
+    const inv = mx > 0 ? Math.fround(32767 / mx) : 0;
+    dx[g] = Math.fround(mx / 32767);
+    for (let k = g * gs; k < k1; k++)
+      xq[k] = Math.max(-32767, Math.min(32767, rint(Math.fround(x[k] * inv))));
+  }
+  for (let n = 0; n < N; n++) {
+    let acc = 0;
+    for (let g = 0; g < ng; g++) {
+      const k1 = Math.min(K, (g + 1) * gs);
+      const z = q.zeros[n * ng + g];
+      let s = 0;
+      for (let k = g * gs; k < k1; k++) s += (codeAt(q, n, k) - z) * xq[k];
+      acc += q.scales[n * ng + g] * dx[g] * s;
+    }
+    y[n] = acc;
+  }
+}

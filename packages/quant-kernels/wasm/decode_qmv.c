@@ -1,0 +1,110 @@
+// Quantized matvec for decoding (OP_QMV): y[n] = Σ_k W[n,k]·x[k] over a resident affine layer in 2- or
+// 4-bit containers (INT1–INT4, contiguous groups of whole v128 blocks), with integer dot products.
+// x is rounded to int16 once per call, one scale per weight group g:
+//   dx[g] = max_{k∈g} |x[k]| / 32767,   xq[k] = round(x[k] / dx[g])      (|x − dx·xq| ≤ dx/2)
+// and each row is
+//   y[n] = Σ_g s[n,g] · dx[g] · (Σ_{k∈g} u[n,k]·xq[k] − z'[n,g] · Σ_{k∈g} xq[k])
+// with the resident centred codes u = q − c and zeros z' = z − c (c = 2^(bits−1)): the integer sums
+// are exact in int32 (the caller checks gs·2^(CB−1)·32767 < 2^31), so the only rounding beyond float
+// arithmetic is x's int16 rounding. A block (one v128 of codes) read as eight int16 lanes holds
+// FPI = 16/CB fields per lane; field f of lane L is column 4·(FPI·(L&1) + f) + (L>>1) of the block (see
+// kernels.h), so x is stored permuted to that order and field f's codes multiply one v128 of xq with
+// i32x4.dot_i16x8_s. Each thread prepares its own xq in its scratch, then takes chunks of rows.
+#include "decode.h"
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+static inline float hsum(v128_t v) {
+  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
+         wasm_f32x4_extract_lane(v, 3);
+}
+
+// xq (permuted, int16) and xs[g] = dx[g]·Σ xq, dx[g] from x (Kp floats, zero-padded).
+static void prep_x(const int32_t* d, const float* x, int16_t* xq, float* dxs, float* xs) {
+  int cb = d[D_CB], Kp = d[D_KP], ng = d[D_NG], gs = d[D_GS];
+  int fpi = 16 / cb, bw = 128 / cb;
+  for (int g = 0; g < ng; g++) {
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
+    v128_t m = wasm_f32x4_splat(0.0f);
+    for (int k = k0; k < k1; k += 4) m = wasm_f32x4_max(m, wasm_f32x4_abs(wasm_v128_load(x + k)));
+    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+    float mx = wasm_f32x4_extract_lane(m, 0);
+    float inv = mx > 0.0f ? 32767.0f / mx : 0.0f;
+    float dx = mx / 32767.0f;
+    int sum = 0;
+    for (int b0 = k0; b0 < k1; b0 += bw) {
+      int16_t* dst = xq + b0;
+      for (int f = 0; f < fpi; f++) {
+        for (int L = 0; L < 8; L++) {
+          int col = b0 + 4 * (fpi * (L & 1) + f) + (L >> 1);
+          int q = (int)__builtin_rintf(x[col] * inv);
+          q = q > 32767 ? 32767 : q < -32767 ? -32767 : q;
+          dst[f * 8 + L] = (int16_t)q;
+          sum += q;
+        }
+      }
+    }
+    dxs[g] = dx;
+    xs[g] = dx * (float)sum;
+  }
+}
+
+// One row: the code sum of each group in int32, scaled once per group.
+#define DEFINE_QMV_ROW(NAME, CB)                                                                          \
+  static float NAME(const v128_t* w, const v128_t* xq, const float* sc, const float* ze, const float* dxs,   \
+                    const float* xs, int ng, int bpg, int nb) {                                             \
+    const int fpi = 16 / (CB);                                                                               \
+    v128_t tot = wasm_f32x4_splat(0.0f);                                                                     \
+    float zt = 0.0f;                                                                                         \
+    for (int g = 0; g < ng; g++) {                                                                           \
+      v128_t a0 = wasm_i32x4_splat(0), a1 = a0;                                                              \
+      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {                                           \
+        v128_t v = wasm_v128_load(w + b);                                                                    \
+        const v128_t* xb = xq + b * fpi;                                                                     \
+        _Pragma("clang loop unroll(full)") for (int f = 0; f < fpi; f += 2) {                                \
+          v128_t u0 = wasm_i16x8_shr(wasm_i16x8_shl(v, 16 - (f + 1) * (CB)), 16 - (CB));                     \
+          v128_t u1 = f + 2 == fpi ? wasm_i16x8_shr(v, 16 - (CB))                                            \
+                                   : wasm_i16x8_shr(wasm_i16x8_shl(v, 16 - (f + 2) * (CB)), 16 - (CB));      \
+          a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(u0, wasm_v128_load(xb + f)));                        \
+          a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(u1, wasm_v128_load(xb + f + 1)));                    \
+        }                                                                                                    \
+      }                                                                                                      \
+      v128_t s = wasm_f32x4_splat(sc[g] * dxs[g]);                                                           \
+      tot = wasm_f32x4_add(tot, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_add(a0, a1)), s));       \
+      zt += sc[g] * ze[g] * xs[g];                                                                           \
+    }                                                                                                        \
+    return hsum(tot) - zt;                                                                                   \
+  }
+DEFINE_QMV_ROW(qmv_row_2, 2)
+DEFINE_QMV_ROW(qmv_row_4, 4)
+
+void qk_qmv_run(int32_t* job, int tid, float* scratch) {
+  (void)tid;
+  const int32_t* d = (const int32_t*)(uintptr_t)(uint32_t)job[Q_DESC];
+  const float* x = (const float*)(uintptr_t)(uint32_t)job[Q_X];
+  float* y = (float*)(uintptr_t)(uint32_t)job[Q_Y];
+  int cb = d[D_CB], N = d[D_N], Kp = d[D_KP], ng = d[D_NG], gs = d[D_GS], wpr = d[D_WPR];
+  int bw = 128 / cb, bpg = gs / bw, nb = Kp / bw;
+  // scratch: xq (Kp int16, 16-aligned), dx[ng], xs[ng]
+  int16_t* xq = (int16_t*)scratch;
+  float* dxs = scratch + ((Kp / 2 + 3) & ~3);
+  float* xs = dxs + ng;
+  prep_x(d, x, xq, dxs, xs);
+  const uint32_t* words = (const uint32_t*)(uintptr_t)(uint32_t)d[D_WORDS];
+  const float* scales = (const float*)(uintptr_t)(uint32_t)d[D_SCALES];
+  const float* zeros = (const float*)(uintptr_t)(uint32_t)d[D_ZEROS];
+  for (;;) {
+    int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
+    int n0 = c * 32;
+    if (n0 >= N) break;
+    int n1 = imin(n0 + 32, N);
+    for (int n = n0; n < n1; n++) {
+      const v128_t* w = (const v128_t*)(words + (uint32_t)n * (uint32_t)wpr);
+      const float* sc = scales + (uint32_t)n * (uint32_t)ng;
+      const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
+      y[n] = cb == 4 ? qmv_row_4(w, (const v128_t*)xq, sc, ze, dxs, xs, ng, bpg, nb)
+                     : qmv_row_2(w, (const v128_t*)xq, sc, ze, dxs, xs, ng, bpg, nb);
+    }
+  }
+}
