@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packMatrix } from "@int21/bitpack";
@@ -303,6 +303,25 @@ describe("GPTQ Hugging Face export and import", () => {
     }
     expect([...formats].sort()).toEqual(["gptq", "gptq_v2"]); // both paths ran
   }, 120_000);
+
+  it("an older AutoGPTQ folder (quantize_config.json, no quant_method, model_file_base_name) loads too", async () => {
+    const w = tinyModel("int4-g32-asym-f16", true, 21);
+    const dir = join(tmp, "legacy");
+    await exportGptqHf(dir, w);
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    const { quant_method: _m, ...qc } = cfg.quantization_config;
+    cfg.quantization_config = undefined;
+    writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+    writeFileSync(
+      join(dir, "quantize_config.json"),
+      JSON.stringify({ ...qc, damp_percent: 0.01, model_file_base_name: "gptq_model-4bit-32g" }),
+    );
+    renameSync(join(dir, "model.safetensors"), join(dir, "gptq_model-4bit-32g.safetensors"));
+    const back = await loadHf(dir);
+    expectSameRecords(w, back);
+    const prompt = [1, 5, 9, 30];
+    expect(logits(back, prompt)).toEqual(logits(w, prompt));
+  });
 
   it("the layout itself: AutoGPTQ's unpacking of qweight/qzeros (zero − 1) reproduces int21's dequantized weight", () => {
     // An independent decode written from AutoGPTQ's QuantLinear: w[k, n] = scales[g_idx[k], n] · (q[k, n] − (z[g, n] + 1)).

@@ -488,7 +488,7 @@ interface RawSource {
   close(): Promise<void>;
 }
 
-async function openRawSource(dir: string): Promise<RawSource> {
+async function openRawSource(dir: string, fileBase = "model"): Promise<RawSource> {
   const { access } = await import("node:fs/promises");
   const { join } = await import("node:path");
   const exists = async (f: string) =>
@@ -506,9 +506,10 @@ async function openRawSource(dir: string): Promise<RawSource> {
       close: () => idx.close(),
     };
   }
-  if (!(await exists("model.safetensors")))
-    throw new Error(`${dir}: neither model.safetensors nor model.safetensors.index.json`);
-  const f = await openSafetensors(join(dir, "model.safetensors"));
+  const file = (await exists(`${fileBase}.safetensors`)) ? `${fileBase}.safetensors` : "model.safetensors";
+  if (!(await exists(file)))
+    throw new Error(`${dir}: neither ${fileBase}.safetensors nor model.safetensors.index.json`);
+  const f = await openSafetensors(join(dir, file));
   return {
     names: () => [...f.names],
     info: (n) => (Object.hasOwn(f.tensors, n) ? f.tensors[n] : undefined),
@@ -520,7 +521,8 @@ async function openRawSource(dir: string): Promise<RawSource> {
 
 /**
  * Loads a GPTQ Hugging Face folder (`quantization_config.quant_method: "gptq"`, AutoGPTQ / GPTQModel layout,
- * `checkpoint_format` gptq or gptq_v2; one file or shards with an index) into int21 weights whose layer
+ * `checkpoint_format` gptq or gptq_v2; one file or shards with an index; older AutoGPTQ folders with a
+ * `quantize_config.json` instead, whose `model_file_base_name` names the weights file) into int21 weights whose layer
  * projections are packed records ({@link unpackGptqLinear}: the stored codes, f16 scales, zeros and act-order
  * `g_idx`, so they decode to exactly the values AutoGPTQ's `scale · (q − zero)` gives); the other tensors are
  * read as {@link loadHf} reads them. Phi-3's fused `qkv_proj` / `gate_up_proj` are split by rows. Throws naming
@@ -538,12 +540,32 @@ export async function loadGptqHf(dir: string, opts: LoadOptions = {}): Promise<L
   }
   if (json === null || typeof json !== "object" || Array.isArray(json))
     throw new Error(`${cfgPath}: must be a JSON object`);
-  const gc = parseGptqConfig(json.quantization_config, cfgPath);
+  // Older AutoGPTQ folders keep the settings in quantize_config.json (without quant_method) beside config.json.
+  let qc = json.quantization_config;
+  let qcPath = cfgPath;
+  let fileBase = "model";
+  if (qc === undefined || qc === null) {
+    qcPath = join(dir, "quantize_config.json");
+    let legacy: Record<string, unknown>;
+    try {
+      legacy = JSON.parse(await readFile(qcPath, "utf8"));
+    } catch (e) {
+      throw new Error(
+        `${dir}: config.json has no quantization_config and ${qcPath} cannot be read (${(e as Error).message})`,
+      );
+    }
+    if (legacy === null || typeof legacy !== "object" || Array.isArray(legacy))
+      throw new Error(`${qcPath}: must be a JSON object`);
+    const { model_file_base_name: base, ...fields } = legacy;
+    if (typeof base === "string" && base !== "") fileBase = base;
+    qc = { quant_method: "gptq", ...fields };
+  }
+  const gc = parseGptqConfig(qc, qcPath);
   const { quantization_config: _qc, ...rest } = json;
   const config = hfConfigToLlama(rest, cfgPath);
   if (opts.quantize !== undefined)
     throw new Error(`${dir}: a GPTQ checkpoint is already quantized; load it without a quantize option`);
-  const src = await openRawSource(dir);
+  const src = await openRawSource(dir, fileBase);
   try {
     const asm = new WeightAssembler(config, dir, opts);
     const used = new Set<string>();

@@ -447,6 +447,11 @@ export async function loadHf(dir: string, opts: LoadOptions = {}): Promise<Llama
   if (cfg !== undefined && /"quant_method"\s*:\s*"gptq"/.test(cfg)) {
     if (isGptqConfig(JSON.parse(cfg))) return loadGptqHf(dir, opts);
   }
+  // an older AutoGPTQ folder: quantize_config.json beside a config.json without quantization_config
+  if (cfg !== undefined && !cfg.includes('"quantization_config"')) {
+    const legacy = await readFile(join(dir, "quantize_config.json"), "utf8").catch(() => undefined);
+    if (legacy !== undefined) return loadGptqHf(dir, opts);
+  }
   return assembleFromReader(await openHfReader(dir), opts);
 }
 
