@@ -1,7 +1,11 @@
+import { createWasmBackend, trainKernels } from "@int21/quant-kernels";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { withBackend } from "./backend";
+import { backward } from "./engine";
 import { add, exp, log, mul, neg, scale, silu, sub, swiglu } from "./elementwise";
 import { gradCheck } from "./gradcheck";
+import { sum } from "./reduce";
 import { broadcastShapes } from "./strided";
 import { shapeSize, tensor } from "./tensor";
 import { broadcastIndex, expectClose, FC, leaf, unravel, useReferenceBackend } from "./test-utils";
@@ -125,6 +129,40 @@ describe("unary ops", () => {
       FC,
     );
     expect(() => swiglu(leaf([2, 3], 1), leaf([3, 2], 2))).toThrow(/swiglu: a \[2, 3\] and b \[3, 2\]/);
+  });
+
+  it("swiglu on the wasm backend (SIMD kernel) matches the reference op, values and gradients, 1–2 threads", async () => {
+    const backends = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    try {
+      expect(trainKernels(backends[0])).toBeDefined();
+      const run = (n: number, seed: number, spread: number) => {
+        const a = leaf([n], seed, { std: spread });
+        const b = leaf([n], seed + 1);
+        const w = leaf([n], seed + 2, { grad: false });
+        const y = swiglu(a, b);
+        const out = y.toArray();
+        backward(sum(mul(y, w)));
+        return [out, a.grad!.toArray(), b.grad!.toArray()];
+      };
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: 70_000 }),
+          fc.constantFrom(0.5, 4, 60),
+          fc.integer({ min: 1, max: 999 }),
+          (n, spread, seed) => {
+            const want = run(n, seed, spread);
+            for (const be of backends) {
+              const got = withBackend(be, () => run(n, seed, spread));
+              for (let i = 0; i < 3; i++) expectClose(got[i], want[i], 1e-6, 2e-6);
+            }
+          },
+        ),
+        { ...FC, numRuns: 8 },
+      );
+      withBackend(backends[0], () => gradCheck(swiglu, [leaf([3, 5], 4), leaf([3, 5], 5)]));
+    } finally {
+      for (const be of backends) be.dispose();
+    }
   });
 
   it("log of a non-positive value throws instead of returning NaN", () => {

@@ -1,4 +1,5 @@
 // Elementwise primitives: add, mul (numpy broadcasting), scale, exp, log, silu, swiglu; sub/neg are composites.
+import { trainKernels } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import {
   accumulateBroadcast,
@@ -213,7 +214,9 @@ const swigluOp: OpDef = {
     const av = a.values();
     const bv = b.values();
     const out = new Float32Array(av.length);
-    for (let i = 0; i < av.length; i++) out[i] = (av[i] / (1 + Math.exp(-av[i]))) * bv[i];
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) kernels.swiglu(av.length, av, bv, out);
+    else for (let i = 0; i < av.length; i++) out[i] = (av[i] / (1 + Math.exp(-av[i]))) * bv[i];
     ctx.save(a, b);
     return output(out, a.shape);
   },
@@ -222,6 +225,12 @@ const swigluOp: OpDef = {
     const g = gy.values();
     const a = ctx.saved[0].values();
     const b = ctx.saved[1].values();
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) {
+      // gradient buffers are dense, offset 0
+      kernels.swigluBackward(g.length, a, b, g, ga ? ga.data : null, gb ? gb.data : null);
+      return;
+    }
     for (let i = 0; i < g.length; i++) {
       const s = 1 / (1 + Math.exp(-a[i]));
       if (ga) ga.data[i] += g[i] * b[i] * s * (1 + a[i] * (1 - s));
@@ -233,7 +242,8 @@ const applySwiglu = defineOp(swigluOp);
 
 /**
  * SwiGLU gate of the LLaMA feed-forward: `silu(a) ⊙ b` (same shapes), one op that saves only `a` and
- * `b` for backward.
+ * `b` for backward. On a wasm backend both directions run quant-kernels' `trainKernels(backend).swiglu`
+ * / `swigluBackward` (SIMD, over threads).
  * ```
  * out[i] = a[i] · σ(a[i]) · b[i]
  * ```

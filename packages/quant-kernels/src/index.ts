@@ -72,6 +72,7 @@ export {
   type CrossEntropyRowsArgs,
   TRAIN_ATTN_PARALLEL,
   TRAIN_CE_CUTOFF,
+  TRAIN_SWIGLU_PARALLEL,
   type TrainAttentionShape,
   type TrainKernels,
   checkCrossEntropyRowsArgs,

@@ -9,6 +9,8 @@
 #define OP_TRAIN_CE 60  // per-row log-sum-exp, loss and (optionally) softmax − onehot in place (train_ce.c)
 #define OP_TRAIN_ATTN_FWD 61  // causal GQA attention forward, row statistics saved (train_attn.c)
 #define OP_TRAIN_ATTN_BWD 62  // its backward: dq, dk, dv accumulated (train_attn.c)
+#define OP_TRAIN_SWIGLU_FWD 63  // out = silu(a) · b (train_swiglu.c)
+#define OP_TRAIN_SWIGLU_BWD 64  // da += g · b · σ(a)(1 + a(1 − σ(a))), db += g · silu(a) (train_swiglu.c)
 #define OP_TRAIN_LAST 79
 
 // OP_TRAIN_CE slots (byte addresses unless said).
@@ -42,6 +44,15 @@
 #define TA_DK 19
 #define TA_DV 20
 
+// OP_TRAIN_SWIGLU_* slots (byte addresses unless said): n floats each.
+#define TS_A 4
+#define TS_B 5
+#define TS_OUT 6   // forward: written
+#define TS_G 7     // backward: the output's gradient
+#define TS_DA 8    // backward: += (0: not wanted)
+#define TS_DB 9
+#define TS_N 10
+
 // exp(z) for z = x − lse below this counts as 0 in the gradient (2^-64: far below float32 resolution
 // of the row, and subnormal floats would slow the next GEMM down many times over).
 #define TRAIN_CE_CUTOFF (-44.36f)
@@ -54,6 +65,7 @@ int qk_train_next(int32_t* job, int total, int chunk, int* lo, int* hi);
 void qk_train_ce_run(int32_t* job);
 void qk_train_attn_fwd_run(int32_t* job, float* scratch);
 void qk_train_attn_bwd_run(int32_t* job, float* scratch);
+void qk_train_swiglu_run(int32_t* job, int backward);
 
 // e^x for x ≤ 0, four lanes: 2^n · p(r), n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), Cephes'
 // degree-6 polynomial on [−ln2/2, ln2/2]; x is clamped at −87.3 (result ≈ 1e−38, never subnormal).

@@ -28,6 +28,10 @@ void qk_train_run(int32_t* job, int tid, float* scratch) {
     case OP_TRAIN_ATTN_BWD:
       qk_train_attn_bwd_run(job, scratch);
       break;
+    case OP_TRAIN_SWIGLU_FWD:
+    case OP_TRAIN_SWIGLU_BWD:
+      qk_train_swiglu_run(job, job[J_OP] == OP_TRAIN_SWIGLU_BWD);
+      break;
     default:
       __builtin_trap();
   }

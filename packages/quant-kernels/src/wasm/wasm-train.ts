@@ -33,6 +33,19 @@ const TA_DQ = 18;
 const TA_DK = 19;
 const TA_DV = 20;
 
+const OP_TRAIN_SWIGLU_FWD = 63;
+const OP_TRAIN_SWIGLU_BWD = 64;
+const TS_A = 4;
+const TS_B = 5;
+const TS_OUT = 6;
+const TS_G = 7;
+const TS_DA = 8;
+const TS_DB = 9;
+const TS_N = 10;
+
+/** Elements above which the SwiGLU kernels are split across threads. */
+export const TRAIN_SWIGLU_PARALLEL = 1 << 15;
+
 /** Query rows per block of the training attention kernel (train_attn.c's TA_BM). */
 const TA_BM = 64;
 
@@ -126,6 +139,28 @@ export interface TrainKernels {
     dk: Float32Array | null,
     dv: Float32Array | null,
   ): void;
+  /** `out[i] = a[i] · σ(a[i]) · b[i]` for `i < n` (σ from a polynomial `exp`). */
+  swiglu(n: number, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /**
+   * Its backward, accumulating (`+=`): `da[i] += g·b·σ(a)·(1 + a(1 − σ(a)))`, `db[i] += g·a·σ(a)`
+   * (either may be null).
+   */
+  swigluBackward(
+    n: number,
+    a: Float32Array,
+    b: Float32Array,
+    g: Float32Array,
+    da: Float32Array | null,
+    db: Float32Array | null,
+  ): void;
+}
+
+function checkSwiglu(n: number, arrays: Record<string, Float32Array | null>): void {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`quant-kernels: train swiglu: n must be a non-negative integer, got ${n}`);
+  for (const [name, a] of Object.entries(arrays))
+    if (a !== null && a.length < n)
+      throw new Error(`quant-kernels: train swiglu: ${name} holds ${a.length} floats, needs ${n}`);
 }
 
 function checkAttention(s: TrainAttentionShape, sizes: Record<string, [Float32Array | null, number]>): void {
@@ -357,6 +392,43 @@ export function registerTrainKernels(
       if (dq) io.get(dq, a[5], nq);
       if (dk) io.get(dk, a[6], nk);
       if (dv) io.get(dv, a[7], nk);
+    },
+    swiglu(n, a, b, out) {
+      rt.check("swiglu");
+      checkSwiglu(n, { a, b, out });
+      if (n === 0) return;
+      const io = new Io(rt, [a, b, out], 16);
+      const p = [io.put(a, n, true), io.put(b, n, true), io.put(out, n, false)];
+      const { i32, base } = rt.jobSlots(OP_TRAIN_SWIGLU_FWD);
+      i32[base + TS_A] = p[0];
+      i32[base + TS_B] = p[1];
+      i32[base + TS_OUT] = p[2];
+      i32[base + TS_N] = n;
+      rt.run(n >= TRAIN_SWIGLU_PARALLEL ? rt.threads : 1);
+      io.get(out, p[2], n);
+    },
+    swigluBackward(n, a, b, g, da, db) {
+      rt.check("swigluBackward");
+      checkSwiglu(n, { a, b, g, da, db });
+      if (n === 0 || (!da && !db)) return;
+      const io = new Io(rt, [a, b, g, da, db], 16);
+      const p = [
+        io.put(a, n, true),
+        io.put(b, n, true),
+        io.put(g, n, true),
+        da ? io.put(da, n, true) : 0,
+        db ? io.put(db, n, true) : 0,
+      ];
+      const { i32, base } = rt.jobSlots(OP_TRAIN_SWIGLU_BWD);
+      i32[base + TS_A] = p[0];
+      i32[base + TS_B] = p[1];
+      i32[base + TS_G] = p[2];
+      i32[base + TS_DA] = p[3];
+      i32[base + TS_DB] = p[4];
+      i32[base + TS_N] = n;
+      rt.run(n >= TRAIN_SWIGLU_PARALLEL ? rt.threads : 1);
+      if (da) io.get(da, p[3], n);
+      if (db) io.get(db, p[4], n);
     },
   });
 }
