@@ -21,7 +21,7 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 #define T_IQ4_NL 20
 #define T_IQ4_XS 23
 
-static const float IQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t IQ4NL_I8[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 // Little-endian f16 at p, exactly as a float.
 static inline float h2f(const uint8_t* p) {
@@ -54,6 +54,31 @@ static inline void k4(const uint8_t* s, int j, int* sc, int* m) {
   }
 }
 
+
+// y[0..16) = a·q − m for the 16 codes q (u8 lanes of v): each lane converted exactly, one multiply and one
+// subtract in float32 — the same operations as the scalar decode, so the same bits.
+static inline void store16_am(v128_t v, float a, float m, float* y) {
+  v128_t va = wasm_f32x4_splat(a), vm = wasm_f32x4_splat(m);
+  v128_t lo = wasm_u16x8_extend_low_u8x16(v), hi = wasm_u16x8_extend_high_u8x16(v);
+  wasm_v128_store(y, wasm_f32x4_sub(wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_u32x4_extend_low_u16x8(lo))), vm));
+  wasm_v128_store(y + 4, wasm_f32x4_sub(wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_u32x4_extend_high_u16x8(lo))), vm));
+  wasm_v128_store(y + 8, wasm_f32x4_sub(wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_u32x4_extend_low_u16x8(hi))), vm));
+  wasm_v128_store(y + 12, wasm_f32x4_sub(wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_u32x4_extend_high_u16x8(hi))), vm));
+}
+
+// y[0..16) = a·q for the 16 signed codes q (i8 lanes of v).
+static inline void store16_a(v128_t v, float a, float* y) {
+  v128_t va = wasm_f32x4_splat(a);
+  v128_t lo = wasm_i16x8_extend_low_i8x16(v), hi = wasm_i16x8_extend_high_i8x16(v);
+  wasm_v128_store(y, wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(lo))));
+  wasm_v128_store(y + 4, wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(lo))));
+  wasm_v128_store(y + 8, wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(hi))));
+  wasm_v128_store(y + 12, wasm_f32x4_mul(va, wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(hi))));
+}
+
+#define NIB_LO(v) wasm_v128_and(v, wasm_i8x16_splat(15))
+#define NIB_HI(v) wasm_u8x16_shr(v, 4)
+
 static inline int block_size(int t) { return t >= T_Q2_K && t != T_IQ4_NL ? 256 : 32; }
 
 static int block_bytes(int t) {
@@ -79,10 +104,9 @@ static void decode_block(int t, const uint8_t* b, float* y) {
   switch (t) {
     case T_Q4_0: {
       float d = h2f(b);
-      for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)((b[2 + j] & 15) - 8);
-        y[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
-      }
+      v128_t q = wasm_v128_load(b + 2), c = wasm_i8x16_splat(8);
+      store16_a(wasm_i8x16_sub(NIB_LO(q), c), d, y);
+      store16_a(wasm_i8x16_sub(NIB_HI(q), c), d, y + 16);
       break;
     }
     case T_Q4_1: {
@@ -115,7 +139,8 @@ static void decode_block(int t, const uint8_t* b, float* y) {
     }
     case T_Q8_0: {
       float d = h2f(b);
-      for (int j = 0; j < 32; j++) y[j] = d * (float)(int8_t)b[2 + j];
+      store16_a(wasm_v128_load(b + 2), d, y);
+      store16_a(wasm_v128_load(b + 18), d, y + 16);
       break;
     }
     case T_Q2_K: {
@@ -127,8 +152,8 @@ static void decode_block(int t, const uint8_t* b, float* y) {
             int sc = b[8 * h + 2 * s + half];
             float a = d * (float)(sc & 15), m = dmin * (float)(sc >> 4);
             float* yo = y + 128 * h + 32 * s + 16 * half;
-            const uint8_t* qq = b + 16 + 32 * h + 16 * half;
-            for (int l = 0; l < 16; l++) yo[l] = a * (float)((qq[l] >> (2 * s)) & 3) - m;
+            v128_t qq = wasm_v128_load(b + 16 + 32 * h + 16 * half);
+            store16_am(wasm_v128_and(wasm_u8x16_shr(qq, 2 * s), wasm_i8x16_splat(3)), a, m, yo);
           }
         }
       }
@@ -157,22 +182,47 @@ static void decode_block(int t, const uint8_t* b, float* y) {
       }
       break;
     }
-    case T_Q4_K:
-    case T_Q5_K: {
+    case T_Q4_K: {
       float d = h2f(b), dmin = h2f(b + 2);
-      int five = t == T_Q5_K;
-      const uint8_t* qs = b + (five ? 48 : 16);
       for (int j = 0; j < 8; j++) {
         int sc, m;
         k4(b + 4, j, &sc, &m);
         float a = d * (float)sc, mm = dmin * (float)m;
-        const uint8_t* q = qs + 32 * (j >> 1);
-        int shift = 4 * (j & 1);
-        for (int l = 0; l < 32; l++) {
-          int v = (q[l] >> shift) & 15;
-          if (five) v |= ((b[16 + l] >> j) & 1) << 4;
-          y[32 * j + l] = a * (float)v - mm;
+        const uint8_t* q = b + 16 + 32 * (j >> 1);
+        v128_t q0 = wasm_v128_load(q), q1 = wasm_v128_load(q + 16);
+        if (j & 1) {
+          q0 = NIB_HI(q0);
+          q1 = NIB_HI(q1);
+        } else {
+          q0 = NIB_LO(q0);
+          q1 = NIB_LO(q1);
         }
+        store16_am(q0, a, mm, y + 32 * j);
+        store16_am(q1, a, mm, y + 32 * j + 16);
+      }
+      break;
+    }
+    case T_Q5_K: {
+      float d = h2f(b), dmin = h2f(b + 2);
+      v128_t h0 = wasm_v128_load(b + 16), h1 = wasm_v128_load(b + 32);
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k4(b + 4, j, &sc, &m);
+        float a = d * (float)sc, mm = dmin * (float)m;
+        const uint8_t* q = b + 48 + 32 * (j >> 1);
+        v128_t q0 = wasm_v128_load(q), q1 = wasm_v128_load(q + 16);
+        if (j & 1) {
+          q0 = NIB_HI(q0);
+          q1 = NIB_HI(q1);
+        } else {
+          q0 = NIB_LO(q0);
+          q1 = NIB_LO(q1);
+        }
+        v128_t one = wasm_i8x16_splat(1);
+        q0 = wasm_v128_or(q0, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, j), one), 4));
+        q1 = wasm_v128_or(q1, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, j), one), 4));
+        store16_am(q0, a, mm, y + 32 * j);
+        store16_am(q1, a, mm, y + 32 * j + 16);
       }
       break;
     }
@@ -188,11 +238,9 @@ static void decode_block(int t, const uint8_t* b, float* y) {
           for (int half = 0; half < 2; half++) {
             float a = d * (float)(int8_t)b[192 + 8 * h + 2 * s + half];
             float* yo = y + 128 * h + 32 * s + 16 * half;
-            for (int l = 0; l < 16; l++) {
-              int i = 16 * half + l;
-              int q = ((ql[i] >> shift) & 15) | (((qh[i] >> (2 * s)) & 3) << 4);
-              yo[l] = a * (float)(q - 32);
-            }
+            v128_t lo = wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(ql + 16 * half), shift), wasm_i8x16_splat(15));
+            v128_t hi = wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(qh + 16 * half), 2 * s), wasm_i8x16_splat(3));
+            store16_a(wasm_i8x16_sub(wasm_v128_or(lo, wasm_i8x16_shl(hi, 4)), wasm_i8x16_splat(32)), a, yo);
           }
         }
       }
@@ -200,23 +248,21 @@ static void decode_block(int t, const uint8_t* b, float* y) {
     }
     case T_IQ4_NL: {
       float d = h2f(b);
-      for (int j = 0; j < 16; j++) {
-        y[j] = d * IQ4NL[b[2 + j] & 15];
-        y[j + 16] = d * IQ4NL[b[2 + j] >> 4];
-      }
+      v128_t t = wasm_v128_load(IQ4NL_I8), q = wasm_v128_load(b + 2);
+      store16_a(wasm_i8x16_swizzle(t, NIB_LO(q)), d, y);
+      store16_a(wasm_i8x16_swizzle(t, NIB_HI(q)), d, y + 16);
       break;
     }
     case T_IQ4_XS: {
       float d = h2f(b);
       int sh = b[2] | (b[3] << 8);
+      v128_t t = wasm_v128_load(IQ4NL_I8);
       for (int j = 0; j < 8; j++) {
         int ls = ((b[4 + (j >> 1)] >> (4 * (j & 1))) & 15) | (((sh >> (2 * j)) & 3) << 4);
         float dl = d * (float)(ls - 32);
-        const uint8_t* q = b + 8 + 16 * j;
-        for (int l = 0; l < 16; l++) {
-          y[32 * j + l] = dl * IQ4NL[q[l] & 15];
-          y[32 * j + l + 16] = dl * IQ4NL[q[l] >> 4];
-        }
+        v128_t q = wasm_v128_load(b + 8 + 16 * j);
+        store16_a(wasm_i8x16_swizzle(t, NIB_LO(q)), dl, y + 32 * j);
+        store16_a(wasm_i8x16_swizzle(t, NIB_HI(q)), dl, y + 32 * j + 16);
       }
       break;
     }
