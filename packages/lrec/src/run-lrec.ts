@@ -160,7 +160,7 @@ export function lrecRunIdentity(opts: LrecOptions): RunIdentity {
     ...(opts.rankPattern && !opts.adapter ? { rankPattern: JSON.stringify(opts.rankPattern) } : {}),
     ...(opts.trainScales
       ? {
-          trainScales: `zeros ${typeof opts.trainScales === "object" ? (opts.trainScales.zeros ?? true) : true}`,
+          trainScales: `zeros ${typeof opts.trainScales === "object" ? (opts.trainScales.zeros ?? true) : true} rate ${typeof opts.trainScales === "object" ? (opts.trainScales.rate ?? 1) : 1}`,
         }
       : {}),
     ...opts.identity,

@@ -64,7 +64,7 @@ describe("groupDequantize", () => {
     const q = rtnQuantize(W, N, K, fmt);
     const { codes, groupOf, nGroups } = quantCodes(q);
     const G = nGroups;
-    const attrs = { codes, N, K, nGroups, groupOf, scale0: q.scales, zero0: q.zeros };
+    const attrs = { codes, N, K, nGroups, groupOf, scale0: q.scales, zero0: q.zeros, rate: 3 };
     const u = parameter(
       randomMatrix(N * G, 3).map((x) => 0.2 * x),
       [N, G],

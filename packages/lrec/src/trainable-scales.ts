@@ -35,21 +35,24 @@ export interface GroupDequantizeAttrs {
   groupOf: Int32Array;
   /** Base scales `s₀` `[N × G]`: the op's scale is `s₀ · exp(u)`. */
   scale0: Float32Array;
-  /** Base zeros `z₀` `[N × G]` (code units): the op's zero is `z₀ + v`. */
+  /** Base zeros `z₀` `[N × G]` (code units): the op's zero is `z₀ + ρ·v`. */
   zero0: Float32Array;
+  /** ρ, the rate: the scale is `s₀·exp(ρ·u)` and the zero `z₀ + ρ·v` (an optimizer step moves them ρ× as far). Default 1. */
+  rate?: number;
 }
 
 const groupDequantizeOp = defineOp<GroupDequantizeAttrs>({
   name: "groupDequantize",
   forward(ctx: OpContext, [u, v], a) {
     const { codes, N, K, nGroups: G, groupOf, scale0, zero0 } = a;
+    const rho = a.rate ?? 1;
     const uv = u.values();
     const vv = v.values();
     const s = new Float32Array(N * G);
     const z = new Float32Array(N * G);
     for (let i = 0; i < N * G; i++) {
-      s[i] = scale0[i] * Math.exp(uv[i]);
-      z[i] = zero0[i] + vv[i];
+      s[i] = scale0[i] * Math.exp(rho * uv[i]);
+      z[i] = zero0[i] + rho * vv[i];
     }
     const w = new Float32Array(N * K);
     for (let n = 0; n < N; n++) {
@@ -66,6 +69,7 @@ const groupDequantizeOp = defineOp<GroupDequantizeAttrs>({
   },
   backward(ctx, gw, [gu, gv], a) {
     const { codes, N, K, nGroups: G, groupOf } = a;
+    const rho = a.rate ?? 1;
     const s = ctx.saved[0].values();
     const z = ctx.saved[1].values();
     const g = gw.values();
@@ -82,16 +86,16 @@ const groupDequantizeOp = defineOp<GroupDequantizeAttrs>({
         dz[gi] += gk;
       }
     }
-    if (gu) for (let i = 0; i < N * G; i++) gu.data[gu.offset + i] += ds[i] * s[i];
-    if (gv) for (let i = 0; i < N * G; i++) gv.data[gv.offset + i] -= dz[i] * s[i];
+    if (gu) for (let i = 0; i < N * G; i++) gu.data[gu.offset + i] += rho * ds[i] * s[i];
+    if (gv) for (let i = 0; i < N * G; i++) gv.data[gv.offset + i] -= rho * dz[i] * s[i];
   },
 });
 
 /**
  * The dense weight of a packed affine layer with trainable group parameters, differentiable in them:
  * ```
- * W[n, k] = s₀[n,g]·exp(u[n,g]) · (c[n, k] − z₀[n,g] − v[n,g]),   g = groupOf[k]
- * ∂L/∂u[n,g] = s[n,g] · Σ_{k∈g} ∂L/∂W[n,k]·(c[n,k] − z[n,g]),   ∂L/∂v[n,g] = −s[n,g] · Σ_{k∈g} ∂L/∂W[n,k]
+ * W[n, k] = s₀[n,g]·exp(ρ·u[n,g]) · (c[n, k] − z₀[n,g] − ρ·v[n,g]),   g = groupOf[k]
+ * ∂L/∂u[n,g] = ρ·s[n,g] · Σ_{k∈g} ∂L/∂W[n,k]·(c[n,k] − z[n,g]),   ∂L/∂v[n,g] = −ρ·s[n,g] · Σ_{k∈g} ∂L/∂W[n,k]
  * ```
  * `u` and `v` are `[N × G]`; zero `u`, `v` give the layer as packed. The log-scale parameterisation
  * keeps scales positive and makes an Adam step a relative change of the scale.
@@ -143,6 +147,11 @@ interface ScaleEntry {
 export interface TrainableScalesOptions {
   /** Train the zero points too (asymmetric formats only). Default true. */
   zeros?: boolean;
+  /**
+   * ρ: scales are `s₀·exp(ρ·u)`, zeros `z₀ + ρ·v`, so under Adam (steps of about lr in u, v) a step changes a
+   * scale by about ρ·lr relatively and a zero by ρ·lr codes. Default 1.
+   */
+  rate?: number;
 }
 
 /**
@@ -168,6 +177,9 @@ export class TrainableScales {
    */
   static attach(student: LlamaWeights, opts: TrainableScalesOptions = {}): TrainableScales {
     const entries: ScaleEntry[] = [];
+    const rate = opts.rate ?? 1;
+    if (!(rate > 0 && Number.isFinite(rate)))
+      throw new Error(`lrec: TrainableScales: rate must be finite and > 0, got ${rate}`);
     student.layers.forEach((L, layer) => {
       for (const key of Object.keys(LINEAR_NAMES) as LinearName[]) {
         const lin = L[key];
@@ -197,6 +209,7 @@ export class TrainableScales {
             groupOf,
             scale0: q.scales,
             zero0: q.zeros,
+            rate,
           },
           u: parameter(new Float32Array(n), [q.outFeatures, nGroups], { name: `${module}.scale_log` }),
           v: parameter(new Float32Array(n), [q.outFeatures, nGroups], {
@@ -245,6 +258,7 @@ export class TrainableScales {
   commit(backend: Backend): void {
     for (const e of this.entries) {
       const { scale0, zero0 } = e.attrs;
+      const rho = e.attrs.rate ?? 1;
       const u = e.u.values();
       const v = e.v.values();
       const f16 = e.q.format.scaleDtype === "f16";
@@ -252,8 +266,8 @@ export class TrainableScales {
       const scales = new Float32Array(scale0.length);
       const zeros = new Float32Array(zero0.length);
       for (let i = 0; i < scales.length; i++) {
-        scales[i] = rnd(scale0[i] * Math.exp(u[i]));
-        zeros[i] = e.q.format.symmetric ? zero0[i] : rnd(zero0[i] + v[i]);
+        scales[i] = rnd(scale0[i] * Math.exp(rho * u[i]));
+        zeros[i] = e.q.format.symmetric ? zero0[i] : rnd(zero0[i] + rho * v[i]);
       }
       const q: QuantizedLinear = { ...e.q, scales, zeros };
       const nl = createQuantLinear({ q, backend });
