@@ -286,3 +286,23 @@ void qk_block_range(const int32_t* d, int row, int k0, int k1, float* out) {
     }
   }
 }
+
+// Σ_k W[row, k]·x[k] over the row's blocks (K = d[D_K]), each block decoded into a small buffer that
+// stays in L1 and dotted at once (the 1–2-row matvec of qk_qmatvec_rows).
+float qk_block_dot(const int32_t* d, int row, const float* x) {
+  int t = d[D_BLOCK], bs = block_size(t), bb = block_bytes(t), nb = d[D_K] / bs;
+  const uint8_t* r = (const uint8_t*)(uintptr_t)d[D_WORDS] + (uint32_t)row * (uint32_t)d[D_WPR] * 4u;
+  float w[256];
+  v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0;
+  for (int b = 0; b < nb; b++) {
+    decode_block(t, r + (uint32_t)b * (uint32_t)bb, w);
+    const float* xb = x + b * bs;
+    for (int k = 0; k < bs; k += 8) {
+      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w + k), wasm_v128_load(xb + k)));
+      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w + k + 4), wasm_v128_load(xb + k + 4)));
+    }
+  }
+  v128_t a = wasm_f32x4_add(a0, a1);
+  return wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 2) +
+         wasm_f32x4_extract_lane(a, 3);
+}

@@ -388,6 +388,11 @@ static void lut_matvec_planar(const int32_t* d, const float* xp, float* y, int n
 
 void qk_qmatvec_rows(const int32_t* d, const float* x, const float* xp, const float* xs, float* y, int n0, int n1,
                      float* tmp) {
+  if (d[D_BLOCK]) {
+    // ggml block formats: decode a block into L1 and dot it at once (ggml_blocks.c).
+    for (int n = n0; n < n1; n++) y[n] = qk_block_dot(d, n, x);
+    return;
+  }
   if (qk_lut_planar(d)) {
     lut_matvec_planar(d, xp, y, n0, n1);
     return;

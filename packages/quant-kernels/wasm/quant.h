@@ -20,6 +20,8 @@ typedef struct {
 void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out);
 // The same for a ggml block format (d[D_BLOCK] != 0; ggml_blocks.c), k1 <= K.
 void qk_block_range(const int32_t* d, int row, int k0, int k1, float* out);
+// Σ_k W[row, k]·x[k] of a ggml block format row (x: K floats).
+float qk_block_dot(const int32_t* d, int row, const float* x);
 
 void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, float* C, int ldc, float alpha,
                     float beta, int m0, int m1, int n0, int n1, float* scratch);
