@@ -1,4 +1,4 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
@@ -86,7 +86,7 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     const before = JSON.parse((await ev(q2)).out);
     const after = JSON.parse((await ev(out)).out);
     expect(after.meanNll).toBeLessThan(before.meanNll);
-  }, 90_000);
+  }, 180_000); // the default start (activation-weighted SVD) and trained scales cost more than B = 0
 
   it("an identical rerun of the finished run says so and rewrites nothing", async () => {
     const files = [out, lrecStatePath(out), out.replace(/\.safetensors$/, ".lrec-loss.svg")];
@@ -193,6 +193,65 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     ]);
     expect(g.code).toBe(0);
   }, 60_000);
+
+  it("--holdout scores another file; the held-out evaluation and the bits per weight are printed; --adapter-dtype counts", async () => {
+    const hold = join(dir, "holdout.txt");
+    writeFileSync(hold, readFileSync(DATA, "utf8").slice(0, 6000));
+    const o2 = join(dir, "q2-holdout.safetensors");
+    const base = [
+      "lrec",
+      q2,
+      "--teacher",
+      MODEL,
+      "--data",
+      DATA,
+      "--holdout",
+      hold,
+      "--steps",
+      "3",
+      "--rank",
+      "2",
+      "--seq",
+      "32",
+      "--batch",
+      "1",
+      "--eval-tokens",
+      "300",
+      "--threads",
+      "1",
+      "--quiet",
+    ];
+    const r = await cli([...base, "-o", o2]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      new RegExp(`held-out \\(${hold.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}, 300 tokens\\): NLL \\d`),
+    );
+    expect(r.out).toMatch(/of the gap recovered/);
+    expect(r.out).toMatch(
+      /bits per weight of the block projections: \d+\.\d+ \(packed codes, scales, zeros \(trained\) and the adapter at f16\)/,
+    );
+    const j = await cli([
+      ...base,
+      "-o",
+      join(dir, "q2-int8.safetensors"),
+      "--adapter-dtype",
+      "int8",
+      "--no-train-scales",
+      "--json",
+    ]);
+    expect(j.code).toBe(0);
+    const s = JSON.parse(j.out);
+    expect(s.heldOutSource).toBe(hold);
+    expect(s.heldOutTokens).toBe(300);
+    expect(s.adapterDtype).toBe("int8");
+    expect(s.trainScales).toBe(false);
+    const f16 = Number(/bits per weight of the block projections: (\d+\.\d+)/.exec(r.out)?.[1]);
+    // same base format, the adapter at 8 bits (+ row scales) instead of 16
+    expect(s.bitsPerWeight).toBeLessThan(f16);
+    const missing = await cli([...base, "-o", o2, "--holdout", join(dir, "nope.txt")]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain("--holdout");
+  }, 240_000);
 
   it("refuses a float student (exit 2) and names a missing teacher (exit 1)", async () => {
     const f = await cli([

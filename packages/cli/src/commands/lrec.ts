@@ -1,18 +1,21 @@
-// `int21 lrec <quantized> --teacher <model> --data <text> [--rank --alpha --lambda --steps --lr] -o <out>`
+// `int21 lrec <quantized> --teacher <model> --data <text> [--holdout <text>] [--rank --alpha --lambda --steps --lr] -o <out>`
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "@int21/io";
 import { contentHasher } from "@int21/lora";
 import {
+  type AdapterDtype,
+  effectiveBits,
   LREC_TARGETS,
   type LrecOptions,
   lrecChartSvg,
   lrecCheckpointStatus,
   lrecRunIdentity,
+  roundAdapter,
   runLrec,
   windowData,
 } from "@int21/lrec";
-import { type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
+import { calibrationWindows, type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
@@ -37,7 +40,11 @@ export function lrecProgram(): Command {
     .description("LREC: train LoRA layers so a packed model matches its float teacher (KL + λ·CE); resumable")
     .argument("<quantized>", "int21 checkpoint written by `int21 quantize`")
     .requiredOption("--teacher <model>", "the float model it was quantized from")
-    .requiredOption("--data <text>", "text whose windows the teacher and student see")
+    .requiredOption("--data <text>", "training text: the teacher and student see random windows of it")
+    .option(
+      "--holdout <text>",
+      "held-out text scored before and after; without it the last --eval-tokens tokens of --data are held out of training and scored",
+    )
     .requiredOption("-o, --output <file>", "int21 checkpoint to write: the packed base plus the LREC adapter")
     .addOption(new Option("--rank <r>", "LoRA rank").argParser(intIn(1, 4096)).default(8))
     .addOption(new Option("--alpha <a>", "LoRA alpha (default 2 × rank)").argParser(numberIn(0)))
@@ -59,12 +66,30 @@ export function lrecProgram(): Command {
       ),
     )
     .addOption(
-      new Option("--init <how>", "zero: B = 0; svd: truncated SVD of W − Ŵ")
-        .choices(["zero", "svd"])
-        .default("zero"),
+      new Option(
+        "--init <how>",
+        "zero: B = 0; svd: truncated SVD of W − Ŵ; svd-act: SVD of the error weighted by the inputs each projection sees on 16 training windows (whitened, LQER / CLoQ style)",
+      )
+        .choices(["zero", "svd", "svd-act"])
+        .default("svd-act"),
+    )
+    .option(
+      "--no-train-scales",
+      "keep the packed group scales and zeros fixed (by default they train with the adapter and are saved in place of the old ones: same format, same size)",
     )
     .addOption(
-      new Option("--eval-tokens <n>", "held-out tokens (the end of --data) scored before and after")
+      new Option(
+        "--adapter-dtype <dtype>",
+        "precision the adapter is rounded to before the final evaluation and saving; the bits per weight count it",
+      )
+        .choices(["f16", "bf16", "int8", "f32"])
+        .default("f16"),
+    )
+    .addOption(
+      new Option(
+        "--eval-tokens <n>",
+        "held-out tokens scored before and after (the first of --holdout, or the end of --data)",
+      )
         .argParser(intIn(0))
         .default(2048),
     )
@@ -97,7 +122,10 @@ interface LrecOpts {
   seq: number;
   batch: number;
   targets?: string[];
-  init: "zero" | "svd";
+  holdout?: string;
+  init: "zero" | "svd" | "svd-act";
+  trainScales: boolean;
+  adapterDtype: AdapterDtype;
   evalTokens: number;
   seed: number;
   fresh: boolean;
@@ -125,6 +153,8 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(lrecProgram(), argv, io, async ([quantized], opts) => {
     const o = opts as unknown as LrecOpts;
     if (!existsSync(o.data)) throw new CliError(`--data ${o.data}: no such file`);
+    if (o.holdout !== undefined && !existsSync(o.holdout))
+      throw new CliError(`--holdout ${o.holdout}: no such file`);
     return withBackend(
       o.threads,
       async (backend) => {
@@ -148,10 +178,19 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
         } catch {
           tok = await openTokenizer(student.path, c.vocabSize, o.tokenizer);
         }
-        const all = tok.encode(readFileSync(o.data, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
-        const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
-        const train = all.slice(0, all.length - nEval);
-        const held = all.slice(all.length - nEval);
+        const encode = (file: string) =>
+          tok.encode(readFileSync(file, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
+        const all = encode(o.data);
+        let train: number[];
+        let held: number[];
+        if (o.holdout !== undefined) {
+          train = all;
+          held = encode(o.holdout).slice(0, o.evalTokens);
+        } else {
+          const nEval = Math.min(o.evalTokens, Math.floor(all.length / 5));
+          train = all.slice(0, all.length - nEval);
+          held = all.slice(all.length - nEval);
+        }
         if (train.length < o.seq + 1)
           throw new CliError(
             `--data ${o.data}: ${train.length} training tokens, fewer than one window (--seq ${o.seq} + 1)`,
@@ -169,8 +208,15 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           lr: o.lr,
           lambda: o.lambda,
           targets: o.targets ?? LREC_TARGETS,
-          init: o.init,
-          ...(o.init === "svd" ? { backend } : {}),
+          init: o.init === "zero" ? "zero" : "svd",
+          ...(o.init === "zero" ? {} : { backend }),
+          ...(o.init === "svd-act"
+            ? {
+                calib: calibrationWindows(train, 16, Math.min(o.seq + 1, train.length), tok.bosId),
+                weighting: "cholesky" as const,
+              }
+            : {}),
+          trainScales: o.trainScales,
           checkpointPath: statePath,
           checkpointEvery: 10,
           identity: {
@@ -181,6 +227,7 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             seq: o.seq,
             batch: o.batch,
             windowSeed: o.seed,
+            initWeighting: o.init === "svd-act" ? "cholesky over 16 training windows" : "none",
           },
           forceResume: o.resume,
           divergence: divergenceOf(o),
@@ -233,7 +280,10 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           throw trainingFailure(e, statePath);
         }
         bar.finish();
+        // the adapter as it is stored: the evaluation and the bits per weight are of what a reader gets
+        roundAdapter(res.model, "lrec", o.adapterDtype);
         const after = score();
+        const bpw = effectiveBits(student.weights, { adapterDtype: o.adapterDtype });
         await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
           adapters: checkpointAdaptersOf(res.model, ["lrec"]),
         });
@@ -247,6 +297,10 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           skippedSteps: res.skippedSteps,
           trainableParameters: res.model.parameterCount("lrec"),
           heldOutTokens: held.length,
+          heldOutSource: o.holdout ?? `the last ${held.length} tokens of --data`,
+          adapterDtype: o.adapterDtype,
+          trainScales: o.trainScales,
+          bitsPerWeight: bpw,
           before: before && {
             meanKl: before.meanKl,
             meanNll: before.meanNll,
@@ -254,6 +308,10 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             teacherPerplexity: Math.exp(before.teacherMeanNll),
           },
           after: after && { meanKl: after.meanKl, meanNll: after.meanNll, perplexity: after.perplexity },
+          gapRecovered:
+            before && after && before.meanNll - before.teacherMeanNll > 1e-9
+              ? (before.meanNll - after.meanNll) / (before.meanNll - before.teacherMeanNll)
+              : null,
           seconds: res.seconds,
         };
         if (o.json) writeJson(io, summary);
@@ -264,9 +322,18 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           );
           if (before && after)
             io.stdout.write(
-              `held-out (${held.length} tokens): KL to teacher ${before.meanKl.toFixed(4)} → ${after.meanKl.toFixed(4)} nats/token, ` +
+              `held-out (${summary.heldOutSource}, ${held.length} tokens): NLL ${before.meanNll.toFixed(4)} → ${after.meanNll.toFixed(4)} ` +
+                `(teacher ${before.teacherMeanNll.toFixed(4)}${summary.gapRecovered === null ? "" : `, ${(100 * summary.gapRecovered).toFixed(1)}% of the gap recovered`}), ` +
+                `KL to teacher ${before.meanKl.toFixed(4)} → ${after.meanKl.toFixed(4)} nats/token, ` +
                 `perplexity ${before.perplexity.toFixed(3)} → ${after.perplexity.toFixed(3)} (teacher ${Math.exp(before.teacherMeanNll).toFixed(3)})\n`,
             );
+          else
+            io.stdout.write(
+              "held-out: no evaluation (fewer than 2 held-out tokens; see --eval-tokens / --holdout)\n",
+            );
+          io.stdout.write(
+            `bits per weight of the block projections: ${bpw.toFixed(3)} (packed codes, scales, zeros${o.trainScales ? " (trained)" : ""} and the adapter at ${o.adapterDtype})\n`,
+          );
           io.stdout.write(`wrote ${o.output} (packed base + LREC adapter) and ${chart}\n`);
         }
         return EXIT.ok;
