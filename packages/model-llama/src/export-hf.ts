@@ -62,6 +62,15 @@ export interface HfExportOptions {
   linearWriter?: HfLinearWriter;
 }
 
+/** Where a projection sits in a fused Hugging Face tensor (Phi-3's `qkv_proj` / `gate_up_proj`). */
+export interface HfFusedPart {
+  /** Rows `[rowStart, rowEnd)` of the fused tensor. */
+  rowStart: number;
+  rowEnd: number;
+  /** Rows of the whole fused tensor. */
+  rows: number;
+}
+
 /**
  * A writer of projections in a non-float Hugging Face layout (GPTQ's `qweight` / `qzeros` / `scales` /
  * `g_idx`), plugged into {@link hfExportTensors} through {@link HfExportOptions.linearWriter}.
@@ -77,6 +86,7 @@ export interface HfLinearWriter {
     module: string,
     l: Linear,
     permuteHeads: number,
+    part?: HfFusedPart,
   ): Record<string, SafetensorsWriteTensor> | undefined;
   /** Fields added to config.json (e.g. `quantization_config`), asked after every projection was written. */
   config?(): Record<string, unknown>;
@@ -154,11 +164,16 @@ export function hfExportTensors(
     const writer = opts.linearWriter;
     if (writer === undefined) return false;
     const loc = hfTensorLocation(name, config);
-    if (loc.rowStart !== undefined)
-      throw new Error(
-        `exportHf: ${name} is part of the fused ${loc.tensor}; this layout writes each projection on its own`,
-      );
-    const t = writer.tensors(name, loc.tensor.replace(/\.weight$/, ""), l, permuteHeads);
+    // a part of a fused tensor: the writer returns the fused tensors with its last part ({} before)
+    const part =
+      loc.rowStart !== undefined
+        ? {
+            rowStart: loc.rowStart,
+            rowEnd: loc.rowEnd!,
+            rows: /\.w[qkv]$/.test(name) ? qDim(config) + 2 * kvDim(config) : 2 * config.hiddenDim,
+          }
+        : undefined;
+    const t = writer.tensors(name, loc.tensor.replace(/\.weight$/, ""), l, permuteHeads, part);
     if (t === undefined) return false;
     Object.assign(tensors, t);
     linears.push({ name, source: "packed", adapters: [] });

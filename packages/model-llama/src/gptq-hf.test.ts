@@ -275,16 +275,12 @@ describe("GPTQ Hugging Face export and import", () => {
     }
   });
 
-  it("every family with per-projection tensors (Llama 2/3, SmolLM2, Mistral, Qwen2 biases, Qwen3 q/k norms, Gemma 2) round-trips at INT4; Phi-3's fused projections are refused", async () => {
+  it("every family (Llama 2/3, SmolLM2, Mistral, Qwen2 biases, Qwen3 q/k norms, Gemma 2, Phi-3's fused qkv_proj / gate_up_proj) round-trips at INT4", async () => {
     const formats = new Set<string>();
     for (const name of ["llama2", "llama3", "smollm2", "mistral", "qwen2", "qwen3", "gemma2", "phi3"]) {
       const src = sharedPath(`fixtures/hf-families/${name}`);
       const w = await loadHf(src, { quantize: { format: "int4-g32-asym-f16" } });
       const dir = join(tmp, `family-${name}`);
-      if (name === "phi3") {
-        await expect(exportGptqHf(dir, w)).rejects.toThrow(/layers\.0\.wq is part of the fused .*qkv_proj/);
-        continue;
-      }
       // auto: AutoGPTQ's zero − 1 storage unless a group's zero point is 0 (then GPTQModel's gptq_v2)
       const zeroGroups = gptqZeroGroups(w);
       const r = await exportGptqHf(dir, w);

@@ -1,7 +1,7 @@
 // GPTQ checkpoints in the Hugging Face layout that transformers / optimum / GPTQModel load (AutoGPTQ's QuantLinear
 // buffers): int21 packed records written as `qweight` / `qzeros` / `scales` / `g_idx` with a `gptq`
 // `quantization_config`, and such folders read back into int21 packed records.
-import { type Bits, packMatrix, unpackMatrix } from "@int21/bitpack";
+import { type Bits, packMatrix, unpackMatrix, unpackMatrixRow } from "@int21/bitpack";
 import {
   type RawTensor,
   type SafetensorsWriteTensor,
@@ -22,7 +22,13 @@ import {
   isF16Exact,
 } from "@int21/quant-kernels";
 import { headSize } from "./config";
-import { type HfExportOptions, type HfExportReport, type HfLinearWriter, exportHf } from "./export-hf";
+import {
+  type HfExportOptions,
+  type HfExportReport,
+  type HfFusedPart,
+  type HfLinearWriter,
+  exportHf,
+} from "./export-hf";
 import { llamaModules } from "./finetune";
 import { linearParts } from "./linear-parts";
 import { type LoadOptions, WeightAssembler, llamaTensorSpecs } from "./load-assemble";
@@ -369,10 +375,64 @@ export function parseGptqConfig(qc: unknown, source: string): GptqConfig {
   };
 }
 
+/** One part of a fused projection waiting for the others. */
+interface FusedPiece {
+  name: string;
+  q: QuantizedLinear;
+  /** `rowOrder[hfRow]` = row of `q` (q/k permutation), or the same order. */
+  rowOrder: Int32Array | undefined;
+  rowStart: number;
+}
+
+/**
+ * The parts of a fused tensor as one record of `rows` rows in Hugging Face order: one format and one act-order
+ * `g_idx` for all (a GPTQ tensor has one), else throws naming the part.
+ */
+function fuseRows(parts: FusedPiece[], rows: number, where: string): QuantizedLinear {
+  const first = parts[0].q;
+  const K = first.inFeatures;
+  const f = getFormat(first.format);
+  const nG = groupCount(f, K);
+  const codes = new Uint8Array(rows * K);
+  const scales = new Float32Array(rows * nG);
+  const zeros = new Float32Array(rows * nG);
+  const row = new Uint8Array(K);
+  for (const p of parts) {
+    if (p.q.format.name !== f.name || p.q.inFeatures !== K)
+      throw new Error(
+        `${where}: ${p.name} is ${p.q.format.name}, ${parts[0].name} is ${f.name}; a fused GPTQ tensor has one format`,
+      );
+    const a = p.q.gIdx;
+    const b = first.gIdx;
+    if ((a === undefined) !== (b === undefined) || (a && b && a.some((g, k) => g !== b[k])))
+      throw new Error(
+        `${where}: ${p.name} and ${parts[0].name} have different act-order g_idx; a fused GPTQ tensor has one`,
+      );
+    for (let i = 0; i < p.q.outFeatures; i++) {
+      const src = p.rowOrder ? p.rowOrder[i] : i;
+      const dst = p.rowStart + i;
+      unpackMatrixRow(p.q.qweight, src, row);
+      codes.set(row, dst * K);
+      scales.set(p.q.scales.subarray(src * nG, (src + 1) * nG), dst * nG);
+      zeros.set(p.q.zeros.subarray(src * nG, (src + 1) * nG), dst * nG);
+    }
+  }
+  return createQuantizedLinear({
+    format: f,
+    outFeatures: rows,
+    inFeatures: K,
+    qweight: packMatrix(codes, rows, K, f.bits),
+    scales,
+    zeros,
+    ...(first.gIdx ? { gIdx: first.gIdx } : {}),
+  });
+}
+
 /**
  * The {@link HfLinearWriter} of the GPTQ export: every layer projection must be an int21 affine record of one
  * bit width (2, 4 or 8) and group size with f16 scales; a float or LoRA-wrapped projection is refused (write
- * the adapters as PEFT folders beside it). The classifier stays float (`lm_head: false`; a packed one is written
+ * the adapters as PEFT folders beside it). Phi-3's q/k/v and gate/up parts are written as one fused tensor (one
+ * format and act-order `g_idx` for the parts). The classifier stays float (`lm_head: false`; a packed one is written
  * dequantized). `config()` gives the `quantization_config`: `sym` when every record is symmetric, `desc_act`
  * when any has act-order `g_idx`.
  */
@@ -383,8 +443,9 @@ export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat
   let first: { name: string; bits: number; groupSize: number } | undefined;
   let sym = true;
   let descAct = false;
+  const fused = new Map<string, FusedPiece[]>();
   return {
-    tensors(name: string, module: string, l: Linear, permuteHeads: number) {
+    tensors(name: string, module: string, l: Linear, permuteHeads: number, part?: HfFusedPart) {
       if (name === "classifier") return undefined;
       if (isLoRALinear(l))
         throw new Error(
@@ -404,13 +465,24 @@ export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat
         );
       if (!f.symmetric) sym = false;
       if (p.q.gIdx !== undefined) descAct = true;
-      const rowOrder = hfRowOrder(p.q.outFeatures, permuteHeads);
-      const t = packGptqLinear(p.q, `exportGptqHf: ${name}`, {
+      let rowOrder = hfRowOrder(p.q.outFeatures, permuteHeads);
+      let q = p.q;
+      if (part !== undefined) {
+        // Phi-3: gather q|k|v (gate|up) in Hugging Face row order, write the fused record with the last part
+        const got = fused.get(module) ?? [];
+        got.push({ name, q, rowOrder, rowStart: part.rowStart });
+        fused.set(module, got);
+        if (got.reduce((a, g) => a + g.q.outFeatures, 0) < part.rows) return {};
+        fused.delete(module);
+        q = fuseRows(got, part.rows, `exportGptqHf: ${module}`);
+        rowOrder = undefined;
+      }
+      const t = packGptqLinear(q, `exportGptqHf: ${name}`, {
         checkpointFormat,
         ...(rowOrder ? { rowOrder } : {}),
       });
-      const N = p.q.outFeatures;
-      const K = p.q.inFeatures;
+      const N = q.outFeatures;
+      const K = q.inFeatures;
       const pf = 32 / f.bits;
       const nG = t.scales.length / N;
       const out: Record<string, SafetensorsWriteTensor> = {

@@ -195,6 +195,7 @@ export {
   type FloatWeight,
   type HfExportOptions,
   type HfExportReport,
+  type HfFusedPart,
   type HfLinearWriter,
   exportHf,
   floatWeightOf,
