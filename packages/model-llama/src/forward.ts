@@ -228,7 +228,7 @@ function decodeKernelsOf(lin: Linear): DecodeKernels | null {
 }
 
 /**
- * `y = x·Wᵀ (+ bias)` for `rows` rows. One row of a packed 1–4-bit affine layer on a wasm backend runs the
+ * `y = x·Wᵀ (+ bias)` for `rows` rows. One row of a packed 1–8-bit affine layer on a wasm backend runs the
  * decode matvec (`DecodeKernels.qmatvec`: x rounded to int16 per weight group, integer dot products);
  * everything else runs `lin.forward`.
  */

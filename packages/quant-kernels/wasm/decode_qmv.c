@@ -1,5 +1,5 @@
-// Quantized matvec for decoding (OP_QMV): y[n] = Σ_k W[n,k]·x[k] over a resident affine layer in 2- or
-// 4-bit containers (INT1–INT4, contiguous groups of whole v128 blocks), with integer dot products.
+// Quantized matvec for decoding (OP_QMV): y[n] = Σ_k W[n,k]·x[k] over a resident affine layer in 2-, 4- or
+// 8-bit containers (INT1–INT8, contiguous groups of whole v128 blocks), with integer dot products.
 // x is rounded to int16 once per call, one scale per weight group g:
 //   dx[g] = max_{k∈g} |x[k]| / 32767,   xq[k] = round(x[k] / dx[g])      (|x − dx·xq| ≤ dx/2)
 // and each row is
@@ -78,6 +78,7 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, float* dxs, fl
   }
 DEFINE_QMV_ROW(qmv_row_2, 2)
 DEFINE_QMV_ROW(qmv_row_4, 4)
+DEFINE_QMV_ROW(qmv_row_8, 8)
 
 void qk_qmv_run(int32_t* job, int tid, float* scratch) {
   (void)tid;
@@ -103,8 +104,10 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch) {
       const v128_t* w = (const v128_t*)(words + (uint32_t)n * (uint32_t)wpr);
       const float* sc = scales + (uint32_t)n * (uint32_t)ng;
       const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
-      y[n] = cb == 4 ? qmv_row_4(w, (const v128_t*)xq, sc, ze, dxs, xs, ng, bpg, nb)
-                     : qmv_row_2(w, (const v128_t*)xq, sc, ze, dxs, xs, ng, bpg, nb);
+      const v128_t* x16 = (const v128_t*)xq;
+      y[n] = cb == 4   ? qmv_row_4(w, x16, sc, ze, dxs, xs, ng, bpg, nb)
+             : cb == 2 ? qmv_row_2(w, x16, sc, ze, dxs, xs, ng, bpg, nb)
+                       : qmv_row_8(w, x16, sc, ze, dxs, xs, ng, bpg, nb);
     }
   }
 }

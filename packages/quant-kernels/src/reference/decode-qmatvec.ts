@@ -5,15 +5,16 @@ import { codeAt } from "./weight-at";
 
 /**
  * Whether {@link referenceQmatvecI16} (and the wasm decode matvec) applies to `q`: an affine format of
- * 1–4 bits without act-order, groups that are whole blocks of the wasm layout (a multiple of 32 columns
- * for 3–4 bits, 64 for 1–2 bits; or per-channel), and small enough that a group's integer sum cannot
- * overflow int32 (`groupLength · 2^(container bits − 1) · 32767 < 2^31`).
+ * 1–8 bits without act-order, groups that are whole blocks of the wasm layout (a multiple of 16 columns
+ * for 5–8 bits, 32 for 3–4 bits, 64 for 1–2 bits; or per-channel), and small enough that a group's
+ * integer sum cannot overflow int32 (`groupLength · 2^(container bits − 1) · 32767 < 2^31`: up to 512
+ * columns for 8-bit codes).
  */
 export function qmatvecI16Applies(q: QuantizedLinear): boolean {
   const f = q.format;
   if ((f.decode ?? "affine") !== "affine" || q.gIdx !== undefined) return false;
-  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > 4) return false;
-  const cb = f.bits <= 2 ? 2 : 4;
+  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > 8) return false;
+  const cb = f.bits <= 2 ? 2 : f.bits <= 4 ? 4 : 8;
   const bw = 128 / cb;
   const Kp = Math.ceil(q.inFeatures / bw) * bw;
   const gs = f.groupSize === -1 ? Kp : f.groupSize;
@@ -40,7 +41,7 @@ export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Floa
   checkQuantCall("qmatvecI16", q, x, "x", K, 1, y, "y", N);
   if (!qmatvecI16Applies(q))
     throw new Error(
-      `referenceQmatvecI16: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+      `referenceQmatvecI16: format ${q.format.name} is not a 1–8-bit affine format with whole-block groups (at most 512 columns for 8 bits)`,
     );
   const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
   const ng = Math.ceil(K / gs);

@@ -151,6 +151,9 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     "int2-g64-asym-f16",
     "int2-g128-sym-f16",
     "int2-pc-asym-f32",
+    "int8-g64-asym-f16",
+    "int8-g32-sym-f32",
+    "int8-pc-asym-f16",
   ];
 
   it("matches the scalar reference (and the float matvec within the int16 rounding bound)", () => {
@@ -201,14 +204,18 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     for (let n = 0; n < N; n++) worst = Math.max(worst, Math.abs(got[n] - want[n]));
     expect(worst).toBeLessThan(1e-4);
     k.freeF32(got);
-    for (const name of ["int8-g64-asym-f16", "nf4-g64-f16", "int4-g32-asym-f16", "int2-g32-asym-f16"]) {
-      const r = rtnQuantize(uniform(rng, 4 * 100, 1), 4, 100, getFormat(name));
-      const ok = name === "int4-g32-asym-f16";
+    // int8 per-channel over 600 columns could overflow int32 sums: refused like codebooks and split blocks
+    for (const [name, K2, ok] of [
+      ["int8-g64-asym-f16", 100, true],
+      ["int8-pc-asym-f16", 600, false],
+      ["nf4-g64-f16", 100, false],
+      ["int4-g32-asym-f16", 100, true],
+      ["int2-g32-asym-f16", 100, false],
+    ] as const) {
+      const r = rtnQuantize(uniform(rng, 4 * K2, 1), 4, K2, getFormat(name));
       expect(k.qmatvecSupports(r)).toBe(ok);
       if (!ok)
-        expect(() => k.qmatvec(r, new Float32Array(100), new Float32Array(4))).toThrow(
-          /not a 1–4-bit affine/,
-        );
+        expect(() => k.qmatvec(r, new Float32Array(K2), new Float32Array(4))).toThrow(/not a 1–8-bit affine/);
     }
   });
 });

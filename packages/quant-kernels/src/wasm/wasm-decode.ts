@@ -50,7 +50,7 @@ export interface DecodeKernels {
   qmatvecSupports(q: QuantizedLinear): boolean;
   /**
    * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
-   * integer dot products (`i32x4.dot_i16x8_s`) over the resident codes, scale and zero once per group.
+   * integer dot products (`i32x4.dot_i16x8_s`) over the resident 2/4/8-bit codes, scale and zero once per group.
    * The layer becomes resident as for `qmatmul`.
    */
   qmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array): void;
@@ -124,7 +124,7 @@ export function registerDecodeKernels(
       checkQuantCall("decode qmatvec", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
       if (!qmatvecI16Applies(q))
         throw new Error(
-          `quant-kernels: wasm decode qmatvec: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+          `quant-kernels: wasm decode qmatvec: format ${q.format.name} is not a 1–8-bit affine format with whole-block groups (at most 512 columns for 8 bits)`,
         );
       const res = cache.quantized(q);
       const { N, K, Kp, nGroups } = res;
