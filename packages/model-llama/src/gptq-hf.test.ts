@@ -153,6 +153,7 @@ const FIXTURE_MODELS = [
   { dir: "int4-g32-asym-actorder", format: "int4-g32-asym-f16", actOrder: true, seed: 11 },
   { dir: "int2-g64-sym", format: "int2-g64-sym-f16", actOrder: false, seed: 12 },
   { dir: "int8-pc-asym", format: "int8-pc-asym-f16", actOrder: false, seed: 13 },
+  { dir: "int3-g32-asym-actorder", format: "int3-g32-asym-f16", actOrder: true, seed: 14 },
 ] as const;
 
 // The digests below were produced by an independent implementation of AutoGPTQ's documented dequantization, not
@@ -162,7 +163,7 @@ const FIXTURE_MODELS = [
 //   import hashlib, json, sys, numpy as np
 //   from safetensors.numpy import load_file
 //   out = {}
-//   for name in ["int4-g32-asym-actorder", "int2-g64-sym", "int8-pc-asym"]:
+//   for name in ["int4-g32-asym-actorder", "int2-g64-sym", "int8-pc-asym", "int3-g32-asym-actorder"]:
 //       d = f"{sys.argv[1]}/{name}"
 //       qc = json.load(open(f"{d}/config.json"))["quantization_config"]
 //       bits, v1 = qc["bits"], qc["checkpoint_format"] == "gptq"
@@ -172,8 +173,13 @@ const FIXTURE_MODELS = [
 //       for m in sorted({k.rsplit(".", 1)[0] for k in t if k.endswith(".qweight")}):
 //           qw = t[m + ".qweight"].view(np.uint32)             # [K/pf, N], packed along the input dim
 //           qz = t[m + ".qzeros"].view(np.uint32)              # [G, N/pf], packed along the output dim
-//           q = ((qw[:, None, :] >> wf[None, :, None]) & mask).reshape(-1, qw.shape[1])      # [K, N]
-//           z = ((qz[:, :, None] >> wf[None, None, :]) & mask).reshape(qz.shape[0], -1)      # [G, N]
+//           if bits == 3:   # 32 codes in 3 words, straddling: read each column (zero row) as a little-endian bitstream
+//               lsb = lambda a: np.unpackbits(np.ascontiguousarray(a, dtype="<u4").view(np.uint8).reshape(a.shape[0], -1), axis=1, bitorder="little")
+//               q = (lsb(qw.T).reshape(qw.shape[1], -1, 3) * [1, 2, 4]).sum(-1).T                  # [K, N]
+//               z = (lsb(qz).reshape(qz.shape[0], -1, 3) * [1, 2, 4]).sum(-1)                      # [G, N]
+//           else:
+//               q = ((qw[:, None, :] >> wf[None, :, None]) & mask).reshape(-1, qw.shape[1])      # [K, N]
+//               z = ((qz[:, :, None] >> wf[None, None, :]) & mask).reshape(qz.shape[0], -1)      # [G, N]
 //           z = z.astype(np.int64) + (1 if v1 else 0)          # checkpoint_format gptq stores zero - 1
 //           g = t[m + ".g_idx"].astype(np.int64)               # [K] group of each input column
 //           s = t[m + ".scales"].astype(np.float32)            # [G, N]
@@ -188,6 +194,13 @@ const NUMPY_SHA256: Record<string, string> = {
   "int2-g64-sym/model.layers.0.self_attn.o_proj": "4f7255e7eed4e042",
   "int2-g64-sym/model.layers.0.self_attn.q_proj": "e01dd0023f2e2b60",
   "int2-g64-sym/model.layers.0.self_attn.v_proj": "5b78e3f9b452bef6",
+  "int3-g32-asym-actorder/model.layers.0.mlp.down_proj": "42692f590d9846f9",
+  "int3-g32-asym-actorder/model.layers.0.mlp.gate_proj": "f722824f2fda02e1",
+  "int3-g32-asym-actorder/model.layers.0.mlp.up_proj": "5b2090cf184f0360",
+  "int3-g32-asym-actorder/model.layers.0.self_attn.k_proj": "bc5e98cb5c0d2807",
+  "int3-g32-asym-actorder/model.layers.0.self_attn.o_proj": "f67bbef4410f6749",
+  "int3-g32-asym-actorder/model.layers.0.self_attn.q_proj": "85e1f18264b74e2c",
+  "int3-g32-asym-actorder/model.layers.0.self_attn.v_proj": "48ad380e37360bf9",
   "int4-g32-asym-actorder/model.layers.0.mlp.down_proj": "536352dcde69fb39",
   "int4-g32-asym-actorder/model.layers.0.mlp.gate_proj": "596b837faacc0acc",
   "int4-g32-asym-actorder/model.layers.0.mlp.up_proj": "a4b553d36de73a07",
@@ -262,6 +275,7 @@ describe("GPTQ Hugging Face export and import", () => {
       ["int4-g32-asym-f16", "gptq"],
       ["int2-g64-asym-f16", "gptq_v2"],
       ["int4-g128-sym-f16", "gptq"],
+      ["int3-g32-asym-f16", "gptq"],
     ] as const) {
       const w = tinyModel(format, format.startsWith("int4-g32"), 3);
       const dir = join(tmp, `tiny-${format}-${checkpointFormat}`);
@@ -343,6 +357,38 @@ describe("GPTQ Hugging Face export and import", () => {
     }
   });
 
+  it("3-bit: AutoGPTQ's 32-codes-in-3-words packing (codes 10 and 21 straddle words) decodes to int21's weight", () => {
+    // Decoded as AutoGPTQ's QuantLinear unpacks 3-bit words: per triple of rows (a, b, c), codes 0–9 from a, code 10
+    // from a's top 2 bits and b's bit 0, codes 11–20 from b at 3j+1, code 21 from b's bit 31 and c's bits 0–1,
+    // codes 22–31 from c at 3j+2; zeros the same along the output dimension, plus 1.
+    const code3 = (w: Int32Array, base: number, stride: number, k: number): number => {
+      const t = Math.floor(k / 32);
+      const j = k % 32;
+      const [a, b, c] = [0, 1, 2].map((i) => w[base + (3 * t + i) * stride] >>> 0);
+      if (j < 10) return (a >>> (3 * j)) & 7;
+      if (j === 10) return ((a >>> 30) & 3) | ((b & 1) << 2);
+      if (j < 21) return (b >>> (3 * (j - 11) + 1)) & 7;
+      if (j === 21) return ((b >>> 31) & 1) | ((c & 3) << 1);
+      return (c >>> (3 * (j - 22) + 2)) & 7;
+    };
+    const N = 64;
+    const K = 96;
+    const q = randomRecord("int3-g32-asym-f16", N, K, rng(9), true);
+    const t = packGptqLinear(q, "int3");
+    expect(t.qweight).toHaveLength((K / 32) * 3 * N);
+    expect(t.qzeros).toHaveLength(3 * ((N / 32) * 3));
+    const want = new Float32Array(N * K);
+    referenceDequantize(q, want);
+    for (let k = 0; k < K; k++) {
+      for (let n = 0; n < N; n++) {
+        const g = t.gIdx[k];
+        const z = code3(t.qzeros, g * ((N / 32) * 3), 1, n) + 1;
+        const scale = f16BitsToF32(t.scales[g * N + n]);
+        expect(Math.fround(scale * (code3(t.qweight, n, N, k) - z)), `[${n}, ${k}]`).toBe(want[n * K + k]);
+      }
+    }
+  });
+
   it("the numpy peer (AutoGPTQ's dequantization) decodes int21's folders to int21's dequantized weights", async () => {
     const out = process.env.INT21_WRITE_GPTQ_FIXTURE;
     const mine: Record<string, string> = {};
@@ -366,7 +412,7 @@ describe("GPTQ Hugging Face export and import", () => {
       }
     }
     if (out !== undefined) writeFileSync(join(out, "int21.json"), JSON.stringify(mine, null, 1));
-    expect(Object.keys(mine)).toHaveLength(21);
+    expect(Object.keys(mine)).toHaveLength(28);
     expect(mine).toEqual(NUMPY_SHA256);
   });
 
@@ -379,8 +425,8 @@ describe("GPTQ Hugging Face export and import", () => {
     await expect(exportGptqHf(join(tmp, "bad-float"), float)).rejects.toThrow(
       /layers\.0\.wq is a float projection/,
     );
-    const three = tinyModel("int3-g32-asym-f16", false, 1);
-    await expect(exportGptqHf(join(tmp, "bad3"), three)).rejects.toThrow(/3-bit GPTQ is not supported/);
+    const q3 = randomRecord("int3-g32-asym-f16", 16, 32, rng(3), false);
+    expect(() => packGptqLinear(q3, "odd3")).toThrow(/odd3: outFeatures 16 is not a multiple of 32/);
     const nf4 = syntheticWeights(TINY, { format: "nf4-g64-f16" });
     await expect(exportGptqHf(join(tmp, "bad-nf4"), nf4)).rejects.toThrow(/codebook format/);
     const lora = tinyModel("int4-g32-asym-f16", false, 1);
@@ -405,7 +451,7 @@ describe("GPTQ Hugging Face export and import", () => {
   it("the reader refuses configs and tensors it cannot read exactly", async () => {
     const c = (o: Record<string, unknown>) => () =>
       parseGptqConfig({ quant_method: "gptq", bits: 4, group_size: 128, ...o }, "cfg.json");
-    expect(c({ bits: 3 })).toThrow(/cfg\.json: quantization_config\.bits: 3-bit GPTQ is not supported/);
+    expect(c({ bits: 5 })).toThrow(/cfg\.json: quantization_config\.bits: 5-bit codes have no GPTQ layout/);
     expect(c({ group_size: 256 })).toThrow(/group_size 256 has no int21 format/);
     expect(c({ checkpoint_format: "marlin" })).toThrow(/checkpoint_format "marlin" is not supported/);
     expect(c({ lm_head: true })).toThrow(/lm_head is true/);

@@ -44,7 +44,7 @@ export type GptqCheckpointFormat = "gptq" | "gptq_v2";
 
 /** The fields of a `gptq` `quantization_config` int21 reads and writes. */
 export interface GptqConfig {
-  bits: 2 | 4 | 8;
+  bits: 2 | 3 | 4 | 8;
   /** Input columns per group, -1 for one group per output row. */
   groupSize: 32 | 64 | 128 | -1;
   /** Act-order (`desc_act`): `g_idx` maps columns to groups in any order. */
@@ -75,16 +75,37 @@ export interface GptqExportOptions extends Pick<HfExportOptions, "dtype" | "maxS
   checkpointFormat?: GptqCheckpointFormat | "auto";
 }
 
-const GPTQ_BITS = [2, 4, 8] as const;
+const GPTQ_BITS = [2, 3, 4, 8] as const;
 
-function gptqBits(bits: number, where: string): 2 | 4 | 8 {
-  if (bits === 3)
-    throw new Error(
-      `${where}: 3-bit GPTQ is not supported (AutoGPTQ packs 3-bit codes across word boundaries in 96-bit triples; int21 does not write or read that layout)`,
-    );
+function gptqBits(bits: number, where: string): 2 | 3 | 4 | 8 {
   if (!(GPTQ_BITS as readonly number[]).includes(bits))
-    throw new Error(`${where}: ${bits}-bit codes have no GPTQ layout (2, 4 or 8 bits)`);
-  return bits as 2 | 4 | 8;
+    throw new Error(`${where}: ${bits}-bit codes have no GPTQ layout (2, 3, 4 or 8 bits)`);
+  return bits as 2 | 3 | 4 | 8;
+}
+
+/** The smallest count of `bits`-wide codes that fills whole int32 words: 16, 32 (3-bit: 3 words), 8, 4. */
+function codesPerWords(bits: number): number {
+  return bits === 3 ? 32 : 32 / bits;
+}
+
+/**
+ * ORs code `v` into a little-endian bitstream of int32 words at bit `pos`: word `pos >> 5` of the stream is
+ * `arr[base + (pos >> 5)·stride]`; a code that straddles two words (3-bit) spills into the next.
+ */
+function putCode(arr: Int32Array, base: number, stride: number, pos: number, bits: number, v: number): void {
+  const w = pos >>> 5;
+  const sh = pos & 31;
+  arr[base + w * stride] |= v << sh;
+  if (sh + bits > 32) arr[base + (w + 1) * stride] |= v >>> (32 - sh);
+}
+
+/** The code of `bits` at bit `pos` of the bitstream {@link putCode} writes. */
+function getCode(arr: Int32Array, base: number, stride: number, pos: number, bits: number): number {
+  const w = pos >>> 5;
+  const sh = pos & 31;
+  let v = arr[base + w * stride] >>> sh;
+  if (sh + bits > 32) v |= arr[base + (w + 1) * stride] << (32 - sh);
+  return v & ((1 << bits) - 1);
 }
 
 /** The row order Hugging Face stores: `order[hfRow] = int21 row` (q/k get the rotate-half permutation). */
@@ -95,10 +116,12 @@ function hfRowOrder(N: number, permuteHeads: number): Int32Array | undefined {
 }
 
 /**
- * Packs one int21 affine record (2, 4 or 8 bits, f16-exact scales, integer zeros) into AutoGPTQ's buffers.
+ * Packs one int21 affine record (2, 3, 4 or 8 bits, f16-exact scales, integer zeros) into AutoGPTQ's buffers
+ * (each column's codes, and each group row's zeros, a little-endian bitstream of int32 words: 3-bit codes straddle
+ * words in AutoGPTQ's 32-codes-per-3-words layout).
  * `rowOrder[hfRow]` is the int21 row written at Hugging Face row `hfRow` (default: the same order). Throws naming
- * `name` for anything the layout cannot hold exactly: 3-bit or codebook formats, K or N not a multiple of the
- * codes per word (`32/bits`), a scale that is not an f16 value, a zero that is not an integer, or (format `gptq`)
+ * `name` for anything the layout cannot hold exactly: codebook formats, K or N that does not fill whole words
+ * (a multiple of 16, 32, 8, 4 codes at 2, 3, 4, 8 bits), a scale that is not an f16 value, a zero that is not an integer, or (format `gptq`)
  * a zero of 0, which AutoGPTQ's zero − 1 storage cannot hold (use `gptq_v2`).
  */
 export function packGptqLinear(
@@ -112,33 +135,33 @@ export function packGptqLinear(
       `${name}: format ${f.name} is a codebook format (${f.decode}); GPTQ stores affine codes scale·(q − zero)`,
     );
   const bits = gptqBits(f.bits, `${name} (${f.name})`);
-  const pf = 32 / bits;
+  const unit = codesPerWords(bits);
   const N = q.outFeatures;
   const K = q.inFeatures;
-  if (K % pf !== 0)
+  if (K % unit !== 0)
     throw new Error(
-      `${name}: inFeatures ${K} is not a multiple of ${pf} (${bits}-bit codes per int32 word of qweight), so AutoGPTQ's layout cannot hold it`,
+      `${name}: inFeatures ${K} is not a multiple of ${unit} (${bits}-bit codes fill whole int32 words of qweight only in ${unit}s), so AutoGPTQ's layout cannot hold it`,
     );
-  if (N % pf !== 0)
+  if (N % unit !== 0)
     throw new Error(
-      `${name}: outFeatures ${N} is not a multiple of ${pf} (${bits}-bit zeros per int32 word of qzeros), so AutoGPTQ's layout cannot hold it`,
+      `${name}: outFeatures ${N} is not a multiple of ${unit} (${bits}-bit zeros fill whole int32 words of qzeros only in ${unit}s), so AutoGPTQ's layout cannot hold it`,
     );
+  const zw = (N * bits) / 32;
   const v1 = (opts.checkpointFormat ?? "gptq") === "gptq";
   const nG = groupCount(f, K);
   const G = f.groupSize === -1 ? K : f.groupSize;
   const order = opts.rowOrder;
   const codes = new Uint8Array(N * K);
   unpackMatrix(q.qweight, codes);
-  const qweight = new Int32Array((K / pf) * N);
-  const qzeros = new Int32Array(nG * (N / pf));
+  const qweight = new Int32Array(((K * bits) / 32) * N);
+  const qzeros = new Int32Array(nG * zw);
   const scales = new Uint16Array(nG * N);
   const mask = (1 << bits) - 1;
   for (let hn = 0; hn < N; hn++) {
     const n = order ? order[hn] : hn;
     const row = n * K;
     for (let k = 0; k < K; k++) {
-      const w = ((k / pf) | 0) * N + hn;
-      qweight[w] |= codes[row + k] << (bits * (k % pf));
+      putCode(qweight, hn, N, k * bits, bits, codes[row + k]);
     }
     for (let g = 0; g < nG; g++) {
       const s = q.scales[n * nG + g];
@@ -155,7 +178,7 @@ export function packGptqLinear(
         throw new Error(
           `${name}: zero of row ${n}, group ${g} is 0, which checkpoint_format "gptq" (AutoGPTQ's zero − 1 storage) cannot hold; export with checkpoint format gptq_v2`,
         );
-      qzeros[g * (N / pf) + ((hn / pf) | 0)] |= (stored & mask) << (bits * (hn % pf));
+      putCode(qzeros, g * zw, 1, hn * bits, bits, stored & mask);
     }
   }
   const gIdx = q.gIdx ? Int32Array.from(q.gIdx) : Int32Array.from({ length: K }, (_, k) => Math.floor(k / G));
@@ -190,7 +213,6 @@ export function unpackGptqLinear(
 ): QuantizedLinear {
   const { name, config } = spec;
   const bits = config.bits;
-  const pf = 32 / bits;
   const mask = (1 << bits) - 1;
   const K = spec.inFeatures;
   const rowStart = spec.rowStart ?? 0;
@@ -198,22 +220,21 @@ export function unpackGptqLinear(
   const N = rowEnd - rowStart;
   if (N !== spec.outFeatures)
     throw new Error(`${name}: rows [${rowStart}, ${rowEnd}) are not ${spec.outFeatures}`);
-  const total = t.qweight.length / (K / pf);
+  const kWords = (K * bits) / 32;
+  const total = t.qweight.length / kWords;
   const G = config.groupSize === -1 ? K : config.groupSize;
   const nG = config.groupSize === -1 ? 1 : Math.ceil(K / G);
-  if (K % pf !== 0 || !Number.isInteger(total) || total < rowEnd)
+  if (!Number.isInteger(kWords) || !Number.isInteger(total) || total < rowEnd)
     throw new Error(
-      `${name}: qweight has ${t.qweight.length} words, expected [${K}/${pf} × ≥${rowEnd}] for ${bits}-bit codes`,
+      `${name}: qweight has ${t.qweight.length} words, expected [${K}·${bits}/32 × ≥${rowEnd}] for ${bits}-bit codes`,
     );
+  const zw = (total * bits) / 32;
   if (t.scales.length !== nG * total)
     throw new Error(`${name}: scales has ${t.scales.length} entries, expected [${nG} × ${total}]`);
-  if (t.qzeros.length !== nG * Math.ceil(total / pf))
-    throw new Error(
-      `${name}: qzeros has ${t.qzeros.length} words, expected [${nG} × ${Math.ceil(total / pf)}]`,
-    );
+  if (!Number.isInteger(zw) || t.qzeros.length !== nG * zw)
+    throw new Error(`${name}: qzeros has ${t.qzeros.length} words, expected [${nG} × ${total}·${bits}/32]`);
   if (t.gIdx !== undefined && t.gIdx.length !== K)
     throw new Error(`${name}: g_idx has ${t.gIdx.length} entries, expected inFeatures = ${K}`);
-  const zw = Math.ceil(total / pf);
   const v1 = config.checkpointFormat === "gptq";
   const codes = new Uint8Array(N * K);
   const scales = new Float32Array(N * nG);
@@ -224,12 +245,11 @@ export function unpackGptqLinear(
     const hn = rowStart + i;
     const n = spec.rowOrder ? spec.rowOrder[i] : i;
     for (let k = 0; k < K; k++) {
-      const w = t.qweight[((k / pf) | 0) * total + hn];
-      codes[n * K + k] = (w >>> (bits * (k % pf))) & mask;
+      codes[n * K + k] = getCode(t.qweight, hn, total, k * bits, bits);
     }
     for (let g = 0; g < nG; g++) {
       scales[n * nG + g] = f16BitsToF32(t.scales[g * total + hn]);
-      const stored = (t.qzeros[g * zw + ((hn / pf) | 0)] >>> (bits * (hn % pf))) & mask;
+      const stored = getCode(t.qzeros, g * zw, 1, hn * bits, bits);
       const z = v1 ? stored + 1 : stored;
       if (z > mask)
         throw new Error(
@@ -331,7 +351,7 @@ const INERT_FIELDS = new Set([
 
 /**
  * Parses a `quantization_config` of `quant_method: "gptq"` (`source` names it in errors). Refuses, naming the
- * field: another method, 3-bit or other widths, a group size int21 has no format for (32, 64, 128, -1), a
+ * field: another method, widths other than 2, 3, 4 and 8, a group size int21 has no format for (32, 64, 128, -1), a
  * checkpoint format other than `gptq` / `gptq_v2`, a pack dtype other than int32, a quantized `lm_head`,
  * per-module `dynamic` overrides, and any field not known to be inert.
  */
@@ -430,7 +450,7 @@ function fuseRows(parts: FusedPiece[], rows: number, where: string): QuantizedLi
 
 /**
  * The {@link HfLinearWriter} of the GPTQ export: every layer projection must be an int21 affine record of one
- * bit width (2, 4 or 8) and group size with f16 scales; a float or LoRA-wrapped projection is refused (write
+ * bit width (2, 3, 4 or 8) and group size with f16 scales; a float or LoRA-wrapped projection is refused (write
  * the adapters as PEFT folders beside it). Phi-3's q/k/v and gate/up parts are written as one fused tensor (one
  * format and act-order `g_idx` for the parts). The classifier stays float (`lm_head: false`; a packed one is written
  * dequantized). `config()` gives the `quantization_config`: `sym` when every record is symmetric, `desc_act`
@@ -483,11 +503,10 @@ export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat
       });
       const N = q.outFeatures;
       const K = q.inFeatures;
-      const pf = 32 / f.bits;
       const nG = t.scales.length / N;
       const out: Record<string, SafetensorsWriteTensor> = {
-        [`${module}.qweight`]: { dtype: "I32", shape: [K / pf, N], data: t.qweight },
-        [`${module}.qzeros`]: { dtype: "I32", shape: [nG, N / pf], data: t.qzeros },
+        [`${module}.qweight`]: { dtype: "I32", shape: [(K * f.bits) / 32, N], data: t.qweight },
+        [`${module}.qzeros`]: { dtype: "I32", shape: [nG, (N * f.bits) / 32], data: t.qzeros },
         [`${module}.scales`]: { dtype: "F16", shape: [nG, N], data: t.scales },
         [`${module}.g_idx`]: { dtype: "I32", shape: [K], data: t.gIdx },
       };
@@ -497,7 +516,7 @@ export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat
       if (first === undefined) throw new Error("exportGptqHf: the model has no layer projections");
       return {
         quantization_config: gptqQuantizationConfig({
-          bits: first.bits as 2 | 4 | 8,
+          bits: first.bits as 2 | 3 | 4 | 8,
           groupSize: first.groupSize as GptqConfig["groupSize"],
           descAct,
           sym,
@@ -667,10 +686,9 @@ export async function loadGptqHf(dir: string, opts: LoadOptions = {}): Promise<L
           );
         const [N, K] = spec.shape;
         const qweight = await need(`${m}.qweight`, "I32", `${spec.name} [${N}×${K}]`);
-        const pf = 32 / gc.bits;
-        if (qweight.shape.length !== 2 || qweight.shape[0] * pf !== K)
+        if (qweight.shape.length !== 2 || qweight.shape[0] * 32 !== K * gc.bits)
           throw new Error(
-            `${dir}: tensor ${m}.qweight has shape [${qweight.shape.join("×")}], ${spec.name} needs [${K / pf}×…] (${gc.bits}-bit, K ${K})`,
+            `${dir}: tensor ${m}.qweight has shape [${qweight.shape.join("×")}], ${spec.name} needs [${(K * gc.bits) / 32}×…] (${gc.bits}-bit, K ${K})`,
           );
         const qzeros = await need(`${m}.qzeros`, "I32", spec.name);
         const scales = await need(`${m}.scales`, "F16", spec.name);
