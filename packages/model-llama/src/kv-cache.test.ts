@@ -65,7 +65,7 @@ describe("decoding a packed model through the wasm decode matvec (int16 activati
   });
   afterAll(() => be.dispose());
 
-  it.each(["int4-g64-asym-f16", "int2-g64-asym-f16", "int4-pc-sym-f16"])(
+  it.each(["int4-g64-asym-f16", "int2-g64-asym-f16", "int4-pc-sym-f16", "int8-g64-asym-f16"])(
     "%s: greedy ids equal the reference backend's, logits within the int16 rounding",
     (format) => {
       const config = syntheticConfig("stories260K");
