@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { createWasmBackend } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
-import { evaluateNll, evaluateStories, tokenNll } from "./eval";
+import { evaluateLlamaCppChunks, evaluateNll, evaluateStories, tokenNll } from "./eval";
 import { forward } from "./forward";
 import { HfTokenizer } from "./hf-tokenizer";
 import { loadHf } from "./load-hf";
@@ -137,4 +137,32 @@ describe("BOS follows the tokenizer's rule (as generate and the peers' perplexit
       expect(ids.every((t) => (t[0] === ftok.bosId) === ftok.addBos)).toBe(true);
     }, 60_000);
   }
+});
+
+describe("evaluateLlamaCppChunks (llama-perplexity's protocol)", () => {
+  it("scores the second half of each ctx chunk, BOS written over each chunk's first token", () => {
+    const w = stories260K();
+    const tokens = tok.encode(valid.slice(0, 3000), { bos: true }).slice(0, 140);
+    const ctx = 64;
+    const r = evaluateLlamaCppChunks(w, tokens, { ctx, bosId: 1 });
+    // the plain definition: chunk i = tokens[64i, 64i + 64) with chunk[0] = BOS; targets j + 1 for j in [32, 63)
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < 2; i++) {
+      const chunk = tokens.slice(i * ctx, (i + 1) * ctx);
+      chunk[0] = 1;
+      for (let j = ctx / 2; j < ctx - 1; j++) {
+        const lg = forward(w, createRunState(w.config, { maxRows: 64 }), chunk.slice(0, j + 1), 0, "last");
+        sum += tokenNll(lg, 0, 512, chunk[j + 1]);
+        n++;
+      }
+    }
+    expect(r.tokens).toBe(62);
+    expect(n).toBe(62);
+    expect(r.windows).toBe(2);
+    expect(r.meanNll).toBeCloseTo(sum / n, 5);
+    const noBos = evaluateLlamaCppChunks(w, tokens, { ctx });
+    expect(noBos.meanNll).not.toBe(r.meanNll); // chunk 1 keeps its own first token
+    expect(() => evaluateLlamaCppChunks(w, tokens.slice(0, 10), { ctx })).toThrow(/do not fill one chunk/);
+  }, 60_000);
 });

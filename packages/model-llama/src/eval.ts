@@ -225,3 +225,56 @@ export function evaluateStories(
     windows: encoded.length,
   };
 }
+
+/** Options of {@link evaluateLlamaCppChunks}. */
+export interface LlamaCppChunkOptions {
+  /** Chunk length (llama-perplexity's `-c`). */
+  ctx: number;
+  /** The BOS id written over each chunk's first token (llama-perplexity does so when the vocabulary adds BOS); omit for none. */
+  bosId?: number;
+  onProgress?: ProgressFn;
+  state?: RunState;
+}
+
+/**
+ * Perplexity by llama.cpp's `llama-perplexity` protocol, so int21's number and llama.cpp's are the same
+ * measurement: the stream is cut into `⌊N / ctx⌋` chunks of `ctx` tokens (the tail dropped); each chunk's
+ * first token is replaced by BOS when `bosId` is given; each chunk runs from position 0 and only its second
+ * half is scored: targets `chunk[j + 1]` for `j = ctx/2 … ctx − 2` (`ctx/2 − 1` tokens per chunk).
+ */
+export function evaluateLlamaCppChunks(
+  weights: LlamaWeights,
+  tokens: ArrayLike<number>,
+  opts: LlamaCppChunkOptions,
+): NllResult {
+  const c = weights.config;
+  const { ctx } = opts;
+  if (!Number.isSafeInteger(ctx) || ctx < 4 || ctx > c.seqLen)
+    throw new Error(
+      `evaluateLlamaCppChunks: ctx must be an integer in [4, seqLen = ${c.seqLen}], got ${ctx}`,
+    );
+  const chunks = Math.floor(tokens.length / ctx);
+  if (chunks < 1)
+    throw new Error(`evaluateLlamaCppChunks: ${tokens.length} tokens do not fill one chunk of ${ctx}`);
+  const state = opts.state ?? createRunState(c);
+  const acc = { sum: 0, count: 0 };
+  const first = Math.floor(ctx / 2);
+  const total = chunks * (ctx - 1 - first);
+  const t0 = performance.now();
+  for (let i = 0; i < chunks; i++) {
+    const chunk = Array.prototype.slice.call(tokens, i * ctx, (i + 1) * ctx) as number[];
+    if (opts.bosId !== undefined) chunk[0] = opts.bosId;
+    // score targets chunk[first + 1 … ctx − 1], i.e. window positions from first + 1
+    scoreWindow(weights, state, chunk, 0, ctx, first + 1, acc);
+    opts.onProgress?.(acc.count, total);
+  }
+  const secs = Math.max((performance.now() - t0) / 1000, 1e-9);
+  const meanNll = acc.sum / acc.count;
+  return {
+    meanNll,
+    perplexity: Math.exp(meanNll),
+    tokens: acc.count,
+    tokensPerSec: (chunks * ctx) / secs,
+    windows: chunks,
+  };
+}

@@ -53,6 +53,8 @@ export {
   type StoriesOptions,
   evaluateNll,
   evaluateStories,
+  evaluateLlamaCppChunks,
+  type LlamaCppChunkOptions,
   tokenNll,
 } from "./eval";
 export { GGUF_PRE_TOKENIZERS, HfTokenizer, type HfTokenizerOptions } from "./hf-tokenizer";

@@ -1,6 +1,6 @@
 // `int21 eval <model> --data <text> [--ctx --stride --teacher <model>]`: NLL, perplexity, KL to a teacher.
 import { existsSync, readFileSync } from "node:fs";
-import { evaluateNll } from "@int21/model-llama";
+import { evaluateLlamaCppChunks, evaluateNll } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
@@ -28,6 +28,11 @@ export function evalProgram(): Command {
     .addOption(
       new Option("--max-tokens <n>", "score only the first n tokens of the text").argParser(intIn(2)),
     )
+    .option(
+      "--llama-cpp",
+      "score as llama.cpp's llama-perplexity does: chunks of --ctx tokens, BOS over each chunk's first token (when the tokenizer adds BOS), the second half of each chunk scored",
+      false,
+    )
     .option("--teacher <model>", "also report KL(teacher ‖ model) and the teacher's NLL on the same tokens")
     .option("--adapter <dir>", "a PEFT LoRA adapter directory to apply first")
     .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
@@ -44,6 +49,7 @@ interface EvalOpts {
   stride?: number;
   maxTokens?: number;
   teacher?: string;
+  llamaCpp: boolean;
   adapter?: string;
   tokenizer?: string;
   bos?: boolean;
@@ -76,7 +82,18 @@ export function evalCommand(argv: readonly string[], io: CliIo): Promise<number>
       const bar = progressBar(io, "eval", { quiet: o.quiet });
       const t0 = performance.now();
       let result: Record<string, unknown>;
-      if (o.teacher !== undefined) {
+      if (o.llamaCpp && o.teacher !== undefined)
+        throw new UsageError("--llama-cpp and --teacher cannot be combined");
+      if (o.llamaCpp && o.stride !== undefined)
+        throw new UsageError("--llama-cpp scores chunks of --ctx tokens; --stride does not apply");
+      if (o.llamaCpp) {
+        const r = evaluateLlamaCppChunks(m.weights, tokens, {
+          ctx,
+          ...(bos ? { bosId: tok.bosId } : {}),
+          onProgress: (d, n) => bar.update(d, n),
+        });
+        result = { ...r, protocol: "llama-perplexity" };
+      } else if (o.teacher !== undefined) {
         const t = await openModel(o.teacher, io, { backend, quiet: o.quiet, what: "teacher" });
         let r: ReturnType<typeof evaluateAgainstTeacher>;
         try {

@@ -1,9 +1,23 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseGguf } from "@int21/io";
+import { LoRAModel } from "@int21/lora";
+import {
+  createRunState,
+  exportHf,
+  forward,
+  llamaModules,
+  loadGguf,
+  loadGgufLora,
+  loadModel,
+  setLlamaModules,
+  syntheticWeights,
+} from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { registerQuantizer, rtnQuantize, unregisterQuantizer } from "@int21/quant-kernels";
 import { afterAll, describe, expect, it } from "vitest";
+import { attachCheckpointAdapters } from "../model-loading";
 import { cli, removeTempDirs, tempDir } from "../testing";
 import { planTokenizerFiles } from "./quantize";
 
@@ -287,4 +301,120 @@ describe("int21 quantize --format <name>", () => {
     expect(both.code).toBe(2);
     expect(both.err).toMatch(/--format.*cannot be used with.*--bits/);
   });
+});
+
+describe("int21 quantize --format q2_k → lrec → export gguf (the INT2.1 product as llama.cpp runs it)", () => {
+  it("writes a Q2_K GGUF (blocks verbatim) + LoRA GGUF that read back to the LREC model's logits", async () => {
+    const dir = tempDir();
+    // a float model whose row lengths are multiples of 256 (k-quant super-blocks), with stories260K's tokenizer
+    const config = {
+      dim: 256,
+      hiddenDim: 512,
+      nLayers: 1,
+      nHeads: 4,
+      nKvHeads: 4,
+      vocabSize: 512,
+      seqLen: 128,
+      ropeTheta: 10000,
+      normEps: 1e-5,
+      sharedClassifier: true,
+    };
+    const w = syntheticWeights(config, { seed: 5 });
+    const emb = w.tokenEmbedding as Float32Array;
+    for (let i = 0; i < emb.length; i++) emb[i] *= 0.2;
+    const float = join(dir, "float");
+    await exportHf(float, w);
+    writeFileSync(join(float, "tok512.bin"), readFileSync(TOK));
+    const data = join(dir, "text.txt");
+    writeFileSync(data, readFileSync(CALIB, "utf8").slice(0, 20_000));
+    const q2k = join(dir, "q2k.safetensors");
+    const q = await cli([
+      "quantize",
+      float,
+      "--format",
+      "q2_k",
+      "--method",
+      "rtn",
+      "-o",
+      q2k,
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(q.code, q.err).toBe(0);
+    const lrec = join(dir, "lrec.safetensors");
+    const l = await cli([
+      "lrec",
+      q2k,
+      "--teacher",
+      float,
+      "--data",
+      data,
+      "--steps",
+      "2",
+      "--rank",
+      "4",
+      "--seq",
+      "32",
+      "--batch",
+      "1",
+      "--no-train-scales",
+      "--eval-tokens",
+      "64",
+      "-o",
+      lrec,
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(l.code, l.err).toBe(0);
+    const gguf = join(dir, "gg", "model.gguf");
+    const e = await cli(["export", "gguf", lrec, "-o", gguf, "--lora-type", "F32", "--embedding-type", "F32", "--quiet"]);
+    expect(e.code, e.err).toBe(0);
+    const file = parseGguf(new Uint8Array(readFileSync(gguf)), gguf);
+    for (const n of file.names.filter((x) => x.startsWith("blk.") && !x.includes("norm")))
+      expect(file.tensors[n].type, n).toBe("Q2_K");
+    // int21's read-back of the two files gives the LREC checkpoint's logits
+    const student = await loadModel(lrec);
+    expect(student.adapters).toBeDefined();
+    attachCheckpointAdapters(student.weights, student.adapters!, lrec);
+    const base = await loadGguf(gguf, { keepPacked: true });
+    expect(
+      base.tensors.filter((t) => t.type === "Q2_K").every((t) => t.loadedAs === "packed" && t.exact),
+    ).toBe(true);
+    const lm = new LoRAModel(llamaModules(base.weights));
+    await loadGgufLora(join(dir, "gg", "model.lrec.lora.gguf"), lm);
+    setLlamaModules(base.weights, lm.modules);
+    const text = join(dir, "eval.txt");
+    writeFileSync(text, readFileSync(CALIB, "utf8").slice(20_000, 26_000));
+    const ev = async (m: string) =>
+      JSON.parse(
+        (
+          await cli([
+            "eval",
+            m,
+            "--data",
+            text,
+            "--ctx",
+            "64",
+            "--llama-cpp",
+            "--json",
+            "--quiet",
+            "--threads",
+            "1",
+          ])
+        ).out,
+      );
+    const mine = await ev(lrec);
+    expect(mine.protocol).toBe("llama-perplexity");
+    const ids = [1, 403, 407, 261, 378, 5, 77];
+    const logitsOf = (m: typeof base.weights) =>
+      forward(m, createRunState(m.config, { maxRows: ids.length }), ids, 0, "all").slice();
+    const a = logitsOf(base.weights);
+    const b = logitsOf(student.weights);
+    let d = 0;
+    for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+    expect(d).toBeLessThan(1e-4);
+    expect(Number.isFinite(mine.perplexity)).toBe(true);
+  }, 300_000);
 });
