@@ -369,7 +369,18 @@ describe("int21 quantize --format q2_k → lrec → export gguf (the INT2.1 prod
     ]);
     expect(l.code, l.err).toBe(0);
     const gguf = join(dir, "gg", "model.gguf");
-    const e = await cli(["export", "gguf", lrec, "-o", gguf, "--lora-type", "F32", "--embedding-type", "F32", "--quiet"]);
+    const e = await cli([
+      "export",
+      "gguf",
+      lrec,
+      "-o",
+      gguf,
+      "--lora-type",
+      "F32",
+      "--embedding-type",
+      "F32",
+      "--quiet",
+    ]);
     expect(e.code, e.err).toBe(0);
     const file = parseGguf(new Uint8Array(readFileSync(gguf)), gguf);
     for (const n of file.names.filter((x) => x.startsWith("blk.") && !x.includes("norm")))
