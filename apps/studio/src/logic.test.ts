@@ -1,5 +1,6 @@
 // The app's own small rules: picking files, slice reads, training data, progress/ETA, charts, prompt ids.
 import { describe, expect, it } from "vitest";
+import { blobFileStats, clearBlobFiles, openBlobFile, registerBlobFile } from "./blob-files";
 import { barChart, lineChart, ticks } from "./charts";
 import { batchAt, parseTrainingData } from "./data";
 import { etaMs, formatBytes, formatDuration, stageClock } from "./progress";
@@ -215,5 +216,38 @@ describe("parsePromptIds", () => {
       'prompt token ids: entry 2 ("x2") is not a non-negative integer',
     );
     expect(() => parsePromptIds("1 -3")).toThrow(/entry 2/);
+  });
+});
+
+describe("blob files (the browser build's fs/promises.open)", () => {
+  const bytes = Uint8Array.from({ length: 50 }, (_, i) => 200 - i);
+  const reader = (b: Blob) => {
+    const { start, end } = b as unknown as { start: number; end: number };
+    return bytes.slice(start, end).buffer;
+  };
+  const blob = { size: 50, slice: (start: number, end: number) => ({ start, end }) } as unknown as Blob;
+
+  it("serves positioned reads of a registered Blob, short at the end, as io's FileSource expects", async () => {
+    clearBlobFiles();
+    registerBlobFile("/picked/m.gguf", blob);
+    const h = await openBlobFile("/picked/m.gguf", "r", reader);
+    expect((await h.stat()).size).toBe(50);
+    const t = new Uint8Array(6);
+    expect(await h.read(t, 2, 4, 10)).toEqual({ bytesRead: 4 });
+    expect(Array.from(t)).toEqual([0, 0, 190, 189, 188, 187]);
+    expect(await h.read(t, 0, 6, 48)).toEqual({ bytesRead: 2 });
+    expect(await h.read(t, 0, 6, 50)).toEqual({ bytesRead: 0 });
+    expect(blobFileStats).toEqual({ reads: 2, bytes: 6, largestRead: 4 });
+    await h.close();
+    await expect(h.read(t, 0, 1, 0)).rejects.toThrow("/picked/m.gguf: read after close");
+  });
+
+  it("names an unknown path and refuses writing", async () => {
+    clearBlobFiles();
+    await expect(openBlobFile("/picked/x.gguf", "r", reader)).rejects.toThrow(
+      /\/picked\/x\.gguf: no such file/,
+    );
+    registerBlobFile("/picked/m.gguf", blob);
+    await expect(openBlobFile("/picked/m.gguf", "w", reader)).rejects.toThrow(/read-only/);
   });
 });

@@ -1,6 +1,8 @@
 // What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here), as in
 // examples/browser: @int21/model-llama and friends import them for their file-path entry points; the studio
 // only calls the byte-array / ByteSource ones, so these are never reached. If one is, it says so.
+import { openBlobFile } from "./blob-files";
+
 function unavailable(name: string): () => never {
   return () => {
     throw new Error(
@@ -26,7 +28,8 @@ function unavailableAsync(name: string): () => Promise<never> {
 // @int21/lora and @int21/model-llama.
 export const access = unavailableAsync("fs/promises.access");
 export const mkdir = unavailableAsync("fs/promises.mkdir");
-export const open = unavailableAsync("fs/promises.open");
+/** Serves files picked in the page and registered by the worker (see blob-files.ts): GGUFs stream from disk. */
+export const open = (path: string, flags?: string) => openBlobFile(path, flags);
 export const readFile = unavailableAsync("fs/promises.readFile");
 export const readdir = unavailableAsync("fs/promises.readdir");
 export const rename = unavailableAsync("fs/promises.rename");

@@ -149,7 +149,7 @@ describe("Studio on stories260K", () => {
     expect(back.tokenizer?.vocabSize).toBe(512);
     // …and opens in the studio as a GGUF: its greedy text is the packed student's without adapters
     const d = new Studio(backend);
-    const dSum = await d.load({ kind: "gguf", bytes: gg.bytes, name: gg.name }, quiet);
+    const dSum = await d.load({ kind: "gguf", src: gg.bytes, name: gg.name }, quiet);
     expect(dSum.kind).toBe("gguf");
     const fromGguf = d.generate({ prompt: "Once upon a time", steps: 30, temperature: 0, seed: 1 }).text;
     const e = new Studio(backend);

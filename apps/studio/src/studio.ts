@@ -48,7 +48,8 @@ import { type StageProgress, stageClock } from "./progress";
 /** Where a model comes from, as the worker hands it over. */
 export type ModelInput =
   | { kind: "llama2c"; model: ByteSource; tokenizer: Uint8Array; tokenizerName: string }
-  | { kind: "gguf"; bytes: Uint8Array; name: string }
+  /** A GGUF: its bytes, or a path the build's `fs/promises` can open (a picked file registered in blob-files.ts, read in slices). */
+  | { kind: "gguf"; src: Uint8Array | string; name: string }
   | { kind: "hf"; files: Record<string, ByteSource>; label: string };
 
 /** Quantization settings. */
@@ -207,7 +208,7 @@ export class Studio {
     } else if (input.kind === "gguf") {
       name = input.name;
       const tick = stageClock("load", 1, emit);
-      const g = await loadGguf(input.bytes, {
+      const g = await loadGguf(input.src, {
         backend: this.backend,
         onProgress: (p) => tick(p.done / p.total, p.tensor),
       });

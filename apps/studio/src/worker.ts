@@ -6,6 +6,7 @@ import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
 import { backward, resetPeak, tidy } from "@int21/autograd";
 import { collate, loraParameters } from "@int21/lora";
 import { AdamW } from "@int21/autograd";
+import { blobFileStats, clearBlobFiles, registerBlobFile } from "./blob-files";
 import { opfsStore } from "./opfs";
 import type { Event, InitResult, MemoryReadout, Reply, Request } from "./protocol";
 import { blobSource, classifyPick, workerSliceReader } from "./sources";
@@ -140,14 +141,17 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
         },
       };
     }
-    if (pick.kind === "gguf")
+    if (pick.kind === "gguf") {
+      // loadGguf(path) streams through @int21/io's positioned reads; the build's fs/promises serves the picked Blob
+      clearBlobFiles();
+      const path = registerBlobFile(`/picked/${pick.model.path}`, pick.model.blob);
+      const summary = await studio.load({ kind: "gguf", src: path, name: pick.model.path }, emit);
+      const st = blobFileStats;
       return {
-        summary: await studio.load(
-          { kind: "gguf", bytes: readWhole(pick.model.blob), name: pick.model.path },
-          emit,
-        ),
-        streamed: null,
+        summary,
+        streamed: { reads: st.reads, bytes: st.bytes, largest: st.largestRead, size: pick.model.blob.size },
       };
+    }
     const files: Record<string, ReturnType<typeof blobSource>> = {};
     for (const [n, f] of Object.entries(pick.files)) files[n] = blobSource(f.blob, `${pick.label}/${n}`);
     const summary = await studio.load({ kind: "hf", files, label: pick.label }, emit);
