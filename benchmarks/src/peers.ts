@@ -12,9 +12,10 @@
 // INT21_PEERS_SEQ (512), INT21_PEERS_STEPS (2 measured steps after a warm-up step), INT21_PEERS_THREADS (1),
 // INT21_PYTHON (default: python3, used only if it imports torch, transformers and peft), LLAMA_CPP_DIR,
 // INT21_PEERS_DIR (where the models are written; default <tmp>/int21-peers), INT21_BENCH_QUICK=1 (a smoke
-// run: stories260K shape, seq 32, one round).
+// run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows; the
+// other rows of an existing results/peers.json are kept, marked with their own date).
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,6 +43,7 @@ const threads = Number(env("INT21_PEERS_THREADS", "1"));
 const decodeTokens = quick ? 16 : 128;
 const work = resolve(env("INT21_PEERS_DIR", join(tmpdir(), "int21-peers")));
 const llamaCpp = process.env.LLAMA_CPP_DIR;
+const decodeOnly = process.env.INT21_PEERS_ONLY === "decode";
 
 /** The python to use for PyTorch, when it imports torch, transformers and peft. */
 function findPython(): string | undefined {
@@ -208,7 +210,7 @@ for (const shape of shapes) {
         : []),
       [`${shape} step int21 int2`, () => int21({ task: "step", dir: hf, fmt: "int2", seq, steps })],
     ];
-    for (const [name, run] of stepCases) {
+    for (const [name, run] of decodeOnly ? [] : stepCases) {
       const m = run();
       record(name, m, Number(m.out.stepMs) / 1000, Number(m.out.stepMs), Number(m.out.stepCpuMs));
     }
@@ -239,7 +241,7 @@ for (const shape of shapes) {
     );
   }
 }
-for (let r = 0; r < rounds; r++) {
+for (let r = 0; r < (decodeOnly ? 0 : rounds); r++) {
   const n = quick ? 128 : 1024;
   const a = int21({ task: "gemm", n });
   record(`gemm ${n}³ int21`, a, Number(a.out.gflops), Number(a.out.ms));
@@ -263,6 +265,19 @@ for (const [name, s] of samples) {
     load: median(s.load),
     runs: s.value.length,
   });
+}
+if (decodeOnly) {
+  // keep the rows this run did not measure (steps, GEMM) from the previous results, dated
+  const prev = join(here, "..", "results", "peers.json");
+  if (existsSync(prev)) {
+    const old = JSON.parse(readFileSync(prev, "utf8")) as { date?: string; rows: Row[] };
+    const kept = old.rows.filter((r) => !r.name.startsWith("ratio: ") && !samples.has(r.name));
+    rows.push(...kept);
+    if (kept.length > 0)
+      notes.push(
+        `rows other than decode/prefill (${kept.map((r) => r.name).join(", ")}) are from the run of ${old.date ?? "an earlier date"}`,
+      );
+  }
 }
 const val = (name: string) => rows.find((r) => r.name === name)?.value as number | undefined;
 /** int21 / peer, "higher is better" quantities inverted so every ratio reads as "int21's speed / peer's". */

@@ -11,6 +11,10 @@ import { addLlamaLoRA, createRunState, forward, llamaLoss, loadHf } from "@int21
 import { createWasmBackend } from "@int21/quant-kernels";
 
 const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
+// The token embedding (and so the tied classifier) of the decode/prefill tasks, packed as in the GGUF
+// that llama.cpp reads for the same row: Q4_0 packs token_embd in Q4_0, llama-quantize's Q2_K keeps
+// it in Q8_0. Training steps keep it float (the step rows compare with PyTorch float).
+const EMBEDDING = { int4: "int4-g128-asym-f16", int2: "int8-g64-asym-f16" };
 
 const task = JSON.parse(process.argv[2]);
 const backend = await createWasmBackend({ threads: task.threads ?? 1 });
@@ -25,7 +29,11 @@ function cpuMs() {
 async function model() {
   const format = FORMATS[task.fmt];
   if (task.fmt !== "f32" && format === undefined) throw new Error(`int21-child: unknown fmt ${task.fmt}`);
-  return loadHf(task.dir, { backend, ...(format ? { quantize: { format } } : {}) });
+  const embedding = task.task === "decode" || task.task === "prefill" ? EMBEDDING[task.fmt] : undefined;
+  return loadHf(task.dir, {
+    backend,
+    ...(format ? { quantize: { format, ...(embedding ? { embedding } : {}) } } : {}),
+  });
 }
 
 /** Deterministic token ids in [1, vocab). */
@@ -89,8 +97,12 @@ if (task.task === "gemm") {
     result.loss = value;
   } else if (task.task === "decode" || task.task === "prefill") {
     const n = task.tokens;
-    const state = createRunState(w.config, { maxRows: 64, ctx: Math.min(n + 1, w.config.seqLen) });
+    // prefill: the whole prompt in one chunk (llama.cpp's batch is 512)
+    const maxRows = task.task === "prefill" ? Math.min(n, 512) : 1;
+    const state = createRunState(w.config, { maxRows, ctx: Math.min(n + 1, w.config.seqLen) });
     const prompt = ids(n, V, 7);
+    // warm-up (llama-bench runs one too): resident weights, JIT
+    forward(w, state, Array.from(prompt.subarray(0, Math.min(n, 8))), 0, "last");
     const t0 = performance.now();
     const c0 = cpuMs();
     if (task.task === "prefill") {
