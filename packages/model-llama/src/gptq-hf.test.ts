@@ -6,6 +6,7 @@ import { packMatrix } from "@int21/bitpack";
 import { openSafetensors, writeSafetensors } from "@int21/io";
 import {
   type QuantizedLinear,
+  createFloatLinear,
   createQuantLinear,
   createQuantizedLinear,
   createReferenceBackend,
@@ -314,6 +315,48 @@ describe("GPTQ Hugging Face export and import", () => {
     expect([...formats].sort()).toEqual(["gptq", "gptq_v2"]); // both paths ran
   }, 120_000);
 
+  it("a packed classifier as a GPTQ lm_head (lmHead: lm_head true) reads back; without lmHead it is written float", async () => {
+    const w = syntheticWeights({ ...TINY, sharedClassifier: false }, { seed: 5 });
+    const rand = rng(5);
+    const mods = new Map(llamaModules(w));
+    for (const [name, l] of mods)
+      mods.set(
+        name,
+        createQuantLinear({
+          q: randomRecord("int4-g32-asym-f16", l.outFeatures, l.inFeatures, rand, false),
+          backend,
+        }),
+      );
+    setLlamaModules(w, mods);
+    const dir = join(tmp, "lm-head");
+    const r = await exportGptqHf(dir, w, { lmHead: true });
+    expect(r.config.quantization_config).toMatchObject({ lm_head: true });
+    const f = await openSafetensors(join(dir, "model.safetensors"));
+    expect(f.names).toContain("lm_head.qweight");
+    await f.close();
+    const back = await loadHf(dir);
+    expectSameRecords(w, back);
+    expect(packed(back, "lm_head").qweight.words).toEqual(packed(w, "lm_head").qweight.words);
+    const prompt = [1, 5, 9, 30];
+    expect(logits(back, prompt)).toEqual(logits(w, prompt));
+    const plain = await exportGptqHf(join(tmp, "lm-head-float"), w);
+    expect(plain.config.quantization_config).toMatchObject({ lm_head: false });
+    expect(plain.linears.find((l) => l.name === "classifier")?.source).toBe("dequantized");
+    const flt = syntheticWeights(
+      { ...TINY, sharedClassifier: false },
+      { seed: 5, format: "int4-g32-asym-f16" },
+    );
+    const cls = new Map(llamaModules(flt));
+    cls.set(
+      "lm_head",
+      createFloatLinear({ weight: new Float32Array(32 * 64), outFeatures: 32, inFeatures: 64, backend }),
+    );
+    setLlamaModules(flt, cls);
+    await expect(exportGptqHf(join(tmp, "lm-head-bad"), flt, { lmHead: true })).rejects.toThrow(
+      /lmHead is set but the classifier is float/,
+    );
+  });
+
   it("an older AutoGPTQ folder (quantize_config.json, no quant_method, model_file_base_name) loads too", async () => {
     const w = tinyModel("int4-g32-asym-f16", true, 21);
     const dir = join(tmp, "legacy");
@@ -454,7 +497,6 @@ describe("GPTQ Hugging Face export and import", () => {
     expect(c({ bits: 5 })).toThrow(/cfg\.json: quantization_config\.bits: 5-bit codes have no GPTQ layout/);
     expect(c({ group_size: 256 })).toThrow(/group_size 256 has no int21 format/);
     expect(c({ checkpoint_format: "marlin" })).toThrow(/checkpoint_format "marlin" is not supported/);
-    expect(c({ lm_head: true })).toThrow(/lm_head is true/);
     expect(c({ frobnicate: 1 })).toThrow(/quantization_config\.frobnicate is not a field/);
     expect(c({ quant_method: "awq" })).toThrow(/quant_method is "awq"/);
     // A v1 zero stored as 15 (4-bit) means zero point 16: AutoGPTQ's overflow of a zero of 0.

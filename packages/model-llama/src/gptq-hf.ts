@@ -52,6 +52,8 @@ export interface GptqConfig {
   /** Symmetric quantization (every zero point is 2^(bits−1)). */
   sym: boolean;
   checkpointFormat: GptqCheckpointFormat;
+  /** `lm_head` is GPTQ too (GPTQModel's `lm_head: true`); default false. */
+  lmHead?: boolean;
 }
 
 /** One projection in AutoGPTQ's layout (Hugging Face `[in, out]` orientation, rows in Hugging Face order). */
@@ -73,6 +75,8 @@ export interface GptqExportOptions extends Pick<HfExportOptions, "dtype" | "maxS
    * default): `gptq` unless some group has a zero point of 0, which only `gptq_v2` stores ({@link gptqZeroGroups}).
    */
   checkpointFormat?: GptqCheckpointFormat | "auto";
+  /** Write a packed, unshared classifier as a GPTQ `lm_head` too (`lm_head: true`); default false (float). */
+  lmHead?: boolean;
 }
 
 const GPTQ_BITS = [2, 3, 4, 8] as const;
@@ -299,7 +303,7 @@ export function gptqQuantizationConfig(c: GptqConfig): Record<string, unknown> {
     sym: c.sym,
     checkpoint_format: c.checkpointFormat,
     pack_dtype: "int32",
-    lm_head: false,
+    lm_head: c.lmHead === true,
     static_groups: false,
     true_sequential: true,
   };
@@ -352,7 +356,7 @@ const INERT_FIELDS = new Set([
 /**
  * Parses a `quantization_config` of `quant_method: "gptq"` (`source` names it in errors). Refuses, naming the
  * field: another method, widths other than 2, 3, 4 and 8, a group size int21 has no format for (32, 64, 128, -1), a
- * checkpoint format other than `gptq` / `gptq_v2`, a pack dtype other than int32, a quantized `lm_head`,
+ * checkpoint format other than `gptq` / `gptq_v2`, a pack dtype other than int32,
  * per-module `dynamic` overrides, and any field not known to be inert.
  */
 export function parseGptqConfig(qc: unknown, source: string): GptqConfig {
@@ -382,7 +386,6 @@ export function parseGptqConfig(qc: unknown, source: string): GptqConfig {
     throw new Error(`${where("checkpoint_format")} ${JSON.stringify(fmt)} is not supported (gptq, gptq_v2)`);
   if (o.pack_dtype !== undefined && o.pack_dtype !== "int32" && o.pack_dtype !== "torch.int32")
     throw new Error(`${where("pack_dtype")} ${JSON.stringify(o.pack_dtype)} is not supported (int32)`);
-  if (bool("lm_head", false)) throw new Error(`${where("lm_head")} is true: a quantized lm_head is not read`);
   const dyn = o.dynamic;
   if (dyn !== undefined && dyn !== null && (typeof dyn !== "object" || Object.keys(dyn).length > 0))
     throw new Error(`${where("dynamic")} sets per-module overrides, which int21 does not read`);
@@ -392,6 +395,7 @@ export function parseGptqConfig(qc: unknown, source: string): GptqConfig {
     descAct: bool("desc_act", false),
     sym: bool("sym", true),
     checkpointFormat: fmt,
+    lmHead: bool("lm_head", false),
   };
 }
 
@@ -453,20 +457,32 @@ function fuseRows(parts: FusedPiece[], rows: number, where: string): QuantizedLi
  * bit width (2, 3, 4 or 8) and group size with f16 scales; a float or LoRA-wrapped projection is refused (write
  * the adapters as PEFT folders beside it). Phi-3's q/k/v and gate/up parts are written as one fused tensor (one
  * format and act-order `g_idx` for the parts). The classifier stays float (`lm_head: false`; a packed one is written
- * dequantized). `config()` gives the `quantization_config`: `sym` when every record is symmetric, `desc_act`
+ * dequantized) unless `lmHead`: then an unshared classifier packed in the same bit width and group size is GPTQ
+ * too (`lm_head: true`, GPTQModel's quantized head). `config()` gives the `quantization_config`: `sym` when every record is symmetric, `desc_act`
  * when any has act-order `g_idx`.
  */
-export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat } = {}): HfLinearWriter {
+export function gptqLinearWriter(
+  opts: { checkpointFormat?: GptqCheckpointFormat; lmHead?: boolean } = {},
+): HfLinearWriter {
   const checkpointFormat = opts.checkpointFormat ?? "gptq";
   if (checkpointFormat !== "gptq" && checkpointFormat !== "gptq_v2")
     throw new Error(`exportGptqHf: checkpointFormat ${String(checkpointFormat)} is not gptq or gptq_v2`);
   let first: { name: string; bits: number; groupSize: number } | undefined;
   let sym = true;
   let descAct = false;
+  let lmHead = false;
   const fused = new Map<string, FusedPiece[]>();
   return {
     tensors(name: string, module: string, l: Linear, permuteHeads: number, part?: HfFusedPart) {
-      if (name === "classifier") return undefined;
+      if (name === "classifier") {
+        if (opts.lmHead !== true) return undefined;
+        const c = isLoRALinear(l) ? undefined : linearParts(l, name);
+        if (c?.kind !== "quant")
+          throw new Error(
+            `exportGptqHf: lmHead is set but the classifier is ${c === undefined ? "LoRA-wrapped" : "float"}; quantize it (quantizeModel's classifier option) or drop lmHead`,
+          );
+        lmHead = true;
+      }
       if (isLoRALinear(l))
         throw new Error(
           `exportGptqHf: ${name} is LoRA-wrapped; folding an adapter into GPTQ codes would re-quantize it. Export the base and write the adapter as a PEFT folder (int21 export hf --gptq does)`,
@@ -521,6 +537,7 @@ export function gptqLinearWriter(opts: { checkpointFormat?: GptqCheckpointFormat
           descAct,
           sym,
           checkpointFormat,
+          lmHead,
         }),
       };
     },
@@ -540,24 +557,26 @@ export async function exportGptqHf(
   opts: GptqExportOptions = {},
 ): Promise<HfExportReport> {
   let checkpointFormat = opts.checkpointFormat ?? "auto";
-  if (checkpointFormat === "auto") checkpointFormat = gptqZeroGroups(weights) > 0 ? "gptq_v2" : "gptq";
+  if (checkpointFormat === "auto")
+    checkpointFormat = gptqZeroGroups(weights, opts.lmHead === true) > 0 ? "gptq_v2" : "gptq";
   return exportHf(dir, weights, {
     ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
     ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
     mergeLoRA: false,
-    linearWriter: gptqLinearWriter({ checkpointFormat }),
+    linearWriter: gptqLinearWriter({ checkpointFormat, ...(opts.lmHead ? { lmHead: true } : {}) }),
   });
 }
 
 /**
- * How many groups of the packed layer projections of `weights` have a zero point of 0 — what AutoGPTQ's
+ * How many groups of the packed layer projections of `weights` (and of the classifier with `lmHead`) have a zero
+ * point of 0 — what AutoGPTQ's
  * `checkpoint_format: "gptq"` (zero − 1 storage) cannot hold, so `exportGptqHf`'s `auto` writes `gptq_v2`
  * (asymmetric round-to-nearest gives a group zero 0 when its values are all ≥ −scale/2).
  */
-export function gptqZeroGroups(weights: LlamaWeights): number {
+export function gptqZeroGroups(weights: LlamaWeights, lmHead = false): number {
   let n = 0;
   for (const [name, l] of llamaModules(weights)) {
-    if (name === "lm_head" || isLoRALinear(l)) continue;
+    if ((name === "lm_head" && !lmHead) || isLoRALinear(l)) continue;
     const p = linearParts(l, name);
     if (p.kind !== "quant") continue;
     for (const z of p.q.zeros) if (z === 0) n++;
@@ -678,7 +697,9 @@ export async function loadGptqHf(dir: string, opts: LoadOptions = {}): Promise<L
     for (const spec of llamaTensorSpecs(config)) {
       const loc = hfTensorLocation(spec.name, config);
       const field = spec.name.slice(spec.name.lastIndexOf(".") + 1);
-      if (WeightAssembler.isLinear(spec.name) && spec.name !== "classifier") {
+      const gptqHead =
+        spec.name === "classifier" && gc.lmHead === true && src.info("lm_head.qweight") !== undefined;
+      if (WeightAssembler.isLinear(spec.name) && (spec.name !== "classifier" || gptqHead)) {
         const m = loc.tensor.replace(/\.weight$/, "");
         if (src.info(loc.tensor) !== undefined)
           throw new Error(
