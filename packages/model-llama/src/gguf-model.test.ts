@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,6 +42,7 @@ import { loadLlama2c } from "./load-llama2c";
 import { detectModelFile, loadModel } from "./model-files";
 import { createRunState } from "./run-state";
 import { syntheticConfig, syntheticWeights } from "./synthetic";
+import { writeSyntheticQ4KM } from "./testing/q4km-gguf";
 import { Llama2cTokenizer } from "./tokenizer";
 import type { LlamaWeights } from "./weights";
 
@@ -506,4 +508,37 @@ describe("GGUF metadata and tokenizer", () => {
       /x\.gguf.*gpt2/,
     );
   });
+});
+
+describe("a Q4_K_M GGUF loads packed, in about its file size of memory", () => {
+  it("1.1B-layer shape (dim 2048, hidden 5632, 32000 vocab, untied Q6_K output, 1 layer): RSS growth ≤ 1.2 × file", async () => {
+    // bench/gguf-q4km-rss.bench.ts runs the 7B shape; this is the CI-sized variant
+    const path = join(tmp, "q4km.gguf");
+    await writeSyntheticQ4KM(path, {
+      dim: 2048,
+      hiddenDim: 5632,
+      nLayers: 1,
+      nHeads: 32,
+      nKvHeads: 4,
+      vocabSize: 32000,
+      seqLen: 4096,
+      ropeTheta: 10000,
+      normEps: 1e-5,
+      sharedClassifier: false,
+    });
+    const child = spawnSync(
+      process.execPath,
+      ["--import", "tsx", join(import.meta.dirname, "testing", "gguf-rss-child.ts"), path, "3"],
+      { encoding: "utf8", cwd: import.meta.dirname },
+    );
+    expect(child.status, child.stderr).toBe(0);
+    const r = JSON.parse(child.stdout);
+    const growth = r.maxRss - r.baselineRss;
+    console.log(
+      `Q4_K_M GGUF ${(r.fileBytes / 2 ** 20).toFixed(1)} MiB: peak RSS ${(r.maxRss / 2 ** 20).toFixed(1)} MiB (${(r.baselineRss / 2 ** 20).toFixed(1)} MiB before loading, growth ${(growth / r.fileBytes).toFixed(2)}× the file), load ${r.loadMs.toFixed(0)} ms, 3 tokens ${r.genMs.toFixed(0)} ms`,
+    );
+    expect(r.ids.length).toBe(4);
+    expect(growth).toBeLessThan(1.2 * r.fileBytes);
+    expect(statSync(path).size).toBe(r.fileBytes);
+  }, 120_000);
 });
