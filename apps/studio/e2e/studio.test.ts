@@ -300,6 +300,13 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     const ids = ((await page.getAttribute("#gen-info", "data-ids")) ?? "").split(",").map(Number);
     expect(ids).toEqual(ref.greedy_ids);
     await screenshot(page, "studio-4-hf-smollm2", ["smollm2 (hf)", ref.greedy_ids.slice(0, 4).join(",")]);
+    // a chat turn through the folder's chat_template.jinja
+    await page.fill("#prompt-ids", "");
+    await page.fill("#prompt", "Tell me a story");
+    await page.check("#chat");
+    await press(page, "#generate");
+    expect(((await page.textContent("#output")) ?? "").startsWith("> Tell me a story\n")).toBe(true);
+    await page.uncheck("#chat");
     expect(errors).toEqual([]);
     await page.close();
   });

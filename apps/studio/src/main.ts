@@ -537,18 +537,22 @@ $("generate").addEventListener("click", async () => {
     decodeTokensPerSec: number;
     stop: string;
     model: string;
+    rendered?: string;
+    generatedText: string;
   }>(
     "Generating",
     {
       op: "generate",
       prompt: val("prompt"),
       promptIds,
+      chat: $<HTMLInputElement>("chat").checked,
       steps: num("gen-steps"),
       temperature: num("temperature"),
       seed: 42,
     },
     (r) => {
-      $("output").textContent = r.text;
+      // a chat shows the user's prompt and the answer, not the template's markup
+      $("output").textContent = r.rendered !== undefined ? `> ${val("prompt")}\n${r.generatedText}` : r.text;
       const info = $("gen-info");
       info.dataset.ids = r.tokens.slice(r.promptTokens).join(",");
       info.dataset.decode = String(r.decodeTokensPerSec);

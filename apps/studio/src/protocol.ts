@@ -27,6 +27,7 @@ export type Request =
       op: "generate";
       prompt: string;
       promptIds: number[] | null;
+      chat: boolean;
       steps: number;
       temperature: number;
       seed: number;

@@ -1,6 +1,7 @@
 // The pipeline on stories260K in Node (the worker runs the same class): load, quantize, LREC, fine-tune with
 // a saved state, resume onto a fresh Studio, evaluate every configuration, generate, and the download bytes.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { bytesSource, loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
@@ -174,9 +175,27 @@ describe("Studio on stories260K", () => {
   it("refuses a saved run of another model, and LREC before quantizing, naming why", async () => {
     const s = new Studio(backend);
     await s.load(input(), quiet);
+    expect(() => s.generate({ prompt: "hi", chat: true, steps: 10, temperature: 0, seed: 1 })).toThrow(
+      "stories260K.bin: the tokenizer has no chat template",
+    );
     await expect(
       s.lrec({ steps: 1, r: 2, lr: 1e-3, lambda: 0, batch: 1, seq: 16, text: "x" }, quiet, quiet),
     ).rejects.toThrow(/quantize the model first/);
     expect(() => s.startFinetune(ftSettings(2))).toThrow(/quantize the model first/);
+  });
+
+  it("chats with a Hugging Face folder's template (smollm2): the rendered turn, then greedy tokens", async () => {
+    const dir = join(sharedPath("fixtures/hf-families"), "smollm2");
+    const files: Record<string, ReturnType<typeof bytesSource>> = {};
+    for (const f of readdirSync(dir))
+      if (/\.(json|safetensors|jinja)$/.test(f))
+        files[f] = bytesSource(new Uint8Array(readFileSync(join(dir, f))), f);
+    const s = new Studio(backend);
+    await s.load({ kind: "hf", files, label: "smollm2" }, quiet);
+    const g = s.generate({ prompt: "Tell me a story", chat: true, steps: 60, temperature: 0, seed: 1 });
+    expect(g.rendered).toContain("Tell me a story");
+    expect(g.rendered).not.toBe("Tell me a story");
+    expect(g.tokens.slice(0, g.promptTokens)).toEqual(s.tokenizer!.encode(g.rendered!));
+    expect(g.generatedTokens).toBeGreaterThan(0);
   });
 });

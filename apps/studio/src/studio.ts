@@ -36,6 +36,7 @@ import {
   loadLlama2cFrom,
   permuteHfRows,
   quantizeModel,
+  renderChatTemplate,
   serializeGgufLora,
   serializeInt21Checkpoint,
   setLlamaModules,
@@ -564,18 +565,41 @@ export class Studio {
 
   /** Generates with the active model (text prompt, or token ids given as `promptIds`). */
   generate(
-    opts: { prompt: string; promptIds?: number[]; steps: number; temperature: number; seed: number },
+    opts: {
+      prompt: string;
+      promptIds?: number[];
+      /** Render `prompt` as one user turn with the model's chat template and stop at EOS. */
+      chat?: boolean;
+      steps: number;
+      temperature: number;
+      seed: number;
+    },
     onToken?: (piece: string) => void,
   ) {
     const { tokenizer } = this.need();
-    return generate(this.active, tokenizer, {
-      ...(opts.promptIds ? { promptIds: opts.promptIds } : { prompt: opts.prompt }),
+    let promptIds = opts.promptIds;
+    let rendered: string | undefined;
+    if (opts.chat && !promptIds) {
+      if (tokenizer.chatTemplate === undefined)
+        throw new Error(
+          `${this.name}: the tokenizer has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): untick Chat`,
+        );
+      rendered = renderChatTemplate(tokenizer.chatTemplate, [{ role: "user", content: opts.prompt }], {
+        tokens: tokenizer instanceof HfTokenizer ? tokenizer.templateTokens : {},
+        source: `${this.name}: chat template`,
+      });
+      promptIds = tokenizer.encode(rendered); // the template decides BOS, as in transformers
+    }
+    const r = generate(this.active, tokenizer, {
+      ...(promptIds ? { promptIds } : { prompt: opts.prompt }),
+      ...(opts.chat ? { stopIds: [tokenizer.eosId] } : {}),
       steps: opts.steps,
       temperature: opts.temperature,
       topP: 0.9,
       seed: opts.seed,
       ...(onToken ? { onToken } : {}),
     });
+    return { ...r, ...(rendered !== undefined ? { rendered } : {}) };
   }
 
   /** The files to download, as bytes. */

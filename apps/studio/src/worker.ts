@@ -212,6 +212,7 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
       {
         prompt: r.prompt,
         ...(r.promptIds ? { promptIds: r.promptIds } : {}),
+        chat: r.chat,
         steps: r.steps,
         temperature: r.temperature,
         seed: r.seed,
