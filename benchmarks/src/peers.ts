@@ -12,8 +12,9 @@
 // INT21_PEERS_SEQ (512), INT21_PEERS_STEPS (2 measured steps after a warm-up step), INT21_PEERS_THREADS (1),
 // INT21_PYTHON (default: python3, used only if it imports torch, transformers and peft), LLAMA_CPP_DIR,
 // INT21_PEERS_DIR (where the models are written; default <tmp>/int21-peers), INT21_BENCH_QUICK=1 (a smoke
-// run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows; the
-// other rows of an existing results/peers.json are kept, marked with their own date).
+// run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows) or
+// =step (only the training-step rows); the other rows of an existing results/peers.json are kept, marked
+// with their own date.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -44,6 +45,7 @@ const decodeTokens = quick ? 16 : 128;
 const work = resolve(env("INT21_PEERS_DIR", join(tmpdir(), "int21-peers")));
 const llamaCpp = process.env.LLAMA_CPP_DIR;
 const decodeOnly = process.env.INT21_PEERS_ONLY === "decode";
+const stepOnly = process.env.INT21_PEERS_ONLY === "step";
 
 /** The python to use for PyTorch, when it imports torch, transformers and peft. */
 function findPython(): string | undefined {
@@ -215,7 +217,7 @@ for (const shape of shapes) {
       record(name, m, Number(m.out.stepMs) / 1000, Number(m.out.stepMs), Number(m.out.stepCpuMs));
     }
     // decoding and prefill, interleaved with llama.cpp
-    for (const fmt of ["f32", "int4", "int2"]) {
+    for (const fmt of stepOnly ? [] : ["f32", "int4", "int2"]) {
       const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens });
       record(
         `${shape} decode int21 ${fmt}`,
@@ -231,6 +233,7 @@ for (const shape of shapes) {
         record(`${shape} prefill llama.cpp ${peer}`, l, Number(l.out.prefillTokensPerSec), l.wallMs);
       }
     }
+    if (stepOnly) continue;
     const p = int21({ task: "prefill", dir: hf, fmt: "f32", tokens: seq });
     record(
       `${shape} prefill int21 f32`,
@@ -241,7 +244,7 @@ for (const shape of shapes) {
     );
   }
 }
-for (let r = 0; r < (decodeOnly ? 0 : rounds); r++) {
+for (let r = 0; r < (decodeOnly || stepOnly ? 0 : rounds); r++) {
   const n = quick ? 128 : 1024;
   const a = int21({ task: "gemm", n });
   record(`gemm ${n}³ int21`, a, Number(a.out.gflops), Number(a.out.ms));
@@ -266,8 +269,8 @@ for (const [name, s] of samples) {
     runs: s.value.length,
   });
 }
-if (decodeOnly) {
-  // keep the rows this run did not measure (steps, GEMM) from the previous results, dated
+if (decodeOnly || stepOnly) {
+  // keep the rows this run did not measure (steps or decode/prefill, GEMM) from the previous results, dated
   const prev = join(here, "..", "results", "peers.json");
   if (existsSync(prev)) {
     const old = JSON.parse(readFileSync(prev, "utf8")) as { date?: string; rows: Row[] };
@@ -275,7 +278,7 @@ if (decodeOnly) {
     rows.push(...kept);
     if (kept.length > 0)
       notes.push(
-        `rows other than decode/prefill (${kept.map((r) => r.name).join(", ")}) are from the run of ${old.date ?? "an earlier date"}`,
+        `rows other than ${stepOnly ? "the steps" : "decode/prefill"} (${kept.map((r) => r.name).join(", ")}) are from the run of ${old.date ?? "an earlier date"}`,
       );
   }
 }
