@@ -282,7 +282,7 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     await page.close();
   });
 
-  it("a Hugging Face folder (smollm2) picked as a folder generates transformers' greedy ids", async () => {
+  it("Hugging Face folders (smollm2, phi3) picked as folders generate transformers' greedy ids; smollm2 chats", async () => {
     const dir = join(sharedPath("fixtures/hf-families"), "smollm2");
     const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as {
       greedy_prompt_ids: number[];
@@ -307,6 +307,19 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     await press(page, "#generate");
     expect(((await page.textContent("#output")) ?? "").startsWith("> Tell me a story\n")).toBe(true);
     await page.uncheck("#chat");
+
+    // Phi-3 (fused qkv_proj / gate_up_proj): model-llama's folder reader over the picked files
+    const phi = join(sharedPath("fixtures/hf-families"), "phi3");
+    const phiRef = JSON.parse(readFileSync(join(phi, "reference.json"), "utf8")) as typeof ref;
+    await pick(page, "#folder", phi);
+    const phiInfo = (await page.textContent("#model-info")) ?? "";
+    expect(phiInfo).toMatch(/^phi3 \(hf\): phi3,/);
+    expect(phiInfo).toMatch(/streamed in \d+ slices/);
+    await page.fill("#prompt-ids", phiRef.greedy_prompt_ids.join(", "));
+    await page.fill("#gen-steps", String(phiRef.greedy_prompt_ids.length + phiRef.greedy_ids.length - 1));
+    await press(page, "#generate");
+    const phiIds = ((await page.getAttribute("#gen-info", "data-ids")) ?? "").split(",").map(Number);
+    expect(phiIds).toEqual(phiRef.greedy_ids);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -56,3 +56,39 @@ export async function openBlobFile(path: string, flags = "r", read?: SliceReader
     },
   };
 }
+
+/** An ENOENT error as node's fs throws it (callers test `code`). */
+function notFound(path: string): Error {
+  return Object.assign(
+    new Error(`ENOENT: no such file, ${path} (only picked files can be opened in the browser)`),
+    {
+      code: "ENOENT",
+    },
+  );
+}
+
+/** `fs/promises.access` for registered files. */
+export async function accessBlobFile(path: string): Promise<void> {
+  if (!files.has(path)) throw notFound(path);
+}
+
+/** `fs/promises.readFile` for registered files: text with an encoding, else bytes (read whole: small files). */
+export async function readBlobFile(
+  path: string,
+  encoding?: unknown,
+  read?: SliceReader,
+): Promise<string | Uint8Array> {
+  const blob = files.get(path);
+  if (!blob) throw notFound(path);
+  const bytes = new Uint8Array((read ?? workerSliceReader())(blob));
+  const enc =
+    typeof encoding === "string" ? encoding : (encoding as { encoding?: string } | undefined)?.encoding;
+  return enc ? new TextDecoder().decode(bytes) : bytes;
+}
+
+/** `path.join` for the registered paths: `/`-joined, `.` segments and repeated slashes removed. */
+export function joinPath(...parts: string[]): string {
+  const abs = parts[0]?.startsWith("/") ?? false;
+  const segs = parts.flatMap((p) => p.split("/")).filter((p) => p !== "" && p !== ".");
+  return (abs ? "/" : "") + segs.join("/");
+}

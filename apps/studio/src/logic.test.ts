@@ -1,6 +1,14 @@
 // The app's own small rules: picking files, slice reads, training data, progress/ETA, charts, prompt ids.
 import { describe, expect, it } from "vitest";
-import { blobFileStats, clearBlobFiles, openBlobFile, registerBlobFile } from "./blob-files";
+import {
+  accessBlobFile,
+  blobFileStats,
+  clearBlobFiles,
+  joinPath,
+  openBlobFile,
+  readBlobFile,
+  registerBlobFile,
+} from "./blob-files";
 import { barChart, lineChart, ticks } from "./charts";
 import { batchAt, parseTrainingData } from "./data";
 import { etaMs, formatBytes, formatDuration, stageClock } from "./progress";
@@ -249,5 +257,19 @@ describe("blob files (the browser build's fs/promises.open)", () => {
     );
     registerBlobFile("/picked/m.gguf", blob);
     await expect(openBlobFile("/picked/m.gguf", "w", reader)).rejects.toThrow(/read-only/);
+  });
+
+  it("access / readFile / join as model-llama's folder reader uses them; a missing file is ENOENT", async () => {
+    clearBlobFiles();
+    const text = new TextEncoder().encode('{"a":1}');
+    const tblob = { size: text.length, slice: () => ({}) } as unknown as Blob;
+    registerBlobFile(joinPath("/picked/m", "config.json"), tblob);
+    await expect(accessBlobFile("/picked/m/config.json")).resolves.toBeUndefined();
+    await expect(accessBlobFile("/picked/m/model.safetensors")).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await readBlobFile("/picked/m/config.json", "utf8", () => text.slice().buffer)).toBe('{"a":1}');
+    expect(await readBlobFile("/picked/m/config.json", undefined, () => text.slice().buffer)).toEqual(text);
+    await expect(readBlobFile("/picked/m/x.json", "utf8")).rejects.toMatchObject({ code: "ENOENT" });
+    expect(joinPath("/picked/", "./m", "a.json")).toBe("/picked/m/a.json");
+    expect(joinPath("m", "a.json")).toBe("m/a.json");
   });
 });

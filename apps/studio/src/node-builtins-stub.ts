@@ -1,7 +1,7 @@
 // What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here), as in
 // examples/browser: @int21/model-llama and friends import them for their file-path entry points; the studio
 // only calls the byte-array / ByteSource ones, so these are never reached. If one is, it says so.
-import { openBlobFile } from "./blob-files";
+import { accessBlobFile, joinPath, openBlobFile, readBlobFile } from "./blob-files";
 
 function unavailable(name: string): () => never {
   return () => {
@@ -17,7 +17,8 @@ export const openSync = unavailable("fs.openSync");
 export const fstatSync = unavailable("fs.fstatSync");
 export const closeSync = unavailable("fs.closeSync");
 export const readSync = unavailable("fs.readSync");
-export const join = unavailable("path.join");
+/** Joins the paths of picked files (blob-files.ts). */
+export const join = joinPath;
 export const dirname = unavailable("path.dirname");
 
 function unavailableAsync(name: string): () => Promise<never> {
@@ -26,11 +27,11 @@ function unavailableAsync(name: string): () => Promise<never> {
 
 // fs/promises, imported dynamically by the file-writing and file-reading helpers of @int21/io,
 // @int21/lora and @int21/model-llama.
-export const access = unavailableAsync("fs/promises.access");
+export const access = (path: string) => accessBlobFile(path);
 export const mkdir = unavailableAsync("fs/promises.mkdir");
 /** Serves files picked in the page and registered by the worker (see blob-files.ts): GGUFs stream from disk. */
 export const open = (path: string, flags?: string) => openBlobFile(path, flags);
-export const readFile = unavailableAsync("fs/promises.readFile");
+export const readFile = (path: string, encoding?: unknown) => readBlobFile(path, encoding);
 export const readdir = unavailableAsync("fs/promises.readdir");
 export const rename = unavailableAsync("fs/promises.rename");
 export const rm = unavailableAsync("fs/promises.rm");

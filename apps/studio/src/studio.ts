@@ -32,6 +32,7 @@ import {
   llamaLoss,
   llamaModules,
   loadGguf,
+  loadHf,
   loadHfBytes,
   loadLlama2cFrom,
   permuteHfRows,
@@ -51,7 +52,11 @@ export type ModelInput =
   | { kind: "llama2c"; model: ByteSource; tokenizer: Uint8Array; tokenizerName: string }
   /** A GGUF: its bytes, or a path the build's `fs/promises` can open (a picked file registered in blob-files.ts, read in slices). */
   | { kind: "gguf"; src: Uint8Array | string; name: string }
-  | { kind: "hf"; files: Record<string, ByteSource>; label: string };
+  /**
+   * A Hugging Face folder: its files by name. `dir`: the same files under a path the build's `fs/promises` can open
+   * (blob-files.ts), used for what the streamed reader does not read (Phi-3's fused tensors: `loadHf(dir)`).
+   */
+  | { kind: "hf"; files: Record<string, ByteSource>; label: string; dir?: string };
 
 /** Quantization settings. */
 export interface QuantizeSettings {
@@ -230,6 +235,9 @@ export class Studio {
       if (hfStreamable(config)) {
         // tensor by tensor through the ByteSources: the safetensors files are never held whole
         weights = await assembleFromReader(openHfStream(files, name), { backend: this.backend, onProgress });
+      } else if (input.dir !== undefined) {
+        // model-llama's own folder reader, its positioned reads served from the picked files
+        weights = await loadHf(input.dir, { backend: this.backend, onProgress });
       } else {
         const whole: Record<string, Uint8Array> = {};
         for (const [n, src] of Object.entries(files)) whole[n] = src.read(0, src.size);

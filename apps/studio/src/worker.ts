@@ -154,10 +154,16 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     }
     const files: Record<string, ReturnType<typeof blobSource>> = {};
     for (const [n, f] of Object.entries(pick.files)) files[n] = blobSource(f.blob, `${pick.label}/${n}`);
-    const summary = await studio.load({ kind: "hf", files, label: pick.label }, emit);
+    clearBlobFiles();
+    const dir = `/picked/${pick.label}`;
+    for (const [n, f] of Object.entries(pick.files)) registerBlobFile(`${dir}/${n}`, f.blob);
+    const summary = await studio.load({ kind: "hf", files, label: pick.label, dir }, emit);
     const weights = Object.entries(files).filter(([n]) => n.endsWith(".safetensors"));
     const stat = (k: "reads" | "bytes" | "largestRead") =>
-      weights.reduce((a, [, s]) => (k === "largestRead" ? Math.max(a, s.stats[k]) : a + s.stats[k]), 0);
+      weights.reduce(
+        (a, [, s]) => (k === "largestRead" ? Math.max(a, s.stats[k]) : a + s.stats[k]),
+        k === "largestRead" ? blobFileStats.largestRead : blobFileStats[k],
+      );
     return {
       summary,
       streamed: {
