@@ -70,7 +70,7 @@ describe("openHfStream", () => {
       expect(got.config).toEqual(want.config);
       expect(Array.from(logits(got, ids))).toEqual(Array.from(logits(want, ids)));
       expect(largest()).toBeLessThan(bytes["model.safetensors"].byteLength / 2);
-    });
+    }, 120_000);
   }
 
   it("names a truncated file, a missing shard and a missing config", () => {

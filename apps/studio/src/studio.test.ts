@@ -79,7 +79,7 @@ describe("Studio on stories260K", () => {
     expect(
       s.generate({ prompt: "", steps: 20, temperature: 0, seed: 1 }).text.startsWith("Once upon a time"),
     ).toBe(true);
-  });
+  }, 240_000);
 
   it("INT2 GPTQ beats RTN's output error; LREC lowers KL; a resumed fine-tune ends where a straight one does", async () => {
     const a = new Studio(backend, memoryStore());
@@ -170,7 +170,7 @@ describe("Studio on stories260K", () => {
     const ck = await loadInt21CheckpointBytes(c.exportFile("checkpoint").bytes);
     expect(ck.weights.config.nLayers).toBe(5);
     expect(Object.keys(ck.adapters?.tensors ?? {}).some((k) => k.startsWith("default/"))).toBe(true);
-  });
+  }, 240_000);
 
   it("refuses a saved run of another model, and LREC before quantizing, naming why", async () => {
     const s = new Studio(backend);
@@ -182,7 +182,7 @@ describe("Studio on stories260K", () => {
       s.lrec({ steps: 1, r: 2, lr: 1e-3, lambda: 0, batch: 1, seq: 16, text: "x" }, quiet, quiet),
     ).rejects.toThrow(/quantize the model first/);
     expect(() => s.startFinetune(ftSettings(2))).toThrow(/quantize the model first/);
-  });
+  }, 240_000);
 
   it("chats with a Hugging Face folder's template (smollm2): the rendered turn, then greedy tokens", async () => {
     const dir = join(sharedPath("fixtures/hf-families"), "smollm2");
@@ -197,5 +197,5 @@ describe("Studio on stories260K", () => {
     expect(g.rendered).not.toBe("Tell me a story");
     expect(g.tokens.slice(0, g.promptTokens)).toEqual(s.tokenizer!.encode(g.rendered!));
     expect(g.generatedTokens).toBeGreaterThan(0);
-  });
+  }, 240_000);
 });
