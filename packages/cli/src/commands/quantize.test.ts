@@ -303,7 +303,7 @@ describe("int21 quantize --format <name>", () => {
   });
 });
 
-describe("int21 quantize --format q2_k → lrec → export gguf (the INT2.1 product as llama.cpp runs it)", () => {
+describe("int21 quantize --format q2_k --method gptq → lrec → export gguf (the INT2.1 product as llama.cpp runs it)", () => {
   it("writes a Q2_K GGUF (blocks verbatim) + LoRA GGUF that read back to the LREC model's logits", async () => {
     const dir = tempDir();
     // a float model whose row lengths are multiples of 256 (k-quant super-blocks), with stories260K's tokenizer
@@ -334,7 +334,13 @@ describe("int21 quantize --format q2_k → lrec → export gguf (the INT2.1 prod
       "--format",
       "q2_k",
       "--method",
-      "rtn",
+      "gptq",
+      "--calib",
+      data,
+      "--calib-windows",
+      "4",
+      "--calib-len",
+      "64",
       "-o",
       q2k,
       "--quiet",
