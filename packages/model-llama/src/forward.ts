@@ -413,8 +413,10 @@ function forwardChunk(
     const { keyCache, valueCache } = s;
     for (let r = 0; r < rows; r++) {
       const o = base + ((pos + r) % clen) * kv;
-      keyCache.set(k.subarray(r * kv, (r + 1) * kv), o);
-      valueCache.set(v.subarray(r * kv, (r + 1) * kv), o);
+      for (let i = 0, j = r * kv; i < kv; i++, j++) {
+        keyCache[o + i] = k[j];
+        valueCache[o + i] = v[j];
+      }
     }
     if (args !== undefined && kernels !== undefined) {
       args.offset = base;

@@ -58,6 +58,15 @@ export interface DecodeKernels {
 
 const registry = new WeakMap<object, DecodeKernels>();
 
+/**
+ * `dst[d..d+n) = src[s..s+n)`: an element loop for short runs (no view object per call: these copies run
+ * once per layer and token), `set` over a view for long ones.
+ */
+function copyInto(dst: Float32Array, d: number, src: Float32Array, s: number, n: number): void {
+  if (n <= 2048) for (let i = 0; i < n; i++) dst[d + i] = src[s + i];
+  else dst.set(src.subarray(s, s + n), d);
+}
+
 /** The inference kernels of `backend`, when it is a wasm backend with shared memory. */
 export function decodeKernels(backend: object): DecodeKernels | undefined {
   return registry.get(backend);
@@ -99,7 +108,7 @@ export function registerDecodeKernels(
       if (qIn) qa = a.q.byteOffset;
       else {
         qa = rt.take(n * 4);
-        heap.f32.set(a.q.subarray(0, n), qa >> 2);
+        copyInto(heap.f32, qa >> 2, a.q, 0, n);
       }
       const oa = oIn ? a.out.byteOffset : rt.take(n * 4);
       const { i32, f32, base } = rt.jobSlots(OP_ATTN);
@@ -116,7 +125,7 @@ export function registerDecodeKernels(
       i32[base + AT_HS] = hs;
       f32[base + AT_SCALE] = a.scale;
       rt.run(rows * ctx * nHeads * hs >= ATTN_PARALLEL ? rt.threads : 1);
-      if (!oIn) a.out.set(rt.heap.f32.subarray(oa >> 2, (oa >> 2) + n));
+      if (!oIn) copyInto(a.out, 0, rt.heap.f32, oa >> 2, n);
     },
     qmatvecSupports: qmatvecI16Applies,
     qmatvec(q, x, y) {
@@ -133,15 +142,15 @@ export function registerDecodeKernels(
       rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 2 * nGroups + 64);
       const xa = rt.take(Kp * 4);
       const f32 = heap.f32;
-      f32.set(x.subarray(0, K), xa >> 2);
-      if (Kp > K) f32.fill(0, (xa >> 2) + K, (xa >> 2) + Kp);
+      copyInto(f32, xa >> 2, x, 0, K);
+      for (let i = (xa >> 2) + K; i < (xa >> 2) + Kp; i++) f32[i] = 0;
       const ya = yIn ? y.byteOffset : rt.take(N * 4);
       const { i32, base } = rt.jobSlots(OP_QMV);
       i32[base + Q_DESC] = res.desc;
       i32[base + Q_X] = xa;
       i32[base + Q_Y] = ya;
       rt.run(N * K >= QMV_PARALLEL ? rt.threads : 1);
-      if (!yIn) y.set(heap.f32.subarray(ya >> 2, (ya >> 2) + N));
+      if (!yIn) copyInto(y, 0, heap.f32, ya >> 2, N);
     },
   });
 }
