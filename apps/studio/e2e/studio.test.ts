@@ -308,6 +308,22 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     expect(((await page.textContent("#output")) ?? "").startsWith("> Tell me a story\n")).toBe(true);
     await page.uncheck("#chat");
 
+    // drag and drop: the files dropped on the drop zone (a DataTransfer built in the page)
+    const beforeDrop = (await page.getAttribute("body", "data-done")) ?? "0";
+    await page.evaluate(async () => {
+      const dt = new DataTransfer();
+      for (const n of ["stories260K.bin", "tok512.bin"]) {
+        const b = await (await fetch(`models/${n}`)).blob();
+        dt.items.add(new File([b], n));
+      }
+      document
+        .querySelector("#dropzone")!
+        .dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction((b) => (document.body.dataset.done ?? "0") !== b, beforeDrop);
+    await settled(page);
+    expect(await page.textContent("#model-info")).toMatch(/^stories260K\.bin \(llama2c\): llama, dim 64/);
+
     // Phi-3 (fused qkv_proj / gate_up_proj): model-llama's folder reader over the picked files
     const phi = join(sharedPath("fixtures/hf-families"), "phi3");
     const phiRef = JSON.parse(readFileSync(join(phi, "reference.json"), "utf8")) as typeof ref;
