@@ -330,6 +330,24 @@ describe("k-quant GGUF projections", () => {
     }
   }, 120_000);
 
+  it("a block with a non-finite f16 scale is refused naming the file and tensor", async () => {
+    const config = { ...syntheticConfig("stories260K"), dim: 256, hiddenDim: 256, nHeads: 8, nKvHeads: 8 };
+    const f32 = parseGguf(serializeGgufModel(syntheticWeights(config, { seed: 3 }), { type: "F32" }).bytes);
+    const tensors = f32.names.map((n) => {
+      const t = { name: n, shape: f32.tensors[n].shape, data: f32.readTensorF32(n) };
+      if (n !== "blk.1.attn_q.weight") return { ...t, type: "F32" as const };
+      const raw = new Uint8Array((t.data.length / 256) * GGML_TYPES.Q4_K.blockBytes);
+      GGML_TYPES.Q4_K.quantize!(t.data, raw);
+      raw[GGML_TYPES.Q4_K.blockBytes * 3 + 1] = 0x7c; // block 3's d = +inf
+      raw[GGML_TYPES.Q4_K.blockBytes * 3] = 0;
+      return { name: n, shape: t.shape, type: "Q4_K" as const, raw };
+    });
+    const bytes = serializeGguf({ metadata: f32.metadata, tensors });
+    await expect(loadGguf(bytes, { keepPacked: true })).rejects.toThrow(
+      /tensor "blk\.1\.attn_q\.weight": .*(finite|inf)/i,
+    );
+  });
+
   it("NEOX q/k rows and Phi-3's fused tensors stay packed too (whole ggml rows moved and sliced)", async () => {
     for (const family of ["qwen3", "phi3"]) {
       const w = await loadHf(sharedPath(`fixtures/hf-families/${family}`));

@@ -852,9 +852,12 @@ export async function loadGguf(src: string | Uint8Array, opts: GgufLoadOptions =
         if (opts.keepPacked && packable && block !== undefined && shape[1] % block.block.blockSize === 0) {
           // a ggml block type is kept as its own int21 block format: the bytes ARE the packed words
           const raw = await readPartRaw(n, part, (shape[1] / block.block.blockSize) * block.block.blockBytes);
-          const q = quantizedFromGgmlBlocks(block, raw, shape[0], shape[1], {
-            copy: !(typeof src === "string"),
-          });
+          let q: QuantizedLinear;
+          try {
+            q = quantizedFromGgmlBlocks(block, raw, shape[0], shape[1], { copy: !(typeof src === "string") });
+          } catch (e) {
+            throw new Error(`gguf: ${label}: tensor "${n}": ${(e as Error).message}`);
+          }
           Object.assign(entry, { loadedAs: "packed", format: q.format.name, exact: true });
           asm.putQuantized(name, q);
           report.push(entry);
