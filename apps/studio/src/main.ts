@@ -104,8 +104,6 @@ async function measureTab(): Promise<void> {
   }
 }
 
-const ACTIONS = ["quantize", "lrec", "finetune", "evaluate", "generate", "measure"];
-
 function setState(state: "ready" | "busy" | "error", message?: string): void {
   document.body.dataset.state = state;
   if (message !== undefined) $("status").textContent = message;
@@ -128,7 +126,6 @@ function setState(state: "ready" | "busy" | "error", message?: string): void {
     const needsAdapter = b.dataset.what !== "checkpoint" && b.dataset.what !== "gguf";
     b.disabled = busy || !loaded || (needsAdapter && (summary?.adapters.length ?? 0) === 0);
   }
-  void ACTIONS;
 }
 
 /** Runs one request with the page marked busy; shows its result or its error. */

@@ -1,11 +1,9 @@
 // The studio's worker: every heavy step runs here (the page only draws). Requests come as
 // `{ id, ...Request }`; each gets one Reply; progress, steps, tokens and saves are Events in between.
-import { memory } from "@int21/autograd";
+import { AdamW, backward, memory, resetPeak, tidy } from "@int21/autograd";
+import { collate, loraParameters } from "@int21/lora";
 import { addLlamaLoRA, llamaLoss, syntheticConfig, syntheticWeights } from "@int21/model-llama";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
-import { backward, resetPeak, tidy } from "@int21/autograd";
-import { collate, loraParameters } from "@int21/lora";
-import { AdamW } from "@int21/autograd";
 import { blobFileStats, clearBlobFiles, registerBlobFile } from "./blob-files";
 import { opfsStore } from "./opfs";
 import type { Event, InitResult, MemoryReadout, Reply, Request } from "./protocol";
