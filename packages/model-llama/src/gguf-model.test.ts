@@ -313,6 +313,22 @@ describe("k-quant GGUF projections", () => {
       // re-export writes the blocks verbatim: every tensor's data is the input file's, byte for byte
       const again = serializeGgufModel(packed.weights, { type: "F32" });
       const out = parseGguf(again.bytes, "again");
+      // general.file_type: llama.cpp's ftype of a file mostly of this type (the k-quants' _M mixes)
+      const FTYPE = {
+        Q4_0: 2,
+        Q4_1: 3,
+        Q8_0: 7,
+        Q5_0: 8,
+        Q5_1: 9,
+        Q2_K: 10,
+        Q3_K: 12,
+        Q4_K: 15,
+        Q5_K: 17,
+        Q6_K: 18,
+        IQ4_NL: 25,
+        IQ4_XS: 30,
+      };
+      expect(out.get("general.file_type"), type).toBe(FTYPE[type]);
       for (const n of file.names) {
         expect(out.tensors[n].type, `${type} ${n}`).toBe(file.tensors[n].type);
         expect(

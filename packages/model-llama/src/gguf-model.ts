@@ -245,6 +245,22 @@ function shortestF32Decimal(x: number): number {
 }
 
 /** llama.cpp's `general.file_type` (`LlamaFileType`) of a whole-model type. */
+/** llama.cpp's `llama_ftype` of a file whose projections are mostly one ggml type (k-quants: the `_M` mix). */
+const BLOCK_FILE_TYPES: Partial<Record<GgmlTypeName, number>> = {
+  Q4_0: 2,
+  Q4_1: 3,
+  Q8_0: 7,
+  Q5_0: 8,
+  Q5_1: 9,
+  Q2_K: 10,
+  Q3_K: 12,
+  Q4_K: 15,
+  Q5_K: 17,
+  Q6_K: 18,
+  IQ4_NL: 25,
+  IQ4_XS: 30,
+};
+
 const FILE_TYPES: Record<GgufModelType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7 };
 
 /** The tensor types {@link saveGguf} writes the projections in. */
@@ -1081,6 +1097,12 @@ export function ggufModelTensors(
       if (v) add(`layers.${i}.${n}`, [v.length], "F32", v);
     }
   });
+  // block-format projections written verbatim: general.file_type says what most of the file is, as
+  // llama-quantize's ftype does (the "_M" mixes for the k-quants)
+  const projTypes = new Set(report.tensors.filter((t) => /^layers\.\d+\.w/.test(t.name)).map((t) => t.type));
+  const only = projTypes.size === 1 ? [...projTypes][0] : undefined;
+  if (only !== undefined && only !== type && only in BLOCK_FILE_TYPES)
+    metadata["general.file_type"] = { type: "u32", value: BLOCK_FILE_TYPES[only]! };
   return { metadata, tensors, report };
 }
 
