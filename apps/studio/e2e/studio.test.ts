@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadGguf, readGgufLora } from "@int21/model-llama";
+import { loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { build, type PreviewServer, preview } from "vite";
@@ -253,6 +253,11 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     for (const [what, check] of [
       ["gguf", async (b: Uint8Array) => expect((await loadGguf(b)).weights.config.dim).toBe(64)],
       ["lora-gguf", async (b: Uint8Array) => expect((await readGgufLora(b)).modules.length).toBe(35)],
+      [
+        "checkpoint",
+        async (b: Uint8Array) =>
+          expect(Object.keys((await loadInt21CheckpointBytes(b)).adapters?.tensors ?? {}).length).toBe(140),
+      ],
     ] as const) {
       const [dl] = await Promise.all([
         page.waitForEvent("download"),
@@ -278,6 +283,13 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     expect(ggInfo).toMatch(/streamed in \d+ slices/); // positioned reads of the picked file
     await press(page, "#generate");
     expect(((await page.textContent("#output")) ?? "").length).toBeGreaterThan(20);
+    // the downloaded int21 checkpoint opens as the student of that model, with its two adapters
+    await pick(page, "#ckpt", join(outDir, "stories260K-int2-g64-asym-f16.int21.safetensors"));
+    expect(await page.textContent("#quant-info")).toMatch(
+      /^stories260K-int2-g64-asym-f16\.int21\.safetensors \(int21 checkpoint\): .*adapters lrec \+ default · streamed in \d+ slices/,
+    );
+    await press(page, "#generate");
+    expect(await page.textContent("#gen-info")).toContain("(int21 checkpoint) + lrec + default");
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -113,6 +113,7 @@ function setState(state: "ready" | "busy" | "error", message?: string): void {
   for (const id of ["load-default", "pick-dir", "files", "folder"])
     ($(id) as HTMLButtonElement).disabled = busy;
   $<HTMLButtonElement>("quantize").disabled = busy || !loaded;
+  $<HTMLInputElement>("ckpt").disabled = busy || !loaded;
   $<HTMLButtonElement>("lrec").disabled = busy || !quantized || (summary?.adapters.length ?? 0) > 0;
   $<HTMLButtonElement>("finetune").disabled =
     busy || !quantized || (summary?.adapters.includes("default") ?? false);
@@ -320,6 +321,28 @@ drop.addEventListener("drop", async (e) => {
     }
   }
   if (files.length) await loadFiles(files);
+});
+
+$<HTMLInputElement>("ckpt").addEventListener("change", async (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (!f) return;
+  lrecSteps = [];
+  ftSteps = [];
+  for (const id of ["lrec-chart", "ft-chart"]) $(id).replaceChildren();
+  await run<{ summary: Summary; streamed: { reads: number; size: number } }>(
+    "Opening the checkpoint",
+    { op: "loadStudent", file: { path: f.name, blob: f } },
+    (r) => {
+      showSummary(r.summary);
+      const s = r.summary;
+      const info = $("quant-info");
+      info.textContent =
+        `${s.student}: projections ${formatBytes(s.studentBytes)}` +
+        `${s.adapters.length ? `, adapters ${s.adapters.join(" + ")}` : ""} · streamed in ${r.streamed.reads} slices`;
+      info.dataset.format = String(s.student);
+      return `opened ${f.name} as the student`;
+    },
+  );
 });
 
 $("load-default").addEventListener("click", async () => {

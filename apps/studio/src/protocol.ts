@@ -16,6 +16,7 @@ export type Request =
   | { op: "init"; stop: SharedArrayBuffer | null; base: string }
   | { op: "load"; files: { path: string; blob: Blob }[] }
   | { op: "loadDefault" }
+  | { op: "loadStudent"; file: { path: string; blob: Blob } }
   | { op: "quantize"; settings: QuantizeSettings }
   | { op: "lrec"; settings: LrecSettings }
   | { op: "finetune"; settings: FinetuneSettings }

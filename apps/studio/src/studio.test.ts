@@ -167,9 +167,25 @@ describe("Studio on stories260K", () => {
     expect(cfg.r).toBe(4);
     expect(cfg.peft_type).toBe("LORA");
     expect(c.exportFile("peft-weights").bytes.byteLength).toBeGreaterThan(1000);
-    const ck = await loadInt21CheckpointBytes(c.exportFile("checkpoint").bytes);
+    const ckFile = c.exportFile("checkpoint");
+    const ck = await loadInt21CheckpointBytes(ckFile.bytes);
     expect(ck.weights.config.nLayers).toBe(5);
     expect(Object.keys(ck.adapters?.tensors ?? {}).some((k) => k.startsWith("default/"))).toBe(true);
+
+    // the checkpoint opens as the student of the float model: same adapters, same greedy text
+    const f = new Studio(backend);
+    await f.load(input(), quiet);
+    const fs = await f.loadStudent(ckFile.bytes, ckFile.name);
+    expect(fs.student).toBe("stories260K-int2-g32-asym-f16.int21.safetensors (int21 checkpoint)");
+    expect(fs.adapters).toEqual(["lrec", "default"]);
+    const g = { prompt: "Once upon a time", steps: 40, temperature: 0, seed: 1 };
+    expect(f.generate(g).text).toBe(c.generate(g).text);
+    expect(f.evaluate(stories.slice(900, 902).join("\n"), 64, quiet).map((e) => e.label)).toEqual([
+      "float32 teacher",
+      "stories260K-int2-g32-asym-f16.int21.safetensors (int21 checkpoint)",
+      "stories260K-int2-g32-asym-f16.int21.safetensors (int21 checkpoint) + LREC",
+      "stories260K-int2-g32-asym-f16.int21.safetensors (int21 checkpoint) + LREC + LoRA",
+    ]);
   }, 240_000);
 
   it("refuses a saved run of another model, and LREC before quantizing, naming why", async () => {

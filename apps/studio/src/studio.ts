@@ -33,6 +33,8 @@ import {
   llamaModules,
   loadGguf,
   loadHf,
+  loadInt21Checkpoint,
+  loadInt21CheckpointBytes,
   loadHfBytes,
   loadLlama2cFrom,
   permuteHfRows,
@@ -178,6 +180,8 @@ export class Studio {
   name: string | null = null;
   kind: ModelInput["kind"] | null = null;
   quantized: QuantizeSettings | null = null;
+  /** The student's name when it was opened as an int21 checkpoint instead of quantized here. */
+  studentFile: string | null = null;
   lrecSettings: Omit<LrecSettings, "text"> | null = null;
   lrecHistory: LrecStep[] = [];
   ftHistory: FtStep[] = [];
@@ -275,6 +279,7 @@ export class Studio {
     this.student = null;
     this.tokenizer = null;
     this.quantized = null;
+    this.studentFile = null;
     this.lrecSettings = null;
     this.lora = null;
     this.ft = null;
@@ -328,6 +333,7 @@ export class Studio {
     tick(1, "done");
     this.student = r.weights;
     this.quantized = q;
+    this.studentFile = null;
     this.lora = null;
     this.ft = null;
     this.lrecSettings = null;
@@ -489,7 +495,10 @@ export class Studio {
         `the saved run was made on ${meta.model}, the open model is ${this.name}: open ${meta.model} first`,
       );
     if (meta.quantize) this.quantize(meta.quantize, emit);
-    else throw new Error("the saved run has no quantization settings");
+    else
+      throw new Error(
+        "the saved run was made on an opened int21 checkpoint: such runs cannot be resumed yet",
+      );
     const student = this.student!;
     this.lora = new LoRAModel(llamaModules(student));
     const adTensors: Record<string, { shape: number[]; data: Float32Array }> = {};
@@ -534,8 +543,7 @@ export class Studio {
     if (tokens.length < 2) throw new Error(`evaluation text: ${tokens.length} tokens, need at least 2`);
     const configs: [string, LlamaWeights][] = [["float32 teacher", teacher]];
     if (this.student) {
-      const q = this.quantized!;
-      const qName = `${formatName(q)} ${q.method.toUpperCase()}`;
+      const qName = this.studentLabel()!;
       configs.push([qName, baseWeightsOf(this.student)]);
       const names = this.lora?.adapterNames() ?? [];
       if (names.includes(LREC_NAME)) {
@@ -618,7 +626,7 @@ export class Studio {
     const { tokenizer } = this.need();
     const w = this.active;
     const stem = (this.name ?? "model").replace(/\.[a-z]+$/i, "").replace(/[^A-Za-z0-9._-]+/g, "_");
-    const tag = this.quantized ? `-${formatName(this.quantized)}` : "-f32";
+    const tag = this.quantized ? `-${formatName(this.quantized)}` : this.studentFile ? "" : "-f32";
     if (what === "checkpoint") {
       const adapters = this.lora?.adapterNames().length ? adaptersToCheckpoint(this.lora) : undefined;
       return {
@@ -688,6 +696,49 @@ export class Studio {
     return { config: peftConfig(this.lora, { name: adapter }), tensors };
   }
 
+  /** `int2-g64-asym-f16 GPTQ`, or the opened checkpoint's name; null without a student. */
+  studentLabel(): string | null {
+    if (this.quantized) return `${formatName(this.quantized)} ${this.quantized.method.toUpperCase()}`;
+    if (this.studentFile) return `${this.studentFile} (int21 checkpoint)`;
+    return null;
+  }
+
+  /**
+   * Opens an int21 checkpoint (as this app or `int21 quantize` writes it) as the student of the loaded float
+   * teacher, with the adapters it carries (LREC, fine-tuning); its shape must be the teacher's. `src` is the
+   * file's bytes or a path the build's `fs/promises` opens (a picked file, read in slices).
+   */
+  async loadStudent(src: Uint8Array | string, name: string): Promise<Summary> {
+    const { teacher } = this.need();
+    const ck =
+      typeof src === "string"
+        ? await loadInt21Checkpoint(src, { backend: this.backend })
+        : await loadInt21CheckpointBytes(src, { backend: this.backend, name });
+    const a = teacher.config;
+    const b = ck.weights.config;
+    for (const k of ["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "vocabSize"] as const)
+      if (a[k] !== b[k])
+        throw new Error(
+          `${name}: ${k} ${b[k]}, but the open model ${this.name} has ${a[k]}: open the checkpoint's float model first`,
+        );
+    const student = ck.weights;
+    let lora: LoRAModel | null = null;
+    if (ck.adapters && Object.keys(ck.adapters.tensors).length > 0) {
+      lora = new LoRAModel(llamaModules(student));
+      adaptersFromCheckpoint(lora, ck.adapters, name);
+      setLlamaModules(student, lora.modules);
+    }
+    this.student = student;
+    this.quantized = null;
+    this.studentFile = name;
+    this.lora = lora;
+    this.ft = null;
+    this.lrecSettings = null;
+    this.lrecHistory = [];
+    this.ftHistory = [];
+    return this.summary();
+  }
+
   /** What the page shows. */
   summary(): Summary {
     const t = this.teacher;
@@ -709,7 +760,7 @@ export class Studio {
         : null,
       teacherBytes: t ? linearBytes(t) : 0,
       studentBytes: this.student ? linearBytes(baseWeightsOf(this.student)) : 0,
-      student: this.quantized ? `${formatName(this.quantized)} ${this.quantized.method.toUpperCase()}` : null,
+      student: this.studentLabel(),
       lrecSteps: this.lrecHistory.length,
       ftSteps: this.ft?.step ?? 0,
       ftTotal: this.ft?.settings.steps ?? 0,

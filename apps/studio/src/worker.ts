@@ -172,6 +172,20 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
       },
     };
   },
+  async loadStudent(r) {
+    clearBlobFiles();
+    const path = registerBlobFile(`/picked/${r.file.path}`, r.file.blob);
+    const summary = await studio.loadStudent(path, r.file.path);
+    return {
+      summary,
+      streamed: {
+        reads: blobFileStats.reads,
+        bytes: blobFileStats.bytes,
+        largest: blobFileStats.largestRead,
+        size: r.file.blob.size,
+      },
+    };
+  },
   async loadDefault() {
     return { summary: await loadDefault(), streamed: null };
   },
