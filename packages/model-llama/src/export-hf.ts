@@ -5,7 +5,7 @@ import { isLoRALinear } from "@int21/lora";
 import { type Linear, referenceDequantize } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, kvDim, qDim, validateConfig } from "./config";
 import { denseTokenEmbedding, isTiedClassifier } from "./embedding";
-import { hfTensorLocation, llamaToHfConfig, permuteHfRows } from "./load-hf";
+import { hfConfigJson, hfTensorLocation, llamaToHfConfig, permuteHfRows } from "./load-hf";
 import { linearParts } from "./linear-parts";
 import { EXTRA_LAYER_TENSORS, LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
@@ -60,6 +60,19 @@ export interface HfExportOptions {
    * `exportGptqHf`): asked for every projection first; what it returns replaces the float weight.
    */
   linearWriter?: HfLinearWriter;
+  /**
+   * The tokenizer's special token ids written into config.json (`bos_token_id`, `eos_token_id` — a number or a
+   * list —, `pad_token_id`), e.g. those of the source's `generation_config.json`. Ids not given are left out, so
+   * transformers uses its config class's defaults (LLaMA's 1 / 2, Gemma's 2 / 1).
+   */
+  specialTokens?: HfSpecialTokens;
+}
+
+/** Special token ids of {@link HfExportOptions.specialTokens}. */
+export interface HfSpecialTokens {
+  bos_token_id?: number;
+  eos_token_id?: number | number[];
+  pad_token_id?: number;
 }
 
 /** Where a projection sits in a fused Hugging Face tensor (Phi-3's `qkv_proj` / `gate_up_proj`). */
@@ -100,6 +113,22 @@ export interface HfExportReport {
   config: Record<string, unknown>;
   /** Per projection (int21 name): float or dequantized, and the adapters merged into it. */
   linears: { name: string; source: FloatWeight["source"] | "packed"; adapters: string[] }[];
+}
+
+/** The special token ids given, each checked to be a token id of the model (`vocabSize` rows). */
+function specialTokenIds(t: HfSpecialTokens | undefined, vocabSize: number): HfSpecialTokens {
+  const out: HfSpecialTokens = {};
+  for (const key of ["bos_token_id", "eos_token_id", "pad_token_id"] as const) {
+    const v = t?.[key];
+    if (v === undefined) continue;
+    for (const id of Array.isArray(v) ? v : [v])
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+        throw new Error(
+          `exportHf: specialTokens.${key} ${JSON.stringify(v)} is not a token id (the model has ${vocabSize})`,
+        );
+    (out as Record<string, unknown>)[key] = v;
+  }
+  return out;
 }
 
 const TORCH_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
@@ -208,8 +237,7 @@ export function hfExportTensors(
     put("classifier", [config.vocabSize, dim], linear("classifier", cls));
   const json: Record<string, unknown> = {
     ...llamaToHfConfig({ ...config, sharedClassifier: tied }),
-    bos_token_id: 1,
-    eos_token_id: 2,
+    ...specialTokenIds(opts.specialTokens, config.vocabSize),
     torch_dtype: TORCH_DTYPES[dtype],
     ...opts.linearWriter?.config?.(),
   };
@@ -237,6 +265,6 @@ export async function exportHf(
     metadata: { format: "pt" },
     ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}),
   });
-  await writeFileAtomic(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+  await writeFileAtomic(join(dir, "config.json"), hfConfigJson(config));
   return { files: ["config.json", ...files], config, linears };
 }

@@ -222,7 +222,22 @@ export async function exportModel(
   if (opts.to === "hf") {
     const out = resolve(opts.out);
     const base = merge ? weights : baseWeightsOf(weights);
-    const hf = await exportHf(out, base, { dtype: opts.dtype ?? "F32", mergeLoRA: merge });
+    // the tokenizer's special ids into config.json, from the generation_config.json copied beside it
+    const gen = opts.copyFiles?.find((f) => basename(f) === "generation_config.json");
+    const specialTokens = gen !== undefined ? JSON.parse(await readFile(gen, "utf8")) : undefined;
+    const hf = await exportHf(out, base, {
+      dtype: opts.dtype ?? "F32",
+      mergeLoRA: merge,
+      ...(specialTokens !== undefined
+        ? {
+            specialTokens: {
+              bos_token_id: specialTokens.bos_token_id ?? undefined,
+              eos_token_id: specialTokens.eos_token_id ?? undefined,
+              pad_token_id: specialTokens.pad_token_id ?? undefined,
+            },
+          }
+        : {}),
+    });
     for (const f of hf.files) files.push({ path: join(out, f), what: "Hugging Face model" });
     for (const src of opts.copyFiles ?? []) {
       const dst = join(out, basename(src));

@@ -92,6 +92,9 @@ export {
 } from "./load-llama2c";
 export {
   type HfTensorLocation,
+  HF_FLOAT_FIELDS,
+  HF_INT_FIELDS,
+  hfConfigJson,
   hfConfigToLlama,
   hfTensorLocation,
   hfTensorName,
@@ -199,6 +202,7 @@ export {
   type HfExportReport,
   type HfFusedPart,
   type HfLinearWriter,
+  type HfSpecialTokens,
   exportHf,
   floatWeightOf,
   hfExportTensors,

@@ -275,7 +275,10 @@ export function llamaToHfConfig(config: LlamaConfig): Record<string, unknown> {
   };
   if (family === "gemma2") out.hidden_activation = "gelu_pytorch_tanh";
   else out.hidden_act = "silu";
-  if (config.headDim !== undefined) out.head_dim = config.headDim;
+  // Llama, Mistral, Qwen3 and Gemma 2's config classes default head_dim to a constant (Qwen3 128, Gemma 2 256),
+  // not hidden / heads: write it always for them
+  if (config.headDim !== undefined || (family !== "qwen2" && family !== "phi3"))
+    out.head_dim = headSize(config);
   const s = config.ropeScaling;
   if (s?.type === "llama3") {
     out.rope_scaling = {
@@ -298,6 +301,8 @@ export function llamaToHfConfig(config: LlamaConfig): Record<string, unknown> {
     if (family === "qwen2" || family === "qwen3") out.max_window_layers = 0;
   } else if (family === "gemma2") {
     out.layer_types = Array.from({ length: config.nLayers }, () => "full_attention");
+  } else if (family === "mistral" || family === "phi3") {
+    out.sliding_window = null; // MistralConfig defaults to a 4096 window
   }
   if (family === "gemma2") {
     out.query_pre_attn_scalar = config.queryPreAttnScalar ?? headSize(config);
@@ -305,6 +310,76 @@ export function llamaToHfConfig(config: LlamaConfig): Record<string, unknown> {
     out.attn_logit_softcapping = config.attnLogitSoftcap ?? null;
   }
   return out;
+}
+
+/**
+ * Fields that transformers' config classes (Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma2 and their `rope_scaling`)
+ * declare `float`: {@link hfConfigJson} writes them with a decimal point (`30.0`), as Python's json does — the
+ * strict config classes of transformers ≥ 5 refuse an integer there.
+ */
+export const HF_FLOAT_FIELDS: ReadonlySet<string> = new Set([
+  "rope_theta",
+  "rms_norm_eps",
+  "attention_dropout",
+  "initializer_range",
+  "final_logit_softcapping",
+  "attn_logit_softcapping",
+  "embd_pdrop",
+  "resid_pdrop",
+  "partial_rotary_factor",
+  "factor",
+  "low_freq_factor",
+  "high_freq_factor",
+  "attention_factor",
+  "beta_fast",
+  "beta_slow",
+  "mscale",
+  "mscale_all_dim",
+]);
+
+/** Fields those config classes declare `int` (a fraction there is refused by {@link hfConfigJson}). */
+export const HF_INT_FIELDS: ReadonlySet<string> = new Set([
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "head_dim",
+  "vocab_size",
+  "max_position_embeddings",
+  "original_max_position_embeddings",
+  "sliding_window",
+  "max_window_layers",
+  "query_pre_attn_scalar",
+  "bos_token_id",
+  "eos_token_id",
+  "pad_token_id",
+]);
+
+/**
+ * `config.json` text of a Hugging Face config object (2-space indented, trailing newline) with JSON number kinds
+ * as transformers writes them: fields of {@link HF_FLOAT_FIELDS} (at any depth, e.g. `rope_scaling.factor`) as
+ * floats (`30.0`, `10000.0`), fields of {@link HF_INT_FIELDS} as integers. Throws naming the field for a
+ * non-finite number (JSON has none) or a fraction in an integer field.
+ */
+export function hfConfigJson(config: Record<string, unknown>): string {
+  const MARK = "__int21_hf_float__";
+  const text = JSON.stringify(
+    config,
+    function (this: unknown, key: string, value: unknown) {
+      if (typeof value !== "number") return value;
+      if (!Number.isFinite(value))
+        throw new Error(`hfConfigJson: config.json field ${key} is ${value}, which JSON cannot hold`);
+      if (HF_INT_FIELDS.has(key) && !Number.isInteger(value))
+        throw new Error(`hfConfigJson: config.json field ${key} must be an integer, got ${value}`);
+      // an integral float: a marker string, turned into `n.0` below (String(n) has no exponent below 1e21)
+      if (HF_FLOAT_FIELDS.has(key) && Number.isInteger(value) && Math.abs(value) < 1e21)
+        return `${MARK}${value}`;
+      return value;
+    },
+    2,
+  );
+  return `${text.replace(new RegExp(`"${MARK}(-?\\d+)"`, "g"), "$1.0")}\n`;
 }
 
 /**
