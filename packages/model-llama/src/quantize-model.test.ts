@@ -413,3 +413,37 @@ describe("calibrationWindows", () => {
     expect(() => calibrationWindows(ids, 2, 200)).toThrow(/shorter than one window/);
   });
 });
+
+describe("ggml block formats whose blocks do not fit a row (llama-quantize's fallback)", () => {
+  // stories260K: dim 64 (q/k/v/o, gate/up rows), hidden 172 (down rows): no 256-weight k-quant block fits.
+  it("q2_k falls back to iq4_nl-ggml where 32 divides K, keeps the rest float, and the report says so", () => {
+    const res = quantizeModel(stories, { quantizer: "rtn", format: "q2_k" });
+    for (const r of res.report) {
+      const L = res.weights.layers[r.layer][r.name];
+      const p = linearParts(L, r.name);
+      if (L.inFeatures % 32 === 0) {
+        expect(r.fallback).toBe("iq4_nl-ggml");
+        expect(p.kind === "quant" && p.q.format.name).toBe("iq4_nl-ggml");
+      } else {
+        expect(r.fallback).toBe("float");
+        expect(p.kind).toBe("float");
+        // kept exactly: the float projection of the input model
+        expect(p.kind === "float" && p.weight).toBe(
+          (linearParts(stories.layers[r.layer][r.name], r.name) as { weight: Float32Array }).weight,
+        );
+      }
+    }
+    expect(res.report.filter((r) => r.fallback === "float").map((r) => r.name)).toContain("w2");
+  }, 60_000);
+
+  it("with GPTQ too (calibration skips the float projections), and q4_0 (no fallback type) keeps K=172 float", () => {
+    const calib = tinyStoriesWindows(2, 64);
+    const res = quantizeModel(stories, { quantizer: gptq(), format: "q6_k", calib });
+    const w1 = linearParts(res.weights.layers[0].w1, "w1");
+    expect(w1.kind === "quant" && w1.q.format.name).toBe("q8_0");
+    expect(res.report.find((r) => r.name === "w2")).toMatchObject({ fallback: "float", relError: 0 });
+    const q40 = quantizeModel(stories, { quantizer: "rtn", format: "q4_0" });
+    expect(q40.report.find((r) => r.name === "wq")?.fallback).toBeUndefined();
+    expect(q40.report.find((r) => r.name === "w2")?.fallback).toBe("float");
+  }, 120_000);
+});

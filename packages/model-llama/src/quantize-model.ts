@@ -9,6 +9,7 @@ import {
   type Quantizer,
   createHessian,
   createReferenceBackend,
+  isBlockFormat,
   makeFormat,
   needsCalibration,
   quantizerNames,
@@ -94,6 +95,12 @@ export interface QuantizeModelOptions {
 export interface LinearErrorReport {
   layer: number;
   name: LinearName;
+  /**
+   * Set when the projection is not in the asked format: the format it was stored in instead (a ggml block
+   * format's row was not a whole number of its blocks; see {@link fitBlockFormat}), or `"float"` when no
+   * fallback format fits either (the projection is kept float, as llama-quantize keeps it F16).
+   */
+  fallback?: string;
   /** ‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F for this method's Ŵ (absent without calibration). */
   relError?: number;
   /**
@@ -116,6 +123,31 @@ export interface QuantizeModelResult {
 }
 
 const ORDER: LinearName[] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
+
+/** llama-quantize's fallback types for rows that are not a whole number of a k-quant's 256-weight blocks. */
+const BLOCK_FALLBACK: Readonly<Record<string, string>> = {
+  q2_k: "iq4_nl-ggml",
+  q3_k: "iq4_nl-ggml",
+  iq4_xs: "iq4_nl-ggml",
+  q4_k: "q5_0",
+  q5_k: "q5_1",
+  q6_k: "q8_0",
+};
+
+/**
+ * The format a projection with `K` input columns is stored in when `format` is asked for. Only ggml
+ * block formats constrain K (a row is whole blocks): as `llama-quantize` does, a k-quant whose 256-weight
+ * block does not divide K falls back to Q2_K/Q3_K/IQ4_XS → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0
+ * (32-weight blocks); when that does not divide K either, `undefined`: keep the projection float
+ * (llama-quantize writes it F16). Every other format is returned as it is.
+ */
+export function fitBlockFormat(format: QuantFormat, K: number): QuantFormat | undefined {
+  if (!isBlockFormat(format) || K % format.groupSize === 0) return format;
+  const next = BLOCK_FALLBACK[format.name];
+  if (next === undefined) return undefined;
+  const f = resolveFormat(next);
+  return K % f.groupSize === 0 ? f : undefined;
+}
 
 function toFormat(f: QuantizeModelOptions["format"]): QuantFormat {
   if (typeof f === "string" || "id" in f) return resolveFormat(f as QuantFormat | string);
@@ -365,9 +397,14 @@ class LayerQuantizer {
     if (!cal) {
       for (const n of ORDER) {
         const L = floatLayer[n];
-        const q = quantizer.quantize(floatOf(n), L.outFeatures, L.inFeatures, format, { backend });
-        out[n] = createQuantLinear({ q, backend });
-        this.report.push({ layer: l, name: n });
+        const f = fitBlockFormat(format, L.inFeatures);
+        const entry: LinearErrorReport = { layer: l, name: n };
+        if (f !== format) entry.fallback = f?.name ?? "float";
+        if (f !== undefined) {
+          const q = quantizer.quantize(floatOf(n), L.outFeatures, L.inFeatures, f, { backend });
+          out[n] = createQuantLinear({ q, backend });
+        } else floatOf(n); // checks it is float; the float projection stays as it is
+        this.report.push(entry);
         this.tick(l, n);
       }
       return out;
@@ -392,7 +429,14 @@ class LayerQuantizer {
       for (const n of names) {
         const w = floatOf(n);
         const N = floatLayer[n].outFeatures;
-        const q = quantizer.quantize(w, N, K, format, qopts);
+        const fmt = fitBlockFormat(format, K);
+        if (fmt === undefined) {
+          // No block of the asked format (or its fallback) fits K: the projection stays float, exactly.
+          this.report.push({ layer: l, name: n, fallback: "float", relError: 0 });
+          this.tick(l, n);
+          continue;
+        }
+        const q = quantizer.quantize(w, N, K, fmt, qopts);
         const f = createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
         twin[n] = this.dense(q, N, K);
         const entry: LinearErrorReport = {
@@ -400,9 +444,10 @@ class LayerQuantizer {
           name: n,
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
+        if (fmt !== format) entry.fallback = fmt.name;
         if (ev && Xe) entry.heldOutRelError = relOutputError(f, twin[n], Xe, ev.rows);
         if (baseline) {
-          const r = this.dense(rtnQuantize(w, N, K, format), N, K);
+          const r = this.dense(rtnQuantize(w, N, K, fmt), N, K);
           entry.rtnRelError = relOutputError(f, r, X, cal.rows);
           if (ev && Xe) entry.heldOutRtnRelError = relOutputError(f, r, Xe, ev.rows);
         }

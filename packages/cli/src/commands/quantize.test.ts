@@ -435,3 +435,36 @@ describe("int21 quantize --format q2_k --method gptq → lrec → export gguf (t
     expect(Number.isFinite(mine.perplexity)).toBe(true);
   }, 300_000);
 });
+
+describe("int21 quantize --format q2_k on rows that are not whole 256-weight blocks", () => {
+  it("falls back as llama-quantize does, says which projections, and counts their bits", async () => {
+    const dir = tempDir();
+    const out = join(dir, "q2k.safetensors");
+    const args = [
+      "quantize",
+      MODEL,
+      "--format",
+      "q2_k",
+      "--method",
+      "rtn",
+      "-o",
+      out,
+      "--quiet",
+      "--threads",
+      "1",
+    ];
+    const r = await cli(args);
+    expect(r.code).toBe(0);
+    // stories260K: q/k/v/o/gate/up rows are 64 wide (IQ4_NL's 32-blocks fit), down rows 172 (none fits)
+    expect(r.out).toMatch(/30 projection\(s\) stored as iq4_nl-ggml .*0\.wq/);
+    expect(r.out).toMatch(/5 projection\(s\) stored as float .*0\.w2/);
+    const j = await cli([...args, "--force", "--json"]);
+    const s = JSON.parse(j.out);
+    expect(s.layers.filter((l: { fallback?: string }) => l.fallback === "float")).toHaveLength(5);
+    // bits of the stored projections, not q2_k's 2.625
+    expect(s.projectionBitsPerWeight).toBeGreaterThan(4.5);
+    const m = await loadModel(out);
+    const w2 = m.weights.layers[0].w2 as unknown as { weight?: Float32Array };
+    expect(w2.weight).toBeInstanceOf(Float32Array);
+  }, 120_000);
+});

@@ -225,12 +225,23 @@ async function run(spec: string, o: QuantizeOpts, io: CliIo): Promise<number> {
     const c = res.weights.config;
     let projWeights = 0;
     let projBits = 0;
-    for (const L of res.weights.layers) {
-      for (const l of [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]) {
+    // A projection's bits: the asked format's, or its fallback's (a k-quant whose blocks do not fit the row).
+    const fallback = new Map(res.report.map((r) => [`${r.layer}.${r.name}`, r.fallback]));
+    const bitsOf = (layer: number, name: string, K: number) => {
+      const f = fallback.get(`${layer}.${name}`);
+      return f === undefined
+        ? format.bitsPerWeightAt(K)
+        : f === "float"
+          ? 32
+          : getFormat(f).bitsPerWeightAt(K);
+    };
+    res.weights.layers.forEach((L, layer) => {
+      for (const name of ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const) {
+        const l = L[name];
         projWeights += l.outFeatures * l.inFeatures;
-        projBits += format.bitsPerWeightAt(l.inFeatures) * l.outFeatures * l.inFeatures;
+        projBits += bitsOf(layer, name, l.inFeatures) * l.outFeatures * l.inFeatures;
       }
-    }
+    });
     const floatParams =
       c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2) + c.dim * (2 * c.nLayers + 1) + projWeights;
     const fileBytes = statSync(o.output).size;
@@ -277,6 +288,15 @@ function printSummary(
     `size ${formatBytes(s.fileBytes)} (float32 ${formatBytes(s.float32Bytes)}, ${(s.float32Bytes / s.fileBytes).toFixed(2)}× smaller); ` +
       `${s.projectionBitsPerWeight.toFixed(3)} bits per projection weight, ${s.modelBitsPerWeight.toFixed(3)} bits per model parameter (embedding and norms stay float32)\n`,
   );
+  const fallbacks = report.filter((r) => r.fallback !== undefined);
+  if (fallbacks.length > 0) {
+    const by = new Map<string, string[]>();
+    for (const r of fallbacks) by.set(r.fallback!, [...(by.get(r.fallback!) ?? []), `${r.layer}.${r.name}`]);
+    for (const [f, where] of by)
+      out.write(
+        `${where.length} projection(s) stored as ${f} (rows not a whole number of ${s.format}'s blocks, as llama-quantize falls back): ${where.slice(0, 6).join(", ")}${where.length > 6 ? ", …" : ""}\n`,
+      );
+  }
   if (s.tokenizer) out.write(`copied the tokenizer to ${s.tokenizer}\n`);
   for (const f of s.tokenizerRemoved) out.write(`removed ${f} (another model's tokenizer; --force)\n`);
   if (report.some((r) => r.relError !== undefined)) {
