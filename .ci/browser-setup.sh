@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what examples/browser's end-to-end test drives: Debian's `chromium` package (playwright-core
+# Installs what apps/studio's end-to-end test drives: Debian's `chromium` package (playwright-core
 # launches /usr/bin/chromium through `executablePath`, so Playwright never downloads a browser).
 # Idempotent: does nothing when /usr/bin/chromium is already there. Needs root (or sudo) for apt-get.
 set -euo pipefail

@@ -15,7 +15,7 @@ import { build, type PreviewServer, preview } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const CHROMIUM = process.env.INT21_CHROMIUM ?? "/usr/bin/chromium";
-/** examples/browser's flags, with SwiftShader's WebGPU adapter (Vulkan in software) so @int21/gpu gets a device. */
+/** Headless Chromium without its background networking (this machine's network is closed), with SwiftShader's WebGPU adapter (Vulkan in software) so @int21/gpu gets a device. */
 const FLAGS = [
   "--headless",
   "--no-sandbox",

@@ -1,5 +1,5 @@
-// What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here), as in
-// examples/browser: @int21/model-llama and friends import them for their file-path entry points; the studio
+// What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here):
+// @int21/model-llama and friends import them for their file-path entry points; the studio
 // only calls the byte-array / ByteSource ones, so these are never reached. If one is, it says so.
 import { accessBlobFile, joinPath, openBlobFile, readBlobFile } from "./blob-files";
 

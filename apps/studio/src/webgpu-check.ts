@@ -2,7 +2,6 @@
 // the model's `Linear` interface is synchronous and WebGPU reads results back asynchronously, so the
 // pipeline runs on wasm; where the browser has a WebGPU device, every packed projection of the student is
 // also multiplied on the GPU (`qmatmulAsync`) and checked against the wasm result, and both are timed.
-// (Adapted from examples/browser's check.)
 import { createWebGpuBackend, type WebGpuBackend } from "@int21/gpu";
 import type { LlamaWeights } from "@int21/model-llama";
 import type { QuantizedLinear, WasmBackend } from "@int21/quant-kernels";
