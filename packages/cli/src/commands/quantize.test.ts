@@ -164,6 +164,34 @@ describe("planTokenizerFiles", () => {
     expect(p.conflicts).toEqual([join(dir, "tok32000.bin")]);
   });
 
+  it("the side files travel too (generation_config.json: export hf's bos / eos ids), and another model's are stale", async () => {
+    const family = sharedPath("fixtures/hf-families/llama3");
+    const dir = tempDir();
+    writeFileSync(join(dir, "special_tokens_map.json"), '{"another":"model"}');
+    const q = join(dir, "q.safetensors");
+    const r = await cli([
+      "quantize",
+      family,
+      "--bits",
+      "4",
+      "--method",
+      "rtn",
+      "-o",
+      q,
+      "--quiet",
+      "--force",
+    ]);
+    expect(r.code).toBe(0);
+    for (const f of ["tokenizer_config.json", "chat_template.jinja", "generation_config.json"])
+      expect(readFileSync(join(dir, f)).equals(readFileSync(join(family, f)))).toBe(true);
+    expect(existsSync(join(dir, "special_tokens_map.json"))).toBe(false); // the fixture has none
+    const hf = join(dir, "hf");
+    expect((await cli(["export", "hf", q, "-o", hf, "--quiet"])).code).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(hf, "config.json"), "utf8"));
+    const gen = JSON.parse(readFileSync(join(family, "generation_config.json"), "utf8"));
+    expect([cfg.bos_token_id, cfg.eos_token_id]).toEqual([gen.bos_token_id, gen.eos_token_id]);
+  }, 120_000);
+
   it("a llama2.c tokenizer under another name is written as tok<vocab>.bin; without one every tokenizer file is stale", () => {
     const src = tempDir();
     writeFileSync(join(src, "my-tokenizer.bin"), "t");

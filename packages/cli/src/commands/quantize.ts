@@ -365,11 +365,23 @@ function sameBytes(a: string, b: string): boolean {
 }
 
 /**
+ * The files beside a Hugging Face `tokenizer.json` that travel with it: its settings, the special-token map,
+ * a chat template, and `generation_config.json` (the bos / eos / pad ids `int21 export hf` writes into
+ * config.json).
+ */
+const HF_SIDE_FILES = [
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+  "generation_config.json",
+];
+
+/**
  * Decides the tokenizer files beside `output` so that loading the checkpoint finds this model's tokenizer and no
  * other: the model's tokenizer (`tokPath`) is written under the name the tokenizer search tries for it
  * (`tok<vocab>.bin` for a llama2.c tokenizer unless it is `tokenizer.bin`, `tokenizer.json` for a Hugging Face one,
- * with its `tokenizer_config.json`); each other file of those names (`tok<vocab>.bin`, `tokenizer.bin`,
- * `tokenizer.json`, `tokenizer_config.json`) already there and different from the model's is another model's
+ * with the {@link HF_SIDE_FILES} beside it); each other file of those names (`tok<vocab>.bin`, `tokenizer.bin`,
+ * `tokenizer.json`, the side files) already there and different from the model's is another model's
  * tokenizer: stale. Files identical to the model's are left alone. Without `tokPath` (a GGUF model carrying its
  * vocabulary) every such file is stale.
  */
@@ -390,13 +402,15 @@ export function planTokenizerFiles(
         ? "tokenizer.json"
         : names[0];
     wanted.set(tokenizerName, tokPath);
-    const cfg = join(dirname(tokPath), "tokenizer_config.json");
-    if (isJson && existsSync(cfg)) wanted.set("tokenizer_config.json", cfg);
+    for (const side of HF_SIDE_FILES) {
+      const f = join(dirname(tokPath), side);
+      if (isJson && existsSync(f)) wanted.set(side, f);
+    }
   }
   const copies: { from: string; to: string }[] = [];
   const remove: string[] = [];
   const conflicts: string[] = [];
-  for (const name of [...names, "tokenizer_config.json"]) {
+  for (const name of [...names, ...HF_SIDE_FILES]) {
     const to = join(dir, name);
     const from = wanted.get(name);
     const exists = existsSync(to);
