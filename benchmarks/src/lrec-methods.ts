@@ -72,15 +72,27 @@ const CONFIGS: Config[] = [
   { name: "int2-r8-chol-scales", bits: 2, r: 8, init: "chol", scales: true, steps: STEPS },
   { name: "int2-r8-chol-scales10", bits: 2, r: 8, init: "chol", scales: 10, steps: STEPS },
   { name: "int2-r8-chol-loftq-scales", bits: 2, r: 8, init: "chol", loftq: 3, scales: true, steps: STEPS },
+  { name: "int2-r8-chol-loftq-scales10", bits: 2, r: 8, init: "chol", loftq: 3, scales: 10, steps: STEPS },
+  {
+    name: "int2-r8-chol-loftq-scales10-300",
+    bits: 2,
+    r: 8,
+    init: "chol",
+    loftq: 3,
+    scales: 10,
+    steps: 2 * STEPS,
+  },
   { name: "int2-r8-chol-cache64", bits: 2, r: 8, init: "chol", cacheK: 64, steps: STEPS },
   { name: "int2-r8-chol-scales-alloc", bits: 2, r: 8, init: "chol", scales: true, alloc: true, steps: STEPS },
   { name: "int2-r16-svd", bits: 2, r: 16, init: "svd", steps: STEPS },
   { name: "int3-none", bits: 3, r: 0, init: "zero", steps: 0 },
   { name: "int3-r8-svd", bits: 3, r: 8, init: "svd", steps: STEPS },
   { name: "int3-r8-chol-scales", bits: 3, r: 8, init: "chol", scales: true, steps: STEPS },
+  { name: "int3-r8-chol-loftq-scales10", bits: 3, r: 8, init: "chol", loftq: 3, scales: 10, steps: STEPS },
   { name: "int4-none", bits: 4, r: 0, init: "zero", steps: 0 },
   { name: "int4-r8-svd", bits: 4, r: 8, init: "svd", steps: STEPS },
   { name: "int4-r8-chol-scales", bits: 4, r: 8, init: "chol", scales: true, steps: STEPS },
+  { name: "int4-r8-chol-loftq-scales10", bits: 4, r: 8, init: "chol", loftq: 3, scales: 10, steps: STEPS },
 ];
 const wanted = process.env.INT21_LREC_CONFIGS?.split(",").map((s) => s.trim());
 // in the order asked for
@@ -126,7 +138,8 @@ const prior: { rows: Row[] } = existsSync(out)
   : { rows: [] };
 const rows = new Map<string, Row>(prior.rows.map((r) => [r.name, r]));
 const floatPrior = rows.get("float");
-const heldTokens = REPORT_ONLY ? Number(floatPrior?.heldTokens) : ref.tokens;
+// every token after each story's BOS is scored (what teacherReference counts)
+const heldTokens = held.reduce((n, story) => n + story.length - 1, 0);
 const floatNll = REPORT_ONLY ? Number(floatPrior?.nll) : ref.meanNll;
 const plainNll = new Map<number, number>();
 for (const r of rows.values())
