@@ -9,6 +9,7 @@
 // non-finite value or one of magnitude ≥ 2^64, or a block scale beyond the f16 range.
 
 import { IQ4_NL_VALUES } from "./ggml-dequant";
+import { blockMax, blockMin, checkBlockSizes, signedAbsMax } from "./ggml-quantize";
 import { f16BitsToF32, f32BitsToF16 } from "./half";
 
 const fr = Math.fround;
@@ -59,17 +60,11 @@ const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : Math
 /** ggml's `GROUP_MAX_EPS` (1e-15f): a group whose largest magnitude is below it quantizes to zero. */
 const GROUP_MAX_EPS = fr(1e-15);
 
+/** {@link checkBlockSizes}, then every value finite and of magnitude < 2^64; returns the block count. */
 function checkSizes(name: string, src: Float32Array, out: Uint8Array, block: number, bytes: number): number {
   if (!(src instanceof Float32Array))
     throw new TypeError(`io: quantize ${name}: source must be a Float32Array`);
-  if (src.length % block !== 0) {
-    throw new RangeError(
-      `io: quantize ${name}: ${src.length} values is not a multiple of the block size ${block}`,
-    );
-  }
-  const need = (src.length / block) * bytes;
-  if (out.length < need)
-    throw new RangeError(`io: quantize ${name}: output has ${out.length} bytes, needs ${need}`);
+  const blocks = checkBlockSizes(name, src, out, block, bytes);
   for (let i = 0; i < src.length; i++) {
     if (!Number.isFinite(src[i]))
       throw new RangeError(`io: quantize ${name}: value ${src[i]} at index ${i} is not finite`);
@@ -79,7 +74,24 @@ function checkSizes(name: string, src: Float32Array, out: Uint8Array, block: num
       );
     }
   }
-  return src.length / block;
+  return blocks;
+}
+
+/**
+ * Packs 32 five-bit codes `L[0, 32)` as Q5_0 / Q5_1 do: bit 4 of weight j in bit j of the u32 `qh` at byte
+ * `o`, the low nibbles in the 16 bytes after it (weight j low, j + 16 high).
+ */
+function pack5(L: Uint8Array, out: Uint8Array, o: number): void {
+  let qh = 0;
+  for (let j = 0; j < 16; j++) {
+    out[o + 4 + j] = (L[j] & 15) | ((L[j + 16] & 15) << 4);
+    qh |= ((L[j] >> 4) & 1) << j;
+    qh |= ((L[j + 16] >> 4) & 1) << (j + 16);
+  }
+  out[o] = qh & 255;
+  out[o + 1] = (qh >>> 8) & 255;
+  out[o + 2] = (qh >>> 16) & 255;
+  out[o + 3] = (qh >>> 24) & 255;
 }
 
 /**
@@ -92,30 +104,11 @@ export function quantizeQ5_0(src: Float32Array, out: Uint8Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const x = b * 32;
     const o = b * 22;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = src[x + j];
-      if (amax < Math.abs(v)) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    const d = div(max, -16);
+    const d = div(signedAbsMax(src, x, 32), -16);
     putHalf("Q5_0", "scale", out, o, d, b);
     const id = d !== 0 ? div(1, d) : 0;
-    let qh = 0;
-    for (let j = 0; j < 16; j++) {
-      const q0 = Math.min(31, Math.trunc(add(mul(src[x + j], id), 16.5)));
-      const q1 = Math.min(31, Math.trunc(add(mul(src[x + j + 16], id), 16.5)));
-      out[o + 6 + j] = (q0 & 15) | ((q1 & 15) << 4);
-      qh |= ((q0 >> 4) & 1) << j;
-      qh |= ((q1 >> 4) & 1) << (j + 16);
-    }
-    out[o + 2] = qh & 255;
-    out[o + 3] = (qh >>> 8) & 255;
-    out[o + 4] = (qh >>> 16) & 255;
-    out[o + 5] = (qh >>> 24) & 255;
+    for (let j = 0; j < 32; j++) codes[j] = Math.min(31, Math.trunc(add(mul(src[x + j], id), 16.5)));
+    pack5(codes, out, o + 2);
   }
   return out;
 }
@@ -129,28 +122,13 @@ export function quantizeQ5_1(src: Float32Array, out: Uint8Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const x = b * 32;
     const o = b * 24;
-    let min = Number.POSITIVE_INFINITY;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < 32; j++) {
-      min = Math.min(min, src[x + j]);
-      max = Math.max(max, src[x + j]);
-    }
-    const d = div(sub(max, min), 31);
+    const min = blockMin(src, x, 32);
+    const d = div(sub(blockMax(src, x, 32), min), 31);
     putHalf("Q5_1", "scale", out, o, d, b);
     putHalf("Q5_1", "minimum", out, o + 2, min, b);
     const id = d !== 0 ? div(1, d) : 0;
-    let qh = 0;
-    for (let j = 0; j < 16; j++) {
-      const q0 = Math.trunc(add(mul(sub(src[x + j], min), id), 0.5)) & 255;
-      const q1 = Math.trunc(add(mul(sub(src[x + j + 16], min), id), 0.5)) & 255;
-      out[o + 8 + j] = (q0 & 15) | ((q1 & 15) << 4);
-      qh |= ((q0 >> 4) & 1) << j;
-      qh |= ((q1 >> 4) & 1) << (j + 16);
-    }
-    out[o + 4] = qh & 255;
-    out[o + 5] = (qh >>> 8) & 255;
-    out[o + 6] = (qh >>> 16) & 255;
-    out[o + 7] = (qh >>> 24) & 255;
+    for (let j = 0; j < 32; j++) codes[j] = Math.trunc(add(mul(sub(src[x + j], min), id), 0.5));
+    pack5(codes, out, o + 4);
   }
   return out;
 }
@@ -159,6 +137,30 @@ export function quantizeQ5_1(src: Float32Array, out: Uint8Array): Uint8Array {
 
 /** Result slot of {@link searchScaleMin}: the sub-block's `min` as ggml returns it (`−min`, ≥ 0). */
 const minOut = new Float32Array(1);
+
+/**
+ * The float32 weighted error `Σ w[i]·e(scale·L[lo + i] + min − x[xo + i])` of a fit, `e` the absolute value
+ * (`useMad`) or the square.
+ */
+function fitError(
+  n: number,
+  x: Float32Array,
+  xo: number,
+  w: Float32Array,
+  L: Uint8Array,
+  lo: number,
+  scale: number,
+  min: number,
+  useMad: boolean,
+): number {
+  let err = 0;
+  for (let i = 0; i < n; i++) {
+    let diff = sub(add(mul(scale, L[lo + i]), min), x[xo + i]);
+    diff = useMad ? Math.abs(diff) : mul(diff, diff);
+    err = add(err, mul(w[i], diff));
+  }
+  return err;
+}
 
 /**
  * ggml's `make_qkx2_quants`: codes `L[lo + i]` in [0, nmax] for `x[xo + i]`, `i < n`, minimising the weighted
@@ -199,14 +201,8 @@ function searchScaleMin(
   }
   let iscale = div(nmax, sub(max, min));
   let scale = div(1, iscale);
-  let best = 0;
-  for (let i = 0; i < n; i++) {
-    const l = clamp(nearestInt(mul(iscale, sub(x[xo + i], min))), 0, nmax);
-    L[lo + i] = l;
-    let diff = sub(add(mul(scale, l), min), x[xo + i]);
-    diff = useMad ? Math.abs(diff) : mul(diff, diff);
-    best = add(best, mul(w[i], diff));
-  }
+  for (let i = 0; i < n; i++) L[lo + i] = clamp(nearestInt(mul(iscale, sub(x[xo + i], min))), 0, nmax);
+  let best = fitError(n, x, xo, w, L, lo, scale, min, useMad);
   if (nstep < 1) {
     minOut[0] = -min;
     return scale;
@@ -234,12 +230,7 @@ function searchScaleMin(
         thisMin = 0;
         thisScale = div(sumXL, sumL2);
       }
-      let mad = 0;
-      for (let i = 0; i < n; i++) {
-        let diff = sub(add(mul(thisScale, aux[i]), thisMin), x[xo + i]);
-        diff = useMad ? Math.abs(diff) : mul(diff, diff);
-        mad = add(mad, mul(w[i], diff));
-      }
+      const mad = fitError(n, x, xo, w, aux, 0, thisScale, thisMin, useMad);
       if (mad < best) {
         for (let i = 0; i < n; i++) L[lo + i] = aux[i];
         best = mad;
@@ -250,6 +241,37 @@ function searchScaleMin(
   }
   minOut[0] = -min;
   return scale;
+}
+
+/** Result slots of {@link signedSums}: `Σw·x·l`, `Σw·l²`. */
+const sums = new Float32Array(2);
+
+/**
+ * The float32 sums `Σw·x·l` and `Σw·l²` (weights `x²`) of the signed codes `l = round(iscale·x)` in
+ * [−nmax, nmax) of `x[xo, xo + n)`, into {@link sums}; writes `L[lo + i] = l + offset` when `L` is given.
+ */
+function signedSums(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  iscale: number,
+  L: Uint8Array | Int8Array | null,
+  lo: number,
+  offset: number,
+): void {
+  let sumLX = 0;
+  let sumL2 = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[xo + i];
+    const l = clamp(nearestInt(mul(iscale, v)), -nmax, nmax - 1);
+    if (L !== null) L[lo + i] = l + offset;
+    const w = mul(v, v);
+    sumLX = add(sumLX, mul(mul(w, v), l));
+    sumL2 = add(sumL2, mul(mul(w, l), l));
+  }
+  sums[0] = sumLX;
+  sums[1] = sumL2;
 }
 
 /**
@@ -265,44 +287,23 @@ function searchScaleSigned(
   L: Uint8Array,
   lo: number,
 ): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
+  const max = signedAbsMax(x, xo, n);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
   }
   let iscale = div(-nmax, max);
-  let sumLX = 0;
-  let sumL2 = 0;
-  for (let i = 0; i < n; i++) {
-    const v = x[xo + i];
-    const l = clamp(nearestInt(mul(iscale, v)), -nmax, nmax - 1);
-    L[lo + i] = l + nmax;
-    const w = mul(v, v);
-    sumLX = add(sumLX, mul(mul(w, v), l));
-    sumL2 = add(sumL2, mul(mul(w, l), l));
-  }
+  signedSums(n, nmax, x, xo, iscale, L, lo, nmax);
+  let sumLX = sums[0];
+  let sumL2 = sums[1];
   let scale = sumL2 !== 0 ? div(sumLX, sumL2) : 0;
   let best = mul(scale, sumLX);
   for (let is = -9; is <= 9; is++) {
     if (is === 0) continue;
     iscale = div(-add(nmax, mul(fr(0.1), is)), max);
-    sumLX = 0;
-    sumL2 = 0;
-    for (let i = 0; i < n; i++) {
-      const v = x[xo + i];
-      const l = clamp(nearestInt(mul(iscale, v)), -nmax, nmax - 1);
-      const w = mul(v, v);
-      sumLX = add(sumLX, mul(mul(w, v), l));
-      sumL2 = add(sumL2, mul(mul(w, l), l));
-    }
+    signedSums(n, nmax, x, xo, iscale, null, 0, 0);
+    sumLX = sums[0];
+    sumL2 = sums[1];
     if (sumL2 > 0 && mul(sumLX, sumLX) > mul(best, sumL2)) {
       for (let i = 0; i < n; i++)
         L[lo + i] = nmax + clamp(nearestInt(mul(iscale, x[xo + i])), -nmax, nmax - 1);
@@ -329,31 +330,15 @@ function searchScaleQ3(
   L: Uint8Array,
   lo: number,
 ): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
+  const max = signedAbsMax(x, xo, n);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
   }
-  const iscale = div(-nmax, max);
   const Ls = q3Codes;
-  let sumLX = 0;
-  let sumL2 = 0;
-  for (let i = 0; i < n; i++) {
-    const v = x[xo + i];
-    const l = clamp(nearestInt(mul(iscale, v)), -nmax, nmax - 1);
-    Ls[i] = l;
-    const w = mul(v, v);
-    sumLX = add(sumLX, mul(mul(w, v), l));
-    sumL2 = add(sumL2, mul(mul(w, l), l));
-  }
+  signedSums(n, nmax, x, xo, div(-nmax, max), Ls, 0, 0);
+  let sumLX = sums[0];
+  let sumL2 = sums[1];
   for (let itry = 0; itry < 5; itry++) {
     let changed = 0;
     for (let i = 0; i < n; i++) {
@@ -387,6 +372,26 @@ const aux = new Uint8Array(32);
 const weights = new Float32Array(32);
 const subScales = new Float32Array(16);
 const subMins = new Float32Array(16);
+
+/**
+ * Re-rounds the codes of one sub-block against its stored scale `dj` and min `dm` (ggml's second pass):
+ * `codes[lo + i] = clamp(round((x[xo + i] + dm) / dj), qmin, qmax) − qmin`; leaves them as they are when
+ * `dj` is 0.
+ */
+function reround(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  dj: number,
+  dm: number,
+  qmin: number,
+  qmax: number,
+  lo: number,
+): void {
+  if (dj === 0) return;
+  for (let i = 0; i < n; i++)
+    codes[lo + i] = clamp(nearestInt(div(add(x[xo + i], dm), dj)), qmin, qmax) - qmin;
+}
 
 /** Packs 2-bit codes `L[0, 256)` ggml's way: byte `32h + l` holds weights `128h + l + 32s` at bits `2s`. */
 function pack2(L: Uint8Array, out: Uint8Array, o: number): void {
@@ -434,13 +439,8 @@ export function quantizeQ2_K(src: Float32Array, out: Uint8Array): Uint8Array {
     } else {
       putBits(out, o + 82, 0);
     }
-    for (let j = 0; j < 16; j++) {
-      const dj = mul(d, out[o + j] & 15);
-      if (dj === 0) continue;
-      const dm = mul(dmin, out[o + j] >> 4);
-      for (let i = 0; i < 16; i++)
-        L[16 * j + i] = clamp(nearestInt(div(add(src[x + 16 * j + i], dm), dj)), 0, 3);
-    }
+    for (let j = 0; j < 16; j++)
+      reround(src, x + 16 * j, 16, mul(d, out[o + j] & 15), mul(dmin, out[o + j] >> 4), 0, 3, 16 * j);
     pack2(L, out, o + 16);
   }
   return out;
@@ -458,16 +458,8 @@ export function quantizeQ3_K(src: Float32Array, out: Uint8Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const x = b * 256;
     const o = b * 110;
-    let maxScale = 0;
-    let amax = 0;
-    for (let j = 0; j < 16; j++) {
-      subScales[j] = searchScaleQ3(16, 4, src, x + 16 * j, L, 16 * j);
-      const a = Math.abs(subScales[j]);
-      if (a > amax) {
-        amax = a;
-        maxScale = subScales[j];
-      }
-    }
+    for (let j = 0; j < 16; j++) subScales[j] = searchScaleQ3(16, 4, src, x + 16 * j, L, 16 * j);
+    const maxScale = signedAbsMax(subScales, 0, 16);
     const sc = o + 96;
     out.fill(0, sc, sc + 12);
     let d = 0;
@@ -486,9 +478,7 @@ export function quantizeQ3_K(src: Float32Array, out: Uint8Array): Uint8Array {
     for (let j = 0; j < 16; j++) {
       const low = j < 8 ? out[sc + j] & 15 : out[sc + j - 8] >> 4;
       const s = (low | (((out[sc + 8 + (j % 4)] >> (2 * (j >> 2))) & 3) << 4)) - 32;
-      const dj = mul(d, s);
-      if (dj === 0) continue;
-      for (let i = 0; i < 16; i++) L[16 * j + i] = clamp(nearestInt(div(src[x + 16 * j + i], dj)), -4, 3) + 4;
+      reround(src, x + 16 * j, 16, mul(d, s), 0, -4, 3, 16 * j);
     }
     out.fill(0, o, o + 32);
     for (let j = 0, m = 0, hm = 1; j < 256; j++) {
@@ -569,11 +559,7 @@ function quantizeK4Scales(
   for (let j = 0; j < 8; j++) {
     const s = j < 4 ? out[sc + j] & 63 : (out[sc + j + 4] & 15) | ((out[sc + j - 4] >> 6) << 4);
     const m = j < 4 ? out[sc + j + 4] & 63 : (out[sc + j + 4] >> 4) | ((out[sc + j] >> 6) << 4);
-    const dj = mul(d, s);
-    if (dj === 0) continue;
-    const dm = mul(dmin, m);
-    for (let i = 0; i < 32; i++)
-      L[32 * j + i] = clamp(nearestInt(div(add(src[x + 32 * j + i], dm), dj)), 0, nmax);
+    reround(src, x + 32 * j, 32, mul(d, s), mul(dmin, m), 0, nmax, 32 * j);
   }
 }
 
@@ -634,17 +620,9 @@ export function quantizeQ6_K(src: Float32Array, out: Uint8Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const x = b * 256;
     const o = b * 210;
-    let maxScale = 0;
-    let maxAbs = 0;
-    for (let j = 0; j < 16; j++) {
-      subScales[j] = searchScaleSigned(16, 32, src, x + 16 * j, L, 16 * j);
-      const a = Math.abs(subScales[j]);
-      if (a > maxAbs) {
-        maxAbs = a;
-        maxScale = subScales[j];
-      }
-    }
-    if (maxAbs < GROUP_MAX_EPS) {
+    for (let j = 0; j < 16; j++) subScales[j] = searchScaleSigned(16, 32, src, x + 16 * j, L, 16 * j);
+    const maxScale = signedAbsMax(subScales, 0, 16);
+    if (Math.abs(maxScale) < GROUP_MAX_EPS) {
       out.fill(0, o, o + 210);
       continue;
     }
@@ -652,12 +630,8 @@ export function quantizeQ6_K(src: Float32Array, out: Uint8Array): Uint8Array {
     const d = putHalf("Q6_K", "scale", out, o + 208, div(1, iscale), b);
     for (let j = 0; j < 16; j++)
       out[o + 192 + j] = Math.min(127, nearestInt(mul(iscale, subScales[j]))) & 255;
-    for (let j = 0; j < 16; j++) {
-      const dj = mul(d, (out[o + 192 + j] << 24) >> 24);
-      if (dj === 0) continue;
-      for (let i = 0; i < 16; i++)
-        L[16 * j + i] = clamp(nearestInt(div(src[x + 16 * j + i], dj)), -32, 31) + 32;
-    }
+    for (let j = 0; j < 16; j++)
+      reround(src, x + 16 * j, 16, mul(d, (out[o + 192 + j] << 24) >> 24), 0, -32, 31, 16 * j);
     for (let j = 0; j < 256; j += 128) {
       const ql = o + j / 2;
       const qh = o + 128 + j / 4;
@@ -696,46 +670,43 @@ function nearestLevel(x: number): number {
 const IQ4_TRIES = 7;
 
 /**
+ * The float32 sums `Σw·q·x` and `Σw·q²` (weights {@link weights}) of the levels `q` nearest to `id·x` over
+ * `x[xo, xo + 32)`, into {@link sums}; writes the level indices to `L[lo + j]` when `L` is given.
+ */
+function iq4Sums(src: Float32Array, xo: number, id: number, L: Uint8Array | null, lo: number): void {
+  const v = IQ4_NL_VALUES;
+  let sumQX = 0;
+  let sumQ2 = 0;
+  for (let j = 0; j < 32; j++) {
+    const l = nearestLevel(mul(id, src[xo + j]));
+    if (L !== null) L[lo + j] = l;
+    const wq = mul(weights[j], v[l]);
+    sumQX = add(sumQX, mul(wq, src[xo + j]));
+    sumQ2 = add(sumQ2, mul(wq, v[l]));
+  }
+  sums[0] = sumQX;
+  sums[1] = sumQ2;
+}
+
+/**
  * The scale of one block of 32 at `x[xo]` (ggml's `quantize_row_iq4_nl_impl` search with `ntry` 7, weights
  * `x²`): codes `L[lo + j]` for the first guess `d = max / 127`, then the weighted least-squares scale of the
  * best of 15 inverse scales `(itry − 127) / max`. Returns 0 for an all-zero block (codes untouched).
  */
 function iq4BlockScale(src: Float32Array, xo: number, L: Uint8Array, lo: number): number {
   const v = IQ4_NL_VALUES;
-  let amax = 0;
-  let max = 0;
-  for (let j = 0; j < 32; j++) {
-    const ax = Math.abs(src[xo + j]);
-    weights[j] = mul(src[xo + j], src[xo + j]);
-    if (ax > amax) {
-      amax = ax;
-      max = src[xo + j];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) return 0;
-  let d = div(-max, v[0]);
-  let id = div(1, d);
-  let sumQX = 0;
-  let sumQ2 = 0;
-  for (let j = 0; j < 32; j++) {
-    const l = nearestLevel(mul(id, src[xo + j]));
-    L[lo + j] = l;
-    const wq = mul(weights[j], v[l]);
-    sumQX = add(sumQX, mul(wq, src[xo + j]));
-    sumQ2 = add(sumQ2, mul(wq, v[l]));
-  }
-  d = div(sumQX, sumQ2);
+  const max = signedAbsMax(src, xo, 32);
+  if (Math.abs(max) < GROUP_MAX_EPS) return 0;
+  for (let j = 0; j < 32; j++) weights[j] = mul(src[xo + j], src[xo + j]);
+  iq4Sums(src, xo, div(1, div(-max, v[0])), L, lo);
+  let sumQX = sums[0];
+  let sumQ2 = sums[1];
+  let d = div(sumQX, sumQ2);
   let best = mul(d, sumQX);
   for (let itry = -IQ4_TRIES; itry <= IQ4_TRIES; itry++) {
-    id = div(itry + v[0], max);
-    sumQX = 0;
-    sumQ2 = 0;
-    for (let j = 0; j < 32; j++) {
-      const l = nearestLevel(mul(id, src[xo + j]));
-      const wq = mul(weights[j], v[l]);
-      sumQX = add(sumQX, mul(wq, src[xo + j]));
-      sumQ2 = add(sumQ2, mul(wq, v[l]));
-    }
+    iq4Sums(src, xo, div(itry + v[0], max), null, 0);
+    sumQX = sums[0];
+    sumQ2 = sums[1];
     if (sumQ2 > 0 && mul(sumQX, sumQX) > mul(best, sumQ2)) {
       d = div(sumQX, sumQ2);
       best = mul(d, sumQX);
@@ -780,17 +751,8 @@ export function quantizeIQ4_XS(src: Float32Array, out: Uint8Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const x = b * 256;
     const o = b * 136;
-    let maxScale = 0;
-    let amax = 0;
-    for (let ib = 0; ib < 8; ib++) {
-      subScales[ib] = iq4BlockScale(src, x + 32 * ib, L, 32 * ib);
-      const a = Math.abs(subScales[ib]);
-      if (a > amax) {
-        amax = a;
-        maxScale = subScales[ib];
-      }
-    }
-    const d = fr(-maxScale / 32);
+    for (let ib = 0; ib < 8; ib++) subScales[ib] = iq4BlockScale(src, x + 32 * ib, L, 32 * ib);
+    const d = fr(-signedAbsMax(subScales, 0, 8) / 32);
     putHalf("IQ4_XS", "scale", out, o, d, b);
     const id = d !== 0 ? div(1, d) : 0;
     let sh = 0;

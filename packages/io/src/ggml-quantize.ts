@@ -30,7 +30,48 @@ function roundAway(x: number): number {
   return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
 }
 
-function checkSizes(name: string, src: Float32Array, out: Uint8Array, block: number, bytes: number): number {
+/**
+ * The value of largest magnitude among `x[xo, xo + n)`, sign kept (the first one on a tie; 0 when all are
+ * zero), as ggml's block quantizers pick `max`.
+ */
+export function signedAbsMax(x: ArrayLike<number>, xo: number, n: number): number {
+  let amax = 0;
+  let max = 0;
+  for (let j = 0; j < n; j++) {
+    const v = x[xo + j];
+    if (amax < Math.abs(v)) {
+      amax = Math.abs(v);
+      max = v;
+    }
+  }
+  return max;
+}
+
+/** The smallest of `x[xo, xo + n)` (n ≥ 1). */
+export function blockMin(x: Float32Array, xo: number, n: number): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (let j = 0; j < n; j++) min = Math.min(min, x[xo + j]);
+  return min;
+}
+
+/** The largest of `x[xo, xo + n)` (n ≥ 1). */
+export function blockMax(x: Float32Array, xo: number, n: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < n; j++) max = Math.max(max, x[xo + j]);
+  return max;
+}
+
+/**
+ * The number of blocks of `block` values in `src`; throws unless `src` is a whole number of blocks and `out`
+ * holds `bytes` bytes for each.
+ */
+export function checkBlockSizes(
+  name: string,
+  src: Float32Array,
+  out: Uint8Array,
+  block: number,
+  bytes: number,
+): number {
   if (src.length % block !== 0) {
     throw new RangeError(
       `io: quantize ${name}: ${src.length} values is not a multiple of the block size ${block}`,
@@ -54,7 +95,7 @@ function assertFinite(name: string, src: Float32Array): void {
  * Error bound per weight: `d / 2` plus the f16 rounding of `d` (`127 * |d - f16(d)|`).
  */
 export function quantizeQ8_0(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q8_0", src, out, 32, 34);
+  const blocks = checkBlockSizes("Q8_0", src, out, 32, 34);
   assertFinite("Q8_0", src);
   for (let b = 0; b < blocks; b++) {
     const x = b * 32;
@@ -77,21 +118,12 @@ export function quantizeQ8_0(src: Float32Array, out: Uint8Array): Uint8Array {
  * clamps from 16 to 15), `|d| / 2` elsewhere, plus the f16 rounding of `d`.
  */
 export function quantizeQ4_0(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q4_0", src, out, 32, 18);
+  const blocks = checkBlockSizes("Q4_0", src, out, 32, 18);
   assertFinite("Q4_0", src);
   for (let b = 0; b < blocks; b++) {
     const x = b * 32;
     const o = b * 18;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = src[x + j];
-      if (amax < Math.abs(v)) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    const d = fr(max / -8);
+    const d = fr(signedAbsMax(src, x, 32) / -8);
     assertHalfRange("Q4_0", "scale", d, b);
     const id = d !== 0 ? fr(1 / d) : 0;
     putHalf(out, o, d);
@@ -110,18 +142,13 @@ export function quantizeQ4_0(src: Float32Array, out: Uint8Array): Uint8Array {
  * rounding of `d` (times 15) and of `m`.
  */
 export function quantizeQ4_1(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q4_1", src, out, 32, 20);
+  const blocks = checkBlockSizes("Q4_1", src, out, 32, 20);
   assertFinite("Q4_1", src);
   for (let b = 0; b < blocks; b++) {
     const x = b * 32;
     const o = b * 20;
-    let min = Number.POSITIVE_INFINITY;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < 32; j++) {
-      min = Math.min(min, src[x + j]);
-      max = Math.max(max, src[x + j]);
-    }
-    const d = fr(fr(max - min) / 15);
+    const min = blockMin(src, x, 32);
+    const d = fr(fr(blockMax(src, x, 32) - min) / 15);
     assertHalfRange("Q4_1", "scale", d, b);
     assertHalfRange("Q4_1", "minimum", min, b);
     const id = d !== 0 ? fr(1 / d) : 0;
