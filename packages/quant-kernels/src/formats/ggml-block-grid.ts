@@ -18,10 +18,19 @@ export interface BlockGrid {
 
 const half = (b: Uint8Array, o: number): number => f16BitsToF32(b[o] | (b[o + 1] << 8));
 
+/** Sets the high (`high` true) or low nibble of byte `p` to `c` (< 16). */
+function setNibble(b: Uint8Array, p: number, high: boolean, c: number): void {
+  b[p] = high ? (b[p] & 0x0f) | (c << 4) : (b[p] & 0xf0) | c;
+}
+
 /** Nibble `i` of 32 weights at `q`: low nibble of `q[i]` for i < 16, high nibble of `q[i − 16]` after. */
 function setNibble32(b: Uint8Array, q: number, i: number, c: number): void {
-  if (i < 16) b[q + i] = (b[q + i] & 0xf0) | c;
-  else b[q + i - 16] = (b[q + i - 16] & 0x0f) | (c << 4);
+  setNibble(b, q + (i & 15), i >= 16, c);
+}
+
+/** Sets 2-bit field `s` (bits `2s`, `2s + 1`) of byte `p` to `c` (< 4). */
+function set2(b: Uint8Array, p: number, s: number, c: number): void {
+  b[p] = (b[p] & ~(3 << (2 * s))) | (c << (2 * s));
 }
 
 function setBit(b: Uint8Array, o: number, bit: number, v: number): void {
@@ -35,54 +44,48 @@ function set5(b: Uint8Array, h: number, q: number, i: number, c: number): void {
   setBit(b, h + (i >> 3), i & 7, c >> 4);
 }
 
-/** 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (12 bytes at `s`). */
-function k4(b: Uint8Array, s: number, j: number): [number, number] {
-  if (j < 4) return [b[s + j] & 63, b[s + j + 4] & 63];
-  return [(b[s + j + 4] & 15) | ((b[s + j - 4] >> 6) << 4), (b[s + j + 4] >> 4) | ((b[s + j] >> 6) << 4)];
+/** `value(c) = a·(c − zero)`. */
+function setScaled(ab: Float64Array, a: number, zero: number): void {
+  ab[0] = a;
+  ab[1] = -zero * a;
 }
 
+/** Affine of a 32-weight block with the f16 `d` at byte 0: `value(c) = d·(c − zero)`. */
+const dAffine =
+  (zero: number): BlockGrid["affine"] =>
+  (b, o, _i, ab) =>
+    setScaled(ab, half(b, o), zero);
+
+/** Affine of a 32-weight block with `d` and `m` f16 at bytes 0 and 2: `value(c) = d·c + m`. */
+const dmAffine: BlockGrid["affine"] = (b, o, _i, ab) => {
+  ab[0] = half(b, o);
+  ab[1] = half(b, o + 2);
+};
+
+/** Affine of Q4_K / Q5_K: `value(c) = d·sc·c − dmin·m` with the 6-bit scale and min of weight i's sub-block. */
+const k4Affine: BlockGrid["affine"] = (b, o, i, ab) => {
+  const s = o + 4;
+  const j = i >> 5;
+  const sc = j < 4 ? b[s + j] & 63 : (b[s + j + 4] & 15) | ((b[s + j - 4] >> 6) << 4);
+  const m = j < 4 ? b[s + j + 4] & 63 : (b[s + j + 4] >> 4) | ((b[s + j] >> 6) << 4);
+  ab[0] = half(b, o) * sc;
+  ab[1] = -half(b, o + 2) * m;
+};
+
+/** setCode of a 32-weight block of 4-bit codes packed as {@link setNibble32} at byte `q`. */
+const nibbles32 =
+  (q: number): BlockGrid["setCode"] =>
+  (b, o, i, c) =>
+    setNibble32(b, o + q, i, c);
+
 const GRIDS: Record<string, BlockGrid> = {
-  Q4_0: {
-    levels: 16,
-    affine(b, o, _i, ab) {
-      const d = half(b, o);
-      ab[0] = d;
-      ab[1] = -8 * d;
-    },
-    setCode: (b, o, i, c) => setNibble32(b, o + 2, i, c),
-  },
-  Q4_1: {
-    levels: 16,
-    affine(b, o, _i, ab) {
-      ab[0] = half(b, o);
-      ab[1] = half(b, o + 2);
-    },
-    setCode: (b, o, i, c) => setNibble32(b, o + 4, i, c),
-  },
-  Q5_0: {
-    levels: 32,
-    affine(b, o, _i, ab) {
-      const d = half(b, o);
-      ab[0] = d;
-      ab[1] = -16 * d;
-    },
-    setCode: (b, o, i, c) => set5(b, o + 2, o + 6, i, c),
-  },
-  Q5_1: {
-    levels: 32,
-    affine(b, o, _i, ab) {
-      ab[0] = half(b, o);
-      ab[1] = half(b, o + 2);
-    },
-    setCode: (b, o, i, c) => set5(b, o + 4, o + 8, i, c),
-  },
+  Q4_0: { levels: 16, affine: dAffine(8), setCode: nibbles32(2) },
+  Q4_1: { levels: 16, affine: dmAffine, setCode: nibbles32(4) },
+  Q5_0: { levels: 32, affine: dAffine(16), setCode: (b, o, i, c) => set5(b, o + 2, o + 6, i, c) },
+  Q5_1: { levels: 32, affine: dmAffine, setCode: (b, o, i, c) => set5(b, o + 4, o + 8, i, c) },
   Q8_0: {
     levels: 256,
-    affine(b, o, _i, ab) {
-      const d = half(b, o);
-      ab[0] = d;
-      ab[1] = -128 * d;
-    },
+    affine: dAffine(128),
     // code c stands for the int8 c − 128
     setCode: (b, o, i, c) => {
       b[o + 2 + i] = (c - 128) & 255;
@@ -95,11 +98,7 @@ const GRIDS: Record<string, BlockGrid> = {
       ab[0] = half(b, o + 80) * (sc & 15);
       ab[1] = -half(b, o + 82) * (sc >> 4);
     },
-    setCode(b, o, i, c) {
-      const p = o + 16 + 32 * (i >> 7) + (i & 31);
-      const s = 2 * ((i >> 5) & 3);
-      b[p] = (b[p] & ~(3 << s)) | (c << s);
-    },
+    setCode: (b, o, i, c) => set2(b, o + 16 + 32 * (i >> 7) + (i & 31), (i >> 5) & 3, c),
   },
   Q3_K: {
     levels: 8,
@@ -108,62 +107,43 @@ const GRIDS: Record<string, BlockGrid> = {
       const s = o + 96;
       const low = k < 8 ? b[s + k] & 15 : b[s + k - 8] >> 4;
       const high = (b[s + 8 + (k & 3)] >> (2 * (k >> 2))) & 3;
-      const a = half(b, o + 108) * ((low | (high << 4)) - 32);
-      ab[0] = a;
-      ab[1] = -4 * a;
+      setScaled(ab, half(b, o + 108) * ((low | (high << 4)) - 32), 4);
     },
     setCode(b, o, i, c) {
       const h = i >> 7;
       const s = (i >> 5) & 3;
       const l = i & 31;
-      const p = o + 32 + 32 * h + l;
-      b[p] = (b[p] & ~(3 << (2 * s))) | ((c & 3) << (2 * s));
+      set2(b, o + 32 + 32 * h + l, s, c & 3);
       setBit(b, o + l, 4 * h + s, c >> 2);
     },
   },
   Q4_K: {
     levels: 16,
-    affine(b, o, i, ab) {
-      const [sc, m] = k4(b, o + 4, i >> 5);
-      ab[0] = half(b, o) * sc;
-      ab[1] = -half(b, o + 2) * m;
-    },
+    affine: k4Affine,
     setCode(b, o, i, c) {
       const j = i >> 5;
-      const p = o + 16 + 32 * (j >> 1) + (i & 31);
-      b[p] = j & 1 ? (b[p] & 0x0f) | (c << 4) : (b[p] & 0xf0) | c;
+      setNibble(b, o + 16 + 32 * (j >> 1) + (i & 31), (j & 1) === 1, c);
     },
   },
   Q5_K: {
     levels: 32,
-    affine(b, o, i, ab) {
-      const [sc, m] = k4(b, o + 4, i >> 5);
-      ab[0] = half(b, o) * sc;
-      ab[1] = -half(b, o + 2) * m;
-    },
+    affine: k4Affine,
     setCode(b, o, i, c) {
       const j = i >> 5;
       const l = i & 31;
-      const p = o + 48 + 32 * (j >> 1) + l;
-      b[p] = j & 1 ? (b[p] & 0x0f) | ((c & 15) << 4) : (b[p] & 0xf0) | (c & 15);
+      setNibble(b, o + 48 + 32 * (j >> 1) + l, (j & 1) === 1, c & 15);
       setBit(b, o + 16 + l, j, c >> 4);
     },
   },
   Q6_K: {
     levels: 64,
-    affine(b, o, i, ab) {
-      const a = half(b, o + 208) * ((b[o + 192 + (i >> 4)] << 24) >> 24);
-      ab[0] = a;
-      ab[1] = -32 * a;
-    },
+    affine: (b, o, i, ab) => setScaled(ab, half(b, o + 208) * ((b[o + 192 + (i >> 4)] << 24) >> 24), 32),
     setCode(b, o, i, c) {
       const h = i >> 7;
       const s = (i >> 5) & 3;
       const l = i & 31;
-      const p = o + 64 * h + 32 * (s & 1) + l;
-      b[p] = s < 2 ? (b[p] & 0xf0) | (c & 15) : (b[p] & 0x0f) | ((c & 15) << 4);
-      const q = o + 128 + 32 * h + l;
-      b[q] = (b[q] & ~(3 << (2 * s))) | ((c >> 4) << (2 * s));
+      setNibble(b, o + 64 * h + 32 * (s & 1) + l, s >= 2, c & 15);
+      set2(b, o + 128 + 32 * h + l, s, c >> 4);
     },
   },
   IQ4_NL: {
@@ -173,7 +153,7 @@ const GRIDS: Record<string, BlockGrid> = {
       ab[0] = half(b, o);
       ab[1] = 0;
     },
-    setCode: (b, o, i, c) => setNibble32(b, o + 2, i, c),
+    setCode: nibbles32(2),
   },
   IQ4_XS: {
     levels: 16,

@@ -67,17 +67,6 @@ export function blockRowView(q: QuantizedLinear, n: number, rowBytes: number): U
   return new Uint8Array(words.buffer, words.byteOffset + n * wordsPerRow * 4, rowBytes);
 }
 
-/** What {@link defineBlockFormat} takes. */
-interface BlockSpec {
-  id: number;
-  name: string;
-  type: GgmlBlockTypeName;
-  halfOffsets: readonly number[];
-  fields: string;
-  /** Per-weight error bound of the RTN encode for a block spanning `[lo, hi]` (documented per format). */
-  errorBound(lo: number, hi: number): number;
-}
-
 function noGroups(name: string, what: string): never {
   throw new Error(
     `quant-kernels: format ${name} is a ggml block format: it has no per-group ${what}; ` +
@@ -85,24 +74,34 @@ function noGroups(name: string, what: string): never {
   );
 }
 
-/** Builds a block format record over io's reference decoder and encoder of ggml type `spec.type`. */
-function defineBlockFormat(spec: BlockSpec): BlockFormatRecord {
-  const { id, name } = spec;
-  const t = GGML_TYPES[spec.type as GgmlTypeName];
+/**
+ * Builds the block format record `id` over io's reference decoder and encoder of ggml type `type`: its f16
+ * fields at `halfOffsets`, its byte layout `fields`, the per-weight error bound of its RTN encode for a
+ * block spanning `[lo, hi]` (documented per format), named `type` in lower case unless `name` is given.
+ */
+function defineBlockFormat(
+  id: number,
+  type: GgmlBlockTypeName,
+  halfOffsets: readonly number[],
+  fields: string,
+  errorBound: (lo: number, hi: number) => number,
+  name: string = type.toLowerCase(),
+): BlockFormatRecord {
+  const t = GGML_TYPES[type as GgmlTypeName];
   const toFloat = t.dequantize;
   const fromFloat = t.quantize;
   if (toFloat === undefined || fromFloat === undefined)
-    throw new Error(`quant-kernels: ${name}: @int21/io has no codec for ggml ${spec.type}`);
+    throw new Error(`quant-kernels: ${name}: @int21/io has no codec for ggml ${type}`);
   const blockSize = t.blockSize as 32 | 256;
   const blockBytes = t.blockBytes;
   const bitsPerWeight = (8 * blockBytes) / blockSize;
   const block: BlockTraits = Object.freeze({
-    ggmlType: spec.type,
+    ggmlType: type,
     ggmlTypeId: t.id,
     blockSize,
     blockBytes,
-    halfOffsets: Object.freeze([...spec.halfOffsets]),
-    fields: spec.fields,
+    halfOffsets: Object.freeze([...halfOffsets]),
+    fields,
     decode(src: Uint8Array, srcOff: number, count: number, out: Float32Array, outOff: number) {
       toFloat(src.subarray(srcOff), out.subarray(outOff, outOff + count), count);
     },
@@ -122,7 +121,7 @@ function defineBlockFormat(spec: BlockSpec): BlockFormatRecord {
     scaleDtype: "f16",
     qmax: 255,
     paramBytes: 2,
-    layout: `ggml block_${spec.type.toLowerCase()} of ${blockSize}: ${spec.fields} (${blockBytes} bytes) → ${bitsPerWeight} bpw`,
+    layout: `ggml block_${type.toLowerCase()} of ${blockSize}: ${fields} (${blockBytes} bytes) → ${bitsPerWeight} bpw`,
     bytesPerGroup: blockBytes,
     bitsPerWeight,
     groupBytes: (len) => Math.ceil(len / blockSize) * blockBytes,
@@ -130,7 +129,7 @@ function defineBlockFormat(spec: BlockSpec): BlockFormatRecord {
     params: () => noGroups(name, "scale and zero"),
     code: () => noGroups(name, "code"),
     value: () => noGroups(name, "value"),
-    errorBound: spec.errorBound,
+    errorBound,
     quantizeGroup: () => noGroups(name, "quantizer"),
     dequantizeGroup: () => noGroups(name, "dequantizer"),
     dequantizeRow(q, n, out, outOff) {
@@ -160,6 +159,26 @@ function defineBlockFormat(spec: BlockSpec): BlockFormatRecord {
 const amaxOf = (lo: number, hi: number): number => Math.max(Math.abs(lo), Math.abs(hi));
 /** f16 slack of a stored value `v` (half an f16 ulp, relative) plus the smallest f16 subnormal. */
 const h16 = (v: number): number => Math.abs(v) * 2 ** -11 + 2 ** -24;
+/** Bound of a symmetric 32-weight format with step `amax / div` and `slack` f16 roundings of it. */
+const symBound =
+  (div: number, slack: number) =>
+  (lo: number, hi: number): number =>
+    amaxOf(lo, hi) / div + slack * h16(amaxOf(lo, hi) / div);
+/** Bound of an asymmetric (`d·q + m`) 32-weight format with codes 0 … `top`. */
+const minBound =
+  (top: number) =>
+  (lo: number, hi: number): number =>
+    (hi - lo) / top / 2 + top * h16((hi - lo) / top) + h16(lo) + (hi - lo) * 2 ** -20;
+/** Bound of a k-quant with mins: the block's range (0 included) over `div`. */
+const spanBound =
+  (div: number) =>
+  (lo: number, hi: number): number =>
+    (Math.max(hi, 0) - Math.min(lo, 0)) / div + h16(hi - lo);
+/** Bound of a signed k-quant or IQ format: the block's largest magnitude over `div`. */
+const amaxBound =
+  (div: number) =>
+  (lo: number, hi: number): number =>
+    amaxOf(lo, hi) / div + h16(amaxOf(lo, hi));
 
 // Error bounds: a weight's |w − ŵ| after the record's RTN encode, for a block spanning [lo, hi]. The
 // 32-weight formats are half a step (a full step where ggml clamps the far end) plus the f16 rounding of the
@@ -171,122 +190,106 @@ const h16 = (v: number): number => Math.abs(v) * 2 ** -11 + 2 ** -24;
  * `q4_0` (id 6002): ggml `Q4_0` — 32 weights in 18 bytes, `d: f16 | qs: u8[16]`, `w = d·(q − 8)` (low nibble
  * of `qs[j]` is weight j, high nibble weight j + 16). 4.5 bpw.
  */
-export const Q4_0_FORMAT = defineBlockFormat({
-  id: 6002,
-  name: "q4_0",
-  type: "Q4_0",
-  halfOffsets: [0],
-  fields: "d: f16 | qs: u8[16]",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 8 + 16 * h16(amaxOf(lo, hi) / 8),
-});
+export const Q4_0_FORMAT = defineBlockFormat(6002, "Q4_0", [0], "d: f16 | qs: u8[16]", symBound(8, 16));
 
 /** `q4_1` (id 6003): ggml `Q4_1` — 32 weights in 20 bytes, `d: f16 | m: f16 | qs: u8[16]`, `w = d·q + m`. 5 bpw. */
-export const Q4_1_FORMAT = defineBlockFormat({
-  id: 6003,
-  name: "q4_1",
-  type: "Q4_1",
-  halfOffsets: [0, 2],
-  fields: "d: f16 | m: f16 | qs: u8[16]",
-  errorBound: (lo, hi) => (hi - lo) / 15 / 2 + 15 * h16((hi - lo) / 15) + h16(lo) + (hi - lo) * 2 ** -20,
-});
+export const Q4_1_FORMAT = defineBlockFormat(
+  6003,
+  "Q4_1",
+  [0, 2],
+  "d: f16 | m: f16 | qs: u8[16]",
+  minBound(15),
+);
 
 /**
  * `q5_0` (id 6006): ggml `Q5_0` — 32 weights in 22 bytes, `d: f16 | qh: u32 | qs: u8[16]`, `w = d·(q − 16)`
  * (bit 4 of weight j is bit j of `qh`). 5.5 bpw.
  */
-export const Q5_0_FORMAT = defineBlockFormat({
-  id: 6006,
-  name: "q5_0",
-  type: "Q5_0",
-  halfOffsets: [0],
-  fields: "d: f16 | qh: u32 | qs: u8[16]",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 16 + 32 * h16(amaxOf(lo, hi) / 16),
-});
+export const Q5_0_FORMAT = defineBlockFormat(
+  6006,
+  "Q5_0",
+  [0],
+  "d: f16 | qh: u32 | qs: u8[16]",
+  symBound(16, 32),
+);
 
 /** `q5_1` (id 6007): ggml `Q5_1` — 32 weights in 24 bytes, `d: f16 | m: f16 | qh: u32 | qs: u8[16]`, `w = d·q + m`. 6 bpw. */
-export const Q5_1_FORMAT = defineBlockFormat({
-  id: 6007,
-  name: "q5_1",
-  type: "Q5_1",
-  halfOffsets: [0, 2],
-  fields: "d: f16 | m: f16 | qh: u32 | qs: u8[16]",
-  errorBound: (lo, hi) => (hi - lo) / 31 / 2 + 31 * h16((hi - lo) / 31) + h16(lo) + (hi - lo) * 2 ** -20,
-});
+export const Q5_1_FORMAT = defineBlockFormat(
+  6007,
+  "Q5_1",
+  [0, 2],
+  "d: f16 | m: f16 | qh: u32 | qs: u8[16]",
+  minBound(31),
+);
 
 /** `q8_0` (id 6008): ggml `Q8_0` — 32 weights in 34 bytes, `d: f16 | qs: i8[32]`, `w = d·q`. 8.5 bpw. */
-export const Q8_0_FORMAT = defineBlockFormat({
-  id: 6008,
-  name: "q8_0",
-  type: "Q8_0",
-  halfOffsets: [0],
-  fields: "d: f16 | qs: i8[32]",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 127 / 2 + 127 * h16(amaxOf(lo, hi) / 127),
-});
+export const Q8_0_FORMAT = defineBlockFormat(
+  6008,
+  "Q8_0",
+  [0],
+  "d: f16 | qs: i8[32]",
+  (lo, hi) => amaxOf(lo, hi) / 127 / 2 + 127 * h16(amaxOf(lo, hi) / 127),
+);
 
 /**
  * `q2_k` (id 6010): ggml `Q2_K` — 256 weights in 84 bytes, `scales: u8[16] | qs: u8[64] | d: f16 | dmin: f16`;
  * 16 sub-blocks of 16 with 4-bit scale and min, `w = d·sc·q − dmin·m`, q 2 bits. 2.625 bpw.
  */
-export const Q2_K_FORMAT = defineBlockFormat({
-  id: 6010,
-  name: "q2_k",
-  type: "Q2_K",
-  halfOffsets: [80, 82],
-  fields: "scales: u8[16] | qs: u8[64] | d: f16 | dmin: f16",
-  errorBound: (lo, hi) => (Math.max(hi, 0) - Math.min(lo, 0)) / 2 + h16(hi - lo),
-});
+export const Q2_K_FORMAT = defineBlockFormat(
+  6010,
+  "Q2_K",
+  [80, 82],
+  "scales: u8[16] | qs: u8[64] | d: f16 | dmin: f16",
+  spanBound(2),
+);
 
 /**
  * `q3_k` (id 6011): ggml `Q3_K` — 256 weights in 110 bytes, `hmask: u8[32] | qs: u8[64] | scales: u8[12] | d: f16`;
  * 16 sub-blocks of 16 with signed 6-bit scales, `w = d·sc·q`, q in −4 … 3. 3.4375 bpw.
  */
-export const Q3_K_FORMAT = defineBlockFormat({
-  id: 6011,
-  name: "q3_k",
-  type: "Q3_K",
-  halfOffsets: [108],
-  fields: "hmask: u8[32] | qs: u8[64] | scales: u8[12] | d: f16",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 2 + h16(amaxOf(lo, hi)),
-});
+export const Q3_K_FORMAT = defineBlockFormat(
+  6011,
+  "Q3_K",
+  [108],
+  "hmask: u8[32] | qs: u8[64] | scales: u8[12] | d: f16",
+  amaxBound(2),
+);
 
 /**
  * `q4_k` (id 6012): ggml `Q4_K` — 256 weights in 144 bytes, `d: f16 | dmin: f16 | scales: u8[12] | qs: u8[128]`;
  * 8 sub-blocks of 32 with 6-bit scale and min, `w = d·sc·q − dmin·m`, q 4 bits. 4.5 bpw.
  */
-export const Q4_K_FORMAT = defineBlockFormat({
-  id: 6012,
-  name: "q4_k",
-  type: "Q4_K",
-  halfOffsets: [0, 2],
-  fields: "d: f16 | dmin: f16 | scales: u8[12] | qs: u8[128]",
-  errorBound: (lo, hi) => (Math.max(hi, 0) - Math.min(lo, 0)) / 8 + h16(hi - lo),
-});
+export const Q4_K_FORMAT = defineBlockFormat(
+  6012,
+  "Q4_K",
+  [0, 2],
+  "d: f16 | dmin: f16 | scales: u8[12] | qs: u8[128]",
+  spanBound(8),
+);
 
 /**
  * `q5_k` (id 6013): ggml `Q5_K` — 256 weights in 176 bytes, `d: f16 | dmin: f16 | scales: u8[12] | qh: u8[32] |
  * qs: u8[128]`; as Q4_K with 5-bit q. 5.5 bpw.
  */
-export const Q5_K_FORMAT = defineBlockFormat({
-  id: 6013,
-  name: "q5_k",
-  type: "Q5_K",
-  halfOffsets: [0, 2],
-  fields: "d: f16 | dmin: f16 | scales: u8[12] | qh: u8[32] | qs: u8[128]",
-  errorBound: (lo, hi) => (Math.max(hi, 0) - Math.min(lo, 0)) / 16 + h16(hi - lo),
-});
+export const Q5_K_FORMAT = defineBlockFormat(
+  6013,
+  "Q5_K",
+  [0, 2],
+  "d: f16 | dmin: f16 | scales: u8[12] | qh: u8[32] | qs: u8[128]",
+  spanBound(16),
+);
 
 /**
  * `q6_k` (id 6014): ggml `Q6_K` — 256 weights in 210 bytes, `ql: u8[128] | qh: u8[64] | scales: i8[16] | d: f16`;
  * 16 sub-blocks of 16 with int8 scales, `w = d·sc·(q − 32)`, q 6 bits. 6.5625 bpw.
  */
-export const Q6_K_FORMAT = defineBlockFormat({
-  id: 6014,
-  name: "q6_k",
-  type: "Q6_K",
-  halfOffsets: [208],
-  fields: "ql: u8[128] | qh: u8[64] | scales: i8[16] | d: f16",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 16 + h16(amaxOf(lo, hi)),
-});
+export const Q6_K_FORMAT = defineBlockFormat(
+  6014,
+  "Q6_K",
+  [208],
+  "ql: u8[128] | qh: u8[64] | scales: i8[16] | d: f16",
+  amaxBound(16),
+);
 
 /**
  * `iq4_nl-ggml` (id 6020): ggml `IQ4_NL` in ggml's bytes — 32 weights in 18 bytes, `d: f16 | qs: u8[16]`,
@@ -295,27 +298,26 @@ export const Q6_K_FORMAT = defineBlockFormat({
  * checkpoints, fine-tuning and the GPU backends use it; this one is what a GGUF IQ4_NL tensor loads into
  * and exports from byte for byte.
  */
-export const IQ4_NL_GGML_FORMAT = defineBlockFormat({
-  id: 6020,
-  name: "iq4_nl-ggml",
-  type: "IQ4_NL",
-  halfOffsets: [0],
-  fields: "d: f16 | qs: u8[16]",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 8 + h16(amaxOf(lo, hi)),
-});
+export const IQ4_NL_GGML_FORMAT = defineBlockFormat(
+  6020,
+  "IQ4_NL",
+  [0],
+  "d: f16 | qs: u8[16]",
+  amaxBound(8),
+  "iq4_nl-ggml",
+);
 
 /**
  * `iq4_xs` (id 6023): ggml `IQ4_XS` — 256 weights in 136 bytes, `d: f16 | scales_h: u16 | scales_l: u8[4] |
  * qs: u8[128]`; 8 sub-blocks of 32 with 6-bit scales, `w = d·(ls − 32)·kvalues_iq4nl[q]`. 4.25 bpw.
  */
-export const IQ4_XS_FORMAT = defineBlockFormat({
-  id: 6023,
-  name: "iq4_xs",
-  type: "IQ4_XS",
-  halfOffsets: [0],
-  fields: "d: f16 | scales_h: u16 | scales_l: u8[4] | qs: u8[128]",
-  errorBound: (lo, hi) => amaxOf(lo, hi) / 4 + h16(amaxOf(lo, hi)),
-});
+export const IQ4_XS_FORMAT = defineBlockFormat(
+  6023,
+  "IQ4_XS",
+  [0],
+  "d: f16 | scales_h: u16 | scales_l: u8[4] | qs: u8[128]",
+  amaxBound(4),
+);
 
 /** Every ggml block format record, in ggml type-id order. */
 export const GGML_BLOCK_FORMATS: readonly BlockFormatRecord[] = Object.freeze([
