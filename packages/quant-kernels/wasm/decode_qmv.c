@@ -14,11 +14,6 @@
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
-static inline float hsum(v128_t v) {
-  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
-         wasm_f32x4_extract_lane(v, 3);
-}
-
 // xq (permuted, int16) and xs[g] = dx[g]·Σ xq, dx[g] from x (Kp floats, zero-padded).
 static void prep_x(const int32_t* d, const float* x, int16_t* xq, float* dxs, float* xs) {
   int cb = d[D_CB], Kp = d[D_KP], ng = d[D_NG], gs = d[D_GS];

@@ -121,8 +121,6 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
   }
 }
 
-#define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
-
 // C[0..mr)[0..nr) += alpha * Apanel(4×kc) · Bpanel(kc×8).
 static void kernel_4x8(int kc, const float* a, const float* b, float* C, int ldc, float alpha, int mr, int nr,
                        float* edge) {
@@ -198,11 +196,6 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
       }
     }
   }
-}
-
-static inline float hsum(v128_t v) {
-  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
-         wasm_f32x4_extract_lane(v, 3);
 }
 
 static inline void put(float* y, float v, float alpha, float beta) {

@@ -79,6 +79,15 @@ static inline void store16_a(v128_t v, float a, float* y) {
 #define NIB_LO(v) wasm_v128_and(v, wasm_i8x16_splat(15))
 #define NIB_HI(v) wasm_u8x16_shr(v, 4)
 
+// The 32 4-bit codes of sub-block j of a Q4_K / Q5_K block whose `qs` starts at q: the low (even j) or
+// high (odd j) nibbles of the 32 bytes at q + 32·(j / 2), as two vectors of 16.
+static inline void k4_nibbles(const uint8_t* q, int j, v128_t* q0, v128_t* q1) {
+  q += 32 * (j >> 1);
+  v128_t a = wasm_v128_load(q), b = wasm_v128_load(q + 16);
+  *q0 = j & 1 ? NIB_HI(a) : NIB_LO(a);
+  *q1 = j & 1 ? NIB_HI(b) : NIB_LO(b);
+}
+
 static inline int block_size(int t) { return t >= T_Q2_K && t != T_IQ4_NL ? 256 : 32; }
 
 static int block_bytes(int t) {
@@ -188,15 +197,8 @@ static void decode_block(int t, const uint8_t* b, float* y) {
         int sc, m;
         k4(b + 4, j, &sc, &m);
         float a = d * (float)sc, mm = dmin * (float)m;
-        const uint8_t* q = b + 16 + 32 * (j >> 1);
-        v128_t q0 = wasm_v128_load(q), q1 = wasm_v128_load(q + 16);
-        if (j & 1) {
-          q0 = NIB_HI(q0);
-          q1 = NIB_HI(q1);
-        } else {
-          q0 = NIB_LO(q0);
-          q1 = NIB_LO(q1);
-        }
+        v128_t q0, q1;
+        k4_nibbles(b + 16, j, &q0, &q1);
         store16_am(q0, a, mm, y + 32 * j);
         store16_am(q1, a, mm, y + 32 * j + 16);
       }
@@ -209,15 +211,8 @@ static void decode_block(int t, const uint8_t* b, float* y) {
         int sc, m;
         k4(b + 4, j, &sc, &m);
         float a = d * (float)sc, mm = dmin * (float)m;
-        const uint8_t* q = b + 48 + 32 * (j >> 1);
-        v128_t q0 = wasm_v128_load(q), q1 = wasm_v128_load(q + 16);
-        if (j & 1) {
-          q0 = NIB_HI(q0);
-          q1 = NIB_HI(q1);
-        } else {
-          q0 = NIB_LO(q0);
-          q1 = NIB_LO(q1);
-        }
+        v128_t q0, q1;
+        k4_nibbles(b + 48, j, &q0, &q1);
         v128_t one = wasm_i8x16_splat(1);
         q0 = wasm_v128_or(q0, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, j), one), 4));
         q1 = wasm_v128_or(q1, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, j), one), 4));

@@ -79,4 +79,45 @@
 #define KC 256
 #define NC 2048
 
+// ---- Small helpers shared by the kernels ---------------------------------------------------------
+// A byte address held in an int32 job slot, as a pointer of type T.
+#define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
+// c += a·b on four lanes, a separate multiply and add (rounded as the scalar references round).
+#define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+
+// The float whose bits are `bits` (f32 job slots).
+QK_INLINE float f32_of(int32_t bits) {
+  union {
+    int32_t i;
+    float f;
+  } u;
+  u.i = bits;
+  return u.f;
+}
+
+// Sum of the four lanes, in lane order.
+QK_INLINE float hsum(v128_t v) {
+  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
+         wasm_f32x4_extract_lane(v, 3);
+}
+
+// e^x for x ≤ 0 (softmax after subtracting the max), four lanes: 2^n · p(r) with n = round(x·log2 e),
+// r = x − n·ln 2 (two-part ln 2) and Cephes' degree-6 polynomial for e^r on [−ln2/2, ln2/2]; x below
+// −87.3 is clamped (the result is then ≈ 1e−38, never subnormal, where a caller's sum no longer sees it).
+QK_INLINE v128_t exp4(v128_t x) {
+  x = wasm_f32x4_max(x, wasm_f32x4_splat(-87.33654f));
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(p, r), r), r), wasm_f32x4_splat(1.0f));
+  v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, e);
+}
+
 #endif

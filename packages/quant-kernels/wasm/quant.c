@@ -134,13 +134,6 @@ void qk_dequant_range(const int32_t* d, int row, int k0, int k1, float* out) {
   }
 }
 
-static inline float hsum(v128_t v) {
-  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
-         wasm_f32x4_extract_lane(v, 3);
-}
-
-#define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
-
 // Σ_{k in [k0,k1)} u[k]·x[k] for 4-aligned k0, k1.
 static inline v128_t dot_steps(const uint32_t* w, const float* x, int cb, int lp, int k0, int k1) {
   v128_t a = wasm_f32x4_splat(0.0f);

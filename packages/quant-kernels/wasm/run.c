@@ -20,17 +20,6 @@ static int next_chunk(int32_t* job, int total, int chunk, int* lo, int* hi) {
   return 1;
 }
 
-static inline float f32_of(int32_t bits) {
-  union {
-    int32_t i;
-    float f;
-  } u;
-  u.i = bits;
-  return u.f;
-}
-
-#define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
-
 QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
   (void)nth;
   float* scratch = PTR(float*, (uint32_t)job[J_SCRATCH] + (uint32_t)tid * (uint32_t)job[J_STRIDE]);

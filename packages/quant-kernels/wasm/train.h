@@ -67,23 +67,4 @@ void qk_train_attn_fwd_run(int32_t* job, float* scratch);
 void qk_train_attn_bwd_run(int32_t* job, float* scratch);
 void qk_train_swiglu_run(int32_t* job, int backward);
 
-// e^x for x ≤ 0, four lanes: 2^n · p(r), n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), Cephes'
-// degree-6 polynomial on [−ln2/2, ln2/2]; x is clamped at −87.3 (result ≈ 1e−38, never subnormal).
-QK_INLINE v128_t texp4(v128_t x) {
-  x = wasm_f32x4_max(x, wasm_f32x4_splat(-87.33654f));
-  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
-  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
-  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(p, r), r), r), wasm_f32x4_splat(1.0f));
-  v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
-  return wasm_f32x4_mul(p, e);
-}
-
-
 #endif

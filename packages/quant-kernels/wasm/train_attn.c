@@ -13,35 +13,18 @@
 #include "quant.h"
 #include "train.h"
 
-#define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
-#define FMA(c, a, b) c = wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
-
-static inline float f32_of(int32_t bits) {
-  union {
-    int32_t i;
-    float f;
-  } u;
-  u.i = bits;
-  return u.f;
-}
-
-static inline float hsum(v128_t v) {
-  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
-         wasm_f32x4_extract_lane(v, 3);
-}
-
 // p[0..n) = exp(p − m) (· inv when inv > 0); returns Σ before scaling.
 static float exp_rows(float* p, int n, float m, float inv) {
   v128_t mv = wasm_f32x4_splat(m), acc = wasm_f32x4_splat(0.0f);
   int j = 0;
   for (; j + 4 <= n; j += 4) {
-    v128_t e = texp4(wasm_f32x4_sub(wasm_v128_load(p + j), mv));
+    v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(p + j), mv));
     acc = wasm_f32x4_add(acc, e);
     wasm_v128_store(p + j, e);
   }
   float sum = hsum(acc);
   for (; j < n; j++) {
-    float e = wasm_f32x4_extract_lane(texp4(wasm_f32x4_splat(p[j] - m)), 0);
+    float e = wasm_f32x4_extract_lane(exp4(wasm_f32x4_splat(p[j] - m)), 0);
     p[j] = e;
     sum += e;
   }

@@ -81,13 +81,13 @@ static void ce_row(float* x, int V, int t, int ignore, int grad, float* loss, fl
   v128_t s0 = wasm_f64x2_splat(0.0), s1 = s0;
   j = 0;
   for (; j + 4 <= V; j += 4) {
-    v128_t e = texp4(wasm_f32x4_sub(wasm_v128_load(x + j), mv));
+    v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(x + j), mv));
     s0 = wasm_f64x2_add(s0, wasm_f64x2_promote_low_f32x4(e));
     s1 = wasm_f64x2_add(s1, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(e, e, 2, 3, 0, 1)));
   }
   v128_t s2 = wasm_f64x2_add(s0, s1);
   double sum = wasm_f64x2_extract_lane(s2, 0) + wasm_f64x2_extract_lane(s2, 1);
-  for (; j < V; j++) sum += wasm_f32x4_extract_lane(texp4(wasm_f32x4_splat(x[j] - m)), 0);
+  for (; j < V; j++) sum += wasm_f32x4_extract_lane(exp4(wasm_f32x4_splat(x[j] - m)), 0);
   double lse = (double)m + tlog(sum);
   *lse_out = (float)lse;
   *loss = (float)(lse - (double)x[t]);
@@ -97,16 +97,14 @@ static void ce_row(float* x, int V, int t, int ignore, int grad, float* loss, fl
   j = 0;
   for (; j + 4 <= V; j += 4) {
     v128_t z = wasm_f32x4_sub(wasm_v128_load(x + j), lv);
-    wasm_v128_store(x + j, wasm_v128_and(texp4(z), wasm_f32x4_ge(z, cut)));
+    wasm_v128_store(x + j, wasm_v128_and(exp4(z), wasm_f32x4_ge(z, cut)));
   }
   for (; j < V; j++) {
     float z = x[j] - l;
-    x[j] = z < TRAIN_CE_CUTOFF ? 0.0f : wasm_f32x4_extract_lane(texp4(wasm_f32x4_splat(z)), 0);
+    x[j] = z < TRAIN_CE_CUTOFF ? 0.0f : wasm_f32x4_extract_lane(exp4(wasm_f32x4_splat(z)), 0);
   }
   x[t] -= 1.0f;
 }
-
-#define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
 
 void qk_train_ce_run(int32_t* job) {
   float* x = PTR(float*, job[TC_X]);

@@ -5,11 +5,10 @@
 // overflows. Work items: chunks of 4096 elements.
 #include "train.h"
 
-#define PTR(T, v) ((T)(uintptr_t)(uint32_t)(v))
 #define CHUNK 4096
 
 static inline v128_t sigmoid4(v128_t a) {
-  v128_t e = texp4(wasm_f32x4_neg(wasm_f32x4_abs(a)));
+  v128_t e = exp4(wasm_f32x4_neg(wasm_f32x4_abs(a)));
   v128_t one = wasm_f32x4_splat(1.0f);
   v128_t inv = wasm_f32x4_div(one, wasm_f32x4_add(one, e));
   return wasm_v128_bitselect(inv, wasm_f32x4_mul(e, inv), wasm_f32x4_ge(a, wasm_f32x4_splat(0.0f)));
