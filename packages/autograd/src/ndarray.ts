@@ -5,6 +5,7 @@ import {
   type NdArrayInput,
   describeNdarray,
   gatherNdarray,
+  isNdarrayView,
   isRowMajor,
 } from "@int21/quant-kernels";
 import ndarray from "ndarray";
@@ -37,17 +38,7 @@ export interface FromNdarrayOptions extends TensorOptions {
  */
 export function fromNdarray(a: NdArrayInput, opts: FromNdarrayOptions = {}): Tensor {
   const what = `autograd: fromNdarray${opts.name ? ` '${opts.name}'` : ""}`;
-  if (
-    a === null ||
-    typeof a !== "object" ||
-    !Array.isArray(a.shape) ||
-    !Array.isArray(a.stride) ||
-    a.shape.length !== a.stride.length ||
-    !Number.isSafeInteger(a.offset) ||
-    a.data === null ||
-    typeof a.data !== "object"
-  )
-    throw new Error(`${what}: expected an ndarray view (data, shape, stride, offset)`);
+  if (!isNdarrayView(a)) throw new Error(`${what}: expected an ndarray view (data, shape, stride, offset)`);
   const { shape, stride, offset } = a;
   let lo = offset;
   let hi = offset;

@@ -129,6 +129,7 @@ export {
   type NdKernelOptions,
   describeNdarray,
   gatherNdarray,
+  isNdarrayView,
   isRowMajor,
   ndDequantize,
   ndLinear,

@@ -49,17 +49,25 @@ export function describeNdarray(a: NdArrayInput): string {
   return `shape [${a.shape.join(", ")}], strides [${a.stride.join(", ")}], offset ${a.offset}, ${kind} data`;
 }
 
+/**
+ * Whether `a` has the fields of an ndarray view: an object with `data` (an object), `shape` and `stride`
+ * arrays of one length, and an integer `offset` (the entries themselves are not checked).
+ */
+export function isNdarrayView(a: unknown): a is NdArrayInput {
+  if (a === null || typeof a !== "object") return false;
+  const v = a as Partial<NdArrayInput>;
+  return (
+    Array.isArray(v.shape) &&
+    Array.isArray(v.stride) &&
+    v.shape.length === v.stride.length &&
+    Number.isSafeInteger(v.offset) &&
+    v.data !== null &&
+    typeof v.data === "object"
+  );
+}
+
 function checkView(who: string, name: string, a: NdArrayInput): void {
-  if (
-    a === null ||
-    typeof a !== "object" ||
-    !Array.isArray(a.shape) ||
-    !Array.isArray(a.stride) ||
-    a.shape.length !== a.stride.length ||
-    !Number.isSafeInteger(a.offset) ||
-    a.data === null ||
-    typeof a.data !== "object"
-  ) {
+  if (!isNdarrayView(a)) {
     throw new Error(
       `quant-kernels: ${who}: ${name} must be an ndarray view (data, shape, stride, offset), got ${a === null ? "null" : typeof a}`,
     );
