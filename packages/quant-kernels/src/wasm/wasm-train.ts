@@ -245,6 +245,28 @@ function writeShape(i32: Int32Array, f32: Float32Array, base: number, s: TrainAt
   i32[base + TA_CAUSAL] = s.causal ? 1 : 0;
 }
 
+/** Element counts of the attention operands: queries and outputs, keys and values, row statistics. */
+function attentionSizes(sh: TrainAttentionShape): { nq: number; nk: number; ns: number } {
+  return { nq: sh.B * sh.T * sh.H * sh.hs, nk: sh.B * sh.S * sh.Hkv * sh.hs, ns: sh.B * sh.H * sh.T * 2 };
+}
+
+/**
+ * Runs attention job `op` over shape `sh` with operand byte address `addrs[i]` in job slot `slots[i]`, on
+ * every thread when the work reaches {@link TRAIN_ATTN_PARALLEL}.
+ */
+function runAttention(
+  rt: WasmRuntime,
+  op: number,
+  sh: TrainAttentionShape,
+  slots: readonly number[],
+  addrs: readonly number[],
+): void {
+  const { i32, f32, base } = rt.jobSlots(op);
+  writeShape(i32, f32, base, sh);
+  for (let i = 0; i < slots.length; i++) i32[base + slots[i]] = addrs[i];
+  rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
+}
+
 /** Operands of one call: arrays already in wasm memory are used in place, the others copied through the arena. */
 class Io {
   constructor(
@@ -329,9 +351,7 @@ export function registerTrainKernels(
     },
     attentionForward(sh, q, k, v, out, stats) {
       rt.check("attentionForward");
-      const nq = sh.B * sh.T * sh.H * sh.hs;
-      const nk = sh.B * sh.S * sh.Hkv * sh.hs;
-      const ns = sh.B * sh.H * sh.T * 2;
+      const { nq, nk, ns } = attentionSizes(sh);
       checkAttention(sh, { q: [q, nq], k: [k, nk], v: [v, nk], out: [out, nq], stats: [stats, ns] });
       const io = new Io(rt, [q, k, v, out, stats], TA_BM * 2 * sh.S + 64);
       const a = [
@@ -341,22 +361,13 @@ export function registerTrainKernels(
         io.put(out, nq, false),
         io.put(stats, ns, false),
       ];
-      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_ATTN_FWD);
-      writeShape(i32, f32, base, sh);
-      i32[base + TA_Q] = a[0];
-      i32[base + TA_K] = a[1];
-      i32[base + TA_V] = a[2];
-      i32[base + TA_OUT] = a[3];
-      i32[base + TA_STATS] = a[4];
-      rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
+      runAttention(rt, OP_TRAIN_ATTN_FWD, sh, [TA_Q, TA_K, TA_V, TA_OUT, TA_STATS], a);
       io.get(out, a[3], nq);
       io.get(stats, a[4], ns);
     },
     attentionBackward(sh, q, k, v, stats, dout, dq, dk, dv) {
       rt.check("attentionBackward");
-      const nq = sh.B * sh.T * sh.H * sh.hs;
-      const nk = sh.B * sh.S * sh.Hkv * sh.hs;
-      const ns = sh.B * sh.H * sh.T * 2;
+      const { nq, nk, ns } = attentionSizes(sh);
       checkAttention(sh, {
         q: [q, nq],
         k: [k, nk],
@@ -378,17 +389,7 @@ export function registerTrainKernels(
         dk ? io.put(dk, nk, true) : 0,
         dv ? io.put(dv, nk, true) : 0,
       ];
-      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_ATTN_BWD);
-      writeShape(i32, f32, base, sh);
-      i32[base + TA_Q] = a[0];
-      i32[base + TA_K] = a[1];
-      i32[base + TA_V] = a[2];
-      i32[base + TA_STATS] = a[3];
-      i32[base + TA_DOUT] = a[4];
-      i32[base + TA_DQ] = a[5];
-      i32[base + TA_DK] = a[6];
-      i32[base + TA_DV] = a[7];
-      rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
+      runAttention(rt, OP_TRAIN_ATTN_BWD, sh, [TA_Q, TA_K, TA_V, TA_STATS, TA_DOUT, TA_DQ, TA_DK, TA_DV], a);
       if (dq) io.get(dq, a[5], nq);
       if (dk) io.get(dk, a[6], nk);
       if (dv) io.get(dv, a[7], nk);
