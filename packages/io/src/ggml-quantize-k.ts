@@ -78,6 +78,23 @@ function checkSizes(name: string, src: Float32Array, out: Uint8Array, block: num
 }
 
 /**
+ * Checks the sizes and values ({@link checkSizes}), then quantizes every block: `quantizeBlock(src, out, x,
+ * o, b)` writes block `b` of `block` values at `src[x]` to the `bytes` bytes at `out[o]`. Returns `out`.
+ */
+function quantizeBlocks(
+  name: string,
+  src: Float32Array,
+  out: Uint8Array,
+  block: number,
+  bytes: number,
+  quantizeBlock: (src: Float32Array, out: Uint8Array, x: number, o: number, b: number) => void,
+): Uint8Array {
+  const blocks = checkSizes(name, src, out, block, bytes);
+  for (let b = 0; b < blocks; b++) quantizeBlock(src, out, b * block, b * bytes, b);
+  return out;
+}
+
+/**
  * Packs 32 five-bit codes `L[0, 32)` as Q5_0 / Q5_1 do: bit 4 of weight j in bit j of the u32 `qh` at byte
  * `o`, the low nibbles in the 16 bytes after it (weight j low, j + 16 high).
  */
@@ -100,17 +117,16 @@ function pack5(L: Uint8Array, out: Uint8Array, o: number): void {
  * of weight j in bit j of `qh`.
  */
 export function quantizeQ5_0(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q5_0", src, out, 32, 22);
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 32;
-    const o = b * 22;
-    const d = div(signedAbsMax(src, x, 32), -16);
-    putHalf("Q5_0", "scale", out, o, d, b);
-    const id = d !== 0 ? div(1, d) : 0;
-    for (let j = 0; j < 32; j++) codes[j] = Math.min(31, Math.trunc(add(mul(src[x + j], id), 16.5)));
-    pack5(codes, out, o + 2);
-  }
-  return out;
+  return quantizeBlocks("Q5_0", src, out, 32, 22, blockQ5_0);
+}
+
+/** Block `b` of {@link quantizeQ5_0}: the 32 values at `src[x]` into the 22 bytes at `out[o]`. */
+function blockQ5_0(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
+  const d = div(signedAbsMax(src, x, 32), -16);
+  putHalf("Q5_0", "scale", out, o, d, b);
+  const id = d !== 0 ? div(1, d) : 0;
+  for (let j = 0; j < 32; j++) codes[j] = Math.min(31, Math.trunc(add(mul(src[x + j], id), 16.5)));
+  pack5(codes, out, o + 2);
 }
 
 /**
@@ -118,19 +134,18 @@ export function quantizeQ5_0(src: Float32Array, out: Uint8Array): Uint8Array {
  * `q = trunc((x − m) / d + 0.5)` (5 bits kept, as ggml), packed as Q5_0; `x ≈ d·q + m`.
  */
 export function quantizeQ5_1(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q5_1", src, out, 32, 24);
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 32;
-    const o = b * 24;
-    const min = blockMin(src, x, 32);
-    const d = div(sub(blockMax(src, x, 32), min), 31);
-    putHalf("Q5_1", "scale", out, o, d, b);
-    putHalf("Q5_1", "minimum", out, o + 2, min, b);
-    const id = d !== 0 ? div(1, d) : 0;
-    for (let j = 0; j < 32; j++) codes[j] = Math.trunc(add(mul(sub(src[x + j], min), id), 0.5));
-    pack5(codes, out, o + 4);
-  }
-  return out;
+  return quantizeBlocks("Q5_1", src, out, 32, 24, blockQ5_1);
+}
+
+/** Block `b` of {@link quantizeQ5_1}: the 32 values at `src[x]` into the 24 bytes at `out[o]`. */
+function blockQ5_1(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
+  const min = blockMin(src, x, 32);
+  const d = div(sub(blockMax(src, x, 32), min), 31);
+  putHalf("Q5_1", "scale", out, o, d, b);
+  putHalf("Q5_1", "minimum", out, o + 2, min, b);
+  const id = d !== 0 ? div(1, d) : 0;
+  for (let j = 0; j < 32; j++) codes[j] = Math.trunc(add(mul(sub(src[x + j], min), id), 0.5));
+  pack5(codes, out, o + 4);
 }
 
 // ---- k-quant scale searches ----
@@ -408,42 +423,41 @@ function pack2(L: Uint8Array, out: Uint8Array, o: number): void {
  * `dmin = maxMin / 15`; codes are then re-rounded against the stored scales.
  */
 export function quantizeQ2_K(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q2_K", src, out, 256, 84);
+  return quantizeBlocks("Q2_K", src, out, 256, 84, blockQ2_K);
+}
+
+/** Block `b` of {@link quantizeQ2_K}: the 256 values at `src[x]` into the 84 bytes at `out[o]`. */
+function blockQ2_K(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
   const L = codes;
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 256;
-    const o = b * 84;
-    let maxScale = 0;
-    let maxMin = 0;
-    for (let j = 0; j < 16; j++) {
-      for (let l = 0; l < 16; l++) weights[l] = Math.abs(src[x + 16 * j + l]);
-      subScales[j] = searchScaleMin(16, 3, src, x + 16 * j, weights, L, 16 * j, aux, -0.5, fr(0.1), 15, true);
-      subMins[j] = minOut[0];
-      if (subScales[j] > maxScale) maxScale = subScales[j];
-      if (subMins[j] > maxMin) maxMin = subMins[j];
-    }
-    let d = 0;
-    let dmin = 0;
-    if (maxScale > 0) {
-      const iscale = div(15, maxScale);
-      for (let j = 0; j < 16; j++) out[o + j] = nearestInt(mul(iscale, subScales[j])) & 255;
-      d = putHalf("Q2_K", "scale", out, o + 80, div(maxScale, 15), b);
-    } else {
-      for (let j = 0; j < 16; j++) out[o + j] = 0;
-      putBits(out, o + 80, 0);
-    }
-    if (maxMin > 0) {
-      const iscale = div(15, maxMin);
-      for (let j = 0; j < 16; j++) out[o + j] |= (nearestInt(mul(iscale, subMins[j])) << 4) & 255;
-      dmin = putHalf("Q2_K", "minimum", out, o + 82, div(maxMin, 15), b);
-    } else {
-      putBits(out, o + 82, 0);
-    }
-    for (let j = 0; j < 16; j++)
-      reround(src, x + 16 * j, 16, mul(d, out[o + j] & 15), mul(dmin, out[o + j] >> 4), 0, 3, 16 * j);
-    pack2(L, out, o + 16);
+  let maxScale = 0;
+  let maxMin = 0;
+  for (let j = 0; j < 16; j++) {
+    for (let l = 0; l < 16; l++) weights[l] = Math.abs(src[x + 16 * j + l]);
+    subScales[j] = searchScaleMin(16, 3, src, x + 16 * j, weights, L, 16 * j, aux, -0.5, fr(0.1), 15, true);
+    subMins[j] = minOut[0];
+    if (subScales[j] > maxScale) maxScale = subScales[j];
+    if (subMins[j] > maxMin) maxMin = subMins[j];
   }
-  return out;
+  let d = 0;
+  let dmin = 0;
+  if (maxScale > 0) {
+    const iscale = div(15, maxScale);
+    for (let j = 0; j < 16; j++) out[o + j] = nearestInt(mul(iscale, subScales[j])) & 255;
+    d = putHalf("Q2_K", "scale", out, o + 80, div(maxScale, 15), b);
+  } else {
+    for (let j = 0; j < 16; j++) out[o + j] = 0;
+    putBits(out, o + 80, 0);
+  }
+  if (maxMin > 0) {
+    const iscale = div(15, maxMin);
+    for (let j = 0; j < 16; j++) out[o + j] |= (nearestInt(mul(iscale, subMins[j])) << 4) & 255;
+    dmin = putHalf("Q2_K", "minimum", out, o + 82, div(maxMin, 15), b);
+  } else {
+    putBits(out, o + 82, 0);
+  }
+  for (let j = 0; j < 16; j++)
+    reround(src, x + 16 * j, 16, mul(d, out[o + j] & 15), mul(dmin, out[o + j] >> 4), 0, 3, 16 * j);
+  pack2(L, out, o + 16);
 }
 
 /**
@@ -453,47 +467,46 @@ export function quantizeQ2_K(src: Float32Array, out: Uint8Array): Uint8Array {
  * against the stored scales; bit 2 of each code goes to `hmask`.
  */
 export function quantizeQ3_K(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q3_K", src, out, 256, 110);
+  return quantizeBlocks("Q3_K", src, out, 256, 110, blockQ3_K);
+}
+
+/** Block `b` of {@link quantizeQ3_K}: the 256 values at `src[x]` into the 110 bytes at `out[o]`. */
+function blockQ3_K(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
   const L = codes;
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 256;
-    const o = b * 110;
-    for (let j = 0; j < 16; j++) subScales[j] = searchScaleQ3(16, 4, src, x + 16 * j, L, 16 * j);
-    const maxScale = signedAbsMax(subScales, 0, 16);
-    const sc = o + 96;
-    out.fill(0, sc, sc + 12);
-    let d = 0;
-    if (maxScale !== 0) {
-      const iscale = div(-32, maxScale);
-      for (let j = 0; j < 16; j++) {
-        const l = clamp((nearestInt(mul(iscale, subScales[j])) << 24) >> 24, -32, 31) + 32;
-        if (j < 8) out[sc + j] = l & 15;
-        else out[sc + j - 8] |= (l & 15) << 4;
-        out[sc + 8 + (j % 4)] |= (l >> 4) << (2 * (j >> 2));
-      }
-      d = putHalf("Q3_K", "scale", out, o + 108, div(1, iscale), b);
-    } else {
-      putBits(out, o + 108, 0);
-    }
+  for (let j = 0; j < 16; j++) subScales[j] = searchScaleQ3(16, 4, src, x + 16 * j, L, 16 * j);
+  const maxScale = signedAbsMax(subScales, 0, 16);
+  const sc = o + 96;
+  out.fill(0, sc, sc + 12);
+  let d = 0;
+  if (maxScale !== 0) {
+    const iscale = div(-32, maxScale);
     for (let j = 0; j < 16; j++) {
-      const low = j < 8 ? out[sc + j] & 15 : out[sc + j - 8] >> 4;
-      const s = (low | (((out[sc + 8 + (j % 4)] >> (2 * (j >> 2))) & 3) << 4)) - 32;
-      reround(src, x + 16 * j, 16, mul(d, s), 0, -4, 3, 16 * j);
+      const l = clamp((nearestInt(mul(iscale, subScales[j])) << 24) >> 24, -32, 31) + 32;
+      if (j < 8) out[sc + j] = l & 15;
+      else out[sc + j - 8] |= (l & 15) << 4;
+      out[sc + 8 + (j % 4)] |= (l >> 4) << (2 * (j >> 2));
     }
-    out.fill(0, o, o + 32);
-    for (let j = 0, m = 0, hm = 1; j < 256; j++) {
-      if (L[j] > 3) {
-        out[o + m] |= hm;
-        L[j] -= 4;
-      }
-      if (++m === 32) {
-        m = 0;
-        hm <<= 1;
-      }
-    }
-    pack2(L, out, o + 32);
+    d = putHalf("Q3_K", "scale", out, o + 108, div(1, iscale), b);
+  } else {
+    putBits(out, o + 108, 0);
   }
-  return out;
+  for (let j = 0; j < 16; j++) {
+    const low = j < 8 ? out[sc + j] & 15 : out[sc + j - 8] >> 4;
+    const s = (low | (((out[sc + 8 + (j % 4)] >> (2 * (j >> 2))) & 3) << 4)) - 32;
+    reround(src, x + 16 * j, 16, mul(d, s), 0, -4, 3, 16 * j);
+  }
+  out.fill(0, o, o + 32);
+  for (let j = 0, m = 0, hm = 1; j < 256; j++) {
+    if (L[j] > 3) {
+      out[o + m] |= hm;
+      L[j] -= 4;
+    }
+    if (++m === 32) {
+      m = 0;
+      hm <<= 1;
+    }
+  }
+  pack2(L, out, o + 32);
 }
 
 /**
@@ -569,14 +582,14 @@ function quantizeK4Scales(
  * 4-bit codes; byte `32c + l` of `qs` holds weight `64c + l` (low nibble) and `64c + 32 + l` (high).
  */
 export function quantizeQ4_K(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q4_K", src, out, 256, 144);
-  for (let b = 0; b < blocks; b++) {
-    const o = b * 144;
-    quantizeK4Scales("Q4_K", src, b * 256, out, o, 15, -1, 20, b);
-    for (let j = 0; j < 256; j += 64)
-      for (let l = 0; l < 32; l++) out[o + 16 + j / 2 + l] = codes[j + l] | (codes[j + l + 32] << 4);
-  }
-  return out;
+  return quantizeBlocks("Q4_K", src, out, 256, 144, blockQ4_K);
+}
+
+/** Block `b` of {@link quantizeQ4_K}: the 256 values at `src[x]` into the 144 bytes at `out[o]`. */
+function blockQ4_K(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
+  quantizeK4Scales("Q4_K", src, x, out, o, 15, -1, 20, b);
+  for (let j = 0; j < 256; j += 64)
+    for (let l = 0; l < 32; l++) out[o + 16 + j / 2 + l] = codes[j + l] | (codes[j + l + 32] << 4);
 }
 
 /**
@@ -585,28 +598,28 @@ export function quantizeQ4_K(src: Float32Array, out: Uint8Array): Uint8Array {
  * is bit `2c + u` of `qh[l]`.
  */
 export function quantizeQ5_K(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q5_K", src, out, 256, 176);
-  for (let b = 0; b < blocks; b++) {
-    const o = b * 176;
-    quantizeK4Scales("Q5_K", src, b * 256, out, o, 31, -0.5, 15, b);
-    out.fill(0, o + 16, o + 48);
-    for (let n = 0, m1 = 1, m2 = 2; n < 256; n += 64, m1 <<= 2, m2 <<= 2) {
-      for (let j = 0; j < 32; j++) {
-        let l1 = codes[n + j];
-        if (l1 > 15) {
-          l1 -= 16;
-          out[o + 16 + j] |= m1;
-        }
-        let l2 = codes[n + j + 32];
-        if (l2 > 15) {
-          l2 -= 16;
-          out[o + 16 + j] |= m2;
-        }
-        out[o + 48 + n / 2 + j] = l1 | (l2 << 4);
+  return quantizeBlocks("Q5_K", src, out, 256, 176, blockQ5_K);
+}
+
+/** Block `b` of {@link quantizeQ5_K}: the 256 values at `src[x]` into the 176 bytes at `out[o]`. */
+function blockQ5_K(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
+  quantizeK4Scales("Q5_K", src, x, out, o, 31, -0.5, 15, b);
+  out.fill(0, o + 16, o + 48);
+  for (let n = 0, m1 = 1, m2 = 2; n < 256; n += 64, m1 <<= 2, m2 <<= 2) {
+    for (let j = 0; j < 32; j++) {
+      let l1 = codes[n + j];
+      if (l1 > 15) {
+        l1 -= 16;
+        out[o + 16 + j] |= m1;
       }
+      let l2 = codes[n + j + 32];
+      if (l2 > 15) {
+        l2 -= 16;
+        out[o + 16 + j] |= m2;
+      }
+      out[o + 48 + n / 2 + j] = l1 | (l2 << 4);
     }
   }
-  return out;
 }
 
 /**
@@ -615,38 +628,36 @@ export function quantizeQ5_K(src: Float32Array, out: Uint8Array): Uint8Array {
  * `d = −maxScale / 128`; codes re-rounded against the stored scales. An all-zero super-block is all zero bytes.
  */
 export function quantizeQ6_K(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("Q6_K", src, out, 256, 210);
+  return quantizeBlocks("Q6_K", src, out, 256, 210, blockQ6_K);
+}
+
+/** Block `b` of {@link quantizeQ6_K}: the 256 values at `src[x]` into the 210 bytes at `out[o]`. */
+function blockQ6_K(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
   const L = codes;
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 256;
-    const o = b * 210;
-    for (let j = 0; j < 16; j++) subScales[j] = searchScaleSigned(16, 32, src, x + 16 * j, L, 16 * j);
-    const maxScale = signedAbsMax(subScales, 0, 16);
-    if (Math.abs(maxScale) < GROUP_MAX_EPS) {
-      out.fill(0, o, o + 210);
-      continue;
-    }
-    const iscale = div(-128, maxScale);
-    const d = putHalf("Q6_K", "scale", out, o + 208, div(1, iscale), b);
-    for (let j = 0; j < 16; j++)
-      out[o + 192 + j] = Math.min(127, nearestInt(mul(iscale, subScales[j]))) & 255;
-    for (let j = 0; j < 16; j++)
-      reround(src, x + 16 * j, 16, mul(d, (out[o + 192 + j] << 24) >> 24), 0, -32, 31, 16 * j);
-    for (let j = 0; j < 256; j += 128) {
-      const ql = o + j / 2;
-      const qh = o + 128 + j / 4;
-      for (let l = 0; l < 32; l++) {
-        const a = L[j + l];
-        const c = L[j + l + 32];
-        const e = L[j + l + 64];
-        const g = L[j + l + 96];
-        out[ql + l] = (a & 15) | ((e & 15) << 4);
-        out[ql + l + 32] = (c & 15) | ((g & 15) << 4);
-        out[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
-      }
+  for (let j = 0; j < 16; j++) subScales[j] = searchScaleSigned(16, 32, src, x + 16 * j, L, 16 * j);
+  const maxScale = signedAbsMax(subScales, 0, 16);
+  if (Math.abs(maxScale) < GROUP_MAX_EPS) {
+    out.fill(0, o, o + 210);
+    return;
+  }
+  const iscale = div(-128, maxScale);
+  const d = putHalf("Q6_K", "scale", out, o + 208, div(1, iscale), b);
+  for (let j = 0; j < 16; j++) out[o + 192 + j] = Math.min(127, nearestInt(mul(iscale, subScales[j]))) & 255;
+  for (let j = 0; j < 16; j++)
+    reround(src, x + 16 * j, 16, mul(d, (out[o + 192 + j] << 24) >> 24), 0, -32, 31, 16 * j);
+  for (let j = 0; j < 256; j += 128) {
+    const ql = o + j / 2;
+    const qh = o + 128 + j / 4;
+    for (let l = 0; l < 32; l++) {
+      const a = L[j + l];
+      const c = L[j + l + 32];
+      const e = L[j + l + 64];
+      const g = L[j + l + 96];
+      out[ql + l] = (a & 15) | ((e & 15) << 4);
+      out[ql + l + 32] = (c & 15) | ((g & 15) << 4);
+      out[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
     }
   }
-  return out;
 }
 
 // ---- IQ4_NL / IQ4_XS ----
@@ -726,18 +737,17 @@ function pack4(L: Uint8Array, lo: number, out: Uint8Array, o: number): void {
  * is the level nearest to `x / d`.
  */
 export function quantizeIQ4_NL(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("IQ4_NL", src, out, 32, 18);
+  return quantizeBlocks("IQ4_NL", src, out, 32, 18, blockIQ4_NL);
+}
+
+/** Block `b` of {@link quantizeIQ4_NL}: the 32 values at `src[x]` into the 18 bytes at `out[o]`. */
+function blockIQ4_NL(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
   const L = codes;
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 32;
-    const o = b * 18;
-    const d = iq4BlockScale(src, x, L, 0);
-    putHalf("IQ4_NL", "scale", out, o, d, b);
-    const id = d !== 0 ? div(1, d) : 0;
-    for (let j = 0; j < 32; j++) L[j] = nearestLevel(mul(id, src[x + j]));
-    pack4(L, 0, out, o + 2);
-  }
-  return out;
+  const d = iq4BlockScale(src, x, L, 0);
+  putHalf("IQ4_NL", "scale", out, o, d, b);
+  const id = d !== 0 ? div(1, d) : 0;
+  for (let j = 0; j < 32; j++) L[j] = nearestLevel(mul(id, src[x + j]));
+  pack4(L, 0, out, o + 2);
 }
 
 /**
@@ -746,29 +756,28 @@ export function quantizeIQ4_NL(src: Float32Array, out: Uint8Array): Uint8Array {
  * `d = −maxScale / 32`, and each code is the level nearest to `x / (d·l)`.
  */
 export function quantizeIQ4_XS(src: Float32Array, out: Uint8Array): Uint8Array {
-  const blocks = checkSizes("IQ4_XS", src, out, 256, 136);
+  return quantizeBlocks("IQ4_XS", src, out, 256, 136, blockIQ4_XS);
+}
+
+/** Block `b` of {@link quantizeIQ4_XS}: the 256 values at `src[x]` into the 136 bytes at `out[o]`. */
+function blockIQ4_XS(src: Float32Array, out: Uint8Array, x: number, o: number, b: number): void {
   const L = codes;
-  for (let b = 0; b < blocks; b++) {
-    const x = b * 256;
-    const o = b * 136;
-    for (let ib = 0; ib < 8; ib++) subScales[ib] = iq4BlockScale(src, x + 32 * ib, L, 32 * ib);
-    const d = fr(-signedAbsMax(subScales, 0, 8) / 32);
-    putHalf("IQ4_XS", "scale", out, o, d, b);
-    const id = d !== 0 ? div(1, d) : 0;
-    let sh = 0;
-    for (let ib = 0; ib < 8; ib++) {
-      let l = clamp(nearestInt(mul(id, subScales[ib])), -32, 31);
-      const dl = mul(d, l);
-      const idl = dl !== 0 ? div(1, dl) : 0;
-      for (let j = 0; j < 32; j++) L[32 * ib + j] = nearestLevel(mul(idl, src[x + 32 * ib + j]));
-      l += 32;
-      if (ib % 2 === 0) out[o + 4 + (ib >> 1)] = l & 15;
-      else out[o + 4 + (ib >> 1)] |= (l & 15) << 4;
-      sh |= (l >> 4) << (2 * ib);
-    }
-    out[o + 2] = sh & 255;
-    out[o + 3] = sh >> 8;
-    for (let ib = 0; ib < 8; ib++) pack4(L, 32 * ib, out, o + 8 + 16 * ib);
+  for (let ib = 0; ib < 8; ib++) subScales[ib] = iq4BlockScale(src, x + 32 * ib, L, 32 * ib);
+  const d = fr(-signedAbsMax(subScales, 0, 8) / 32);
+  putHalf("IQ4_XS", "scale", out, o, d, b);
+  const id = d !== 0 ? div(1, d) : 0;
+  let sh = 0;
+  for (let ib = 0; ib < 8; ib++) {
+    let l = clamp(nearestInt(mul(id, subScales[ib])), -32, 31);
+    const dl = mul(d, l);
+    const idl = dl !== 0 ? div(1, dl) : 0;
+    for (let j = 0; j < 32; j++) L[32 * ib + j] = nearestLevel(mul(idl, src[x + 32 * ib + j]));
+    l += 32;
+    if (ib % 2 === 0) out[o + 4 + (ib >> 1)] = l & 15;
+    else out[o + 4 + (ib >> 1)] |= (l & 15) << 4;
+    sh |= (l >> 4) << (2 * ib);
   }
-  return out;
+  out[o + 2] = sh & 255;
+  out[o + 3] = sh >> 8;
+  for (let ib = 0; ib < 8; ib++) pack4(L, 32 * ib, out, o + 8 + 16 * ib);
 }
