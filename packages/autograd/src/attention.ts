@@ -1,5 +1,5 @@
 // LLaMA attention pieces: fused causal grouped-query attention and rotary position embedding (RoPE).
-import { type Backend, trainKernels } from "@int21/quant-kernels";
+import { type Backend, type TrainAttentionShape, trainKernels } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
 import { scratch } from "./memory";
@@ -18,16 +18,8 @@ export interface AttentionOptions {
   scale?: number;
 }
 
-interface AttnPlan {
-  B: number;
-  T: number;
-  S: number;
-  H: number;
-  Hkv: number;
-  hs: number;
-  causal: boolean;
-  scale: number;
-}
+/** The shape of one attention call: the wasm training kernels' {@link TrainAttentionShape}. */
+type AttnPlan = TrainAttentionShape;
 
 /**
  * P = softmax(scale · Q_h K_hᵀ + mask) for one (b, h), written into `P[0 .. T·S)`, with each row's max
