@@ -59,7 +59,16 @@ describe("addLrecAdapter", () => {
     const { model } = addLrecAdapter(s, { r: 2, alpha: 8 });
     expect(model.adapters("lrec")).toHaveLength(7 * teacher.config.nLayers);
     for (const L of s.layers) expect(L.w2).toBeInstanceOf(LoRALinear);
-    expect(logits(s, [1, 403, 407, 261, 378])).toEqual(before);
+    // B = 0 adds nothing. Not bit for bit: a plain packed layer's one-row products run the decode matvec
+    // (activations rounded to int16 per weight group), a LoRA-wrapped one its base's float qmatmul.
+    const after = logits(s, [1, 403, 407, 261, 378]);
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < before.length; i++) {
+      worst = Math.max(worst, Math.abs(after[i] - before[i]));
+      scale = Math.max(scale, Math.abs(before[i]));
+    }
+    expect(worst).toBeLessThan(1e-5 * scale);
     expect(LREC_TARGETS).toHaveLength(7);
   });
 
