@@ -93,7 +93,15 @@ const CONFIGS: Config[] = [
   { name: "int4-r8-svd", bits: 4, r: 8, init: "svd", steps: STEPS },
   { name: "int4-r8-chol-scales", bits: 4, r: 8, init: "chol", scales: true, steps: STEPS },
   { name: "int4-r8-chol-loftq-scales10", bits: 4, r: 8, init: "chol", loftq: 3, scales: 10, steps: STEPS },
-  { name: "int4-r8-chol-loftq-scales10-300", bits: 4, r: 8, init: "chol", loftq: 3, scales: 10, steps: 2 * STEPS },
+  {
+    name: "int4-r8-chol-loftq-scales10-300",
+    bits: 4,
+    r: 8,
+    init: "chol",
+    loftq: 3,
+    scales: 10,
+    steps: 2 * STEPS,
+  },
 ];
 const wanted = process.env.INT21_LREC_CONFIGS?.split(",").map((s) => s.trim());
 // in the order asked for
