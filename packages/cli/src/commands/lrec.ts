@@ -187,8 +187,27 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
         } catch {
           tok = await openTokenizer(student.path, c.vocabSize, o.tokenizer);
         }
+        // BOS as the tokenizer's own rule says (HF add_bos_token / post-processor, GGUF add_bos_token,
+        // llama2.c always), as eval and generate do
+        const bos = tok.addBos ?? true;
         const encode = (file: string) =>
-          tok.encode(readFileSync(file, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos: true });
+          tok.encode(readFileSync(file, "utf8").replace(/<\|endoftext\|>/g, "\n"), { bos });
+        // Trained scales need affine group scales; a ggml block or codebook format keeps its own inside.
+        const fixedScales = student.weights.layers
+          .flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3])
+          .map(
+            (l) =>
+              ((l as { base?: unknown }).base ?? l) as { q?: { format: { name: string; decode?: string } } },
+          )
+          .map((l) => l.q?.format)
+          .find((f) => f !== undefined && (f.decode ?? "affine") !== "affine");
+        if (o.trainScales && fixedScales !== undefined) {
+          o.trainScales = false;
+          if (!o.quiet)
+            io.stderr.write(
+              `note: the student's ${fixedScales.name} projections keep their scales inside their blocks (decode "${fixedScales.decode}"): training the adapter only (--no-train-scales)\n`,
+            );
+        }
         const all = encode(o.data);
         let train: number[];
         let held: number[];

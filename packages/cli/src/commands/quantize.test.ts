@@ -392,7 +392,7 @@ describe("int21 quantize --format q2_k --method gptq → lrec → export gguf (t
       "32",
       "--batch",
       "1",
-      "--no-train-scales",
+      // no --no-train-scales: a Q2_K student's scales live in its blocks, so lrec trains the adapter only
       "--eval-tokens",
       "64",
       "-o",
