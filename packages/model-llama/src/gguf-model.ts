@@ -244,7 +244,6 @@ function shortestF32Decimal(x: number): number {
   return x;
 }
 
-/** llama.cpp's `general.file_type` (`LlamaFileType`) of a whole-model type. */
 /** llama.cpp's `llama_ftype` of a file whose projections are mostly one ggml type (k-quants: the `_M` mix). */
 const BLOCK_FILE_TYPES: Partial<Record<GgmlTypeName, number>> = {
   Q4_0: 2,
@@ -261,7 +260,14 @@ const BLOCK_FILE_TYPES: Partial<Record<GgmlTypeName, number>> = {
   IQ4_XS: 30,
 };
 
-const FILE_TYPES: Record<GgufModelType, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7 };
+/** llama.cpp's `general.file_type` (`LlamaFileType`) of a whole-model type. */
+const FILE_TYPES: Record<GgufModelType, number> = {
+  F32: 0,
+  F16: 1,
+  Q4_0: BLOCK_FILE_TYPES.Q4_0!,
+  Q4_1: BLOCK_FILE_TYPES.Q4_1!,
+  Q8_0: BLOCK_FILE_TYPES.Q8_0!,
+};
 
 /** The tensor types {@link saveGguf} writes the projections in. */
 export type GgufModelType = "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
