@@ -103,11 +103,13 @@ export {
 export {
   formatProgress,
   type LossInfo,
+  type LossTerms,
   lossChartSvg,
   type Progress,
   type StepResult,
   TRAINER_CHECKPOINT_FILE,
   Trainer,
+  trainerCheckpointInfo,
   type TrainerOptions,
   type TrainHistory,
   type TrainResult,

@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Adam, AdamW, crossEntropy, setBackend, tensor } from "@int21/autograd";
+import { Adam, AdamW, crossEntropy, scale, setBackend, tensor } from "@int21/autograd";
 import { createQuantLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Batch } from "./dataset";
-import { splitExamples, textDataset } from "./dataset";
+import { batchIndices, collate, splitExamples, textDataset } from "./dataset";
 import type { LoRALinear } from "./lora-linear";
 import { linearForward, loraParameters } from "./lora-op";
 import { LoRAModel } from "./lora-model";
@@ -19,6 +19,7 @@ import {
   TRAINER_CHECKPOINT_FILE,
   Trainer,
   type TrainerOptions,
+  trainerCheckpointInfo,
 } from "./trainer";
 
 const backend = createReferenceBackend();
@@ -311,5 +312,83 @@ describe("Trainer", () => {
     expect(await r.resume(dir)).toBe(true);
     expect(r.step).toBe(6);
     for (const p of again.optimizer.params) expect(p.toFloat32Array().every(Number.isFinite)).toBe(true);
+  });
+
+  it("takes a batch source, a loss with terms, a checkpoint file, extra state and a backend", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "int21-trainer-"));
+    dirs.push(dir);
+    const file = join(dir, "run.safetensors");
+    // a backend that counts its sgemm calls: every step and evaluation runs on it
+    let calls = 0;
+    const counting = new Proxy(backend, {
+      get: (t, k) => {
+        if (k === "sgemm") calls++;
+        return Reflect.get(t, k);
+      },
+    });
+    const make = (over: { until?: number } = {}) => {
+      const { model, loss } = bigram();
+      const seen: Progress[] = [];
+      const perStep: number[] = [];
+      const t = new Trainer<Batch>({
+        optimizer: new AdamW(loraParameters(model), { lr: 0.05 }),
+        loss: (b, info) => {
+          const l = loss(b, info);
+          return { loss: l, terms: { double: scale(l, 2), rows: b.batch } };
+        },
+        batches: (micro) =>
+          collate(
+            batchIndices(train.length, 2, 7, micro).map((i) => train[i]),
+            0,
+          ),
+        batchTokens: (b) => b.batch * b.seqLen,
+        steps: 6,
+        schedule: { lr: 0.05, warmupSteps: 2 },
+        checkpointFile: file,
+        checkpointEvery: 2,
+        extraState: { save: () => perStep, load: (x) => perStep.push(...(x as number[])) },
+        backend: counting,
+        name: "test: loop",
+        onProgress: (p) => {
+          seen.push(p);
+          perStep.push(p.step);
+        },
+        beforeMicroBatch: (m) => model.setDropoutStep(m),
+      });
+      return { t, seen, perStep, model, until: over.until };
+    };
+    const full = make();
+    const prev = setBackend(null);
+    try {
+      await full.t.run();
+    } finally {
+      setBackend(prev);
+    }
+    expect(calls).toBeGreaterThan(0);
+    const p = full.seen[5];
+    expect(p.terms?.double).toBeCloseTo(2 * p.loss, 5);
+    expect(p.terms?.rows).toBe(2);
+    expect(p.tokensPerSec).toBeGreaterThan(0);
+    const info = await trainerCheckpointInfo(file);
+    expect(info?.step).toBe(6);
+    expect(info?.extraState).toEqual([1, 2, 3, 4, 5, 6]);
+    // the identity has no example hashes or batch fields (the Trainer does not know the data)
+    expect(Object.keys(info?.identity ?? {})).not.toContain("trainExamples");
+    expect(Object.keys(info?.identity ?? {})).not.toContain("batchSize");
+    // killed after step 3 (checkpoint at 2), resumed: the same run, the extra state restored
+    const { rmSync: rm } = await import("node:fs");
+    rm(file);
+    const a = make();
+    await a.t.run({ until: 3 });
+    const b = make();
+    expect(await b.t.resume()).toBe(true);
+    expect(b.t.step).toBe(2);
+    expect(b.perStep).toEqual([1, 2]);
+    await b.t.run();
+    expect(b.perStep).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(b.t.history.train).toEqual(full.t.history.train);
+    expect(() => new Trainer({ ...options(), batches: () => ({}) as Batch })).toThrow(
+      /training examples or batches, not both/,
+    );
   });
 });

@@ -1,5 +1,7 @@
 // A model-agnostic training loop: deterministic batches, gradient accumulation, LR schedule, clipping,
-// periodic evaluation, progress (loss, tokens/s, ETA, memory), checkpoint save / resume.
+// periodic evaluation, progress (loss, tokens/s, ETA, memory), checkpoint save / resume. The loss is
+// the caller's (next-token cross-entropy for fine-tuning, KL to a teacher for LREC), and so may be the
+// batches (examples collated by the Trainer, or any per-step source).
 import {
   backward,
   clipGradNorm,
@@ -10,7 +12,9 @@ import {
   scale,
   type Tensor,
   tidy,
+  withBackend,
 } from "@int21/autograd";
+import type { Backend } from "@int21/quant-kernels";
 import { type Batch, batchIndices, collate, type Example } from "./dataset";
 import { lineChartSvg } from "./loss-chart";
 import {
@@ -34,6 +38,15 @@ export interface LossInfo {
   micro: number;
   /** True for training micro-batches (apply dropout), false for evaluation. */
   training: boolean;
+}
+
+/**
+ * What a loss function may return instead of a bare scalar: the loss that is back-propagated and named
+ * terms that are only reported (e.g. LREC's KL and cross-entropy parts), each a scalar tensor or a number.
+ */
+export interface LossTerms {
+  loss: Tensor;
+  terms?: Record<string, Tensor | number>;
 }
 
 /** One progress report, after each optimizer step. */
@@ -64,6 +77,8 @@ export interface Progress {
   skipped: boolean;
   /** Steps skipped so far in the run (including those before a resume). */
   skippedSteps: number;
+  /** The step's mean loss terms, when the loss returns {@link LossTerms} (measured also on a skipped step). */
+  terms?: Record<string, number>;
 }
 
 /** Loss curves: `[step, loss]` points (step counts from 1). */
@@ -74,16 +89,31 @@ export interface TrainHistory {
   skipped?: number[];
 }
 
-/** Options of {@link Trainer}. */
-export interface TrainerOptions {
+/** Options of {@link Trainer}; `B` is the batch type (collated {@link Batch}es of `train` by default). */
+export interface TrainerOptions<B = Batch> {
   /** An optimizer over the trainable tensors (autograd Adam / AdamW / SGD). */
   optimizer: Optimizer & { lr: number };
-  /** The mean loss of one batch, as a scalar tensor with a graph (it is back-propagated). */
-  loss: (batch: Batch, info: LossInfo) => Tensor;
-  /** Training examples. */
-  train: readonly Example[];
-  /** Held-out examples for evaluation. */
+  /**
+   * The mean loss of one batch, as a scalar tensor with a graph (it is back-propagated), or that
+   * tensor with named terms to report ({@link LossTerms}).
+   */
+  loss: (batch: B, info: LossInfo) => Tensor | LossTerms;
+  /** Training examples (batched by `seed`, `batchSize` and `padId`). Give these or `batches`. */
+  train?: readonly Example[];
+  /**
+   * Instead of `train`: the training micro-batch `micro` (over the whole run), a pure function of it so
+   * a resumed run sees the same batches. `batchSize`, `padId`, `seed` and the held-out set do not apply.
+   */
+  batches?: (micro: number) => B;
+  /** Input tokens of a batch from `batches`, for tokens/s. Default: its `inputTokens` field, else 0. */
+  batchTokens?: (batch: B) => number;
+  /** Held-out examples for evaluation (with `train` only). */
   heldOut?: readonly Example[];
+  /**
+   * The kernel backend of the loss's ops: each step and evaluation runs inside autograd's
+   * `withBackend(backend, …)`. Default: autograd's current backend.
+   */
+  backend?: Backend;
   /** Optimizer steps in the run. */
   steps: number;
   /** Examples per micro-batch. Default 1. */
@@ -100,9 +130,18 @@ export interface TrainerOptions {
   evalExamples?: number;
   /** Save a checkpoint into this directory every `checkpointEvery` steps and at the end. */
   checkpointDir?: string;
+  /** Instead of `checkpointDir/trainer-state.safetensors`: the checkpoint file itself. */
+  checkpointFile?: string;
   checkpointEvery?: number;
-  /** Called after a checkpoint is written (e.g. to save the adapter in PEFT format beside it). */
+  /** Called after a checkpoint is written (e.g. to save the adapter in PEFT format beside it); `dir` holds the file. */
   onCheckpoint?: (dir: string, step: number) => Promise<void> | void;
+  /**
+   * The caller's own state to keep in every checkpoint (JSON: e.g. a per-step history with its loss
+   * terms): `save` is called when a checkpoint is written, `load` with what it returned on {@link Trainer.resume}.
+   */
+  extraState?: { save: () => unknown; load: (saved: unknown) => void };
+  /** How errors and messages name the loop. Default `lora: Trainer`. */
+  name?: string;
   /** Seed of the batch order. Default 0. */
   seed?: number;
   /** Input id used to pad short examples. Default 0. */
@@ -151,6 +190,8 @@ export interface StepResult {
   tokens: number;
   /** True when the loss or the gradient was not finite: the gradients were zeroed and no update was made. */
   skipped: boolean;
+  /** Mean loss terms of the step's micro-batches, when the loss returns {@link LossTerms}. */
+  terms?: Record<string, number>;
 }
 
 /** Checkpoint file name inside `checkpointDir`. */
@@ -181,11 +222,41 @@ export function lossChartSvg(history: TrainHistory, title = "loss"): string {
   return lineChartSvg(title, series, { x: "step", y: "cross-entropy (nats/token)" });
 }
 
-function positiveInt(v: number | undefined, name: string, dflt: number): number {
+function positiveInt(v: number | undefined, name: string, dflt: number, who = "lora: Trainer"): number {
   const x = v ?? dflt;
   if (!Number.isSafeInteger(x) || x < 1)
-    throw new Error(`lora: Trainer: ${name} must be a positive integer, got ${String(v)}`);
+    throw new Error(`${who}: ${name} must be a positive integer, got ${String(v)}`);
   return x;
+}
+
+const itemOf = (v: Tensor | number): number => (typeof v === "number" ? v : v.item());
+
+/**
+ * The step and run identity a Trainer checkpoint file holds (not its tensors), or undefined when there
+ * is no file at `path`; throws when the file is not a Trainer checkpoint.
+ */
+export async function trainerCheckpointInfo(
+  path: string,
+): Promise<{ step: number; identity: RunIdentity; extraState?: unknown } | undefined> {
+  const { existsSync } = await import("node:fs");
+  if (!existsSync(path)) return undefined;
+  const { openSafetensors } = await import("@int21/io");
+  const f = await openSafetensors(path);
+  try {
+    if (f.metadata.format !== FORMAT) throw new Error(`${path} is not a trainer checkpoint`);
+    const meta = JSON.parse(f.metadata.trainer ?? "null") as {
+      step: number;
+      identity?: RunIdentity;
+      extra?: unknown;
+    };
+    return {
+      step: meta.step,
+      identity: meta.identity ?? {},
+      ...(meta.extra !== undefined ? { extraState: meta.extra } : {}),
+    };
+  } finally {
+    await f.close();
+  }
 }
 
 async function hashExamples(h: ContentHasher, examples: readonly Example[]): Promise<string> {
@@ -207,7 +278,7 @@ async function hashExamples(h: ContentHasher, examples: readonly Example[]): Pro
  * with a {@link TrainingDivergedError}, without overwriting the last good checkpoint. Checkpoints carry
  * the run's identity ({@link TrainerOptions.identity}); {@link resume} refuses one of a different run.
  */
-export class Trainer {
+export class Trainer<B = Batch> {
   /** Steps completed (restored by {@link resume}). */
   step = 0;
   readonly history: TrainHistory = { train: [], eval: [], skipped: [] };
@@ -217,7 +288,8 @@ export class Trainer {
   lastCheckpointStep = 0;
   /** The differences a forced {@link resume} continued despite (empty otherwise). */
   resumedDespite: readonly RunDifference[] = [];
-  private readonly o: TrainerOptions;
+  private readonly o: TrainerOptions<B>;
+  private readonly who: string;
   private readonly batchSize: number;
   private readonly accum: number;
   private readonly schedule?: ScheduleOptions;
@@ -225,24 +297,33 @@ export class Trainer {
   private readonly guardOptions: DivergenceOptions;
   private identityPromise?: Promise<RunIdentity>;
 
-  constructor(opts: TrainerOptions) {
+  constructor(opts: TrainerOptions<B>) {
     this.o = opts;
-    positiveInt(opts.steps, "steps", 1);
-    this.batchSize = positiveInt(opts.batchSize, "batchSize", 1);
-    this.accum = positiveInt(opts.gradAccum, "gradAccum", 1);
-    if (opts.evalEvery !== undefined) positiveInt(opts.evalEvery, "evalEvery", 1);
-    if (opts.checkpointEvery !== undefined) positiveInt(opts.checkpointEvery, "checkpointEvery", 1);
+    const who = opts.name ?? "lora: Trainer";
+    this.who = who;
+    positiveInt(opts.steps, "steps", 1, who);
+    this.batchSize = positiveInt(opts.batchSize, "batchSize", 1, who);
+    this.accum = positiveInt(opts.gradAccum, "gradAccum", 1, who);
+    if (opts.evalEvery !== undefined) positiveInt(opts.evalEvery, "evalEvery", 1, who);
+    if (opts.checkpointEvery !== undefined) positiveInt(opts.checkpointEvery, "checkpointEvery", 1, who);
     if (opts.maxGradNorm !== undefined && !(opts.maxGradNorm > 0))
-      throw new Error(`lora: Trainer: maxGradNorm must be > 0, got ${opts.maxGradNorm}`);
-    if (opts.train.length === 0) throw new Error("lora: Trainer: no training examples");
+      throw new Error(`${who}: maxGradNorm must be > 0, got ${opts.maxGradNorm}`);
+    if (opts.batches !== undefined) {
+      if (opts.train !== undefined) throw new Error(`${who}: give training examples or batches, not both`);
+      if ((opts.heldOut?.length ?? 0) > 0)
+        throw new Error(`${who}: a held-out set needs training examples (train), not batches`);
+    } else if (opts.train === undefined || opts.train.length === 0)
+      throw new Error(`${who}: no training examples`);
+    if (opts.checkpointDir !== undefined && opts.checkpointFile !== undefined)
+      throw new Error(`${who}: give checkpointDir or checkpointFile, not both`);
     if (opts.schedule) {
       this.schedule = { ...opts.schedule, totalSteps: opts.schedule.totalSteps ?? opts.steps };
       checkSchedule(this.schedule);
     }
     if (opts.optimizer.params.length === 0)
-      throw new Error("lora: Trainer: the optimizer has no parameters (is every adapter frozen?)");
+      throw new Error(`${who}: the optimizer has no parameters (is every adapter frozen?)`);
     this.guardOptions = opts.divergence ?? {};
-    new DivergenceGuard(this.guardOptions, "lora: Trainer"); // validates the options
+    new DivergenceGuard(this.guardOptions, who); // validates the options
     this.hyper0 = { ...opts.optimizer.stateDict().meta.hyper };
   }
 
@@ -251,21 +332,29 @@ export class Trainer {
     return this.step >= this.o.steps;
   }
 
+  /** The checkpoint file: `dir` (or `checkpointDir`)`/trainer-state.safetensors`, or `checkpointFile`. */
+  checkpointPath(dir?: string): string | undefined {
+    if (dir !== undefined) return `${dir.replace(/[\\/]+$/, "")}/${TRAINER_CHECKPOINT_FILE}`;
+    if (this.o.checkpointFile !== undefined) return this.o.checkpointFile;
+    return this.o.checkpointDir === undefined ? undefined : this.checkpointPath(this.o.checkpointDir);
+  }
+
   /**
    * The run's identity: {@link TrainerOptions.identity} plus what the Trainer knows (steps, batch
-   * size, accumulation, seed, schedule, optimizer, parameter shapes, hashes of the examples). Node only
-   * (the hashes use node:crypto).
+   * size, accumulation, seed, schedule, optimizer, parameter shapes, hashes of the examples; with
+   * `batches` instead of examples, only steps, accumulation, clipping, schedule, optimizer and shapes).
+   * Node only (the hashes use node:crypto).
    */
   identity(): Promise<RunIdentity> {
     this.identityPromise ??= (async () => {
       const { lr: _lr, ...hyper } = this.hyper0;
       const s = this.schedule;
+      const examples = this.o.batches === undefined;
       const own: Record<string, RunIdentity[string]> = {
         steps: this.o.steps,
-        batchSize: this.batchSize,
+        ...(examples ? { batchSize: this.batchSize } : {}),
         gradAccum: this.accum,
-        seed: this.o.seed ?? 0,
-        padId: this.o.padId ?? 0,
+        ...(examples ? { seed: this.o.seed ?? 0, padId: this.o.padId ?? 0 } : {}),
         maxGradNorm: this.o.maxGradNorm ?? null,
         lr: s ? s.lr : (this.hyper0.lr ?? null),
         schedule: s
@@ -275,9 +364,11 @@ export class Trainer {
           .map(([k, v]) => `${k}=${v}`)
           .join(" ")}`,
         parameters: this.params().map((p) => p.shape.join("x")),
-        trainExamples: await hashExamples(await contentHasher(), this.o.train),
-        heldOutExamples: await hashExamples(await contentHasher(), this.o.heldOut ?? []),
       };
+      if (examples) {
+        own.trainExamples = await hashExamples(await contentHasher(), this.o.train ?? []);
+        own.heldOutExamples = await hashExamples(await contentHasher(), this.o.heldOut ?? []);
+      }
       return { ...own, ...this.o.identity };
     })();
     return this.identityPromise;
@@ -287,13 +378,26 @@ export class Trainer {
     return this.o.optimizer.params;
   }
 
-  /** The collated training micro-batch `micro` (over the whole run). */
-  trainBatch(micro: number): Batch {
-    const idx = batchIndices(this.o.train.length, this.batchSize, this.o.seed ?? 0, micro);
+  /** The training micro-batch `micro` (over the whole run): from `batches`, or collated from `train`. */
+  trainBatch(micro: number): B {
+    if (this.o.batches) return this.o.batches(micro);
+    const train = this.o.train ?? [];
+    const idx = batchIndices(train.length, this.batchSize, this.o.seed ?? 0, micro);
     return collate(
-      idx.map((i) => this.o.train[i]),
+      idx.map((i) => train[i]),
       this.o.padId ?? 0,
-    );
+    ) as B;
+  }
+
+  private tokensOf(batch: B): number {
+    if (this.o.batchTokens) return this.o.batchTokens(batch);
+    const n = (batch as { inputTokens?: unknown }).inputTokens;
+    return typeof n === "number" ? n : 0;
+  }
+
+  /** `fn` on the configured backend (or autograd's current one). */
+  private onBackend<T>(fn: () => T): T {
+    return this.o.backend ? withBackend(this.o.backend, fn) : fn();
   }
 
   /**
@@ -302,7 +406,7 @@ export class Trainer {
    * no update (`skipped`); the step still counts, so the batch order and schedule go on unchanged.
    */
   trainStep(): StepResult {
-    return this.applyStep(this.computeStep());
+    return this.applyStep(this.onBackend(() => this.computeStep()));
   }
 
   /** The gradients of step `this.step + 1` (no update yet). */
@@ -314,23 +418,32 @@ export class Trainer {
     let lossSum = 0;
     let tokens = 0;
     let finite = true;
+    let terms: Record<string, number> | undefined;
+    let measured = 0;
     for (let k = 0; k < this.accum; k++) {
       const micro = step * this.accum + k;
       this.o.beforeMicroBatch?.(micro);
       const batch = this.trainBatch(micro);
-      tokens += batch.inputTokens;
+      tokens += this.tokensOf(batch);
       const value = tidy(() => {
-        const l = this.o.loss(batch, { step, micro, training: true });
+        const out = this.o.loss(batch, { step, micro, training: true });
+        const l = "shape" in out ? out : out.loss;
         const v = l.item();
+        if (!("shape" in out) && out.terms) {
+          terms ??= {};
+          for (const [name, t] of Object.entries(out.terms)) terms[name] = (terms[name] ?? 0) + itemOf(t);
+        }
         if (Number.isFinite(v)) backward(this.accum > 1 ? scale(l, 1 / this.accum) : l);
         return v;
       });
+      measured++;
       lossSum += value;
       if (!Number.isFinite(value)) {
         finite = false;
         break;
       }
     }
+    if (terms) for (const name of Object.keys(terms)) terms[name] /= measured;
     let gradNorm = Number.NaN;
     if (finite) {
       if (this.o.maxGradNorm !== undefined) gradNorm = clipGradNorm(params, this.o.maxGradNorm);
@@ -343,7 +456,14 @@ export class Trainer {
     }
     if (this.schedule) optimizer.lr = learningRate(step, this.schedule);
     const lr = optimizer.lr;
-    return { loss: finite ? lossSum / this.accum : Number.NaN, lr, gradNorm, tokens, skipped: !finite };
+    return {
+      loss: finite ? lossSum / this.accum : Number.NaN,
+      lr,
+      gradNorm,
+      tokens,
+      skipped: !finite,
+      ...(terms ? { terms } : {}),
+    };
   }
 
   /** Applies the update of a computed step (or skips it), and counts the step. */
@@ -363,15 +483,20 @@ export class Trainer {
   /** Mean loss per trained token over the held-out set (no graph, no dropout). */
   evaluate(): number {
     const held = this.o.heldOut ?? [];
-    if (held.length === 0) throw new Error("lora: Trainer.evaluate: no held-out examples");
+    if (held.length === 0) throw new Error(`${this.who}.evaluate: no held-out examples`);
     const n = Math.min(held.length, this.o.evalExamples ?? held.length);
     let sum = 0;
     let count = 0;
     for (let i = 0; i < n; i += this.batchSize) {
       const batch = collate(held.slice(i, Math.min(n, i + this.batchSize)), this.o.padId ?? 0);
       if (batch.tokens === 0) continue;
-      const v = noGrad(() =>
-        tidy(() => this.o.loss(batch, { step: this.step, micro: -1, training: false }).item()),
+      const v = this.onBackend(() =>
+        noGrad(() =>
+          tidy(() => {
+            const out = this.o.loss(batch as B, { step: this.step, micro: -1, training: false });
+            return ("shape" in out ? out : out.loss).item();
+          }),
+        ),
       );
       sum += v * batch.tokens;
       count += batch.tokens;
@@ -384,7 +509,7 @@ export class Trainer {
    * after a forced resume of a different run, none).
    */
   private guard(): DivergenceGuard {
-    const g = new DivergenceGuard(this.guardOptions, "lora: Trainer");
+    const g = new DivergenceGuard(this.guardOptions, this.who);
     if (this.resumedDespite.length > 0) return g;
     const losses = new Map(this.history.train);
     for (let s = 1; s <= this.step; s++) g.observe(losses.get(s) ?? Number.NaN);
@@ -404,25 +529,26 @@ export class Trainer {
     let tokens = 0;
     const first = this.step;
     const guard = this.guard();
-    const dir = this.o.checkpointDir;
+    const file = this.checkpointPath();
     // a checkpoint due after step s is written once step s + 1's loss, computed on its parameters, is good
     let checkpointDue = false;
     while (this.step < end) {
-      const s = this.computeStep();
+      const s = this.onBackend(() => this.computeStep());
       const diverged = guard.observe(s.loss);
-      if (dir !== undefined && checkpointDue && guard.streak === 0) {
-        await this.save(dir);
+      if (file !== undefined && checkpointDue && guard.streak === 0) {
+        await this.save();
         checkpointDue = false;
       }
       if (diverged) {
+        const where = this.o.checkpointFile ?? this.o.checkpointDir;
         const kept =
-          this.o.checkpointDir === undefined
+          where === undefined
             ? "no checkpoint directory was given"
             : this.lastCheckpointStep > 0
-              ? `the last good checkpoint (step ${this.lastCheckpointStep}) is kept in ${this.o.checkpointDir}`
+              ? `the last good checkpoint (step ${this.lastCheckpointStep}) is kept in ${where}`
               : `no checkpoint was written before the loss went bad`;
         throw new TrainingDivergedError(
-          `lora: Trainer: training diverged at step ${this.step + 1}: ${guard.describe()}` +
+          `${this.who}: training diverged at step ${this.step + 1}: ${guard.describe()}` +
             `${this.skippedSteps > 0 ? `; ${this.skippedSteps} steps skipped on a non-finite loss or gradient` : ""}` +
             `; ${kept}. Lower the learning rate.`,
           this.step + 1,
@@ -443,10 +569,6 @@ export class Trainer {
         this.history.eval.push([this.step, evalLoss]);
       }
       checkpointDue ||= this.o.checkpointEvery !== undefined && this.step % this.o.checkpointEvery === 0;
-      if (dir !== undefined && this.step === this.o.steps) {
-        await this.save(dir);
-        checkpointDue = false;
-      }
       if (this.o.onProgress) {
         const elapsed = performance.now() - t0;
         const done = this.step - first;
@@ -466,11 +588,17 @@ export class Trainer {
           ...(evalLoss !== undefined ? { evalLoss } : {}),
           skipped: s.skipped,
           skippedSteps: this.skippedSteps,
+          ...(s.terms ? { terms: s.terms } : {}),
         });
+      }
+      // after the progress report, so state it records (extraState) includes this step
+      if (file !== undefined && this.step === this.o.steps) {
+        await this.save();
+        checkpointDue = false;
       }
     }
     // stopped early (`until`): a checkpoint due now is written unless the loss is going bad
-    if (dir !== undefined && checkpointDue && guard.streak === 0) await this.save(dir);
+    if (file !== undefined && checkpointDue && guard.streak === 0) await this.save();
     return {
       history: this.history,
       steps: this.step,
@@ -481,14 +609,18 @@ export class Trainer {
   }
 
   /**
-   * Writes parameters, optimizer state, step and history to `dir/trainer-state.safetensors` (atomically:
-   * a temporary file renamed into place), then calls `onCheckpoint`.
+   * Writes parameters, optimizer state, step, history and `extraState` to `dir/trainer-state.safetensors`
+   * (default: the configured {@link checkpointPath}) atomically (a temporary file renamed into place),
+   * then calls `onCheckpoint`.
    */
-  async save(dir: string): Promise<void> {
+  async save(dir?: string): Promise<void> {
     const { writeSafetensors } = await import("@int21/io");
     const { mkdir } = await import("node:fs/promises");
-    const { join } = await import("node:path");
-    await mkdir(dir, { recursive: true });
+    const { dirname } = await import("node:path");
+    const path = this.checkpointPath(dir);
+    if (path === undefined) throw new Error(`${this.who}.save: no checkpoint directory or file`);
+    const folder = dirname(path);
+    await mkdir(folder, { recursive: true });
     const state: OptimizerState = this.o.optimizer.stateDict();
     const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
     this.params().forEach((p, i) => {
@@ -506,13 +638,14 @@ export class Trainer {
       optimizer: state.meta,
       history: this.history,
       identity: await this.identity(),
+      ...(this.o.extraState ? { extra: this.o.extraState.save() } : {}),
     };
-    await writeSafetensors(join(dir, TRAINER_CHECKPOINT_FILE), tensors, {
+    await writeSafetensors(path, tensors, {
       format: FORMAT,
       trainer: JSON.stringify(meta),
     });
     this.lastCheckpointStep = this.step;
-    await this.o.onCheckpoint?.(dir, this.step);
+    await this.o.onCheckpoint?.(folder, this.step);
   }
 
   /**
@@ -521,18 +654,19 @@ export class Trainer {
    * when the checkpoint's run identity differs from this run's (see {@link identity}) — unless `force`,
    * which continues from it anyway (the differences are kept in {@link resumedDespite}; the optimizer
    * takes this run's hyper-parameters) — and an Error when the parameter shapes cannot fit.
-   * After it, {@link finished} says whether the run has nothing left to do.
+   * After it, {@link finished} says whether the run has nothing left to do. `dir` defaults to the
+   * configured {@link checkpointPath}.
    */
-  async resume(dir: string, opts: { force?: boolean } = {}): Promise<boolean> {
+  async resume(dir?: string, opts: { force?: boolean } = {}): Promise<boolean> {
     const { openSafetensors } = await import("@int21/io");
     const { existsSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const path = join(dir, TRAINER_CHECKPOINT_FILE);
+    const path = this.checkpointPath(dir);
+    if (path === undefined) throw new Error(`${this.who}.resume: no checkpoint directory or file`);
     if (!existsSync(path)) return false;
     const f = await openSafetensors(path);
     try {
       if (f.metadata.format !== FORMAT)
-        throw new Error(`lora: Trainer.resume: ${path} is not a trainer checkpoint`);
+        throw new Error(`${this.who}.resume: ${path} is not a trainer checkpoint`);
       const meta = JSON.parse(f.metadata.trainer ?? "null") as {
         step: number;
         seed: number;
@@ -542,6 +676,7 @@ export class Trainer {
         optimizer: OptimizerState["meta"];
         history: TrainHistory;
         identity?: RunIdentity;
+        extra?: unknown;
       };
       // a checkpoint from before run identities: what it recorded
       const saved: RunIdentity = meta.identity ?? {
@@ -555,7 +690,7 @@ export class Trainer {
       const names = f.names.filter((n) => n.startsWith("param."));
       if (names.length !== params.length) {
         throw new Error(
-          `lora: Trainer.resume: ${path} holds ${names.length} parameters, this run trains ${params.length}`,
+          `${this.who}.resume: ${path} holds ${names.length} parameters, this run trains ${params.length}`,
         );
       }
       const values: Float32Array[] = [];
@@ -564,7 +699,7 @@ export class Trainer {
         const p = params[i];
         if (!info || info.shape.join(",") !== p.shape.join(",")) {
           throw new Error(
-            `lora: Trainer.resume: ${path}: param.${i} is [${info?.shape ?? "missing"}], the run's is [${p.shape}]`,
+            `${this.who}.resume: ${path}: param.${i} is [${info?.shape ?? "missing"}], the run's is [${p.shape}]`,
           );
         }
         values.push(await f.readF32(`param.${i}`));
@@ -574,7 +709,7 @@ export class Trainer {
       // this run's hyper-parameters (the same as the saved ones unless forced)
       this.o.optimizer.loadStateDict({ meta: { ...meta.optimizer, hyper: { ...this.hyper0 } }, tensors });
       params.forEach((p, i) => {
-        if (!p.isContiguous()) throw new Error(`lora: Trainer.resume: parameter ${i} is not contiguous`);
+        if (!p.isContiguous()) throw new Error(`${this.who}.resume: parameter ${i} is not contiguous`);
         p.data.set(values[i], p.offset);
       });
       this.step = meta.step;
@@ -584,6 +719,7 @@ export class Trainer {
       this.skippedSteps = meta.skippedSteps ?? this.history.skipped.length;
       this.lastCheckpointStep = meta.step;
       this.resumedDespite = differences;
+      if (this.o.extraState && meta.extra !== undefined) this.o.extraState.load(meta.extra);
       return true;
     } finally {
       await f.close();
