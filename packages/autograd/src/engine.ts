@@ -1,6 +1,6 @@
 // The reverse-mode engine: op definitions ({forward, backward} pairs), graph recording, backward().
 import type { Backend } from "@int21/quant-kernels";
-import { getBackend } from "./backend";
+import { currentBackend, getBackend } from "./backend";
 import { fmtShape, fromData, Tensor, tensor, untracked, zeros } from "./tensor";
 
 /**
@@ -14,14 +14,28 @@ export class OpContext {
   /** Small per-application values for backward (numbers, index arrays). Not counted in the ledger. */
   readonly state: Record<string, unknown> = {};
 
+  private pinned: Backend | null;
+
   constructor(
-    /** The backend at forward time (backward uses the same one). */
-    readonly backend: Backend,
+    /** The backend set at forward time (null: none; see {@link OpContext.backend}). */
+    backend: Backend | null,
     /** Per input: whether backward must produce its gradient. */
     readonly needsInputGrad: readonly boolean[],
     /** Whether this application is recorded for backward. */
     readonly recording: boolean,
-  ) {}
+  ) {
+    this.pinned = backend;
+  }
+
+  /**
+   * The backend of this application: the one set when forward ran (backward uses the same one, even
+   * when it runs outside that `withBackend`). Ops that run no kernels never read it, so they need no
+   * backend; reading it when none was set then and none is set now throws (see `getBackend`).
+   */
+  get backend(): Backend {
+    if (this.pinned === null) this.pinned = getBackend();
+    return this.pinned;
+  }
 
   /** Keeps tensors (inputs or the output) for backward. No-op when not recording. */
   save(...ts: Tensor[]): void {
@@ -126,7 +140,7 @@ export function applyOp<A>(def: OpDef<A>, inputs: readonly Tensor[], attrs: A): 
   if (any) touchedGrad = true;
   const recording = gradEnabled && any;
   const needs = inputs.map((x) => recording && x.requiresGrad);
-  const ctx = new OpContext(getBackend(), needs, recording);
+  const ctx = new OpContext(currentBackend(), needs, recording);
   const out = def.forward(ctx, inputs, attrs);
   if (recording) {
     out.requiresGrad = true;

@@ -1,5 +1,5 @@
 // @int21/autograd: A small, memory-aware reverse-mode autograd over strided Float32Array views, with the ops LLaMA training needs.
-export { getBackend, setBackend, withBackend } from "./backend";
+export { currentBackend, getBackend, setBackend, withBackend } from "./backend";
 export {
   backward,
   defineOp,
@@ -46,7 +46,13 @@ export {
   mse,
   type Reduction,
 } from "./loss";
-export { isQuantizedLinear, linear, type LinearWeight, quantizedLinear } from "./linear";
+export {
+  isQuantizedLinear,
+  linear,
+  type LinearOptions,
+  type LinearWeight,
+} from "./linear";
+export { type FrozenLinear, frozenLinear, isFrozenLinear } from "./frozen-linear";
 export { checkpoint } from "./checkpoint";
 export {
   Adam,

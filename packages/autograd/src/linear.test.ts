@@ -52,7 +52,8 @@ describe("linear with a float weight", () => {
   });
 });
 
-describe("linear with a QuantizedLinear (custom op: qmatmul forward, qmatmulT backward)", () => {
+describe("linear with a QuantizedLinear (the frozen-linear op: qmatmul forward, qmatmulT backward)", () => {
+  const backend = createReferenceBackend();
   const N = 6;
   const K = 64;
   const wf = leaf([N, K], 11, { grad: false });
@@ -64,7 +65,7 @@ describe("linear with a QuantizedLinear (custom op: qmatmul forward, qmatmulT ba
     expect(isQuantizedLinear(q)).toBe(true);
     expect(isQuantizedLinear(wf)).toBe(false);
     const x = leaf([2, 3, K], 12);
-    const y = linear(x, q);
+    const y = linear(x, q, { backend });
     expect(y.shape).toEqual([2, 3, N]);
     const ref: number[] = [];
     for (let r = 0; r < 6; r++)
@@ -74,21 +75,38 @@ describe("linear with a QuantizedLinear (custom op: qmatmul forward, qmatmulT ba
         ref.push(s);
       }
     expectClose(y.toArray(), ref, 1e-4, 1e-4);
-    gradCheck((a) => linear(a, q), [x]);
+    gradCheck((a) => linear(a, q, { backend }), [x]);
   });
 
   it("saves nothing for backward (the ledger holds only the output)", () => {
     const x = leaf([4, K], 13);
     const before = memory().liveBytes;
-    const y = linear(x, q);
+    const y = linear(x, q, { backend });
     expect(memory().liveBytes - before).toBe(4 * 4 * N);
     backward(y, new Float32Array(4 * N).fill(1));
     expect(x.grad!.shape).toEqual([4, K]);
   });
 
   it("rejects an input with the wrong width, naming the format", () => {
-    expect(() => linear(leaf([2, 5], 1), q)).toThrow(
+    expect(() => linear(leaf([2, 5], 1), q, { backend })).toThrow(
       /linear: x \[2, 5\] needs last dimension 64 for quantized weight \[6, 64\] \(int4-g32-asym-f32\)/,
     );
+  });
+
+  it("needs an explicit backend (not the one set in autograd) and runs on it", () => {
+    expect(() => linear(leaf([2, K], 1), q)).toThrow(
+      /linear: the quantized weight \[6, 64\] \(int4-g32-asym-f32\) needs \{ backend \}/,
+    );
+    let calls = 0;
+    const spy = {
+      ...backend,
+      qmatmul: (...a: Parameters<typeof backend.qmatmul>) => {
+        calls++;
+        backend.qmatmul(...a);
+      },
+    };
+    const x = leaf([3, K], 14);
+    expectClose(linear(x, q, { backend: spy }).toArray(), linear(x, q, { backend }).toArray(), 0, 0);
+    expect(calls).toBe(1);
   });
 });

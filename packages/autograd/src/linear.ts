@@ -1,14 +1,18 @@
-// y = x·Wᵀ for a float weight tensor (matmul) or a packed quantized weight (a custom op).
-import type { QuantizedLinear } from "@int21/quant-kernels";
-import { defineOp, type OpDef } from "./engine";
-import { denseOf, matmul } from "./linalg";
-import { scratch } from "./memory";
-import { output } from "./strided";
+// y = x·Wᵀ for a float weight tensor (a matmul) or a packed quantized weight (the frozen-linear op).
+import { type Backend, createQuantLinear, type QuantizedLinear } from "@int21/quant-kernels";
+import { type FrozenLinear, frozenLinear } from "./frozen-linear";
+import { matmul } from "./linalg";
 import { fmtShape, Tensor } from "./tensor";
 import { reshape } from "./view";
 
 /** A linear layer's weight: a float tensor `[N, K]` (trainable or frozen) or a packed quantized weight. */
 export type LinearWeight = Tensor | QuantizedLinear;
+
+/** Options of {@link linear}. */
+export interface LinearOptions {
+  /** The backend a packed weight runs on (required for a `QuantizedLinear`; unused for a tensor). */
+  backend?: Backend;
+}
 
 /** Whether `w` is a packed quantized weight (rather than a float tensor). */
 export function isQuantizedLinear(w: unknown): w is QuantizedLinear {
@@ -23,44 +27,33 @@ export function isQuantizedLinear(w: unknown): w is QuantizedLinear {
   );
 }
 
-const quantizedLinearOp: OpDef<QuantizedLinear> = {
-  name: "quantizedLinear",
-  forward(ctx, [x], q) {
-    const K = q.inFeatures;
-    const N = q.outFeatures;
-    const rows = x.size / K;
-    const [xd, xo] = denseOf(x);
-    const y = new Float32Array(rows * N);
-    ctx.backend.qmatmul(xo === 0 && xd.length === rows * K ? xd : xd.subarray(xo, xo + rows * K), rows, q, y);
-    // The weight is frozen and the input gradient g·W needs only W: nothing is saved.
-    return output(y, [...x.shape.slice(0, -1), N]);
-  },
-  backward(ctx, gy, [gx], q) {
-    if (!gx) return;
-    const K = q.inFeatures;
-    const rows = gy.size / q.outFeatures;
-    const tmp = scratch(rows * K);
-    ctx.backend.qmatmulT(gy.values(), rows, q, tmp.data); // dx = g · W (qmatmulT overwrites)
-    const d = gx.data;
-    for (let i = 0; i < tmp.data.length; i++) d[i] += tmp.data[i];
-    tmp.free();
-  },
-};
+/** One quant-kernels `QuantLinear` per (packed weight, backend), made on first use. */
+const packedLinears = new WeakMap<QuantizedLinear, WeakMap<Backend, FrozenLinear>>();
 
-/**
- * The quantized linear as a custom op: forward `backend.qmatmul`, backward `backend.qmatmulT` for the
- * input gradient, no weight gradient. Exposed so other packages can see how a custom op is written.
- */
-export const quantizedLinear = defineOp(quantizedLinearOp);
+function packedLinear(q: QuantizedLinear, backend: Backend): FrozenLinear {
+  let perBackend = packedLinears.get(q);
+  if (!perBackend) {
+    perBackend = new WeakMap();
+    packedLinears.set(q, perBackend);
+  }
+  let lin = perBackend.get(backend);
+  if (!lin) {
+    lin = createQuantLinear({ q, backend });
+    perBackend.set(backend, lin);
+  }
+  return lin;
+}
 
 /**
  * `y = x · Wᵀ` for `x` `[..., K]` → `[..., N]`.
  * - `W` a float tensor `[N, K]`: a matmul; W gets a gradient only when it requires grad (a frozen
  *   parameter — tag `param`, `requiresGrad` false — is passed to sgemm with the `bConst` hint, so do
  *   not mutate a frozen parameter's data in place).
- * - `W` a {@link QuantizedLinear}: the fused `qmatmul` / `qmatmulT` custom op; no weight gradient.
+ * - `W` a {@link QuantizedLinear}: wrapped in quant-kernels' `createQuantLinear({ q, backend })` with
+ *   `opts.backend` (required: a packed weight never runs on an implicit backend) and run through
+ *   {@link frozenLinear} (`qmatmul` forward, `qmatmulT` input gradient, no weight gradient).
  */
-export function linear(x: Tensor, w: LinearWeight): Tensor {
+export function linear(x: Tensor, w: LinearWeight, opts: LinearOptions = {}): Tensor {
   const K = x.shape[x.ndim - 1];
   if (isQuantizedLinear(w)) {
     if (x.ndim < 1 || K !== w.inFeatures) {
@@ -68,7 +61,12 @@ export function linear(x: Tensor, w: LinearWeight): Tensor {
         `autograd: linear: x ${fmtShape(x.shape)} needs last dimension ${w.inFeatures} for quantized weight [${w.outFeatures}, ${w.inFeatures}] (${w.format.name})`,
       );
     }
-    return quantizedLinear([x], w);
+    if (opts.backend === undefined) {
+      throw new Error(
+        `autograd: linear: the quantized weight [${w.outFeatures}, ${w.inFeatures}] (${w.format.name}) needs { backend } (or make a Linear once: frozenLinear(createQuantLinear({ q, backend }), x))`,
+      );
+    }
+    return frozenLinear(packedLinear(w, opts.backend), x);
   }
   if (!(w instanceof Tensor))
     throw new Error("autograd: linear: weight must be a Tensor or a QuantizedLinear");

@@ -8,7 +8,10 @@ import { fromNdarray, toNdarray } from "./ndarray";
 import { createRng } from "./random";
 import { sum } from "./reduce";
 import { Tensor, tensor, tidy } from "./tensor";
+import { useReferenceBackend } from "./test-utils";
 import { transpose } from "./view";
+
+useReferenceBackend();
 
 const LAYOUTS = ["dense", "offset", "transposed", "stepped", "reversed", "broadcast", "float64"] as const;
 type Layout = (typeof LAYOUTS)[number];

@@ -6,7 +6,9 @@ import { memory } from "./memory";
 import { slice } from "./view";
 import { Adam, AdamW, clipGradNorm, SGD, scaleGrads } from "./optim";
 import { parameter, type Tensor, tensor } from "./tensor";
-import { expectClose, leaf } from "./test-utils";
+import { expectClose, leaf, useReferenceBackend } from "./test-utils";
+
+useReferenceBackend();
 
 function setGrad(p: Tensor, g: number[]): void {
   p.grad = tensor(Float32Array.from(g), p.shape, { tag: "grad" });
