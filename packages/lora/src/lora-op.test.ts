@@ -1,5 +1,6 @@
 import {
   Adam,
+  frozenLinear as autogradFrozenLinear,
   backward,
   checkpoint,
   gradCheck,
@@ -72,6 +73,10 @@ function loraOf(base: FrozenLinear, seed: number) {
 }
 
 describe("frozenLinear", () => {
+  it("is autograd's one op for frozen linears (lora adds no op of its own)", () => {
+    expect(frozenLinear).toBe(autogradFrozenLinear);
+  });
+
   it("passes only the input gradient, through qmatmulT for a packed base", () => {
     const base = quantBase(6, 64, 1);
     const x = tensor(randomArray(3 * 64, 2), [3, 64], { requiresGrad: true });

@@ -1,14 +1,14 @@
-// Training path: any `Linear` as a differentiable op. A frozen base (float or packed) gives only the
-// input gradient (its own `inputGrad`, i.e. `qmatmulT` for packed bases); LoRA branches are composed
-// from autograd primitives (matmul, scale, add, mul for dropout), so they need no hand-written backward.
+// Training path: any `Linear` as a differentiable op. The frozen base (float or packed) goes through
+// autograd's `frozenLinear`, the one op for frozen linears (input gradient only, through the base's own
+// `inputGrad`, i.e. `qmatmulT` for packed bases); LoRA branches are composed from autograd primitives
+// (matmul, scale, add, mul for dropout), so they need no hand-written backward.
 import {
   add,
-  defineOp,
-  fmtShape,
+  type FrozenLinear,
+  frozenLinear,
   keep,
   matmul,
   mul,
-  type OpDef,
   parameter,
   reshape,
   scale,
@@ -19,56 +19,11 @@ import type { Linear } from "@int21/quant-kernels";
 import { type LoRAAdapter, LoRALinear, mulberry32 } from "./lora-linear";
 import type { LoRAModel } from "./lora-model";
 
-/** A `Linear` that can back-propagate to its input (quant-kernels' FloatLinear and QuantLinear). */
-export interface FrozenLinear extends Linear {
-  /** `dx[rows×K] = g[rows×N] · W` (overwrites `dx`). */
-  inputGrad(g: Float32Array, rows: number, dx: Float32Array): void;
-}
-
-function isFrozenLinear(l: Linear): l is FrozenLinear {
-  return typeof (l as Partial<FrozenLinear>).inputGrad === "function";
-}
-
-const frozenLinearOp: OpDef<FrozenLinear> = {
-  name: "frozenLinear",
-  forward(_ctx, [x], base) {
-    const K = base.inFeatures;
-    const N = base.outFeatures;
-    const rows = x.size / K;
-    const y = new Float32Array(rows * N);
-    base.forward(x.values(), rows, y);
-    // The weight is frozen; the input gradient g·W needs only W, so nothing is saved.
-    return tensor(y, [...x.shape.slice(0, -1), N], { tag: "activation" });
-  },
-  backward(_ctx, gy, [gx], base) {
-    if (!gx) return;
-    const rows = gy.size / base.outFeatures;
-    const dx = new Float32Array(rows * base.inFeatures);
-    base.inputGrad(gy.values(), rows, dx);
-    const d = gx.data;
-    for (let i = 0; i < dx.length; i++) d[i] += dx[i];
-  },
-};
-const applyFrozenLinear = defineOp(frozenLinearOp);
-
 /**
- * `y = base(x)` for a frozen `base`, `x` `[..., K]` → `[..., N]`: forward `base.forward`, backward
- * `base.inputGrad` (for a packed base, `qmatmulT` through the packed words: no float weight is built),
- * and no weight gradient.
+ * `frozenLinear(base, x)`: autograd's one op for a frozen layer (forward `base.forward`, backward
+ * `base.inputGrad`, no weight gradient), re-exported here beside the LoRA op that wraps it.
  */
-export function frozenLinear(base: Linear, x: Tensor): Tensor {
-  if (!isFrozenLinear(base)) {
-    throw new Error(
-      "lora: frozenLinear: the base Linear has no inputGrad(g, rows, dx); use quant-kernels' createFloatLinear / createQuantLinear",
-    );
-  }
-  if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== base.inFeatures) {
-    throw new Error(
-      `lora: frozenLinear: x ${x instanceof Tensor ? fmtShape(x.shape) : String(x)} needs last dimension ${base.inFeatures} for a [${base.outFeatures} × ${base.inFeatures}] layer`,
-    );
-  }
-  return applyFrozenLinear([x], base);
-}
+export { type FrozenLinear, frozenLinear };
 
 const tensorsOf = new WeakMap<LoRAAdapter, { loraA: Tensor; loraB: Tensor }>();
 
@@ -117,11 +72,12 @@ export interface LinearForwardOptions {
 }
 
 /**
- * The differentiable `y = layer(x)` for any `Linear`, `x` `[..., K]` → `[..., N]`:
+ * The differentiable `y = layer(x)` for a `LoRALinear` or a plain frozen `Linear`, `x` `[..., K]` → `[..., N]`:
  * ```
  * y = base(x) + Σ_{active adapters} scaling · (dropout(x)·Aᵀ)·Bᵀ
  * ```
- * The base is frozen (input gradient only). Trainable adapters get gradients for A and B; frozen
+ * The base goes through autograd's {@link frozenLinear} (input gradient only, on the base's own backend);
+ * the adapters' matmuls run on the backend set in autograd. Trainable adapters get gradients for A and B; frozen
  * (stacked) ones shape the output and the input gradient only. A plain layer is just the frozen base.
  */
 export function linearForward(layer: Linear, x: Tensor, opts: LinearForwardOptions = {}): Tensor {
