@@ -19,6 +19,13 @@ export {
 } from "./gpujs-backend";
 export { createWebGpuBackend, type WebGpuBackend, type WebGpuBackendOptions } from "./webgpu-backend";
 export {
+  createWebGpuSyncBackend,
+  type SyncBackendStats,
+  type SyncWorkerLike,
+  type WebGpuSyncBackend,
+  type WebGpuSyncBackendOptions,
+} from "./webgpu-sync-backend";
+export {
   requestWebGpuDevice,
   type WebGpuContext,
   type WebGpuDeviceOptions,
