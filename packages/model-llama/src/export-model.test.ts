@@ -11,6 +11,8 @@ import { loadGguf } from "./gguf-model";
 import { LoRAModel } from "@int21/lora";
 import { loadHf } from "./load-hf";
 import { loadLlama2c } from "./load-llama2c";
+import { quantizeModel } from "./quantize-model";
+import { syntheticWeights } from "./synthetic";
 import { createRunState } from "./run-state";
 import { Llama2cTokenizer } from "./tokenizer";
 import type { LlamaWeights } from "./weights";
@@ -123,6 +125,96 @@ describe("exportModel", () => {
     expect(forced.lossyMerges).toHaveLength(10);
     expect(existsSync(q4)).toBe(true);
   });
+
+  it('gguf merge "f16" of a Q2_K model: one file, adapted projections F16 and the rest Q2_K blocks verbatim, read back = the adapted model; a Q2_K re-quantizing merge is refused naming the lossless alternatives', async () => {
+    // k-quant-friendly shapes (rows of whole 256-weight blocks), as a real model's
+    const config = {
+      dim: 256,
+      hiddenDim: 512,
+      nLayers: 1,
+      nHeads: 4,
+      nKvHeads: 4,
+      vocabSize: 512,
+      seqLen: 64,
+      ropeTheta: 10000,
+      normEps: 1e-5,
+      sharedClassifier: true,
+    };
+    const float = syntheticWeights(config, { seed: 5 });
+    const w = quantizeModel(float, { format: "q2_k", quantizer: "rtn" }).weights;
+    const ids = [1, 403, 407, 261, 378, 5, 77];
+    const run = (m: LlamaWeights) =>
+      forward(m, createRunState(m.config, { maxRows: ids.length }), ids, 0, "all").slice();
+    const base = run(w);
+    // a correction on q/v/down the size of an LREC one: comparable to Q2_K's own rounding error
+    const lora = addLlamaLoRA(w, {
+      name: "lrec",
+      targetModules: ["q_proj", "v_proj", "down_proj"],
+      r: 4,
+      seed: 3,
+    });
+    for (const [, a] of lora.adapters("lrec"))
+      for (let i = 0; i < a.loraB.length; i++) a.loraB[i] = 0.02 * Math.sin(i + a.outFeatures);
+    const want = run(w);
+    expect(maxAbsDiff(want, base)).toBeGreaterThan(1e-2);
+
+    // two files: the Q2_K base + the LoRA GGUF (the reference)
+    const two = await exportModel(w, { to: "gguf", out: join(tmp, "q2m", "two.gguf"), lora });
+    // one file, merged in F16
+    const out = join(tmp, "q2m", "merged.gguf");
+    const r = await exportModel(w, { to: "gguf", out, lora, merge: "f16", ggufEmbeddingType: "F32" });
+    expect(r.merged).toEqual(["lrec"]);
+    expect(r.lossyMerges).toEqual([]);
+    expect(r.files.map((f) => f.path)).toEqual([out, join(tmp, "q2m", "Modelfile")]);
+    const file = await loadGguf(out, { keepPacked: true });
+    const types = Object.fromEntries(file.tensors.map((t) => [t.name, t.type]));
+    expect(types).toMatchObject({
+      "layers.0.wq": "F16",
+      "layers.0.wv": "F16",
+      "layers.0.w2": "F16",
+      "layers.0.wk": "Q2_K",
+      "layers.0.wo": "Q2_K",
+      "layers.0.w1": "Q2_K",
+      "layers.0.w3": "Q2_K",
+    });
+    // F16 rounds the merged weights (Q2_K values are no f16 numbers): far below what the adapter changes
+    const d16 = maxAbsDiff(run(file.weights), want);
+    expect(d16).toBeLessThan(maxAbsDiff(want, base) / 100);
+    // merge "f32": the adapted model itself
+    const r32 = await exportModel(w, {
+      to: "gguf",
+      out: join(tmp, "q2m", "merged32.gguf"),
+      lora,
+      merge: "f32",
+      ggufEmbeddingType: "F32",
+    });
+    expect(r32.gguf?.projectionBitsPerWeight).toBeGreaterThan(r.gguf!.projectionBitsPerWeight);
+    expect(maxAbsDiff(run((await loadGguf(join(tmp, "q2m", "merged32.gguf"))).weights), want)).toBeLessThan(
+      1e-4,
+    );
+    // its size: the three adapted projections at 16 bits, the other four at Q2_K's 2.625
+    const projections = 256 * 256 * 4 + 3 * 256 * 512;
+    const bits = (256 * 256 * 2 + 256 * 512) * 16 + (256 * 256 * 2 + 2 * 256 * 512) * 2.625;
+    expect(r.gguf?.projectionBitsPerWeight).toBeCloseTo(bits / projections, 6);
+    expect(two.gguf?.projectionBitsPerWeight).toBeCloseTo(2.625, 6);
+
+    // re-quantized into Q2_K the correction drowns in the rounding: refused, naming the alternatives
+    const q2 = join(tmp, "q2m", "q2.gguf");
+    const refusal = exportModel(w, { to: "gguf", out: q2, lora, merge: "q2_k" });
+    await expect(refusal).rejects.toThrow(
+      /merging into q2_k would throw the adapters away: in 3 of 3 merged tensors .*error rms .* ≥ correction rms .*keep the adapters as LoRA GGUFs beside the base \(two files: no merge\), or merge: "f16" \(--merge f16: one file, the 3 adapted projections F16, the rest as it is: \d+\.\d\d bits per weight\)/,
+    );
+    expect(existsSync(q2)).toBe(false);
+    const forced = await exportModel(w, { to: "gguf", out: q2, lora, merge: "q2_k", allowLossyMerge: true });
+    expect(forced.lossyMerges).toHaveLength(3);
+    const lossy = run((await loadGguf(q2)).weights);
+    // the forced file is further from the adapted model than the F16 merge by orders of magnitude
+    expect(maxAbsDiff(lossy, want)).toBeGreaterThan(100 * d16);
+    // a merge into something that is no block format is refused naming the option's values
+    await expect(exportModel(w, { to: "gguf", out: q2, lora, merge: "int2-g64-asym-f16" })).rejects.toThrow(
+      /merge "int2-g64-asym-f16" is neither f16, f32 nor a ggml block format/,
+    );
+  }, 60_000);
 
   it("hf: the float base (bit for bit) and the adapter as PEFT whose base_model_name_or_path is the folder", async () => {
     const { w, lora, base, want } = adapted();

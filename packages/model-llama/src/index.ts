@@ -106,13 +106,16 @@ export {
   unpermuteHfRows,
 } from "./load-hf";
 export {
+  type AdapterStorage,
   type CheckpointAdapters,
+  dequantizeInt8Rows,
   INT21_CHECKPOINT_FORMAT,
   INT21_CHECKPOINT_VERSION,
   type Int21Checkpoint,
   checkpointTensors,
   loadInt21Checkpoint,
   loadInt21CheckpointBytes,
+  quantizeInt8Rows,
   saveInt21Checkpoint,
   serializeInt21Checkpoint,
   validateInt21Checkpoint,
@@ -138,7 +141,6 @@ export {
 } from "./synthetic";
 export { type LoadedModel, type ModelFileKind, detectModelFile, loadModel } from "./model-files";
 export {
-  type DifferentiableLinear,
   type LinearOpHook,
   type TrainForwardOptions,
   applyLinear,
@@ -212,7 +214,9 @@ export {
   type ExportModelReport,
   type ExportTarget,
   type ExportedFile,
+  type GgufSize,
   type LossyMerge,
+  type MergeInto,
   baseWeightsOf,
   exportModel,
   mergeToFloat,

@@ -6,6 +6,7 @@ import {
   addLlamaLoRA,
   forward,
   createRunState,
+  loadGguf,
   loadHf,
   loadModel,
   loadLlama2c,
@@ -44,6 +45,28 @@ describe("int21 export", () => {
     expect(readFileSync(out.replace(/story\.gguf$/, "Modelfile"), "utf8")).toContain(
       "ADAPTER ./story.adapter.lora.gguf",
     );
+  }, 60_000);
+
+  it("gguf --merge f16: one file with the adapted projections F16 and its bits per weight; a merge that erases the correction is refused naming the lossless alternatives", async () => {
+    const out = join(tempDir(), "m", "merged.gguf");
+    const args = ["export", "gguf", MODEL, "-o", out, "--adapter", adapter, "--type", "F32", "--quiet"];
+    const r = await cli([...args, "--merge", "f16"]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("merged adapters: adapter");
+    expect(r.out).toMatch(/GGUF tensors: \d+\.\d{3} bits per weight \(projections \d+\.\d{3}\)/);
+    expect(existsSync(out.replace(/merged\.gguf$/, "merged.adapter.lora.gguf"))).toBe(false);
+    const g = await loadGguf(out);
+    const types = Object.fromEntries(g.tensors.map((t) => [t.name, t.type]));
+    expect(types).toMatchObject({ "layers.0.wq": "F16", "layers.0.wv": "F16", "layers.0.wk": "F32" });
+    const lossy = await cli([...args, "--merge", "q2_k"]);
+    expect(lossy.code).toBe(1);
+    expect(lossy.err).toMatch(
+      /merging into q2_k would throw the adapters away.*two files: no merge\), or merge: "f16" \(--merge f16: one file/,
+    );
+    const hf = await cli(["export", "hf", MODEL, "-o", tempDir(), "--adapter", adapter, "--merge", "f16"]);
+    expect(hf.code).toBe(2);
+    expect(hf.err).toMatch(/--merge f16: the storage of merged projections applies to export gguf/);
   }, 60_000);
 
   it("hf --json: folder with config and weights, the adapter under adapters/, the llama2.c tokenizer converted", async () => {

@@ -1,4 +1,4 @@
-// `int21 export gguf|hf|peft <model> -o <path> [--adapter <dir>] [--merge]`: artifacts for llama.cpp,
+// `int21 export gguf|hf|peft <model> -o <path> [--adapter <dir>] [--merge [into]]`: artifacts for llama.cpp,
 // Ollama, transformers and PEFT, through model-llama's exportModel.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
@@ -52,13 +52,13 @@ export function exportProgram(): Command {
     )
     .option("--adapter <dir>", "a PEFT LoRA adapter directory to attach first (stacked on stored adapters)")
     .option(
-      "--merge",
-      "fold the adapters into the weights (in float; a packed base is dequantized) instead of writing adapter files",
+      "--merge [into]",
+      "fold the adapters into the weights (in float; a packed base is dequantized) instead of writing adapter files; gguf: the merged projections in --type, or in <into>: f16 (one lossless file, the rest stays packed), f32, or a ggml block format (q2_k … q6_k, q4_0, q8_0, …: re-quantized, refused where that erases the correction)",
       false,
     )
     .option(
       "--allow-lossy-merge",
-      "gguf --merge into Q8_0/Q4_0/Q4_1: write it even where the rounding error exceeds the merged correction",
+      "gguf --merge into a quantized type: write it even where the rounding error exceeds the merged correction",
       false,
     )
     .addOption(
@@ -111,7 +111,7 @@ export function exportProgram(): Command {
 interface ExportOpts {
   output: string;
   adapter?: string;
-  merge: boolean;
+  merge: boolean | string;
   allowLossyMerge: boolean;
   type: (typeof GGUF_TYPES)[number];
   embeddingType: (typeof GGUF_TYPES)[number];
@@ -134,6 +134,10 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
     if (to === "peft" && o.merge)
       throw new UsageError("--merge does not apply to export peft (it writes adapters)");
     if (o.gptq && to !== "hf") throw new UsageError("--gptq applies to export hf only");
+    if (typeof o.merge === "string" && to !== "gguf")
+      throw new UsageError(
+        `--merge ${o.merge}: the storage of merged projections applies to export gguf (export hf merges in float: --merge alone)`,
+      );
     if (o.gptq && o.merge)
       throw new UsageError(
         "--merge with --gptq: folding adapters into GPTQ codes would re-quantize them; drop --merge (the adapters are written as PEFT folders beside the GPTQ model)",
@@ -230,6 +234,10 @@ export function exportCommand(argv: readonly string[], io: CliIo): Promise<numbe
     else {
       for (const f of report.files) io.stdout.write(`wrote ${f.path} (${f.what})\n`);
       if (report.merged.length > 0) io.stdout.write(`merged adapters: ${report.merged.join(", ")}\n`);
+      if (report.gguf !== undefined)
+        io.stdout.write(
+          `GGUF tensors: ${report.gguf.bitsPerWeight.toFixed(3)} bits per weight (projections ${report.gguf.projectionBitsPerWeight.toFixed(3)})\n`,
+        );
       if (report.llamaCppCommand !== undefined) io.stdout.write(`run it: ${report.llamaCppCommand}\n`);
       for (const n of notes) io.stderr.write(`note: ${n}\n`);
     }
