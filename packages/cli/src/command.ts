@@ -1,9 +1,14 @@
 // Running one commander program as a function `(argv, io) → exit code`.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { setBackend } from "@int21/autograd";
+import { createWebGpuSyncBackend } from "@int21/gpu";
 import { type Backend, createReferenceBackend, createWasmBackend } from "@int21/quant-kernels";
 import { type Command, CommanderError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "./cli-io";
-import { intIn } from "./options";
+import { DEVICES, type Device, intIn, oneOf } from "./options";
+
+/** The `--device` and io of the command running now (read by {@link withBackend}). */
+const running = new AsyncLocalStorage<{ device: Device | undefined; io: CliIo }>();
 
 /** What an action receives: positional arguments (parsed), options, and the io. */
 export type Action = (
@@ -32,7 +37,11 @@ export async function runProgram(
       outputError: (s, write) => write(s),
     })
     .action(async function (this: Command) {
-      code = (await action(this.processedArgs as unknown[], this.opts(), io)) ?? EXIT.ok;
+      const opts = this.opts();
+      code =
+        (await running.run({ device: opts.device as Device | undefined, io }, () =>
+          action(this.processedArgs as unknown[], opts, io),
+        )) ?? EXIT.ok;
     });
   try {
     await program.parseAsync([...argv], { from: "user" });
@@ -66,6 +75,19 @@ export function threadsOption(): Option {
 }
 
 /**
+ * `--device <name>`: where the kernels run: `wasm` (WebAssembly SIMD + threads, the default),
+ * `webgpu` (the matrix products on a WebGPU device, through `@int21/gpu`'s synchronous backend; the
+ * rest, and what the device does not run, on wasm), or `reference` (plain JavaScript, as `--threads 0`).
+ * {@link withBackend} reads it from the running command's options (through {@link runProgram}).
+ */
+export function deviceOption(): Option {
+  return new Option(
+    "--device <name>",
+    "where kernels run: wasm (default), webgpu (matrix products on a WebGPU device, the rest on wasm; Node: the webgpu package), reference",
+  ).argParser(oneOf(DEVICES));
+}
+
+/**
  * `--max-resident-mb <n>`: the WebAssembly backend's budget for resident (re-packed) layer copies;
  * default unlimited. Training a model near the memory limit wants a small one (0 keeps only the layer
  * in use, at the cost of re-packing each layer whenever it is used).
@@ -79,7 +101,8 @@ export function residentOption(): Option {
 
 /**
  * Runs `fn` with a kernel backend (WebAssembly with `threads` threads, default up to 4; `0` the
- * reference backend), installed as autograd's backend too, and disposes of it afterwards.
+ * reference backend; with `--device webgpu` a WebGPU backend over that one, with `--device reference`
+ * the reference backend), installed as autograd's backend too, and disposes of it afterwards.
  * `maxResidentMb` bounds the WebAssembly backend's resident layer copies (see {@link residentOption}).
  */
 export async function withBackend<T>(
@@ -87,19 +110,29 @@ export async function withBackend<T>(
   fn: (backend: Backend) => Promise<T>,
   maxResidentMb?: number,
 ): Promise<T> {
-  const backend =
-    threads === 0
+  const ctx = running.getStore();
+  const device = ctx?.device ?? "wasm";
+  const cpu =
+    threads === 0 || device === "reference"
       ? createReferenceBackend()
       : await createWasmBackend({
           ...(threads === undefined ? {} : { threads }),
           ...(maxResidentMb === undefined ? {} : { maxResidentBytes: maxResidentMb * 1e6 }),
         });
+  const backend =
+    device === "webgpu"
+      ? await createWebGpuSyncBackend({
+          fallback: cpu,
+          warn: (m) => (ctx ? ctx.io.stderr.write(`${m}\n`) : console.warn(m)),
+        })
+      : cpu;
   const previous = setBackend(backend);
   try {
     return await fn(backend);
   } finally {
     setBackend(previous);
-    backend.dispose();
+    if (backend !== cpu) backend.dispose();
+    cpu.dispose();
   }
 }
 

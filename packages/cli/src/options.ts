@@ -33,6 +33,20 @@ export function intOneOf<T extends number>(values: readonly T[]): (v: string) =>
   };
 }
 
+/** The kernel devices `--device` accepts. */
+export const DEVICES = ["wasm", "webgpu", "reference"] as const;
+/** One of {@link DEVICES}. */
+export type Device = (typeof DEVICES)[number];
+
+/** A parser accepting only the listed names. */
+export function oneOf<T extends string>(values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!values.includes(v as T))
+      throw new InvalidArgumentError(`expected one of ${values.join(", ")}, got "${v}"`);
+    return v as T;
+  };
+}
+
 /** A parser for a comma-separated list of non-empty names. */
 export function nameList(v: string): string[] {
   const names = v

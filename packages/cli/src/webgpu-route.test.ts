@@ -10,6 +10,7 @@ import { type Backend, createWasmBackend, type WasmBackend } from "@int21/quant-
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
+import { cli } from "./testing";
 
 const gpu: WebGpuSyncBackend = await createWebGpuSyncBackend({ warn: () => {} });
 const missing = gpu.fallbackReason;
@@ -143,4 +144,50 @@ describe.skipIf(missing !== null)("the WebGPU route (stories260K)", () => {
       plain.dispose();
     }
   }, 300_000);
+});
+
+describe("int21 --device", () => {
+  it("refuses a device it does not know, naming the choices", async () => {
+    const r = await cli(["generate", sharedPath(SHARED.stories260K), "--device", "cuda"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--device <name>.*expected one of wasm, webgpu, reference, got "cuda"/);
+  });
+
+  it("reference and wasm generate the same greedy text", async () => {
+    const args = [
+      "generate",
+      sharedPath(SHARED.stories260K),
+      "--temperature",
+      "0",
+      "--steps",
+      "40",
+      "--quiet",
+    ];
+    const wasm = await cli([...args, "--device", "wasm", "--threads", "1"]);
+    const ref = await cli([...args, "--device", "reference"]);
+    expect(wasm.code).toBe(0);
+    expect(ref.out).toBe(wasm.out);
+    expect(wasm.out.length).toBeGreaterThan(60);
+  }, 60_000);
+
+  it.skipIf(missing !== null)(
+    "webgpu generates the same greedy text as wasm (float stories260K)",
+    async () => {
+      const args = [
+        "generate",
+        sharedPath(SHARED.stories260K),
+        "--temperature",
+        "0",
+        "--steps",
+        "40",
+        "--quiet",
+      ];
+      const wasm = await cli([...args, "--threads", "1"]);
+      const gpuRun = await cli([...args, "--device", "webgpu", "--threads", "1"]);
+      expect(gpuRun.code).toBe(0);
+      expect(gpuRun.err).toBe("");
+      expect(gpuRun.out).toBe(wasm.out);
+    },
+    120_000,
+  );
 });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { evaluateLlamaCppChunks, evaluateNll } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { deviceOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { evaluateAgainstTeacher } from "../evaluation";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn } from "../options";
@@ -39,6 +39,7 @@ export function evalProgram(): Command {
     .option("--bos", "start the text with BOS (default: as the tokenizer's configuration says)")
     .option("--no-bos", "do not start the text with BOS")
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false);
 }

@@ -14,7 +14,7 @@ import {
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { trainLoRA } from "../emef";
 import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
@@ -115,6 +115,7 @@ export function finetuneProgram(): Command {
     .addOption(runOptions()[2])
     .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false)

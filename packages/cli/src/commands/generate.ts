@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";
-import { runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { deviceOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn, numberIn } from "../options";
 
@@ -59,6 +59,7 @@ export function generateProgram(): Command {
         .default(256),
     )
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .option(
       "--json",
       "print one JSON document (text, promptIds, generatedIds and statistics) instead of streaming",

@@ -19,7 +19,7 @@ import { calibrationWindows, type Tokenizer, saveInt21Checkpoint } from "@int21/
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { evaluateAgainstTeacher } from "../evaluation";
 import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
@@ -112,6 +112,7 @@ export function lrecProgram(): Command {
     .addOption(runOptions()[2])
     .option("--tokenizer <file>", "tokenizer (default: found beside the teacher or the student)")
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .addOption(residentOption())
     .option("--json", "print the result as JSON", false)
     .option("--quiet", "no progress bars", false)
