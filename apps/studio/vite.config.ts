@@ -67,6 +67,9 @@ export default defineConfig({
       },
     ],
   },
+  // @int21/io's atomic writer names its temporary files after process.pid (the PEFT export writes through it into
+  // the stub's in-memory scratch folder); a browser has no process object.
+  define: { "process.pid": "0" },
   server: { headers: isolation },
   preview: { headers: isolation },
   build: {

@@ -1,13 +1,16 @@
 // End to end: build the studio, serve it with `vite preview` (COOP/COEP) on 127.0.0.1, and drive it in Debian's
 // headless Chromium (playwright-core, no browser download) as a user would: stories260K picked from disk →
-// INT2 GPTQ → LREC → fine-tune (stopped, page reloaded, continued from OPFS) → perplexity → generate → GGUF and
-// LoRA GGUF downloads read back; then a Hugging Face folder (smollm2) reproducing transformers' greedy ids.
+// INT2 GPTQ → LREC → fine-tune (stopped, page reloaded, continued from OPFS) → perplexity → generate → GGUF,
+// LoRA GGUF, checkpoint and PEFT downloads read back; Hugging Face folders (smollm2, phi3) reproducing
+// transformers' greedy ids, INT3 GPTQ / INT8 RTN, Phi-3 INT4 RTN fine-tuned on a JSONL file and its fused PEFT
+// adapter; and a 7B-wide INT2 EMEF step (2 of the 32 layers) within a memory bound.
 // Screenshots of the key states are saved (INT21_E2E_OUT, else a temp dir) and checked: not blank, key text shown.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseSafetensors } from "@int21/io";
 import { loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { type Browser, chromium, type Page } from "playwright-core";
@@ -32,6 +35,7 @@ const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium)
   console.log(`SKIP apps/studio e2e: ${CHROMIUM} is absent (install it with .ci/browser-setup.sh)`);
 const outDir = process.env.INT21_E2E_OUT ?? mkdtempSync(join(tmpdir(), "int21-studio-e2e-"));
+const stories = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").split("<|endoftext|>");
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -225,6 +229,10 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     await settled(page);
     // the chart continues the saved curve: the saved steps, then the resumed ones
     expect(await page.getAttribute("#ft-chart svg", "data-points")).toBe("8");
+    // progress and ETA of the last stage: finished, so 100 % and an ETA of 0
+    expect(await page.getAttribute("#progress", "value")).toBe(await page.getAttribute("#progress", "max"));
+    expect(await page.textContent("#eta")).toMatch(/^100% · .+ elapsed · ETA /);
+    expect(await page.getAttribute("#eta", "data-eta")).toBe("0");
     expect(await page.inputValue("#bits")).toBe("2");
     console.log(`fine-tune: ${await page.textContent("#ft-info")}`);
 
@@ -269,6 +277,24 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
       console.log(`download: ${path}`);
       await check(new Uint8Array(readFileSync(path)));
     }
+    // the PEFT adapter (the fine-tuning one): q/k/v/o/gate/up/down of 5 layers
+    const [cfgDl] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click('button.dl[data-what="peft-config"]'),
+    ]);
+    await cfgDl.saveAs(join(outDir, "stories260K-adapter_config.json"));
+    await settled(page);
+    const storiesPeft = JSON.parse(readFileSync(join(outDir, "stories260K-adapter_config.json"), "utf8"));
+    expect(storiesPeft.peft_type).toBe("LORA");
+    expect([...storiesPeft.target_modules].sort()).toEqual([
+      "down_proj",
+      "gate_proj",
+      "k_proj",
+      "o_proj",
+      "q_proj",
+      "up_proj",
+      "v_proj",
+    ]);
     expect(await page.textContent("#memory")).toMatch(/wasm [\d.]+ [KMG]iB · tensors/);
     console.log(`memory: ${await page.textContent("#memory")}`);
     await screenshot(page, "studio-3-done", [
@@ -335,6 +361,23 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     await page.waitForFunction((b) => (document.body.dataset.done ?? "0") !== b, beforeDrop);
     await settled(page);
     expect(await page.textContent("#model-info")).toMatch(/^stories260K\.bin \(llama2c\): llama, dim 64/);
+    // the other bit widths: INT3 GPTQ and INT8 RTN (INT2 GPTQ and INT4 RTN run in the other paths)
+    const errs: Record<string, number> = {};
+    for (const [bits, method] of [
+      ["3", "gptq"],
+      ["8", "rtn"],
+    ] as const) {
+      await page.selectOption("#bits", bits);
+      await page.selectOption("#method", method);
+      await press(page, "#quantize");
+      expect(await page.getAttribute("#quant-info", "data-format")).toBe(
+        `int${bits}-g64-asym-f16 ${method.toUpperCase()}`,
+      );
+      errs[bits] = Number(
+        /mean output error ([\d.]+)%/.exec((await page.textContent("#quant-info")) ?? "")?.[1],
+      );
+    }
+    expect(errs["8"]).toBeLessThan(errs["3"]);
 
     // Phi-3 (fused qkv_proj / gate_up_proj): model-llama's folder reader over the picked files
     const phi = join(sharedPath("fixtures/hf-families"), "phi3");
@@ -348,6 +391,102 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     await press(page, "#generate");
     const phiIds = ((await page.getAttribute("#gen-info", "data-ids")) ?? "").split(",").map(Number);
     expect(phiIds).toEqual(phiRef.greedy_ids);
+
+    // Phi-3 quantized (INT4 RTN), fine-tuned on the user's JSONL, its PEFT adapter downloaded in Hugging Face's
+    // fused layout: one LoRA on qkv_proj and one on gate_up_proj per layer (model-llama's saveLlamaAdapter)
+    await page.selectOption("#bits", "4");
+    await page.selectOption("#method", "rtn");
+    await press(page, "#quantize");
+    expect(await page.getAttribute("#quant-info", "data-format")).toBe("int4-g64-asym-f16 RTN");
+    const jsonl = stories
+      .slice(0, 12)
+      .map((t) => JSON.stringify({ text: t.trim() }))
+      .join("\n");
+    await page.setInputFiles("#ft-file", {
+      name: "mine.jsonl",
+      mimeType: "application/jsonl",
+      buffer: Buffer.from(jsonl),
+    });
+    await page.fill("#ft-steps", "2");
+    await page.fill("#ft-save", "0");
+    await page.fill("#ft-batch", "1");
+    await page.fill("#ft-seq", "32");
+    await press(page, "#finetune");
+    expect(await page.getAttribute("#ft-info", "data-step")).toBe("2");
+    const peft: Record<string, Uint8Array> = {};
+    for (const what of ["peft-config", "peft-weights"]) {
+      const [dl] = await Promise.all([
+        page.waitForEvent("download"),
+        page.click(`button.dl[data-what="${what}"]`),
+      ]);
+      const path = join(outDir, `phi3-${dl.suggestedFilename()}`);
+      await dl.saveAs(path);
+      await settled(page);
+      peft[dl.suggestedFilename()] = new Uint8Array(readFileSync(path));
+    }
+    const peftConfig = JSON.parse(new TextDecoder().decode(peft["adapter_config.json"])) as {
+      target_modules: string[];
+      rank_pattern: Record<string, number>;
+    };
+    expect([...peftConfig.target_modules].sort()).toEqual([
+      "down_proj",
+      "gate_up_proj",
+      "o_proj",
+      "qkv_proj",
+    ]);
+    expect(peftConfig.rank_pattern["model.layers.1.self_attn.qkv_proj"]).toBe(24); // q, k, v at rank 8
+    const st = parseSafetensors(peft["adapter_model.safetensors"], "adapter_model.safetensors");
+    const key = (m: string) => `base_model.model.model.layers.0.${m}.weight`;
+    expect(st.tensors[key("self_attn.qkv_proj.lora_B")]?.shape).toEqual([3 * 128, 24]);
+    expect(st.tensors[key("mlp.gate_up_proj.lora_A")]?.shape).toEqual([16, 128]);
+    expect(st.names.filter((n) => /\.(q|k|v|gate|up)_proj\./.test(n))).toEqual([]);
+    console.log(`phi3 PEFT: ${st.names.length} tensors, targets ${peftConfig.target_modules.join(", ")}`);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it("a 7B-wide INT2 EMEF step in the tab (2 of LLaMA-2-7B's 32 layers; measure:7b runs all 32)", async () => {
+    const errors: string[] = [];
+    const page = await openPage(errors);
+    await page.click("#measure-panel summary");
+    await page.fill("#m-layers", "2");
+    await page.fill("#m-steps", "1");
+    await page.fill("#m-seq", "16");
+    await page.fill("#m-rank", "8");
+    await press(page, "#measure", 240_000);
+    await page.waitForFunction(
+      () => document.querySelector<HTMLElement>("#measure-out")?.dataset.tab === "1",
+    );
+    const r = JSON.parse((await page.textContent("#measure-out")) ?? "{}") as {
+      config: { dim: number; hiddenDim: number; nLayers: number; vocabSize: number };
+      generateMs: number;
+      packedProjectionBytes: number;
+      classifierBytes: number;
+      embeddingBytes: number;
+      steps: { ms: number; loss: number; wasmMemoryBytes: number; ledgerPeakBytes: number }[];
+      tabBytesPeakSampled?: number;
+    };
+    expect(r.config).toMatchObject({ dim: 4096, hiddenDim: 11008, nLayers: 2, vocabSize: 32000 });
+    expect(r.steps).toHaveLength(1);
+    const step = r.steps[0];
+    // random tokens over 32000: the loss is near ln 32000 ≈ 10.4, and finite
+    expect(Number.isFinite(step.loss)).toBe(true);
+    expect(Math.abs(step.loss - Math.log(32000))).toBeLessThan(3);
+    // Memory. The measurement's backend keeps only the layer in use resident in wasm memory, so the wasm memory
+    // must not hold the model: its high-water mark stays below the packed projections + classifier of these
+    // 2 layers (167 MB), and below a fixed 256 MiB that does not grow with depth (one re-packed layer, at most
+    // the 41 MB classifier, plus the kernels' scratch and the step's activation copies at seq 16).
+    const MiB = 2 ** 20;
+    expect(step.wasmMemoryBytes).toBeLessThan(r.packedProjectionBytes + r.classifierBytes);
+    expect(step.wasmMemoryBytes).toBeLessThan(256 * MiB);
+    // autograd's ledger (activations, LoRA gradients, AdamW state) at seq 16 and rank 8 on q/v: well under 64 MiB
+    expect(step.ledgerPeakBytes).toBeLessThan(64 * MiB);
+    console.log(
+      `7B-wide, 2 layers, seq 16: generated in ${(r.generateMs / 1000).toFixed(1)} s, step ${(step.ms / 1000).toFixed(1)} s, ` +
+        `loss ${step.loss.toFixed(3)}, wasm memory ${(step.wasmMemoryBytes / MiB).toFixed(0)} MiB, ledger peak ` +
+        `${(step.ledgerPeakBytes / MiB).toFixed(1)} MiB${r.tabBytesPeakSampled ? `, whole tab (sampled peak) ${(r.tabBytesPeakSampled / MiB).toFixed(0)} MiB` : ""}`,
+    );
+    await screenshot(page, "studio-5-measure-7b", ["measured: 1 step", '"dim": 4096']);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -1,22 +1,31 @@
-// Measurement (not in CI): a 7B-shape INT2 EMEF step in the studio's tab. Builds and serves the app, opens it in
-// headless Chromium, and presses "Measure" (worker.ts's measure7b: synthetic LLaMA-2-7B-shape weights generated in
-// the worker — INT2 g64 projections and classifier, INT8 embedding — then rank-r LoRA on every projection and
-// AdamW steps on one row of `seq` tokens). While it runs, the resident memory (RSS) of every Chromium process
-// is sampled from /proc; the page reports its own time, wasm memory and autograd's ledger.
+// Measurement (not in CI: minutes per step at full depth): a 7B-shape INT2 EMEF step in the studio's tab. Builds
+// and serves the app, opens it in headless Chromium and runs the Measure panel (src/measure7b.ts in the worker:
+// synthetic LLaMA-2-7B-shape weights generated in the tab straight into packed words — INT2 g64 projections and
+// classifier, INT8 g64 embedding — a rank-r LoRA on q_proj / v_proj, EMEF steps with per-layer checkpointing on
+// one row of `seq` tokens). Memory, from the page: the wasm memory's size (its high-water mark) and what is in use,
+// autograd's ledger peak, the worker's JS heap (performance.memory) and the whole tab
+// (performance.measureUserAgentSpecificMemory); from /proc: the peak RSS (VmHWM) of Chromium's renderer process,
+// which runs the page and its worker, and the RSS of all Chromium processes summed, sampled every 250 ms.
+// Writes results/7b-step.json (INT21_MEASURE_OUT to write elsewhere).
 //
-//   npm run measure:7b -w @int21/studio -- [layers=2] [steps=2] [seq=32] [rank=8]
-import { readFileSync, readdirSync } from "node:fs";
+//   npm run measure:7b -w @int21/studio -- [layers=32] [steps=2] [seq=64] [rank=8] [resident=0|all]
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { build, preview } from "vite";
 
-const [layers = "2", steps = "2", seq = "32", rank = "8"] = process.argv.slice(2);
+const [layers = "32", steps = "2", seq = "64", rank = "8", resident = "0"] = process.argv.slice(2);
+if (resident !== "0" && resident !== "all")
+  throw new Error(`measure-7b: resident must be 0 or all, got ${resident}`);
 const root = fileURLToPath(new URL("..", import.meta.url));
 const configFile = join(root, "vite.config.ts");
+const outFile = process.env.INT21_MEASURE_OUT ?? join(root, "results", "7b-step.json");
+const MiB = 2 ** 20;
 
-/** RSS (bytes) of `pid` and all its descendants, from /proc. */
-function treeRss(pid: number): number {
+/** Descendant pids of `pid`, from /proc. */
+function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
@@ -30,20 +39,33 @@ function treeRss(pid: number): number {
       /* gone */
     }
   }
-  let total = 0;
-  const todo = [pid];
+  const out: number[] = [];
+  const todo = [...(children.get(pid) ?? [])];
   while (todo.length) {
     const p = todo.pop()!;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
-      if (m) total += Number(m[1]) * 1024;
-    } catch {
-      /* gone */
-    }
+    out.push(p);
     todo.push(...(children.get(p) ?? []));
   }
-  return total;
+  return out;
 }
+
+/** `VmRSS` / `VmHWM` (bytes) of a process, 0 when it is gone. */
+function status(pid: number, field: "VmRSS" | "VmHWM"): number {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
+};
 
 // INT21_STUDIO_PREBUILT=1: serve the dist/ already built (`npm run build -w @int21/studio`)
 if (process.env.INT21_STUDIO_PREBUILT !== "1") await build({ configFile, logLevel: "warn" });
@@ -54,15 +76,18 @@ const browser = await chromium.launch({
   executablePath: process.env.INT21_CHROMIUM ?? "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
 });
-// playwright-core launches Chromium as a child of this process: sample our descendants (Node's own share is
-// measured before the page opens and subtracted)
-const nodeRss = process.memoryUsage().rss;
 try {
   const page = await browser.newPage();
   page.setDefaultTimeout(0);
+  page.on("console", (m) => {
+    if (m.type() === "error") console.log(`page: ${m.text()}`);
+  });
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.waitForFunction(() => document.body.dataset.state === "ready");
-  const idle = treeRss(process.pid) - nodeRss;
+  // the renderer running this page (and its worker): the one Chromium renderer process with this port's page
+  const renderers = descendants(process.pid).filter((p) => cmdline(p).includes("--type=renderer"));
+  const all = () => descendants(process.pid).reduce((a, p) => a + status(p, "VmRSS"), 0);
+  const idle = { renderer: renderers.map((p) => status(p, "VmRSS")), all: all() };
   await page.click("#measure-panel summary");
   for (const [id, v] of [
     ["m-layers", layers],
@@ -71,23 +96,51 @@ try {
     ["m-rank", rank],
   ])
     await page.fill(`#${id}`, v);
-  let peak = 0;
+  await page.selectOption("#m-resident", resident);
+  let peakAll = 0;
   const timer = setInterval(() => {
-    peak = Math.max(peak, treeRss(process.pid) - nodeRss);
+    peakAll = Math.max(peakAll, all());
   }, 250);
+  const progress = setInterval(async () => {
+    console.log(
+      `${new Date().toISOString().slice(11, 19)} ${await page.textContent("#status").catch(() => "")}`,
+    );
+  }, 30_000);
   const t0 = Date.now();
   await page.click("#measure");
-  await page.waitForFunction(
-    () => document.body.dataset.state !== "busy" && document.body.dataset.done !== undefined,
-  );
+  await page.waitForFunction(() => document.body.dataset.state !== "busy");
   clearInterval(timer);
-  const status = await page.textContent("#status");
-  const out = await page.textContent("#measure-out");
-  console.log(`status: ${status}`);
-  console.log(out);
+  clearInterval(progress);
+  const state = await page.getAttribute("body", "data-state");
+  const statusLine = await page.textContent("#status");
+  if (state !== "ready") throw new Error(`measure-7b: ${statusLine}`);
+  await page.waitForFunction(() => document.querySelector<HTMLElement>("#measure-out")?.dataset.tab === "1");
+  const page7b = JSON.parse((await page.textContent("#measure-out")) ?? "{}");
+  const rendererPeak = Math.max(...renderers.map((p) => status(p, "VmHWM")));
+  const result = {
+    date: new Date().toISOString(),
+    chromium: browser.version(),
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
+    wallMs: Date.now() - t0,
+    status: statusLine,
+    ...page7b,
+    rss: {
+      rendererIdleBytes: Math.max(...idle.renderer),
+      rendererPeakBytes: rendererPeak,
+      allProcessesIdleBytes: idle.all,
+      allProcessesPeakBytes: peakAll,
+      note: "renderer: VmHWM of Chromium's renderer process (the page and its worker); all: VmRSS of every Chromium process summed (shared pages counted more than once), sampled every 250 ms",
+    },
+  };
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(result, null, 2));
   console.log(
-    `wall ${((Date.now() - t0) / 1000).toFixed(1)} s · Chromium RSS: idle ${(idle / 2 ** 20).toFixed(0)} MiB, ` +
-      `peak ${(peak / 2 ** 20).toFixed(0)} MiB (all its processes, sampled every 250 ms)`,
+    `${layers} layers: generate ${(page7b.generateMs / 1000).toFixed(1)} s, steps ${page7b.steps
+      .map((s: { ms: number }) => `${(s.ms / 1000).toFixed(1)} s`)
+      .join(
+        ", ",
+      )}; wasm memory ${(page7b.steps.at(-1).wasmMemoryBytes / MiB).toFixed(0)} MiB; renderer RSS ` +
+      `${(result.rss.rendererIdleBytes / MiB).toFixed(0)} → peak ${(rendererPeak / MiB).toFixed(0)} MiB; wrote ${outFile}`,
   );
 } finally {
   await browser.close();

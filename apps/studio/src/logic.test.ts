@@ -5,9 +5,14 @@ import {
   blobFileStats,
   clearBlobFiles,
   joinPath,
+  mkdirScratch,
   openBlobFile,
+  openScratchFile,
   readBlobFile,
   registerBlobFile,
+  renameScratch,
+  rmScratch,
+  statScratch,
 } from "./blob-files";
 import { barChart, lineChart, ticks } from "./charts";
 import { batchAt, parseTrainingData } from "./data";
@@ -271,5 +276,31 @@ describe("blob files (the browser build's fs/promises.open)", () => {
     await expect(readBlobFile("/picked/m/x.json", "utf8")).rejects.toMatchObject({ code: "ENOENT" });
     expect(joinPath("/picked/", "./m", "a.json")).toBe("/picked/m/a.json");
     expect(joinPath("m", "a.json")).toBe("m/a.json");
+  });
+
+  it("the scratch folder: io's atomic-write steps (stat ENOENT, open wx, positioned writes, rename), read back, rm", async () => {
+    await expect(statScratch("/scratch/a/f.json")).rejects.toMatchObject({ code: "ENOENT" });
+    await expect(openScratchFile("/scratch/a/f.json", "wx")).rejects.toMatchObject({ code: "ENOENT" });
+    await mkdirScratch("/scratch/a");
+    expect((await statScratch("/scratch/a")).isDirectory()).toBe(true);
+    const h = await openScratchFile("/scratch/a/.f.json.tmp", "wx");
+    await expect(openScratchFile("/scratch/a/.f.json.tmp", "wx")).rejects.toMatchObject({ code: "EEXIST" });
+    const big = Uint8Array.from({ length: 3000 }, (_, i) => i % 251);
+    expect(await h.write(big, 1000, 2000, 0)).toEqual({ bytesWritten: 2000 }); // grows past the first 1 KiB
+    expect(await h.write(Uint8Array.of(7, 8, 9), 1, 2, 2500)).toEqual({ bytesWritten: 2 }); // a hole, zero-filled
+    await h.sync();
+    await h.close();
+    await expect(h.write(big, 0, 1, 0)).rejects.toThrow(/write after close/);
+    await renameScratch("/scratch/a/.f.json.tmp", "/scratch/a/f.json");
+    await expect(statScratch("/scratch/a/.f.json.tmp")).rejects.toMatchObject({ code: "ENOENT" });
+    expect((await statScratch("/scratch/a/f.json")).size).toBe(2502);
+    const back = (await readBlobFile("/scratch/a/f.json")) as Uint8Array;
+    expect(Array.from(back.subarray(0, 2000))).toEqual(Array.from(big.subarray(1000, 3000)));
+    expect(Array.from(back.subarray(2000))).toEqual([...new Array(500).fill(0), 8, 9]);
+    await accessBlobFile("/scratch/a/f.json");
+    await rmScratch("/scratch/a/f.json");
+    await expect(rmScratch("/scratch/a/f.json")).rejects.toMatchObject({ code: "ENOENT" });
+    await rmScratch("/scratch/a/f.json", { force: true });
+    await expect(readBlobFile("/scratch/a/f.json")).rejects.toMatchObject({ code: "ENOENT" });
   });
 });

@@ -1,7 +1,18 @@
 // What the browser build gets for `fs`, `fs/promises` and `path` (vite.config.ts aliases them here):
-// @int21/model-llama and friends import them for their file-path entry points; the studio
-// only calls the byte-array / ByteSource ones, so these are never reached. If one is, it says so.
-import { accessBlobFile, joinPath, openBlobFile, readBlobFile } from "./blob-files";
+// @int21/model-llama and friends import them for their file-path entry points. Reads are served from the picked
+// files (blob-files.ts), writes go to an in-memory scratch folder (blob-files.ts: the PEFT adapter is written by
+// model-llama's saveLlamaAdapter and read back); the rest are never reached — if one is, it says so.
+import {
+  accessBlobFile,
+  joinPath,
+  mkdirScratch,
+  openBlobFile,
+  openScratchFile,
+  readBlobFile,
+  renameScratch,
+  rmScratch,
+  statScratch,
+} from "./blob-files";
 
 function unavailable(name: string): () => never {
   return () => {
@@ -28,14 +39,16 @@ function unavailableAsync(name: string): () => Promise<never> {
 // fs/promises, imported dynamically by the file-writing and file-reading helpers of @int21/io,
 // @int21/lora and @int21/model-llama.
 export const access = (path: string) => accessBlobFile(path);
-export const mkdir = unavailableAsync("fs/promises.mkdir");
-/** Serves files picked in the page and registered by the worker (see blob-files.ts): GGUFs stream from disk. */
-export const open = (path: string, flags?: string) => openBlobFile(path, flags);
+/** Folders of the in-memory scratch area (blob-files.ts), where the libraries' file writers write. */
+export const mkdir = (path: string) => mkdirScratch(path);
+/** Serves files picked in the page and registered by the worker (see blob-files.ts): GGUFs stream from disk; `w`/`wx`: a scratch file. */
+export const open = (path: string, flags?: string) =>
+  flags === "w" || flags === "wx" ? openScratchFile(path, flags) : openBlobFile(path, flags);
 export const readFile = (path: string, encoding?: unknown) => readBlobFile(path, encoding);
 export const readdir = unavailableAsync("fs/promises.readdir");
-export const rename = unavailableAsync("fs/promises.rename");
-export const rm = unavailableAsync("fs/promises.rm");
-export const stat = unavailableAsync("fs/promises.stat");
+export const rename = (from: string, to: string) => renameScratch(from, to);
+export const rm = (path: string, opts?: { force?: boolean }) => rmScratch(path, opts);
+export const stat = (path: string) => statScratch(path);
 export const writeFile = unavailableAsync("fs/promises.writeFile");
 
 // The rest of what the libraries name from fs, path and crypto (file-path helpers only).

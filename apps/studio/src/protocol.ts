@@ -1,5 +1,6 @@
 // Messages between the page (main.ts) and the worker (worker.ts).
 import type { LrecStep } from "@int21/lrec";
+import type { Measure7bOptions } from "./measure7b";
 import type { StageProgress } from "./progress";
 import type {
   EvalPoint,
@@ -39,7 +40,7 @@ export type Request =
       ggufType?: "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
     }
   | { op: "webgpu" }
-  | { op: "measure7b"; layers: number; steps: number; rank: number; seq: number };
+  | ({ op: "measure7b"; maxResidentBytes?: number } & Measure7bOptions);
 
 /** The worker's answer to one request. */
 export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };

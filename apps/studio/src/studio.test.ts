@@ -1,8 +1,18 @@
 // The pipeline on stories260K in Node (the worker runs the same class): load, quantize, LREC, fine-tune with
 // a saved state, resume onto a fresh Studio, evaluate every configuration, generate, and the download bytes.
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bytesSource, loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
+import { parseSafetensors } from "@int21/io";
+import {
+  baseWeightsOf,
+  bytesSource,
+  evaluateNll,
+  loadGguf,
+  loadInt21CheckpointBytes,
+  loadLlamaAdapter,
+  readGgufLora,
+} from "@int21/model-llama";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -119,7 +129,7 @@ describe("Studio on stories260K", () => {
     expect(saved.meta.step).toBe(4);
     expect(saved.meta.model).toBe("stories260K.bin");
 
-    const c = new Studio(backend, memoryStore());
+    const c = new Studio(backend, memoryStore(), { scratchDir: mkdtempSync(join(tmpdir(), "studio-")) });
     await c.load(input(), quiet);
     const r = await c.resumeRun(store.bytes!, quiet);
     expect(r.summary.ftSteps).toBe(4);
@@ -163,10 +173,10 @@ describe("Studio on stories260K", () => {
     const lora = await readGgufLora(lg.bytes);
     expect(lora.modules.length).toBe(15); // 5 layers × q, v, down
     expect(lg.name).toBe("stories260K-int2-g32-asym-f16-default-lora.gguf");
-    const cfg = JSON.parse(new TextDecoder().decode(c.exportFile("peft-config").bytes));
+    const cfg = JSON.parse(new TextDecoder().decode((await c.exportPeftFile("peft-config")).bytes));
     expect(cfg.r).toBe(4);
     expect(cfg.peft_type).toBe("LORA");
-    expect(c.exportFile("peft-weights").bytes.byteLength).toBeGreaterThan(1000);
+    expect((await c.exportPeftFile("peft-weights")).bytes.byteLength).toBeGreaterThan(1000);
     const ckFile = c.exportFile("checkpoint");
     const ck = await loadInt21CheckpointBytes(ckFile.bytes);
     expect(ck.weights.config.nLayers).toBe(5);
@@ -213,5 +223,53 @@ describe("Studio on stories260K", () => {
     expect(g.rendered).not.toBe("Tell me a story");
     expect(g.tokens.slice(0, g.promptTokens)).toEqual(s.tokenizer!.encode(g.rendered!));
     expect(g.generatedTokens).toBeGreaterThan(0);
+  }, 240_000);
+
+  it("Phi-3 (fused qkv_proj / gate_up_proj): the PEFT download is model-llama's fused layout, and reads back to the same model", async () => {
+    const dir = join(sharedPath("fixtures/hf-families"), "phi3");
+    const files: Record<string, ReturnType<typeof bytesSource>> = {};
+    for (const f of readdirSync(dir))
+      if (/\.(json|safetensors|jinja)$/.test(f))
+        files[f] = bytesSource(new Uint8Array(readFileSync(join(dir, f))), f);
+    const scratch = mkdtempSync(join(tmpdir(), "studio-phi3-"));
+    const s = new Studio(backend, null, { scratchDir: scratch });
+    await s.load({ kind: "hf", files, label: "phi3", dir }, quiet);
+    s.quantize({ ...quant, bits: 4, method: "rtn", calibText: "" }, quiet);
+    s.startFinetune({
+      ...ftSettings(2),
+      targets: ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
+      seqLen: 32,
+      saveEvery: 0,
+    });
+    await s.finetune(quiet, quiet);
+    const cfgFile = await s.exportPeftFile("peft-config");
+    expect(cfgFile.name).toBe("adapter_config.json");
+    const cfg = JSON.parse(new TextDecoder().decode(cfgFile.bytes));
+    expect([...cfg.target_modules].sort()).toEqual(["down_proj", "gate_up_proj", "qkv_proj"]);
+    // one LoRA per fused module of rank 3·4 (q, k, v) / 2·4 (gate, up), scaling 1
+    expect(cfg.rank_pattern["model.layers.0.self_attn.qkv_proj"]).toBe(12);
+    expect(cfg.alpha_pattern["model.layers.1.mlp.gate_up_proj"]).toBe(8);
+    const wFile = await s.exportPeftFile("peft-weights");
+    const header = parseSafetensors(wFile.bytes, wFile.name);
+    const shape = (k: string) => header.tensors[`base_model.model.model.layers.0.${k}.weight`]?.shape;
+    expect(shape("self_attn.qkv_proj.lora_A")).toEqual([12, 128]);
+    expect(shape("self_attn.qkv_proj.lora_B")).toEqual([3 * 128, 12]);
+    expect(shape("mlp.gate_up_proj.lora_B")).toEqual([2 * 320, 8]);
+    expect(shape("mlp.down_proj.lora_A")).toEqual([4, 320]);
+    expect(shape("self_attn.q_proj.lora_A")).toBeUndefined();
+    expect(readdirSync(scratch).flatMap((d) => readdirSync(join(scratch, d)))).toEqual([]); // read back and removed
+    // the downloaded folder, loaded onto the same packed base by model-llama's reader, is the studio's model
+    const out = mkdtempSync(join(tmpdir(), "studio-phi3-peft-"));
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, cfgFile.name), cfgFile.bytes);
+    writeFileSync(join(out, wFile.name), wFile.bytes);
+    const base = baseWeightsOf(s.student!);
+    const ids = s.tokenizer!.encode(stories[900].slice(0, 300), { bos: true }).slice(0, 48);
+    const ref = evaluateNll(s.student!, ids, { ctx: 48 }).meanNll;
+    const plain = evaluateNll(base, ids, { ctx: 48 }).meanNll;
+    await loadLlamaAdapter(out, base);
+    const back = evaluateNll(base, ids, { ctx: 48 }).meanNll;
+    expect(Math.abs(back - ref)).toBeLessThan(1e-4);
+    expect(Math.abs(plain - ref)).toBeGreaterThan(10 * Math.abs(back - ref)); // the adapter changes the model
   }, 240_000);
 });

@@ -12,8 +12,6 @@ import {
   type Example,
   LoRAModel,
   loraParameters,
-  peftConfig,
-  peftTensors,
 } from "@int21/lora";
 import { type LrecStep, runLrec, windowData } from "@int21/lrec";
 import {
@@ -37,9 +35,9 @@ import {
   loadInt21CheckpointBytes,
   loadHfBytes,
   loadLlama2cFrom,
-  permuteHfRows,
   quantizeModel,
   renderChatTemplate,
+  saveLlamaAdapter,
   serializeGgufLora,
   serializeInt21Checkpoint,
   setLlamaModules,
@@ -187,6 +185,7 @@ export class Studio {
   ftHistory: FtStep[] = [];
   evals: EvalPoint[] = [];
   private lora: LoRAModel | null = null;
+  private peftRuns = 0;
   private ft: {
     settings: FinetuneSettings;
     optimizer: AdamW;
@@ -194,9 +193,15 @@ export class Studio {
     step: number;
   } | null = null;
 
+  /**
+   * `opts.scratchDir`: a folder the libraries' file writers may write into and the studio reads back (the PEFT
+   * adapter is written by model-llama's `saveLlamaAdapter`): in the browser the in-memory scratch folder of the
+   * build's `fs/promises` stub (blob-files.ts), in Node a temporary folder.
+   */
   constructor(
     readonly backend: Backend,
     readonly store: StateStore | null = null,
+    readonly opts: { scratchDir?: string } = {},
   ) {
     setBackend(backend);
   }
@@ -618,9 +623,9 @@ export class Studio {
     return { ...r, ...(rendered !== undefined ? { rendered } : {}) };
   }
 
-  /** The files to download, as bytes. */
+  /** The files to download, as bytes (the PEFT adapter's: {@link exportPeftFile}). */
   exportFile(
-    what: "checkpoint" | "peft-config" | "peft-weights" | "gguf" | "lora-gguf",
+    what: "checkpoint" | "gguf" | "lora-gguf",
     opts: { ggufType?: GgufModelType; adapter?: string } = {},
   ): { name: string; bytes: Uint8Array } {
     const { tokenizer } = this.need();
@@ -645,19 +650,37 @@ export class Studio {
       return { name: `${stem}${tag}.gguf`, bytes: serializeGguf({ metadata, tensors }) };
     }
     const adapter = opts.adapter ?? this.defaultAdapter();
-    if (what === "lora-gguf") {
-      return {
-        name: `${stem}${tag}-${adapter}-lora.gguf`,
-        bytes: serializeGgufLora(this.lora!, w.config, { adapter }).bytes,
-      };
+    return {
+      name: `${stem}${tag}-${adapter}-lora.gguf`,
+      bytes: serializeGgufLora(this.lora!, w.config, { adapter }).bytes,
+    };
+  }
+
+  /**
+   * A file of the PEFT adapter for the Hugging Face model (`adapter_config.json` or `adapter_model.safetensors`):
+   * written by model-llama's `saveLlamaAdapter` — q/k `lora_B` rows permuted to Hugging Face's layout, and on
+   * Phi-3 one LoRA per fused `qkv_proj` / `gate_up_proj` — into the scratch folder, read back and removed.
+   */
+  async exportPeftFile(
+    what: "peft-config" | "peft-weights",
+    opts: { adapter?: string } = {},
+  ): Promise<{ name: string; bytes: Uint8Array }> {
+    const w = this.active;
+    if (!this.lora) throw new Error("no adapter yet: run LREC or fine-tune first");
+    const adapter = opts.adapter ?? this.defaultAdapter();
+    const root = this.opts.scratchDir;
+    if (root === undefined)
+      throw new Error("PEFT export: this studio has no scratch folder (opts.scratchDir)");
+    const { readFile, rm } = await import("node:fs/promises");
+    const dir = `${root}/peft-${++this.peftRuns}`;
+    await saveLlamaAdapter(dir, this.lora, w, { name: adapter });
+    const name = what === "peft-config" ? "adapter_config.json" : "adapter_model.safetensors";
+    const files = ["adapter_config.json", "adapter_model.safetensors"];
+    try {
+      return { name, bytes: new Uint8Array(await readFile(`${dir}/${name}`)) };
+    } finally {
+      for (const f of files) await rm(`${dir}/${f}`, { force: true });
     }
-    const { config, tensors } = this.peft(adapter);
-    if (what === "peft-config")
-      return {
-        name: "adapter_config.json",
-        bytes: new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`),
-      };
-    return { name: "adapter_model.safetensors", bytes: serializeSafetensors(tensors, { format: "pt" }) };
   }
 
   private defaultAdapter(): string {
@@ -665,35 +688,6 @@ export class Studio {
     if (names.includes(FT_NAME)) return FT_NAME;
     if (names.includes(LREC_NAME)) return LREC_NAME;
     throw new Error("no adapter yet: run LREC or fine-tune first");
-  }
-
-  /**
-   * The adapter in PEFT's layout for the Hugging Face model, in memory (model-llama's `saveLlamaAdapter` writes
-   * the same to a folder): q/k `lora_B` rows permuted per head as HF permutes q/k weights.
-   */
-  peft(adapter: string) {
-    const w = this.active;
-    if (!this.lora) throw new Error("no adapter yet: run LREC or fine-tune first");
-    if (w.config.family === "phi3")
-      throw new Error(
-        "PEFT export of Phi-3's fused layout is only in the CLI (int21 export): download the LoRA GGUF instead",
-      );
-    const tensors = peftTensors(this.lora, { name: adapter });
-    for (const [key, t] of Object.entries(tensors)) {
-      const m = /^base_model\.model\.(.+)\.lora_B\.weight$/.exec(key);
-      const heads = !m
-        ? 0
-        : m[1].endsWith(".self_attn.q_proj")
-          ? w.config.nHeads
-          : m[1].endsWith(".self_attn.k_proj")
-            ? w.config.nKvHeads
-            : 0;
-      if (heads > 0) {
-        const [rows, r] = t.shape;
-        tensors[key] = { ...t, data: permuteHfRows(t.data as Float32Array, heads, rows, r) };
-      }
-    }
-    return { config: peftConfig(this.lora, { name: adapter }), tensors };
   }
 
   /** `int2-g64-asym-f16 GPTQ`, or the opened checkpoint's name; null without a student. */

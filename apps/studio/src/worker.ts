@@ -1,9 +1,8 @@
 // The studio's worker: every heavy step runs here (the page only draws). Requests come as
 // `{ id, ...Request }`; each gets one Reply; progress, steps, tokens and saves are Events in between.
-import { AdamW, backward, memory, resetPeak, tidy } from "@int21/autograd";
-import { collate, loraParameters } from "@int21/lora";
-import { addLlamaLoRA, llamaLoss, syntheticConfig, syntheticWeights } from "@int21/model-llama";
+import { memory, setBackend } from "@int21/autograd";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import { measure7bStep } from "./measure7b";
 import { blobFileStats, clearBlobFiles, registerBlobFile } from "./blob-files";
 import { opfsStore } from "./opfs";
 import type { Event, InitResult, MemoryReadout, Reply, Request } from "./protocol";
@@ -18,6 +17,8 @@ let wasm: WasmBackend;
 let studio: Studio;
 let store: StateStore | null = null;
 let stopFlag: Int32Array | null = null;
+/** The in-memory scratch folder of the build's fs/promises stub (blob-files.ts), where saveLlamaAdapter writes. */
+const SCRATCH = "/scratch";
 /** The page's base URL (the default model and texts are served under it). */
 let baseUrl = "";
 
@@ -93,7 +94,7 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     baseUrl = r.base;
     const s = await opfsStore();
     store = s ? announcing(s) : null;
-    studio = new Studio(wasm, store);
+    studio = new Studio(wasm, store, { scratchDir: SCRATCH });
     const gpu = (navigator as { gpu?: unknown }).gpu;
     const res: InitResult = {
       backend: wasm.name,
@@ -240,8 +241,8 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     return { ...g, ms: performance.now() - t0, model: studio.summary().student ?? "float32" };
   },
   async export(r) {
-    const f = studio.exportFile(r.what, r.ggufType ? { ggufType: r.ggufType } : {});
-    return f;
+    if (r.what === "peft-config" || r.what === "peft-weights") return studio.exportPeftFile(r.what);
+    return studio.exportFile(r.what, r.ggufType ? { ggufType: r.ggufType } : {});
   },
   async webgpu() {
     return webGpuCheck(wasm, studio.student ?? studio.active);
@@ -259,68 +260,44 @@ async function runFinetune() {
 }
 
 /**
- * A 7B-shape INT2 EMEF step in the tab: synthetic LLaMA-2-7B weights (dim 4096, hidden 11008, 32 heads, vocab
- * 32000) with `layers` layers, generated here in INT2 (g64), the token embedding INT8, the classifier INT4; a
- * rank-`rank` LoRA on every projection; `steps` AdamW steps on one row of `seq` random tokens.
+ * A 7B-shape INT2 EMEF step in the tab (src/measure7b.ts): on a backend of its own whose resident budget is
+ * `maxResidentBytes` (0, the default: only the layer in use is re-packed into wasm memory, so the packed model is
+ * held once, in JavaScript; the studio's own backend keeps every layer resident for decoding). The studio's
+ * backend is autograd's again afterwards, and the measurement's backend is disposed.
  */
-async function measure7b(r: { layers: number; steps: number; rank: number; seq: number }) {
+async function measure7b(r: Extract<Request, { op: "measure7b" }>) {
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+  const budget = r.maxResidentBytes ?? 0;
+  const be = await createWasmBackend(
+    isolated ? { maxResidentBytes: budget } : { sharedMemory: false, threads: 1, maxResidentBytes: budget },
+  );
+  setBackend(be);
   const t0 = performance.now();
-  const config = { ...syntheticConfig("7B"), nLayers: r.layers };
-  const w = syntheticWeights(config, {
-    format: "int2-g64-asym-f16",
-    embeddingFormat: "int8-g64-asym-f16",
-    backend: wasm,
-  });
-  const genMs = performance.now() - t0;
-  emit({
-    stage: "measure",
-    done: 0,
-    total: r.steps,
-    elapsedMs: genMs,
-    etaMs: Number.NaN,
-    detail: "weights generated",
-  });
-  const model = addLlamaLoRA(w, {
-    targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    r: r.rank,
-    alpha: 2 * r.rank,
-  });
-  const opt = new AdamW(loraParameters(model), { lr: 1e-4, weightDecay: 0 });
-  const loss = llamaLoss(w, { checkpoint: true });
-  const input = Int32Array.from({ length: r.seq }, (_, i) => (i * 7919 + 13) % config.vocabSize);
-  const target = Int32Array.from({ length: r.seq }, (_, i) => (i * 104729 + 7) % config.vocabSize);
-  const batch = collate([{ input, target }]);
-  const steps: { ms: number; loss: number; peakLedger: number }[] = [];
-  for (let s = 0; s < r.steps; s++) {
-    const t = performance.now();
-    resetPeak();
-    opt.zeroGrad();
-    const l = tidy(() => {
-      const v = loss(batch, { training: true });
-      backward(v);
-      return v.item();
-    });
-    opt.step();
-    steps.push({ ms: performance.now() - t, loss: l, peakLedger: memory().peakBytes });
-    emit({
-      stage: "measure",
-      done: s + 1,
-      total: r.steps,
-      elapsedMs: performance.now() - t0,
-      etaMs: Number.NaN,
-      detail: `step ${s + 1}: ${(steps[s].ms / 1000).toFixed(1)} s`,
-    });
+  const heap = () => (performance as { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? null;
+  try {
+    const res = measure7bStep(
+      r,
+      be,
+      (p) =>
+        post({
+          type: "progress",
+          p: {
+            stage: p.phase === "generate" ? "measure: generating" : "measure: training",
+            done: p.done,
+            total: p.total,
+            elapsedMs: performance.now() - t0,
+            etaMs: Number.NaN,
+            detail: p.detail,
+          },
+          mem: { ...mem(), wasmBytes: be.memoryBytes() },
+        }),
+      { maxResidentBytes: budget },
+    );
+    return { ...res, workerHeapBytes: heap() };
+  } finally {
+    setBackend(wasm);
+    be.dispose();
   }
-  let packed = 0;
-  for (const L of w.layers)
-    for (const k of ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const) packed += L[k].bytes();
-  return {
-    config: { dim: config.dim, hiddenDim: config.hiddenDim, layers: config.nLayers, vocab: config.vocabSize },
-    generateMs: genMs,
-    steps,
-    packedProjectionBytes: packed,
-    mem: mem(),
-  };
 }
 
 self.onmessage = async (e: MessageEvent<Request & { id: number }>) => {
