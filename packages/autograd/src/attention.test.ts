@@ -245,6 +245,44 @@ describe("rope", () => {
     );
   });
 
+  it("runs the wasm rope kernel on a wasm backend: same output and gradient, finite differences", async () => {
+    const wasm = await createWasmBackend({ threads: 2 });
+    try {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 2 }),
+          fc.integer({ min: 1, max: 40 }),
+          fc.integer({ min: 1, max: 3 }),
+          fc.constantFrom(2, 4, 8, 16),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 999 }),
+          (B, T, nh, hs, half, seed) => {
+            const layout = half ? "half" : "adjacent";
+            const run = () => {
+              const x = leaf([B, T, nh * hs], seed);
+              const y = rope(x, { headSize: hs, positions: 3, layout });
+              backward(y, leaf(y.shape, seed + 1, { grad: false }).values());
+              return { y: y.toArray(), gx: x.grad!.toArray() };
+            };
+            const want = run();
+            const got = withBackend(wasm, run);
+            expectClose(got.y, want.y, 1e-5, 1e-5);
+            expectClose(got.gx, want.gx, 1e-5, 1e-5);
+            withBackend(wasm, () =>
+              gradCheck(
+                (a) => rope(a, { headSize: hs, positions: 7, layout }),
+                [leaf([B, T, nh * hs], seed)],
+              ),
+            );
+          },
+        ),
+        FC,
+      );
+    } finally {
+      wasm.dispose();
+    }
+  });
+
   it("position 0 is the identity; bad head size and position count are rejected", () => {
     const x = leaf([1, 8], 1);
     expectClose(rope(x, { headSize: 4 }).toArray(), x.toArray(), 0, 0);

@@ -1,5 +1,10 @@
 // LLaMA attention pieces: fused causal grouped-query attention and rotary position embedding (RoPE).
-import { type Backend, type TrainAttentionShape, trainKernels } from "@int21/quant-kernels";
+import {
+  type Backend,
+  type RopeRowsArgs,
+  type TrainAttentionShape,
+  trainKernels,
+} from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
 import { scratch } from "./memory";
@@ -333,12 +338,22 @@ interface RopePlan {
   /** cos and ±sin of every (position, pair), `[T, hs/2]`. */
   cos: Float64Array;
   sin: Float64Array;
+  /** The same tables in float32 (what the wasm kernel reads). */
+  cos32: Float32Array;
+  sin32: Float32Array;
 }
 
-const ropeTables = new Map<string, { cos: Float64Array; sin: Float64Array }>();
+interface RopeTable {
+  cos: Float64Array;
+  sin: Float64Array;
+  cos32: Float32Array;
+  sin32: Float32Array;
+}
+
+const ropeTables = new Map<string, RopeTable>();
 
 /** cos/sin tables for positions `pos`, cached (a few entries) when positions are `start + t`. */
-function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | null) {
+function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | null): RopeTable {
   const hit = key === null ? undefined : ropeTables.get(key);
   if (hit) return hit;
   const T = pos.length;
@@ -353,7 +368,7 @@ function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | n
       sin[t * np + m] = Math.sin(a);
     }
   }
-  const table = { cos, sin };
+  const table = { cos, sin, cos32: Float32Array.from(cos), sin32: Float32Array.from(sin) };
   if (key !== null) {
     if (ropeTables.size >= 16) ropeTables.delete(ropeTables.keys().next().value!);
     ropeTables.set(key, table);
@@ -382,14 +397,27 @@ function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: numb
   }
 }
 
+/** quant-kernels' row arguments of plan `p` over `n` elements. */
+function ropeRows(p: RopePlan, n: number, sign: 1 | -1, accumulate: boolean): RopeRowsArgs {
+  const { T, D, hs, half, cos32: cos, sin32: sin } = p;
+  return { rows: n / D, D, hs, T, half, cos, sin, sign, accumulate };
+}
+
 const ropeOp: OpDef<RopePlan> = {
   name: "rope",
-  forward(_ctx, [x], p) {
+  forward(ctx, [x], p) {
     const out = new Float32Array(x.size);
-    ropeApply(x.values(), out, p, 1);
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) kernels.rope(ropeRows(p, x.size, 1, false), x.values(), out);
+    else ropeApply(x.values(), out, p, 1);
     return output(out, x.shape); // a rotation: backward needs nothing saved
   },
-  backward(_ctx, gy, [gx], p) {
+  backward(ctx, gy, [gx], p) {
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) {
+      kernels.rope(ropeRows(p, gy.size, -1, true), gy.values(), gx!.data);
+      return;
+    }
     const tmp = scratch(gy.size);
     ropeApply(gy.values(), tmp.data, p, -1); // the inverse (transposed) rotation
     const d = gx!.data;
@@ -403,6 +431,8 @@ const applyRope = defineOp(ropeOp);
  * Rotary position embedding on `x` `[..., T, nHeads·headSize]`: within each head, pair m (elements
  * `(2m, 2m+1)`, or `(m, m + hs/2)` with `layout: "half"`) at position `pos` is rotated by the angle
  * `pos · theta^(−2m/headSize)`, i.e. freq `theta^(−(i mod hs)/hs)` for the pair's first index i as llama2.c.
+ * On a wasm backend both directions run quant-kernels' `trainKernels(backend).rope` (SIMD over float32
+ * tables; backward accumulates the inverse rotation straight into the gradient); elsewhere `ropeApply`.
  */
 export function rope(x: Tensor, opts: RopeOptions): Tensor {
   const hs = opts.headSize;
@@ -426,8 +456,8 @@ export function rope(x: Tensor, opts: RopeOptions): Tensor {
   const theta = opts.theta ?? 10000;
   if (!(theta > 0)) throw new Error(`autograd: rope: theta ${theta} must be > 0`);
   const key = typeof given === "number" ? `${T}:${hs}:${theta}:${given}` : null;
-  const { cos, sin } = ropeTable(pos, hs, theta, key);
-  return applyRope([x], { T, D, hs, half: opts.layout === "half", cos, sin });
+  const table = ropeTable(pos, hs, theta, key);
+  return applyRope([x], { T, D, hs, half: opts.layout === "half", ...table });
 }
 
 /** The op records of this family (forward/backward pairs), for introspection and tests. */

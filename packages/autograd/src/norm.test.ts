@@ -1,7 +1,10 @@
+import { type WasmBackend, createWasmBackend, trainKernels } from "@int21/quant-kernels";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { withBackend } from "./backend";
 import { gradCheck } from "./gradcheck";
 import { logSoftmax, rmsNorm, softmax } from "./norm";
+import { backward } from "./engine";
 import { tensor } from "./tensor";
 import { expectClose, FC, leaf, useReferenceBackend } from "./test-utils";
 
@@ -39,6 +42,56 @@ describe("rmsNorm", () => {
     expect(() => rmsNorm(leaf([2, 4], 1), leaf([3], 2))).toThrow(
       /rmsNorm: weight .*\[3\] must be \[4\] for x \[2, 4\]/,
     );
+  });
+});
+
+describe("rmsNorm on the wasm backend (train kernels)", () => {
+  let wasm: WasmBackend;
+  beforeAll(async () => {
+    wasm = await createWasmBackend({ threads: 2 });
+  });
+  afterAll(() => wasm.dispose());
+
+  it("matches the reference backend's op (output, x and w gradients) and finite differences", () => {
+    expect(trainKernels(wasm)).toBeDefined();
+    fc.assert(
+      fc.property(rowsArb, fc.integer({ min: 1, max: 80 }), ([lead, , seed], d) => {
+        const run = () => {
+          const x = leaf([...lead, d], seed, { std: 2 });
+          const w = leaf([d], seed + 1);
+          const y = rmsNorm(x, w);
+          const r = leaf(y.shape, seed + 2, { grad: false });
+          backward(y, r.values());
+          return { y: y.toArray(), gx: x.grad!.toArray(), gw: w.grad!.toArray() };
+        };
+        const want = run();
+        const got = withBackend(wasm, run);
+        expectClose(got.y, want.y, 1e-5, 1e-4);
+        expectClose(got.gx, want.gx, 1e-4, 1e-3);
+        expectClose(got.gw, want.gw, 1e-4, 1e-3);
+        withBackend(wasm, () => {
+          const x = leaf([...lead, d], seed);
+          const w = leaf([d], seed + 1);
+          gradCheck((a, b) => rmsNorm(a, b), [x, w]);
+        });
+      }),
+      FC,
+    );
+  });
+
+  it("splits large row sets across threads with the same result", () => {
+    const run = () => {
+      const x = leaf([300, 130], 3);
+      const w = leaf([130], 4);
+      const y = rmsNorm(x, w);
+      backward(y, leaf(y.shape, 5, { grad: false }).values());
+      return { y: y.toArray(), gx: x.grad!.toArray(), gw: w.grad!.toArray() };
+    };
+    const want = run();
+    const got = withBackend(wasm, run);
+    expectClose(got.y, want.y, 1e-5, 1e-4);
+    expectClose(got.gx, want.gx, 1e-4, 1e-3);
+    expectClose(got.gw, want.gw, 1e-4, 1e-3);
   });
 });
 

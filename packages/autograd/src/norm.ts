@@ -1,4 +1,5 @@
 // Fused row-wise ops over the last axis: RMSNorm, softmax, log-softmax (numerically stable).
+import { trainKernels } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
@@ -18,14 +19,17 @@ const rmsNormOp: OpDef<number> = {
     const wv = w.values();
     const out = new Float32Array(xv.length);
     const inv = new Float32Array(rows);
-    for (let r = 0; r < rows; r++) {
-      const o = r * d;
-      let ss = 0;
-      for (let j = 0; j < d; j++) ss += xv[o + j] * xv[o + j];
-      const s = 1 / Math.sqrt(ss / d + eps);
-      inv[r] = s;
-      for (let j = 0; j < d; j++) out[o + j] = xv[o + j] * s * wv[j];
-    }
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) kernels.rmsNorm(rows, d, xv, wv, eps, out, inv);
+    else
+      for (let r = 0; r < rows; r++) {
+        const o = r * d;
+        let ss = 0;
+        for (let j = 0; j < d; j++) ss += xv[o + j] * xv[o + j];
+        const s = 1 / Math.sqrt(ss / d + eps);
+        inv[r] = s;
+        for (let j = 0; j < d; j++) out[o + j] = xv[o + j] * s * wv[j];
+      }
     // backward needs x, w and the per-row 1/rms (rows floats), not the output
     ctx.save(x, w);
     ctx.saveBuffer(inv, [rows]);
@@ -38,6 +42,11 @@ const rmsNormOp: OpDef<number> = {
     const wv = w.values();
     const inv = invT.values();
     const g = gy.values();
+    const kernels = trainKernels(ctx.backend);
+    if (kernels) {
+      kernels.rmsNormBackward(rows, d, xv, wv, inv, g, gx ? gx.data : null, gw ? gw.data : null);
+      return;
+    }
     for (let r = 0; r < rows; r++) {
       const o = r * d;
       const s = inv[r];
@@ -60,7 +69,9 @@ const applyRmsNorm = defineOp(rmsNormOp);
 
 /**
  * RMSNorm over the last axis (fused): `y = x / sqrt(mean(x²) + eps) · w`, `w` of shape `[d]`.
- * Saves x, w and one float per row for backward.
+ * Saves x, w and one float per row for backward. On a wasm backend both directions run quant-kernels'
+ * `trainKernels(backend).rmsNorm / rmsNormBackward` (SIMD, rows split across threads); elsewhere the
+ * TypeScript loops here, the reference.
  */
 export function rmsNorm(x: Tensor, w: Tensor, eps = 1e-5): Tensor {
   const d = x.shape[x.ndim - 1];

@@ -70,13 +70,18 @@ export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./
 export {
   CE_PARALLEL_ELEMS,
   type CrossEntropyRowsArgs,
+  type RopeRowsArgs,
   TRAIN_ATTN_PARALLEL,
   TRAIN_CE_CUTOFF,
+  TRAIN_ROWS_PARALLEL,
   TRAIN_SWIGLU_PARALLEL,
   type TrainAttentionShape,
   type TrainKernels,
   checkCrossEntropyRowsArgs,
   referenceCrossEntropyRows,
+  referenceRmsNorm,
+  referenceRmsNormBackward,
+  referenceRope,
   trainKernels,
 } from "./wasm/wasm-train";
 export { type DecodeKernels, decodeKernels } from "./wasm/wasm-decode";

@@ -11,6 +11,10 @@
 #define OP_TRAIN_ATTN_BWD 62  // its backward: dq, dk, dv accumulated (train_attn.c)
 #define OP_TRAIN_SWIGLU_FWD 63  // out = silu(a) · b (train_swiglu.c)
 #define OP_TRAIN_SWIGLU_BWD 64  // da += g · b · σ(a)(1 + a(1 − σ(a))), db += g · silu(a) (train_swiglu.c)
+#define OP_TRAIN_RMSNORM_FWD 65  // y = x · s · w per row, s = 1/rms (train_norm.c)
+#define OP_TRAIN_RMSNORM_BWD 66  // gx += s·g·w − x·s³/d·Σ g·w·x (train_norm.c)
+#define OP_TRAIN_RMSNORM_GW 67   // gw += Σ_rows g·x·s (train_norm.c)
+#define OP_TRAIN_ROPE 68         // rotary embedding, forward or (sign −1, accumulating) backward (train_norm.c)
 #define OP_TRAIN_LAST 79
 
 // OP_TRAIN_CE slots (byte addresses unless said).
@@ -53,6 +57,26 @@
 #define TS_DB 9
 #define TS_N 10
 
+// OP_TRAIN_RMSNORM_* and OP_TRAIN_ROPE slots (byte addresses unless said); rows of d floats.
+#define TR_X 4      // input rows (rope: the source)
+#define TR_W 5      // weight [d]
+#define TR_Y 6      // forward output (rope: the destination)
+#define TR_INV 7    // float [rows]: 1/rms per row (forward: written when non-zero; backward: read)
+#define TR_ROWS 8
+#define TR_D 9      // row length (rope: nHeads·hs)
+#define TR_EPS 10   // f32 bits
+#define TR_G 11     // the output's gradient
+#define TR_GX 12    // += input gradient
+#define TR_GW 13    // += weight gradient
+#define TR_COS 14   // rope: float [T × hs/2]
+#define TR_SIN 15   // rope: float [T × hs/2]
+#define TR_HS 16    // rope: head size (even)
+#define TR_T 17     // rope: positions per sequence (row r is at t = r mod T)
+#define TR_HALF 18  // rope: 1 = pairs (m, m + hs/2), 0 = (2m, 2m+1)
+#define TR_ACC 19   // rope: 1 = dst +=, 0 = dst =
+#define TR_SIGN 20  // rope: f32 bits, +1 forward, −1 the inverse rotation
+#define TRAIN_ROW_CHUNK 16  // rows per work item
+
 // exp(z) for z = x − lse below this counts as 0 in the gradient (2^-64: far below float32 resolution
 // of the row, and subnormal floats would slow the next GEMM down many times over).
 #define TRAIN_CE_CUTOFF (-44.36f)
@@ -66,5 +90,6 @@ void qk_train_ce_run(int32_t* job);
 void qk_train_attn_fwd_run(int32_t* job, float* scratch);
 void qk_train_attn_bwd_run(int32_t* job, float* scratch);
 void qk_train_swiglu_run(int32_t* job, int backward);
+void qk_train_norm_run(int32_t* job);
 
 #endif

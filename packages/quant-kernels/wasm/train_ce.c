@@ -32,6 +32,12 @@ void qk_train_run(int32_t* job, int tid, float* scratch) {
     case OP_TRAIN_SWIGLU_BWD:
       qk_train_swiglu_run(job, job[J_OP] == OP_TRAIN_SWIGLU_BWD);
       break;
+    case OP_TRAIN_RMSNORM_FWD:
+    case OP_TRAIN_RMSNORM_BWD:
+    case OP_TRAIN_RMSNORM_GW:
+    case OP_TRAIN_ROPE:
+      qk_train_norm_run(job);
+      break;
     default:
       __builtin_trap();
   }

@@ -5,9 +5,14 @@ import { type WasmBackend, createWasmBackend } from "./wasm-backend";
 import {
   CE_PARALLEL_ELEMS,
   type CrossEntropyRowsArgs,
+  type RopeRowsArgs,
   TRAIN_CE_CUTOFF,
+  TRAIN_ROWS_PARALLEL,
   type TrainKernels,
   referenceCrossEntropyRows,
+  referenceRmsNorm,
+  referenceRmsNormBackward,
+  referenceRope,
   trainKernels,
 } from "./wasm-train";
 
@@ -142,6 +147,154 @@ describe("trainKernels crossEntropyRows", () => {
     );
     expect(() => referenceCrossEntropyRows(args(x, new Int32Array([0]), 2, 3, true))).toThrow(
       /1 targets for 2 rows/,
+    );
+  });
+});
+
+function randn(n: number, rng: () => number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = scale * (2 * rng() - 1);
+  return a;
+}
+
+/** |got − want| ≤ tol·(1 + |want|) elementwise, with the first offending index in the message. */
+function expectClose(got: Float32Array, want: Float32Array, tol: number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i]))))
+      throw new Error(`${what}[${i}]: got ${got[i]}, want ${want[i]}`);
+  }
+}
+
+describe("trainKernels rmsNorm / rmsNormBackward", () => {
+  it("match the scalar reference (property: rows, odd and SIMD widths, 1 and 2 threads)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.boolean(),
+        (rows, d, seed, threaded) => {
+          const rng = makeRng(seed);
+          const x = randn(rows * d, rng, 3);
+          const w = randn(d, rng);
+          const g = randn(rows * d, rng);
+          const k = threaded ? k2 : k1;
+          const y0 = new Float32Array(rows * d);
+          const inv0 = new Float32Array(rows);
+          referenceRmsNorm(rows, d, x, w, 1e-5, y0, inv0);
+          const y1 = new Float32Array(rows * d);
+          const inv1 = new Float32Array(rows);
+          k.rmsNorm(rows, d, x, w, 1e-5, y1, inv1);
+          expectClose(y1, y0, 1e-5, "y");
+          expectClose(inv1, inv0, 1e-6, "inv");
+          const gx0 = randn(rows * d, rng);
+          const gw0 = randn(d, rng);
+          const gx1 = gx0.slice();
+          const gw1 = gw0.slice();
+          referenceRmsNormBackward(rows, d, x, w, inv0, g, gx0, gw0);
+          k.rmsNormBackward(rows, d, x, w, inv0, g, gx1, gw1);
+          expectClose(gx1, gx0, 1e-4, "gx");
+          expectClose(gw1, gw0, 1e-4, "gw");
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("split across threads above the threshold, in place on wasm-memory buffers", () => {
+    const rows = 130;
+    const d = Math.ceil(TRAIN_ROWS_PARALLEL / rows) + 3;
+    const rng = makeRng(7);
+    const x = k2.allocF32(rows * d);
+    x.set(randn(rows * d, rng, 2));
+    const w = randn(d, rng);
+    const y0 = new Float32Array(rows * d);
+    const inv0 = new Float32Array(rows);
+    referenceRmsNorm(rows, d, x, w, 1e-6, y0, inv0);
+    const y1 = k2.allocF32(rows * d);
+    k2.rmsNorm(rows, d, x, w, 1e-6, y1, null);
+    expectClose(y1, y0, 1e-5, "y");
+    const g = randn(rows * d, rng);
+    const gw0 = new Float32Array(d);
+    const gw1 = new Float32Array(d);
+    referenceRmsNormBackward(rows, d, x, w, inv0, g, null, gw0);
+    k2.rmsNormBackward(rows, d, x, w, inv0, g, null, gw1);
+    expectClose(gw1, gw0, 1e-4, "gw");
+    k2.freeF32(x);
+    k2.freeF32(y1);
+  });
+
+  it("rejects bad arguments with a message naming them", () => {
+    const x = new Float32Array(6);
+    expect(() => k1.rmsNorm(2, 4, x, new Float32Array(4), 1e-5, new Float32Array(8), null)).toThrow(
+      /rmsNorm: x holds 6 floats, needs 8/,
+    );
+    expect(() => k1.rmsNorm(2, 3, x, new Float32Array(3), -1, new Float32Array(6), null)).toThrow(/eps -1/);
+    expect(() => k1.rmsNormBackward(2, 3, x, new Float32Array(3), new Float32Array(1), x, x, null)).toThrow(
+      /inv holds 1 floats, needs 2/,
+    );
+  });
+});
+
+describe("trainKernels rope", () => {
+  function ropeCase(rows: number, heads: number, hs: number, T: number, half: boolean, seed: number) {
+    const rng = makeRng(seed);
+    const np = hs / 2;
+    const cos = new Float32Array(T * np);
+    const sin = new Float32Array(T * np);
+    for (let t = 0; t < T; t++)
+      for (let m = 0; m < np; m++) {
+        const a = t * 10000 ** (-(2 * m) / hs);
+        cos[t * np + m] = Math.cos(a);
+        sin[t * np + m] = Math.sin(a);
+      }
+    const args: RopeRowsArgs = { rows, D: heads * hs, hs, T, half, cos, sin, sign: 1, accumulate: false };
+    return { args, x: randn(rows * heads * hs, rng, 2), base: randn(rows * heads * hs, rng) };
+  }
+
+  it("matches the scalar reference, forward and accumulating inverse (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 24 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 20 }).map((h) => 2 * h),
+        fc.integer({ min: 1, max: 8 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1e6 }),
+        (rows, heads, hs, T, half, threaded, seed) => {
+          const { args, x, base } = ropeCase(rows, heads, hs, T, half, seed);
+          const k = threaded ? k2 : k1;
+          const y0 = new Float32Array(x.length);
+          const y1 = new Float32Array(x.length);
+          referenceRope(args, x, y0);
+          k.rope(args, x, y1);
+          expectClose(y1, y0, 1e-6, "y");
+          const back = { ...args, sign: -1 as const, accumulate: true };
+          const d0 = base.slice();
+          const d1 = base.slice();
+          referenceRope(back, y0, d0);
+          k.rope(back, y0, d1);
+          expectClose(d1, d0, 1e-6, "dx");
+          // the inverse rotation undoes the forward one
+          const round = new Float32Array(x.length);
+          referenceRope({ ...back, accumulate: false }, y0, round);
+          expectClose(round, x, 1e-5, "round trip");
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("rejects bad arguments with a message naming them", () => {
+    const { args, x } = ropeCase(2, 2, 4, 2, false, 1);
+    expect(() => k1.rope({ ...args, hs: 3 }, x, new Float32Array(x.length))).toThrow(
+      /head size 3 must be even/,
+    );
+    expect(() => k1.rope(args, x, new Float32Array(3))).toThrow(/rope: dst holds 3 floats, needs 16/);
+    expect(() => k1.rope({ ...args, T: 5 }, x, new Float32Array(x.length))).toThrow(
+      /cos holds 4 floats, needs 10/,
     );
   });
 });

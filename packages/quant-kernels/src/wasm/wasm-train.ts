@@ -43,6 +43,31 @@ const TS_DA = 8;
 const TS_DB = 9;
 const TS_N = 10;
 
+const OP_TRAIN_RMSNORM_FWD = 65;
+const OP_TRAIN_RMSNORM_BWD = 66;
+const OP_TRAIN_RMSNORM_GW = 67;
+const OP_TRAIN_ROPE = 68;
+const TR_X = 4;
+const TR_W = 5;
+const TR_Y = 6;
+const TR_INV = 7;
+const TR_ROWS = 8;
+const TR_D = 9;
+const TR_EPS = 10;
+const TR_G = 11;
+const TR_GX = 12;
+const TR_GW = 13;
+const TR_COS = 14;
+const TR_SIN = 15;
+const TR_HS = 16;
+const TR_T = 17;
+const TR_HALF = 18;
+const TR_ACC = 19;
+const TR_SIGN = 20;
+
+/** Elements (rows · d) above which the RMSNorm and RoPE kernels are split across threads. */
+export const TRAIN_ROWS_PARALLEL = 1 << 15;
+
 /** Elements above which the SwiGLU kernels are split across threads. */
 export const TRAIN_SWIGLU_PARALLEL = 1 << 15;
 
@@ -95,6 +120,25 @@ export interface TrainAttentionShape {
   causal: boolean;
 }
 
+/**
+ * Rows of a rotary embedding ({@link TrainKernels.rope}, {@link referenceRope}): `rows` rows of `D =
+ * nHeads·hs` floats, row r at position index `t = r mod T`; `cos`/`sin` hold `[T × hs/2]` floats.
+ */
+export interface RopeRowsArgs {
+  rows: number;
+  D: number;
+  hs: number;
+  T: number;
+  /** Pairs `(m, m + hs/2)` (Hugging Face `rotate_half`) instead of `(2m, 2m+1)`. */
+  half: boolean;
+  cos: Float32Array;
+  sin: Float32Array;
+  /** +1 rotates forward, −1 applies the inverse (transposed) rotation. */
+  sign: 1 | -1;
+  /** `dst +=` the rotated rows instead of `dst =`. */
+  accumulate: boolean;
+}
+
 /** The training kernels of a wasm backend. */
 export interface TrainKernels {
   /**
@@ -139,6 +183,32 @@ export interface TrainKernels {
     dk: Float32Array | null,
     dv: Float32Array | null,
   ): void;
+  /**
+   * {@link referenceRmsNorm} in wasm SIMD, rows split across threads: `y = x · s · w` per row of `d`,
+   * `s = 1/sqrt(mean(x²) + eps)` (written to `inv` when given).
+   */
+  rmsNorm(
+    rows: number,
+    d: number,
+    x: Float32Array,
+    w: Float32Array,
+    eps: number,
+    y: Float32Array,
+    inv: Float32Array | null,
+  ): void;
+  /** {@link referenceRmsNormBackward} in wasm SIMD: accumulates (`+=`) gx and gw (either may be null). */
+  rmsNormBackward(
+    rows: number,
+    d: number,
+    x: Float32Array,
+    w: Float32Array,
+    inv: Float32Array,
+    g: Float32Array,
+    gx: Float32Array | null,
+    gw: Float32Array | null,
+  ): void;
+  /** {@link referenceRope} in wasm SIMD, rows split across threads (`src` and `dst` must not overlap). */
+  rope(a: RopeRowsArgs, src: Float32Array, dst: Float32Array): void;
   /** `out[i] = a[i] · σ(a[i]) · b[i]` for `i < n` (σ from a polynomial `exp`). */
   swiglu(n: number, a: Float32Array, b: Float32Array, out: Float32Array): void;
   /**
@@ -161,6 +231,136 @@ function checkSwiglu(n: number, arrays: Record<string, Float32Array | null>): vo
   for (const [name, a] of Object.entries(arrays))
     if (a !== null && a.length < n)
       throw new Error(`quant-kernels: train swiglu: ${name} holds ${a.length} floats, needs ${n}`);
+}
+
+function checkRows(
+  op: string,
+  rows: number,
+  d: number,
+  arrays: Record<string, [Float32Array | null, number]>,
+) {
+  if (!Number.isSafeInteger(rows) || rows < 0)
+    throw new Error(`quant-kernels: train ${op}: rows must be a non-negative integer, got ${rows}`);
+  if (!Number.isSafeInteger(d) || d < 1)
+    throw new Error(`quant-kernels: train ${op}: row length must be a positive integer, got ${d}`);
+  for (const [name, [a, n]] of Object.entries(arrays))
+    if (a !== null && a.length < n)
+      throw new Error(`quant-kernels: train ${op}: ${name} holds ${a.length} floats, needs ${n}`);
+}
+
+function checkRope(a: RopeRowsArgs, src: Float32Array, dst: Float32Array): void {
+  const { hs, T, D } = a;
+  if (!Number.isSafeInteger(hs) || hs < 2 || hs % 2 !== 0 || D % hs !== 0)
+    throw new Error(`quant-kernels: train rope: head size ${hs} must be even and divide the row length ${D}`);
+  if (!Number.isSafeInteger(T) || T < 1)
+    throw new Error(`quant-kernels: train rope: T must be a positive integer, got ${T}`);
+  if (a.sign !== 1 && a.sign !== -1)
+    throw new Error(`quant-kernels: train rope: sign must be ±1, got ${a.sign}`);
+  const nt = (T * hs) / 2;
+  checkRows("rope", a.rows, D, {
+    src: [src, a.rows * D],
+    dst: [dst, a.rows * D],
+    cos: [a.cos, nt],
+    sin: [a.sin, nt],
+  });
+}
+
+/**
+ * RMSNorm's scalar reference (float64 sums):
+ * ```
+ * for r < rows: s = 1/sqrt(Σ_j x[r,j]²/d + eps);  inv[r] = s;  y[r,j] = x[r,j]·s·w[j]
+ * ```
+ */
+export function referenceRmsNorm(
+  rows: number,
+  d: number,
+  x: Float32Array,
+  w: Float32Array,
+  eps: number,
+  y: Float32Array,
+  inv: Float32Array | null,
+): void {
+  checkRows("rmsNorm", rows, d, { x: [x, rows * d], w: [w, d], y: [y, rows * d], inv: [inv, rows] });
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    let ss = 0;
+    for (let j = 0; j < d; j++) ss += x[o + j] * x[o + j];
+    const s = Math.fround(1 / Math.sqrt(ss / d + eps));
+    if (inv) inv[r] = s;
+    for (let j = 0; j < d; j++) y[o + j] = x[o + j] * s * w[j];
+  }
+}
+
+/**
+ * RMSNorm's backward reference, accumulating:
+ * ```
+ * s = inv[r];  c = s³/d · Σ_j g[r,j]·w[j]·x[r,j]
+ * gx[r,j] += s·g[r,j]·w[j] − c·x[r,j];   gw[j] += Σ_r g[r,j]·x[r,j]·s
+ * ```
+ */
+export function referenceRmsNormBackward(
+  rows: number,
+  d: number,
+  x: Float32Array,
+  w: Float32Array,
+  inv: Float32Array,
+  g: Float32Array,
+  gx: Float32Array | null,
+  gw: Float32Array | null,
+): void {
+  const n = rows * d;
+  checkRows("rmsNormBackward", rows, d, {
+    x: [x, n],
+    w: [w, d],
+    inv: [inv, rows],
+    g: [g, n],
+    gx: [gx, n],
+    gw: [gw, d],
+  });
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    const s = inv[r];
+    if (gw) for (let j = 0; j < d; j++) gw[j] += g[o + j] * x[o + j] * s;
+    if (gx) {
+      let dot = 0;
+      for (let j = 0; j < d; j++) dot += g[o + j] * w[j] * x[o + j];
+      const c = (s * s * s * dot) / d;
+      for (let j = 0; j < d; j++) gx[o + j] += s * g[o + j] * w[j] - c * x[o + j];
+    }
+  }
+}
+
+/**
+ * RoPE's reference over rows (see {@link RopeRowsArgs}):
+ * ```
+ * t = r mod T;  per head h0, pair m (i0, i1) = (2m, 2m+1) or (m, m + hs/2):
+ * c = cos[t, m], s = sign·sin[t, m];  y0 = x0·c − x1·s;  y1 = x0·s + x1·c;  dst (+)= (y0, y1)
+ * ```
+ */
+export function referenceRope(a: RopeRowsArgs, src: Float32Array, dst: Float32Array): void {
+  checkRope(a, src, dst);
+  const { rows, D, hs, T, half, cos, sin, sign, accumulate } = a;
+  const np = hs / 2;
+  for (let r = 0; r < rows; r++) {
+    const t = r % T;
+    for (let h0 = r * D; h0 < (r + 1) * D; h0 += hs) {
+      for (let m = 0; m < np; m++) {
+        const i0 = half ? h0 + m : h0 + 2 * m;
+        const i1 = half ? i0 + np : i0 + 1;
+        const c = cos[t * np + m];
+        const s = sign * sin[t * np + m];
+        const y0 = Math.fround(src[i0] * c) - Math.fround(src[i1] * s);
+        const y1 = Math.fround(src[i0] * s) + Math.fround(src[i1] * c);
+        if (accumulate) {
+          dst[i0] += y0;
+          dst[i1] += y1;
+        } else {
+          dst[i0] = y0;
+          dst[i1] = y1;
+        }
+      }
+    }
+  }
 }
 
 function checkAttention(s: TrainAttentionShape, sizes: Record<string, [Float32Array | null, number]>): void {
@@ -393,6 +593,100 @@ export function registerTrainKernels(
       if (dq) io.get(dq, a[5], nq);
       if (dk) io.get(dk, a[6], nk);
       if (dv) io.get(dv, a[7], nk);
+    },
+    rmsNorm(rows, d, x, w, eps, y, inv) {
+      rt.check("rmsNorm");
+      const n = rows * d;
+      checkRows("rmsNorm", rows, d, { x: [x, n], w: [w, d], y: [y, n], inv: [inv, rows] });
+      if (!(eps >= 0)) throw new Error(`quant-kernels: train rmsNorm: eps ${eps} must be >= 0`);
+      if (rows === 0) return;
+      const io = new Io(rt, [x, w, y, inv], 16);
+      const p = [
+        io.put(x, n, true),
+        io.put(w, d, true),
+        io.put(y, n, false),
+        inv ? io.put(inv, rows, false) : 0,
+      ];
+      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_RMSNORM_FWD);
+      i32[base + TR_X] = p[0];
+      i32[base + TR_W] = p[1];
+      i32[base + TR_Y] = p[2];
+      i32[base + TR_INV] = p[3];
+      i32[base + TR_ROWS] = rows;
+      i32[base + TR_D] = d;
+      f32[base + TR_EPS] = eps;
+      rt.run(n >= TRAIN_ROWS_PARALLEL ? rt.threads : 1);
+      io.get(y, p[2], n);
+      if (inv) io.get(inv, p[3], rows);
+    },
+    rmsNormBackward(rows, d, x, w, inv, g, gx, gw) {
+      rt.check("rmsNormBackward");
+      const n = rows * d;
+      checkRows("rmsNormBackward", rows, d, {
+        x: [x, n],
+        w: [w, d],
+        inv: [inv, rows],
+        g: [g, n],
+        gx: [gx, n],
+        gw: [gw, d],
+      });
+      if (rows === 0 || (!gx && !gw)) return;
+      const io = new Io(rt, [x, w, inv, g, gx, gw], 16);
+      const p = [
+        io.put(x, n, true),
+        io.put(w, d, true),
+        io.put(inv, rows, true),
+        io.put(g, n, true),
+        gx ? io.put(gx, n, true) : 0,
+        gw ? io.put(gw, d, true) : 0,
+      ];
+      const nth = n >= TRAIN_ROWS_PARALLEL ? rt.threads : 1;
+      for (const [op, out] of [
+        [OP_TRAIN_RMSNORM_BWD, p[4]],
+        [OP_TRAIN_RMSNORM_GW, p[5]],
+      ]) {
+        if (out === 0) continue;
+        const { i32, base } = rt.jobSlots(op);
+        i32[base + TR_X] = p[0];
+        i32[base + TR_W] = p[1];
+        i32[base + TR_INV] = p[2];
+        i32[base + TR_G] = p[3];
+        i32[base + TR_GX] = p[4];
+        i32[base + TR_GW] = p[5];
+        i32[base + TR_ROWS] = rows;
+        i32[base + TR_D] = d;
+        rt.run(nth);
+      }
+      if (gx) io.get(gx, p[4], n);
+      if (gw) io.get(gw, p[5], d);
+    },
+    rope(a, src, dst) {
+      rt.check("rope");
+      checkRope(a, src, dst);
+      const n = a.rows * a.D;
+      if (n === 0) return;
+      const nt = (a.T * a.hs) / 2;
+      const io = new Io(rt, [src, dst, a.cos, a.sin], 16);
+      const p = [
+        io.put(src, n, true),
+        io.put(dst, n, a.accumulate),
+        io.put(a.cos, nt, true),
+        io.put(a.sin, nt, true),
+      ];
+      const { i32, f32, base } = rt.jobSlots(OP_TRAIN_ROPE);
+      i32[base + TR_X] = p[0];
+      i32[base + TR_Y] = p[1];
+      i32[base + TR_COS] = p[2];
+      i32[base + TR_SIN] = p[3];
+      i32[base + TR_ROWS] = a.rows;
+      i32[base + TR_D] = a.D;
+      i32[base + TR_HS] = a.hs;
+      i32[base + TR_T] = a.T;
+      i32[base + TR_HALF] = a.half ? 1 : 0;
+      i32[base + TR_ACC] = a.accumulate ? 1 : 0;
+      f32[base + TR_SIGN] = a.sign;
+      rt.run(n >= TRAIN_ROWS_PARALLEL ? rt.threads : 1);
+      io.get(dst, p[1], n);
     },
     swiglu(n, a, b, out) {
       rt.check("swiglu");
