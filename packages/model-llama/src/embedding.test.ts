@@ -1,4 +1,4 @@
-import { Adam, backward, tidy } from "@int21/autograd";
+import { Adam, backward, setBackend, tidy } from "@int21/autograd";
 import { collate, loraParameters } from "@int21/lora";
 import {
   FORMATS,
@@ -37,6 +37,7 @@ import { trainForward } from "./train-forward";
 import type { LlamaWeights } from "./weights";
 
 const backend = createReferenceBackend();
+setBackend(backend); // autograd has no default backend
 const EMB = "int8-g64-asym-f16";
 const seq = [1, 403, 407, 261, 378, 432, 383, 273, 261, 376, 370, 317, 426, 338, 405, 267, 337, 322];
 

@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { attention, createRng, gradCheck, linear, parameter, tidy } from "@int21/autograd";
+import { attention, createRng, gradCheck, linear, parameter, setBackend, tidy } from "@int21/autograd";
 import { type GgufValue, type GgufWriteTensor, parseGguf, parseSafetensors, serializeGguf } from "@int21/io";
-import type { Linear } from "@int21/quant-kernels";
+import { createReferenceBackend, type Linear } from "@int21/quant-kernels";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
 import { loadInt21Checkpoint, saveInt21Checkpoint } from "./checkpoint";
@@ -24,6 +24,9 @@ import {
 import { createRunState, ensureContext } from "./run-state";
 import { geglu, ropeScaled, softcapTensor, trainForward, windowAttention } from "./train-forward";
 import type { LlamaWeights } from "./weights";
+
+// autograd has no default backend: its ops (trainForward, finetune, attention below) run on the reference one.
+setBackend(createReferenceBackend());
 
 /** The miniature checkpoints of shared/fixtures/hf-families, one per family, with transformers' logits. */
 export const FAMILY_FIXTURES = [

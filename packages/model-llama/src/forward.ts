@@ -389,7 +389,7 @@ function forwardChunk(
   const { x, xb, xb2, hb, hb2, q, k, v } = s;
   // On a wasm backend the cache lives in wasm memory and attention runs there (decode_attn.c); the
   // score soft-cap (Gemma 2) stays on the JS path.
-  const kernels = c.attnLogitSoftcap === undefined ? weightKernels(w) : undefined;
+  const kernels = c.attnLogitSoftcap === undefined ? weightKernels(w, s) : undefined;
   const args = kernels !== undefined ? residentKvCache(s, kernels) : undefined;
   let ids = tokens;
   if (start !== 0 || rows !== tokens.length) {

@@ -1,7 +1,9 @@
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { createReferenceBackend, createWasmBackend } from "@int21/quant-kernels";
+import { createReferenceBackend, createWasmBackend, decodeKernels } from "@int21/quant-kernels";
+import { LoRALinear } from "@int21/lora";
 import { afterAll, describe, expect, it } from "vitest";
 import { generate } from "./generate";
+import { createRunState } from "./run-state";
 import { loadLlama2c } from "./load-llama2c";
 import { stories260K } from "./testing/stories260k";
 import { Llama2cTokenizer } from "./tokenizer";
@@ -89,6 +91,36 @@ describe("generate through the loader and the quant-kernels backends", () => {
       const w = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
       expect(generate(w, tok, { temperature: 0, steps: 256 }).text).toBe(GREEDY);
     }
+  }, 60_000);
+
+  it("opts.backend runs the attention over the KV cache (work no Linear owns) on that backend", async () => {
+    const wasm = await createWasmBackend({ threads: 1 });
+    disposers.push(() => wasm.dispose());
+    const w = loadLlama2c(sharedPath(SHARED.stories260K), { backend: wasm });
+    w.layers[0].wq = new LoRALinear(w.layers[0].wq); // no adapter yet: the same outputs, but no backend of its own
+    const k = decodeKernels(wasm);
+    expect(k).toBeDefined();
+    const guessed = createRunState(w.config, { ctx: 64 });
+    const g0 = generate(w, tok, { temperature: 0, steps: 64, state: guessed });
+    expect(g0.text).toBe(GREEDY.slice(0, g0.text.length));
+    expect(k?.owns(guessed.keyCache)).toBe(false); // the first projection has no backend: JS attention
+    const given = createRunState(w.config, { ctx: 64 });
+    const r = generate(w, tok, { temperature: 0, steps: 64, state: given, backend: wasm });
+    expect(k?.owns(given.keyCache)).toBe(true);
+    expect(k?.owns(given.valueCache)).toBe(true);
+    expect(r.text).toBe(GREEDY.slice(0, r.text.length));
+    expect(r.text.length).toBeGreaterThan(100);
+    // the reference backend, given, keeps the JS attention even under wasm projections
+    const plain = loadLlama2c(sharedPath(SHARED.stories260K), { backend: wasm });
+    const refState = createRunState(plain.config, { ctx: 64 });
+    const r2 = generate(plain, tok, {
+      temperature: 0,
+      steps: 64,
+      state: refState,
+      backend: createReferenceBackend(),
+    });
+    expect(k?.owns(refState.keyCache)).toBe(false);
+    expect(r2.text).toBe(r.text);
   }, 60_000);
 
   it("an INT8-quantized stories260K (RTN on load) still starts the golden sample", async () => {

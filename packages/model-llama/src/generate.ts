@@ -1,4 +1,6 @@
+import type { Backend } from "@int21/quant-kernels";
 import { forward } from "./forward";
+import { setStateBackend } from "./kv-cache";
 import { type RunState, createRunState } from "./run-state";
 import { Sampler, type SamplerOptions } from "./sampler";
 import type { Tokenizer } from "./tokenizer";
@@ -31,6 +33,13 @@ export interface GenerateOptions extends SamplerOptions {
   state?: RunState;
   /** Prefill chunk height when no state is given (default 64). */
   maxRows?: number;
+  /**
+   * The backend for the work no `Linear` owns: attention over the KV cache (on a wasm backend the cache
+   * moves into its memory and its attention kernel runs; on the reference backend, the JS attention). The
+   * projections run on their own `Linear`'s backend. Default: the backend of the first projection (a
+   * LoRA-wrapped one has none: JS attention). Given with `state`, it stays that state's backend.
+   */
+  backend?: Backend;
 }
 
 /** What {@link generate} returns. */
@@ -89,6 +98,7 @@ export function generate(
   // The KV cache is sized by the run (steps, at most 4096 at first), not by the model's seqLen; it grows
   // past that only if the run gets there.
   const state = opts.state ?? createRunState(c, { maxRows: opts.maxRows, ctx: Math.min(steps, 4096) });
+  if (opts.backend !== undefined) setStateBackend(state, opts.backend);
   const sampler = new Sampler(tokenizer.vocabSize, opts);
   const dec = tokenizer.streamDecoder();
   let text = "";

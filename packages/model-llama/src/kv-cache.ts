@@ -33,9 +33,24 @@ const registry = new FinalizationRegistry<Held>((h) => {
   }
 });
 
-/** The wasm inference kernels of the backend `weights` run on (their first projection's), if any. */
-export function weightKernels(weights: LlamaWeights): DecodeKernels | undefined {
-  const b = (weights.layers[0]?.wq as { backend?: object } | undefined)?.backend;
+/** Backends given for a run state's own work (attention over its KV cache), by {@link setStateBackend}. */
+const stateBackends = new WeakMap<RunState, object>();
+
+/**
+ * Runs the work of `state` that no `Linear` owns (attention over its KV cache) on `backend`'s kernels from
+ * now on (the reference backend: the JS attention), instead of the backend of the weights' first projection.
+ */
+export function setStateBackend(state: RunState, backend: object): void {
+  stateBackends.set(state, backend);
+}
+
+/**
+ * The wasm inference kernels for `state`'s attention: those of the backend given by {@link setStateBackend},
+ * else of the backend `weights` run on (their first projection's), if any.
+ */
+export function weightKernels(weights: LlamaWeights, state?: RunState): DecodeKernels | undefined {
+  const given = state === undefined ? undefined : stateBackends.get(state);
+  const b = given ?? (weights.layers[0]?.wq as { backend?: object } | undefined)?.backend;
   return b === undefined ? undefined : decodeKernels(b);
 }
 

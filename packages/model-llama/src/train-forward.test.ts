@@ -2,6 +2,7 @@ import {
   type Tensor,
   add,
   backward,
+  currentBackend,
   linear,
   memory,
   mul,
@@ -12,13 +13,28 @@ import {
   tidy,
 } from "@int21/autograd";
 import { LoRALinear, adapterTensors } from "@int21/lora";
-import { type Linear, type QuantizedLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
+import {
+  type Backend,
+  type Linear,
+  type QuantizedLinear,
+  createQuantLinear,
+  createReferenceBackend,
+  rtnQuantize,
+} from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { forward } from "./forward";
 import { createRunState } from "./run-state";
 import { stories260K } from "./testing/stories260k";
-import { type DifferentiableLinear, trainForward } from "./train-forward";
+import { type LinearOpHook, type TrainForwardOptions, trainForward as trainForwardOn } from "./train-forward";
 import type { LlamaWeights } from "./weights";
+
+/** The backend of the autograd ops (passed explicitly: autograd has no default). */
+const backend = createReferenceBackend();
+const trainForward = (
+  w: LlamaWeights,
+  t: Parameters<typeof trainForwardOn>[1],
+  o: TrainForwardOptions = {},
+) => trainForwardOn(w, t, { backend, ...o });
 
 const seqs = [
   [1, 403, 407, 261, 378, 432, 383, 273, 261, 376, 370, 317, 426, 338, 405, 267, 337, 322],
@@ -38,7 +54,7 @@ function maxDiffToInference(w: LlamaWeights, logits: Tensor): number {
   return err;
 }
 
-/** stories260K with every projection quantized to INT4 (g32) behind a minimal quantized Linear. */
+/** stories260K with every projection quantized to INT4 (g32) behind quant-kernels' QuantLinear. */
 function quantizedStories(): LlamaWeights {
   const w = stories260K();
   const be = createReferenceBackend();
@@ -49,13 +65,7 @@ function quantizedStories(): LlamaWeights {
       lin.inFeatures,
       "int4-g32-asym-f16",
     );
-    return {
-      q,
-      inFeatures: lin.inFeatures,
-      outFeatures: lin.outFeatures,
-      forward: (x, rows, y) => be.qmatmul(x, rows, q, y),
-      bytes: () => 0,
-    };
+    return createQuantLinear({ q, backend: be });
   };
   return {
     ...w,
@@ -72,8 +82,8 @@ function quantizedStories(): LlamaWeights {
   };
 }
 
-/** A LoRA-like wrapper: base(x) + x·Dᵀ with a trainable D, through `apply`. */
-function withDelta(base: Linear, seed: number): DifferentiableLinear & { delta: Tensor } {
+/** A LoRA-like wrapper: base(x) + x·Dᵀ with a trainable D, run by {@link deltaHook} through `apply`. */
+function withDelta(base: Linear, seed: number): Linear & { delta: Tensor; apply(x: Tensor): Tensor } {
   const d = new Float32Array(base.outFeatures * base.inFeatures);
   let s = seed;
   for (let i = 0; i < d.length; i++) {
@@ -96,6 +106,9 @@ function withDelta(base: Linear, seed: number): DifferentiableLinear & { delta: 
     apply: (x) => add(linear(x, baseW), linear(x, delta)),
   };
 }
+
+/** The `linearOp` hook that runs {@link withDelta}'s wrappers (the default op for everything else). */
+const deltaHook: LinearOpHook = (lin, x) => (lin as Partial<ReturnType<typeof withDelta>>).apply?.(x);
 
 describe("trainForward", () => {
   it("equals the inference forward to 1e-4 on stories260K (with and without checkpointing)", () => {
@@ -136,7 +149,7 @@ describe("trainForward", () => {
     );
     const lossOf = (ck: boolean) =>
       tidy(() => {
-        const l = sum(mul(trainForward(w, seqs, { checkpoint: ck }), probe));
+        const l = sum(mul(trainForward(w, seqs, { checkpoint: ck, linearOp: deltaHook }), probe));
         return l;
       });
     const grads: Float32Array[][] = [];
@@ -184,7 +197,7 @@ describe("trainForward", () => {
       wq.delta.grad = null;
       const before = memory().liveBytes;
       resetPeak();
-      tidy(() => backward(sum(trainForward(w, long, { checkpoint: ck }))));
+      tidy(() => backward(sum(trainForward(w, long, { checkpoint: ck, linearOp: deltaHook }))));
       return memory().peakBytes - before;
     };
     const withCk = peak(true);
@@ -215,6 +228,46 @@ describe("trainForward", () => {
     ]);
     expect(names.at(-1)).toBe("classifier");
     expect(names.length).toBe(5 * 7 + 1);
+  });
+
+  it("runs the autograd ops on opts.backend (forward and backward, checkpointed), with none set in autograd", () => {
+    const w = stories260K();
+    let sgemm = 0;
+    const spy: Backend = {
+      ...backend,
+      sgemm: (a) => {
+        sgemm++;
+        backend.sgemm(a);
+      },
+    };
+    const lora = new LoRALinear(w.layers[0].wq);
+    lora.addAdapter({ r: 2, alpha: 4, seed: 1 });
+    const wl: LlamaWeights = { ...w, layers: w.layers.map((L, l) => (l === 0 ? { ...L, wq: lora } : L)) };
+    expect(currentBackend()).toBeNull();
+    tidy(() => {
+      const logits = trainForwardOn(wl, [seqs[0].slice(0, 6)], { backend: spy });
+      const forwardCalls = sgemm;
+      expect(forwardCalls).toBeGreaterThan(0); // the adapter's matmuls (the projections use their own backend)
+      expect(currentBackend()).toBeNull();
+      backward(sum(logits)); // outside withBackend: the ops (and the checkpoint recompute) kept the spy
+      expect(sgemm).toBeGreaterThan(forwardCalls);
+    });
+    // no backend given and none set: the first op that needs kernels says how to set one
+    expect(() => tidy(() => trainForwardOn(w, [seqs[0].slice(0, 4)]))).toThrow(/no backend is set/);
+  });
+
+  it("runs every projection through the one frozen-linear op; a Linear it cannot run is an error naming the layer", () => {
+    const w = stories260K();
+    const opaque: Linear = {
+      inFeatures: w.layers[1].w2.inFeatures,
+      outFeatures: w.layers[1].w2.outFeatures,
+      forward: (x, rows, y) => w.layers[1].w2.forward(x, rows, y),
+      bytes: () => 0,
+    };
+    const bad: LlamaWeights = { ...w, layers: w.layers.map((L, l) => (l === 1 ? { ...L, w2: opaque } : L)) };
+    expect(() => tidy(() => trainForward(bad, [seqs[0].slice(0, 4)]))).toThrow(
+      /trainForward: layers\.1\.w2 is a Linear autograd cannot run \(it has no inputGrad/,
+    );
   });
 
   it("rejects ragged batches, bad tokens and over-long sequences", () => {

@@ -1,5 +1,4 @@
 import {
-  type OpContext,
   type OpDef,
   type Tensor,
   add,
@@ -7,9 +6,9 @@ import {
   checkpoint,
   defineOp,
   embedding,
-  isQuantizedLinear,
+  frozenLinear,
+  isFrozenLinear,
   keep,
-  linear,
   parameter,
   reshape,
   rmsNorm,
@@ -17,21 +16,13 @@ import {
   scale,
   swiglu,
   tensor,
+  withBackend,
 } from "@int21/autograd";
 import { isLoRALinear, linearForward } from "@int21/lora";
-import type { Linear } from "@int21/quant-kernels";
+import type { Backend, Linear } from "@int21/quant-kernels";
 import { type LlamaConfig, headSize, layerWindow, ropeInvFreq } from "./config";
 import { embeddingRows, isPackedEmbedding } from "./embedding";
 import { EXTRA_LAYER_TENSORS, type ExtraLayerTensor, type LlamaWeights } from "./weights";
-
-/**
- * A `Linear` that is also differentiable: `apply(x)` maps `x` `[..., inFeatures]` to `[..., outFeatures]`
- * with autograd ops (a LoRA wrapper: frozen base op + trainable `scaling · (x·Aᵀ)·Bᵀ`). {@link trainForward}
- * calls it instead of the default op for the wrapped weight.
- */
-export interface DifferentiableLinear extends Linear {
-  apply(x: Tensor): Tensor;
-}
 
 /**
  * Hook of {@link TrainForwardOptions.linearOp}: return the op's output for `x`, or `undefined` for the
@@ -49,6 +40,13 @@ export interface TrainForwardOptions {
   linearOp?: LinearOpHook;
   /** Training mode for `@int21/lora` layers (adapter dropout on). Default false. */
   training?: boolean;
+  /**
+   * The backend of the autograd ops (norms, attention, SwiGLU, the LoRA adapters' matmuls), forward and
+   * backward: the forward runs inside `withBackend(backend, …)` and each op keeps it for backward.
+   * Default: the one set in autograd (`setBackend` / `withBackend`); with none set, the first op that
+   * needs kernels throws. The projections themselves run on their own `Linear`'s backend.
+   */
+  backend?: Backend;
 }
 
 interface FrozenTensors {
@@ -62,7 +60,6 @@ interface FrozenTensors {
 }
 
 const frozenCache = new WeakMap<LlamaWeights, FrozenTensors>();
-const floatWeightCache = new WeakMap<object, Tensor>();
 
 function frozen(values: Float32Array, shape: number[]): Tensor {
   return keep(parameter(values, shape, { requiresGrad: false }));
@@ -93,41 +90,15 @@ function frozenTensors(w: LlamaWeights): FrozenTensors {
   return f;
 }
 
-/** A generic op over any `Linear`: forward `lin.forward`, backward `lin.inputGrad` (no weight gradient). */
-const linearOp = defineOp<Linear & { inputGrad?: (g: Float32Array, rows: number, dx: Float32Array) => void }>(
-  {
-    name: "modelLinear",
-    forward(_ctx: OpContext, [x], lin) {
-      const K = lin.inFeatures;
-      const rows = x.size / K;
-      const y = new Float32Array(rows * lin.outFeatures);
-      lin.forward(x.values(), rows, y);
-      return tensor(y, [...x.shape.slice(0, -1), lin.outFeatures]);
-    },
-    backward(_ctx, gy, [gx], lin) {
-      if (!gx) return;
-      if (typeof lin.inputGrad !== "function")
-        throw new Error(
-          "trainForward: this Linear has no inputGrad(g, rows, dx); give it apply(x) or a linearOp hook",
-        );
-      const rows = gy.size / lin.outFeatures;
-      const dx = new Float32Array(rows * lin.inFeatures);
-      lin.inputGrad(gy.values(), rows, dx);
-      const d = gx.data;
-      for (let i = 0; i < dx.length; i++) d[i] += dx[i];
-    },
-  },
-);
-
 /**
- * `y = x·Wᵀ` through autograd for one model `Linear`, choosing in order:
+ * `y = lin(x)` through autograd for one model `Linear`, choosing in order:
  * 1. `hook(lin, x, name)` when it returns a tensor;
- * 2. an `@int21/lora` `LoRALinear`: lora's `linearForward(lin, x, { training })` (frozen base + adapters);
- * 3. `lin.apply(x)` (any other {@link DifferentiableLinear});
- * 4. a quantized layer (`lin.q` a `QuantizedLinear`): autograd's fused `linear(x, q)` op;
- * 5. a float layer (`lin.weight` `[N·K]`): autograd's `linear` with a frozen `[N, K]` parameter;
- * 6. any other `Linear`: `lin.forward` forward, `lin.inputGrad` backward.
- * (A bias, when the layer has one, is added after 3 and 4.)
+ * 2. an `@int21/lora` `LoRALinear`: lora's `linearForward(lin, x, { training })` (its frozen base
+ *    through autograd's `frozenLinear`, plus the adapters);
+ * 3. a frozen `Linear` with `inputGrad` (quant-kernels' `FloatLinear` / `QuantLinear`, bias included):
+ *    autograd's `frozenLinear`, the one op for frozen linears (input gradient only, on the layer's own backend).
+ *
+ * Anything else throws, naming the layer.
  */
 export function applyLinear(
   lin: Linear,
@@ -143,28 +114,11 @@ export function applyLinear(
   const fromHook = hook?.(lin, x, name);
   if (fromHook) return fromHook;
   if (isLoRALinear(lin)) return linearForward(lin, x, { training });
-  const any = lin as Partial<DifferentiableLinear> & { q?: unknown; weight?: unknown; bias?: unknown };
-  if (typeof any.apply === "function") return any.apply(x);
-  let y: Tensor | undefined;
-  if (isQuantizedLinear(any.q)) y = linear(x, any.q);
-  else if (any.weight instanceof Float32Array && any.weight.length === lin.outFeatures * lin.inFeatures) {
-    let wt = floatWeightCache.get(lin);
-    if (!wt) {
-      wt = frozen(any.weight, [lin.outFeatures, lin.inFeatures]);
-      floatWeightCache.set(lin, wt);
-    }
-    y = linear(x, wt);
-  }
-  if (!y) return linearOp([x], lin);
-  if (any.bias instanceof Float32Array) {
-    let bt = floatWeightCache.get(any.bias);
-    if (!bt) {
-      bt = frozen(any.bias, [lin.outFeatures]);
-      floatWeightCache.set(any.bias, bt);
-    }
-    y = add(y, bt);
-  }
-  return y;
+  if (!isFrozenLinear(lin))
+    throw new Error(
+      `trainForward: ${name} is a Linear autograd cannot run (it has no inputGrad(g, rows, dx)): make it with quant-kernels' createFloatLinear / createQuantLinear, wrap it in a LoRALinear, or return its op from a linearOp hook`,
+    );
+  return frozenLinear(lin, x);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,9 +398,10 @@ export function windowAttention(
 /**
  * The LLaMA forward for training: logits `[B, T, vocabSize]` for B token sequences of length T
  * (positions 0..T−1 each), built from `@int21/autograd` ops so a loss can be back-propagated into
- * whatever is trainable (LoRA adapters through {@link DifferentiableLinear} or the `linearOp` hook).
- * The base weights are frozen: embeddings, norms and float weights become frozen parameters, quantized
- * weights use the fused quantized op (input gradient through the packed weight, no weight gradient).
+ * whatever is trainable (`@int21/lora` adapters, or what the `linearOp` hook returns).
+ * The base weights are frozen: embeddings and norms become frozen parameters, every projection goes
+ * through autograd's `frozenLinear` ({@link applyLinear}; input gradient only, for a packed weight through
+ * the packed words). The autograd ops run on `opts.backend` (or the one set in autograd).
  * A packed token embedding is never expanded: only the `B·T` rows the tokens select are dequantized,
  * into a constant tensor.
  *
@@ -463,6 +418,17 @@ export function trainForward(
   weights: LlamaWeights,
   tokens: ArrayLike<number> | readonly (readonly number[])[],
   opts: TrainForwardOptions = {},
+): Tensor {
+  const { backend } = opts;
+  return backend === undefined
+    ? trainForwardOn(weights, tokens, opts)
+    : withBackend(backend, () => trainForwardOn(weights, tokens, opts));
+}
+
+function trainForwardOn(
+  weights: LlamaWeights,
+  tokens: ArrayLike<number> | readonly (readonly number[])[],
+  opts: TrainForwardOptions,
 ): Tensor {
   const c = weights.config;
   let ids: number[];
