@@ -1,10 +1,17 @@
 // The user's training data: plain text (documents split on `<|endoftext|>` or blank-line runs), JSONL / JSON
-// of `{"text": …}` records, or Alpaca records (`instruction` / `input` / `output`), turned into examples.
+// of `{"text": …}` records, chat records (`{"messages": [{role, content}, …]}`: rendered with the model's chat
+// template, trained on the assistant turns) or Alpaca records (`instruction` / `input` / `output`), turned into
+// examples.
 import {
   type AlpacaRecord,
   alpacaExamples,
+  type ChatRecord,
+  type ChatRenderer,
+  chatExamples,
   type Example,
+  isChatRecord,
   parseAlpaca,
+  parseChatRecords,
   type TextEncoder,
   textDataset,
 } from "@int21/lora";
@@ -12,6 +19,7 @@ import {
 /** What {@link parseTrainingData} found. */
 export type TrainingData =
   | { kind: "text"; documents: string[] }
+  | { kind: "chat"; records: ChatRecord[] }
   | { kind: "alpaca"; records: AlpacaRecord[] };
 
 const SEP = "<|endoftext|>";
@@ -56,23 +64,39 @@ export function parseTrainingData(text: string, file = "training data"): Trainin
       });
       return { kind: "text", documents: documents.filter((d) => d.trim() !== "") };
     }
+    if (isChatRecord(first)) return { kind: "chat", records: parseChatRecords(text, file) };
     return { kind: "alpaca", records: parseAlpaca(text, file) };
   }
   const documents = text.includes(SEP) ? text.split(SEP) : [text];
   return { kind: "text", documents: documents.map((d) => d.trim()).filter((d) => d !== "") };
 }
 
-/** Training examples of at most `seqLen` tokens: text windows (BOS per document), or Alpaca prompts + responses. */
+/**
+ * Training examples of at most `seqLen` tokens: text windows (BOS per document), chat conversations rendered by
+ * `render` (the model's chat template; required for chat records), or Alpaca prompts + responses.
+ */
 export function trainingExamples(
   data: TrainingData,
   tokenizer: TextEncoder,
   seqLen: number,
   file = "training data",
+  render?: ChatRenderer,
 ): Example[] {
-  const examples =
-    data.kind === "text"
-      ? textDataset(data.documents.join(SEP), tokenizer, { seqLen, separator: SEP })
-      : alpacaExamples(data.records, tokenizer, { maxLen: seqLen }).examples;
+  let examples: Example[];
+  if (data.kind === "text")
+    examples = textDataset(data.documents.join(SEP), tokenizer, { seqLen, separator: SEP });
+  else if (data.kind === "alpaca")
+    examples = alpacaExamples(data.records, tokenizer, { maxLen: seqLen }).examples;
+  else {
+    if (!render)
+      throw new Error(
+        `${file}: holds chat records (messages), which are rendered with the model's chat template, and this model's tokenizer has none`,
+      );
+    examples = chatExamples(data.records, { encode: (t: string) => tokenizer.encode(t) }, render, {
+      maxLen: seqLen,
+      file,
+    }).examples;
+  }
   if (examples.length === 0)
     throw new Error(
       `${file}: no training example of ${seqLen + 1} tokens (the text is too short; give more text or a smaller sequence length)`,

@@ -15,7 +15,7 @@ import {
   statScratch,
 } from "./blob-files";
 import { barChart, lineChart, ticks } from "./charts";
-import { batchAt, parseTrainingData } from "./data";
+import { batchAt, parseTrainingData, trainingExamples } from "./data";
 import { etaMs, formatBytes, formatDuration, stageClock } from "./progress";
 import { blobSource, classifyPick, type PickedFile } from "./sources";
 import { parsePromptIds } from "./ui-logic";
@@ -108,6 +108,30 @@ describe("parseTrainingData", () => {
     const a = parseTrainingData('[{"instruction":"Say hi","input":"","output":"hi"}]', "a.json");
     expect(a.kind).toBe("alpaca");
     if (a.kind === "alpaca") expect(a.records[0].output).toBe("hi");
+  });
+
+  it("chat records ({messages}) are chat data; they need the model's chat template", () => {
+    const jsonl =
+      '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}\n' +
+      '{"messages":[{"role":"user","content":"bye"},{"role":"assistant","content":"see you"}]}\n';
+    const c = parseTrainingData(jsonl, "chat.jsonl");
+    expect(c.kind).toBe("chat");
+    if (c.kind === "chat")
+      expect(c.records[1].messages[1]).toEqual({ role: "assistant", content: "see you" });
+    expect(() => parseTrainingData('{"messages":[{"role":"user","content":"hi"}]}', "c.jsonl")).toThrow(
+      /c\.jsonl.*no "assistant" message/,
+    );
+    const tok = { encode: (t: string) => Array.from(t, (ch) => ch.charCodeAt(0) % 50) };
+    expect(() => trainingExamples(c, tok, 16, "chat.jsonl")).toThrow(
+      "chat.jsonl: holds chat records (messages), which are rendered with the model's chat template, and this model's tokenizer has none",
+    );
+    // a template that renders `<role>content` turns: only the assistant's tokens are targets
+    const render = (m: readonly { role: string; content: string }[], open: boolean) =>
+      m.map((t) => `<${t.role[0]}>${t.content}`).join("") + (open ? "<a>" : "");
+    const ex = trainingExamples(c, tok, 32, "chat.jsonl", render);
+    expect(ex).toHaveLength(2);
+    const trained = Array.from(ex[0].target).filter((t) => t >= 0).length;
+    expect(trained).toBe("hello".length);
   });
 
   it("names the file and line of bad JSON, and an empty file", () => {

@@ -223,6 +223,24 @@ describe("Studio on stories260K", () => {
     expect(g.rendered).not.toBe("Tell me a story");
     expect(g.tokens.slice(0, g.promptTokens)).toEqual(s.tokenizer!.encode(g.rendered!));
     expect(g.generatedTokens).toBeGreaterThan(0);
+    // fine-tuning on chat records: rendered with the folder's template, trained on the assistant turns
+    s.quantize({ ...quant, bits: 4, method: "rtn", calibText: "" }, quiet);
+    const chat = stories
+      .slice(0, 6)
+      .map((t) =>
+        JSON.stringify({
+          messages: [
+            { role: "user", content: "Tell me a story" },
+            { role: "assistant", content: t.trim().slice(0, 200) },
+          ],
+        }),
+      )
+      .join("\n");
+    s.startFinetune({ ...ftSettings(2), data: chat, dataName: "chat.jsonl", seqLen: 48, saveEvery: 0 });
+    const losses: number[] = [];
+    await s.finetune(quiet, (st) => losses.push(st.loss));
+    expect(losses).toHaveLength(2);
+    for (const l of losses) expect(Number.isFinite(l) && l > 0).toBe(true);
   }, 240_000);
 
   it("Phi-3 (fused qkv_proj / gate_up_proj): the PEFT download is model-llama's fused layout, and reads back to the same model", async () => {

@@ -8,6 +8,7 @@ import { serializeGguf, serializeSafetensors } from "@int21/io";
 import {
   adaptersFromCheckpoint,
   adaptersToCheckpoint,
+  type ChatRenderer,
   collate,
   type Example,
   LoRAModel,
@@ -404,7 +405,7 @@ export class Studio {
     const { student, tokenizer } = this.needStudent();
     const data = parseTrainingData(s.data, s.dataName);
     const seqLen = Math.min(s.seqLen, student.config.seqLen);
-    const examples = trainingExamples(data, tokenizer, seqLen, s.dataName);
+    const examples = trainingExamples(data, tokenizer, seqLen, s.dataName, this.chatRenderer(s.dataName));
     const model = this.adaptersModel(student);
     if (model.adapterNames().includes(FT_NAME))
       throw new Error(
@@ -523,6 +524,7 @@ export class Studio {
       tokenizer,
       settings.seqLen,
       settings.dataName,
+      this.chatRenderer(settings.dataName),
     );
     const optimizer = new AdamW(loraParameters(this.lora, FT_NAME), { lr: settings.lr, weightDecay: 0 });
     optimizer.loadStateDict({ meta: meta.optimizer, tensors: optTensors });
@@ -582,6 +584,19 @@ export class Studio {
     adaptersFromCheckpoint(model, { tensors, meta: keep }, "stage");
     setLlamaModules(base, model.modules);
     return base;
+  }
+
+  /** The tokenizer's chat template as lora's ChatRenderer (chat training records), or undefined without one. */
+  private chatRenderer(file: string): ChatRenderer | undefined {
+    const tok = this.tokenizer;
+    if (!(tok instanceof HfTokenizer) || tok.chatTemplate === undefined) return undefined;
+    const template = tok.chatTemplate;
+    return (messages, addGenerationPrompt) =>
+      renderChatTemplate(template, messages, {
+        tokens: tok.templateTokens,
+        addGenerationPrompt,
+        source: `${file}: chat template`,
+      });
   }
 
   /** Generates with the active model (text prompt, or token ids given as `promptIds`). */
