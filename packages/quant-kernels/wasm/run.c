@@ -20,8 +20,17 @@ static int next_chunk(int32_t* job, int total, int chunk, int* lo, int* hi) {
   return 1;
 }
 
+// Columns per work item of a float GEMM split over N: 256, or less so that nth threads get at least
+// four items each (N = 768 in 256-column items would leave one of two threads a third of the work
+// idle); a multiple of NR, at least 64.
+static int gemm_col_chunk(int N, int nth) {
+  if (nth <= 1) return 256;
+  int c = (N + 4 * nth - 1) / (4 * nth);
+  c = (c + NR - 1) / NR * NR;
+  return c < 64 ? 64 : c > 256 ? 256 : c;
+}
+
 QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
-  (void)nth;
   float* scratch = PTR(float*, (uint32_t)job[J_SCRATCH] + (uint32_t)tid * (uint32_t)job[J_STRIDE]);
   int lo, hi;
   switch (job[J_OP]) {
@@ -32,7 +41,8 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       float* C = PTR(float*, job[G_C]);
       float alpha = f32_of(job[G_ALPHA]), beta = f32_of(job[G_BETA]);
       if (N >= M) {
-        while (next_chunk(job, N, 256, &lo, &hi)) {
+        int chunk = gemm_col_chunk(N, nth);
+        while (next_chunk(job, N, chunk, &lo, &hi)) {
           qk_gemm_region(job[G_K], A, job[G_LDA], job[G_TA], &bs, C, job[G_LDC], alpha, beta, 0, M, lo, hi, scratch);
         }
       } else {
