@@ -146,6 +146,18 @@ describe("WebGPU sync backend without a device or with a failing worker", () => 
     b.dispose();
   });
 
+  it("a worker that never makes its device falls back after initTimeoutMs", async () => {
+    const silent = () => ({ postMessage() {}, terminate() {}, once() {} }) as SyncWorkerLike;
+    const b = await createWebGpuSyncBackend({
+      worker: silent,
+      fallback: createReferenceBackend(),
+      initTimeoutMs: 200,
+      warn: () => {},
+    });
+    expect(b.fallbackReason).toMatch(/the WebGPU worker did not start \(no answer within 200 ms\)/);
+    b.dispose();
+  });
+
   it("a worker that never answers gives a clear error after the timeout, not a hang", async () => {
     const b = await createWebGpuSyncBackend({
       worker: fakeWorker(true),

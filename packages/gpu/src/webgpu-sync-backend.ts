@@ -53,6 +53,8 @@ export interface WebGpuSyncBackendOptions {
   powerPreference?: GPUPowerPreference;
   /** Longest a single kernel call may take before it throws (the worker is then abandoned). Default 600 000 ms. */
   timeoutMs?: number;
+  /** Longest the worker may take to start and make its device before the backend falls back. Default 60 000 ms. */
+  initTimeoutMs?: number;
   /** Where the one-time "falling back" notice goes. Default `console.warn`. */
   warn?: (message: string) => void;
 }
@@ -212,7 +214,14 @@ export async function createWebGpuSyncBackend(
         },
       };
       worker.postMessage(init);
-      const r = await ready;
+      const initMs = opts.initTimeoutMs ?? 60_000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const r = await Promise.race([
+        ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${initMs} ms`)), initMs);
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (r.ok) context = { source: r.source, featureLevel: r.featureLevel, adapter: r.adapter };
       else reason = `no WebGPU device (${r.reason})`;
     } catch (e) {
