@@ -1,28 +1,25 @@
-// The LREC training loop: the packed student with its LoRA adapter learns to match the frozen float
-// teacher (KL + λ·CE) on EMEF (fused packed forward/backward, per-layer checkpointing), with Adam + L2
-// decay, a schedule, non-finite step skipping, a divergence guard, progress with ETA, and resumable
-// checkpoints that carry the run's identity.
-import { Adam, backward, noGrad, type Tensor, tidy } from "@int21/autograd";
-import { openSafetensors, writeFileAtomic, writeSafetensors } from "@int21/io";
+// LREC: the packed student with its LoRA adapter learns to match the frozen float teacher (KL + λ·CE)
+// on EMEF (fused packed forward/backward, per-layer checkpointing), with Adam + L2 decay. The loop is
+// lora's Trainer (schedule, non-finite step skipping, divergence guard, progress with ETA, resumable
+// checkpoints that carry the run's identity); this file supplies the batches, the loss and the history.
+import { Adam, noGrad, type Tensor } from "@int21/autograd";
+import { writeFileAtomic } from "@int21/io";
 import {
-  checkSchedule,
-  DivergenceGuard,
-  type DivergenceOptions,
   diffRunIdentity,
-  learningRate,
+  type DivergenceOptions,
   type LoRAModel,
   lineChartSvg,
   loraParameters,
   type RunDifference,
   type RunIdentity,
-  RunMismatchError,
   type ScheduleOptions,
-  TrainingDivergedError,
+  Trainer,
+  trainerCheckpointInfo,
 } from "@int21/lora";
 import { type LlamaWeights, trainForward } from "@int21/model-llama";
 import { type Backend, createReferenceBackend } from "@int21/quant-kernels";
 import { addLrecAdapter, type LrecAdapterOptions, type SvdInitReport } from "./adapter";
-import type { LrecData } from "./data";
+import type { LrecBatch, LrecData } from "./data";
 import { type LossReduction, lrecLoss, type TopKLogits } from "./loss";
 import { TeacherCache } from "./teacher-cache";
 import { TrainableScales, type TrainableScalesOptions } from "./trainable-scales";
@@ -81,8 +78,8 @@ export interface LrecOptions extends Partial<Omit<LrecAdapterOptions, "teacher">
   /** Per-layer activation checkpointing of the student. Default true. */
   checkpointLayers?: boolean;
   /**
-   * Resumable checkpoint file (safetensors): resumed from when present, written every `checkpointEvery`
-   * steps and at the end. It carries the run's identity ({@link lrecRunIdentity}); a file of a different
+   * Resumable checkpoint file (a lora Trainer checkpoint, safetensors): resumed from when present,
+   * written every `checkpointEvery` steps and at the end. It carries the run's identity ({@link lrecRunIdentity}); a file of a different
    * run is refused with a `RunMismatchError` listing each difference, unless `forceResume`.
    */
   checkpointPath?: string;
@@ -130,8 +127,6 @@ export interface LrecResult {
   /** Wall time of this process's steps. */
   seconds: number;
 }
-
-const CKPT_FORMAT = "int21-lrec-checkpoint";
 
 /**
  * The identity of an LREC run: `opts.identity` plus every option that determines the result (steps,
@@ -188,36 +183,31 @@ export async function lrecCheckpointStatus(
   path: string,
   identity: RunIdentity,
 ): Promise<LrecCheckpointStatus> {
-  const { existsSync } = await import("node:fs");
-  if (!existsSync(path)) return { exists: false, step: 0, differences: [], finished: false };
-  const f = await openSafetensors(path);
+  let info: Awaited<ReturnType<typeof trainerCheckpointInfo>>;
   try {
-    const meta = readMeta(f.metadata, path);
-    const { parameters: _p, ...saved } = meta.identity ?? {};
-    const differences = diffRunIdentity(saved, identity);
-    const steps = identity.steps;
-    return {
-      exists: true,
-      step: meta.step,
-      differences,
-      finished: differences.length === 0 && typeof steps === "number" && meta.step >= steps,
-    };
-  } finally {
-    await f.close();
+    info = await trainerCheckpointInfo(path);
+  } catch (e) {
+    throw new Error(
+      `lrec: runLrec: ${(e as Error).message.replace(/trainer checkpoint/, "LREC checkpoint")}`,
+    );
   }
+  if (!info) return { exists: false, step: 0, differences: [], finished: false };
+  // the fields the Trainer adds itself (parameter shapes, accumulation, clipping, optimizer) are fixed
+  // by the LREC options compared here
+  const saved = { ...info.identity };
+  for (const k of TRAINER_OWN_FIELDS) if (!(k in identity)) delete saved[k];
+  const differences = diffRunIdentity(saved, identity);
+  const steps = identity.steps;
+  return {
+    exists: true,
+    step: info.step,
+    differences,
+    finished: differences.length === 0 && typeof steps === "number" && info.step >= steps,
+  };
 }
 
-interface CheckpointMeta {
-  step: number;
-  optimizer: ReturnType<Adam["stateDict"]>["meta"];
-  history: LrecStep[];
-  identity?: RunIdentity;
-}
-
-function readMeta(metadata: Record<string, string>, path: string): CheckpointMeta {
-  if (metadata.format !== CKPT_FORMAT) throw new Error(`lrec: runLrec: ${path} is not an LREC checkpoint`);
-  return JSON.parse(metadata.state ?? "null") as CheckpointMeta;
-}
+/** Identity fields the Trainer adds to {@link lrecRunIdentity} in a checkpoint. */
+const TRAINER_OWN_FIELDS = ["parameters", "gradAccum", "maxGradNorm", "optimizer"] as const;
 
 function fmtMs(ms: number): string {
   return ms >= 60_000 ? `${(ms / 60_000).toFixed(1)}m` : `${(ms / 1000).toFixed(1)}s`;
@@ -299,53 +289,23 @@ export async function runLrec(
     : undefined;
   if (scales) params.push(...scales.parameters());
   const lr = opts.lr ?? 1e-3;
-  const schedule: ScheduleOptions = { kind: "constant", ...opts.schedule, lr, totalSteps: steps };
-  checkSchedule(schedule);
   const optimizer = new Adam(params, { lr, weightDecay: opts.weightDecay ?? 1e-5 });
   const log = opts.log ?? ((m: string) => console.warn(m));
-  const guard = new DivergenceGuard(opts.divergence ?? {}, "lrec: runLrec");
-  const identity: RunIdentity = {
-    ...lrecRunIdentity(opts),
-    parameters: params.map((p) => p.shape.join("x")),
+  const klReduction = opts.klReduction ?? "sum";
+  const loss = {
+    klWeight: opts.klWeight ?? 1,
+    ceWeight: opts.lambda ?? 0,
+    klReduction,
+    ceReduction: opts.ceReduction ?? "mean",
   };
   const history: LrecStep[] = [];
-  let step = 0;
-  let resumed = false;
-  let resumedDespite: RunDifference[] = [];
-  if (opts.checkpointPath) {
-    const { existsSync } = await import("node:fs");
-    if (existsSync(opts.checkpointPath)) {
-      const st = await loadCheckpoint(opts.checkpointPath, params, optimizer, identity, opts.forceResume);
-      step = st.step;
-      history.push(...st.history);
-      resumed = true;
-      resumedDespite = st.differences;
-      // the guard goes on from the saved losses, unless the run changed (forced): then it starts afresh
-      if (resumedDespite.length === 0)
-        for (const h of history) guard.observe(h.skipped ? Number.NaN : h.loss);
-    }
-  }
-  const alreadyFinished = resumed && step >= steps && resumedDespite.length === 0;
-  const end = Math.min(opts.until ?? steps, steps);
-  const t0 = performance.now();
-  const first = step;
-  let tokens = 0;
-  let lastCheckpoint = resumed ? step : 0;
-  // a checkpoint due after step s is written once step s + 1's loss, computed on its parameters, is good
-  let checkpointDue = false;
-  const save = async () => {
-    await saveCheckpoint(opts.checkpointPath as string, params, optimizer, step, history, identity);
-    lastCheckpoint = step;
-    checkpointDue = false;
-  };
-  while (step < end) {
-    const batch = source(step);
-    const B = batch.input.length;
-    const T = batch.input[0].length;
-    const rows = B * T;
-    optimizer.lr = learningRate(step, schedule);
-    optimizer.zeroGrad();
-    const r = tidy(() => {
+  const backend = opts.backend ?? ownBackend(student);
+  const trainer = new Trainer<LrecBatch>({
+    name: "lrec: runLrec",
+    optimizer,
+    batches: (step) => source(step),
+    batchTokens: (b) => b.input.length * b.input[0].length,
+    loss: (batch, { step }) => {
       const tl: Tensor | TopKLogits = cache
         ? cache.topk(step)
         : noGrad(() => trainForward(teacher as LlamaWeights, batch.input, { checkpoint: false }));
@@ -353,98 +313,76 @@ export async function runLrec(
         checkpoint: opts.checkpointLayers ?? true,
         ...(scales ? { linearOp: scales.hook } : {}),
       });
-      const l = lrecLoss(tl, sl, batch.target, {
-        klWeight: opts.klWeight ?? 1,
-        ceWeight: opts.lambda ?? 0,
-        klReduction: opts.klReduction ?? "sum",
-        ceReduction: opts.ceReduction ?? "mean",
-      });
-      const v = { loss: l.loss.item(), kl: l.kl.item(), ce: l.ce.item(), finite: true };
-      if (!Number.isFinite(v.loss)) v.finite = false;
-      else backward(l.loss);
-      return v;
-    });
-    let finite = r.finite;
-    if (finite) {
-      for (const p of params) {
-        const g = p.grad?.data;
-        if (g && !g.every(Number.isFinite)) {
-          finite = false;
-          break;
-        }
-      }
-    }
-    const diverged = guard.observe(finite ? r.loss : Number.NaN);
-    if (opts.checkpointPath && checkpointDue && guard.streak === 0) await save();
-    if (diverged) {
-      const skipped = history.filter((h) => h.skipped).length + (finite ? 0 : 1);
-      throw new TrainingDivergedError(
-        `lrec: runLrec: training diverged at step ${step + 1}: ${guard.describe()}` +
-          `${skipped > 0 ? `; ${skipped} steps skipped on a non-finite loss or gradient` : ""}; ` +
-          (opts.checkpointPath === undefined
-            ? "no checkpoint file was given"
-            : lastCheckpoint > 0
-              ? `the last good checkpoint (step ${lastCheckpoint}) is kept in ${opts.checkpointPath}`
-              : "no checkpoint was written before the loss went bad") +
-          ". Lower the learning rate.",
-        step + 1,
-        lastCheckpoint,
-      );
-    }
-    if (finite) optimizer.step();
-    else {
-      optimizer.zeroGrad();
-      log(
-        `lrec: step ${step + 1}: loss ${r.loss} (KL ${r.kl}, CE ${r.ce}) or its gradient is not finite; step skipped, no update`,
-      );
-    }
-    tokens += rows;
-    step++;
-    const klPerToken = (opts.klReduction ?? "sum") === "sum" ? r.kl / rows : r.kl;
-    const rec: LrecStep = {
-      step,
-      loss: r.loss,
-      kl: r.kl,
-      ce: r.ce,
-      klPerToken,
-      lr: optimizer.lr,
-      skipped: !finite,
-    };
-    history.push(rec);
-    checkpointDue ||= opts.checkpointEvery !== undefined && step % opts.checkpointEvery === 0;
-    if (opts.checkpointPath && step === steps) await save();
-    if (opts.onProgress) {
-      const elapsed = performance.now() - t0;
-      opts.onProgress({
+      const l = lrecLoss(tl, sl, batch.target, loss);
+      const rows = batch.input.length * batch.input[0].length;
+      return { loss: l.loss, terms: { loss: l.loss, kl: l.kl, ce: l.ce, rows } };
+    },
+    steps,
+    schedule: { kind: "constant", ...opts.schedule, lr, totalSteps: steps },
+    ...(backend ? { backend } : {}),
+    ...(opts.checkpointPath !== undefined ? { checkpointFile: opts.checkpointPath } : {}),
+    ...(opts.checkpointEvery !== undefined ? { checkpointEvery: opts.checkpointEvery } : {}),
+    extraState: {
+      save: () => history,
+      load: (saved) => {
+        history.length = 0;
+        history.push(...(saved as LrecStep[]));
+      },
+    },
+    identity: lrecRunIdentity(opts),
+    ...(opts.divergence ? { divergence: opts.divergence } : {}),
+    onProgress: (p) => {
+      const t = p.terms ?? {};
+      const [l, kl, ce, rows] = [t.loss, t.kl, t.ce, t.rows];
+      if (p.skipped)
+        log(
+          `lrec: step ${p.step}: loss ${l} (KL ${kl}, CE ${ce}) or its gradient is not finite; step skipped, no update`,
+        );
+      const rec: LrecStep = {
+        step: p.step,
+        loss: l,
+        kl,
+        ce,
+        klPerToken: klReduction === "sum" ? kl / rows : kl,
+        lr: p.lr,
+        skipped: p.skipped,
+      };
+      history.push(rec);
+      opts.onProgress?.({
         ...rec,
         totalSteps: steps,
-        elapsedMs: elapsed,
-        etaMs: (elapsed / (step - first)) * (steps - step),
-        tokensPerSec: elapsed > 0 ? (tokens * 1000) / elapsed : 0,
+        elapsedMs: p.elapsedMs,
+        etaMs: p.etaMs,
+        tokensPerSec: p.tokensPerSec,
       });
-    }
-  }
-  // stopped early (`until`): a checkpoint due now is written unless the loss is going bad
-  if (opts.checkpointPath && checkpointDue && guard.streak === 0) await save();
+    },
+  });
+  const resumed =
+    opts.checkpointPath !== undefined &&
+    (await trainer.resume(undefined, { force: opts.forceResume === true }));
+  const alreadyFinished = resumed && trainer.finished && trainer.resumedDespite.length === 0;
+  const t0 = performance.now();
+  await trainer.run(opts.until !== undefined ? { until: opts.until } : {});
   // the learned scales go back into packed layers: the student runs on its fused kernels again
-  if (scales) scales.commit(scaleBackend(student));
+  if (scales) scales.commit(backend ?? createReferenceBackend());
   if (opts.lossChart && !alreadyFinished) {
-    await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${step} steps)`));
+    await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${trainer.step} steps)`));
   }
   return {
     history,
     model,
     init,
-    steps: step,
+    steps: trainer.step,
     resumed,
     alreadyFinished,
-    resumedDespite,
-    skippedSteps: history.filter((h) => h.skipped).length,
+    resumedDespite: trainer.resumedDespite,
+    skippedSteps: trainer.skippedSteps,
     seconds: (performance.now() - t0) / 1000,
   };
 }
 
-function scaleBackend(student: LlamaWeights): Backend {
+/** The kernel backend of the student's packed projections (the one its fused kernels run on). */
+function ownBackend(student: LlamaWeights): Backend | undefined {
   for (const L of student.layers)
     for (const lin of Object.values(L)) {
       const b = (lin as { base?: { backend?: Backend }; backend?: Backend }).base?.backend;
@@ -452,69 +390,5 @@ function scaleBackend(student: LlamaWeights): Backend {
       const own = (lin as { backend?: Backend }).backend;
       if (own) return own;
     }
-  return createReferenceBackend();
-}
-
-async function saveCheckpoint(
-  path: string,
-  params: readonly Tensor[],
-  optimizer: Adam,
-  step: number,
-  history: readonly LrecStep[],
-  identity: RunIdentity,
-): Promise<void> {
-  const state = optimizer.stateDict();
-  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-  params.forEach((p, i) => {
-    tensors[`param.${i}`] = { dtype: "F32", shape: [...p.shape], data: p.toFloat32Array() };
-  });
-  for (const [k, v] of Object.entries(state.tensors))
-    tensors[`optim.${k}`] = { dtype: "F32", shape: [v.length], data: v };
-  await writeSafetensors(path, tensors, {
-    format: CKPT_FORMAT,
-    state: JSON.stringify({ step, optimizer: state.meta, history, identity }),
-  });
-}
-
-async function loadCheckpoint(
-  path: string,
-  params: readonly Tensor[],
-  optimizer: Adam,
-  identity: RunIdentity,
-  force = false,
-): Promise<{ step: number; history: LrecStep[]; differences: RunDifference[] }> {
-  const f = await openSafetensors(path);
-  try {
-    const meta = readMeta(f.metadata, path);
-    // a state file from before run identities has none: every field differs
-    const differences = diffRunIdentity(meta.identity ?? {}, identity);
-    if (differences.length > 0 && !force) throw new RunMismatchError(path, meta.step, differences);
-    const names = f.names.filter((n) => n.startsWith("param."));
-    if (names.length !== params.length)
-      throw new Error(
-        `lrec: runLrec: ${path} holds ${names.length} parameters, this run trains ${params.length}`,
-      );
-    const values: Float32Array[] = [];
-    for (let i = 0; i < params.length; i++) {
-      const info = f.tensors[`param.${i}`];
-      if (!info || info.shape.join(",") !== params[i].shape.join(","))
-        throw new Error(
-          `lrec: runLrec: ${path}: param.${i} is [${info?.shape ?? "missing"}], the run's is [${params[i].shape}]`,
-        );
-      values.push(await f.readF32(`param.${i}`));
-    }
-    const tensors: Record<string, Float32Array> = {};
-    for (const n of f.names) if (n.startsWith("optim.")) tensors[n.slice(6)] = await f.readF32(n);
-    // this run's hyper-parameters (the same as the saved ones unless forced)
-    optimizer.loadStateDict({
-      meta: { ...meta.optimizer, hyper: optimizer.stateDict().meta.hyper },
-      tensors,
-    });
-    params.forEach((p, i) => {
-      p.data.set(values[i], p.offset);
-    });
-    return { step: meta.step, history: meta.history, differences };
-  } finally {
-    await f.close();
-  }
+  return undefined;
 }
