@@ -189,6 +189,42 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     );
   });
 
+  it("the two-row kernels (whole groups of 1–8 blocks) match the scalar reference, odd row counts included", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(
+          "int4-g128-asym-f16",
+          "int4-g64-asym-f16",
+          "int3-g128-asym-f16",
+          "int2-g64-asym-f16",
+          "int2-g128-sym-f16",
+          "int8-g64-asym-f16",
+          "int8-g128-asym-f16",
+        ),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        (name, N, groups, seed) => {
+          const rng = makeRng(seed);
+          const f = getFormat(name);
+          const K = f.groupSize * groups;
+          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
+          expect(k.qmatvecSupports(q)).toBe(true);
+          const x = uniform(rng, K, 3);
+          const want = new Float32Array(N);
+          referenceQmatvecI16(q, x, want);
+          const got = new Float32Array(N);
+          k.qmatvec(q, x, got);
+          let mag = 0;
+          for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+          for (let n = 0; n < N; n++)
+            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+        },
+      ),
+      { seed: 7, numRuns: 60 },
+    );
+  });
+
   it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
     const rng = makeRng(5);
     const N = 8000;
