@@ -1,6 +1,7 @@
 // The studio's worker: every heavy step runs here (the page only draws). Requests come as
 // `{ id, ...Request }`; each gets one Reply; progress, steps, tokens and saves are Events in between.
 import { memory, setBackend } from "@int21/autograd";
+import { createWebGpuSyncBackend, type WebGpuSyncBackend } from "@int21/gpu";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
 import { measure7bStep } from "./measure7b";
 import { blobFileStats, clearBlobFiles, registerBlobFile } from "./blob-files";
@@ -82,6 +83,30 @@ async function loadDefault() {
   );
 }
 
+/** Adapters that are the CPU behind a graphics API: there the wasm kernels are faster (@int21/gpu README). */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render/i;
+
+/**
+ * The studio's backend on a hardware WebGPU adapter: @int21/gpu's synchronous WebGPU backend (its device in a
+ * nested worker; this worker blocks in Atomics.wait, which needs the page cross-origin isolated), with the wasm
+ * backend for everything the device does not run. Null on a software adapter or without a device.
+ */
+async function webGpuBackend(): Promise<WebGpuSyncBackend | null> {
+  try {
+    const b = await createWebGpuSyncBackend({
+      fallback: wasm,
+      warn: () => {},
+      initTimeoutMs: 20_000,
+      worker: () => new Worker(new URL("./webgpu-device-worker.ts", import.meta.url), { type: "module" }),
+    });
+    if (b.context && !SOFTWARE_ADAPTER.test(b.context.adapter)) return b;
+    b.dispose();
+  } catch {
+    // no device: the wasm backend runs everything
+  }
+  return null;
+}
+
 const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<unknown> } = {
   async init(r) {
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
@@ -94,16 +119,19 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     baseUrl = r.base;
     const s = await opfsStore();
     store = s ? announcing(s) : null;
-    studio = new Studio(wasm, store, { scratchDir: SCRATCH });
     const gpu = (navigator as { gpu?: unknown }).gpu;
+    const onGpu = gpu && isolated ? await webGpuBackend() : null;
+    studio = new Studio(onGpu ?? wasm, store, { scratchDir: SCRATCH });
     const res: InitResult = {
-      backend: wasm.name,
+      backend: onGpu ? `${onGpu.name} (+ ${wasm.name})` : wasm.name,
       threads: wasm.threads,
       isolated,
       simd: true,
-      webgpu: gpu
-        ? "navigator.gpu present (checked after quantizing)"
-        : "not available (navigator.gpu is absent)",
+      webgpu: onGpu
+        ? `in use: ${onGpu.context?.adapter ?? "WebGPU"} (matrix products on the GPU)`
+        : gpu
+          ? "navigator.gpu present (checked after quantizing)"
+          : "not available (navigator.gpu is absent)",
       saved: await savedRun(),
     };
     return res;
@@ -295,7 +323,7 @@ async function measure7b(r: Extract<Request, { op: "measure7b" }>) {
     );
     return { ...res, workerHeapBytes: heap() };
   } finally {
-    setBackend(wasm);
+    setBackend(studio.backend);
     be.dispose();
   }
 }
