@@ -1,5 +1,5 @@
 // The page: the sync backend must refuse the main thread (it may not block); the check runs in a worker.
-import { createWebGpuSyncBackend } from "@int21/gpu";
+import { createWebGpuSyncBackend } from "../src/index";
 
 let mainThread = "did not throw";
 try {

@@ -1,5 +1,5 @@
 // A worker of the page: blocks in Atomics.wait while the nested device worker (device.ts) runs the kernels.
-import { createWebGpuSyncBackend } from "@int21/gpu";
+import { createWebGpuSyncBackend } from "../src/index";
 import { createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 
 const maxDiff = (a: Float32Array, r: Float32Array) =>

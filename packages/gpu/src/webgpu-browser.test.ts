@@ -12,7 +12,6 @@ const CHROMIUM = process.env.INT21_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`[@int21/gpu] skipping the browser test: ${CHROMIUM} is absent`);
 const root = fileURLToPath(new URL("../browser-test", import.meta.url));
-const src = fileURLToPath(new URL(".", import.meta.url));
 const isolation = {
   "Cross-Origin-Opener-Policy": "same-origin",
   "Cross-Origin-Embedder-Policy": "require-corp",
@@ -52,7 +51,6 @@ describe.skipIf(!haveChromium)("WebGPU sync backend in Chromium", () => {
       root,
       configFile: false as const,
       logLevel: "warn" as const,
-      resolve: { alias: [{ find: /^@int21\/gpu$/, replacement: join(src, "index.ts") }] },
       build: { target: "es2022", outDir, emptyOutDir: true },
       worker: { format: "es" as const },
       preview: { port, strictPort: true, headers: isolation },
