@@ -3,21 +3,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setBackend } from "@int21/autograd";
 import { LoRALinear, loadPeftAdapter, savePeftAdapter } from "@int21/lora";
+import { parseSafetensors } from "@int21/io";
 import {
   calibrationWindows,
+  type CheckpointAdapters,
   createRunState,
   forward,
   Llama2cTokenizer,
   type LlamaWeights,
+  loadInt21CheckpointBytes,
   loadLlama2c,
   quantizeModel,
   relOutputError,
+  serializeInt21Checkpoint,
 } from "@int21/model-llama";
 import { type Backend, createWasmBackend, isF16Exact } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   adapterBitsAt,
+  adapterBytes,
+  adapterStorage,
   addLrecAdapter,
   effectiveBits,
   LLAMA_SHAPES,
@@ -26,6 +32,7 @@ import {
   loraModelOf,
   projectionInputs,
   roundAdapter,
+  storeAdaptersAs,
   syncModules,
 } from "./adapter";
 import { storyTokens } from "./evaluate";
@@ -198,5 +205,49 @@ describe("roundAdapter", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("an int8-rounded adapter saved in an int21 checkpoint as I8 + f16 row scales loads back bit for bit, at the bytes counted", async () => {
+    const s = int2();
+    const { model } = addLrecAdapter(s, { r: 4, alpha: 8, init: "svd", teacher, calib, backend });
+    roundAdapter(model, "lrec", "int8");
+    syncModules(s, model);
+    const tokens = [1, 40, 50, 60, 70, 80, 90, 100];
+    const evaluated = logits(s, tokens);
+    const tensors: CheckpointAdapters["tensors"] = {};
+    let counted = 0;
+    for (const [m, a] of model.adapters("lrec")) {
+      tensors[`${m}.A`] = { shape: [a.r, a.inFeatures], data: a.loraA };
+      tensors[`${m}.B`] = { shape: [a.outFeatures, a.r], data: a.loraB };
+      counted += adapterBytes(a.r, a.outFeatures, a.inFeatures, "int8");
+    }
+    const bytes = serializeInt21Checkpoint(int2(), {
+      adapters: storeAdaptersAs({ tensors, meta: { r: 4 } }, "int8"),
+    });
+    // the file holds int8 codes and one f16 scale per row: exactly what effectiveBits counts
+    const st = parseSafetensors(bytes, "int8.safetensors");
+    let stored = 0;
+    for (const n of st.names) if (n.startsWith("adapter.")) stored += st.tensors[n].byteLength;
+    expect(stored).toBe(counted);
+    for (const n of st.names)
+      if (n.startsWith("adapter.") && !n.endsWith(".row_scale")) expect(st.tensors[n].dtype).toBe("I8");
+    const back = await loadInt21CheckpointBytes(bytes, { backend });
+    const fresh = back.weights;
+    const { model: m2 } = addLrecAdapter(fresh, { r: 4, alpha: 8 });
+    const original = new Map(model.adapters("lrec"));
+    for (const [m, a] of m2.adapters("lrec")) {
+      a.loraA.set(back.adapters!.tensors[`${m}.A`].data);
+      a.loraB.set(back.adapters!.tensors[`${m}.B`].data);
+      const orig = original.get(m)!;
+      expect(a.loraA).toEqual(orig.loraA);
+      expect(a.loraB).toEqual(orig.loraB);
+    }
+    syncModules(fresh, m2);
+    const reloaded = logits(fresh, tokens);
+    for (let i = 0; i < reloaded.length; i++) expect(reloaded[i]).toBe(evaluated[i]);
+    expect(adapterStorage("f16")).toBe("F16");
+    expect(() =>
+      storeAdaptersAs({ tensors: { x: { shape: [6], data: new Float32Array(6) } } }, "int8"),
+    ).toThrow(/x is \[6\]; int8 rows need a 2-D tensor/);
   });
 });

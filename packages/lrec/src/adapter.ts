@@ -3,11 +3,15 @@
 import { noGrad, tidy } from "@int21/autograd";
 import { LLAMA_TARGETS, type LoRAConfig, LoRALinear, LoRAModel, selectTargets } from "@int21/lora";
 import {
+  type AdapterStorage,
+  type CheckpointAdapters,
+  dequantizeInt8Rows,
   LINEAR_NAMES,
   type LinearName,
   type LlamaWeights,
   linearParts,
   llamaModules,
+  quantizeInt8Rows,
   setLlamaModules,
   trainForward,
 } from "@int21/model-llama";
@@ -276,16 +280,45 @@ function bf16Round(x: number): number {
   return f[0];
 }
 
-/** Rounds each row of `[rows × cols]` `m` to int8 with an f16 absmax scale per row, in place. */
-function int8Rows(m: Float32Array, rows: number, cols: number): void {
-  for (let i = 0; i < rows; i++) {
-    const o = i * cols;
-    let mx = 0;
-    for (let j = 0; j < cols; j++) mx = Math.max(mx, Math.abs(m[o + j]));
-    const s = roundToF16(mx / 127);
-    for (let j = 0; j < cols; j++)
-      m[o + j] = s > 0 ? Math.max(-127, Math.min(127, Math.round(m[o + j] / s))) * s : 0;
+/**
+ * Rounds each row of `[rows × cols]` `m` to int8 with an f16 absmax scale per row, in place: the int21
+ * checkpoint's `I8` adapter codec (model-llama's `quantizeInt8Rows`), so a saved adapter loads back to these values.
+ */
+function int8Rows(m: Float32Array, rows: number, cols: number, what: string): void {
+  const { codes, scales } = quantizeInt8Rows(m, rows, cols, what);
+  m.set(dequantizeInt8Rows(codes, scales, cols));
+}
+
+/** The int21 checkpoint storage of an adapter dtype (`f16` → `F16`, `int8` → `I8` with f16 row scales…). */
+export function adapterStorage(dtype: AdapterDtype): AdapterStorage {
+  switch (dtype) {
+    case "f32":
+      return "F32";
+    case "f16":
+      return "F16";
+    case "bf16":
+      return "BF16";
+    case "int8":
+      return "I8";
+    default:
+      throw new Error(`lrec: adapter dtype must be f32, f16, bf16 or int8, got ${String(dtype)}`);
   }
+}
+
+/**
+ * `adapters` (checkpoint adapter tensors, e.g. the CLI's `checkpointAdaptersOf`) to be saved in `dtype`: the same
+ * tensors with their checkpoint `storage` set, so the file holds what {@link effectiveBits} counts. Round the
+ * adapter first ({@link roundAdapter}) and the checkpoint loads back exactly the values that were evaluated.
+ */
+export function storeAdaptersAs(adapters: CheckpointAdapters, dtype: AdapterDtype): CheckpointAdapters {
+  const storage = adapterStorage(dtype);
+  const tensors: CheckpointAdapters["tensors"] = {};
+  for (const [k, t] of Object.entries(adapters.tensors)) {
+    if (storage === "I8" && t.shape.length !== 2)
+      throw new Error(`lrec: adapter tensor ${k} is [${t.shape.join("×")}]; int8 rows need a 2-D tensor`);
+    tensors[k] = { ...t, storage };
+  }
+  return { ...adapters, tensors };
 }
 
 /**
@@ -302,8 +335,8 @@ export function roundAdapter(model: LoRAModel, name: string, dtype: AdapterDtype
       count += a.loraA.length + a.loraB.length;
       if (dtype === "f32") continue;
       if (dtype === "int8") {
-        int8Rows(a.loraA, a.r, a.inFeatures);
-        int8Rows(a.loraB, a.outFeatures, a.r);
+        int8Rows(a.loraA, a.r, a.inFeatures, `lrec: adapter ${name} lora_A`);
+        int8Rows(a.loraB, a.outFeatures, a.r, `lrec: adapter ${name} lora_B`);
         continue;
       }
       const rnd = dtype === "f16" ? roundToF16 : dtype === "bf16" ? bf16Round : undefined;

@@ -23,6 +23,7 @@ export {
   type AdapterDtype,
   adapterBitsAt,
   adapterBytes,
+  adapterStorage,
   addLrecAdapter,
   effectiveBits,
   LLAMA_SHAPES,
@@ -33,6 +34,7 @@ export {
   type LrecAdapterOptions,
   loraModelOf,
   projectionInputs,
+  storeAdaptersAs,
   type SvdInitReport,
   syncModules,
 } from "./adapter";

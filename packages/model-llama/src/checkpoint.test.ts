@@ -4,13 +4,17 @@ import { join } from "node:path";
 import { parseSafetensors, serializeSafetensors } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { createGptqQuantizer, createHessian } from "@int21/quant-kernels";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  dequantizeInt8Rows,
   INT21_CHECKPOINT_FORMAT,
   loadInt21Checkpoint,
   loadInt21CheckpointBytes,
+  quantizeInt8Rows,
   saveInt21Checkpoint,
   serializeInt21Checkpoint,
+  validateInt21Checkpoint,
 } from "./checkpoint";
 import { llamaTensorSpecs } from "./load-assemble";
 import { loadLlama2c } from "./load-llama2c";
@@ -116,6 +120,102 @@ describe("int21 checkpoints", () => {
     expectBitExact(model, back.weights);
     expect(back.adapters).toEqual(adapters);
     expect(linearParts(back.weights.classifier, "classifier").kind).toBe("quant");
+  });
+
+  it("stores adapters as F16, BF16 or int8 rows with f16 row scales, and loads back what was stored", async () => {
+    const cfg = { ...syntheticConfig("stories260K"), nLayers: 1 };
+    const model = syntheticWeights(cfg, { seed: 6, format: "int2-g64-asym-f16" });
+    const a = new Float32Array(4 * 64).map((_, i) => Math.sin(i * 0.37) * (1 + (i % 5)));
+    const b = new Float32Array(64 * 4).map((_, i) => (i % 9 === 0 ? 0 : Math.cos(i) * 1e-3));
+    b.fill(0, 0, 4); // an all-zero row: scale 0
+    for (const storage of ["F16", "BF16", "I8"] as const) {
+      const adapters = {
+        tensors: {
+          "lrec/a": { shape: [4, 64], data: a, storage },
+          "lrec/b": { shape: [64, 4], data: b, storage },
+        },
+        meta: { r: 4 },
+      };
+      const bytes = serializeInt21Checkpoint(model, { adapters });
+      const st = parseSafetensors(bytes, "x");
+      expect(st.tensors["adapter.lrec/a"].dtype).toBe(storage);
+      const perValue = storage === "I8" ? 1 : 2;
+      expect(st.tensors["adapter.lrec/a"].byteLength).toBe(256 * perValue);
+      if (storage === "I8")
+        expect(st.tensors["adapter.lrec/b.row_scale"]).toMatchObject({ dtype: "F16", shape: [64] });
+      else expect(st.tensors["adapter.lrec/b.row_scale"]).toBeUndefined();
+      const back = await loadInt21CheckpointBytes(bytes);
+      const file = join(tmp, `adapters-${storage}.safetensors`);
+      writeFileSync(file, bytes);
+      expect(await validateInt21Checkpoint(file)).toEqual([]);
+      const got = back.adapters!.tensors["lrec/a"];
+      expect(got.storage).toBe(storage);
+      // within the storage's rounding of the values given…
+      const tol = storage === "F16" ? 2 ** -11 : storage === "BF16" ? 2 ** -8 : 0.5 / 127 + 2 ** -11;
+      for (let i = 0; i < a.length; i++) {
+        const row =
+          storage === "I8"
+            ? Math.max(...a.subarray(i - (i % 64), i - (i % 64) + 64).map(Math.abs))
+            : Math.abs(a[i]);
+        expect(Math.abs(got.data[i] - a[i])).toBeLessThanOrEqual(tol * row + 1e-30);
+      }
+      expect(Array.from(back.adapters!.tensors["lrec/b"].data.subarray(0, 4))).toEqual([0, 0, 0, 0]);
+      // …and saving what was loaded gives back the same values bit for bit (what a reader evaluates)
+      const again = await loadInt21CheckpointBytes(
+        serializeInt21Checkpoint(back.weights, { adapters: back.adapters! }),
+      );
+      expect(again.adapters).toEqual(back.adapters);
+    }
+  });
+
+  it("int8 rows: codes within ±127, error ≤ half a step, and idempotent on their own output", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.array(fc.float({ min: -1e4, max: 1e4, noNaN: true, noDefaultInfinity: true }), {
+          minLength: 54,
+          maxLength: 54,
+        }),
+        (rows, cols, vals) => {
+          const data = Float32Array.from(vals.slice(0, rows * cols));
+          const { codes, scales } = quantizeInt8Rows(data, rows, cols);
+          const deq = dequantizeInt8Rows(codes, scales, cols);
+          for (let i = 0; i < rows; i++)
+            for (let j = 0; j < cols; j++) {
+              expect(Math.abs(codes[i * cols + j])).toBeLessThanOrEqual(127);
+              expect(Math.abs(deq[i * cols + j] - data[i * cols + j])).toBeLessThanOrEqual(
+                0.5 * scales[i] * (1 + 2 ** -10) + scales[i] * 2 ** -9 * 127 + 127 * 2 ** -24,
+              );
+            }
+          const again = quantizeInt8Rows(deq, rows, cols);
+          expect(Array.from(again.codes)).toEqual(Array.from(codes));
+          expect(Array.from(again.scales)).toEqual(Array.from(scales));
+        },
+      ),
+    );
+    expect(() => quantizeInt8Rows(Float32Array.of(1, Number.NaN), 1, 2, "adapter x")).toThrow(
+      /adapter x: non-finite/,
+    );
+    expect(() => quantizeInt8Rows(Float32Array.of(1e9), 1, 1, "adapter x")).toThrow(/past the f16 range/);
+  });
+
+  it("refuses an I8 adapter tensor without its row scales", async () => {
+    const model = syntheticWeights({ ...syntheticConfig("stories260K"), nLayers: 1 }, { seed: 7 });
+    const bytes = serializeInt21Checkpoint(model, {
+      adapters: {
+        tensors: { x: { shape: [2, 3], data: new Float32Array(6).fill(1), storage: "I8" } },
+        meta: {},
+      },
+    });
+    const st = parseSafetensors(bytes, "x");
+    const tensors: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }> = {};
+    for (const n of st.names)
+      if (n !== "adapter.x.row_scale") tensors[n] = { ...st.tensors[n], data: st.readRaw(n).data } as never;
+    const broken = serializeSafetensors(tensors as never, st.metadata);
+    await expect(loadInt21CheckpointBytes(broken, { name: "b.safetensors" })).rejects.toThrow(
+      /b.safetensors: missing tensor adapter.x.row_scale/,
+    );
   });
 
   it("refuses foreign, truncated and inconsistent files, naming file and tensor", async () => {

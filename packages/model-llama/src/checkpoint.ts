@@ -4,6 +4,7 @@ import {
   type SafetensorsInfo,
   type SafetensorsTypedArray,
   type SafetensorsWriteTensor,
+  bf16ToF32,
   f16ToF32,
   openSafetensors,
   parseSafetensors,
@@ -18,6 +19,7 @@ import {
   getFormat,
   groupCount,
   isBlockFormat,
+  roundToF16,
 } from "@int21/quant-kernels";
 import { type LlamaConfig, validateConfig } from "./config";
 import { checkConfigObject, checkTensorCount, problemOf } from "./validate-config";
@@ -38,11 +40,68 @@ export const INT21_CHECKPOINT_FORMAT = "int21-llama";
 export const INT21_CHECKPOINT_VERSION = 1;
 
 /**
+ * How an adapter tensor is stored on disk: `F32` (default), `F16` / `BF16` (rounded to nearest even), or
+ * `I8`: a 2-D tensor as int8 codes with an F16 absmax/127 scale per row (`adapter.<name>.row_scale`, LQER-style);
+ * see {@link quantizeInt8Rows}. Loading gives back float32 values; for values already rounded to what the
+ * storage holds (lrec's `roundAdapter`), exactly the values that were saved.
+ */
+export type AdapterStorage = "F32" | "F16" | "BF16" | "I8";
+
+/**
+ * Symmetric int8 per row of `[rows × cols]` `data`: each row's scale is its absmax / 127 rounded to f16
+ * (0 for an all-zero row), its codes `round(x / scale)` clamped to ±127. {@link dequantizeInt8Rows}
+ * inverts it; quantizing the dequantized values again gives the same codes and scales. Throws (naming
+ * `what`) on a non-finite value or a scale past the f16 range.
+ */
+export function quantizeInt8Rows(
+  data: Float32Array,
+  rows: number,
+  cols: number,
+  what = "tensor",
+): { codes: Int8Array; scales: Float32Array } {
+  if (data.length !== rows * cols)
+    throw new Error(`${what}: ${data.length} values, expected ${rows}×${cols} for int8 rows`);
+  const codes = new Int8Array(data.length);
+  const scales = new Float32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const o = i * cols;
+    let mx = 0;
+    for (let j = 0; j < cols; j++) {
+      const v = data[o + j];
+      if (!Number.isFinite(v)) throw new Error(`${what}: non-finite value ${v} at row ${i}, column ${j}`);
+      mx = Math.max(mx, Math.abs(v));
+    }
+    const s = roundToF16(mx / 127);
+    if (!Number.isFinite(s))
+      throw new Error(`${what}: row ${i}'s absmax ${mx} is past the f16 range of an int8 row scale`);
+    scales[i] = s;
+    if (s > 0)
+      for (let j = 0; j < cols; j++)
+        codes[o + j] = Math.max(-127, Math.min(127, Math.round(data[o + j] / s)));
+  }
+  return { codes, scales };
+}
+
+/** The float32 values of int8 rows: `codes[i, j] · scales[i]` (the inverse of {@link quantizeInt8Rows}). */
+export function dequantizeInt8Rows(codes: Int8Array, scales: Float32Array, cols: number): Float32Array {
+  if (codes.length !== scales.length * cols)
+    throw new Error(`int8 rows: ${codes.length} codes for ${scales.length} rows of ${cols}`);
+  const out = new Float32Array(codes.length);
+  for (let i = 0; i < scales.length; i++)
+    for (let j = 0; j < cols; j++) out[i * cols + j] = codes[i * cols + j] * scales[i];
+  return out;
+}
+
+/** Suffix of the F16 per-row scale tensor of an `I8` adapter tensor. */
+const ROW_SCALE = ".row_scale";
+
+/**
  * Extra float tensors stored beside the model, opaque to this package (the lora package stores its
- * adapters here): tensors are written as `adapter.<name>` (F32) and `meta` as a JSON string.
+ * adapters here): tensors are written as `adapter.<name>` (F32 unless `storage` says otherwise; I8 adds
+ * `adapter.<name>.row_scale`) and `meta` as a JSON string.
  */
 export interface CheckpointAdapters {
-  tensors: Record<string, { shape: number[]; data: Float32Array }>;
+  tensors: Record<string, { shape: number[]; data: Float32Array; storage?: AdapterStorage }>;
   /** Any JSON-serialisable description (ranks, alpha, target modules…); round-trips through JSON. */
   meta?: unknown;
 }
@@ -73,7 +132,8 @@ type LinearRecord =
  *                                                          to whole words, and no scales / zeros tensors
  * <linear>.scales / .zeros            F16|F32 [N, nGroups]  per format.scaleDtype (zeros absent if symmetric)
  * <linear>.g_idx                      I32 [K]               act-order group of each input column
- * adapter.<name>                      F32                   opaque adapter tensors
+ * adapter.<name>                      F32|F16|BF16|I8       opaque adapter tensors (the entry's `storage`)
+ * adapter.<name>.row_scale            F16 [rows]            the per-row scales of an I8 adapter tensor
  * __metadata__: format "int21-llama", int21_version, config (JSON LlamaConfig),
  *               linears (JSON {name: {kind, format, formatId, actOrder}}), roles (JSON {tensor: role}),
  *               adapters (JSON meta, when adapters are given)
@@ -170,7 +230,35 @@ export function checkpointTensors(
     for (const [name, t] of Object.entries(adapters.tensors)) {
       if (!(t.data instanceof Float32Array))
         throw new Error(`checkpoint: adapter tensor ${name} must be a Float32Array`);
-      f32(`adapter.${name}`, t.shape, t.data, "adapter");
+      const storage = t.storage ?? "F32";
+      const key = `adapter.${name}`;
+      if (storage === "F32") f32(key, t.shape, t.data, "adapter");
+      else if (storage === "F16" || storage === "BF16") {
+        if (t.data.length !== numel(t.shape))
+          throw new Error(
+            `checkpoint: tensor ${key} has ${t.data.length} values, expected [${t.shape.join("×")}]`,
+          );
+        tensors[key] = { dtype: storage, shape: t.shape, data: t.data };
+        roles[key] = "adapter";
+      } else if (storage === "I8") {
+        if (t.shape.length !== 2)
+          throw new Error(
+            `checkpoint: adapter tensor ${name} stored I8 must be 2-D, got [${t.shape.join("×")}]`,
+          );
+        const { codes, scales } = quantizeInt8Rows(
+          t.data,
+          t.shape[0],
+          t.shape[1],
+          `checkpoint: adapter tensor ${name}`,
+        );
+        tensors[key] = { dtype: "I8", shape: t.shape, data: codes };
+        roles[key] = "adapter";
+        tensors[key + ROW_SCALE] = { dtype: "F16", shape: [t.shape[0]], data: scales };
+        roles[key + ROW_SCALE] = "adapter-row-scale";
+      } else
+        throw new Error(
+          `checkpoint: adapter tensor ${name}: storage must be F32, F16, BF16 or I8, got ${JSON.stringify(storage)}`,
+        );
     }
     metadata.adapters = JSON.stringify(adapters.meta ?? null);
   }
@@ -366,10 +454,18 @@ function planCheckpoint(info: SafetensorsInfo, file: string): CheckpointPlan {
     }
     plan.push({ ...spec, rec });
   }
-  const adapterNames = info.names.filter((n) => n.startsWith("adapter."));
+  const adapterNames = info.names.filter((n) => n.startsWith("adapter.") && !n.endsWith(ROW_SCALE));
   for (const n of adapterNames) {
-    if (tensors[n].dtype !== "F32")
-      throw new Error(`${file}: adapter tensor ${n} has dtype ${tensors[n].dtype}, expected F32`);
+    const dt = tensors[n].dtype;
+    if (dt !== "F32" && dt !== "F16" && dt !== "BF16" && dt !== "I8")
+      throw new Error(`${file}: adapter tensor ${n} has dtype ${dt}, expected F32, F16, BF16 or I8`);
+    if (dt === "I8") {
+      const shape = tensors[n].shape;
+      if (shape.length !== 2)
+        throw new Error(`${file}: I8 adapter tensor ${n} must be 2-D, got [${shape.join("×")}]`);
+      expect(n + ROW_SCALE, "F16", [shape[0]]);
+      used.add(n + ROW_SCALE);
+    }
     used.add(n);
   }
   for (const n of info.names) if (!used.has(n)) throw new Error(`${file}: unexpected tensor ${n}`);
@@ -458,7 +554,8 @@ export async function validateInt21Checkpoint(
     }
     for (const n of planned.adapterNames) {
       try {
-        await scanF32(n, n);
+        const p = nonFiniteProblem(await readAdapter(r, n), path, n);
+        if (p) problems.push(p);
       } catch (e) {
         problems.push(problemOf(path, e, n));
       }
@@ -487,9 +584,26 @@ async function loadFrom(r: RawReader, file: string, opts: LoadOptions): Promise<
   if (meta.adapters === undefined) return { weights };
   const adapters: CheckpointAdapters = { tensors: {}, meta: parseMeta<unknown>(meta, "adapters", file) };
   for (const n of adapterNames) {
-    const data = (await r.readRaw(n)) as Float32Array;
+    const data = await readAdapter(r, n);
     assertFinite(data, file, n);
-    adapters.tensors[n.slice("adapter.".length)] = { shape: [...tensors[n].shape], data };
+    const dt = tensors[n].dtype as AdapterStorage;
+    adapters.tensors[n.slice("adapter.".length)] = {
+      shape: [...tensors[n].shape],
+      data,
+      ...(dt === "F32" ? {} : { storage: dt }),
+    };
   }
   return { weights, adapters };
+}
+
+/** An adapter tensor's float32 values, whatever it is stored as (planCheckpoint checked its dtype and scales). */
+async function readAdapter(r: RawReader, n: string): Promise<Float32Array> {
+  const t = r.info.tensors[n];
+  const raw = await r.readRaw(n);
+  if (t.dtype === "F32") return raw as Float32Array;
+  if (t.dtype === "F16") return f16ToF32(raw as Uint16Array, new Float32Array(raw.length));
+  if (t.dtype === "BF16") return bf16ToF32(raw as Uint16Array, new Float32Array(raw.length));
+  const s16 = (await r.readRaw(n + ROW_SCALE)) as Uint16Array;
+  const scales = f16ToF32(s16, new Float32Array(s16.length));
+  return dequantizeInt8Rows(raw as Int8Array, scales, t.shape[1]);
 }

@@ -1,5 +1,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseSafetensors } from "@int21/io";
+import { loadInt21Checkpoint } from "@int21/model-llama";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";
@@ -248,6 +250,19 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     const f16 = Number(/bits per weight of the block projections: (\d+\.\d+)/.exec(r.out)?.[1]);
     // same base format, the adapter at 8 bits (+ row scales) instead of 16
     expect(s.bitsPerWeight).toBeLessThan(f16);
+    // the files hold the adapter as counted: f16 by default, int8 codes + f16 row scales with int8
+    const f16File = await loadInt21Checkpoint(o2);
+    const int8File = await loadInt21Checkpoint(join(dir, "q2-int8.safetensors"));
+    for (const t of Object.values(f16File.adapters!.tensors)) expect(t.storage).toBe("F16");
+    for (const t of Object.values(int8File.adapters!.tensors)) expect(t.storage).toBe("I8");
+    // adapter data: 1 byte a value + 2 per row against 2 a value (the header grows by the row-scale entries)
+    const adapterBytes = (f: string) => {
+      const st = parseSafetensors(readFileSync(f), f);
+      return st.names
+        .filter((n) => n.startsWith("adapter."))
+        .reduce((b, n) => b + st.tensors[n].byteLength, 0);
+    };
+    expect(adapterBytes(join(dir, "q2-int8.safetensors"))).toBeLessThan(adapterBytes(o2));
     const missing = await cli([...base, "-o", o2, "--holdout", join(dir, "nope.txt")]);
     expect(missing.code).toBe(1);
     expect(missing.err).toContain("--holdout");

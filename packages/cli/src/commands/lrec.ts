@@ -13,6 +13,7 @@ import {
   lrecRunIdentity,
   roundAdapter,
   runLrec,
+  storeAdaptersAs,
   windowData,
 } from "@int21/lrec";
 import { calibrationWindows, type Tokenizer, saveInt21Checkpoint } from "@int21/model-llama";
@@ -88,7 +89,7 @@ export function lrecProgram(): Command {
     .addOption(
       new Option(
         "--adapter-dtype <dtype>",
-        "precision the adapter is rounded to before the final evaluation and saving; the bits per weight count it",
+        "precision the adapter is rounded to before the final evaluation and stored in (int8: codes + an f16 scale per row); the bits per weight count it",
       )
         .choices(["f16", "bf16", "int8", "f32"])
         .default("f16"),
@@ -314,7 +315,8 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
         const after = score();
         const bpw = effectiveBits(student.weights, { adapterDtype: o.adapterDtype });
         await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
-          adapters: checkpointAdaptersOf(res.model, ["lrec"]),
+          // stored in the dtype it was rounded to and counted at (int8: codes + f16 row scales)
+          adapters: storeAdaptersAs(checkpointAdaptersOf(res.model, ["lrec"]), o.adapterDtype),
         });
         await writeFileAtomic(chart, lrecChartSvg(res.history, `LREC (${res.steps} steps)`));
         const summary = {
