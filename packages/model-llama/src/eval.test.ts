@@ -109,6 +109,73 @@ describe("evaluateNll", () => {
   });
 });
 
+describe("evaluateNll against a teacher (KL and the teacher's NLL on the same tokens)", async () => {
+  const backend = await createWasmBackend({ threads: 1 });
+  const float = loadLlama2c(sharedPath(SHARED.stories260K), { backend });
+  const tokens = tok.encode(valid.slice(0, 1500), { bos: true });
+  const packed = (format: string) =>
+    loadLlama2c(sharedPath(SHARED.stories260K), { backend, quantize: { format } });
+
+  it("scores the same tokens with the same NLL, and zero KL against itself", () => {
+    for (const [ctx, stride] of [
+      [64, 64],
+      [64, 24],
+    ]) {
+      const ref = evaluateNll(float, tokens, { ctx, stride });
+      const r = evaluateNll(float, tokens, { ctx, stride, teacher: float });
+      expect(r.tokens).toBe(ref.tokens);
+      expect(r.windows).toBe(ref.windows);
+      expect(r.meanNll).toBe(ref.meanNll);
+      expect(r.teacherMeanNll).toBeCloseTo(r.meanNll, 10);
+      expect(Math.abs(r.meanKl ?? Number.NaN)).toBeLessThan(1e-9);
+      expect(ref.meanKl).toBeUndefined();
+    }
+  }, 30_000);
+
+  it("one window: the KL of every scored position, from the two models' full logits", () => {
+    const student = packed("int4-g64-asym-f16");
+    const win = Array.from(tokens.slice(0, 48));
+    const V = float.config.vocabSize;
+    const sl = forward(student, createRunState(student.config, { maxRows: 48 }), win, 0, "all").slice();
+    const tl = forward(float, createRunState(float.config, { maxRows: 48 }), win, 0, "all").slice();
+    let kl = 0;
+    let tnll = 0;
+    for (let i = 0; i < 47; i++) {
+      const ls = (k: Float32Array, v: number) => {
+        let m = Number.NEGATIVE_INFINITY;
+        for (let u = 0; u < V; u++) m = Math.max(m, k[i * V + u]);
+        let z = 0;
+        for (let u = 0; u < V; u++) z += Math.exp(k[i * V + u] - m);
+        return k[i * V + v] - m - Math.log(z);
+      };
+      for (let v = 0; v < V; v++) kl += Math.exp(ls(tl, v)) * (ls(tl, v) - ls(sl, v));
+      tnll -= ls(tl, win[i + 1]);
+    }
+    const r = evaluateNll(student, win, { ctx: 48, teacher: float });
+    expect(r.tokens).toBe(47);
+    expect(r.meanKl).toBeCloseTo(kl / 47, 6);
+    expect(r.teacherMeanNll).toBeCloseTo(tnll / 47, 6);
+  }, 30_000);
+
+  it("KL grows as the student gets coarser (INT8 < INT4 < INT2)", () => {
+    const kl = (format: string) =>
+      evaluateNll(packed(format), tokens, { ctx: 128, stride: 128, teacher: float }).meanKl ?? Number.NaN;
+    const k8 = kl("int8-g64-asym-f16");
+    const k4 = kl("int4-g64-asym-f16");
+    const k2 = kl("int2-g64-asym-f16");
+    expect(k8).toBeGreaterThan(0);
+    expect(k8).toBeLessThan(k4);
+    expect(k4).toBeLessThan(k2);
+  }, 30_000);
+
+  it("rejects a teacher with another vocabulary", () => {
+    const other = { ...float, config: { ...float.config, vocabSize: 1000 } };
+    expect(() => evaluateNll(float, tokens, { ctx: 32, stride: 32, teacher: other })).toThrow(
+      "the teacher's vocabulary has 1000 tokens",
+    );
+  });
+});
+
 describe("BOS follows the tokenizer's rule (as generate and the peers' perplexity tools)", () => {
   const text = valid.slice(0, 1200);
   for (const family of ["qwen2", "qwen3", "llama2"] as const) {

@@ -15,6 +15,10 @@ export interface NllResult {
   tokensPerSec: number;
   /** Windows (or stories) evaluated. */
   windows: number;
+  /** With {@link NllOptions.teacher}: mean over the scored tokens of KL(p_teacher ‖ p_model), in nats. */
+  meanKl?: number;
+  /** With {@link NllOptions.teacher}: the teacher's own mean NLL on the same tokens. */
+  teacherMeanNll?: number;
 }
 
 /** Progress callback: scored tokens so far, of the total to score. */
@@ -37,6 +41,32 @@ export interface NllOptions {
   onProgress?: ProgressFn;
   /** Reused run state (its maxRows is the forward chunk height). */
   state?: RunState;
+  /**
+   * A reference model with the same vocabulary (the float model a packed one was quantized from): it
+   * runs the same windows, and the result adds the mean `KL(p_teacher ‖ p_model)` and the teacher's
+   * mean NLL over the same scored tokens.
+   */
+  teacher?: LlamaWeights;
+}
+
+/** Log-softmax of `logits[off..off+n)` into `out`, in float64. */
+function logSoftmaxRow(logits: Float32Array, off: number, n: number, out: Float64Array): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) if (logits[off + i] > max) max = logits[off + i];
+  let s = 0;
+  for (let i = 0; i < n; i++) s += Math.exp(logits[off + i] - max);
+  const lse = max + Math.log(s);
+  for (let i = 0; i < n; i++) out[i] = logits[off + i] - lse;
+}
+
+/** The teacher of an evaluation and its running sums: `Σ KL(p_t ‖ p_s)` and the teacher's `Σ NLL`. */
+interface TeacherScore {
+  weights: LlamaWeights;
+  state: RunState;
+  lp: Float64Array;
+  lq: Float64Array;
+  kl: number;
+  nll: number;
 }
 
 /** `−log softmax(logits)[target]` in float64 (log-sum-exp with the max subtracted). */
@@ -63,6 +93,7 @@ function scoreWindow(
   end: number,
   from: number,
   acc: { sum: number; count: number },
+  teacher?: TeacherScore,
 ): void {
   const V = w.config.vocabSize;
   const R = state.maxRows;
@@ -74,12 +105,23 @@ function scoreWindow(
     const lastTarget = begin + p + chunk.length; // exclusive bound is end
     const needed = lastTarget >= from && firstTarget < end;
     const lg = forward(w, state, chunk, p, needed ? "all" : "none");
+    // the teacher runs every chunk too: later chunks attend to its cache
+    const tl = teacher && forward(teacher.weights, teacher.state, chunk, p, needed ? "all" : "none");
     if (!needed) continue;
     for (let r = 0; r < chunk.length; r++) {
       const j = begin + p + r + 1;
       if (j < from || j >= end) continue;
       acc.sum += tokenNll(lg, r * V, V, tokens[j] as number);
       acc.count++;
+      if (teacher && tl) {
+        const { lp, lq } = teacher;
+        logSoftmaxRow(lg, r * V, V, lq);
+        logSoftmaxRow(tl, r * V, V, lp);
+        teacher.nll -= lp[tokens[j] as number];
+        let k = 0;
+        for (let v = 0; v < V; v++) k += Math.exp(lp[v]) * (lp[v] - lq[v]);
+        teacher.kl += k;
+      }
     }
   }
 }
@@ -98,7 +140,22 @@ function scoreWindow(
  * only (never scored). With `stride < ctx` only the new tokens of each window are scored, each with at
  * least `ctx − stride` tokens of context. Every token after the first is scored exactly once in
  * the strided case; in the non-overlapping case tokens `ctx, 2·ctx, …` are skipped.
+ *
+ * With `opts.teacher`, the teacher runs the same windows and the result adds, over the same scored tokens,
+ * ```
+ * meanKl = mean Σ_v p_t(v) · (log p_t(v) − log p_s(v))      teacherMeanNll = mean −log p_t(t_j)
+ * ```
  */
+export function evaluateNll(
+  weights: LlamaWeights,
+  input: ArrayLike<number> | string,
+  opts: NllOptions & { teacher: LlamaWeights },
+): NllResult & { meanKl: number; teacherMeanNll: number };
+export function evaluateNll(
+  weights: LlamaWeights,
+  input: ArrayLike<number> | string,
+  opts?: NllOptions,
+): NllResult;
 export function evaluateNll(
   weights: LlamaWeights,
   input: ArrayLike<number> | string,
@@ -142,11 +199,29 @@ export function evaluateNll(
     if (end === N) break;
   }
   const state = opts.state ?? createRunState(c);
+  let teacher: TeacherScore | undefined;
+  if (opts.teacher) {
+    const tc = opts.teacher.config;
+    if (tc.vocabSize !== c.vocabSize)
+      throw new Error(
+        `evaluateNll: the teacher's vocabulary has ${tc.vocabSize} tokens, the model's ${c.vocabSize}`,
+      );
+    if (tc.seqLen < ctx)
+      throw new Error(`evaluateNll: ctx ${ctx} is longer than the teacher's context (seqLen ${tc.seqLen})`);
+    teacher = {
+      weights: opts.teacher,
+      state: createRunState(tc, { maxRows: state.maxRows }),
+      lp: new Float64Array(c.vocabSize),
+      lq: new Float64Array(c.vocabSize),
+      kl: 0,
+      nll: 0,
+    };
+  }
   const acc = { sum: 0, count: 0 };
   let pushed = 0;
   const t0 = performance.now();
   for (const [begin, end, from] of plan) {
-    scoreWindow(weights, state, tokens, begin, end, from, acc);
+    scoreWindow(weights, state, tokens, begin, end, from, acc, teacher);
     pushed += end - begin;
     opts.onProgress?.(acc.count, total);
   }
@@ -158,6 +233,7 @@ export function evaluateNll(
     tokens: acc.count,
     tokensPerSec: pushed / secs,
     windows: plan.length,
+    ...(teacher ? { meanKl: teacher.kl / acc.count, teacherMeanNll: teacher.nll / acc.count } : {}),
   };
 }
 

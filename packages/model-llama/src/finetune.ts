@@ -18,6 +18,8 @@ import {
   type PeftAttachOptions,
   type PeftSaveOptions,
   peftConfig,
+  type RunDifference,
+  type RunIdentity,
   peftTensors,
   readPeftAdapter,
   Trainer,
@@ -201,6 +203,19 @@ export interface FinetuneOptions
   /** Resume from `checkpointDir` when it holds a checkpoint. Default true. */
   resume?: boolean;
   /**
+   * Continue from a checkpoint of a different run (the Trainer's `resume(dir, { force: true })`; the
+   * differences are in {@link FinetuneResult.resumedDespite}). Default false: such a checkpoint is
+   * refused with a `RunMismatchError` listing each difference.
+   */
+  forceResume?: boolean;
+  /** Called after a checkpoint was resumed, before training: its step and the differences forced past. */
+  onResume?: (step: number, differences: readonly RunDifference[]) => void;
+  /**
+   * The LoRA view of `weights` when adapters are already on it (an LREC correction, an earlier task):
+   * the new adapter is added to it. Adapters already on the model are frozen either way.
+   */
+  existing?: LoRAModel;
+  /**
    * Stop after this many steps in total, as a killed run would (no extra checkpoint is written: a rerun
    * with the same options resumes from the last `checkpointEvery` checkpoint).
    */
@@ -214,12 +229,37 @@ export interface FinetuneResult extends TrainResult {
   trainer: Trainer;
   /** Whether the run continued from a checkpoint. */
   resumed: boolean;
+  /** The step the run resumed from (0 for a fresh run). */
+  resumedFrom: number;
+  /**
+   * True when the checkpoint already held every step of this very run: nothing was trained, and the
+   * adapter and loss chart were not written again (the adapter only if missing from `adapterDir`).
+   */
+  alreadyFinished: boolean;
+  /** The differences a `forceResume` continued despite (empty otherwise). */
+  resumedDespite: readonly RunDifference[];
+}
+
+/** The identity fields of a LoRA adapter configuration (in every {@link finetune} checkpoint). */
+function loraIdentity(c: LoRAConfig): RunIdentity {
+  return {
+    adapterName: c.name ?? "default",
+    rank: c.r,
+    alpha: c.alpha ?? c.r,
+    targets: [...c.targetModules],
+    dropout: c.dropout ?? 0,
+    adapterSeed: c.seed ?? 0,
+  };
 }
 
 /**
  * EMEF: trains a LoRA adapter on `weights` (frozen float or packed base; adapters are float32) on token
  * examples (`textDataset` / `alpacaExamples` from @int21/lora), with per-layer checkpointing, Adam/AdamW,
- * accumulation, schedule, periodic evaluation and checkpoint/resume. The adapter stays on `weights`.
+ * accumulation, schedule, periodic evaluation and checkpoint/resume. The adapter stays on `weights`;
+ * adapters already on it stay frozen. Checkpoints carry the run's identity (`opts.identity`, the
+ * adapter's rank, alpha, targets, name, dropout and seed, and the Trainer's own fields): a checkpoint of
+ * a different run is refused unless `forceResume`; one that already holds every step is reported
+ * (`alreadyFinished`) and nothing is trained or written.
  */
 export async function finetune(
   weights: LlamaWeights,
@@ -233,7 +273,10 @@ export async function finetune(
       );
     }
   }
-  const model = addLlamaLoRA(weights, opts.lora);
+  const model = opts.existing ?? new LoRAModel(llamaModules(weights));
+  for (const n of model.adapterNames()) model.setTrainable(n, false);
+  model.addAdapter(opts.lora);
+  setLlamaModules(weights, model.modules);
   const name = opts.lora.name ?? "default";
   const params = loraParameters(model, name);
   const lr = opts.lr ?? opts.schedule?.lr ?? 1e-3;
@@ -251,6 +294,10 @@ export async function finetune(
     lossChart,
     resume,
     stopAfter,
+    forceResume,
+    onResume,
+    existing: _e,
+    identity,
     ...rest
   } = opts;
   const trainer = new Trainer({
@@ -262,16 +309,36 @@ export async function finetune(
     ...(data.heldOut ? { heldOut: data.heldOut } : {}),
     beforeMicroBatch: (micro) => model.setDropoutStep(micro),
     ...(adapterDir ? { onCheckpoint: () => saveLlamaAdapter(adapterDir, model, weights, { name }) } : {}),
+    identity: { ...loraIdentity(opts.lora), ...identity },
   });
   let resumed = false;
-  if (opts.checkpointDir && resume !== false) resumed = await trainer.resume(opts.checkpointDir);
+  if (opts.checkpointDir && resume !== false)
+    resumed = await trainer.resume(opts.checkpointDir, { force: forceResume === true });
+  const resumedFrom = resumed ? trainer.step : 0;
+  if (resumed) onResume?.(resumedFrom, trainer.resumedDespite);
+  const alreadyFinished = resumed && trainer.finished && trainer.resumedDespite.length === 0;
   const result = await trainer.run(stopAfter !== undefined ? { until: stopAfter } : {});
-  if (adapterDir) await saveLlamaAdapter(adapterDir, model, weights, { name });
+  const out: FinetuneResult = {
+    ...result,
+    model,
+    trainer,
+    resumed,
+    resumedFrom,
+    alreadyFinished,
+    resumedDespite: trainer.resumedDespite,
+  };
+  if (adapterDir) {
+    const { existsSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const missing = ![PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE].every((f) => existsSync(join(adapterDir, f)));
+    if (!alreadyFinished || missing) await saveLlamaAdapter(adapterDir, model, weights, { name });
+  }
+  if (alreadyFinished) return out;
   if (lossChart) {
     await writeFileAtomic(
       lossChart,
       lossChartSvg(result.history, `EMEF fine-tuning (${result.steps} steps)`),
     );
   }
-  return { ...result, model, trainer, resumed };
+  return out;
 }
