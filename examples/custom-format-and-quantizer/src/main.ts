@@ -40,7 +40,7 @@ const ppl = () => llama.evaluateStories(q.weights, tok, stories.slice(-20).join(
 console.log(`nf3: output error rtn ${err("rtnRelError").toFixed(4)}, lloyd ${err("relError").toFixed(4)}`);
 const [p0, train] = [ppl(), textDataset(stories.slice(40, 400).join("\n"), tok, { seqLen: 128 })];
 const lora = { targetModules: ["q_proj", "v_proj", "down_proj"], r: 8, alpha: 16 };
-const run = await llama.finetune(q.weights, { train }, { lora, lr: 5e-3, steps: 20, batchSize: 4 });
+const run = await llama.finetune(q.weights, { train }, { lora, lr: 5e-3, steps: 20, batchSize: 4, backend });
 const [l0, l1] = [run.history.train[0][1], run.history.train[19][1]];
 console.log(`EMEF loss ${l0.toFixed(3)} → ${l1.toFixed(3)}, ppl ${p0.toFixed(3)} → ${ppl().toFixed(3)}`);
 if (!(err("relError") < err("rtnRelError") && l1 < l0)) throw new Error("lloyd lost or EMEF did not learn");
