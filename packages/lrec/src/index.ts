@@ -50,6 +50,7 @@ export { TeacherCache, type TeacherCacheBuildOptions } from "./teacher-cache";
 export {
   formatLrecProgress,
   type LrecCheckpointStatus,
+  type LrecHeldOutScore,
   type LrecOptions,
   type LrecProgress,
   type LrecResult,

@@ -13,6 +13,7 @@ import {
 import {
   createRunState,
   denseTokenEmbedding,
+  evaluateNll,
   forward,
   Llama2cTokenizer,
   type LlamaWeights,
@@ -20,7 +21,7 @@ import {
   quantizeModel,
   trainForward,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import { type Backend, createWasmBackend, roundToF16 } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { crossEntropy } from "@int21/autograd";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -213,6 +214,35 @@ describe("LREC runs: identity, finished runs, divergence", () => {
     );
     expect(st.step).toBe(e.lastGoodStep);
     expect(st.differences).toEqual([]);
+  }, 60_000);
+});
+
+describe("held-out evaluation and the stored adapter precision", () => {
+  it("scores held-out tokens against the teacher before and after, with the adapter rounded to f16", async () => {
+    const student = int2();
+    const held = train.slice(-300);
+    const plain = evaluateNll(student, held, { ctx: 128, teacher });
+    const res = await runLrec(
+      teacher,
+      student,
+      windowData(train.slice(0, -300), { batch: 2, seq: 32, seed: 5 }),
+      {
+        steps: 8,
+        r: 2,
+        lr: 3e-3,
+        lambda: 10,
+        heldOut: held,
+        heldOutCtx: 128,
+        adapterDtype: "f16",
+      },
+    );
+    const { tokensPerSec: _t, ...want } = plain;
+    expect(res.heldOut?.before).toMatchObject(want);
+    const after = evaluateNll(student, held, { ctx: 128, teacher });
+    expect(res.heldOut?.after.meanKl).toBe(after.meanKl);
+    expect(after.meanKl).toBeLessThan(plain.meanKl);
+    for (const p of loraParameters(res.model, "lrec"))
+      for (const v of p.toFloat32Array()) expect(roundToF16(v)).toBe(v);
   }, 60_000);
 });
 

@@ -16,9 +16,15 @@ import {
   Trainer,
   trainerCheckpointInfo,
 } from "@int21/lora";
-import { type LlamaWeights, trainForward } from "@int21/model-llama";
+import { evaluateNll, type LlamaWeights, type NllResult, trainForward } from "@int21/model-llama";
 import { type Backend, createReferenceBackend } from "@int21/quant-kernels";
-import { addLrecAdapter, type LrecAdapterOptions, type SvdInitReport } from "./adapter";
+import {
+  type AdapterDtype,
+  addLrecAdapter,
+  type LrecAdapterOptions,
+  roundAdapter,
+  type SvdInitReport,
+} from "./adapter";
 import type { LrecBatch, LrecData } from "./data";
 import { type LossReduction, lrecLoss, type TopKLogits } from "./loss";
 import { TeacherCache } from "./teacher-cache";
@@ -104,7 +110,22 @@ export interface LrecOptions extends Partial<Omit<LrecAdapterOptions, "teacher">
   log?: (message: string) => void;
   /** Write the loss curves (SVG) here at the end. */
   lossChart?: string;
+  /**
+   * Round the trained adapter to this precision at the end, as it will be stored (see `roundAdapter`),
+   * so the held-out evaluation is of what a reader gets. Default: kept in float32.
+   */
+  adapterDtype?: AdapterDtype;
+  /**
+   * Held-out tokens scored against the float teacher (model-llama's `evaluateNll` with `teacher`:
+   * NLL, perplexity, KL) before the adapter is added and after training (and `adapterDtype`).
+   */
+  heldOut?: ArrayLike<number>;
+  /** Window (and stride) of the held-out evaluation. Default min(256, seqLen). */
+  heldOutCtx?: number;
 }
+
+/** A held-out evaluation against the teacher: the student's NLL and perplexity, KL, the teacher's NLL. */
+export type LrecHeldOutScore = NllResult & { meanKl: number; teacherMeanNll: number };
 
 /** What {@link runLrec} returns. */
 export interface LrecResult {
@@ -126,6 +147,8 @@ export interface LrecResult {
   skippedSteps: number;
   /** Wall time of this process's steps. */
   seconds: number;
+  /** With `heldOut`: the scores before (the plain packed student) and after (with the trained adapter). */
+  heldOut?: { before: LrecHeldOutScore; after: LrecHeldOutScore };
 }
 
 /**
@@ -263,6 +286,14 @@ export async function runLrec(
     throw new Error(`lrec: runLrec: steps must be a positive integer, got ${steps}`);
   if (cache && cache.steps < steps)
     throw new Error(`lrec: runLrec: the teacher cache holds ${cache.steps} steps, the run needs ${steps}`);
+  if (opts.heldOut !== undefined && cache)
+    throw new Error("lrec: runLrec: the held-out evaluation needs the float teacher, not a cache");
+  const score = (): LrecHeldOutScore | undefined => {
+    if (opts.heldOut === undefined) return undefined;
+    const ctx = opts.heldOutCtx ?? Math.min(256, student.config.seqLen);
+    return evaluateNll(student, opts.heldOut, { ctx, teacher: teacher as LlamaWeights });
+  };
+  const before = score();
   const name = opts.name ?? "lrec";
   let model: LoRAModel;
   let init: SvdInitReport[] = [];
@@ -365,6 +396,8 @@ export async function runLrec(
   await trainer.run(opts.until !== undefined ? { until: opts.until } : {});
   // the learned scales go back into packed layers: the student runs on its fused kernels again
   if (scales) scales.commit(backend ?? createReferenceBackend());
+  if (opts.adapterDtype !== undefined) roundAdapter(model, name, opts.adapterDtype);
+  const after = score();
   if (opts.lossChart && !alreadyFinished) {
     await writeFileAtomic(opts.lossChart, lrecChartSvg(history, `LREC (${trainer.step} steps)`));
   }
@@ -378,6 +411,7 @@ export async function runLrec(
     resumedDespite: trainer.resumedDespite,
     skippedSteps: trainer.skippedSteps,
     seconds: (performance.now() - t0) / 1000,
+    ...(before && after ? { heldOut: { before, after } } : {}),
   };
 }
 
