@@ -56,6 +56,16 @@ interface Config {
   cacheK?: number;
   /** LREC steps (0: init only). */
   steps: number;
+  /** Peak Adam learning rate (default LR). */
+  lr?: number;
+  /** Warmup steps (default 10). */
+  warmup?: number;
+  /** Windows per step (default B). */
+  batch?: number;
+  /** λ (default LAMBDA[bits]). */
+  lambda?: number;
+  /** Train the zero points with the scales (default true). */
+  zeros?: boolean;
 }
 
 const STEPS = Number(process.env.INT21_LREC_STEPS ?? 150);
@@ -82,6 +92,20 @@ const CONFIGS: Config[] = [
     scales: 10,
     steps: 2 * STEPS,
   },
+  ...(
+    [
+      ["int2-r8-chol-loftq-scales10-600", { steps: 600 }],
+      ["int2-r8-chol-loftq-scales10-1000", { steps: 1000 }],
+      ["int2-r8-chol-loftq-scales10-300-lr3e-3", { steps: 300, lr: 3e-3 }],
+      ["int2-r8-chol-loftq-scales10-300-lr3e-3-w30", { steps: 300, lr: 3e-3, warmup: 30 }],
+      ["int2-r8-chol-loftq-scales30-300", { steps: 300, scales: 30 }],
+      ["int2-r8-chol-loftq-scales10-300-nozeros", { steps: 300, zeros: false }],
+      ["int2-r8-chol-loftq6-scales10-300", { steps: 300, loftq: 6 }],
+      ["int2-r8-chol-loftq-scales10-300-b8", { steps: 300, batch: 8 }],
+      ["int2-r8-chol-loftq-scales10-300-l240", { steps: 300, lambda: 240 }],
+      ["int2-r8-chol-loftq-scales10-300-l40", { steps: 300, lambda: 40 }],
+    ] as const
+  ).map(([name, o]): Config => ({ name, bits: 2, r: 8, init: "chol", loftq: 3, scales: 10, ...o })),
   { name: "int2-r8-chol-cache64", bits: 2, r: 8, init: "chol", cacheK: 64, steps: STEPS },
   { name: "int2-r8-chol-scales-alloc", bits: 2, r: 8, init: "chol", scales: true, alloc: true, steps: STEPS },
   { name: "int2-r16-svd", bits: 2, r: 16, init: "svd", steps: STEPS },
@@ -89,6 +113,14 @@ const CONFIGS: Config[] = [
   { name: "int3-r8-svd", bits: 3, r: 8, init: "svd", steps: STEPS },
   { name: "int3-r8-chol-scales", bits: 3, r: 8, init: "chol", scales: true, steps: STEPS },
   { name: "int3-r8-chol-loftq-scales10", bits: 3, r: 8, init: "chol", loftq: 3, scales: 10, steps: STEPS },
+  ...(
+    [
+      ["int3-r8-chol-loftq-scales10-300", { steps: 300 }],
+      ["int3-r8-chol-loftq-scales10-600", { steps: 600 }],
+      ["int3-r8-chol-loftq-scales10-1000", { steps: 1000 }],
+      ["int3-r8-chol-loftq-scales10-300-lr3e-3", { steps: 300, lr: 3e-3 }],
+    ] as const
+  ).map(([name, o]): Config => ({ name, bits: 3, r: 8, init: "chol", loftq: 3, scales: 10, ...o })),
   { name: "int4-none", bits: 4, r: 0, init: "zero", steps: 0 },
   { name: "int4-r8-svd", bits: 4, r: 8, init: "svd", steps: STEPS },
   { name: "int4-r8-chol-scales", bits: 4, r: 8, init: "chol", scales: true, steps: STEPS },
@@ -167,7 +199,7 @@ function save(): void {
   const notes = [
     `stories260K (a real model; the hf-families miniatures have random weights, so their table would mean nothing), GPTQ int{b}-g64-asym-f16 over 16 × 128 calibration tokens`,
     `held-out: TinyStories validation stories 0–${HELD - 1} (${heldTokens} tokens, float NLL ${floatNll.toFixed(4)}); training and calibration windows from stories 100 onwards`,
-    `LREC: alpha 2r on q,k,v,o,gate,up,down; batch ${B}×${T}; ${STEPS} steps; Adam lr ${LR} (warmup 10, cosine to lr/10), L2 1e-5; KL summed + λ·CE averaged, λ ${JSON.stringify(LAMBDA)}`,
+    `LREC: alpha 2r on q,k,v,o,gate,up,down; batch ${B}×${T} (b8: 8×${T}); steps as the steps column; Adam at the lr column's peak (warmup 10 steps, w30: 30; cosine to lr/10), L2 1e-5; KL summed + λ·CE averaged, λ ${JSON.stringify(LAMBDA)} (l40 / l240: λ 40 / 240); nozeros: scales trained, zeros fixed`,
     "gap recovered = (NLL_quant − NLL) / (NLL_quant − NLL_float) on the held-out stories",
     "bpw: packed codes + f16 scales and zeros + the adapter at f16 (bpw f32: the adapter at float32); learned scales are stored where the old ones were (no extra bits)",
     `adapter bpw at 1.1B / 7B: the same mean rank on every projection of TinyLlama-1.1B / LLaMA-2-7B, f16`,
@@ -176,11 +208,11 @@ function save(): void {
   const pct = (v: unknown) => (typeof v === "number" ? `${(100 * v).toFixed(1)}%` : "–");
   const f = (v: unknown, d: number) => (typeof v === "number" ? v.toFixed(d) : "–");
   const lines = [
-    "| configuration | bits | rank | init | LoftQ | scales | rank alloc | teacher | steps | NLL | KL | gap recovered | bpw (f16 adapter) | bpw (f32) | adapter bpw 1.1B | adapter bpw 7B | train s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| configuration | bits | rank | init | LoftQ | scales | rank alloc | teacher | steps | lr | NLL | KL | gap recovered | bpw (f16 adapter) | bpw (f32) | adapter bpw 1.1B | adapter bpw 7B | train s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...all.map(
       (r) =>
-        `| ${r.name} | ${r.bits} | ${r.r || "–"} | ${r.init} | ${r.loftq} | ${typeof r.scales === "string" ? r.scales : r.scales ? "yes" : "–"} | ${r.alloc ? "yes" : "–"} | ${r.teacher} | ${r.steps} | ${f(r.nll, 4)} | ${f(r.kl, 4)} | ${pct(r.gapRecovered)} | ${f(r.bpw, 2)} | ${f(r.bpwF32, 2)} | ${f(r.adapterBpw1B, 3)} | ${f(r.adapterBpw7B, 3)} | ${f(r.trainSeconds, 0)} |`,
+        `| ${r.name} | ${r.bits} | ${r.r || "–"} | ${r.init} | ${r.loftq} | ${typeof r.scales === "string" ? r.scales : r.scales ? "yes" : "–"} | ${r.alloc ? "yes" : "–"} | ${r.teacher} | ${r.steps} | ${r.steps === 0 ? "–" : (r.lr ?? LR)} | ${f(r.nll, 4)} | ${f(r.kl, 4)} | ${pct(r.gapRecovered)} | ${f(r.bpw, 2)} | ${f(r.bpwF32, 2)} | ${f(r.adapterBpw1B, 3)} | ${f(r.adapterBpw7B, 3)} | ${f(r.trainSeconds, 0)} |`,
     ),
     "",
     ...notes.map((n) => `- ${n}`),
@@ -194,15 +226,15 @@ function save(): void {
     };
     lines.push(
       "",
-      "| LREC wall time | trained scales | s per 1k tokens | first step (ms) |",
-      "|---|---|---|---|",
+      "| LREC wall time | teacher | trained scales | tokens per step | steps | s per 1k tokens | first step (s) | peak RSS (MB) | load avg |",
+      "|---|---|---|---|---|---|---|---|---|",
       ...w.rows.map(
         (r) =>
-          `| ${r.shape} INT2 g64, r 8 | ${r.trainScales ? "yes" : "–"} | ${f(r.secondsPer1kTokens, 1)} | ${f(r.firstStepMs, 0)} |`,
+          `| ${r.shape} INT2 g64, r 8 | ${r.teacher ?? "f32"} | ${r.trainScales ? "yes" : "–"} | ${r.tokensPerStep} | ${r.steps} | ${f(r.secondsPer1kTokens, 1)} | ${f(Number(r.firstStepMs) / 1000, 0)} | ${f(r.peakRssMb, 0)} | ${f(r.loadAverage ?? w.loadAverage, 1)} |`,
       ),
       "",
       ...w.notes.map((n) => `- ${n}`),
-      `- load average ${Number(w.loadAverage).toFixed(1)} on a shared 2-core machine: an upper bound`,
+      "- on a shared 2-core machine at the load average shown: an upper bound",
     );
   }
   writeFileSync(
@@ -314,14 +346,17 @@ for (const c of run) {
   let tmp: string | undefined;
   if (c.r > 0 && c.steps === 0) addLrecAdapter(student, { ...adapterOpts, r: c.r, teacher });
   else if (c.r > 0) {
-    const data = windowData(train, { batch: B, seq: T, seed: 1 });
+    const data = windowData(train, { batch: c.batch ?? B, seq: T, seed: 1 });
+    const lr = c.lr ?? LR;
     const opts: LrecOptions = {
       ...adapterOpts,
       steps: c.steps,
-      lr: LR,
-      schedule: { warmupSteps: Math.min(10, c.steps), kind: "cosine", minLr: LR / 10 },
-      lambda: LAMBDA[c.bits],
-      trainScales: typeof c.scales === "number" ? { rate: c.scales } : (c.scales ?? false),
+      lr,
+      schedule: { warmupSteps: Math.min(c.warmup ?? 10, c.steps), kind: "cosine", minLr: lr / 10 },
+      lambda: c.lambda ?? LAMBDA[c.bits],
+      trainScales: c.scales
+        ? { rate: typeof c.scales === "number" ? c.scales : 1, zeros: c.zeros ?? true }
+        : false,
       onProgress: (p) => {
         if (p.step % 50 === 0 || p.step === p.totalSteps)
           console.log(`  ${c.name}: ${formatLrecProgress(p)}`);
@@ -355,6 +390,11 @@ for (const c of run) {
     alloc: c.alloc ?? false,
     teacher: c.cacheK ? `top-${c.cacheK} cache` : "live",
     steps: c.steps,
+    lr: c.lr ?? LR,
+    warmup: c.warmup ?? 10,
+    batch: c.batch ?? B,
+    lambda: c.lambda ?? LAMBDA[c.bits],
+    zeros: c.scales ? (c.zeros ?? true) : null,
     nll: ev.meanNll,
     kl: ev.meanKl,
     gapRecovered: c.r === 0 ? null : (q - ev.meanNll) / (q - ref.meanNll),
