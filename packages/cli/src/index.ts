@@ -17,8 +17,6 @@ export {
   inspectProgram,
 } from "./commands/inspect";
 export { type DemoRow, type DemoSummary, demo, demoProgram } from "./commands/demo";
-export { type TeacherEvalResult, evaluateAgainstTeacher } from "./evaluation";
-export { type TrainLoRAOptions, type TrainLoRAResult, trainLoRA } from "./emef";
 export {
   type TrainingData,
   type TrainingDataOptions,

@@ -10,6 +10,7 @@ import {
   type LlamaWeights,
   calibrationWindows,
   evaluateStories,
+  finetune,
   generate,
   loadLlama2c,
   quantizeModel,
@@ -21,7 +22,6 @@ import { barChartSvg } from "../charts";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { baseWeights } from "../base-weights";
-import { trainLoRA } from "../emef";
 import { checkpointAdaptersOf } from "../model-loading";
 import { markdownTable, textTable } from "../format-table";
 import { progressBar } from "../progress";
@@ -244,7 +244,7 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
       const heldOut = examples.slice(0, quick ? 8 : 32);
       const train = examples.slice(heldOut.length);
       const ftBar = progressBar(io, "EMEF fine-tune", { quiet: o.quiet });
-      const ft = await trainLoRA(
+      const ft = await finetune(
         gptq.weights,
         { train, heldOut },
         {
@@ -258,6 +258,7 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
           },
           steps,
           lr: 3e-3,
+          schedule: { lr: 3e-3, warmupSteps: Math.min(10, Math.floor(steps / 10)), kind: "cosine" },
           batchSize: 8,
           evalEvery: Math.max(1, Math.floor(steps / 6)),
           seed: 1,

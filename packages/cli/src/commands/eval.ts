@@ -4,7 +4,6 @@ import { evaluateLlamaCppChunks, evaluateNll } from "@int21/model-llama";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { deviceOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
-import { evaluateAgainstTeacher } from "../evaluation";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn } from "../options";
 import { progressBar } from "../progress";
@@ -96,11 +95,12 @@ export function evalCommand(argv: readonly string[], io: CliIo): Promise<number>
         result = { ...r, protocol: "llama-perplexity" };
       } else if (o.teacher !== undefined) {
         const t = await openModel(o.teacher, io, { backend, quiet: o.quiet, what: "teacher" });
-        let r: ReturnType<typeof evaluateAgainstTeacher>;
+        let r: ReturnType<typeof evaluateNll>;
         try {
-          r = evaluateAgainstTeacher(m.weights, t.weights, tokens, {
+          r = evaluateNll(m.weights, tokens, {
             ctx,
             stride,
+            teacher: t.weights,
             onProgress: (d, n) => bar.update(d, n),
           });
         } catch (e) {

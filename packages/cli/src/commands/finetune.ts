@@ -11,11 +11,11 @@ import {
   LLAMA_TARGETS,
   lossChartSvg,
 } from "@int21/lora";
+import { finetune as trainAdapter } from "@int21/model-llama";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
-import { trainLoRA } from "../emef";
 import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
@@ -273,19 +273,20 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
         const baseHash = await contentHash(m.path, "model");
         const dataHash = await contentHash(o.data, "--data");
         const bar = progressBar(io, "finetune", { quiet: o.quiet });
-        let res: Awaited<ReturnType<typeof trainLoRA>>;
+        let res: Awaited<ReturnType<typeof trainAdapter>>;
         try {
-          res = await trainLoRA(m.weights, data, {
+          res = await trainAdapter(m.weights, data, {
             lora: { name, targetModules: targets, r: o.rank, alpha, seed: o.seed, baseModel: m.path },
             steps: o.steps,
             lr: o.lr,
+            schedule: { lr: o.lr, warmupSteps: Math.min(10, Math.floor(o.steps / 10)), kind: "cosine" },
             batchSize: o.batch,
             seed: o.seed,
             ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
             checkpointDir: trainerDir,
             checkpointEvery: o.checkpointEvery,
             adapterDir: o.output,
-            existing: m.lora,
+            ...(m.lora ? { existing: m.lora } : {}),
             identity: {
               model: baseHash,
               bits: o.bits ?? null,

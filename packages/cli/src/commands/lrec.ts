@@ -11,7 +11,6 @@ import {
   lrecChartSvg,
   lrecCheckpointStatus,
   lrecRunIdentity,
-  roundAdapter,
   runLrec,
   storeAdaptersAs,
   windowData,
@@ -21,7 +20,6 @@ import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
-import { evaluateAgainstTeacher } from "../evaluation";
 import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
@@ -282,15 +280,6 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             );
           return EXIT.ok;
         }
-        const evalCtx = Math.min(c.seqLen, 256);
-        const score = () =>
-          held.length >= 2
-            ? evaluateAgainstTeacher(student.weights, teacher.weights, held, {
-                ctx: evalCtx,
-                stride: evalCtx,
-              })
-            : undefined;
-        const before = score();
         const bar = progressBar(io, "lrec", { quiet: o.quiet });
         let res: Awaited<ReturnType<typeof runLrec>>;
         try {
@@ -300,6 +289,9 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             windowData(train, { batch: o.batch, seq: o.seq, seed: o.seed }),
             {
               ...runOpts,
+              // scored before and after, the adapter rounded to what the file stores
+              ...(held.length >= 2 ? { heldOut: held, heldOutCtx: Math.min(c.seqLen, 256) } : {}),
+              adapterDtype: o.adapterDtype,
               log: (m) => io.stderr.write(`${m}\n`),
               onProgress: (p) =>
                 bar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(4)} CE ${p.ce.toFixed(4)}`),
@@ -310,9 +302,7 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           throw trainingFailure(e, statePath);
         }
         bar.finish();
-        // the adapter as it is stored: the evaluation and the bits per weight are of what a reader gets
-        roundAdapter(res.model, "lrec", o.adapterDtype);
-        const after = score();
+        const { before, after } = res.heldOut ?? {};
         const bpw = effectiveBits(student.weights, { adapterDtype: o.adapterDtype });
         await saveInt21Checkpoint(o.output, baseWeights(student.weights), {
           // stored in the dtype it was rounded to and counted at (int8: codes + f16 row scales)
