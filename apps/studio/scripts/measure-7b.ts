@@ -59,6 +59,17 @@ function status(pid: number, field: "VmRSS" | "VmHWM"): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 const cmdline = (pid: number) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8");
@@ -107,10 +118,12 @@ try {
     );
   }, 30_000);
   const t0 = Date.now();
+  const cpu0 = renderers.reduce((a, p) => a + cpuSeconds(p), 0);
   await page.click("#measure");
   await page.waitForFunction(() => document.body.dataset.state !== "busy");
   clearInterval(timer);
   clearInterval(progress);
+  const rendererCpuSeconds = renderers.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
   const state = await page.getAttribute("body", "data-state");
   const statusLine = await page.textContent("#status");
   if (state !== "ready") throw new Error(`measure-7b: ${statusLine}`);
@@ -122,8 +135,12 @@ try {
     chromium: browser.version(),
     machine: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
     wallMs: Date.now() - t0,
+    /** CPU time of the renderer (page, worker and the wasm threads' workers) over the whole run: generation + steps. */
+    rendererCpuSeconds,
     status: statusLine,
     ...page7b,
+    memoryNotes:
+      "wasmMemoryBytes: the wasm memory's size after the step (it only grows: its high-water mark); workerHeapBytes: performance.memory, which Chromium does not offer in workers (null); tabBytes*: performance.measureUserAgentSpecificMemory from the page, which did not count the worker's typed arrays (the packed model) here — the renderer's VmHWM is the tab's real peak",
     rss: {
       rendererIdleBytes: Math.max(...idle.renderer),
       rendererPeakBytes: rendererPeak,
