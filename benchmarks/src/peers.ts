@@ -14,7 +14,10 @@
 // INT21_PEERS_DIR (where the models are written; default <tmp>/int21-peers), INT21_BENCH_QUICK=1 (a smoke
 // run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows) or
 // =step (only the training-step rows); the other rows of an existing results/peers.json are kept, marked
-// with their own date.
+// with their own date. INT21_PEERS_BASE=<dir>: also runs <dir>/int21-child.mjs (a copy of the child next
+// to a node_modules/@int21 of an earlier build) as "int21-base", interleaved with the others, so a change
+// is measured against its predecessor in the same run. INT21_PEERS_CHILD=<dir>: the same for the main int21
+// rows (a frozen copy of the build, so packages rebuilt during a long run do not change what is measured).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -46,6 +49,8 @@ const work = resolve(env("INT21_PEERS_DIR", join(tmpdir(), "int21-peers")));
 const llamaCpp = process.env.LLAMA_CPP_DIR;
 const decodeOnly = process.env.INT21_PEERS_ONLY === "decode";
 const stepOnly = process.env.INT21_PEERS_ONLY === "step";
+const baseDir = process.env.INT21_PEERS_BASE;
+const childDir = process.env.INT21_PEERS_CHILD ?? join(here, "peers");
 
 /** The python to use for PyTorch, when it imports torch, transformers and peft. */
 function findPython(): string | undefined {
@@ -66,6 +71,7 @@ function llamaTool(name: string): string | undefined {
 
 interface Measured {
   wallMs: number;
+  /** CPU time of the whole child process (llama-bench), when known. */
   cpuMs?: number;
   load: number;
   out: Record<string, unknown>;
@@ -90,41 +96,41 @@ function runTask(cmd: string, args: string[]): Measured {
   return { wallMs, load: (load0 + loadavg()[0]) / 2, out };
 }
 
-function int21(task: Record<string, unknown>): Measured {
-  return runTask(process.execPath, [
-    join(here, "peers", "int21-child.mjs"),
-    JSON.stringify({ threads, ...task }),
-  ]);
+function int21(task: Record<string, unknown>, dir = childDir): Measured {
+  return runTask(process.execPath, [join(dir, "int21-child.mjs"), JSON.stringify({ threads, ...task })]);
 }
 
 function torch(py: string, task: Record<string, unknown>): Measured {
   return runTask(py, [join(here, "peers", "torch_child.py"), JSON.stringify({ threads, ...task })]);
 }
 
-/** llama-bench's pp/tg tokens per second for `model` (JSON output). */
-function llamaBench(bench: string, model: string, seq: number): Measured {
-  const m = runTask(bench, [
-    "-m",
-    model,
-    "-p",
-    String(seq),
-    "-n",
-    String(decodeTokens),
-    "-t",
-    String(threads),
-    "-o",
-    "json",
-  ]);
-  const rows = JSON.parse(String(m.out.stdout ?? "[]")) as {
-    n_prompt: number;
-    n_gen: number;
-    avg_ts: number;
-  }[];
+/**
+ * llama-bench's tokens per second for `model`, decode (`-n`) or prefill (`-p`) in its own process (3
+ * repetitions), with the process's CPU time (through the shell's `times`): `cpuTokensPerSec` counts the
+ * repetitions' tokens over that CPU time (llama-bench's one-token / 32-token warm-up and the model load are
+ * in the CPU time too, so it is slightly pessimistic for llama.cpp).
+ */
+function llamaBench(bench: string, model: string, what: "decode" | "prefill", seq: number): Measured {
+  const reps = 3;
+  const tokens = what === "decode" ? decodeTokens : seq;
+  const args = ["-m", model, "-p", what === "prefill" ? String(seq) : "0"];
+  args.push("-n", what === "decode" ? String(decodeTokens) : "0", "-r", String(reps), "-t", String(threads));
+  args.push("-o", "json");
+  const m = runTask("/bin/sh", ["-c", '"$@"; times >&2', "sh", bench, ...args]);
+  const rows = JSON.parse(String(m.out.stdout ?? "[]")) as { avg_ts: number }[];
+  // `times`: the shell's user/system time, then its children's ("0m2.074s 0m0.042s")
+  const last = String(m.out.stderr ?? "")
+    .trim()
+    .split("\n")
+    .pop();
+  const secs = [...(last ?? "").matchAll(/(\d+)m([\d.]+)s/g)].map((x) => Number(x[1]) * 60 + Number(x[2]));
+  const cpuMs = secs.length === 2 ? (secs[0] + secs[1]) * 1000 : undefined;
   return {
     ...m,
+    cpuMs,
     out: {
-      prefillTokensPerSec: rows.find((r) => r.n_prompt > 0)?.avg_ts,
-      decodeTokensPerSec: rows.find((r) => r.n_gen > 0)?.avg_ts,
+      tokensPerSec: rows[0]?.avg_ts,
+      cpuTokensPerSec: cpuMs ? (reps * tokens * 1000) / cpuMs : undefined,
     },
   };
 }
@@ -162,14 +168,19 @@ async function writeModels(shape: SyntheticModelName): Promise<{ hf: string; ggu
 
 const median = (xs: number[]) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : Number.NaN;
+  if (s.length === 0) return Number.NaN;
+  const h = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[h] : (s[h - 1] + s[h]) / 2;
 };
 
 const py = findPython();
 const bench = llamaTool("llama-bench");
 const notes: string[] = [
   `peers: PyTorch ${py ? `via ${py}` : "not found (set INT21_PYTHON to a python with torch, transformers and peft)"}; llama.cpp ${bench ? `at ${llamaCpp}` : "not found (set LLAMA_CPP_DIR to a build with llama-bench)"}`,
-  `${rounds} round(s), programs interleaved in each; ${threads} thread(s); LoRA r 8 on q,v, AdamW, batch 1, seq min(${seqWanted}, the shape's seqLen); medians of ${steps} step(s) after a warm-up step`,
+  ...(baseDir
+    ? [`int21-base rows: the build in ${baseDir} (its int21-child.mjs), run right after int21 in each round`]
+    : []),
+  `${rounds} round(s), programs interleaved in each (medians; the mean of the middle two for an even count); ${threads} thread(s); LoRA r 8 on q,v, AdamW, batch 1, seq min(${seqWanted}, the shape's seqLen); medians of ${steps} step(s) after a warm-up step`,
 ];
 const samples = new Map<
   string,
@@ -184,6 +195,12 @@ function record(name: string, m: Measured, value: number, wall: number, cpu?: nu
   s.value.push(value);
   samples.set(name, s);
   console.log(`  ${name}: ${value.toFixed(2)} (load ${m.load.toFixed(1)})`);
+}
+
+/** A tokens-per-second row of int21 (wall clock) and its "(CPU time)" twin (tokens per CPU second). */
+function recordRate(name: string, m: Measured, tokens: number, ms: number, cpuMs: number) {
+  record(name, m, (tokens * 1000) / ms, ms, cpuMs);
+  record(`${name} (CPU time)`, m, (tokens * 1000) / cpuMs, ms, cpuMs);
 }
 
 for (const shape of shapes) {
@@ -216,32 +233,45 @@ for (const shape of shapes) {
       const m = run();
       record(name, m, Number(m.out.stepMs) / 1000, Number(m.out.stepMs), Number(m.out.stepCpuMs));
     }
-    // decoding and prefill, interleaved with llama.cpp
+    // decoding and prefill, interleaved with llama.cpp (and the baseline build, when given)
+    const who: [string, string | undefined][] = [
+      ["int21", undefined],
+      ...(baseDir ? ([["int21-base", baseDir]] as [string, string][]) : []),
+    ];
     for (const fmt of stepOnly ? [] : ["f32", "int4", "int2"]) {
-      const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens });
-      record(
-        `${shape} decode int21 ${fmt}`,
-        d,
-        Number(d.out.tokensPerSec),
-        Number(d.out.ms),
-        Number(d.out.cpuMs),
-      );
+      for (const [label, dir] of who) {
+        const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens }, dir);
+        recordRate(`${shape} decode ${label} ${fmt}`, d, decodeTokens, Number(d.out.ms), Number(d.out.cpuMs));
+      }
       const peer = { f32: "F32", int4: "Q4_0", int2: "Q2_K" }[fmt] as "F32" | "Q4_0" | "Q2_K";
       if (bench && existsSync(gguf[peer])) {
-        const l = llamaBench(bench, gguf[peer], seq);
-        record(`${shape} decode llama.cpp ${peer}`, l, Number(l.out.decodeTokensPerSec), l.wallMs);
-        record(`${shape} prefill llama.cpp ${peer}`, l, Number(l.out.prefillTokensPerSec), l.wallMs);
+        const l = llamaBench(bench, gguf[peer], "decode", seq);
+        record(`${shape} decode llama.cpp ${peer}`, l, Number(l.out.tokensPerSec), l.wallMs, l.cpuMs);
+        record(
+          `${shape} decode llama.cpp ${peer} (CPU time)`,
+          l,
+          Number(l.out.cpuTokensPerSec),
+          l.wallMs,
+          l.cpuMs,
+        );
+        if (fmt === "f32") {
+          const lp = llamaBench(bench, gguf[peer], "prefill", seq);
+          record(`${shape} prefill llama.cpp ${peer}`, lp, Number(lp.out.tokensPerSec), lp.wallMs, lp.cpuMs);
+          record(
+            `${shape} prefill llama.cpp ${peer} (CPU time)`,
+            lp,
+            Number(lp.out.cpuTokensPerSec),
+            lp.wallMs,
+            lp.cpuMs,
+          );
+        }
       }
     }
     if (stepOnly) continue;
-    const p = int21({ task: "prefill", dir: hf, fmt: "f32", tokens: seq });
-    record(
-      `${shape} prefill int21 f32`,
-      p,
-      Number(p.out.tokensPerSec),
-      Number(p.out.ms),
-      Number(p.out.cpuMs),
-    );
+    for (const [label, dir] of who) {
+      const p = int21({ task: "prefill", dir: hf, fmt: "f32", tokens: seq }, dir);
+      recordRate(`${shape} prefill ${label} f32`, p, seq, Number(p.out.ms), Number(p.out.cpuMs));
+    }
   }
 }
 for (let r = 0; r < (decodeOnly || stepOnly ? 0 : rounds); r++) {
@@ -274,7 +304,11 @@ if (decodeOnly || stepOnly) {
   const prev = join(here, "..", "results", "peers.json");
   if (existsSync(prev)) {
     const old = JSON.parse(readFileSync(prev, "utf8")) as { date?: string; rows: Row[] };
-    const kept = old.rows.filter((r) => !r.name.startsWith("ratio: ") && !samples.has(r.name));
+    // the rows of the part this run skipped (a decode-only run keeps the step and GEMM rows, and the other way)
+    const isStep = (name: string) => name.includes(" step ") || name.startsWith("gemm");
+    const kept = old.rows.filter(
+      (r) => !r.name.startsWith("ratio: ") && !samples.has(r.name) && isStep(r.name) === decodeOnly,
+    );
     rows.push(...kept);
     if (kept.length > 0)
       notes.push(
@@ -298,23 +332,27 @@ for (const shape of shapes) {
       `${shape} step torch f32`,
       true,
     );
-  for (const [fmt, peer] of [
-    ["f32", "F32"],
-    ["int4", "Q4_0"],
-    ["int2", "Q2_K"],
-  ])
-    ratio(
-      `${shape} decode int21 ${fmt} vs llama.cpp ${peer}`,
-      `${shape} decode int21 ${fmt}`,
-      `${shape} decode llama.cpp ${peer}`,
-      false,
-    );
-  ratio(
-    `${shape} prefill int21 f32 vs llama.cpp F32`,
-    `${shape} prefill int21 f32`,
-    `${shape} prefill llama.cpp F32`,
-    false,
-  );
+  for (const who of baseDir ? ["int21", "int21-base"] : ["int21"]) {
+    for (const clock of ["", " (CPU time)"]) {
+      for (const [fmt, peer] of [
+        ["f32", "F32"],
+        ["int4", "Q4_0"],
+        ["int2", "Q2_K"],
+      ])
+        ratio(
+          `${shape} decode ${who} ${fmt} vs llama.cpp ${peer}${clock}`,
+          `${shape} decode ${who} ${fmt}${clock}`,
+          `${shape} decode llama.cpp ${peer}${clock}`,
+          false,
+        );
+      ratio(
+        `${shape} prefill ${who} f32 vs llama.cpp F32${clock}`,
+        `${shape} prefill ${who} f32${clock}`,
+        `${shape} prefill llama.cpp F32${clock}`,
+        false,
+      );
+    }
+  }
 }
 const n = quick ? 128 : 1024;
 ratio(`gemm ${n}³ int21 vs torch`, `gemm ${n}³ int21`, `gemm ${n}³ torch`, false);
