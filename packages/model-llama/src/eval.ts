@@ -217,13 +217,29 @@ export function evaluateNll(
       nll: 0,
     };
   }
+  const windows = plan.map(([begin, end, from]) => [tokens, begin, end, from] as const);
+  return scoreWindows(weights, state, windows, total, opts.onProgress, teacher);
+}
+
+/**
+ * Scores each window `[tokens, begin, end, from]` with {@link scoreWindow} in turn, reporting progress
+ * after each, and returns the mean NLL over the scored tokens (and the teacher's KL and NLL means).
+ */
+function scoreWindows(
+  weights: LlamaWeights,
+  state: RunState,
+  windows: readonly (readonly [ArrayLike<number>, number, number, number])[],
+  total: number,
+  onProgress?: ProgressFn,
+  teacher?: TeacherScore,
+): NllResult {
   const acc = { sum: 0, count: 0 };
   let pushed = 0;
   const t0 = performance.now();
-  for (const [begin, end, from] of plan) {
+  for (const [tokens, begin, end, from] of windows) {
     scoreWindow(weights, state, tokens, begin, end, from, acc, teacher);
     pushed += end - begin;
-    opts.onProgress?.(acc.count, total);
+    onProgress?.(acc.count, total);
   }
   const secs = Math.max((performance.now() - t0) / 1000, 1e-9);
   const meanNll = acc.sum / acc.count;
@@ -232,7 +248,7 @@ export function evaluateNll(
     perplexity: Math.exp(meanNll),
     tokens: acc.count,
     tokensPerSec: pushed / secs,
-    windows: plan.length,
+    windows: windows.length,
     ...(teacher ? { meanKl: teacher.kl / acc.count, teacherMeanNll: teacher.nll / acc.count } : {}),
   };
 }
@@ -282,24 +298,9 @@ export function evaluateStories(
   const encoded = stories.map((s) => tokenizer.encode(s, { bos }).slice(0, ctx));
   const total = encoded.reduce((a, t) => a + t.length - 1, 0);
   const state = opts.state ?? createRunState(c);
-  const acc = { sum: 0, count: 0 };
-  let pushed = 0;
-  const t0 = performance.now();
-  for (const t of encoded) {
-    if (t.length < 2) continue;
-    scoreWindow(weights, state, t, 0, t.length, 1, acc);
-    pushed += t.length;
-    opts.onProgress?.(acc.count, total);
-  }
-  const secs = Math.max((performance.now() - t0) / 1000, 1e-9);
-  const meanNll = acc.sum / acc.count;
-  return {
-    meanNll,
-    perplexity: Math.exp(meanNll),
-    tokens: acc.count,
-    tokensPerSec: pushed / secs,
-    windows: encoded.length,
-  };
+  const windows = encoded.filter((t) => t.length >= 2).map((t) => [t, 0, t.length, 1] as const);
+  // every story counts as a window, also one too short to score
+  return { ...scoreWindows(weights, state, windows, total, opts.onProgress), windows: encoded.length };
 }
 
 /** Options of {@link evaluateLlamaCppChunks}. */
