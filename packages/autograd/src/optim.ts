@@ -1,4 +1,5 @@
 // Optimizers (Adam with L2 weight decay, AdamW, SGD), gradient clipping, state save/load.
+import { currentBackend } from "./backend";
 import { fmtShape, type Tensor, untracked, zeros } from "./tensor";
 
 /** Optimizer state as plain typed arrays plus JSON-able metadata (e.g. for safetensors). */
@@ -212,6 +213,8 @@ export class Adam extends Optimizer {
     const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
     const c1 = 1 / (1 - b1 ** t);
     const c2 = 1 / (1 - b2 ** t);
+    // A backend set now that offers the optional adamw kernel (e.g. a GPU one) runs the same update.
+    const be = currentBackend();
     this.params.forEach((p, i) => {
       if (!p.grad) return;
       const w = p.data;
@@ -219,6 +222,24 @@ export class Adam extends Optimizer {
       const g = p.grad.data;
       const m = this.slot("m", i);
       const v = this.slot("v", i);
+      if (be?.adamw) {
+        const decoupled = this.decoupled;
+        be.adamw({
+          params: w,
+          offset: o,
+          grads: g,
+          m,
+          v,
+          lr,
+          beta1: b1,
+          beta2: b2,
+          eps,
+          weightDecay: wd,
+          step: t,
+          decoupled,
+        });
+        return;
+      }
       const l2 = this.decoupled ? 0 : wd;
       const decay = this.decoupled ? 1 - lr * wd : 1;
       for (let j = 0; j < g.length; j++) {

@@ -1,15 +1,21 @@
 // The GPU route end to end: a LoRA step on a float base, EMEF steps on INT4 and INT2 bases (forward,
-// backward, optimizer) and greedy generation of stories260K run through @int21/gpu's synchronous WebGPU
-// backend, and give what the CPU backends give. Lives here because @int21/gpu sits below lora and
-// model-llama. Skips (and says why) where no WebGPU device can be made.
+// backward, optimizer: the AdamW update runs on the device too) and greedy generation of stories260K run
+// through @int21/gpu's synchronous WebGPU backend, and give what the CPU backends give. Lives here because
+// @int21/gpu sits below lora and model-llama. Skips (and says why) where no WebGPU device can be made.
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { createWebGpuSyncBackend, type WebGpuSyncBackend } from "@int21/gpu";
 import { collate, type Example, loraParameters } from "@int21/lora";
 import { addLlamaLoRA, generate, Llama2cTokenizer, llamaLoss, loadLlama2c } from "@int21/model-llama";
-import { type Backend, createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import {
+  type Backend,
+  createWasmBackend,
+  decodeKernels,
+  trainKernels,
+  type WasmBackend,
+} from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { readFileSync } from "node:fs";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { cli } from "./testing";
 
 const gpu: WebGpuSyncBackend = await createWebGpuSyncBackend({ warn: () => {} });
@@ -98,11 +104,34 @@ describe.skipIf(missing !== null)("the WebGPU route (stories260K)", () => {
     const what = format ? `an EMEF step on ${format}` : "a LoRA step on the float model";
     it(`${what}: the same loss, gradients and update as the wasm backend`, async () => {
       const want = loraSteps(await cpu(), format);
+      // the fallback's wasm training kernels serve the device backend: attention, cross-entropy,
+      // RMSNorm, RoPE and SwiGLU run in wasm, the matrix products on the device
+      const kernels = trainKernels(gpu);
+      expect(kernels).toBeDefined();
+      expect(kernels).toBe(trainKernels(gpu.fallback));
+      const names = [
+        "attentionForward",
+        "attentionBackward",
+        "crossEntropyRows",
+        "rmsNorm",
+        "rope",
+        "swiglu",
+      ] as const;
+      const spies = names.map((k) => vi.spyOn(kernels as NonNullable<typeof kernels>, k));
       const before = gpu.stats();
-      const got = loraSteps(gpu, format);
+      let got: StepResult;
+      try {
+        got = loraSteps(gpu, format);
+        for (const [i, spy] of spies.entries()) expect(spy, names[i]).toHaveBeenCalled();
+      } finally {
+        for (const spy of spies) spy.mockRestore();
+      }
       const after = gpu.stats();
       // the forward and backward matrix products ran on the device
       expect(after.gpu.sgemm).toBeGreaterThan(before.gpu.sgemm);
+      // and so did the optimizer: one AdamW update per LoRA tensor and step, none on the CPU
+      expect(after.gpu.adamw - before.gpu.adamw).toBe(2 * got.grads.length);
+      expect(after.cpu.adamw).toBe(before.cpu.adamw);
       if (format) {
         expect(after.gpu.qmatmul).toBeGreaterThan(before.gpu.qmatmul);
         expect(after.gpu.qmatmulT).toBeGreaterThan(before.gpu.qmatmulT);
@@ -135,9 +164,15 @@ describe.skipIf(missing !== null)("the WebGPU route (stories260K)", () => {
         }
       };
       const want = run(plain);
+      // the wasm attention kernels serve the device backend; its one-row products stay on the device
+      const dk = decodeKernels(gpu);
+      expect(dk).toBeDefined();
+      const attention = vi.spyOn(dk as NonNullable<typeof dk>, "attention");
       const before = gpu.stats().gpu.qmatmul;
       const got = run(gpu);
       expect(gpu.stats().gpu.qmatmul).toBeGreaterThan(before + 30);
+      expect(attention).toHaveBeenCalled();
+      attention.mockRestore();
       expect(want.length).toBeGreaterThan(20);
       expect(got).toEqual(want);
     } finally {

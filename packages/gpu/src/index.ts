@@ -21,6 +21,7 @@ export { createWebGpuBackend, type WebGpuBackend, type WebGpuBackendOptions } fr
 export {
   createWebGpuSyncBackend,
   type SyncBackendStats,
+  type SyncKernelName,
   type SyncWorkerLike,
   type WebGpuSyncBackend,
   type WebGpuSyncBackendOptions,

@@ -77,6 +77,29 @@ export type SyncRequest =
       bLen: number;
       outOff: number;
     }
+  | {
+      /**
+       * One Adam / AdamW update of `n` values. The arena holds params at `pOff`, grads at `gOff` and, when
+       * `load`, m and v at `mOff` / `vOff`; the worker writes `params | m | v` (3n) at `outOff`. Without `load`
+       * the worker reuses its resident m and v of `id` (answering ST_FALLBACK when it holds no step − 1).
+       */
+      op: "adamw";
+      id: number;
+      n: number;
+      load: boolean;
+      pOff: number;
+      gOff: number;
+      mOff: number;
+      vOff: number;
+      outOff: number;
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      step: number;
+      decoupled: boolean;
+    }
   | { op: "dispose" };
 
 /** The worker's answer to `init`, posted back (the caller is not blocked then). */

@@ -1,12 +1,15 @@
 // The WebGPU backend: WGSL kernels reading packed u32 words exactly, asynchronous readback.
 /// <reference types="@webgpu/types" />
 import {
+  type AdamWArgs,
   type Backend,
+  checkAdamWArgs,
   createReferenceBackend,
   type GemmArgs,
   type KernelName,
   type QuantFormat,
   type QuantizedLinear,
+  referenceAdamW,
 } from "@int21/quant-kernels";
 import type { AsyncBackend } from "./async-backend";
 import { assertPacked, groupCountOf, groupIndexOf } from "./float-layout";
@@ -14,6 +17,7 @@ import { gemmEpilogue, type ResolvedGemm, resolveGemm } from "./gemm-args";
 import { assertQuantArgs } from "./quant-args";
 import { requestWebGpuDevice, type WebGpuContext, type WebGpuDeviceOptions } from "./webgpu-device";
 import {
+  ADAMW_WGSL,
   dequantizeWgsl,
   GEMM_TILE,
   qmatmulTWgsl,
@@ -44,6 +48,14 @@ export interface WebGpuBackend extends AsyncBackend {
   readonly context: WebGpuContext | null;
   /** Why the backend runs on its fallback, or null when WebGPU runs it. */
   readonly fallbackReason: string | null;
+  /**
+   * One Adam / AdamW update (quant-kernels' `AdamWArgs`) on the device; resolves once `params`, `m` and `v`
+   * hold the result. `params[offset …]`, `m` and `v` live on the device between calls, keyed by `opts.key`
+   * (default: the `m` array): a call whose `step` is one more than the last one for that key uploads only the
+   * parameters and gradients; otherwise (or with `opts.reload`) it uploads `m` and `v` too. Without a device,
+   * or beyond its limits, it runs the fallback's `adamw` (else quant-kernels' `referenceAdamW`).
+   */
+  adamwAsync(args: AdamWArgs, opts?: { key?: object; reload?: boolean }): Promise<void>;
 }
 
 /** A QuantizedLinear resident on the device. */
@@ -67,6 +79,8 @@ class WebGpuKernels {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly layers = new WeakMap<QuantizedLinear, ResidentLayer>();
   private readonly constB = new WeakMap<Float32Array, GPUBuffer>();
+  /** Adam state (`params | m | v`) by key, with the last step it holds (-1: not valid). */
+  private readonly adam = new WeakMap<object, { buf: GPUBuffer; n: number; step: number }>();
   /** Every resident buffer, destroyed by dispose() or when its record is collected. */
   private readonly resident = new Set<GPUBuffer>();
   private readonly collected = new FinalizationRegistry<GPUBuffer[]>((bufs) => {
@@ -215,6 +229,32 @@ class WebGpuKernels {
       return { buf, off: g.bOffset, temp: false };
     }
     return { buf: this.upload(g.B.subarray(g.bOffset, g.bEnd)), off: 0, temp: true };
+  }
+
+  /**
+   * The resident `params | m | v` buffer of `key` for this step: reused (only the parameters written)
+   * when it holds step − 1 of the same length and `reload` is false, else uploaded whole.
+   */
+  adamState(key: object, a: AdamWArgs, reload: boolean): { buf: GPUBuffer; n: number; step: number } {
+    const n = a.grads.length;
+    const o = a.offset ?? 0;
+    let s = this.adam.get(key);
+    if (s && !reload && s.n === n && s.step === a.step - 1) {
+      // A copy: writeBuffer takes no views of shared memory (the sync backend's arena).
+      this.device.queue.writeBuffer(s.buf, 0, a.params.slice(o, o + n));
+    } else {
+      if (s && this.resident.delete(s.buf)) s.buf.destroy();
+      const init = new Float32Array(3 * n);
+      init.set(a.params.subarray(o, o + n), 0);
+      init.set(a.m.subarray(0, n), n);
+      init.set(a.v.subarray(0, n), 2 * n);
+      const buf = this.upload(init, STORAGE | COPY_SRC | COPY_DST);
+      this.keep(key, [buf]);
+      s = { buf, n, step: -1 };
+      this.adam.set(key, s);
+    }
+    s.step = -1;
+    return s;
   }
 
   dispose(): void {
@@ -406,6 +446,52 @@ export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): P
         gb.destroy();
         o.destroy();
       }
+    },
+
+    async adamwAsync(args: AdamWArgs, opts: { key?: object; reload?: boolean } = {}): Promise<void> {
+      checkAdamWArgs(args);
+      const n = args.grads.length;
+      const groups = Math.min(Math.ceil(n / WORKGROUP), 65535);
+      if (!dev?.fits(3 * n)) {
+        if (fallback.adamw) fallback.adamw(args);
+        else referenceAdamW(args);
+        return;
+      }
+      if (n === 0) return;
+      const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, step: t } = args;
+      const decoupled = args.decoupled ?? true;
+      const state = dev.adamState(opts.key ?? args.m, args, opts.reload ?? false);
+      const uni = new Float32Array(12);
+      const u32 = new Uint32Array(uni.buffer);
+      u32[0] = n;
+      u32[1] = groups * WORKGROUP;
+      uni.set(
+        [
+          b1,
+          b2,
+          1 - b1,
+          1 - b2,
+          lr,
+          1 / (1 - b1 ** t),
+          1 / (1 - b2 ** t),
+          eps,
+          decoupled ? 1 - lr * wd : 1,
+          decoupled ? 0 : wd,
+        ],
+        2,
+      );
+      const gb = dev.input(args.grads.subarray(0, n));
+      const out = new Float32Array(3 * n);
+      try {
+        await dev.run("adamw", ADAMW_WGSL, u32, { 1: gb, 2: state.buf }, state.buf, [groups, 1], out, 3 * n);
+      } finally {
+        gb.destroy();
+      }
+      state.step = t;
+      const o = args.offset ?? 0;
+      args.params.set(out.subarray(0, n), o);
+      args.m.set(out.subarray(n, 2 * n));
+      args.v.set(out.subarray(2 * n, 3 * n));
     },
 
     dispose(): void {

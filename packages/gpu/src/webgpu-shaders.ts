@@ -274,3 +274,28 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 
 /** Row count up to which sgemm takes the {@link SGEMV_WGSL} path. */
 export const GEMV_MAX_ROWS = 8;
+
+/**
+ * Adam / AdamW update of one tensor (quant-kernels' `AdamWArgs` maths), grid-strided. `s` holds
+ * `params[n] | m[n] | v[n]` and stays resident between steps; uniform: n, stride, then f32
+ * β1, β2, 1−β1, 1−β2, lr, c1 = 1/(1−β1ᵗ), c2 = 1/(1−β2ᵗ), eps, decay (1 − lr·wd or 1), l2 (0 or wd).
+ */
+export const ADAMW_WGSL = `
+struct Params { n: u32, stride: u32, b1: f32, b2: f32, ob1: f32, ob2: f32, lr: f32, c1: f32, c2: f32, eps: f32, decay: f32, l2: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  for (var j = gid.x; j < p.n; j = j + p.stride) {
+    let w = s[j];
+    let gj = g[j] + p.l2 * w;
+    let m = p.b1 * s[p.n + j] + p.ob1 * gj;
+    let v = p.b2 * s[2u * p.n + j] + p.ob2 * gj * gj;
+    s[p.n + j] = m;
+    s[2u * p.n + j] = v;
+    s[j] = w * p.decay - (p.lr * (m * p.c1)) / (sqrt(v * p.c2) + p.eps);
+  }
+}
+`;

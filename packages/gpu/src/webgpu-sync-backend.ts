@@ -3,13 +3,18 @@
 // shared memory. This is what lets the synchronous model and training code (autograd, lora,
 // model-llama) run its matrix products on WebGPU.
 import {
+  type AdamWArgs,
   type Backend,
+  checkAdamWArgs,
   createReferenceBackend,
   createWasmBackend,
   type GemmArgs,
   type KernelName,
   type QuantFormat,
   type QuantizedLinear,
+  referenceAdamW,
+  shareDecodeKernels,
+  shareTrainKernels,
 } from "@int21/quant-kernels";
 import { gemmEpilogue, resolveGemm } from "./gemm-args";
 import { assertQuantArgs } from "./quant-args";
@@ -59,14 +64,25 @@ export interface WebGpuSyncBackendOptions {
   warn?: (message: string) => void;
 }
 
+/** What {@link SyncBackendStats} counts: the four kernels and the optional `adamw`. */
+export type SyncKernelName = KernelName | "adamw";
+
 /** Counts of kernel calls by where they ran (for logs and tests). */
 export interface SyncBackendStats {
-  gpu: Record<KernelName, number>;
-  cpu: Record<KernelName, number>;
+  gpu: Record<SyncKernelName, number>;
+  cpu: Record<SyncKernelName, number>;
 }
 
 /** A synchronous {@link Backend} on a WebGPU device in a worker, or on its CPU fallback. */
 export interface WebGpuSyncBackend extends Backend {
+  /**
+   * One Adam / AdamW update (quant-kernels' `AdamWArgs`) on the device; autograd's `Adam.step` / `AdamW.step`
+   * call it while this backend is set. `m` and `v` stay resident on the device keyed by the `m` array: a
+   * call whose `step` follows the last one for that `m` sends only the parameters and gradients, and
+   * `params`, `m` and `v` are written back after every call (so the optimizer's `stateDict()` stays right).
+   * Without a device it runs the fallback's `adamw`, else quant-kernels' `referenceAdamW`.
+   */
+  adamw(args: AdamWArgs): void;
   /** The device's source, feature level and adapter, or null when everything runs on the fallback. */
   readonly context: { source: string; featureLevel: "core" | "compatibility"; adapter: string } | null;
   /** Why the backend runs on its fallback, or null when WebGPU runs it. */
@@ -77,7 +93,13 @@ export interface WebGpuSyncBackend extends Backend {
   stats(): SyncBackendStats;
 }
 
-const zeroCounts = (): Record<KernelName, number> => ({ sgemm: 0, dequantize: 0, qmatmul: 0, qmatmulT: 0 });
+const zeroCounts = (): Record<SyncKernelName, number> => ({
+  sgemm: 0,
+  dequantize: 0,
+  qmatmul: 0,
+  qmatmulT: 0,
+  adamw: 0,
+});
 
 /** What the WGSL kernels decode: affine formats of 1–8 bits (codebook and block formats run on the fallback). */
 function deviceFormat(f?: QuantFormat): boolean {
@@ -243,6 +265,8 @@ export async function createWebGpuSyncBackend(
   let nextId = 1;
   const layerIds = new WeakMap<QuantizedLinear, number>();
   const constIds = new WeakMap<Float32Array, number>();
+  /** Adam state by `m` array: its id on the worker and the last step the worker holds (-1: none). */
+  const adamIds = new WeakMap<Float32Array, { id: number; step: number }>();
   const freed = new FinalizationRegistry<number>((id) => {
     if (worker && !disposed) worker.postMessage({ op: "free", id } satisfies SyncRequest);
   });
@@ -298,7 +322,7 @@ export async function createWebGpuSyncBackend(
   };
 
   /** Posts `r` and blocks until the worker answers: true when the result is in the arena, false to fall back. */
-  const call = (r: SyncRequest & { op: KernelName }): boolean => {
+  const call = (r: SyncRequest & { op: SyncKernelName }): boolean => {
     if (disposed) throw new Error("gpu: webgpu-sync backend used after dispose()");
     if (broken) throw new Error(broken);
     Atomics.store(ctrl, 0, ST_BUSY);
@@ -408,6 +432,69 @@ export async function createWebGpuSyncBackend(
       matmul("qmatmulT", g, rows, q, dx);
     },
 
+    adamw(args: AdamWArgs): void {
+      if (disposed) throw new Error("gpu: webgpu-sync backend: adamw called after dispose()");
+      checkAdamWArgs(args);
+      const cpu = () => {
+        cpuCalls.adamw++;
+        if (fallback.adamw) fallback.adamw(args);
+        else referenceAdamW(args);
+      };
+      const n = args.grads.length;
+      if (worker === null || n === 0) {
+        cpu();
+        return;
+      }
+      let st = adamIds.get(args.m);
+      if (!st) {
+        st = { id: nextId++, step: -1 };
+        adamIds.set(args.m, st);
+        freed.register(args.m, st.id);
+      }
+      const load = st.step !== args.step - 1;
+      const o = args.offset ?? 0;
+      // arena: params | grads | (m | v when loading) | out: params | m | v
+      const gOff = n;
+      const mOff = 2 * n;
+      const vOff = 3 * n;
+      const outOff = load ? 4 * n : 2 * n;
+      const a = ensureArena(outOff + 3 * n);
+      a.set(args.params.subarray(o, o + n), 0);
+      a.set(args.grads.subarray(0, n), gOff);
+      if (load) {
+        a.set(args.m.subarray(0, n), mOff);
+        a.set(args.v.subarray(0, n), vOff);
+      }
+      st.step = -1;
+      const ok = call({
+        op: "adamw",
+        id: st.id,
+        n,
+        load,
+        pOff: 0,
+        gOff,
+        mOff,
+        vOff,
+        outOff,
+        lr: args.lr,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weightDecay: args.weightDecay,
+        step: args.step,
+        decoupled: args.decoupled ?? true,
+      });
+      if (!ok) {
+        cpu();
+        return;
+      }
+      gpuCalls.adamw++;
+      st.step = args.step;
+      args.params.set(arena.subarray(outOff, outOff + n), o);
+      args.m.set(arena.subarray(outOff + n, outOff + 2 * n));
+      args.v.set(arena.subarray(outOff + 2 * n, outOff + 3 * n));
+    },
+
     dispose(): void {
       if (disposed) return;
       disposed = true;
@@ -450,5 +537,10 @@ export async function createWebGpuSyncBackend(
     y.set(arena.subarray(inLen, inLen + outLen));
   }
 
+  // The fallback's wasm training and attention kernels (trainKernels / decodeKernels) serve this backend
+  // too: attention, cross-entropy, RMSNorm, RoPE and SwiGLU run in wasm while the matrix products run on
+  // the device (the decode matvec stays with qmatmul, on the device).
+  shareTrainKernels(fallback, backend);
+  shareDecodeKernels(fallback, backend);
   return backend;
 }

@@ -37,6 +37,7 @@ const HAND_BACK: Backend = {
   dequantize: needsFallback,
   qmatmul: needsFallback,
   qmatmulT: needsFallback,
+  adamw: needsFallback,
   dispose() {},
 };
 
@@ -70,6 +71,8 @@ export function serveWebGpuRequests(endpoint: SyncEndpoint): { onFatal(e: unknow
   let backend: WebGpuBackend | null = null;
   const layers = new Map<number, QuantizedLinear>();
   const constants = new Map<number, Float32Array>();
+  /** Adam state keys (the async backend keeps m and v on the device per key) and the last step each holds. */
+  const adamKeys = new Map<number, { step: number }>();
 
   const finish = (state: number, message?: string) => {
     if (!ctrl || !text) return;
@@ -129,6 +132,42 @@ export function serveWebGpuRequests(endpoint: SyncEndpoint): { onFatal(e: unknow
         });
         return;
       }
+      case "adamw": {
+        let key = adamKeys.get(r.id);
+        if (!r.load && key?.step !== r.step - 1) needsFallback();
+        if (!key) {
+          key = { step: -1 };
+          adamKeys.set(r.id, key);
+        }
+        key.step = -1;
+        const out = view(r.outOff, 3 * r.n);
+        const m = out.subarray(r.n, 2 * r.n);
+        const v = out.subarray(2 * r.n, 3 * r.n);
+        if (r.load) {
+          m.set(view(r.mOff, r.n));
+          v.set(view(r.vOff, r.n));
+        }
+        out.subarray(0, r.n).set(view(r.pOff, r.n));
+        await b.adamwAsync(
+          {
+            params: out,
+            offset: 0,
+            grads: view(r.gOff, r.n),
+            m,
+            v,
+            lr: r.lr,
+            beta1: r.beta1,
+            beta2: r.beta2,
+            eps: r.eps,
+            weightDecay: r.weightDecay,
+            step: r.step,
+            decoupled: r.decoupled,
+          },
+          { key, reload: r.load },
+        );
+        key.step = r.step;
+        return;
+      }
       default:
         throw new Error(`gpu: WebGPU worker: unknown request ${(r as { op: string }).op}`);
     }
@@ -167,10 +206,12 @@ export function serveWebGpuRequests(endpoint: SyncEndpoint): { onFatal(e: unknow
       case "free":
         layers.delete(r.id);
         constants.delete(r.id);
+        adamKeys.delete(r.id);
         return;
       case "dispose":
         layers.clear();
         constants.clear();
+        adamKeys.clear();
         backend?.dispose();
         backend = null;
         return;

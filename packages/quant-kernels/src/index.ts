@@ -1,4 +1,5 @@
 export type {
+  AdamWArgs,
   Backend,
   DecodeKind,
   GemmArgs,
@@ -82,9 +83,10 @@ export {
   referenceRmsNorm,
   referenceRmsNormBackward,
   referenceRope,
+  shareTrainKernels,
   trainKernels,
 } from "./wasm/wasm-train";
-export { type DecodeKernels, decodeKernels } from "./wasm/wasm-decode";
+export { type DecodeKernels, decodeKernels, shareDecodeKernels } from "./wasm/wasm-decode";
 export { type AttentionArgs, checkAttentionArgs, referenceAttention } from "./reference/decode-attention";
 export { qmatvecI16Applies, referenceQmatvecI16 } from "./reference/decode-qmatvec";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
@@ -93,6 +95,7 @@ export { dequantizeRows } from "./dequantize-rows";
 export { referenceQmatmul } from "./reference/qmatmul";
 export { referenceQmatmulT } from "./reference/qmatmul-t";
 export { referenceSgemm } from "./reference/sgemm";
+export { checkAdamWArgs, referenceAdamW } from "./reference/adamw";
 export { type FormatDecoder, codeAt, decoderOf, groupOf, weightAt } from "./reference/weight-at";
 export {
   type LayerActivations,

@@ -97,6 +97,39 @@ export interface GemmArgs {
 export type KernelName = "sgemm" | "dequantize" | "qmatmul" | "qmatmulT";
 
 /**
+ * One Adam / AdamW update of one parameter tensor, in place (autograd's `Adam.step` / `AdamW.step` maths):
+ * ```
+ * t = step;  c1 = 1 / (1 − β1ᵗ);  c2 = 1 / (1 − β2ᵗ)
+ * decoupled (AdamW): l2 = 0,  decay = 1 − lr·wd        L2 (Adam): l2 = wd,  decay = 1
+ * for j < grads.length:
+ *   g = grads[j] + l2·p[j];  m[j] = β1·m[j] + (1−β1)·g;  v[j] = β2·v[j] + (1−β2)·g²
+ *   p[j] = p[j]·decay − lr·(m[j]·c1) / (sqrt(v[j]·c2) + eps)          (p[j] = params[offset + j])
+ * ```
+ * `m` and `v` (`grads.length` floats) hold the state and are updated in place. A backend may keep a
+ * device copy of `m` and `v` keyed by the identity of `m`, reused when the next call has `step` one
+ * more than the last one it saw for that `m` (otherwise it uploads the caller's `m` and `v` again);
+ * the caller's arrays still hold the state after every call.
+ */
+export interface AdamWArgs {
+  /** The parameter values; the tensor is `params[offset … offset + grads.length)`. */
+  params: Float32Array;
+  /** First element of the tensor in `params` (default 0). */
+  offset?: number;
+  grads: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** The 1-based step number t (bias correction). */
+  step: number;
+  /** true (default): AdamW's decoupled decay; false: Adam's L2 decay folded into the gradient. */
+  decoupled?: boolean;
+}
+
+/**
  * A backend is a value built by a `create*Backend()` function with an explicit list of kernels.
  * Every kernel writes into the output buffer the caller passes and allocates nothing on the caller's
  * side. Calls are synchronous (workers, if any, are joined before the call returns).
@@ -129,6 +162,11 @@ export interface Backend {
    * ```
    */
   qmatmulT(g: Float32Array, rows: number, q: QuantizedLinear, dx: Float32Array): void;
+  /**
+   * Optional: one Adam / AdamW update ({@link AdamWArgs}), e.g. on a device that keeps the optimizer
+   * state resident. autograd's `Adam.step` uses it when the backend set offers it.
+   */
+  adamw?(args: AdamWArgs): void;
   /** Releases workers and memory. The backend must not be used afterwards. */
   dispose(): void;
 }

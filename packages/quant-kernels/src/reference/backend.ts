@@ -1,5 +1,6 @@
 // The scalar TypeScript reference backend: the canonical result every other backend is tested against.
 import type { Backend, KernelName, QuantFormat } from "../types";
+import { referenceAdamW } from "./adamw";
 import { referenceDequantize } from "./dequantize";
 import { referenceQmatmul } from "./qmatmul";
 import { referenceQmatmulT } from "./qmatmul-t";
@@ -7,7 +8,7 @@ import { referenceSgemm } from "./sgemm";
 
 /**
  * The reference backend: plain readable loops (`referenceSgemm`, `referenceDequantize`,
- * `referenceQmatmul`, `referenceQmatmulT`), float64 accumulation, every format. Slow by design;
+ * `referenceQmatmul`, `referenceQmatmulT`, the optional `adamw`: `referenceAdamW`), float64 accumulation, every format. Slow by design;
  * use it as the oracle and the fallback, not for speed. `dispose()` is a no-op.
  */
 export function createReferenceBackend(): Backend {
@@ -20,6 +21,7 @@ export function createReferenceBackend(): Backend {
     dequantize: referenceDequantize,
     qmatmul: referenceQmatmul,
     qmatmulT: referenceQmatmulT,
+    adamw: referenceAdamW,
     dispose(): void {},
   };
 }

@@ -72,6 +72,16 @@ export function decodeKernels(backend: object): DecodeKernels | undefined {
   return registry.get(backend);
 }
 
+/**
+ * Lets `to` reach the attention kernels of the wasm backend `from` (when it has them): for a backend that
+ * runs its own matrix products (e.g. a GPU one) and everything else on `from`. The decode matvec is not
+ * shared (`qmatvecSupports` is false), so one-row products keep running on `to`'s `qmatmul`.
+ */
+export function shareDecodeKernels(from: object, to: object): void {
+  const k = registry.get(from);
+  if (k) registry.set(to, { ...k, qmatvecSupports: () => false });
+}
+
 /** Registers the kernels of a new wasm backend (called by createWasmBackend). */
 export function registerDecodeKernels(
   backend: object,

@@ -501,6 +501,15 @@ export function trainKernels(backend: object): TrainKernels | undefined {
   return registry.get(backend);
 }
 
+/**
+ * Lets `to` reach the training kernels of the wasm backend `from` (when it has them): for a backend that
+ * runs its own matrix products (e.g. a GPU one) and everything else on `from`.
+ */
+export function shareTrainKernels(from: object, to: object): void {
+  const k = registry.get(from);
+  if (k) registry.set(to, k);
+}
+
 /** Registers the kernels of a new wasm backend (called by createWasmBackend). */
 export function registerTrainKernels(
   backend: object,
