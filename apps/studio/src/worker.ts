@@ -20,6 +20,12 @@ let store: StateStore | null = null;
 let stopFlag: Int32Array | null = null;
 /** The in-memory scratch folder of the build's fs/promises stub (blob-files.ts), where saveLlamaAdapter writes. */
 const SCRATCH = "/scratch";
+/**
+ * Bytes of re-packed layers the studio's wasm backend keeps resident (least recently used dropped first). Capped
+ * because @int21/quant-kernels' glue fails once wasm memory passes 2 GiB (signed `addr >> 2`; README, *Measured*):
+ * a model whose packed layers pass 1 GiB streams them through wasm memory instead of crashing.
+ */
+const RESIDENT_BUDGET = 2 ** 30;
 /** The page's base URL (the default model and texts are served under it). */
 let baseUrl = "";
 
@@ -111,9 +117,13 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
   async init(r) {
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
     try {
-      wasm = await createWasmBackend(isolated ? {} : { sharedMemory: false, threads: 1 });
+      wasm = await createWasmBackend(
+        isolated
+          ? { maxResidentBytes: RESIDENT_BUDGET }
+          : { sharedMemory: false, threads: 1, maxResidentBytes: RESIDENT_BUDGET },
+      );
     } catch {
-      wasm = await createWasmBackend({ sharedMemory: false, threads: 1 });
+      wasm = await createWasmBackend({ sharedMemory: false, threads: 1, maxResidentBytes: RESIDENT_BUDGET });
     }
     stopFlag = r.stop ? new Int32Array(r.stop) : null;
     baseUrl = r.base;
