@@ -11,8 +11,9 @@ import {
   RunMismatchError,
   TrainingDivergedError,
 } from "@int21/lora";
-import { Option } from "commander";
+import { type Command, Option } from "commander";
 import { CliError } from "./cli-io";
+import { deviceOption, residentOption, threadsOption } from "./command";
 import { intIn, numberIn } from "./options";
 
 /** `--resume`, `--diverge-factor`, `--diverge-steps`. */
@@ -35,6 +36,22 @@ export function runOptions(): Option[] {
       .argParser(intIn(1))
       .default(DEFAULT_DIVERGE_STEPS),
   ];
+}
+
+/**
+ * The options a training command (`finetune`, `lrec`) ends with, in this order: {@link runOptions},
+ * `--tokenizer` (its help says where it is looked for), `--threads`, `--device`, `--max-resident-mb`,
+ * `--json`, `--quiet`.
+ */
+export function addTrainingRunOptions(cmd: Command, tokenizerHelp: string): Command {
+  for (const o of runOptions()) cmd.addOption(o);
+  return cmd
+    .option("--tokenizer <file>", tokenizerHelp)
+    .addOption(threadsOption())
+    .addOption(deviceOption())
+    .addOption(residentOption())
+    .option("--json", "print the result as JSON", false)
+    .option("--quiet", "no progress bars", false);
 }
 
 /** The divergence options of `--diverge-factor` / `--diverge-steps`. */

@@ -15,7 +15,7 @@ import { finetune as trainAdapter } from "@int21/model-llama";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { runProgram, withBackend, writeJson } from "../command";
 import { openModel, openTokenizer } from "../model-loading";
 import { intIn, intOneOf, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
@@ -24,7 +24,7 @@ import {
   contentHash,
   divergenceOf,
   resumedDespiteNote,
-  runOptions,
+  addTrainingRunOptions,
   runsHelp,
   trainingFailure,
 } from "../training-runs";
@@ -46,7 +46,7 @@ ${alpacaTemplateText("  ")}${runsHelp("<output>/trainer/trainer-state.safetensor
 
 /** The options of `int21 finetune`. */
 export function finetuneProgram(): Command {
-  return new Command("finetune")
+  const cmd = new Command("finetune")
     .description("EMEF: train a LoRA adapter on a frozen (packed 2–8 bit or float) model; resumable")
     .argument("<model>", "int21 checkpoint (packed), llama2.c .bin or Hugging Face directory/id")
     .requiredOption(
@@ -109,17 +109,11 @@ export function finetuneProgram(): Command {
         "fail when more Alpaca records than this are dropped (longer prompt than --seq): a fraction < 1 or a count (default: no limit; always reported)",
       ).argParser(parseMaxDrop),
     )
-    .option("--fresh", "delete an existing trainer checkpoint in the output directory and start over", false)
-    .addOption(runOptions()[0])
-    .addOption(runOptions()[1])
-    .addOption(runOptions()[2])
-    .option("--tokenizer <file>", "tokenizer (default: found beside the model)")
-    .addOption(threadsOption())
-    .addOption(deviceOption())
-    .addOption(residentOption())
-    .option("--json", "print the result as JSON", false)
-    .option("--quiet", "no progress bars", false)
-    .addHelpText("after", finetuneHelp());
+    .option("--fresh", "delete an existing trainer checkpoint in the output directory and start over", false);
+  return addTrainingRunOptions(cmd, "tokenizer (default: found beside the model)").addHelpText(
+    "after",
+    finetuneHelp(),
+  );
 }
 
 interface FinetuneOpts {

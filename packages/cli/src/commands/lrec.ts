@@ -19,7 +19,7 @@ import { calibrationWindows, type Tokenizer, saveInt21Checkpoint } from "@int21/
 import { Command, Option } from "commander";
 import { baseWeights } from "../base-weights";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
-import { deviceOption, residentOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
+import { runProgram, withBackend, writeJson } from "../command";
 import { checkpointAdaptersOf, openModel, openTokenizer } from "../model-loading";
 import { intIn, nameList, numberIn } from "../options";
 import { progressBar } from "../progress";
@@ -28,14 +28,14 @@ import {
   divergenceOf,
   mismatchMessage,
   resumedDespiteNote,
-  runOptions,
+  addTrainingRunOptions,
   runsHelp,
   trainingFailure,
 } from "../training-runs";
 
 /** The options of `int21 lrec`. */
 export function lrecProgram(): Command {
-  return new Command("lrec")
+  const cmd = new Command("lrec")
     .description("LREC: train LoRA layers so a packed model matches its float teacher (KL + λ·CE); resumable")
     .argument("<quantized>", "int21 checkpoint written by `int21 quantize`")
     .requiredOption("--teacher <model>", "the float model it was quantized from")
@@ -105,17 +105,11 @@ export function lrecProgram(): Command {
       "--fresh",
       "delete an existing LREC state file (<output>.lrec-state.safetensors) and start over",
       false,
-    )
-    .addOption(runOptions()[0])
-    .addOption(runOptions()[1])
-    .addOption(runOptions()[2])
-    .option("--tokenizer <file>", "tokenizer (default: found beside the teacher or the student)")
-    .addOption(threadsOption())
-    .addOption(deviceOption())
-    .addOption(residentOption())
-    .option("--json", "print the result as JSON", false)
-    .option("--quiet", "no progress bars", false)
-    .addHelpText("after", runsHelp("the state file <output without .safetensors>.lrec-state.safetensors"));
+    );
+  return addTrainingRunOptions(
+    cmd,
+    "tokenizer (default: found beside the teacher or the student)",
+  ).addHelpText("after", runsHelp("the state file <output without .safetensors>.lrec-state.safetensors"));
 }
 
 interface LrecOpts {
