@@ -16,7 +16,7 @@
 // Run: npm run bench:merge -w benchmarks          (80 LREC steps; ≈ 10 min on 2 idle cores)
 //      INT21_BENCH_QUICK=1 npm run bench:merge -w benchmarks   (a smoke run: 5 steps, short text)
 // Writes benchmarks/results/merge-study.json and merge-study.md.
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -178,15 +178,13 @@ try {
   const llamaCpp = !quick && existsSync(join(LLAMA_BIN, "llama-perplexity"));
   const llamaPpl = (model: string, lora?: string) => {
     if (!llamaCpp) return undefined;
-    const out = execFileSync(
+    // llama-perplexity prints its estimate on stderr
+    const run = spawnSync(
       join(LLAMA_BIN, "llama-perplexity"),
       ["-m", model, ...(lora ? ["--lora", lora] : []), "-f", textFile, "-c", String(CTX), "-t", "2"],
-      {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, LD_LIBRARY_PATH: LLAMA_BIN },
-      },
+      { encoding: "utf8", env: { ...process.env, LD_LIBRARY_PATH: LLAMA_BIN } },
     );
+    const out = `${run.stdout}${run.stderr}`;
     const m = /Final estimate: PPL = ([\d.]+)/.exec(out);
     return m ? Number(m[1]) : undefined;
   };
