@@ -110,8 +110,9 @@ export interface TrainerOptions<B = Batch> {
   /** Held-out examples for evaluation (with `train` only). */
   heldOut?: readonly Example[];
   /**
-   * The kernel backend of the loss's ops: each step and evaluation runs inside autograd's
-   * `withBackend(backend, …)`. Default: autograd's current backend.
+   * The kernel backend of the loss's ops and the optimizer's update: each step (forward, backward,
+   * update) and evaluation runs inside autograd's `withBackend(backend, …)`. Default: autograd's
+   * current backend.
    */
   backend?: Backend;
   /** Optimizer steps in the run. */
@@ -406,7 +407,7 @@ export class Trainer<B = Batch> {
    * no update (`skipped`); the step still counts, so the batch order and schedule go on unchanged.
    */
   trainStep(): StepResult {
-    return this.applyStep(this.onBackend(() => this.computeStep()));
+    return this.onBackend(() => this.applyStep(this.computeStep()));
   }
 
   /** The gradients of step `this.step + 1` (no update yet). */
@@ -555,7 +556,7 @@ export class Trainer<B = Batch> {
           this.lastCheckpointStep,
         );
       }
-      this.applyStep(s);
+      this.onBackend(() => this.applyStep(s)); // the optimizer's update runs on the backend too
       tokens += s.tokens;
       if (!s.skipped) this.history.train.push([this.step, s.loss]);
       let evalLoss: number | undefined;

@@ -330,6 +330,7 @@ export async function runLrec(
     ceReduction: opts.ceReduction ?? "mean",
   };
   const history: LrecStep[] = [];
+  // the one given (also used for the SVD init), else the one the packed student runs on
   const backend = opts.backend ?? ownBackend(student);
   const trainer = new Trainer<LrecBatch>({
     name: "lrec: runLrec",
