@@ -113,14 +113,14 @@ let server: PreviewServer | undefined;
 let url = "";
 let browser: Browser | undefined;
 
-async function openPage(errors: string[]): Promise<Page> {
+async function openPage(errors: string[], query = ""): Promise<Page> {
   const page = await browser!.newPage({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
   page.setDefaultTimeout(60_000);
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("response", (r) => {
     if (r.status() >= 400) errors.push(`HTTP ${r.status()} for ${r.url()}`);
   });
-  await page.goto(url, { timeout: 30_000 });
+  await page.goto(url + query, { timeout: 30_000 });
   await page.waitForFunction(() => document.body.dataset.state !== "starting", undefined, {
     timeout: 30_000,
   });
@@ -444,6 +444,91 @@ describe.skipIf(!haveChromium)("apps/studio in headless Chromium", () => {
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it("?device=webgpu: stories260K generates on @int21/gpu's sync WebGPU backend (SwiftShader) the wasm run's greedy text", async (ctx) => {
+    /** Greedy decoding of 12 positions after a prompt: the text, the new ids, the kernel calls on WebGPU. */
+    async function greedy(page: Page) {
+      await page.fill("#prompt", "Once upon a time");
+      await page.fill("#gen-steps", "12");
+      await page.fill("#temperature", "0");
+      await press(page, "#generate");
+      return {
+        text: (await page.textContent("#output")) ?? "",
+        ids: (await page.getAttribute("#gen-info", "data-ids")) ?? "",
+        gpuCalls: Number(await page.getAttribute("#gen-info", "data-gpu-calls")),
+        info: (await page.textContent("#gen-info")) ?? "",
+      };
+    }
+    /** stories260K from the page's own button: float32, then INT4 RTN (packed matmuls), each decoded greedily. */
+    async function both(page: Page) {
+      await press(page, "#load-default");
+      const float = await greedy(page);
+      await page.selectOption("#bits", "4");
+      await page.selectOption("#method", "rtn");
+      // RTN needs no calibration; the report's output-error windows are kept small (SwiftShader is slow)
+      await page.fill("#calib-windows", "1");
+      await page.fill("#calib-len", "16");
+      await press(page, "#quantize");
+      expect(await page.getAttribute("#quant-info", "data-format")).toBe("int4-g64-asym-f16 RTN");
+      // the WebGPU check that follows quantizing (its readout says where the pipeline runs)
+      await page.waitForFunction(() => {
+        const w = document.querySelector<HTMLElement>("#webgpu");
+        return w?.dataset.available !== undefined || w?.textContent?.startsWith("check failed");
+      });
+      const int4 = await greedy(page);
+      return { float, int4, check: (await page.textContent("#webgpu")) ?? "" };
+    }
+    const errors: string[] = [];
+    // the studio's default (auto: SwiftShader is a software adapter, so wasm)
+    const plain = await openPage(errors);
+    expect(await plain.getAttribute("#backend", "data-device")).toBe("wasm");
+    expect(await plain.getAttribute("#backend", "data-requested")).toBe("auto");
+    expect(await plain.getAttribute("#webgpu", "data-note")).toMatch(
+      /software adapter|navigator\.gpu is absent|no WebGPU/,
+    );
+    const onWasm = await both(plain);
+    await plain.close();
+    expect(onWasm.float.gpuCalls).toBe(0);
+    expect(onWasm.int4.gpuCalls).toBe(0);
+    // steps count the prompt's tokens too (llama2c's run.c): 12 positions, so the new ids are fewer than 12
+    expect(onWasm.float.ids.split(",").length).toBeGreaterThanOrEqual(4);
+    expect(onWasm.int4.ids.split(",").length).toBeGreaterThanOrEqual(4);
+
+    const page = await openPage(errors, "?device=webgpu");
+    expect(await page.$eval("#device", (e) => (e as HTMLSelectElement).value)).toBe("webgpu");
+    if ((await page.getAttribute("#backend", "data-device")) !== "webgpu") {
+      const why = await page.textContent("#webgpu");
+      expect(why).toContain("WebGPU was asked for (device: webgpu) but none could be made");
+      console.log(`SKIP apps/studio e2e ?device=webgpu: Chromium gave no WebGPU device here: ${why}`);
+      await page.close();
+      ctx.skip();
+      return;
+    }
+    const adapter = (await page.getAttribute("#backend", "data-adapter")) ?? "";
+    expect(adapter).toMatch(/swiftshader/i);
+    expect(await page.textContent("#backend")).toMatch(
+      /^webgpu-sync \(\+ wasm-[\w-]+\): matrix products on WebGPU/,
+    );
+    const onGpu = await both(page);
+    console.log(`?device=webgpu on ${adapter}: float32 ${onGpu.float.info}; INT4 RTN ${onGpu.int4.info}`);
+    // the model's matrix products went to the device (float sgemm, then packed qmatmul), and greedy decoding
+    // picked the same tokens as the wasm run, float and INT4 alike
+    expect(onGpu.float.gpuCalls).toBeGreaterThan(0);
+    expect(onGpu.int4.gpuCalls).toBeGreaterThan(0);
+    expect(onGpu.float.ids).toBe(onWasm.float.ids);
+    expect(onGpu.float.text).toBe(onWasm.float.text);
+    expect(onGpu.int4.ids).toBe(onWasm.int4.ids);
+    expect(onGpu.int4.text).toBe(onWasm.int4.text);
+    if (!onGpu.check.startsWith("check failed"))
+      expect(onGpu.check).toContain("The pipeline's matrix products run on WebGPU");
+    await screenshot(page, "studio-6-webgpu", [
+      "matrix products on WebGPU",
+      "matrix kernel calls on WebGPU",
+      onGpu.int4.text.slice(0, 40),
+    ]);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
 
   it("a 7B-wide INT2 EMEF step in the tab (2 of LLaMA-2-7B's 32 layers; measure:7b runs all 32)", async () => {
     const errors: string[] = [];

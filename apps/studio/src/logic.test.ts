@@ -18,7 +18,7 @@ import { barChart, lineChart, ticks } from "./charts";
 import { batchAt, parseTrainingData, trainingExamples } from "./data";
 import { etaMs, formatBytes, formatDuration, stageClock } from "./progress";
 import { blobSource, classifyPick, type PickedFile } from "./sources";
-import { parsePromptIds } from "./ui-logic";
+import { parseDeviceChoice, parsePromptIds } from "./ui-logic";
 
 const file = (path: string, bytes = 4): PickedFile => ({ path, blob: new Blob([new Uint8Array(bytes)]) });
 
@@ -253,6 +253,19 @@ describe("parsePromptIds", () => {
       'prompt token ids: entry 2 ("x2") is not a non-negative integer',
     );
     expect(() => parsePromptIds("1 -3")).toThrow(/entry 2/);
+  });
+});
+
+describe("parseDeviceChoice (?device=)", () => {
+  it("defaults to auto, reads wasm / webgpu, and names a bad value", () => {
+    expect(parseDeviceChoice("")).toBe("auto");
+    expect(parseDeviceChoice("?device=")).toBe("auto");
+    expect(parseDeviceChoice("?x=1&device=webgpu")).toBe("webgpu");
+    expect(parseDeviceChoice("?device=WASM")).toBe("wasm");
+    expect(parseDeviceChoice("?device=auto")).toBe("auto");
+    expect(() => parseDeviceChoice("?device=cuda")).toThrow(
+      "?device=cuda: not a device choice (one of auto, wasm, webgpu)",
+    );
   });
 });
 

@@ -5,7 +5,7 @@ import { barChart, lineChart } from "./charts";
 import { formatBytes, formatDuration, type StageProgress } from "./progress";
 import type { Event, InitResult, MemoryReadout, Reply, Request } from "./protocol";
 import type { EvalPoint, FtStep, SavedRun, Summary } from "./studio";
-import { parsePromptIds } from "./ui-logic";
+import { type DeviceChoice, parseDeviceChoice, parsePromptIds } from "./ui-logic";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -409,7 +409,9 @@ async function webgpu(): Promise<void> {
         ? `device found${on}; ${g.reason}`
         : `@int21/gpu qmatvec on ${g.layers} packed projections checked against wasm: max rel. error ${g.maxRelError.toExponential(1)}, ` +
           `${g.gpuUsPerCall.toFixed(0)} µs/call with readback (wasm ${g.wasmUsPerCall.toFixed(0)} µs). ` +
-          `The pipeline itself runs on wasm: the model's Linear interface is synchronous and WebGPU reads back asynchronously.${on}`;
+          (deviceUsed === "webgpu"
+            ? `The pipeline's matrix products run on WebGPU (@int21/gpu's synchronous backend).${on}`
+            : `The pipeline runs on wasm (the device choice; WebGPU runs it with ?device=webgpu, or on a hardware adapter by itself).${on}`);
   } catch (e) {
     $("webgpu").textContent = `check failed: ${(e as Error).message}`;
   }
@@ -559,6 +561,7 @@ $("generate").addEventListener("click", async () => {
     model: string;
     rendered?: string;
     generatedText: string;
+    kernels: { gpu: number; cpu: number } | null;
   }>(
     "Generating",
     {
@@ -576,7 +579,11 @@ $("generate").addEventListener("click", async () => {
       const info = $("gen-info");
       info.dataset.ids = r.tokens.slice(r.promptTokens).join(",");
       info.dataset.decode = String(r.decodeTokensPerSec);
-      info.textContent = `${r.generatedTokens} tokens at ${r.decodeTokensPerSec.toFixed(0)} tokens/s (${r.model}${summary?.adapters.length ? ` + ${summary.adapters.join(" + ")}` : ""}); ids ${info.dataset.ids}`;
+      info.dataset.gpuCalls = String(r.kernels?.gpu ?? 0);
+      const where = r.kernels
+        ? `; ${r.kernels.gpu} matrix kernel calls on WebGPU, ${r.kernels.cpu} on wasm`
+        : "; on wasm";
+      info.textContent = `${r.generatedTokens} tokens at ${r.decodeTokensPerSec.toFixed(0)} tokens/s (${r.model}${summary?.adapters.length ? ` + ${summary.adapters.join(" + ")}` : ""}${where}); ids ${info.dataset.ids}`;
       return `generated ${r.generatedTokens} tokens (stop: ${r.stop})`;
     },
   );
@@ -648,15 +655,37 @@ $("measure").addEventListener("click", async () => {
   clearInterval(sample);
 });
 
+/** Where the pipeline's matrix products run (init's answer): the WebGPU check's readout says so. */
+let deviceUsed: InitResult["device"]["used"] = "wasm";
+
+// The device choice is made when the worker starts: changing it reloads the page with ?device=.
+$<HTMLSelectElement>("device").addEventListener("change", (e) => {
+  const u = new URL(location.href);
+  u.searchParams.set("device", (e.target as HTMLSelectElement).value);
+  location.assign(u.href);
+});
+
 async function start(): Promise<void> {
-  const r = await call<InitResult>({ op: "init", stop, base: document.baseURI });
+  const device: DeviceChoice = parseDeviceChoice(location.search);
+  $<HTMLSelectElement>("device").value = device;
+  const r = await call<InitResult>({ op: "init", stop, base: document.baseURI, device });
+  deviceUsed = r.device.used;
   const b = $("backend");
   b.dataset.threads = String(r.threads);
   b.dataset.isolated = String(r.isolated);
-  b.textContent =
-    `${r.backend}: WebAssembly SIMD, ${r.threads} thread${r.threads > 1 ? "s" : ""} ` +
+  b.dataset.device = r.device.used;
+  b.dataset.requested = r.device.requested;
+  b.dataset.adapter = r.device.adapter ?? "";
+  const wasmText =
+    `WebAssembly SIMD, ${r.threads} thread${r.threads > 1 ? "s" : ""} ` +
     `(${r.isolated ? "cross-origin isolated: shared memory" : "not isolated: one thread"}), in a Web Worker`;
-  $("webgpu").textContent = r.webgpu;
+  b.textContent =
+    r.device.used === "webgpu"
+      ? `${r.backend}: matrix products on WebGPU (${r.device.adapter}), the rest on ${wasmText}`
+      : `${r.backend}: ${wasmText}`;
+  const w = $("webgpu");
+  w.textContent = r.webgpu;
+  w.dataset.note = r.device.note ?? "";
   if (r.saved && r.saved.step < r.saved.finetune.steps) {
     const s = r.saved;
     $("resume-text").textContent =

@@ -2,6 +2,7 @@
 import type { LrecStep } from "@int21/lrec";
 import type { Measure7bOptions } from "./measure7b";
 import type { StageProgress } from "./progress";
+import type { DeviceChoice } from "./ui-logic";
 import type {
   EvalPoint,
   FinetuneSettings,
@@ -14,7 +15,7 @@ import type {
 
 /** What the page asks; each request gets one {@link Reply} with the same id. */
 export type Request =
-  | { op: "init"; stop: SharedArrayBuffer | null; base: string }
+  | { op: "init"; stop: SharedArrayBuffer | null; base: string; device: DeviceChoice }
   | { op: "load"; files: { path: string; blob: Blob }[] }
   | { op: "loadDefault" }
   | { op: "loadStudent"; file: { path: string; blob: Blob } }
@@ -72,6 +73,16 @@ export interface InitResult {
   isolated: boolean;
   simd: boolean;
   webgpu: string;
+  /** The device choice (`?device=` / the settings) and what it gave. */
+  device: {
+    requested: DeviceChoice;
+    /** Where the pipeline's matrix products run: @int21/gpu's synchronous WebGPU backend, or wasm. */
+    used: "webgpu" | "wasm";
+    /** The WebGPU adapter in use, when `used` is `webgpu`. */
+    adapter: string | null;
+    /** Why WebGPU is not used (a forced `webgpu` that could not be made says so here), or null. */
+    note: string | null;
+  };
   saved: SavedRun | null;
 }
 

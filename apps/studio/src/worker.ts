@@ -93,24 +93,54 @@ async function loadDefault() {
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render/i;
 
 /**
- * The studio's backend on a hardware WebGPU adapter: @int21/gpu's synchronous WebGPU backend (its device in a
- * nested worker; this worker blocks in Atomics.wait, which needs the page cross-origin isolated), with the wasm
- * backend for everything the device does not run. Null on a software adapter or without a device.
+ * @int21/gpu's synchronous WebGPU backend (its device in a nested worker; this worker blocks in Atomics.wait,
+ * which needs the page cross-origin isolated), with the wasm backend for everything the device does not run.
+ * `auto` takes it on a hardware adapter only (a software adapter is the CPU behind a graphics API, where wasm is
+ * faster); `webgpu` takes any adapter. The backend is null when none is taken, with the reason.
  */
-async function webGpuBackend(): Promise<WebGpuSyncBackend | null> {
+async function webGpuBackend(
+  choice: "auto" | "webgpu",
+  isolated: boolean,
+): Promise<{ backend: WebGpuSyncBackend | null; reason: string | null }> {
+  if (!(navigator as { gpu?: unknown }).gpu)
+    return { backend: null, reason: "navigator.gpu is absent (this browser offers no WebGPU)" };
+  if (!isolated)
+    return {
+      backend: null,
+      reason:
+        "the page is not cross-origin isolated (COOP/COEP), and the synchronous WebGPU backend blocks in Atomics.wait",
+    };
+  let b: WebGpuSyncBackend;
   try {
-    const b = await createWebGpuSyncBackend({
+    b = await createWebGpuSyncBackend({
       fallback: wasm,
       warn: () => {},
       initTimeoutMs: 20_000,
       worker: () => new Worker(new URL("./webgpu-device-worker.ts", import.meta.url), { type: "module" }),
     });
-    if (b.context && !SOFTWARE_ADAPTER.test(b.context.adapter)) return b;
-    b.dispose();
-  } catch {
-    // no device: the wasm backend runs everything
+  } catch (e) {
+    return { backend: null, reason: `the WebGPU backend failed to start: ${(e as Error)?.message ?? e}` };
   }
-  return null;
+  if (!b.context) {
+    const reason = b.fallbackReason ?? "no WebGPU device";
+    b.dispose();
+    return { backend: null, reason };
+  }
+  if (choice === "auto" && SOFTWARE_ADAPTER.test(b.context.adapter)) {
+    const reason = `${b.context.adapter} is a software adapter, where wasm is faster (?device=webgpu forces it)`;
+    b.dispose();
+    return { backend: null, reason };
+  }
+  return { backend: b, reason: null };
+}
+
+/** Kernel calls so far on the WebGPU sync backend, by where they ran (null on wasm). */
+function kernelCalls(): { gpu: number; cpu: number } | null {
+  const b = studio.backend as Partial<WebGpuSyncBackend>;
+  if (typeof b.stats !== "function") return null;
+  const st = b.stats();
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, n) => a + n, 0);
+  return { gpu: sum(st.gpu), cpu: sum(st.cpu) };
 }
 
 const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<unknown> } = {
@@ -130,7 +160,12 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     const s = await opfsStore();
     store = s ? announcing(s) : null;
     const gpu = (navigator as { gpu?: unknown }).gpu;
-    const onGpu = gpu && isolated ? await webGpuBackend() : null;
+    const device = r.device ?? "auto";
+    const picked =
+      device === "wasm"
+        ? { backend: null, reason: "wasm chosen (device: wasm)" }
+        : await webGpuBackend(device, isolated);
+    const onGpu = picked.backend;
     studio = new Studio(onGpu ?? wasm, store, { scratchDir: SCRATCH });
     const res: InitResult = {
       backend: onGpu ? `${onGpu.name} (+ ${wasm.name})` : wasm.name,
@@ -138,10 +173,18 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
       isolated,
       simd: true,
       webgpu: onGpu
-        ? `in use: ${onGpu.context?.adapter ?? "WebGPU"} (matrix products on the GPU)`
-        : gpu
-          ? "navigator.gpu present (checked after quantizing)"
-          : "not available (navigator.gpu is absent)",
+        ? `in use: ${onGpu.context?.adapter ?? "WebGPU"} (the pipeline's matrix products on WebGPU)`
+        : device === "webgpu"
+          ? `WebGPU was asked for (device: webgpu) but none could be made: ${picked.reason} — everything runs on wasm`
+          : gpu
+            ? "navigator.gpu present (checked after quantizing)"
+            : "not available (navigator.gpu is absent)",
+      device: {
+        requested: device,
+        used: onGpu ? "webgpu" : "wasm",
+        adapter: onGpu?.context?.adapter ?? null,
+        note: picked.reason,
+      },
       saved: await savedRun(),
     };
     return res;
@@ -264,6 +307,7 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
     return studio.evaluate(r.text, r.ctx, emit);
   },
   async generate(r) {
+    const before = kernelCalls();
     const t0 = performance.now();
     const g = studio.generate(
       {
@@ -276,7 +320,13 @@ const ops: { [K in Request["op"]]: (r: Extract<Request, { op: K }>) => Promise<u
       },
       (piece) => post({ type: "token", piece }),
     );
-    return { ...g, ms: performance.now() - t0, model: studio.summary().student ?? "float32" };
+    const after = kernelCalls();
+    return {
+      ...g,
+      ms: performance.now() - t0,
+      model: studio.summary().student ?? "float32",
+      kernels: before && after ? { gpu: after.gpu - before.gpu, cpu: after.cpu - before.cpu } : null,
+    };
   },
   async export(r) {
     if (r.what === "peft-config" || r.what === "peft-weights") return studio.exportPeftFile(r.what);
