@@ -118,7 +118,7 @@ export function registerDecodeKernels(
       if (qIn) qa = a.q.byteOffset;
       else {
         qa = rt.take(n * 4);
-        copyInto(heap.f32, qa >> 2, a.q, 0, n);
+        copyInto(heap.f32, qa >>> 2, a.q, 0, n);
       }
       const oa = oIn ? a.out.byteOffset : rt.take(n * 4);
       const { i32, f32, base } = rt.jobSlots(OP_ATTN);
@@ -135,7 +135,7 @@ export function registerDecodeKernels(
       i32[base + AT_HS] = hs;
       f32[base + AT_SCALE] = a.scale;
       rt.run(rows * ctx * nHeads * hs >= ATTN_PARALLEL ? rt.threads : 1);
-      if (!oIn) copyInto(a.out, 0, rt.heap.f32, oa >> 2, n);
+      if (!oIn) copyInto(a.out, 0, rt.heap.f32, oa >>> 2, n);
     },
     qmatvecSupports: qmatvecI16Applies,
     qmatvec(q, x, y) {
@@ -152,15 +152,15 @@ export function registerDecodeKernels(
       rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 2 * nGroups + 64);
       const xa = rt.take(Kp * 4);
       const f32 = heap.f32;
-      copyInto(f32, xa >> 2, x, 0, K);
-      for (let i = (xa >> 2) + K; i < (xa >> 2) + Kp; i++) f32[i] = 0;
+      copyInto(f32, xa >>> 2, x, 0, K);
+      for (let i = (xa >>> 2) + K; i < (xa >>> 2) + Kp; i++) f32[i] = 0;
       const ya = yIn ? y.byteOffset : rt.take(N * 4);
       const { i32, base } = rt.jobSlots(OP_QMV);
       i32[base + Q_DESC] = res.desc;
       i32[base + Q_X] = xa;
       i32[base + Q_Y] = ya;
       rt.run(N * K >= QMV_PARALLEL ? rt.threads : 1);
-      if (!yIn) copyInto(y, 0, heap.f32, ya >> 2, N);
+      if (!yIn) copyInto(y, 0, heap.f32, ya >>> 2, N);
     },
   });
 }

@@ -43,5 +43,5 @@ export function wasmDequantize(
   i32[base + Q_ROWS] = N;
   i32[base + Q_Y] = oa;
   rt.run(N * K >= DEQUANT_PARALLEL ? rt.threads : 1);
-  if (!oIn) out.set(heap.f32.subarray(oa >> 2, (oa >> 2) + N * K));
+  if (!oIn) out.set(heap.f32.subarray(oa >>> 2, (oa >>> 2) + N * K));
 }

@@ -42,7 +42,7 @@ export function wasmQmatmul(
   else {
     xa = rt.take(rows * Kp * 4);
     const f32 = heap.f32;
-    const x0 = xa >> 2;
+    const x0 = xa >>> 2;
     if (Kp === K) f32.set(x.subarray(0, rows * K), x0);
     else {
       for (let r = 0; r < rows; r++) {
@@ -60,7 +60,7 @@ export function wasmQmatmul(
   i32[base + Q_Y] = ya;
   const work = rows * N * K;
   rt.run(work >= (fused ? QMATVEC_PARALLEL : QMATMUL_PARALLEL) ? rt.threads : 1);
-  if (!yIn) y.set(heap.f32.subarray(ya >> 2, (ya >> 2) + rows * N));
+  if (!yIn) y.set(heap.f32.subarray(ya >>> 2, (ya >>> 2) + rows * N));
 }
 
 /**
@@ -90,7 +90,7 @@ export function wasmQmatmulT(
   if (gIn) ga = g.byteOffset;
   else {
     ga = rt.take(rows * N * 4);
-    heap.f32.set(g.subarray(0, rows * N), ga >> 2);
+    heap.f32.set(g.subarray(0, rows * N), ga >>> 2);
   }
   const da = dIn ? dx.byteOffset : rt.take(rows * K * 4);
   const fused = rows <= FUSED_MAX_ROWS && res.fast;
@@ -101,5 +101,5 @@ export function wasmQmatmulT(
   i32[base + Q_Y] = da;
   const work = rows * N * K;
   rt.run(work >= (fused ? QMATVEC_PARALLEL : QMATMUL_PARALLEL) ? rt.threads : 1);
-  if (!dIn) dx.set(heap.f32.subarray(da >> 2, (da >> 2) + rows * K));
+  if (!dIn) dx.set(heap.f32.subarray(da >>> 2, (da >>> 2) + rows * K));
 }

@@ -213,7 +213,7 @@ export class ResidentCache {
       const lut = codebook !== undefined ? take(lutLen * 4) : 0;
       const src = heap.alloc(q.qweight.words.length * 4);
       heap.refresh();
-      const d = desc >> 2;
+      const d = desc >>> 2;
       const i32 = heap.i32;
       i32[d + D_BITS] = bits;
       i32[d + D_CB] = cb;
@@ -231,18 +231,18 @@ export class ResidentCache {
       i32[d + D_LUT] = lut;
       i32[d + D_BLOCK] = 0;
       if (codebook !== undefined) {
-        heap.f32.fill(0, lut >> 2, (lut >> 2) + lutLen);
-        heap.f32.set(codebook, lut >> 2);
+        heap.f32.fill(0, lut >>> 2, (lut >>> 2) + lutLen);
+        heap.f32.set(codebook, lut >>> 2);
       }
-      heap.u32.fill(0, words >> 2, (words >> 2) + N * wpr);
-      heap.f32.set(q.scales.subarray(0, N * ng), scales >> 2);
+      heap.u32.fill(0, words >>> 2, (words >>> 2) + N * wpr);
+      heap.f32.set(q.scales.subarray(0, N * ng), scales >>> 2);
       // Centred zeros z' = z − 2^(bits−1), matching the centred codes qk_repack stores.
       const c = 2 ** (bits - 1);
       const zf = heap.f32;
-      const z0 = zeros >> 2;
+      const z0 = zeros >>> 2;
       for (let i = 0; i < N * ng; i++) zf[z0 + i] = q.zeros[i] - c;
-      if (q.gIdx !== undefined) heap.i32.set(q.gIdx.subarray(0, K), gidx >> 2);
-      heap.u32.set(q.qweight.words, src >> 2);
+      if (q.gIdx !== undefined) heap.i32.set(q.gIdx.subarray(0, K), gidx >>> 2);
+      heap.u32.set(q.qweight.words, src >>> 2);
       this.rt.repack(desc, src, q.qweight.wordsPerRow);
       heap.release(src);
       // The fused backward (OP_QMATVEC_T) decodes affine codes and codebooks of up to 16 entries.
@@ -284,7 +284,7 @@ export class ResidentCache {
       const words = heap.alloc(N * wpr * 4);
       blocks.push(words);
       heap.refresh();
-      const d = desc >> 2;
+      const d = desc >>> 2;
       const i32 = heap.i32;
       i32.fill(0, d, d + D_SIZE);
       i32[d + D_BITS] = 8;
@@ -295,7 +295,7 @@ export class ResidentCache {
       i32[d + D_WPR] = wpr;
       i32[d + D_WORDS] = words;
       i32[d + D_BLOCK] = f.block.ggmlTypeId;
-      heap.u32.set(w.words.subarray(0, N * wpr), words >> 2);
+      heap.u32.set(w.words.subarray(0, N * wpr), words >>> 2);
       const res: ResidentQuant = { desc, N, K, Kp: K, nGroups: 0, fast: false, bytes: need };
       const id = this.track(q, need, blocks);
       this.quant.set(q, { res, blocks, id });
@@ -317,7 +317,7 @@ export class ResidentCache {
     const heap = this.rt.heap;
     const addr = heap.alloc(a.length * 4);
     heap.refresh();
-    heap.f32.set(a, addr >> 2);
+    heap.f32.set(a, addr >>> 2);
     const id = this.track(a, a.length * 4, [addr]);
     this.floats.set(a, { addr, id });
     return addr;

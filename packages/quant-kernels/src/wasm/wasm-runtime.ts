@@ -103,7 +103,7 @@ export class WasmRuntime {
     if (threads > 1) {
       const ctrl = heap.alloc(CONTROL_BYTES);
       heap.refresh();
-      heap.i32.fill(0, ctrl >> 2, (ctrl + CONTROL_BYTES) >> 2);
+      heap.i32.fill(0, ctrl >>> 2, (ctrl + CONTROL_BYTES) >>> 2);
       const stacks: number[] = [];
       for (let t = 1; t < threads; t++) stacks.push(heap.alloc(STACK_BYTES) + STACK_BYTES);
       pool = await WorkerPool.start(module, memory, threads, ctrl, stacks, runLocal, poolOpts);
@@ -163,7 +163,7 @@ export class WasmRuntime {
   jobSlots(op: number): { i32: Int32Array; f32: Float32Array; base: number } {
     const h = this.heap;
     h.refresh();
-    const base = this.job >> 2;
+    const base = this.job >>> 2;
     h.i32[base + J_OP] = op;
     h.i32[base + J_SCRATCH] = this.scratch;
     h.i32[base + J_STRIDE] = this.scratchStride;

@@ -60,20 +60,20 @@ export function wasmSgemm(rt: WasmRuntime, cache: ResidentCache, args: GemmArgs)
   if (aIn) a = r.A.byteOffset + r.aOffset * 4;
   else {
     a = rt.take(aSpan * 4);
-    f32.set(r.A.subarray(r.aOffset, r.aOffset + aSpan), a >> 2);
+    f32.set(r.A.subarray(r.aOffset, r.aOffset + aSpan), a >>> 2);
   }
   let b: number;
   if (bIn) b = r.B.byteOffset + r.bOffset * 4;
   else if (bRes >= 0) b = bRes + r.bOffset * 4;
   else {
     b = rt.take(bSpan * 4);
-    f32.set(r.B.subarray(r.bOffset, r.bOffset + bSpan), b >> 2);
+    f32.set(r.B.subarray(r.bOffset, r.bOffset + bSpan), b >>> 2);
   }
   let c: number;
   if (cIn) c = r.C.byteOffset + r.cOffset * 4;
   else {
     c = rt.take(cSpan * 4);
-    if (r.beta !== 0) f32.set(r.C.subarray(r.cOffset, r.cOffset + cSpan), c >> 2);
+    if (r.beta !== 0) f32.set(r.C.subarray(r.cOffset, r.cOffset + cSpan), c >>> 2);
   }
   const gemv = M === 1;
   const { i32, f32: jf, base } = rt.jobSlots(gemv ? OP_SGEMV : OP_SGEMM);
@@ -94,7 +94,7 @@ export function wasmSgemm(rt: WasmRuntime, cache: ResidentCache, args: GemmArgs)
   rt.run(parallel ? rt.threads : 1);
   if (!cIn) {
     const out = heap.f32;
-    const c0 = c >> 2;
+    const c0 = c >>> 2;
     if (r.ldc === N) r.C.set(out.subarray(c0, c0 + M * N), r.cOffset);
     else
       for (let i = 0; i < M; i++)

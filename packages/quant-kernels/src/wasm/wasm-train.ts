@@ -483,14 +483,14 @@ class Io {
   put(x: Float32Array, n: number, copyIn: boolean): number {
     if (this.rt.heap.owns(x)) return x.byteOffset;
     const a = this.rt.take(n * 4);
-    if (copyIn) this.rt.heap.f32.set(x.subarray(0, n), a >> 2);
+    if (copyIn) this.rt.heap.f32.set(x.subarray(0, n), a >>> 2);
     return a;
   }
 
   /** Copies `n` floats at `addr` back into `x` unless `x` lives there. */
   get(x: Float32Array, addr: number, n: number): void {
     if (this.rt.heap.owns(x)) return;
-    x.set(this.rt.heap.f32.subarray(addr >> 2, (addr >> 2) + n));
+    x.set(this.rt.heap.f32.subarray(addr >>> 2, (addr >>> 2) + n));
   }
 }
 
@@ -537,10 +537,10 @@ export function registerTrainKernels(
       if (xIn) xa = a.logits.byteOffset;
       else {
         xa = rt.take(n * 4);
-        heap.f32.set(a.logits.subarray(0, n), xa >> 2);
+        heap.f32.set(a.logits.subarray(0, n), xa >>> 2);
       }
       const ta = rt.take(rows * 4);
-      heap.i32.set(a.targets.subarray(0, rows), ta >> 2);
+      heap.i32.set(a.targets.subarray(0, rows), ta >>> 2);
       const la = rt.take(rows * 4);
       const sa = rt.take(rows * 4);
       const { i32, base } = rt.jobSlots(OP_TRAIN_CE);
@@ -554,9 +554,9 @@ export function registerTrainKernels(
       i32[base + TC_GRAD] = a.grad ? 1 : 0;
       rt.run(n >= CE_PARALLEL_ELEMS ? rt.threads : 1);
       const f32 = rt.heap.f32;
-      a.loss.set(f32.subarray(la >> 2, (la >> 2) + rows));
-      a.lse.set(f32.subarray(sa >> 2, (sa >> 2) + rows));
-      if (!xIn && a.grad) a.logits.set(f32.subarray(xa >> 2, (xa >> 2) + n));
+      a.loss.set(f32.subarray(la >>> 2, (la >>> 2) + rows));
+      a.lse.set(f32.subarray(sa >>> 2, (sa >>> 2) + rows));
+      if (!xIn && a.grad) a.logits.set(f32.subarray(xa >>> 2, (xa >>> 2) + n));
     },
     attentionForward(sh, q, k, v, out, stats) {
       rt.check("attentionForward");
