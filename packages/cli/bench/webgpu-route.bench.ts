@@ -1,6 +1,8 @@
 // One LoRA (EMEF) training step and one decoded token on the stories15M shape (synthetic INT4 weights),
 // through the WebGPU synchronous backend and through the wasm backend, in the same run: wall time and
-// process CPU time (every thread: the kernel workers, Dawn and Mesa's llvmpipe included).
+// process CPU time (every thread: the kernel workers, Dawn and Mesa's llvmpipe included). WebGPU runs twice:
+// as it is (optimizer on the device, attention / norms / cross-entropy in the fallback's wasm kernels) and
+// with only the matrix products on the device (everything else in plain JavaScript).
 //   npx tsx packages/cli/bench/webgpu-route.bench.ts        (from the repo root; needs built packages)
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { createWebGpuSyncBackend } from "@int21/gpu";
@@ -90,13 +92,17 @@ console.log(
   `stories15M shape (synthetic ${FORMAT}), LoRA r8 on every projection, ${SEQ} tokens; decode after 8 tokens`,
 );
 console.log(`device: ${gpu.context ? `${gpu.context.source}: ${gpu.context.adapter}` : gpu.fallbackReason}`);
+// The same device without the optimizer kernel and without the fallback's wasm training / attention kernels
+// (a copy of the backend object: those kernels are registered per object), as the route ran before them.
+const gpuPlain: Backend = { ...gpu, name: "webgpu-plain", adamw: undefined };
 for (const [name, b] of [
   ["wasm", wasm],
   ["webgpu", gpu],
+  ["webgpu (matmuls only)", gpuPlain],
   ["wasm", wasm],
 ] as const) {
   const r = measure(b);
-  console.log(`${name.padEnd(7)} LoRA step ${fmt(r.step)} | one decoded token ${fmt(r.token)}`);
+  console.log(`${name.padEnd(22)} LoRA step ${fmt(r.step)} | one decoded token ${fmt(r.token)}`);
 }
 console.log("webgpu calls", JSON.stringify(gpu.stats()));
 gpu.dispose();

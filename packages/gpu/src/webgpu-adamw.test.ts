@@ -99,6 +99,9 @@ describe.skipIf(missing !== null)("adamw on WebGPU", () => {
       referenceAdamW({ ...want, grads: g(2), step: 2, ...ADAMW });
       expect(relErr(got.params, want.params)).toBeLessThan(1e-6);
       expect(relErr(got.m, want.m, 1)).toBeLessThan(1e-6);
+      // every step ran on the device: the reload went through the worker, not the CPU fallback
+      expect(b.stats().gpu.adamw).toBe(4);
+      expect(b.stats().cpu.adamw).toBe(0);
     } finally {
       b.dispose();
     }
