@@ -27,10 +27,10 @@ import {
   loadLlama2c,
   quantizeModel,
   setLlamaModules,
+  widenExactly,
 } from "@int21/model-llama";
 import { createWasmBackend } from "@int21/quant-kernels";
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { widenStories260K } from "./widen";
 
 const quick = process.env.INT21_EXAMPLE_QUICK === "1";
 const out = process.env.OUT ?? mkdtempSync(join(tmpdir(), "int21-int2-gguf-"));
@@ -96,7 +96,7 @@ try {
   const one = await readBack(report, logits(student));
 
   // 5. a real Q2_K GGUF: the same model widened to rows of whole 256-weight blocks
-  const wide = widenStories260K(teacher, backend);
+  const wide = widenExactly(teacher, { dim: 256, hiddenDim: 256, backend });
   const q2k = quantizeModel(wide, { format: "q2_k", method: "gptq", calib, backend }).weights;
   const lrec2 = await runLrec(wide, q2k, windowData(train, { batch: 4, seq: 64, seed: 1 }), {
     steps: quick ? 10 : 150,

@@ -246,3 +246,4 @@ export {
   llama2cVocabStrings,
 } from "./llama2c-tokenizer-json";
 export { llama2cSentencePieceModel } from "./llama2c-sentencepiece";
+export { type WidenOptions, widenExactly } from "./widen";
