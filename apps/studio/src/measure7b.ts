@@ -1,28 +1,20 @@
 // A 7B-shape INT2 EMEF training step, DOM-free (the worker runs it in the tab; the unit test at a small width in
 // Node). The weights are synthetic and generated straight into packed words — random 2-bit codes, per-group f16
-// scales spreading them over ±√(3/K), mid-range zeros, as model-llama's Node EMEF benchmark does
-// (bench/emef-step-child.mjs) — so no float matrix and no float 7B model is ever built, and a 32-layer model is
+// scales spreading them over ±√(3/K), mid-range zeros: model-llama's syntheticPackedWeights, which the Node
+// EMEF benchmark uses too (bench/emef-step-child.mjs) — so no float matrix and no float 7B model is ever built, and a 32-layer model is
 // generated in seconds (syntheticWeights' RTN of float blocks takes about 35 s per 7B layer in the tab).
 import { AdamW, backward, memory, resetPeak, tidy } from "@int21/autograd";
 import { type Batch, loraParameters } from "@int21/lora";
 import {
   addLlamaLoRA,
-  type LayerWeights,
   type LlamaConfig,
   type LlamaWeights,
   llamaLoss,
   syntheticConfig,
+  syntheticPackedWeights,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
-import {
-  createQuantizedLinear,
-  createQuantLinear,
-  getFormat,
-  groupCount,
-  type QuantizedLinear,
-  roundToF16,
-  type WasmBackend,
-} from "@int21/quant-kernels";
+import { getFormat, type QuantizedLinear, type WasmBackend } from "@int21/quant-kernels";
 
 /** What to measure. */
 export interface Measure7bOptions {
@@ -80,48 +72,6 @@ export interface Measure7bResult {
   steps: Measure7bStep[];
 }
 
-/** xorshift32: a fast seeded source of 32-bit words. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
-/**
- * A packed `[N × K]` matrix of random codes in `format` (an affine format: words straight from the PRNG, the
- * tail bits of each row cleared), every group's f16 scale spreading the codes over ±amp, zeros mid-range.
- */
-export function randomPacked(
-  N: number,
-  K: number,
-  format: string,
-  next: () => number,
-  amp = Math.sqrt(3 / K),
-): QuantizedLinear {
-  const f = getFormat(format);
-  if ((f.decode ?? "affine") !== "affine")
-    throw new Error(`measure7b: format ${f.name} is not an affine format (int<b>-g<g>-…)`);
-  const wpr = Math.ceil((K * f.bits) / 32);
-  const words = new Uint32Array(N * wpr);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  const tail = (K * f.bits) % 32;
-  if (tail !== 0) for (let n = 0; n < N; n++) words[n * wpr + wpr - 1] &= 2 ** tail - 1;
-  const nP = N * groupCount(f, K);
-  const qmax = 2 ** f.bits - 1;
-  return createQuantizedLinear({
-    format: f,
-    outFeatures: N,
-    inFeatures: K,
-    qweight: { bits: f.bits, rows: N, cols: K, wordsPerRow: wpr, words } as QuantizedLinear["qweight"],
-    scales: new Float32Array(nP).fill(roundToF16((2 * amp) / qmax)),
-    zeros: new Float32Array(nP).fill(f.symmetric ? 2 ** (f.bits - 1) : qmax / 2),
-  });
-}
-
 /** The wasm memory's current size (views of it span the whole memory; it never shrinks). */
 export function wasmMemorySize(be: WasmBackend): number {
   const v = be.allocF32(1);
@@ -150,33 +100,7 @@ export function packedSyntheticWeights(
   seed = 1,
 ): LlamaWeights {
   if (config.sharedClassifier) throw new Error("measure7b: the 7B shape has an unshared classifier");
-  const next = xorshift(seed);
-  const uniform = (n: number, a: number, center = 0) => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = center + a * ((next() / 4294967296) * 2 - 1);
-    return out;
-  };
-  const { dim, hiddenDim, vocabSize, nLayers } = config;
-  const kv = (dim / config.nHeads) * config.nKvHeads;
-  const lin = (N: number, K: number) => createQuantLinear({ q: randomPacked(N, K, format, next), backend });
-  const tokenEmbedding = randomPacked(vocabSize, dim, embeddingFormat, next, 1);
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < nLayers; l++) {
-    layers.push({
-      attnNorm: uniform(dim, 0.1, 1),
-      wq: lin(dim, dim),
-      wk: lin(kv, dim),
-      wv: lin(kv, dim),
-      wo: lin(dim, dim),
-      ffnNorm: uniform(dim, 0.1, 1),
-      w1: lin(hiddenDim, dim),
-      w2: lin(dim, hiddenDim),
-      w3: lin(hiddenDim, dim),
-    });
-    onLayer?.(l + 1);
-  }
-  const classifier = lin(vocabSize, dim);
-  return { config: { ...config }, tokenEmbedding, layers, finalNorm: uniform(dim, 0.1, 1), classifier };
+  return syntheticPackedWeights(config, { format, embeddingFormat, backend, onLayer, seed });
 }
 
 /** Progress of a measurement: `phase` generate (done = layers) or step (done = steps). */

@@ -10,20 +10,11 @@ import {
   addLlamaLoRA,
   llamaLoss,
   syntheticConfig,
+  syntheticPackedWeights,
   syntheticWeights,
-  tiedClassifier,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
-import { matrixWordsPerRow, packedMatrixView } from "@int21/bitpack";
-import {
-  bitsPerWeight,
-  createQuantizedLinear,
-  createQuantLinear,
-  createWasmBackend,
-  getFormat,
-  groupCount,
-  roundToF16,
-} from "@int21/quant-kernels";
+import { bitsPerWeight, createWasmBackend, getFormat } from "@int21/quant-kernels";
 
 const FORMATS = {
   f32: undefined,
@@ -81,79 +72,13 @@ function collecting(be) {
   };
 }
 
-/** xorshift32: a fast seeded source of 32-bit words. */
-function xorshift(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
 /**
- * A packed `[N × K]` layer written straight into packed words: uniformly random codes, per-group f16
- * scales spreading the codes over ±amp (default √(3/K): unit-variance outputs, like syntheticWeights;
- * 1 for a token embedding, like syntheticWeights' uniform ±1 table), mid-range zeros. No float matrix is built at all (syntheticWeights RTN-quantizes float blocks, which takes
- * minutes at 7B in JavaScript; the memory and the kernels' work are the same).
- */
-function randomPacked(N, K, format, next, amp = Math.sqrt(3 / K)) {
-  const f = getFormat(format);
-  const wpr = matrixWordsPerRow(K, f.bits);
-  const words = new Uint32Array(N * wpr);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  const tail = (K * f.bits) % 32;
-  if (tail !== 0) for (let n = 0; n < N; n++) words[n * wpr + wpr - 1] &= 2 ** tail - 1;
-  const nP = N * groupCount(f, K);
-  const qmax = 2 ** f.bits - 1;
-  const scale = roundToF16((2 * amp) / qmax);
-  return createQuantizedLinear({
-    format: f,
-    outFeatures: N,
-    inFeatures: K,
-    qweight: packedMatrixView(words, N, K, f.bits),
-    scales: new Float32Array(nP).fill(scale),
-    zeros: new Float32Array(nP).fill(f.symmetric ? 2 ** (f.bits - 1) : qmax / 2),
-  });
-}
-
-/**
- * LLaMA weights of `config` with every projection (and the unshared classifier) packed in `format`,
- * and the token embedding packed in `embFormat` (float32 when undefined); a shared classifier runs over
- * the same table (a quantized linear over the packed record, never a float copy).
+ * LLaMA weights of `config` with every projection (and the unshared classifier) packed in `format`, and
+ * the token embedding packed in `embFormat` (float32 when undefined), written straight into packed words
+ * (model-llama's syntheticPackedWeights: no float matrix is built; RTN of float blocks takes minutes at 7B).
  */
 function packedWeights(config, format, embFormat, backend, seed) {
-  const next = xorshift(seed);
-  const uniform = (n, a, center = 0) => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = center + a * ((next() / 4294967296) * 2 - 1);
-    return out;
-  };
-  const { dim, hiddenDim, vocabSize, nLayers } = config;
-  const kv = (dim / config.nHeads) * config.nKvHeads;
-  const lin = (N, K) => createQuantLinear({ q: randomPacked(N, K, format, next), backend });
-  const tokenEmbedding = embFormat
-    ? randomPacked(vocabSize, dim, embFormat, next, 1)
-    : uniform(vocabSize * dim, 1);
-  const layers = [];
-  for (let l = 0; l < nLayers; l++) {
-    layers.push({
-      attnNorm: uniform(dim, 0.1, 1),
-      wq: lin(dim, dim),
-      wk: lin(kv, dim),
-      wv: lin(kv, dim),
-      wo: lin(dim, dim),
-      ffnNorm: uniform(dim, 0.1, 1),
-      w1: lin(hiddenDim, dim),
-      w2: lin(dim, hiddenDim),
-      w3: lin(hiddenDim, dim),
-    });
-  }
-  const classifier = config.sharedClassifier
-    ? tiedClassifier(tokenEmbedding, config, backend)
-    : lin(vocabSize, dim);
-  return { config: { ...config }, tokenEmbedding, layers, finalNorm: uniform(dim, 0.1, 1), classifier };
+  return syntheticPackedWeights(config, { format, embeddingFormat: embFormat, backend, seed });
 }
 
 const c = JSON.parse(process.argv[2]);

@@ -136,8 +136,12 @@ export {
 export {
   type SyntheticModelName,
   type SyntheticOptions,
+  type SyntheticPackedOptions,
+  randomPacked,
   syntheticConfig,
+  syntheticPackedWeights,
   syntheticWeights,
+  xorshift32,
 } from "./synthetic";
 export { type LoadedModel, type ModelFileKind, detectModelFile, loadModel } from "./model-files";
 export {

@@ -1,10 +1,16 @@
-import { rtnQuantize } from "@int21/quant-kernels";
+import { createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
 import { type LlamaConfig, kvDim, validateConfig } from "./config";
 import { forward } from "./forward";
 import { createRunState } from "./run-state";
 import { linearParts } from "./linear-parts";
-import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "./synthetic";
+import {
+  type SyntheticModelName,
+  randomPacked,
+  syntheticConfig,
+  syntheticPackedWeights,
+  syntheticWeights,
+} from "./synthetic";
 
 describe("syntheticConfig", () => {
   it("gives the published LLaMA shapes", () => {
@@ -114,5 +120,68 @@ describe("syntheticWeights of the LLaMA-like families", () => {
     // a plain LLaMA config has none of them
     const plain = syntheticWeights(syntheticConfig("stories260K"), { seed: 3 });
     expect(plain.layers[0].bq).toBeUndefined();
+  });
+});
+
+describe("randomPacked and syntheticPackedWeights (codes straight into packed words)", () => {
+  it("randomPacked: codes over ±amp, f16 scales, rows' tail bits cleared", () => {
+    let x = 7;
+    const next = () => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return x;
+    };
+    const K = 70; // not a multiple of 16: the last word of each row holds 140 mod 32 = 12 bits
+    const q = randomPacked(5, K, "int2-g64-asym-f16", next, 0.5);
+    const w = new Float32Array(5 * K);
+    createReferenceBackend().dequantize(q, w);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of w) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    // codes 0..3 around zero 1.5 with step 2·amp/3: values in [-amp, amp] up to the f16 rounding of the step
+    expect(lo).toBeGreaterThanOrEqual(-0.5 * 1.001);
+    expect(hi).toBeLessThanOrEqual(0.5 * 1.001);
+    expect(hi - lo).toBeGreaterThan(0.9);
+    for (let n = 0; n < 5; n++) expect(q.qweight.words[n * 5 + 4] >>> 12).toBe(0);
+    expect(() => randomPacked(2, 32, "q4_0", next)).toThrow(/q4_0 is not an affine format/);
+  });
+
+  it("syntheticPackedWeights: every projection packed, finite logits, a tied classifier over the packed table", () => {
+    const backend = createReferenceBackend();
+    const config: LlamaConfig = { ...syntheticConfig("stories260K"), sharedClassifier: true };
+    const seen: number[] = [];
+    const w = syntheticPackedWeights(config, {
+      format: "int2-g32-asym-f16",
+      embeddingFormat: "int8-g64-asym-f16",
+      backend,
+      onLayer: (d) => seen.push(d),
+    });
+    expect(seen).toEqual(Array.from({ length: config.nLayers }, (_, i) => i + 1));
+    for (const L of w.layers) expect(linearParts(L.w2, "w2").kind).toBe("quant");
+    const st = createRunState(w.config, { maxRows: 4 });
+    const logits = forward(w, st, [1, 2, 3, 4], 0, "all");
+    expect(logits.every((v) => Number.isFinite(v))).toBe(true);
+    expect(Math.max(...logits) - Math.min(...logits)).toBeGreaterThan(0);
+    // the same seed gives the same model; another seed another one
+    const again = syntheticPackedWeights(config, {
+      format: "int2-g32-asym-f16",
+      embeddingFormat: "int8-g64-asym-f16",
+      backend,
+    });
+    expect(forward(again, createRunState(w.config, { maxRows: 4 }), [1, 2, 3, 4], 0, "all")).toEqual(logits);
+    const other = syntheticPackedWeights(config, {
+      format: "int2-g32-asym-f16",
+      embeddingFormat: "int8-g64-asym-f16",
+      backend,
+      seed: 2,
+    });
+    expect(forward(other, createRunState(w.config, { maxRows: 4 }), [1, 2, 3, 4], 0, "all")).not.toEqual(
+      logits,
+    );
+    expect(() =>
+      syntheticPackedWeights({ ...config, qkvBias: true }, { format: "int2-g32-asym-f16", backend }),
+    ).toThrow(/family extras/);
   });
 });
