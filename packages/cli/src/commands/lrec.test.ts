@@ -64,6 +64,10 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     expect(s.steps).toBe(12);
+    // the default cosine schedule: 1 warmup step (min(10, 12/10)) from lr/1, then down towards lr/10
+    expect(s.lr).toMatchObject({ peak: 2e-3, schedule: "cosine" });
+    expect(s.lr.last).toBeLessThan(s.lr.peak / 2);
+    expect(s.lr.last).toBeGreaterThanOrEqual(s.lr.peak / 10);
     expect(s.resumed).toBe(false);
     expect(s.after.meanKl).toBeLessThan(s.before.meanKl);
     expect(existsSync(lrecStatePath(out))).toBe(true);

@@ -1,4 +1,4 @@
-// `int21 lrec <quantized> --teacher <model> --data <text> [--holdout <text>] [--rank --alpha --lambda --steps --lr] -o <out>`
+// `int21 lrec <quantized> --teacher <model> --data <text> [--holdout <text>] [--rank --alpha --lambda --steps --lr --schedule] -o <out>`
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "@int21/io";
@@ -56,7 +56,15 @@ export function lrecProgram(): Command {
         .default(64),
     )
     .addOption(new Option("--steps <n>", "optimizer steps").argParser(intIn(1)).default(100))
-    .addOption(new Option("--lr <lr>", "learning rate (Adam)").argParser(numberIn(0)).default(2e-3))
+    .addOption(new Option("--lr <lr>", "peak learning rate (Adam)").argParser(numberIn(0)).default(2e-3))
+    .addOption(
+      new Option(
+        "--schedule <kind>",
+        "learning-rate schedule: cosine (warmup of min(10, steps/10) steps, then cosine down to lr/10: the recipe of the LREC methods table) or constant",
+      )
+        .choices(["cosine", "constant"])
+        .default("cosine"),
+    )
     .addOption(new Option("--seq <n>", "tokens per window").argParser(intIn(2)).default(64))
     .addOption(new Option("--batch <n>", "windows per step").argParser(intIn(1)).default(4))
     .addOption(
@@ -121,6 +129,7 @@ interface LrecOpts {
   lambda: number;
   steps: number;
   lr: number;
+  schedule: "cosine" | "constant";
   seq: number;
   batch: number;
   targets?: string[];
@@ -228,6 +237,10 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           r: o.rank,
           alpha: o.alpha ?? 2 * o.rank,
           lr: o.lr,
+          schedule:
+            o.schedule === "cosine"
+              ? { kind: "cosine", warmupSteps: Math.min(10, Math.floor(o.steps / 10)), minLr: o.lr / 10 }
+              : { kind: "constant" },
           lambda: o.lambda,
           targets: o.targets ?? LREC_TARGETS,
           init: o.init === "zero" ? "zero" : "svd",
@@ -307,6 +320,7 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
           output: o.output,
           lossChart: chart,
           steps: res.steps,
+          lr: { peak: o.lr, schedule: o.schedule, first: res.history[0]?.lr, last: res.history.at(-1)?.lr },
           resumed: res.resumed,
           resumedDespite: res.resumedDespite.map((d) => d.field),
           skippedSteps: res.skippedSteps,
