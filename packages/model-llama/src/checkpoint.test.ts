@@ -184,8 +184,10 @@ describe("int21 checkpoints", () => {
           for (let i = 0; i < rows; i++)
             for (let j = 0; j < cols; j++) {
               expect(Math.abs(codes[i * cols + j])).toBeLessThanOrEqual(127);
+              // the step: the row's scale, at least 2^-14 (f16's smallest normal) unless the row is all zero
+              const step = Math.max(scales[i], 2 ** -14);
               expect(Math.abs(deq[i * cols + j] - data[i * cols + j])).toBeLessThanOrEqual(
-                0.5 * scales[i] * (1 + 2 ** -10) + scales[i] * 2 ** -9 * 127 + 127 * 2 ** -24,
+                0.5 * step * (1 + 2 ** -10) + step * 2 ** -9 * 127 + 127 * 2 ** -24,
               );
             }
           const again = quantizeInt8Rows(deq, rows, cols);

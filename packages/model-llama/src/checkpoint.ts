@@ -47,11 +47,18 @@ export const INT21_CHECKPOINT_VERSION = 1;
  */
 export type AdapterStorage = "F32" | "F16" | "BF16" | "I8";
 
+/** f16's smallest normal number, the least int8 row scale (see {@link quantizeInt8Rows}). */
+const F16_MIN_NORMAL = 2 ** -14;
+
 /**
  * Symmetric int8 per row of `[rows × cols]` `data`: each row's scale is its absmax / 127 rounded to f16
- * (0 for an all-zero row), its codes `round(x / scale)` clamped to ±127. {@link dequantizeInt8Rows}
- * inverts it; quantizing the dequantized values again gives the same codes and scales. Throws (naming
- * `what`) on a non-finite value or a scale past the f16 range.
+ * (0 for an all-zero row), but never below f16's smallest normal number 2^-14 (a row whose absmax is under
+ * 127·2^-14 ≈ 0.0078 takes that step: f16's subnormal scales are too coarse for the largest code to stay
+ * 127, and then a second rounding picks another scale), its codes `round(x / scale)` clamped to ±127 (a row
+ * whose codes all round to 0 stores scale 0).
+ * {@link dequantizeInt8Rows} inverts it; quantizing the dequantized values again gives the same codes and
+ * scales (so a rounded adapter saves as exactly what was evaluated). Throws (naming `what`) on a non-finite
+ * value or a scale past the f16 range.
  */
 export function quantizeInt8Rows(
   data: Float32Array,
@@ -71,13 +78,18 @@ export function quantizeInt8Rows(
       if (!Number.isFinite(v)) throw new Error(`${what}: non-finite value ${v} at row ${i}, column ${j}`);
       mx = Math.max(mx, Math.abs(v));
     }
-    const s = roundToF16(mx / 127);
+    const s = mx === 0 ? 0 : Math.max(roundToF16(mx / 127), F16_MIN_NORMAL);
     if (!Number.isFinite(s))
       throw new Error(`${what}: row ${i}'s absmax ${mx} is past the f16 range of an int8 row scale`);
-    scales[i] = s;
+    let any = false;
     if (s > 0)
-      for (let j = 0; j < cols; j++)
-        codes[o + j] = Math.max(-127, Math.min(127, Math.round(data[o + j] / s)));
+      for (let j = 0; j < cols; j++) {
+        const c = Math.max(-127, Math.min(127, Math.round(data[o + j] / s)));
+        codes[o + j] = c;
+        if (c !== 0) any = true;
+      }
+    // a row whose codes are all 0 stores scale 0, as an all-zero row does (what it dequantizes to)
+    scales[i] = any ? s : 0;
   }
   return { codes, scales };
 }
