@@ -1,6 +1,6 @@
 // A 7B-shape INT2 EMEF training step, DOM-free (the worker runs it in the tab; the unit test at a small width in
 // Node). The weights are synthetic and generated straight into packed words — random 2-bit codes, per-group f16
-// scales spreading them over ±√(3/K), mid-range zeros: model-llama's syntheticPackedWeights, which the Node
+// scales spreading them over ±√(3/K), mid-range zeros: model-llama's syntheticWeights with codes "random", which the Node
 // EMEF benchmark uses too (bench/emef-step-child.mjs) — so no float matrix and no float 7B model is ever built, and a 32-layer model is
 // generated in seconds (syntheticWeights' RTN of float blocks takes about 35 s per 7B layer in the tab).
 import { AdamW, backward, memory, resetPeak, tidy } from "@int21/autograd";
@@ -11,7 +11,7 @@ import {
   type LlamaWeights,
   llamaLoss,
   syntheticConfig,
-  syntheticPackedWeights,
+  syntheticWeights,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
 import { getFormat, type QuantizedLinear, type WasmBackend } from "@int21/quant-kernels";
@@ -100,7 +100,7 @@ export function packedSyntheticWeights(
   seed = 1,
 ): LlamaWeights {
   if (config.sharedClassifier) throw new Error("measure7b: the 7B shape has an unshared classifier");
-  return syntheticPackedWeights(config, { format, embeddingFormat, backend, onLayer, seed });
+  return syntheticWeights(config, { codes: "random", format, embeddingFormat, backend, onLayer, seed });
 }
 
 /** Progress of a measurement: `phase` generate (done = layers) or step (done = steps). */

@@ -10,7 +10,6 @@ import {
   addLlamaLoRA,
   llamaLoss,
   syntheticConfig,
-  syntheticPackedWeights,
   syntheticWeights,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
@@ -75,10 +74,11 @@ function collecting(be) {
 /**
  * LLaMA weights of `config` with every projection (and the unshared classifier) packed in `format`, and
  * the token embedding packed in `embFormat` (float32 when undefined), written straight into packed words
- * (model-llama's syntheticPackedWeights: no float matrix is built; RTN of float blocks takes minutes at 7B).
+ * (model-llama's syntheticWeights with codes "random": no float matrix is built; RTN of float blocks takes
+ * minutes at 7B).
  */
 function packedWeights(config, format, embFormat, backend, seed) {
-  return syntheticPackedWeights(config, { format, embeddingFormat: embFormat, backend, seed });
+  return syntheticWeights(config, { codes: "random", format, embeddingFormat: embFormat, backend, seed });
 }
 
 const c = JSON.parse(process.argv[2]);

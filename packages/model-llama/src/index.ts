@@ -136,12 +136,9 @@ export {
 export {
   type SyntheticModelName,
   type SyntheticOptions,
-  type SyntheticPackedOptions,
   randomPacked,
   syntheticConfig,
-  syntheticPackedWeights,
   syntheticWeights,
-  xorshift32,
 } from "./synthetic";
 export { type LoadedModel, type ModelFileKind, detectModelFile, loadModel } from "./model-files";
 export {

@@ -4,13 +4,7 @@ import { type LlamaConfig, kvDim, validateConfig } from "./config";
 import { forward } from "./forward";
 import { createRunState } from "./run-state";
 import { linearParts } from "./linear-parts";
-import {
-  type SyntheticModelName,
-  randomPacked,
-  syntheticConfig,
-  syntheticPackedWeights,
-  syntheticWeights,
-} from "./synthetic";
+import { type SyntheticModelName, randomPacked, syntheticConfig, syntheticWeights } from "./synthetic";
 
 describe("syntheticConfig", () => {
   it("gives the published LLaMA shapes", () => {
@@ -123,7 +117,7 @@ describe("syntheticWeights of the LLaMA-like families", () => {
   });
 });
 
-describe("randomPacked and syntheticPackedWeights (codes straight into packed words)", () => {
+describe('randomPacked and syntheticWeights({ codes: "random" }) (codes straight into packed words)', () => {
   it("randomPacked: codes over ±amp, f16 scales, rows' tail bits cleared", () => {
     let x = 7;
     const next = () => {
@@ -148,11 +142,12 @@ describe("randomPacked and syntheticPackedWeights (codes straight into packed wo
     expect(() => randomPacked(2, 32, "q4_0", next)).toThrow(/q4_0 is not an affine format/);
   });
 
-  it("syntheticPackedWeights: every projection packed, finite logits, a tied classifier over the packed table", () => {
+  it("codes: random: every projection packed, finite logits, a tied classifier over the packed table", () => {
     const backend = createReferenceBackend();
     const config: LlamaConfig = { ...syntheticConfig("stories260K"), sharedClassifier: true };
     const seen: number[] = [];
-    const w = syntheticPackedWeights(config, {
+    const w = syntheticWeights(config, {
+      codes: "random",
       format: "int2-g32-asym-f16",
       embeddingFormat: "int8-g64-asym-f16",
       backend,
@@ -165,13 +160,15 @@ describe("randomPacked and syntheticPackedWeights (codes straight into packed wo
     expect(logits.every((v) => Number.isFinite(v))).toBe(true);
     expect(Math.max(...logits) - Math.min(...logits)).toBeGreaterThan(0);
     // the same seed gives the same model; another seed another one
-    const again = syntheticPackedWeights(config, {
+    const again = syntheticWeights(config, {
+      codes: "random",
       format: "int2-g32-asym-f16",
       embeddingFormat: "int8-g64-asym-f16",
       backend,
     });
     expect(forward(again, createRunState(w.config, { maxRows: 4 }), [1, 2, 3, 4], 0, "all")).toEqual(logits);
-    const other = syntheticPackedWeights(config, {
+    const other = syntheticWeights(config, {
+      codes: "random",
       format: "int2-g32-asym-f16",
       embeddingFormat: "int8-g64-asym-f16",
       backend,
@@ -180,8 +177,14 @@ describe("randomPacked and syntheticPackedWeights (codes straight into packed wo
     expect(forward(other, createRunState(w.config, { maxRows: 4 }), [1, 2, 3, 4], 0, "all")).not.toEqual(
       logits,
     );
-    expect(() =>
-      syntheticPackedWeights({ ...config, qkvBias: true }, { format: "int2-g32-asym-f16", backend }),
-    ).toThrow(/family extras/);
+    // random codes are for affine formats only; a family's extra vectors are generated as syntheticWeights does
+    expect(() => syntheticWeights(config, { codes: "random", format: "q4_0", backend })).toThrow(
+      /q4_0 is not an affine format/,
+    );
+    const biased = syntheticWeights(
+      { ...config, qkvBias: true },
+      { codes: "random", format: "int2-g32-asym-f16", backend },
+    );
+    expect(biased.layers[0].bq?.length).toBe(config.dim);
   });
 });

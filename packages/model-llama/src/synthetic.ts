@@ -12,7 +12,7 @@ import {
   roundToF16,
   rtnQuantize,
 } from "@int21/quant-kernels";
-import { packedMatrixView } from "@int21/bitpack";
+import { matrixWordsPerRow, packedMatrixView } from "@int21/bitpack";
 import { type LlamaConfig, kvDim, qDim, validateConfig } from "./config";
 import { tiedClassifier } from "./embedding";
 import { extraLayerSpecs, resolveFormat } from "./load-assemble";
@@ -107,6 +107,15 @@ export interface SyntheticOptions {
   embeddingFormat?: QuantFormat | string;
   /** Float32 elements generated at once per projection (default 2^20): the largest float block ever built. */
   blockElements?: number;
+  /**
+   * With `format` (and `embeddingFormat`): `"rtn"` (default) generates float blocks and quantizes them;
+   * `"random"` writes random codes straight into the packed words ({@link randomPacked}; affine formats only),
+   * which builds a 7B model in seconds instead of minutes, for memory and speed measurements where values do
+   * not matter.
+   */
+  codes?: "rtn" | "random";
+  /** Told after each layer (layers done). */
+  onLayer?: (done: number) => void;
 }
 
 /** mulberry32: a small, fast, seedable 32-bit PRNG returning floats in [0, 1). */
@@ -142,16 +151,21 @@ export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {
     for (let i = 0; i < n; i++) out[i] = center + a * (2 * rand() - 1);
     return out;
   };
+  const word = () => Math.floor(rand() * 4294967296) >>> 0;
+  const packed = (N: number, K: number, f: QuantFormat, a: number) =>
+    opts.codes === "random"
+      ? randomPacked(N, K, f, word, a)
+      : packedRandom(N, K, f, block, (n) => uniform(n, a));
   const linear = (N: number, K: number): Linear => {
     const a = Math.sqrt(3 / K);
     if (!format)
       return createFloatLinear({ weight: uniform(N * K, a), outFeatures: N, inFeatures: K, backend });
-    return createQuantLinear({ q: packedRandom(N, K, format, block, (n) => uniform(n, a)), backend });
+    return createQuantLinear({ q: packed(N, K, format, a), backend });
   };
   const embeddingFormat =
     opts.embeddingFormat === undefined ? undefined : resolveFormat(opts.embeddingFormat);
   const tokenEmbedding = embeddingFormat
-    ? packedRandom(vocabSize, dim, embeddingFormat, block, (n) => uniform(n, 1))
+    ? packed(vocabSize, dim, embeddingFormat, 1)
     : uniform(vocabSize * dim, 1);
   const layers: LayerWeights[] = [];
   const qd = qDim(config);
@@ -173,6 +187,7 @@ export function syntheticWeights(config: LlamaConfig, opts: SyntheticOptions = {
     for (const e of extras)
       layer[e.name] = /Norm$/.test(e.name) ? uniform(e.shape[0], 0.1, 1) : uniform(e.shape[0], 0.1);
     layers.push(layer);
+    opts.onLayer?.(l + 1);
   }
   const finalNorm = uniform(dim, 0.1, 1);
   const classifier = config.sharedClassifier
@@ -216,24 +231,13 @@ function packedRandom(
   });
 }
 
-/** xorshift32: a fast seeded source of 32-bit words (for {@link randomPacked}). */
-export function xorshift32(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
 /**
  * A packed `[N × K]` record of random codes in the affine `format`, written straight into packed words
  * (words from `next`, each row's tail bits cleared), every group's f16 scale spreading the codes over
  * ±amp (default √(3/K): unit-variance outputs, like {@link syntheticWeights}; 1 for a token embedding),
  * zeros mid-range. No float matrix is built at all, so a 7B model is generated in seconds (RTN of float
  * blocks, as {@link syntheticWeights} does, takes about 35 s per 7B layer in JavaScript); the memory and the
- * kernels' work are the same.
+ * kernels' work are the same (`syntheticWeights(…, { codes: "random" })`).
  */
 export function randomPacked(
   N: number,
@@ -245,7 +249,7 @@ export function randomPacked(
   const f = typeof format === "string" ? getFormat(format) : format;
   if ((f.decode ?? "affine") !== "affine")
     throw new Error(`randomPacked: format ${f.name} is not an affine format (int<b>-g<g>-…)`);
-  const wpr = Math.ceil((K * f.bits) / 32);
+  const wpr = matrixWordsPerRow(K, f.bits);
   const words = new Uint32Array(N * wpr);
   for (let i = 0; i < words.length; i++) words[i] = next();
   const tail = (K * f.bits) % 32;
@@ -260,64 +264,4 @@ export function randomPacked(
     scales: new Float32Array(nP).fill(roundToF16((2 * amp) / qmax)),
     zeros: new Float32Array(nP).fill(f.symmetric ? 2 ** (f.bits - 1) : qmax / 2),
   });
-}
-
-/** Options of {@link syntheticPackedWeights}. */
-export interface SyntheticPackedOptions {
-  /** Affine format of every projection and of an unshared classifier. */
-  format: QuantFormat | string;
-  /** Affine format of the token embedding (a shared classifier runs over it); omit for float32. */
-  embeddingFormat?: QuantFormat | string;
-  backend: Backend;
-  /** Default 1. */
-  seed?: number;
-  /** Told after each layer (layers done). */
-  onLayer?: (done: number) => void;
-}
-
-/**
- * LLaMA weights of `config` (a plain LLaMA: no family extras) generated layer by layer straight into
- * packed words with {@link randomPacked}: for memory and speed measurements at real sizes (7B) where
- * values do not matter. Norms are 1 ± 0.1; a float token embedding is uniform in ±1.
- */
-export function syntheticPackedWeights(config: LlamaConfig, opts: SyntheticPackedOptions): LlamaWeights {
-  validateConfig(config, "syntheticPackedWeights config");
-  if (extraLayerSpecs(config).length > 0)
-    throw new Error(
-      "syntheticPackedWeights: the config has family extras (biases, q/k or post norms); use syntheticWeights",
-    );
-  const next = xorshift32(opts.seed ?? 1);
-  const { backend, format } = opts;
-  const uniform = (n: number, a: number, center = 0) => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = center + a * ((next() / 4294967296) * 2 - 1);
-    return out;
-  };
-  const { dim, hiddenDim, vocabSize, nLayers } = config;
-  const kv = kvDim(config);
-  const qd = qDim(config);
-  const lin = (N: number, K: number) => createQuantLinear({ q: randomPacked(N, K, format, next), backend });
-  const tokenEmbedding =
-    opts.embeddingFormat === undefined
-      ? uniform(vocabSize * dim, 1)
-      : randomPacked(vocabSize, dim, opts.embeddingFormat, next, 1);
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < nLayers; l++) {
-    layers.push({
-      attnNorm: uniform(dim, 0.1, 1),
-      wq: lin(qd, dim),
-      wk: lin(kv, dim),
-      wv: lin(kv, dim),
-      wo: lin(dim, qd),
-      ffnNorm: uniform(dim, 0.1, 1),
-      w1: lin(hiddenDim, dim),
-      w2: lin(dim, hiddenDim),
-      w3: lin(hiddenDim, dim),
-    });
-    opts.onLayer?.(l + 1);
-  }
-  const classifier = config.sharedClassifier
-    ? tiedClassifier(tokenEmbedding, config, backend)
-    : lin(vocabSize, dim);
-  return { config: { ...config }, tokenEmbedding, layers, finalNorm: uniform(dim, 0.1, 1), classifier };
 }
