@@ -46,3 +46,12 @@ export const REFERENCE_TOLERANCES: ToleranceFor = (check) => {
       return { abs: 1e-9, rel: 1e-6 };
   }
 };
+
+/** `max |got − want| / max |want|` (tests' comparison of a kernel's output with its reference). */
+export function maxRelErr(got: Float32Array, want: Float32Array): number {
+  let scale = 0;
+  for (const v of want) scale = Math.max(scale, Math.abs(v));
+  let e = 0;
+  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i]));
+  return e / Math.max(scale, 1e-30);
+}

@@ -4,6 +4,7 @@ import { FORMATS, getFormat } from "../formats/registry";
 import { createReferenceBackend } from "../reference/backend";
 import { rtnQuantize } from "../rtn";
 import { randomGIdx, randomUniform, randomWeights, runBackendConformance } from "../testing";
+import { maxRelErr } from "../testing/tolerances";
 import type { QuantizedLinear } from "../types";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
 
@@ -14,14 +15,6 @@ runBackendConformance("wasm (ordinary memory, as in non-isolated browsers)", () 
 );
 
 const ref = createReferenceBackend();
-
-function maxRelErr(got: Float32Array, want: Float32Array): number {
-  let scale = 0;
-  for (const v of want) scale = Math.max(scale, Math.abs(v));
-  let e = 0;
-  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i]));
-  return e / Math.max(scale, 1e-30);
-}
 
 describe.each([1, 2])(
   "wasm backend, %i thread(s), shapes that take the threaded and tiled paths",

@@ -5,21 +5,12 @@ import { describe, expect, it } from "vitest";
 import { createReferenceBackend } from "../reference/backend";
 import { rtnQuantize } from "../rtn";
 import { randomUniform, randomWeights } from "../testing/random";
+import { maxRelErr } from "../testing/tolerances";
 import { wasmDequantize } from "./wasm-dequantize";
 import { wasmQmatmul, wasmQmatmulT } from "./wasm-qmatmul";
 import { ResidentCache } from "./wasm-resident";
 import { WasmRuntime } from "./wasm-runtime";
 import { wasmSgemm } from "./wasm-sgemm";
-
-function maxRelErr(got: Float32Array, want: Float32Array): number {
-  let m = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    m = Math.max(m, Math.abs(got[i] - want[i]));
-    s = Math.max(s, Math.abs(want[i]));
-  }
-  return m / (s || 1);
-}
 
 describe("wasm kernels with their buffers above 2 GiB", () => {
   it("sgemm, qmatmul, qmatmulT and dequantize match the reference", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createReferenceBackend } from "../reference/backend";
 import { rtnQuantize } from "../rtn";
 import { randomUniform, randomWeights } from "../testing/random";
+import { maxRelErr } from "../testing/tolerances";
 import { wasmQmatmul } from "./wasm-qmatmul";
 import { ResidentCache } from "./wasm-resident";
 import { WasmRuntime } from "./wasm-runtime";
@@ -26,16 +27,6 @@ ${WORKER_SOURCES.browser}`;
   w.on("error", (e) => like.onerror?.({ message: String(e) }));
   w.unref();
   return like;
-}
-
-function maxRelErr(got: Float32Array, want: Float32Array): number {
-  let scale = 0;
-  let e = 0;
-  for (let i = 0; i < want.length; i++) {
-    scale = Math.max(scale, Math.abs(want[i]));
-    e = Math.max(e, Math.abs(got[i] - want[i]));
-  }
-  return e / scale;
 }
 
 describe("worker pool", () => {
