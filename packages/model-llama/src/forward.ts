@@ -1,9 +1,18 @@
 import { type DecodeKernels, type Linear, type QuantizedLinear, decodeKernels } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
+import {
+  type BlockAttention,
+  type BlockBiasName,
+  type BlockHeadNormName,
+  type BlockNormName,
+  type BlockOps,
+  attentionScale,
+  llamaBlock,
+} from "./block";
+import { type LlamaConfig, headSize, kvDim, layerWindow } from "./config";
 import { embeddingRows } from "./embedding";
 import { residentKvCache, weightKernels } from "./kv-cache";
 import { type RunState, ensureContext } from "./run-state";
-import type { LayerWeights, LlamaWeights } from "./weights";
+import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
 
 // ---------------------------------------------------------------------------------------------
 // Blocks. Each writes into buffers it is given and allocates nothing.
@@ -87,7 +96,7 @@ export function attention(
   const kv = kvDim(c);
   const qd = nHeads * hs;
   const group = nHeads / c.nKvHeads;
-  const scale = c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : 1 / Math.sqrt(hs);
+  const scale = attentionScale(c);
   const cap = c.attnLogitSoftcap ?? 0;
   const { q, att, keyCache, valueCache } = state;
   const loff = state.cacheOffset[l];
@@ -196,12 +205,6 @@ export function geglu(h: Float32Array, g: Float32Array, n: number): void {
   }
 }
 
-/** The FFN gate of `c`: {@link swiglu}, or {@link geglu} when `hiddenAct` is `"gelu_tanh"`. */
-export function ffnGate(c: LlamaConfig, h: Float32Array, g: Float32Array, n: number): void {
-  if (c.hiddenAct === "gelu_tanh") geglu(h, g, n);
-  else swiglu(h, g, n);
-}
-
 /** `y[r, j] += b[j]` over `rows` rows of width `b.length`. */
 export function addBias(y: Float32Array, b: Float32Array, rows: number): void {
   const n = b.length;
@@ -245,28 +248,152 @@ export function linearForward(lin: Linear, x: Float32Array, rows: number, y: Flo
   lin.forward(x, rows, y);
 }
 
+/** The activation buffers {@link RowOps} computes in (a {@link RunState} is one). */
+export interface RowBuffers {
+  /** `[rows × dim]` residual stream. */
+  readonly x: Float32Array;
+  /** `[rows × max(dim, qDim)]` the normed input of a branch, then the attention output. */
+  readonly xb: Float32Array;
+  /** `[rows × dim]` a branch's output before its residual add. */
+  readonly xb2: Float32Array;
+  /** `[rows × hiddenDim]` w1 (gate) output, then the gated hidden state. */
+  readonly hb: Float32Array;
+  /** `[rows × hiddenDim]` w3 (up) output. */
+  readonly hb2: Float32Array;
+  /** `[rows × qDim]`, `[rows × kvDim]`, `[rows × kvDim]` queries, keys, values. */
+  readonly q: Float32Array;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+}
+
 /**
- * The attention inputs of one layer before RoPE: `q, k, v = xn·Wqᵀ + bq, xn·Wkᵀ + bk, xn·Wvᵀ + bv`
- * (biases when the layer has them), then per-head RMSNorm of q and k when it has `qNorm` / `kNorm`.
+ * {@link BlockOps} over Float32Array rows: `rows` rows of {@link RowBuffers}, every op in place or
+ * into its fixed buffer, allocating nothing (norm → xb, projections → q / k / v / xb2 / hb / hb2,
+ * attention → xb, post norms, biases, head norms, RoPE and the gate in place, residual adds into x).
+ * RoPE and attention depend on where the rows sit (the inference KV cache, or stacked calibration
+ * windows) and are left to subclasses; {@link RowOps.project} runs one projection (`linearForward`).
  */
-export function projectQkv(
-  c: LlamaConfig,
-  L: LayerWeights,
-  xn: Float32Array,
-  rows: number,
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-): void {
-  linearForward(L.wq, xn, rows, q);
-  linearForward(L.wk, xn, rows, k);
-  linearForward(L.wv, xn, rows, v);
-  if (L.bq) addBias(q, L.bq, rows);
-  if (L.bk) addBias(k, L.bk, rows);
-  if (L.bv) addBias(v, L.bv, rows);
-  const hs = headSize(c);
-  if (L.qNorm) rmsnorm(q, q, L.qNorm, rows * c.nHeads, hs, c.normEps);
-  if (L.kNorm) rmsnorm(k, k, L.kNorm, rows * c.nKvHeads, hs, c.normEps);
+export abstract class RowOps implements BlockOps<Float32Array> {
+  /** Rows in the buffers this block runs on. */
+  rows = 0;
+  constructor(
+    readonly config: LlamaConfig,
+    readonly buf: RowBuffers,
+  ) {}
+
+  norm(x: Float32Array, L: LayerWeights, name: BlockNormName): Float32Array {
+    const c = this.config;
+    const out = name === "attnNorm" || name === "ffnNorm" ? this.buf.xb : x;
+    rmsnorm(out, x, L[name] as Float32Array, this.rows, c.dim, c.normEps);
+    return out;
+  }
+
+  linear(x: Float32Array, L: LayerWeights, name: LinearName, _layer: number): Float32Array {
+    const b = this.buf;
+    const out =
+      name === "wq"
+        ? b.q
+        : name === "wk"
+          ? b.k
+          : name === "wv"
+            ? b.v
+            : name === "w1"
+              ? b.hb
+              : name === "w3"
+                ? b.hb2
+                : b.xb2;
+    this.project(L[name], x, out, name);
+    return out;
+  }
+
+  /** `out = x·linᵀ` over {@link rows} rows. */
+  protected project(lin: Linear, x: Float32Array, out: Float32Array, _name: LinearName): void {
+    linearForward(lin, x, this.rows, out);
+  }
+
+  bias(y: Float32Array, L: LayerWeights, name: BlockBiasName): Float32Array {
+    addBias(y, L[name] as Float32Array, this.rows);
+    return y;
+  }
+
+  headNorm(t: Float32Array, L: LayerWeights, name: BlockHeadNormName, heads: number): Float32Array {
+    const c = this.config;
+    rmsnorm(t, t, L[name] as Float32Array, this.rows * heads, headSize(c), c.normEps);
+    return t;
+  }
+
+  abstract rope(t: Float32Array, heads: number): Float32Array;
+
+  abstract attention(q: Float32Array, k: Float32Array, v: Float32Array, at: BlockAttention): Float32Array;
+
+  gate(a: Float32Array, b: Float32Array, act: "silu" | "gelu_tanh"): Float32Array {
+    const n = this.rows * this.config.hiddenDim;
+    if (act === "gelu_tanh") geglu(a, b, n);
+    else swiglu(a, b, n);
+    return a;
+  }
+
+  residual(x: Float32Array, y: Float32Array): Float32Array {
+    const n = this.rows * this.config.dim;
+    for (let i = 0; i < n; i++) x[i] += y[i];
+    return x;
+  }
+}
+
+/**
+ * The inference ops: rows at positions `pos ..` of a {@link RunState}; attention appends their keys
+ * and values to the layer's cache and reads it, in wasm memory with the backend's kernel when the
+ * weights run on one (no score soft-cap), else in JS ({@link attention}).
+ */
+class CacheOps extends RowOps {
+  pos = 0;
+  private readonly kernels: DecodeKernels | undefined;
+  private readonly args: ReturnType<typeof residentKvCache> | undefined;
+
+  constructor(
+    private readonly state: RunState,
+    w: LlamaWeights,
+  ) {
+    super(state.config, state);
+    // On a wasm backend the cache lives in wasm memory and attention runs there (decode_attn.c); the
+    // score soft-cap (Gemma 2) stays on the JS path.
+    this.kernels = state.config.attnLogitSoftcap === undefined ? weightKernels(w, state) : undefined;
+    this.args = this.kernels !== undefined ? residentKvCache(state, this.kernels) : undefined;
+  }
+
+  rope(t: Float32Array, heads: number): Float32Array {
+    const hs = headSize(this.config);
+    rope(t, this.rows, heads * hs, hs, this.pos, this.state);
+    return t;
+  }
+
+  attention(_q: Float32Array, k: Float32Array, v: Float32Array, at: BlockAttention): Float32Array {
+    const s = this.state;
+    const { rows, pos } = this;
+    const kv = kvDim(s.config);
+    const base = s.cacheOffset[at.layer];
+    const clen = s.cacheLen[at.layer];
+    const { keyCache, valueCache } = s;
+    for (let r = 0; r < rows; r++) {
+      const o = base + ((pos + r) % clen) * kv;
+      for (let i = 0, j = r * kv; i < kv; i++, j++) {
+        keyCache[o + i] = k[j];
+        valueCache[o + i] = v[j];
+      }
+    }
+    const { args, kernels } = this;
+    if (args !== undefined && kernels !== undefined) {
+      args.offset = base;
+      args.cacheLen = clen;
+      args.rows = rows;
+      args.pos = pos;
+      args.window = at.window;
+      args.headSize = headSize(s.config);
+      args.scale = at.scale;
+      kernels.attention(args);
+    } else attention(s, at.layer, rows, pos, s.xb, at.window);
+    return s.xb;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,15 +509,11 @@ function forwardChunk(
   pos: number,
 ): void {
   const c = s.config;
-  const { dim, hiddenDim, normEps } = c;
-  const hs = headSize(c);
-  const kv = kvDim(c);
-  const qd = qDim(c);
-  const { x, xb, xb2, hb, hb2, q, k, v } = s;
-  // On a wasm backend the cache lives in wasm memory and attention runs there (decode_attn.c); the
-  // score soft-cap (Gemma 2) stays on the JS path.
-  const kernels = c.attnLogitSoftcap === undefined ? weightKernels(w, s) : undefined;
-  const args = kernels !== undefined ? residentKvCache(s, kernels) : undefined;
+  const { dim } = c;
+  const x = s.x;
+  const ops = new CacheOps(s, w);
+  ops.rows = rows;
+  ops.pos = pos;
   let ids = tokens;
   if (start !== 0 || rows !== tokens.length) {
     const chunk = new Int32Array(rows);
@@ -402,43 +525,5 @@ function forwardChunk(
     const e = Math.fround(c.embedScale);
     for (let i = 0; i < rows * dim; i++) x[i] *= e;
   }
-  for (let l = 0; l < c.nLayers; l++) {
-    const L = w.layers[l];
-    rmsnorm(xb, x, L.attnNorm, rows, dim, normEps);
-    projectQkv(c, L, xb, rows, q, k, v);
-    rope(q, rows, qd, hs, pos, s);
-    rope(k, rows, kv, hs, pos, s);
-    const base = s.cacheOffset[l];
-    const clen = s.cacheLen[l];
-    const { keyCache, valueCache } = s;
-    for (let r = 0; r < rows; r++) {
-      const o = base + ((pos + r) % clen) * kv;
-      for (let i = 0, j = r * kv; i < kv; i++, j++) {
-        keyCache[o + i] = k[j];
-        valueCache[o + i] = v[j];
-      }
-    }
-    if (args !== undefined && kernels !== undefined) {
-      args.offset = base;
-      args.cacheLen = clen;
-      args.rows = rows;
-      args.pos = pos;
-      args.window = layerWindow(c, l);
-      args.headSize = hs;
-      args.scale =
-        c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : 1 / Math.sqrt(hs);
-      kernels.attention(args);
-    } else attention(s, l, rows, pos, xb);
-    linearForward(L.wo, xb, rows, xb2);
-    if (L.bo) addBias(xb2, L.bo, rows);
-    if (L.postAttnNorm) rmsnorm(xb2, xb2, L.postAttnNorm, rows, dim, normEps);
-    for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
-    rmsnorm(xb, x, L.ffnNorm, rows, dim, normEps);
-    linearForward(L.w1, xb, rows, hb);
-    linearForward(L.w3, xb, rows, hb2);
-    ffnGate(c, hb, hb2, rows * hiddenDim);
-    linearForward(L.w2, hb, rows, xb2);
-    if (L.postFfnNorm) rmsnorm(xb2, xb2, L.postFfnNorm, rows, dim, normEps);
-    for (let i = 0; i < rows * dim; i++) x[i] += xb2[i];
-  }
+  for (let l = 0; l < c.nLayers; l++) llamaBlock(ops, w.layers[l], l, x);
 }

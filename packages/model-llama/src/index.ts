@@ -34,16 +34,25 @@ export { type RunState, type RunStateOptions, createRunState, ensureContext } fr
 export {
   addBias,
   attention,
-  ffnGate,
   forward,
   geglu,
   type LogitsMode,
-  projectQkv,
+  type RowBuffers,
+  RowOps,
   rmsnorm,
   rope,
   softcap,
   swiglu,
 } from "./forward";
+export {
+  type BlockAttention,
+  type BlockBiasName,
+  type BlockHeadNormName,
+  type BlockNormName,
+  type BlockOps,
+  attentionScale,
+  llamaBlock,
+} from "./block";
 export { Sampler, type SamplerOptions, XorShiftRng, argmax, softmaxInPlace } from "./sampler";
 export { type GenerateOptions, type GenerateResult, generate } from "./generate";
 export {

@@ -16,7 +16,7 @@ import {
   resolveQuantizer,
   rtnQuantize,
 } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, kvDim, layerWindow, qDim } from "./config";
+import { type LlamaConfig, headSize, kvDim, qDim } from "./config";
 import {
   type TokenEmbedding,
   embeddingRows,
@@ -25,14 +25,15 @@ import {
   quantizeTokenEmbedding,
   tiedClassifier,
 } from "./embedding";
-import { addBias, attention, ffnGate, projectQkv, rmsnorm, rope } from "./forward";
+import { llamaBlock, type BlockAttention } from "./block";
+import { type RowBuffers, RowOps, attention, rope } from "./forward";
 import { assertFinite, extraLayerSpecs, llamaTensorSpecs, resolveFormat } from "./load-assemble";
 import { openHfReader } from "./load-hf";
 import { openGgufReader } from "./gguf-model";
 import { openLlama2cReader } from "./load-llama2c";
 import { detectModelFile } from "./model-files";
 import { linearParts } from "./linear-parts";
-import { createRunState } from "./run-state";
+import { type RunState, createRunState } from "./run-state";
 import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
 
 /** Progress of {@link quantizeModel}, reported after each projection. */
@@ -349,7 +350,7 @@ class LayerQuantizer {
   private done = 0;
 
   constructor(
-    private readonly config: LlamaConfig,
+    config: LlamaConfig,
     tokenEmbedding: TokenEmbedding,
     private readonly opts: QuantizeModelOptions,
     private readonly source = "quantizeModel",
@@ -413,11 +414,10 @@ class LayerQuantizer {
     // their dequantized weights as they are quantized (the values the packed kernels compute, at
     // float-GEMM speed). The returned layer holds the packed projections.
     const twin: LayerWeights = { ...floatLayer };
-    const ev = this.heldOut;
     const baseline = quantizer.name !== "rtn";
-    const quantizeGroup = (names: LinearName[], stage: (c: Calibration) => Float32Array, K: number) => {
-      const X = stage(cal);
-      const Xe = ev ? stage(ev) : undefined;
+    /** Per projection: its report entry and the format it was quantized in (held-out errors come later). */
+    const done = new Map<LinearName, { entry: LinearErrorReport; fmt: QuantFormat }>();
+    const quantizeGroup = (names: readonly LinearName[], X: Float32Array, K: number) => {
       // Only what the quantizer asks for: the Hessian (a K×K accumulation) and/or the inputs themselves.
       const qopts: QuantizeOptions = { backend };
       if (quantizer.needsHessian === true) {
@@ -445,24 +445,39 @@ class LayerQuantizer {
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
         if (fmt !== format) entry.fallback = fmt.name;
-        if (ev && Xe) entry.heldOutRelError = relOutputError(f, twin[n], Xe, ev.rows);
         if (baseline) {
           const r = this.dense(rtnQuantize(w, N, K, fmt), N, K);
           entry.rtnRelError = relOutputError(f, r, X, cal.rows);
-          if (ev && Xe) entry.heldOutRtnRelError = relOutputError(f, r, Xe, ev.rows);
         }
         out[n] = createQuantLinear({ q, backend });
         this.report.push(entry);
+        done.set(n, { entry, fmt });
         this.tick(l, n);
       }
     };
-    const { dim, hiddenDim } = this.config;
-    quantizeGroup(["wq", "wk", "wv"], (c) => c.attnInput(twin), dim);
-    quantizeGroup(["wo"], (c) => c.attention(twin), qDim(this.config));
-    quantizeGroup(["w1", "w3"], (c) => c.ffnInput(twin), dim);
-    quantizeGroup(["w2"], (c) => c.ffnHidden(twin), hiddenDim);
-    cal.finishLayer(twin);
-    ev?.finishLayer(twin);
+    // The calibration windows run through the layer's block; the first projection of each group
+    // quantizes the group on its inputs, and the block goes on with the quantized (dense) weights.
+    cal.runLayer(twin, (name, X) => {
+      const group = GROUPS[name];
+      if (group !== undefined) quantizeGroup(group, X, floatLayer[name].inFeatures);
+    });
+    const ev = this.heldOut;
+    if (ev) {
+      // The held-out windows through the quantized layer: each projection's input is what it was
+      // while quantizing (every projection before it in the block is quantized by then).
+      ev.runLayer(twin, (n, Xe) => {
+        const d = done.get(n);
+        if (d === undefined) return;
+        const w = floatOf(n);
+        const { outFeatures: N, inFeatures: K } = floatLayer[n];
+        const f = createFloatLinear({ weight: w, outFeatures: N, inFeatures: K, backend });
+        d.entry.heldOutRelError = relOutputError(f, twin[n], Xe, ev.rows);
+        if (baseline) {
+          const r = this.dense(rtnQuantize(w, N, K, d.fmt), N, K);
+          d.entry.heldOutRtnRelError = relOutputError(f, r, Xe, ev.rows);
+        }
+      });
+    }
     return out;
   }
 }
@@ -483,28 +498,90 @@ export function relOutputError(a: Linear, b: Linear, X: Float32Array, rows: numb
   return Math.sqrt(num / den);
 }
 
+/** The projection groups of sequential GPTQ, by their first projection in the block: each group shares its input. */
+const GROUPS: Partial<Record<LinearName, readonly LinearName[]>> = {
+  wq: ["wq", "wk", "wv"],
+  wo: ["wo"],
+  w1: ["w1", "w3"],
+  w2: ["w2"],
+};
+
+/** Called with each projection's input `[rows × inFeatures]` before the projection runs. */
+type BeforeLinear = (name: LinearName, X: Float32Array) => void;
+
 /**
- * The calibration activations of every window, advanced one sub-block at a time (all windows stacked
- * into one `[rows × width]` matrix so each projection is one GEMM; attention runs window by window).
- * It computes what {@link forward} computes for each family: q/k/v biases and q/k norms, sliding
- * windows, attention soft-capping, GeGLU, Gemma 2's post norms and embedding scale.
+ * The block's {@link RowOps} over every calibration window stacked into one `[rows × width]` matrix
+ * (so each projection is one GEMM, through `Linear.forward`); RoPE and attention run window by window,
+ * each window from position 0, through a one-layer run state's cache.
+ */
+class WindowOps extends RowOps {
+  /** Called before each projection (GPTQ captures its input here and may replace the weights). */
+  before: BeforeLinear | undefined;
+
+  constructor(
+    config: LlamaConfig,
+    buf: RowBuffers,
+    rows: number,
+    private readonly starts: readonly number[],
+    private readonly lengths: readonly number[],
+    private readonly state: RunState,
+  ) {
+    super(config, buf);
+    this.rows = rows;
+  }
+
+  override linear(x: Float32Array, L: LayerWeights, name: LinearName, layer: number): Float32Array {
+    this.before?.(
+      name,
+      x.length === this.rows * L[name].inFeatures ? x : x.subarray(0, this.rows * L[name].inFeatures),
+    );
+    return super.linear(x, L, name, layer);
+  }
+
+  protected override project(lin: Linear, x: Float32Array, out: Float32Array): void {
+    lin.forward(x, this.rows, out);
+  }
+
+  rope(t: Float32Array, heads: number): Float32Array {
+    const hs = headSize(this.config);
+    const width = heads * hs;
+    for (let i = 0; i < this.starts.length; i++)
+      rope(t.subarray(this.starts[i] * width), this.lengths[i], width, hs, 0, this.state);
+    return t;
+  }
+
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, at: BlockAttention): Float32Array {
+    const qd = qDim(this.config);
+    const kv = kvDim(this.config);
+    const s = this.state;
+    const out = this.buf.xb;
+    for (let i = 0; i < this.starts.length; i++) {
+      const r0 = this.starts[i];
+      const T = this.lengths[i];
+      s.q.set(q.subarray(r0 * qd, (r0 + T) * qd));
+      s.keyCache.set(k.subarray(r0 * kv, (r0 + T) * kv));
+      s.valueCache.set(v.subarray(r0 * kv, (r0 + T) * kv));
+      attention(s, 0, T, 0, out.subarray(r0 * qd, (r0 + T) * qd), at.window);
+    }
+    return out;
+  }
+}
+
+/**
+ * The calibration activations of every window, advanced one layer at a time by {@link llamaBlock}
+ * (the block inference and training run), all windows stacked so each projection is one GEMM.
  */
 class Calibration {
   readonly rows: number;
-  private readonly config: LlamaConfig;
-  private readonly starts: number[] = [];
-  private readonly lengths: number[] = [];
-  /** Index of the layer the activations are at (advanced by {@link finishLayer}). */
-  private layer = 0;
   /** `[rows × dim]` residual stream of every window, at the current layer boundary. */
-  x: Float32Array;
-  private xn: Float32Array;
-  private att: Float32Array;
-  private hid: Float32Array;
-  private readonly state: ReturnType<typeof createRunState>;
+  readonly x: Float32Array;
+  private readonly ops: WindowOps;
+  /** Index of the layer the activations are at (advanced by {@link runLayer}). */
+  private layer = 0;
 
   constructor(c: LlamaConfig, tokenEmbedding: TokenEmbedding, windows: ArrayLike<number>[]) {
-    this.config = c;
+    const starts: number[] = [];
+    const lengths: number[] = [];
     let rows = 0;
     let maxLen = 0;
     windows.forEach((w, i) => {
@@ -519,84 +596,47 @@ class Calibration {
             `quantizeModel: calibration window ${i} token ${j} = ${t} is outside [0, ${c.vocabSize})`,
           );
       }
-      this.starts.push(rows);
-      this.lengths.push(w.length);
+      starts.push(rows);
+      lengths.push(w.length);
       rows += w.length;
       maxLen = Math.max(maxLen, w.length);
     });
     this.rows = rows;
     this.x = new Float32Array(rows * c.dim);
     windows.forEach((w, i) => {
-      const r0 = this.starts[i];
+      const r0 = starts[i];
       embeddingRows({ config: c, tokenEmbedding }, w, this.x.subarray(r0 * c.dim, (r0 + w.length) * c.dim));
     });
     if (c.embedScale !== undefined) {
       const e = Math.fround(c.embedScale);
       for (let i = 0; i < this.x.length; i++) this.x[i] *= e;
     }
-    this.xn = new Float32Array(rows * c.dim);
-    this.att = new Float32Array(rows * qDim(c));
-    this.hid = new Float32Array(rows * c.hiddenDim);
+    const qd = qDim(c);
+    const kv = kvDim(c);
+    const buf: RowBuffers = {
+      x: this.x,
+      xb: new Float32Array(rows * Math.max(c.dim, qd)),
+      xb2: new Float32Array(rows * c.dim),
+      hb: new Float32Array(rows * c.hiddenDim),
+      hb2: new Float32Array(rows * c.hiddenDim),
+      q: new Float32Array(rows * qd),
+      k: new Float32Array(rows * kv),
+      v: new Float32Array(rows * kv),
+    };
     // A one-layer run state, one window high: its KV cache holds one window of one layer at a time
-    // (every window from slot 0; the layer's sliding window is passed to attention explicitly).
+    // (every window from slot 0; the layer's sliding window comes from the block).
     const one: LlamaConfig = { ...c, nLayers: 1, vocabSize: 1, seqLen: maxLen };
     delete one.slidingWindow;
     delete one.slidingLayers;
-    this.state = createRunState(one, { maxRows: maxLen, ctx: maxLen });
+    const state = createRunState(one, { maxRows: maxLen, ctx: maxLen });
+    this.ops = new WindowOps(c, buf, rows, starts, lengths, state);
   }
 
-  /** `rmsnorm(x, attnNorm)`: the input of q/k/v. */
-  attnInput(L: LayerWeights): Float32Array {
-    rmsnorm(this.xn, this.x, L.attnNorm, this.rows, this.config.dim, this.config.normEps);
-    return this.xn;
-  }
-
-  /** Attention output (input of o) with the layer's current q/k/v. */
-  attention(L: LayerWeights): Float32Array {
-    const c = this.config;
-    const qd = qDim(c);
-    const kv = kvDim(c);
-    const hs = headSize(c);
-    const Q = new Float32Array(this.rows * qd);
-    const Kt = new Float32Array(this.rows * kv);
-    const V = new Float32Array(this.rows * kv);
-    projectQkv(c, L, this.xn, this.rows, Q, Kt, V);
-    const s = this.state;
-    const window = layerWindow(c, this.layer);
-    for (let i = 0; i < this.starts.length; i++) {
-      const r0 = this.starts[i];
-      const T = this.lengths[i];
-      s.q.set(Q.subarray(r0 * qd, (r0 + T) * qd));
-      rope(s.q, T, qd, hs, 0, s);
-      const k = Kt.subarray(r0 * kv, (r0 + T) * kv);
-      rope(k, T, kv, hs, 0, s);
-      s.keyCache.set(k);
-      s.valueCache.set(V.subarray(r0 * kv, (r0 + T) * kv));
-      attention(s, 0, T, 0, this.att.subarray(r0 * qd, (r0 + T) * qd), window);
-    }
-    return this.att;
-  }
-
-  /** `x += post(att·Woᵀ + bo)`, then `rmsnorm(x, ffnNorm)`: the input of gate/up. */
-  ffnInput(L: LayerWeights): Float32Array {
-    const c = this.config;
-    addProjection(L.wo, this.att, this.rows, this.x, c, L.bo, L.postAttnNorm);
-    rmsnorm(this.xn, this.x, L.ffnNorm, this.rows, c.dim, c.normEps);
-    return this.xn;
-  }
-
-  /** `act(xn·W1ᵀ) ⊙ xn·W3ᵀ`: the input of down. */
-  ffnHidden(L: LayerWeights): Float32Array {
-    const up = new Float32Array(this.rows * this.config.hiddenDim);
-    L.w1.forward(this.xn, this.rows, this.hid);
-    L.w3.forward(this.xn, this.rows, up);
-    ffnGate(this.config, this.hid, up, this.hid.length);
-    return this.hid;
-  }
-
-  /** `x += post(hid·W2ᵀ)`: the residual stream entering the next layer. */
-  finishLayer(L: LayerWeights): void {
-    addProjection(L.w2, this.hid, this.rows, this.x, this.config, undefined, L.postFfnNorm);
+  /** Runs the next layer's block with weights `L`, calling `before` with each projection's input. */
+  runLayer(L: LayerWeights, before?: BeforeLinear): void {
+    this.ops.before = before;
+    llamaBlock(this.ops, L, this.layer, this.x);
+    this.ops.before = undefined;
     this.layer++;
   }
 }
@@ -608,31 +648,8 @@ class Calibration {
  */
 export function calibrationHiddenStates(weights: LlamaWeights, windows: ArrayLike<number>[]): Float32Array {
   const cal = new Calibration(weights.config, weights.tokenEmbedding, windows);
-  for (const L of weights.layers) {
-    cal.attnInput(L);
-    cal.attention(L);
-    cal.ffnInput(L);
-    cal.ffnHidden(L);
-    cal.finishLayer(L);
-  }
+  for (const L of weights.layers) cal.runLayer(L);
   return cal.x;
-}
-
-/** `x += post(input·Wᵀ + bias)`, with the optional bias and the optional (Gemma 2) post norm. */
-function addProjection(
-  lin: Linear,
-  input: Float32Array,
-  rows: number,
-  x: Float32Array,
-  c: LlamaConfig,
-  bias?: Float32Array,
-  post?: Float32Array,
-): void {
-  const y = new Float32Array(rows * lin.outFeatures);
-  lin.forward(input, rows, y);
-  if (bias) addBias(y, bias, rows);
-  if (post) rmsnorm(y, y, post, rows, c.dim, c.normEps);
-  for (let i = 0; i < y.length; i++) x[i] += y[i];
 }
 
 /**

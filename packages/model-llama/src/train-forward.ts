@@ -20,9 +20,17 @@ import {
 } from "@int21/autograd";
 import { isLoRALinear, linearForward } from "@int21/lora";
 import type { Backend, Linear } from "@int21/quant-kernels";
-import { type LlamaConfig, headSize, layerWindow, ropeInvFreq } from "./config";
+import {
+  type BlockAttention,
+  type BlockBiasName,
+  type BlockHeadNormName,
+  type BlockNormName,
+  type BlockOps,
+  llamaBlock,
+} from "./block";
+import { type LlamaConfig, headSize, ropeInvFreq } from "./config";
 import { embeddingRows, isPackedEmbedding } from "./embedding";
-import { EXTRA_LAYER_TENSORS, type ExtraLayerTensor, type LlamaWeights } from "./weights";
+import { EXTRA_LAYER_TENSORS, type LayerWeights, type LinearName, type LlamaWeights } from "./weights";
 
 /**
  * Hook of {@link TrainForwardOptions.linearOp}: return the op's output for `x`, or `undefined` for the
@@ -52,14 +60,14 @@ export interface TrainForwardOptions {
 interface FrozenTensors {
   /** The float table as a frozen `[vocabSize, dim]` parameter; absent for a packed table (rows are gathered). */
   embedding?: Tensor;
-  attnNorm: Tensor[];
-  ffnNorm: Tensor[];
   finalNorm: Tensor;
-  /** Per layer: its biases, q/k norms and post norms (whichever it has), frozen. */
-  extras: Partial<Record<ExtraLayerTensor, Tensor>>[];
+  /** Every layer's norms, biases, q/k norms and post norms (whichever it has), frozen, by their values. */
+  vectors: Map<Float32Array, Tensor>;
 }
 
 const frozenCache = new WeakMap<LlamaWeights, FrozenTensors>();
+
+const VECTOR_NAMES = ["attnNorm", "ffnNorm", ...EXTRA_LAYER_TENSORS] as const;
 
 function frozen(values: Float32Array, shape: number[]): Tensor {
   return keep(parameter(values, shape, { requiresGrad: false }));
@@ -73,18 +81,15 @@ function frozenTensors(w: LlamaWeights): FrozenTensors {
       ...(isPackedEmbedding(w.tokenEmbedding)
         ? {}
         : { embedding: frozen(w.tokenEmbedding, [vocabSize, dim]) }),
-      attnNorm: w.layers.map((L) => frozen(L.attnNorm, [dim])),
-      ffnNorm: w.layers.map((L) => frozen(L.ffnNorm, [dim])),
       finalNorm: frozen(w.finalNorm, [dim]),
-      extras: w.layers.map((L) => {
-        const e: Partial<Record<ExtraLayerTensor, Tensor>> = {};
-        for (const n of EXTRA_LAYER_TENSORS) {
-          const v = L[n];
-          if (v) e[n] = frozen(v, [v.length]);
-        }
-        return e;
-      }),
+      vectors: new Map(),
     };
+    for (const L of w.layers) {
+      for (const n of VECTOR_NAMES) {
+        const v = L[n];
+        if (v && !f.vectors.has(v)) f.vectors.set(v, frozen(v, [v.length]));
+      }
+    }
     frozenCache.set(w, f);
   }
   return f;
@@ -396,6 +401,77 @@ export function windowAttention(
 }
 
 /**
+ * {@link BlockOps} over autograd tensors `[B, T, width]` (positions 0..T−1 of each sequence): frozen
+ * norms and biases, projections through {@link applyLinear}, autograd's fused attention where it applies
+ * (no soft-cap, no window shorter than T), else {@link windowAttention}.
+ */
+class TensorOps implements BlockOps<Tensor> {
+  constructor(
+    readonly config: LlamaConfig,
+    private readonly f: FrozenTensors,
+    private readonly B: number,
+    private readonly T: number,
+    private readonly hook: LinearOpHook | undefined,
+    private readonly training: boolean | undefined,
+  ) {}
+
+  private vector(L: LayerWeights, name: keyof LayerWeights): Tensor {
+    const t = this.f.vectors.get(L[name] as Float32Array);
+    if (t === undefined) throw new Error(`trainForward: layer vector ${name} is not one of the model's`);
+    return t;
+  }
+
+  norm(x: Tensor, L: LayerWeights, name: BlockNormName): Tensor {
+    return rmsNorm(x, this.vector(L, name), this.config.normEps);
+  }
+
+  linear(x: Tensor, L: LayerWeights, name: LinearName, layer: number): Tensor {
+    return applyLinear(L[name], x, `layers.${layer}.${name}`, this.hook, this.training);
+  }
+
+  bias(y: Tensor, L: LayerWeights, name: BlockBiasName): Tensor {
+    return add(y, this.vector(L, name));
+  }
+
+  headNorm(t: Tensor, L: LayerWeights, name: BlockHeadNormName, heads: number): Tensor {
+    const { B, T } = this;
+    const hs = headSize(this.config);
+    return reshape(rmsNorm(reshape(t, [B, T, heads, hs]), this.vector(L, name), this.config.normEps), [
+      B,
+      T,
+      heads * hs,
+    ]);
+  }
+
+  rope(t: Tensor, _heads: number): Tensor {
+    const c = this.config;
+    return c.ropeScaling ? ropeScaled(t, c) : rope(t, { headSize: headSize(c), theta: c.ropeTheta });
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, at: BlockAttention): Tensor {
+    const c = this.config;
+    if (at.cap === 0 && (at.window === 0 || at.window >= this.T))
+      return attention(q, k, v, { nHeads: c.nHeads, nKvHeads: c.nKvHeads, scale: at.scale });
+    return windowAttention(q, k, v, {
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      headSize: headSize(c),
+      scale: at.scale,
+      cap: at.cap,
+      window: at.window,
+    });
+  }
+
+  gate(a: Tensor, b: Tensor, act: "silu" | "gelu_tanh"): Tensor {
+    return act === "gelu_tanh" ? geglu(a, b) : swiglu(a, b);
+  }
+
+  residual(x: Tensor, y: Tensor): Tensor {
+    return add(x, y);
+  }
+}
+
+/**
  * The LLaMA forward for training: logits `[B, T, vocabSize]` for B token sequences of length T
  * (positions 0..T−1 each), built from `@int21/autograd` ops so a loss can be back-propagated into
  * whatever is trainable (`@int21/lora` adapters, or what the `linearOp` hook returns).
@@ -458,7 +534,6 @@ function trainForwardOn(
       throw new Error(`trainForward: token ${String(ids[i])} at index ${i} is outside [0, ${c.vocabSize})`);
   }
   const f = frozenTensors(weights);
-  const hs = headSize(c);
   const hook = opts.linearOp;
   let x: Tensor;
   if (f.embedding) {
@@ -470,55 +545,9 @@ function trainForwardOn(
     x = tensor(rows, [B, T, c.dim], { tag: "activation", name: "embedding rows" });
   }
   if (c.embedScale !== undefined) x = scale(x, Math.fround(c.embedScale));
-  const H = c.nHeads;
-  const Hkv = c.nKvHeads;
-  const ropeOf = (t: Tensor) =>
-    c.ropeScaling ? ropeScaled(t, c) : rope(t, { headSize: hs, theta: c.ropeTheta });
-  const headNorm = (t: Tensor, w: Tensor, heads: number) =>
-    reshape(rmsNorm(reshape(t, [B, T, heads, hs]), w, c.normEps), [B, T, heads * hs]);
-  const attnScale = c.queryPreAttnScalar !== undefined ? 1 / Math.sqrt(c.queryPreAttnScalar) : undefined;
+  const ops = new TensorOps(c, f, B, T, hook, opts.training);
   weights.layers.forEach((L, l) => {
-    const lin = (name: keyof typeof L, h: Tensor) =>
-      applyLinear(L[name] as Linear, h, `layers.${l}.${name}`, hook, opts.training);
-    const e = f.extras[l];
-    const biased = (t: Tensor, b: Tensor | undefined) => (b ? add(t, b) : t);
-    const window = layerWindow(c, l);
-    const plainAttention = c.attnLogitSoftcap === undefined && (window === 0 || window >= T);
-    const block = (xin: Tensor): Tensor => {
-      const h = rmsNorm(xin, f.attnNorm[l], c.normEps);
-      let q = biased(lin("wq", h), e.bq);
-      let k = biased(lin("wk", h), e.bk);
-      const v = biased(lin("wv", h), e.bv);
-      if (e.qNorm) q = headNorm(q, e.qNorm, H);
-      if (e.kNorm) k = headNorm(k, e.kNorm, Hkv);
-      q = ropeOf(q);
-      k = ropeOf(k);
-      const a = plainAttention
-        ? attention(q, k, v, {
-            nHeads: H,
-            nKvHeads: Hkv,
-            ...(attnScale !== undefined ? { scale: attnScale } : {}),
-          })
-        : windowAttention(q, k, v, {
-            nHeads: H,
-            nKvHeads: Hkv,
-            headSize: hs,
-            scale: attnScale ?? 1 / Math.sqrt(hs),
-            cap: c.attnLogitSoftcap ?? 0,
-            window,
-          });
-      let o = biased(lin("wo", a), e.bo);
-      if (e.postAttnNorm) o = rmsNorm(o, e.postAttnNorm, c.normEps);
-      const x1 = add(xin, o);
-      const h2 = rmsNorm(x1, f.ffnNorm[l], c.normEps);
-      const gate =
-        c.hiddenAct === "gelu_tanh"
-          ? geglu(lin("w1", h2), lin("w3", h2))
-          : swiglu(lin("w1", h2), lin("w3", h2));
-      let y = lin("w2", gate);
-      if (e.postFfnNorm) y = rmsNorm(y, e.postFfnNorm, c.normEps);
-      return add(x1, y);
-    };
+    const block = (xin: Tensor): Tensor => llamaBlock(ops, L, l, xin);
     x = opts.checkpoint === false ? block(x) : checkpoint(block, [x]);
   });
   const logits = applyLinear(
