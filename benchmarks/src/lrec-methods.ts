@@ -35,7 +35,7 @@ import {
   loadLlama2c,
   quantizeModel,
 } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
 /** One configuration of the table. */

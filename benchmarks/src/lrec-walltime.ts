@@ -12,7 +12,7 @@ import { setBackend } from "@int21/autograd";
 import { resultsDir, type Row } from "@int21/bench-utils";
 import { runLrec } from "@int21/lrec";
 import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 
 const SHAPE = (process.env.INT21_LREC_WALL_SHAPE ?? "stories110M") as SyntheticModelName;
 const STEPS = Number(process.env.INT21_LREC_WALL_STEPS ?? 3);

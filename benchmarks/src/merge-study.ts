@@ -41,7 +41,7 @@ import {
   setLlamaModules,
   widenExactly,
 } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";

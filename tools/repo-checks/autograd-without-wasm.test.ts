@@ -1,9 +1,9 @@
 // @int21/autograd must be usable without quant-kernels' WebAssembly: a bundled autograd consumer carries none of
 // the base64 wasm modules, and importing the package compiles no module (requires `npm run build` first).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
 
@@ -24,9 +24,48 @@ async function bundle(source: string): Promise<string> {
   return out.outputFiles[0].text;
 }
 
+/** The relative files a built dist file imports or requires (chunks), followed to the end. */
+function staticClosure(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (f: string): void => {
+    if (seen.has(f)) return;
+    seen.add(f);
+    const text = readFileSync(f, "utf8");
+    for (const m of text.matchAll(/(?:from\s*|require\(\s*|import\s*)["'](\.{1,2}\/[^"']+)["']/g))
+      visit(resolve(dirname(f), m[1]));
+  };
+  visit(entry);
+  return [...seen];
+}
+
+/** Every `@int21/quant-kernels…` specifier a built dist file imports or requires. */
+function quantKernelsSpecifiers(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  return [...text.matchAll(/["'](@int21\/quant-kernels[^"']*)["']/g)].map((m) => m[1]);
+}
+
 describe("@int21/autograd without the wasm kernels", () => {
   for (const p of ["quant-kernels", "autograd"])
     expect(existsSync(join(repo, "packages", p, "dist", "index.js")), `${p} is not built`).toBe(true);
+
+  it("quant-kernels' root entry (ESM and CJS, with the chunks it loads) holds no wasm module; its wasm entry does", () => {
+    const dist = join(repo, "packages", "quant-kernels", "dist");
+    for (const ext of ["js", "cjs"]) {
+      const files = staticClosure(join(dist, `index.${ext}`));
+      expect(files.length).toBeGreaterThan(1); // the shared chunks were followed
+      for (const f of files) expect(readFileSync(f, "utf8"), f).not.toContain(WASM_BASE64);
+      const wasm = staticClosure(join(dist, `wasm.${ext}`)).map((f) => readFileSync(f, "utf8"));
+      expect(wasm.some((t) => t.includes(WASM_BASE64))).toBe(true);
+    }
+  });
+
+  it("autograd's dist imports quant-kernels' root entry only, never @int21/quant-kernels/wasm", () => {
+    for (const ext of ["js", "cjs"]) {
+      const specs = quantKernelsSpecifiers(join(repo, "packages", "autograd", "dist", `index.${ext}`));
+      expect(specs).toContain("@int21/quant-kernels");
+      expect(specs.filter((s) => s !== "@int21/quant-kernels")).toEqual([]);
+    }
+  });
 
   it("a bundled autograd consumer carries no wasm module; one that asks for the wasm backend does", async () => {
     const autogradOnly = await bundle(
@@ -43,7 +82,7 @@ describe("@int21/autograd without the wasm kernels", () => {
     expect(execFileSync(process.execPath, [join(dir, "a.mjs")], { encoding: "utf8" }).trim()).toBe("[11]");
 
     const withWasm = await bundle(
-      `import { createWasmBackend } from "@int21/quant-kernels";
+      `import { createWasmBackend } from "@int21/quant-kernels/wasm";
        console.log(typeof createWasmBackend);`,
     );
     expect(withWasm).toContain(WASM_BASE64);

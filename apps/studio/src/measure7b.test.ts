@@ -2,7 +2,8 @@
 // Node: packed generation straight into words, LoRA on q/v, EMEF steps on a backend that keeps only the layer
 // in use resident.
 import { setBackend } from "@int21/autograd";
-import { createWasmBackend, getFormat } from "@int21/quant-kernels";
+import { getFormat } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { describe, expect, it } from "vitest";
 import { measure7bStep } from "./measure7b";
 

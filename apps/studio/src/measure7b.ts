@@ -14,7 +14,8 @@ import {
   syntheticWeights,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
-import { getFormat, type QuantizedLinear, type WasmBackend } from "@int21/quant-kernels";
+import { getFormat, type QuantizedLinear } from "@int21/quant-kernels";
+import type { WasmBackend } from "@int21/quant-kernels/wasm";
 
 /** What to measure. */
 export interface Measure7bOptions {

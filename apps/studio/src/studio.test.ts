@@ -13,7 +13,7 @@ import {
   loadLlamaAdapter,
   readGgufLora,
 } from "@int21/model-llama";
-import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FinetuneSettings, type ModelInput, parseSavedRun, type StateStore, Studio } from "./studio";

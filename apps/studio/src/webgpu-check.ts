@@ -4,7 +4,8 @@
 // also multiplied on the GPU (`qmatmulAsync`) and checked against the wasm result, and both are timed.
 import { createWebGpuBackend, type WebGpuBackend } from "@int21/gpu";
 import type { LlamaWeights } from "@int21/model-llama";
-import type { QuantizedLinear, WasmBackend } from "@int21/quant-kernels";
+import type { QuantizedLinear } from "@int21/quant-kernels";
+import type { WasmBackend } from "@int21/quant-kernels/wasm";
 
 /** The outcome of {@link webGpuCheck}. */
 export interface WebGpuCheck {

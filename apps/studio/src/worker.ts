@@ -2,7 +2,7 @@
 // `{ id, ...Request }`; each gets one Reply; progress, steps, tokens and saves are Events in between.
 import { memory, setBackend } from "@int21/autograd";
 import { createWebGpuSyncBackend, type WebGpuSyncBackend } from "@int21/gpu";
-import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels/wasm";
 import { measure7bStep } from "./measure7b";
 import { blobFileStats, clearBlobFiles, registerBlobFile } from "./blob-files";
 import { opfsStore } from "./opfs";

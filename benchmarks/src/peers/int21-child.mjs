@@ -8,7 +8,7 @@
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { loraParameters } from "@int21/lora";
 import { addLlamaLoRA, createRunState, forward, llamaLoss, loadHf } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 
 const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
 // The token embedding (and so the tied classifier) of the decode/prefill tasks, packed as in the GGUF

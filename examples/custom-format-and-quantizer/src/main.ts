@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { textDataset } from "@int21/lora";
 import * as llama from "@int21/model-llama";
 import * as qk from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
 // NF3, NF4's construction at 3 bits (normal quantiles, 0 exact): w = scale·NF3[q], an f16 scale per 64 weights.
@@ -29,7 +30,7 @@ function lloyd(w: Float32Array, N: number, K: number, format: qk.QuantFormat | s
 }
 qk.registerQuantizer("lloyd", () => ({ name: "lloyd", quantize: lloyd }), "least-squares codebook scales");
 
-const backend = await qk.createWasmBackend({ threads: 1 });
+const backend = await createWasmBackend({ threads: 1 });
 const float = llama.loadLlama2c(sharedPath(SHARED.stories260K), { backend });
 const tok = llama.Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512), float.config.vocabSize);
 const stories = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").split("<|endoftext|>");

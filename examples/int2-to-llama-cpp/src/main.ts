@@ -29,7 +29,7 @@ import {
   setLlamaModules,
   widenExactly,
 } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
 const quick = process.env.INT21_EXAMPLE_QUICK === "1";

@@ -4,12 +4,12 @@ import { packMatrix } from "@int21/bitpack";
 import {
   createQuantizedLinear,
   createReferenceBackend,
-  createWasmBackend,
   getFormat,
   referenceDequantize,
   referenceSgemm,
   roundUpToF16,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 
 const quick = process.env.INT21_EXAMPLE_QUICK === "1";
 const N = quick ? 128 : 1024; // output features

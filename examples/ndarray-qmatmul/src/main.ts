@@ -3,13 +3,13 @@
 // view, and activations that live as views into larger buffers go through the fused dequantize-matmul.
 import {
   bitsPerWeight,
-  createWasmBackend,
   gatherNdarray,
   ndDequantize,
   ndQmatmul,
   ndQuantize,
   ndSgemm,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import ndarray from "ndarray";
 
 const quick = process.env.INT21_EXAMPLE_QUICK === "1";

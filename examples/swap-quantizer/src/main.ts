@@ -14,11 +14,11 @@ import {
 import {
   type Quantizer,
   checkWeight,
-  createWasmBackend,
   getFormat,
   packQuantizedLinear,
   roundToF16,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { readFileSync } from "node:fs";
 

@@ -3,13 +3,8 @@
 // and without gradient checkpointing. Baseline: the plain TypeScript blocked sgemm, same run.
 // INT21_BENCH_QUICK=1: a small shape that finishes in seconds.
 import { consume, report } from "@int21/bench-utils";
-import {
-  type Backend,
-  createReferenceBackend,
-  createWasmBackend,
-  type GemmArgs,
-  plainBlockedSgemm,
-} from "@int21/quant-kernels";
+import { type Backend, createReferenceBackend, type GemmArgs, plainBlockedSgemm } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { backward } from "../src/engine";
 import { checkpoint } from "../src/checkpoint";
 import { mul } from "../src/elementwise";

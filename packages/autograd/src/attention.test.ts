@@ -1,4 +1,5 @@
-import { type WasmBackend, createWasmBackend, trainKernels } from "@int21/quant-kernels";
+import { trainKernels } from "@int21/quant-kernels";
+import { type WasmBackend, createWasmBackend } from "@int21/quant-kernels/wasm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attention, rope } from "./attention";

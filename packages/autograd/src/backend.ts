@@ -9,7 +9,7 @@ let current: Backend | null = null;
  * A frozen `Linear` ({@link frozenLinear}) runs on its own backend instead.
  *
  * ```ts
- * import { createWasmBackend } from "@int21/quant-kernels";
+ * import { createWasmBackend } from "@int21/quant-kernels/wasm";
  * setBackend(await createWasmBackend());
  * ```
  */
@@ -33,9 +33,9 @@ export function getBackend(): Backend {
   if (current === null) {
     throw new Error(
       "autograd: no backend is set, and this op runs kernels (matmul, attention, swiglu, …). Pass one: " +
-        "setBackend(await createWasmBackend()) (fast) or setBackend(createReferenceBackend()) (the slow " +
-        "TypeScript reference) from @int21/quant-kernels, withBackend(backend, fn), or the { backend } " +
-        "option of trainForward / generate / Trainer",
+        "setBackend(await createWasmBackend()) (fast; from @int21/quant-kernels/wasm) or " +
+        "setBackend(createReferenceBackend()) (the slow TypeScript reference; from @int21/quant-kernels), " +
+        "withBackend(backend, fn), or the { backend } option of trainForward / generate / Trainer",
     );
   }
   return current;

@@ -1,4 +1,5 @@
-import { createWasmBackend, trainKernels } from "@int21/quant-kernels";
+import { trainKernels } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { withBackend } from "./backend";

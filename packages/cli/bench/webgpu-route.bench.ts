@@ -15,7 +15,8 @@ import {
   syntheticConfig,
   syntheticWeights,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import type { Backend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 
 const FORMAT = "int4-g64-asym-f16";
 const SEQ = 64;

@@ -1,4 +1,5 @@
-import { type WasmBackend, createQuantizedLinear, getFormat, groupCount } from "@int21/quant-kernels";
+import { createQuantizedLinear, getFormat, groupCount } from "@int21/quant-kernels";
+import type { WasmBackend } from "@int21/quant-kernels/wasm";
 import { packedMatrixView, matrixWordsPerRow } from "@int21/bitpack";
 import { describe, expect, it } from "vitest";
 import { withBackend } from "./command";

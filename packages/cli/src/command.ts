@@ -2,7 +2,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { setBackend } from "@int21/autograd";
 import { createWebGpuSyncBackend } from "@int21/gpu";
-import { type Backend, createReferenceBackend, createWasmBackend } from "@int21/quant-kernels";
+import { type Backend, createReferenceBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { type Command, CommanderError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "./cli-io";
 import { DEVICES, type Device, intIn, oneOf } from "./options";

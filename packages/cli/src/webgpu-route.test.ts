@@ -6,13 +6,8 @@ import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { createWebGpuSyncBackend, type WebGpuSyncBackend } from "@int21/gpu";
 import { collate, type Example, loraParameters } from "@int21/lora";
 import { addLlamaLoRA, generate, Llama2cTokenizer, llamaLoss, loadLlama2c } from "@int21/model-llama";
-import {
-  type Backend,
-  createWasmBackend,
-  decodeKernels,
-  trainKernels,
-  type WasmBackend,
-} from "@int21/quant-kernels";
+import { type Backend, decodeKernels, trainKernels } from "@int21/quant-kernels";
+import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, it, vi } from "vitest";

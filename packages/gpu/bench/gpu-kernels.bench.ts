@@ -10,12 +10,12 @@ import { consume, report, time, timeAsync } from "@int21/bench-utils";
 import {
   type Backend,
   createReferenceBackend,
-  createWasmBackend,
   getFormat,
   packQuantizedLinear,
   type QuantizedLinear,
   roundToF16,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import {
   type AsyncBackend,
   asyncBackendFrom,

@@ -7,7 +7,6 @@ import {
   type Backend,
   checkAdamWArgs,
   createReferenceBackend,
-  createWasmBackend,
   type GemmArgs,
   type KernelName,
   type QuantFormat,
@@ -16,6 +15,7 @@ import {
   shareDecodeKernels,
   shareTrainKernels,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { gemmEpilogue, resolveGemm } from "./gemm-args";
 import { assertQuantArgs } from "./quant-args";
 import {

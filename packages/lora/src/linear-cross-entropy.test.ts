@@ -13,10 +13,10 @@ import {
   createFloatLinear,
   createQuantLinear,
   createReferenceBackend,
-  createWasmBackend,
   rtnQuantize,
   trainKernels,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { IGNORE_INDEX } from "./dataset";
 import { linearCrossEntropy } from "./linear-cross-entropy";

@@ -10,7 +10,7 @@ import {
   windowData,
 } from "@int21/lrec";
 import { generate, Llama2cTokenizer, loadLlama2c, quantizeModel } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
 const backend = await createWasmBackend({ threads: 2 });

@@ -17,7 +17,8 @@ import {
   relOutputError,
   serializeInt21Checkpoint,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend, isF16Exact } from "@int21/quant-kernels";
+import { type Backend, isF16Exact } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {

@@ -1,6 +1,7 @@
 import { setBackend } from "@int21/autograd";
 import { Llama2cTokenizer, loadLlama2c } from "@int21/model-llama";
-import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import type { Backend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherSample, windowData } from "./data";

@@ -7,7 +7,8 @@ import {
   loadLlama2c,
   quantizeModel,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend } from "@int21/quant-kernels";
+import type { Backend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addLrecAdapter, llamaModuleMap } from "./adapter";

@@ -21,7 +21,8 @@ import {
   quantizeModel,
   trainForward,
 } from "@int21/model-llama";
-import { type Backend, createWasmBackend, roundToF16 } from "@int21/quant-kernels";
+import { type Backend, roundToF16 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { crossEntropy } from "@int21/autograd";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

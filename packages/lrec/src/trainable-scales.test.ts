@@ -10,11 +10,11 @@ import {
 import {
   type Backend,
   createReferenceBackend,
-  createWasmBackend,
   getFormat,
   rtnQuantize,
   referenceDequantize,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addLrecAdapter } from "./adapter";

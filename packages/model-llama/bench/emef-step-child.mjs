@@ -13,7 +13,8 @@ import {
   syntheticWeights,
   tokenEmbeddingBytes,
 } from "@int21/model-llama";
-import { bitsPerWeight, createWasmBackend, getFormat } from "@int21/quant-kernels";
+import { bitsPerWeight, getFormat } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 
 const FORMATS = {
   f32: undefined,

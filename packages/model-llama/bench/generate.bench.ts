@@ -10,9 +10,9 @@ import {
   createFloatLinear,
   createQuantLinear,
   createReferenceBackend,
-  createWasmBackend,
   rtnQuantize,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import type { Backend, Linear, QuantizedLinear } from "@int21/quant-kernels";
 import {
   type LlamaWeights,

@@ -1,9 +1,5 @@
-import {
-  type WasmBackend,
-  createReferenceBackend,
-  createWasmBackend,
-  decodeKernels,
-} from "@int21/quant-kernels";
+import { createReferenceBackend, decodeKernels } from "@int21/quant-kernels";
+import { type WasmBackend, createWasmBackend } from "@int21/quant-kernels/wasm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LlamaConfig } from "./config";
 import { forward } from "./forward";

@@ -10,11 +10,11 @@ import { type Row, report } from "@int21/bench-utils";
 import {
   type Backend,
   createHessian,
-  createWasmBackend,
   gptqQuantizeWithInfo,
   relativeOutputError,
   rtnQuantize,
 } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { randomWeights } from "@int21/quant-kernels/testing";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";

@@ -9,12 +9,12 @@ import { consume, report, time } from "@int21/bench-utils";
 import {
   type QuantizedLinear,
   createReferenceBackend,
-  createWasmBackend,
   getFormat,
   packQuantizedLinear,
   plainBlockedSgemm,
   roundToF16,
 } from "../src/index";
+import { createWasmBackend } from "../src/wasm-entry";
 
 const quick = process.env.INT21_BENCH_QUICK === "1";
 const loadStart = loadavg()[0].toFixed(2);

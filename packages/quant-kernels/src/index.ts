@@ -67,7 +67,6 @@ export {
 } from "./quantized-linear";
 export { type ResolvedGemm, checkQuantCall, resolveGemm } from "./check-args";
 export { createReferenceBackend } from "./reference/backend";
-export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./wasm/wasm-backend";
 export {
   CE_PARALLEL_ELEMS,
   type CrossEntropyRowsArgs,
