@@ -3,6 +3,7 @@ import {
   type Backend,
   type RopeRowsArgs,
   type TrainAttentionShape,
+  referenceRope,
   trainKernels,
 } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
@@ -335,19 +336,14 @@ interface RopePlan {
   D: number;
   hs: number;
   half: boolean;
-  /** cos and ±sin of every (position, pair), `[T, hs/2]`. */
-  cos: Float64Array;
-  sin: Float64Array;
-  /** The same tables in float32 (what the wasm kernel reads). */
-  cos32: Float32Array;
-  sin32: Float32Array;
+  /** cos and sin of every (position, pair), `[T, hs/2]`, computed in float64 and stored as float32. */
+  cos: Float32Array;
+  sin: Float32Array;
 }
 
 interface RopeTable {
-  cos: Float64Array;
-  sin: Float64Array;
-  cos32: Float32Array;
-  sin32: Float32Array;
+  cos: Float32Array;
+  sin: Float32Array;
 }
 
 const ropeTables = new Map<string, RopeTable>();
@@ -358,8 +354,8 @@ function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | n
   if (hit) return hit;
   const T = pos.length;
   const np = hs / 2;
-  const cos = new Float64Array(T * np);
-  const sin = new Float64Array(T * np);
+  const cos = new Float32Array(T * np);
+  const sin = new Float32Array(T * np);
   for (let m = 0; m < np; m++) {
     const freq = theta ** (-(2 * m) / hs);
     for (let t = 0; t < T; t++) {
@@ -368,7 +364,7 @@ function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | n
       sin[t * np + m] = Math.sin(a);
     }
   }
-  const table = { cos, sin, cos32: Float32Array.from(cos), sin32: Float32Array.from(sin) };
+  const table = { cos, sin };
   if (key !== null) {
     if (ropeTables.size >= 16) ropeTables.delete(ropeTables.keys().next().value!);
     ropeTables.set(key, table);
@@ -376,53 +372,29 @@ function ropeTable(pos: Float64Array, hs: number, theta: number, key: string | n
   return table;
 }
 
-function ropeApply(src: Float32Array, dst: Float32Array, p: RopePlan, sign: number): void {
-  const { T, D, hs, half, cos, sin } = p;
-  const np = hs / 2;
-  const rows = src.length / D;
-  for (let r = 0; r < rows; r++) {
-    const t = r % T;
-    for (let h0 = r * D; h0 < (r + 1) * D; h0 += hs) {
-      for (let m = 0; m < np; m++) {
-        const i0 = half ? h0 + m : h0 + 2 * m;
-        const i1 = half ? i0 + np : i0 + 1;
-        const c = cos[t * np + m];
-        const s = sign * sin[t * np + m];
-        const x0 = src[i0];
-        const x1 = src[i1];
-        dst[i0] = x0 * c - x1 * s;
-        dst[i1] = x0 * s + x1 * c;
-      }
-    }
-  }
-}
-
 /** quant-kernels' row arguments of plan `p` over `n` elements. */
 function ropeRows(p: RopePlan, n: number, sign: 1 | -1, accumulate: boolean): RopeRowsArgs {
-  const { T, D, hs, half, cos32: cos, sin32: sin } = p;
+  const { T, D, hs, half, cos, sin } = p;
   return { rows: n / D, D, hs, T, half, cos, sin, sign, accumulate };
+}
+
+/** Rotates `src` into `dst` (`+=` when `accumulate`): the wasm kernel when `be` has one, else the reference. */
+function ropeRun(be: Backend, a: RopeRowsArgs, src: Float32Array, dst: Float32Array): void {
+  const kernels = trainKernels(be);
+  if (kernels) kernels.rope(a, src, dst);
+  else referenceRope(a, src, dst);
 }
 
 const ropeOp: OpDef<RopePlan> = {
   name: "rope",
   forward(ctx, [x], p) {
     const out = new Float32Array(x.size);
-    const kernels = trainKernels(ctx.backend);
-    if (kernels) kernels.rope(ropeRows(p, x.size, 1, false), x.values(), out);
-    else ropeApply(x.values(), out, p, 1);
+    ropeRun(ctx.backend, ropeRows(p, x.size, 1, false), x.values(), out);
     return output(out, x.shape); // a rotation: backward needs nothing saved
   },
   backward(ctx, gy, [gx], p) {
-    const kernels = trainKernels(ctx.backend);
-    if (kernels) {
-      kernels.rope(ropeRows(p, gy.size, -1, true), gy.values(), gx!.data);
-      return;
-    }
-    const tmp = scratch(gy.size);
-    ropeApply(gy.values(), tmp.data, p, -1); // the inverse (transposed) rotation
-    const d = gx!.data;
-    for (let i = 0; i < tmp.data.length; i++) d[i] += tmp.data[i];
-    tmp.free();
+    // the inverse (transposed) rotation, accumulated straight into the gradient
+    ropeRun(ctx.backend, ropeRows(p, gy.size, -1, true), gy.values(), gx!.data);
   },
 };
 const applyRope = defineOp(ropeOp);
@@ -431,8 +403,9 @@ const applyRope = defineOp(ropeOp);
  * Rotary position embedding on `x` `[..., T, nHeads·headSize]`: within each head, pair m (elements
  * `(2m, 2m+1)`, or `(m, m + hs/2)` with `layout: "half"`) at position `pos` is rotated by the angle
  * `pos · theta^(−2m/headSize)`, i.e. freq `theta^(−(i mod hs)/hs)` for the pair's first index i as llama2.c.
- * On a wasm backend both directions run quant-kernels' `trainKernels(backend).rope` (SIMD over float32
- * tables; backward accumulates the inverse rotation straight into the gradient); elsewhere `ropeApply`.
+ * Both directions run quant-kernels' `trainKernels(backend).rope` on a wasm backend (SIMD) and its scalar
+ * oracle `referenceRope` elsewhere, over the same float32 cos/sin tables; backward accumulates the inverse
+ * rotation straight into the gradient.
  */
 export function rope(x: Tensor, opts: RopeOptions): Tensor {
   const hs = opts.headSize;

@@ -1,5 +1,5 @@
 // Fused row-wise ops over the last axis: RMSNorm, softmax, log-softmax (numerically stable).
-import { trainKernels } from "@int21/quant-kernels";
+import { referenceRmsNorm, referenceRmsNormBackward, trainKernels } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
@@ -21,15 +21,7 @@ const rmsNormOp: OpDef<number> = {
     const inv = new Float32Array(rows);
     const kernels = trainKernels(ctx.backend);
     if (kernels) kernels.rmsNorm(rows, d, xv, wv, eps, out, inv);
-    else
-      for (let r = 0; r < rows; r++) {
-        const o = r * d;
-        let ss = 0;
-        for (let j = 0; j < d; j++) ss += xv[o + j] * xv[o + j];
-        const s = 1 / Math.sqrt(ss / d + eps);
-        inv[r] = s;
-        for (let j = 0; j < d; j++) out[o + j] = xv[o + j] * s * wv[j];
-      }
+    else referenceRmsNorm(rows, d, xv, wv, eps, out, inv);
     // backward needs x, w and the per-row 1/rms (rows floats), not the output
     ctx.save(x, w);
     ctx.saveBuffer(inv, [rows]);
@@ -42,27 +34,12 @@ const rmsNormOp: OpDef<number> = {
     const wv = w.values();
     const inv = invT.values();
     const g = gy.values();
+    const gxd = gx ? gx.data : null;
+    const gwd = gw ? gw.data : null;
+    // y = x·s·w, s = (mean(x²)+eps)^(-1/2): dx = s·(g⊙w) − x·s³/d·Σ(g⊙w⊙x), dw = Σ_rows g⊙x·s
     const kernels = trainKernels(ctx.backend);
-    if (kernels) {
-      kernels.rmsNormBackward(rows, d, xv, wv, inv, g, gx ? gx.data : null, gw ? gw.data : null);
-      return;
-    }
-    for (let r = 0; r < rows; r++) {
-      const o = r * d;
-      const s = inv[r];
-      if (gw) {
-        const gd = gw.data;
-        for (let j = 0; j < d; j++) gd[j] += g[o + j] * xv[o + j] * s;
-      }
-      if (gx) {
-        // y = x·s·w, s = (mean(x²)+eps)^(-1/2): dx = s·(g⊙w) − x·s³/d·Σ(g⊙w⊙x)
-        let dot = 0;
-        for (let j = 0; j < d; j++) dot += g[o + j] * wv[j] * xv[o + j];
-        const c = (s * s * s * dot) / d;
-        const gd = gx.data;
-        for (let j = 0; j < d; j++) gd[o + j] += s * g[o + j] * wv[j] - c * xv[o + j];
-      }
-    }
+    if (kernels) kernels.rmsNormBackward(rows, d, xv, wv, inv, g, gxd, gwd);
+    else referenceRmsNormBackward(rows, d, xv, wv, inv, g, gxd, gwd);
   },
 };
 const applyRmsNorm = defineOp(rmsNormOp);
@@ -70,8 +47,8 @@ const applyRmsNorm = defineOp(rmsNormOp);
 /**
  * RMSNorm over the last axis (fused): `y = x / sqrt(mean(x²) + eps) · w`, `w` of shape `[d]`.
  * Saves x, w and one float per row for backward. On a wasm backend both directions run quant-kernels'
- * `trainKernels(backend).rmsNorm / rmsNormBackward` (SIMD, rows split across threads); elsewhere the
- * TypeScript loops here, the reference.
+ * `trainKernels(backend).rmsNorm / rmsNormBackward` (SIMD, rows split across threads); elsewhere their
+ * scalar oracles `referenceRmsNorm / referenceRmsNormBackward` (float64 sums; 1/rms rounded to float32).
  */
 export function rmsNorm(x: Tensor, w: Tensor, eps = 1e-5): Tensor {
   const d = x.shape[x.ndim - 1];
