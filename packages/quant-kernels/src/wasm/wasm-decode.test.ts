@@ -225,6 +225,49 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     );
   });
 
+  it("extreme codes against full-scale activations (the offset decode's correction at the int32 bound) match the reference", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(
+          ["int8-pc-asym-f16", 512],
+          ["int8-g64-asym-f16", 448],
+          ["int4-g128-asym-f16", 384],
+          ["int3-g64-asym-f16", 192],
+          ["int2-g128-sym-f16", 256],
+          ["int2-g64-asym-f16", 100],
+        ),
+        fc.integer({ min: 1, max: 40 }),
+        fc.constantFrom("random", "low", "high"),
+        fc.constantFrom("random", "plus", "minus"),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        ([name, K], N, codes, signs, seed) => {
+          const rng = makeRng(seed);
+          // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1, symmetric ±qmax; rows 0 and 1
+          // hold one +1 / −1 among the others, so their codes sit (almost) all at one end
+          const W = new Float32Array(N * K);
+          for (let n = 0; n < N; n++)
+            for (let k = 0; k < K; k++) {
+              const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
+              W[n * K + k] = k === n % K ? -v : v;
+            }
+          const q = rtnQuantize(W, N, K, getFormat(name));
+          expect(k.qmatvecSupports(q)).toBe(true);
+          // |x| all equal: every xq is ±32767
+          const x = new Float32Array(K);
+          for (let i = 0; i < K; i++)
+            x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
+          const want = new Float32Array(N);
+          referenceQmatvecI16(q, x, want);
+          const got = new Float32Array(N);
+          k.qmatvec(q, x, got);
+          for (let n = 0; n < N; n++)
+            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
+        },
+      ),
+      { seed: 11, numRuns: 60 },
+    );
+  });
+
   it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
     const rng = makeRng(5);
     const N = 8000;

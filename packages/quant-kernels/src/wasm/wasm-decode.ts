@@ -149,7 +149,8 @@ export function registerDecodeKernels(
       const { N, K, Kp, nGroups } = res;
       const heap = rt.heap;
       const yIn = owns(y);
-      rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 2 * nGroups + 64);
+      // scratch per thread: xq (Kp int16), a v128 correction, dx and Σ xq per group (decode_qmv.c)
+      rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 6 * nGroups + 64);
       const xa = rt.take(Kp * 4);
       const f32 = heap.f32;
       copyInto(f32, xa >>> 2, x, 0, K);
