@@ -6,11 +6,16 @@
 //   node scripts/build-wasm.mjs          rebuild and rewrite the generated module
 //   node scripts/build-wasm.mjs --check  rebuild and fail if the committed module differs
 //
-// Toolchain: Debian clang 14 + lld (`apt-get install -y clang lld`). The output is deterministic
-// for a given toolchain (no debug info, names stripped, sources compiled in sorted order).
-// Two variants are built from the same sources:
+// Toolchain: Debian clang 19 + lld 19 (`apt-get install -y clang-19 lld-19`; CLANG and WASM_LD
+// override the commands). The output is deterministic for a given toolchain (no debug info, names
+// stripped, sources compiled in sorted order).
+// Four variants are built from the same sources:
 //   threads: shared memory (atomics, bulk memory), for worker-thread parallelism;
-//   single:  ordinary memory, for browsers that are not cross-origin isolated (no SharedArrayBuffer).
+//   single:  ordinary memory, for browsers that are not cross-origin isolated (no SharedArrayBuffer);
+//   threads_relaxed, single_relaxed: the same with relaxed SIMD (-mrelaxed-simd: the GEMM micro-kernel's
+//            f32x4.relaxed_madd), which the runtime picks where WebAssembly.validate accepts it.
+// -ffp-contract=off keeps clang from fusing a*b+c on its own, so only the kernels that ask for
+// relaxed_madd differ between the plain and relaxed variants.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -22,8 +27,8 @@ const pkg = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const srcDir = join(pkg, "wasm");
 const outFile = join(pkg, "src", "wasm", "kernels-wasm.generated.ts");
 const check = process.argv.includes("--check");
-const clang = process.env.CLANG ?? "clang";
-const wasmLd = process.env.WASM_LD ?? "wasm-ld";
+const clang = process.env.CLANG ?? "clang-19";
+const wasmLd = process.env.WASM_LD ?? "wasm-ld-19";
 
 const CFLAGS = [
   "--target=wasm32",
@@ -33,6 +38,7 @@ const CFLAGS = [
   "-nostdlib",
   "-ffreestanding",
   "-g0",
+  "-ffp-contract=off",
   "-Wall",
   "-Wextra",
   "-Werror",
@@ -46,6 +52,14 @@ const VARIANTS = {
     cflags: [],
     ldflags: ["--max-memory=4294967296"],
   },
+  threads_relaxed: {
+    cflags: ["-matomics", "-mbulk-memory", "-mrelaxed-simd"],
+    ldflags: ["--shared-memory", "--max-memory=4294967296"],
+  },
+  single_relaxed: {
+    cflags: ["-mrelaxed-simd"],
+    ldflags: ["--max-memory=4294967296"],
+  },
 };
 const LDFLAGS = [
   "--no-entry",
@@ -56,6 +70,22 @@ const LDFLAGS = [
   "-z",
   "stack-size=65536",
 ];
+
+function toolchainCheck() {
+  for (const [cmd, pkg] of [
+    [clang, "clang-19"],
+    [wasmLd, "lld-19"],
+  ]) {
+    try {
+      execFileSync(cmd, ["--version"], { stdio: "ignore" });
+    } catch {
+      console.error(
+        `build-wasm: \`${cmd}\` not found; install it (\`apt-get install -y ${pkg}\`) or point ${cmd === clang ? "CLANG" : "WASM_LD"} at it.`,
+      );
+      process.exit(1);
+    }
+  }
+}
 
 function build(variant, tmp) {
   const sources = readdirSync(srcDir)
@@ -93,7 +123,8 @@ function render(bins) {
 
 const tmp = mkdtempSync(join(tmpdir(), "qk-wasm-"));
 try {
-  const bins = { threads: build("threads", tmp), single: build("single", tmp) };
+  toolchainCheck();
+  const bins = Object.fromEntries(Object.keys(VARIANTS).map((v) => [v, build(v, tmp)]));
   const text = render(bins);
   if (check) {
     let old = "";
@@ -112,7 +143,9 @@ try {
   } else {
     writeFileSync(outFile, text);
     console.log(
-      `build-wasm: wrote ${outFile} (threads ${bins.threads.length} B, single ${bins.single.length} B)`,
+      `build-wasm: wrote ${outFile} (${Object.entries(bins)
+        .map(([v, b]) => `${v} ${b.length} B`)
+        .join(", ")})`,
     );
   }
 } finally {

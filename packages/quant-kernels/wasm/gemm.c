@@ -1,7 +1,11 @@
-// Float32 GEMM and GEMV: packed-A/packed-B blocking (Goto/BLIS style) around a 4×8 f32x4
-// micro-kernel. B panels come from a float matrix or are dequantized from a resident quantized
-// weight a tile at a time (the fused qmatmul / qmatmulT paths), so the full float weight is never
-// built.
+// Float32 GEMM and GEMV: packed-A/packed-B blocking (Goto/BLIS style) around a 6×8 f32x4 micro-kernel
+// (12 accumulators, 2 B vectors and one broadcast A value: 15 of x64's 16 xmm registers, all of which V8
+// keeps in registers when the kernel is a function of its own). The module is built twice (see
+// scripts/build-wasm.mjs): plain SIMD, where a multiply-add is a separate multiply and add (rounded as the
+// scalar references round), and relaxed SIMD (-mrelaxed-simd), where the micro-kernel uses
+// f32x4.relaxed_madd, a fused multiply-add on CPUs that have one. B panels come from a float matrix or are
+// dequantized from a resident quantized weight a tile at a time (the fused qmatmul / qmatmulT paths), so
+// the full float weight is never built.
 #include "kernels.h"
 #include "quant.h"
 
@@ -20,14 +24,27 @@ static void scale_c(float* C, int ldc, int m0, int m1, int n0, int n1, float bet
   }
 }
 
+// Micro-tile UMR×UNR; A blocks of UMC ≤ MC rows and B blocks of UNC ≤ NC columns (whole panels, so the
+// packed blocks fit the scratch that layout.ts sizes from MC, KC, NC).
+#define UMR 6
+#define UNR NR
+#define UNV (UNR / 4)
+#define UMC (MC / UMR * UMR)
+#define UNC (NC / UNR * UNR)
+#ifdef __wasm_relaxed_simd__
+#define UMADD(c, a, b) c = wasm_f32x4_relaxed_madd(a, b, c)
+#else
+#define UMADD(c, a, b) FMA(c, a, b)
+#endif
+
 static const float ZERO_ROW[KC] = {0};
 
-// dst[kk][j] = rows[j][kk] for kk < kc, j < w (w = 4 or 8): a w-wide panel from w contiguous rows,
-// transposed 4×4 at a time.
+// dst[kk][j] = rows[j][kk] for kk < kc, j < w: a w-wide panel from w rows, 4×4 blocks transposed.
 static void pack_rows_t(const float* const* rows, int w, int kc, float* dst) {
+  int w4 = w & ~3;
   int kk = 0;
   for (; kk + 4 <= kc; kk += 4) {
-    for (int h = 0; h < w; h += 4) {
+    for (int h = 0; h < w4; h += 4) {
       v128_t v0 = wasm_v128_load(rows[h] + kk), v1 = wasm_v128_load(rows[h + 1] + kk);
       v128_t v2 = wasm_v128_load(rows[h + 2] + kk), v3 = wasm_v128_load(rows[h + 3] + kk);
       v128_t t0 = wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(v2, v3, 0, 4, 1, 5);
@@ -38,61 +55,70 @@ static void pack_rows_t(const float* const* rows, int w, int kc, float* dst) {
       wasm_v128_store(d + 2 * w, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
       wasm_v128_store(d + 3 * w, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
     }
+    for (int h = w4; h < w; h++) {
+      const float* r = rows[h] + kk;
+      dst[kk * w + h] = r[0];
+      dst[(kk + 1) * w + h] = r[1];
+      dst[(kk + 2) * w + h] = r[2];
+      dst[(kk + 3) * w + h] = r[3];
+    }
   }
   for (; kk < kc; kk++) {
     for (int j = 0; j < w; j++) dst[kk * w + j] = rows[j][kk];
   }
 }
 
-// ap[panel][kk][i] = opA[i0 + panel*MR + i][p0 + kk], rows past mc zero.
+// ap[panel][kk][i] = opA[i0 + panel*UMR + i][p0 + kk], rows past mc zero.
 static void pack_a(const float* A, int lda, int ta, int i0, int mc, int p0, int kc, float* ap) {
-  for (int p = 0; p < mc; p += MR) {
-    int mr = imin(MR, mc - p);
+  for (int p = 0; p < mc; p += UMR) {
+    int mr = imin(UMR, mc - p);
     float* dst = ap + p * kc;
     if (!ta) {
-      const float* rows[MR];
-      for (int i = 0; i < MR; i++) rows[i] = i < mr ? A + (uint32_t)(i0 + p + i) * (uint32_t)lda + p0 : ZERO_ROW;
-      pack_rows_t(rows, MR, kc, dst);
+      const float* rows[UMR];
+      for (int i = 0; i < UMR; i++) rows[i] = i < mr ? A + (uint32_t)(i0 + p + i) * (uint32_t)lda + p0 : ZERO_ROW;
+      pack_rows_t(rows, UMR, kc, dst);
     } else {
       for (int kk = 0; kk < kc; kk++) {
         const float* src = A + (uint32_t)(p0 + kk) * (uint32_t)lda + i0 + p;
-        for (int i = 0; i < MR; i++) dst[kk * MR + i] = i < mr ? src[i] : 0.0f;
+        for (int i = 0; i < UMR; i++) dst[kk * UMR + i] = i < mr ? src[i] : 0.0f;
       }
     }
   }
 }
 
-// bp[panel][kk][j] = opB[p0 + kk][j0 + panel*NR + j], columns past nc zero.
+// Copies UNR floats (a full panel row).
+static inline void copy_row(float* dst, const float* src) {
+  for (int v = 0; v < UNV; v++) wasm_v128_store(dst + 4 * v, wasm_v128_load(src + 4 * v));
+}
+
+// bp[panel][kk][j] = opB[p0 + kk][j0 + panel*UNR + j], columns past nc zero.
 static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, float* tmp) {
   if (s->kind == B_FLOAT) {
     const float* B = s->B;
     int ldb = s->ldb;
-    for (int q = 0; q < nc; q += NR) {
-      int nr = imin(NR, nc - q);
+    for (int q = 0; q < nc; q += UNR) {
+      int nr = imin(UNR, nc - q);
       float* dst = bp + q * kc;
       if (!s->tb) {
         for (int kk = 0; kk < kc; kk++) {
           const float* src = B + (uint32_t)(p0 + kk) * (uint32_t)ldb + j0 + q;
-          if (nr == NR) {
-            wasm_v128_store(dst + kk * NR, wasm_v128_load(src));
-            wasm_v128_store(dst + kk * NR + 4, wasm_v128_load(src + 4));
-          } else {
-            for (int j = 0; j < NR; j++) dst[kk * NR + j] = j < nr ? src[j] : 0.0f;
-          }
+          if (nr == UNR) copy_row(dst + kk * UNR, src);
+          else
+            for (int j = 0; j < UNR; j++) dst[kk * UNR + j] = j < nr ? src[j] : 0.0f;
         }
       } else {
-        const float* rows[NR];
-        for (int j = 0; j < NR; j++) rows[j] = j < nr ? B + (uint32_t)(j0 + q + j) * (uint32_t)ldb + p0 : ZERO_ROW;
-        pack_rows_t(rows, NR, kc, dst);
+        const float* rows[UNR];
+        for (int j = 0; j < UNR; j++) rows[j] = j < nr ? B + (uint32_t)(j0 + q + j) * (uint32_t)ldb + p0 : ZERO_ROW;
+        pack_rows_t(rows, UNR, kc, dst);
       }
     }
   } else if (s->kind == B_QUANT_T) {
-    // opB[k][n] = W[n][k]: dequantize KC columns of NR weight rows.
+    // opB[k][n] = W[n][k]: dequantize KC columns of UNR weight rows.
     const int32_t* d = s->desc;
-    for (int q = 0; q < nc; q += NR) {
-      int nr = imin(NR, nc - q);
-      const float* rows[NR];
-      for (int j = 0; j < NR; j++) {
+    for (int q = 0; q < nc; q += UNR) {
+      int nr = imin(UNR, nc - q);
+      const float* rows[UNR];
+      for (int j = 0; j < UNR; j++) {
         if (j < nr) {
           qk_dequant_range(d, j0 + q + j, p0, p0 + kc, tmp + j * KC);
           rows[j] = tmp + j * KC;
@@ -100,71 +126,67 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
           rows[j] = ZERO_ROW;
         }
       }
-      pack_rows_t(rows, NR, kc, bp + q * kc);
+      pack_rows_t(rows, UNR, kc, bp + q * kc);
     }
   } else {
     // opB[k][n] = W[k][n]: dequantize NC columns of each of KC weight rows.
     const int32_t* d = s->desc;
     for (int kk = 0; kk < kc; kk++) {
       qk_dequant_range(d, p0 + kk, j0, j0 + nc, tmp);
-      for (int q = 0; q < nc; q += NR) {
-        int nr = imin(NR, nc - q);
-        float* dst = bp + q * kc + kk * NR;
-        if (nr == NR) {
-          wasm_v128_store(dst, wasm_v128_load(tmp + q));
-          wasm_v128_store(dst + 4, wasm_v128_load(tmp + q + 4));
-        } else {
-          for (int j = 0; j < NR; j++) dst[j] = j < nr ? tmp[q + j] : 0.0f;
-        }
+      for (int q = 0; q < nc; q += UNR) {
+        int nr = imin(UNR, nc - q);
+        float* dst = bp + q * kc + kk * UNR;
+        if (nr == UNR) copy_row(dst, tmp + q);
+        else
+          for (int j = 0; j < UNR; j++) dst[j] = j < nr ? tmp[q + j] : 0.0f;
       }
     }
   }
 }
 
-// C[0..mr)[0..nr) += alpha * Apanel(4×kc) · Bpanel(kc×8).
-static void kernel_4x8(int kc, const float* a, const float* b, float* C, int ldc, float alpha, int mr, int nr,
-                       float* edge) {
-  v128_t c00 = wasm_f32x4_splat(0.0f), c01 = c00, c10 = c00, c11 = c00;
-  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+// One k step of the micro-kernel.
+#define UK_STEP(a, b)                                              \
+  do {                                                             \
+    v128_t bv[UNV];                                                \
+    for (int v = 0; v < UNV; v++) bv[v] = wasm_v128_load((b) + 4 * v); \
+    for (int i = 0; i < UMR; i++) {                                \
+      v128_t av = wasm_v128_load32_splat((a) + i);                 \
+      for (int v = 0; v < UNV; v++) UMADD(c[i][v], av, bv[v]);     \
+    }                                                              \
+  } while (0)
+
+// acc[i][j] = Σ_kk Apanel[kk][i] · Bpanel[kk][j] (UMR×UNR). Out of line with nothing else live, so
+// that the engine's register allocator keeps every accumulator in a register (and the hot loop is a
+// small function that the engine's optimizing tier takes over after a few calls).
+__attribute__((noinline)) static void micro_kernel(int kc, const float* a, const float* b, float* acc) {
+  v128_t c[UMR][UNV];
+  for (int i = 0; i < UMR; i++)
+    for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);
+  // Not unrolled: an unrolled body (clang interleaves the steps) needs more registers than x64 has.
   for (int k = 0; k < kc; k++) {
-    v128_t b0 = wasm_v128_load(b);
-    v128_t b1 = wasm_v128_load(b + 4);
-    v128_t a0 = wasm_v128_load32_splat(a);
-    FMA(c00, a0, b0);
-    FMA(c01, a0, b1);
-    v128_t a1 = wasm_v128_load32_splat(a + 1);
-    FMA(c10, a1, b0);
-    FMA(c11, a1, b1);
-    v128_t a2 = wasm_v128_load32_splat(a + 2);
-    FMA(c20, a2, b0);
-    FMA(c21, a2, b1);
-    v128_t a3 = wasm_v128_load32_splat(a + 3);
-    FMA(c30, a3, b0);
-    FMA(c31, a3, b1);
-    a += MR;
-    b += NR;
+    UK_STEP(a, b);
+    a += UMR;
+    b += UNR;
   }
-  v128_t al = wasm_f32x4_splat(alpha);
-  if (mr == MR && nr == NR) {
-    float* c = C;
-#define ROW(x0, x1)                                                                \
-  wasm_v128_store(c, wasm_f32x4_add(wasm_v128_load(c), wasm_f32x4_mul(al, x0)));   \
-  wasm_v128_store(c + 4, wasm_f32x4_add(wasm_v128_load(c + 4), wasm_f32x4_mul(al, x1))); \
-  c += ldc;
-    ROW(c00, c01) ROW(c10, c11) ROW(c20, c21) ROW(c30, c31)
-#undef ROW
+  for (int i = 0; i < UMR; i++)
+    for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);
+}
+
+// C[0..mr)[0..nr) += alpha * acc.
+static void update_c(const float* acc, float* C, int ldc, float alpha, int mr, int nr) {
+  if (nr == UNR) {
+    v128_t al = wasm_f32x4_splat(alpha);
+    for (int i = 0; i < mr; i++) {
+      float* c = C + (uint32_t)i * (uint32_t)ldc;
+      for (int v = 0; v < UNV; v++) {
+        v128_t x = wasm_f32x4_mul(al, wasm_v128_load(acc + i * UNR + 4 * v));
+        wasm_v128_store(c + 4 * v, wasm_f32x4_add(wasm_v128_load(c + 4 * v), x));
+      }
+    }
     return;
   }
-  wasm_v128_store(edge + 0, c00);
-  wasm_v128_store(edge + 4, c01);
-  wasm_v128_store(edge + 8, c10);
-  wasm_v128_store(edge + 12, c11);
-  wasm_v128_store(edge + 16, c20);
-  wasm_v128_store(edge + 20, c21);
-  wasm_v128_store(edge + 24, c30);
-  wasm_v128_store(edge + 28, c31);
   for (int i = 0; i < mr; i++) {
-    for (int j = 0; j < nr; j++) C[(uint32_t)i * (uint32_t)ldc + j] += alpha * edge[i * NR + j];
+    for (int j = 0; j < nr; j++) C[(uint32_t)i * (uint32_t)ldc + j] += alpha * acc[i * UNR + j];
   }
 }
 
@@ -173,24 +195,23 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
   if (m0 >= m1 || n0 >= n1) return;
   scale_c(C, ldc, m0, m1, n0, n1, beta);
   if (alpha == 0.0f || K == 0) return;
+  float acc[UMR * UNR] __attribute__((aligned(16)));
   float* ap = scratch;
   float* bp = ap + MC * KC;
-  float* edge = bp + KC * NC;
-  float* tmp = edge + MR * NR;
-  for (int jc = n0; jc < n1; jc += NC) {
-    int nc = imin(NC, n1 - jc);
+  float* tmp = bp + KC * NC + MR * NR;
+  for (int jc = n0; jc < n1; jc += UNC) {
+    int nc = imin(UNC, n1 - jc);
     for (int pc = 0; pc < K; pc += KC) {
       int kc = imin(KC, K - pc);
       pack_b(bs, pc, kc, jc, nc, bp, tmp);
-      for (int ic = m0; ic < m1; ic += MC) {
-        int mc = imin(MC, m1 - ic);
+      for (int ic = m0; ic < m1; ic += UMC) {
+        int mc = imin(UMC, m1 - ic);
         pack_a(A, lda, ta, ic, mc, pc, kc, ap);
-        for (int jr = 0; jr < nc; jr += NR) {
-          int nr = imin(NR, nc - jr);
-          for (int ir = 0; ir < mc; ir += MR) {
-            int mr = imin(MR, mc - ir);
-            kernel_4x8(kc, ap + ir * kc, bp + jr * kc, C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr, ldc, alpha,
-                       mr, nr, edge);
+        for (int jr = 0; jr < nc; jr += UNR) {
+          int nr = imin(UNR, nc - jr);
+          for (int ir = 0; ir < mc; ir += UMR) {
+            micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
+            update_c(acc, C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr, ldc, alpha, imin(UMR, mc - ir), nr);
           }
         }
       }

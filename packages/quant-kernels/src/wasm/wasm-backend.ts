@@ -33,12 +33,21 @@ export interface WasmBackendOptions {
    * training a model near the memory limit wants a small budget: `0` keeps only the layer in use.
    */
   maxResidentBytes?: number;
+  /**
+   * Use the relaxed-SIMD module, whose float GEMM uses fused multiply-adds (default: wherever the
+   * engine has relaxed SIMD: Chromium, Firefox, Node ≥ 22, Node 20 with
+   * `--experimental-wasm-relaxed-simd`). `false` selects the plain-SIMD module, whose GEMM rounds
+   * each product as the reference kernels do; `true` where the engine lacks relaxed SIMD is an error.
+   */
+  relaxedSimd?: boolean;
 }
 
 /** The wasm backend: a {@link Backend} plus memory helpers. */
 export interface WasmBackend extends Backend {
   /** Threads including the caller's. */
   readonly threads: number;
+  /** Whether the relaxed-SIMD module runs (see {@link WasmBackendOptions.relaxedSimd}). */
+  readonly relaxedSimd: boolean;
   /**
    * A `Float32Array` of `n` floats inside wasm memory: kernels read and write it in place (no copy).
    * With shared memory (threads > 1, or Node) it stays valid until {@link freeF32}; without shared
@@ -120,7 +129,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     throw new Error(
       `quant-kernels: createWasmBackend: maxResidentBytes must be a number ≥ 0, got ${String(opts.maxResidentBytes)}`,
     );
-  const rt = await WasmRuntime.create(threads, opts.sharedMemory);
+  const rt = await WasmRuntime.create(threads, opts.sharedMemory, undefined, opts.relaxedSimd);
   const cache = new ResidentCache(rt, budget);
   const views = new WeakMap<Float32Array, number>();
   // A format whose decode kind has no wasm kernel (a codebook format) runs on the reference kernels.
@@ -128,6 +137,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const backend: WasmBackend = {
     name: `wasm-simd-${threads}t`,
     threads,
+    relaxedSimd: rt.relaxedSimd,
     supports(kernel: KernelName, format?: QuantFormat): boolean {
       if (!["sgemm", "dequantize", "qmatmul", "qmatmulT"].includes(kernel)) return false;
       if (format === undefined || kernel === "sgemm") return true;

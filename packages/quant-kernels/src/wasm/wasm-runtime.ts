@@ -1,6 +1,11 @@
 // The instantiated kernel module: memory, heap, worker pool, the job record and the per-call
 // scratch. Kernel files (wasm-sgemm.ts, wasm-qmatmul.ts, wasm-dequantize.ts) build on it.
-import { KERNELS_WASM_SINGLE, KERNELS_WASM_THREADS } from "./kernels-wasm.generated";
+import {
+  KERNELS_WASM_SINGLE,
+  KERNELS_WASM_SINGLE_RELAXED,
+  KERNELS_WASM_THREADS,
+  KERNELS_WASM_THREADS_RELAXED,
+} from "./kernels-wasm.generated";
 import { GEMM_SCRATCH_FLOATS, J_NEXT, J_OP, J_SCRATCH, J_STRIDE, NC } from "./layout";
 import { WasmHeap } from "./wasm-heap";
 import { CONTROL_BYTES, type PoolOptions, WorkerPool } from "./worker-pool";
@@ -23,6 +28,27 @@ function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+// A module whose one function computes f32x4.relaxed_madd of three v128 constants: valid exactly where
+// the engine has relaxed SIMD (Chromium, Firefox, Node ≥ 22; Node 20 with --experimental-wasm-relaxed-simd).
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version
+  ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // types: () -> v128
+  ...[0x03, 0x02, 0x01, 0x00], // functions: one of type 0
+  ...[0x0a, 0x3d, 0x01, 0x3b, 0x00], // code: one body of 59 bytes, no locals
+  ...[0, 1, 2].flatMap(() => [0xfd, 0x0c, ...new Array<number>(16).fill(0)]), // 3 × v128.const 0
+  ...[0xfd, 0x85, 0x02], // f32x4.relaxed_madd (0xfd 0x105)
+  0x0b, // end
+]);
+
+/** Whether the engine accepts relaxed SIMD (the GEMM micro-kernel's fused multiply-add). */
+export function relaxedSimdAvailable(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
 /** Whether shared memory (and so worker threads) is available here. */
 export function sharedMemoryAvailable(): boolean {
   if (typeof SharedArrayBuffer === "undefined") return false;
@@ -35,6 +61,8 @@ export class WasmRuntime {
   /** The allocator over the module's memory. */
   readonly heap: WasmHeap;
   readonly shared: boolean;
+  /** Whether this is the relaxed-SIMD build of the module (fused multiply-adds in the GEMM). */
+  readonly relaxedSimd: boolean;
   private readonly ex: KernelExports;
   private readonly pool: WorkerPool | null;
   private readonly job: number;
@@ -51,7 +79,9 @@ export class WasmRuntime {
     pool: WorkerPool | null,
     job: number,
     shared: boolean,
+    relaxedSimd: boolean,
   ) {
+    this.relaxedSimd = relaxedSimd;
     this.heap = heap;
     this.ex = ex;
     this.pool = pool;
@@ -59,8 +89,22 @@ export class WasmRuntime {
     this.shared = shared;
   }
 
-  /** Instantiates the module; starts `threads - 1` workers when `threads > 1`. */
-  static async create(threads: number, sharedMemory?: boolean, poolOpts?: PoolOptions): Promise<WasmRuntime> {
+  /**
+   * Instantiates the module; starts `threads - 1` workers when `threads > 1`. `relaxedSimd` picks the
+   * relaxed-SIMD build (default: where {@link relaxedSimdAvailable}).
+   */
+  static async create(
+    threads: number,
+    sharedMemory?: boolean,
+    poolOpts?: PoolOptions,
+    relaxedSimd?: boolean,
+  ): Promise<WasmRuntime> {
+    const relaxed = relaxedSimd ?? relaxedSimdAvailable();
+    if (relaxed && !relaxedSimdAvailable()) {
+      throw new Error(
+        "quant-kernels: createWasmBackend: relaxedSimd: true, but this engine has no relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd)",
+      );
+    }
     const shared = sharedMemory ?? sharedMemoryAvailable();
     if (shared && !sharedMemoryAvailable()) {
       throw new Error(
@@ -72,7 +116,15 @@ export class WasmRuntime {
         "quant-kernels: createWasmBackend: threads > 1 needs shared memory (SharedArrayBuffer; in browsers a cross-origin isolated page); use threads: 1",
       );
     }
-    const bytes = decodeBase64(shared ? KERNELS_WASM_THREADS : KERNELS_WASM_SINGLE);
+    const bytes = decodeBase64(
+      shared
+        ? relaxed
+          ? KERNELS_WASM_THREADS_RELAXED
+          : KERNELS_WASM_THREADS
+        : relaxed
+          ? KERNELS_WASM_SINGLE_RELAXED
+          : KERNELS_WASM_SINGLE,
+    );
     const module = await WebAssembly.compile(bytes);
     const initial = 64; // 4 MiB; grows on demand
     let memory: WebAssembly.Memory | undefined;
@@ -108,7 +160,7 @@ export class WasmRuntime {
       for (let t = 1; t < threads; t++) stacks.push(heap.alloc(STACK_BYTES) + STACK_BYTES);
       pool = await WorkerPool.start(module, memory, threads, ctrl, stacks, runLocal, poolOpts);
     }
-    return new WasmRuntime(heap, ex, pool, job, shared);
+    return new WasmRuntime(heap, ex, pool, job, shared, relaxed);
   }
 
   /** Threads including the caller's. */

@@ -1,0 +1,113 @@
+// The float GEMM's two builds (plain SIMD and relaxed SIMD, see wasm/gemm.c) against the reference:
+// the conformance suite on the relaxed module, and shapes at the edges of the 6×8 micro-tile, of the
+// A/B blocks (MC, KC, NC) and of the threads' column split, on both modules.
+import { setFlagsFromString } from "node:v8";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FLOAT32_TOLERANCES, type GemmCase, checkSgemmCase, runBackendConformance } from "../testing";
+import { KC, MC, NC, NR } from "./layout";
+import { type WasmBackend, createWasmBackend } from "./wasm-backend";
+import { relaxedSimdAvailable } from "./wasm-runtime";
+
+// Node 20 has relaxed SIMD behind a flag (on by default from Node 22): turn it on so that this file
+// exercises the relaxed module (wasm-backend.test.ts covers the default choice).
+if (!relaxedSimdAvailable()) setFlagsFromString("--experimental-wasm-relaxed-simd");
+
+/** The micro-tile's rows (gemm.c's UMR); rows per A block are MC rounded down to a multiple of it. */
+const UMR = 6;
+
+it("the engine accepts relaxed SIMD once the flag is set", () => {
+  expect(relaxedSimdAvailable()).toBe(true);
+});
+
+runBackendConformance("wasm relaxed SIMD (1 thread)", () =>
+  createWasmBackend({ threads: 1, relaxedSimd: true }),
+);
+runBackendConformance(
+  "wasm relaxed SIMD (ordinary memory)",
+  () => createWasmBackend({ threads: 1, sharedMemory: false, relaxedSimd: true }),
+  { formats: ["int4-g128-asym-f16"], numRuns: 4 },
+);
+
+const base: Omit<GemmCase, "M" | "N" | "K"> = {
+  transA: false,
+  transB: false,
+  aOffset: 0,
+  bOffset: 0,
+  cOffset: 0,
+  padA: 0,
+  padB: 0,
+  padC: 0,
+  alpha: 1,
+  beta: 0,
+  seed: 7,
+};
+
+/** Shapes at the tile and block edges: each dimension one below, at and one above a boundary. */
+const edgeShapes: [number, number, number][] = [
+  [1, 1, 1],
+  [UMR - 1, NR - 1, 1],
+  [UMR + 1, NR + 1, 1],
+  [2 * UMR, 2 * NR, 3],
+  [UMR + 1, 3 * NR - 1, KC - 1],
+  [UMR - 1, NR + 3, KC + 1],
+  [MC - 1, NR, 5],
+  [MC + 1, NR + 1, 2 * KC + 3],
+  [Math.floor(MC / UMR) * UMR + 1, 9, 17],
+  [3, NC + NR + 3, 4],
+  [2, NC - 1, 2],
+];
+
+describe.each([
+  ["relaxed", true, 1],
+  ["relaxed", true, 2],
+  ["plain", false, 1],
+  ["plain", false, 2],
+] as const)("wasm sgemm, %s SIMD, %i thread(s)", (_name, relaxedSimd, threads) => {
+  let be: WasmBackend;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads, relaxedSimd });
+  });
+  afterAll(() => be?.dispose());
+
+  it("runs the module it was asked for", () => {
+    expect(be.relaxedSimd).toBe(relaxedSimd);
+  });
+
+  it("matches the reference at the micro-tile and block edges, every transpose", () => {
+    for (const [M, N, K] of edgeShapes) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          checkSgemmCase(be, { ...base, M, N, K, transA, transB, alpha: -0.5, beta: 2 }, FLOAT32_TOLERANCES);
+        }
+      }
+    }
+  }, 60_000);
+
+  it("matches the reference over random shapes that cross KC (fast-check)", () => {
+    const shape = fc.record({
+      M: fc.integer({ min: 1, max: 3 * UMR + 1 }),
+      N: fc.integer({ min: 1, max: 3 * NR + 1 }),
+      K: fc.integer({ min: 1, max: KC + 40 }),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+      aOffset: fc.integer({ min: 0, max: 3 }),
+      bOffset: fc.integer({ min: 0, max: 3 }),
+      cOffset: fc.integer({ min: 0, max: 3 }),
+      padA: fc.integer({ min: 0, max: 2 }),
+      padB: fc.integer({ min: 0, max: 2 }),
+      padC: fc.integer({ min: 0, max: 2 }),
+      alpha: fc.constantFrom(1, -1, 0.5),
+      beta: fc.constantFrom(0, 1, -0.5),
+      seed: fc.integer({ min: 0, max: 1e9 }),
+    });
+    fc.assert(
+      fc.property(shape, (c) => checkSgemmCase(be, c, FLOAT32_TOLERANCES)),
+      { seed: 17, numRuns: 60 },
+    );
+  }, 60_000);
+
+  it("a product large enough for the threads' column split (130×300×600)", () => {
+    checkSgemmCase(be, { ...base, M: 130, N: 600, K: 300, transB: true, beta: 1 }, FLOAT32_TOLERANCES);
+  }, 60_000);
+});
