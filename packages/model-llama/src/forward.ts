@@ -444,14 +444,15 @@ function checkWeights(w: LlamaWeights, state: RunState): void {
  * Chunks of up to `state.maxRows` tokens go through `Linear.forward` with `rows > 1` (the GEMM path,
  * prefill); one token is the matvec path (decode).
  *
- * Per layer, llama2.c's order:
+ * Per layer, {@link llamaBlock} (the block training and GPTQ calibration run too) over {@link RowOps}
+ * whose attention appends the rows' keys and values to the cache and attends over it; in llama2.c's order:
  * ```
  * xb = rmsnorm(x, attnNorm);  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ;  rope(q), rope(k);  cache ← k, v
  * x += attention(q, cache)·Woᵀ
  * xb = rmsnorm(x, ffnNorm);  x += (silu(xb·W1ᵀ) ⊙ xb·W3ᵀ)·W2ᵀ
  * ```
- * then `logits = rmsnorm(x, finalNorm)·Wclsᵀ`. The family fields of the config add, in place: the
- * embedding × `embedScale`; q/k/v (and o) biases; per-head q/k RMSNorm before RoPE (`qkNorm`); scaled
+ * then `logits = rmsnorm(x, finalNorm)·Wclsᵀ`. The family fields of the config add (see {@link llamaBlock}):
+ * the embedding × `embedScale`; q/k/v (and o) biases; per-head q/k RMSNorm before RoPE (`qkNorm`); scaled
  * RoPE frequencies; a sliding window and score soft-cap in attention; `rmsnorm(…, postAttnNorm)` /
  * `rmsnorm(…, postFfnNorm)` of each branch before its residual add (`postNorms`); GeGLU instead of
  * SwiGLU; `cap · tanh(logits / cap)` at the end. Positions past `state.ctx` grow the cache first.

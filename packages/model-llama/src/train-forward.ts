@@ -482,11 +482,9 @@ class TensorOps implements BlockOps<Tensor> {
  * into a constant tensor.
  *
  * ```
- * x = embedding(tokens)
- * per layer (checkpointed):  h = rmsNorm(x);  q, k = rope(h·Wqᵀ), rope(h·Wkᵀ);  v = h·Wvᵀ
- *                            x = x + attention(q, k, v; causal, GQA)·Woᵀ
- *                            h = rmsNorm(x);  x = x + (silu(h·W1ᵀ) ⊙ h·W3ᵀ)·W2ᵀ
- * logits = rmsNorm(x)·Wclsᵀ
+ * x = embedding(tokens)          (× embedScale)
+ * per layer (checkpointed):  x = llamaBlock(x)           the block inference and calibration run
+ * logits = rmsNorm(x)·Wclsᵀ     (soft-capped with finalLogitSoftcap)
  * ```
  * The same numbers as {@link forward} (inference) up to float32 summation order.
  */
