@@ -18,6 +18,12 @@
 // call (ncorr[g], negated) that each lane starts from: the lane sums, and so every result, are the same
 // integers as with signed decoding (int32 arithmetic wraps, so only the final sums must fit, as before). The
 // shifts (which share two execution ports with the dot products on x86) drop from 2·FPI − 1 to FPI − 1 a block.
+// 2-bit codes keep the signed shift pair (FIELD_S; with eight fields a lane the mask route measured no faster).
+//
+// Rows go four at a time for 4- and 8-bit containers (each xq load serves four rows, one int32 accumulator a
+// row) and two at a time for 2-bit ones, taken from the quarters (halves) of a 32-row chunk so that several
+// streams of codes are fetched side by side. Every row's integer group sums and float steps are those of the
+// one-row kernel, so the results do not depend on the path.
 #include "decode.h"
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
@@ -63,6 +69,9 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr,
   ((f) == 16 / (CB) - 1 ? wasm_u16x8_shr(v, 16 - (CB))                                    \
    : (f) == 0           ? wasm_v128_and(v, m)                                             \
                         : wasm_v128_and(wasm_u16x8_shr(v, (f) * (CB)), m))
+// Field f of every int16 lane of a raw block, sign-extended (u itself): a shift pair.
+#define FIELD_S(v, f, CB)                                                                 \
+  ((f) == 16 / (CB) - 1 ? wasm_i16x8_shr(v, 16 - (CB)) : wasm_i16x8_shr(wasm_i16x8_shl(v, 16 - ((f) + 1) * (CB)), 16 - (CB)))
 // The top bit of every CB-bit field of an int16 lane.
 #define TOPS(CB) ((CB) == 2 ? (int16_t)0xAAAA : (CB) == 4 ? (int16_t)0x8888 : (int16_t)0x8080)
 
@@ -94,10 +103,9 @@ DEFINE_QMV_ROW(qmv_row_2, 2)
 DEFINE_QMV_ROW(qmv_row_4, 4)
 DEFINE_QMV_ROW(qmv_row_8, 8)
 
-// Two rows per pass (whole groups): each xq load serves both rows. The block loop is not unrolled across
-// blocks (a full unroll hoisted every x load of a group and spilled registers). Each row's integer group sums
-// and float steps are those of the one-row kernel, so the results are identical.
-#define DEFINE_QMV_ROW2(NAME, CB, BPG)                                                                         \
+// Two rows per pass (whole groups), SG = 1: signed decoding (FIELD_S, no correction). The block loop is not
+// unrolled across blocks (a full unroll hoisted every x load of a group and spilled registers).
+#define DEFINE_QMV_ROW2(NAME, CB, BPG, SG)                                                                     \
   static void NAME(const v128_t* restrict w0, const v128_t* restrict w1, const v128_t* xq, const v128_t* ncorr, \
                    const float* sc0, const float* ze0, const float* sc1, const float* ze1, const float* dxs,     \
                    const float* xs, int ng, int bpg, float* y0, float* y1) {                                     \
@@ -107,16 +115,17 @@ DEFINE_QMV_ROW(qmv_row_8, 8)
     v128_t t0 = wasm_f32x4_splat(0.0f), t1 = t0;                                                                 \
     float z0 = 0.0f, z1 = 0.0f;                                                                                  \
     for (int g = 0; g < ng; g++) {                                                                               \
-      v128_t a0 = ncorr[g], b0 = a0, a1 = wasm_i32x4_splat(0), b1 = a1;                                          \
+      v128_t a1 = wasm_i32x4_splat(0), b1 = a1, a0 = SG ? a1 : ncorr[g], b0 = a0;                                          \
       _Pragma("clang loop unroll(disable)") for (int b = g * (BPG), be = b + (BPG); b < be; b++) {               \
-        v128_t v = wasm_v128_xor(wasm_v128_load(w0 + b), tops), u = wasm_v128_xor(wasm_v128_load(w1 + b), tops); \
+        v128_t v = wasm_v128_load(w0 + b), u = wasm_v128_load(w1 + b);                                          \
+        if (!SG) v = wasm_v128_xor(v, tops), u = wasm_v128_xor(u, tops); \
         const v128_t* xb = xq + b * fpi;                                                                         \
         _Pragma("clang loop unroll(full)") for (int f = 0; f < fpi; f += 2) {                                    \
           v128_t x0 = wasm_v128_load(xb + f), x1 = wasm_v128_load(xb + f + 1);                                   \
-          a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(FIELD(v, f, CB, m), x0));                                 \
-          b0 = wasm_i32x4_add(b0, wasm_i32x4_dot_i16x8(FIELD(u, f, CB, m), x0));                                 \
-          a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(FIELD(v, f + 1, CB, m), x1));                             \
-          b1 = wasm_i32x4_add(b1, wasm_i32x4_dot_i16x8(FIELD(u, f + 1, CB, m), x1));                             \
+          a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8((SG ? FIELD_S(v, f, CB) : FIELD(v, f, CB, m)), x0));                                 \
+          b0 = wasm_i32x4_add(b0, wasm_i32x4_dot_i16x8((SG ? FIELD_S(u, f, CB) : FIELD(u, f, CB, m)), x0));                                 \
+          a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8((SG ? FIELD_S(v, f + 1, CB) : FIELD(v, f + 1, CB, m)), x1));                             \
+          b1 = wasm_i32x4_add(b1, wasm_i32x4_dot_i16x8((SG ? FIELD_S(u, f + 1, CB) : FIELD(u, f + 1, CB, m)), x1));                             \
         }                                                                                                        \
       }                                                                                                          \
       t0 = wasm_f32x4_add(t0, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_add(a0, a1)),                   \
@@ -129,26 +138,64 @@ DEFINE_QMV_ROW(qmv_row_8, 8)
     *y0 = hsum(t0) - z0;                                                                                         \
     *y1 = hsum(t1) - z1;                                                                                         \
   }
-DEFINE_QMV_ROW2(qmv_rows2_2, 2, bpg)
-DEFINE_QMV_ROW2(qmv_rows2_4, 4, bpg)
-DEFINE_QMV_ROW2(qmv_rows2_8, 8, bpg)
-DEFINE_QMV_ROW2(qmv_rows2_2x1, 2, 1)  // INT1/INT2 g64: one block a group, no block loop
-DEFINE_QMV_ROW2(qmv_rows2_4x1, 4, 1)  // INT3/INT4 g32
-DEFINE_QMV_ROW2(qmv_rows2_8x1, 8, 1)  // INT5–INT8 g16
+DEFINE_QMV_ROW2(qmv_rows2_2, 2, bpg, 1)
+DEFINE_QMV_ROW2(qmv_rows2_2x1, 2, 1, 1)  // INT1/INT2 g64: one block a group, no block loop
+
+
+// Four rows per pass (whole groups): each xq load serves four rows; one int32 accumulator a row.
+// (Measured, 1 thread, same process interleaved: INT4 g128 2048×768 about +20 %, 32000×768 about +7 %
+// over two rows.)
+#define DEFINE_QMV_ROW4(NAME, CB)                                                                                 \
+  static void NAME(const v128_t* const* w, const v128_t* xq, const v128_t* ncorr, const float* const* sc,          \
+                   const float* const* ze, const float* dxs, const float* xs, int ng, int bpg, float* const* y) {  \
+    const int fpi = 16 / (CB);                                                                                    \
+    const v128_t m = wasm_i16x8_splat((int16_t)((1 << (CB)) - 1)), tops = wasm_i16x8_splat(TOPS(CB));             \
+    const v128_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];                                                  \
+    v128_t t0 = wasm_f32x4_splat(0.0f), t1 = t0, t2 = t0, t3 = t0;                                                \
+    float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;                                                             \
+    for (int g = 0; g < ng; g++) {                                                                                \
+      v128_t a0 = ncorr[g], a1 = a0, a2 = a0, a3 = a0;                                                            \
+      _Pragma("clang loop unroll(disable)") for (int b = g * bpg, be = b + bpg; b < be; b++) {                    \
+        v128_t v0 = wasm_v128_xor(wasm_v128_load(w0 + b), tops), v1 = wasm_v128_xor(wasm_v128_load(w1 + b), tops); \
+        v128_t v2 = wasm_v128_xor(wasm_v128_load(w2 + b), tops), v3 = wasm_v128_xor(wasm_v128_load(w3 + b), tops); \
+        const v128_t* xb = xq + b * fpi;                                                                          \
+        _Pragma("clang loop unroll(full)") for (int f = 0; f < fpi; f++) {                                        \
+          v128_t xf = wasm_v128_load(xb + f);                                                                     \
+          a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(FIELD(v0, f, CB, m), xf));                                 \
+          a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(FIELD(v1, f, CB, m), xf));                                 \
+          a2 = wasm_i32x4_add(a2, wasm_i32x4_dot_i16x8(FIELD(v2, f, CB, m), xf));                                 \
+          a3 = wasm_i32x4_add(a3, wasm_i32x4_dot_i16x8(FIELD(v3, f, CB, m), xf));                                 \
+        }                                                                                                         \
+      }                                                                                                           \
+      float d = dxs[g], xg = xs[g];                                                                               \
+      t0 = wasm_f32x4_add(t0, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a0), wasm_f32x4_splat(sc[0][g] * d)));     \
+      t1 = wasm_f32x4_add(t1, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a1), wasm_f32x4_splat(sc[1][g] * d)));     \
+      t2 = wasm_f32x4_add(t2, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a2), wasm_f32x4_splat(sc[2][g] * d)));     \
+      t3 = wasm_f32x4_add(t3, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a3), wasm_f32x4_splat(sc[3][g] * d)));     \
+      z0 += sc[0][g] * ze[0][g] * xg;                                                                             \
+      z1 += sc[1][g] * ze[1][g] * xg;                                                                             \
+      z2 += sc[2][g] * ze[2][g] * xg;                                                                             \
+      z3 += sc[3][g] * ze[3][g] * xg;                                                                             \
+    }                                                                                                             \
+    *y[0] = hsum(t0) - z0;                                                                                        \
+    *y[1] = hsum(t1) - z1;                                                                                        \
+    *y[2] = hsum(t2) - z2;                                                                                        \
+    *y[3] = hsum(t3) - z3;                                                                                        \
+  }
+DEFINE_QMV_ROW4(qmv_rows4_4, 4)
+DEFINE_QMV_ROW4(qmv_rows4_8, 8)
 
 typedef void (*Rows2)(const v128_t* restrict, const v128_t* restrict, const v128_t*, const v128_t*, const float*,
                       const float*, const float*, const float*, const float*, const float*, int, int, float*,
                       float*);
 
-// The two-row kernel for (CB, blocks per group).
-static Rows2 rows2_for(int cb, int bpg) {
-  if (cb == 2) return bpg == 1 ? qmv_rows2_2x1 : qmv_rows2_2;
-  if (cb == 4) return bpg == 1 ? qmv_rows2_4x1 : qmv_rows2_4;
-  return bpg == 1 ? qmv_rows2_8x1 : qmv_rows2_8;
+// The two-row kernel (2-bit containers) for a number of blocks per group.
+static Rows2 rows2_for(int bpg) {
+  return bpg == 1 ? qmv_rows2_2x1 : qmv_rows2_2;
 }
 
-// Rows per work chunk. A chunk's row pairs are (n, n + half): two streams of codes far enough apart to be
-// fetched side by side (about a fifth faster than adjacent rows on a 32000-row INT4 classifier).
+// Rows per work chunk: a pass takes rows n, n + q, n + 2q, n + 3q (q = a quarter of the chunk; halves for the
+// two-row kernel), streams of codes far enough apart to be fetched side by side.
 #define QMV_CHUNK 32
 
 void qk_qmv_run(int32_t* job, int tid, float* scratch) {
@@ -169,22 +216,41 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch) {
   const float* zeros = (const float*)(uintptr_t)(uint32_t)d[D_ZEROS];
   const v128_t* x16 = (const v128_t*)xq;
   // whole groups only: the last group of a row must not be short
-  Rows2 rows2 = ng * bpg == nb ? rows2_for(cb, bpg) : 0;
+  int whole = ng * bpg == nb;
+  Rows2 rows2 = rows2_for(bpg);
   for (;;) {
     int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
     int n0 = c * QMV_CHUNK;
     if (n0 >= N) break;
     int n1 = imin(n0 + QMV_CHUNK, N);
     int n = n0;
-    if (rows2) {
-      int half = (n1 - n0) >> 1;
-      for (; n < n0 + half; n++) {
+    if (whole && cb != 2) {
+      int qr = (n1 - n0) >> 2;
+      for (; n < n0 + qr; n++) {
+        const v128_t* w[4];
+        const float *sc[4], *ze[4];
+        float* yy[4];
+        for (int j = 0; j < 4; j++) {
+          int r = n + j * qr;
+          w[j] = (const v128_t*)(words + (uint32_t)r * (uint32_t)wpr);
+          sc[j] = scales + (uint32_t)r * (uint32_t)ng;
+          ze[j] = zeros + (uint32_t)r * (uint32_t)ng;
+          yy[j] = y + r;
+        }
+        (cb == 4 ? qmv_rows4_4 : qmv_rows4_8)(w, x16, ncorr, sc, ze, dxs, xs, ng, bpg, yy);
+      }
+      n = n0 + 4 * qr;
+    }
+    if (whole && cb == 2) {
+      int half = (n1 - n) >> 1;
+      int s0 = n;
+      for (; n < s0 + half; n++) {
         int m = n + half;
         rows2((const v128_t*)(words + (uint32_t)n * (uint32_t)wpr), (const v128_t*)(words + (uint32_t)m * (uint32_t)wpr),
               x16, ncorr, scales + (uint32_t)n * (uint32_t)ng, zeros + (uint32_t)n * (uint32_t)ng,
               scales + (uint32_t)m * (uint32_t)ng, zeros + (uint32_t)m * (uint32_t)ng, dxs, xs, ng, bpg, y + n, y + m);
       }
-      n = n0 + 2 * half;
+      n = s0 + 2 * half;
     }
     for (; n < n1; n++) {
       const v128_t* w = (const v128_t*)(words + (uint32_t)n * (uint32_t)wpr);

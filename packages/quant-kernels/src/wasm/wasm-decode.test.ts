@@ -189,7 +189,7 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     );
   });
 
-  it("the two-row kernels (whole groups of 1–8 blocks) match the scalar reference, odd row counts included", () => {
+  it("the four-row (4/8-bit) and two-row (2-bit) kernels (whole groups of 1–8 blocks) match the scalar reference, odd row counts included", () => {
     fc.assert(
       fc.property(
         fc.constantFrom(
