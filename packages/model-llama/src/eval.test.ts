@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { createWasmBackend } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { describe, expect, it } from "vitest";
 import { evaluateLlamaCppChunks, evaluateNll, evaluateStories, tokenNll } from "./eval";
 import { forward } from "./forward";

@@ -2,14 +2,8 @@
 import { readFileSync } from "node:fs";
 import { noGrad, setBackend, tidy } from "@int21/autograd";
 import { type AlpacaRecord, alpacaExamples, collate, type Example, LoRALinear } from "@int21/lora";
-import {
-  type Backend,
-  type QuantLinear,
-  createWasmBackend,
-  dequantizeRows,
-  getFormat,
-  rtnQuantize,
-} from "@int21/quant-kernels";
+import { type Backend, type QuantLinear, dequantizeRows, getFormat, rtnQuantize } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInt21CheckpointBytes, serializeInt21Checkpoint } from "./checkpoint";

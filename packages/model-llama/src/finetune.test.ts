@@ -14,7 +14,8 @@ import {
   loraParameters,
   readPeftAdapter,
 } from "@int21/lora";
-import { type Backend, type QuantLinear, createWasmBackend } from "@int21/quant-kernels";
+import type { Backend, QuantLinear } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRunState } from "./run-state";

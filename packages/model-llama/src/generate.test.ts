@@ -1,5 +1,6 @@
 import { SHARED, sharedPath } from "@int21/shared-data";
-import { createReferenceBackend, createWasmBackend, decodeKernels } from "@int21/quant-kernels";
+import { createReferenceBackend, decodeKernels } from "@int21/quant-kernels";
+import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { LoRALinear } from "@int21/lora";
 import { afterAll, describe, expect, it } from "vitest";
 import { generate } from "./generate";

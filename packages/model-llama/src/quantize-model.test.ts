@@ -6,13 +6,12 @@ import { SHARED, sharedPath } from "@int21/shared-data";
 import {
   type QuantizeOptions,
   type Quantizer,
-  type WasmBackend,
-  createWasmBackend,
   gptq,
   registerQuantizer,
   rtnQuantize,
   unregisterQuantizer,
 } from "@int21/quant-kernels";
+import { type WasmBackend, createWasmBackend } from "@int21/quant-kernels/wasm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { denseTokenEmbedding } from "./embedding";
 import { saveInt21Checkpoint } from "./checkpoint";
