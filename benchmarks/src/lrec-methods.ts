@@ -118,7 +118,18 @@ const CONFIGS: Config[] = [
       ["int3-r8-chol-loftq-scales10-300", { steps: 300 }],
       ["int3-r8-chol-loftq-scales10-600", { steps: 600 }],
       ["int3-r8-chol-loftq-scales10-1000", { steps: 1000 }],
+      ["int3-r8-chol-loftq-scales10-1500", { steps: 1500 }],
+      ["int3-r8-chol-loftq-scales10-2000", { steps: 2000 }],
       ["int3-r8-chol-loftq-scales10-300-lr3e-3", { steps: 300, lr: 3e-3 }],
+      ["int3-r8-chol-loftq-scales10-300-alloc", { steps: 300, alloc: true }],
+      ["int3-r8-chol-loftq-scales10-300-cache64", { steps: 300, cacheK: 64 }],
+      ["int3-r8-chol-loftq-scales30-300", { steps: 300, scales: 30 }],
+      ["int3-r8-chol-loftq-scales3-300", { steps: 300, scales: 3 }],
+      ["int3-r8-chol-loftq6-scales10-300", { steps: 300, loftq: 6 }],
+      ["int3-r8-chol-loftq-scales10-300-l10", { steps: 300, lambda: 10 }],
+      ["int3-r8-chol-loftq-scales10-300-l120", { steps: 300, lambda: 120 }],
+      ["int3-r8-chol-loftq-scales10-1000-lr3e-3", { steps: 1000, lr: 3e-3 }],
+      ["int3-r8-chol-loftq-scales10-2000-lr3e-3", { steps: 2000, lr: 3e-3 }],
     ] as const
   ).map(([name, o]): Config => ({ name, bits: 3, r: 8, init: "chol", loftq: 3, scales: 10, ...o })),
   { name: "int4-none", bits: 4, r: 0, init: "zero", steps: 0 },
@@ -208,11 +219,11 @@ function save(): void {
   const pct = (v: unknown) => (typeof v === "number" ? `${(100 * v).toFixed(1)}%` : "–");
   const f = (v: unknown, d: number) => (typeof v === "number" ? v.toFixed(d) : "–");
   const lines = [
-    "| configuration | bits | rank | init | LoftQ | scales | rank alloc | teacher | steps | lr | NLL | KL | gap recovered | bpw (f16 adapter) | bpw (f32) | adapter bpw 1.1B | adapter bpw 7B | train s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| configuration | bits | rank | init | LoftQ | scales | rank alloc | teacher | steps | lr | NLL | KL | gap recovered | bpw (f16 adapter) | bpw (f32) | adapter bpw 1.1B | adapter bpw 7B | train s | wall s | CPU s | load |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...all.map(
       (r) =>
-        `| ${r.name} | ${r.bits} | ${r.r || "–"} | ${r.init} | ${r.loftq} | ${typeof r.scales === "string" ? r.scales : r.scales ? "yes" : "–"} | ${r.alloc ? "yes" : "–"} | ${r.teacher} | ${r.steps} | ${r.steps === 0 ? "–" : (r.lr ?? LR)} | ${f(r.nll, 4)} | ${f(r.kl, 4)} | ${pct(r.gapRecovered)} | ${f(r.bpw, 2)} | ${f(r.bpwF32, 2)} | ${f(r.adapterBpw1B, 3)} | ${f(r.adapterBpw7B, 3)} | ${f(r.trainSeconds, 0)} |`,
+        `| ${r.name} | ${r.bits} | ${r.r || "–"} | ${r.init} | ${r.loftq} | ${typeof r.scales === "string" ? r.scales : r.scales ? "yes" : "–"} | ${r.alloc ? "yes" : "–"} | ${r.teacher} | ${r.steps} | ${r.steps === 0 ? "–" : (r.lr ?? LR)} | ${f(r.nll, 4)} | ${f(r.kl, 4)} | ${pct(r.gapRecovered)} | ${f(r.bpw, 2)} | ${f(r.bpwF32, 2)} | ${f(r.adapterBpw1B, 3)} | ${f(r.adapterBpw7B, 3)} | ${f(r.trainSeconds, 0)} | ${f(r.wallSeconds, 0)} | ${f(r.cpuSeconds, 0)} | ${typeof r.loadStart === "number" ? `${f(r.loadStart, 1)}→${f(r.loadEnd, 1)}` : "–"} |`,
     ),
     "",
     ...notes.map((n) => `- ${n}`),
@@ -280,6 +291,8 @@ if (!REPORT_ONLY)
 
 for (const c of run) {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const load0 = loadavg()[0];
   if (c.r > 0 && !plainNll.has(c.bits)) {
     // the gap needs the plain quantized model: measure it first (and keep its row)
     const plain = quantize(c.bits)(teacher);
@@ -403,6 +416,11 @@ for (const c of run) {
     adapterBpw1B: c.r === 0 ? 0 : adapterBitsAt(LLAMA_SHAPES["1.1B"], c.r, "f16"),
     adapterBpw7B: c.r === 0 ? 0 : adapterBitsAt(LLAMA_SHAPES["7B"], c.r, "f16"),
     trainSeconds,
+    // the whole configuration (quantize, LoftQ, init, train, evaluate): wall, this process's CPU (all threads), load
+    wallSeconds: (performance.now() - t0) / 1000,
+    cpuSeconds: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(cpu0)),
+    loadStart: load0,
+    loadEnd: loadavg()[0],
     adapter: c.r === 0 ? "none" : "lrec",
   };
   rows.set(c.name, row);
