@@ -16,7 +16,6 @@ import {
   addLrecAdapter,
   allocateRanks,
   effectiveBits,
-  evaluateStudent,
   formatLrecProgress,
   LLAMA_SHAPES,
   loftqQuantize,
@@ -24,11 +23,11 @@ import {
   runLrec,
   storyTokens,
   TeacherCache,
-  type TeacherReference,
-  teacherReference,
   windowData,
 } from "@int21/lrec";
 import {
+  type NllResult,
+  evaluateNll,
   calibrationWindows,
   Llama2cTokenizer,
   type LlamaWeights,
@@ -173,9 +172,7 @@ const train = storyTokens(text, tok, { from: 100, ctx: 1 << 30 }).flat();
 const calib = calibrationWindows(train, 16, 128, tok.bosId);
 // INT21_LREC_REPORT=1: no run, only the md / svg rewritten from the JSON (and lrec-walltime.json)
 const REPORT_ONLY = process.env.INT21_LREC_REPORT === "1";
-const ref: TeacherReference = REPORT_ONLY
-  ? (undefined as unknown as TeacherReference)
-  : teacherReference(teacher, held);
+const ref = REPORT_ONLY ? (undefined as unknown as NllResult) : evaluateNll(teacher, held);
 const B = 4;
 const T = 128;
 const LR = 1.5e-3;
@@ -190,7 +187,7 @@ const prior: { rows: Row[] } = existsSync(out)
   : { rows: [] };
 const rows = new Map<string, Row>(prior.rows.map((r) => [r.name, r]));
 const floatPrior = rows.get("float");
-// every token after each story's BOS is scored (what teacherReference counts)
+// every token after each story's BOS is scored (what evaluateNll counts on story rows)
 const heldTokens = held.reduce((n, story) => n + story.length - 1, 0);
 const floatNll = REPORT_ONLY ? Number(floatPrior?.nll) : ref.meanNll;
 const plainNll = new Map<number, number>();
@@ -296,7 +293,7 @@ for (const c of run) {
   if (c.r > 0 && !plainNll.has(c.bits)) {
     // the gap needs the plain quantized model: measure it first (and keep its row)
     const plain = quantize(c.bits)(teacher);
-    const p = evaluateStudent(ref, plain);
+    const p = evaluateNll(plain, held, { teacher });
     plainNll.set(c.bits, p.meanNll);
     const name = `int${c.bits}-none`;
     if (!rows.has(name)) {
@@ -390,7 +387,7 @@ for (const c of run) {
     trainSeconds = (performance.now() - t1) / 1000;
   }
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-  const ev = evaluateStudent(ref, student);
+  const ev = evaluateNll(student, held, { teacher });
   if (c.r === 0) plainNll.set(c.bits, ev.meanNll);
   const q = plainNll.get(c.bits) as number;
   const row: Row = {

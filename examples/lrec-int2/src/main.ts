@@ -1,15 +1,9 @@
 // INT2.1's second half: quantize stories260K to 2 bits (GPTQ), then train LREC adapters so the packed
 // student matches the float teacher again. Prints held-out KL and perplexity before and after.
 import { readFileSync } from "node:fs";
+import { formatLrecProgress, runLrec, storyTokens, windowData } from "@int21/lrec";
 import {
-  evaluateStudent,
-  formatLrecProgress,
-  runLrec,
-  storyTokens,
-  teacherReference,
-  windowData,
-} from "@int21/lrec";
-import {
+  evaluateNll,
   Llama2cTokenizer,
   calibrationWindows,
   generate,
@@ -40,8 +34,8 @@ try {
 
   // held-out stories for evaluation: the last ones; LREC trains on windows of the others
   const held = storyTokens(text, tok, { from: nStories - (quick ? 10 : 60), to: nStories, ctx: 256 });
-  const ref = teacherReference(teacher, held);
-  const before = evaluateStudent(ref, student);
+  const ref = evaluateNll(teacher, held);
+  const before = evaluateNll(student, held, { teacher });
   const train = tok.encode(stories.slice(0, nStories - 100).join("\n"), { bos: true });
 
   const t0 = performance.now();
@@ -55,7 +49,7 @@ try {
       if (p.step % Math.max(1, Math.floor(steps / 5)) === 0) console.log(formatLrecProgress(p));
     },
   });
-  const after = evaluateStudent(ref, student);
+  const after = evaluateNll(student, held, { teacher });
   console.log(
     `\nLREC: ${res.steps} steps, r 8 on all 35 projections (${res.model.parameterCount("lrec")} parameters), ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );

@@ -11,14 +11,13 @@ import { lineChartSvg, report, resultsDir, type Row } from "@int21/bench-utils";
 import {
   addLrecAdapter,
   effectiveBits,
-  evaluateStudent,
   formatLrecProgress,
   runLrec,
   storyTokens,
-  teacherReference,
   windowData,
 } from "@int21/lrec";
 import {
+  evaluateNll,
   calibrationWindows,
   generate,
   Llama2cTokenizer,
@@ -41,7 +40,7 @@ const HELD = QUICK ? 8 : 40;
 const held = storyTokens(text, tok, { from: 0, to: HELD, ctx: teacher.config.seqLen });
 const train = storyTokens(text, tok, { from: 100, ctx: 1 << 30 }).flat();
 const calib = calibrationWindows(train, 8, 128, tok.bosId);
-const ref = teacherReference(teacher, held);
+const ref = evaluateNll(teacher, held);
 
 const R = 4;
 const ALPHA = 16;
@@ -123,7 +122,7 @@ for (const bits of BITS) {
           });
         }
       }
-      const ev = evaluateStudent(ref, student);
+      const ev = evaluateNll(student, held, { teacher });
       if (variant === "none") plainNll = ev.meanNll;
       const s = sample(student);
       const gap = (plainNll - ev.meanNll) / (plainNll - ref.meanNll);

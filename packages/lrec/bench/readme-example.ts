@@ -1,15 +1,8 @@
 // The README's runnable example: npx tsx packages/lrec/bench/readme-example.ts
 import { readFileSync } from "node:fs";
 import { setBackend } from "@int21/autograd";
-import {
-  evaluateStudent,
-  formatLrecProgress,
-  runLrec,
-  storyTokens,
-  teacherReference,
-  windowData,
-} from "@int21/lrec";
-import { generate, Llama2cTokenizer, loadLlama2c, quantizeModel } from "@int21/model-llama";
+import { formatLrecProgress, runLrec, storyTokens, windowData } from "@int21/lrec";
+import { evaluateNll, generate, Llama2cTokenizer, loadLlama2c, quantizeModel } from "@int21/model-llama";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 
@@ -20,11 +13,12 @@ const tok = Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512));
 const text = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8");
 
 // held-out: stories 0–19; LREC trains on random windows of stories 100–999
-const ref = teacherReference(teacher, storyTokens(text, tok, { from: 0, to: 20, ctx: 512 }));
+const held = storyTokens(text, tok, { from: 0, to: 20, ctx: 512 });
 const train = storyTokens(text, tok, { from: 100, ctx: 1 << 30 }).flat();
 
 const student = quantizeModel(teacher, { format: "int2-g32-asym-f16", method: "rtn", backend }).weights;
-const before = evaluateStudent(ref, student);
+// NLL, perplexity and KL to the teacher per token, every token after each story's BOS
+const before = evaluateNll(student, held, { teacher });
 const res = await runLrec(teacher, student, windowData(train, { batch: 4, seq: 128, seed: 1 }), {
   steps: 100,
   r: 4,
@@ -36,9 +30,9 @@ const res = await runLrec(teacher, student, windowData(train, { batch: 4, seq: 1
     if (p.step % 25 === 0) console.log(formatLrecProgress(p));
   },
 });
-const after = evaluateStudent(ref, student);
+const after = evaluateNll(student, held, { teacher });
 console.log(
-  `float NLL ${ref.meanNll.toFixed(3)} | INT2 ${before.meanNll.toFixed(3)} → INT2 + LREC ${after.meanNll.toFixed(3)}`,
+  `float NLL ${before.teacherMeanNll.toFixed(3)} | INT2 ${before.meanNll.toFixed(3)} → INT2 + LREC ${after.meanNll.toFixed(3)}`,
 );
 console.log(
   `KL to float ${before.meanKl.toFixed(3)} → ${after.meanKl.toFixed(3)} nats/token, ${res.seconds.toFixed(0)} s`,

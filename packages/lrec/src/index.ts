@@ -61,13 +61,17 @@ export {
   runLrec,
 } from "./run-lrec";
 export {
-  type StoryTokensOptions,
-  type StudentEval,
-  storyTokens,
-  type TeacherReference,
-  evaluateStudent,
-  teacherReference,
-} from "./evaluate";
+  LREC_RECIPE,
+  type LrecInit,
+  type LrecJobFinished,
+  type LrecJobHeldOut,
+  type LrecJobOptions,
+  type LrecJobResult,
+  type LrecRecipe,
+  lrecJob,
+  recipeLambda,
+} from "./lrec-job";
+export { type StoryTokensOptions, storyTokens } from "./evaluate";
 export {
   type GroupDequantizeAttrs,
   groupDequantize,

@@ -141,6 +141,9 @@ function scoreWindow(
  * least `ctx − stride` tokens of context. Every token after the first is scored exactly once in
  * the strided case; in the non-overlapping case tokens `ctx, 2·ctx, …` are skipped.
  *
+ * `input` may also be token rows (e.g. stories as `[BOS] + encode(story)`): each row then runs from
+ * position 0 and every token after its first is scored (rows longer than `ctx` are an error).
+ *
  * With `opts.teacher`, the teacher runs the same windows and the result adds, over the same scored tokens,
  * ```
  * meanKl = mean Σ_v p_t(v) · (log p_t(v) − log p_s(v))      teacherMeanNll = mean −log p_t(t_j)
@@ -148,20 +151,21 @@ function scoreWindow(
  */
 export function evaluateNll(
   weights: LlamaWeights,
-  input: ArrayLike<number> | string,
+  input: ArrayLike<number> | string | readonly ArrayLike<number>[],
   opts: NllOptions & { teacher: LlamaWeights },
 ): NllResult & { meanKl: number; teacherMeanNll: number };
 export function evaluateNll(
   weights: LlamaWeights,
-  input: ArrayLike<number> | string,
+  input: ArrayLike<number> | string | readonly ArrayLike<number>[],
   opts?: NllOptions,
 ): NllResult;
 export function evaluateNll(
   weights: LlamaWeights,
-  input: ArrayLike<number> | string,
+  input: ArrayLike<number> | string | readonly ArrayLike<number>[],
   opts: NllOptions = {},
 ): NllResult {
   const c = weights.config;
+  if (isRows(input)) return evaluateRows(weights, input, opts);
   let tokens: ArrayLike<number>;
   if (typeof input === "string") {
     if (!opts.tokenizer) throw new Error("evaluateNll: a text input needs opts.tokenizer");
@@ -199,25 +203,78 @@ export function evaluateNll(
     if (end === N) break;
   }
   const state = opts.state ?? createRunState(c);
-  let teacher: TeacherScore | undefined;
-  if (opts.teacher) {
-    const tc = opts.teacher.config;
-    if (tc.vocabSize !== c.vocabSize)
-      throw new Error(
-        `evaluateNll: the teacher's vocabulary has ${tc.vocabSize} tokens, the model's ${c.vocabSize}`,
-      );
-    if (tc.seqLen < ctx)
-      throw new Error(`evaluateNll: ctx ${ctx} is longer than the teacher's context (seqLen ${tc.seqLen})`);
-    teacher = {
-      weights: opts.teacher,
-      state: createRunState(tc, { maxRows: state.maxRows }),
-      lp: new Float64Array(c.vocabSize),
-      lq: new Float64Array(c.vocabSize),
-      kl: 0,
-      nll: 0,
-    };
-  }
+  const teacher = teacherScore(c, opts.teacher, ctx, state);
   const windows = plan.map(([begin, end, from]) => [tokens, begin, end, from] as const);
+  return scoreWindows(weights, state, windows, total, opts.onProgress, teacher);
+}
+
+/** An array of token rows (not a flat token array). */
+function isRows(
+  input: ArrayLike<number> | string | readonly ArrayLike<number>[],
+): input is readonly ArrayLike<number>[] {
+  return Array.isArray(input) && input.length > 0 && typeof input[0] !== "number";
+}
+
+/** The teacher of an evaluation of windows of up to `ctx` tokens, checked against the model's config. */
+function teacherScore(
+  c: LlamaWeights["config"],
+  t: LlamaWeights | undefined,
+  ctx: number,
+  state: RunState,
+): TeacherScore | undefined {
+  if (!t) return undefined;
+  const tc = t.config;
+  if (tc.vocabSize !== c.vocabSize)
+    throw new Error(
+      `evaluateNll: the teacher's vocabulary has ${tc.vocabSize} tokens, the model's ${c.vocabSize}`,
+    );
+  if (tc.seqLen < ctx)
+    throw new Error(`evaluateNll: ctx ${ctx} is longer than the teacher's context (seqLen ${tc.seqLen})`);
+  return {
+    weights: t,
+    state: createRunState(tc, { maxRows: state.maxRows }),
+    lp: new Float64Array(c.vocabSize),
+    lq: new Float64Array(c.vocabSize),
+    kl: 0,
+    nll: 0,
+  };
+}
+
+/**
+ * Rows (e.g. stories, `[BOS] + encode(story)`): each row runs from position 0 and every token after its
+ * first is scored; a row of fewer than 2 tokens has nothing to score. A row longer than `ctx` (default
+ * seqLen) is an error (cut it first). `stride` does not apply.
+ */
+function evaluateRows(
+  weights: LlamaWeights,
+  rows: readonly ArrayLike<number>[],
+  opts: NllOptions,
+): NllResult {
+  const c = weights.config;
+  const ctx = opts.ctx ?? c.seqLen;
+  if (!Number.isSafeInteger(ctx) || ctx < 2 || ctx > c.seqLen)
+    throw new Error(
+      `evaluateNll: ctx must be an integer in [2, seqLen = ${c.seqLen}], got ${String(opts.ctx)}`,
+    );
+  if (opts.stride !== undefined)
+    throw new Error("evaluateNll: stride applies to a token stream, not to rows");
+  let total = 0;
+  rows.forEach((row, i) => {
+    if (row.length > ctx)
+      throw new Error(`evaluateNll: row ${i} has ${row.length} tokens, more than ctx ${ctx} (cut it first)`);
+    for (let j = 0; j < row.length; j++) {
+      const t = row[j];
+      if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+        throw new Error(
+          `evaluateNll: token ${String(t)} at row ${i}, index ${j} is outside [0, ${c.vocabSize})`,
+        );
+    }
+    if (row.length >= 2) total += row.length - 1;
+  });
+  if (total === 0) throw new Error("evaluateNll: no row has 2 tokens or more: nothing to score");
+  const state = opts.state ?? createRunState(c);
+  const teacher = teacherScore(c, opts.teacher, ctx, state);
+  const windows = rows.filter((r) => r.length >= 2).map((r) => [r, 0, r.length, 1] as const);
   return scoreWindows(weights, state, windows, total, opts.onProgress, teacher);
 }
 

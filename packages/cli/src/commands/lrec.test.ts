@@ -64,8 +64,10 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     expect(s.steps).toBe(12);
-    // the default cosine schedule: 1 warmup step (min(10, 12/10)) from lr/1, then down towards lr/10
-    expect(s.lr).toMatchObject({ peak: 2e-3, schedule: "cosine" });
+    // the default cosine schedule: 1 warmup step (min(10, 12/10)) from lr/1, then down towards lr/10;
+    // the recipe's peak lr, λ for INT2 and LoftQ start (the LREC methods table's winner)
+    expect(s.lr).toMatchObject({ peak: 1.5e-3, schedule: "cosine" });
+    expect(s).toMatchObject({ lambda: 120, init: "svd-act", loftqIterations: 3, loftqMethod: "gptq" });
     expect(s.lr.last).toBeLessThan(s.lr.peak / 2);
     expect(s.lr.last).toBeGreaterThanOrEqual(s.lr.peak / 10);
     expect(s.resumed).toBe(false);
@@ -111,7 +113,7 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     const lr = await cli([...args(12), "--lr", "1e-2"]);
     expect(lr.code).toBe(1);
     expect(lr.err).toContain(
-      `int21 lrec: ${lrecStatePath(out)} holds step 12 of a different run; it differs in:\n  lr: 0.002 → 0.01\n`,
+      `int21 lrec: ${lrecStatePath(out)} holds step 12 of a different run; it differs in:\n  lr: 0.0015 → 0.01\n`,
     );
     expect(lr.err).toContain("Rerun with --fresh to start over");
     const data = await cli([...args(12), "--seq", "40", "--rank", "2"]);
@@ -128,7 +130,7 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(s.resumed).toBe(true);
     expect(s.resumedDespite).toEqual(["steps"]);
     expect(s.steps).toBe(16);
-  }, 60_000);
+  }, 240_000); // each run that trains re-quantizes with LoftQ (3 GPTQ passes) and scores the held-out tokens twice
 
   it("an absurd --lr stops as diverged (exit 1) and writes no output checkpoint", async () => {
     const o = join(dir, "diverged.safetensors");
@@ -141,7 +143,7 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     expect(r.err).toMatch(/rerun with a lower --lr/);
     expect(existsSync(o)).toBe(false);
     expect(existsSync(o.replace(/\.safetensors$/, ".lrec-loss.svg"))).toBe(false);
-  }, 60_000);
+  }, 180_000); // LoftQ and the held-out scoring come before the first step
 
   it("EMEF on the LREC checkpoint trains only a new adapter (LREC frozen); eval and generate stack both", async () => {
     const ad = join(dir, "task");
@@ -330,5 +332,24 @@ describe("int21 lrec (stories260K INT2 GPTQ against its float teacher)", () => {
     const d = await cli(["lrec", q2, "--teacher", MODEL, "--data", DATA, "-o", out, "--diverge-steps", "0"]);
     expect(d.code).toBe(2);
     expect(d.err).toContain("--diverge-steps");
+    const z = await cli([
+      "lrec",
+      q2,
+      "--teacher",
+      MODEL,
+      "--data",
+      DATA,
+      "-o",
+      out,
+      "--init",
+      "zero",
+      "--loftq-iters",
+      "2",
+    ]);
+    expect(z.code).toBe(2);
+    expect(z.err).toContain("--loftq-iters starts the adapter at the low-rank part of the error");
+    // the help says what the defaults are and how long they take
+    expect(h.out).toMatch(/90\.6 % of the INT2 GPTQ gap/);
+    expect(h.out).toMatch(/--steps <n> +optimizer steps \(default: 1000\)/);
   }, 30_000);
 });
