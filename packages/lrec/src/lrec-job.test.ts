@@ -153,6 +153,24 @@ describe("lrecJob on stories260K INT2", () => {
     expect(res.trainTokens).toBe(all.length - nEval);
   }, 120_000);
 
+  it("LoftQ is skipped (with a note) by default, and refused when asked, where the projections have several formats", async () => {
+    const mixed = int2();
+    const int4 = quantizeModel(teacher, { format: "int4-g32-asym-f16", method: "rtn", backend }).weights;
+    mixed.layers[0] = { ...mixed.layers[0], wq: int4.layers[0].wq };
+    const notes: string[] = [];
+    const base = { teacher, tokenizer: tok, trainText, ...small, steps: 1, evalTokens: 0, log: () => {} };
+    const res = (await lrecJob({ ...base, student: mixed, onNote: (m) => notes.push(m) })) as LrecJobResult;
+    expect(res.recipe.loftqIterations).toBe(0);
+    expect(res.student).toBe(mixed);
+    expect(res.heldOut).toBeUndefined();
+    expect(notes.join("\n")).toMatch(
+      /LoftQ skipped: the student's projections have 2 formats \(int4-g32-asym-f16, int2-g32-asym-f16\)/,
+    );
+    await expect(lrecJob({ ...base, student: mixed, loftqIterations: 2 })).rejects.toThrow(
+      /LoftQ \(loftqIterations 2\): the student's projections have 2 formats/,
+    );
+  }, 120_000);
+
   it("bad settings are errors naming the setting or the text", async () => {
     const base = { teacher, student: int2(), tokenizer: tok, trainText, ...small, steps: 1 };
     await expect(lrecJob({ ...base, init: "zero", loftqIterations: 2 })).rejects.toThrow(

@@ -73,7 +73,8 @@ export interface LrecRecipe {
    * LoftQ alternations before training (`loftqQuantize`): the teacher is quantized again, in the
    * student's own format with `loftqMethod`, as `quantize(W − L)` with `L` the rank-r part of the
    * error, `loftqIterations` times; the adapter then starts at the last `L`. 0 keeps the given packed
-   * student. Default 3; needs an SVD start (0 with `init: "zero"`).
+   * student. Default 3; needs an SVD start (0 with `init: "zero"`), and a student whose projections
+   * share one affine group format (by default LoftQ is skipped, with a note, where they do not).
    */
   loftqIterations: number;
   /** The quantizer LoftQ re-quantizes with (a registered name: `gptq`, `rtn`, …). Default `gptq`. */
@@ -262,6 +263,19 @@ export async function lrecJob(opts: LrecJobOptions): Promise<LrecJobFinished | L
   const note = opts.onNote ?? (() => {});
   // trained scales need affine group scales; a ggml block or codebook format keeps its own inside
   const fixed = formats.find((f) => (f.decode ?? "affine") !== "affine");
+  // LoftQ re-quantizes in the student's one affine format; by default it is skipped where that is not so
+  const loftqBlocked =
+    formats.length > 1
+      ? `the student's projections have ${formats.length} formats (${formats.map((f) => f.name).join(", ")}) and LoftQ re-quantizes in one`
+      : fixed
+        ? `the student's ${fixed.name} projections are not affine group formats (decode "${fixed.decode}")`
+        : undefined;
+  if (loftqBlocked && r.loftqIterations > 0) {
+    if (opts.loftqIterations !== undefined)
+      throw new Error(`lrec: lrecJob: LoftQ (loftqIterations ${r.loftqIterations}): ${loftqBlocked}; set 0`);
+    r.loftqIterations = 0;
+    note(`LoftQ skipped: ${loftqBlocked}`);
+  }
   let trainScales = r.trainScales;
   if (trainScales && fixed) {
     trainScales = false;
@@ -342,10 +356,6 @@ export async function lrecJob(opts: LrecJobOptions): Promise<LrecJobFinished | L
   const quantized = held.length >= 2 ? score(given) : undefined;
   let student = given;
   if (r.loftqIterations > 0) {
-    if (formats.length > 1)
-      throw new Error(
-        `lrec: lrecJob: LoftQ re-quantizes in one format; the student's projections have ${formats.map((f) => f.name).join(", ")} (set loftqIterations 0)`,
-      );
     const format = formats[0];
     const loftq = loftqQuantize(teacher, {
       quantize: (w) =>

@@ -75,7 +75,7 @@ export function lrecProgram(): Command {
     .addOption(
       new Option(
         "--loftq-iters <n>",
-        `LoftQ: quantize the teacher again, in the student's format with --loftq-method, as quantize(W − L) with L the rank-r part of the error, n times; the adapter starts at the last L and the output holds the new packed base. 0 keeps the student as given (default ${d.loftqIterations}; 0 with --init zero)`,
+        `LoftQ: quantize the teacher again, in the student's format with --loftq-method, as quantize(W − L) with L the rank-r part of the error, n times; the adapter starts at the last L and the output holds the new packed base. 0 keeps the student as given (default ${d.loftqIterations}; 0 with --init zero or where the projections are not all in one affine group format, e.g. k-quants)`,
       ).argParser(intIn(0, 20)),
     )
     .option(
