@@ -183,5 +183,9 @@ describe("lrecJob on stories260K INT2", () => {
     await expect(lrecJob({ ...base, steps: 0 })).rejects.toThrow(/steps must be an integer ≥ 1/);
     await expect(lrecJob({ ...base, lr: Number.NaN })).rejects.toThrow(/lr must be a finite number/);
     await expect(lrecJob({ ...base, student: teacher })).rejects.toThrow(/no packed projections/);
+    const narrow = { ...teacher, config: { ...teacher.config, dim: 32 } };
+    await expect(
+      lrecJob({ ...base, teacher: narrow, labels: { teacher: "--teacher t.bin" } }),
+    ).rejects.toThrow(/^--teacher t.bin: its dim is 32, the student's is 64$/);
   });
 });

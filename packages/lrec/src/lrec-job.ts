@@ -137,8 +137,8 @@ export interface LrecJobOptions extends Partial<LrecRecipe> {
    * min(`evalTokens`, tokens / 5) tokens of `trainText` are held out of training and scored.
    */
   heldOutText?: string;
-  /** How messages name the texts (e.g. `--data story.txt`). Default "the training text" / "the held-out text". */
-  labels?: { train?: string; heldOut?: string };
+  /** How messages name the inputs (e.g. `--data story.txt`). Default "the training text" / "the teacher". */
+  labels?: { train?: string; teacher?: string };
   /** Resumable state file (a lora Trainer checkpoint); without it the run is not resumable. */
   statePath?: string;
   /** Steps between state writes. Default 10. */
@@ -254,7 +254,9 @@ export async function lrecJob(opts: LrecJobOptions): Promise<LrecJobFinished | L
     throw new Error("lrec: lrecJob: the student has no packed projections (quantize it first)");
   for (const k of ["dim", "nLayers", "vocabSize"] as const)
     if (teacher.config[k] !== c[k])
-      throw new Error(`lrec: lrecJob: the teacher's ${k} is ${teacher.config[k]}, the student's is ${c[k]}`);
+      throw new Error(
+        `${opts.labels?.teacher ?? "lrec: lrecJob: the teacher"}: its ${k} is ${teacher.config[k]}, the student's is ${c[k]}`,
+      );
   const recipe = resolveRecipe(opts, formats);
   const r = recipe;
   const trainLabel = opts.labels?.train ?? "the training text";

@@ -210,7 +210,7 @@ export function lrec(argv: readonly string[], io: CliIo): Promise<number> {
             tokenizer,
             trainText: readFileSync(o.data, "utf8"),
             ...(o.holdout !== undefined ? { heldOutText: readFileSync(o.holdout, "utf8") } : {}),
-            labels: { train: `--data ${o.data}`, heldOut: `--holdout ${o.holdout}` },
+            labels: { train: `--data ${o.data}`, teacher: `--teacher ${o.teacher}` },
             steps: o.steps,
             rank: o.rank,
             ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
