@@ -268,6 +268,41 @@ describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i
     );
   });
 
+  it("x and y in wasm memory (read and written in place, or copied when padded or overlapping) give the same result", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom("int4-g128-asym-f16", "int2-g64-asym-f16", "int8-g64-asym-f16", "int3-g64-asym-f16"),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 300 }),
+        fc.constantFrom("separate", "overlap", "x only"),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        (name, N, K, where, seed) => {
+          const rng = makeRng(seed);
+          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+          if (!k.qmatvecSupports(q)) return;
+          const x = uniform(rng, K, 3);
+          const want = new Float32Array(N);
+          k.qmatvec(q, x, want);
+          // "overlap": y starts inside x's floats, so x must be read from a copy
+          const buf = k.allocF32(K + N + 8);
+          const xw = buf.subarray(0, K);
+          xw.set(x);
+          const yw =
+            where === "overlap"
+              ? buf.subarray(K >> 1, (K >> 1) + N)
+              : where === "separate"
+                ? buf.subarray(K + 8, K + 8 + N)
+                : new Float32Array(N);
+          k.qmatvec(q, xw, yw);
+          for (let n = 0; n < N; n++) expect(yw[n]).toBe(want[n]);
+          if (where !== "overlap") for (let i = 0; i < K; i++) expect(xw[i]).toBe(x[i]);
+          k.freeF32(buf);
+        },
+      ),
+      { seed: 13, numRuns: 60 },
+    );
+  });
+
   it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
     const rng = makeRng(5);
     const N = 8000;

@@ -51,7 +51,9 @@ export interface DecodeKernels {
   /**
    * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
    * integer dot products (`i32x4.dot_i16x8_s`) over the resident 2/4/8-bit codes, scale and zero once per group.
-   * The layer becomes resident as for `qmatmul`.
+   * The layer becomes resident as for `qmatmul`. `x` and `y` may live in wasm memory ({@link DecodeKernels.allocF32}):
+   * then they are read and written in place (x when `inFeatures` is a whole number of 128-bit code blocks and it does
+   * not overlap `y`), which saves the copies of a decode step.
    */
   qmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array): void;
 }
@@ -149,12 +151,22 @@ export function registerDecodeKernels(
       const { N, K, Kp, nGroups } = res;
       const heap = rt.heap;
       const yIn = owns(y);
+      // x in wasm memory is read in place when it needs no zero padding and does not overlap y (threads write
+      // y while others may still be reading x); otherwise it is copied
+      const xIn =
+        Kp === K &&
+        owns(x) &&
+        !(yIn && x.byteOffset < y.byteOffset + N * 4 && y.byteOffset < x.byteOffset + K * 4);
       // scratch per thread: xq (Kp int16), a v128 correction, dx and Σ xq per group (decode_qmv.c)
-      rt.begin(256 + Kp * 4 + (yIn ? 0 : N * 4), Kp / 2 + 6 * nGroups + 64);
-      const xa = rt.take(Kp * 4);
-      const f32 = heap.f32;
-      copyInto(f32, xa >>> 2, x, 0, K);
-      for (let i = (xa >>> 2) + K; i < (xa >>> 2) + Kp; i++) f32[i] = 0;
+      rt.begin(256 + (xIn ? 0 : Kp * 4) + (yIn ? 0 : N * 4), Kp / 2 + 6 * nGroups + 64);
+      let xa: number;
+      if (xIn) xa = x.byteOffset;
+      else {
+        xa = rt.take(Kp * 4);
+        const f32 = heap.f32;
+        copyInto(f32, xa >>> 2, x, 0, K);
+        for (let i = (xa >>> 2) + K; i < (xa >>> 2) + Kp; i++) f32[i] = 0;
+      }
       const ya = yIn ? y.byteOffset : rt.take(N * 4);
       const { i32, base } = rt.jobSlots(OP_QMV);
       i32[base + Q_DESC] = res.desc;
