@@ -415,6 +415,7 @@ class LayerQuantizer {
     // float-GEMM speed). The returned layer holds the packed projections.
     const twin: LayerWeights = { ...floatLayer };
     const baseline = quantizer.name !== "rtn";
+    const held = this.heldOut !== undefined;
     /** Per projection: its report entry and the format it was quantized in (held-out errors come later). */
     const done = new Map<LinearName, { entry: LinearErrorReport; fmt: QuantFormat }>();
     const quantizeGroup = (names: readonly LinearName[], X: Float32Array, K: number) => {
@@ -445,9 +446,12 @@ class LayerQuantizer {
           relError: relOutputError(f, twin[n], X, cal.rows),
         };
         if (fmt !== format) entry.fallback = fmt.name;
+        // Held-out errors are measured after the layer (below); their keys keep the report's field order.
+        if (held) entry.heldOutRelError = Number.NaN;
         if (baseline) {
           const r = this.dense(rtnQuantize(w, N, K, fmt), N, K);
           entry.rtnRelError = relOutputError(f, r, X, cal.rows);
+          if (held) entry.heldOutRtnRelError = Number.NaN;
         }
         out[n] = createQuantLinear({ q, backend });
         this.report.push(entry);
