@@ -2,3 +2,4 @@
 // single-thread variants) live only behind this entry, so importing the root entry (formats, quantizers,
 // reference kernels, the Backend contract, the trainKernels/decodeKernels lookups) carries no wasm module.
 export { type WasmBackend, type WasmBackendOptions, createWasmBackend } from "./wasm/wasm-backend";
+export { enableRelaxedSimd, relaxedSimdAvailable } from "./wasm/relaxed-simd";
