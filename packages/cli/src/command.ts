@@ -7,6 +7,7 @@ import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { type Command, CommanderError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "./cli-io";
 import { DEVICES, type Device, intIn, oneOf } from "./options";
+import { relaxedSimdOptOut } from "./relaxed-simd";
 
 /** The `--device` and io of the command running now (read by {@link withBackend}). */
 const running = new AsyncLocalStorage<{ device: Device | undefined; io: CliIo }>();
@@ -105,6 +106,7 @@ export function residentOption(): Option {
  * reference backend; with `--device webgpu` a WebGPU backend over that one, with `--device reference`
  * the reference backend), installed as autograd's backend too, and disposes of it afterwards.
  * `maxResidentMb` bounds the WebAssembly backend's resident layer copies (see {@link residentOption}).
+ * With `INT21_RELAXED_SIMD=0` the WebAssembly backend runs the plain-SIMD module (see ./relaxed-simd.ts).
  */
 export async function withBackend<T>(
   threads: number | undefined,
@@ -119,6 +121,7 @@ export async function withBackend<T>(
       : await createWasmBackend({
           ...(threads === undefined ? {} : { threads }),
           ...(maxResidentMb === undefined ? {} : { maxResidentBytes: maxResidentMb * 1e6 }),
+          ...(relaxedSimdOptOut() ? { relaxedSimd: false } : {}),
         });
   const backend =
     device === "webgpu"
