@@ -8,7 +8,7 @@
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { loraParameters } from "@int21/lora";
 import { addLlamaLoRA, createRunState, forward, llamaLoss, loadHf } from "@int21/model-llama";
-import { createWasmBackend } from "@int21/quant-kernels/wasm";
+import { createWasmBackend, enableRelaxedSimd } from "@int21/quant-kernels/wasm";
 
 const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
 // The token embedding (and so the tied classifier) of the decode/prefill tasks, packed as in the GGUF
@@ -17,6 +17,9 @@ const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-as
 const EMBEDDING = { int4: "int4-g128-asym-f16", int2: "int8-g64-asym-f16" };
 
 const task = JSON.parse(process.argv[2]);
+// As the CLI does: relaxed SIMD (the GEMM's fused multiply-adds) on where the engine has it, Node 20's
+// behind a flag included, so these rows measure what `int21` runs.
+enableRelaxedSimd();
 const backend = await createWasmBackend({ threads: task.threads ?? 1 });
 setBackend(backend);
 
@@ -43,7 +46,7 @@ function ids(n, vocab, salt = 0) {
   return out;
 }
 
-const result = { ...task };
+const result = { ...task, relaxedSimd: backend.relaxedSimd };
 if (task.task === "gemm") {
   const n = task.n;
   const a = new Float32Array(n * n).map((_, i) => Math.sin(i));
