@@ -96,8 +96,13 @@ function runTask(cmd: string, args: string[]): Measured {
   return { wallMs, load: (load0 + loadavg()[0]) / 2, out };
 }
 
+/** The kernels the int21 children reported running (their RESULT's `relaxedSimd`), for the notes. */
+const int21Kernels = new Set<string>();
 function int21(task: Record<string, unknown>, dir = childDir): Measured {
-  return runTask(process.execPath, [join(dir, "int21-child.mjs"), JSON.stringify({ threads, ...task })]);
+  const m = runTask(process.execPath, [join(dir, "int21-child.mjs"), JSON.stringify({ threads, ...task })]);
+  if (typeof m.out.relaxedSimd === "boolean")
+    int21Kernels.add(m.out.relaxedSimd ? "wasm (relaxed SIMD)" : "wasm (SIMD)");
+  return m;
 }
 
 function torch(py: string, task: Record<string, unknown>): Measured {
@@ -359,6 +364,7 @@ ratio(`gemm ${n}³ int21 vs torch`, `gemm ${n}³ int21`, `gemm ${n}³ torch`, fa
 notes.push(
   "ratios read as int21's speed / the peer's (1 = as fast; 0.5 = half as fast); step rows are seconds per step, decode/prefill rows tokens per second",
 );
+if (int21Kernels.size > 0) notes.push(`int21 kernels: ${[...int21Kernels].join(", ")}`);
 const file = report("peers", rows, { notes });
 const ratios = rows.filter((r) => r.name.startsWith("ratio: ") && Number.isFinite(r.value as number));
 writeFileSync(
