@@ -18,3 +18,12 @@ export function relaxedSimdOptOut(env: NodeJS.ProcessEnv = process.env): boolean
 export function setUpRelaxedSimd(env: NodeJS.ProcessEnv = process.env): boolean {
   return relaxedSimdOptOut(env) ? false : enableRelaxedSimd();
 }
+
+/**
+ * The kernels a backend runs, for people: `wasm (relaxed SIMD)` or `wasm (SIMD)` for a WebAssembly
+ * backend, else the backend's name (`reference`, a WebGPU backend's).
+ */
+export function backendLabel(backend: { readonly name: string; readonly relaxedSimd?: boolean }): string {
+  if (typeof backend.relaxedSimd !== "boolean") return backend.name;
+  return backend.relaxedSimd ? "wasm (relaxed SIMD)" : "wasm (SIMD)";
+}

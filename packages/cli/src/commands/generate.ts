@@ -13,6 +13,7 @@ import { type CliIo, CliError, EXIT } from "../cli-io";
 import { deviceOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn, numberIn } from "../options";
+import { backendLabel } from "../relaxed-simd";
 
 /** The options of `int21 generate`. */
 export function generateProgram(): Command {
@@ -143,7 +144,7 @@ export function generate(argv: readonly string[], io: CliIo): Promise<number> {
         if (!o.quiet)
           io.stderr.write(
             `${r.promptTokens} prompt tokens (${withBos ? "with" : "no"} BOS), ${r.generatedTokens} generated, stop: ${r.stop}; ` +
-              `prefill ${r.prefillTokensPerSec.toFixed(0)} tok/s, decode ${r.decodeTokensPerSec.toFixed(1)} tok/s\n`,
+              `prefill ${r.prefillTokensPerSec.toFixed(0)} tok/s, decode ${r.decodeTokensPerSec.toFixed(1)} tok/s; kernels: ${backendLabel(backend)}\n`,
           );
       }
       return EXIT.ok;
