@@ -125,6 +125,7 @@ const CONFIGS: Config[] = [
       ["int3-r8-chol-loftq-scales30-300", { steps: 300, scales: 30 }],
       ["int3-r8-chol-loftq-scales3-300", { steps: 300, scales: 3 }],
       ["int3-r8-chol-loftq6-scales10-300", { steps: 300, loftq: 6 }],
+      ["int3-r8-chol-loftq6-scales10-600", { steps: 600, loftq: 6 }],
       ["int3-r8-chol-loftq-scales10-300-l10", { steps: 300, lambda: 10 }],
       ["int3-r8-chol-loftq-scales10-300-l120", { steps: 300, lambda: 120 }],
       ["int3-r8-chol-loftq-scales10-1000-lr3e-3", { steps: 1000, lr: 3e-3 }],
