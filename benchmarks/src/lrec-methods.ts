@@ -29,11 +29,10 @@ import {
   type NllResult,
   evaluateNll,
   calibrationWindows,
-  Llama2cTokenizer,
   type LlamaWeights,
-  loadLlama2c,
   quantizeModel,
 } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 

@@ -25,22 +25,24 @@ import { resultsDir } from "@int21/bench-utils";
 import { LoRAModel } from "@int21/lora";
 import { runLrec, windowData } from "@int21/lrec";
 import {
-  Llama2cTokenizer,
   type LlamaWeights,
-  type MergeInto,
   calibrationWindows,
   createRunState,
   evaluateLlamaCppChunks,
-  exportModel,
   forward,
   llamaModules,
-  loadGguf,
-  loadGgufLora,
-  loadLlama2c,
   quantizeModel,
   setLlamaModules,
   widenExactly,
 } from "@int21/model-llama";
+import {
+  Llama2cTokenizer,
+  type MergeInto,
+  exportModel,
+  loadGguf,
+  loadGgufLora,
+  loadLlama2c,
+} from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 

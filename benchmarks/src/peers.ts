@@ -24,14 +24,8 @@ import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Row, barChartSvg, report } from "@int21/bench-utils";
-import {
-  Llama2cTokenizer,
-  type SyntheticModelName,
-  exportHf,
-  saveGguf,
-  syntheticConfig,
-  syntheticWeights,
-} from "@int21/model-llama";
+import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "@int21/model-llama";
+import { Llama2cTokenizer, exportHf, saveGguf } from "@int21/loaders";
 import { SHARED, hasShared, sharedPath } from "@int21/shared-data";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -9,7 +9,18 @@ import { describe, expect, it } from "vitest";
 const repo = resolve(__dirname, "..", "..");
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 // Packages whose public API is in place; each must import from a packed tarball in ESM and CJS.
-const CHECKED = ["bitpack", "io", "quant-kernels", "autograd", "gpu", "lora", "model-llama", "lrec", "cli"];
+const CHECKED = [
+  "bitpack",
+  "io",
+  "quant-kernels",
+  "autograd",
+  "gpu",
+  "lora",
+  "model-llama",
+  "loaders",
+  "lrec",
+  "cli",
+];
 
 describe("packed tarballs import from ESM and CJS", () => {
   const scratch = mkdtempSync(join(tmpdir(), "int21-packed-"));

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseSafetensors } from "@int21/io";
-import { loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/model-llama";
+import { loadGguf, loadInt21CheckpointBytes, readGgufLora } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { build, type PreviewServer, preview } from "vite";

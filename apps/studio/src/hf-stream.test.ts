@@ -2,15 +2,8 @@
 // (identical logits) from slice reads that never cover a whole safetensors file; bad folders are named.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  assembleFromReader,
-  type ByteSource,
-  bytesSource,
-  createRunState,
-  forward,
-  type LlamaWeights,
-  loadHfBytes,
-} from "@int21/model-llama";
+import { assembleFromReader, createRunState, forward, type LlamaWeights } from "@int21/model-llama";
+import { type ByteSource, bytesSource, loadHfBytes } from "@int21/loaders";
 import { sharedPath } from "@int21/shared-data";
 import { describe, expect, it } from "vitest";
 import { hfStreamable, hfStreamConfig, openHfStream } from "./hf-stream";

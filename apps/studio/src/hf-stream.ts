@@ -11,17 +11,14 @@ import {
   readSafetensorsHeaderLength,
   type SafetensorsHeader,
 } from "@int21/io";
+import { headSize, type LlamaConfig, llamaTensorSpecs, type TensorReader } from "@int21/model-llama";
 import {
   type ByteSource,
   checkTensorCount,
-  headSize,
   hfConfigToLlama,
   hfTensorLocation,
-  type LlamaConfig,
-  llamaTensorSpecs,
-  type TensorReader,
   unpermuteHfRows,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 
 /** The whole (small) file as text. */
 export function sourceText(src: ByteSource): string {

@@ -1,6 +1,6 @@
 // What the user picked, sorted into a model to open, and a synchronous ByteSource over a Blob that reads
 // slices (FileReaderSync, dedicated workers only), so a llama2.c file streams from disk tensor by tensor.
-import type { ByteSource } from "@int21/model-llama";
+import type { ByteSource } from "@int21/loaders";
 
 /** A picked file: its path inside the picked folder (or its name) and a Blob. */
 export interface PickedFile {

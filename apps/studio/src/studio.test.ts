@@ -4,15 +4,15 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSafetensors } from "@int21/io";
+import { evaluateNll } from "@int21/model-llama";
 import {
   baseWeightsOf,
   bytesSource,
-  evaluateNll,
   loadGguf,
   loadInt21CheckpointBytes,
   loadLlamaAdapter,
   readGgufLora,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -17,33 +17,35 @@ import {
 import { type LrecStep, runLrec, windowData } from "@int21/lrec";
 import {
   assembleFromReader,
-  type ByteSource,
-  baseWeightsOf,
   calibrationWindows,
   evaluateNll,
   generate,
+  type LlamaWeights,
+  llamaLoss,
+  llamaModules,
+  quantizeModel,
+  setLlamaModules,
+  type Tokenizer,
+} from "@int21/model-llama";
+import {
+  type ByteSource,
+  baseWeightsOf,
   type GgufModelType,
   ggufModelTensors,
   HfTokenizer,
   hfTokenizerToGguf,
   Llama2cTokenizer,
-  type LlamaWeights,
-  llamaLoss,
-  llamaModules,
   loadGguf,
   loadHf,
   loadInt21Checkpoint,
   loadInt21CheckpointBytes,
   loadHfBytes,
   loadLlama2cFrom,
-  quantizeModel,
   renderChatTemplate,
   saveLlamaAdapter,
   serializeGgufLora,
   serializeInt21Checkpoint,
-  setLlamaModules,
-  type Tokenizer,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { batchAt, parseTrainingData, trainingExamples } from "./data";
 import { hfStreamable, hfStreamConfig, openHfStream, sourceText } from "./hf-stream";
 import { type StageProgress, stageClock } from "./progress";

@@ -7,7 +7,8 @@
 // `dir` is a Hugging Face folder written by peers.ts (the same files PyTorch reads).
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { loraParameters } from "@int21/lora";
-import { addLlamaLoRA, createRunState, forward, llamaLoss, loadHf } from "@int21/model-llama";
+import { addLlamaLoRA, createRunState, forward, llamaLoss } from "@int21/model-llama";
+import { loadHf } from "@int21/loaders";
 import { createWasmBackend, enableRelaxedSimd } from "@int21/quant-kernels/wasm";
 
 const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };

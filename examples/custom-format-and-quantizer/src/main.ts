@@ -1,10 +1,11 @@
 // One user file: a new 3-bit codebook format and a new quantizer quantize stories260K; EMEF fine-tunes on top.
 import { readFileSync } from "node:fs";
 import { textDataset } from "@int21/lora";
-import * as llama from "@int21/model-llama";
 import * as qk from "@int21/quant-kernels";
-import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
+
+// the model core and its file formats (readers, tokenizers: @int21/loaders) as one namespace
+const llama = { ...(await import("@int21/model-llama")), ...(await import("@int21/loaders")) };
 
 // NF3, NF4's construction at 3 bits (normal quantiles, 0 exact): w = scale·NF3[q], an f16 scale per 64 weights.
 const NF3 = [-1, -0.4786, -0.2172, 0, 0.1609, 0.3379, 0.5626, 1];
@@ -30,7 +31,7 @@ function lloyd(w: Float32Array, N: number, K: number, format: qk.QuantFormat | s
 }
 qk.registerQuantizer("lloyd", () => ({ name: "lloyd", quantize: lloyd }), "least-squares codebook scales");
 
-const backend = await createWasmBackend({ threads: 1 });
+const backend = await (await import("@int21/quant-kernels/wasm")).createWasmBackend({ threads: 1 });
 const float = llama.loadLlama2c(sharedPath(SHARED.stories260K), { backend });
 const tok = llama.Llama2cTokenizer.fromFile(sharedPath(SHARED.tok512), float.config.vocabSize);
 const stories = readFileSync(sharedPath(SHARED.tinystoriesValid), "utf8").split("<|endoftext|>");

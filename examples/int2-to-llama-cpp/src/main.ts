@@ -13,22 +13,24 @@ import { join } from "node:path";
 import { LoRAModel } from "@int21/lora";
 import { runLrec, windowData } from "@int21/lrec";
 import {
-  Llama2cTokenizer,
   calibrationWindows,
   createRunState,
-  type ExportModelReport,
-  exportModel,
   forward,
   generate,
   type LlamaWeights,
   llamaModules,
-  loadGguf,
-  loadGgufLora,
-  loadLlama2c,
   quantizeModel,
   setLlamaModules,
   widenExactly,
 } from "@int21/model-llama";
+import {
+  Llama2cTokenizer,
+  type ExportModelReport,
+  exportModel,
+  loadGguf,
+  loadGgufLora,
+  loadLlama2c,
+} from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 

@@ -3,16 +3,8 @@
 import { readFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  Llama2cTokenizer,
-  calibrationWindows,
-  evaluateStories,
-  generate,
-  loadLlama2c,
-  loadModel,
-  quantizeModel,
-  saveInt21Checkpoint,
-} from "@int21/model-llama";
+import { calibrationWindows, evaluateStories, generate, quantizeModel } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c, loadModel, saveInt21Checkpoint } from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 

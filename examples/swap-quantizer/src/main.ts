@@ -3,14 +3,8 @@
 // lp error (p < 1, robust to outliers) by alternating a shrinkage step and a closed-form zero update. Passed
 // to quantizeModel it gets the sequential calibration pipeline and the per-layer error report (with RTN's
 // error on the same activations) without a line of pipeline code here.
-import {
-  Llama2cTokenizer,
-  type LlamaWeights,
-  calibrationWindows,
-  evaluateStories,
-  loadLlama2c,
-  quantizeModel,
-} from "@int21/model-llama";
+import { type LlamaWeights, calibrationWindows, evaluateStories, quantizeModel } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import {
   type Quantizer,
   checkWeight,

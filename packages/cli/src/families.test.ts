@@ -4,7 +4,7 @@
 // outputs are read back and generate the same greedy ids again.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readGgufLora } from "@int21/model-llama";
+import { readGgufLora } from "@int21/loaders";
 import { sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "./testing";

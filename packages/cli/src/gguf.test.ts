@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { Llama2cTokenizer, loadLlama2c, saveGguf } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c, saveGguf } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "./testing";

@@ -1,15 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type SafetensorsWriteTensor, writeSafetensors } from "@int21/io";
-import {
-  hfTensorName,
-  linearParts,
-  llamaTensorSpecs,
-  denseTokenEmbedding,
-  llamaToHfConfig,
-  loadLlama2c,
-  permuteHfRows,
-} from "@int21/model-llama";
+import { linearParts, llamaTensorSpecs, denseTokenEmbedding } from "@int21/model-llama";
+import { hfTensorName, llamaToHfConfig, loadLlama2c, permuteHfRows } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { isHfId } from "./hf-download";

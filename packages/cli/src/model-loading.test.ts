@@ -2,17 +2,14 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { noGrad } from "@int21/autograd";
 import { LoRAModel } from "@int21/lora";
+import { createRunState, forward, llamaModules, setLlamaModules } from "@int21/model-llama";
 import {
   Llama2cTokenizer,
-  createRunState,
-  forward,
   llama2cTokenizerToGguf,
-  llamaModules,
   loadInt21Checkpoint,
   loadLlama2c,
   saveInt21Checkpoint,
-  setLlamaModules,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { type GgufValue, writeGguf } from "@int21/io";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";

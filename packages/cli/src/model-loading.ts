@@ -11,20 +11,22 @@ import {
   peftTensors,
 } from "@int21/lora";
 import {
+  type LlamaWeights,
+  type LoadOptions,
+  type Tokenizer,
+  llamaModules,
+  setLlamaModules,
+} from "@int21/model-llama";
+import {
   type CheckpointAdapters,
   HfTokenizer,
   Llama2cTokenizer,
-  type LlamaWeights,
-  type LoadOptions,
   type LoadedModel,
-  type Tokenizer,
   ggufTokenizerToLlama2c,
-  llamaModules,
   loadLlamaAdapter,
   loadModel,
   readSentencePieceTokenizer,
-  setLlamaModules,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { type CliIo, CliError } from "./cli-io";
 import { LOCAL_MODEL_HINT, downloadHfModel, isHfId } from "./hf-download";
 import { progressBar } from "./progress";

@@ -11,7 +11,8 @@ import {
   splitExamples,
   textExamples,
 } from "@int21/lora";
-import { HfTokenizer, type Tokenizer, renderChatTemplate } from "@int21/model-llama";
+import type { Tokenizer } from "@int21/model-llama";
+import { HfTokenizer, renderChatTemplate } from "@int21/loaders";
 import { InvalidArgumentError } from "commander";
 import { CliError } from "./cli-io";
 

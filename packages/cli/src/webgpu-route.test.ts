@@ -5,7 +5,8 @@
 import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
 import { createWebGpuSyncBackend, type WebGpuSyncBackend } from "@int21/gpu";
 import { collate, type Example, loraParameters } from "@int21/lora";
-import { addLlamaLoRA, generate, Llama2cTokenizer, llamaLoss, loadLlama2c } from "@int21/model-llama";
+import { addLlamaLoRA, generate, llamaLoss } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import { type Backend, decodeKernels, trainKernels } from "@int21/quant-kernels";
 import { createWasmBackend, type WasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

@@ -2,7 +2,8 @@
 import { readFileSync } from "node:fs";
 import { setBackend } from "@int21/autograd";
 import { formatLrecProgress, runLrec, storyTokens, windowData } from "@int21/lrec";
-import { evaluateNll, generate, Llama2cTokenizer, loadLlama2c, quantizeModel } from "@int21/model-llama";
+import { evaluateNll, generate, quantizeModel } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";
 

@@ -6,17 +6,19 @@ import { LoRALinear, loadPeftAdapter, savePeftAdapter } from "@int21/lora";
 import { parseSafetensors } from "@int21/io";
 import {
   calibrationWindows,
-  type CheckpointAdapters,
   createRunState,
   forward,
-  Llama2cTokenizer,
   type LlamaWeights,
-  loadInt21CheckpointBytes,
-  loadLlama2c,
   quantizeModel,
   relOutputError,
-  serializeInt21Checkpoint,
 } from "@int21/model-llama";
+import {
+  type CheckpointAdapters,
+  Llama2cTokenizer,
+  loadInt21CheckpointBytes,
+  loadLlama2c,
+  serializeInt21Checkpoint,
+} from "@int21/loaders";
 import { type Backend, isF16Exact } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

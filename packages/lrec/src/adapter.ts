@@ -3,18 +3,20 @@
 import { noGrad, tidy } from "@int21/autograd";
 import { LLAMA_TARGETS, type LoRAConfig, LoRALinear, LoRAModel, selectTargets } from "@int21/lora";
 import {
-  type AdapterStorage,
-  type CheckpointAdapters,
-  dequantizeInt8Rows,
   LINEAR_NAMES,
   type LinearName,
   type LlamaWeights,
   linearParts,
   llamaModules,
-  quantizeInt8Rows,
   setLlamaModules,
   trainForward,
 } from "@int21/model-llama";
+import {
+  type AdapterStorage,
+  type CheckpointAdapters,
+  dequantizeInt8Rows,
+  quantizeInt8Rows,
+} from "@int21/loaders";
 import { type Backend, type Linear, referenceDequantize, roundToF16 } from "@int21/quant-kernels";
 import { type CalibInputs, svdInit } from "./svd-init";
 

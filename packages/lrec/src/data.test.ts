@@ -1,5 +1,5 @@
 import { setBackend } from "@int21/autograd";
-import { Llama2cTokenizer, loadLlama2c } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import type { Backend } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

@@ -1,13 +1,7 @@
 import { readFileSync } from "node:fs";
 import { setBackend } from "@int21/autograd";
-import {
-  evaluateNll,
-  evaluateStories,
-  Llama2cTokenizer,
-  type LlamaWeights,
-  loadLlama2c,
-  quantizeModel,
-} from "@int21/model-llama";
+import { evaluateNll, evaluateStories, type LlamaWeights, quantizeModel } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import type { Backend } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

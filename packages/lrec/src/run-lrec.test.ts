@@ -15,12 +15,11 @@ import {
   denseTokenEmbedding,
   evaluateNll,
   forward,
-  Llama2cTokenizer,
   type LlamaWeights,
-  loadLlama2c,
   quantizeModel,
   trainForward,
 } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import { type Backend, roundToF16 } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

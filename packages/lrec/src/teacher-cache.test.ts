@@ -3,13 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { noGrad, setBackend, tensor, tidy } from "@int21/autograd";
 import { klDiv } from "@int21/autograd";
-import {
-  Llama2cTokenizer,
-  type LlamaWeights,
-  loadLlama2c,
-  quantizeModel,
-  trainForward,
-} from "@int21/model-llama";
+import { type LlamaWeights, quantizeModel, trainForward } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import type { Backend } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

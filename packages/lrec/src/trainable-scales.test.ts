@@ -1,13 +1,7 @@
 import { readFileSync } from "node:fs";
 import { gradCheck, linear, noGrad, parameter, setBackend, tensor, withBackend } from "@int21/autograd";
-import {
-  evaluateNll,
-  Llama2cTokenizer,
-  type LlamaWeights,
-  loadLlama2c,
-  quantizeModel,
-  trainForward,
-} from "@int21/model-llama";
+import { evaluateNll, type LlamaWeights, quantizeModel, trainForward } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import {
   type Backend,
   createReferenceBackend,

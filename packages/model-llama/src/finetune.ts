@@ -4,8 +4,6 @@ import { Adam, AdamW, crossEntropy, type Tensor } from "@int21/autograd";
 import {
   type Batch,
   type Example,
-  type AdapterRecord,
-  attachPeftAdapter,
   type LoRAConfig,
   LoRALinear,
   LoRAModel,
@@ -13,24 +11,14 @@ import {
   linearForward,
   loraParameters,
   lossChartSvg,
-  PEFT_CONFIG_FILE,
-  PEFT_WEIGHTS_FILE,
-  type PeftAttachOptions,
-  type PeftSaveOptions,
-  peftConfig,
   type RunDifference,
   type RunIdentity,
-  peftTensors,
-  readPeftAdapter,
   Trainer,
   type TrainerOptions,
   type TrainResult,
 } from "@int21/lora";
 import type { Linear } from "@int21/quant-kernels";
-import { writeFileAtomic, writeSafetensors } from "@int21/io";
-import { headSize } from "./config";
-import { permuteHfRows, unpermuteHfRows } from "./load-hf";
-import { fusePhi3Adapter, splitPhi3Adapter } from "./phi3-adapter";
+import { writeFileAtomic } from "@int21/io";
 import { trainForward } from "./train-forward";
 import { LINEAR_NAMES, type LinearName, type LlamaWeights } from "./weights";
 
@@ -72,76 +60,6 @@ export function addLlamaLoRA(weights: LlamaWeights, config: LoRAConfig): LoRAMod
   return model;
 }
 
-/** Heads of a q_proj / k_proj module name (HF's q/k rows are permuted per head), else 0. */
-function qkHeads(weights: LlamaWeights, module: string): number {
-  if (module.endsWith(".self_attn.q_proj")) return weights.config.nHeads;
-  if (module.endsWith(".self_attn.k_proj")) return weights.config.nKvHeads;
-  return 0;
-}
-
-/**
- * Saves adapter `opts.name` of a LLaMA model as a PEFT adapter **for the Hugging Face model**: int21 keeps
- * q/k rows in llama2.c's interleaved-RoPE order, HF's `q_proj` / `k_proj` weights have their rows
- * permuted per head (`convert_llama_weights_to_hf`), so `lora_B` of q_proj / k_proj is permuted the
- * same way (A, whose columns are the hidden state, is unchanged). Load it back with {@link loadLlamaAdapter}.
- */
-export async function saveLlamaAdapter(
-  dir: string,
-  model: LoRAModel,
-  weights: LlamaWeights,
-  opts: PeftSaveOptions = {},
-): Promise<void> {
-  const { mkdir } = await import("node:fs/promises");
-  const { join } = await import("node:path");
-  const hs = headSize(weights.config);
-  const tensors = peftTensors(model, opts);
-  for (const [key, t] of Object.entries(tensors)) {
-    const m = /^base_model\.model\.(.+)\.lora_B\.weight$/.exec(key);
-    const heads = m ? qkHeads(weights, m[1]) : 0;
-    if (heads > 0) {
-      const [rows, r] = t.shape;
-      if (rows !== heads * hs)
-        throw new Error(`saveLlamaAdapter: ${key} has ${rows} rows, expected ${heads}×${hs}`);
-      tensors[key] = { ...t, data: permuteHfRows(t.data as Float32Array, heads, rows, r) };
-    }
-  }
-  const config = peftConfig(model, opts);
-  if (weights.config.family === "phi3") {
-    // Hugging Face's Phi-3 has only the fused qkv_proj / gate_up_proj: write one LoRA per fused module
-    const targets = new Map(
-      model.record(opts.name ?? "default").targets.map((t) => [t.module, t.alpha / t.r]),
-    );
-    fusePhi3Adapter(weights, tensors, config, (module) => targets.get(module) ?? 1);
-  }
-  await mkdir(dir, { recursive: true });
-  await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors, { format: "pt" });
-  await writeFileAtomic(join(dir, PEFT_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
-}
-
-/**
- * Loads a PEFT adapter trained on (or saved for) the Hugging Face LLaMA layout onto `weights`: reads and
- * validates it, un-permutes `lora_B` rows of q_proj / k_proj into int21's order, stacks it on the model
- * (frozen unless `trainable`) and puts the wrapped layers into `weights`. Returns the model and the record.
- */
-export async function loadLlamaAdapter(
-  dir: string,
-  weights: LlamaWeights,
-  opts: PeftAttachOptions = {},
-): Promise<{ model: LoRAModel; record: AdapterRecord }> {
-  const adapter = await readPeftAdapter(dir);
-  if (weights.config.family === "phi3") splitPhi3Adapter(weights, adapter);
-  const hs = headSize(weights.config);
-  for (const [module, m] of adapter.modules) {
-    const heads = qkHeads(weights, module);
-    if (heads > 0 && m.outFeatures === heads * hs)
-      m.loraB = unpermuteHfRows(m.loraB, heads, m.outFeatures, m.r);
-  }
-  const model = new LoRAModel(llamaModules(weights));
-  const record = attachPeftAdapter(model, adapter, opts);
-  setLlamaModules(weights, model.modules);
-  return { model, record };
-}
-
 /** Options of {@link llamaLoss}. */
 export interface LlamaLossOptions {
   /** Per-layer activation checkpointing. Default true. */
@@ -181,6 +99,16 @@ export function llamaLoss(weights: LlamaWeights, opts: LlamaLossOptions = {}) {
   };
 }
 
+/**
+ * Where {@link finetune} keeps its adapter: the core trains, the sink writes (files, memory, a network).
+ */
+export interface AdapterSink {
+  /** Saves adapter `name` of `model` (called at every checkpoint and at the end of a run). */
+  save(model: LoRAModel, name: string): Promise<void>;
+  /** Whether a saved adapter is already there: a run found already finished saves it again only when not. */
+  has(): Promise<boolean>;
+}
+
 /** Options of {@link finetune}. */
 export interface FinetuneOptions
   extends Omit<
@@ -196,8 +124,11 @@ export interface FinetuneOptions
   weightDecay?: number;
   /** Per-layer activation checkpointing. Default true. */
   checkpointLayers?: boolean;
-  /** Save the adapter in PEFT format (Hugging Face q/k layout, see {@link saveLlamaAdapter}) here at every checkpoint and at the end. */
-  adapterDir?: string;
+  /**
+   * Where the trained adapter is saved, at every checkpoint and at the end (`peftAdapterSink(dir, weights)`
+   * of `@int21/loaders` writes a PEFT folder in Hugging Face's q/k layout).
+   */
+  adapterSink?: AdapterSink;
   /** Write the loss curves (SVG) here at the end. */
   lossChart?: string;
   /** Resume from `checkpointDir` when it holds a checkpoint. Default true. */
@@ -233,7 +164,7 @@ export interface FinetuneResult extends TrainResult {
   resumedFrom: number;
   /**
    * True when the checkpoint already held every step of this very run: nothing was trained, and the
-   * adapter and loss chart were not written again (the adapter only if missing from `adapterDir`).
+   * adapter and loss chart were not written again (the adapter only if `adapterSink` has none).
    */
   alreadyFinished: boolean;
   /** The differences a `forceResume` continued despite (empty otherwise). */
@@ -290,7 +221,7 @@ export async function finetune(
     optimizer: _o,
     weightDecay: _w,
     checkpointLayers,
-    adapterDir,
+    adapterSink,
     lossChart,
     resume,
     stopAfter,
@@ -308,7 +239,7 @@ export async function finetune(
     train: data.train,
     ...(data.heldOut ? { heldOut: data.heldOut } : {}),
     beforeMicroBatch: (micro) => model.setDropoutStep(micro),
-    ...(adapterDir ? { onCheckpoint: () => saveLlamaAdapter(adapterDir, model, weights, { name }) } : {}),
+    ...(adapterSink ? { onCheckpoint: () => adapterSink.save(model, name) } : {}),
     identity: { ...loraIdentity(opts.lora), ...identity },
   });
   let resumed = false;
@@ -327,12 +258,7 @@ export async function finetune(
     alreadyFinished,
     resumedDespite: trainer.resumedDespite,
   };
-  if (adapterDir) {
-    const { existsSync } = await import("node:fs");
-    const { join } = await import("node:path");
-    const missing = ![PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE].every((f) => existsSync(join(adapterDir, f)));
-    if (!alreadyFinished || missing) await saveLlamaAdapter(adapterDir, model, weights, { name });
-  }
+  if (adapterSink && (!alreadyFinished || !(await adapterSink.has()))) await adapterSink.save(model, name);
   if (alreadyFinished) return out;
   if (lossChart) {
     await writeFileAtomic(

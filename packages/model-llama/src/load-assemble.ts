@@ -29,7 +29,7 @@ export interface QuantizeSpec {
   /**
    * The quantizer of each projection: a `Quantizer` value or a registered name (default `"rtn"`). Loading has
    * no calibration data, so a quantizer that needs a Hessian or activations (GPTQ) is refused: use
-   * `quantizeModel` / `quantizeCheckpoint` with calibration windows for it.
+   * `quantizeModel` / `quantizeFromReader` with calibration windows for it.
    */
   quantizer?: Quantizer | string;
   /** Also quantize a separate (unshared) classifier; default false (lm_head stays float, as in GPTQ). */
@@ -163,7 +163,7 @@ export class WeightAssembler {
       const q = resolveQuantizer(`${source}: quantize.quantizer`, opts.quantize.quantizer ?? "rtn");
       if (needsCalibration(q))
         throw new Error(
-          `${source}: the ${q.name} quantizer needs calibration data, which loading does not have; load the float model and use quantizeModel (or quantizeCheckpoint) with calib`,
+          `${source}: the ${q.name} quantizer needs calibration data, which loading does not have; load the float model and use quantizeModel (or quantizeCheckpoint of @int21/loaders) with calib`,
         );
       this.quantizer = q;
     }

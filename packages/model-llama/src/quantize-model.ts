@@ -27,11 +27,13 @@ import {
 } from "./embedding";
 import { llamaBlock, type BlockAttention } from "./block";
 import { type RowBuffers, RowOps, attention, rope } from "./forward";
-import { assertFinite, extraLayerSpecs, llamaTensorSpecs, resolveFormat } from "./load-assemble";
-import { openHfReader } from "./load-hf";
-import { openGgufReader } from "./gguf-model";
-import { openLlama2cReader } from "./load-llama2c";
-import { detectModelFile } from "./model-files";
+import {
+  assertFinite,
+  extraLayerSpecs,
+  llamaTensorSpecs,
+  resolveFormat,
+  type TensorReader,
+} from "./load-assemble";
 import { linearParts } from "./linear-parts";
 import { type RunState, createRunState } from "./run-state";
 import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
@@ -228,25 +230,19 @@ function packEmbedding(
 }
 
 /**
- * {@link quantizeModel} straight from a float checkpoint (a llama2.c `.bin` or a Hugging Face
- * directory), reading one layer's float weights at a time: the float model never exists whole, so
- * GPTQ fits models whose float form does not fit in memory. The embedding, norms and classifier are
- * read once and kept float (the embedding is packed when `opts.embedding` asks). Gives bit-identical results to `quantizeModel(loadModel(path))`.
+ * {@link quantizeModel} straight from a float checkpoint's {@link TensorReader} (`quantizeCheckpoint(path)` of
+ * `@int21/loaders` opens a llama2.c `.bin`, a Hugging Face directory or a GGUF file), reading one layer's float
+ * weights at a time: the float model never exists whole, so GPTQ fits models whose float form does not fit in
+ * memory. The embedding, norms and classifier are read once and kept float (the embedding is packed when
+ * `opts.embedding` asks). Gives bit-identical results to `quantizeModel` of the whole loaded model. `open` is
+ * called after the quantizer is checked (a bad one fails before any file is read); the reader is closed.
  */
-export async function quantizeCheckpoint(
-  path: string,
+export async function quantizeFromReader(
+  open: () => TensorReader | Promise<TensorReader>,
   opts: QuantizeModelOptions,
 ): Promise<QuantizeModelResult> {
   const quantizer = pickQuantizer(opts); // before any reading: a bad quantizer fails at once
-  const kind = await detectModelFile(path);
-  if (kind === "int21")
-    throw new Error(`${path}: an int21 checkpoint is already quantized; start from a float one`);
-  const reader =
-    kind === "hf"
-      ? await openHfReader(path)
-      : kind === "gguf"
-        ? await openGgufReader(path)
-        : openLlama2cReader(path);
+  const reader = await open();
   try {
     const { config, source } = reader;
     const backend = opts.backend ?? createReferenceBackend();

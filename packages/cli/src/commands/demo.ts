@@ -6,16 +6,14 @@ import { writeFileAtomic } from "@int21/io";
 import { lineChartSvg, textDataset } from "@int21/lora";
 import { runLrec, windowData } from "@int21/lrec";
 import {
-  Llama2cTokenizer,
   type LlamaWeights,
   calibrationWindows,
   evaluateStories,
   finetune,
   generate,
-  loadLlama2c,
   quantizeModel,
-  saveInt21Checkpoint,
 } from "@int21/model-llama";
+import { Llama2cTokenizer, loadLlama2c, saveInt21Checkpoint, peftAdapterSink } from "@int21/loaders";
 import { makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { barChartSvg } from "../charts";
@@ -262,7 +260,7 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
           batchSize: 8,
           evalEvery: Math.max(1, Math.floor(steps / 6)),
           seed: 1,
-          adapterDir: join(o.output, "emef-adapter"),
+          adapterSink: peftAdapterSink(join(o.output, "emef-adapter"), gptq.weights),
           existing: lr.model,
           onProgress: (p) => ftBar.update(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
         },

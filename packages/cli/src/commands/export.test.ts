@@ -1,11 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { addLlamaLoRA, forward, createRunState } from "@int21/model-llama";
 import {
   HfTokenizer,
   Llama2cTokenizer,
-  addLlamaLoRA,
-  forward,
-  createRunState,
   loadGguf,
   loadHf,
   loadModel,
@@ -13,7 +11,7 @@ import {
   readGgufLora,
   readSentencePieceTokenizer,
   saveLlamaAdapter,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";

@@ -4,12 +4,12 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { writeFileAtomic } from "@int21/io";
 import type { LoRAModel } from "@int21/lora";
+import type { LlamaWeights } from "@int21/model-llama";
 import {
   type ExportModelReport,
   type ExportedFile,
   HfTokenizer,
   Llama2cTokenizer,
-  type LlamaWeights,
   baseWeightsOf,
   exportGptqHf,
   gptqZeroGroups,
@@ -17,7 +17,7 @@ import {
   llama2cSentencePieceModel,
   llama2cTokenizerFiles,
   saveLlamaAdapter,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { Command, Option } from "commander";
 import { type CliIo, EXIT, UsageError } from "../cli-io";
 import { runProgram, writeJson } from "../command";

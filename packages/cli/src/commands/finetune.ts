@@ -28,6 +28,7 @@ import {
   runsHelp,
   trainingFailure,
 } from "../training-runs";
+import { peftAdapterSink } from "@int21/loaders";
 
 /** What `int21 finetune --help` says after the options: the data formats, the prompt template, runs. */
 function finetuneHelp(): string {
@@ -279,7 +280,7 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
             ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
             checkpointDir: trainerDir,
             checkpointEvery: o.checkpointEvery,
-            adapterDir: o.output,
+            adapterSink: peftAdapterSink(o.output, m.weights),
             ...(m.lora ? { existing: m.lora } : {}),
             identity: {
               model: baseHash,

@@ -1,11 +1,7 @@
 // `int21 generate <model> --prompt "..." [--prompt-ids --chat --no-bos --tokenizer --adapter --temperature
 // --top-p --seed --steps --json]`
-import {
-  HfTokenizer,
-  type Tokenizer,
-  generate as generateText,
-  renderChatTemplate,
-} from "@int21/model-llama";
+import { type Tokenizer, generate as generateText } from "@int21/model-llama";
+import { HfTokenizer, renderChatTemplate } from "@int21/loaders";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";

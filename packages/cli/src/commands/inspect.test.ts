@@ -1,14 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { serializeGguf, serializeSafetensors } from "@int21/io";
-import {
-  type LlamaConfig,
-  encodeLlama2c,
-  ggufModelTensors,
-  llamaTensorSpecs,
-  serializeInt21Checkpoint,
-  syntheticWeights,
-} from "@int21/model-llama";
+import { type LlamaConfig, llamaTensorSpecs, syntheticWeights } from "@int21/model-llama";
+import { encodeLlama2c, ggufModelTensors, serializeInt21Checkpoint } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";

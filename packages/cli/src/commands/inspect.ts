@@ -9,15 +9,14 @@ import {
   validateSafetensors,
 } from "@int21/io";
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftConfig, validatePeftAdapter } from "@int21/lora";
+import { type LlamaConfig, llamaTensorSpecs } from "@int21/model-llama";
 import {
   INT21_CHECKPOINT_FORMAT,
-  type LlamaConfig,
   detectModelFile,
-  llamaTensorSpecs,
   openHfReader,
   openLlama2cReader,
   validateModelFiles,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import { getFormat } from "@int21/quant-kernels";
 import { Command } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseSafetensors } from "@int21/io";
-import { loadInt21Checkpoint } from "@int21/model-llama";
+import { loadInt21Checkpoint } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, removeTempDirs, tempDir } from "../testing";

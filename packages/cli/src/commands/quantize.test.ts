@@ -3,17 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { parseGguf } from "@int21/io";
 import { LoRAModel } from "@int21/lora";
-import {
-  createRunState,
-  exportHf,
-  forward,
-  llamaModules,
-  loadGguf,
-  loadGgufLora,
-  loadModel,
-  setLlamaModules,
-  syntheticWeights,
-} from "@int21/model-llama";
+import { createRunState, forward, llamaModules, setLlamaModules, syntheticWeights } from "@int21/model-llama";
+import { exportHf, loadGguf, loadGgufLora, loadModel } from "@int21/loaders";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { registerQuantizer, rtnQuantize, unregisterQuantizer } from "@int21/quant-kernels";
 import { afterAll, describe, expect, it } from "vitest";

@@ -3,16 +3,15 @@ import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { writeFileAtomic } from "@int21/io";
+import { type LinearErrorReport, calibrationWindows } from "@int21/model-llama";
 import {
-  type LinearErrorReport,
-  calibrationWindows,
   detectModelFile,
   openGgufReader,
   openHfReader,
   openLlama2cReader,
   quantizeCheckpoint,
   saveInt21Checkpoint,
-} from "@int21/model-llama";
+} from "@int21/loaders";
 import {
   type Quantizer,
   getQuantizer,

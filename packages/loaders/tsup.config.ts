@@ -1,0 +1,3 @@
+import { makeConfig } from "../../tsup.base";
+
+export default makeConfig();
