@@ -26,10 +26,10 @@ import {
   windowData,
 } from "@int21/lrec";
 import {
-  type NllResult,
-  evaluateNll,
   calibrationWindows,
+  evaluateNll,
   type LlamaWeights,
+  type NllResult,
   quantizeModel,
 } from "@int21/model-llama";
 import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
