@@ -2,7 +2,7 @@
 // student matches the float teacher again. Prints held-out KL and perplexity before and after.
 import { readFileSync } from "node:fs";
 import { formatLrecProgress, runLrec, storyTokens, windowData } from "@int21/lrec";
-import { evaluateNll, calibrationWindows, generate, quantizeModel } from "@int21/model-llama";
+import { calibrationWindows, evaluateNll, generate, quantizeModel } from "@int21/model-llama";
 import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { SHARED, sharedPath } from "@int21/shared-data";

@@ -17,8 +17,8 @@ import {
   windowData,
 } from "@int21/lrec";
 import {
-  evaluateNll,
   calibrationWindows,
+  evaluateNll,
   generate,
   type LlamaWeights,
   quantizeModel,
