@@ -2,20 +2,7 @@
 // layers its config claims (checked before any per-layer work, so a corrupt count costs nothing).
 
 import type { FileProblem } from "@int21/io";
-import { type LlamaConfig, validateConfig } from "@int21/model-llama";
-
-/** The numeric {@link LlamaConfig} fields every stored config must hold. */
-const NUMBER_FIELDS = [
-  "dim",
-  "hiddenDim",
-  "nLayers",
-  "nHeads",
-  "nKvHeads",
-  "vocabSize",
-  "seqLen",
-  "ropeTheta",
-  "normEps",
-] as const;
+import { CONFIG_NUMBER_FIELDS, type LlamaConfig, validateConfig } from "@int21/model-llama";
 
 /**
  * Checks a config parsed from a file (an int21 checkpoint's `config` metadata): a JSON object whose numeric
@@ -27,7 +14,7 @@ export function checkConfigObject(value: unknown, source: string): LlamaConfig {
   if (value === null || typeof value !== "object" || Array.isArray(value))
     throw new Error(`${source}: the config must be a JSON object, got ${JSON.stringify(value)}`);
   const c = value as Record<string, unknown>;
-  for (const k of NUMBER_FIELDS) {
+  for (const k of CONFIG_NUMBER_FIELDS) {
     if (typeof c[k] !== "number")
       throw new Error(
         `${source}: config field ${k} must be a number, got ${JSON.stringify(c[k]) ?? "nothing"}`,

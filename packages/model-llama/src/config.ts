@@ -141,21 +141,30 @@ export function ropeInvFreq(c: LlamaConfig): Float64Array {
   return f;
 }
 
+/** The {@link LlamaConfig} fields that are positive integers in every config. */
+export const CONFIG_INT_FIELDS = [
+  "dim",
+  "hiddenDim",
+  "nLayers",
+  "nHeads",
+  "nKvHeads",
+  "vocabSize",
+  "seqLen",
+] as const satisfies readonly (keyof LlamaConfig)[];
+
+/** The numeric {@link LlamaConfig} fields every config holds: {@link CONFIG_INT_FIELDS}, RoPE θ and the norm ε. */
+export const CONFIG_NUMBER_FIELDS = [
+  ...CONFIG_INT_FIELDS,
+  "ropeTheta",
+  "normEps",
+] as const satisfies readonly (keyof LlamaConfig)[];
+
 /**
  * Throws an Error naming the offending field when the config is not a valid LLaMA shape
  * (`source` names the file or object it came from).
  */
 export function validateConfig(c: LlamaConfig, source = "config"): LlamaConfig {
-  const ints: (keyof LlamaConfig)[] = [
-    "dim",
-    "hiddenDim",
-    "nLayers",
-    "nHeads",
-    "nKvHeads",
-    "vocabSize",
-    "seqLen",
-  ];
-  for (const k of ints) {
+  for (const k of CONFIG_INT_FIELDS) {
     const v = c[k] as number;
     if (!Number.isSafeInteger(v) || v <= 0)
       throw new Error(`${source}: ${k} must be a positive integer, got ${String(v)}`);

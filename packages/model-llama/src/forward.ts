@@ -8,10 +8,12 @@ import {
   attentionScale,
   llamaBlock,
 } from "./block";
-import { type LlamaConfig, headSize, kvDim, layerWindow } from "./config";
+import { CONFIG_NUMBER_FIELDS, type LlamaConfig, headSize, kvDim, layerWindow } from "./config";
 import { embeddingRows } from "./embedding";
 import { residentKvCache, weightKernels } from "./kv-cache";
-import { type RunState, ensureContext } from "./run-state";
+import { type RowBuffers, type RunState, ensureContext } from "./run-state";
+
+export type { RowBuffers };
 import type { LayerWeights, LinearName, LlamaWeights } from "./weights";
 
 // ---------------------------------------------------------------------------------------------
@@ -248,24 +250,6 @@ export function linearForward(lin: Linear, x: Float32Array, rows: number, y: Flo
   lin.forward(x, rows, y);
 }
 
-/** The activation buffers {@link RowOps} computes in (a {@link RunState} is one). */
-export interface RowBuffers {
-  /** `[rows × dim]` residual stream. */
-  readonly x: Float32Array;
-  /** `[rows × max(dim, qDim)]` the normed input of a branch, then the attention output. */
-  readonly xb: Float32Array;
-  /** `[rows × dim]` a branch's output before its residual add. */
-  readonly xb2: Float32Array;
-  /** `[rows × hiddenDim]` w1 (gate) output, then the gated hidden state. */
-  readonly hb: Float32Array;
-  /** `[rows × hiddenDim]` w3 (up) output. */
-  readonly hb2: Float32Array;
-  /** `[rows × qDim]`, `[rows × kvDim]`, `[rows × kvDim]` queries, keys, values. */
-  readonly q: Float32Array;
-  readonly k: Float32Array;
-  readonly v: Float32Array;
-}
-
 /**
  * {@link BlockOps} over Float32Array rows: `rows` rows of {@link RowBuffers}, every op in place or
  * into its fixed buffer, allocating nothing (norm → xb, projections → q / k / v / xb2 / hb / hb2,
@@ -403,15 +387,7 @@ class CacheOps extends RowOps {
 export type LogitsMode = "last" | "all" | "none";
 
 const CONFIG_KEYS = [
-  "dim",
-  "hiddenDim",
-  "nLayers",
-  "nHeads",
-  "nKvHeads",
-  "vocabSize",
-  "seqLen",
-  "ropeTheta",
-  "normEps",
+  ...CONFIG_NUMBER_FIELDS,
   "headDim",
   "slidingWindow",
   "qkvBias",

@@ -1,5 +1,7 @@
 // @int21/model-llama: LLaMA models — load, tokenize, run, generate, evaluate, train.
 export {
+  CONFIG_INT_FIELDS,
+  CONFIG_NUMBER_FIELDS,
   type LlamaConfig,
   type ModelFamily,
   type RopeScaling,

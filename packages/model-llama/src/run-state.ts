@@ -1,5 +1,23 @@
 import { type LlamaConfig, headSize, kvDim, layerWindow, qDim, ropeInvFreq, validateConfig } from "./config";
 
+/** The activation buffers forward's `RowOps` computes in (a {@link RunState} is one, `maxRows` rows each). */
+export interface RowBuffers {
+  /** `[rows × dim]` residual stream. */
+  readonly x: Float32Array;
+  /** `[rows × max(dim, qDim)]` the normed input of a branch, then the attention output. */
+  readonly xb: Float32Array;
+  /** `[rows × dim]` a branch's output before its residual add. */
+  readonly xb2: Float32Array;
+  /** `[rows × hiddenDim]` w1 (gate) output, then the gated hidden state. */
+  readonly hb: Float32Array;
+  /** `[rows × hiddenDim]` w3 (up) output. */
+  readonly hb2: Float32Array;
+  /** `[rows × qDim]`, `[rows × kvDim]`, `[rows × kvDim]` queries, keys, values. */
+  readonly q: Float32Array;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+}
+
 /**
  * Every buffer inference touches, allocated once (llama2.c's `RunState`), plus the explicit KV cache
  * and the RoPE tables. A forward over `rows ≤ maxRows` positions at a time uses the first `rows` rows
@@ -10,28 +28,12 @@ import { type LlamaConfig, headSize, kvDim, layerWindow, qDim, ropeInvFreq, vali
  * by bigger arrays. A sliding-window layer keeps only the last `slidingWindow + maxRows − 1` positions,
  * as a ring (position p in slot `p mod cacheLen[l]`).
  */
-export interface RunState {
+export interface RunState extends RowBuffers {
   readonly config: LlamaConfig;
   /** Most positions one {@link forward} chunk processes (prefill GEMM height). */
   readonly maxRows: number;
   /** Positions the cache and RoPE tables currently cover (≤ seqLen); grows on demand. */
   ctx: number;
-  /** [maxRows × dim] residual stream. */
-  readonly x: Float32Array;
-  /** [maxRows × max(dim, qDim)] inside a residual branch (normed input, attention output, FFN output). */
-  readonly xb: Float32Array;
-  /** [maxRows × dim] projection output before the residual add. */
-  readonly xb2: Float32Array;
-  /** [maxRows × hiddenDim] w1 (gate) output, then act(gate) · up. */
-  readonly hb: Float32Array;
-  /** [maxRows × hiddenDim] w3 (up) output. */
-  readonly hb2: Float32Array;
-  /** [maxRows × qDim] queries. */
-  readonly q: Float32Array;
-  /** [maxRows × kvDim] keys of the chunk before they enter the cache. */
-  readonly k: Float32Array;
-  /** [maxRows × kvDim] values of the chunk. */
-  readonly v: Float32Array;
   /** [ctx] attention scores of one (row, head). */
   att: Float32Array;
   /** [maxRows × vocabSize] logits; after a forward, row r belongs to the r-th position asked for. */
