@@ -1,17 +1,17 @@
 // The float GEMM's two builds (plain SIMD and relaxed SIMD, see wasm/gemm.c) against the reference:
 // the conformance suite on the relaxed module, and shapes at the edges of the 6×8 micro-tile, of the
 // A/B blocks (MC, KC, NC) and of the threads' column split, on both modules.
-import { setFlagsFromString } from "node:v8";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FLOAT32_TOLERANCES, type GemmCase, checkSgemmCase, runBackendConformance } from "../testing";
 import { KC, MC, NC, NR } from "./layout";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
+import { enableRelaxedSimd } from "./relaxed-simd";
 import { relaxedSimdAvailable } from "./wasm-runtime";
 
 // Node 20 has relaxed SIMD behind a flag (on by default from Node 22): turn it on so that this file
 // exercises the relaxed module (wasm-backend.test.ts covers the default choice).
-if (!relaxedSimdAvailable()) setFlagsFromString("--experimental-wasm-relaxed-simd");
+enableRelaxedSimd();
 
 /** The micro-tile's rows (gemm.c's UMR); rows per A block are MC rounded down to a multiple of it. */
 const UMR = 6;
