@@ -107,6 +107,36 @@ describe.each([
     );
   }, 60_000);
 
+  it("one-row products (the decode matvec, 8 rows of B per pass) match the reference (fast-check)", () => {
+    // N around multiples of the pass's 8 rows and of the threads' 64-row chunks, K around multiples of 4
+    const shape = fc.record({
+      M: fc.constant(1),
+      N: fc.oneof(fc.integer({ min: 1, max: 3 * 8 + 1 }), fc.integer({ min: 60, max: 200 })),
+      K: fc.integer({ min: 1, max: 70 }),
+      transA: fc.boolean(),
+      transB: fc.constant(true),
+      aOffset: fc.integer({ min: 0, max: 3 }),
+      bOffset: fc.integer({ min: 0, max: 3 }),
+      cOffset: fc.integer({ min: 0, max: 3 }),
+      padA: fc.integer({ min: 0, max: 2 }),
+      padB: fc.integer({ min: 0, max: 5 }),
+      padC: fc.integer({ min: 0, max: 2 }),
+      alpha: fc.constantFrom(1, -1, 0.5),
+      beta: fc.constantFrom(0, 1, -0.5),
+      seed: fc.integer({ min: 0, max: 1e9 }),
+    });
+    fc.assert(
+      fc.property(shape, (c) => checkSgemmCase(be, c, FLOAT32_TOLERANCES)),
+      { seed: 23, numRuns: 80 },
+    );
+    // large enough to be split across threads in 64-row chunks (N·K ≥ GEMV_PARALLEL_ELEMS), N not a multiple of 8
+    checkSgemmCase(
+      be,
+      { ...base, M: 1, N: 1101, K: 1003, transB: true, padB: 1, beta: 1 },
+      FLOAT32_TOLERANCES,
+    );
+  }, 60_000);
+
   it("a product large enough for the threads' column split (130×300×600)", () => {
     checkSgemmCase(be, { ...base, M: 130, N: 600, K: 300, transB: true, beta: 1 }, FLOAT32_TOLERANCES);
   }, 60_000);

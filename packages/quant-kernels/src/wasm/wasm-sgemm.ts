@@ -1,5 +1,5 @@
 // sgemm on the wasm backend: operands copied into wasm memory unless they already live there (or
-// B is a resident constant), then the packed 4×8 f32x4 GEMM, or the GEMV path when M = 1.
+// B is a resident constant), then the packed 6×8 f32x4 GEMM, or the GEMV path when M = 1 (8 rows of Bᵀ per pass).
 import { resolveGemm } from "../check-args";
 import type { GemmArgs } from "../types";
 import {
