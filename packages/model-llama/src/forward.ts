@@ -1,4 +1,11 @@
-import { type DecodeKernels, type Linear, type QuantizedLinear, decodeKernels } from "@int21/quant-kernels";
+import {
+  type DecodeKernels,
+  type Linear,
+  type QuantizedLinear,
+  type TrainKernels,
+  decodeKernels,
+  trainKernels,
+} from "@int21/quant-kernels";
 import {
   type BlockAttention,
   type BlockBiasName,
@@ -324,14 +331,22 @@ export abstract class RowOps implements BlockOps<Float32Array> {
   }
 }
 
+/** Per run state: the `[nHeads × maxRows × 2]` row statistics the blocked prefill attention writes. */
+const prefillStats = new WeakMap<RunState, Float32Array>();
+
 /**
  * The inference ops: rows at positions `pos ..` of a {@link RunState}; attention appends their keys
  * and values to the layer's cache and reads it, in wasm memory with the backend's kernel when the
- * weights run on one (no score soft-cap), else in JS ({@link attention}).
+ * weights run on one (no score soft-cap), else in JS ({@link attention}). On a wasm backend a block of
+ * rows whose keys all sit unwrapped in the cache (`pos + rows ≤` the layer's cache length, no window
+ * narrower than `pos + rows`) runs the blocked attention of training instead (`TrainKernels.attentionForward`:
+ * 64 query rows at a time, their scores one packed GEMM): the same softmax-weighted sums in another
+ * float32 summation order.
  */
 class CacheOps extends RowOps {
   pos = 0;
   private readonly kernels: DecodeKernels | undefined;
+  private readonly blocked: TrainKernels | undefined;
   private readonly args: ReturnType<typeof residentKvCache> | undefined;
 
   constructor(
@@ -343,6 +358,12 @@ class CacheOps extends RowOps {
     // score soft-cap (Gemma 2) stays on the JS path.
     this.kernels = state.config.attnLogitSoftcap === undefined ? weightKernels(w, state) : undefined;
     this.args = this.kernels !== undefined ? residentKvCache(state, this.kernels) : undefined;
+    // the blocked kernel of the same wasm backend (not when the state's attention was sent elsewhere)
+    const b = (w.layers[0]?.wq as { backend?: object } | undefined)?.backend;
+    this.blocked =
+      this.kernels !== undefined && b !== undefined && state.maxRows > 1 && decodeKernels(b) === this.kernels
+        ? trainKernels(b)
+        : undefined;
   }
 
   rope(t: Float32Array, heads: number): Float32Array {
@@ -354,7 +375,8 @@ class CacheOps extends RowOps {
   attention(_q: Float32Array, k: Float32Array, v: Float32Array, at: BlockAttention): Float32Array {
     const s = this.state;
     const { rows, pos } = this;
-    const kv = kvDim(s.config);
+    const c = s.config;
+    const kv = kvDim(c);
     const base = s.cacheOffset[at.layer];
     const clen = s.cacheLen[at.layer];
     const { keyCache, valueCache } = s;
@@ -365,14 +387,31 @@ class CacheOps extends RowOps {
         valueCache[o + i] = v[j];
       }
     }
-    const { args, kernels } = this;
-    if (args !== undefined && kernels !== undefined) {
+    const { args, kernels, blocked } = this;
+    const S = pos + rows;
+    if (blocked !== undefined && rows > 1 && S <= clen && (at.window <= 0 || at.window >= S)) {
+      const hs = headSize(c);
+      const qd = c.nHeads * hs;
+      let stats = prefillStats.get(s);
+      if (stats === undefined) {
+        stats = new Float32Array(c.nHeads * s.maxRows * 2);
+        prefillStats.set(s, stats);
+      }
+      blocked.attentionForward(
+        { B: 1, T: rows, S, H: c.nHeads, Hkv: c.nKvHeads, hs, scale: at.scale, causal: true },
+        s.q.subarray(0, rows * qd),
+        keyCache.subarray(base, base + S * kv),
+        valueCache.subarray(base, base + S * kv),
+        s.xb.subarray(0, rows * qd),
+        stats.subarray(0, c.nHeads * rows * 2),
+      );
+    } else if (args !== undefined && kernels !== undefined) {
       args.offset = base;
       args.cacheLen = clen;
       args.rows = rows;
       args.pos = pos;
       args.window = at.window;
-      args.headSize = headSize(s.config);
+      args.headSize = headSize(c);
       args.scale = at.scale;
       kernels.attention(args);
     } else attention(s, at.layer, rows, pos, s.xb, at.window);

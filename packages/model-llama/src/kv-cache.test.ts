@@ -1,6 +1,7 @@
 import { createReferenceBackend, decodeKernels } from "@int21/quant-kernels";
 import { type WasmBackend, createWasmBackend } from "@int21/quant-kernels/wasm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { trainKernels } from "@int21/quant-kernels";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { LlamaConfig } from "./config";
 import { forward } from "./forward";
 import { createRunState } from "./run-state";
@@ -51,6 +52,48 @@ describe.each([1, 2])("forward with the KV cache in wasm memory (%i thread(s))",
     expect(k?.owns(b.valueCache)).toBe(true);
     expect(k?.owns(a.keyCache)).toBe(false);
     expect(greedy(wasm, tokens.slice(0, 5), 24, 6)).toEqual(greedy(ref, tokens.slice(0, 5), 24, 6));
+  });
+});
+
+describe.each([1, 2])("prefill through the blocked attention kernel (%i thread(s))", (threads) => {
+  let be: WasmBackend;
+  beforeAll(async () => {
+    be = await createWasmBackend({ threads });
+  });
+  afterAll(() => be.dispose());
+
+  it.each([
+    ["stories260K (GQA 8/4)", syntheticConfig("stories260K"), true],
+    // a window wider than the prompt changes nothing: the blocked kernel still applies
+    ["a sliding window of 200", { ...syntheticConfig("stories260K"), slidingWindow: 200 }, true],
+    // a window narrower than the chunk does not: the decode kernel (per-row windows) runs
+    ["a sliding window of 5", { ...syntheticConfig("stories260K"), slidingWindow: 5 }, false],
+  ] as const)("%s: prompt chunks' logits equal the reference backend's", (_, config, blocked) => {
+    const ref = syntheticWeights(config, { seed: 4, backend: createReferenceBackend() });
+    const wasm = syntheticWeights(config, { seed: 4, backend: be });
+    const tokens = Array.from({ length: 100 }, (_, i) => (i * 37 + 11) % config.vocabSize);
+    const tk = trainKernels(be);
+    if (tk === undefined) throw new Error("no train kernels");
+    const spy = vi.spyOn(tk, "attentionForward");
+    try {
+      // chunks of 70 then 30 rows: the second reads the first's keys (S = pos + rows > rows)
+      const run = (w: typeof ref) => {
+        const st = createRunState(config, { maxRows: 70 });
+        const first = forward(w, st, tokens.slice(0, 70), 0, "all").slice();
+        return [first, forward(w, st, tokens.slice(70), 70, "all").slice()];
+      };
+      const want = run(ref);
+      expect(spy).not.toHaveBeenCalled();
+      const got = run(wasm);
+      let worst = 0;
+      for (let c = 0; c < 2; c++)
+        for (let i = 0; i < want[c].length; i++) worst = Math.max(worst, Math.abs(want[c][i] - got[c][i]));
+      expect(worst).toBeLessThan(1e-4);
+      if (blocked) expect(spy).toHaveBeenCalledTimes(2 * config.nLayers);
+      else expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
