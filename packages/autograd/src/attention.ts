@@ -8,7 +8,7 @@ import {
 } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
-import { scratch } from "./memory";
+import { allocFloats, scratch } from "./memory";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
 
@@ -102,8 +102,8 @@ const attentionOp: OpDef<AttnPlan> = {
     const kernels = trainKernels(be);
     if (kernels) {
       // the wasm kernel: only the unmasked scores, no T×S buffer
-      const out = new Float32Array(B * T * H * hs);
-      const stats = new Float32Array(B * H * T * 2);
+      const out = allocFloats(B * T * H * hs);
+      const stats = allocFloats(B * H * T * 2);
       kernels.attentionForward(p, q.values(), k.values(), v.values(), out, stats);
       if (ctx.recording) {
         ctx.save(q, k, v);
@@ -117,8 +117,8 @@ const attentionOp: OpDef<AttnPlan> = {
     const qd = denseOf(q);
     const kd = denseOf(k);
     const [vd, vo] = denseOf(v);
-    const out = new Float32Array(B * T * Dq);
-    const stats = new Float32Array(B * H * T * 2);
+    const out = allocFloats(B * T * Dq);
+    const stats = allocFloats(B * H * T * 2);
     const Ps = scratch(T * S);
     const P = Ps.data;
     for (let b = 0; b < B; b++) {
@@ -388,7 +388,7 @@ function ropeRun(be: Backend, a: RopeRowsArgs, src: Float32Array, dst: Float32Ar
 const ropeOp: OpDef<RopePlan> = {
   name: "rope",
   forward(ctx, [x], p) {
-    const out = new Float32Array(x.size);
+    const out = allocFloats(x.size);
     ropeRun(ctx.backend, ropeRows(p, x.size, 1, false), x.values(), out);
     return output(out, x.shape); // a rotation: backward needs nothing saved
   },

@@ -1,5 +1,6 @@
 // Elementwise primitives: add, mul (numpy broadcasting), scale, exp, log, silu, swiglu; sub/neg are composites.
 import { trainKernels } from "@int21/quant-kernels";
+import { allocFloats } from "./memory";
 import { defineOp, type OpDef } from "./engine";
 import {
   accumulateBroadcast,
@@ -16,7 +17,7 @@ const MUL = 1;
 
 function binary(kind: number, a: Tensor, b: Tensor, outShape: readonly number[]): Float32Array {
   const n = shapeSize(outShape);
-  const out = new Float32Array(n);
+  const out = allocFloats(n);
   const ad = a.data;
   const bd = b.data;
   if (a.size === n && b.size === n && a.isContiguous() && b.isContiguous()) {
@@ -97,7 +98,7 @@ const scaleOp: OpDef<number> = {
   name: "scale",
   forward(_ctx, [x], s) {
     const v = x.values();
-    const out = new Float32Array(v.length);
+    const out = allocFloats(v.length);
     for (let i = 0; i < v.length; i++) out[i] = v[i] * s;
     return output(out, x.shape);
   },
@@ -129,7 +130,7 @@ const expOp: OpDef = {
   name: "exp",
   forward(ctx, [x]) {
     const v = x.values();
-    const out = new Float32Array(v.length);
+    const out = allocFloats(v.length);
     for (let i = 0; i < v.length; i++) out[i] = Math.exp(v[i]);
     const y = output(out, x.shape);
     ctx.save(y); // d exp(x) = exp(x)
@@ -153,7 +154,7 @@ const logOp: OpDef = {
   name: "log",
   forward(ctx, [x]) {
     const v = x.values();
-    const out = new Float32Array(v.length);
+    const out = allocFloats(v.length);
     for (let i = 0; i < v.length; i++) {
       if (!(v[i] > 0)) throw new Error(`autograd: log: input ${x} has a non-positive value ${v[i]} at ${i}`);
       out[i] = Math.log(v[i]);
@@ -179,7 +180,7 @@ const siluOp: OpDef = {
   name: "silu",
   forward(ctx, [x]) {
     const v = x.values();
-    const out = new Float32Array(v.length);
+    const out = allocFloats(v.length);
     for (let i = 0; i < v.length; i++) out[i] = v[i] / (1 + Math.exp(-v[i]));
     ctx.save(x);
     return output(out, x.shape);
@@ -213,7 +214,7 @@ const swigluOp: OpDef = {
       );
     const av = a.values();
     const bv = b.values();
-    const out = new Float32Array(av.length);
+    const out = allocFloats(av.length);
     const kernels = trainKernels(ctx.backend);
     if (kernels) kernels.swiglu(av.length, av, bv, out);
     else for (let i = 0; i < av.length; i++) out[i] = (av[i] / (1 + Math.exp(-av[i]))) * bv[i];

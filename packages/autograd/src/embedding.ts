@@ -1,4 +1,5 @@
 // Embedding gather (forward) with scatter-add (backward).
+import { allocFloats } from "./memory";
 import { defineOp, type OpDef } from "./engine";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
@@ -13,7 +14,7 @@ const embeddingOp: OpDef<EmbedPlan> = {
   forward(_ctx, [table], { ids, shape }) {
     const D = table.shape[1];
     const tv = table.values();
-    const out = new Float32Array(ids.length * D);
+    const out = allocFloats(ids.length * D);
     for (let i = 0; i < ids.length; i++) out.set(tv.subarray(ids[i] * D, ids[i] * D + D), i * D);
     return output(out, [...shape, D]); // backward needs only the ids (in attrs)
   },

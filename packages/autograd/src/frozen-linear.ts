@@ -3,7 +3,7 @@
 import type { Linear } from "@int21/quant-kernels";
 import { defineOp, type OpDef } from "./engine";
 import { denseOf } from "./linalg";
-import { scratch } from "./memory";
+import { allocFloats, scratch } from "./memory";
 import { output } from "./strided";
 import { fmtShape, Tensor } from "./tensor";
 
@@ -35,7 +35,7 @@ const frozenLinearOp: OpDef<FrozenLinear> = {
     const N = lin.outFeatures;
     const rows = x.size / K;
     const [xd, xo] = denseOf(x);
-    const y = new Float32Array(rows * N);
+    const y = allocFloats(rows * N);
     lin.forward(xo === 0 && xd.length === rows * K ? xd : xd.subarray(xo, xo + rows * K), rows, y);
     // The weight is frozen and the input gradient g·W needs only W: nothing is saved.
     return output(y, [...x.shape.slice(0, -1), N]);

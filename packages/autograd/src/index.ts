@@ -13,7 +13,14 @@ export {
   type OpDef,
   releaseGraph,
 } from "./engine";
-export { type MemoryStats, memory, resetPeak } from "./memory";
+export {
+  allocFloats,
+  BufferPool,
+  type BufferPoolStats,
+  type MemoryStats,
+  memory,
+  resetPeak,
+} from "./memory";
 export { createRng, type Rng } from "./random";
 export {
   contiguousStrides,

@@ -1,5 +1,6 @@
 // Matrix multiplication through the backend's sgemm, forward and backward (beta = 1 accumulates grads).
 import type { Backend } from "@int21/quant-kernels";
+import { allocFloats } from "./memory";
 import { defineOp, type OpDef } from "./engine";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
@@ -129,7 +130,7 @@ const matmulOp: OpDef<Plan> = {
     if (ctx.needsInputGrad[0]) ctx.save(b);
     const [ad, ao] = denseOf(a);
     const [bd, bo] = denseOf(b);
-    const out = new Float32Array(batch * M * N);
+    const out = allocFloats(batch * M * N);
     if (bShared && !transA) {
       // fold the batch into the rows: one GEMM
       batchedGemm(

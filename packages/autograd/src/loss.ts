@@ -1,4 +1,5 @@
 // Losses (fused, numerically stable): cross-entropy with integer targets, KL(teacher‖student), MSE.
+import { allocFloats } from "./memory";
 import { defineOp, detach, type OpDef } from "./engine";
 import { logSumExpRows } from "./norm";
 import { output } from "./strided";
@@ -29,7 +30,7 @@ const crossEntropyOp: OpDef<CePlan> = {
   forward(ctx, [logits], p) {
     const { targets, ignore, rows, V, factor } = p;
     const x = logits.values();
-    const lse = new Float32Array(rows);
+    const lse = allocFloats(rows);
     logSumExpRows(x, 0, rows, V, lse);
     let loss = 0;
     for (let r = 0; r < rows; r++) if (targets[r] !== ignore) loss += lse[r] - x[r * V + targets[r]];
@@ -111,8 +112,8 @@ const klDivOp: OpDef<KlPlan> = {
   forward(ctx, [teacher, student], { rows, V, tau, factor }) {
     const tv = teacher.values();
     const sv = student.values();
-    const lt = new Float32Array(rows);
-    const ls = new Float32Array(rows);
+    const lt = allocFloats(rows);
+    const ls = allocFloats(rows);
     // log-sum-exp of row r of x/τ (max-subtracted, float64 sum)
     const lseScaled = (x: Float32Array, r: number): number => {
       const o = r * V;

@@ -1,5 +1,6 @@
 // Fused row-wise ops over the last axis: RMSNorm, softmax, log-softmax (numerically stable).
 import { referenceRmsNorm, referenceRmsNormBackward, trainKernels } from "@int21/quant-kernels";
+import { allocFloats } from "./memory";
 import { defineOp, type OpDef } from "./engine";
 import { output } from "./strided";
 import { fmtShape, type Tensor } from "./tensor";
@@ -17,8 +18,8 @@ const rmsNormOp: OpDef<number> = {
     const [rows, d] = lastDim("rmsNorm", x);
     const xv = x.values();
     const wv = w.values();
-    const out = new Float32Array(xv.length);
-    const inv = new Float32Array(rows);
+    const out = allocFloats(xv.length);
+    const inv = allocFloats(rows);
     const kernels = trainKernels(ctx.backend);
     if (kernels) kernels.rmsNorm(rows, d, xv, wv, eps, out, inv);
     else referenceRmsNorm(rows, d, xv, wv, eps, out, inv);
@@ -105,7 +106,7 @@ const softmaxOp: OpDef = {
   name: "softmax",
   forward(ctx, [x]) {
     const [rows, d] = lastDim("softmax", x);
-    const out = new Float32Array(x.size);
+    const out = allocFloats(x.size);
     softmaxRows(x.values(), out, rows, d);
     const y = output(out, x.shape);
     ctx.save(y); // dx = y ⊙ (g − Σ g⊙y)
@@ -138,7 +139,7 @@ const logSoftmaxOp: OpDef = {
     const xv = x.values();
     const lse = new Float64Array(rows);
     logSumExpRows(xv, 0, rows, d, lse);
-    const out = new Float32Array(x.size);
+    const out = allocFloats(x.size);
     for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) out[r * d + j] = xv[r * d + j] - lse[r];
     const y = output(out, x.shape);
     ctx.save(y); // dx = g − softmax ⊙ Σ g

@@ -2,7 +2,7 @@
 // autograd fields (requiresGrad, grad, the node that produced it) and scope tracking for tidy().
 import type { Node } from "./engine";
 import type { Float32NdArray, NdArrayInput } from "@int21/quant-kernels";
-import { Storage } from "./memory";
+import { allocFloats, Storage } from "./memory";
 import { type FromNdarrayOptions, fromNdarray, toNdarray } from "./ndarray";
 import { createRng } from "./random";
 
@@ -276,13 +276,13 @@ export function tensor(
 /** A tensor of zeros. */
 export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
   checkShape(shape, opts.name ?? "zeros");
-  return tensor(new Float32Array(shapeSize(shape)), shape, opts);
+  return tensor(allocFloats(shapeSize(shape)), shape, opts);
 }
 
 /** A tensor filled with `value`. */
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   checkShape(shape, opts.name ?? "full");
-  return tensor(new Float32Array(shapeSize(shape)).fill(value), shape, opts);
+  return tensor(allocFloats(shapeSize(shape)).fill(value), shape, opts);
 }
 
 /** A tensor of ones. */

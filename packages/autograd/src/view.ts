@@ -1,4 +1,5 @@
 // Views and layout: reshape, permute/transpose, slice (views sharing storage) and concat (a copy).
+import { allocFloats } from "./memory";
 import { defineOp, type OpDef } from "./engine";
 import { addStrided, denseStrides, normAxis, output } from "./strided";
 import { fmtShape, shapeSize, Tensor } from "./tensor";
@@ -117,7 +118,7 @@ const concatOp: OpDef<number> = {
     ctx.state.sizes = xs.map((x) => x.shape[axis]);
     const shape = [...xs[0].shape];
     shape[axis] = xs.reduce((s, x) => s + x.shape[axis], 0);
-    const out = new Float32Array(shapeSize(shape));
+    const out = allocFloats(shapeSize(shape));
     const os = denseStrides(shape);
     let at = 0;
     for (const x of xs) {
