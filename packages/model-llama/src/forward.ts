@@ -372,6 +372,14 @@ class CacheOps extends RowOps {
     return t;
   }
 
+  /** A prefill chunk's SwiGLU runs in wasm SIMD on a wasm backend (`TrainKernels.swiglu`: a polynomial `exp`). */
+  override gate(a: Float32Array, b: Float32Array, act: "silu" | "gelu_tanh"): Float32Array {
+    if (this.blocked === undefined || act !== "silu" || this.rows === 1) return super.gate(a, b, act);
+    const n = this.rows * this.config.hiddenDim;
+    this.blocked.swiglu(n, a.subarray(0, n), b.subarray(0, n), a.subarray(0, n));
+    return a;
+  }
+
   attention(_q: Float32Array, k: Float32Array, v: Float32Array, at: BlockAttention): Float32Array {
     const s = this.state;
     const { rows, pos } = this;
