@@ -87,7 +87,12 @@ export {
 } from "./wasm/wasm-train";
 export { type DecodeKernels, decodeKernels, shareDecodeKernels } from "./wasm/wasm-decode";
 export { type AttentionArgs, checkAttentionArgs, referenceAttention } from "./reference/decode-attention";
-export { qmatvecI16Applies, referenceQmatvecI16 } from "./reference/decode-qmatvec";
+export {
+  qmatvecI16Applies,
+  qmatvecI8Applies,
+  referenceQmatvecI16,
+  referenceQmatvecI8,
+} from "./reference/decode-qmatvec";
 export { plainBlockedSgemm } from "./reference/blocked-sgemm";
 export { referenceDequantize } from "./reference/dequantize";
 export { dequantizeRows } from "./dequantize-rows";

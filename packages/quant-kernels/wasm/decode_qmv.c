@@ -199,6 +199,12 @@ static Rows2 rows2_for(int bpg) {
 #define QMV_CHUNK 32
 
 void qk_qmv_run(int32_t* job, int tid, float* scratch) {
+#ifdef __wasm_relaxed_simd__
+  if (job[QV_I8]) {
+    qk_qmv8_run(job, tid, scratch);
+    return;
+  }
+#endif
   (void)tid;
   const int32_t* d = (const int32_t*)(uintptr_t)(uint32_t)job[Q_DESC];
   const float* x = (const float*)(uintptr_t)(uint32_t)job[Q_X];

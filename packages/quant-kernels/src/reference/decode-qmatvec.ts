@@ -1,7 +1,23 @@
-// Reference of the decoding matvec with int16 activations (wasm/decode_qmv.c).
+// References of the decoding matvec with int16 activations (wasm/decode_qmv.c) and int8 activations
+// (wasm/decode_qmv8.c, relaxed SIMD).
 import { checkQuantCall } from "../check-args";
 import type { QuantizedLinear } from "../types";
 import { codeAt } from "./weight-at";
+
+/**
+ * Whether `q` is an affine format of 1–`maxBits` bits without act-order whose groups are whole blocks of the
+ * wasm layout and whose group sums against activations of magnitude ≤ `qmax` fit int32.
+ */
+function roundedApplies(q: QuantizedLinear, maxBits: number, qmax: number): boolean {
+  const f = q.format;
+  if ((f.decode ?? "affine") !== "affine" || q.gIdx !== undefined) return false;
+  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > maxBits) return false;
+  const cb = f.bits <= 2 ? 2 : f.bits <= 4 ? 4 : 8;
+  const bw = 128 / cb;
+  const Kp = Math.ceil(q.inFeatures / bw) * bw;
+  const gs = f.groupSize === -1 ? Kp : f.groupSize;
+  return Number.isSafeInteger(gs) && gs > 0 && gs % bw === 0 && gs * 2 ** (cb - 1) * qmax < 2 ** 31;
+}
 
 /**
  * Whether {@link referenceQmatvecI16} (and the wasm decode matvec) applies to `q`: an affine format of
@@ -11,14 +27,18 @@ import { codeAt } from "./weight-at";
  * columns for 8-bit codes).
  */
 export function qmatvecI16Applies(q: QuantizedLinear): boolean {
-  const f = q.format;
-  if ((f.decode ?? "affine") !== "affine" || q.gIdx !== undefined) return false;
-  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > 8) return false;
-  const cb = f.bits <= 2 ? 2 : f.bits <= 4 ? 4 : 8;
-  const bw = 128 / cb;
-  const Kp = Math.ceil(q.inFeatures / bw) * bw;
-  const gs = f.groupSize === -1 ? Kp : f.groupSize;
-  return Number.isSafeInteger(gs) && gs > 0 && gs % bw === 0 && gs * 2 ** (cb - 1) * 32767 < 2 ** 31;
+  return roundedApplies(q, 8, 32767);
+}
+
+/**
+ * Whether {@link referenceQmatvecI8} (and the wasm decode matvec's int8-activation path) applies to `q`: an
+ * affine format of 1–4 bits (2- or 4-bit containers, whose unsigned codes fit the relaxed dot product's 7-bit
+ * operand) without act-order, groups that are whole blocks of the wasm layout (a multiple of 32 columns for
+ * 3–4 bits, 64 for 1–2 bits; or per-channel), and short enough that a group's integer sum fits int32
+ * (`groupLength · 2^(container bits − 1) · 127 < 2^31`).
+ */
+export function qmatvecI8Applies(q: QuantizedLinear): boolean {
+  return roundedApplies(q, 4, 127);
 }
 
 /** Round half to even, as f32.nearest. */
@@ -27,22 +47,10 @@ function rint(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/**
- * `y[N] = W·x` for one row of activations rounded to int16 per weight group (float64 sums):
- * ```
- * dx[g]  = max_{k∈g} |x[k]| / 32767,  xq[k] = round(x[k] / dx[g])        (float32 scale, ties to even)
- * y[n]   = Σ_g scale[n,g] · dx[g] · Σ_{k∈g} (q[n,k] − zero[n,g]) · xq[k]
- * ```
- * so `|y − W·x| ≤ Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|`. Requires {@link qmatvecI16Applies}.
- */
-export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Float32Array): void {
+/** `y = W·x` with x rounded to integers of magnitude ≤ `qmax`, one float32 step per weight group. */
+function roundedQmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array, qmax: number): void {
   const N = q.outFeatures;
   const K = q.inFeatures;
-  checkQuantCall("qmatvecI16", q, x, "x", K, 1, y, "y", N);
-  if (!qmatvecI16Applies(q))
-    throw new Error(
-      `referenceQmatvecI16: format ${q.format.name} is not a 1–8-bit affine format with whole-block groups (at most 512 columns for 8 bits)`,
-    );
   const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
   const ng = Math.ceil(K / gs);
   const xq = new Float64Array(K);
@@ -51,10 +59,9 @@ export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Floa
     const k1 = Math.min(K, (g + 1) * gs);
     let mx = 0;
     for (let k = g * gs; k < k1; k++) mx = Math.max(mx, Math.abs(x[k]));
-    const inv = mx > 0 ? Math.fround(32767 / mx) : 0;
-    dx[g] = Math.fround(mx / 32767);
-    for (let k = g * gs; k < k1; k++)
-      xq[k] = Math.max(-32767, Math.min(32767, rint(Math.fround(x[k] * inv))));
+    const inv = mx > 0 ? Math.fround(qmax / mx) : 0;
+    dx[g] = Math.fround(mx / qmax);
+    for (let k = g * gs; k < k1; k++) xq[k] = Math.max(-qmax, Math.min(qmax, rint(Math.fround(x[k] * inv))));
   }
   for (let n = 0; n < N; n++) {
     let acc = 0;
@@ -67,4 +74,39 @@ export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Floa
     }
     y[n] = acc;
   }
+}
+
+/**
+ * `y[N] = W·x` for one row of activations rounded to int16 per weight group (float64 sums):
+ * ```
+ * dx[g]  = max_{k∈g} |x[k]| / 32767,  xq[k] = round(x[k] / dx[g])        (float32 scale, ties to even)
+ * y[n]   = Σ_g scale[n,g] · dx[g] · Σ_{k∈g} (q[n,k] − zero[n,g]) · xq[k]
+ * ```
+ * so `|y − W·x| ≤ Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|`. Requires {@link qmatvecI16Applies}.
+ */
+export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Float32Array): void {
+  checkQuantCall("qmatvecI16", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
+  if (!qmatvecI16Applies(q))
+    throw new Error(
+      `referenceQmatvecI16: format ${q.format.name} is not a 1–8-bit affine format with whole-block groups (at most 512 columns for 8 bits)`,
+    );
+  roundedQmatvec(q, x, y, 32767);
+}
+
+/**
+ * `y[N] = W·x` for one row of activations rounded to int8 per weight group (float64 sums), the precision of
+ * llama.cpp's Q4_0 decode (which rounds x to int8 per 32 columns; here one step per weight group):
+ * ```
+ * dx[g]  = max_{k∈g} |x[k]| / 127,  xq[k] = round(x[k] / dx[g])          (float32 scale, ties to even)
+ * y[n]   = Σ_g scale[n,g] · dx[g] · Σ_{k∈g} (q[n,k] − zero[n,g]) · xq[k]
+ * ```
+ * so `|y − W·x| ≤ Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|`. Requires {@link qmatvecI8Applies}.
+ */
+export function referenceQmatvecI8(q: QuantizedLinear, x: Float32Array, y: Float32Array): void {
+  checkQuantCall("qmatvecI8", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
+  if (!qmatvecI8Applies(q))
+    throw new Error(
+      `referenceQmatvecI8: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+    );
+  roundedQmatvec(q, x, y, 127);
 }

@@ -2,12 +2,17 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getFormat } from "../formats/registry";
 import { type AttentionArgs, referenceAttention } from "../reference/decode-attention";
-import { referenceQmatvecI16 } from "../reference/decode-qmatvec";
+import { qmatvecI8Applies, referenceQmatvecI8, referenceQmatvecI16 } from "../reference/decode-qmatvec";
+import { referenceDequantize } from "../reference/dequantize";
 import { referenceQmatmul } from "../reference/qmatmul";
 import { rtnQuantize } from "../rtn";
 import { makeRng } from "../testing/random";
+import { enableRelaxedSimd } from "./relaxed-simd";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
 import { ATTN_PARALLEL, type DecodeKernels, QMV_PARALLEL, decodeKernels } from "./wasm-decode";
+
+// The int8-activation decode matvec needs the relaxed-SIMD module (Node 20: behind a flag this turns on).
+const relaxed = enableRelaxedSimd();
 
 interface Case {
   rows: number;
@@ -134,202 +139,422 @@ it("an ordinary-memory wasm backend has no decode kernels (a cache could not sta
   be.dispose();
 });
 
-describe.each([1, 2])("wasm decode qmatvec (decode_qmv.c, int16 activations), %i thread(s)", (threads) => {
-  let be: WasmBackend;
-  let k: DecodeKernels;
-  beforeAll(async () => {
-    be = await createWasmBackend({ threads });
-    k = decodeKernels(be) as DecodeKernels;
-  });
-  afterAll(() => be.dispose());
+describe.each([
+  [1, false],
+  [2, false],
+  [1, relaxed],
+])(
+  "wasm decode qmatvec (decode_qmv.c, int16 activations), %i thread(s), relaxed SIMD %s",
+  (threads, relaxedSimd) => {
+    let be: WasmBackend;
+    let k: DecodeKernels;
+    beforeAll(async () => {
+      be = await createWasmBackend({ threads, relaxedSimd });
+      k = decodeKernels(be) as DecodeKernels;
+    });
+    afterAll(() => be.dispose());
 
-  const FMTS = [
-    "int4-g128-asym-f16",
-    "int4-g32-sym-f32",
-    "int4-pc-asym-f16",
-    "int3-g64-asym-f16",
-    "int2-g64-asym-f16",
-    "int2-g128-sym-f16",
-    "int2-pc-asym-f32",
-    "int8-g64-asym-f16",
-    "int8-g32-sym-f32",
-    "int8-pc-asym-f16",
-  ];
+    const FMTS = [
+      "int4-g128-asym-f16",
+      "int4-g32-sym-f32",
+      "int4-pc-asym-f16",
+      "int3-g64-asym-f16",
+      "int2-g64-asym-f16",
+      "int2-g128-sym-f16",
+      "int2-pc-asym-f32",
+      "int8-g64-asym-f16",
+      "int8-g32-sym-f32",
+      "int8-pc-asym-f16",
+    ];
 
-  it("matches the scalar reference (and the float matvec within the int16 rounding bound)", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom(...FMTS),
-        fc.integer({ min: 1, max: 80 }),
-        fc.integer({ min: 1, max: 400 }),
-        fc.integer({ min: 1, max: 1 << 30 }),
-        fc.boolean(),
-        (name, N, K, seed, zeroGroup) => {
-          const rng = makeRng(seed);
-          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
-          const x = uniform(rng, K, 3);
-          if (zeroGroup) x.fill(0, 0, Math.min(K, 64));
-          if (!k.qmatvecSupports(q)) return;
-          const want = new Float32Array(N);
-          referenceQmatvecI16(q, x, want);
-          const exact = new Float32Array(N);
-          referenceQmatmul(x, 1, q, exact);
-          const got = new Float32Array(N);
-          k.qmatvec(q, x, got);
-          let mag = 0;
-          for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
-          for (let n = 0; n < N; n++) {
-            // |w| ≤ ~1: float32 sums of K terms against the reference, the int16 bound against the exact one
-            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
-            expect(Math.abs(got[n] - exact[n])).toBeLessThanOrEqual((3 / 32767) * K + 2e-6 * mag);
-          }
-        },
-      ),
-      { seed: 42, numRuns: 80 },
-    );
-  });
-
-  it("the four-row (4/8-bit) and two-row (2-bit) kernels (whole groups of 1–8 blocks) match the scalar reference, odd row counts included", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom(
-          "int4-g128-asym-f16",
-          "int4-g64-asym-f16",
-          "int3-g128-asym-f16",
-          "int2-g64-asym-f16",
-          "int2-g128-sym-f16",
-          "int8-g64-asym-f16",
-          "int8-g128-asym-f16",
-        ),
-        fc.integer({ min: 1, max: 70 }),
-        fc.integer({ min: 1, max: 6 }),
-        fc.integer({ min: 1, max: 1 << 30 }),
-        (name, N, groups, seed) => {
-          const rng = makeRng(seed);
-          const f = getFormat(name);
-          const K = f.groupSize * groups;
-          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
-          expect(k.qmatvecSupports(q)).toBe(true);
-          const x = uniform(rng, K, 3);
-          const want = new Float32Array(N);
-          referenceQmatvecI16(q, x, want);
-          const got = new Float32Array(N);
-          k.qmatvec(q, x, got);
-          let mag = 0;
-          for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
-          for (let n = 0; n < N; n++)
-            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
-        },
-      ),
-      { seed: 7, numRuns: 60 },
-    );
-  });
-
-  it("extreme codes against full-scale activations (the offset decode's correction at the int32 bound) match the reference", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom(
-          ["int8-pc-asym-f16", 512],
-          ["int8-g64-asym-f16", 448],
-          ["int4-g128-asym-f16", 384],
-          ["int3-g64-asym-f16", 192],
-          ["int2-g128-sym-f16", 256],
-          ["int2-g64-asym-f16", 100],
-        ),
-        fc.integer({ min: 1, max: 40 }),
-        fc.constantFrom("random", "low", "high"),
-        fc.constantFrom("random", "plus", "minus"),
-        fc.integer({ min: 1, max: 1 << 30 }),
-        ([name, K], N, codes, signs, seed) => {
-          const rng = makeRng(seed);
-          // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1, symmetric ±qmax; rows 0 and 1
-          // hold one +1 / −1 among the others, so their codes sit (almost) all at one end
-          const W = new Float32Array(N * K);
-          for (let n = 0; n < N; n++)
-            for (let k = 0; k < K; k++) {
-              const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
-              W[n * K + k] = k === n % K ? -v : v;
+    it("matches the scalar reference (and the float matvec within the int16 rounding bound)", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(...FMTS),
+          fc.integer({ min: 1, max: 80 }),
+          fc.integer({ min: 1, max: 400 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          fc.boolean(),
+          (name, N, K, seed, zeroGroup) => {
+            const rng = makeRng(seed);
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+            const x = uniform(rng, K, 3);
+            if (zeroGroup) x.fill(0, 0, Math.min(K, 64));
+            if (!k.qmatvecSupports(q)) return;
+            const want = new Float32Array(N);
+            referenceQmatvecI16(q, x, want);
+            const exact = new Float32Array(N);
+            referenceQmatmul(x, 1, q, exact);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            let mag = 0;
+            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+            for (let n = 0; n < N; n++) {
+              // |w| ≤ ~1: float32 sums of K terms against the reference, the int16 bound against the exact one
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+              expect(Math.abs(got[n] - exact[n])).toBeLessThanOrEqual((3 / 32767) * K + 2e-6 * mag);
             }
-          const q = rtnQuantize(W, N, K, getFormat(name));
-          expect(k.qmatvecSupports(q)).toBe(true);
-          // |x| all equal: every xq is ±32767
-          const x = new Float32Array(K);
-          for (let i = 0; i < K; i++)
-            x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
-          const want = new Float32Array(N);
-          referenceQmatvecI16(q, x, want);
-          const got = new Float32Array(N);
-          k.qmatvec(q, x, got);
-          for (let n = 0; n < N; n++)
-            expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
-        },
-      ),
-      { seed: 11, numRuns: 60 },
-    );
-  });
+          },
+        ),
+        { seed: 42, numRuns: 80 },
+      );
+    });
 
-  it("x and y in wasm memory (read and written in place, or copied when padded or overlapping) give the same result", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom("int4-g128-asym-f16", "int2-g64-asym-f16", "int8-g64-asym-f16", "int3-g64-asym-f16"),
-        fc.integer({ min: 1, max: 70 }),
-        fc.integer({ min: 1, max: 300 }),
-        fc.constantFrom("separate", "overlap", "x only"),
-        fc.integer({ min: 1, max: 1 << 30 }),
-        (name, N, K, where, seed) => {
-          const rng = makeRng(seed);
-          const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
-          if (!k.qmatvecSupports(q)) return;
-          const x = uniform(rng, K, 3);
-          const want = new Float32Array(N);
-          k.qmatvec(q, x, want);
-          // "overlap": y starts inside x's floats, so x must be read from a copy
-          const buf = k.allocF32(K + N + 8);
-          const xw = buf.subarray(0, K);
-          xw.set(x);
-          const yw =
-            where === "overlap"
-              ? buf.subarray(K >> 1, (K >> 1) + N)
-              : where === "separate"
-                ? buf.subarray(K + 8, K + 8 + N)
-                : new Float32Array(N);
-          k.qmatvec(q, xw, yw);
-          for (let n = 0; n < N; n++) expect(yw[n]).toBe(want[n]);
-          if (where !== "overlap") for (let i = 0; i < K; i++) expect(xw[i]).toBe(x[i]);
-          k.freeF32(buf);
-        },
-      ),
-      { seed: 13, numRuns: 60 },
-    );
-  });
+    it("the four-row (4/8-bit) and two-row (2-bit) kernels (whole groups of 1–8 blocks) match the scalar reference, odd row counts included", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            "int4-g128-asym-f16",
+            "int4-g64-asym-f16",
+            "int3-g128-asym-f16",
+            "int2-g64-asym-f16",
+            "int2-g128-sym-f16",
+            "int8-g64-asym-f16",
+            "int8-g128-asym-f16",
+          ),
+          fc.integer({ min: 1, max: 70 }),
+          fc.integer({ min: 1, max: 6 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          (name, N, groups, seed) => {
+            const rng = makeRng(seed);
+            const f = getFormat(name);
+            const K = f.groupSize * groups;
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
+            expect(k.qmatvecSupports(q)).toBe(true);
+            const x = uniform(rng, K, 3);
+            const want = new Float32Array(N);
+            referenceQmatvecI16(q, x, want);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            let mag = 0;
+            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+            for (let n = 0; n < N; n++)
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+          },
+        ),
+        { seed: 7, numRuns: 60 },
+      );
+    });
 
-  it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
-    const rng = makeRng(5);
-    const N = 8000;
-    const K = 288;
-    expect(N * K).toBeGreaterThan(QMV_PARALLEL);
-    const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat("int4-g128-asym-f16"));
-    const x = uniform(rng, K, 1);
-    const want = new Float32Array(N);
-    referenceQmatvecI16(q, x, want);
-    const got = k.allocF32(N);
-    k.qmatvec(q, x, got);
-    let worst = 0;
-    for (let n = 0; n < N; n++) worst = Math.max(worst, Math.abs(got[n] - want[n]));
-    expect(worst).toBeLessThan(1e-4);
-    k.freeF32(got);
-    // int8 per-channel over 600 columns could overflow int32 sums: refused like codebooks and split blocks
-    for (const [name, K2, ok] of [
-      ["int8-g64-asym-f16", 100, true],
-      ["int8-pc-asym-f16", 600, false],
-      ["nf4-g64-f16", 100, false],
-      ["int4-g32-asym-f16", 100, true],
-      ["int2-g32-asym-f16", 100, false],
-    ] as const) {
-      const r = rtnQuantize(uniform(rng, 4 * K2, 1), 4, K2, getFormat(name));
-      expect(k.qmatvecSupports(r)).toBe(ok);
-      if (!ok)
-        expect(() => k.qmatvec(r, new Float32Array(K2), new Float32Array(4))).toThrow(/not a 1–8-bit affine/);
+    it("extreme codes against full-scale activations (the offset decode's correction at the int32 bound) match the reference", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            ["int8-pc-asym-f16", 512],
+            ["int8-g64-asym-f16", 448],
+            ["int4-g128-asym-f16", 384],
+            ["int3-g64-asym-f16", 192],
+            ["int2-g128-sym-f16", 256],
+            ["int2-g64-asym-f16", 100],
+          ),
+          fc.integer({ min: 1, max: 40 }),
+          fc.constantFrom("random", "low", "high"),
+          fc.constantFrom("random", "plus", "minus"),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          ([name, K], N, codes, signs, seed) => {
+            const rng = makeRng(seed);
+            // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1, symmetric ±qmax; rows 0 and 1
+            // hold one +1 / −1 among the others, so their codes sit (almost) all at one end
+            const W = new Float32Array(N * K);
+            for (let n = 0; n < N; n++)
+              for (let k = 0; k < K; k++) {
+                const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
+                W[n * K + k] = k === n % K ? -v : v;
+              }
+            const q = rtnQuantize(W, N, K, getFormat(name));
+            expect(k.qmatvecSupports(q)).toBe(true);
+            // |x| all equal: every xq is ±32767
+            const x = new Float32Array(K);
+            for (let i = 0; i < K; i++)
+              x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
+            const want = new Float32Array(N);
+            referenceQmatvecI16(q, x, want);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            for (let n = 0; n < N; n++)
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
+          },
+        ),
+        { seed: 11, numRuns: 60 },
+      );
+    });
+
+    it("x and y in wasm memory (read and written in place, or copied when padded or overlapping) give the same result", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            "int4-g128-asym-f16",
+            "int2-g64-asym-f16",
+            "int8-g64-asym-f16",
+            "int3-g64-asym-f16",
+          ),
+          fc.integer({ min: 1, max: 70 }),
+          fc.integer({ min: 1, max: 300 }),
+          fc.constantFrom("separate", "overlap", "x only"),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          (name, N, K, where, seed) => {
+            const rng = makeRng(seed);
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+            if (!k.qmatvecSupports(q)) return;
+            const x = uniform(rng, K, 3);
+            const want = new Float32Array(N);
+            k.qmatvec(q, x, want);
+            // "overlap": y starts inside x's floats, so x must be read from a copy
+            const buf = k.allocF32(K + N + 8);
+            const xw = buf.subarray(0, K);
+            xw.set(x);
+            const yw =
+              where === "overlap"
+                ? buf.subarray(K >> 1, (K >> 1) + N)
+                : where === "separate"
+                  ? buf.subarray(K + 8, K + 8 + N)
+                  : new Float32Array(N);
+            k.qmatvec(q, xw, yw);
+            for (let n = 0; n < N; n++) expect(yw[n]).toBe(want[n]);
+            if (where !== "overlap") for (let i = 0; i < K; i++) expect(xw[i]).toBe(x[i]);
+            k.freeF32(buf);
+          },
+        ),
+        { seed: 13, numRuns: 60 },
+      );
+    });
+
+    it("covers the shapes of a model (classifier-size layer across the threads) and refuses other formats", () => {
+      const rng = makeRng(5);
+      const N = 8000;
+      const K = 288;
+      expect(N * K).toBeGreaterThan(QMV_PARALLEL);
+      const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat("int4-g128-asym-f16"));
+      const x = uniform(rng, K, 1);
+      const want = new Float32Array(N);
+      referenceQmatvecI16(q, x, want);
+      const got = k.allocF32(N);
+      k.qmatvec(q, x, got);
+      let worst = 0;
+      for (let n = 0; n < N; n++) worst = Math.max(worst, Math.abs(got[n] - want[n]));
+      expect(worst).toBeLessThan(1e-4);
+      k.freeF32(got);
+      // int8 per-channel over 600 columns could overflow int32 sums: refused like codebooks and split blocks
+      for (const [name, K2, ok] of [
+        ["int8-g64-asym-f16", 100, true],
+        ["int8-pc-asym-f16", 600, false],
+        ["nf4-g64-f16", 100, false],
+        ["int4-g32-asym-f16", 100, true],
+        ["int2-g32-asym-f16", 100, false],
+      ] as const) {
+        const r = rtnQuantize(uniform(rng, 4 * K2, 1), 4, K2, getFormat(name));
+        expect(k.qmatvecSupports(r)).toBe(ok);
+        if (!ok)
+          expect(() => k.qmatvec(r, new Float32Array(K2), new Float32Array(4))).toThrow(
+            /not a 1–8-bit affine/,
+          );
+      }
+    });
+  },
+);
+
+/** `|y − W·x|` allowed by rounding x to int8 per weight group: `Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|` (+ float slack). */
+function int8Bound(q: ReturnType<typeof rtnQuantize>, x: Float32Array): Float64Array {
+  const N = q.outFeatures;
+  const K = q.inFeatures;
+  const w = new Float32Array(N * K);
+  referenceDequantize(q, w);
+  const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
+  const out = new Float64Array(N);
+  for (let n = 0; n < N; n++)
+    for (let g0 = 0; g0 < K; g0 += gs) {
+      let mx = 0;
+      let sw = 0;
+      for (let k = g0; k < Math.min(K, g0 + gs); k++) {
+        mx = Math.max(mx, Math.abs(x[k]));
+        sw += Math.abs(w[n * K + k]);
+      }
+      out[n] += (mx / 127 / 2) * sw * (1 + 1e-5) + 1e-5 * mx * sw;
     }
-  });
+  return out;
+}
+
+describe.runIf(relaxed).each([1, 2])(
+  "wasm decode qmatvec with int8 activations (decode_qmv8.c, relaxed SIMD), %i thread(s)",
+  (threads) => {
+    let be: WasmBackend;
+    let k: DecodeKernels;
+    beforeAll(async () => {
+      be = await createWasmBackend({ threads, relaxedSimd: true, decodeActivations: "int8" });
+      k = decodeKernels(be) as DecodeKernels;
+    });
+    afterAll(() => be.dispose());
+
+    it("matches the int8 scalar reference, and the float matvec within the int8 rounding bound", () => {
+      // a fresh module: the first calls run in V8's baseline compiler (Liftoff), whose int32 relaxed dot product
+      // is wrong on Node 20; the kernel must match from the first call on
+      expect(k.qmatvecActivations).toBe("int8");
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            "int4-g128-asym-f16",
+            "int4-g32-sym-f32",
+            "int4-pc-asym-f16",
+            "int3-g64-asym-f16",
+            "int2-g64-asym-f16",
+            "int2-g128-sym-f16",
+            "int2-pc-asym-f32",
+          ),
+          fc.integer({ min: 1, max: 80 }),
+          fc.integer({ min: 1, max: 400 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          fc.boolean(),
+          (name, N, K, seed, zeroGroup) => {
+            const rng = makeRng(seed);
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+            const x = uniform(rng, K, 3);
+            if (zeroGroup) x.fill(0, 0, Math.min(K, 64));
+            if (!qmatvecI8Applies(q)) return;
+            const want = new Float32Array(N);
+            referenceQmatvecI8(q, x, want);
+            const exact = new Float32Array(N);
+            referenceQmatmul(x, 1, q, exact);
+            const bound = int8Bound(q, x);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            let mag = 0;
+            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+            for (let n = 0; n < N; n++) {
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+              expect(Math.abs(got[n] - exact[n])).toBeLessThanOrEqual(bound[n] + 2e-6 * mag + 1e-6);
+            }
+          },
+        ),
+        { seed: 42, numRuns: 80 },
+      );
+    });
+
+    it("the four-row kernel over whole groups (one to many int16 runs a group), odd row counts included, matches the reference", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            "int4-g128-asym-f16",
+            "int4-g32-asym-f16",
+            "int3-g128-asym-f16",
+            "int2-g64-asym-f16",
+            "int2-g128-sym-f16",
+            "int4-pc-asym-f16",
+            "int2-pc-asym-f16",
+          ),
+          fc.integer({ min: 1, max: 70 }),
+          fc.integer({ min: 1, max: 24 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          (name, N, blocks, seed) => {
+            const rng = makeRng(seed);
+            const f = getFormat(name);
+            const bw = f.bits <= 2 ? 64 : 32;
+            const K = f.groupSize === -1 ? bw * blocks : f.groupSize * Math.ceil(blocks / 4);
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
+            expect(qmatvecI8Applies(q)).toBe(true);
+            const x = uniform(rng, K, 3);
+            const want = new Float32Array(N);
+            referenceQmatvecI8(q, x, want);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            let mag = 0;
+            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
+            for (let n = 0; n < N; n++)
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+          },
+        ),
+        { seed: 7, numRuns: 60 },
+      );
+    });
+
+    it("extreme codes against full-scale activations (the int16 sums at their bound) match the reference", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(
+            ["int4-g128-asym-f16", 384],
+            ["int4-pc-asym-f16", 1024],
+            ["int3-g64-asym-f16", 192],
+            ["int2-g128-sym-f16", 256],
+            ["int2-pc-asym-f16", 1280],
+          ),
+          fc.integer({ min: 1, max: 40 }),
+          fc.constantFrom("random", "low", "high"),
+          fc.constantFrom("random", "plus", "minus"),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          ([name, K], N, codes, signs, seed) => {
+            const rng = makeRng(seed);
+            // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1; rows hold one flipped weight
+            const W = new Float32Array(N * K);
+            for (let n = 0; n < N; n++)
+              for (let c = 0; c < K; c++) {
+                const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
+                W[n * K + c] = c === n % K ? -v : v;
+              }
+            const q = rtnQuantize(W, N, K, getFormat(name));
+            expect(qmatvecI8Applies(q)).toBe(true);
+            // |x| all equal: every xq is ±127
+            const x = new Float32Array(K);
+            for (let i = 0; i < K; i++)
+              x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
+            const want = new Float32Array(N);
+            referenceQmatvecI8(q, x, want);
+            const got = new Float32Array(N);
+            k.qmatvec(q, x, got);
+            for (let n = 0; n < N; n++)
+              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
+          },
+        ),
+        { seed: 11, numRuns: 60 },
+      );
+    });
+
+    it("a classifier-size layer across the threads, x and y in wasm memory, and 5–8-bit layers on int16", () => {
+      const rng = makeRng(5);
+      const N = 8000;
+      const K = 288;
+      expect(N * K).toBeGreaterThan(QMV_PARALLEL);
+      const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat("int4-g32-asym-f16"));
+      const x = uniform(rng, K, 1);
+      const want = new Float32Array(N);
+      referenceQmatvecI8(q, x, want);
+      const xw = k.allocF32(K);
+      xw.set(x);
+      const got = k.allocF32(N);
+      k.qmatvec(q, xw, got);
+      let worst = 0;
+      for (let n = 0; n < N; n++) worst = Math.max(worst, Math.abs(got[n] - want[n]));
+      expect(worst).toBeLessThan(1e-4);
+      k.freeF32(got);
+      k.freeF32(xw);
+      // int8 codes do not fit the 7-bit operand: such layers keep int16 activations
+      const q8 = rtnQuantize(uniform(rng, 40 * 128, 1), 40, 128, getFormat("int8-g64-asym-f16"));
+      expect(qmatvecI8Applies(q8)).toBe(false);
+      expect(k.qmatvecSupports(q8)).toBe(true);
+      const x8 = uniform(rng, 128, 2);
+      const want8 = new Float32Array(40);
+      referenceQmatvecI16(q8, x8, want8);
+      const got8 = new Float32Array(40);
+      k.qmatvec(q8, x8, got8);
+      for (let n = 0; n < 40; n++) expect(Math.abs(got8[n] - want8[n])).toBeLessThan(1e-4);
+    });
+  },
+);
+
+it("decodeActivations: int16 by default, int8 only on the relaxed-SIMD module, anything else refused", async () => {
+  const plain = await createWasmBackend({ threads: 1, relaxedSimd: false });
+  try {
+    expect(decodeKernels(plain)?.qmatvecActivations).toBe("int16");
+  } finally {
+    plain.dispose();
+  }
+  await expect(
+    createWasmBackend({ threads: 1, relaxedSimd: false, decodeActivations: "int8" }),
+  ).rejects.toThrow(/decodeActivations "int8" needs the relaxed-SIMD module/);
+  await expect(
+    createWasmBackend({ threads: 1, decodeActivations: "int4" as unknown as "int8" }),
+  ).rejects.toThrow(/decodeActivations must be "int8" or "int16", got int4/);
+  const rq = rtnQuantize(new Float32Array(4 * 64), 4, 64, getFormat("nf4-g64-f16"));
+  expect(qmatvecI8Applies(rq)).toBe(false);
+  expect(() => referenceQmatvecI8(rq, new Float32Array(64), new Float32Array(4))).toThrow(
+    /not a 1–4-bit affine format/,
+  );
 });

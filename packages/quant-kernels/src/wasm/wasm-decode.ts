@@ -3,7 +3,7 @@
 // decodeKernels(backend), which is undefined for every other backend (use the reference then).
 import { checkQuantCall } from "../check-args";
 import { type AttentionArgs, checkAttentionArgs } from "../reference/decode-attention";
-import { qmatvecI16Applies } from "../reference/decode-qmatvec";
+import { qmatvecI8Applies, qmatvecI16Applies } from "../reference/decode-qmatvec";
 import type { QuantizedLinear } from "../types";
 import { Q_DESC, Q_X, Q_Y } from "./layout";
 import type { ResidentCache } from "./wasm-resident";
@@ -24,6 +24,7 @@ const AT_NKV = 13;
 const AT_HS = 14;
 const AT_SCALE = 15;
 const OP_QMV = 41;
+const QV_I8 = 6;
 
 /** Score multiply-adds (rows · keys · qDim) above which attention is split across threads. */
 export const ATTN_PARALLEL = 1 << 20;
@@ -49,8 +50,16 @@ export interface DecodeKernels {
   /** Whether {@link DecodeKernels.qmatvec} applies to `q` ({@link qmatvecI16Applies}). */
   qmatvecSupports(q: QuantizedLinear): boolean;
   /**
+   * The activations' precision of {@link DecodeKernels.qmatvec} for 1–4-bit layers (the backend's
+   * `decodeActivations`): `"int8"` (relaxed-SIMD module only) or `"int16"`. 5–8-bit layers always use int16.
+   */
+  readonly qmatvecActivations: "int8" | "int16";
+  /**
    * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
    * integer dot products (`i32x4.dot_i16x8_s`) over the resident 2/4/8-bit codes, scale and zero once per group.
+   * With {@link DecodeKernels.qmatvecActivations} `"int8"`, a layer that {@link qmatvecI8Applies} (1–4 bits)
+   * runs {@link referenceQmatvecI8} instead: x rounded to int8 per weight group, relaxed SIMD's
+   * `i16x8.relaxed_dot_i8x16_i7x16_s` over the unsigned codes (twice the products per instruction).
    * The layer becomes resident as for `qmatmul`. `x` and `y` may live in wasm memory ({@link DecodeKernels.allocF32}):
    * then they are read and written in place (x when `inFeatures` is a whole number of 128-bit code blocks and it does
    * not overlap `y`), which saves the copies of a decode step.
@@ -84,13 +93,17 @@ export function shareDecodeKernels(from: object, to: object): void {
   if (k) registry.set(to, { ...k, qmatvecSupports: () => false });
 }
 
-/** Registers the kernels of a new wasm backend (called by createWasmBackend). */
+/**
+ * Registers the kernels of a new wasm backend (called by createWasmBackend); `int8`: the decode matvec rounds
+ * the activations of 1–4-bit layers to int8 (the caller checks that the relaxed-SIMD module runs).
+ */
 export function registerDecodeKernels(
   backend: object,
   rt: WasmRuntime,
   allocF32: (n: number) => Float32Array,
   freeF32: (v: Float32Array) => void,
   cache: ResidentCache,
+  int8 = false,
 ): void {
   // Without shared memory a growth detaches views: a cache could not stay in wasm memory.
   if (!rt.shared) return;
@@ -140,6 +153,7 @@ export function registerDecodeKernels(
       if (!oIn) copyInto(a.out, 0, rt.heap.f32, oa >>> 2, n);
     },
     qmatvecSupports: qmatvecI16Applies,
+    qmatvecActivations: int8 ? "int8" : "int16",
     qmatvec(q, x, y) {
       rt.check("qmatvec");
       checkQuantCall("decode qmatvec", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
@@ -172,6 +186,7 @@ export function registerDecodeKernels(
       i32[base + Q_DESC] = res.desc;
       i32[base + Q_X] = xa;
       i32[base + Q_Y] = ya;
+      i32[base + QV_I8] = int8 && qmatvecI8Applies(q) ? 1 : 0;
       rt.run(N * K >= QMV_PARALLEL ? rt.threads : 1);
       if (!yIn) copyInto(y, 0, heap.f32, ya >>> 2, N);
     },
