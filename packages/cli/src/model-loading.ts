@@ -2,14 +2,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import { type SafetensorsInfo, openGguf, readGgufTokenizer } from "@int21/io";
-import {
-  LoRAModel,
-  attachPeftAdapter,
-  decodePeftAdapter,
-  type PeftLoraConfig,
-  peftConfig,
-  peftTensors,
-} from "@int21/lora";
+import { LoRAModel, attachPeftAdapter, decodePeftAdapter } from "@int21/lora";
 import {
   type LlamaWeights,
   type LoadOptions,
@@ -20,6 +13,7 @@ import {
 import {
   type CheckpointAdapters,
   HfTokenizer,
+  type Int21AdapterMeta,
   Llama2cTokenizer,
   type LoadedModel,
   ggufTokenizerToLlama2c,
@@ -30,6 +24,9 @@ import {
 import { type CliIo, CliError } from "./cli-io";
 import { LOCAL_MODEL_HINT, downloadHfModel, isHfId } from "./hf-download";
 import { progressBar } from "./progress";
+
+// Adapters are stored by loaders' checkpointAdaptersOf (re-exported here: the CLI's index exports it).
+export { checkpointAdaptersOf } from "@int21/loaders";
 
 /**
  * The local path of a `<model>` argument: an existing file or directory as given; otherwise a Hugging
@@ -133,34 +130,13 @@ export async function attachAdapterDir(
   }
 }
 
-/** The `meta` int21 stores with adapters: the PEFT config of each stored adapter, by name. */
-interface AdapterMeta {
-  int21Adapters: { name: string; prefix: string; config: PeftLoraConfig }[];
-}
-
-/**
- * Adapters of `model` as int21 checkpoint adapters: each adapter's PEFT tensors under `<name>/<key>`,
- * and its PEFT config in `meta`. {@link attachCheckpointAdapters} reads them back.
- */
-export function checkpointAdaptersOf(model: LoRAModel, names = model.adapterNames()): CheckpointAdapters {
-  const tensors: CheckpointAdapters["tensors"] = {};
-  const meta: AdapterMeta = { int21Adapters: [] };
-  for (const name of names) {
-    const prefix = `${name}/`;
-    for (const [k, t] of Object.entries(peftTensors(model, { name })))
-      tensors[prefix + k] = { shape: [...t.shape], data: t.data as Float32Array };
-    meta.int21Adapters.push({ name, prefix, config: peftConfig(model, { name }) });
-  }
-  return { tensors, meta };
-}
-
 /** Attaches adapters stored by {@link checkpointAdaptersOf} to `weights`. Throws naming `file`. */
 export function attachCheckpointAdapters(
   weights: LlamaWeights,
   adapters: CheckpointAdapters,
   file: string,
 ): LoRAModel {
-  const meta = adapters.meta as Partial<AdapterMeta> | undefined;
+  const meta = adapters.meta as Partial<Int21AdapterMeta> | undefined;
   if (!meta || !Array.isArray(meta.int21Adapters))
     throw new CliError(`${file}: holds adapters int21 cannot attach (no int21Adapters metadata)`);
   const model = new LoRAModel(llamaModules(weights));

@@ -52,6 +52,7 @@ export {
   serializeInt21Checkpoint,
   validateInt21Checkpoint,
 } from "./checkpoint";
+export { checkpointAdaptersOf, type Int21AdapterMeta } from "./checkpoint-adapters";
 export { checkConfigObject, checkTensorCount, minTensorCount } from "./validate-config";
 export { type ValidateModelOptions, validateModelFiles } from "./validate";
 export { type LoadedModel, type ModelFileKind, detectModelFile, loadModel } from "./model-files";

@@ -85,3 +85,13 @@ export {
   type LoftqOptions,
   loftqQuantize,
 } from "./init-methods";
+export {
+  INT2_PIPELINE_MIN_STORIES,
+  type Int2Check,
+  type Int2PipelineEvent,
+  type Int2PipelineOptions,
+  type Int2PipelineResult,
+  type Int2Row,
+  type Int2Summary,
+  runInt2Pipeline,
+} from "./int2-pipeline";

@@ -1,29 +1,17 @@
 // `int21 demo`: the INT2.1 story on stories260K — float → INT2 RTN and GPTQ (damage) → LREC (recovery) → EMEF fine-tune → greedy samples.
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { writeFileAtomic } from "@int21/io";
-import { lineChartSvg, textDataset } from "@int21/lora";
-import { runLrec, windowData } from "@int21/lrec";
-import {
-  type LlamaWeights,
-  calibrationWindows,
-  evaluateStories,
-  finetune,
-  generate,
-  quantizeModel,
-} from "@int21/model-llama";
-import { Llama2cTokenizer, loadLlama2c, saveInt21Checkpoint, peftAdapterSink } from "@int21/loaders";
-import { makeFormat } from "@int21/quant-kernels";
+import { Llama2cTokenizer, loadLlama2c } from "@int21/loaders";
+import { lineChartSvg } from "@int21/lora";
+import { INT2_PIPELINE_MIN_STORIES, type Int2Row, type Int2Summary, runInt2Pipeline } from "@int21/lrec";
 import { Command, Option } from "commander";
 import { barChartSvg } from "../charts";
 import { type CliIo, CliError, EXIT } from "../cli-io";
 import { runProgram, threadsOption, withBackend, writeJson } from "../command";
-import { baseWeights } from "../base-weights";
-import { checkpointAdaptersOf } from "../model-loading";
 import { markdownTable, textTable } from "../format-table";
-import { progressBar } from "../progress";
 import { intIn } from "../options";
+import { type ProgressBar, progressBar } from "../progress";
 
 /** The shared data folder: `INT21_SHARED`, else `../shared` from the working directory. */
 function sharedDir(io: CliIo): string {
@@ -78,36 +66,23 @@ interface DemoOpts {
   quiet: boolean;
 }
 
-/** One configuration in the demo's table. */
-export interface DemoRow {
-  config: string;
-  bitsPerWeight: number;
-  meanNll: number;
-  perplexity: number;
-  sample: string;
-}
+/** One configuration in the demo's table (lrec's {@link Int2Row}). */
+export type DemoRow = Int2Row;
 
-/** What the demo writes to `summary.json`. */
-export interface DemoSummary {
+/** What the demo writes to `summary.json`: the model file, lrec's {@link Int2Summary} and the run's seconds. */
+export interface DemoSummary extends Int2Summary {
+  /** The llama2.c model file. */
   model: string;
-  evalStories: number;
-  evalTokens: number;
-  rows: DemoRow[];
-  lrec: { steps: number; firstKlPerToken: number; lastKlPerToken: number; seconds: number };
-  finetune: { steps: number; firstLoss: number; lastLoss: number; heldOutLoss?: number; seconds: number };
+  /** Wall time of the whole command, loading included. */
   seconds: number;
-  checks: { name: string; passed: boolean }[];
 }
-
-const PROMPT = "Once upon a time";
 
 /**
- * `int21 demo`: loads the float model, measures perplexity (per-story protocol on held-out stories) and
- * a greedy sample; quantizes to INT2 (RTN and GPTQ, group 64) and shows the damage; runs LREC (LoRA
- * layers trained to match the float teacher) and shows the recovery; trains an EMEF task adapter on top
- * (packed weights and the LREC adapter frozen) on other stories;
- * writes `summary.md`, `summary.json`, `perplexity.svg`, `loss.svg` and the INT2 checkpoint into the
- * output folder. Exits 1 when a check fails (INT2 must hurt, GPTQ must beat RTN, LREC must recover, EMEF must learn).
+ * `int21 demo`: loads the float model, tokenizer and stories, runs lrec's {@link runInt2Pipeline} (float →
+ * INT2 RTN and GPTQ → LREC → EMEF, each measured on held-out stories with a greedy sample; the checkpoints
+ * and the EMEF adapter go into the output folder) with a progress bar per stage, and writes `summary.md`,
+ * `summary.json`, `perplexity.svg` and `loss.svg` beside them. Exits 1 when a check fails (INT2 must hurt,
+ * GPTQ must beat RTN, LREC must recover, EMEF must learn).
  */
 export function demo(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(demoProgram(), argv, io, async (_args, opts) => {
@@ -137,182 +112,42 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
         .split("<|endoftext|>")
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
-      if (stories.length < 50)
-        throw new CliError(`--data ${dataPath}: needs at least 50 stories, has ${stories.length}`);
-      // the last stories are held out for evaluation; calibration and fine-tuning use the others
-      const nEval = quick ? 20 : 100;
-      const evalText = stories.slice(-nEval).join("<|endoftext|>");
-      const trainStories = stories.slice(0, -nEval);
-      const ctx = Math.min(256, float.config.seqLen);
-      const evaluate = (w: LlamaWeights, label: string) => {
-        const bar = progressBar(io, `eval ${label}`, { quiet: o.quiet });
-        const r = evaluateStories(w, tok, evalText, { ctx, onProgress: (d, n) => bar.update(d, n) });
-        bar.finish();
-        return r;
-      };
-      const sample = (w: LlamaWeights) =>
-        generate(w, tok, { prompt: PROMPT, temperature: 0, steps: quick ? 40 : 80 }).text;
-      const rows: DemoRow[] = [];
-      let evalTokens = 0;
-      const add = (config: string, w: LlamaWeights, bitsPerWeight: number) => {
-        const r = evaluate(w, config);
-        evalTokens = r.tokens;
-        const row = {
-          config,
-          bitsPerWeight,
-          meanNll: r.meanNll,
-          perplexity: r.perplexity,
-          sample: sample(w),
-        };
-        rows.push(row);
-        log(
-          `\n== ${config}: perplexity ${r.perplexity.toFixed(3)} (NLL ${r.meanNll.toFixed(4)} nats/token)\n${row.sample}\n`,
+      if (stories.length < INT2_PIPELINE_MIN_STORIES)
+        throw new CliError(
+          `--data ${dataPath}: needs at least ${INT2_PIPELINE_MIN_STORIES} stories, has ${stories.length}`,
         );
-        return row;
-      };
-
-      log(
-        `int21 demo: ${modelPath} (${float.config.dim}-dim, ${float.config.nLayers} layers), ${nEval} held-out stories, ctx ${ctx}\n`,
-      );
-      const fl = add("float32", float, 32);
-
-      const format = makeFormat({ bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" });
-      const calibIds = tok.encode(trainStories.slice(0, 400).join("\n"), { bos: false });
-      const calib = calibrationWindows(calibIds, quick ? 8 : 32, ctx, tok.bosId);
-      const qbar = (label: string) => progressBar(io, label, { quiet: o.quiet });
-      const rtnBar = qbar("quantize INT2 RTN");
-      const rtn = quantizeModel(float, {
-        format,
-        method: "rtn",
+      // one bar per stage of the pipeline; rows and LREC's notes as they come
+      const bars = new Map<string, ProgressBar>();
+      const r = await runInt2Pipeline(float, tok, stories, {
         backend,
-        onProgress: (p) => rtnBar.update(p.done, p.total),
+        lrecSteps,
+        steps,
+        quick,
+        name: "stories260K",
+        output: o.output,
+        onProgress: (e) => {
+          if (e.kind === "start")
+            log(
+              `int21 demo: ${modelPath} (${float.config.dim}-dim, ${float.config.nLayers} layers), ${e.evalStories} held-out stories, ctx ${e.ctx}\n`,
+            );
+          else if (e.kind === "stage-start") bars.set(e.stage, progressBar(io, e.stage, { quiet: o.quiet }));
+          else if (e.kind === "progress") bars.get(e.stage)?.update(e.done, e.total, e.note);
+          else if (e.kind === "stage-end") bars.get(e.stage)?.finish();
+          else if (e.kind === "row")
+            log(
+              `\n== ${e.row.config}: perplexity ${e.row.perplexity.toFixed(3)} (NLL ${e.row.meanNll.toFixed(4)} nats/token)\n${e.row.sample}\n`,
+            );
+          else io.stderr.write(`${e.message}\n`);
+        },
       });
-      rtnBar.finish();
-      const bpw = format.bitsPerWeightAt(float.config.dim);
-      const rt = add(`INT2 RTN (${format.name})`, rtn.weights, bpw);
-      const gptqBar = qbar("quantize INT2 GPTQ");
-      const gptq = quantizeModel(float, {
-        format,
-        method: "gptq",
-        calib,
-        backend,
-        onProgress: (p) => gptqBar.update(p.done, p.total),
-      });
-      gptqBar.finish();
-      const gp = add(`INT2 GPTQ (${format.name})`, gptq.weights, bpw);
-      await mkdir(o.output, { recursive: true });
-      await saveInt21Checkpoint(join(o.output, "stories260K-int2-gptq.safetensors"), gptq.weights);
-
-      // LREC: LoRA layers trained so the packed student matches the float teacher (KL + λ·CE)
-      const trainIds = tok.encode(trainStories.join("\n"), { bos: true });
-      const lrBar = progressBar(io, "LREC", { quiet: o.quiet });
-      const lr = await runLrec(float, gptq.weights, windowData(trainIds, { batch: 4, seq: 64, seed: 1 }), {
-        steps: lrecSteps,
-        r: 8,
-        alpha: 16,
-        lr: 2e-3,
-        lambda: 64,
-        log: (m) => io.stderr.write(`${m}\n`),
-        onProgress: (p) => lrBar.update(p.step, p.totalSteps, `KL/token ${p.klPerToken.toFixed(3)}`),
-      });
-      lrBar.finish();
-      // Effective bits per weight count the float32 adapters too: on a 260K-parameter model an r-8 adapter is
-      // large next to the 2-bit weights, and the table says so rather than hiding it.
-      const c = float.config;
-      const kv = (c.dim * c.nKvHeads) / c.nHeads;
-      const linearWeights = c.nLayers * (2 * c.dim * c.dim + 2 * kv * c.dim + 3 * c.hiddenDim * c.dim);
-      const withAdapters = (names: string[]) =>
-        bpw + (32 * names.reduce((n, a) => n + lr.model.parameterCount(a), 0)) / linearWeights;
-      const lc = add(`INT2 GPTQ + LREC (r 8, ${lrecSteps} steps)`, gptq.weights, withAdapters(["lrec"]));
-      await saveInt21Checkpoint(
-        join(o.output, "stories260K-int2-gptq-lrec.safetensors"),
-        baseWeights(gptq.weights),
-        {
-          adapters: checkpointAdaptersOf(lr.model, ["lrec"]),
-        },
-      );
-
-      // EMEF: a task adapter on top (LREC adapter frozen, packed weights frozen), trained on the stories
-      lr.model.setTrainable("lrec", false);
-      const seq = quick ? 64 : 128;
-      const examples = textDataset(trainStories.join("<|endoftext|>"), tok, {
-        seqLen: seq,
-        separator: "<|endoftext|>",
-      });
-      const heldOut = examples.slice(0, quick ? 8 : 32);
-      const train = examples.slice(heldOut.length);
-      const ftBar = progressBar(io, "EMEF fine-tune", { quiet: o.quiet });
-      const ft = await finetune(
-        gptq.weights,
-        { train, heldOut },
-        {
-          lora: {
-            name: "emef",
-            targetModules: ["q_proj", "v_proj", "down_proj"],
-            r: 8,
-            alpha: 16,
-            seed: 1,
-            baseModel: "stories260K INT2 GPTQ + LREC",
-          },
-          steps,
-          lr: 3e-3,
-          schedule: { lr: 3e-3, warmupSteps: Math.min(10, Math.floor(steps / 10)), kind: "cosine" },
-          batchSize: 8,
-          evalEvery: Math.max(1, Math.floor(steps / 6)),
-          seed: 1,
-          adapterSink: peftAdapterSink(join(o.output, "emef-adapter"), gptq.weights),
-          existing: lr.model,
-          onProgress: (p) => ftBar.update(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
-        },
-      );
-      ftBar.finish();
-      const em = add(
-        `INT2 GPTQ + LREC + EMEF (r 8, ${steps} steps)`,
-        gptq.weights,
-        withAdapters(["lrec", "emef"]),
-      );
-
-      const hist = ft.history;
-      // mean loss over the first (side 1) or last (side −1) fifth of the steps: single batches are noisy
-      const tail = (h: [number, number][], side: 1 | -1) => {
-        const n = Math.max(1, Math.floor(h.length / 5));
-        const part = side === 1 ? h.slice(0, n) : h.slice(-n);
-        return part.reduce((a, [, l]) => a + l, 0) / n;
-      };
-      const checks = [
-        { name: "INT2 RTN hurts: its perplexity is above float32's", passed: rt.perplexity > fl.perplexity },
-        { name: "GPTQ beats RTN at INT2", passed: gp.perplexity < rt.perplexity },
-        {
-          name: "LREC recovers: lower held-out perplexity than INT2 GPTQ",
-          passed: lc.perplexity < gp.perplexity,
-        },
-        {
-          name: "EMEF lowers the training loss (last fifth of the steps vs the first)",
-          passed: tail(hist.train, -1) < tail(hist.train, 1),
-        },
-        {
-          name: "INT2 GPTQ + LREC + EMEF stays below INT2 GPTQ's perplexity",
-          passed: em.perplexity < gp.perplexity,
-        },
-      ];
+      const { rows, checks, evalStories: nEval, evalTokens, ctx } = r;
       const summary: DemoSummary = {
         model: modelPath,
         evalStories: nEval,
         evalTokens,
         rows,
-        lrec: {
-          steps: lr.steps,
-          firstKlPerToken: lr.history[0].klPerToken,
-          lastKlPerToken: lr.history[lr.history.length - 1].klPerToken,
-          seconds: lr.seconds,
-        },
-        finetune: {
-          steps: ft.steps,
-          firstLoss: hist.train[0][1],
-          lastLoss: hist.train[hist.train.length - 1][1],
-          ...(hist.eval.length > 0 ? { heldOutLoss: hist.eval[hist.eval.length - 1][1] } : {}),
-          seconds: ft.seconds,
-        },
+        lrec: r.lrec,
+        finetune: r.finetune,
         seconds: (performance.now() - t0) / 1000,
         checks,
       };
@@ -341,21 +176,16 @@ export function demo(argv: readonly string[], io: CliIo): Promise<number> {
       await writeFileAtomic(
         join(o.output, "loss.svg"),
         lineChartSvg(
-          `stories260K INT2: LREC (${lr.steps} steps) then EMEF (${ft.steps} steps)`,
+          `stories260K INT2: LREC (${r.lrec.steps} steps) then EMEF (${r.finetune.steps} steps)`,
           [
-            {
-              name: "LREC: KL to the float teacher",
-              points: lr.history
-                .filter((h) => !h.skipped)
-                .map((h) => [h.step, h.klPerToken] as [number, number]),
-            },
+            { name: "LREC: KL to the float teacher", points: r.curves.lrecKlPerToken },
             {
               name: "EMEF: training loss",
-              points: hist.train.map(([st, l]) => [lr.steps + st, l] as [number, number]),
+              points: r.curves.emefTrainLoss.map(([st, l]) => [r.lrec.steps + st, l] as [number, number]),
             },
             {
               name: "EMEF: held-out loss",
-              points: hist.eval.map(([st, l]) => [lr.steps + st, l] as [number, number]),
+              points: r.curves.emefHeldOutLoss.map(([st, l]) => [r.lrec.steps + st, l] as [number, number]),
             },
           ],
           { x: "step (LREC, then EMEF)", y: "nats per token" },
