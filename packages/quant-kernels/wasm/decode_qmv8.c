@@ -69,8 +69,7 @@ static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* ncorr,
     const int fpb = 8 / (CB);                                                                                   \
     const v128_t m = wasm_i8x16_splat((int8_t)((1 << (CB)) - 1)), tops = wasm_i8x16_splat(TOPS8(CB));           \
     const v128_t ones = wasm_i16x8_splat(1);                                                                    \
-    v128_t tot = wasm_f32x4_splat(0.0f);                                                                        \
-    float zt = 0.0f;                                                                                            \
+    float tot = 0.0f, zt = 0.0f;                                                                                \
     for (int g = 0; g < ng; g++) {                                                                              \
       v128_t a = ncorr[g];                                                                                      \
       for (int r = g * bpg, be = imin8(r + bpg, nb); r < be; r += RUN8(CB)) {                                   \
@@ -82,10 +81,12 @@ static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* ncorr,
         }                                                                                                       \
         a = wasm_i32x4_add(a, wasm_i32x4_dot_i16x8(h, ones));                                                   \
       }                                                                                                         \
-      tot = wasm_f32x4_add(tot, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a), wasm_f32x4_splat(sc[g] * dxs[g]))); \
+      int sum = wasm_i32x4_extract_lane(a, 0) + wasm_i32x4_extract_lane(a, 1) + wasm_i32x4_extract_lane(a, 2) +  \
+                wasm_i32x4_extract_lane(a, 3);                                                                  \
+      tot += (float)sum * (sc[g] * dxs[g]);                                                                     \
       zt += sc[g] * ze[g] * xs[g];                                                                              \
     }                                                                                                           \
-    return hsum(tot) - zt;                                                                                      \
+    return tot - zt;                                                                                            \
   }
 DEFINE_QMV8_ROW(qmv8_row_2, 2)
 DEFINE_QMV8_ROW(qmv8_row_4, 4)
@@ -99,8 +100,7 @@ DEFINE_QMV8_ROW(qmv8_row_4, 4)
     const v128_t m = wasm_i8x16_splat((int8_t)((1 << (CB)) - 1)), tops = wasm_i8x16_splat(TOPS8(CB));             \
     const v128_t ones = wasm_i16x8_splat(1);                                                                      \
     const v128_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];                                                  \
-    v128_t t0 = wasm_f32x4_splat(0.0f), t1 = t0, t2 = t0, t3 = t0;                                                \
-    float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;                                                             \
+    v128_t tot = wasm_f32x4_splat(0.0f), zt = tot;                                                                \
     for (int g = 0; g < ng; g++) {                                                                                \
       v128_t a0 = ncorr[g], a1 = a0, a2 = a0, a3 = a0;                                                            \
       for (int r = g * bpg, be = imin8(r + bpg, nb); r < be; r += RUN8(CB)) {                                     \
@@ -122,20 +122,20 @@ DEFINE_QMV8_ROW(qmv8_row_4, 4)
         a2 = wasm_i32x4_add(a2, wasm_i32x4_dot_i16x8(h2, ones));                                                  \
         a3 = wasm_i32x4_add(a3, wasm_i32x4_dot_i16x8(h3, ones));                                                  \
       }                                                                                                           \
-      float d = dxs[g], xg = xs[g];                                                                               \
-      t0 = wasm_f32x4_add(t0, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a0), wasm_f32x4_splat(sc[0][g] * d)));     \
-      t1 = wasm_f32x4_add(t1, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a1), wasm_f32x4_splat(sc[1][g] * d)));     \
-      t2 = wasm_f32x4_add(t2, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a2), wasm_f32x4_splat(sc[2][g] * d)));     \
-      t3 = wasm_f32x4_add(t3, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a3), wasm_f32x4_splat(sc[3][g] * d)));     \
-      z0 += sc[0][g] * ze[0][g] * xg;                                                                             \
-      z1 += sc[1][g] * ze[1][g] * xg;                                                                             \
-      z2 += sc[2][g] * ze[2][g] * xg;                                                                             \
-      z3 += sc[3][g] * ze[3][g] * xg;                                                                             \
+      /* lane j: row j's integer group sum, then its float steps (those of the one-row kernel), four rows at once */ \
+      v128_t p01 = wasm_i32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 2, 6), wasm_i32x4_shuffle(a0, a1, 1, 5, 3, 7));  \
+      v128_t p23 = wasm_i32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 2, 6), wasm_i32x4_shuffle(a2, a3, 1, 5, 3, 7));  \
+      v128_t s = wasm_i32x4_add(wasm_i32x4_shuffle(p01, p23, 0, 1, 4, 5), wasm_i32x4_shuffle(p01, p23, 2, 3, 6, 7)); \
+      v128_t scv = wasm_f32x4_make(sc[0][g], sc[1][g], sc[2][g], sc[3][g]);                                      \
+      v128_t zev = wasm_f32x4_make(ze[0][g], ze[1][g], ze[2][g], ze[3][g]);                                      \
+      tot = wasm_f32x4_add(tot, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_mul(scv, wasm_f32x4_splat(dxs[g])))); \
+      zt = wasm_f32x4_add(zt, wasm_f32x4_mul(wasm_f32x4_mul(scv, zev), wasm_f32x4_splat(xs[g])));               \
     }                                                                                                             \
-    *y[0] = hsum(t0) - z0;                                                                                        \
-    *y[1] = hsum(t1) - z1;                                                                                        \
-    *y[2] = hsum(t2) - z2;                                                                                        \
-    *y[3] = hsum(t3) - z3;                                                                                        \
+    tot = wasm_f32x4_sub(tot, zt);                                                                                \
+    *y[0] = wasm_f32x4_extract_lane(tot, 0);                                                                      \
+    *y[1] = wasm_f32x4_extract_lane(tot, 1);                                                                      \
+    *y[2] = wasm_f32x4_extract_lane(tot, 2);                                                                      \
+    *y[3] = wasm_f32x4_extract_lane(tot, 3);                                                                      \
   }
 DEFINE_QMV8_ROW4(qmv8_rows4_2, 2)
 DEFINE_QMV8_ROW4(qmv8_rows4_4, 4)
