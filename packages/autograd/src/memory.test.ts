@@ -136,4 +136,19 @@ describe("BufferPool", () => {
     expect(inner.stats().pooledBytes).toBe(20);
     expect(outer.stats().pooledBytes).toBe(24);
   });
+
+  it("trim drops the buffers of lengths not taken since the last trim", () => {
+    const pool = new BufferPool();
+    pool.run(() => {
+      zeros([3]).dispose();
+      zeros([4]).dispose();
+    });
+    pool.trim(); // both lengths were taken: kept
+    expect(pool.stats()).toMatchObject({ pooledBytes: 28, sizes: 2 });
+    pool.run(() => zeros([4]).dispose()); // reuses the 4
+    pool.trim(); // 3 was not taken since: dropped
+    expect(pool.stats()).toMatchObject({ pooledBytes: 16, sizes: 1 });
+    pool.trim();
+    expect(pool.stats()).toMatchObject({ pooledBytes: 0, sizes: 0 });
+  });
 });

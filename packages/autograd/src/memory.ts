@@ -90,6 +90,8 @@ export interface BufferPoolStats {
  */
 export class BufferPool {
   private readonly free = new Map<number, Set<Float32Array>>();
+  /** Lengths taken since the last {@link BufferPool.trim}. */
+  private readonly wanted = new Set<number>();
   private bytes = 0;
   private taken = 0;
   private reused = 0;
@@ -117,6 +119,7 @@ export class BufferPool {
   /** A zero-filled buffer of `n` floats: a released one of that length when the pool has one. */
   take(n: number): Float32Array {
     this.taken++;
+    this.wanted.add(n);
     const set = this.free.get(n);
     let a: Float32Array | undefined;
     if (set !== undefined)
@@ -166,11 +169,29 @@ export class BufferPool {
     return true;
   }
 
+  /**
+   * Drops the kept buffers of every length not taken since the last trim (or since the pool was made):
+   * called after each training step, the pool keeps what the step's shapes use and lets go of the rest
+   * (e.g. the buffers of an earlier, longer batch).
+   */
+  trim(): void {
+    for (const [n, set] of this.free) {
+      if (this.wanted.has(n)) continue;
+      for (const a of set) {
+        this.bytes -= a.byteLength;
+        pooledBytes -= a.byteLength;
+      }
+      this.free.delete(n);
+    }
+    this.wanted.clear();
+  }
+
   /** Drops every kept buffer (the collector frees them). */
   clear(): void {
     pooledBytes -= this.bytes;
     this.bytes = 0;
     this.free.clear();
+    this.wanted.clear();
   }
 
   /** The pool's counters. */

@@ -3,6 +3,7 @@
 // the caller's (next-token cross-entropy for fine-tuning, KL to a teacher for LREC), and so may be the
 // batches (examples collated by the Trainer, or any per-step source).
 import {
+  BufferPool,
   backward,
   clipGradNorm,
   memory,
@@ -115,6 +116,13 @@ export interface TrainerOptions<B = Batch> {
    * current backend.
    */
   backend?: Backend;
+  /**
+   * The autograd `BufferPool` each step runs in: its activations, gradients and op scratch reuse the
+   * previous step's buffers instead of leaving garbage for the collector (whose timing is what a peak
+   * RSS sees); after each step the pool lets go of buffers of shapes the step did not use. Default: one
+   * pool per Trainer; `false`: none (every buffer a new array, as before).
+   */
+  bufferPool?: BufferPool | false;
   /** Optimizer steps in the run. */
   steps: number;
   /** Examples per micro-batch. Default 1. */
@@ -297,9 +305,11 @@ export class Trainer<B = Batch> {
   private readonly hyper0: Record<string, number>;
   private readonly guardOptions: DivergenceOptions;
   private identityPromise?: Promise<RunIdentity>;
+  private readonly pool: BufferPool | undefined;
 
   constructor(opts: TrainerOptions<B>) {
     this.o = opts;
+    this.pool = opts.bufferPool === false ? undefined : (opts.bufferPool ?? new BufferPool());
     const who = opts.name ?? "lora: Trainer";
     this.who = who;
     positiveInt(opts.steps, "steps", 1, who);
@@ -407,7 +417,11 @@ export class Trainer<B = Batch> {
    * no update (`skipped`); the step still counts, so the batch order and schedule go on unchanged.
    */
   trainStep(): StepResult {
-    return this.onBackend(() => this.applyStep(this.computeStep()));
+    const pool = this.pool;
+    if (pool === undefined) return this.onBackend(() => this.applyStep(this.computeStep()));
+    const s = this.onBackend(() => pool.run(() => this.applyStep(this.computeStep())));
+    pool.trim();
+    return s;
   }
 
   /** The gradients of step `this.step + 1` (no update yet). */
