@@ -1,11 +1,12 @@
 // The int21 side of `npm run bench:peers`, one task per fresh Node process (so RSS and CPU time are the
 // task's own). Argument: a JSON task; prints `RESULT {json}`. Imports the built packages.
-//   {task: "step", dir, fmt: "f32"|"int4"|"int2", seq, steps, threads}  LoRA r 8 on q,v, AdamW, checkpointing
+//   {task: "step", dir, fmt: "f32"|"int4"|"int2", seq, steps, threads}  LoRA r 8 on q,v, AdamW, checkpointing,
+//                                                                        autograd's BufferPool (no forced GC)
 //   {task: "decode", dir, fmt, tokens, threads}                          greedy decode, one token per forward
 //   {task: "prefill", dir, fmt, tokens, threads}                         one prompt through the GEMM path
 //   {task: "gemm", n, threads}                                           float32 [n×n]·[n×n]
 // `dir` is a Hugging Face folder written by peers.ts (the same files PyTorch reads).
-import { AdamW, backward, setBackend, tidy } from "@int21/autograd";
+import { AdamW, BufferPool, backward, memory, setBackend, tidy } from "@int21/autograd";
 import { loraParameters } from "@int21/lora";
 import { addLlamaLoRA, createRunState, forward, llamaLoss } from "@int21/model-llama";
 import { loadHf } from "@int21/loaders";
@@ -14,8 +15,15 @@ import { createWasmBackend, enableRelaxedSimd } from "@int21/quant-kernels/wasm"
 const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
 // The token embedding (and so the tied classifier) of the decode/prefill tasks, packed as in the GGUF
 // that llama.cpp reads for the same row: Q4_0 packs token_embd in Q4_0, llama-quantize's Q2_K keeps
-// it in Q8_0. Training steps keep it float (the step rows compare with PyTorch float).
+// it in Q8_0.
 const EMBEDDING = { int4: "int4-g128-asym-f16", int2: "int8-g64-asym-f16" };
+// The EMEF steps (int4 / int2) pack the frozen token embedding and tied classifier in INT8 (g64), as
+// the emef-memory benchmark does: EMEF trains LoRA adapters on a frozen, packed base, and the embedding
+// is part of that base (a float one would be 98 MB of stories110M's ~600 MB peak, held twice: the JS
+// table and the classifier's resident copy in wasm memory). INT8 keeps its error far below the
+// projections' INT4 / INT2 one (llama.cpp's Q2_K keeps token_embd in Q8_0 too). The f32 step (the
+// float LoRA row) keeps it float, as PyTorch + PEFT does.
+const STEP_EMBEDDING = { int4: "int8-g64-asym-f16", int2: "int8-g64-asym-f16" };
 
 const task = JSON.parse(process.argv[2]);
 // As the CLI does: relaxed SIMD (the GEMM's fused multiply-adds) on where the engine has it, Node 20's
@@ -33,7 +41,8 @@ function cpuMs() {
 async function model() {
   const format = FORMATS[task.fmt];
   if (task.fmt !== "f32" && format === undefined) throw new Error(`int21-child: unknown fmt ${task.fmt}`);
-  const embedding = task.task === "decode" || task.task === "prefill" ? EMBEDDING[task.fmt] : undefined;
+  const embedding =
+    task.task === "decode" || task.task === "prefill" ? EMBEDDING[task.fmt] : STEP_EMBEDDING[task.fmt];
   return loadHf(task.dir, {
     backend,
     ...(format ? { quantize: { format, ...(embedding ? { embedding } : {}) } } : {}),
@@ -75,19 +84,28 @@ if (task.task === "gemm") {
     const input = seqIds.subarray(0, T);
     const target = seqIds.subarray(1);
     const loss = llamaLoss(w, { checkpoint: true });
+    // activations, gradients and op scratch reuse the previous step's buffers (sized by the first step)
+    // instead of waiting for the collector; nothing here forces a GC
+    const pool = new BufferPool();
     const wall = [];
     const cpu = [];
     let value = Number.NaN;
     for (let s = 0; s < task.steps + 1; s++) {
       const t0 = performance.now();
       const c0 = cpuMs();
-      opt.zeroGrad();
-      value = tidy(() => {
-        const l = loss({ batch: 1, seqLen: T, input, target, tokens: T, inputTokens: T }, { training: true });
-        backward(l);
-        return l.item();
+      value = pool.run(() => {
+        opt.zeroGrad();
+        const v = tidy(() => {
+          const l = loss(
+            { batch: 1, seqLen: T, input, target, tokens: T, inputTokens: T },
+            { training: true },
+          );
+          backward(l);
+          return l.item();
+        });
+        opt.step();
+        return v;
       });
-      opt.step();
       if (s > 0) {
         // the first step warms up (JIT, resident copies); torch's side skips its first step too
         wall.push(performance.now() - t0);
@@ -99,6 +117,10 @@ if (task.task === "gemm") {
     result.stepMs = wall[Math.floor(wall.length / 2)];
     result.stepCpuMs = cpu[Math.floor(cpu.length / 2)];
     result.loss = value;
+    // the ledger: peak tensor bytes (activations, gradients, optimizer state, the float parameters) and
+    // the bytes the pool keeps for the next step
+    result.ledgerPeakBytes = memory().peakBytes;
+    result.pooledBytes = memory().pooledBytes;
   } else if (task.task === "decode" || task.task === "prefill") {
     const n = task.tokens;
     // prefill: the whole prompt in one chunk (llama.cpp's batch is 512)
