@@ -71,6 +71,15 @@ export const TRAIN_ROWS_PARALLEL = 1 << 15;
 /** Elements above which the SwiGLU kernels are split across threads. */
 export const TRAIN_SWIGLU_PARALLEL = 1 << 15;
 
+/**
+ * Floats per piece when the element- and row-wise kernels (SwiGLU, RMSNorm, RoPE) stage operands that
+ * live outside wasm memory: such a call runs piece by piece, so the per-call arena holds one piece of
+ * each operand, not the whole tensors (a training step's arena, and so wasm memory, which never shrinks,
+ * stays at what one piece needs). Operands already in wasm memory run in one piece. Each piece computes
+ * what the whole call would (the kernels are independent per element / row): the results are identical.
+ */
+export const TRAIN_STAGE_FLOATS = 1 << 18;
+
 /** Query rows per block of the training attention kernel (train_attn.c's TA_BM). */
 const TA_BM = 64;
 
@@ -467,6 +476,30 @@ function runAttention(
   rt.run(sh.B * sh.H * sh.T * sh.S * sh.hs >= TRAIN_ATTN_PARALLEL ? rt.threads : 1);
 }
 
+/**
+ * Runs `run(start, count)` over `[0, units)` in pieces of at most `per` units (at least `align`, a
+ * multiple of it) when one of `arrays` lives outside wasm memory and the whole would pass `per`; else
+ * once over everything. Returns whether it split the call.
+ */
+function staged(
+  owns: (a: Float32Array) => boolean,
+  arrays: (Float32Array | null)[],
+  units: number,
+  per: number,
+  align: number,
+  run: (start: number, count: number) => void,
+): boolean {
+  const step = Math.max(align, Math.floor(per / align) * align);
+  if (units <= step || arrays.every((a) => a === null || owns(a))) return false;
+  for (let u = 0; u < units; u += step) run(u, Math.min(step, units - u));
+  return true;
+}
+
+/** `a[start·w, (start + count)·w)`, or null. */
+function piece(a: Float32Array | null, start: number, count: number, w: number): Float32Array | null {
+  return a === null ? null : a.subarray(start * w, (start + count) * w);
+}
+
 /** Operands of one call: arrays already in wasm memory are used in place, the others copied through the arena. */
 class Io {
   constructor(
@@ -520,7 +553,7 @@ export function registerTrainKernels(
   // Without shared memory a growth detaches views: buffers could not stay in wasm memory.
   if (!rt.shared) return;
   const owns = (a: Float32Array) => rt.heap.owns(a);
-  registry.set(backend, {
+  const kernels: TrainKernels = {
     allocF32,
     freeF32,
     owns,
@@ -609,6 +642,11 @@ export function registerTrainKernels(
       checkRows("rmsNorm", rows, d, { x: [x, n], w: [w, d], y: [y, n], inv: [inv, rows] });
       if (!(eps >= 0)) throw new Error(`quant-kernels: train rmsNorm: eps ${eps} must be >= 0`);
       if (rows === 0) return;
+      const per = Math.floor(TRAIN_STAGE_FLOATS / d);
+      const split = staged(owns, [x, y], rows, per, 1, (r, m) =>
+        kernels.rmsNorm(m, d, piece(x, r, m, d)!, w, eps, piece(y, r, m, d)!, piece(inv, r, m, 1)),
+      );
+      if (split) return;
       const io = new Io(rt, [x, w, y, inv], 16);
       const p = [
         io.put(x, n, true),
@@ -640,6 +678,23 @@ export function registerTrainKernels(
         gw: [gw, d],
       });
       if (rows === 0 || (!gx && !gw)) return;
+      // gw sums over rows: only a call without it is split (the same sums either way)
+      if (!gw) {
+        const per = Math.floor(TRAIN_STAGE_FLOATS / d);
+        const split = staged(owns, [x, g, gx], rows, per, 1, (r, m) =>
+          kernels.rmsNormBackward(
+            m,
+            d,
+            piece(x, r, m, d)!,
+            w,
+            piece(inv, r, m, 1)!,
+            piece(g, r, m, d)!,
+            piece(gx, r, m, d),
+            null,
+          ),
+        );
+        if (split) return;
+      }
       const io = new Io(rt, [x, w, inv, g, gx, gw], 16);
       const p = [
         io.put(x, n, true),
@@ -674,6 +729,12 @@ export function registerTrainKernels(
       checkRope(a, src, dst);
       const n = a.rows * a.D;
       if (n === 0) return;
+      // whole sequences per piece (row r sits at position r mod T)
+      const per = Math.floor(TRAIN_STAGE_FLOATS / a.D);
+      const split = staged(owns, [src, dst], a.rows, per, a.T, (r, m) =>
+        kernels.rope({ ...a, rows: m }, piece(src, r, m, a.D)!, piece(dst, r, m, a.D)!),
+      );
+      if (split) return;
       const nt = (a.T * a.hs) / 2;
       const io = new Io(rt, [src, dst, a.cos, a.sin], 16);
       const p = [
@@ -701,6 +762,10 @@ export function registerTrainKernels(
       rt.check("swiglu");
       checkSwiglu(n, { a, b, out });
       if (n === 0) return;
+      const split = staged(owns, [a, b, out], n, TRAIN_STAGE_FLOATS, 1, (i, m) =>
+        kernels.swiglu(m, piece(a, i, m, 1)!, piece(b, i, m, 1)!, piece(out, i, m, 1)!),
+      );
+      if (split) return;
       const io = new Io(rt, [a, b, out], 16);
       const p = [io.put(a, n, true), io.put(b, n, true), io.put(out, n, false)];
       const { i32, base } = rt.jobSlots(OP_TRAIN_SWIGLU_FWD);
@@ -715,6 +780,17 @@ export function registerTrainKernels(
       rt.check("swigluBackward");
       checkSwiglu(n, { a, b, g, da, db });
       if (n === 0 || (!da && !db)) return;
+      const split = staged(owns, [a, b, g, da, db], n, TRAIN_STAGE_FLOATS, 1, (i, m) =>
+        kernels.swigluBackward(
+          m,
+          piece(a, i, m, 1)!,
+          piece(b, i, m, 1)!,
+          piece(g, i, m, 1)!,
+          piece(da, i, m, 1),
+          piece(db, i, m, 1),
+        ),
+      );
+      if (split) return;
       const io = new Io(rt, [a, b, g, da, db], 16);
       const p = [
         io.put(a, n, true),
@@ -734,5 +810,6 @@ export function registerTrainKernels(
       if (da) io.get(da, p[3], n);
       if (db) io.get(db, p[4], n);
     },
-  });
+  };
+  registry.set(backend, kernels);
 }
