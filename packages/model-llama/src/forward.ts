@@ -331,6 +331,41 @@ export abstract class RowOps implements BlockOps<Float32Array> {
   }
 }
 
+/** The activation buffers {@link residentRows} moves into wasm memory. */
+const ROW_FIELDS = ["x", "xb", "xb2", "hb", "hb2", "q", "k", "v"] as const;
+type RowField = (typeof ROW_FIELDS)[number];
+
+/** Per run state: the decode kernels whose wasm memory holds its activation buffers, and those views. */
+const rowHomes = new WeakMap<RunState, { kernels: DecodeKernels; views: Float32Array[] }>();
+const rowRegistry = new FinalizationRegistry<{ kernels: DecodeKernels; views: Float32Array[] }>((h) => {
+  try {
+    for (const v of h.views) h.kernels.freeF32(v);
+  } catch {
+    // the backend's memory went away first
+  }
+});
+
+/**
+ * Moves `state`'s activation buffers (x, xb, xb2, hb, hb2, q, k, v; not the logits) into the wasm memory of
+ * `kernels`, once per state, keeping their contents: the matrix products, attention and gate then read and
+ * write them in place instead of copying each operand in and out per call. Nothing moves when the state
+ * lives in another backend's memory already (its kernels copy as before); a collected state frees its copies.
+ */
+function residentRows(state: RunState, kernels: DecodeKernels): void {
+  if (rowHomes.has(state)) return;
+  const views: Float32Array[] = [];
+  const mutable = state as { -readonly [F in RowField]: Float32Array };
+  for (const f of ROW_FIELDS) {
+    const v = kernels.allocF32(state[f].length);
+    v.set(state[f]);
+    mutable[f] = v;
+    views.push(v);
+  }
+  const home = { kernels, views };
+  rowHomes.set(state, home);
+  rowRegistry.register(state, home);
+}
+
 /** Per run state: the `[nHeads × maxRows × 2]` row statistics the blocked prefill attention writes. */
 const prefillStats = new WeakMap<RunState, Float32Array>();
 
@@ -357,13 +392,13 @@ class CacheOps extends RowOps {
     // On a wasm backend the cache lives in wasm memory and attention runs there (decode_attn.c); the
     // score soft-cap (Gemma 2) stays on the JS path.
     this.kernels = state.config.attnLogitSoftcap === undefined ? weightKernels(w, state) : undefined;
-    this.args = this.kernels !== undefined ? residentKvCache(state, this.kernels) : undefined;
-    // the blocked kernel of the same wasm backend (not when the state's attention was sent elsewhere)
+    // the activations in the same wasm memory and the blocked kernel of the same backend (not when the state's
+    // attention was sent elsewhere)
     const b = (w.layers[0]?.wq as { backend?: object } | undefined)?.backend;
-    this.blocked =
-      this.kernels !== undefined && b !== undefined && state.maxRows > 1 && decodeKernels(b) === this.kernels
-        ? trainKernels(b)
-        : undefined;
+    const same = this.kernels !== undefined && b !== undefined && decodeKernels(b) === this.kernels;
+    if (same && this.kernels !== undefined) residentRows(state, this.kernels);
+    this.args = this.kernels !== undefined ? residentKvCache(state, this.kernels) : undefined;
+    this.blocked = same && b !== undefined && state.maxRows > 1 ? trainKernels(b) : undefined;
   }
 
   rope(t: Float32Array, heads: number): Float32Array {
@@ -414,6 +449,8 @@ class CacheOps extends RowOps {
         stats.subarray(0, c.nHeads * rows * 2),
       );
     } else if (args !== undefined && kernels !== undefined) {
+      args.q = s.q;
+      args.out = s.xb;
       args.offset = base;
       args.cacheLen = clen;
       args.rows = rows;
@@ -479,6 +516,10 @@ function checkWeights(w: LlamaWeights, state: RunState): void {
  * RoPE frequencies; a sliding window and score soft-cap in attention; `rmsnorm(…, postAttnNorm)` /
  * `rmsnorm(…, postFfnNorm)` of each branch before its residual add (`postNorms`); GeGLU instead of
  * SwiGLU; `cap · tanh(logits / cap)` at the end. Positions past `state.ctx` grow the cache first.
+ *
+ * On a wasm backend the first call moves the state's KV cache and activation buffers (x, xb, xb2, hb, hb2,
+ * q, k, v) into the backend's wasm memory, where the kernels read and write them in place: read those
+ * buffers through `state` after a call, not through references taken before it.
  */
 export function forward(
   weights: LlamaWeights,
@@ -534,8 +575,8 @@ function forwardChunk(
 ): void {
   const c = s.config;
   const { dim } = c;
+  const ops = new CacheOps(s, w); // (may move the state's buffers into wasm memory: read them after)
   const x = s.x;
-  const ops = new CacheOps(s, w);
   ops.rows = rows;
   ops.pos = pos;
   let ids = tokens;

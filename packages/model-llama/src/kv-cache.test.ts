@@ -51,6 +51,11 @@ describe.each([1, 2])("forward with the KV cache in wasm memory (%i thread(s))",
     expect(k?.owns(b.keyCache)).toBe(true);
     expect(k?.owns(b.valueCache)).toBe(true);
     expect(k?.owns(a.keyCache)).toBe(false);
+    // the activation buffers moved there too (the kernels read and write them in place)
+    for (const f of ["x", "xb", "xb2", "hb", "hb2", "q", "k", "v"] as const) {
+      expect(k?.owns(b[f])).toBe(true);
+      expect(k?.owns(a[f])).toBe(false);
+    }
     expect(greedy(wasm, tokens.slice(0, 5), 24, 6)).toEqual(greedy(ref, tokens.slice(0, 5), 24, 6));
   });
 });
