@@ -6,7 +6,7 @@
 
 #define OP_ATTN 40  // causal GQA attention of rows queries over a KV cache (decode_attn.c)
 #define OP_QMV 41   // one-row quantized matvec with int16 activations (decode_qmv.c); Q_DESC, Q_X, Q_Y slots
-#define QV_I8 6     // OP_QMV slot: 1 = int8 activations (decode_qmv8.c; relaxed-SIMD module, 2/4-bit containers)
+#define QV_I8 6     // OP_QMV slot: 1 = int8 activations (decode_qmv8.c; relaxed-SIMD module, 4-bit containers)
 
 // OP_ATTN slots (byte addresses unless said).
 #define AT_Q 4        // queries [rows × nHeads·hs]

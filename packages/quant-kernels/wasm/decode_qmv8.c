@@ -1,6 +1,6 @@
 // Quantized matvec for decoding with int8 activations (OP_QMV with QV_I8 set; relaxed-SIMD module only):
-// y[n] = Σ_k W[n,k]·x[k] over a resident affine layer in 2- or 4-bit containers (INT1–INT4, contiguous
-// groups of whole v128 blocks), with i16x8.relaxed_dot_i8x16_i7x16_s. x is rounded to int8 once per call,
+// y[n] = Σ_k W[n,k]·x[k] over a resident affine layer in 4-bit containers (INT3–INT4, contiguous groups of
+// whole v128 blocks), with i16x8.relaxed_dot_i8x16_i7x16_s. x is rounded to int8 once per call,
 // one scale per weight group g (llama.cpp's Q4_0 decode rounds x to int8 too, per 32 columns):
 //   dx[g] = max_{k∈g} |x[k]| / 127,   xq[k] = round(x[k] / dx[g])      (|x − dx·xq| ≤ dx/2)
 // and each row is, as in decode_qmv.c,
@@ -12,8 +12,11 @@
 // the integer Σ u·xq exactly (the caller checks gs·C·127 < 2^31).
 // Byte i of a block holds FPB = 8/CB fields; field f of byte i is column 4·(FPB·(i&3) + f) + (i>>2) of the block
 // (kernels.h's word layout read as bytes), so x is stored permuted to that order, one v128 of xq per field.
-// Rows go four at a time (each xq load serves four rows), taken from the quarters of a 32-row chunk as in
-// decode_qmv.c; every row's integer group sums and float steps are those of the one-row kernel.
+// The kernels are written for CB = 2 too, but only 4-bit containers use them: with 2-bit codes (one block a g64
+// group, four fields a byte) this path measured no faster than decode_qmv.c's int16 two-row kernel, so
+// 1–2-bit layers keep int16 activations. Rows go four at a time (each xq load serves four rows), taken from the
+// quarters of a 32-row chunk as in decode_qmv.c; every row's integer group sums and float steps are those of the
+// one-row kernel.
 #include "decode.h"
 
 #ifdef __wasm_relaxed_simd__
@@ -88,7 +91,6 @@ static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* ncorr,
     }                                                                                                           \
     return tot - zt;                                                                                            \
   }
-DEFINE_QMV8_ROW(qmv8_row_2, 2)
 DEFINE_QMV8_ROW(qmv8_row_4, 4)
 
 // Four rows per pass (whole groups): each xq load serves four rows; one int32 accumulator a row.
@@ -137,7 +139,6 @@ DEFINE_QMV8_ROW(qmv8_row_4, 4)
     *y[2] = wasm_f32x4_extract_lane(tot, 2);                                                                      \
     *y[3] = wasm_f32x4_extract_lane(tot, 3);                                                                      \
   }
-DEFINE_QMV8_ROW4(qmv8_rows4_2, 2)
 DEFINE_QMV8_ROW4(qmv8_rows4_4, 4)
 
 #define QMV8_CHUNK 32
@@ -177,13 +178,13 @@ void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
         ze[j] = zeros + (uint32_t)r * (uint32_t)ng;
         yy[j] = y + r;
       }
-      (cb == 4 ? qmv8_rows4_4 : qmv8_rows4_2)(w, x8, ncorr, sc, ze, dxs, xs, ng, bpg, nb, yy);
+      qmv8_rows4_4(w, x8, ncorr, sc, ze, dxs, xs, ng, bpg, nb, yy);
     }
     for (n = n0 + 4 * qr; n < n1; n++) {
       const v128_t* w = (const v128_t*)(words + (uint32_t)n * (uint32_t)wpr);
       const float* sc = scales + (uint32_t)n * (uint32_t)ng;
       const float* ze = zeros + (uint32_t)n * (uint32_t)ng;
-      y[n] = (cb == 4 ? qmv8_row_4 : qmv8_row_2)(w, x8, ncorr, sc, ze, dxs, xs, ng, bpg, nb);
+      y[n] = qmv8_row_4(w, x8, ncorr, sc, ze, dxs, xs, ng, bpg, nb);
     }
   }
 }

@@ -5,13 +5,13 @@ import type { QuantizedLinear } from "../types";
 import { codeAt } from "./weight-at";
 
 /**
- * Whether `q` is an affine format of 1–`maxBits` bits without act-order whose groups are whole blocks of the
+ * Whether `q` is an affine format of `minBits`–`maxBits` bits without act-order whose groups are whole blocks of the
  * wasm layout and whose group sums against activations of magnitude ≤ `qmax` fit int32.
  */
-function roundedApplies(q: QuantizedLinear, maxBits: number, qmax: number): boolean {
+function roundedApplies(q: QuantizedLinear, minBits: number, maxBits: number, qmax: number): boolean {
   const f = q.format;
   if ((f.decode ?? "affine") !== "affine" || q.gIdx !== undefined) return false;
-  if (!Number.isInteger(f.bits) || f.bits < 1 || f.bits > maxBits) return false;
+  if (!Number.isInteger(f.bits) || f.bits < minBits || f.bits > maxBits) return false;
   const cb = f.bits <= 2 ? 2 : f.bits <= 4 ? 4 : 8;
   const bw = 128 / cb;
   const Kp = Math.ceil(q.inFeatures / bw) * bw;
@@ -27,18 +27,18 @@ function roundedApplies(q: QuantizedLinear, maxBits: number, qmax: number): bool
  * columns for 8-bit codes).
  */
 export function qmatvecI16Applies(q: QuantizedLinear): boolean {
-  return roundedApplies(q, 8, 32767);
+  return roundedApplies(q, 1, 8, 32767);
 }
 
 /**
  * Whether {@link referenceQmatvecI8} (and the wasm decode matvec's int8-activation path) applies to `q`: an
- * affine format of 1–4 bits (2- or 4-bit containers, whose unsigned codes fit the relaxed dot product's 7-bit
- * operand) without act-order, groups that are whole blocks of the wasm layout (a multiple of 32 columns for
- * 3–4 bits, 64 for 1–2 bits; or per-channel), and short enough that a group's integer sum fits int32
- * (`groupLength · 2^(container bits − 1) · 127 < 2^31`).
+ * affine format of 3–4 bits (4-bit containers, whose unsigned codes 0..15 fit the relaxed dot product's 7-bit
+ * operand; 1–2-bit layers measured no faster with int8 and keep int16) without act-order, groups that are whole
+ * blocks of the wasm layout (a multiple of 32 columns, or per-channel), and short enough that a group's integer
+ * sum fits int32 (`groupLength · 8 · 127 < 2^31`).
  */
 export function qmatvecI8Applies(q: QuantizedLinear): boolean {
-  return roundedApplies(q, 4, 127);
+  return roundedApplies(q, 3, 4, 127);
 }
 
 /** Round half to even, as f32.nearest. */
@@ -106,7 +106,7 @@ export function referenceQmatvecI8(q: QuantizedLinear, x: Float32Array, y: Float
   checkQuantCall("qmatvecI8", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
   if (!qmatvecI8Applies(q))
     throw new Error(
-      `referenceQmatvecI8: format ${q.format.name} is not a 1–4-bit affine format with whole-block groups`,
+      `referenceQmatvecI8: format ${q.format.name} is not a 3–4-bit affine format with whole-block groups`,
     );
   roundedQmatvec(q, x, y, 127);
 }

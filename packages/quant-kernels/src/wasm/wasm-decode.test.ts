@@ -396,9 +396,7 @@ describe.runIf(relaxed).each([1, 2])(
             "int4-g32-sym-f32",
             "int4-pc-asym-f16",
             "int3-g64-asym-f16",
-            "int2-g64-asym-f16",
-            "int2-g128-sym-f16",
-            "int2-pc-asym-f32",
+            "int3-pc-sym-f16",
           ),
           fc.integer({ min: 1, max: 80 }),
           fc.integer({ min: 1, max: 400 }),
@@ -436,10 +434,8 @@ describe.runIf(relaxed).each([1, 2])(
             "int4-g128-asym-f16",
             "int4-g32-asym-f16",
             "int3-g128-asym-f16",
-            "int2-g64-asym-f16",
-            "int2-g128-sym-f16",
             "int4-pc-asym-f16",
-            "int2-pc-asym-f16",
+            "int3-pc-asym-f16",
           ),
           fc.integer({ min: 1, max: 70 }),
           fc.integer({ min: 1, max: 24 }),
@@ -447,8 +443,7 @@ describe.runIf(relaxed).each([1, 2])(
           (name, N, blocks, seed) => {
             const rng = makeRng(seed);
             const f = getFormat(name);
-            const bw = f.bits <= 2 ? 64 : 32;
-            const K = f.groupSize === -1 ? bw * blocks : f.groupSize * Math.ceil(blocks / 4);
+            const K = f.groupSize === -1 ? 32 * blocks : f.groupSize * Math.ceil(blocks / 4);
             const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
             expect(qmatvecI8Applies(q)).toBe(true);
             const x = uniform(rng, K, 3);
@@ -473,8 +468,7 @@ describe.runIf(relaxed).each([1, 2])(
             ["int4-g128-asym-f16", 384],
             ["int4-pc-asym-f16", 1024],
             ["int3-g64-asym-f16", 192],
-            ["int2-g128-sym-f16", 256],
-            ["int2-pc-asym-f16", 1280],
+            ["int4-g32-sym-f16", 96],
           ),
           fc.integer({ min: 1, max: 40 }),
           fc.constantFrom("random", "low", "high"),
@@ -507,7 +501,7 @@ describe.runIf(relaxed).each([1, 2])(
       );
     });
 
-    it("a classifier-size layer across the threads, x and y in wasm memory, and 5–8-bit layers on int16", () => {
+    it("a classifier-size layer across the threads, x and y in wasm memory, and 1–2- and 5–8-bit layers on int16", () => {
       const rng = makeRng(5);
       const N = 8000;
       const K = 288;
@@ -525,16 +519,18 @@ describe.runIf(relaxed).each([1, 2])(
       expect(worst).toBeLessThan(1e-4);
       k.freeF32(got);
       k.freeF32(xw);
-      // int8 codes do not fit the 7-bit operand: such layers keep int16 activations
-      const q8 = rtnQuantize(uniform(rng, 40 * 128, 1), 40, 128, getFormat("int8-g64-asym-f16"));
-      expect(qmatvecI8Applies(q8)).toBe(false);
-      expect(k.qmatvecSupports(q8)).toBe(true);
-      const x8 = uniform(rng, 128, 2);
-      const want8 = new Float32Array(40);
-      referenceQmatvecI16(q8, x8, want8);
-      const got8 = new Float32Array(40);
-      k.qmatvec(q8, x8, got8);
-      for (let n = 0; n < 40; n++) expect(Math.abs(got8[n] - want8[n])).toBeLessThan(1e-4);
+      // int8 codes do not fit the 7-bit operand, and 2-bit ones run no faster: such layers keep int16 activations
+      for (const name of ["int8-g64-asym-f16", "int2-g64-asym-f16", "int2-pc-sym-f16"]) {
+        const q8 = rtnQuantize(uniform(rng, 40 * 128, 1), 40, 128, getFormat(name));
+        expect(qmatvecI8Applies(q8)).toBe(false);
+        expect(k.qmatvecSupports(q8)).toBe(true);
+        const x8 = uniform(rng, 128, 2);
+        const want8 = new Float32Array(40);
+        referenceQmatvecI16(q8, x8, want8);
+        const got8 = new Float32Array(40);
+        k.qmatvec(q8, x8, got8);
+        for (let n = 0; n < 40; n++) expect(Math.abs(got8[n] - want8[n])).toBeLessThan(1e-4);
+      }
     });
   },
 );
@@ -555,6 +551,6 @@ it("decodeActivations: int16 by default, int8 only on the relaxed-SIMD module, a
   const rq = rtnQuantize(new Float32Array(4 * 64), 4, 64, getFormat("nf4-g64-f16"));
   expect(qmatvecI8Applies(rq)).toBe(false);
   expect(() => referenceQmatvecI8(rq, new Float32Array(64), new Float32Array(4))).toThrow(
-    /not a 1–4-bit affine format/,
+    /not a 3–4-bit affine format/,
   );
 });

@@ -50,14 +50,14 @@ export interface DecodeKernels {
   /** Whether {@link DecodeKernels.qmatvec} applies to `q` ({@link qmatvecI16Applies}). */
   qmatvecSupports(q: QuantizedLinear): boolean;
   /**
-   * The activations' precision of {@link DecodeKernels.qmatvec} for 1–4-bit layers (the backend's
-   * `decodeActivations`): `"int8"` (relaxed-SIMD module only) or `"int16"`. 5–8-bit layers always use int16.
+   * The activations' precision of {@link DecodeKernels.qmatvec} for 3–4-bit layers (the backend's
+   * `decodeActivations`): `"int8"` (relaxed-SIMD module only) or `"int16"`. Other layers always use int16.
    */
   readonly qmatvecActivations: "int8" | "int16";
   /**
    * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
    * integer dot products (`i32x4.dot_i16x8_s`) over the resident 2/4/8-bit codes, scale and zero once per group.
-   * With {@link DecodeKernels.qmatvecActivations} `"int8"`, a layer that {@link qmatvecI8Applies} (1–4 bits)
+   * With {@link DecodeKernels.qmatvecActivations} `"int8"`, a layer that {@link qmatvecI8Applies} (3–4 bits)
    * runs {@link referenceQmatvecI8} instead: x rounded to int8 per weight group, relaxed SIMD's
    * `i16x8.relaxed_dot_i8x16_i7x16_s` over the unsigned codes (twice the products per instruction).
    * The layer becomes resident as for `qmatmul`. `x` and `y` may live in wasm memory ({@link DecodeKernels.allocF32}):
@@ -95,7 +95,7 @@ export function shareDecodeKernels(from: object, to: object): void {
 
 /**
  * Registers the kernels of a new wasm backend (called by createWasmBackend); `int8`: the decode matvec rounds
- * the activations of 1–4-bit layers to int8 (the caller checks that the relaxed-SIMD module runs).
+ * the activations of 3–4-bit layers to int8 (the caller checks that the relaxed-SIMD module runs).
  */
 export function registerDecodeKernels(
   backend: object,
