@@ -407,6 +407,24 @@ class CacheOps extends RowOps {
     return t;
   }
 
+  /** A prefill chunk's RMSNorm runs in wasm SIMD on a wasm backend (`TrainKernels.rmsNorm`, in place). */
+  override norm(x: Float32Array, L: LayerWeights, name: BlockNormName): Float32Array {
+    if (this.blocked === undefined || this.rows === 1) return super.norm(x, L, name);
+    const c = this.config;
+    const out = name === "attnNorm" || name === "ffnNorm" ? this.buf.xb : x;
+    const n = this.rows * c.dim;
+    this.blocked.rmsNorm(
+      this.rows,
+      c.dim,
+      x.subarray(0, n),
+      L[name] as Float32Array,
+      c.normEps,
+      out.subarray(0, n),
+      null,
+    );
+    return out;
+  }
+
   /** A prefill chunk's SwiGLU runs in wasm SIMD on a wasm backend (`TrainKernels.swiglu`: a polynomial `exp`). */
   override gate(a: Float32Array, b: Float32Array, act: "silu" | "gelu_tanh"): Float32Array {
     if (this.blocked === undefined || act !== "silu" || this.rows === 1) return super.gate(a, b, act);
