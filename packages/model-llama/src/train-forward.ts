@@ -2,6 +2,7 @@ import {
   type OpDef,
   type Tensor,
   add,
+  allocFloats,
   attention,
   checkpoint,
   defineOp,
@@ -538,7 +539,7 @@ function trainForwardOn(
     x = embedding(f.embedding, ids, [B, T]);
   } else {
     // A packed table is frozen: its gathered, dequantized rows are a constant input (no gradient).
-    const rows = new Float32Array(ids.length * c.dim);
+    const rows = allocFloats(ids.length * c.dim); // a BufferPool's when the step runs in one
     embeddingRows(weights, ids, rows);
     x = tensor(rows, [B, T, c.dim], { tag: "activation", name: "embedding rows" });
   }

@@ -5,14 +5,18 @@ import { loraParameters } from "@int21/lora";
 import { type Backend, createQuantLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
 import { createWasmBackend } from "@int21/quant-kernels/wasm";
 import { describe, expect, it } from "vitest";
+import { quantizeTokenEmbedding } from "./embedding";
 import { addLlamaLoRA, llamaLoss } from "./finetune";
 import { stories260K } from "./testing/stories260k";
 import type { LinearName, LlamaWeights } from "./weights";
 
 const PROJ: LinearName[] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"];
 
-/** stories260K with every projection RTN-packed to INT4 (g32) on `be`. */
-function packedStories(be: Backend): LlamaWeights {
+/**
+ * stories260K with every projection RTN-packed to INT4 (g32) on `be`, and the token embedding to INT8
+ * (g64) when `packEmbedding` (its rows are gathered into a pooled buffer each step).
+ */
+function packedStories(be: Backend, packEmbedding: boolean): LlamaWeights {
   const w = stories260K();
   const layers = w.layers.map((L) => {
     const out = { ...L };
@@ -23,7 +27,10 @@ function packedStories(be: Backend): LlamaWeights {
     }
     return out;
   });
-  return { ...w, layers };
+  const tokenEmbedding = packEmbedding
+    ? quantizeTokenEmbedding(w.tokenEmbedding, w.config, "int8-g64-asym-f16")
+    : w.tokenEmbedding;
+  return { ...w, tokenEmbedding, layers };
 }
 
 interface StepResult {
@@ -34,9 +41,15 @@ interface StepResult {
 }
 
 /** `steps` AdamW steps of LoRA r 4 on q,v with per-layer checkpointing, inside `pool.run` when given. */
-function train(be: Backend, steps: number, pool?: BufferPool, onStep?: (s: number) => void): StepResult {
+function train(
+  be: Backend,
+  packEmbedding: boolean,
+  steps: number,
+  pool?: BufferPool,
+  onStep?: (s: number) => void,
+): StepResult {
   setBackend(be);
-  const w = packedStories(be);
+  const w = packedStories(be, packEmbedding);
   const lora = addLlamaLoRA(w, { targetModules: ["q_proj", "v_proj"], r: 4, alpha: 8, seed: 3 });
   const params = loraParameters(lora);
   const opt = new AdamW(params, { lr: 1e-2 });
@@ -74,19 +87,20 @@ function train(be: Backend, steps: number, pool?: BufferPool, onStep?: (s: numbe
 }
 
 describe("the EMEF step with a BufferPool", () => {
-  const backends: [string, () => Promise<Backend>][] = [
-    ["reference", async () => createReferenceBackend()],
-    ["wasm", () => createWasmBackend({ threads: 1 })],
+  const cases: [string, () => Promise<Backend>, boolean][] = [
+    ["reference backend", async () => createReferenceBackend(), false],
+    ["wasm backend", () => createWasmBackend({ threads: 1 }), false],
+    ["wasm backend, INT8 embedding", () => createWasmBackend({ threads: 1 }), true],
   ];
-  for (const [name, make] of backends) {
-    it(`gives bit-identical losses, LoRA gradients and weights (${name} backend) and reuses its buffers`, async () => {
+  for (const [name, make, packEmbedding] of cases) {
+    it(`gives bit-identical losses, LoRA gradients and weights (${name}) and reuses its buffers`, async () => {
       const be = await make();
       try {
-        const plain = train(be, 3);
+        const plain = train(be, packEmbedding, 3);
         const pool = new BufferPool();
         const taken: number[] = [];
         const reused: number[] = [];
-        const pooled = train(be, 3, pool, () => {
+        const pooled = train(be, packEmbedding, 3, pool, () => {
           const s = pool.stats();
           taken.push(s.taken);
           reused.push(s.reused);
