@@ -242,6 +242,11 @@ for (const shape of shapes) {
         const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens }, dir);
         recordRate(`${shape} decode ${label} ${fmt}`, d, decodeTokens, Number(d.out.ms), Number(d.out.cpuMs));
       }
+      if (fmt === "int4") {
+        // the same INT4 weights decoded with int8 activations (opt-in; llama.cpp's Q4_0 runs Q8_0 ones)
+        const d = int21({ task: "decode", dir: hf, fmt: "int4-a8", tokens: decodeTokens });
+        recordRate(`${shape} decode int21 int4-a8`, d, decodeTokens, Number(d.out.ms), Number(d.out.cpuMs));
+      }
       const peer = { f32: "F32", int4: "Q4_0", int2: "Q2_K" }[fmt] as "F32" | "Q4_0" | "Q2_K";
       if (bench && existsSync(gguf[peer])) {
         const l = llamaBench(bench, gguf[peer], "decode", seq);
@@ -336,6 +341,7 @@ for (const shape of shapes) {
       for (const [fmt, peer] of [
         ["f32", "F32"],
         ["int4", "Q4_0"],
+        ...(who === "int21" ? [["int4-a8", "Q4_0"]] : []),
         ["int2", "Q2_K"],
       ])
         ratio(

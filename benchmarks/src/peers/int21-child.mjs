@@ -12,11 +12,18 @@ import { addLlamaLoRA, createRunState, forward, llamaLoss } from "@int21/model-l
 import { loadHf } from "@int21/loaders";
 import { createWasmBackend, enableRelaxedSimd } from "@int21/quant-kernels/wasm";
 
-const FORMATS = { f32: undefined, int4: "int4-g128-asym-f16", int2: "int2-g64-asym-f16" };
+const FORMATS = {
+  f32: undefined,
+  int4: "int4-g128-asym-f16",
+  // INT4 decoded with int8 activations (llama.cpp's Q4_0 × Q8_0 precision; the backend's opt-in
+  // `decodeActivations: "int8"`, relaxed SIMD only): decode rows only
+  "int4-a8": "int4-g128-asym-f16",
+  int2: "int2-g64-asym-f16",
+};
 // The token embedding (and so the tied classifier) of the decode/prefill tasks, packed as in the GGUF
 // that llama.cpp reads for the same row: Q4_0 packs token_embd in Q4_0, llama-quantize's Q2_K keeps
 // it in Q8_0.
-const EMBEDDING = { int4: "int4-g128-asym-f16", int2: "int8-g64-asym-f16" };
+const EMBEDDING = { int4: "int4-g128-asym-f16", "int4-a8": "int4-g128-asym-f16", int2: "int8-g64-asym-f16" };
 // The EMEF steps (int4 / int2) pack the frozen token embedding and tied classifier in INT8 (g64), as
 // the emef-memory benchmark does: EMEF trains LoRA adapters on a frozen, packed base, and the embedding
 // is part of that base (a float one would be 98 MB of stories110M's ~600 MB peak, held twice: the JS
@@ -29,7 +36,10 @@ const task = JSON.parse(process.argv[2]);
 // As the CLI does: relaxed SIMD (the GEMM's fused multiply-adds) on where the engine has it, Node 20's
 // behind a flag included, so these rows measure what `int21` runs.
 enableRelaxedSimd();
-const backend = await createWasmBackend({ threads: task.threads ?? 1 });
+const backend = await createWasmBackend({
+  threads: task.threads ?? 1,
+  ...(task.fmt === "int4-a8" ? { decodeActivations: "int8" } : {}),
+});
 setBackend(backend);
 
 function cpuMs() {
