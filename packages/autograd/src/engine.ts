@@ -1,6 +1,7 @@
 // The reverse-mode engine: op definitions ({forward, backward} pairs), graph recording, backward().
 import type { Backend } from "@int21/quant-kernels";
 import { currentBackend, getBackend } from "./backend";
+import { allocFloats } from "./memory";
 import { fmtShape, fromData, Tensor, tensor, untracked, zeros } from "./tensor";
 
 /**
@@ -213,7 +214,9 @@ export function backward(root: Tensor, grad?: Tensor | ArrayLike<number>): void 
         `autograd: backward: gradient has ${src.length} values, root has shape ${fmtShape(root.shape)} (${root.size})`,
       );
     }
-    g = untracked(() => tensor(Float32Array.from(src), root.shape, { tag: "backward" }));
+    const copy = allocFloats(src.length); // a BufferPool's inside one (checkpoint passes each block's)
+    copy.set(src);
+    g = untracked(() => tensor(copy, root.shape, { tag: "backward" }));
   }
   if (root.node === null) {
     // A leaf root: its gradient is g itself.
