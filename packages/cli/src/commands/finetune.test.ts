@@ -323,4 +323,28 @@ describe("int21 finetune (EMEF on stories260K packed to INT4)", () => {
     expect(bj.code).toBe(1);
     expect(bj.err).toContain(badJson);
   }, 30_000);
+
+  it("--embedding-bits packs the frozen token embedding too; it needs --bits and enters the run's identity", async () => {
+    const o = join(dir, "emb8");
+    const a = (extra: string[]) =>
+      args(2)
+        .map((x) => (x === out ? o : x))
+        .concat(extra, ["--quiet"]);
+    const r = await cli([...a(["--embedding-bits", "8"]), "--json"]);
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.embedding).toBe("int8-g64-asym-f16");
+    expect(Number.isFinite(s.lastLoss)).toBe(true);
+    expect(readFileSync(join(o, "README.md"), "utf8")).toMatch(/token embedding 8 bits/);
+    // the same run with a float embedding is another run
+    const f = await cli(a([]));
+    expect(f.code).toBe(1);
+    expect(f.err).toMatch(/embeddingBits/);
+    const noBits = await cli(["finetune", MODEL, "--data", data, "--embedding-bits", "8", "-o", o]);
+    expect(noBits.code).toBe(2);
+    expect(noBits.err).toContain("--embedding-bits needs --bits");
+    const six = await cli([...a(["--embedding-bits", "6"])]);
+    expect(six.code).toBe(2);
+    expect(six.err).toContain("--embedding-bits");
+  }, 60_000);
 });

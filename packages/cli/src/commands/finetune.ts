@@ -102,6 +102,12 @@ export function finetuneProgram(): Command {
       ).argParser(intOneOf([2, 3, 4, 8] as const)),
     )
     .addOption(
+      new Option(
+        "--embedding-bits <n>",
+        "with --bits: also pack the frozen token embedding (and a tied classifier) at this many bits (RTN, group 64); default float32",
+      ).argParser(intOneOf([4, 8] as const)),
+    )
+    .addOption(
       new Option("--seed <n>", "seed of the batch order and adapter init").argParser(intIn(0)).default(0),
     )
     .addOption(
@@ -131,6 +137,7 @@ interface FinetuneOpts {
   evalEvery?: number;
   checkpointEvery: number;
   bits?: 2 | 3 | 4 | 8;
+  embeddingBits?: 4 | 8;
   seed: number;
   maxDrop?: number;
   fresh: boolean;
@@ -164,6 +171,8 @@ export function adapterReadme(o: {
   base: string;
   baseHash: string;
   bits?: number;
+  /** The token embedding's bits when `--embedding-bits` packed it too. */
+  embeddingBits?: number;
   data: string;
   dataHash: string;
   kind: TrainingData["kind"];
@@ -204,7 +213,7 @@ ${gen} --prompt "Once upon a time"
   return `# LoRA adapter (int21 finetune)
 
 A PEFT LoRA adapter (\`adapter_config.json\`, \`adapter_model.safetensors\`) for the base model
-\`${o.base}\` (${o.baseHash})${o.bits !== undefined ? `, trained on it quantized to ${o.bits} bits (RTN, group 64) — load the same base with the same \`--bits\`, or a checkpoint quantized that way` : ""}.
+\`${o.base}\` (${o.baseHash})${o.bits !== undefined ? `, trained on it quantized to ${o.bits} bits (RTN, group 64${o.embeddingBits !== undefined ? `; token embedding ${o.embeddingBits} bits` : ""}) — load the same base with the same \`--bits\`${o.embeddingBits !== undefined ? " and `--embedding-bits`" : ""}, or a checkpoint quantized that way` : ""}.
 Rank ${o.rank}, alpha ${o.alpha}, on ${o.targets.join(", ")}; ${o.steps} step${o.steps === 1 ? "" : "s"} on \`${o.data}\` (${o.dataHash}).
 
 ## Prompting
@@ -225,6 +234,10 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
   return runProgram(finetuneProgram(), argv, io, async ([model], opts) => {
     const o = opts as unknown as FinetuneOpts;
     if (!existsSync(o.data)) throw new CliError(`--data ${o.data}: no such file`);
+    if (o.embeddingBits !== undefined && o.bits === undefined)
+      throw new UsageError(
+        "--embedding-bits needs --bits (it packs the embedding of a base quantized on load)",
+      );
     return withBackend(
       o.threads,
       async (backend) => {
@@ -233,6 +246,16 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
             ? {
                 format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }),
                 quantizer: "rtn", // the registered quantizer; loading has no calibration data for GPTQ
+                ...(o.embeddingBits !== undefined
+                  ? {
+                      embedding: makeFormat({
+                        bits: o.embeddingBits,
+                        groupSize: 64,
+                        symmetric: false,
+                        scaleDtype: "f16",
+                      }),
+                    }
+                  : {}),
               }
             : undefined;
         const m = await openModel(model as string, io, {
@@ -285,6 +308,7 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
             identity: {
               model: baseHash,
               bits: o.bits ?? null,
+              ...(o.embeddingBits !== undefined ? { embeddingBits: o.embeddingBits } : {}),
               data: dataHash,
               dataFormat: data.kind,
               seq,
@@ -336,6 +360,7 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
             base: m.path,
             baseHash,
             ...(o.bits !== undefined ? { bits: o.bits } : {}),
+            ...(o.embeddingBits !== undefined ? { embeddingBits: o.embeddingBits } : {}),
             data: o.data,
             dataHash,
             kind: data.kind,
@@ -368,6 +393,9 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           resumedDespite: res.resumedDespite.map((d) => d.field),
           skippedSteps: res.skippedSteps,
           trainableParameters: res.model.parameterCount(name),
+          // the frozen token embedding's storage: "f32", or its packed format (--embedding-bits)
+          embedding:
+            m.weights.tokenEmbedding instanceof Float32Array ? "f32" : m.weights.tokenEmbedding.format.name,
           firstLoss: first,
           lastLoss: last,
           heldOutLoss: heldOut,
