@@ -27,4 +27,24 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch);
 #ifdef __wasm_relaxed_simd__
 void qk_qmv8_run(int32_t* job, int tid, float* scratch);
 #endif
+// The four rows a four-row matvec pass takes from the quarters of a chunk: rows n, n + qr, n + 2·qr, n + 3·qr,
+// with their codes, group scales and zeros, and result slots (decode_qmv.c and decode_qmv8.c).
+typedef struct {
+  const v128_t* w[4];
+  const float* sc[4];
+  const float* ze[4];
+  float* y[4];
+} QmvRows4;
+static inline QmvRows4 qmv_rows4_at(const uint32_t* words, const float* scales, const float* zeros, float* y, int n,
+                                    int qr, int wpr, int ng) {
+  QmvRows4 r4;
+  for (int j = 0; j < 4; j++) {
+    int r = n + j * qr;
+    r4.w[j] = (const v128_t*)(words + (uint32_t)r * (uint32_t)wpr);
+    r4.sc[j] = scales + (uint32_t)r * (uint32_t)ng;
+    r4.ze[j] = zeros + (uint32_t)r * (uint32_t)ng;
+    r4.y[j] = y + r;
+  }
+  return r4;
+}
 #endif

@@ -233,17 +233,8 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch) {
     if (whole && cb != 2) {
       int qr = (n1 - n0) >> 2;
       for (; n < n0 + qr; n++) {
-        const v128_t* w[4];
-        const float *sc[4], *ze[4];
-        float* yy[4];
-        for (int j = 0; j < 4; j++) {
-          int r = n + j * qr;
-          w[j] = (const v128_t*)(words + (uint32_t)r * (uint32_t)wpr);
-          sc[j] = scales + (uint32_t)r * (uint32_t)ng;
-          ze[j] = zeros + (uint32_t)r * (uint32_t)ng;
-          yy[j] = y + r;
-        }
-        (cb == 4 ? qmv_rows4_4 : qmv_rows4_8)(w, x16, ncorr, sc, ze, dxs, xs, ng, bpg, yy);
+        QmvRows4 r4 = qmv_rows4_at(words, scales, zeros, y, n, qr, wpr, ng);
+        (cb == 4 ? qmv_rows4_4 : qmv_rows4_8)(r4.w, x16, ncorr, r4.sc, r4.ze, dxs, xs, ng, bpg, r4.y);
       }
       n = n0 + 4 * qr;
     }

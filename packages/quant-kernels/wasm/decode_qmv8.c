@@ -168,17 +168,8 @@ void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
     int n = n0;
     int qr = (n1 - n0) >> 2;
     for (; n < n0 + qr; n++) {
-      const v128_t* w[4];
-      const float *sc[4], *ze[4];
-      float* yy[4];
-      for (int j = 0; j < 4; j++) {
-        int r = n + j * qr;
-        w[j] = (const v128_t*)(words + (uint32_t)r * (uint32_t)wpr);
-        sc[j] = scales + (uint32_t)r * (uint32_t)ng;
-        ze[j] = zeros + (uint32_t)r * (uint32_t)ng;
-        yy[j] = y + r;
-      }
-      qmv8_rows4_4(w, x8, ncorr, sc, ze, dxs, xs, ng, bpg, nb, yy);
+      QmvRows4 r4 = qmv_rows4_at(words, scales, zeros, y, n, qr, wpr, ng);
+      qmv8_rows4_4(r4.w, x8, ncorr, r4.sc, r4.ze, dxs, xs, ng, bpg, nb, r4.y);
     }
     for (n = n0 + 4 * qr; n < n1; n++) {
       const v128_t* w = (const v128_t*)(words + (uint32_t)n * (uint32_t)wpr);

@@ -6,6 +6,7 @@ import { qmatvecI8Applies, referenceQmatvecI8, referenceQmatvecI16 } from "../re
 import { referenceDequantize } from "../reference/dequantize";
 import { referenceQmatmul } from "../reference/qmatmul";
 import { rtnQuantize } from "../rtn";
+import type { QuantizedLinear } from "../types";
 import { makeRng } from "../testing/random";
 import { enableRelaxedSimd } from "./relaxed-simd";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
@@ -23,6 +24,25 @@ interface Case {
   hs: number;
   extra: number;
   seed: number;
+}
+
+/**
+ * `k.qmatvec(q, x)` against `reference(q, x)` (the same integer rounding of x): they differ only in float32
+ * summation order, |Δ| ≤ 2e-6·`bound` + 1e-6 with `bound` ≥ Σ|x| (|w| ≤ ~1).
+ */
+function expectQmatvecMatches(
+  k: DecodeKernels,
+  q: QuantizedLinear,
+  x: Float32Array,
+  reference: (q: QuantizedLinear, x: Float32Array, y: Float32Array) => void,
+  bound = x.reduce((a, v) => a + Math.abs(v), 0),
+): void {
+  const N = q.outFeatures;
+  const want = new Float32Array(N);
+  reference(q, x, want);
+  const got = new Float32Array(N);
+  k.qmatvec(q, x, got);
+  for (let n = 0; n < N; n++) expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * bound + 1e-6);
 }
 
 function uniform(rng: () => number, n: number, a: number): Float32Array {
@@ -222,14 +242,7 @@ describe.each([
             const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
             expect(k.qmatvecSupports(q)).toBe(true);
             const x = uniform(rng, K, 3);
-            const want = new Float32Array(N);
-            referenceQmatvecI16(q, x, want);
-            const got = new Float32Array(N);
-            k.qmatvec(q, x, got);
-            let mag = 0;
-            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
-            for (let n = 0; n < N; n++)
-              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+            expectQmatvecMatches(k, q, x, referenceQmatvecI16);
           },
         ),
         { seed: 7, numRuns: 60 },
@@ -267,12 +280,7 @@ describe.each([
             const x = new Float32Array(K);
             for (let i = 0; i < K; i++)
               x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
-            const want = new Float32Array(N);
-            referenceQmatvecI16(q, x, want);
-            const got = new Float32Array(N);
-            k.qmatvec(q, x, got);
-            for (let n = 0; n < N; n++)
-              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
+            expectQmatvecMatches(k, q, x, referenceQmatvecI16, 3 * K);
           },
         ),
         { seed: 11, numRuns: 60 },
@@ -447,14 +455,7 @@ describe.runIf(relaxed).each([1, 2])(
             const q = rtnQuantize(uniform(rng, N * K, 1), N, K, f);
             expect(qmatvecI8Applies(q)).toBe(true);
             const x = uniform(rng, K, 3);
-            const want = new Float32Array(N);
-            referenceQmatvecI8(q, x, want);
-            const got = new Float32Array(N);
-            k.qmatvec(q, x, got);
-            let mag = 0;
-            for (let i = 0; i < K; i++) mag += Math.abs(x[i]);
-            for (let n = 0; n < N; n++)
-              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * mag + 1e-6);
+            expectQmatvecMatches(k, q, x, referenceQmatvecI8);
           },
         ),
         { seed: 7, numRuns: 60 },
@@ -489,12 +490,7 @@ describe.runIf(relaxed).each([1, 2])(
             const x = new Float32Array(K);
             for (let i = 0; i < K; i++)
               x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
-            const want = new Float32Array(N);
-            referenceQmatvecI8(q, x, want);
-            const got = new Float32Array(N);
-            k.qmatvec(q, x, got);
-            for (let n = 0; n < N; n++)
-              expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * 3 * K + 1e-6);
+            expectQmatvecMatches(k, q, x, referenceQmatvecI8, 3 * K);
           },
         ),
         { seed: 11, numRuns: 60 },
