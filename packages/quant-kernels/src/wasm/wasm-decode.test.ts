@@ -45,6 +45,41 @@ function expectQmatvecMatches(
   for (let n = 0; n < N; n++) expect(Math.abs(got[n] - want[n])).toBeLessThanOrEqual(2e-6 * bound + 1e-6);
 }
 
+/**
+ * Extreme codes against full-scale activations: weights ±1 (asymmetric RTN puts every code at 0 or 2^bits − 1,
+ * symmetric at ±qmax; each row holds one flipped weight, so rows 0 and 1 sit almost all at one end) and |x| all
+ * equal (every rounded activation at its bound): `k.qmatvec` must still match `reference` for the `formats`
+ * ([name, K] pairs), which `applies` must accept.
+ */
+function extremeCodesProperty(
+  k: DecodeKernels,
+  formats: [string, number][],
+  applies: (q: QuantizedLinear) => boolean,
+  reference: (q: QuantizedLinear, x: Float32Array, y: Float32Array) => void,
+) {
+  return fc.property(
+    fc.constantFrom(...formats),
+    fc.integer({ min: 1, max: 40 }),
+    fc.constantFrom("random", "low", "high"),
+    fc.constantFrom("random", "plus", "minus"),
+    fc.integer({ min: 1, max: 1 << 30 }),
+    ([name, K], N, codes, signs, seed) => {
+      const rng = makeRng(seed);
+      const W = new Float32Array(N * K);
+      for (let n = 0; n < N; n++)
+        for (let c = 0; c < K; c++) {
+          const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
+          W[n * K + c] = c === n % K ? -v : v;
+        }
+      const q = rtnQuantize(W, N, K, getFormat(name));
+      expect(applies(q)).toBe(true);
+      const x = new Float32Array(K);
+      for (let i = 0; i < K; i++) x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
+      expectQmatvecMatches(k, q, x, reference, 3 * K);
+    },
+  );
+}
+
 function uniform(rng: () => number, n: number, a: number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = a * (2 * rng() - 1);
@@ -251,37 +286,18 @@ describe.each([
 
     it("extreme codes against full-scale activations (the offset decode's correction at the int32 bound) match the reference", () => {
       fc.assert(
-        fc.property(
-          fc.constantFrom(
+        extremeCodesProperty(
+          k,
+          [
             ["int8-pc-asym-f16", 512],
             ["int8-g64-asym-f16", 448],
             ["int4-g128-asym-f16", 384],
             ["int3-g64-asym-f16", 192],
             ["int2-g128-sym-f16", 256],
             ["int2-g64-asym-f16", 100],
-          ),
-          fc.integer({ min: 1, max: 40 }),
-          fc.constantFrom("random", "low", "high"),
-          fc.constantFrom("random", "plus", "minus"),
-          fc.integer({ min: 1, max: 1 << 30 }),
-          ([name, K], N, codes, signs, seed) => {
-            const rng = makeRng(seed);
-            // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1, symmetric ±qmax; rows 0 and 1
-            // hold one +1 / −1 among the others, so their codes sit (almost) all at one end
-            const W = new Float32Array(N * K);
-            for (let n = 0; n < N; n++)
-              for (let k = 0; k < K; k++) {
-                const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
-                W[n * K + k] = k === n % K ? -v : v;
-              }
-            const q = rtnQuantize(W, N, K, getFormat(name));
-            expect(k.qmatvecSupports(q)).toBe(true);
-            // |x| all equal: every xq is ±32767
-            const x = new Float32Array(K);
-            for (let i = 0; i < K; i++)
-              x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
-            expectQmatvecMatches(k, q, x, referenceQmatvecI16, 3 * K);
-          },
+          ],
+          (q) => k.qmatvecSupports(q),
+          referenceQmatvecI16,
         ),
         { seed: 11, numRuns: 60 },
       );
@@ -464,34 +480,16 @@ describe.runIf(relaxed).each([1, 2])(
 
     it("extreme codes against full-scale activations (the int16 sums at their bound) match the reference", () => {
       fc.assert(
-        fc.property(
-          fc.constantFrom(
+        extremeCodesProperty(
+          k,
+          [
             ["int4-g128-asym-f16", 384],
             ["int4-pc-asym-f16", 1024],
             ["int3-g64-asym-f16", 192],
             ["int4-g32-sym-f16", 96],
-          ),
-          fc.integer({ min: 1, max: 40 }),
-          fc.constantFrom("random", "low", "high"),
-          fc.constantFrom("random", "plus", "minus"),
-          fc.integer({ min: 1, max: 1 << 30 }),
-          ([name, K], N, codes, signs, seed) => {
-            const rng = makeRng(seed);
-            // weights ±1 only: asymmetric RTN gives every code 0 or 2^bits − 1; rows hold one flipped weight
-            const W = new Float32Array(N * K);
-            for (let n = 0; n < N; n++)
-              for (let c = 0; c < K; c++) {
-                const v = codes === "random" ? (rng() < 0.5 ? -1 : 1) : codes === "low" ? -1 : 1;
-                W[n * K + c] = c === n % K ? -v : v;
-              }
-            const q = rtnQuantize(W, N, K, getFormat(name));
-            expect(qmatvecI8Applies(q)).toBe(true);
-            // |x| all equal: every xq is ±127
-            const x = new Float32Array(K);
-            for (let i = 0; i < K; i++)
-              x[i] = signs === "plus" ? 3 : signs === "minus" ? -3 : rng() < 0.5 ? -3 : 3;
-            expectQmatvecMatches(k, q, x, referenceQmatvecI8, 3 * K);
-          },
+          ],
+          qmatvecI8Applies,
+          referenceQmatvecI8,
         ),
         { seed: 11, numRuns: 60 },
       );
