@@ -11,8 +11,8 @@ import {
   LLAMA_TARGETS,
   lossChartSvg,
 } from "@int21/lora";
-import { finetune as trainAdapter } from "@int21/model-llama";
-import { makeFormat } from "@int21/quant-kernels";
+import { isPackedEmbedding, finetune as trainAdapter } from "@int21/model-llama";
+import { type FormatBits, makeFormat } from "@int21/quant-kernels";
 import { Command, Option } from "commander";
 import { type CliIo, CliError, EXIT, UsageError } from "../cli-io";
 import { runProgram, withBackend, writeJson } from "../command";
@@ -241,21 +241,15 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
     return withBackend(
       o.threads,
       async (backend) => {
+        // --bits and --embedding-bits: RTN, asymmetric, group 64, f16 scales
+        const g64 = (bits: FormatBits) =>
+          makeFormat({ bits, groupSize: 64, symmetric: false, scaleDtype: "f16" });
         const quantize =
           o.bits !== undefined
             ? {
-                format: makeFormat({ bits: o.bits, groupSize: 64, symmetric: false, scaleDtype: "f16" }),
+                format: g64(o.bits),
                 quantizer: "rtn", // the registered quantizer; loading has no calibration data for GPTQ
-                ...(o.embeddingBits !== undefined
-                  ? {
-                      embedding: makeFormat({
-                        bits: o.embeddingBits,
-                        groupSize: 64,
-                        symmetric: false,
-                        scaleDtype: "f16",
-                      }),
-                    }
-                  : {}),
+                ...(o.embeddingBits !== undefined ? { embedding: g64(o.embeddingBits) } : {}),
               }
             : undefined;
         const m = await openModel(model as string, io, {
@@ -394,8 +388,9 @@ export function finetune(argv: readonly string[], io: CliIo): Promise<number> {
           skippedSteps: res.skippedSteps,
           trainableParameters: res.model.parameterCount(name),
           // the frozen token embedding's storage: "f32", or its packed format (--embedding-bits)
-          embedding:
-            m.weights.tokenEmbedding instanceof Float32Array ? "f32" : m.weights.tokenEmbedding.format.name,
+          embedding: isPackedEmbedding(m.weights.tokenEmbedding)
+            ? m.weights.tokenEmbedding.format.name
+            : "f32",
           firstLoss: first,
           lastLoss: last,
           heldOutLoss: heldOut,
