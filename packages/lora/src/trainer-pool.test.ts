@@ -1,13 +1,11 @@
 // The Trainer runs each step in an autograd BufferPool (its default): the same run as without one.
-import { AdamW, BufferPool, crossEntropy, setBackend, tensor } from "@int21/autograd";
-import { createQuantLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
+import { AdamW, BufferPool, setBackend } from "@int21/autograd";
+import { createReferenceBackend } from "@int21/quant-kernels";
 import { describe, expect, it } from "vitest";
-import { type Batch, splitExamples, textDataset } from "./dataset";
-import type { LoRALinear } from "./lora-linear";
-import { LoRAModel } from "./lora-model";
-import { linearForward, loraParameters } from "./lora-op";
+import { splitExamples, textDataset } from "./dataset";
+import { loraParameters } from "./lora-op";
 import { charTokenizer } from "./testing/char-tokenizer";
-import { randomArray } from "./testing/dense-linear";
+import { bigramLoRA } from "./testing/bigram";
 import { Trainer } from "./trainer";
 
 const backend = createReferenceBackend();
@@ -20,20 +18,7 @@ const { train } = splitExamples(textDataset(text, tok, { seqLen: 16 }), 4, 1);
 
 /** A LoRA bigram model (one-hot → frozen INT4 [V × V] + adapter, dropout 0.1) trained `steps` steps. */
 function run(bufferPool: BufferPool | false | undefined) {
-  const base = createQuantLinear({
-    q: rtnQuantize(randomArray(V * V, 3, 0.5), V, V, "int4-g32-asym-f16"),
-    backend,
-  });
-  const modules = new Map([["lm_head", base as never]]);
-  const model = new LoRAModel(modules);
-  model.addAdapter({ targetModules: ["lm_head"], r: 4, alpha: 8, dropout: 0.1, seed: 5 });
-  const layer = modules.get("lm_head") as unknown as LoRALinear;
-  const loss = (b: Batch, info: { training: boolean }) => {
-    const n = b.batch * b.seqLen;
-    const x = new Float32Array(n * V);
-    for (let i = 0; i < n; i++) x[i * V + b.input[i]] = 1;
-    return crossEntropy(linearForward(layer, tensor(x, [n, V]), { training: info.training }), b.target);
-  };
+  const { model, loss } = bigramLoRA(backend, V);
   const params = loraParameters(model);
   const t = new Trainer({
     optimizer: new AdamW(params, { lr: 0.05 }),

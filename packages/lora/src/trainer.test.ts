@@ -1,17 +1,15 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Adam, AdamW, crossEntropy, scale, setBackend, tensor } from "@int21/autograd";
-import { createQuantLinear, createReferenceBackend, rtnQuantize } from "@int21/quant-kernels";
+import { Adam, AdamW, scale, setBackend, tensor } from "@int21/autograd";
+import { createReferenceBackend } from "@int21/quant-kernels";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Batch } from "./dataset";
 import { batchIndices, collate, splitExamples, textDataset } from "./dataset";
-import type { LoRALinear } from "./lora-linear";
-import { linearForward, loraParameters } from "./lora-op";
-import { LoRAModel } from "./lora-model";
+import { loraParameters } from "./lora-op";
 import { RunMismatchError, TrainingDivergedError } from "./run-identity";
 import { charTokenizer } from "./testing/char-tokenizer";
-import { randomArray } from "./testing/dense-linear";
+import { bigramLoRA } from "./testing/bigram";
 import {
   formatProgress,
   lossChartSvg,
@@ -37,23 +35,7 @@ const text = "the cat sat on the mat. a dog sat on a log. ".repeat(12);
 const { train, heldOut } = splitExamples(textDataset(text, tok, { seqLen: 16 }), 4, 1);
 
 /** A bigram model: one-hot(token) → frozen INT4 [V × V] layer with a LoRA (dropout 0.1). */
-function bigram() {
-  const base = createQuantLinear({
-    q: rtnQuantize(randomArray(V * V, 3, 0.5), V, V, "int4-g32-asym-f16"),
-    backend,
-  });
-  const modules = new Map([["lm_head", base as never]]);
-  const model = new LoRAModel(modules);
-  model.addAdapter({ targetModules: ["lm_head"], r: 4, alpha: 8, dropout: 0.1, seed: 5 });
-  const layer = modules.get("lm_head") as unknown as LoRALinear;
-  const loss = (b: Batch, info: { training: boolean }) => {
-    const n = b.batch * b.seqLen;
-    const x = new Float32Array(n * V);
-    for (let i = 0; i < n; i++) x[i * V + b.input[i]] = 1;
-    return crossEntropy(linearForward(layer, tensor(x, [n, V]), { training: info.training }), b.target);
-  };
-  return { model, layer, loss };
-}
+const bigram = () => bigramLoRA(backend, V);
 
 function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
   const { model, loss } = bigram();
