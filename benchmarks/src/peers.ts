@@ -12,9 +12,11 @@
 // INT21_PEERS_SEQ (512), INT21_PEERS_STEPS (2 measured steps after a warm-up step), INT21_PEERS_THREADS (1),
 // INT21_PYTHON (default: python3, used only if it imports torch, transformers and peft), LLAMA_CPP_DIR,
 // INT21_PEERS_DIR (where the models are written; default <tmp>/int21-peers), INT21_BENCH_QUICK=1 (a smoke
-// run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows) or
-// =step (only the training-step rows); the other rows of an existing results/peers.json are kept, marked
-// with their own date. INT21_PEERS_BASE=<dir>: also runs <dir>/int21-child.mjs (a copy of the child next
+// run: stories260K shape, seq 32, one round), INT21_PEERS_ONLY=decode (only the decode and prefill rows),
+// =prefill (only the prefill rows) or =step (only the training-step rows). A run with INT21_PEERS_THREADS=N
+// other than 1 names its rows "… N threads" and adds "scaling:" rows (N threads / 1 thread) against the
+// 1-thread rows of the results file. A partial run (ONLY, or N threads) keeps the rows of an existing
+// results/peers.json that it did not measure, each marked with its own date. INT21_PEERS_BASE=<dir>: also runs <dir>/int21-child.mjs (a copy of the child next
 // to a node_modules/@int21 of an earlier build) as "int21-base", interleaved with the others, so a change
 // is measured against its predecessor in the same run. INT21_PEERS_CHILD=<dir>: the same for the main int21
 // rows (a frozen copy of the build, so packages rebuilt during a long run do not change what is measured).
@@ -23,7 +25,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Row, barChartSvg, report } from "@int21/bench-utils";
+import { type Row, barChartSvg, report, resultsDir } from "@int21/bench-utils";
 import { type SyntheticModelName, syntheticConfig, syntheticWeights } from "@int21/model-llama";
 import { Llama2cTokenizer, exportHf, saveGguf } from "@int21/loaders";
 import { SHARED, hasShared, sharedPath } from "@int21/shared-data";
@@ -41,8 +43,20 @@ const threads = Number(env("INT21_PEERS_THREADS", "1"));
 const decodeTokens = quick ? 16 : 128;
 const work = resolve(env("INT21_PEERS_DIR", join(tmpdir(), "int21-peers")));
 const llamaCpp = process.env.LLAMA_CPP_DIR;
-const decodeOnly = process.env.INT21_PEERS_ONLY === "decode";
-const stepOnly = process.env.INT21_PEERS_ONLY === "step";
+const only = process.env.INT21_PEERS_ONLY;
+if (only !== undefined && !["decode", "prefill", "step"].includes(only))
+  throw new Error(`INT21_PEERS_ONLY=${only}: expected decode, prefill or step`);
+if (!Number.isInteger(threads) || threads < 1)
+  throw new Error(`INT21_PEERS_THREADS=${process.env.INT21_PEERS_THREADS}: expected a positive integer`);
+const doSteps = only === undefined || only === "step";
+const doDecode = only === undefined || only === "decode";
+const doPrefill = only === undefined || only === "decode" || only === "prefill";
+const doGemm = only === undefined;
+/** The suffix of every row this run measures: "" on 1 thread, " N threads" otherwise. */
+const suffix = threads === 1 ? "" : ` ${threads} threads`;
+/** `name` with `sfx` before a trailing " (CPU time)". */
+const withSuffix = (name: string, sfx: string) =>
+  name.endsWith(" (CPU time)") ? `${name.slice(0, -11)}${sfx} (CPU time)` : `${name}${sfx}`;
 const baseDir = process.env.INT21_PEERS_BASE;
 const childDir = process.env.INT21_PEERS_CHILD ?? join(here, "peers");
 
@@ -185,7 +199,8 @@ const samples = new Map<
   string,
   { wall: number[]; cpu: number[]; load: number[]; rss: number[]; value: number[] }
 >();
-function record(name: string, m: Measured, value: number, wall: number, cpu?: number) {
+function record(measured: string, m: Measured, value: number, wall: number, cpu?: number) {
+  const name = withSuffix(measured, suffix);
   const s = samples.get(name) ?? { wall: [], cpu: [], load: [], rss: [], value: [] };
   s.wall.push(wall);
   if (cpu !== undefined) s.cpu.push(cpu);
@@ -228,7 +243,7 @@ for (const shape of shapes) {
         : []),
       [`${shape} step int21 int2`, () => int21({ task: "step", dir: hf, fmt: "int2", seq, steps })],
     ];
-    for (const [name, run] of decodeOnly ? [] : stepCases) {
+    for (const [name, run] of doSteps ? stepCases : []) {
       const m = run();
       record(name, m, Number(m.out.stepMs) / 1000, Number(m.out.stepMs), Number(m.out.stepCpuMs));
     }
@@ -237,18 +252,19 @@ for (const shape of shapes) {
       ["int21", undefined],
       ...(baseDir ? ([["int21-base", baseDir]] as [string, string][]) : []),
     ];
-    for (const fmt of stepOnly ? [] : ["f32", "int4", "int2"]) {
-      for (const [label, dir] of who) {
+    for (const fmt of doPrefill ? ["f32", "int4", "int2"] : []) {
+      if (!doDecode && fmt !== "f32") continue;
+      for (const [label, dir] of doDecode ? who : []) {
         const d = int21({ task: "decode", dir: hf, fmt, tokens: decodeTokens }, dir);
         recordRate(`${shape} decode ${label} ${fmt}`, d, decodeTokens, Number(d.out.ms), Number(d.out.cpuMs));
       }
-      if (fmt === "int4") {
+      if (fmt === "int4" && doDecode) {
         // the same INT4 weights decoded with int8 activations (opt-in; llama.cpp's Q4_0 runs Q8_0 ones)
         const d = int21({ task: "decode", dir: hf, fmt: "int4-a8", tokens: decodeTokens });
         recordRate(`${shape} decode int21 int4-a8`, d, decodeTokens, Number(d.out.ms), Number(d.out.cpuMs));
       }
       const peer = { f32: "F32", int4: "Q4_0", int2: "Q2_K" }[fmt] as "F32" | "Q4_0" | "Q2_K";
-      if (bench && existsSync(gguf[peer])) {
+      if (bench && existsSync(gguf[peer]) && doDecode) {
         const l = llamaBench(bench, gguf[peer], "decode", seq);
         record(`${shape} decode llama.cpp ${peer}`, l, Number(l.out.tokensPerSec), l.wallMs, l.cpuMs);
         record(
@@ -258,6 +274,8 @@ for (const shape of shapes) {
           l.wallMs,
           l.cpuMs,
         );
+      }
+      if (bench && existsSync(gguf[peer])) {
         if (fmt === "f32") {
           const lp = llamaBench(bench, gguf[peer], "prefill", seq);
           record(`${shape} prefill llama.cpp ${peer}`, lp, Number(lp.out.tokensPerSec), lp.wallMs, lp.cpuMs);
@@ -271,14 +289,13 @@ for (const shape of shapes) {
         }
       }
     }
-    if (stepOnly) continue;
-    for (const [label, dir] of who) {
+    for (const [label, dir] of doPrefill ? who : []) {
       const p = int21({ task: "prefill", dir: hf, fmt: "f32", tokens: seq }, dir);
       recordRate(`${shape} prefill ${label} f32`, p, seq, Number(p.out.ms), Number(p.out.cpuMs));
     }
   }
 }
-for (let r = 0; r < (decodeOnly || stepOnly ? 0 : rounds); r++) {
+for (let r = 0; r < (doGemm ? rounds : 0); r++) {
   const n = quick ? 128 : 1024;
   const a = int21({ task: "gemm", n });
   record(`gemm ${n}³ int21`, a, Number(a.out.gflops), Number(a.out.ms));
@@ -303,20 +320,22 @@ for (const [name, s] of samples) {
     runs: s.value.length,
   });
 }
-if (decodeOnly || stepOnly) {
-  // keep the rows this run did not measure (steps or decode/prefill, GEMM) from the previous results, dated
-  const prev = join(here, "..", "results", "peers.json");
+if (only !== undefined || threads !== 1) {
+  // a partial run keeps the measured rows it did not measure again from the previous results, each dated
+  // (ratio and scaling rows are computed again below)
+  const prev = join(resultsDir(), "peers.json");
   if (existsSync(prev)) {
-    const old = JSON.parse(readFileSync(prev, "utf8")) as { date?: string; rows: Row[] };
-    // the rows of the part this run skipped (a decode-only run keeps the step and GEMM rows, and the other way)
-    const isStep = (name: string) => name.includes(" step ") || name.startsWith("gemm");
-    const kept = old.rows.filter(
-      (r) => !r.name.startsWith("ratio: ") && !samples.has(r.name) && isStep(r.name) === decodeOnly,
-    );
+    const old = JSON.parse(readFileSync(prev, "utf8")) as {
+      date?: string;
+      rows: (Row & { date?: string })[];
+    };
+    const kept = old.rows
+      .filter((r) => !r.name.startsWith("ratio: ") && !r.name.startsWith("scaling: ") && !samples.has(r.name))
+      .map((r) => ({ ...r, date: r.date ?? old.date ?? "an earlier run" }));
     rows.push(...kept);
     if (kept.length > 0)
       notes.push(
-        `rows other than ${stepOnly ? "the steps" : "decode/prefill"} (${kept.map((r) => r.name).join(", ")}) are from the run of ${old.date ?? "an earlier date"}`,
+        `${kept.length} row(s) not measured in this run (${only ?? "all"} rows, ${threads} thread(s)) are kept from earlier runs, each with its date`,
       );
   }
 }
@@ -328,39 +347,62 @@ function ratio(label: string, ours: string, peer: string, lowerIsBetter: boolean
   if (a === undefined || b === undefined) return;
   rows.push({ name: `ratio: ${label}`, value: lowerIsBetter ? b / a : a / b, unit: "× peer speed" });
 }
-for (const shape of shapes) {
-  for (const fmt of ["f32", "int4", "int2"])
-    ratio(
-      `${shape} step int21 ${fmt} vs torch f32`,
-      `${shape} step int21 ${fmt}`,
-      `${shape} step torch f32`,
-      true,
-    );
-  for (const who of baseDir ? ["int21", "int21-base"] : ["int21"]) {
-    for (const clock of ["", " (CPU time)"]) {
-      for (const [fmt, peer] of [
-        ["f32", "F32"],
-        ["int4", "Q4_0"],
-        ...(who === "int21" ? [["int4-a8", "Q4_0"]] : []),
-        ["int2", "Q2_K"],
-      ])
+const suffixes = new Set([""]);
+for (const r of rows) {
+  const m = / (\d+) threads(?: \(CPU time\))?$/.exec(r.name);
+  if (m) suffixes.add(` ${m[1]} threads`);
+}
+const ratioShapes = new Set(
+  rows.map((r) => /^(stories\w+) /.exec(r.name)?.[1]).filter((x): x is string => x !== undefined),
+);
+for (const sfx of suffixes)
+  for (const shape of ratioShapes) {
+    for (const fmt of ["f32", "int4", "int2"])
+      ratio(
+        `${shape} step int21 ${fmt} vs torch f32${sfx}`,
+        `${shape} step int21 ${fmt}${sfx}`,
+        `${shape} step torch f32${sfx}`,
+        true,
+      );
+    for (const who of baseDir ? ["int21", "int21-base"] : ["int21"]) {
+      for (const clock of ["", " (CPU time)"]) {
+        for (const [fmt, peer] of [
+          ["f32", "F32"],
+          ["int4", "Q4_0"],
+          ...(who === "int21" ? [["int4-a8", "Q4_0"]] : []),
+          ["int2", "Q2_K"],
+        ])
+          ratio(
+            `${shape} decode ${who} ${fmt} vs llama.cpp ${peer}${sfx}${clock}`,
+            `${shape} decode ${who} ${fmt}${sfx}${clock}`,
+            `${shape} decode llama.cpp ${peer}${sfx}${clock}`,
+            false,
+          );
         ratio(
-          `${shape} decode ${who} ${fmt} vs llama.cpp ${peer}${clock}`,
-          `${shape} decode ${who} ${fmt}${clock}`,
-          `${shape} decode llama.cpp ${peer}${clock}`,
+          `${shape} prefill ${who} f32 vs llama.cpp F32${sfx}${clock}`,
+          `${shape} prefill ${who} f32${sfx}${clock}`,
+          `${shape} prefill llama.cpp F32${sfx}${clock}`,
           false,
         );
-      ratio(
-        `${shape} prefill ${who} f32 vs llama.cpp F32${clock}`,
-        `${shape} prefill ${who} f32${clock}`,
-        `${shape} prefill llama.cpp F32${clock}`,
-        false,
-      );
+      }
     }
   }
-}
 const n = quick ? 128 : 1024;
-ratio(`gemm ${n}³ int21 vs torch`, `gemm ${n}³ int21`, `gemm ${n}³ torch`, false);
+for (const sfx of suffixes)
+  ratio(`gemm ${n}³ int21 vs torch${sfx}`, `gemm ${n}³ int21${sfx}`, `gemm ${n}³ torch${sfx}`, false);
+// N threads / 1 thread, for every measured row that has both (speed ratios: > 1 = faster on N threads)
+for (const r of [...rows]) {
+  // (wall clock only: tokens per CPU second do not grow with threads)
+  const m = /^(.*) (\d+) threads$/.exec(r.name);
+  if (!m || r.name.startsWith("ratio: ")) continue;
+  const one = val(m[1]);
+  if (one === undefined) continue;
+  rows.push({
+    name: `scaling: ${m[1]} ${m[2]} threads / 1 thread`,
+    value: r.unit === "s/step" ? one / (r.value as number) : (r.value as number) / one,
+    unit: "× 1-thread speed",
+  });
+}
 notes.push(
   "ratios read as int21's speed / the peer's (1 = as fast; 0.5 = half as fast); step rows are seconds per step, decode/prefill rows tokens per second",
 );
