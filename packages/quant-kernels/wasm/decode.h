@@ -22,6 +22,19 @@
 #define AT_HS 14
 #define AT_SCALE 15   // f32 bits
 
+// min(a, b) for the decode matvecs (decode_qmv.c, decode_qmv8.c).
+static inline int qmv_imin(int a, int b) { return a < b ? a : b; }
+
+// max_{k0 ≤ k < k1} |x[k]| (k1 − k0 a multiple of 4; 0 for an empty range): the scale of a decode matvec's group
+// of activations (decode_qmv.c, decode_qmv8.c).
+static inline float absmax_f32(const float* x, int k0, int k1) {
+  v128_t m = wasm_f32x4_splat(0.0f);
+  for (int k = k0; k < k1; k += 4) m = wasm_f32x4_max(m, wasm_f32x4_abs(wasm_v128_load(x + k)));
+  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+  return wasm_f32x4_extract_lane(m, 0);
+}
+
 void qk_attn_run(int32_t* job, int tid, float* scratch);
 void qk_qmv_run(int32_t* job, int tid, float* scratch);
 #ifdef __wasm_relaxed_simd__

@@ -26,8 +26,6 @@
 // one-row kernel, so the results do not depend on the path.
 #include "decode.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // xq (permuted, int16), ncorr[g] (the negated per-lane C·Σ xq of group g) and xs[g] = dx[g]·Σ xq, dx[g]
 // from x (Kp floats, zero-padded).
 static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr, float* dxs, float* xs) {
@@ -35,12 +33,8 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr,
   int fpi = 16 / cb, bw = 128 / cb;
   v128_t c16 = wasm_i16x8_splat((int16_t)(1 << (cb - 1)));
   for (int g = 0; g < ng; g++) {
-    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
-    v128_t m = wasm_f32x4_splat(0.0f);
-    for (int k = k0; k < k1; k += 4) m = wasm_f32x4_max(m, wasm_f32x4_abs(wasm_v128_load(x + k)));
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
-    float mx = wasm_f32x4_extract_lane(m, 0);
+    int k0 = g * gs, k1 = qmv_imin(k0 + gs, Kp);
+    float mx = absmax_f32(x, k0, k1);
     float inv = mx > 0.0f ? 32767.0f / mx : 0.0f;
     float dx = mx / 32767.0f;
     int sum = 0;
@@ -85,7 +79,7 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr,
     float zt = 0.0f;                                                                                          \
     for (int g = 0; g < ng; g++) {                                                                            \
       v128_t a0 = ncorr[g], a1 = wasm_i32x4_splat(0);                                                         \
-      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {                                            \
+      for (int b = g * bpg, be = qmv_imin(b + bpg, nb); b < be; b++) {                                            \
         v128_t v = wasm_v128_xor(wasm_v128_load(w + b), tops);                                                \
         const v128_t* xb = xq + b * fpi;                                                                      \
         _Pragma("clang loop unroll(full)") for (int f = 0; f < fpi; f += 2) {                                 \
@@ -228,7 +222,7 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch) {
     int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
     int n0 = c * QMV_CHUNK;
     if (n0 >= N) break;
-    int n1 = imin(n0 + QMV_CHUNK, N);
+    int n1 = qmv_imin(n0 + QMV_CHUNK, N);
     int n = n0;
     if (whole && cb != 2) {
       int qr = (n1 - n0) >> 2;

@@ -20,20 +20,14 @@
 #include "decode.h"
 
 #ifdef __wasm_relaxed_simd__
-static inline int imin8(int a, int b) { return a < b ? a : b; }
-
 // xq (permuted, int8), ncorr[g] = (−C·Σ xq, 0, 0, 0), dxs[g] and xs[g] = dx[g]·Σ xq, from x (Kp floats,
 // zero-padded).
 static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* ncorr, float* dxs, float* xs) {
   int cb = d[D_CB], Kp = d[D_KP], ng = d[D_NG], gs = d[D_GS];
   int fpb = 8 / cb, bw = 128 / cb;
   for (int g = 0; g < ng; g++) {
-    int k0 = g * gs, k1 = imin8(k0 + gs, Kp);
-    v128_t m = wasm_f32x4_splat(0.0f);
-    for (int k = k0; k < k1; k += 4) m = wasm_f32x4_max(m, wasm_f32x4_abs(wasm_v128_load(x + k)));
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
-    float mx = wasm_f32x4_extract_lane(m, 0);
+    int k0 = g * gs, k1 = qmv_imin(k0 + gs, Kp);
+    float mx = absmax_f32(x, k0, k1);
     float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
     float dx = mx / 127.0f;
     int sum = 0;
@@ -75,9 +69,9 @@ static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* ncorr,
     float tot = 0.0f, zt = 0.0f;                                                                                \
     for (int g = 0; g < ng; g++) {                                                                              \
       v128_t a = ncorr[g];                                                                                      \
-      for (int r = g * bpg, be = imin8(r + bpg, nb); r < be; r += RUN8(CB)) {                                   \
+      for (int r = g * bpg, be = qmv_imin(r + bpg, nb); r < be; r += RUN8(CB)) {                                   \
         v128_t h = wasm_i16x8_splat(0);                                                                         \
-        for (int b = r, re = imin8(r + RUN8(CB), be); b < re; b++) {                                            \
+        for (int b = r, re = qmv_imin(r + RUN8(CB), be); b < re; b++) {                                            \
           v128_t v = wasm_v128_xor(wasm_v128_load(w + b), tops);                                                \
           const v128_t* xb = xq + b * fpb;                                                                      \
           _Pragma("clang loop unroll(full)") for (int f = 0; f < fpb; f++) DOT8(h, wasm_v128_load(xb + f), FIELD8(v, f, CB, m)); \
@@ -105,9 +99,9 @@ DEFINE_QMV8_ROW(qmv8_row_4, 4)
     v128_t tot = wasm_f32x4_splat(0.0f), zt = tot;                                                                \
     for (int g = 0; g < ng; g++) {                                                                                \
       v128_t a0 = ncorr[g], a1 = a0, a2 = a0, a3 = a0;                                                            \
-      for (int r = g * bpg, be = imin8(r + bpg, nb); r < be; r += RUN8(CB)) {                                     \
+      for (int r = g * bpg, be = qmv_imin(r + bpg, nb); r < be; r += RUN8(CB)) {                                     \
         v128_t h0 = wasm_i16x8_splat(0), h1 = h0, h2 = h0, h3 = h0;                                               \
-        _Pragma("clang loop unroll(disable)") for (int b = r, re = imin8(r + RUN8(CB), be); b < re; b++) {        \
+        _Pragma("clang loop unroll(disable)") for (int b = r, re = qmv_imin(r + RUN8(CB), be); b < re; b++) {        \
           v128_t v0 = wasm_v128_xor(wasm_v128_load(w0 + b), tops), v1 = wasm_v128_xor(wasm_v128_load(w1 + b), tops); \
           v128_t v2 = wasm_v128_xor(wasm_v128_load(w2 + b), tops), v3 = wasm_v128_xor(wasm_v128_load(w3 + b), tops); \
           const v128_t* xb = xq + b * fpb;                                                                        \
@@ -164,7 +158,7 @@ void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
     int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
     int n0 = c * QMV8_CHUNK;
     if (n0 >= N) break;
-    int n1 = imin8(n0 + QMV8_CHUNK, N);
+    int n1 = qmv_imin(n0 + QMV8_CHUNK, N);
     int n = n0;
     int qr = (n1 - n0) >> 2;
     for (; n < n0 + qr; n++) {
