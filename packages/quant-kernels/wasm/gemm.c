@@ -173,29 +173,36 @@ __attribute__((noinline)) static void micro_kernel(int kc, const float* a, const
     for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);
 }
 
-// C[0..mr)[0..nr) += alpha * acc.
-static void update_c(const float* acc, float* C, int ldc, float alpha, int mr, int nr) {
+// C[0..mr)[0..nr) += alpha * acc, or (set) = alpha * acc + 0: the first K block of a beta == 0 product
+// writes C without reading it (bit for bit what zeroing C and adding gives: the + 0 turns −0 into +0).
+static void update_c(const float* acc, float* C, int ldc, float alpha, int mr, int nr, int set) {
   if (nr == UNR) {
     v128_t al = wasm_f32x4_splat(alpha);
+    v128_t z = wasm_f32x4_splat(0.0f);
     for (int i = 0; i < mr; i++) {
       float* c = C + (uint32_t)i * (uint32_t)ldc;
       for (int v = 0; v < UNV; v++) {
         v128_t x = wasm_f32x4_mul(al, wasm_v128_load(acc + i * UNR + 4 * v));
-        wasm_v128_store(c + 4 * v, wasm_f32x4_add(wasm_v128_load(c + 4 * v), x));
+        wasm_v128_store(c + 4 * v, wasm_f32x4_add(set ? z : wasm_v128_load(c + 4 * v), x));
       }
     }
     return;
   }
   for (int i = 0; i < mr; i++) {
-    for (int j = 0; j < nr; j++) C[(uint32_t)i * (uint32_t)ldc + j] += alpha * acc[i * UNR + j];
+    float* c = C + (uint32_t)i * (uint32_t)ldc;
+    for (int j = 0; j < nr; j++) c[j] = (set ? 0.0f : c[j]) + alpha * acc[i * UNR + j];
   }
 }
 
 void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, float* C, int ldc, float alpha,
                     float beta, int m0, int m1, int n0, int n1, float* scratch) {
   if (m0 >= m1 || n0 >= n1) return;
-  scale_c(C, ldc, m0, m1, n0, n1, beta);
-  if (alpha == 0.0f || K == 0) return;
+  if (alpha == 0.0f || K == 0) {
+    scale_c(C, ldc, m0, m1, n0, n1, beta);
+    return;
+  }
+  // beta == 0: the first K block stores into C (update_c's set), so C is neither zeroed nor read first
+  if (beta != 0.0f) scale_c(C, ldc, m0, m1, n0, n1, beta);
   float acc[UMR * UNR] __attribute__((aligned(16)));
   float* ap = scratch;
   float* bp = ap + MC * KC;
@@ -212,7 +219,8 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
           int nr = imin(UNR, nc - jr);
           for (int ir = 0; ir < mc; ir += UMR) {
             micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
-            update_c(acc, C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr, ldc, alpha, imin(UMR, mc - ir), nr);
+            update_c(acc, C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr, ldc, alpha, imin(UMR, mc - ir), nr,
+                     beta == 0.0f && pc == 0);
           }
         }
       }

@@ -107,6 +107,35 @@ describe.each([
     );
   }, 60_000);
 
+  it("beta 0 stores the first K block into C: bit for bit beta 1 over a zeroed C, whatever C held (fast-check)", () => {
+    // gemm.c's update_c writes alpha·acc + 0 on the first K block of a beta-0 product instead of
+    // zeroing C and adding: the same bits (−0 included), and NaN / garbage in C never read
+    const shape = fc.record({
+      M: fc.integer({ min: 2, max: 2 * UMR + 1 }),
+      N: fc.integer({ min: 1, max: 2 * NR + 1 }),
+      K: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: KC - 2, max: 2 * KC + 2 })),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+      alpha: fc.constantFrom(1, -1, 0.5),
+      seed: fc.integer({ min: 0, max: 1e9 }),
+    });
+    fc.assert(
+      fc.property(shape, ({ M, N, K, transA, transB, alpha, seed }) => {
+        const A = Float32Array.from({ length: M * K }, (_, i) => Math.sin(seed + i * 1.3));
+        const B = Float32Array.from({ length: K * N }, (_, i) => Math.cos(seed + i * 0.7));
+        // some products exactly −0 (a zero row of A times negative B entries)
+        for (let k = 0; k < K; k++) A[transA ? k * M : k] = 0;
+        const garbage = Float32Array.from({ length: M * N }, (_, i) => (i % 3 === 0 ? Number.NaN : i - 7.5));
+        const zeroed = new Float32Array(M * N);
+        const args = { M, N, K, A, B, transA, transB, alpha };
+        be.sgemm({ ...args, C: garbage, beta: 0 });
+        be.sgemm({ ...args, C: zeroed, beta: 1 });
+        expect(new Uint32Array(garbage.buffer)).toEqual(new Uint32Array(zeroed.buffer));
+      }),
+      { seed: 29, numRuns: 40 },
+    );
+  }, 60_000);
+
   it("one-row products (the decode matvec, 8 rows of B per pass) match the reference (fast-check)", () => {
     // N around multiples of the pass's 8 rows and of the threads' 64-row chunks, K around multiples of 4
     const shape = fc.record({
