@@ -441,12 +441,15 @@ class CacheOps extends RowOps {
     const base = s.cacheOffset[at.layer];
     const clen = s.cacheLen[at.layer];
     const { keyCache, valueCache } = s;
-    for (let r = 0; r < rows; r++) {
-      const o = base + ((pos + r) % clen) * kv;
-      for (let i = 0, j = r * kv; i < kv; i++, j++) {
-        keyCache[o + i] = k[j];
-        valueCache[o + i] = v[j];
-      }
+    // rows r.. go to cache slots (pos + r) mod clen: runs of consecutive slots, each one copy (later
+    // rows overwrite earlier ones when a chunk is longer than the cache, as one row at a time would)
+    for (let r = 0; r < rows; ) {
+      const slot = (pos + r) % clen;
+      const n = Math.min(rows - r, clen - slot);
+      const o = base + slot * kv;
+      keyCache.set(k.subarray(r * kv, (r + n) * kv), o);
+      valueCache.set(v.subarray(r * kv, (r + n) * kv), o);
+      r += n;
     }
     const { args, kernels, blocked } = this;
     const S = pos + rows;
