@@ -47,12 +47,17 @@ function rint(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** `y = W·x` with x rounded to integers of magnitude ≤ `qmax`, one float32 step per weight group. */
-function roundedQmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array, qmax: number): void {
+/**
+ * `y = W·x` with x rounded to integers of magnitude ≤ `qmax`, one float32 step per weight group; with `block`
+ * (int8), each block of `block` columns of a group takes the group's step divided by 2^e[b] (see
+ * {@link referenceQmatvecI8}), and the group's integer sum weighs block b by 2^(E − e[b]).
+ */
+function roundedQmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array, qmax: number, block = 0): void {
   const N = q.outFeatures;
   const K = q.inFeatures;
   const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
   const ng = Math.ceil(K / gs);
+  const E = block > 0 ? qmatvecI8Exponent(q) : 0;
   const xq = new Float64Array(K);
   const dx = new Float64Array(ng);
   for (let g = 0; g < ng; g++) {
@@ -60,8 +65,16 @@ function roundedQmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array, qm
     let mx = 0;
     for (let k = g * gs; k < k1; k++) mx = Math.max(mx, Math.abs(x[k]));
     const inv = mx > 0 ? Math.fround(qmax / mx) : 0;
-    dx[g] = Math.fround(mx / qmax);
-    for (let k = g * gs; k < k1; k++) xq[k] = Math.max(-qmax, Math.min(qmax, rint(Math.fround(x[k] * inv))));
+    dx[g] = Math.fround(Math.fround(mx / qmax) * 2 ** -E);
+    for (let b0 = g * gs; b0 < k1; b0 += block > 0 ? block : gs) {
+      const b1 = block > 0 ? Math.min(k1, b0 + block) : k1;
+      let mb = 0;
+      for (let k = b0; k < b1; k++) mb = Math.max(mb, Math.abs(x[k]));
+      let e = 0;
+      while (e < E && mb * 2 ** (e + 1) <= mx) e++;
+      for (let k = b0; k < b1; k++)
+        xq[k] = Math.max(-qmax, Math.min(qmax, rint(Math.fround(x[k] * inv) * 2 ** e))) * 2 ** (E - e);
+    }
   }
   for (let n = 0; n < N; n++) {
     let acc = 0;
@@ -74,6 +87,19 @@ function roundedQmatvec(q: QuantizedLinear, x: Float32Array, y: Float32Array, qm
     }
     y[n] = acc;
   }
+}
+
+/**
+ * The block exponent bound E of {@link referenceQmatvecI8} for `q` (which must {@link qmatvecI8Applies}): the
+ * largest E ≤ 14 with `groupLength · 8 · 127 · 2^E < 2^31` (per-channel: the columns rounded up to 32), so a
+ * group's integer sum stays exact in int32. 14 for 128-column groups.
+ */
+export function qmatvecI8Exponent(q: QuantizedLinear): number {
+  const Kp = Math.ceil(q.inFeatures / 32) * 32;
+  const gs = q.format.groupSize === -1 ? Kp : q.format.groupSize;
+  let e = 0;
+  while (e < 14 && gs * 8 * 127 * 2 ** (e + 1) < 2 ** 31) e++;
+  return e;
 }
 
 /**
@@ -94,13 +120,18 @@ export function referenceQmatvecI16(q: QuantizedLinear, x: Float32Array, y: Floa
 }
 
 /**
- * `y[N] = W·x` for one row of activations rounded to int8 per weight group (float64 sums), the precision of
- * llama.cpp's Q4_0 decode (which rounds x to int8 per 32 columns; here one step per weight group):
+ * `y[N] = W·x` for one row of activations rounded to int8 (float64 sums), the precision of llama.cpp's Q4_0 decode
+ * (which rounds x to int8 per 32 columns): one step per block b of 32 columns of weight group g, the group's step
+ * divided by a power of two so that the block's largest value rounds to at least 64 (down to 2^−E of the group's
+ * step, {@link qmatvecI8Exponent}):
  * ```
- * dx[g]  = max_{k∈g} |x[k]| / 127,  xq[k] = round(x[k] / dx[g])          (float32 scale, ties to even)
- * y[n]   = Σ_g scale[n,g] · dx[g] · Σ_{k∈g} (q[n,k] − zero[n,g]) · xq[k]
+ * dx[g]  = max_{k∈g} |x[k]| / 127                               (float32)
+ * e[b]   = the largest e ≤ E with max_{k∈b} |x[k]| · 2^e ≤ max_{k∈g} |x[k]|
+ * xq[k]  = round(x[k] · (127 / max_{k∈g} |x[k]|) · 2^e[b])      (float32 product, ties to even, |xq| ≤ 127)
+ * y[n]   = Σ_g scale[n,g] · dx[g]·2^−E · Σ_b 2^(E − e[b]) · Σ_{k∈b} (q[n,k] − zero[n,g]) · xq[k]
  * ```
- * so `|y − W·x| ≤ Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|`. Requires {@link qmatvecI8Applies}.
+ * so `|y − W·x| ≤ Σ_b dx[g]·2^−e[b]/2 · Σ_{k∈b} |w[n,k]|` (each block's step at most twice its own
+ * `max_{k∈b} |x[k]| / 127`, unless e[b] = E). Requires {@link qmatvecI8Applies}.
  */
 export function referenceQmatvecI8(q: QuantizedLinear, x: Float32Array, y: Float32Array): void {
   checkQuantCall("qmatvecI8", q, x, "x", q.inFeatures, 1, y, "y", q.outFeatures);
@@ -108,5 +139,5 @@ export function referenceQmatvecI8(q: QuantizedLinear, x: Float32Array, y: Float
     throw new Error(
       `referenceQmatvecI8: format ${q.format.name} is not a 3–4-bit affine format with whole-block groups`,
     );
-  roundedQmatvec(q, x, y, 127);
+  roundedQmatvec(q, x, y, 127, 32);
 }

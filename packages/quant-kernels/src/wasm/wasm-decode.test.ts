@@ -2,7 +2,12 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getFormat } from "../formats/registry";
 import { type AttentionArgs, referenceAttention } from "../reference/decode-attention";
-import { qmatvecI8Applies, referenceQmatvecI8, referenceQmatvecI16 } from "../reference/decode-qmatvec";
+import {
+  qmatvecI8Applies,
+  qmatvecI8Exponent,
+  referenceQmatvecI8,
+  referenceQmatvecI16,
+} from "../reference/decode-qmatvec";
 import { referenceDequantize } from "../reference/dequantize";
 import { referenceQmatmul } from "../reference/qmatmul";
 import { rtnQuantize } from "../rtn";
@@ -377,24 +382,38 @@ describe.each([
   },
 );
 
-/** `|y − W·x|` allowed by rounding x to int8 per weight group: `Σ_g dx[g]/2 · Σ_{k∈g} |w[n,k]|` (+ float slack). */
-function int8Bound(q: ReturnType<typeof rtnQuantize>, x: Float32Array): Float64Array {
+/**
+ * `|y − W·x|` allowed by rounding x to int8 with one step per 32-column block b of group g, the group's step
+ * `dx[g] = max_g |x| / 127` over 2^e[b] (e[b] the largest e ≤ E with `max_b |x| · 2^e ≤ max_g |x|`):
+ * `Σ_b dx[g]·2^−e[b]/2 · Σ_{k∈b} |w[n,k]|` (+ float slack). With `perGroup`, the bound of one step per group
+ * (e[b] = 0: the previous int8 path's, always at least as large).
+ */
+function int8Bound(q: ReturnType<typeof rtnQuantize>, x: Float32Array, perGroup = false): Float64Array {
   const N = q.outFeatures;
   const K = q.inFeatures;
   const w = new Float32Array(N * K);
   referenceDequantize(q, w);
   const gs = q.format.groupSize === -1 ? K : q.format.groupSize;
+  const E = perGroup ? 0 : qmatvecI8Exponent(q);
   const out = new Float64Array(N);
-  for (let n = 0; n < N; n++)
-    for (let g0 = 0; g0 < K; g0 += gs) {
-      let mx = 0;
-      let sw = 0;
-      for (let k = g0; k < Math.min(K, g0 + gs); k++) {
-        mx = Math.max(mx, Math.abs(x[k]));
-        sw += Math.abs(w[n * K + k]);
+  for (let g0 = 0; g0 < K; g0 += gs) {
+    const g1 = Math.min(K, g0 + gs);
+    let mx = 0;
+    for (let k = g0; k < g1; k++) mx = Math.max(mx, Math.abs(x[k]));
+    for (let b0 = g0; b0 < g1; b0 += 32) {
+      const b1 = Math.min(g1, b0 + 32);
+      let mb = 0;
+      for (let k = b0; k < b1; k++) mb = Math.max(mb, Math.abs(x[k]));
+      let e = 0;
+      while (e < E && mb * 2 ** (e + 1) <= mx) e++;
+      const step = (mx / 127) * 2 ** -e;
+      for (let n = 0; n < N; n++) {
+        let sw = 0;
+        for (let k = b0; k < b1; k++) sw += Math.abs(w[n * K + k]);
+        out[n] += (step / 2) * sw * (1 + 1e-5) + 1e-5 * mx * sw;
       }
-      out[n] += (mx / 127 / 2) * sw * (1 + 1e-5) + 1e-5 * mx * sw;
     }
+  }
   return out;
 }
 
@@ -449,6 +468,62 @@ describe.runIf(relaxed).each([1, 2])(
         ),
         { seed: 42, numRuns: 80 },
       );
+    });
+
+    it("blocks of very different magnitudes in a group (an outlier, zero blocks) keep their own int8 steps: the reference matched, the per-block bound met", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom("int4-g128-asym-f16", "int4-pc-asym-f16", "int3-g64-asym-f16", "int4-g32-sym-f16"),
+          fc.integer({ min: 1, max: 40 }),
+          fc.integer({ min: 1, max: 12 }),
+          fc.array(fc.integer({ min: -1, max: 20 }), { minLength: 12, maxLength: 12 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          (name, N, blocks, shifts, seed) => {
+            const rng = makeRng(seed);
+            const K = 32 * blocks;
+            const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat(name));
+            expect(qmatvecI8Applies(q)).toBe(true);
+            // block b scaled by 2^−shift (−1: a zero block), so a group's blocks sit up to 2^20 apart
+            const x = uniform(rng, K, 4);
+            for (let b = 0; b < blocks; b++)
+              for (let i = 32 * b; i < 32 * b + 32; i++) x[i] = shifts[b] < 0 ? 0 : x[i] * 2 ** -shifts[b];
+            expectQmatvecMatches(k, q, x, referenceQmatvecI8);
+            const exact = new Float32Array(N);
+            referenceQmatmul(x, 1, q, exact);
+            const want = new Float32Array(N);
+            referenceQmatvecI8(q, x, want);
+            const bound = int8Bound(q, x);
+            const groupBound = int8Bound(q, x, true);
+            for (let n = 0; n < N; n++) {
+              expect(Math.abs(want[n] - exact[n])).toBeLessThanOrEqual(bound[n] + 1e-6);
+              expect(bound[n]).toBeLessThanOrEqual(groupBound[n] * (1 + 1e-9));
+            }
+          },
+        ),
+        { seed: 13, numRuns: 60 },
+      );
+    });
+
+    it("an outlier column: the other blocks of its 128-column group round to 1/64 of the group's step or finer", () => {
+      const rng = makeRng(21);
+      const N = 16;
+      const K = 256;
+      const q = rtnQuantize(uniform(rng, N * K, 1), N, K, getFormat("int4-g128-asym-f16"));
+      expect(qmatvecI8Exponent(q)).toBe(14);
+      const x = uniform(rng, K, 1);
+      x[3] = 100; // column 3: ~100× its group's other values
+      x[200] = -60;
+      const exact = new Float32Array(N);
+      referenceQmatmul(x, 1, q, exact);
+      const got = new Float32Array(N);
+      k.qmatvec(q, x, got);
+      const bound = int8Bound(q, x);
+      const groupBound = int8Bound(q, x, true);
+      for (let n = 0; n < N; n++) {
+        expect(Math.abs(got[n] - exact[n])).toBeLessThanOrEqual(bound[n] + 1e-5);
+        // three of each group's four blocks take a step 2^6 (or more) finer than the group's
+        expect(bound[n]).toBeLessThan(groupBound[n] * 0.3);
+      }
     });
 
     it("the four-row kernel over whole groups (one to many int16 runs a group), odd row counts included, matches the reference", () => {

@@ -58,7 +58,8 @@ export interface DecodeKernels {
    * {@link referenceQmatvecI16} in wasm SIMD: `y = W·x` for one row, x rounded to int16 per weight group,
    * integer dot products (`i32x4.dot_i16x8_s`) over the resident 2/4/8-bit codes, scale and zero once per group.
    * With {@link DecodeKernels.qmatvecActivations} `"int8"`, a layer that {@link qmatvecI8Applies} (3–4 bits)
-   * runs {@link referenceQmatvecI8} instead: x rounded to int8 per weight group, relaxed SIMD's
+   * runs {@link referenceQmatvecI8} instead: x rounded to int8 with one step per 32-column block (the weight
+   * group's step over a power of two), relaxed SIMD's
    * `i16x8.relaxed_dot_i8x16_i7x16_s` over the unsigned codes (twice the products per instruction).
    * The layer becomes resident as for `qmatmul`. `x` and `y` may live in wasm memory ({@link DecodeKernels.allocF32}):
    * then they are read and written in place (x when `inFeatures` is a whole number of 128-bit code blocks and it does
