@@ -20,7 +20,7 @@
 // Byte i of a block holds two fields; field f of byte i is column 4·(2·(i&3) + f) + (i>>2) of the block
 // (kernels.h's word layout read as bytes), so x is stored permuted to that order, one v128 of xq per field.
 // 1–2-bit layers keep decode_qmv.c's int16 activations (with 2-bit codes this path measured no faster).
-// Rows go four at a time (each xq load serves four rows), taken from the quarters of a 32-row chunk as in
+// Rows go four at a time (each xq load serves four rows), taken from the quarters of a 128-row chunk as in
 // decode_qmv.c; every row's integer group sums and float steps are those of the one-row kernel.
 #include "decode.h"
 
@@ -126,7 +126,7 @@ static void qmv8_rows4(const v128_t* const* w, const v128_t* xq, const v128_t* m
   *y[3] = wasm_f32x4_extract_lane(tot, 3);
 }
 
-#define QMV8_CHUNK 32
+#define QMV8_CHUNK 128  // as decode_qmv.c's QMV_CHUNK
 
 void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
   (void)tid;
