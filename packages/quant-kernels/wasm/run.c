@@ -32,6 +32,21 @@ static int gemm_col_chunk(int N, int nth) {
   return c < 64 ? 64 : c > 256 ? 256 : c;
 }
 
+// Columns (of N for qmatmul, of K for qmatmulT) per work item of a packed GEMM: two items per thread,
+// a multiple of `align`, at most 512. Every item packs all of its A rows again
+// (x for qmatmul, g for qmatmulT), so fewer, larger items cost less CPU than the old fixed 128 columns
+// (N = 2048 took 16 items, 16 packs of x); two per thread keep the dynamic split (next_chunk) able to
+// even out a thread that is descheduled. A column lands in one item whatever the split, and each of
+// its outputs is summed over the same K blocks in the same order, so results are bit-identical for
+// any nth.
+static int qmm_col_chunk(int total, int nth, int align) {
+  int c = (total + 2 * nth - 1) / (2 * nth);
+  c = (c + align - 1) / align * align;
+  int cap = 512 / align * align;
+  if (cap < align) cap = align;
+  return c > cap ? cap : c < align ? align : c;
+}
+
 QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
   float* scratch = PTR(float*, (uint32_t)job[J_SCRATCH] + (uint32_t)tid * (uint32_t)job[J_STRIDE]);
   int lo, hi;
@@ -110,7 +125,9 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
       int N = d[D_N], K = d[D_K], Kp = d[D_KP], rows = job[Q_ROWS];
       BSource bs = {B_QUANT_T, 0, 0, 0, d};
-      while (next_chunk(job, N, 128, &lo, &hi)) {
+      // Whole NR-wide B panels per item (each thread dequantizes only its own columns' panels).
+      int chunk = qmm_col_chunk(N, nth, 64);
+      while (next_chunk(job, N, chunk, &lo, &hi)) {
         qk_gemm_region(K, PTR(const float*, job[Q_X]), Kp, 0, &bs, PTR(float*, job[Q_Y]), N, 1.0f, 0.0f, 0, rows, lo,
                        hi, scratch);
       }
@@ -120,7 +137,10 @@ QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {
       const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
       int N = d[D_N], K = d[D_K], rows = job[Q_ROWS];
       BSource bs = {B_QUANT_N, 0, 0, 0, d};
-      while (next_chunk(job, K, 128, &lo, &hi)) {
+      // Items start on a 64-column boundary (whole container blocks, 4-aligned for the fast decode);
+      // block formats on a 256-column one, so no ggml block is decoded by two items.
+      int chunk = qmm_col_chunk(K, nth, d[D_BLOCK] ? 256 : 64);
+      while (next_chunk(job, K, chunk, &lo, &hi)) {
         qk_gemm_region(N, PTR(const float*, job[Q_X]), N, 0, &bs, PTR(float*, job[Q_Y]), K, 1.0f, 0.0f, 0, rows, lo,
                        hi, scratch);
       }

@@ -27,6 +27,7 @@ interface WorkerInit {
  * (eval worker) and in a browser `Worker` (blob URL), so the built package needs no worker file.
  */
 function workerMain(init: WorkerInit, post: (m: unknown) => void): void {
+  const SPIN_LOADS = 1000;
   const inst = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
   const ex = inst.exports as unknown as {
     __stack_pointer: WebAssembly.Global;
@@ -38,7 +39,11 @@ function workerMain(init: WorkerInit, post: (m: unknown) => void): void {
   post("ready");
   for (;;) {
     let gen = Atomics.load(ctrl, 0);
-    for (let i = 0; i < 20000 && gen === seen; i++) gen = Atomics.load(ctrl, 0);
+    // A short spin (SPIN_LOADS loads, some tens of µs) catches a job that follows at once; then sleep.
+    // The caller runs JavaScript between kernel calls (autograd's element-wise ops, copies), often for
+    // milliseconds, and a longer spin (it was 20000 loads, ~0.5 ms) burned that time on this core after
+    // every job: a training step's ~1500 jobs cost the worker ~1 s of CPU that did no work.
+    for (let i = 0; i < SPIN_LOADS && gen === seen; i++) gen = Atomics.load(ctrl, 0);
     if (gen === seen) {
       Atomics.wait(ctrl, 0, seen);
       continue;
