@@ -4,7 +4,9 @@
 // scripts/build-wasm.mjs): plain SIMD, where a multiply-add is a separate multiply and add (rounded as the
 // scalar references round), and relaxed SIMD (-mrelaxed-simd), where the micro-kernel and the one-row
 // product with a transposed B (the decode matvec) use f32x4.relaxed_madd, a fused multiply-add on CPUs that
-// have one. B panels come from a float matrix or are
+// have one. A full 6×8 tile goes from the micro-kernel's registers straight into C (micro_kernel_c); edge
+// tiles go through an accumulator buffer (update_c), with the same arithmetic. B panels come from a float
+// matrix or are
 // dequantized from a resident quantized weight a tile at a time (the fused qmatmul / qmatmulT paths), so
 // the full float weight is never built.
 #include "kernels.h"
@@ -173,6 +175,29 @@ __attribute__((noinline)) static void micro_kernel(int kc, const float* a, const
     for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);
 }
 
+// As micro_kernel, but the full UMR×UNR tile goes straight into C: C = alpha·acc + (set ? 0 : C).
+// alpha is read through a pointer after the k loop, so no float is live in the loop besides the
+// accumulators (a live float would take the 16th xmm register and spill an accumulator).
+__attribute__((noinline)) static void micro_kernel_c(int kc, const float* a, const float* b, float* C, int ldc,
+                                                     const float* alphap, int set) {
+  v128_t c[UMR][UNV];
+  for (int i = 0; i < UMR; i++)
+    for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);
+  for (int k = 0; k < kc; k++) {
+    UK_STEP(a, b);
+    a += UMR;
+    b += UNR;
+  }
+  v128_t al = wasm_v128_load32_splat(alphap);
+  for (int i = 0; i < UMR; i++) {
+    float* row = C + (uint32_t)i * (uint32_t)ldc;
+    for (int v = 0; v < UNV; v++) {
+      v128_t x = wasm_f32x4_mul(al, c[i][v]);
+      wasm_v128_store(row + 4 * v, wasm_f32x4_add(set ? wasm_f32x4_splat(0.0f) : wasm_v128_load(row + 4 * v), x));
+    }
+  }
+}
+
 // C[0..mr)[0..nr) += alpha * acc, or (set) = alpha * acc + 0: the first K block of a beta == 0 product
 // writes C without reading it (bit for bit what zeroing C and adding gives: the + 0 turns −0 into +0).
 static void update_c(const float* acc, float* C, int ldc, float alpha, int mr, int nr, int set) {
@@ -218,9 +243,14 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
         for (int jr = 0; jr < nc; jr += UNR) {
           int nr = imin(UNR, nc - jr);
           for (int ir = 0; ir < mc; ir += UMR) {
-            micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
-            update_c(acc, C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr, ldc, alpha, imin(UMR, mc - ir), nr,
-                     beta == 0.0f && pc == 0);
+            float* ct = C + (uint32_t)(ic + ir) * (uint32_t)ldc + jc + jr;
+            int set = beta == 0.0f && pc == 0;
+            if (nr == UNR && ir + UMR <= mc) {
+              micro_kernel_c(kc, ap + ir * kc, bp + jr * kc, ct, ldc, &alpha, set);
+            } else {
+              micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
+              update_c(acc, ct, ldc, alpha, imin(UMR, mc - ir), nr, set);
+            }
           }
         }
       }

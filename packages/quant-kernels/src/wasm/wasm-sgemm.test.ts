@@ -136,6 +136,56 @@ describe.each([
     );
   }, 60_000);
 
+  it("a row of C has the same bits whether a full 6×8 tile (written by the micro-kernel) or an edge tile holds it (fast-check)", () => {
+    // full tiles go straight from the micro-kernel's registers into C (micro_kernel_c), edge tiles
+    // through its accumulator buffer (update_c): the same multiply and add, so M (and N) must not
+    // change a single bit of the rows (columns) both products have
+    const shape = fc.record({
+      // (M = 1 is the GEMV path, another summation order)
+      M: fc.integer({ min: 2, max: 3 * UMR }),
+      N: fc.integer({ min: 1, max: 3 * NR }),
+      K: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: KC - 2, max: KC + 9 })),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+      alpha: fc.constantFrom(1, -0.5),
+      beta: fc.constantFrom(0, 1, -0.5),
+      seed: fc.integer({ min: 0, max: 1e9 }),
+    });
+    fc.assert(
+      fc.property(shape, ({ M, N, K, transA, transB, alpha, beta, seed }) => {
+        const M2 = M + 1;
+        const N2 = N + 1;
+        // A: M2 rows of K (row i the same in both products), B: K × N2 (column j the same)
+        const aAt = (i: number, k: number) => Math.sin(seed + i * 1.7 + k * 0.3);
+        const bAt = (k: number, j: number) => Math.cos(seed + k * 0.9 + j * 2.1);
+        const mk = (m: number, n: number) => {
+          const A = new Float32Array(m * K);
+          for (let i = 0; i < m; i++)
+            for (let k = 0; k < K; k++) A[transA ? k * m + i : i * K + k] = aAt(i, k);
+          const B = new Float32Array(K * n);
+          for (let k = 0; k < K; k++)
+            for (let j = 0; j < n; j++) B[transB ? j * K + k : k * n + j] = bAt(k, j);
+          const C = Float32Array.from({ length: m * n }, (_, e) =>
+            Math.tan(Math.floor(e / n) + (e % n) * 0.37),
+          );
+          be.sgemm({ M: m, N: n, K, A, B, C, transA, transB, alpha, beta });
+          return C;
+        };
+        const small = mk(M, N);
+        const big = mk(M2, N2);
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) {
+            if (!Object.is(small[i * N + j], big[i * N2 + j]))
+              expect.fail(
+                `C[${i}][${j}]: ${small[i * N + j]} (${M}×${N}) vs ${big[i * N2 + j]} (${M2}×${N2})`,
+              );
+          }
+        }
+      }),
+      { seed: 31, numRuns: 40 },
+    );
+  }, 60_000);
+
   it("one-row products (the decode matvec, 8 rows of B per pass) match the reference (fast-check)", () => {
     // N around multiples of the pass's 8 rows and of the threads' 64-row chunks, K around multiples of 4
     const shape = fc.record({
