@@ -58,12 +58,23 @@ static void pack_rows_t(const float* const* rows, int w, int kc, float* dst) {
       wasm_v128_store(d + 2 * w, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
       wasm_v128_store(d + 3 * w, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
     }
-    for (int h = w4; h < w; h++) {
-      const float* r = rows[h] + kk;
-      dst[kk * w + h] = r[0];
-      dst[(kk + 1) * w + h] = r[1];
-      dst[(kk + 2) * w + h] = r[2];
-      dst[(kk + 3) * w + h] = r[3];
+    if (w - w4 == 2) {
+      // two rows left (the 6-row A panels): interleave them, two floats per k
+      v128_t v0 = wasm_v128_load(rows[w4] + kk), v1 = wasm_v128_load(rows[w4 + 1] + kk);
+      v128_t lo = wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), hi = wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7);
+      float* d = dst + kk * w + w4;
+      wasm_v128_store64_lane(d, lo, 0);
+      wasm_v128_store64_lane(d + w, lo, 1);
+      wasm_v128_store64_lane(d + 2 * w, hi, 0);
+      wasm_v128_store64_lane(d + 3 * w, hi, 1);
+    } else {
+      for (int h = w4; h < w; h++) {
+        const float* r = rows[h] + kk;
+        dst[kk * w + h] = r[0];
+        dst[(kk + 1) * w + h] = r[1];
+        dst[(kk + 2) * w + h] = r[2];
+        dst[(kk + 3) * w + h] = r[3];
+      }
     }
   }
   for (; kk < kc; kk++) {
