@@ -186,6 +186,30 @@ __attribute__((noinline)) static void micro_kernel(int kc, const float* a, const
     for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);
 }
 
+// micro_kernel for an edge tile of R < UMR rows (the A panel keeps its UMR stride; rows past R are
+// neither multiplied nor stored): each accumulator takes the same multiply-adds in the same order as in
+// micro_kernel, so the rows' sums have the same bits.
+#define MICRO_KERNEL_ROWS(name, R)                                                          \
+  __attribute__((noinline)) static void name(int kc, const float* a, const float* b, float* acc) { \
+    v128_t c[R][UNV];                                                                       \
+    for (int i = 0; i < R; i++)                                                             \
+      for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);                       \
+    for (int k = 0; k < kc; k++) {                                                          \
+      v128_t bv[UNV];                                                                       \
+      for (int v = 0; v < UNV; v++) bv[v] = wasm_v128_load(b + 4 * v);                      \
+      for (int i = 0; i < R; i++) {                                                         \
+        v128_t av = wasm_v128_load32_splat(a + i);                                          \
+        for (int v = 0; v < UNV; v++) UMADD(c[i][v], av, bv[v]);                            \
+      }                                                                                     \
+      a += UMR;                                                                             \
+      b += UNR;                                                                             \
+    }                                                                                       \
+    for (int i = 0; i < R; i++)                                                             \
+      for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);        \
+  }
+MICRO_KERNEL_ROWS(micro_kernel_2, 2)
+MICRO_KERNEL_ROWS(micro_kernel_4, 4)
+
 // As micro_kernel, but the full UMR×UNR tile goes straight into C: C = alpha·acc + (set ? 0 : C).
 // alpha is read through a pointer after the k loop, so no float is live in the loop besides the
 // accumulators (a live float would take the 16th xmm register and spill an accumulator).
@@ -259,8 +283,11 @@ void qk_gemm_region(int K, const float* A, int lda, int ta, const BSource* bs, f
             if (nr == UNR && ir + UMR <= mc) {
               micro_kernel_c(kc, ap + ir * kc, bp + jr * kc, ct, ldc, &alpha, set);
             } else {
-              micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
-              update_c(acc, ct, ldc, alpha, imin(UMR, mc - ir), nr, set);
+              int mr = imin(UMR, mc - ir);
+              if (mr <= 2) micro_kernel_2(kc, ap + ir * kc, bp + jr * kc, acc);
+              else if (mr <= 4) micro_kernel_4(kc, ap + ir * kc, bp + jr * kc, acc);
+              else micro_kernel(kc, ap + ir * kc, bp + jr * kc, acc);
+              update_c(acc, ct, ldc, alpha, mr, nr, set);
             }
           }
         }
