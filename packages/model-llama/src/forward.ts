@@ -65,17 +65,19 @@ export function rope(
   state: RunState,
 ): void {
   const half = hs / 2;
+  const { ropeCos, ropeSin } = state;
   for (let r = 0; r < rows; r++) {
     const t = (pos + r) * half;
-    const o = r * width;
-    for (let i = 0; i < width; i += 2) {
-      const j = t + ((i % hs) >> 1);
-      const c = state.ropeCos[j];
-      const s = state.ropeSin[j];
-      const v0 = v[o + i];
-      const v1 = v[o + i + 1];
-      v[o + i] = v0 * c - v1 * s;
-      v[o + i + 1] = v0 * s + v1 * c;
+    // head by head: pair m of every head reads table entry t + m
+    for (let h = r * width; h < (r + 1) * width; h += hs) {
+      for (let m = 0, i = h; m < half; m++, i += 2) {
+        const c = ropeCos[t + m];
+        const s = ropeSin[t + m];
+        const v0 = v[i];
+        const v1 = v[i + 1];
+        v[i] = v0 * c - v1 * s;
+        v[i + 1] = v0 * s + v1 * c;
+      }
     }
   }
 }
