@@ -9,8 +9,15 @@ import { type CliIo, CliError, EXIT } from "./cli-io";
 import { DEVICES, type Device, intIn, oneOf } from "./options";
 import { relaxedSimdOptOut } from "./relaxed-simd";
 
-/** The `--device` and io of the command running now (read by {@link withBackend}). */
-const running = new AsyncLocalStorage<{ device: Device | undefined; io: CliIo }>();
+/** Activations of the one-row (decode) matvec over 3–4-bit layers: see {@link decodeActivationsOption}. */
+export const DECODE_ACTIVATIONS = ["int16", "int8"] as const;
+
+/** The `--device`, `--decode-activations` and io of the command running now (read by {@link withBackend}). */
+const running = new AsyncLocalStorage<{
+  device: Device | undefined;
+  decodeActivations: (typeof DECODE_ACTIVATIONS)[number] | undefined;
+  io: CliIo;
+}>();
 
 /** What an action receives: positional arguments (parsed), options, and the io. */
 export type Action = (
@@ -41,8 +48,13 @@ export async function runProgram(
     .action(async function (this: Command) {
       const opts = this.opts();
       code =
-        (await running.run({ device: opts.device as Device | undefined, io }, () =>
-          action(this.processedArgs as unknown[], opts, io),
+        (await running.run(
+          {
+            device: opts.device as Device | undefined,
+            decodeActivations: opts.decodeActivations as (typeof DECODE_ACTIVATIONS)[number] | undefined,
+            io,
+          },
+          () => action(this.processedArgs as unknown[], opts, io),
         )) ?? EXIT.ok;
     });
   try {
@@ -90,6 +102,20 @@ export function deviceOption(): Option {
 }
 
 /**
+ * `--decode-activations <int16|int8>`: how the WebAssembly backend's one-row (decode) matvec over 3- and
+ * 4-bit layers rounds the activations: `int16` (the default; logits within ≈ 1e-3 of their range of the
+ * float reference) or `int8` (one power-of-two step per 32 columns, as llama.cpp's Q4_0 × Q8_0 decode rounds
+ * them: ≈ 1.3× faster INT4 decoding, logits move by ≈ 1e-2 of their range, so a greedy sample can differ).
+ * Needs the relaxed-SIMD module (on by default where the engine has it) and the wasm device.
+ */
+export function decodeActivationsOption(): Option {
+  return new Option(
+    "--decode-activations <bits>",
+    "activations of the decode matvec over 3-4-bit layers: int16 (default) or int8 (faster, llama.cpp Q4_0's precision; needs relaxed SIMD)",
+  ).argParser(oneOf(DECODE_ACTIVATIONS));
+}
+
+/**
  * `--max-resident-mb <n>`: the WebAssembly backend's budget for resident (re-packed) layer copies;
  * default unlimited. Training a model near the memory limit wants a small one (0 keeps only the layer
  * in use, at the cost of re-packing each layer whenever it is used).
@@ -115,6 +141,12 @@ export async function withBackend<T>(
 ): Promise<T> {
   const ctx = running.getStore();
   const device = ctx?.device ?? "wasm";
+  const decodeActivations = ctx?.decodeActivations;
+  if (decodeActivations === "int8" && (threads === 0 || device === "reference"))
+    throw new CliError(
+      `--decode-activations int8 needs the WebAssembly kernels (got ${threads === 0 ? "--threads 0" : "--device reference"})`,
+      EXIT.usage,
+    );
   const cpu =
     threads === 0 || device === "reference"
       ? createReferenceBackend()
@@ -122,6 +154,7 @@ export async function withBackend<T>(
           ...(threads === undefined ? {} : { threads }),
           ...(maxResidentMb === undefined ? {} : { maxResidentBytes: maxResidentMb * 1e6 }),
           ...(relaxedSimdOptOut() ? { relaxedSimd: false } : {}),
+          ...(decodeActivations === undefined ? {} : { decodeActivations }),
         });
   const backend =
     device === "webgpu"

@@ -2,6 +2,7 @@ import { copyFileSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import { SHARED, sharedPath } from "@int21/shared-data";
 import { afterAll, describe, expect, it } from "vitest";
+import { setUpRelaxedSimd } from "../relaxed-simd";
 import { cli, removeTempDirs, tempDir } from "../testing";
 
 const MODEL = sharedPath(SHARED.stories260K);
@@ -284,5 +285,62 @@ describe("int21 generate on Hugging Face fixtures (padded vocabulary, chat templ
     expect(c.code).toBe(1);
     expect(c.err).toContain(`${pt}: holds PyTorch pickle weights (pytorch_model.bin) and no safetensors`);
     expect(c.err).toContain("safe_serialization=True");
+  }, 120_000);
+});
+
+describe("int21 generate --decode-activations", () => {
+  it("int8 decodes an INT4 checkpoint; it needs relaxed SIMD and the wasm kernels; other values exit 2", async () => {
+    expect(setUpRelaxedSimd({})).toBe(true);
+    const q = join(tempDir(), "int4.bin");
+    const made = await cli([
+      "quantize",
+      MODEL,
+      "--bits",
+      "4",
+      "--method",
+      "rtn",
+      "-o",
+      q,
+      "--quiet",
+      "--threads",
+      "1",
+    ]);
+    expect(made.code).toBe(0);
+    const args = [
+      "generate",
+      q,
+      "--temperature",
+      "0",
+      "--steps",
+      "24",
+      "--threads",
+      "1",
+      "--quiet",
+      "--json",
+    ];
+    const int16 = await cli(args);
+    const int8 = await cli([...args, "--decode-activations", "int8"]);
+    expect(int16.code).toBe(0);
+    expect(int8.code).toBe(0);
+    const ids = (r: { out: string }) => (JSON.parse(r.out) as { generatedIds: number[] }).generatedIds;
+    expect(ids(int8)).toHaveLength(ids(int16).length);
+    expect(ids(int8).length).toBeGreaterThan(0);
+    // the option reaches the backend: without the relaxed-SIMD module it is refused by name
+    const saved = process.env.INT21_RELAXED_SIMD;
+    process.env.INT21_RELAXED_SIMD = "0";
+    try {
+      const plain = await cli([...args, "--decode-activations", "int8"]);
+      expect(plain.code).toBe(1);
+      expect(plain.err).toContain('decodeActivations "int8" needs the relaxed-SIMD module');
+    } finally {
+      if (saved === undefined) delete process.env.INT21_RELAXED_SIMD;
+      else process.env.INT21_RELAXED_SIMD = saved;
+    }
+    const ref = await cli(["generate", q, "--threads", "0", "--quiet", "--decode-activations", "int8"]);
+    expect(ref.code).toBe(2);
+    expect(ref.err).toContain("--decode-activations int8 needs the WebAssembly kernels (got --threads 0)");
+    const bad = await cli(["generate", q, "--quiet", "--decode-activations", "int4"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--decode-activations");
   }, 120_000);
 });

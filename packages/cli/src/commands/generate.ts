@@ -6,7 +6,14 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type CliIo, CliError, EXIT } from "../cli-io";
-import { deviceOption, runProgram, threadsOption, withBackend, writeJson } from "../command";
+import {
+  decodeActivationsOption,
+  deviceOption,
+  runProgram,
+  threadsOption,
+  withBackend,
+  writeJson,
+} from "../command";
 import { attachAdapterDir, openModel, openTokenizer } from "../model-loading";
 import { intIn, numberIn } from "../options";
 import { backendLabel } from "../relaxed-simd";
@@ -57,6 +64,7 @@ export function generateProgram(): Command {
     )
     .addOption(threadsOption())
     .addOption(deviceOption())
+    .addOption(decodeActivationsOption())
     .option(
       "--json",
       "print one JSON document (text, promptIds, generatedIds and statistics) instead of streaming",
