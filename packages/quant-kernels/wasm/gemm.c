@@ -158,30 +158,30 @@ static void pack_b(const BSource* s, int p0, int kc, int j0, int nc, float* bp, 
   }
 }
 
-// One k step of the micro-kernel.
-#define UK_STEP(a, b)                                              \
-  do {                                                             \
-    v128_t bv[UNV];                                                \
-    for (int v = 0; v < UNV; v++) bv[v] = wasm_v128_load((b) + 4 * v); \
-    for (int i = 0; i < UMR; i++) {                                \
-      v128_t av = wasm_v128_load32_splat((a) + i);                 \
-      for (int v = 0; v < UNV; v++) UMADD(c[i][v], av, bv[v]);     \
-    }                                                              \
-  } while (0)
+// The R×UNR accumulators c of a tile, zeroed, then kc k steps over the packed panels a (stride UMR: rows
+// past R are never read) and b. Every kernel below runs this same loop, so a row's sums have the same bits
+// whichever kernel holds it. Not unrolled: an unrolled body (clang interleaves the steps) needs more
+// registers than x64 has.
+#define UK_TILE(R, kc, a, b)                                                   \
+  v128_t c[R][UNV];                                                           \
+  for (int i = 0; i < (R); i++)                                               \
+    for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);           \
+  for (int k = 0; k < (kc); k++) {                                            \
+    v128_t bv[UNV];                                                           \
+    for (int v = 0; v < UNV; v++) bv[v] = wasm_v128_load((b) + 4 * v);        \
+    for (int i = 0; i < (R); i++) {                                           \
+      v128_t av = wasm_v128_load32_splat((a) + i);                            \
+      for (int v = 0; v < UNV; v++) UMADD(c[i][v], av, bv[v]);                \
+    }                                                                         \
+    a += UMR;                                                                 \
+    b += UNR;                                                                 \
+  }
 
 // acc[i][j] = Σ_kk Apanel[kk][i] · Bpanel[kk][j] (UMR×UNR). Out of line with nothing else live, so
 // that the engine's register allocator keeps every accumulator in a register (and the hot loop is a
 // small function that the engine's optimizing tier takes over after a few calls).
 __attribute__((noinline)) static void micro_kernel(int kc, const float* a, const float* b, float* acc) {
-  v128_t c[UMR][UNV];
-  for (int i = 0; i < UMR; i++)
-    for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);
-  // Not unrolled: an unrolled body (clang interleaves the steps) needs more registers than x64 has.
-  for (int k = 0; k < kc; k++) {
-    UK_STEP(a, b);
-    a += UMR;
-    b += UNR;
-  }
+  UK_TILE(UMR, kc, a, b)
   for (int i = 0; i < UMR; i++)
     for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);
 }
@@ -189,23 +189,11 @@ __attribute__((noinline)) static void micro_kernel(int kc, const float* a, const
 // micro_kernel for an edge tile of R < UMR rows (the A panel keeps its UMR stride; rows past R are
 // neither multiplied nor stored): each accumulator takes the same multiply-adds in the same order as in
 // micro_kernel, so the rows' sums have the same bits.
-#define MICRO_KERNEL_ROWS(name, R)                                                          \
+#define MICRO_KERNEL_ROWS(name, R)                                                                  \
   __attribute__((noinline)) static void name(int kc, const float* a, const float* b, float* acc) { \
-    v128_t c[R][UNV];                                                                       \
-    for (int i = 0; i < R; i++)                                                             \
-      for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);                       \
-    for (int k = 0; k < kc; k++) {                                                          \
-      v128_t bv[UNV];                                                                       \
-      for (int v = 0; v < UNV; v++) bv[v] = wasm_v128_load(b + 4 * v);                      \
-      for (int i = 0; i < R; i++) {                                                         \
-        v128_t av = wasm_v128_load32_splat(a + i);                                          \
-        for (int v = 0; v < UNV; v++) UMADD(c[i][v], av, bv[v]);                            \
-      }                                                                                     \
-      a += UMR;                                                                             \
-      b += UNR;                                                                             \
-    }                                                                                       \
-    for (int i = 0; i < R; i++)                                                             \
-      for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);        \
+    UK_TILE(R, kc, a, b)                                                                          \
+    for (int i = 0; i < R; i++)                                                                   \
+      for (int v = 0; v < UNV; v++) wasm_v128_store(acc + i * UNR + 4 * v, c[i][v]);              \
   }
 MICRO_KERNEL_ROWS(micro_kernel_2, 2)
 MICRO_KERNEL_ROWS(micro_kernel_4, 4)
@@ -215,14 +203,7 @@ MICRO_KERNEL_ROWS(micro_kernel_4, 4)
 // accumulators (a live float would take the 16th xmm register and spill an accumulator).
 __attribute__((noinline)) static void micro_kernel_c(int kc, const float* a, const float* b, float* C, int ldc,
                                                      const float* alphap, int set) {
-  v128_t c[UMR][UNV];
-  for (int i = 0; i < UMR; i++)
-    for (int v = 0; v < UNV; v++) c[i][v] = wasm_f32x4_splat(0.0f);
-  for (int k = 0; k < kc; k++) {
-    UK_STEP(a, b);
-    a += UMR;
-    b += UNR;
-  }
+  UK_TILE(UMR, kc, a, b)
   v128_t al = wasm_v128_load32_splat(alphap);
   for (int i = 0; i < UMR; i++) {
     float* row = C + (uint32_t)i * (uint32_t)ldc;

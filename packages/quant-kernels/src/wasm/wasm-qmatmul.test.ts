@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createReferenceBackend } from "../reference/backend";
 import { rtnQuantize } from "../rtn";
 import { randomUniform, randomWeights } from "../testing";
+import type { QuantizedLinear } from "../types";
 import { maxRelErr } from "../testing/tolerances";
 import { type WasmBackend, createWasmBackend } from "./wasm-backend";
 import { FUSED_MAX_ROWS, QMATMUL_PARALLEL } from "./wasm-qmatmul";
@@ -29,6 +30,24 @@ describe("tiled qmatmul / qmatmulT split over threads", () => {
   const rowsFor = (N: number, K: number, extra: number) =>
     Math.max(FUSED_MAX_ROWS + 1, Math.ceil(QMATMUL_PARALLEL / (N * K))) + extra;
 
+  /** `op` on 1 and 2 threads: bit-identical, and within 1e-5 of the reference. */
+  function expectSplitAgrees(
+    op: "qmatmul" | "qmatmulT",
+    input: Float32Array,
+    rows: number,
+    q: QuantizedLinear,
+  ) {
+    const len = rows * (op === "qmatmul" ? q.outFeatures : q.inFeatures);
+    const want = new Float32Array(len);
+    const a = new Float32Array(len);
+    const b = new Float32Array(len);
+    ref[op](input, rows, q, want);
+    one[op](input, rows, q, a);
+    two[op](input, rows, q, b);
+    expect(b).toEqual(a);
+    expect(maxRelErr(a, want)).toBeLessThan(1e-5);
+  }
+
   it("1 and 2 threads agree bit for bit and match the reference (property: N, K across item edges)", () => {
     fc.assert(
       fc.property(
@@ -40,24 +59,8 @@ describe("tiled qmatmul / qmatmulT split over threads", () => {
         (name, N, K, extra, seed) => {
           const rows = rowsFor(N, K, extra);
           const q = rtnQuantize(randomWeights(N * K, seed), N, K, name);
-          const x = randomUniform(rows * K, seed + 1);
-          const want = new Float32Array(rows * N);
-          const y1 = new Float32Array(rows * N);
-          const y2 = new Float32Array(rows * N);
-          ref.qmatmul(x, rows, q, want);
-          one.qmatmul(x, rows, q, y1);
-          two.qmatmul(x, rows, q, y2);
-          expect(y2).toEqual(y1);
-          expect(maxRelErr(y1, want)).toBeLessThan(1e-5);
-          const g = randomUniform(rows * N, seed + 2);
-          const dwant = new Float32Array(rows * K);
-          const d1 = new Float32Array(rows * K);
-          const d2 = new Float32Array(rows * K);
-          ref.qmatmulT(g, rows, q, dwant);
-          one.qmatmulT(g, rows, q, d1);
-          two.qmatmulT(g, rows, q, d2);
-          expect(d2).toEqual(d1);
-          expect(maxRelErr(d1, dwant)).toBeLessThan(1e-5);
+          expectSplitAgrees("qmatmul", randomUniform(rows * K, seed + 1), rows, q);
+          expectSplitAgrees("qmatmulT", randomUniform(rows * N, seed + 2), rows, q);
         },
       ),
       { numRuns: 8 },
@@ -69,23 +72,7 @@ describe("tiled qmatmul / qmatmulT split over threads", () => {
     const K = 1280;
     const rows = rowsFor(N, K, 1);
     const q = rtnQuantize(randomWeights(N * K, 77), N, K, "q4_k");
-    const g = randomUniform(rows * N, 78);
-    const dwant = new Float32Array(rows * K);
-    const d1 = new Float32Array(rows * K);
-    const d2 = new Float32Array(rows * K);
-    ref.qmatmulT(g, rows, q, dwant);
-    one.qmatmulT(g, rows, q, d1);
-    two.qmatmulT(g, rows, q, d2);
-    expect(d2).toEqual(d1);
-    expect(maxRelErr(d1, dwant)).toBeLessThan(1e-5);
-    const x = randomUniform(rows * K, 79);
-    const want = new Float32Array(rows * N);
-    const y1 = new Float32Array(rows * N);
-    const y2 = new Float32Array(rows * N);
-    ref.qmatmul(x, rows, q, want);
-    one.qmatmul(x, rows, q, y1);
-    two.qmatmul(x, rows, q, y2);
-    expect(y2).toEqual(y1);
-    expect(maxRelErr(y1, want)).toBeLessThan(1e-5);
+    expectSplitAgrees("qmatmulT", randomUniform(rows * N, 78), rows, q);
+    expectSplitAgrees("qmatmul", randomUniform(rows * K, 79), rows, q);
   }, 30_000);
 });
