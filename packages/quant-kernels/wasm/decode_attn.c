@@ -7,9 +7,6 @@
 // (row, head) pairs; the scores of one item live in the thread's scratch.
 #include "decode.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-static inline int imax(int a, int b) { return a > b ? a : b; }
-
 static inline float dot(const float* a, const float* b, int n) {
   v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
   int i = 0;

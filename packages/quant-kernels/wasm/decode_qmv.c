@@ -33,7 +33,7 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr,
   int fpi = 16 / cb, bw = 128 / cb;
   v128_t c16 = wasm_i16x8_splat((int16_t)(1 << (cb - 1)));
   for (int g = 0; g < ng; g++) {
-    int k0 = g * gs, k1 = qmv_imin(k0 + gs, Kp);
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
     float mx = absmax_f32(x, k0, k1);
     float inv = mx > 0.0f ? 32767.0f / mx : 0.0f;
     float dx = mx / 32767.0f;
@@ -79,7 +79,7 @@ static void prep_x(const int32_t* d, const float* x, int16_t* xq, v128_t* ncorr,
     float zt = 0.0f;                                                                                          \
     for (int g = 0; g < ng; g++) {                                                                            \
       v128_t a0 = ncorr[g], a1 = wasm_i32x4_splat(0);                                                         \
-      for (int b = g * bpg, be = qmv_imin(b + bpg, nb); b < be; b++) {                                            \
+      for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {                                            \
         v128_t v = wasm_v128_xor(wasm_v128_load(w + b), tops);                                                \
         const v128_t* xb = xq + b * fpi;                                                                      \
         _Pragma("clang loop unroll(full)") for (int f = 0; f < fpi; f += 2) {                                 \
@@ -188,14 +188,6 @@ static Rows2 rows2_for(int bpg) {
   return bpg == 1 ? qmv_rows2_2x1 : qmv_rows2_2;
 }
 
-// Rows per work chunk: a pass takes rows n, n + q, n + 2q, n + 3q (q = a quarter of the chunk; halves for the
-// two-row kernel), streams of codes far enough apart to be fetched side by side. 128 rows (streams 32 rows,
-// 12 KB of INT4 codes at 768 columns, apart: other pages) against 32 measured, 1 thread, interleaved in one
-// process over 37–58 MB of distinct layers (out of cache, as in a decode token): INT4 g128 2048×768 +9 %,
-// 768×768 +6 %, 32000×768 +7 %, INT2 g64 2048×768 +7 %, int8 activations 2048×768 +26 %; in cache the same.
-// Only layers above QMV_PARALLEL split across threads, so the larger chunk costs no balance on decode shapes.
-#define QMV_CHUNK 128
-
 void qk_qmv_run(int32_t* job, int tid, float* scratch) {
 #ifdef __wasm_relaxed_simd__
   if (job[QV_I8]) {
@@ -226,7 +218,7 @@ void qk_qmv_run(int32_t* job, int tid, float* scratch) {
     int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
     int n0 = c * QMV_CHUNK;
     if (n0 >= N) break;
-    int n1 = qmv_imin(n0 + QMV_CHUNK, N);
+    int n1 = imin(n0 + QMV_CHUNK, N);
     int n = n0;
     if (whole && cb != 2) {
       int qr = (n1 - n0) >> 2;

@@ -39,7 +39,7 @@ static void prep_x8(const int32_t* d, const float* x, int8_t* xq, v128_t* mul, v
   int Kp = d[D_KP], ng = d[D_NG], gs = d[D_GS];
   int emax = qmv8_emax(gs);
   for (int g = 0; g < ng; g++) {
-    int k0 = g * gs, k1 = qmv_imin(k0 + gs, Kp);
+    int k0 = g * gs, k1 = imin(k0 + gs, Kp);
     float mx = absmax_f32(x, k0, k1);
     float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
     float dx = mx / 127.0f;
@@ -80,7 +80,7 @@ static float qmv8_row(const v128_t* w, const v128_t* xq, const v128_t* mul, cons
   float tot = 0.0f, zt = 0.0f;
   for (int g = 0; g < ng; g++) {
     v128_t a = ncorr[g];
-    for (int b = g * bpg, be = qmv_imin(b + bpg, nb); b < be; b++) {
+    for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {
       v128_t v = wasm_v128_xor(wasm_v128_load(w + b), tops);
       a = wasm_i32x4_add(a, wasm_i32x4_dot_i16x8(DOT2(xq[2 * b], xq[2 * b + 1], v, m), mul[b]));
     }
@@ -101,7 +101,7 @@ static void qmv8_rows4(const v128_t* const* w, const v128_t* xq, const v128_t* m
   v128_t tot = wasm_f32x4_splat(0.0f), zt = tot;
   for (int g = 0; g < ng; g++) {
     v128_t a0 = ncorr[g], a1 = a0, a2 = a0, a3 = a0;
-    _Pragma("clang loop unroll(disable)") for (int b = g * bpg, be = qmv_imin(b + bpg, nb); b < be; b++) {
+    _Pragma("clang loop unroll(disable)") for (int b = g * bpg, be = imin(b + bpg, nb); b < be; b++) {
       v128_t x0 = xq[2 * b], x1 = xq[2 * b + 1], mb = mul[b];
       v128_t v0 = wasm_v128_xor(wasm_v128_load(w0 + b), tops), v1 = wasm_v128_xor(wasm_v128_load(w1 + b), tops);
       v128_t v2 = wasm_v128_xor(wasm_v128_load(w2 + b), tops), v3 = wasm_v128_xor(wasm_v128_load(w3 + b), tops);
@@ -126,8 +126,6 @@ static void qmv8_rows4(const v128_t* const* w, const v128_t* xq, const v128_t* m
   *y[3] = wasm_f32x4_extract_lane(tot, 3);
 }
 
-#define QMV8_CHUNK 128  // as decode_qmv.c's QMV_CHUNK
-
 void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
   (void)tid;
   const int32_t* d = PTR(const int32_t*, job[Q_DESC]);
@@ -149,9 +147,9 @@ void qk_qmv8_run(int32_t* job, int tid, float* scratch) {
   const v128_t* x8 = (const v128_t*)xq;
   for (;;) {
     int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
-    int n0 = c * QMV8_CHUNK;
+    int n0 = c * QMV_CHUNK;
     if (n0 >= N) break;
-    int n1 = qmv_imin(n0 + QMV8_CHUNK, N);
+    int n1 = imin(n0 + QMV_CHUNK, N);
     int n = n0;
     int qr = (n1 - n0) >> 2;
     for (; n < n0 + qr; n++) {

@@ -12,8 +12,6 @@
 #include "kernels.h"
 #include "quant.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // C[m0..m1)[n0..n1) *= beta (beta == 0 overwrites, ignoring NaN in the old C).
 static void scale_c(float* C, int ldc, int m0, int m1, int n0, int n1, float beta) {
   if (beta == 1.0f) return;

@@ -5,8 +5,6 @@
 // product before the last is exact in float32, so the one rounding matches and the decode is bit-exact.
 #include "quant.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // ggml type ids (ggml.h).
 #define T_Q4_0 2
 #define T_Q4_1 3

@@ -12,6 +12,10 @@
 #define QK_EXPORT(name) __attribute__((export_name(#name)))
 #define QK_INLINE static inline __attribute__((always_inline))
 
+// min / max of two ints, for every kernel file.
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
 // ---- Job record: int32 slots at the job pointer ------------------------------------------------
 // Common header.
 #define J_OP 0          // operation id (OP_*)

@@ -7,8 +7,6 @@
 // codes decode with two shifts (shl, shr_s) and no mask.
 #include "quant.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // Columns of x per tile in the fused matvec (16 KiB of x).
 #define QK_XTILE 16384
 

@@ -6,8 +6,6 @@
 #include "train.h"
 #include "decode.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // Dynamic scheduling: threads take chunks [c*chunk, (c+1)*chunk) of [0, total) with an atomic add on
 // the job's J_NEXT slot (zeroed by the caller), so a thread that is descheduled on a busy machine
 // does not hold the others up. Returns 0 when no chunk is left.
@@ -20,17 +18,20 @@ static int next_chunk(int32_t* job, int total, int chunk, int* lo, int* hi) {
   return 1;
 }
 
+// ceil(total / (2·nth)) columns rounded up to a multiple of align, clamped to [lo, hi]: two work items per
+// thread (the split used by the GEMMs below).
+static int col_items(int total, int nth, int align, int lo, int hi) {
+  int c = (total + 2 * nth - 1) / (2 * nth);
+  c = (c + align - 1) / align * align;
+  return c < lo ? lo : c > hi ? hi : c;
+}
+
 // Columns per work item of a float GEMM split over N: 256, or less so that nth threads get at least
 // two items each (N = 768 in 256-column items would leave one of two threads a third of the work
 // idle); a multiple of NR, at least 64. Every item packs all of A again, so more items cost more: at
 // 512 × 768 × 768, four items per thread (96 columns) took 5% more CPU than one thread's 256-column
 // items, two (192 columns) 1–2%.
-static int gemm_col_chunk(int N, int nth) {
-  if (nth <= 1) return 256;
-  int c = (N + 2 * nth - 1) / (2 * nth);
-  c = (c + NR - 1) / NR * NR;
-  return c < 64 ? 64 : c > 256 ? 256 : c;
-}
+static int gemm_col_chunk(int N, int nth) { return nth <= 1 ? 256 : col_items(N, nth, NR, 64, 256); }
 
 // Columns (of N for qmatmul, of K for qmatmulT) per work item of a packed GEMM: two items per thread,
 // a multiple of `align`, at most 512. Every item packs all of its A rows again
@@ -40,11 +41,8 @@ static int gemm_col_chunk(int N, int nth) {
 // its outputs is summed over the same K blocks in the same order, so results are bit-identical for
 // any nth.
 static int qmm_col_chunk(int total, int nth, int align) {
-  int c = (total + 2 * nth - 1) / (2 * nth);
-  c = (c + align - 1) / align * align;
   int cap = 512 / align * align;
-  if (cap < align) cap = align;
-  return c > cap ? cap : c < align ? align : c;
+  return col_items(total, nth, align, align, cap < align ? align : cap);
 }
 
 QK_EXPORT(qk_run) void qk_run(int32_t* job, int tid, int nth) {

@@ -5,8 +5,6 @@
 // TRAIN_CE_CUTOFF), x_t −= 1; an ignored row becomes all 0. Work items are rows.
 #include "train.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 int qk_train_next(int32_t* job, int total, int chunk, int* lo, int* hi) {
   int c = __atomic_fetch_add(&job[J_NEXT], 1, __ATOMIC_RELAXED);
   int64_t a = (int64_t)c * chunk;

@@ -8,8 +8,6 @@
 // columns for the weight gradient).
 #include "train.h"
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-
 // Σ_j a[j]·b[j]·c[j] (c may be 0: Σ a·b).
 static double dot3(const float* a, const float* b, const float* c, int d) {
   v128_t acc = wasm_f32x4_splat(0.0f);
