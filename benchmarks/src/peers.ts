@@ -275,18 +275,16 @@ for (const shape of shapes) {
           l.cpuMs,
         );
       }
-      if (bench && existsSync(gguf[peer])) {
-        if (fmt === "f32") {
-          const lp = llamaBench(bench, gguf[peer], "prefill", seq);
-          record(`${shape} prefill llama.cpp ${peer}`, lp, Number(lp.out.tokensPerSec), lp.wallMs, lp.cpuMs);
-          record(
-            `${shape} prefill llama.cpp ${peer} (CPU time)`,
-            lp,
-            Number(lp.out.cpuTokensPerSec),
-            lp.wallMs,
-            lp.cpuMs,
-          );
-        }
+      if (bench && existsSync(gguf[peer]) && fmt === "f32") {
+        const lp = llamaBench(bench, gguf[peer], "prefill", seq);
+        record(`${shape} prefill llama.cpp ${peer}`, lp, Number(lp.out.tokensPerSec), lp.wallMs, lp.cpuMs);
+        record(
+          `${shape} prefill llama.cpp ${peer} (CPU time)`,
+          lp,
+          Number(lp.out.cpuTokensPerSec),
+          lp.wallMs,
+          lp.cpuMs,
+        );
       }
     }
     for (const [label, dir] of doPrefill ? who : []) {
